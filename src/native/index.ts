@@ -1,0 +1,171 @@
+/**
+ * The one module that talks to the kernel. Every native call of netmap-ts goes through here,
+ * through koffi bindings on libc. Keep it small: thin wrappers that turn a failing call into
+ * a NetmapError with the errno name, nothing more.
+ *
+ * Addresses are plain JavaScript numbers: user-space addresses on x86-64 and arm64 are below
+ * 2^48, well inside the 2^53 range of exact integers.
+ */
+import koffi from 'koffi';
+import { NetmapError, errnoName } from '../errors.js';
+
+const libc = koffi.load('libc.so.6');
+
+const c = {
+  open: libc.func('int open(const char *path, int flags, int mode)'),
+  close: libc.func('int close(int fd)'),
+  ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  mmapPtr: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  mmapAt: libc.func('uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(uintptr_t addr, size_t length)'),
+  getpid: libc.func('int getpid()'),
+  gettid: libc.func('int gettid()'),
+  kill: libc.func('int kill(int pid, int sig)'),
+  flock: libc.func('int flock(int fd, int operation)'),
+  // syscall(2) is written in assembly in glibc and reads its arguments from registers, so a fixed
+  // prototype is safe and far cheaper per call than koffi's variadic path.
+  futex: libc.func('long syscall(long nr, uintptr_t uaddr, long op, long val, void *timeout, uintptr_t uaddr2, long val3)'),
+  futexWaitv: libc.func('long syscall(long nr, void *waiters, long count, long flags, void *timeout, long clockid)'),
+};
+
+export const O_RDONLY = 0, O_RDWR = 2, O_CREAT = 0o100, O_EXCL = 0o200, O_CLOEXEC = 0o2000000;
+export const PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2;
+export const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
+export const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+const SYS_futex = 202, SYS_futex_waitv = 449;
+const FUTEX_WAIT = 0, FUTEX_WAKE = 1;
+const FUTEX_32 = 2;
+
+function check(result: number, what: string): number {
+  if (result < 0) {
+    const errno = koffi.errno();
+    throw new NetmapError(errnoName(errno), `${what} failed: errno ${errno}`);
+  }
+  return result;
+}
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+export function openFile(path: string, flags: number, mode = 0o600): number {
+  return check(c.open(path, flags | O_CLOEXEC, mode), `open(${path})`);
+}
+
+export function closeFd(fd: number): void {
+  c.close(fd);
+}
+
+export function ftruncate(fd: number, length: number): void {
+  check(c.ftruncate(fd, length), 'ftruncate');
+}
+
+/** Whole-file advisory lock; returns false instead of throwing when LOCK_NB finds it held. */
+export function flock(fd: number, operation: number): boolean {
+  const r = c.flock(fd, operation);
+  if (r < 0) {
+    const e = koffi.errno();
+    if (e === 11 /* EWOULDBLOCK */) return false;
+    throw new NetmapError(errnoName(e), `flock failed: errno ${e}`);
+  }
+  return true;
+}
+
+/**
+ * Reserves `length` bytes of address space (no memory, no access) and returns its address and an
+ * ArrayBuffer spanning it. Files are later mapped into it with mapFileAt(). Touching a part that
+ * has nothing mapped is a fatal SIGSEGV, so callers only index inside mapped regions.
+ */
+export function reserveAddressSpace(length: number): { address: number; buffer: ArrayBuffer } {
+  const ptr = c.mmapPtr(null, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  const address = Number(koffi.address(ptr));
+  if (address === 0 || address === 2 ** 64 - 1 || address < 0) throw new NetmapError('ENOMEM', `cannot reserve ${length} bytes of address space`);
+  return { address, buffer: koffi.view(ptr, length) as ArrayBuffer };
+}
+
+/** Maps `length` bytes of file `fd` (from offset 0) read-write and shared at exactly `address`. */
+export function mapFileAt(address: number, length: number, fd: number): void {
+  const r = c.mmapAt(address, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+  if (Number(r) !== address) {
+    const e = koffi.errno();
+    throw new NetmapError(errnoName(e), `mmap of ${length} bytes failed: errno ${e}`);
+  }
+}
+
+/** Puts inaccessible, memory-free address space back over [address, address+length). */
+export function unmapToReserved(address: number, length: number): void {
+  c.mmapAt(address, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+export function getpid(): number {
+  return c.getpid();
+}
+
+export function gettid(): number {
+  return c.gettid();
+}
+
+/** True when process `pid` exists (kill(pid, 0) succeeds or fails with EPERM). */
+export function processAlive(pid: number): boolean {
+  if (pid <= 0) return false;
+  if (c.kill(pid, 0) === 0) return true;
+  return koffi.errno() === 1; // EPERM: it exists but belongs to someone else
+}
+
+const timespec = Buffer.alloc(16);
+
+/**
+ * Sleeps while the 32-bit word at `address` equals `expected`, at most `timeoutMs` (negative:
+ * no limit). Shared (not private) futex, so it works across processes mapping the same file.
+ * Returns false on timeout.
+ */
+export function futexWait(address: number, expected: number, timeoutMs: number): boolean {
+  let ts: Buffer | null = null;
+  if (timeoutMs >= 0) {
+    timespec.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
+    timespec.writeBigInt64LE(BigInt(Math.floor((timeoutMs % 1000) * 1e6)), 8);
+    ts = timespec;
+  }
+  const r = c.futex(SYS_futex, address, FUTEX_WAIT, expected | 0, ts, 0, 0);
+  if (r < 0) return koffi.errno() !== 110; // ETIMEDOUT
+  return true;
+}
+
+/** Wakes up to `count` waiters on the word at `address`. */
+export function futexWake(address: number, count = 0x7fffffff): number {
+  return Number(c.futex(SYS_futex, address, FUTEX_WAKE, count, null, 0, 0));
+}
+
+const MAX_WAITV = 128;
+const waitvBuffer = Buffer.alloc(MAX_WAITV * 24);
+const waitvTimeout = Buffer.alloc(16);
+
+/**
+ * Sleeps until any of the words changes from its expected value (futex_waitv, Linux 5.16+),
+ * at most `timeoutMs`. Returns false on timeout.
+ */
+export function futexWaitAny(addresses: ArrayLike<number>, expected: ArrayLike<number>, count: number, timeoutMs: number): boolean {
+  if (count === 1) return futexWait(addresses[0]!, expected[0]!, timeoutMs);
+  if (count > MAX_WAITV) count = MAX_WAITV;
+  for (let i = 0; i < count; i++) {
+    waitvBuffer.writeBigUInt64LE(BigInt(expected[i]! >>> 0), i * 24);
+    waitvBuffer.writeBigUInt64LE(BigInt(addresses[i]!), i * 24 + 8);
+    waitvBuffer.writeUInt32LE(FUTEX_32, i * 24 + 16);
+    waitvBuffer.writeUInt32LE(0, i * 24 + 20);
+  }
+  let ts: Buffer | null = null;
+  if (timeoutMs >= 0) {
+    // futex_waitv takes an absolute CLOCK_MONOTONIC deadline.
+    const deadlineNs = process.hrtime.bigint() + BigInt(Math.floor(timeoutMs * 1e6));
+    waitvTimeout.writeBigInt64LE(deadlineNs / 1000000000n, 0);
+    waitvTimeout.writeBigInt64LE(deadlineNs % 1000000000n, 8);
+    ts = waitvTimeout;
+  }
+  const r = c.futexWaitv(SYS_futex_waitv, waitvBuffer, count, 0, ts, 1 /* CLOCK_MONOTONIC */);
+  if (r < 0) return koffi.errno() !== 110;
+  return true;
+}
+
+/** The koffi module itself, for the socket and ioctl bindings of the interfaces layer. */
+export { koffi, libc };
