@@ -169,3 +169,121 @@ export function futexWaitAny(addresses: ArrayLike<number>, expected: ArrayLike<n
 
 /** The koffi module itself, for the socket and ioctl bindings of the interfaces layer. */
 export { koffi, libc };
+
+// ---- sockets and interfaces (interfaces layer) ----------------------------------------------
+// Thin wrappers for AF_PACKET sockets, TAP devices and interface ioctls (src/interfaces/ uses
+// them). Hot-path calls (sendto kick, poll, read, write) take plain numbers: memory is passed as
+// an absolute address (AddressSpace.absolute(offset)) so no Buffer is made per call.
+const net = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)'),
+  bind: libc.func('int bind(int fd, const void *addr, uint32_t len)'),
+  // ioctl is variadic in C; glibc's wrapper reads the third argument from its register, so a fixed
+  // prototype with a pointer is safe (as for syscall above).
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, void *arg)'),
+  sendto: libc.func('intptr_t sendto(int fd, uintptr_t buf, size_t len, int flags, uintptr_t addr, uint32_t addrlen)'),
+  sendmmsg: libc.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  read: libc.func('intptr_t read(int fd, uintptr_t buf, size_t count)'),
+  write: libc.func('intptr_t write(int fd, uintptr_t buf, size_t count)'),
+  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  setns: libc.func('int setns(int fd, int nstype)'),
+};
+
+export const AF_PACKET = 17, AF_INET = 2;
+export const SOCK_RAW = 3, SOCK_DGRAM = 2, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1, SOL_PACKET = 263;
+export const SO_MARK = 36, SO_ATTACH_FILTER = 26, SO_RCVBUF = 8, SO_SNDBUF = 7;
+export const MSG_DONTWAIT = 0x40;
+export const POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16;
+export const CLONE_NEWNET = 0x40000000;
+
+/** socket(2); throws EPERM (not root), EAFNOSUPPORT-as-EIO and so on. */
+export function socket(domain: number, type: number, protocol: number): number {
+  return check(net.socket(domain, type | SOCK_CLOEXEC, protocol), 'socket');
+}
+
+/** setsockopt(2) with an int value. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(value | 0, 0);
+  check(net.setsockopt(fd, level, name, b, 4), `setsockopt(level ${level}, option ${name})`);
+}
+
+/** setsockopt(2) with a struct value. */
+export function setsockoptBuffer(fd: number, level: number, name: number, value: Buffer): void {
+  check(net.setsockopt(fd, level, name, value, value.length), `setsockopt(level ${level}, option ${name})`);
+}
+
+/** getsockopt(2) into `value`; returns the length the kernel wrote. */
+export function getsockoptBuffer(fd: number, level: number, name: number, value: Buffer): number {
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(value.length, 0);
+  check(net.getsockopt(fd, level, name, value, len), `getsockopt(level ${level}, option ${name})`);
+  return len.readUInt32LE(0);
+}
+
+export function bind(fd: number, addr: Buffer): void {
+  check(net.bind(fd, addr, addr.length), 'bind');
+}
+
+/** ioctl(2) with a struct argument; returns the (non-negative) result. */
+export function ioctl(fd: number, request: number, arg: Buffer): number {
+  return check(net.ioctl(fd, request, arg), `ioctl(0x${request.toString(16)})`);
+}
+
+/**
+ * sendto(2) of `len` bytes at absolute address `address` (0 and 0: the TX-ring kick). Returns the
+ * byte count, or -errno (no throw: EAGAIN/ENOBUFS are routine on a hot path).
+ */
+export function sendto(fd: number, address: number, len: number, flags: number): number {
+  const r = Number(net.sendto(fd, address, len, flags, 0, 0));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** sendmmsg(2) over a prepared mmsghdr array; returns messages sent or -errno. */
+export function sendmmsg(fd: number, msgvec: Buffer, count: number, flags: number): number {
+  const r = net.sendmmsg(fd, msgvec, count, flags);
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** poll(2) over a prepared pollfd array; returns the ready count, 0 on timeout, -errno. */
+export function poll(fds: Buffer, count: number, timeoutMs: number): number {
+  const r = net.poll(fds, count, timeoutMs);
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** read(2) into absolute address `address`; returns bytes or -errno (no throw). */
+export function readAt(fd: number, address: number, len: number): number {
+  const r = Number(net.read(fd, address, len));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** write(2) from absolute address `address`; returns bytes or -errno (no throw). */
+export function writeAt(fd: number, address: number, len: number): number {
+  const r = Number(net.write(fd, address, len));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** if_nametoindex(3); 0 when there is no such interface. */
+export function ifNameToIndex(name: string): number {
+  return net.ifNameToIndex(name) >>> 0;
+}
+
+/** setns(2) for the calling thread. */
+export function setns(fd: number, nstype: number): void {
+  check(net.setns(fd, nstype), 'setns');
+}
+
+/** Absolute address of a Buffer's bytes (for structs that hold pointers, like mmsghdr). */
+export function bufferAddress(b: Buffer): number {
+  return Number(koffi.address(b));
+}
+
+const ioctlValueFn = libc.func('int ioctl(int fd, unsigned long request, uintptr_t arg)');
+
+/** ioctl(2) whose argument is a plain value (TUNSETPERSIST and the like). */
+export function ioctlValue(fd: number, request: number, value: number): number {
+  return check(ioctlValueFn(fd, request, value), `ioctl(0x${request.toString(16)})`);
+}
