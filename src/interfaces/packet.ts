@@ -73,7 +73,7 @@ function setPromisc(fd: number, ifindex: number): void {
 function dropMarkFilter(mark: number): Buffer {
   // ld [SKF_AD_OFF + SKF_AD_MARK]; jeq #mark, drop, accept; accept: ret #-1; drop: ret #0
   const insns: Array<[number, number, number, number]> = [
-    [0x20, 0, 0, 0xfffff008],
+    [0x20, 0, 0, 0xfffff014],
     [0x15, 1, 0, mark >>> 0],
     [0x06, 0, 0, 0xffffffff],
     [0x06, 0, 0, 0],
