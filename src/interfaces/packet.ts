@@ -147,7 +147,7 @@ export class PacketReceiver {
   readonly blockSize: number;
   readonly blockCount: number;
   readonly frameSize: number;
-  /** Fanout group id (0 when not in a fanout group). */
+  /** Fanout group id (-1 when not in a fanout group). */
   readonly fanoutGroup: number;
   /** Offset of the ring in the address space. */
   readonly ringOffset: number;
@@ -215,7 +215,7 @@ export class PacketReceiver {
       if (opts.dropMark !== undefined) attachFilter(fd, dropMarkFilter(opts.dropMark));
       native.bind(fd, sockaddrLl(ETH_P_ALL_BE, this.ifindex));
       if (opts.promisc ?? true) setPromisc(fd, this.ifindex);
-      let group = 0;
+      let group = -1;
       if (opts.fanoutGroup !== undefined) {
         const mode = opts.fanoutMode ?? FANOUT_HASH;
         if (opts.fanoutGroup < 0) {
