@@ -27,11 +27,19 @@ function which(cmd: string): boolean {
   return false;
 }
 
-/** Why namespace tests cannot run here (not root, `ip` missing, ...), or null when they can. */
+/**
+ * Why namespace tests cannot run here (not root, `ip` or a command of `needs` missing; 'tun' stands
+ * for /dev/net/tun), or null when they can.
+ */
 export function skipReason(needs: string[] = []): string | null {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces)';
-  for (const cmd of ['ip', ...needs]) if (!which(cmd)) return `needs the '${cmd}' command`;
-  if (!fs.existsSync('/dev/net/tun') && needs.includes('tun')) return 'needs /dev/net/tun';
+  for (const cmd of ['ip', ...needs]) {
+    if (cmd === 'tun') {
+      if (!fs.existsSync('/dev/net/tun')) return 'needs /dev/net/tun';
+    } else if (!which(cmd)) {
+      return `needs the '${cmd}' command`;
+    }
+  }
   return null;
 }
 

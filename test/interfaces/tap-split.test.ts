@@ -1,0 +1,196 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-if-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
+const { PacketReceiver, PacketTransmitter } = await import('../../src/interfaces/packet.js');
+const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
+const { HostSplit, SPLIT_MARK, hasSplitRules, removeStaleSplits, sinkDeviceName } = await import('../../src/interfaces/split.js');
+const { interfaceExists, interfaceInfo } = await import('../../src/interfaces/ifinfo.js');
+const { space } = await import('../../src/memory/space.js');
+const { NetmapError } = await import('../../src/errors.js');
+const { arpRequest, mac } = await import('./frames.js');
+
+const skip = skipReason(['tc', 'ping', 'tun']);
+if (skip !== null) console.log(`# skipping TAP and split tests: ${skip}`);
+const opts = { skip: skip ?? false, timeout: 60_000 };
+
+const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
+
+/** A scratch area of the address space for frames: a transmit ring slot we never commit. */
+function scratch(tx: InstanceType<typeof PacketTransmitter>): number {
+  const at = tx.slot();
+  assert.ok(at >= 0);
+  return at;
+}
+
+test('TAP: create, write a frame the kernel answers, read the answer; persistent and exclusive', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a');
+  lab.enter(a);
+  const tap = TapDevice.open('nmtap0');
+  const peer = mac('02:00:00:00:aa:01');
+  try {
+    lab.must(a, 'ip', ['addr', 'add', '198.18.1.1/24', 'dev', 'nmtap0']);
+    assert.equal(interfaceInfo('nmtap0').up, true);
+    const tx = new PacketTransmitter('lo');
+    const buf = scratch(tx);
+    const len = arpRequest(buf, peer, [198, 18, 1, 2], [198, 18, 1, 1]);
+    assert.equal(tap.write(buf, len), true);
+    const u8 = space().u8;
+    const v = space().view;
+    let reply = false;
+    const deadline = Date.now() + 3000;
+    while (!reply && Date.now() < deadline) {
+      tap.wait(50);
+      for (let n = tap.read(buf, 2048); n > 0; n = tap.read(buf, 2048)) {
+        // an ARP reply to our MAC saying 198.18.1.1 is at the TAP's MAC
+        if (v.getUint16(buf + 12) === 0x0806 && v.getUint16(buf + 20) === 2 && u8[buf + 28] === 198 && u8[buf + 31] === 1) reply = true;
+      }
+      await sleep(1);
+    }
+    tx.close();
+    assert.ok(reply, 'the kernel answered an ARP request written to the TAP');
+    assert.ok(tap.sent === 1 && tap.received >= 1);
+    assert.throws(() => TapDevice.open('nmtap0', { exclusive: true }), isCode('EBUSY'));
+  } finally {
+    tap.close();
+  }
+  assert.equal(interfaceExists('nmtap0'), false, 'a non-persistent TAP goes away with its descriptor');
+  // persistent
+  const p = TapDevice.open('nmtap1', { persist: true });
+  p.close();
+  assert.equal(interfaceExists('nmtap1'), true);
+  const again = TapDevice.open('nmtap1', { existing: true });
+  again.close();
+  removeTap('nmtap1');
+  assert.equal(interfaceExists('nmtap1'), false);
+  assert.throws(() => TapDevice.open('nmtap9', { existing: true }), isCode('ENXIO'));
+  assert.throws(() => TapDevice.open('bad/name'), isCode('EINVAL'));
+  lab.leave();
+}));
+
+function ping(lab: { run(ns: string, c: string, a: string[]): { status: number } }, ns: string, addr: string): boolean {
+  return lab.run(ns, 'ping', ['-c', '1', '-W', '1', addr]).status === 0;
+}
+
+test('split: the stack stops seeing the wire (ping fails, our receiver still sees it), removal restores it', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  assert.ok(ping(lab, b, '198.18.0.1'), 'ping works before');
+  lab.enter(a);
+  const split = HostSplit.install('a0');
+  const rx = new PacketReceiver('a0', { dropMark: SPLIT_MARK });
+  try {
+    assert.ok(hasSplitRules('a0'));
+    assert.throws(() => HostSplit.install('a0'), isCode('EBUSY'));
+    assert.throws(() => HostSplit.install('nmts-none'), isCode('ENXIO'));
+    assert.throws(() => HostSplit.install(sinkDeviceName(interfaceInfo('a0').index)), isCode('EINVAL'));
+    assert.equal(ping(lab, b, '198.18.0.1'), false, 'ping fails while split');
+    assert.equal(ping(lab, a, '198.18.0.2'), false, 'the stack cannot send to the wire either');
+    let frames = 0;
+    while (rx.next() >= 0) frames++;
+    assert.ok(frames > 0, 'the wire is still visible to packet sockets');
+  } finally {
+    rx.close();
+    split.remove();
+  }
+  assert.equal(hasSplitRules('a0'), false);
+  assert.equal(interfaceExists(sinkDeviceName(interfaceInfo('a0').index)), false);
+  lab.leave();
+  assert.ok(ping(lab, b, '198.18.0.1'), 'ping works after');
+}));
+
+test('split: a userspace bridge between the wire and the host rings carries a ping', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  lab.enter(a);
+  const split = HostSplit.install('a0', { capture: true });
+  const rx = new PacketReceiver('a0', { dropMark: SPLIT_MARK });
+  const nicTx = new PacketTransmitter('a0');
+  const hostTx = new PacketTransmitter('a0', { qdiscBypass: false, mark: SPLIT_MARK });
+  lab.leave();
+  try {
+    const child = lab.spawn(b, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.0.1']);
+    let status: number | null = null;
+    child.on('exit', (c) => { status = c ?? 1; });
+    let toHost = 0, toWire = 0;
+    const deadline = Date.now() + 10_000;
+    while (status === null && Date.now() < deadline) {
+      while (rx.next() >= 0) {
+        const at = hostTx.slot();
+        if (at < 0) break;
+        hostTx.commit(rx.copyFrame(at, hostTx.maxFrame));
+        toHost++;
+      }
+      hostTx.kick();
+      hostTx.reclaim();
+      for (;;) {
+        const at = nicTx.slot();
+        if (at < 0) break;
+        const n = split.host.read(at, nicTx.maxFrame);
+        if (n <= 0) break;
+        nicTx.commit(n);
+        toWire++;
+      }
+      nicTx.kick();
+      nicTx.reclaim();
+      rx.wait(1);
+      await sleep(0);
+    }
+    assert.equal(status, 0, `ping through the host rings (${toHost} frames to the host, ${toWire} to the wire)`);
+    assert.ok(toHost >= 3 && toWire >= 3);
+  } finally {
+    rx.close();
+    nicTx.close();
+    hostTx.close();
+    lab.enter(a);
+    split.remove();
+    lab.leave();
+  }
+}));
+
+test('split: after SIGKILL of the owner the interface is cleaned by the next install or removeStaleSplits', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  const mod = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
+  const script = `import(${JSON.stringify(mod)}).then((m) => { m.HostSplit.install('a0', { capture: true }); console.log('ready'); setInterval(() => {}, 1000); });`;
+  for (const recovery of ['install', 'sweep'] as const) {
+    const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const deadline = Date.now() + 10_000;
+    while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+    assert.ok(out.includes('ready'), 'the owner process installed the split');
+    lab.enter(a);
+    assert.throws(() => HostSplit.install('a0'), isCode('EBUSY'), 'held by a live process');
+    lab.leave();
+    child.kill('SIGKILL');
+    while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
+    await sleep(100);
+    lab.enter(a);
+    assert.equal(hasSplitRules('a0'), true, 'a crash leaves the rules');
+    lab.leave();
+    assert.equal(ping(lab, b, '198.18.0.1'), false, 'and the interface cut off');
+    lab.enter(a);
+    if (recovery === 'install') {
+      HostSplit.install('a0').remove();
+    } else {
+      assert.deepEqual(removeStaleSplits(), ['a0']);
+      assert.deepEqual(removeStaleSplits(), []);
+    }
+    assert.equal(hasSplitRules('a0'), false);
+    lab.leave();
+    assert.ok(ping(lab, b, '198.18.0.1'), `usable again after ${recovery}`);
+  }
+}));
