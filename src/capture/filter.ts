@@ -1,0 +1,1097 @@
+/**
+ * Compiler of the pcap-filter language (tcpdump expressions) into classic BPF, for Ethernet
+ * captures (link type 1, tags inline as on netmap ports and in files).
+ *
+ * It follows libpcap's grammar and code generator for the essential set: host/net/port/
+ * portrange with src/dst, ether host/src/dst/proto/broadcast/multicast, ip ip6 arp rarp tcp udp
+ * icmp icmp6 sctp igmp pim vrrp ah esp, proto N, less/greater/len, nested vlan [id] and mpls
+ * [label] (each shifts the offsets of everything parsed after it), arithmetic with
+ * proto[expr:size] accessors, named constants, and/or/not with qualifier carry-over
+ * (`tcp dst port 21 or 20`). Host and network names are not resolved (no DNS): use addresses.
+ *
+ * Errors are NetmapError EINVAL naming the position in the expression.
+ */
+import * as fs from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { fail, NetmapError } from '../errors.js';
+import {
+  type BpfInsn, type BpfProgram, type PacketFilter, stmt, MAXIMUM_SNAPLEN, looksLikeDddProgram, parseDddProgram,
+  BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_MISC, BPF_W, BPF_H, BPF_B, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN,
+  BPF_MSH, BPF_IMM, BPF_K, BPF_X, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV,
+  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_MEMWORDS,
+} from './bpf.js';
+import { type Cond, TRUE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
+import { type Token, tokenize } from './filter-lexer.js';
+import { compileProgram } from './jit.js';
+import { interpretProgram } from './interp.js';
+
+export interface CompileOptions {
+  /** Value returned for accepted packets (tcpdump -s; default 262144). */
+  snaplen?: number;
+  /** Link type of the packets (only 1, Ethernet, is supported for non-empty expressions). */
+  linktype?: number;
+  /** IPv4 netmask for `ip broadcast` (default 0, as tcpdump uses on files; 0xffffffff = unknown). */
+  netmask?: number;
+  /** Jump threading and dead-test removal, as libpcap's optimizer (default true; tcpdump -O turns it off). */
+  optimize?: boolean;
+}
+
+// ---- qualifiers ------------------------------------------------------------------------
+
+type Proto =
+  | 'default' | 'link' | 'ip' | 'ip6' | 'arp' | 'rarp' | 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmp6'
+  | 'igmp' | 'igrp' | 'pim' | 'vrrp' | 'carp' | 'ah' | 'esp';
+type Dir = 'default' | 'src' | 'dst' | 'or' | 'and';
+type Addr = 'default' | 'host' | 'net' | 'port' | 'portrange' | 'proto' | 'protochain' | 'gateway';
+interface Qual { proto: Proto; dir: Dir; addr: Addr }
+/** The "no qualifier in force" value: a bare value after it is a syntax error. */
+const QERR: Qual | null = null;
+
+const PNAMES = new Set<string>(['link', 'ip', 'ip6', 'arp', 'rarp', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'igmp', 'igrp', 'pim', 'vrrp', 'carp', 'ah', 'esp']);
+const UNSUPPORTED = new Set<string>([
+  'byte', 'radio', 'ppp', 'slip', 'decnet', 'atalk', 'aarp', 'iso', 'esis', 'isis', 'clnp', 'stp', 'ipx', 'netbeui',
+  'lat', 'sca', 'moprc', 'mopdl', 'inbound', 'outbound', 'ifindex', 'pppoed', 'pppoes', 'geneve', 'llc', 'lane',
+  'type', 'subtype', 'dir', 'addr1', 'addr2', 'addr3', 'addr4', 'ra', 'ta', 'on', 'ifname', 'rnr', 'reason', 'rset',
+  'srnr', 'action', 'l1', 'l2', 'iih', 'lsp', 'snp', 'csnp', 'psnp', 'protochain', 'gateway',
+]);
+
+const ETHERTYPE_IP = 0x0800, ETHERTYPE_IPV6 = 0x86dd, ETHERTYPE_ARP = 0x0806, ETHERTYPE_REVARP = 0x8035;
+const ETHERTYPE_MPLS = 0x8847;
+const IPPROTO = { icmp: 1, igmp: 2, tcp: 6, igrp: 9, udp: 17, esp: 50, ah: 51, icmp6: 58, pim: 103, vrrp: 112, sctp: 132, fragment: 44 } as const;
+
+/** Protocol names for `proto \name` (as /etc/protocols spells them). */
+const PROTOCOL_NAMES: Record<string, number> = {
+  ip: 0, icmp: 1, igmp: 2, ggp: 3, ipencap: 4, st: 5, tcp: 6, egp: 8, igp: 9, pup: 12, udp: 17, hmp: 20,
+  'xns-idp': 22, rdp: 27, 'iso-tp4': 29, dccp: 33, xtp: 36, ddp: 37, 'idpr-cmtp': 38, ipv6: 41,
+  'ipv6-route': 43, 'ipv6-frag': 44, idrp: 45, rsvp: 46, gre: 47, esp: 50, ah: 51, skip: 57, 'ipv6-icmp': 58,
+  icmp6: 58, 'ipv6-nonxt': 59, 'ipv6-opts': 60, rspf: 73, vmtp: 81, eigrp: 88, ospf: 89, 'ax.25': 93, ipip: 94,
+  etherip: 97, encap: 98, pim: 103, ipcomp: 108, vrrp: 112, l2tp: 115, isis: 124, sctp: 132, fc: 133,
+  'mobility-header': 135, udplite: 136, 'mpls-in-ip': 137, manet: 138, hip: 139, shim6: 140, wesp: 141, rohc: 142,
+};
+/** Ethernet type names for `ether proto \name`. */
+const ETHERTYPE_NAMES: Record<string, number> = {
+  ip: 0x0800, ip6: 0x86dd, arp: 0x0806, rarp: 0x8035, atalk: 0x809b, aarp: 0x80f3, decnet: 0x6003, sca: 0x6007,
+  lat: 0x6004, mopdl: 0x6001, moprc: 0x6002, ipx: 0x8137, vlan: 0x8100, mpls: 0x8847, pppoed: 0x8863, pppoes: 0x8864,
+};
+/** LLC SAP names for `ether proto \name`, the values libpcap uses. */
+const LLC_NAMES: Record<string, number> = { iso: 0xfe, stp: 0x42, ipx: 0xe0, netbeui: 0xf0 };
+
+/** Service names when /etc/services is absent: [port, 'tcp' | 'udp' | 'both']. */
+const FALLBACK_SERVICES: Record<string, [number, string]> = {
+  'ftp-data': [20, 'tcp'], ftp: [21, 'tcp'], ssh: [22, 'tcp'], telnet: [23, 'tcp'], smtp: [25, 'tcp'],
+  domain: [53, 'both'], bootps: [67, 'udp'], bootpc: [68, 'udp'], tftp: [69, 'udp'], http: [80, 'tcp'],
+  www: [80, 'tcp'], pop3: [110, 'tcp'], ntp: [123, 'udp'], imap: [143, 'tcp'], snmp: [161, 'udp'],
+  https: [443, 'tcp'], syslog: [514, 'udp'],
+};
+
+let servicesCache: Map<string, { tcp?: number; udp?: number; sctp?: number }> | null = null;
+
+function services(): Map<string, { tcp?: number; udp?: number; sctp?: number }> {
+  if (servicesCache !== null) return servicesCache;
+  const map = new Map<string, { tcp?: number; udp?: number; sctp?: number }>();
+  let text = '';
+  try {
+    text = fs.readFileSync('/etc/services', 'utf8');
+  } catch {
+    for (const [name, [port, proto]] of Object.entries(FALLBACK_SERVICES)) {
+      map.set(name, proto === 'both' ? { tcp: port, udp: port } : { [proto]: port });
+    }
+  }
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    if (line === '') continue;
+    const [name, portProto, ...aliases] = line.split(/\s+/);
+    const m = /^(\d+)\/(tcp|udp|sctp)$/.exec(portProto ?? '');
+    if (m === null) continue;
+    for (const n of [name, ...aliases]) {
+      const e = map.get(n) ?? {};
+      const key = m[2] as 'tcp' | 'udp' | 'sctp';
+      if (e[key] === undefined) e[key] = Number(m[1]);
+      map.set(n, e);
+    }
+  }
+  servicesCache = map;
+  return map;
+}
+
+// ---- arithmetic values -------------------------------------------------------------------
+
+/** An arithmetic value: code leaving it in A, and the protocol checks it requires. */
+interface Arith {
+  code: BpfInsn[];
+  conds: Cond[];
+  /** Set when the value is a literal number. */
+  literal?: number;
+  /**
+   * k of the `ld #k` libpcap's code for this value starts with (a literal, or an accessor whose
+   * index starts with one). libpcap checks divisors and shift counts by this first instruction,
+   * so `x / ip[0]` is a "division by zero" error there; we do the same.
+   */
+  firstImm?: number;
+}
+
+interface Offsets {
+  /** Offset of the Ethernet type field (12, +4 per vlan). */
+  linktype: number;
+  /** Offset of the link-layer payload (14, +4 per vlan). */
+  linkpl: number;
+  /** Offset of the network header from the link payload (0, +4 per MPLS label). */
+  nl: number;
+  mplsDepth: number;
+}
+
+class ParseFailure extends NetmapError {}
+
+class Parser {
+  private readonly toks: Token[];
+  private i = 0;
+  private off: Offsets = { linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
+  private lastQ: Qual | null = QERR;
+  private reg = 0; // next free scratch register
+
+  constructor(private readonly expr: string, private readonly netmask: number) {
+    this.toks = tokenize(expr);
+  }
+
+  parseProgram(): Cond {
+    if (this.peek().kind === 'eof') return TRUE;
+    const c = this.parseExpr();
+    if (this.peek().kind !== 'eof') this.syntax();
+    return c;
+  }
+
+  // ---- token helpers ----
+
+  private peek(n = 0): Token {
+    return this.toks[Math.min(this.i + n, this.toks.length - 1)];
+  }
+  private next(): Token {
+    const t = this.toks[this.i];
+    if (this.i < this.toks.length - 1) this.i++;
+    return t;
+  }
+  private isKw(t: Token, ...words: string[]): boolean {
+    return t.kind === 'kw' && words.includes(t.text);
+  }
+  private isOp(t: Token, ...ops: string[]): boolean {
+    return t.kind === 'op' && ops.includes(t.text);
+  }
+  private expectOp(op: string): void {
+    if (!this.isOp(this.peek(), op)) this.syntax(`expected '${op}'`);
+    this.next();
+  }
+  private syntax(what = 'syntax error'): never {
+    const t = this.peek();
+    const near = t.kind === 'eof' ? 'at the end of the expression' : `at position ${t.pos} near '${this.expr.slice(t.pos, t.pos + 20).split(/\s/)[0]}'`;
+    throw new ParseFailure('EINVAL', `filter: ${what} ${near}`);
+  }
+  private error(t: Token, message: string): never {
+    throw new NetmapError('EINVAL', `filter: ${message} (at position ${t.pos})`);
+  }
+
+  /** Runs `fn`; on a syntax failure restores the parser state and returns undefined. */
+  private attempt<T>(fn: () => T): { value: T } | { failure: ParseFailure; at: number } {
+    const saved = { i: this.i, off: { ...this.off }, lastQ: this.lastQ, reg: this.reg };
+    try {
+      return { value: fn() };
+    } catch (e) {
+      if (!(e instanceof ParseFailure)) throw e;
+      const at = this.i;
+      this.i = saved.i;
+      this.off = saved.off;
+      this.lastQ = saved.lastQ;
+      this.reg = saved.reg;
+      return { failure: e, at };
+    }
+  }
+
+  // ---- boolean structure ----
+
+  private parseExpr(): Cond {
+    let left = this.parseTerm();
+    for (;;) {
+      const t = this.peek();
+      if (!this.isKw(t, 'and', 'or')) return left;
+      this.next();
+      const right = this.parseTermOrId();
+      left = t.text === 'and' ? and(left, right) : or(left, right);
+    }
+  }
+
+  /** After and/or: a term, or a bare value that reuses the last qualifiers. */
+  private parseTermOrId(): Cond {
+    const t = this.peek();
+    if (this.isKw(t, 'not')) {
+      this.next();
+      return not(this.parseTermOrId());
+    }
+    if (this.startsBareValue()) return this.parseId(this.requireQual(t));
+    if (this.isOp(t, '(')) {
+      const q = this.lastQ;
+      if (q !== null && this.startsBareValue(1)) {
+        const r = this.attempt(() => {
+          this.next();
+          const c = this.parsePid(q);
+          this.expectOp(')');
+          return c;
+        });
+        if ('value' in r) return r.value;
+      }
+    }
+    return this.parseTerm();
+  }
+
+  private requireQual(t: Token): Qual {
+    if (this.lastQ === null) {
+      this.i = this.toks.indexOf(t);
+      this.syntax();
+    }
+    return this.lastQ;
+  }
+
+  /** True when the token at +n starts a bare value (not the left side of a relation). */
+  private startsBareValue(n = 0): boolean {
+    const t = this.peek(n);
+    if (t.kind === 'v4' || t.kind === 'v6' || t.kind === 'mac' || t.kind === 'id') return true;
+    if (t.kind === 'num') {
+      const u = this.peek(n + 1);
+      return !(u.kind === 'op' && ['+', '-', '*', '/', '%', '&', '|', '^', '<<', '>>', '=', '!=', '<', '<=', '>', '>='].includes(u.text));
+    }
+    return false;
+  }
+
+  /** `( pid )` contents: bare values joined by and/or, all with qualifiers q. */
+  private parsePid(q: Qual): Cond {
+    let left = this.parseBare(q);
+    while (this.isKw(this.peek(), 'and', 'or')) {
+      const op = this.next().text;
+      const right = this.parseBare(q);
+      left = op === 'and' ? and(left, right) : or(left, right);
+    }
+    return left;
+  }
+
+  private parseBare(q: Qual): Cond {
+    const t = this.peek();
+    if (this.isKw(t, 'not')) {
+      this.next();
+      return not(this.parseBare(q));
+    }
+    if (this.isOp(t, '(')) {
+      this.next();
+      const c = this.parsePid(q);
+      this.expectOp(')');
+      return c;
+    }
+    if (!this.startsBareValue()) this.syntax();
+    return this.parseId(q);
+  }
+
+  private parseTerm(): Cond {
+    if (this.isKw(this.peek(), 'not')) {
+      this.next();
+      return not(this.parseTerm());
+    }
+    return this.parseRterm();
+  }
+
+  private parseRterm(): Cond {
+    const t = this.peek();
+    if (this.isOp(t, '(')) {
+      // A parenthesised arithmetic value compared with something, or a parenthesised expression.
+      const rel = this.attempt(() => this.parseRelation());
+      if ('value' in rel) return rel.value;
+      const before = this.lastQ;
+      const grp = this.attempt(() => {
+        this.next();
+        const c = this.parseExpr();
+        this.expectOp(')');
+        return c;
+      });
+      if ('value' in grp) {
+        this.lastQ = before;
+        return grp.value;
+      }
+      throw rel.at > grp.at ? rel.failure : grp.failure;
+    }
+    if (t.kind === 'kw') {
+      if (UNSUPPORTED.has(t.text)) this.error(t, `'${this.expr.slice(t.pos).split(/[\s[(]/)[0]}' is not supported by this compiler`);
+      if (PNAMES.has(t.text)) {
+        const u = this.peek(1);
+        if (this.isOp(u, '[')) return this.parseRelationQ();
+        if (this.isKw(u, 'src', 'dst', 'host', 'net', 'port', 'portrange', 'proto', 'protochain', 'gateway')) return this.parseHeadId();
+        if (this.isKw(u, 'broadcast', 'multicast')) {
+          this.next();
+          this.next();
+          this.lastQ = QERR;
+          return u.text === 'broadcast' ? this.genBroadcast(t.text as Proto, t) : this.genMulticast(t.text as Proto, t);
+        }
+        this.next();
+        this.lastQ = QERR;
+        return this.genProtoAbbrev(t.text as Proto, t);
+      }
+      switch (t.text) {
+        case 'src': case 'dst': case 'host': case 'net': case 'port': case 'portrange': case 'proto':
+          return this.parseHeadId();
+        case 'broadcast': case 'multicast':
+          this.next();
+          this.lastQ = QERR;
+          return t.text === 'broadcast' ? this.genBroadcast('default', t) : this.genMulticast('default', t);
+        case 'less': case 'greater': {
+          this.next();
+          const n = this.peek();
+          if (n.kind !== 'num') this.syntax();
+          this.next();
+          this.lastQ = QERR;
+          const l = leaf([stmt(BPF_LD | BPF_W | BPF_LEN, 0)], BPF_JMP | (t.text === 'less' ? BPF_JGT : BPF_JGE) | BPF_K, n.value);
+          return t.text === 'less' ? not(l) : l;
+        }
+        case 'vlan': case 'mpls': {
+          this.next();
+          const n = this.parseOptionalPnum();
+          this.lastQ = QERR;
+          return t.text === 'vlan' ? this.genVlan(n, t) : this.genMpls(n, t);
+        }
+        case 'len':
+          return this.parseRelationQ();
+        default:
+          this.syntax();
+      }
+    }
+    if (t.kind === 'num' || this.isOp(t, '-')) return this.parseRelationQ();
+    this.syntax();
+  }
+
+  private parseOptionalPnum(): number | undefined {
+    const t = this.peek();
+    if (t.kind === 'num') {
+      this.next();
+      return t.value;
+    }
+    if (this.isOp(t, '(')) {
+      let depth = 0;
+      while (this.isOp(this.peek(depth), '(')) depth++;
+      if (this.peek(depth).kind === 'num' && this.isOp(this.peek(depth + 1), ')')) {
+        for (let k = 0; k < depth; k++) this.next();
+        const v = this.next().value;
+        for (let k = 0; k < depth; k++) this.expectOp(')');
+        return v;
+      }
+    }
+    return undefined;
+  }
+
+  private parseRelationQ(): Cond {
+    return this.parseRelation();
+  }
+
+  // ---- head id ----
+
+  private parseHeadId(): Cond {
+    const q: Qual = { proto: 'default', dir: 'default', addr: 'default' };
+    let t = this.peek();
+    if (t.kind === 'kw' && PNAMES.has(t.text)) {
+      q.proto = t.text as Proto;
+      this.next();
+      t = this.peek();
+    }
+    let hadDir = false;
+    if (this.isKw(t, 'src', 'dst')) {
+      hadDir = true;
+      this.next();
+      const first = t.text;
+      const u = this.peek(), w = this.peek(1);
+      if (this.isKw(u, 'or', 'and') && this.isKw(w, first === 'src' ? 'dst' : 'src')) {
+        this.next();
+        this.next();
+        q.dir = u.text === 'or' ? 'or' : 'and';
+      } else {
+        q.dir = first as Dir;
+      }
+      t = this.peek();
+    }
+    if (this.isKw(t, 'host', 'net', 'port', 'portrange', 'gateway')) {
+      q.addr = t.text as Addr;
+      this.next();
+    } else if (!hadDir && this.isKw(t, 'proto', 'protochain')) {
+      if (t.text === 'protochain') this.error(t, "'protochain' is not supported by this compiler");
+      q.addr = 'proto';
+      this.next();
+    } else if (!hadDir) {
+      this.syntax();
+    }
+    if (q.addr === 'gateway') this.error(t, "'gateway' needs host name lookups, which this compiler does not do");
+    const c = this.parseIdValue(q);
+    this.lastQ = q;
+    return c;
+  }
+
+  /** A value after a complete head, or `not`/parenthesised values. */
+  private parseIdValue(q: Qual): Cond {
+    const t = this.peek();
+    if (this.isKw(t, 'not')) {
+      this.next();
+      return not(this.parseIdValue(q));
+    }
+    if (this.isOp(t, '(')) {
+      this.next();
+      const c = this.parsePid(q);
+      this.expectOp(')');
+      return c;
+    }
+    if (!this.startsBareValue()) {
+      if (t.kind === 'num') this.syntax();
+      this.syntax();
+    }
+    return this.parseId(q);
+  }
+
+  /** One value (number, address, name) interpreted with qualifiers q. */
+  private parseId(q: Qual): Cond {
+    const t = this.next();
+    switch (t.kind) {
+      case 'num':
+        return this.genNcode(null, t.value, q, t);
+      case 'v4': {
+        if (this.isOp(this.peek(), '/')) {
+          this.next();
+          const n = this.peek();
+          if (n.kind !== 'num') this.syntax();
+          this.next();
+          return this.genMcode(t, null, n.value, q);
+        }
+        if (this.isKw(this.peek(), 'mask')) {
+          this.next();
+          const m = this.peek();
+          if (m.kind !== 'v4') this.syntax();
+          this.next();
+          return this.genMcode(t, m, 0, q);
+        }
+        return this.genNcode(t.text, 0, q, t);
+      }
+      case 'v6': {
+        let len = 128;
+        if (this.isOp(this.peek(), '/')) {
+          this.next();
+          const n = this.peek();
+          if (n.kind !== 'num') this.syntax();
+          this.next();
+          len = n.value;
+        }
+        return this.genMcode6(t, len, q);
+      }
+      case 'mac':
+        return this.genEcode(t, q);
+      case 'id':
+        return this.genScode(t, q);
+      default:
+        this.i--;
+        this.syntax();
+    }
+  }
+
+  // ---- arithmetic ----
+
+  private parseRelation(): Cond {
+    const a0 = this.parseArith();
+    const t = this.peek();
+    if (!this.isOp(t, '=', '!=', '<', '<=', '>', '>=')) this.syntax('expected a comparison');
+    this.next();
+    const a1 = this.parseArith();
+    this.lastQ = QERR;
+    let jop: number;
+    let reversed = false;
+    switch (t.text) {
+      case '=': jop = BPF_JEQ; break;
+      case '!=': jop = BPF_JEQ; reversed = true; break;
+      case '>': jop = BPF_JGT; break;
+      case '>=': jop = BPF_JGE; break;
+      case '<': jop = BPF_JGE; reversed = true; break;
+      default: jop = BPF_JGT; reversed = true; break; // <=
+    }
+    let code: BpfInsn[];
+    let jcode: number;
+    let k = 0;
+    if (a1.literal !== undefined) {
+      code = [...a0.code];
+      jcode = BPF_JMP | jop | BPF_K;
+      k = a1.literal;
+    } else {
+      const r = this.allocReg(t);
+      code = [...a0.code, stmt(BPF_ST, r), ...this.shiftRegs(a1.code, r + 1), stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | BPF_MEM, r)];
+      this.reg--;
+      jcode = BPF_JMP | jop | BPF_X;
+    }
+    const conds = [...a0.conds, ...a1.conds];
+    let c = leaf(code, jcode, k);
+    if (reversed) c = not(c);
+    return conds.length > 0 ? and(andAll(conds), c) : c;
+  }
+
+  private allocReg(t: Token): number {
+    if (this.reg >= BPF_MEMWORDS) this.error(t, 'expression too complex (more than 16 scratch registers)');
+    return this.reg++;
+  }
+
+  private static readonly LEVELS: string[][] = [['|'], ['&'], ['<<', '>>'], ['+', '-'], ['*', '/', '%']];
+
+  /** Arithmetic with libpcap's precedences; '^' has none (bison shifts), so it takes all to its right. */
+  private parseArith(level = 0): Arith {
+    if (level === Parser.LEVELS.length) return this.parseUnary();
+    let left = this.parseArith(level + 1);
+    for (;;) {
+      const t = this.peek();
+      if (!(t.kind === 'op' && Parser.LEVELS[level].includes(t.text))) return left;
+      this.next();
+      const right = this.parseArith(level + 1);
+      left = this.genArth(t, left, right);
+    }
+  }
+
+  private parseUnary(): Arith {
+    const t = this.peek();
+    if (this.isOp(t, '-')) {
+      this.next();
+      const v = this.parseUnary();
+      return { code: [...v.code, stmt(BPF_ALU | BPF_NEG, 0)], conds: v.conds, firstImm: v.firstImm };
+    }
+    const p = this.parsePrimary();
+    const x = this.peek();
+    if (this.isOp(x, '^')) {
+      this.next();
+      return this.genArth(x, p, this.parseArith(0));
+    }
+    return p;
+  }
+
+  private parsePrimary(): Arith {
+    const t = this.peek();
+    if (t.kind === 'num') {
+      this.next();
+      return { code: [stmt(BPF_LD | BPF_IMM, t.value)], conds: [], literal: t.value, firstImm: t.value };
+    }
+    if (this.isKw(t, 'len')) {
+      this.next();
+      return { code: [stmt(BPF_LD | BPF_W | BPF_LEN, 0)], conds: [] };
+    }
+    if (this.isOp(t, '(')) {
+      this.next();
+      const v = this.parseArith();
+      this.expectOp(')');
+      return v;
+    }
+    if (t.kind === 'kw' && PNAMES.has(t.text) && this.isOp(this.peek(1), '[')) {
+      this.next();
+      this.next();
+      const idx = this.parseArith();
+      let size = 1;
+      if (this.isOp(this.peek(), ':')) {
+        this.next();
+        const s = this.peek();
+        if (s.kind !== 'num') this.syntax();
+        this.next();
+        size = s.value;
+        if (size !== 1 && size !== 2 && size !== 4) this.error(s, 'data size must be 1, 2, or 4');
+      }
+      this.expectOp(']');
+      return { ...this.genLoad(t, t.text as Proto, idx, size), firstImm: idx.firstImm };
+    }
+    if (t.kind === 'kw' && UNSUPPORTED.has(t.text)) this.error(t, `'${t.text}' is not supported by this compiler`);
+    this.syntax();
+  }
+
+  private genArth(t: Token, a: Arith, b: Arith): Arith {
+    const ops: Record<string, number> = {
+      '+': BPF_ADD, '-': BPF_SUB, '*': BPF_MUL, '/': BPF_DIV, '%': BPF_MOD, '&': BPF_AND, '|': BPF_OR,
+      '^': BPF_XOR, '<<': BPF_LSH, '>>': BPF_RSH,
+    };
+    const op = ops[t.text];
+    const conds = [...a.conds, ...b.conds];
+    const first = a.firstImm;
+    if (op === BPF_DIV && b.firstImm === 0) this.error(t, 'division by zero');
+    if (op === BPF_MOD && b.firstImm === 0) this.error(t, 'modulus by zero');
+    if ((op === BPF_LSH || op === BPF_RSH) && b.firstImm !== undefined && b.firstImm > 31) this.error(t, 'shift by more than 31 bits');
+    if (b.literal !== undefined) return { code: [...a.code, stmt(BPF_ALU | op | BPF_K, b.literal)], conds, firstImm: first };
+    const r = this.allocReg(t);
+    this.reg--;
+    return {
+      code: [...a.code, stmt(BPF_ST, r), ...this.shiftRegs(b.code, r + 1), stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | BPF_MEM, r), stmt(BPF_ALU | op | BPF_X, 0)],
+      conds,
+      firstImm: first,
+    };
+  }
+
+  /**
+   * Scratch registers are numbered from the innermost expression outwards when code is built
+   * bottom-up; renumber the nested code so it does not reuse register `base - 1`.
+   */
+  private shiftRegs(code: BpfInsn[], base: number): BpfInsn[] {
+    return code.map((s) => {
+      if (s.code === BPF_ST || s.code === (BPF_LD | BPF_MEM)) {
+        const k = s.k + base;
+        if (k >= BPF_MEMWORDS) fail('EINVAL', 'filter: expression too complex (more than 16 scratch registers)');
+        return { ...s, k };
+      }
+      return s;
+    });
+  }
+
+  private genLoad(t: Token, proto: Proto, idx: Arith, size: number): Arith {
+    const ld = (base: number): BpfInsn[] => {
+      const sz = size === 1 ? BPF_B : size === 2 ? BPF_H : BPF_W;
+      if (idx.literal !== undefined) return [stmt(BPF_LD | sz | BPF_ABS, base + idx.literal)];
+      return [...idx.code, stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | sz | BPF_IND, base)];
+    };
+    const nl = this.off.linkpl + this.off.nl;
+    switch (proto) {
+      case 'link':
+        return { code: ld(0), conds: idx.conds };
+      case 'ip': case 'ip6': case 'arp': case 'rarp':
+        return { code: ld(nl), conds: [...idx.conds, this.genProtoAbbrev(proto, t)] };
+      case 'icmp6':
+        return { code: ld(nl + 40), conds: [this.genProtoAbbrev('ip6', t), ...idx.conds, this.cmp(nl + 6, BPF_B, IPPROTO.icmp6)] };
+      case 'tcp': case 'udp': case 'sctp': case 'icmp': case 'igmp': case 'igrp': case 'pim': case 'vrrp': case 'carp': {
+        const hl = stmt(BPF_LDX | BPF_B | BPF_MSH, nl);
+        const sz = size === 1 ? BPF_B : size === 2 ? BPF_H : BPF_W;
+        const code = idx.literal !== undefined
+          ? [hl, stmt(BPF_LD | sz | BPF_IND, nl + idx.literal)]
+          : [...idx.code, hl, stmt(BPF_ALU | BPF_ADD | BPF_X, 0), stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | sz | BPF_IND, nl)];
+        const v = proto === 'vrrp' || proto === 'carp' ? IPPROTO.vrrp : IPPROTO[proto];
+        return { code, conds: [this.linktype(ETHERTYPE_IP, t), ...idx.conds, this.cmp(nl + 9, BPF_B, v), this.notFrag()] };
+      }
+      default:
+        this.error(t, `'${proto}[...]' is not a supported index operation`);
+    }
+  }
+
+  // ---- primitive generators (libpcap gencode semantics) ----
+
+  private cmp(off: number, size: number, v: number): Cond {
+    return leaf([stmt(BPF_LD | size | BPF_ABS, off)], BPF_JMP | BPF_JEQ | BPF_K, v);
+  }
+  private mcmp(off: number, size: number, v: number, mask: number): Cond {
+    if ((mask >>> 0) === (size === BPF_W ? 0xffffffff : size === BPF_H ? 0xffff : 0xff)) return this.cmp(off, size, v);
+    return leaf([stmt(BPF_LD | size | BPF_ABS, off), stmt(BPF_ALU | BPF_AND | BPF_K, mask)], BPF_JMP | BPF_JEQ | BPF_K, v);
+  }
+  private notFrag(): Cond {
+    const nl = this.off.linkpl + this.off.nl;
+    return not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, nl + 6)], BPF_JMP | BPF_JSET | BPF_K, 0x1fff));
+  }
+
+  /** `ether proto v` at the current offsets (MPLS-aware, LLC SAPs for v <= 1500). */
+  private linktype(v: number, t: Token): Cond {
+    const o = this.off;
+    const nl = o.linkpl + o.nl;
+    if (o.mplsDepth > 0) {
+      const bos = this.mcmp(nl - 2, BPF_B, 1, 1);
+      if (v === ETHERTYPE_IP) return and(bos, this.mcmp(nl, BPF_B, 0x40, 0xf0));
+      if (v === ETHERTYPE_IPV6) return and(bos, this.mcmp(nl, BPF_B, 0x60, 0xf0));
+      this.error(t, 'unsupported protocol over mpls');
+    }
+    if (v <= 1500) {
+      const isLen = not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500));
+      if (v === 0xfe || v === 0x06 || v === 0xf0) return and(isLen, this.cmp(o.linkpl, BPF_H, (v << 8) | v));
+      return and(isLen, this.cmp(o.linkpl, BPF_B, v));
+    }
+    return this.cmp(o.linktype, BPF_H, v);
+  }
+
+  private ipProto(v: number, t: Token): Cond {
+    return and(this.linktype(ETHERTYPE_IP, t), this.cmp(this.off.linkpl + this.off.nl + 9, BPF_B, v));
+  }
+  private ip6Proto(v: number, t: Token): Cond {
+    const nl = this.off.linkpl + this.off.nl;
+    const direct = this.cmp(nl + 6, BPF_B, v);
+    const viaFrag = and(this.cmp(nl + 6, BPF_B, IPPROTO.fragment), this.cmp(nl + 40, BPF_B, v));
+    return and(this.linktype(ETHERTYPE_IPV6, t), or(direct, viaFrag));
+  }
+
+  private genProto(v: number, proto: Proto, t: Token): Cond {
+    switch (proto) {
+      case 'default': return or(this.ipProto(v, t), this.ip6Proto(v, t));
+      case 'link': return this.linktype(v, t);
+      case 'ip': return this.ipProto(v, t);
+      case 'ip6': return this.ip6Proto(v, t);
+      case 'arp': case 'rarp': this.error(t, `${proto} does not encapsulate another protocol`);
+      default: this.error(t, `'${proto} proto' is bogus`);
+    }
+  }
+
+  private genProtoAbbrev(proto: Proto, t: Token): Cond {
+    switch (proto) {
+      case 'ip': return this.linktype(ETHERTYPE_IP, t);
+      case 'ip6': return this.linktype(ETHERTYPE_IPV6, t);
+      case 'arp': return this.linktype(ETHERTYPE_ARP, t);
+      case 'rarp': return this.linktype(ETHERTYPE_REVARP, t);
+      case 'tcp': case 'udp': case 'sctp': case 'pim': case 'ah': case 'esp':
+        return this.genProto(IPPROTO[proto], 'default', t);
+      case 'icmp': case 'igmp': case 'igrp': return this.ipProto(IPPROTO[proto], t);
+      case 'vrrp': case 'carp': return this.ipProto(IPPROTO.vrrp, t);
+      case 'icmp6': return this.ip6Proto(IPPROTO.icmp6, t);
+      case 'link': this.error(t, 'link layer applied in wrong context');
+      default: this.syntax();
+    }
+  }
+
+  private genBroadcast(proto: Proto, t: Token): Cond {
+    if (proto === 'default' || proto === 'link') return this.ehostBytes(0, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    if (proto === 'ip') {
+      if (this.netmask === 0xffffffff) this.error(t, "netmask not known, so 'ip broadcast' not supported");
+      const hostmask = ~this.netmask >>> 0;
+      const nl = this.off.linkpl + this.off.nl;
+      return and(this.linktype(ETHERTYPE_IP, t), or(this.mcmp(nl + 16, BPF_W, 0, hostmask), this.mcmp(nl + 16, BPF_W, hostmask, hostmask)));
+    }
+    this.error(t, 'only link-layer/IP broadcast filters supported');
+  }
+
+  private genMulticast(proto: Proto, t: Token): Cond {
+    const nl = this.off.linkpl + this.off.nl;
+    if (proto === 'default' || proto === 'link') return leaf([stmt(BPF_LD | BPF_B | BPF_ABS, 0)], BPF_JMP | BPF_JSET | BPF_K, 1);
+    if (proto === 'ip') return and(this.linktype(ETHERTYPE_IP, t), leaf([stmt(BPF_LD | BPF_B | BPF_ABS, nl + 16)], BPF_JMP | BPF_JGE | BPF_K, 224));
+    if (proto === 'ip6') return and(this.linktype(ETHERTYPE_IPV6, t), this.cmp(nl + 24, BPF_B, 255));
+    this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
+  }
+
+  private genVlan(id: number | undefined, t: Token): Cond {
+    if (this.off.mplsDepth > 0) this.error(t, "'vlan' after 'mpls' is not supported");
+    if (id !== undefined && id > 4095) this.error(t, `VLAN tag ${id} greater than maximum 4095`);
+    const o = this.off;
+    let c = or(or(this.cmp(o.linktype, BPF_H, 0x8100), this.cmp(o.linktype, BPF_H, 0x88a8)), this.cmp(o.linktype, BPF_H, 0x9100));
+    if (id !== undefined) c = and(c, this.mcmp(o.linkpl + o.nl, BPF_H, id, 0x0fff));
+    o.linktype += 4;
+    o.linkpl += 4;
+    return c;
+  }
+
+  private genMpls(label: number | undefined, t: Token): Cond {
+    if (label !== undefined && label > 0xfffff) this.error(t, `MPLS label ${label} greater than maximum 1048575`);
+    const o = this.off;
+    const nl = o.linkpl + o.nl;
+    let c = o.mplsDepth > 0 ? this.mcmp(nl - 2, BPF_B, 0, 1) : this.linktype(ETHERTYPE_MPLS, t);
+    if (label !== undefined) c = and(c, this.mcmp(nl, BPF_W, (label << 12) >>> 0, 0xfffff000));
+    o.nl += 4;
+    o.mplsDepth++;
+    return c;
+  }
+
+  /** Compares 6 bytes at `off` of the link header (4 at off+2 first, then 2 at off, as libpcap). */
+  private ehostBytes(off: number, mac: number[]): Cond {
+    const w = ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0;
+    return and(this.cmp(off + 2, BPF_W, w), this.cmp(off, BPF_H, (mac[0] << 8) | mac[1]));
+  }
+
+  private genEhost(mac: number[], dir: Dir, t: Token): Cond {
+    switch (dir) {
+      case 'src': return this.ehostBytes(6, mac);
+      case 'dst': return this.ehostBytes(0, mac);
+      case 'and': return and(this.ehostBytes(6, mac), this.ehostBytes(0, mac));
+      case 'default': case 'or': return or(this.ehostBytes(6, mac), this.ehostBytes(0, mac));
+    }
+    this.error(t, 'bad direction for an Ethernet address');
+  }
+
+  private genEcode(t: Token, q: Qual): Cond {
+    if ((q.addr === 'host' || q.addr === 'default') && q.proto === 'link') return this.genEhost(parseMac(t.text), q.dir, t);
+    this.error(t, 'ethernet address used in non-ether expression');
+  }
+
+  private hostop(addr: number, mask: number, dir: Dir, srcOff: number, dstOff: number): Cond {
+    const nl = this.off.linkpl + this.off.nl;
+    const src = this.mcmp(nl + srcOff, BPF_W, addr, mask);
+    const dst = this.mcmp(nl + dstOff, BPF_W, addr, mask);
+    switch (dir) {
+      case 'src': return src;
+      case 'dst': return dst;
+      case 'and': return and(src, dst);
+      default: return or(src, dst);
+    }
+  }
+
+  private genHost(addr: number, mask: number, q: Qual, t: Token): Cond {
+    const typ = q.addr === 'net' ? 'net' : 'host';
+    switch (q.proto) {
+      case 'default': {
+        const ip = this.genHost(addr, mask, { ...q, proto: 'ip' }, t);
+        if (this.off.mplsDepth > 0) return ip;
+        return or(or(ip, this.genHost(addr, mask, { ...q, proto: 'arp' }, t)), this.genHost(addr, mask, { ...q, proto: 'rarp' }, t));
+      }
+      case 'ip': return and(this.linktype(ETHERTYPE_IP, t), this.hostop(addr, mask, q.dir, 12, 16));
+      case 'arp': return and(this.linktype(ETHERTYPE_ARP, t), this.hostop(addr, mask, q.dir, 14, 24));
+      case 'rarp': return and(this.linktype(ETHERTYPE_REVARP, t), this.hostop(addr, mask, q.dir, 14, 24));
+      case 'link': this.error(t, `link-layer modifier applied to ${typ}`);
+      case 'ip6': this.error(t, `'ip6' modifier applied to ip ${typ}`);
+      default: this.error(t, `'${q.proto}' modifier applied to ${typ}`);
+    }
+  }
+
+  private genHost6(words: number[], maskWords: number[], q: Qual, t: Token): Cond {
+    const typ = q.addr === 'net' ? 'net' : 'host';
+    if (q.proto === 'ip') this.error(t, `'ip' modifier applied to ip6 ${typ}`);
+    if (q.proto !== 'default' && q.proto !== 'ip6') this.error(t, `'${q.proto === 'link' ? 'link-layer' : q.proto}' modifier applied to ip6 ${typ}`);
+    const nl = this.off.linkpl + this.off.nl;
+    const side = (base: number): Cond => {
+      const parts: Cond[] = [];
+      for (let w = 0; w < 4; w++) if (maskWords[w] !== 0) parts.push(this.mcmp(nl + base + 4 * w, BPF_W, words[w], maskWords[w]));
+      return parts.length === 0 ? TRUE : andAll(parts);
+    };
+    let c: Cond;
+    switch (q.dir) {
+      case 'src': c = side(8); break;
+      case 'dst': c = side(24); break;
+      case 'and': c = and(side(8), side(24)); break;
+      default: c = or(side(8), side(24)); break;
+    }
+    return and(this.linktype(ETHERTYPE_IPV6, t), c);
+  }
+
+  private portop(proto: number | undefined, dir: Dir, lo: number, hi: number, v6: boolean, t: Token): Cond {
+    const nl = this.off.linkpl + this.off.nl;
+    const atom = (off: number): Cond => {
+      const load = v6 ? [stmt(BPF_LD | BPF_H | BPF_ABS, nl + 40 + off)] : [stmt(BPF_LDX | BPF_B | BPF_MSH, nl), stmt(BPF_LD | BPF_H | BPF_IND, nl + off)];
+      if (lo === hi) return leaf(load, BPF_JMP | BPF_JEQ | BPF_K, lo);
+      const load2 = load.map((s) => ({ ...s }));
+      return and(leaf(load, BPF_JMP | BPF_JGE | BPF_K, lo), not(leaf(load2, BPF_JMP | BPF_JGT | BPF_K, hi)));
+    };
+    let ports: Cond;
+    switch (dir) {
+      case 'src': ports = atom(0); break;
+      case 'dst': ports = atom(2); break;
+      case 'and': ports = and(atom(0), atom(2)); break;
+      default: ports = or(atom(0), atom(2)); break;
+    }
+    const protoOff = v6 ? nl + 6 : nl + 9;
+    const protos = proto === undefined ? [IPPROTO.tcp, IPPROTO.udp, IPPROTO.sctp] : [proto];
+    const pc = orAll(protos.map((p) => this.cmp(protoOff, BPF_B, p)));
+    const l3 = this.linktype(v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IP, t);
+    return v6 ? and(l3, and(pc, ports)) : and(l3, and(pc, and(this.notFrag(), ports)));
+  }
+
+  private genPort(lo: number, hi: number, q: Qual, t: Token, realProto?: number): Cond {
+    let proto: number | undefined;
+    if (q.proto === 'tcp' || q.proto === 'udp' || q.proto === 'sctp') proto = IPPROTO[q.proto];
+    else if (q.proto !== 'default') this.error(t, `illegal qualifier of '${q.addr}'`);
+    if (realProto !== undefined) proto = realProto;
+    if (lo > 65535 || hi > 65535) this.error(t, `illegal port number ${Math.max(lo, hi)} > 65535`);
+    if (lo > hi) [lo, hi] = [hi, lo];
+    return or(this.portop(proto, q.dir, lo, hi, false, t), this.portop(proto, q.dir, lo, hi, true, t));
+  }
+
+  private genNcode(text: string | null, v: number, q: Qual, t: Token): Cond {
+    let vlen = 32;
+    if (text !== null) {
+      const r = parseV4(text);
+      if (r === null) this.error(t, `invalid IPv4 address '${text}'`);
+      v = r.value;
+      vlen = r.bits;
+    }
+    switch (q.addr) {
+      case 'default': case 'host': case 'net': {
+        if (q.proto === 'link') this.error(t, 'illegal link layer address');
+        let mask = 0xffffffff;
+        if (text === null && q.addr === 'net') {
+          while (v !== 0 && (v & 0xff000000) === 0) {
+            v = (v << 8) >>> 0;
+            mask = (mask << 8) >>> 0;
+          }
+        } else {
+          v = vlen === 0 ? 0 : (v << (32 - vlen)) >>> 0;
+          mask = vlen === 0 ? 0 : (mask << (32 - vlen)) >>> 0;
+        }
+        return this.genHost(v, mask, q, t);
+      }
+      case 'port':
+        if (q.proto !== 'default' && q.proto !== 'tcp' && q.proto !== 'udp' && q.proto !== 'sctp') this.error(t, "illegal qualifier of 'port'");
+        if (v > 65535) this.error(t, `illegal port number ${v} > 65535`);
+        return this.genPort(v, v, q, t);
+      case 'portrange':
+        if (q.proto !== 'default' && q.proto !== 'tcp' && q.proto !== 'udp' && q.proto !== 'sctp') this.error(t, "illegal qualifier of 'portrange'");
+        if (v > 65535) this.error(t, `illegal port number ${v} > 65535`);
+        return this.genPort(v, v, q, t);
+      case 'proto':
+        return this.genProto(v, q.proto, t);
+      default:
+        this.error(t, `'${q.addr}' requires a name`);
+    }
+  }
+
+  private genMcode(t: Token, maskTok: Token | null, masklen: number, q: Qual): Cond {
+    const n = parseV4(t.text);
+    if (n === null) this.error(t, `invalid IPv4 address '${t.text}'`);
+    const addr = n.bits === 0 ? 0 : (n.value << (32 - n.bits)) >>> 0;
+    let mask: number;
+    let shown: string;
+    if (maskTok !== null) {
+      const m = parseV4(maskTok.text);
+      if (m === null) this.error(maskTok, `invalid IPv4 address '${maskTok.text}'`);
+      mask = m.bits === 0 ? 0 : (m.value << (32 - m.bits)) >>> 0;
+      shown = `${t.text} mask ${maskTok.text}`;
+    } else {
+      if (masklen > 32) this.error(t, 'mask length must be <= 32');
+      mask = masklen === 0 ? 0 : (0xffffffff << (32 - masklen)) >>> 0;
+      shown = `${t.text}/${masklen}`;
+    }
+    if ((addr & ~mask) !== 0) this.error(t, `non-network bits set in "${shown}"`);
+    if (q.addr !== 'net') this.error(t, 'Mask syntax for networks only');
+    return this.genHost(addr, mask, q, t);
+  }
+
+  private genMcode6(t: Token, masklen: number, q: Qual): Cond {
+    if (!isIPv6(t.text)) this.error(t, `invalid ip6 address ${t.text}`);
+    if (masklen > 128) this.error(t, 'mask length must be <= 128');
+    const bytes = parseV6(t.text);
+    const words: number[] = [];
+    const maskWords: number[] = [];
+    for (let w = 0; w < 4; w++) {
+      words.push(((bytes[4 * w] << 24) | (bytes[4 * w + 1] << 16) | (bytes[4 * w + 2] << 8) | bytes[4 * w + 3]) >>> 0);
+      const bits = Math.max(0, Math.min(32, masklen - 32 * w));
+      maskWords.push(bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0);
+      if ((words[w] & ~maskWords[w]) !== 0) this.error(t, `non-network bits set in "${t.text}/${masklen}"`);
+    }
+    if (q.addr === 'default' || q.addr === 'host') {
+      if (masklen !== 128) this.error(t, 'Mask syntax for networks only');
+    } else if (q.addr !== 'net') {
+      this.error(t, 'invalid qualifier against IPv6 address');
+    }
+    return this.genHost6(words, maskWords, q, t);
+  }
+
+  private genScode(t: Token, q: Qual): Cond {
+    const name = t.text;
+    switch (q.addr) {
+      case 'net': this.error(t, `unknown network '${name}'`);
+      case 'default': case 'host':
+        if (q.proto === 'link') this.error(t, `unknown ether host '${name}'`);
+        this.error(t, `unknown host '${name}' (host names are not resolved; use an address)`);
+      case 'port': {
+        if (q.proto !== 'default' && q.proto !== 'tcp' && q.proto !== 'udp' && q.proto !== 'sctp') this.error(t, "illegal qualifier of 'port'");
+        const { port, proto } = this.lookupPort(name, q, t, 'port');
+        return this.genPort(port, port, q, t, proto);
+      }
+      case 'portrange': {
+        if (q.proto !== 'default' && q.proto !== 'tcp' && q.proto !== 'udp' && q.proto !== 'sctp') this.error(t, "illegal qualifier of 'portrange'");
+        const m = /^([^-]+)-([^-]+)$/.exec(name);
+        if (m === null) this.error(t, `unknown port in range '${name}'`);
+        const a = this.lookupPort(m[1], q, t, 'range');
+        const b = this.lookupPort(m[2], q, t, 'range');
+        const proto = a.proto !== undefined && a.proto === b.proto ? a.proto : undefined;
+        return this.genPort(a.port, b.port, q, t, proto);
+      }
+      case 'proto': {
+        let v: number | undefined;
+        if (q.proto === 'link') {
+          v = ETHERTYPE_NAMES[name] ?? LLC_NAMES[name];
+        } else if (q.proto === 'default' || q.proto === 'ip' || q.proto === 'ip6') {
+          v = PROTOCOL_NAMES[name];
+        }
+        if (v === undefined) this.error(t, `unknown protocol: ${name}`);
+        return this.genProto(v, q.proto, t);
+      }
+      default:
+        this.error(t, `'${q.addr}' requires a name that this compiler cannot resolve`);
+    }
+  }
+
+  private lookupPort(name: string, q: Qual, t: Token, what: 'port' | 'range'): { port: number; proto?: number } {
+    if (/^\d+$/.test(name)) {
+      const v = Number(name);
+      if (v > 65535) this.error(t, `illegal port number ${v} > 65535`);
+      return { port: v };
+    }
+    const e = services().get(name);
+    if (e === undefined) this.error(t, what === 'port' ? `unknown port '${name}'` : `unknown port in range '${name}'`);
+    const want = q.proto;
+    if (want === 'tcp' || want === 'udp' || want === 'sctp') {
+      const p = e[want];
+      if (p === undefined) {
+        const other = e.tcp !== undefined ? 'tcp' : e.udp !== undefined ? 'udp' : 'sctp';
+        this.error(t, `port '${name}' is ${other}`);
+      }
+      return { port: p };
+    }
+    const tcp = e.tcp, udp = e.udp;
+    if (tcp !== undefined && udp !== undefined && tcp === udp) return { port: tcp };
+    if (tcp !== undefined && udp === undefined) return { port: tcp, proto: IPPROTO.tcp };
+    if (udp !== undefined && tcp === undefined) return { port: udp, proto: IPPROTO.udp };
+    if (tcp !== undefined) return { port: tcp };
+    return { port: e.sctp ?? 0, proto: IPPROTO.sctp };
+  }
+}
+
+/** libpcap's __pcap_atoin: 1 to 4 dotted parts; value and number of bits given. */
+function parseV4(text: string): { value: number; bits: number } | null {
+  const parts = text.split('.');
+  if (parts.length < 1 || parts.length > 4) return null;
+  let value = 0;
+  for (const p of parts) {
+    if (!/^\d+$/.test(p)) return null;
+    const n = Number(p);
+    if (n > 255) return null;
+    value = value * 256 + n;
+  }
+  return { value: value >>> 0, bits: 8 * parts.length };
+}
+
+function parseMac(text: string): number[] {
+  if (/^[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/.test(text)) {
+    const h = text.replace(/\./g, '');
+    return [0, 2, 4, 6, 8, 10].map((i) => parseInt(h.slice(i, i + 2), 16));
+  }
+  return text.split(/[:.-]/).map((b) => parseInt(b, 16));
+}
+
+/** 16 bytes of an IPv6 address (text already checked with isIPv6). */
+export function parseV6(text: string): number[] {
+  let s = text;
+  // Embedded IPv4 tail.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4 !== null) {
+    const b = v4[1].split('.').map(Number);
+    s = s.slice(0, v4.index) + ((b[0] << 8) | b[1]).toString(16) + ':' + ((b[2] << 8) | b[3]).toString(16);
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
+  const h = head === '' ? [] : head.split(':');
+  const tl = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - tl.length).fill('0'), ...tl];
+  const out: number[] = [];
+  for (const g of groups) {
+    const v = parseInt(g, 16);
+    out.push(v >> 8, v & 0xff);
+  }
+  return out;
+}
+
+/**
+ * Compiles a pcap-filter expression into a classic BPF program. An empty expression accepts
+ * everything. Throws NetmapError EINVAL (naming the position) on a bad expression.
+ */
+export function compileFilter(expression: string, options: CompileOptions = {}): BpfProgram {
+  const snaplen = options.snaplen ?? MAXIMUM_SNAPLEN;
+  if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > 0xffffffff) fail('EINVAL', `filter: snapshot length ${snaplen} is invalid`);
+  const linktype = options.linktype ?? 1;
+  if (expression.length > 65536) fail('EINVAL', 'filter: expression is longer than 65536 characters');
+  try {
+    const cond = new Parser(expression, (options.netmask ?? 0) >>> 0).parseProgram();
+    if (linktype !== 1 && cond !== TRUE) fail('EOPNOTSUPP', `filter: expressions are supported on Ethernet captures only (link type ${linktype})`);
+    return generateProgram(cond, snaplen, options.optimize ?? true);
+  } catch (e) {
+    if (e instanceof RangeError) fail('EINVAL', 'filter: expression is nested too deeply');
+    throw e;
+  }
+}
+
+/**
+ * Turns a filter argument into a program: a raw program in tcpdump's -ddd format (only
+ * numbers) or a pcap-filter expression.
+ */
+export function programFromText(text: string, options: CompileOptions = {}): BpfProgram {
+  if (looksLikeDddProgram(text)) return parseDddProgram(text);
+  return compileFilter(text, options);
+}
+
+export type FilterMode = 'compiled' | 'interpreted';
+
+/** A ready-to-run filter function for an expression (or -ddd program). */
+export function makeFilter(text: string, options: CompileOptions & { mode?: FilterMode } = {}): PacketFilter {
+  const prog = programFromText(text, options);
+  return options.mode === 'interpreted' ? interpretProgram(prog) : compileProgram(prog);
+}
