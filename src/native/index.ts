@@ -170,6 +170,20 @@ export function futexWaitAny(addresses: ArrayLike<number>, expected: ArrayLike<n
 /** The koffi module itself, for the socket and ioctl bindings of the interfaces layer. */
 export { koffi, libc };
 
+// ---- thread liveness -------------------------------------------------------------------------
+const tgkillFn = libc.func('long syscall(long nr, long tgid, long tid, long sig)');
+
+/**
+ * True when thread `tid` of process `pid` still exists. Owners of locks and port handles are
+ * recorded as (pid, tid) so that a terminated worker thread is detected as dead too, not only a
+ * killed process.
+ */
+export function threadAlive(pid: number, tid: number): boolean {
+  if (pid <= 0 || tid <= 0) return false;
+  if (tgkillFn(234 /* SYS_tgkill */, pid, tid, 0) === 0) return true;
+  return koffi.errno() === 1;
+}
+
 // ---- sockets and interfaces (interfaces layer) ----------------------------------------------
 // Thin wrappers for AF_PACKET sockets, TAP devices and interface ioctls (src/interfaces/ uses
 // them). Hot-path calls (sendto kick, poll, read, write) take plain numbers: memory is passed as

@@ -1,0 +1,654 @@
+/**
+ * The registry: one shared file per user directory that says which regions, ports and switches
+ * exist, where each region sits in the address space, and who holds each port open. Every
+ * control operation (open, close, create, attach) runs under its robust lock; packets never
+ * touch it.
+ *
+ * Crash safety: handles record the thread that opened them. collectGarbage() releases the
+ * handles of dead threads and destroys what nobody holds any more; it runs on every open and
+ * from vale-ctl, so a killed process never wedges the others.
+ */
+import fs from 'node:fs';
+import * as native from '../native/index.js';
+import { NetmapError, assert, fail } from '../errors.js';
+import { space, type AddressSpace } from './space.js';
+import { lock, unlock, ownerAlive, selfTid } from './lock.js';
+import { Region, initRegion, regionBytes, checkRegion, type RegionGeometry } from './region.js';
+import * as L from './layout.js';
+
+/**
+ * Names are stored as NUL-padded Latin-1 (what the parser admits). Written by hand: Buffer
+ * methods do not work on an ArrayBuffer as large as the address space.
+ */
+export function writeLatin1(u8: Uint8Array, at: number, text: string, max: number): void {
+  const n = Math.min(text.length, max);
+  for (let i = 0; i < n; i++) u8[at + i] = text.charCodeAt(i) & 0xff;
+  u8[at + n] = 0;
+}
+
+export function readLatin1(u8: Uint8Array, start: number, end: number): string {
+  let s = '';
+  for (let i = start; i < end; i++) s += String.fromCharCode(u8[i]!);
+  return s;
+}
+
+function regionFileName(memId: number): string {
+  return `mem-${memId}`;
+}
+
+/** A decoded port-table entry (a snapshot; the registry is the truth). */
+export interface PortInfo {
+  index: number;
+  name: string;
+  kind: number;
+  memId: number;
+  flags: number;
+  numTx: number; numRx: number; numHostTx: number; numHostRx: number;
+  txSlots: number; rxSlots: number;
+  ringsTable: number;
+  users: number;
+}
+
+type Hook = (reg: Registry, portIndex: number) => void;
+
+export class Registry {
+  readonly sp: AddressSpace;
+  readonly base = L.SPACE_REGISTRY_OFFSET;
+  private depth = 0;
+  /** Called (under the lock) before a port entry is destroyed, by port kind. */
+  private static destroyHooks = new Map<number, Hook>();
+
+  constructor(sp: AddressSpace) {
+    this.sp = sp;
+    const file = sp.filePath('registry');
+    const fd = native.openFile(file, native.O_RDWR | native.O_CREAT, 0o600);
+    try {
+      native.flock(fd, native.LOCK_EX);
+      const size = fs.fstatSync(fd).size;
+      if (size === 0) native.ftruncate(fd, L.REGISTRY_SIZE);
+      else if (size !== L.REGISTRY_SIZE) {
+        fail('EINVAL', `the registry ${file} has size ${size}, this netmap-ts expects ${L.REGISTRY_SIZE} (another layout version?)`);
+      }
+      sp.mapShared('registry', this.base, L.REGISTRY_SIZE, 0);
+      const u32 = sp.u32;
+      if (u32[this.w(L.REG_MAGIC)] === 0) {
+        u32[this.w(L.REG_LAYOUT)] = L.LAYOUT_VERSION;
+        u32[this.w(L.REG_API)] = L.NETMAP_API;
+        u32[this.w(L.REG_SIZE)] = L.REGISTRY_SIZE;
+        u32[this.w(L.REG_MAGIC)] = L.MAGIC_REGISTRY;
+      }
+      if (u32[this.w(L.REG_MAGIC)] !== L.MAGIC_REGISTRY) fail('EINVAL', `${file} is not a netmap-ts registry`);
+      const layout = u32[this.w(L.REG_LAYOUT)];
+      if (layout !== L.LAYOUT_VERSION) {
+        fail('EINVAL', `shared memory in ${sp.dir} has layout version ${layout}, this netmap-ts uses layout version ${L.LAYOUT_VERSION} (NETMAP_API ${L.NETMAP_API}); close the other users or use another NETMAP_TS_DIR`);
+      }
+    } finally {
+      native.flock(fd, native.LOCK_UN);
+      native.closeFd(fd);
+    }
+  }
+
+  static onDestroy(kind: number, hook: Hook): void {
+    Registry.destroyHooks.set(kind, hook);
+  }
+
+  /** Int32/Uint32 word index of a registry byte offset. */
+  w(byteOffset: number): number {
+    return (this.base + byteOffset) >>> 2;
+  }
+
+  // ---- the lock ---------------------------------------------------------------------------------
+
+  /** Runs `fn` under the registry lock (re-entrant within one thread). */
+  locked<T>(fn: () => T): T {
+    if (this.depth > 0) {
+      this.depth++;
+      try { return fn(); } finally { this.depth--; }
+    }
+    const word = this.w(L.REG_LOCK);
+    lock(this.sp.i32, word, this.sp.absolute(this.base + L.REG_LOCK));
+    this.depth = 1;
+    try {
+      return fn();
+    } finally {
+      this.depth = 0;
+      unlock(this.sp.i32, word, this.sp.absolute(this.base + L.REG_LOCK));
+    }
+  }
+
+  assertLocked(): void {
+    assert(this.depth > 0 && Atomics.load(this.sp.i32, this.w(L.REG_LOCK)) === selfTid(), 'registry lock not held');
+  }
+
+  nextToken(): number {
+    this.assertLocked();
+    const w = this.w(L.REG_NEXT_TOKEN);
+    const t = (this.sp.u32[w]! + 1) >>> 0 || 1;
+    this.sp.u32[w] = t;
+    return t;
+  }
+
+  // ---- regions ----------------------------------------------------------------------------------
+
+  private regionEntry(memId: number): number {
+    return L.REGIONS_TABLE + (memId - 1) * L.REGION_ENTRY_SIZE;
+  }
+
+  regionLive(memId: number): boolean {
+    if (memId < 1 || memId > L.MAX_REGIONS) return false;
+    return this.sp.u32[this.w(this.regionEntry(memId) + L.RE_STATE)] === 1;
+  }
+
+  /** Maps region `memId` in this thread if needed and returns its allocator. */
+  region(memId: number): Region {
+    if (!this.regionLive(memId)) fail('EINVAL', `memory region ${memId} does not exist`);
+    const e = this.regionEntry(memId);
+    const u32 = this.sp.u32;
+    const offset = u32[this.w(e + L.RE_SPACE_OFFSET)]!;
+    const size = u32[this.w(e + L.RE_SIZE)]!;
+    const gen = u32[this.w(e + L.RE_GENERATION)]!;
+    const name = regionFileName(memId);
+    if (!this.sp.isMapped(name, gen)) {
+      this.sp.mapShared(name, offset, size, gen);
+      checkRegion(this.sp, offset, name);
+    }
+    return new Region(this.sp, offset);
+  }
+
+  /** Generation of a live region: senders compare it to notice a region was replaced. */
+  regionGeneration(memId: number): number {
+    return this.sp.u32[this.w(this.regionEntry(memId) + L.RE_GENERATION)]!;
+  }
+
+  /** Creates a region with the given geometry; returns its mem_id. */
+  createRegion(g: RegionGeometry): number {
+    this.assertLocked();
+    const bytes = Math.ceil(regionBytes(g) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
+    const u32 = this.sp.u32;
+    let memId = 0;
+    const used: Array<[number, number]> = [];
+    for (let id = 1; id <= L.MAX_REGIONS; id++) {
+      const e = this.regionEntry(id);
+      if (u32[this.w(e + L.RE_STATE)] === 1) used.push([u32[this.w(e + L.RE_SPACE_OFFSET)]!, u32[this.w(e + L.RE_SIZE)]!]);
+      else if (memId === 0 && id > 1) memId = id; // mem_id 1 is netmap's global allocator: kept for interfaces
+    }
+    if (memId === 0) fail('ENOMEM', `all ${L.MAX_REGIONS} memory regions are in use`);
+    used.sort((a, b) => a[0] - b[0]);
+    let offset = L.SPACE_REGIONS_START;
+    for (const [o, s] of used) {
+      if (o - offset >= bytes) break;
+      offset = Math.max(offset, Math.ceil((o + s) / L.SPACE_GRANULE) * L.SPACE_GRANULE);
+    }
+    if (offset + bytes > L.SPACE_REGIONS_END) {
+      fail('ENOMEM', `no room in the shared address space for a ${(bytes / 1048576).toFixed(0)} MiB region`);
+    }
+    return this.createRegionAt(memId, offset, bytes, g);
+  }
+
+  /** Creates the global region (mem_id 1) if missing; shared by all interface ports. */
+  globalRegion(g: RegionGeometry): number {
+    this.assertLocked();
+    if (this.regionLive(1)) return 1;
+    const bytes = Math.ceil(regionBytes(g) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
+    // Placed at the top of the shared range, out of the way of the first-fit placement.
+    const offset = Math.floor((L.SPACE_REGIONS_END - bytes) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
+    const u32 = this.sp.u32;
+    for (let id = 2; id <= L.MAX_REGIONS; id++) {
+      const e = this.regionEntry(id);
+      if (u32[this.w(e + L.RE_STATE)] === 1 && u32[this.w(e + L.RE_SPACE_OFFSET)]! + u32[this.w(e + L.RE_SIZE)]! > offset) {
+        fail('ENOMEM', 'no room in the shared address space for the global region');
+      }
+    }
+    return this.createRegionAt(1, offset, bytes, g);
+  }
+
+  private createRegionAt(memId: number, offset: number, bytes: number, g: RegionGeometry): number {
+    const name = regionFileName(memId);
+    const file = this.sp.filePath(name);
+    try { fs.unlinkSync(file); } catch { /* not there */ }
+    const fd = native.openFile(file, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
+    try {
+      native.ftruncate(fd, bytes);
+    } finally {
+      native.closeFd(fd);
+    }
+    const u32 = this.sp.u32;
+    const genWord = this.w(L.REG_GENERATION);
+    const gen = (u32[genWord]! + 1) >>> 0;
+    u32[genWord] = gen;
+    const e = this.regionEntry(memId);
+    u32[this.w(e + L.RE_SPACE_OFFSET)] = offset;
+    u32[this.w(e + L.RE_SIZE)] = bytes;
+    u32[this.w(e + L.RE_GENERATION)] = gen;
+    u32[this.w(e + L.RE_PORTS)] = 0;
+    this.sp.mapShared(name, offset, bytes, gen);
+    initRegion(this.sp, offset, memId, g);
+    u32[this.w(e + L.RE_STATE)] = 1;
+    return memId;
+  }
+
+  private destroyRegion(memId: number): void {
+    const e = this.regionEntry(memId);
+    this.sp.u32[this.w(e + L.RE_STATE)] = 0;
+    this.sp.unmapShared(regionFileName(memId));
+    try { fs.unlinkSync(this.sp.filePath(regionFileName(memId))); } catch { /* gone already */ }
+  }
+
+  private regionRef(memId: number, delta: number): void {
+    const w = this.w(this.regionEntry(memId) + L.RE_PORTS);
+    const n = this.sp.u32[w]! + delta;
+    this.sp.u32[w] = n < 0 ? 0 : n;
+    if (n <= 0) this.destroyRegion(memId);
+  }
+
+  // ---- ports ------------------------------------------------------------------------------------
+
+  portEntry(index: number): number {
+    return L.PORTS_TABLE + index * L.PORT_ENTRY_SIZE;
+  }
+
+  /** Word index of field `field` of port `index`. */
+  pw(index: number, field: number): number {
+    return this.w(this.portEntry(index) + field);
+  }
+
+  portGet(index: number, field: number): number {
+    return this.sp.u32[this.pw(index, field)]!;
+  }
+
+  portSet(index: number, field: number, value: number): void {
+    this.sp.u32[this.pw(index, field)] = value;
+  }
+
+  portLive(index: number): boolean {
+    return index >= 0 && index < L.MAX_PORTS && this.portGet(index, L.PE_STATE) === 1;
+  }
+
+  portName(index: number): string {
+    const start = this.base + this.portEntry(index) + L.PE_NAME;
+    const u8 = this.sp.u8;
+    let end = start;
+    while (end < start + L.PE_NAME_MAX && u8[end] !== 0) end++;
+    return readLatin1(u8, start, end);
+  }
+
+  findPort(name: string): number {
+    for (let i = 0; i < L.MAX_PORTS; i++) {
+      if (this.portGet(i, L.PE_STATE) === 1 && this.portName(i) === name) return i;
+    }
+    return -1;
+  }
+
+  /** Every live port, in table order. */
+  livePorts(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === 1) out.push(i);
+    return out;
+  }
+
+  portInfo(index: number): PortInfo {
+    return {
+      index,
+      name: this.portName(index),
+      kind: this.portGet(index, L.PE_KIND),
+      memId: this.portGet(index, L.PE_MEM_ID),
+      flags: this.portGet(index, L.PE_FLAGS),
+      numTx: this.portGet(index, L.PE_NUM_TX),
+      numRx: this.portGet(index, L.PE_NUM_RX),
+      numHostTx: this.portGet(index, L.PE_NUM_HOST_TX),
+      numHostRx: this.portGet(index, L.PE_NUM_HOST_RX),
+      txSlots: this.portGet(index, L.PE_TX_SLOTS),
+      rxSlots: this.portGet(index, L.PE_RX_SLOTS),
+      ringsTable: this.portGet(index, L.PE_RINGS_TABLE),
+      users: this.portGet(index, L.PE_USERS),
+    };
+  }
+
+  /**
+   * Creates a port entry with its rings in region `memId`. Ring order in the ring table is
+   * netmap's: NIC TX, host TX, NIC RX, host RX. TX rings get a buffer per slot; RX rings get
+   * buffers too unless `rxWithoutBuffers` (pipes, whose RX slots are filled by the peer).
+   */
+  createPort(p: {
+    name: string; kind: number; memId: number; flags: number;
+    numTx: number; numRx: number; numHostTx: number; numHostRx: number; txSlots: number; rxSlots: number;
+    rxWithoutBuffers?: boolean;
+  }): number {
+    this.assertLocked();
+    if (p.name.length === 0 || p.name.length >= L.PE_NAME_MAX) fail('EINVAL', `port name '${p.name}' must have 1 to ${L.PE_NAME_MAX - 1} characters`);
+    if (this.findPort(p.name) >= 0) fail('EEXIST', `port ${p.name} already exists`);
+    let index = -1;
+    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === 0) { index = i; break; }
+    if (index < 0) fail('ENOMEM', `all ${L.MAX_PORTS} port entries are in use`);
+    const region = this.region(p.memId);
+    const u8 = this.sp.u8;
+    const entry = this.base + this.portEntry(index);
+    u8.fill(0, entry, entry + L.PORT_ENTRY_SIZE);
+    this.portSet(index, L.PE_STATE, 2);
+    this.portSet(index, L.PE_KIND, p.kind);
+    this.portSet(index, L.PE_MEM_ID, p.memId);
+    this.portSet(index, L.PE_FLAGS, p.flags);
+    this.portSet(index, L.PE_NUM_TX, p.numTx);
+    this.portSet(index, L.PE_NUM_RX, p.numRx);
+    this.portSet(index, L.PE_NUM_HOST_TX, p.numHostTx);
+    this.portSet(index, L.PE_NUM_HOST_RX, p.numHostRx);
+    this.portSet(index, L.PE_TX_SLOTS, p.txSlots);
+    this.portSet(index, L.PE_RX_SLOTS, p.rxSlots);
+    this.portSet(index, L.PE_MFS, 1514);
+    writeLatin1(u8, entry + L.PE_NAME, p.name, L.PE_NAME_MAX - 1);
+    const total = p.numTx + p.numHostTx + p.numRx + p.numHostRx;
+    const table = region.allocObject(4 * Math.max(total, 1));
+    this.portSet(index, L.PE_RINGS_TABLE, table);
+    const created: number[] = [];
+    try {
+      let k = 0;
+      const make = (count: number, dir: number, slots: number, firstId: number, withBufs: boolean): void => {
+        for (let r = 0; r < count; r++) {
+          const ring = this.createRing(region, dir, slots, firstId + r, withBufs);
+          created.push(ring);
+          this.sp.u32[(table >>> 2) + k++] = ring;
+        }
+      };
+      make(p.numTx, L.RING_DIR_TX, p.txSlots, 0, true);
+      make(p.numHostTx, L.RING_DIR_TX, p.txSlots, p.numTx, true);
+      make(p.numRx, L.RING_DIR_RX, p.rxSlots, 0, !p.rxWithoutBuffers);
+      make(p.numHostRx, L.RING_DIR_RX, p.rxSlots, p.numRx, !p.rxWithoutBuffers);
+    } catch (e) {
+      for (const ring of created) this.freeRing(region, ring);
+      region.freeObject(table);
+      this.portSet(index, L.PE_STATE, 0);
+      throw e;
+    }
+    this.portSet(index, L.PE_GENERATION, this.portGet(index, L.PE_GENERATION) + 1);
+    this.regionRef(p.memId, +1);
+    Atomics.store(this.sp.i32, this.pw(index, L.PE_STATE), 1);
+    return index;
+  }
+
+  private createRing(region: Region, dir: number, slots: number, id: number, withBufs: boolean): number {
+    const ring = region.allocObject(L.ringBytes(slots));
+    const sp = this.sp;
+    const w = ring >>> 2;
+    const bufOfs = region.bufBase - ring;
+    sp.view.setBigInt64(ring + L.RING_BUF_OFS, BigInt(bufOfs), true);
+    sp.u32[w + L.RING_NUM_SLOTS / 4] = slots;
+    sp.u32[w + L.RING_BUF_SIZE / 4] = region.bufSize;
+    sp.u16[(ring + L.RING_ID) >>> 1] = id;
+    sp.u16[(ring + L.RING_DIR) >>> 1] = dir;
+    if (withBufs) {
+      for (let s = 0; s < slots; s++) {
+        const idx = region.allocBuf();
+        if (idx === 0) {
+          this.freeRing(region, ring);
+          fail('ENOMEM', `memory region ${region.memId} has no free buffers for a ${slots}-slot ring`);
+        }
+        sp.u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2] = idx;
+      }
+    }
+    if (dir === L.RING_DIR_TX) {
+      sp.u32[w + L.RING_TAIL / 4] = slots - 1;
+      sp.u32[w + L.KR_HWTAIL / 4] = slots - 1;
+      sp.u32[w + L.KR_RTAIL / 4] = slots - 1;
+      sp.u32[w + L.KR_SHADOW_TAIL / 4] = slots - 1;
+    }
+    return ring;
+  }
+
+  private freeRing(region: Region, ring: number): void {
+    const slots = this.sp.u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
+    for (let s = 0; s < slots; s++) {
+      const w = (ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2;
+      region.freeBuf(this.sp.u32[w]!);
+      this.sp.u32[w] = 0;
+    }
+    region.freeObject(ring);
+  }
+
+  /**
+   * Marks every buffer index that a slot of a live port of region `memId` holds, except the
+   * ports in `skip`. Used before freeing buffers named by user-writable memory (extra-buffer
+   * lists, ring slots of a dying port): a buffer still in some other ring is never freed.
+   */
+  buffersInUse(memId: number, skip: number[]): Uint8Array {
+    const region = this.region(memId);
+    const used = new Uint8Array(region.numBufs);
+    const u32 = this.sp.u32;
+    for (let i = 0; i < L.MAX_PORTS; i++) {
+      if (this.portGet(i, L.PE_STATE) !== 1 || this.portGet(i, L.PE_MEM_ID) !== memId || skip.includes(i)) continue;
+      const n = this.totalRings(i);
+      for (let k = 0; k < n; k++) {
+        const ring = this.ringOffset(i, k);
+        const slots = u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
+        for (let s = 0; s < slots; s++) {
+          const idx = u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2]!;
+          if (idx < used.length) used[idx] = 1;
+        }
+      }
+    }
+    return used;
+  }
+
+  /** Frees `idx` unless `used` marks it (see buffersInUse); marks it so it is freed only once. */
+  static freeIfUnused(region: Region, used: Uint8Array, idx: number): void {
+    if (idx < 2 || idx >= used.length || used[idx] !== 0) return;
+    used[idx] = 1;
+    region.freeBuf(idx);
+  }
+
+  /** Space offset of ring `k` (in netmap order) of port `index`. */
+  ringOffset(index: number, k: number): number {
+    return this.sp.u32[(this.portGet(index, L.PE_RINGS_TABLE) >>> 2) + k]!;
+  }
+
+  totalRings(index: number): number {
+    return this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX) + this.portGet(index, L.PE_NUM_RX) + this.portGet(index, L.PE_NUM_HOST_RX);
+  }
+
+  /**
+   * Destroys port entries (a pipe's two ends go together), their rings and the buffers those
+   * rings hold; a region goes with its last port.
+   */
+  destroyPort(index: number, alsoIndex = -1): void {
+    this.assertLocked();
+    const doomed = [index, alsoIndex].filter((i) => this.portLive(i));
+    if (doomed.length === 0) return;
+    for (const i of doomed) {
+      const hook = Registry.destroyHooks.get(this.portGet(i, L.PE_KIND));
+      if (hook !== undefined) hook(this, i);
+    }
+    const memId = this.portGet(doomed[0]!, L.PE_MEM_ID);
+    if (this.regionLive(memId)) {
+      const region = this.region(memId);
+      const used = this.buffersInUse(memId, doomed);
+      const u32 = this.sp.u32;
+      for (const i of doomed) {
+        const n = this.totalRings(i);
+        for (let k = 0; k < n; k++) {
+          const ring = this.ringOffset(i, k);
+          const slots = u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
+          for (let s = 0; s < slots; s++) Registry.freeIfUnused(region, used, u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2]!);
+          region.freeObject(ring);
+        }
+        region.freeObject(this.portGet(i, L.PE_RINGS_TABLE));
+      }
+    }
+    for (const i of doomed) {
+      const m = this.portGet(i, L.PE_MEM_ID);
+      this.portSet(i, L.PE_GENERATION, this.portGet(i, L.PE_GENERATION) + 1);
+      Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
+      if (this.regionLive(m)) this.regionRef(m, -1);
+    }
+  }
+
+  // ---- handles ----------------------------------------------------------------------------------
+
+  handleField(index: number, slot: number, field: number): number {
+    return this.pw(index, L.PE_HANDLES + slot * L.HANDLE_SIZE + field);
+  }
+
+  /** Records a handle of this thread on port `index`; returns its slot. */
+  addHandle(index: number, token: number): number {
+    this.assertLocked();
+    const u32 = this.sp.u32;
+    for (let s = 0; s < L.MAX_HANDLES; s++) {
+      if (u32[this.handleField(index, s, L.HR_TOKEN)] === 0) {
+        for (let f = 0; f < L.HANDLE_SIZE; f += 4) u32[this.handleField(index, s, f)] = 0;
+        u32[this.handleField(index, s, L.HR_PID)] = process.pid;
+        u32[this.handleField(index, s, L.HR_TID)] = selfTid();
+        u32[this.handleField(index, s, L.HR_TOKEN)] = token;
+        this.portSet(index, L.PE_USERS, this.portGet(index, L.PE_USERS) + 1);
+        return s;
+      }
+    }
+    return fail('EBUSY', `port ${this.portName(index)} already has ${L.MAX_HANDLES} open handles`);
+  }
+
+  findHandle(index: number, token: number): number {
+    for (let s = 0; s < L.MAX_HANDLES; s++) if (this.sp.u32[this.handleField(index, s, L.HR_TOKEN)] === token) return s;
+    return -1;
+  }
+
+  /** Releases a handle slot (the caller has freed what it held). */
+  dropHandle(index: number, slot: number): void {
+    this.assertLocked();
+    this.sp.u32[this.handleField(index, slot, L.HR_TOKEN)] = 0;
+    const users = this.portGet(index, L.PE_USERS);
+    this.portSet(index, L.PE_USERS, users > 0 ? users - 1 : 0);
+  }
+
+  /** Per-handle cleanup, supplied by the ports layer (frees the netmap_if, extra buffers, ring users). */
+  static releaseHandle: ((reg: Registry, index: number, slot: number) => void) | null = null;
+  /** Called after a port lost its last handle (ephemeral ports destroy themselves here). */
+  static lastUserGone: ((reg: Registry, index: number) => void) | null = null;
+
+  /** Releases the handles of dead threads and what only they held. Returns how many. */
+  collectGarbage(): number {
+    return this.locked(() => {
+      let released = 0;
+      const u32 = this.sp.u32;
+      for (let i = 0; i < L.MAX_PORTS; i++) {
+        if (this.portGet(i, L.PE_STATE) !== 1) continue;
+        let touched = false;
+        for (let s = 0; s < L.MAX_HANDLES; s++) {
+          if (u32[this.handleField(i, s, L.HR_TOKEN)] === 0) continue;
+          const tid = u32[this.handleField(i, s, L.HR_TID)]!;
+          if (ownerAlive(tid)) continue;
+          if (Registry.releaseHandle !== null) Registry.releaseHandle(this, i, s);
+          else this.dropHandle(i, s);
+          released++;
+          touched = true;
+        }
+        if (touched && this.portLive(i) && this.portGet(i, L.PE_USERS) === 0 && Registry.lastUserGone !== null) Registry.lastUserGone(this, i);
+      }
+      return released;
+    });
+  }
+
+  // ---- switches ---------------------------------------------------------------------------------
+
+  switchEntry(sw: number): number {
+    return L.SWITCHES_TABLE + sw * L.SWITCH_ENTRY_SIZE;
+  }
+
+  sw(sw: number, field: number): number {
+    return this.w(this.switchEntry(sw) + field);
+  }
+
+  switchName(sw: number): string {
+    const start = this.base + this.switchEntry(sw) + L.SW_NAME;
+    const u8 = this.sp.u8;
+    let end = start;
+    while (end < start + 16 && u8[end] !== 0) end++;
+    return readLatin1(u8, start, end);
+  }
+
+  findSwitch(name: string): number {
+    for (let s = 0; s < L.MAX_SWITCHES; s++) {
+      if (this.sp.u32[this.sw(s, L.SW_STATE)] === 1 && this.switchName(s) === name) return s;
+    }
+    return -1;
+  }
+
+  liveSwitches(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s < L.MAX_SWITCHES; s++) if (this.sp.u32[this.sw(s, L.SW_STATE)] === 1) out.push(s);
+    return out;
+  }
+
+  /** Finds or creates switch `name`; ENOMEM when the table is full. */
+  ensureSwitch(name: string): number {
+    this.assertLocked();
+    const found = this.findSwitch(name);
+    if (found >= 0) return found;
+    if (name.length >= 16) fail('EINVAL', `switch name '${name}' is longer than 15 characters`);
+    for (let s = 0; s < L.MAX_SWITCHES; s++) {
+      if (this.sp.u32[this.sw(s, L.SW_STATE)] === 0) {
+        const e = this.base + this.switchEntry(s);
+        this.sp.u8.fill(0, e, e + L.SWITCH_ENTRY_SIZE);
+        writeLatin1(this.sp.u8, e + L.SW_NAME, name, 15);
+        // The learning table's "last source" cache starts all-ones, as netmap's does.
+        this.sp.u8.fill(0xff, e + L.SW_LAST_SRC, e + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
+        Atomics.store(this.sp.i32, this.sw(s, L.SW_STATE), 1);
+        return s;
+      }
+    }
+    return fail('ENOMEM', `cannot create switch ${name}: all ${L.MAX_SWITCHES} switches are in use`);
+  }
+
+  /** Puts port `index` on switch `sw`; returns its port number there. */
+  switchAttach(sw: number, index: number): number {
+    this.assertLocked();
+    const u32 = this.sp.u32;
+    const n = u32[this.sw(sw, L.SW_NUM_PORTS)]!;
+    if (n >= L.MAX_SWITCH_PORTS) fail('ENOMEM', `switch ${this.switchName(sw)} is full (${L.MAX_SWITCH_PORTS} ports)`);
+    for (let p = 0; p < L.MAX_SWITCH_PORTS; p++) {
+      if (u32[this.sw(sw, L.SW_PORTS + 4 * p)] === 0) {
+        u32[this.sw(sw, L.SW_PORTS + 4 * p)] = index + 1;
+        u32[this.sw(sw, L.SW_NUM_PORTS)] = n + 1;
+        // forget what was learnt about the previous occupant of this port number
+        this.sp.u8.fill(0xff, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p + 8);
+        this.portSet(index, L.PE_SWITCH, sw + 1);
+        this.portSet(index, L.PE_SWITCH_PORT, p);
+        Atomics.add(this.sp.i32, this.sw(sw, L.SW_GENERATION), 1);
+        return p;
+      }
+    }
+    return fail('ENOMEM', `switch ${this.switchName(sw)} is full`);
+  }
+
+  /** Takes port `index` off its switch; the switch goes with its last port unless persistent. */
+  switchDetach(index: number): void {
+    this.assertLocked();
+    const swPlus = this.portGet(index, L.PE_SWITCH);
+    if (swPlus === 0) return;
+    const sw = swPlus - 1;
+    const p = this.portGet(index, L.PE_SWITCH_PORT);
+    const u32 = this.sp.u32;
+    if (u32[this.sw(sw, L.SW_PORTS + 4 * p)] === index + 1) {
+      u32[this.sw(sw, L.SW_PORTS + 4 * p)] = 0;
+      u32[this.sw(sw, L.SW_NUM_PORTS)] = Math.max(0, u32[this.sw(sw, L.SW_NUM_PORTS)]! - 1);
+      // drop learnt entries pointing at this port
+      const hash = this.w(this.switchEntry(sw) + L.SW_HASH);
+      for (let h = 0; h < L.SW_HASH_ENTRIES; h++) {
+        if ((u32[hash + 2 * h]! & 0xffff) === p + 1) { u32[hash + 2 * h] = 0; u32[hash + 2 * h + 1] = 0; }
+      }
+    }
+    this.portSet(index, L.PE_SWITCH, 0);
+    this.portSet(index, L.PE_SWITCH_PORT, 0);
+    Atomics.add(this.sp.i32, this.sw(sw, L.SW_GENERATION), 1);
+    if (u32[this.sw(sw, L.SW_NUM_PORTS)] === 0 && (u32[this.sw(sw, L.SW_FLAGS)]! & 1) === 0) {
+      Atomics.store(this.sp.i32, this.sw(sw, L.SW_STATE), 0);
+    }
+  }
+}
+
+let current: Registry | null = null;
+
+/** The registry of the calling thread's shared-memory directory, mapped on first use. */
+export function registry(): Registry {
+  const sp = space();
+  if (current === null || current.sp !== sp) current = new Registry(sp);
+  return current;
+}
+
+export { NetmapError };

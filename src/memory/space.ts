@@ -1,0 +1,153 @@
+/**
+ * The address space of one thread. Each thread (main or worker) and each process reserves one
+ * range of virtual memory and maps every shared file it needs into it, at the offset the registry
+ * assigned to that file. One ArrayBuffer spans the whole range, so:
+ *  - an offset means the same memory in every thread and process;
+ *  - buffers of different ports are copied with a single copyWithin (memmove);
+ *  - all code indexes the same few typed arrays, which keeps the hot paths monomorphic.
+ * Threads do not share their mappings: a worker maps what it uses exactly as a process would.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as native from '../native/index.js';
+import { NetmapError, assert, fail } from '../errors.js';
+import { SPACE_SIZE, SPACE_LOCAL_START, SPACE_LOCAL_END, PAGE_SIZE } from './layout.js';
+
+/** The directory holding this user's shared-memory files (NETMAP_TS_DIR overrides). */
+export function shmDirectory(): string {
+  const fromEnv = process.env.NETMAP_TS_DIR;
+  if (fromEnv !== undefined && fromEnv !== '') return path.resolve(fromEnv);
+  return `/dev/shm/netmap-ts-${os.userInfo().uid}`;
+}
+
+function ensureDirectory(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    fail('EACCES', `cannot create the shared-memory directory ${dir}: ${(e as Error).message}`);
+  }
+  const st = fs.statSync(dir);
+  if (!st.isDirectory()) fail('EINVAL', `${dir} is not a directory`);
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    fail('EACCES', `the shared-memory directory ${dir} belongs to uid ${st.uid}, not to this user`);
+  }
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+}
+
+interface Mapping { offset: number; size: number; generation: number }
+
+export class AddressSpace {
+  readonly address: number;
+  readonly buffer: ArrayBuffer;
+  readonly u8: Uint8Array;
+  readonly u16: Uint16Array;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  readonly view: DataView;
+  readonly dir: string;
+  /** Shared files mapped in this thread, by file name. */
+  private readonly mappings = new Map<string, Mapping>();
+  private localNext = SPACE_LOCAL_START;
+  private readonly localFree: Array<{ offset: number; size: number }> = [];
+
+  constructor(dir: string) {
+    this.dir = dir;
+    ensureDirectory(dir);
+    const { address, buffer } = native.reserveAddressSpace(SPACE_SIZE);
+    this.address = address;
+    this.buffer = buffer;
+    this.u8 = new Uint8Array(buffer);
+    this.u16 = new Uint16Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.i32 = new Int32Array(buffer);
+    this.f64 = new Float64Array(buffer);
+    this.view = new DataView(buffer);
+  }
+
+  filePath(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /**
+   * Makes sure shared file `name` is mapped at [offset, offset+size) as of `generation`. A
+   * mapping left from an older file of the same name, or from another file that used to live at
+   * these offsets, is replaced.
+   */
+  mapShared(name: string, offset: number, size: number, generation: number): void {
+    const current = this.mappings.get(name);
+    if (current !== undefined && current.offset === offset && current.size === size && current.generation === generation) return;
+    let fd: number;
+    try {
+      fd = native.openFile(this.filePath(name), native.O_RDWR);
+    } catch (e) {
+      if (e instanceof NetmapError && e.code === 'ENOENT') fail('ENXIO', `shared memory file ${name} is gone`);
+      throw e;
+    }
+    try {
+      native.mapFileAt(this.address + offset, size, fd);
+    } finally {
+      native.closeFd(fd);
+    }
+    for (const [other, m] of this.mappings) {
+      if (other !== name && m.offset < offset + size && offset < m.offset + m.size) this.mappings.delete(other);
+    }
+    this.mappings.set(name, { offset, size, generation });
+  }
+
+  /** Whether `name` is mapped here as of `generation` (a cheap check for hot paths). */
+  isMapped(name: string, generation: number): boolean {
+    const m = this.mappings.get(name);
+    return m !== undefined && m.generation === generation;
+  }
+
+  /** Forgets and unmaps a shared file (its range becomes inaccessible again). */
+  unmapShared(name: string): void {
+    const m = this.mappings.get(name);
+    if (m === undefined) return;
+    native.unmapToReserved(this.address + m.offset, m.size);
+    this.mappings.delete(name);
+  }
+
+  /**
+   * Maps `length` bytes of `fd` (an AF_PACKET ring, say) privately to this thread and returns the
+   * offset of the mapping in the views.
+   */
+  mapLocal(fd: number, length: number): number {
+    const size = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    let offset = -1;
+    const reuse = this.localFree.findIndex((f) => f.size >= size);
+    if (reuse >= 0) {
+      offset = this.localFree[reuse]!.offset;
+      this.localFree.splice(reuse, 1);
+    } else {
+      if (this.localNext + size > SPACE_LOCAL_END) fail('ENOMEM', `no room left for a ${size}-byte local mapping`);
+      offset = this.localNext;
+      this.localNext += size;
+    }
+    native.mapFileAt(this.address + offset, size, fd);
+    return offset;
+  }
+
+  unmapLocal(offset: number, length: number): void {
+    const size = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    assert(offset >= SPACE_LOCAL_START && offset + size <= SPACE_LOCAL_END, 'local mapping out of range');
+    native.unmapToReserved(this.address + offset, size);
+    this.localFree.push({ offset, size });
+  }
+
+  /** Absolute address of an offset, for futex and other native calls. */
+  absolute(offset: number): number {
+    return this.address + offset;
+  }
+}
+
+let current: AddressSpace | null = null;
+
+/** The address space of the calling thread, reserved on first use. */
+export function space(): AddressSpace {
+  const dir = shmDirectory();
+  if (current === null || current.dir !== dir) current = new AddressSpace(dir);
+  return current;
+}

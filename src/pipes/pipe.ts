@@ -1,0 +1,251 @@
+/**
+ * Netmap pipes: `NAME{ID` (master) and `NAME}ID` (slave), two ports crossed over: master TX ring i
+ * feeds slave RX ring i and slave TX ring i feeds master RX ring i. Both live in the parent's
+ * memory region, so packets move by copying 16-byte slots (the buffer changes hands, the payload
+ * is never touched): txsync copies [hwcur, head) of the TX ring into the peer's RX ring and
+ * publishes up to the last complete packet; the receiver's rxsync copies the slots it released
+ * back into the sender's TX ring and publishes the sender's new tail. Each side writes only slots
+ * the other side does not own at that moment, so no lock is needed, across threads or processes.
+ *
+ * A pipe never drops: the sender's tail only advances when the receiver frees slots.
+ */
+import { fail } from '../errors.js';
+import type { Registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import type { Ring } from '../rings/ring.js';
+import * as sync from '../rings/sync.js';
+import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
+import type { PortSpec } from '../ports/name.js';
+import { Registry as RegistryClass } from '../memory/registry.js';
+
+export const MAX_PIPES_PER_PARENT = 64;
+export const MAX_PIPE_RINGS = 256;
+export const MAX_PIPE_SLOTS = 4096;
+export const DEFAULT_PIPE_SLOTS = 1024;
+/** Memory-only pipe parents get room for this many pipes of the first pipe's geometry. */
+export const PARENT_PIPE_ROOM = 16;
+
+const HWCUR = L.KR_HWCUR >>> 2, SHADOW = L.KR_SHADOW_TAIL >>> 2, PEER = L.KR_PEER >>> 2, HEAD = L.RING_HEAD >>> 2;
+
+/**
+ * Copies `count` slots starting at index `from` of ring `src` into the same indices of ring
+ * `dst` (same size), wrapping at the end. 16 bytes per slot, as words.
+ */
+function copySlots(u32: Uint32Array, src: number, dst: number, from: number, count: number, n: number): void {
+  const s = (src + L.RING_SLOTS) >>> 2, d = (dst + L.RING_SLOTS) >>> 2;
+  const first = Math.min(count, n - from);
+  u32.copyWithin(d + 4 * from, s + 4 * from, s + 4 * (from + first));
+  if (first < count) u32.copyWithin(d, s, s + 4 * (count - first));
+}
+
+class PipeAdapter implements PortAdapter {
+  private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  private readonly port: Port;
+
+  constructor(port: Port) {
+    this.port = port;
+    this.u32 = port.sp.u32;
+    this.u16 = port.sp.u16;
+  }
+
+  txsync(ring: Ring): boolean {
+    const head = sync.txPrologue(ring);
+    const u32 = this.u32, u16 = this.u16;
+    const w = ring.offset >>> 2;
+    const n = ring.numSlots;
+    if (head < 0) return false;
+    const peer = u32[w + PEER]!;
+    let cur = u32[w + HWCUR]!;
+    if (cur >= n) cur = 0;
+    if (head !== cur) {
+      const count = head >= cur ? head - cur : head + n - cur;
+      copySlots(u32, ring.offset, peer, cur, count, n);
+      // Validate what the peer will see and find the last complete packet; the payload is
+      // not touched. A bad index or length becomes an empty slot on the peer side.
+      const numBufs = ring.numBufs, bufSize = ring.bufSize;
+      const pslots = (peer + L.RING_SLOTS) >>> 2;
+      let complete = -1, bytes = 0, packets = 0;
+      for (let k = 0, i = cur; k < count; k++) {
+        const sw = pslots + 4 * i;
+        const idx = u32[sw]!;
+        const len = u16[2 * sw + 2]!;
+        const flags = u16[2 * sw + 3]!;
+        if (idx < 2 || idx >= numBufs || len > bufSize) { u32[sw] = idx < 2 || idx >= numBufs ? 0 : idx; u16[2 * sw + 2] = 0; }
+        u16[2 * sw + 3] = flags & ~L.NS_BUF_CHANGED;
+        bytes += len;
+        if ((flags & L.NS_MOREFRAG) === 0) { complete = i; packets++; }
+        i = i + 1 === n ? 0 : i + 1;
+      }
+      u32[w + HWCUR] = head;
+      if (complete >= 0) {
+        Atomics.store(this.port.sp.i32, (peer >>> 2) + SHADOW, complete + 1 === n ? 0 : complete + 1);
+        sync.notify(this.port.sp, peer);
+      }
+      sync.count(this.port.sp, ring.offset, packets, bytes, 0);
+    }
+    let tail = Atomics.load(this.port.sp.i32, w + SHADOW);
+    if (tail >= n || tail < 0) tail = head === 0 ? n - 1 : head - 1;
+    sync.setTail(ring, tail);
+    return true;
+  }
+
+  rxsync(ring: Ring): boolean {
+    const head = sync.rxPrologue(ring);
+    const u32 = this.u32;
+    const w = ring.offset >>> 2;
+    const n = ring.numSlots;
+    const peer = u32[w + PEER]!;
+    let ok = true;
+    if (head >= 0) {
+      const cur = u32[w + HWCUR]!;
+      if (head !== cur && cur < n) {
+        const count = head >= cur ? head - cur : head + n - cur;
+        copySlots(u32, ring.offset, peer, cur, count, n);
+        u32[w + HWCUR] = head;
+        Atomics.store(this.port.sp.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
+        sync.notify(this.port.sp, peer);
+      }
+    } else ok = false;
+    let tail = Atomics.load(this.port.sp.i32, w + SHADOW);
+    if (tail >= n || tail < 0) tail = u32[w + HWCUR]!;
+    const before = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
+    if (tail !== before) {
+      const got = tail >= before ? tail - before : tail + n - before;
+      sync.count(this.port.sp, ring.offset, got, 0, 0);
+    }
+    sync.setTail(ring, tail);
+    sync.stamp(ring);
+    return ok;
+  }
+}
+
+registerAdapter(L.PORT_KIND_PIPE, (port) => new PipeAdapter(port));
+
+/** A memory-only parent: consumes what is sent to it, never receives. */
+class NullAdapter implements PortAdapter {
+  txsync(ring: Ring): boolean {
+    const head = sync.txPrologue(ring);
+    if (head < 0) return false;
+    sync.setHwcur(ring, head);
+    sync.setTail(ring, head === 0 ? ring.numSlots - 1 : head - 1);
+    return true;
+  }
+  rxsync(ring: Ring): boolean {
+    const ok = sync.rxPrologue(ring) >= 0;
+    sync.stamp(ring);
+    return ok;
+  }
+}
+registerAdapter(L.PORT_KIND_PARENT, () => new NullAdapter());
+
+function pipeGeometry(spec: PortSpec, parentSlots: number): { tx: number; rx: number; txSlots: number; rxSlots: number } {
+  const c = spec.conf;
+  const tx = c.txRings ?? 1, rx = c.rxRings ?? 1;
+  const txSlots = c.txSlots ?? (parentSlots || DEFAULT_PIPE_SLOTS), rxSlots = c.rxSlots ?? (parentSlots || DEFAULT_PIPE_SLOTS);
+  if (tx < 1 || tx > MAX_PIPE_RINGS || rx < 1 || rx > MAX_PIPE_RINGS) fail('EINVAL', `${spec.spec}: a pipe has 1 to ${MAX_PIPE_RINGS} rings per direction`);
+  if (txSlots < 2 || txSlots > MAX_PIPE_SLOTS || rxSlots < 2 || rxSlots > MAX_PIPE_SLOTS) fail('EINVAL', `${spec.spec}: a pipe ring has 2 to ${MAX_PIPE_SLOTS} slots`);
+  return { tx, rx, txSlots: Math.min(txSlots, MAX_PIPE_SLOTS), rxSlots: Math.min(rxSlots, MAX_PIPE_SLOTS) };
+}
+
+/** Finds the parent of a pipe, or creates a memory-only one that goes away with its last pipe. */
+function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: { tx: number; rx: number; txSlots: number; rxSlots: number }): number {
+  const parentName = spec.parentName;
+  let parent = reg.findPort(parentName);
+  if (parent >= 0) return parent;
+  if (spec.subsystem === 'netmap' && interfaceParent !== null) {
+    parent = interfaceParent(reg, spec, opts);
+    if (parent >= 0) return parent;
+  }
+  // As netmap does for an unknown parent, make one: here a memory-only port with room for
+  // PARENT_PIPE_ROOM pipes of this geometry (ENOMEM beyond).
+  const perPipe = (geom.tx * geom.txSlots + geom.rx * geom.rxSlots);
+  const ringPages = (geom.tx + geom.rx) * 2 * Math.ceil(L.ringBytes(Math.max(geom.txSlots, geom.rxSlots)) / L.PAGE_SIZE);
+  const memId = reg.createRegion({
+    numBufs: 2 + 64 + perPipe * PARENT_PIPE_ROOM + 1024,
+    numPages: 16 + PARENT_PIPE_ROOM * (ringPages + 4 * L.MAX_HANDLES / 8) + 64,
+    bufSize: L.DEFAULT_BUF_SIZE,
+  });
+  try {
+    return reg.createPort({
+      name: parentName, kind: L.PORT_KIND_PARENT, memId, flags: L.PORT_FLAG_AUTODELETE,
+      numTx: 1, numRx: 1, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64,
+    });
+  } catch (e) {
+    // createPort failed before taking a reference: drop the empty region by creating and
+    // destroying nothing else; the region is collected with the registry's next check.
+    throw e;
+  }
+}
+
+/** Interfaces may act as pipe parents (lb): the interfaces layer plugs its lookup in here. */
+let interfaceParent: ((reg: Registry, spec: PortSpec, opts: OpenOptions) => number) | null = null;
+export function setInterfaceParentResolver(fn: (reg: Registry, spec: PortSpec, opts: OpenOptions) => number): void {
+  interfaceParent = fn;
+}
+
+function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
+  if (spec.mode !== 'ALL_NIC' && spec.mode !== 'ONE_NIC') fail('EINVAL', `${spec.spec}: pipes accept only all-rings or -N ring selection`);
+  const pipe = spec.pipe!;
+  const masterName = `${spec.parentName}{${pipe.id}`;
+  const slaveName = `${spec.parentName}}${pipe.id}`;
+  const wanted = pipe.role === 'master' ? masterName : slaveName;
+  const existing = reg.findPort(wanted);
+  if (existing >= 0) return existing;
+  const parentSlotsGuess = reg.findPort(spec.parentName);
+  const geom = pipeGeometry(spec, parentSlotsGuess >= 0 ? reg.portGet(parentSlotsGuess, L.PE_TX_SLOTS) : 0);
+  const parent = resolveParent(reg, spec, opts, geom);
+  const pipes = reg.portGet(parent, L.PE_PIPES);
+  if (pipes >= MAX_PIPES_PER_PARENT) fail('EINVAL', `${spec.spec}: port ${spec.parentName} already has ${MAX_PIPES_PER_PARENT} pipes`);
+  const memId = reg.portGet(parent, L.PE_MEM_ID);
+  // Geometry is the opener's; the slave sees the master's directions swapped.
+  const m = pipe.role === 'master' ? geom : { tx: geom.rx, rx: geom.tx, txSlots: geom.rxSlots, rxSlots: geom.txSlots };
+  let master = -1, slave = -1;
+  try {
+    master = reg.createPort({ name: masterName, kind: L.PORT_KIND_PIPE, memId, flags: 0, numTx: m.tx, numRx: m.rx, numHostTx: 0, numHostRx: 0, txSlots: m.txSlots, rxSlots: m.rxSlots, rxWithoutBuffers: true });
+    slave = reg.createPort({ name: slaveName, kind: L.PORT_KIND_PIPE, memId, flags: 0, numTx: m.rx, numRx: m.tx, numHostTx: 0, numHostRx: 0, txSlots: m.rxSlots, rxSlots: m.txSlots, rxWithoutBuffers: true });
+  } catch (e) {
+    if (master >= 0) reg.destroyPort(master);
+    if (reg.portGet(parent, L.PE_PIPES) === 0 && (reg.portGet(parent, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0 && reg.portGet(parent, L.PE_USERS) === 0) reg.destroyPort(parent);
+    if (e instanceof Error && (e as { code?: string }).code === 'ENOMEM') fail('ENOMEM', `${spec.spec}: the memory of ${spec.parentName} has no room for another pipe (${(e as Error).message})`);
+    throw e;
+  }
+  for (const [a, b] of [[master, slave], [slave, master]] as const) {
+    reg.portSet(a, L.PE_PEER, b + 1);
+    reg.portSet(a, L.PE_PARENT, parent + 1);
+  }
+  // cross the rings: master tx i <-> slave rx i, slave tx i <-> master rx i
+  const u32 = reg.sp.u32;
+  const link = (txPort: number, rxPort: number, count: number): void => {
+    const rxBase = reg.portGet(rxPort, L.PE_NUM_TX);
+    for (let i = 0; i < count; i++) {
+      const t = reg.ringOffset(txPort, i), r = reg.ringOffset(rxPort, rxBase + i);
+      u32[(t >>> 2) + PEER] = r;
+      u32[(r >>> 2) + PEER] = t;
+    }
+  };
+  link(master, slave, m.tx);
+  link(slave, master, m.rx);
+  reg.portSet(parent, L.PE_PIPES, pipes + 1);
+  return wanted === masterName ? master : slave;
+}
+registerResolver('pipe', resolvePipe);
+
+/** Both ends go when neither is open; the parent goes with its last pipe if it was made for them. */
+function pipeLastUser(reg: Registry, index: number): void {
+  const peer = reg.portGet(index, L.PE_PEER) - 1;
+  if (peer >= 0 && reg.portLive(peer) && reg.portGet(peer, L.PE_USERS) > 0) return;
+  const parent = reg.portGet(index, L.PE_PARENT) - 1;
+  reg.destroyPort(index, peer);
+  if (parent >= 0 && reg.portLive(parent)) {
+    const left = Math.max(0, reg.portGet(parent, L.PE_PIPES) - 1);
+    reg.portSet(parent, L.PE_PIPES, left);
+    if (left === 0 && (reg.portGet(parent, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0 && reg.portGet(parent, L.PE_USERS) === 0) reg.destroyPort(parent);
+  }
+}
+onLastUser(L.PORT_KIND_PIPE, pipeLastUser);
+onLastUser(L.PORT_KIND_PARENT, (reg, index) => {
+  if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
+});
+
+void RegistryClass;

@@ -1,0 +1,7 @@
+/**
+ * Ports: open any netmap name. Importing this module plugs in every port type of the build
+ * (pipes, VALE, interfaces), so openPort() understands all names.
+ */
+export * from './port.js';
+export { parsePortSpec, formatPortSpec, type PortSpec, type PortConf, type RegMode } from './name.js';
+import '../pipes/pipe.js';

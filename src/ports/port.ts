@@ -1,0 +1,489 @@
+/**
+ * Opening a port: resolve its name to a port of the registry (creating ephemeral ports, pipes
+ * and switches on first use, as netmap does), bind the rings the mode selects, give the handle
+ * its own netmap_if and extra buffers, and wrap the port type's sync functions.
+ *
+ * One Port object = one netmap file descriptor. Several handles on one port share its rings.
+ */
+import { NetmapError, assert, fail } from '../errors.js';
+import { registry, Registry, writeLatin1 } from '../memory/registry.js';
+import type { AddressSpace } from '../memory/space.js';
+import { Ring } from '../rings/ring.js';
+import * as sync from '../rings/sync.js';
+import * as native from '../native/index.js';
+import * as L from '../memory/layout.js';
+import { parsePortSpec, type PortSpec } from './name.js';
+
+export const POLLIN = L.POLLIN;
+export const POLLOUT = L.POLLOUT;
+export const POLLERR = L.POLLERR;
+
+/** What a port type does on txsync/rxsync. One instance per handle. Return false on error. */
+export interface PortAdapter {
+  txsync(ring: Ring): boolean;
+  rxsync(ring: Ring): boolean;
+  /** Called when the handle closes, before the registry forgets it (optional). */
+  close?(): void;
+}
+
+export type AdapterFactory = (port: Port) => PortAdapter;
+
+/**
+ * Resolves a name to a port-table index under the registry lock, creating the port if the
+ * name's rules say so; returns -1 if the name is not of this resolver's kind.
+ */
+export type Resolver = (reg: Registry, spec: PortSpec, opts: OpenOptions) => number;
+
+const adapters = new Map<number, AdapterFactory>();
+const resolvers: { vale: Resolver | null; interface: Resolver | null; pipe: Resolver | null } = { vale: null, interface: null, pipe: null };
+
+/** Plugs in the sync functions of a port kind (PORT_KIND_*). */
+export function registerAdapter(kind: number, factory: AdapterFactory): void {
+  adapters.set(kind, factory);
+}
+
+/** Plugs in the name resolution of VALE ports, interfaces or pipes. */
+export function registerResolver(which: 'vale' | 'interface' | 'pipe', fn: Resolver): void {
+  resolvers[which] = fn;
+}
+
+export interface OpenOptions {
+  /** Extra buffers to request (netmap's nr_extra_bufs); also `@conf:extra-bufs=N` in the name. */
+  extraBuffers?: number;
+  /** Accept port names with any character but the separators (libnetmap's relaxed rule). */
+  relaxedNames?: boolean;
+  /** Do not flush TX rings on poll unless POLLOUT is asked (netmap's NR_NO_TX_POLL). */
+  noTxPoll?: boolean;
+  /** Allow opening a port owned by a switch daemon (used by the daemon itself). */
+  owner?: boolean;
+}
+
+let openHandles = 0;
+
+export class Port {
+  /** The name as given to openPort. */
+  readonly spec: string;
+  readonly parsed: PortSpec;
+  /** Name of the port in the registry (netmap's nr_name). */
+  readonly name: string;
+  readonly sp: AddressSpace;
+  /** The shared views: every buffer of every port is inside sp.u8. */
+  readonly mem: AddressSpace;
+  readonly index: number;
+  readonly kind: number;
+  readonly memId: number;
+  readonly token: number;
+  /** Space offset of this handle's netmap_if. */
+  readonly nifp: number;
+  /** Bound rings, netmap order (NIC rings then host rings). */
+  readonly txRings: Ring[];
+  readonly rxRings: Ring[];
+  /** Counts of the port's rings (bound or not), as in the netmap_if. */
+  readonly numTxRings: number;
+  readonly numRxRings: number;
+  readonly numHostTxRings: number;
+  readonly numHostRxRings: number;
+  /** Extra buffers granted at open (may be fewer than requested). */
+  readonly extraBuffers: number;
+  readonly exclusive: boolean;
+  readonly noTxPoll: boolean;
+  readonly adapter: PortAdapter;
+  private closed = false;
+  private readonly generation: number;
+  private readonly waitAddrs: number[] = [];
+  private readonly waitVals: number[] = [];
+
+  /** @internal use openPort() */
+  constructor(init: {
+    spec: PortSpec; index: number; token: number; nifp: number; tx: Ring[]; rx: Ring[]; extra: number; noTxPoll: boolean;
+  }) {
+    const reg = registry();
+    this.sp = reg.sp;
+    this.mem = reg.sp;
+    this.spec = init.spec.spec;
+    this.parsed = init.spec;
+    this.index = init.index;
+    this.name = reg.portName(init.index);
+    this.kind = reg.portGet(init.index, L.PE_KIND);
+    this.memId = reg.portGet(init.index, L.PE_MEM_ID);
+    this.generation = reg.portGet(init.index, L.PE_GENERATION);
+    this.numTxRings = reg.portGet(init.index, L.PE_NUM_TX);
+    this.numRxRings = reg.portGet(init.index, L.PE_NUM_RX);
+    this.numHostTxRings = reg.portGet(init.index, L.PE_NUM_HOST_TX);
+    this.numHostRxRings = reg.portGet(init.index, L.PE_NUM_HOST_RX);
+    this.token = init.token;
+    this.nifp = init.nifp;
+    this.txRings = init.tx;
+    this.rxRings = init.rx;
+    this.extraBuffers = init.extra;
+    this.exclusive = init.spec.exclusive;
+    this.noTxPoll = init.noTxPoll;
+    const factory = adapters.get(this.kind);
+    if (factory === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
+    this.adapter = factory(this);
+  }
+
+  /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */
+  get bufsHead(): number {
+    return this.sp.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
+  }
+  set bufsHead(idx: number) {
+    this.sp.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2] = idx;
+  }
+
+  /** Space offset of buffer `idx` of this port's allocator. */
+  bufOffset(idx: number): number {
+    const r = this.txRings[0] ?? this.rxRings[0];
+    assert(r !== undefined, 'port without rings');
+    return r.bufOffset(idx);
+  }
+
+  /** NIOCTXSYNC: hands [hwcur, head) of every bound TX ring to the port. Never blocks. */
+  txsync(): void {
+    this.checkOpen();
+    const rings = this.txRings;
+    for (let i = 0; i < rings.length; i++) this.adapter.txsync(rings[i]!);
+  }
+
+  /** NIOCRXSYNC: releases [hwcur, head) of every bound RX ring and fetches new packets. */
+  rxsync(): void {
+    this.checkOpen();
+    const rings = this.rxRings;
+    for (let i = 0; i < rings.length; i++) this.adapter.rxsync(rings[i]!);
+  }
+
+  /** One pass of netmap_poll without sleeping: returns the ready events (and POLLERR). */
+  pollOnce(events: number): number {
+    this.checkOpen();
+    let revents = 0;
+    const wantTx = (events & POLLOUT) !== 0;
+    if (wantTx || !this.noTxPoll) {
+      const rings = this.txRings;
+      for (let i = 0; i < rings.length; i++) {
+        const r = rings[i]!;
+        if (!this.adapter.txsync(r)) revents |= POLLERR;
+        if (wantTx && r.cur !== r.tail) revents |= POLLOUT;
+      }
+    }
+    if ((events & POLLIN) !== 0) {
+      const rings = this.rxRings;
+      for (let i = 0; i < rings.length; i++) {
+        const r = rings[i]!;
+        if (!this.adapter.rxsync(r)) revents |= POLLERR;
+        if (r.cur !== r.tail) revents |= POLLIN;
+      }
+    }
+    return revents;
+  }
+
+  /**
+   * netmap's poll(): syncs, and if nothing asked for is ready sleeps (futex on the rings' wake
+   * words, no spinning) until a peer makes progress or `timeoutMs` passes (negative: forever).
+   * Blocks the calling thread: use wait() on the main thread.
+   */
+  poll(events: number, timeoutMs: number): number {
+    let revents = this.pollOnce(events);
+    if ((revents & (events | POLLERR)) !== 0 || timeoutMs === 0) return revents;
+    const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      const n = this.armWait(events);
+      revents = this.pollOnce(events);
+      if ((revents & (events | POLLERR)) === 0) {
+        const left = deadline === Infinity ? -1 : deadline - Date.now();
+        if (left > 0 || left === -1) native.futexWaitAny(this.waitAddrs, this.waitVals, n, left === -1 ? 1000 : Math.min(left, 1000));
+      }
+      this.disarmWait(events);
+      if ((revents & (events | POLLERR)) !== 0) return revents;
+      revents = this.pollOnce(events);
+      if ((revents & (events | POLLERR)) !== 0 || Date.now() >= deadline) return revents;
+    }
+  }
+
+  /**
+   * Announces this thread as a sleeper on the rings `events` concerns and records their wake
+   * words and current values; returns how many. Always pair with disarmWait().
+   */
+  armWait(events: number): number {
+    let n = 0;
+    const add = (r: Ring): void => {
+      sync.addWaiter(this.sp, r.offset, 1);
+      this.waitAddrs[n] = this.sp.absolute(r.offset + L.KR_WAKE);
+      this.waitVals[n] = sync.wakeSeq(this.sp, r.offset);
+      n++;
+    };
+    if ((events & POLLOUT) !== 0) for (const r of this.txRings) add(r);
+    if ((events & POLLIN) !== 0) for (const r of this.rxRings) add(r);
+    this.waitAddrs.length = n;
+    this.waitVals.length = n;
+    return n;
+  }
+
+  disarmWait(events: number): void {
+    if ((events & POLLOUT) !== 0) for (const r of this.txRings) sync.addWaiter(this.sp, r.offset, -1);
+    if ((events & POLLIN) !== 0) for (const r of this.rxRings) sync.addWaiter(this.sp, r.offset, -1);
+  }
+
+  /** Absolute addresses and values of the armed wake words (for the event-loop waiter). */
+  armedWords(): { addresses: number[]; values: number[] } {
+    return { addresses: this.waitAddrs.slice(), values: this.waitVals.slice() };
+  }
+
+  /**
+   * Copies `len` bytes from `src` (an offset in mem.u8) into the next free slot of the first bound
+   * TX ring with room, splitting into NS_MOREFRAG fragments if needed (nmport_inject). Returns
+   * len, or 0 when no ring has room. Does not sync.
+   */
+  inject(src: Uint8Array, start: number, len: number): number {
+    const u8 = this.sp.u8;
+    for (const r of this.txRings) {
+      const frags = Math.max(1, Math.ceil(len / r.bufSize));
+      if (r.space() < frags) continue;
+      let i = r.head, done = 0;
+      for (let f = 0; f < frags; f++) {
+        const chunk = Math.min(r.bufSize, len - done);
+        u8.set(src.subarray(start + done, start + done + chunk), r.slotBufOffset(i));
+        r.setSlotLen(i, chunk);
+        r.setSlotFlags(i, f + 1 < frags ? L.NS_MOREFRAG : 0);
+        done += chunk;
+        i = r.next(i);
+      }
+      r.advance(i);
+      return len;
+    }
+    return 0;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) fail('ENXIO', `port ${this.spec} is closed`);
+  }
+
+  /** Unbinds the rings, frees the extra buffers on the list, destroys ephemeral ports. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    openHandles--;
+    try { this.adapter.close?.(); } catch { /* the port's teardown must not stop the release */ }
+    const reg = registry();
+    reg.locked(() => {
+      if (!reg.portLive(this.index) || reg.portGet(this.index, L.PE_GENERATION) !== this.generation) return;
+      const slot = reg.findHandle(this.index, this.token);
+      if (slot < 0) return;
+      releaseHandle(reg, this.index, slot);
+      if (reg.portGet(this.index, L.PE_USERS) === 0) lastUserGone(reg, this.index);
+    });
+  }
+}
+
+// ---- handle bookkeeping (also run by the garbage collector for dead threads) -------------------
+
+function ringRange(word: number): [number, number] {
+  return [word & 0xffff, word >>> 16];
+}
+
+/** Frees what a handle holds: its extra buffers, its netmap_if, its use of rings. */
+function releaseHandle(reg: Registry, index: number, slot: number): void {
+  const u32 = reg.sp.u32;
+  const memId = reg.portGet(index, L.PE_MEM_ID);
+  const nifp = u32[reg.handleField(index, slot, L.HR_NIFP)]!;
+  const token = u32[reg.handleField(index, slot, L.HR_TOKEN)]!;
+  if (reg.regionLive(memId)) {
+    const region = reg.region(memId);
+    if (nifp !== 0) {
+      // Free the extra-buffer list as it is now, skipping anything a ring still holds and
+      // stopping at the first invalid or repeated index (a corrupt list cannot harm others).
+      const used = reg.buffersInUse(memId, []);
+      let idx = u32[(nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
+      for (let steps = 0; idx >= 2 && idx < region.numBufs && steps < region.numBufs; steps++) {
+        const at = region.bufOffset(idx) >>> 2;
+        const next = u32[at]!;
+        if (used[idx] !== 0 || region.isFree(idx)) break;
+        u32[at] = 0;
+        Registry.freeIfUnused(region, used, idx);
+        idx = next;
+      }
+      region.freeObject(nifp);
+    }
+  }
+  const numTx = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
+  const [t0, t1] = ringRange(u32[reg.handleField(index, slot, L.HR_RING_MASK_TX)]!);
+  const [r0, r1] = ringRange(u32[reg.handleField(index, slot, L.HR_RING_MASK_RX)]!);
+  const unuse = (k: number): void => {
+    const ring = reg.ringOffset(index, k);
+    const users = u32[(ring + L.KR_USERS) >>> 2]!;
+    u32[(ring + L.KR_USERS) >>> 2] = users > 0 ? users - 1 : 0;
+    if (u32[(ring + L.KR_EXCLUSIVE) >>> 2] === token) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = 0;
+    u32[(ring + L.KR_BUSY) >>> 2] = 0;
+  };
+  for (let k = t0; k < t1; k++) unuse(k);
+  for (let k = r0; k < r1; k++) unuse(numTx + k);
+  reg.dropHandle(index, slot);
+}
+
+const lastUserHooks = new Map<number, (reg: Registry, index: number) => void>();
+
+/** What happens to a port of kind `kind` when its last handle goes (default: nothing). */
+export function onLastUser(kind: number, hook: (reg: Registry, index: number) => void): void {
+  lastUserHooks.set(kind, hook);
+}
+
+function lastUserGone(reg: Registry, index: number): void {
+  const hook = lastUserHooks.get(reg.portGet(index, L.PE_KIND));
+  if (hook !== undefined) hook(reg, index);
+}
+
+Registry.releaseHandle = releaseHandle;
+Registry.lastUserGone = lastUserGone;
+
+// ---- open ---------------------------------------------------------------------------------------
+
+interface Binding { tx: [number, number]; rx: [number, number] }
+
+/** Rings selected by the mode (netmap_interp_ringid), as index ranges in the ring table. */
+function bindRings(reg: Registry, index: number, spec: PortSpec): Binding {
+  const ntx = reg.portGet(index, L.PE_NUM_TX), nrx = reg.portGet(index, L.PE_NUM_RX);
+  const nhtx = reg.portGet(index, L.PE_NUM_HOST_TX), nhrx = reg.portGet(index, L.PE_NUM_HOST_RX);
+  let tx: [number, number], rx: [number, number];
+  const name = spec.spec;
+  switch (spec.mode) {
+    case 'ALL_NIC': tx = [0, ntx]; rx = [0, nrx]; break;
+    case 'SW':
+      if (nhtx === 0 && nhrx === 0) fail('EINVAL', `${name}: port ${reg.portName(index)} has no host rings`);
+      tx = [ntx, ntx + nhtx]; rx = [nrx, nrx + nhrx]; break;
+    case 'NIC_SW':
+      if (nhtx === 0 && nhrx === 0) fail('EINVAL', `${name}: port ${reg.portName(index)} has no host rings`);
+      tx = [0, ntx + nhtx]; rx = [0, nrx + nhrx]; break;
+    case 'ONE_NIC': {
+      const id = spec.ringId;
+      if (id >= ntx && id >= nrx) fail('EINVAL', `${name}: ring ${id} out of range (port has ${ntx} tx and ${nrx} rx rings)`);
+      const t = id < ntx ? id : 0, r = id < nrx ? id : 0;
+      tx = [t, t + 1]; rx = [r, r + 1]; break;
+    }
+    case 'ONE_SW': {
+      const id = spec.ringId;
+      if (nhtx === 0 && nhrx === 0) fail('EINVAL', `${name}: port ${reg.portName(index)} has no host rings`);
+      if (id >= nhtx && id >= nhrx) fail('EINVAL', `${name}: host ring ${id} out of range (port has ${nhtx} host tx and ${nhrx} host rx rings)`);
+      const t = ntx + (id < nhtx ? id : 0), r = nrx + (id < nhrx ? id : 0);
+      tx = [t, t + 1]; rx = [r, r + 1]; break;
+    }
+  }
+  if (spec.rxRingsOnly) tx = [0, 0];
+  if (spec.txRingsOnly) rx = [0, 0];
+  return { tx, rx };
+}
+
+/**
+ * Opens a port by its netmap name (`netmap:IF`, `valeX:P`, `NAME{N`, `NAME}N`, with `-N ^ * /flags
+ * @memid @conf:...`). Errors are NetmapErrors with netmap's errno names.
+ */
+export function openPort(name: string, opts: OpenOptions = {}): Port {
+  if (typeof name !== 'string') fail('EINVAL', 'the port name must be a string');
+  const spec = parsePortSpec(name, { strictNames: opts.relaxedNames !== true });
+  const reg = registry();
+  reg.collectGarbage();
+  const init = reg.locked(() => {
+    let index = -1;
+    if (spec.pipe !== null) {
+      if (resolvers.pipe === null) fail('EOPNOTSUPP', 'pipes are not available in this build');
+      index = resolvers.pipe(reg, spec, opts);
+    } else if (spec.subsystem === 'vale') {
+      if (resolvers.vale === null) fail('EOPNOTSUPP', 'VALE switches are not available in this build');
+      index = resolvers.vale(reg, spec, opts);
+    } else {
+      index = reg.findPort(spec.name);
+      if (index < 0 && resolvers.interface !== null) index = resolvers.interface(reg, spec, opts);
+      if (index < 0) fail('ENXIO', `${name}: no such interface '${spec.name}'`);
+    }
+    assert(reg.portLive(index), 'resolver returned a dead port');
+    if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0 && opts.owner !== true) {
+      fail('EBUSY', `${name}: port ${reg.portName(index)} is attached to a switch and owned by it`);
+    }
+    if (spec.memId !== 0 && spec.memId !== reg.portGet(index, L.PE_MEM_ID)) {
+      fail('EINVAL', `${name}: port ${reg.portName(index)} uses memory region ${reg.portGet(index, L.PE_MEM_ID)}, not ${spec.memId}`);
+    }
+    return register(reg, index, spec, opts);
+  });
+  openHandles++;
+  try {
+    return new Port(init);
+  } catch (e) {
+    reg.locked(() => {
+      const slot = reg.findHandle(init.index, init.token);
+      if (slot >= 0) releaseHandle(reg, init.index, slot);
+      if (reg.portLive(init.index) && reg.portGet(init.index, L.PE_USERS) === 0) lastUserGone(reg, init.index);
+    });
+    openHandles--;
+    throw e;
+  }
+}
+
+function register(reg: Registry, index: number, spec: PortSpec, opts: OpenOptions) {
+  const u32 = reg.sp.u32;
+  const b = bindRings(reg, index, spec);
+  const numTxAll = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
+  const bound: number[] = [];
+  for (let k = b.tx[0]; k < b.tx[1]; k++) bound.push(k);
+  for (let k = b.rx[0]; k < b.rx[1]; k++) bound.push(numTxAll + k);
+  for (const k of bound) {
+    const ring = reg.ringOffset(index, k);
+    const excl = u32[(ring + L.KR_EXCLUSIVE) >>> 2]!;
+    if (excl !== 0) fail('EBUSY', `${spec.spec}: ring ${k} of ${reg.portName(index)} is held exclusively by another user`);
+    if (spec.exclusive && u32[(ring + L.KR_USERS) >>> 2]! > 0) fail('EBUSY', `${spec.spec}: ring ${k} of ${reg.portName(index)} is in use, cannot open it exclusively`);
+  }
+  const token = reg.nextToken();
+  const slot = reg.addHandle(index, token);
+  const region = reg.region(reg.portGet(index, L.PE_MEM_ID));
+  const total = reg.totalRings(index);
+  let nifp = 0;
+  try {
+    nifp = region.allocObject(L.nifpBytes(total));
+  } catch (e) {
+    reg.dropHandle(index, slot);
+    throw e;
+  }
+  u32[reg.handleField(index, slot, L.HR_NIFP)] = nifp;
+  u32[reg.handleField(index, slot, L.HR_RING_MASK_TX)] = b.tx[0] | (b.tx[1] << 16);
+  u32[reg.handleField(index, slot, L.HR_RING_MASK_RX)] = b.rx[0] | (b.rx[1] << 16);
+  u32[reg.handleField(index, slot, L.HR_FLAGS)] = spec.exclusive ? 1 : 0;
+  for (const k of bound) {
+    const ring = reg.ringOffset(index, k);
+    u32[(ring + L.KR_USERS) >>> 2] = u32[(ring + L.KR_USERS) >>> 2]! + 1;
+    if (spec.exclusive) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = token;
+  }
+  // netmap_if
+  const sp = reg.sp;
+  writeLatin1(sp.u8, nifp + L.NIFP_NAME, reg.portName(index), 15);
+  u32[(nifp + L.NIFP_VERSION) >>> 2] = L.NETMAP_API;
+  u32[(nifp + L.NIFP_FLAGS) >>> 2] = L.NI_PRIV_MEM;
+  u32[(nifp + L.NIFP_TX_RINGS) >>> 2] = reg.portGet(index, L.PE_NUM_TX);
+  u32[(nifp + L.NIFP_RX_RINGS) >>> 2] = reg.portGet(index, L.PE_NUM_RX);
+  u32[(nifp + L.NIFP_HOST_TX_RINGS) >>> 2] = reg.portGet(index, L.PE_NUM_HOST_TX);
+  u32[(nifp + L.NIFP_HOST_RX_RINGS) >>> 2] = reg.portGet(index, L.PE_NUM_HOST_RX);
+  for (const k of bound) sp.view.setBigInt64(nifp + L.NIFP_RING_OFS + 8 * k, BigInt(reg.ringOffset(index, k) - nifp), true);
+  // extra buffers: a list linked through the first word of each buffer, LIFO, 0-terminated
+  const want = Math.max(0, Math.min(opts.extraBuffers ?? spec.conf.extraBufs ?? 0, region.numBufs));
+  let head = 0, granted = 0;
+  for (; granted < want; granted++) {
+    const idx = region.allocBuf();
+    if (idx === 0) break;
+    u32[region.bufOffset(idx) >>> 2] = head;
+    head = idx;
+  }
+  u32[(nifp + L.NIFP_BUFS_HEAD) >>> 2] = head;
+  const numBufs = region.numBufs;
+  const numTx = reg.portGet(index, L.PE_NUM_TX), numRx = reg.portGet(index, L.PE_NUM_RX);
+  const tx: Ring[] = [], rx: Ring[] = [];
+  for (let k = b.tx[0]; k < b.tx[1]; k++) tx.push(new Ring(sp, reg.ringOffset(index, k), numBufs, k >= numTx));
+  for (let k = b.rx[0]; k < b.rx[1]; k++) rx.push(new Ring(sp, reg.ringOffset(index, numTxAll + k), numBufs, k >= numRx));
+  return { spec, index, token, nifp, tx, rx, extra: granted, noTxPoll: opts.noTxPoll === true };
+}
+
+/** Handles open in this thread (for tests and leak checks). */
+export function openHandleCount(): number {
+  return openHandles;
+}
+
+export { NetmapError };
