@@ -16,6 +16,7 @@ import * as native from '../native/index.js';
 import { space, type AddressSpace } from '../memory/space.js';
 import { NetmapError, assert, fail } from '../errors.js';
 import { interfaceIndex } from './ifinfo.js';
+import { completeChecksum } from './csum.js';
 
 const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
 const PACKET_ADD_MEMBERSHIP = 1, PACKET_RX_RING = 5, PACKET_STATISTICS = 6, PACKET_VERSION = 10;
@@ -180,6 +181,8 @@ export class PacketReceiver {
   vlan = 0;
   sec = 0;
   nsec = 0;
+  /** Frames whose partial TCP/UDP checksum copyFrame() completed. */
+  checksumsCompleted = 0;
 
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
@@ -304,7 +307,8 @@ export class PacketReceiver {
 
   /**
    * Copies the current frame to address-space offset `dst` (at most `room` bytes), putting back a
-   * VLAN tag the driver took off; returns the bytes written.
+   * VLAN tag the driver took off and completing a checksum the sender left partial; returns the
+   * bytes written.
    */
   copyFrame(dst: number, room: number): number {
     const u8 = this.sp.u8;
@@ -313,6 +317,9 @@ export class PacketReceiver {
     if ((this.status & TP_STATUS_VLAN_VALID) === 0 || len < 12) {
       if (len > room) len = room;
       u8.copyWithin(dst, src, src + len);
+      if ((this.status & TP_STATUS_CSUMNOTREADY) !== 0 && len === this.wireLength) {
+        if (completeChecksum(u8, dst, len)) this.checksumsCompleted++;
+      }
       return len;
     }
     if (len + 4 > room) len = room - 4;
@@ -322,6 +329,9 @@ export class PacketReceiver {
     u8[dst + 14] = (this.vlan >>> 8) & 0xff;
     u8[dst + 15] = this.vlan & 0xff;
     u8.copyWithin(dst + 16, src + 12, src + len);
+    if ((this.status & TP_STATUS_CSUMNOTREADY) !== 0 && len === this.wireLength) {
+      if (completeChecksum(u8, dst, len + 4)) this.checksumsCompleted++;
+    }
     return len + 4;
   }
 
