@@ -94,7 +94,7 @@ export class Lab {
     removeStaleNamespaces();
   }
 
-  /** Creates namespace `nmts-<pid>-<tag>` with lo up; returns its name. */
+  /** Creates namespace `nmts-<pid>-<tag>` with lo up and IPv6 off; returns its name. */
   ns(tag: string): string {
     if (!/^[a-z0-9]{1,12}$/.test(tag)) throw new Error(`bad namespace tag ${tag}`);
     const name = PREFIX + tag;
@@ -102,6 +102,8 @@ export class Lab {
     must('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
     must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    // IPv4 only: no IPv6 neighbour discovery or MLD chatter on the test links.
+    for (const key of ['all', 'default']) run('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', `net.ipv6.conf.${key}.disable_ipv6=1`]);
     return name;
   }
 
