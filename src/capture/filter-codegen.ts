@@ -105,19 +105,31 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   mark(entry);
   const items: Item[] = [];
   const label = (id: number): number => (id === ACCEPT ? nodes.length : id === REJECT ? nodes.length + 1 : id);
+  // A test that computes the same thing as the one jumping to it is entered after its loads:
+  // the registers already hold that value (jumps do not change them).
+  const afterLoads = (id: number): number => nodes.length + 2 + id;
+  const edge = (from: Node, to: number): number => (optimize && to >= 0 && nodes[to].sig === from.sig ? afterLoads(to) : label(to));
+  // Whether some edge (or the entry) enters a test at its start, i.e. its loads are needed.
+  const enteredAtStart = new Uint8Array(nodes.length);
+  if (entry >= 0) enteredAtStart[entry] = 1;
+  for (let id = 0; id < nodes.length; id++) {
+    if (!reachable[id]) continue;
+    for (const to of [nodes[id].t, nodes[id].f]) if (to >= 0 && edge(nodes[id], to) === to) enteredAtStart[to] = 1;
+  }
   if (entry < 0) items.push({ t: 'ja', label: label(entry) });
   for (let id = nodes.length - 1; id >= 0; id--) {
     if (!reachable[id]) continue;
     const n = nodes[id];
     items.push({ t: 'label', id });
-    for (const insn of n.insns) items.push({ t: 'insn', insn });
-    items.push({ t: 'cj', code: n.jcode, k: n.k, lt: label(n.t), lf: label(n.f) });
+    if (enteredAtStart[id]) for (const insn of n.insns) items.push({ t: 'insn', insn });
+    items.push({ t: 'label', id: afterLoads(id) });
+    items.push({ t: 'cj', code: n.jcode, k: n.k, lt: edge(n, n.t), lf: edge(n, n.f) });
   }
   items.push({ t: 'label', id: nodes.length });
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: snaplen >>> 0 } });
   items.push({ t: 'label', id: nodes.length + 1 });
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: 0 } });
-  return layout(items, nodes.length + 2);
+  return layout(items, 2 * nodes.length + 2);
 }
 
 /** Known outcomes of tests on a path: key `sig|jcode|k` -> result; `sig` -> known value of A. */
