@@ -318,8 +318,10 @@ function releaseHandle(reg: Registry, index: number, slot: number): void {
     if (u32[(ring + L.KR_EXCLUSIVE) >>> 2] === token) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = 0;
     u32[(ring + L.KR_BUSY) >>> 2] = 0;
   };
-  for (let k = t0; k < t1; k++) unuse(k);
-  for (let k = r0; k < r1; k++) unuse(numTx + k);
+  if (reg.regionLive(memId)) { // the rings live in the region: nothing to undo without it
+    for (let k = t0; k < t1; k++) unuse(k);
+    for (let k = r0; k < r1; k++) unuse(numTx + k);
+  }
   reg.dropHandle(index, slot);
 }
 
@@ -422,6 +424,9 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
 
 function register(reg: Registry, index: number, spec: PortSpec, opts: OpenOptions) {
   const u32 = reg.sp.u32;
+  // Map the port's region in this thread before touching its rings (a thread or process that did
+  // not create the port has not mapped it yet).
+  const region = reg.region(reg.portGet(index, L.PE_MEM_ID));
   const b = bindRings(reg, index, spec);
   const numTxAll = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
   const bound: number[] = [];
@@ -435,7 +440,6 @@ function register(reg: Registry, index: number, spec: PortSpec, opts: OpenOption
   }
   const token = reg.nextToken();
   const slot = reg.addHandle(index, token);
-  const region = reg.region(reg.portGet(index, L.PE_MEM_ID));
   const total = reg.totalRings(index);
   let nifp = 0;
   try {
