@@ -5,3 +5,4 @@
 export * from './port.js';
 export { parsePortSpec, formatPortSpec, type PortSpec, type PortConf, type RegMode } from './name.js';
 import '../pipes/pipe.js';
+export { waitPort, portEvents, pendingWaits, type WaitOptions } from './events.js';
