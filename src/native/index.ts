@@ -301,3 +301,14 @@ const ioctlValueFn = libc.func('int ioctl(int fd, unsigned long request, uintptr
 export function ioctlValue(fd: number, request: number, value: number): number {
   return check(ioctlValueFn(fd, request, value), `ioctl(0x${request.toString(16)})`);
 }
+
+// ---- CPU affinity (pkt-gen -a/-c) ------------------------------------------------------------
+const schedSetaffinity = libc.func('int sched_setaffinity(int pid, size_t size, void *mask)');
+
+/** Pins thread `tid` (0: the caller) to CPU `cpu` (0..1023). */
+export function setAffinity(tid: number, cpu: number): void {
+  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= 1024) throw new NetmapError('EINVAL', `CPU ${cpu} is out of range (0..1023)`);
+  const mask = Buffer.alloc(128);
+  mask[cpu >>> 3] = 1 << (cpu & 7);
+  check(schedSetaffinity(tid, mask.length, mask), `sched_setaffinity(cpu ${cpu})`);
+}
