@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -118,6 +118,11 @@ export const MAX_SWITCH_PORTS = 254;
 export const SW_HASH = 2048; // learning table: 1024 entries x 8 bytes (mac hi u16 | port u16, mac lo u32)
 export const SW_HASH_ENTRIES = 1024;
 export const SW_LAST_SRC = 10240; // per port last learnt source MAC cache: 254 x 8
+export const SW_LOOKUP_GEN = 12284; // bumped whenever the lookup module or its config changes
+export const SW_LOOKUP_MODULE = 12288; // module specifier of a pluggable lookup, 1024 bytes, NUL padded
+export const SW_LOOKUP_MODULE_MAX = 1024;
+export const SW_LOOKUP_CONFIG = 13312; // its configuration text, 3072 bytes, NUL padded
+export const SW_LOOKUP_CONFIG_MAX = 3072;
 export const SWITCHES_END = SWITCHES_TABLE + MAX_SWITCHES * SWITCH_ENTRY_SIZE;
 
 // ---- region file (one allocator: netmap's mem_id) ---------------------------------------------
@@ -195,6 +200,11 @@ export const KR_BYTES = 200; // f64
 export const KR_DROPS = 208; // f64
 export const KR_LEASE_DONE = 216; // VALE: ordered publication of leases (see switch)
 export const KR_FLAGS = 220;
+// VALE RX rings: the lease table (see src/switch/lease.ts). KR_LEASE_DONE holds the index of the
+// oldest outstanding lease, KR_LEASE_NEXT the next one to hand out, KR_LEASE_TABLE the space
+// offset of the table of lease records; KR_SHADOW_TAIL is where senders publish hwtail.
+export const KR_LEASE_NEXT = 224;
+export const KR_LEASE_TABLE = 228;
 export const KR_END = 256;
 
 export const RING_DIR_TX = 0;

@@ -1,0 +1,511 @@
+/**
+ * VALE control: switches and their ports (ephemeral and persistent), attach/detach, listing,
+ * counters, pluggable lookups, and the hooks that plug VALE into openPort.
+ */
+import fs from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { fail, NetmapError } from '../errors.js';
+import { registry, writeLatin1, Registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import { registerAdapter, registerResolver, onLastUser, type OpenOptions } from '../ports/port.js';
+import type { PortSpec } from '../ports/name.js';
+import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
+import { ValeAdapter, readString } from './forward.js';
+import { loadedLookup, type LookupContext } from './lookup.js';
+
+export const VALE_MAX_RINGS = 16;
+export const VALE_DEFAULT_RINGS = 1;
+export const VALE_MAX_SLOTS = 4096;
+export const VALE_MIN_SLOTS = 2;
+export const VALE_DEFAULT_SLOTS = 1024;
+export const VALE_MAX_EXTRA_BUFS = 524288;
+/** Ports per switch: every port number 0..253 is usable (254 and 255 are BROADCAST and DROP). */
+export const VALE_MAX_PORTS = L.MAX_SWITCH_PORTS;
+export const VALE_MAX_SWITCHES = L.MAX_SWITCHES;
+/** Pipes a VALE port's memory has room for (netmap lets pipes hang on VALE ports). */
+export const VALE_PIPE_ROOM = 2;
+
+/** SW_FLAGS bit: keep the switch when its last port leaves (set while a lookup is plugged in). */
+const SW_FLAG_KEEP = 1;
+
+export interface ValeGeometry {
+  txRings: number; rxRings: number; txSlots: number; rxSlots: number; extraBufs: number;
+}
+
+function checkGeometry(what: string, g: ValeGeometry): void {
+  for (const [k, v, lo, hi] of [
+    ['tx rings', g.txRings, 1, VALE_MAX_RINGS], ['rx rings', g.rxRings, 1, VALE_MAX_RINGS],
+    ['tx slots', g.txSlots, VALE_MIN_SLOTS, VALE_MAX_SLOTS], ['rx slots', g.rxSlots, VALE_MIN_SLOTS, VALE_MAX_SLOTS],
+    ['extra buffers', g.extraBufs, 0, VALE_MAX_EXTRA_BUFS],
+  ] as const) {
+    if (!Number.isInteger(v) || v < lo || v > hi) fail('EINVAL', `${what}: ${k} ${v} out of range [${lo}, ${hi}]`);
+  }
+}
+
+function geometryOf(spec: PortSpec, opts: OpenOptions): ValeGeometry {
+  const c = spec.conf;
+  const g = {
+    txRings: c.txRings ?? VALE_DEFAULT_RINGS, rxRings: c.rxRings ?? VALE_DEFAULT_RINGS,
+    txSlots: c.txSlots ?? VALE_DEFAULT_SLOTS, rxSlots: c.rxSlots ?? VALE_DEFAULT_SLOTS,
+    extraBufs: opts.extraBuffers ?? c.extraBufs ?? 0,
+  };
+  checkGeometry(spec.spec, g);
+  return g;
+}
+
+/** Creates a VALE port entry with its own region (rings, extra buffers, room for pipes). */
+function createValePort(reg: Registry, name: string, g: ValeGeometry, flags: number): number {
+  const ringPages = (slots: number): number => Math.ceil(L.ringBytes(slots) / L.PAGE_SIZE);
+  const ringBufs = g.txRings * g.txSlots + g.rxRings * g.rxSlots;
+  const pagesPerSet = g.txRings * ringPages(g.txSlots) + g.rxRings * ringPages(g.rxSlots);
+  const numBufs = 2 + ringBufs * (1 + VALE_PIPE_ROOM) + g.extraBufs + 64;
+  const numPages = pagesPerSet * (1 + 2 * VALE_PIPE_ROOM) + g.rxRings + (1 + 2 * VALE_PIPE_ROOM) * (L.MAX_HANDLES + 1) + 16;
+  const memId = reg.createRegion({ numBufs, numPages, bufSize: L.DEFAULT_BUF_SIZE });
+  let index: number;
+  try {
+    index = reg.createPort({
+      name, kind: L.PORT_KIND_VALE, memId, flags,
+      numTx: g.txRings, numRx: g.rxRings, numHostTx: 0, numHostRx: 0, txSlots: g.txSlots, rxSlots: g.rxSlots,
+    });
+  } catch (e) {
+    // the region has no port yet: take it down by hand
+    dropEmptyRegion(reg, memId);
+    throw e;
+  }
+  const region = reg.region(memId);
+  const u32 = reg.sp.u32;
+  for (let r = 0; r < g.rxRings; r++) {
+    const ring = reg.ringOffset(index, g.txRings + r);
+    initLeases(u32, ring, region.allocObject(LEASE_TABLE_BYTES));
+  }
+  return index;
+}
+
+function dropEmptyRegion(reg: Registry, memId: number): void {
+  // A region is destroyed when its port count drops to zero; a region that never had a port is
+  // removed the same way by a create/destroy-free path: create a throwaway reference.
+  try {
+    const idx = reg.createPort({ name: `\u0001tmp${memId}`, kind: L.PORT_KIND_PARENT, memId, flags: 0, numTx: 0, numRx: 0, numHostTx: 0, numHostRx: 0, txSlots: 2, rxSlots: 2 });
+    reg.destroyPort(idx);
+  } catch { /* leave it: collected with the registry */ }
+}
+
+/** Rings of a persistent port go back to a clean state when its last user leaves. */
+function resetRings(reg: Registry, index: number): void {
+  const u32 = reg.sp.u32;
+  const leases = new LeaseOps(reg.sp);
+  const numTx = reg.portGet(index, L.PE_NUM_TX), numRx = reg.portGet(index, L.PE_NUM_RX);
+  for (let k = 0; k < numTx + numRx; k++) {
+    const ring = reg.ringOffset(index, k);
+    const w = ring >>> 2;
+    const n = u32[w + L.RING_NUM_SLOTS / 4]!;
+    if (k < numTx) {
+      const h = u32[w + L.KR_HWCUR / 4]! % n;
+      const t = h === 0 ? n - 1 : h - 1;
+      u32[w + L.RING_HEAD / 4] = h; u32[w + L.RING_CUR / 4] = h; u32[w + L.RING_TAIL / 4] = t;
+      u32[w + L.KR_RHEAD / 4] = h; u32[w + L.KR_RCUR / 4] = h; u32[w + L.KR_RTAIL / 4] = t; u32[w + L.KR_HWTAIL / 4] = t;
+    } else {
+      // drop what was received and not read: everything up to the published tail is released
+      leases.lock(ring);
+      const t = Atomics.load(u32, w + L.KR_SHADOW_TAIL / 4) % n;
+      for (const f of [L.RING_HEAD, L.RING_CUR, L.RING_TAIL, L.KR_RHEAD, L.KR_RCUR, L.KR_RTAIL, L.KR_HWTAIL]) u32[w + f / 4] = t;
+      Atomics.store(u32, w + L.KR_HWCUR / 4, t);
+      leases.unlock(ring);
+    }
+  }
+}
+
+// ---- names ------------------------------------------------------------------------------------
+
+const SWITCH_RE = /^vale[A-Za-z0-9_]*$/;
+const PORT_RE = /^[A-Za-z0-9_.]+$/;
+
+/** Splits 'valeX:PORT'; EINVAL on a malformed name (nothing here ever becomes a file name). */
+export function splitValeName(name: string): { switchName: string; portName: string } {
+  if (typeof name !== 'string') fail('EINVAL', 'the port name must be a string');
+  const colon = name.indexOf(':');
+  if (!name.startsWith('vale') || colon < 0) fail('EINVAL', `invalid vale port name: '${name}' (expected valeSWITCH:PORT)`);
+  const switchName = name.slice(0, colon), portName = name.slice(colon + 1);
+  if (!SWITCH_RE.test(switchName) || switchName.length >= 16) fail('EINVAL', `invalid switch name '${switchName}' in '${name}' ([A-Za-z0-9_], at most 15 characters with 'vale')`);
+  checkPortName(portName, name);
+  return { switchName, portName };
+}
+
+function checkPortName(portName: string, context: string): void {
+  if (typeof portName !== 'string' || !PORT_RE.test(portName) || portName === '.' || portName === '..' || portName.length >= 16) {
+    fail('EINVAL', `invalid port name '${portName}' in '${context}' ([A-Za-z0-9_.], 1 to 15 characters)`);
+  }
+}
+
+// ---- resolver, adapter, lifecycle --------------------------------------------------------------
+
+function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
+  const switchName = spec.switchName!;
+  if (!SWITCH_RE.test(switchName)) fail('EINVAL', `${spec.spec}: invalid switch name '${switchName}'`);
+  if (spec.mode !== 'ALL_NIC' && spec.mode !== 'ONE_NIC') fail('EINVAL', `${spec.spec}: VALE ports have no host rings`);
+  const existing = reg.findPort(spec.parentName);
+  if (existing >= 0) {
+    if (reg.portGet(existing, L.PE_KIND) !== L.PORT_KIND_VALE) fail('EINVAL', `${spec.spec}: ${spec.parentName} is not a VALE port`);
+    return existing;
+  }
+  const named = reg.findPort(spec.portName);
+  if (named >= 0) {
+    const kind = reg.portGet(named, L.PE_KIND);
+    const sw = reg.findSwitch(switchName);
+    if (kind === L.PORT_KIND_VALE && (reg.portGet(named, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
+      if (sw >= 0 && reg.portGet(named, L.PE_SWITCH) === sw + 1) return named;
+      fail('ENXIO', `${spec.spec}: persistent port ${spec.portName} is not attached to ${switchName} (vale-ctl -a ${switchName}:${spec.portName})`);
+    }
+    if ((reg.portGet(named, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0) fail('EBUSY', `${spec.spec}: ${spec.portName} is attached to a switch and owned by it`);
+    fail('EINVAL', `${spec.spec}: ${spec.portName} is an interface: attach it with vale-ctl -a, it cannot be opened as a VALE port`);
+  }
+  const g = geometryOf(spec, opts);
+  const sw = reg.ensureSwitch(switchName);
+  try {
+    if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+    const index = createValePort(reg, spec.parentName, g, 0);
+    try {
+      reg.switchAttach(sw, index);
+    } catch (e) {
+      reg.destroyPort(index);
+      throw e;
+    }
+    return index;
+  } catch (e) {
+    dropIdleSwitch(reg, sw);
+    throw e;
+  }
+}
+
+function dropIdleSwitch(reg: Registry, sw: number): void {
+  const u32 = reg.sp.u32;
+  if (u32[reg.sw(sw, L.SW_STATE)] === 1 && u32[reg.sw(sw, L.SW_NUM_PORTS)] === 0 && (u32[reg.sw(sw, L.SW_FLAGS)]! & SW_FLAG_KEEP) === 0) {
+    Atomics.store(reg.sp.i32, reg.sw(sw, L.SW_STATE), 0);
+  }
+}
+
+registerResolver('vale', resolveVale);
+registerAdapter(L.PORT_KIND_VALE, (port) => new ValeAdapter(port));
+
+onLastUser(L.PORT_KIND_VALE, (reg, index) => {
+  const flags = reg.portGet(index, L.PE_FLAGS);
+  if ((flags & L.PORT_FLAG_PERSISTENT) !== 0) { resetRings(reg, index); return; }
+  if (reg.portGet(index, L.PE_PIPES) > 0) return; // pipes still hang on it
+  reg.destroyPort(index);
+});
+
+Registry.onDestroy(L.PORT_KIND_VALE, (reg, index) => {
+  reg.switchDetach(index);
+  const memId = reg.portGet(index, L.PE_MEM_ID);
+  if (!reg.regionLive(memId)) return;
+  const region = reg.region(memId);
+  const numTx = reg.portGet(index, L.PE_NUM_TX), numRx = reg.portGet(index, L.PE_NUM_RX);
+  for (let r = 0; r < numRx; r++) {
+    const ring = reg.ringOffset(index, numTx + r);
+    const table = reg.sp.u32[(ring + L.KR_LEASE_TABLE) >>> 2]!;
+    if (table !== 0) region.freeObject(table);
+  }
+});
+
+// ---- persistent ports ------------------------------------------------------------------------
+
+/** vale-ctl -n: a persistent VALE port `name` with its own memory, not attached yet. */
+export function createPersistentPort(name: string, geometry: Partial<ValeGeometry> = {}): void {
+  checkPortName(name, name);
+  if (name.startsWith('vale')) fail('EINVAL', `invalid port name '${name}': names starting with 'vale' are switch names`);
+  const g: ValeGeometry = {
+    txRings: geometry.txRings ?? VALE_DEFAULT_RINGS, rxRings: geometry.rxRings ?? VALE_DEFAULT_RINGS,
+    txSlots: geometry.txSlots ?? VALE_DEFAULT_SLOTS, rxSlots: geometry.rxSlots ?? VALE_DEFAULT_SLOTS,
+    extraBufs: geometry.extraBufs ?? 0,
+  };
+  checkGeometry(name, g);
+  const reg = registry();
+  reg.collectGarbage();
+  reg.locked(() => {
+    if (reg.findPort(name) >= 0) fail('EEXIST', `port ${name} already exists`);
+    if (fs.existsSync(`/sys/class/net/${name}`)) fail('EEXIST', `an interface named ${name} already exists`);
+    createValePort(reg, name, g, L.PORT_FLAG_PERSISTENT);
+  });
+}
+
+/** vale-ctl -r: removes persistent port `name` (EBUSY while attached or open). */
+export function removePersistentPort(name: string): void {
+  if (typeof name !== 'string' || name === '') fail('EINVAL', 'missing port name');
+  const reg = registry();
+  reg.collectGarbage();
+  reg.locked(() => {
+    const index = reg.findPort(name);
+    if (index < 0) fail('ENXIO', `no such interface ${name}`);
+    if (reg.portGet(index, L.PE_KIND) !== L.PORT_KIND_VALE || (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) === 0) {
+      fail('EINVAL', `${name} is not a persistent VALE port`);
+    }
+    if (reg.portGet(index, L.PE_SWITCH) !== 0) fail('EBUSY', `${name} is attached to a switch`);
+    if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${name} is open`);
+    if (reg.portGet(index, L.PE_PIPES) !== 0) fail('EBUSY', `${name} has pipes`);
+    reg.destroyPort(index);
+  });
+}
+
+// ---- attach / detach ------------------------------------------------------------------------
+
+export interface InterfaceAttachRequest {
+  op: 'attach' | 'detach';
+  /** 'vale0' */
+  switchName: string;
+  /** interface name, e.g. 'veth0' */
+  ifName: string;
+  /** -h: attach the host stack too (a second port `ifName^`) */
+  host: boolean;
+}
+/** Implemented by the interfaces layer: throw NetmapError ENXIO if `ifName` is no interface. */
+export type InterfaceAttachHook = (req: InterfaceAttachRequest) => void;
+let interfaceHook: InterfaceAttachHook | null = null;
+
+/** The interfaces layer plugs in what -a/-h/-d do with an interface name. */
+export function registerInterfaceAttach(fn: InterfaceAttachHook | null): void {
+  interfaceHook = fn;
+}
+
+/**
+ * vale-ctl -a / -h: attaches persistent port (or, through the interfaces layer, an interface)
+ * `valeX:NAME` to switch X, creating the switch. Returns the port number on the switch.
+ */
+export function attach(name: string, options: { host?: boolean } = {}): number {
+  const { switchName, portName } = splitValeName(name);
+  const reg = registry();
+  reg.collectGarbage();
+  const result = reg.locked(() => {
+    const index = reg.findPort(portName);
+    if (index >= 0 && reg.portGet(index, L.PE_KIND) === L.PORT_KIND_VALE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
+      if (options.host === true) fail('EINVAL', `${portName} is a VALE port: it has no host stack to attach`);
+      if (reg.portGet(index, L.PE_SWITCH) !== 0) fail('EBUSY', `${portName} is already attached to ${reg.switchName(reg.portGet(index, L.PE_SWITCH) - 1)}`);
+      if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
+      const sw = reg.ensureSwitch(switchName);
+      try {
+        if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+        return reg.switchAttach(sw, index);
+      } catch (e) {
+        dropIdleSwitch(reg, sw);
+        throw e;
+      }
+    }
+    if (reg.findPort(name) >= 0) fail('EBUSY', `${name} is an ephemeral port, attached to ${switchName} already`);
+    return -1;
+  });
+  if (result >= 0) return result;
+  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
+  interfaceHook({ op: 'attach', switchName, ifName: portName, host: options.host === true });
+  return portNumber(name);
+}
+
+/** vale-ctl -d: detaches `valeX:NAME` from switch X. */
+export function detach(name: string): void {
+  const { switchName, portName } = splitValeName(name);
+  const reg = registry();
+  reg.collectGarbage();
+  const done = reg.locked(() => {
+    const sw = reg.findSwitch(switchName);
+    const index = reg.findPort(portName);
+    if (index >= 0 && reg.portGet(index, L.PE_KIND) === L.PORT_KIND_VALE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
+      if (sw < 0 || reg.portGet(index, L.PE_SWITCH) !== sw + 1) fail('ENXIO', `${portName} is not attached to ${switchName}`);
+      if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
+      reg.switchDetach(index);
+      resetRings(reg, index);
+      return true;
+    }
+    if (reg.findPort(name) >= 0) fail('EINVAL', `${name} is an ephemeral port: it goes away when closed`);
+    return false;
+  });
+  if (done) return;
+  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
+  interfaceHook({ op: 'detach', switchName, ifName: portName, host: false });
+}
+
+/** Switch and port number of `valeX:NAME` (vale-ctl -l); ENOENT if the switch is unknown. */
+export function locate(name: string): { bridge: number; port: number } {
+  const { switchName, portName } = splitValeName(name);
+  const reg = registry();
+  return reg.locked(() => {
+    const sw = reg.findSwitch(switchName);
+    if (sw < 0) fail('ENOENT', `no switch ${switchName}`);
+    let index = reg.findPort(name);
+    if (index < 0) index = reg.findPort(portName);
+    if (index < 0 || reg.portGet(index, L.PE_SWITCH) !== sw + 1) return { bridge: sw, port: 255 };
+    return { bridge: sw, port: reg.portGet(index, L.PE_SWITCH_PORT) };
+  });
+}
+
+function portNumber(name: string): number {
+  return locate(name).port;
+}
+
+// ---- listing and counters ---------------------------------------------------------------------
+
+export interface PortCounters {
+  txPackets: number; txBytes: number; txDrops: number;
+  rxPackets: number; rxBytes: number; rxDrops: number;
+}
+
+export interface SwitchPortInfo {
+  /** 'vale0:a' for an ephemeral port, 'vale0:NAME' for a persistent one or an interface. */
+  name: string;
+  /** Registry name ('vale0:a', 'NAME'). */
+  portName: string;
+  bridge: number;
+  port: number;
+  persistent: boolean;
+  kind: number;
+  users: number;
+  counters: PortCounters;
+}
+
+function countersOf(reg: Registry, index: number): PortCounters {
+  const f64 = reg.sp.f64;
+  const c = { txPackets: 0, txBytes: 0, txDrops: 0, rxPackets: 0, rxBytes: 0, rxDrops: 0 };
+  const numTx = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
+  const total = reg.totalRings(index);
+  for (let k = 0; k < total; k++) {
+    const k8 = (reg.ringOffset(index, k) + L.KR_PKTS) >>> 3;
+    if (k < numTx) { c.txPackets += f64[k8]!; c.txBytes += f64[k8 + 1]!; c.txDrops += f64[k8 + 2]!; } else { c.rxPackets += f64[k8]!; c.rxBytes += f64[k8 + 1]!; c.rxDrops += f64[k8 + 2]!; }
+  }
+  return c;
+}
+
+function portsOfSwitch(reg: Registry, sw: number): SwitchPortInfo[] {
+  const out: SwitchPortInfo[] = [];
+  const switchName = reg.switchName(sw);
+  for (let p = 0; p < VALE_MAX_PORTS; p++) {
+    const plus = reg.sp.u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+    if (plus === 0 || !reg.portLive(plus - 1)) continue;
+    const index = plus - 1;
+    const portName = reg.portName(index);
+    out.push({
+      name: portName.startsWith(`${switchName}:`) ? portName : `${switchName}:${portName}`,
+      portName, bridge: sw, port: p,
+      persistent: (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0,
+      kind: reg.portGet(index, L.PE_KIND),
+      users: reg.portGet(index, L.PE_USERS),
+      counters: countersOf(reg, index),
+    });
+  }
+  return out;
+}
+
+/** The ports of switch `name` ('vale0'), in port-number order; ENOENT if no such switch. */
+export function switchPorts(name: string): SwitchPortInfo[] {
+  const reg = registry();
+  return reg.locked(() => {
+    const sw = reg.findSwitch(name);
+    if (sw < 0) fail('ENOENT', `no switch ${name}`);
+    return portsOfSwitch(reg, sw);
+  });
+}
+
+/** Every port of every switch (vale-ctl without arguments), switches in table order. */
+export function listAll(): SwitchPortInfo[] {
+  const reg = registry();
+  reg.collectGarbage();
+  return reg.locked(() => reg.liveSwitches().flatMap((sw) => portsOfSwitch(reg, sw)));
+}
+
+/** Names of the live switches. */
+export function switches(): string[] {
+  const reg = registry();
+  return reg.locked(() => reg.liveSwitches().map((sw) => reg.switchName(sw)));
+}
+
+/** Counters of a port by name ('vale0:a' or a persistent port name). */
+export function portCounters(name: string): PortCounters {
+  const reg = registry();
+  return reg.locked(() => {
+    let index = reg.findPort(name);
+    if (index < 0 && name.includes(':')) index = reg.findPort(name.slice(name.indexOf(':') + 1));
+    if (index < 0) fail('ENXIO', `no such port ${name}`);
+    return countersOf(reg, index);
+  });
+}
+
+/** Persistent VALE ports (attached or not). */
+export function persistentPorts(): Array<{ name: string; attachedTo: string | null }> {
+  const reg = registry();
+  return reg.locked(() => reg.livePorts()
+    .filter((i) => reg.portGet(i, L.PE_KIND) === L.PORT_KIND_VALE && (reg.portGet(i, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0)
+    .map((i) => ({ name: reg.portName(i), attachedTo: reg.portGet(i, L.PE_SWITCH) === 0 ? null : reg.switchName(reg.portGet(i, L.PE_SWITCH) - 1) })));
+}
+
+// ---- pluggable lookup -------------------------------------------------------------------------
+
+/**
+ * Replaces the lookup of switch `switchName` by the createLookup() export of ES module
+ * `module` (a path, a file URL or a package name), configured with `config`; null restores the
+ * learning bridge. The module is imported here first (errors are reported now); every process
+ * forwarding on the switch imports it too. The learning table is cleared. While a lookup is
+ * plugged in the switch stays when its last port leaves.
+ */
+export async function setLookup(switchName: string, module: string | null, config = ''): Promise<void> {
+  if (!SWITCH_RE.test(switchName)) fail('EINVAL', `invalid switch name '${switchName}'`);
+  let spec = '';
+  if (module !== null) {
+    spec = module.startsWith('.') || module.startsWith('/') ? pathToFileURL(path.resolve(module)).href : module;
+    if (spec.length >= L.SW_LOOKUP_MODULE_MAX) fail('EINVAL', `lookup module specifier too long (max ${L.SW_LOOKUP_MODULE_MAX - 1} bytes)`);
+    if (config.length >= L.SW_LOOKUP_CONFIG_MAX || /[^\x20-\x7e\n\t]/.test(config)) fail('EINVAL', `lookup config must be printable ASCII, at most ${L.SW_LOOKUP_CONFIG_MAX - 1} bytes`);
+    const l = loadedLookup(spec, config, contextFor(switchName));
+    await l.promise;
+    if (l.error !== null) fail('EINVAL', l.error);
+  }
+  const reg = registry();
+  reg.locked(() => {
+    const sw = reg.findSwitch(switchName);
+    if (sw < 0) fail('ENXIO', `no switch ${switchName}`);
+    const base = reg.base + reg.switchEntry(sw);
+    const u8 = reg.sp.u8, u32 = reg.sp.u32;
+    u8.fill(0, base + L.SW_LOOKUP_MODULE, base + L.SW_LOOKUP_MODULE + L.SW_LOOKUP_MODULE_MAX + L.SW_LOOKUP_CONFIG_MAX);
+    writeLatin1(u8, base + L.SW_LOOKUP_MODULE, spec, L.SW_LOOKUP_MODULE_MAX - 1);
+    writeLatin1(u8, base + L.SW_LOOKUP_CONFIG, module === null ? '' : config, L.SW_LOOKUP_CONFIG_MAX - 1);
+    u8.fill(0, base + L.SW_HASH, base + L.SW_HASH + 8 * L.SW_HASH_ENTRIES);
+    u8.fill(0xff, base + L.SW_LAST_SRC, base + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
+    const flags = u32[reg.sw(sw, L.SW_FLAGS)]!;
+    u32[reg.sw(sw, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
+    Atomics.add(reg.sp.i32, reg.sw(sw, L.SW_LOOKUP_GEN), 1);
+    if (module === null) dropIdleSwitch(reg, sw);
+  });
+}
+
+/** The lookup module and config of a switch ('' for the learning bridge). */
+export function getLookup(switchName: string): { module: string; config: string } {
+  const reg = registry();
+  return reg.locked(() => {
+    const sw = reg.findSwitch(switchName);
+    if (sw < 0) fail('ENXIO', `no switch ${switchName}`);
+    const base = reg.base + reg.switchEntry(sw);
+    return { module: readString(reg.sp.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX), config: readString(reg.sp.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX) };
+  });
+}
+
+/**
+ * Imports the lookup module of `switchName` in this process (if it has one), so that forwarding
+ * does not drop frames while it loads. Call before sending on a switch with a plugged lookup.
+ */
+export async function loadLookup(switchName: string): Promise<void> {
+  const { module, config } = getLookup(switchName);
+  if (module === '') return;
+  const l = loadedLookup(module, config, contextFor(switchName));
+  await l.promise;
+  if (l.error !== null) fail('EINVAL', l.error);
+}
+
+function contextFor(switchName: string): LookupContext {
+  return {
+    switchName,
+    portNumber(name: string): number {
+      try {
+        const r = locate(name.includes(':') ? name : `${switchName}:${name}`);
+        return r.port === 255 ? -1 : r.port;
+      } catch (e) {
+        if (e instanceof NetmapError) return -1;
+        throw e;
+      }
+    },
+  };
+}

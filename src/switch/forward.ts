@@ -1,0 +1,389 @@
+/**
+ * The VALE data path: forwarding in the sender's txsync (netmap's nm_bdg_flush), and the
+ * receiver's rxsync.
+ *
+ * txsync on a TX ring walks [hwcur, head) in batches of up to BATCH slots:
+ *  1. gather: each slot becomes an entry (space offset of its buffer, length); fragments
+ *     (NS_MOREFRAG) are grouped into packets, a trailing incomplete chain is cut into a packet;
+ *     an invalid slot (bad index, length beyond the buffer) becomes a zero-length entry;
+ *  2. lookup pass: the switch's lookup gives each packet a destination port, BROADCAST or
+ *     DROP; packets are chained per destination (and broadcasts in their own chain);
+ *  3. one copy pass per destination port: a lease of slots on the destination RX ring (ring
+ *     = source ring id mod the destination's RX rings), copy outside the lock, complete the
+ *     lease; what does not fit is dropped and counted — the sender never waits.
+ * Afterwards the TX ring is entirely free again (tail = head - 1), as in netmap.
+ *
+ * Copies go from the sender's buffers to the destination's own buffers (each port has its own
+ * memory region): small frames with a Float64Array word loop, larger ones with copyWithin
+ * (memmove). Every buffer is 64-byte aligned and a multiple of 64 bytes long, so copying whole
+ * 8-byte words never leaves the buffer.
+ */
+import { registry, type Registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import * as native from '../native/index.js';
+import { selfTid } from '../memory/lock.js';
+import type { Ring } from '../rings/ring.js';
+import * as sync from '../rings/sync.js';
+import type { Port, PortAdapter } from '../ports/port.js';
+import { Lease, LeaseOps } from './lease.js';
+import { BROADCAST, DROP, learningLookup, loadedLookup, type LookupFn } from './lookup.js';
+
+/** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
+export const BATCH = 1024;
+const FT_SIZE = BATCH + L.NETMAP_MAX_FRAGS;
+const MAXP = L.MAX_SWITCH_PORTS;
+const MAX_RINGS = 16;
+/** Frames up to this length are copied with a word loop, longer ones with copyWithin. */
+export const SMALL_COPY = 256;
+
+const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
+const W_BUSY = L.KR_BUSY >>> 2, W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
+
+export class ValeAdapter implements PortAdapter {
+  private readonly reg: Registry;
+  private readonly port: Port;
+  private readonly u8: Uint8Array;
+  private readonly u16: Uint16Array;
+  private readonly u32: Uint32Array;
+  private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
+  private readonly leases: LeaseOps;
+  private readonly lease = new Lease();
+  private readonly me = selfTid();
+
+  // forwarding table (per entry = per slot)
+  private readonly ftOff = new Int32Array(FT_SIZE); // space offset of the source buffer, -1 none
+  private readonly ftLen = new Uint16Array(FT_SIZE);
+  // per packet, indexed by the entry of its first fragment
+  private readonly ftFrags = new Uint8Array(FT_SIZE);
+  private readonly ftNext = new Int32Array(FT_SIZE);
+  // per destination port: unicast chain, its slot count
+  private readonly dstHead = new Int32Array(MAXP).fill(-1);
+  private readonly dstTail = new Int32Array(MAXP);
+  private readonly dstSlots = new Int32Array(MAXP);
+  private readonly dstPkts = new Int32Array(MAXP);
+  private bcHead = -1;
+  private bcTail = -1;
+  private bcSlots = 0;
+  private bcPkts = 0;
+
+  // what this process knows of the switch (refreshed when its generation changes)
+  private sw = -1;
+  private swBase = 0;
+  private swGen = -1;
+  private lookupGen = -1;
+  private myPort = -1;
+  private custom: LookupFn | null = null;
+  private customPending = false;
+  private readonly active = new Uint8Array(MAXP); // port numbers in use, in order
+  private nActive = 0;
+  private readonly pIndex = new Int32Array(MAXP).fill(-1); // registry port index, -1 none
+  private readonly pNumRx = new Int32Array(MAXP);
+  private readonly pRx = new Int32Array(MAXP * MAX_RINGS); // space offsets of RX rings
+  private readonly pBufBase = new Int32Array(MAXP);
+  private readonly pBufSize = new Int32Array(MAXP);
+  private readonly pNumBufs = new Int32Array(MAXP);
+  private readonly pGen = new Int32Array(MAXP);
+  private readonly pNumSlots = new Int32Array(MAXP * MAX_RINGS);
+
+  // rxsync: dead-sender detection per bound RX ring
+  private readonly rxStuckSince = new Float64Array(MAX_RINGS);
+  private readonly rxStuckCalls = new Int32Array(MAX_RINGS);
+
+  constructor(port: Port) {
+    this.port = port;
+    this.reg = registry();
+    const sp = port.sp;
+    this.u8 = sp.u8;
+    this.u16 = sp.u16;
+    this.u32 = sp.u32;
+    this.i32 = sp.i32;
+    this.f64 = sp.f64;
+    this.leases = new LeaseOps(sp);
+  }
+
+  // ---- switch view ------------------------------------------------------------------------------
+
+  /** Re-reads the switch's port list (under the registry lock). */
+  private refresh(): void {
+    const reg = this.reg;
+    reg.locked(() => {
+      const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+      this.pIndex.fill(-1);
+      this.nActive = 0;
+      if (swPlus === 0) { this.sw = -1; this.myPort = -1; this.swGen = -1; return; }
+      const sw = swPlus - 1;
+      this.sw = sw;
+      this.swBase = reg.base + reg.switchEntry(sw);
+      this.swGen = Atomics.load(this.i32, reg.sw(sw, L.SW_GENERATION));
+      this.myPort = reg.portGet(this.port.index, L.PE_SWITCH_PORT);
+      const u32 = this.u32;
+      for (let p = 0; p < MAXP; p++) {
+        const plus = u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+        if (plus === 0) continue;
+        const idx = plus - 1;
+        if (!reg.portLive(idx)) continue;
+        const memId = reg.portGet(idx, L.PE_MEM_ID);
+        let region;
+        try { region = reg.region(memId); } catch { continue; }
+        const numRx = Math.min(MAX_RINGS, reg.portGet(idx, L.PE_NUM_RX));
+        if (numRx === 0) continue;
+        const numTx = reg.portGet(idx, L.PE_NUM_TX) + reg.portGet(idx, L.PE_NUM_HOST_TX);
+        for (let r = 0; r < numRx; r++) {
+          const ring = reg.ringOffset(idx, numTx + r);
+          this.pRx[p * MAX_RINGS + r] = ring;
+          this.pNumSlots[p * MAX_RINGS + r] = u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
+        }
+        this.pIndex[p] = idx;
+        this.pNumRx[p] = numRx;
+        this.pBufBase[p] = region.bufBase;
+        this.pBufSize[p] = region.bufSize;
+        this.pNumBufs[p] = region.numBufs;
+        this.pGen[p] = reg.portGet(idx, L.PE_GENERATION);
+        this.active[this.nActive++] = p;
+      }
+    });
+    this.lookupGen = -1; // re-check the lookup too
+  }
+
+  private refreshLookup(): void {
+    const reg = this.reg;
+    const gen = this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)]!;
+    this.lookupGen = gen;
+    const base = this.swBase;
+    const module = readString(this.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX);
+    if (module === '') { this.custom = null; this.customPending = false; return; }
+    const config = readString(this.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX);
+    const switchName = reg.switchName(this.sw);
+    const l = loadedLookup(module, config, lookupContext(switchName));
+    this.custom = l.fn;
+    this.customPending = l.fn === null;
+    if (l.fn === null && l.error === null) {
+      // loading: look again once it is there
+      void l.promise.then(() => { if (this.lookupGen === gen) this.lookupGen = -1; });
+    }
+  }
+
+  // ---- txsync -----------------------------------------------------------------------------------
+
+  txsync(ring: Ring): boolean {
+    const i32 = this.i32;
+    const w = ring.offset >>> 2;
+    const owner = Atomics.compareExchange(i32, w + W_BUSY, 0, this.me);
+    if (owner !== 0 && owner !== this.me) {
+      // another thread is in txsync on this ring: netmap skips silently, unless it died there
+      if (native.processAlive(owner) || Atomics.compareExchange(i32, w + W_BUSY, owner, this.me) !== owner) return true;
+    }
+    try {
+      return this.txsyncLocked(ring);
+    } finally {
+      Atomics.store(i32, w + W_BUSY, 0);
+    }
+  }
+
+  private txsyncLocked(ring: Ring): boolean {
+    const head = sync.txPrologue(ring);
+    if (head < 0) return false;
+    const u32 = this.u32, u16 = this.u16;
+    const w = ring.offset >>> 2;
+    const n = ring.numSlots;
+    let cur = u32[w + W_HWCUR]!;
+    if (cur >= n) cur = head;
+    if (cur !== head) {
+      const reg = this.reg;
+      const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+      if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.sw(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
+      if (this.sw >= 0 && this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+      const slots = (ring.offset + L.RING_SLOTS) >>> 2;
+      const numBufs = ring.numBufs, bufSize = ring.bufSize, bufBase = ring.bufBase;
+      const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
+      let ft = 0, pktStart = 0, frags = 0;
+      let txPkts = 0, txBytes = 0, txDrops = 0;
+      while (cur !== head) {
+        const sw = slots + 4 * cur;
+        const idx = u32[sw]!;
+        let len = u16[2 * sw + 2]!;
+        const flags = u16[2 * sw + 3]!;
+        if ((flags & L.NS_BUF_CHANGED) !== 0) u16[2 * sw + 3] = flags & ~L.NS_BUF_CHANGED;
+        if (idx < 2 || idx >= numBufs || len > bufSize) { ftOff[ft] = -1; len = 0; } else ftOff[ft] = bufBase + idx * bufSize;
+        ftLen[ft] = len;
+        txBytes += len;
+        ft++;
+        frags++;
+        cur = cur + 1 === n ? 0 : cur + 1;
+        if ((flags & L.NS_MOREFRAG) === 0 || frags === L.NETMAP_MAX_FRAGS || cur === head) {
+          ftFrags[pktStart] = frags;
+          txPkts++;
+          pktStart = ft;
+          frags = 0;
+          if (ft >= BATCH) { txDrops += this.flush(ft, ring.id); ft = 0; pktStart = 0; }
+        }
+      }
+      if (ft > 0) txDrops += this.flush(ft, ring.id);
+      u32[w + W_HWCUR] = head;
+      sync.count(ring.sp, ring.offset, txPkts, txBytes, txDrops);
+    }
+    sync.setTail(ring, head === 0 ? n - 1 : head - 1);
+    return true;
+  }
+
+  /** Forwards entries [0, count) of the table. Returns the packets dropped by the lookup. */
+  private flush(count: number, ringId: number): number {
+    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
+    const dstHead = this.dstHead, dstTail = this.dstTail, dstSlots = this.dstSlots, dstPkts = this.dstPkts, pIndex = this.pIndex;
+    const u8 = this.u8, u32 = this.u32;
+    const me = this.myPort;
+    let drops = 0;
+    if (this.sw < 0 || this.customPending) {
+      for (let p = 0; p < count; p += ftFrags[p]!) drops++;
+      return drops;
+    }
+    const custom = this.custom;
+    const swBase = this.swBase;
+    this.bcHead = -1; this.bcSlots = 0; this.bcPkts = 0;
+    // pass 1: lookup
+    for (let p = 0; p < count; p += ftFrags[p]!) {
+      const off = ftOff[p]!;
+      const len = off < 0 ? 0 : ftLen[p]!;
+      let dst: number;
+      if (custom === null) dst = len < 14 ? DROP : learningLookup(u8, u32, swBase, off, len, me);
+      else dst = len < 14 ? DROP : custom(u8, off, len, me);
+      ftNext[p] = -1;
+      if (dst === BROADCAST) {
+        if (this.bcHead < 0) this.bcHead = p; else ftNext[this.bcTail] = p;
+        this.bcTail = p;
+        this.bcSlots += ftFrags[p]!;
+        this.bcPkts++;
+      } else if (dst >= MAXP || dst < 0 || dst === me || pIndex[dst]! < 0) {
+        drops++;
+      } else {
+        if (dstHead[dst]! < 0) { dstHead[dst] = p; dstSlots[dst] = 0; dstPkts[dst] = 0; } else ftNext[dstTail[dst]!] = p;
+        dstTail[dst] = p;
+        dstSlots[dst] = dstSlots[dst]! + ftFrags[p]!;
+        dstPkts[dst] = dstPkts[dst]! + 1;
+      }
+    }
+    // pass 2: one copy pass per destination
+    const active = this.active, nActive = this.nActive;
+    for (let k = 0; k < nActive; k++) {
+      const d = active[k]!;
+      if (d === me) continue;
+      if (dstHead[d]! < 0 && this.bcHead < 0) continue;
+      this.deliver(d, ringId);
+      dstHead[d] = -1;
+    }
+    void ftOff; void ftLen;
+    return drops;
+  }
+
+  /** Copies the unicast chain of `d` merged with the broadcast chain into d's RX ring. */
+  private deliver(d: number, ringId: number): void {
+    const u16 = this.u16, u32 = this.u32, u8 = this.u8, f64 = this.f64;
+    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
+    let u = this.dstHead[d]!, b = this.bcHead;
+    const needed = (u >= 0 ? this.dstSlots[d]! : 0) + this.bcSlots;
+    const totalPkts = (u >= 0 ? this.dstPkts[d]! : 0) + this.bcPkts;
+    const r = ringId % this.pNumRx[d]!;
+    const ring = this.pRx[d * MAX_RINGS + r]!;
+    const n = this.pNumSlots[d * MAX_RINGS + r]!;
+    if (u32[(ring >>> 2) + W_USERS] === 0) { // nobody has that ring open: netmap drops
+      this.leases.countOnly(ring, totalPkts, f64);
+      return;
+    }
+    const lease = this.lease;
+    this.leases.reserve(ring, n, needed, lease);
+    const dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!, dNum = this.pNumBufs[d]!;
+    const slots = (ring + L.RING_SLOTS) >>> 2;
+    let pos = lease.start, used = 0, pkts = 0, bytes = 0, drops = 0;
+    const room = lease.count;
+    let full = false;
+    while (u >= 0 || b >= 0) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      const frags = ftFrags[p]!;
+      if (full || used + frags > room) { full = true; drops++; continue; }
+      for (let f = 0; f < frags; f++) {
+        const e = p + f;
+        const sw = slots + 4 * pos;
+        const idx = u32[sw]!;
+        let len = ftLen[e]!;
+        const src = ftOff[e]!;
+        if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
+        else if (len > 0) {
+          const dst = dBase + idx * dSize;
+          if (len <= SMALL_COPY) {
+            let s = src >>> 3, t = dst >>> 3;
+            const end = s + ((len + 7) >>> 3);
+            while (s < end) f64[t++] = f64[s++]!;
+          } else {
+            u8.copyWithin(dst, src, src + len);
+          }
+        }
+        u16[2 * sw + 2] = len;
+        u16[2 * sw + 3] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
+        bytes += len;
+        pos = pos + 1 === n ? 0 : pos + 1;
+      }
+      used += frags;
+      pkts++;
+    }
+    const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, drops, f64);
+    if (moved || lease.moved) sync.notify(this.port.sp, ring);
+  }
+
+  // ---- rxsync -----------------------------------------------------------------------------------
+
+  rxsync(ring: Ring): boolean {
+    const head = sync.rxPrologue(ring);
+    const u32 = this.u32;
+    const w = ring.offset >>> 2;
+    const n = ring.numSlots;
+    const ok = head >= 0;
+    if (ok && head !== u32[w + W_HWCUR]) Atomics.store(u32, w + W_HWCUR, head);
+    let tail = Atomics.load(u32, w + W_SHADOW);
+    const before = u32[w + W_HWTAIL]!;
+    const k = ring.id < MAX_RINGS ? ring.id : 0;
+    if (tail === before && Atomics.load(u32, w + W_FIRST) !== Atomics.load(u32, w + W_NEXT)) {
+      // leases outstanding and nothing new: after a while, see whether their senders died
+      const calls = ++this.rxStuckCalls[k]!;
+      if (calls === 1) this.rxStuckSince[k] = Date.now();
+      else if (calls >= 64 || Date.now() - this.rxStuckSince[k]! > 5) {
+        this.rxStuckCalls[k] = 0;
+        if (this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
+      }
+    } else this.rxStuckCalls[k] = 0;
+    if (tail >= n) tail = u32[w + W_HWCUR]!;
+    sync.setTail(ring, tail);
+    sync.stamp(ring);
+    return ok;
+  }
+}
+
+function readString(u8: Uint8Array, at: number, max: number): string {
+  let s = '';
+  for (let i = 0; i < max; i++) {
+    const c = u8[at + i]!;
+    if (c === 0) break;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+function lookupContext(switchName: string) {
+  return {
+    switchName,
+    portNumber(name: string): number {
+      const reg = registry();
+      return reg.locked(() => {
+        let idx = reg.findPort(name);
+        if (idx < 0) idx = reg.findPort(`${switchName}:${name}`);
+        if (idx < 0) return -1;
+        const sw = reg.findSwitch(switchName);
+        if (sw < 0 || reg.portGet(idx, L.PE_SWITCH) !== sw + 1) return -1;
+        return reg.portGet(idx, L.PE_SWITCH_PORT);
+      });
+    },
+  };
+}
+
+export { readString };
