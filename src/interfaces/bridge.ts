@@ -1,0 +1,140 @@
+/**
+ * Forwarding between two ports, both ways, as netmap's `bridge` application does: every received
+ * slot of one port goes to a TX ring of the other. When both ports use the same memory region
+ * (two interfaces, an interface and its host rings, a VALE port and its pipes...) buffers are
+ * swapped (zero copy, NS_BUF_CHANGED on both slots); otherwise payloads are copied. NS_MOREFRAG is
+ * carried over. The loop sleeps on both ports' rings at once when nothing moves.
+ */
+import { fail } from '../errors.js';
+import * as L from '../memory/layout.js';
+import * as native from '../native/index.js';
+import { POLLIN, POLLOUT, type Port } from '../ports/port.js';
+import type { Ring } from '../rings/ring.js';
+
+export const BRIDGE_MAX_BURST = 8192;
+export const BRIDGE_DEFAULT_BURST = 1024;
+
+export interface BridgeOptions {
+  /** Slots moved per ring pair per pass (1..8192, default 1024). */
+  burst?: number;
+  /** Allow zero copy when possible (default true; netmap bridge -c turns it off). */
+  zeroCopy?: boolean;
+}
+
+/**
+ * Moves up to `limit` slots from RX ring `rx` to TX ring `tx` (zero copy: swap buffers). Returns
+ * the number of slots moved; advances head/cur of both rings (no sync).
+ */
+export function moveSlots(rx: Ring, tx: Ring, limit: number, zeroCopy: boolean, u8: Uint8Array): number {
+  let m = rx.space();
+  const room = tx.space();
+  if (m > room) m = room;
+  if (m > limit) m = limit;
+  if (m <= 0) return 0;
+  let j = rx.head, k = tx.head;
+  const txBuf = tx.bufSize;
+  for (let n = 0; n < m; n++) {
+    const len = rx.slotLen(j);
+    const rflags = rx.slotFlags(j);
+    if (zeroCopy) {
+      const idx = tx.slotBufIdx(k);
+      tx.setSlotBufIdx(k, rx.slotBufIdx(j));
+      rx.setSlotBufIdx(j, idx);
+      rx.setSlotFlags(j, rflags | L.NS_BUF_CHANGED);
+      tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG) | L.NS_BUF_CHANGED);
+      tx.setSlotLen(k, len);
+    } else {
+      const l = len > txBuf ? txBuf : len;
+      const src = rx.slotBufOffset(j), dst = tx.slotBufOffset(k);
+      u8.copyWithin(dst, src, src + l);
+      tx.setSlotLen(k, l);
+      tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG));
+    }
+    j = rx.next(j);
+    k = tx.next(k);
+  }
+  rx.advance(j);
+  tx.advance(k);
+  return m;
+}
+
+export class Bridge {
+  readonly a: Port;
+  readonly b: Port;
+  readonly zeroCopy: boolean;
+  readonly burst: number;
+  /** Slots moved a -> b and b -> a. */
+  forwardedAB = 0;
+  forwardedBA = 0;
+  private readonly u8: Uint8Array;
+  private readonly addrs: number[] = [];
+  private readonly vals: number[] = [];
+
+  constructor(a: Port, b: Port, opts: BridgeOptions = {}) {
+    const burst = opts.burst ?? BRIDGE_DEFAULT_BURST;
+    if (!Number.isInteger(burst) || burst < 1 || burst > BRIDGE_MAX_BURST) fail('EINVAL', `burst must be 1 to ${BRIDGE_MAX_BURST}, not ${burst}`);
+    if (a.rxRings.length === 0 || a.txRings.length === 0 || b.rxRings.length === 0 || b.txRings.length === 0) {
+      fail('EINVAL', 'both ports of a bridge need RX and TX rings');
+    }
+    this.a = a;
+    this.b = b;
+    this.burst = burst;
+    this.zeroCopy = (opts.zeroCopy ?? true) && a.memId === b.memId;
+    this.u8 = a.mem.u8;
+  }
+
+  private forward(src: Port, dst: Port): number {
+    let moved = 0;
+    const rxs = src.rxRings, txs = dst.txRings;
+    let t = 0;
+    for (let i = 0; i < rxs.length; i++) {
+      const rx = rxs[i]!;
+      for (let tries = 0; tries < txs.length && !rx.empty(); tries++) {
+        moved += moveSlots(rx, txs[t]!, this.burst, this.zeroCopy, this.u8);
+        if (!rx.empty()) t = t + 1 === txs.length ? 0 : t + 1;
+      }
+    }
+    return moved;
+  }
+
+  /** One pass: sync both ports, move what arrived, hand it to the other side. Returns slots moved. */
+  step(): number {
+    this.a.pollOnce(POLLIN);
+    this.b.pollOnce(POLLIN);
+    const ab = this.forward(this.a, this.b);
+    const ba = this.forward(this.b, this.a);
+    this.forwardedAB += ab;
+    this.forwardedBA += ba;
+    if (ab > 0) this.b.txsync();
+    if (ba > 0) this.a.txsync();
+    return ab + ba;
+  }
+
+  /** Sleeps until either port may have something (or `timeoutMs` passes). Blocks the thread. */
+  wait(timeoutMs: number): void {
+    const evA = POLLIN | (this.pending(this.a) ? POLLOUT : 0);
+    const evB = POLLIN | (this.pending(this.b) ? POLLOUT : 0);
+    this.a.armWait(evA);
+    const wa = this.a.armedWords();
+    this.b.armWait(evB);
+    const wb = this.b.armedWords();
+    try {
+      // re-check after arming (a wake-up between the check and the sleep is not lost)
+      const ready = (this.a.pollOnce(POLLIN) & POLLIN) !== 0 || (this.b.pollOnce(POLLIN) & POLLIN) !== 0;
+      if (ready) return;
+      this.addrs.length = 0;
+      this.vals.length = 0;
+      this.addrs.push(...wa.addresses, ...wb.addresses);
+      this.vals.push(...wa.values, ...wb.values);
+      native.futexWaitAny(this.addrs, this.vals, this.addrs.length, timeoutMs);
+    } finally {
+      this.a.disarmWait(evA);
+      this.b.disarmWait(evB);
+    }
+  }
+
+  private pending(p: Port): boolean {
+    for (const r of p.txRings) if (r.txPending()) return true;
+    return false;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The notifier thread (see notifier.ts): turns kernel readiness of packet sockets and TAP
+ * descriptors into netmap ring wake-ups. It watches only rings somebody sleeps on (KR_WAITERS),
+ * polls their descriptors, and calls notify() on the ring — the same wake-up a peer port would
+ * give — so Port.poll() needs nothing special for interface ports.
+ */
+import { workerData } from 'node:worker_threads';
+
+const data = workerData as { dir: string; ctrl: SharedArrayBuffer };
+process.env.NETMAP_TS_DIR = data.dir;
+const native = await import('../native/index.js');
+const { registry } = await import('../memory/registry.js');
+const sync = await import('../rings/sync.js');
+const L = await import('../memory/layout.js');
+const { MAX_WATCH, C_GEN, C_COUNT, C_STOP, C_ENTRIES, ENTRY_WORDS } = await import('./notifier.js');
+
+const ctrl = new Int32Array(data.ctrl);
+const reg = registry();
+const sp = reg.sp;
+const pollfds = Buffer.alloc(8 * MAX_WATCH);
+const fds = new Int32Array(MAX_WATCH), events = new Int32Array(MAX_WATCH), rings = new Int32Array(MAX_WATCH);
+const active = new Int32Array(MAX_WATCH);
+let gen = -1, count = 0;
+
+while (Atomics.load(ctrl, C_STOP) === 0) {
+  const g = Atomics.load(ctrl, C_GEN);
+  if (g !== gen) {
+    gen = g;
+    count = Math.min(Atomics.load(ctrl, C_COUNT), MAX_WATCH);
+    for (let i = 0; i < count; i++) {
+      const e = C_ENTRIES + i * ENTRY_WORDS;
+      fds[i] = ctrl[e]!;
+      events[i] = ctrl[e + 1]!;
+      rings[i] = ctrl[e + 2]!;
+      const memId = ctrl[e + 3]!;
+      try { reg.region(memId); } catch { count = 0; }
+    }
+  }
+  let n = 0;
+  for (let i = 0; i < count; i++) {
+    if (Atomics.load(sp.i32, (rings[i]! + L.KR_WAITERS) >>> 2) <= 0) continue;
+    pollfds.writeInt32LE(fds[i]!, 8 * n);
+    pollfds.writeInt16LE(events[i]!, 8 * n + 4);
+    pollfds.writeInt16LE(0, 8 * n + 6);
+    active[n++] = i;
+  }
+  if (n === 0) {
+    Atomics.wait(ctrl, C_GEN, gen, 1); // nobody sleeps on our rings: look again in 1 ms
+    continue;
+  }
+  const r = native.poll(pollfds, n, 5);
+  if (r <= 0) continue;
+  for (let k = 0; k < n; k++) {
+    if (pollfds.readInt16LE(8 * k + 6) !== 0) sync.notify(sp, rings[active[k]!]!);
+  }
+  Atomics.wait(ctrl, C_GEN, gen, 1); // let the woken thread consume before looking again
+}

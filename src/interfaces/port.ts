@@ -1,0 +1,378 @@
+/**
+ * `netmap:IF` ports: the port type that puts a Linux interface behind netmap rings.
+ *
+ * Rings (netmap order): N NIC TX, 1 host TX, N NIC RX, 1 host RX, all in the global memory
+ * region (mem_id 1, shared by every interface port, so bridges between interfaces swap buffers).
+ * N = the interface's queue count, or `@conf:rings=N` (then a flow-hash fanout spreads received
+ * frames over the N RX rings).
+ *  - NIC RX ring k  <- TPACKET_V3 ring k (fanout member when N > 1), frames from the wire only;
+ *  - NIC TX ring k  -> TPACKET_V2 ring k with qdisc bypass, one kick per txsync;
+ *  - host RX ring   <- frames the host stack sends on IF (read from the split's host TAP);
+ *  - host TX ring   -> frames handed to the host stack as if received on IF (marked socket).
+ * Opening the port installs the wire/host split (split.ts) — the stack no longer sees the wire —
+ * and closing the last handle of this process removes it. One process (one thread) holds an
+ * interface at a time: another gets EBUSY, as with a NIC owned by someone else.
+ *
+ * A TAP device that nobody has open is different: the port attaches to the TAP's descriptor
+ * and *is* the wire (NIC TX frames are received by the kernel on the TAP, NIC RX gets what the
+ * kernel sends on it). Such a port has no host rings (the stack is the other side already).
+ *
+ * txsync copies [hwcur, head) into the kernel ring as far as it has room (NS_MOREFRAG chains are
+ * joined into one frame) and gives the slots back at once (tail = hwcur - 1). rxsync releases
+ * [hwcur, head) and copies new frames in (a frame the sender left with a partial checksum gets
+ * it completed; frames longer than the kernel ring frame — GSO — are counted as drops).
+ */
+import { fail, NetmapError } from '../errors.js';
+import type { Registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import type { Ring } from '../rings/ring.js';
+import * as sync from '../rings/sync.js';
+import * as native from '../native/index.js';
+import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
+import { setInterfaceParentResolver } from '../pipes/pipe.js';
+import type { PortSpec } from '../ports/name.js';
+import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM } from './packet.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice } from './split.js';
+import { TapDevice } from './tap.js';
+import { watch, unwatch, type Watch } from './notifier.js';
+
+export const IF_DEFAULT_SLOTS = 1024;
+export const IF_MAX_RINGS = 16;
+export const IF_MAX_SLOTS = 4096;
+/** Geometry of the global region (mem_id 1), made by the first interface port. */
+export const GLOBAL_BUFS = 65536;
+export const GLOBAL_PAGES = 8192;
+
+// PE_EXTRA words of an interface port entry
+const X_IFINDEX = L.PE_EXTRA, X_NETNS = L.PE_EXTRA + 4, X_OWNER = L.PE_EXTRA + 8, X_TAP = L.PE_EXTRA + 12;
+
+const ETHTOOL_GDRVINFO = 0x3, SIOCETHTOOL = 0x8946;
+
+/** Whether `ifname` is a TAP device (ethtool driver name "tun"). */
+export function isTapDevice(ifname: string): boolean {
+  const info = Buffer.alloc(196);
+  info.writeUInt32LE(ETHTOOL_GDRVINFO, 0);
+  const ifr = Buffer.alloc(40);
+  ifr.write(ifname, 0, 15, 'utf8');
+  ifr.writeBigUInt64LE(BigInt(native.bufferAddress(info)), 16);
+  let fd = -1;
+  try {
+    fd = native.socket(native.AF_INET, native.SOCK_DGRAM, 0);
+    native.ioctl(fd, SIOCETHTOOL, ifr);
+    return info.toString('latin1', 4, 36).replace(/\0.*$/s, '') === 'tun';
+  } catch {
+    return false;
+  } finally {
+    if (fd >= 0) native.closeFd(fd);
+  }
+}
+
+/** What this process holds for one open interface port. */
+interface IfState {
+  index: number;
+  generation: number;
+  ifname: string;
+  users: number;
+  split: HostSplit | null;
+  tap: TapDevice | null;
+  nicRx: PacketReceiver[];
+  nicTx: PacketTransmitter[];
+  hostTx: PacketTransmitter | null;
+  watchKey: number;
+}
+
+const states = new Map<number, IfState>();
+
+function geometry(spec: PortSpec, queues: number): { rings: number; txRings: number; rxRings: number; hostRings: number; txSlots: number; rxSlots: number } {
+  const c = spec.conf;
+  const rings = c.txRings ?? c.rxRings ?? queues;
+  const txRings = c.txRings ?? rings, rxRings = c.rxRings ?? rings;
+  const hostRings = Math.max(c.hostTxRings ?? 1, c.hostRxRings ?? 1);
+  const txSlots = c.txSlots ?? IF_DEFAULT_SLOTS, rxSlots = c.rxSlots ?? IF_DEFAULT_SLOTS;
+  for (const [v, what] of [[txRings, 'tx rings'], [rxRings, 'rx rings']] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > IF_MAX_RINGS) fail('EINVAL', `${spec.spec}: ${what} must be 1 to ${IF_MAX_RINGS}, not ${v}`);
+  }
+  if (hostRings !== 1 && hostRings !== 0) fail('EINVAL', `${spec.spec}: interfaces have one host ring pair`);
+  for (const v of [txSlots, rxSlots]) {
+    if (!Number.isInteger(v) || v < 2 || v > IF_MAX_SLOTS) fail('EINVAL', `${spec.spec}: ring slots must be 2 to ${IF_MAX_SLOTS}, not ${v}`);
+  }
+  return { rings, txRings, rxRings, hostRings: 1, txSlots, rxSlots };
+}
+
+/** Finds or creates the port entry of interface `spec.name` (under the registry lock). */
+function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): number {
+  const name = spec.parentName || spec.name;
+  const existing = reg.findPort(name);
+  if (existing >= 0) return existing;
+  try {
+    checkInterfaceName(name);
+  } catch {
+    return -1;
+  }
+  if (!interfaceExists(name)) fail('ENXIO', `${spec.spec}: no interface named '${name}' in this network namespace`);
+  if (isHelperDevice(name)) fail('EINVAL', `${spec.spec}: '${name}' is a netmap-ts helper device`);
+  const info = interfaceInfo(name);
+  const tap = isTapDevice(name);
+  const g = geometry(spec, tap ? 1 : Math.max(info.rxQueues, info.txQueues));
+  const memId = reg.globalRegion({ numBufs: GLOBAL_BUFS, numPages: GLOBAL_PAGES, bufSize: L.DEFAULT_BUF_SIZE });
+  const index = reg.createPort({
+    name, kind: L.PORT_KIND_INTERFACE, memId, flags: 0,
+    numTx: tap ? 1 : g.txRings, numRx: tap ? 1 : g.rxRings, numHostTx: tap ? 0 : 1, numHostRx: tap ? 0 : 1,
+    txSlots: g.txSlots, rxSlots: g.rxSlots,
+  });
+  reg.portSet(index, X_IFINDEX, info.index);
+  reg.portSet(index, X_NETNS, currentNetnsId() >>> 0);
+  reg.portSet(index, X_OWNER, 0);
+  reg.portSet(index, X_TAP, tap ? 1 : 0);
+  reg.portSet(index, L.PE_MFS, Math.min(info.mtu + 18, L.DEFAULT_BUF_SIZE));
+  return index;
+}
+
+registerResolver('interface', resolveInterface);
+// An interface can be the parent of pipes (lb): same resolution, no sockets until opened.
+setInterfaceParentResolver((reg, spec, opts) => (interfaceExists(spec.parentName) ? resolveInterface(reg, spec, opts) : -1));
+
+/** The interface port's entry goes with its last user unless pipes still hang on it. */
+onLastUser(L.PORT_KIND_INTERFACE, (reg, index) => {
+  if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
+});
+
+function openState(port: Port): IfState {
+  const ifname = port.name;
+  const have = states.get(port.index);
+  if (have !== undefined) {
+    have.users++;
+    return have;
+  }
+  const st: IfState = {
+    index: port.index, generation: 0, ifname, users: 1, split: null, tap: null,
+    nicRx: [], nicTx: [], hostTx: null, watchKey: 0,
+  };
+  try {
+    if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
+    const tapMode = port.numHostTxRings === 0 && isTapDevice(ifname);
+    if (tapMode) {
+      try {
+        st.tap = TapDevice.open(ifname, { existing: true, up: true });
+      } catch (e) {
+        if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: TAP device '${ifname}' is held by another process`);
+        throw e;
+      }
+    } else {
+      st.split = HostSplit.install(ifname, { capture: true });
+      const n = port.numRxRings;
+      for (let k = 0; k < n; k++) {
+        const group = n > 1 ? (k === 0 ? -1 : st.nicRx[0]!.fanoutGroup) : undefined;
+        const info = interfaceInfo(ifname);
+        const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
+        st.nicRx.push(new PacketReceiver(ifname, {
+          dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
+          frameSize: Math.max(2048, info.mtu + 128),
+        }));
+      }
+      for (let k = 0; k < port.numTxRings; k++) st.nicTx.push(new PacketTransmitter(ifname, { frames: 1024 }));
+      st.hostTx = new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+    }
+  } catch (e) {
+    closeState(st);
+    throw e;
+  }
+  states.set(port.index, st);
+  return st;
+}
+
+function closeState(st: IfState): void {
+  if (st.watchKey !== 0) unwatch(st.watchKey);
+  st.watchKey = 0;
+  for (const r of st.nicRx) r.close();
+  for (const t of st.nicTx) t.close();
+  st.hostTx?.close();
+  st.nicRx = [];
+  st.nicTx = [];
+  st.hostTx = null;
+  try { st.split?.remove(); } catch { /* the interface may be gone */ }
+  st.split = null;
+  st.tap?.close();
+  st.tap = null;
+}
+
+const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
+
+class InterfaceAdapter implements PortAdapter {
+  private readonly port: Port;
+  private readonly st: IfState;
+  private readonly u8: Uint8Array;
+  private readonly watchKey: number;
+  /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
+  oversize = 0;
+
+  constructor(port: Port) {
+    this.port = port;
+    this.st = openState(port);
+    this.u8 = port.sp.u8;
+    const w: Watch[] = [];
+    const memId = port.memId;
+    for (const r of port.rxRings) {
+      const fd = this.rxFd(r);
+      if (fd >= 0) w.push({ fd, events: native.POLLIN, ringOffset: r.offset, memId });
+    }
+    for (const r of port.txRings) {
+      const fd = this.txFd(r);
+      if (fd >= 0) w.push({ fd, events: native.POLLOUT, ringOffset: r.offset, memId });
+    }
+    this.watchKey = w.length > 0 ? watch(w) : 0;
+  }
+
+  private rxFd(r: Ring): number {
+    const st = this.st;
+    if (st.tap !== null) return st.tap.fd;
+    if (r.host) return st.split?.host.fd ?? -1;
+    return st.nicRx[r.id]?.fd ?? -1;
+  }
+
+  private txFd(r: Ring): number {
+    const st = this.st;
+    if (st.tap !== null) return -1; // a TAP write never waits
+    if (r.host) return st.hostTx?.fd ?? -1;
+    return st.nicTx[r.id]?.fd ?? -1;
+  }
+
+  txsync(ring: Ring): boolean {
+    const head = sync.txPrologue(ring);
+    if (head < 0) return false;
+    const st = this.st;
+    const n = ring.numSlots;
+    let cur = sync.hwcur(ring);
+    if (cur >= n) cur = 0;
+    let packets = 0, bytes = 0, drops = 0;
+    if (cur !== head) {
+      const u8 = this.u8;
+      if (st.tap !== null) {
+        const tap = st.tap;
+        while (cur !== head) {
+          // a TAP takes one frame per write: fragments are gathered in the first slot's buffer
+          // only if they fit, otherwise the packet is dropped
+          let j = cur, len = 0;
+          const first = ring.slotBufOffset(cur);
+          let complete = false, fits = true;
+          for (;;) {
+            const l = ring.slotLen(j), f = ring.slotFlags(j);
+            const src = ring.slotBufOffset(j);
+            if (j !== cur) {
+              if (len + l <= ring.bufSize) u8.copyWithin(first + len, src, src + l);
+              else fits = false;
+            }
+            len += l;
+            ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
+            j = ring.next(j);
+            if ((f & NS_MOREFRAG) === 0) { complete = true; break; }
+            if (j === head) break;
+          }
+          if (!complete) break;
+          if (fits && len > 0 && tap.write(first, len)) { packets++; bytes += len; } else drops++;
+          cur = j;
+        }
+      } else {
+        const tx = ring.host ? st.hostTx! : st.nicTx[ring.id]!;
+        tx.reclaim();
+        while (cur !== head) {
+          const at = tx.slot();
+          if (at < 0) break;
+          let j = cur, len = 0, complete = false;
+          for (;;) {
+            const l = ring.slotLen(j), f = ring.slotFlags(j);
+            if (len + l <= tx.maxFrame) {
+              const src = ring.slotBufOffset(j);
+              u8.copyWithin(at + len, src, src + l);
+            }
+            len += l;
+            if (f & NS_BUF_CHANGED) ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
+            j = ring.next(j);
+            if ((f & NS_MOREFRAG) === 0) { complete = true; break; }
+            if (j === head) break;
+          }
+          if (!complete) break;
+          if (len > 0 && len <= tx.maxFrame) { tx.commit(len); packets++; bytes += len; } else drops++;
+          cur = j;
+        }
+        tx.kick();
+      }
+      sync.setHwcur(ring, cur);
+      sync.count(ring.sp, ring.offset, packets, bytes, drops);
+    }
+    sync.setTail(ring, cur === 0 ? n - 1 : cur - 1);
+    return true;
+  }
+
+  rxsync(ring: Ring): boolean {
+    const head = sync.rxPrologue(ring);
+    const ok = head >= 0;
+    const st = this.st;
+    const n = ring.numSlots;
+    if (ok) sync.setHwcur(ring, head);
+    const hwcur = sync.hwcur(ring);
+    let tail = ring.sp.u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
+    if (tail >= n) tail = hwcur;
+    let packets = 0, bytes = 0;
+    const bufSize = ring.bufSize;
+    if (st.tap !== null || ring.host) {
+      const dev = st.tap ?? st.split!.host;
+      while (ring.next(tail) !== hwcur) {
+        const len = dev.read(ring.slotBufOffset(tail), bufSize);
+        if (len <= 0) break;
+        ring.setSlotLen(tail, len);
+        ring.setSlotFlags(tail, 0);
+        tail = ring.next(tail);
+        packets++;
+        bytes += len;
+      }
+    } else {
+      const rx = st.nicRx[ring.id]!;
+      while (ring.next(tail) !== hwcur) {
+        if (rx.next() < 0) break;
+        if (rx.length < rx.wireLength || rx.length > bufSize) {
+          this.oversize++;
+          sync.count(ring.sp, ring.offset, 0, 0, 1);
+          continue;
+        }
+        const len = rx.copyFrame(ring.slotBufOffset(tail), bufSize);
+        ring.setSlotLen(tail, len);
+        ring.setSlotFlags(tail, 0);
+        tail = ring.next(tail);
+        packets++;
+        bytes += len;
+      }
+      rx.flush();
+    }
+    if (packets > 0) sync.count(ring.sp, ring.offset, packets, bytes, 0);
+    sync.setTail(ring, tail);
+    sync.stamp(ring);
+    return ok;
+  }
+
+  close(): void {
+    if (this.watchKey !== 0) unwatch(this.watchKey);
+    const st = this.st;
+    st.users--;
+    if (st.users <= 0) {
+      states.delete(st.index);
+      closeState(st);
+    }
+  }
+}
+
+registerAdapter(L.PORT_KIND_INTERFACE, (port) => new InterfaceAdapter(port));
+
+/** Kernel-side statistics of an open interface port in this process (for tools and tests). */
+export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number } | null {
+  const st = states.get(port.index);
+  if (st === undefined) return null;
+  let rxDrops = 0, rxPackets = 0;
+  for (const r of st.nicRx) {
+    const s = r.stats();
+    rxDrops += s.drops;
+    rxPackets += s.packets;
+  }
+  return { rxDrops, rxPackets };
+}
