@@ -1,0 +1,363 @@
+/**
+ * The per-thread bodies of pkt-gen: tx/txseq, rx/rxseq, ping, pong. Each works on the rings of
+ * one open Port, in batches, sleeping in port.poll() when the rings are full (tx) or empty (rx),
+ * and publishes its counters in a shared Float64Array that the main thread reads.
+ *
+ * Hot loops touch slots and buffers through the address space's typed arrays directly: no
+ * allocation and no per-packet calls beyond inlinable helpers. TX buffers are filled from the
+ * template once (copyWithin from an extra buffer holding it) and refilled only when a slot comes
+ * back with another buffer; per packet only what changes is written (addresses and ports with
+ * ranges, the sequence number, the ping stamp) with checksums recomputed arithmetically.
+ */
+import { fail } from '../errors.js';
+import * as L from '../memory/layout.js';
+import { POLLIN, POLLOUT, POLLERR, type Port } from '../ports/port.js';
+import type { Ring } from '../rings/ring.js';
+import { AddrWalker } from './addr.js';
+import type { GenConfig } from './config.js';
+import { FrameTemplate, PING_COUNTER_OFF, PING_MIN_FRAME, PING_TS_OFF, SEQ_OFF, UDP_OFF, get32, put16, put32, sumOfAddrs, swapForReply } from './frame.js';
+import { RateLimiter, clipBurst, nowMs } from './rate.js';
+import * as S from './stats.js';
+
+/** How long one poll may sleep before the stop flag is looked at again. */
+const POLL_SLICE_MS = 100;
+/** -W: idle time after which rx/pong stop. */
+const IDLE_EXIT_MS = 1000;
+/** How long tx waits at the end for the peer to take what is still in its rings. */
+const DRAIN_MS = 1000;
+/** ping: how long to wait for the replies of one batch. */
+const PING_TIMEOUT_MS = 1000;
+
+export interface LoopArgs {
+  port: Port;
+  cfg: GenConfig;
+  /** This worker's share of -n (0: no limit) and -R (0: no limit). */
+  count: number;
+  rate: number;
+  /** Counters of this worker (STATS_WORDS entries). */
+  c: Float64Array;
+  stop: Int32Array;
+  /** Seed for random addresses. */
+  seed: number;
+  log: (line: string) => void;
+}
+
+const SLOTS = L.RING_SLOTS;
+
+function stopped(stop: Int32Array): boolean {
+  return Atomics.load(stop, 0) !== 0;
+}
+
+function checkPoll(rev: number, port: Port): void {
+  if ((rev & POLLERR) !== 0) fail('EIO', `poll on ${port.spec} reported an error (POLLERR)`);
+}
+
+/** Puts the template somewhere in the address space and returns its offset there. */
+function placeTemplate(port: Port, tpl: FrameTemplate): number {
+  const head = port.bufsHead;
+  if (port.extraBuffers < 1 || head < 2) fail('ENOMEM', `${port.spec}: no extra buffer for the frame template`);
+  const at = port.bufOffset(head);
+  port.mem.u8.set(tpl.bytes, at);
+  return at;
+}
+
+function maxBufSize(rings: Ring[]): number {
+  let m = Infinity;
+  for (const r of rings) m = Math.min(m, r.bufSize);
+  return m;
+}
+
+/** tx and txseq. */
+export function txLoop(a: LoopArgs, withSeq: boolean): void {
+  const { port, cfg, c, stop } = a;
+  const rings = port.txRings;
+  if (rings.length === 0) fail('EINVAL', `${port.spec}: no TX rings bound (opened with /R?)`);
+  const size = cfg.size;
+  const bufSize = maxBufSize(rings);
+  if (size > bufSize) fail('EINVAL', `-l ${size}: frames longer than the port's ${bufSize}-byte buffers need fragments, which pkt-gen here does not send`);
+  const tpl = new FrameTemplate({
+    size, srcMac: cfg.srcMac, dstMac: cfg.dstMac, srcIp: cfg.src.ipStart, dstIp: cfg.dst.ipStart,
+    sport: cfg.src.port0, dport: cfg.dst.port0, variableBytes: withSeq ? 4 : 0,
+  });
+  const walker = new AddrWalker(cfg.src, cfg.dst, cfg.randomSrc, cfg.randomDst, a.seed);
+  const patchAddr = walker.varies;
+  const addrSum = sumOfAddrs(cfg.src.ipStart, cfg.dst.ipStart, cfg.src.port0, cfg.dst.port0);
+  const tplAt = placeTemplate(port, tpl);
+  const tplEnd = tplAt + size;
+  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16;
+  // which buffer each slot held when we last wrote the whole frame into it
+  const filled = rings.map((r) => new Int32Array(r.numSlots).fill(-1));
+  const limit = a.count;
+  const burst = clipBurst(cfg.burst, a.rate);
+  const limiter = a.rate > 0 ? new RateLimiter(a.rate) : null;
+  let sent = 0, bytes = 0, events = 0, seq = 0;
+  c[S.S_T_START] = nowMs();
+  while (!stopped(stop) && (limit === 0 || sent < limit)) {
+    const want = limit === 0 ? burst : Math.min(burst, limit - sent);
+    if (limiter !== null) limiter.take(want);
+    const rev = port.poll(POLLOUT, POLL_SLICE_MS);
+    checkPoll(rev, port);
+    if ((rev & POLLOUT) === 0) continue;
+    let left = want;
+    for (let ri = 0; ri < rings.length && left > 0; ri++) {
+      const r = rings[ri]!;
+      const space = r.space();
+      if (space < c[S.S_MIN_SPACE]!) c[S.S_MIN_SPACE] = space;
+      const n = space < left ? space : left;
+      if (n === 0) continue;
+      const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2, bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
+      const fill = filled[ri]!;
+      let i = r.head;
+      for (let k = 0; k < n; k++) {
+        const w = sw + 4 * i;
+        let idx = u32[w]!;
+        if (idx >= nb) idx = 0;
+        const off = bufBase + idx * bsz;
+        if (fill[i] !== idx) { u8.copyWithin(off, tplAt, tplEnd); fill[i] = idx; }
+        let extra = 0;
+        if (withSeq) { put32(u8, off + SEQ_OFF, seq); extra = (seq >>> 16) + (seq & 0xffff); seq = (seq + 1) >>> 0; }
+        if (patchAddr) {
+          tpl.writeHeaders(u8, off, walker.srcIp, walker.dstIp, walker.sport, walker.dport, extra);
+          walker.step();
+        } else if (withSeq) {
+          put16(u8, off + UDP_OFF + 6, tpl.udpChecksum(addrSum, extra));
+        }
+        u16[2 * w + 2] = size;
+        u16[2 * w + 3] = 0;
+        i = i + 1 === ns ? 0 : i + 1;
+      }
+      r.advance(i);
+      left -= n;
+      sent += n;
+      bytes += n * size;
+      events++;
+    }
+    c[S.S_PKTS] = sent; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
+    c[S.S_T_LAST] = nowMs();
+  }
+  // hand over the last batch and give the peer a moment to take it
+  const drainUntil = nowMs() + DRAIN_MS;
+  for (;;) {
+    port.txsync();
+    let pending = false;
+    for (const r of rings) if (r.txPending()) pending = true;
+    if (!pending || nowMs() >= drainUntil) break;
+    port.poll(POLLOUT, 5);
+  }
+  c[S.S_T_END] = sent > 0 ? nowMs() : 0;
+  let drops = 0;
+  for (const r of rings) drops += r.drops;
+  c[S.S_DROPS] = drops;
+}
+
+/** rx and rxseq. */
+export function rxLoop(a: LoopArgs, withSeq: boolean): void {
+  const { port, cfg, c, stop } = a;
+  const rings = port.rxRings;
+  if (rings.length === 0) fail('EINVAL', `${port.spec}: no RX rings bound (opened with /T?)`);
+  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16;
+  const expected = new Float64Array(rings.length);
+  const limit = a.count;
+  const burst = cfg.burst;
+  let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
+  const drops0 = rings.reduce((s, r) => s + r.drops, 0);
+  while (!stopped(stop) && (limit === 0 || got < limit)) {
+    const rev = port.poll(POLLIN, POLL_SLICE_MS);
+    checkPoll(rev, port);
+    if ((rev & POLLIN) === 0) {
+      if (cfg.idleExit && lastPkt > 0 && nowMs() - lastPkt > IDLE_EXIT_MS) break;
+      continue;
+    }
+    for (let ri = 0; ri < rings.length; ri++) {
+      const r = rings[ri]!;
+      const avail = r.space();
+      let n = avail < burst ? avail : burst;
+      if (limit > 0 && n > limit - got) n = limit - got;
+      if (n === 0) continue;
+      if (got === 0) c[S.S_T_START] = nowMs();
+      const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2;
+      let i = r.head;
+      if (withSeq) {
+        const bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
+        let exp = expected[ri]!;
+        for (let k = 0; k < n; k++) {
+          const w = sw + 4 * i;
+          const len = u16[2 * w + 2]!;
+          bytes += len;
+          const idx = u32[w]!;
+          if (len >= SEQ_OFF + 4 && idx < nb) {
+            const s = get32(u8, bufBase + idx * bsz + SEQ_OFF);
+            if (s !== exp) {
+              const ahead = (s - exp) >>> 0;
+              if (ahead < 0x80000000) { gaps++; lost += ahead; } else ooo++;
+              const t = nowMs();
+              if (t - lastLog >= 1000 || logged < 5) {
+                a.log(ahead < 0x80000000 ? `Sequence GAP: exp ${exp} found ${s}` : `Sequence OUT OF ORDER: exp ${exp} found ${s}`);
+                lastLog = t; logged++;
+              }
+            }
+            exp = (s + 1) >>> 0;
+          }
+          i = i + 1 === ns ? 0 : i + 1;
+        }
+        expected[ri] = exp;
+      } else {
+        for (let k = 0; k < n; k++) {
+          bytes += u16[2 * (sw + 4 * i) + 2]!;
+          i = i + 1 === ns ? 0 : i + 1;
+        }
+      }
+      r.advance(i);
+      got += n;
+      events++;
+    }
+    lastPkt = nowMs();
+    c[S.S_PKTS] = got; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
+    c[S.S_SEQ_GAPS] = gaps; c[S.S_SEQ_LOST] = lost; c[S.S_SEQ_OOO] = ooo;
+    c[S.S_T_LAST] = lastPkt;
+  }
+  port.rxsync(); // give the last slots back to the sender
+  c[S.S_T_END] = got > 0 ? lastPkt : 0;
+  c[S.S_DROPS] = rings.reduce((s, r) => s + r.drops, 0) - drops0;
+}
+
+/** ping: sends a batch stamped with a counter and the time, waits for the echoes, measures RTT. */
+export function pingLoop(a: LoopArgs): void {
+  const { port, cfg, c, stop } = a;
+  const tx = port.txRings[0], rxRings = port.rxRings;
+  if (tx === undefined || rxRings.length === 0) fail('EINVAL', `${port.spec}: ping needs TX and RX rings`);
+  if (cfg.size < PING_MIN_FRAME) fail('EINVAL', `-l ${cfg.size}: ping needs frames of at least ${PING_MIN_FRAME} bytes`);
+  if (cfg.size > tx.bufSize) fail('EINVAL', `-l ${cfg.size}: larger than the port's ${tx.bufSize}-byte buffers`);
+  const tpl = new FrameTemplate({
+    size: cfg.size, srcMac: cfg.srcMac, dstMac: cfg.dstMac, srcIp: cfg.src.ipStart, dstIp: cfg.dst.ipStart,
+    sport: cfg.src.port0, dport: cfg.dst.port0, variableBytes: 12,
+  });
+  const addrSum = sumOfAddrs(cfg.src.ipStart, cfg.dst.ipStart, cfg.src.port0, cfg.dst.port0);
+  const tplAt = placeTemplate(port, tpl), tplEnd = tplAt + cfg.size;
+  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16;
+  const limit = a.count;
+  let sent = 0, received = 0, bytes = 0, events = 0, counter = 0;
+  let rttCount = 0, rttSum = 0, rttMin = Infinity, rttMax = 0;
+  c[S.S_T_START] = nowMs();
+  while (!stopped(stop) && (limit === 0 || sent < limit)) {
+    const rev = port.poll(POLLOUT, POLL_SLICE_MS);
+    checkPoll(rev, port);
+    if ((rev & POLLOUT) === 0) continue;
+    let n = Math.min(tx.space(), cfg.burst);
+    if (limit > 0 && n > limit - sent) n = limit - sent;
+    const sw = (tx.offset + SLOTS) >>> 2, ns = tx.numSlots;
+    let i = tx.head;
+    for (let k = 0; k < n; k++) {
+      const w = sw + 4 * i;
+      const off = tx.bufBase + (u32[w]! < tx.numBufs ? u32[w]! : 0) * tx.bufSize;
+      u8.copyWithin(off, tplAt, tplEnd);
+      const t = performance.now();
+      const sec = Math.floor(t / 1000), nsec = Math.floor((t - sec * 1000) * 1e6);
+      put32(u8, off + PING_COUNTER_OFF, counter);
+      put32(u8, off + PING_TS_OFF, sec);
+      put32(u8, off + PING_TS_OFF + 4, nsec);
+      const extra = (counter >>> 16) + (counter & 0xffff) + (sec >>> 16) + (sec & 0xffff) + (nsec >>> 16) + (nsec & 0xffff);
+      put16(u8, off + UDP_OFF + 6, tpl.udpChecksum(addrSum, extra));
+      counter = (counter + 1) >>> 0;
+      u16[2 * w + 2] = cfg.size;
+      u16[2 * w + 3] = 0;
+      i = i + 1 === ns ? 0 : i + 1;
+    }
+    tx.advance(i);
+    port.txsync();
+    sent += n;
+    events++;
+    // collect the echoes of this batch
+    let outstanding = n;
+    const deadline = performance.now() + PING_TIMEOUT_MS;
+    while (outstanding > 0 && !stopped(stop)) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const r2 = port.poll(POLLIN, Math.min(left, POLL_SLICE_MS));
+      checkPoll(r2, port);
+      if ((r2 & POLLIN) === 0) continue;
+      for (const r of rxRings) {
+        const rsw = (r.offset + SLOTS) >>> 2, rns = r.numSlots;
+        let j = r.head;
+        const m = r.space();
+        for (let k = 0; k < m; k++) {
+          const w = rsw + 4 * j;
+          const len = u16[2 * w + 2]!;
+          const idx = u32[w]!;
+          bytes += len;
+          received++;
+          if (len >= PING_MIN_FRAME && idx < r.numBufs) {
+            const off = r.bufBase + idx * r.bufSize;
+            const ts = get32(u8, off + PING_TS_OFF) * 1e9 + get32(u8, off + PING_TS_OFF + 4);
+            const rtt = performance.now() * 1e6 - ts;
+            if (rtt >= 0 && rtt < 60e9) {
+              rttCount++; rttSum += rtt;
+              if (rtt < rttMin) rttMin = rtt;
+              if (rtt > rttMax) rttMax = rtt;
+            }
+          }
+          if (outstanding > 0) outstanding--;
+          j = j + 1 === rns ? 0 : j + 1;
+        }
+        r.advance(j);
+      }
+    }
+    c[S.S_TX_PKTS] = sent; c[S.S_PKTS] = received; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
+    c[S.S_RTT_COUNT] = rttCount; c[S.S_RTT_SUM] = rttSum; c[S.S_RTT_MIN] = rttCount > 0 ? rttMin : 0; c[S.S_RTT_MAX] = rttMax;
+    c[S.S_T_LAST] = nowMs();
+  }
+  port.rxsync();
+  c[S.S_T_END] = nowMs();
+}
+
+/** pong: echoes every frame back with MACs, IPv4 addresses and UDP ports swapped. */
+export function pongLoop(a: LoopArgs): void {
+  const { port, cfg, c, stop } = a;
+  const tx = port.txRings[0], rxRings = port.rxRings;
+  if (tx === undefined || rxRings.length === 0) fail('EINVAL', `${port.spec}: pong needs TX and RX rings`);
+  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16;
+  const limit = a.count;
+  let got = 0, echoed = 0, bytes = 0, events = 0, lastPkt = 0;
+  while (!stopped(stop) && (limit === 0 || got < limit)) {
+    const rev = port.poll(POLLIN, POLL_SLICE_MS);
+    checkPoll(rev, port);
+    if ((rev & POLLIN) === 0) {
+      if (cfg.idleExit && lastPkt > 0 && nowMs() - lastPkt > IDLE_EXIT_MS) break;
+      continue;
+    }
+    if (got === 0) c[S.S_T_START] = nowMs();
+    for (const r of rxRings) {
+      let m = Math.min(r.space(), tx.space());
+      if (limit > 0 && m > limit - got) m = limit - got;
+      if (m === 0) continue;
+      const rsw = (r.offset + SLOTS) >>> 2, tsw = (tx.offset + SLOTS) >>> 2;
+      let j = r.head, i = tx.head;
+      for (let k = 0; k < m; k++) {
+        const rw = rsw + 4 * j, tw = tsw + 4 * i;
+        let len = u16[2 * rw + 2]!;
+        if (len > tx.bufSize) len = tx.bufSize;
+        const ridx = u32[rw]!, tidx = u32[tw]!;
+        const src = r.bufBase + (ridx < r.numBufs ? ridx : 0) * r.bufSize;
+        const dst = tx.bufBase + (tidx < tx.numBufs ? tidx : 0) * tx.bufSize;
+        u8.copyWithin(dst, src, src + len);
+        swapForReply(u8, dst, len);
+        u16[2 * tw + 2] = len;
+        u16[2 * tw + 3] = 0;
+        bytes += len;
+        j = j + 1 === r.numSlots ? 0 : j + 1;
+        i = i + 1 === tx.numSlots ? 0 : i + 1;
+      }
+      r.advance(j);
+      tx.advance(i);
+      got += m;
+      echoed += m;
+      events++;
+    }
+    port.txsync();
+    lastPkt = nowMs();
+    c[S.S_PKTS] = got; c[S.S_TX_PKTS] = echoed; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events; c[S.S_T_LAST] = lastPkt;
+  }
+  port.txsync();
+  port.rxsync();
+  c[S.S_T_END] = got > 0 ? lastPkt : 0;
+}

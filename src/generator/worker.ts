@@ -1,0 +1,35 @@
+/**
+ * A pkt-gen worker thread: opens its port (one ring with -p > 1, `name-K`), pins itself to a CPU
+ * if asked, runs one loop, and reports through the shared counters. Errors are posted back to
+ * the main thread as { type: 'error', code, message }.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { NetmapError } from '../errors.js';
+import * as native from '../native/index.js';
+import type { WorkerJob } from './config.js';
+import { STATS_WORDS, S_DONE } from './stats.js';
+import { loadPortTypes } from './porttypes.js';
+import { runJob } from './job.js';
+
+const job = workerData as WorkerJob;
+const port = parentPort!;
+
+async function main(): Promise<void> {
+  await loadPortTypes();
+  if (job.cpu >= 0) native.setAffinity(native.gettid(), job.cpu);
+  const c = new Float64Array(job.stats, job.index * STATS_WORDS * 8, STATS_WORDS);
+  const stop = new Int32Array(job.stop);
+  try {
+    runJob(job, c, stop, (line) => port.postMessage({ type: 'log', line }));
+  } finally {
+    c[S_DONE] = 1;
+  }
+}
+
+main().then(
+  () => port.postMessage({ type: 'done' }),
+  (e: unknown) => {
+    if (e instanceof NetmapError) port.postMessage({ type: 'error', code: e.code, message: e.message });
+    else port.postMessage({ type: 'error', code: 'EIO', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  },
+);
