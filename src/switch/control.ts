@@ -93,6 +93,7 @@ function dropEmptyRegion(reg: Registry, memId: number): void {
 
 /** Rings of a persistent port go back to a clean state when its last user leaves. */
 function resetRings(reg: Registry, index: number): void {
+  reg.region(reg.portGet(index, L.PE_MEM_ID)); // mapped in this thread
   const u32 = reg.sp.u32;
   const leases = new LeaseOps(reg.sp);
   const numTx = reg.portGet(index, L.PE_NUM_TX), numRx = reg.portGet(index, L.PE_NUM_RX);
@@ -361,6 +362,7 @@ export interface SwitchPortInfo {
 }
 
 function countersOf(reg: Registry, index: number): PortCounters {
+  reg.region(reg.portGet(index, L.PE_MEM_ID)); // mapped in this thread
   const f64 = reg.sp.f64;
   const c = { txPackets: 0, txBytes: 0, txDrops: 0, rxPackets: 0, rxBytes: 0, rxDrops: 0 };
   const numTx = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
