@@ -16,7 +16,7 @@ export function sum16(u8: Uint8Array, from: number, to: number): number {
 
 /** Folds an unfolded sum into 16 bits (end-around carry). */
 export function fold(s: number): number {
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16); // sums here stay below 2^32
   return s;
 }
 
