@@ -10,7 +10,7 @@
  * A pipe never drops: the sender's tail only advances when the receiver frees slots.
  */
 import { fail } from '../errors.js';
-import type { Registry } from '../memory/registry.js';
+import { registry, type Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
@@ -25,7 +25,7 @@ export const DEFAULT_PIPE_SLOTS = 1024;
 /** Memory-only pipe parents get room for this many pipes of the first pipe's geometry. */
 export const PARENT_PIPE_ROOM = 16;
 
-const HWCUR = L.KR_HWCUR >>> 2, SHADOW = L.KR_SHADOW_TAIL >>> 2, PEER = L.KR_PEER >>> 2, HEAD = L.RING_HEAD >>> 2;
+const HWCUR = L.KR_HWCUR >>> 2, SHADOW = L.KR_SHADOW_TAIL >>> 2, PEER = L.KR_PEER >>> 2;
 
 /**
  * Copies `count` slots starting at index `from` of ring `src` into the same indices of ring
@@ -41,73 +41,112 @@ function copySlots(u32: Uint32Array, src: number, dst: number, from: number, cou
 class PipeAdapter implements PortAdapter {
   private readonly u32: Uint32Array;
   private readonly u16: Uint16Array;
+  private readonly i32: Int32Array;
   private readonly port: Port;
+  /**
+   * Peer ring of each bound ring (by ring id), taken from the registry at open: the KR_PEER word
+   * in the ring is user-writable memory and is never trusted on the data path.
+   */
+  private readonly txPeer: number[] = [];
+  private readonly rxPeer: number[] = [];
 
   constructor(port: Port) {
     this.port = port;
     this.u32 = port.sp.u32;
     this.u16 = port.sp.u16;
+    this.i32 = port.sp.i32;
+    const reg = registry();
+    const peer = reg.portGet(port.index, L.PE_PEER) - 1;
+    if (peer < 0 || !reg.portLive(peer)) fail('ENXIO', `${port.spec}: the other end of the pipe is gone`);
+    const peerTx = reg.portGet(peer, L.PE_NUM_TX);
+    for (const r of port.txRings) this.txPeer[r.id] = reg.ringOffset(peer, peerTx + r.id);
+    for (const r of port.rxRings) this.rxPeer[r.id] = reg.ringOffset(peer, r.id);
   }
 
+  /**
+   * Moves the slots [hwcur, head) of a TX ring into the same slots of the peer RX ring (16-byte
+   * descriptors; payloads are not touched), validating each one on the way: a bad buffer index
+   * or length becomes an empty slot on the peer side. Publishes up to the last complete packet.
+   */
   txsync(ring: Ring): boolean {
     const head = sync.txPrologue(ring);
+    if (head < 0) return false;
     const u32 = this.u32, u16 = this.u16;
     const w = ring.offset >>> 2;
     const n = ring.numSlots;
-    if (head < 0) return false;
-    const peer = u32[w + PEER]!;
+    const peer = this.txPeer[ring.id]!;
     let cur = u32[w + HWCUR]!;
     if (cur >= n) cur = 0;
     if (head !== cur) {
+      const numBufs = ring.numBufs, bufSize = ring.bufSize;
       const count = head >= cur ? head - cur : head + n - cur;
       copySlots(u32, ring.offset, peer, cur, count, n);
-      // Validate what the peer will see and find the last complete packet; the payload is
-      // not touched. A bad index or length becomes an empty slot on the peer side.
-      const numBufs = ring.numBufs, bufSize = ring.bufSize;
-      const pslots = (peer + L.RING_SLOTS) >>> 2;
+      const dst = (peer + L.RING_SLOTS) >>> 2;
       let complete = -1, bytes = 0, packets = 0;
-      for (let k = 0, i = cur; k < count; k++) {
-        const sw = pslots + 4 * i;
-        const idx = u32[sw]!;
-        const len = u16[2 * sw + 2]!;
-        const flags = u16[2 * sw + 3]!;
-        if (idx < 2 || idx >= numBufs || len > bufSize) { u32[sw] = idx < 2 || idx >= numBufs ? 0 : idx; u16[2 * sw + 2] = 0; }
-        u16[2 * sw + 3] = flags & ~L.NS_BUF_CHANGED;
-        bytes += len;
+      for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
+        const dw = dst + 4 * i;
+        const idx = u32[dw]!;
+        const len = u16[2 * dw + 2]!;
+        const flags = u16[2 * dw + 3]!;
+        if (idx < 2 || idx >= numBufs || len > bufSize) {
+          if (idx < 2 || idx >= numBufs) u32[dw] = 0;
+          u16[2 * dw + 2] = 0;
+        } else bytes += len;
+        if ((flags & L.NS_BUF_CHANGED) !== 0) {
+          u16[2 * dw + 3] = flags & ~L.NS_BUF_CHANGED;
+          u16[2 * ((ring.offset + L.RING_SLOTS) >>> 2) + 8 * i + 3] = flags & ~L.NS_BUF_CHANGED;
+        }
         if ((flags & L.NS_MOREFRAG) === 0) { complete = i; packets++; }
-        i = i + 1 === n ? 0 : i + 1;
       }
       u32[w + HWCUR] = head;
       if (complete >= 0) {
-        Atomics.store(this.port.sp.i32, (peer >>> 2) + SHADOW, complete + 1 === n ? 0 : complete + 1);
+        Atomics.store(this.i32, (peer >>> 2) + SHADOW, complete + 1 === n ? 0 : complete + 1);
         sync.notify(this.port.sp, peer);
       }
       sync.count(this.port.sp, ring.offset, packets, bytes, 0);
     }
-    let tail = Atomics.load(this.port.sp.i32, w + SHADOW);
+    let tail = Atomics.load(this.i32, w + SHADOW);
     if (tail >= n || tail < 0) tail = head === 0 ? n - 1 : head - 1;
     sync.setTail(ring, tail);
     return true;
   }
 
+  /**
+   * Gives the released slots [hwcur, head) back to the sender and fetches what it published.
+   * As in netmap, a released slot is copied back into the sender's TX ring only when the
+   * receiver swapped its buffer (NS_BUF_CHANGED); otherwise the sender's slot already holds it,
+   * and leaving it alone keeps the sender's cache lines where they are.
+   */
   rxsync(ring: Ring): boolean {
     const head = sync.rxPrologue(ring);
-    const u32 = this.u32;
+    const u32 = this.u32, u16 = this.u16;
     const w = ring.offset >>> 2;
     const n = ring.numSlots;
-    const peer = u32[w + PEER]!;
+    const peer = this.rxPeer[ring.id]!;
     let ok = true;
     if (head >= 0) {
       const cur = u32[w + HWCUR]!;
       if (head !== cur && cur < n) {
-        const count = head >= cur ? head - cur : head + n - cur;
-        copySlots(u32, ring.offset, peer, cur, count, n);
+        const src = (ring.offset + L.RING_SLOTS) >>> 2, dst = (peer + L.RING_SLOTS) >>> 2;
+        for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
+          const sw = src + 4 * i;
+          const flags = u16[2 * sw + 3]!;
+          if ((flags & L.NS_BUF_CHANGED) !== 0) {
+            const dw = dst + 4 * i;
+            const clean = flags & ~L.NS_BUF_CHANGED;
+            u16[2 * sw + 3] = clean;
+            u32[dw] = u32[sw]!;
+            u32[dw + 1] = u16[2 * sw + 2]! | (clean << 16);
+            u32[dw + 2] = u32[sw + 2]!;
+            u32[dw + 3] = u32[sw + 3]!;
+          }
+        }
         u32[w + HWCUR] = head;
-        Atomics.store(this.port.sp.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
+        Atomics.store(this.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
         sync.notify(this.port.sp, peer);
       }
     } else ok = false;
-    let tail = Atomics.load(this.port.sp.i32, w + SHADOW);
+    let tail = Atomics.load(this.i32, w + SHADOW);
     if (tail >= n || tail < 0) tail = u32[w + HWCUR]!;
     const before = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail !== before) {

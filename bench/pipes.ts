@@ -1,0 +1,215 @@
+/**
+ * Netmap pipe benchmark: throughput of 60-byte packets between two processes and between two
+ * worker threads, at batch sizes 1, 32, 256 and 512 (packets per txsync/rxsync), the cost per
+ * packet at batch 1, and the round-trip latency of one packet over a pipe both ways (busy-polling
+ * with rxsync, and sleeping in poll()). The receiver reads every slot's length (and the first
+ * byte of the first packet of each batch), so it does real work per packet, as pkt-gen rx does.
+ *
+ *   node dist/bench/pipes.js [--ms 1500] [--quick]
+ *
+ * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
+ */
+import { fork } from 'node:child_process';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+interface Role {
+  role: 'tx' | 'rx' | 'ping' | 'pong';
+  name: string;
+  batch: number;
+  ms: number;
+  dir: string;
+  blocking?: boolean;
+  rounds?: number;
+}
+
+interface Result { packets: number; seconds: number; bytes: number; rttNs?: number }
+
+const PKT_LEN = 60;
+const END_LEN = 1;
+
+async function runRole(r: Role): Promise<Result> {
+  process.env.NETMAP_TS_DIR = r.dir;
+  const nm = await import('../src/index.js');
+  if (r.role === 'tx') {
+    const port = nm.openPort(`netmap:${r.name}{1`);
+    const tx = port.txRings[0]!;
+    const batch = r.batch;
+    const deadline = performance.now() + r.ms;
+    let sent = 0;
+    for (let iter = 0; ; iter++) {
+      if ((iter & 1023) === 0 && performance.now() > deadline) break;
+      let room = tx.space();
+      if (room === 0) {
+        if (r.blocking === false) { port.txsync(); continue; }
+        port.poll(nm.POLLOUT, 1000);
+        room = tx.space();
+        if (room === 0) continue;
+      }
+      const k = room < batch ? room : batch;
+      let i = tx.head;
+      for (let j = 0; j < k; j++) {
+        tx.setSlotLen(i, PKT_LEN);
+        i = i + 1 === tx.numSlots ? 0 : i + 1;
+      }
+      tx.advance(i);
+      port.txsync();
+      sent += k;
+    }
+    // end marker
+    while (tx.space() === 0) port.poll(nm.POLLOUT, 1000);
+    tx.setSlotLen(tx.head, END_LEN);
+    tx.advance(tx.next(tx.head));
+    port.txsync();
+    // wait until the receiver has released everything (so closing does not race it)
+    const t0 = Date.now();
+    while (tx.txPending() && Date.now() - t0 < 5000) port.poll(nm.POLLOUT, 100);
+    port.close();
+    return { packets: sent, seconds: 0, bytes: 0 };
+  }
+  if (r.role === 'rx') {
+    const port = nm.openPort(`netmap:${r.name}}1`, { noTxPoll: true });
+    const rx = port.rxRings[0]!;
+    const u8 = port.mem.u8;
+    const batch = r.batch;
+    const n = rx.numSlots;
+    let got = 0, bytes = 0, start = 0, end = 0, probe = 0;
+    outer: for (;;) {
+      port.rxsync();
+      let avail = rx.space();
+      if (avail === 0) {
+        if (r.blocking === false) continue;
+        port.poll(nm.POLLIN, 2000);
+        avail = rx.space();
+        if (avail === 0) continue;
+      }
+      if (start === 0) start = performance.now();
+      const k = avail < batch ? avail : batch;
+      let i = rx.head;
+      probe += u8[rx.slotBufOffset(i)]!;
+      for (let j = 0; j < k; j++) {
+        const len = rx.slotLen(i);
+        i = i + 1 === n ? 0 : i + 1;
+        if (len === END_LEN) { rx.advance(i); end = performance.now(); break outer; }
+        bytes += len;
+        got++;
+      }
+      rx.advance(i);
+    }
+    port.rxsync();
+    port.close();
+    void probe;
+    return { packets: got, seconds: (end - start) / 1000, bytes };
+  }
+  // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
+  const isPing = r.role === 'ping';
+  const port = nm.openPort(`netmap:${r.name}${isPing ? '{' : '}'}1`);
+  const tx = port.txRings[0]!, rx = port.rxRings[0]!;
+  const rounds = r.rounds ?? 10000;
+  const recv = (): number => {
+    for (;;) {
+      port.rxsync();
+      if (!rx.empty()) break;
+      if (r.blocking === true) port.poll(nm.POLLIN, 2000);
+    }
+    const len = rx.slotLen(rx.head);
+    rx.advance(rx.next(rx.head));
+    return len;
+  };
+  const send = (len: number): void => {
+    while (tx.space() === 0) port.poll(nm.POLLOUT, 1000);
+    tx.setSlotLen(tx.head, len);
+    tx.advance(tx.next(tx.head));
+    port.txsync();
+  };
+  if (isPing) {
+    // warm up, then time
+    for (let j = 0; j < 200; j++) { send(PKT_LEN); recv(); }
+    const t0 = process.hrtime.bigint();
+    for (let j = 0; j < rounds; j++) { send(PKT_LEN); recv(); }
+    const t1 = process.hrtime.bigint();
+    send(END_LEN);
+    port.close();
+    return { packets: rounds, seconds: Number(t1 - t0) / 1e9, bytes: 0, rttNs: Number(t1 - t0) / rounds };
+  }
+  for (;;) {
+    const len = recv();
+    send(len);
+    if (len === END_LEN) break;
+  }
+  const t0 = Date.now();
+  while (tx.txPending() && Date.now() - t0 < 2000) { port.poll(nm.POLLOUT, 50); }
+  port.close();
+  return { packets: 0, seconds: 0, bytes: 0 };
+}
+
+// ---- runners ------------------------------------------------------------------------------------
+
+const self = fileURLToPath(import.meta.url);
+
+function inProcess(r: Role): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = fork(self, ['--child', JSON.stringify(r)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: Result | null = null;
+    child.on('message', (m) => { result = m as Result; });
+    child.on('error', reject);
+    child.on('exit', (code) => (result !== null ? resolve(result) : reject(new Error(`${r.role} process exited with ${code}`))));
+  });
+}
+
+function inThread(r: Role): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(self, { workerData: r });
+    let result: Result | null = null;
+    w.on('message', (m) => { result = m as Result; });
+    w.on('error', reject);
+    w.on('exit', (code) => (result !== null ? resolve(result) : reject(new Error(`${r.role} thread exited with ${code}`))));
+  });
+}
+
+function emit(o: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify({ bench: 'pipes', ...o }) + '\n');
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const msArg = args.indexOf('--ms');
+  const ms = msArg >= 0 ? Number(args[msArg + 1]) : 1500;
+  const quick = args.includes('--quick');
+  const spin = args.includes('--spin');
+  const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
+  let seq = 0;
+  try {
+    for (const mode of ['process', 'thread'] as const) {
+      const run = mode === 'process' ? inProcess : inThread;
+      for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+        const name = `bp${seq++}`;
+        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin });
+        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin });
+        const [rr, tr] = await Promise.all([rx, tx]);
+        const mpps = rr.packets / rr.seconds / 1e6;
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)) });
+        if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
+      }
+      for (const blocking of [false, true]) {
+        const name = `bp${seq++}`;
+        const rounds = blocking ? 5000 : 20000;
+        const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds });
+        const ping = run({ role: 'ping', name, batch: 1, ms, dir, blocking, rounds });
+        const [pr] = await Promise.all([ping, pong]);
+        emit({ metric: 'rtt', mode, wait: blocking ? 'poll' : 'busy', value: Number(((pr.rttNs ?? 0) / 1000).toFixed(2)), unit: 'us', rounds });
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (!isMainThread) {
+  runRole(workerData as Role).then((res) => parentPort!.postMessage(res), (e) => { throw e; });
+} else if (process.argv[2] === '--child') {
+  runRole(JSON.parse(process.argv[3]!) as Role).then((res) => { process.send!(res); }, (e) => { console.error(e); process.exit(1); });
+} else {
+  main().catch((e) => { console.error(e); process.exit(1); });
+}
