@@ -323,7 +323,12 @@ export function formatPacket(
   u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number, opts: PrintOptions = {},
 ): string {
   let line = `${formatTime(tsSec, tsNsec, opts.nano, opts.utc)} ${summarizeEthernet(u8, o, caplen, wirelen, opts)}`;
-  if (opts.hex === 1 && caplen > 14) line += '\n' + hexLines(u8, o + 14, caplen - 14);
+  if (opts.hex === 1) {
+    // Without the link header, which includes any VLAN tags.
+    let p = 14;
+    while (p + 4 <= caplen && [0x8100, 0x88a8, 0x9100].includes(be16(u8, o + p - 2))) p += 4;
+    if (caplen > p) line += '\n' + hexLines(u8, o + p, caplen - p);
+  }
   else if (opts.hex === 2) line += '\n' + hexLines(u8, o, caplen);
   return line;
 }

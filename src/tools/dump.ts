@@ -18,7 +18,8 @@ const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-s 
   -r FILE        read packets from a pcap or pcapng file ('-' = standard input)
   -w FILE        write accepted packets to FILE (pcap; '-' = standard output)
   -c N           stop after N accepted packets
-  -s SNAPLEN     keep at most SNAPLEN bytes of each packet (default 262144)
+  -s SNAPLEN     keep at most SNAPLEN bytes of each captured packet (default 262144;
+                 like tcpdump, records read with -r are not cut)
   -n             numeric output (always; accepted for compatibility)
   -e             print the link-level header
   -q             quick output (less protocol detail)
@@ -202,11 +203,11 @@ async function run(args: Args): Promise<number> {
     if (args.count > 0 && accepted >= args.count) stop = true;
   };
 
-  const openWriter = (linktype: number): void => {
+  const openWriter = (linktype: number, fileSnaplen: number): void => {
     if (args.write === undefined) return;
     writer = args.pcapng
-      ? new PcapngWriter(args.write, { interfaces: [{ linktype, snaplen, nanosecond: args.nano, name: args.iface }] })
-      : new PcapWriter(args.write, { linktype, snaplen, nanosecond: args.nano });
+      ? new PcapngWriter(args.write, { interfaces: [{ linktype, snaplen: fileSnaplen, nanosecond: args.nano, name: args.iface }] })
+      : new PcapWriter(args.write, { linktype, snaplen: fileSnaplen, nanosecond: args.nano });
   };
 
   let dropped = 0;
@@ -216,16 +217,13 @@ async function run(args: Args): Promise<number> {
       try {
         if (args.write === undefined && rd.linktype !== 1) throw new NetmapError('EOPNOTSUPP', `printing link type ${rd.linktype} is not supported (use -w)`);
         if (filter !== null && rd.linktype !== 1) throw new NetmapError('EOPNOTSUPP', `filters are supported on Ethernet captures only (link type ${rd.linktype})`);
-        openWriter(rd.linktype);
+        // As libpcap on savefiles: -s does not cut records read from a file, and the output
+        // keeps the input's snapshot length.
+        openWriter(rd.linktype, rd.snaplen);
         const onRecord = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
           seen++;
-          let cap = caplen < snaplen ? caplen : snaplen;
-          if (filter !== null) {
-            const keep = filter(u8, o, cap, wirelen);
-            if (keep === 0) return;
-            if (keep < cap) cap = keep;
-          }
-          handle(u8, o, cap, wirelen, tsSec, tsNsec);
+          if (filter !== null && filter(u8, o, caplen, wirelen) === 0) return;
+          handle(u8, o, caplen, wirelen, tsSec, tsNsec);
         };
         const batch = args.count > 0 ? 256 : 0;
         try {
@@ -243,7 +241,7 @@ async function run(args: Args): Promise<number> {
       const cap = openLive(args.iface, { snaplen });
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
-        openWriter(1);
+        openWriter(1, snaplen);
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
