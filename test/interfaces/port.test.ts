@@ -1,0 +1,235 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-ifport-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
+await import('../../src/interfaces/port.js');
+const { PacketTransmitter } = await import('../../src/interfaces/packet.js');
+const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
+const { hasSplitRules } = await import('../../src/interfaces/split.js');
+const { NetmapError } = await import('../../src/errors.js');
+const { udpFrame, parseUdpFrame, arpRequest, mac } = await import('./frames.js');
+
+const skip = skipReason(['tc', 'ping', 'tun']);
+if (skip !== null) console.log(`# skipping interface port tests: ${skip}`);
+const opts = { skip: skip ?? false, timeout: 90_000 };
+const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
+const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
+const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+const IFPORT = new URL('../../src/interfaces/port.js', import.meta.url).pathname;
+type LabT = InstanceType<typeof Lab>;
+
+function ping(lab: LabT, ns: string, addr: string, count = 1): boolean {
+  return lab.run(ns, 'ping', ['-c', String(count), '-i', '0.2', '-W', '1', addr]).status === 0;
+}
+
+async function startTool(lab: LabT, ns: string, args: string[]): Promise<{ stop(): Promise<string>; kill(): Promise<void>; output(): string }> {
+  const child = lab.spawn(ns, process.execPath, [CLI, ...args]);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => { err += d.toString(); });
+  const deadline = Date.now() + 10_000;
+  while (!err.includes('Ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  assert.ok(err.includes('Ready'), `tool started: ${err}`);
+  const exited = async (): Promise<void> => {
+    const t = Date.now() + 10_000;
+    while (child.exitCode === null && child.signalCode === null && Date.now() < t) await sleep(20);
+  };
+  return {
+    output: () => err,
+    stop: async () => { child.kill('SIGINT'); await exited(); assert.equal(child.exitCode, 0, err); return err; },
+    kill: async () => { child.kill('SIGKILL'); await exited(); },
+  };
+}
+
+function iperf(lab: LabT, server: string, client: string, addr: string): Promise<number> {
+  lab.spawn(server, 'iperf3', ['-s', '-1']);
+  return sleep(300).then(() => {
+    const r = lab.run(client, 'iperf3', ['-c', addr, '-t', '2', '-J'], 30_000);
+    const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+    return j.end.sum_received.bits_per_second;
+  });
+}
+
+const hasIperf = skipReason(['iperf3']) === null;
+
+test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by poll', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.enter(b);
+  const ptx = new PacketTransmitter('b0');
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  try {
+    assert.equal(p.memId, 1);
+    assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 1, 1]);
+    assert.deepEqual([p.txRings.length, p.rxRings.length], [1, 1]);
+    assert.throws(() => openPort('netmap:nmtsnone0'), isCode('ENXIO'));
+    const star = openPort('netmap:a0*');
+    assert.deepEqual([star.txRings.length, star.rxRings.length], [2, 2]);
+    star.close();
+    const host = openPort('netmap:a0^');
+    assert.ok(host.txRings[0]!.host && host.rxRings[0]!.host);
+    host.close();
+    // TX
+    const before = lab.counters(b, 'b0').rxPackets;
+    const r = p.txRings[0]!;
+    let sent = 0;
+    const N = 50_000;
+    const deadline = Date.now() + 20_000;
+    while (sent < N && Date.now() < deadline) {
+      let i = r.head;
+      let room = Math.min(r.space(), 256);
+      while (room-- > 0 && sent < N) {
+        udpFrame(r.slotBufOffset(i), mac('02:00:00:00:00:02'), mac('02:00:00:00:00:01'), 0, sent);
+        r.setSlotLen(i, 60);
+        i = r.next(i);
+        sent++;
+      }
+      r.advance(i);
+      p.poll(POLLOUT, 100);
+    }
+    await sleep(200);
+    const counted = lab.counters(b, 'b0').rxPackets - before;
+    assert.ok(counted >= N && counted <= N + 10, `the peer counted ${counted} of ${N}`);
+    // RX: poll sleeps, then wakes when a frame arrives (not at its timeout)
+    const rr = p.rxRings[0]!;
+    const t0 = Date.now();
+    assert.equal(p.poll(POLLIN, 200) & POLLIN, 0);
+    assert.ok(Date.now() - t0 >= 150);
+    // another process sends in 300 ms (an ARP request from b0); poll must wake on it
+    lab.addr(b, 'b0', '198.18.0.2/24');
+    lab.spawn(b, 'sh', ['-c', 'sleep 0.3; ping -c 1 -W 1 198.18.0.9']);
+    const t1 = Date.now();
+    const ev = p.poll(POLLIN, 3000);
+    const waited = Date.now() - t1;
+    assert.ok((ev & POLLIN) !== 0);
+    assert.ok(waited >= 200 && waited < 1500, `woken by the frame after ${waited} ms`);
+    assert.equal(p.mem.view.getUint16(rr.slotBufOffset(rr.head) + 12), 0x0806, 'the ARP request');
+  } finally {
+    p.close();
+    ptx.close();
+    lab.leave();
+  }
+  lab.enter(a);
+  assert.equal(hasSplitRules('a0'), false, 'closing the port restores the interface');
+  lab.leave();
+}));
+
+test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface is usable again', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(IFPORT)}); p.openPort('netmap:a0'); console.log('ready'); setInterval(() => {}, 1000);`;
+  const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const deadline = Date.now() + 10_000;
+  while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  assert.ok(out.includes('ready'), out);
+  assert.equal(ping(lab, b, '198.18.0.1'), false, 'the stack is cut off while the port is open');
+  lab.enter(a);
+  assert.throws(() => openPort('netmap:a0'), isCode('EBUSY'));
+  lab.leave();
+  child.kill('SIGKILL');
+  while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  p.close();
+  assert.equal(hasSplitRules('a0'), false);
+  lab.leave();
+  assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
+}));
+
+test('netmap bridge between two veths carries ping and TCP (iperf3)', opts, () => withLab(async (lab) => {
+  const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
+  lab.veth(l, 'l0', m, 'm0');
+  lab.veth(m, 'm1', r, 'r0');
+  lab.addr(l, 'l0', '198.18.0.1/24');
+  lab.addr(r, 'r0', '198.18.0.2/24');
+  lab.noOffloads(l, 'l0');
+  lab.noOffloads(r, 'r0');
+  assert.equal(ping(lab, l, '198.18.0.2'), false, 'no path without the bridge');
+  const tool = await startTool(lab, m, ['bridge', '-i', 'netmap:m0', '-i', 'netmap:m1']);
+  assert.match(tool.output(), /zerocopy supported/);
+  assert.ok(ping(lab, l, '198.18.0.2', 3), 'ping through the bridge');
+  if (hasIperf) {
+    const bps = await iperf(lab, r, l, '198.18.0.2');
+    console.log(`# iperf3 through netmap bridge: ${(bps / 1e6).toFixed(0)} Mbit/s`);
+    assert.ok(bps > 10e6);
+  }
+  const out = await tool.stop();
+  assert.match(out, /packets netmap:m0 -> netmap:m1/);
+}));
+
+test('netmap bridge between an interface and its host stack: the wire side reaches the host', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  lab.noOffloads(b, 'b0');
+  const tool = await startTool(lab, a, ['bridge', '-i', 'netmap:a0', '-i', 'netmap:a0^']);
+  assert.ok(ping(lab, b, '198.18.0.1', 3), 'ping the host through wire -> host rings -> stack');
+  if (hasIperf) {
+    const bps = await iperf(lab, a, b, '198.18.0.1');
+    console.log(`# iperf3 through the host-stack bridge: ${(bps / 1e6).toFixed(0)} Mbit/s`);
+    assert.ok(bps > 10e6);
+  }
+  await tool.stop();
+  lab.enter(a);
+  assert.equal(hasSplitRules('a0'), false);
+  lab.leave();
+  assert.ok(ping(lab, b, '198.18.0.1'), 'stack restored after the bridge exits');
+}));
+
+test('bridge tool: bad arguments give usage and a non-zero status', opts, async () => {
+  const { main } = await import('../../src/tools/bridge.js');
+  assert.notEqual(await main([]), 0);
+  assert.notEqual(await main(['-i']), 0);
+  assert.notEqual(await main(['-i', 'netmap:x', '-b', '0']), 0);
+  assert.notEqual(await main(['-q']), 0);
+  assert.equal(await main(['--help']), 0);
+});
+
+test('TAP port: a TAP nobody holds is opened as the wire; the kernel answers an ARP request', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a');
+  lab.enter(a);
+  const t = TapDevice.open('nmtap0', { persist: true });
+  t.close();
+  lab.must(a, 'ip', ['addr', 'add', '198.18.1.1/24', 'dev', 'nmtap0']);
+  const p = openPort('netmap:nmtap0');
+  try {
+    assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 0, 0]);
+    assert.throws(() => openPort('netmap:nmtap0^'), isCode('EINVAL'));
+    const tx = p.txRings[0]!, rx = p.rxRings[0]!;
+    const me = mac('02:00:00:00:aa:01');
+    tx.setSlotLen(tx.head, arpRequest(tx.slotBufOffset(tx.head), me, [198, 18, 1, 2], [198, 18, 1, 1]));
+    tx.advance(tx.next(tx.head));
+    p.txsync();
+    const v = p.mem.view;
+    let reply = false;
+    const deadline = Date.now() + 3000;
+    while (!reply && Date.now() < deadline) {
+      p.poll(POLLIN, 100);
+      while (!rx.empty()) {
+        const o = rx.slotBufOffset(rx.head);
+        if (v.getUint16(o + 12) === 0x0806 && v.getUint16(o + 20) === 2) reply = true;
+        rx.advance(rx.next(rx.head));
+      }
+      await sleep(1);
+    }
+    assert.ok(reply, 'ARP reply read from the TAP port');
+  } finally {
+    p.close();
+    removeTap('nmtap0');
+    lab.leave();
+  }
+}));
