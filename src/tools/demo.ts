@@ -1,0 +1,32 @@
+/**
+ * `netmap demo` (what `npm start` runs): pkt-gen tx and pkt-gen rx across a fresh VALE switch for
+ * a few seconds, printing their rates. Options: -t seconds (default 4), -l frame size (default 60).
+ */
+import { NetmapError, fail } from '../errors.js';
+import { runDemo } from '../generator/demo.js';
+
+const USAGE = `usage: netmap demo [-t seconds] [-l size]
+  runs pkt-gen rx and pkt-gen tx (two processes) across a fresh VALE switch and prints their rates
+  -t seconds   how long tx sends (default 4, at most 60)
+  -l size      frame size in bytes (default 60)`;
+
+export async function main(argv: string[]): Promise<number> {
+  let seconds = 4, size = 60;
+  try {
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i]!;
+      if (a === '-h' || a === '--help') { console.log(USAGE); return 0; }
+      const v = argv[i + 1];
+      if ((a === '-t' || a === '-l') && v !== undefined && /^\d+(\.\d+)?$/.test(v)) {
+        if (a === '-t') seconds = Number(v); else size = Number(v);
+        i++;
+      } else fail('EINVAL', a === '-t' || a === '-l' ? `option ${a} needs a number` : `unknown argument '${a}'`);
+    }
+    if (!Number.isInteger(size) || size < 42 || size > 2048) fail('EINVAL', `-l ${size}: frame size must be 42..2048`);
+  } catch (e) {
+    if (!(e instanceof NetmapError)) throw e;
+    console.error(`demo: ${e.message}\n${USAGE}`);
+    return 2;
+  }
+  return runDemo({ seconds, size, out: (t) => { process.stdout.write(t); } });
+}
