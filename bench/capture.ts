@@ -1,0 +1,110 @@
+/**
+ * Capture benchmarks (JSON lines):
+ *  - filtering rate from memory, compiled (BPF -> JavaScript) and interpreted, for a few filters;
+ *  - `netmap dump -r FILE -w /dev/null FILTER` against `tcpdump -r FILE -w /dev/null FILTER` on the
+ *    same large generated file, in the same run, with the ratio.
+ * Environment: CAPTURE_BENCH_PACKETS (file size in packets, default 2000000).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compileFilter } from '../src/capture/filter.js';
+import { compileProgram } from '../src/capture/jit.js';
+import { interpretProgram } from '../src/capture/interp.js';
+import { PcapWriter } from '../src/capture/writer.js';
+import type { PacketFilter } from '../src/capture/bpf.js';
+import { buildCorpus } from '../test/capture/corpus.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/tools/cli.js');
+
+function emit(bench: string, metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ bench, metric, value: Number(value.toFixed(3)), unit, ...extra }));
+}
+
+/** Packs the corpus into one buffer (as packets sit in netmap buffers): offsets and lengths. */
+function packetsInMemory(count: number): { u8: Uint8Array; off: Uint32Array; cap: Uint16Array; len: Uint16Array } {
+  const corpus = buildCorpus(count, 42);
+  const off = new Uint32Array(count), cap = new Uint16Array(count), len = new Uint16Array(count);
+  const u8 = new Uint8Array(count * 2048);
+  corpus.forEach((p, i) => {
+    off[i] = i * 2048;
+    u8.set(p.frame, off[i]);
+    cap[i] = p.caplen;
+    len[i] = p.frame.length;
+  });
+  return { u8, off, cap, len };
+}
+
+function filterRate(f: PacketFilter, mem: ReturnType<typeof packetsInMemory>, ms: number): { mpps: number; accepted: number } {
+  const { u8, off, cap, len } = mem;
+  const n = off.length;
+  let done = 0, accepted = 0;
+  const t0 = performance.now();
+  let now = t0;
+  while (now - t0 < ms) {
+    for (let i = 0; i < n; i++) if (f(u8, off[i], cap[i], len[i]) !== 0) accepted++;
+    done += n;
+    now = performance.now();
+  }
+  return { mpps: done / ((now - t0) * 1000), accepted };
+}
+
+function benchFilters(): void {
+  const mem = packetsInMemory(4096);
+  const filters = ['ip', 'tcp', 'tcp port 80', 'host 198.18.0.1 and (tcp or udp)', 'tcp[tcpflags] & (tcp-syn|tcp-ack) = tcp-syn', 'vlan and ip6 and udp'];
+  for (const expr of filters) {
+    const prog = compileFilter(expr);
+    for (const [mode, f] of [['compiled', compileProgram(prog)], ['interpreted', interpretProgram(prog)]] as const) {
+      filterRate(f, mem, 150); // warm up
+      const r = filterRate(f, mem, 700);
+      emit('capture.filter', 'rate', r.mpps, 'Mpps', { filter: expr, mode, insns: prog.length });
+    }
+  }
+}
+
+function writeLargeFile(file: string, packets: number): void {
+  const corpus = buildCorpus(4096, 43);
+  const w = new PcapWriter(file);
+  for (let i = 0; i < packets; i++) {
+    const p = corpus[i & 4095];
+    w.write(p.frame, 0, p.caplen, p.frame.length, 1700000000 + Math.floor(i / 1000000), (i % 1000000) * 1000);
+  }
+  w.close();
+}
+
+function timeRun(cmd: string, args: string[]): { seconds: number; ok: boolean; stderr: string } {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600000 });
+  return { seconds: (performance.now() - t0) / 1000, ok: r.status === 0, stderr: r.stderr };
+}
+
+function benchDumpVsTcpdump(): void {
+  const packets = Number(process.env.CAPTURE_BENCH_PACKETS ?? 2000000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netmap-capture-bench-'));
+  try {
+    const file = path.join(dir, 'big.pcap');
+    writeLargeFile(file, packets);
+    const size = fs.statSync(file).size;
+    const haveTcpdump = spawnSync('sh', ['-c', 'command -v tcpdump']).status === 0;
+    for (const expr of ['tcp port 80', 'ip and udp']) {
+      const ours = timeRun(process.execPath, [CLI, 'dump', '-r', file, '-w', '/dev/null', expr]);
+      if (!ours.ok) throw new Error(`netmap dump failed: ${ours.stderr}`);
+      emit('capture.dump', 'rate', packets / ours.seconds / 1e6, 'Mpps', { tool: 'netmap dump', filter: expr, packets, bytes: size, seconds: ours.seconds });
+      if (!haveTcpdump) {
+        console.log(JSON.stringify({ bench: 'capture.dump', skipped: 'tcpdump is not installed' }));
+        continue;
+      }
+      const theirs = timeRun('tcpdump', ['-r', file, '-w', '/dev/null', expr]);
+      if (!theirs.ok) throw new Error(`tcpdump failed: ${theirs.stderr}`);
+      emit('capture.dump', 'rate', packets / theirs.seconds / 1e6, 'Mpps', { tool: 'tcpdump', filter: expr, packets, bytes: size, seconds: theirs.seconds });
+      emit('capture.dump', 'speedup_vs_tcpdump', theirs.seconds / ours.seconds, 'x', { filter: expr });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+benchFilters();
+benchDumpVsTcpdump();
