@@ -135,7 +135,9 @@ class PipeAdapter implements PortAdapter {
             const dw = dst + 4 * i;
             const clean = flags & ~L.NS_BUF_CHANGED;
             u16[2 * sw + 3] = clean;
-            u32[dw] = u32[sw]!;
+            const idx = u32[sw]!;
+            if (idx < 2 || idx >= ring.numBufs) continue; // invalid: the sender keeps its buffer
+            u32[dw] = idx;
             u32[dw + 1] = u16[2 * sw + 2]! | (clean << 16);
             u32[dw + 2] = u32[sw + 2]!;
             u32[dw + 3] = u32[sw + 3]!;

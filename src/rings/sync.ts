@@ -80,9 +80,12 @@ export function reinit(ring: Ring): void {
     u32[w + CUR] = hwcur;
     u32[w + TAIL] = hwtail;
   }
-  u32[w + RHEAD] = u32[w + HEAD]!;
-  u32[w + RCUR] = u32[w + CUR]!;
-  u32[w + RTAIL] = u32[w + TAIL]!;
+  // In-range but illegal indices are left as the user wrote them (netmap's behaviour), but the
+  // kernel side keeps its own last legal values: adopting a head that moved backwards would make
+  // the next txsync hand over [hwcur, head) — slots the peer owns.
+  u32[w + RHEAD] = hwcur;
+  u32[w + RCUR] = hwcur;
+  u32[w + RTAIL] = hwtail;
 }
 
 /** Publishes a new tail to the user (both the visible tail and the kernel's copy). */

@@ -1,0 +1,7 @@
+/** Worker-thread entry of the core tests: workerData = role arguments, reports as messages. */
+import { parentPort, workerData } from 'node:worker_threads';
+import { runRole } from './roles.js';
+
+runRole(workerData as string[], (o) => parentPort!.postMessage(o)).catch((e: unknown) => {
+  parentPort!.postMessage({ error: String((e as Error).stack ?? e) });
+});
