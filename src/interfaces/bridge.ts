@@ -67,8 +67,6 @@ export class Bridge {
   forwardedAB = 0;
   forwardedBA = 0;
   private readonly u8: Uint8Array;
-  private readonly addrs: number[] = [];
-  private readonly vals: number[] = [];
 
   constructor(a: Port, b: Port, opts: BridgeOptions = {}) {
     const burst = opts.burst ?? BRIDGE_DEFAULT_BURST;
@@ -112,29 +110,39 @@ export class Bridge {
 
   /** Sleeps until either port may have something (or `timeoutMs` passes). Blocks the thread. */
   wait(timeoutMs: number): void {
-    const evA = POLLIN | (this.pending(this.a) ? POLLOUT : 0);
-    const evB = POLLIN | (this.pending(this.b) ? POLLOUT : 0);
-    this.a.armWait(evA);
-    const wa = this.a.armedWords();
-    this.b.armWait(evB);
-    const wb = this.b.armedWords();
-    try {
-      // re-check after arming (a wake-up between the check and the sleep is not lost)
-      const ready = (this.a.pollOnce(POLLIN) & POLLIN) !== 0 || (this.b.pollOnce(POLLIN) & POLLIN) !== 0;
-      if (ready) return;
-      this.addrs.length = 0;
-      this.vals.length = 0;
-      this.addrs.push(...wa.addresses, ...wb.addresses);
-      this.vals.push(...wa.values, ...wb.values);
-      native.futexWaitAny(this.addrs, this.vals, this.addrs.length, timeoutMs);
-    } finally {
-      this.a.disarmWait(evA);
-      this.b.disarmWait(evB);
-    }
+    waitPorts([this.a, this.b], timeoutMs);
   }
 
-  private pending(p: Port): boolean {
-    for (const r of p.txRings) if (r.txPending()) return true;
-    return false;
+}
+
+function txPending(p: Port): boolean {
+  for (const r of p.txRings) if (r.txPending()) return true;
+  return false;
+}
+
+const waitAddrs: number[] = [];
+const waitVals: number[] = [];
+
+/**
+ * Sleeps until any of `ports` may have received something (or may send again, for ports with
+ * transmissions pending), at most `timeoutMs`. Arms every port first and checks once more, so a
+ * wake-up that comes in between is not lost. Blocks the calling thread.
+ */
+export function waitPorts(ports: Port[], timeoutMs: number): void {
+  const events = ports.map((p) => POLLIN | (txPending(p) ? POLLOUT : 0));
+  waitAddrs.length = 0;
+  waitVals.length = 0;
+  let armed = 0;
+  try {
+    for (; armed < ports.length; armed++) {
+      ports[armed]!.armWait(events[armed]!);
+      const w = ports[armed]!.armedWords();
+      waitAddrs.push(...w.addresses);
+      waitVals.push(...w.values);
+    }
+    for (const p of ports) if ((p.pollOnce(POLLIN) & POLLIN) !== 0) return;
+    native.futexWaitAny(waitAddrs, waitVals, waitAddrs.length, timeoutMs);
+  } finally {
+    for (let i = 0; i < armed; i++) ports[i]!.disarmWait(events[i]!);
   }
 }

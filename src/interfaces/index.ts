@@ -4,3 +4,6 @@ export * from './packet.js';
 export * from './tap.js';
 export * from './split.js';
 export { completeChecksum } from './csum.js';
+export * from './port.js';
+export * from './bridge.js';
+export { hostPortName, readRecord as attachRecord, attachInterface, detachInterface } from './attach.js';

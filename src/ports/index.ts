@@ -6,4 +6,5 @@ export * from './port.js';
 export { parsePortSpec, formatPortSpec, type PortSpec, type PortConf, type RegMode } from './name.js';
 import '../pipes/pipe.js';
 import '../switch/index.js';
+import '../interfaces/index.js';
 export { waitPort, portEvents, pendingWaits, type WaitOptions } from './events.js';

@@ -1,0 +1,80 @@
+/**
+ * Background forwarding for an interface attached to a VALE switch (started by vale-ctl -a/-h,
+ * see attach.ts): `attach-daemon.js SWITCH IF nic|host`. Holds netmap:IF (and netmap:IF^) and the
+ * switch ports valeSWITCH:IF (and valeSWITCH:IF.h, flagged as owned so users get EBUSY), and runs
+ * a bridge between each pair until SIGTERM/SIGINT. Prints `ready` or `error CODE: message`.
+ */
+import fs from 'node:fs';
+import { NetmapError } from '../errors.js';
+import { openPort, type Port } from '../ports/index.js';
+import { registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import './port.js';
+import { Bridge, waitPorts } from './bridge.js';
+import { recordPath, hostPortName } from './attach.js';
+
+const [switchName, ifName, mode] = process.argv.slice(2);
+const ports: Port[] = [];
+let stop = false;
+process.on('SIGTERM', () => { stop = true; });
+process.on('SIGINT', () => { stop = true; });
+
+function own(p: Port): void {
+  const reg = registry();
+  reg.locked(() => reg.portSet(p.index, L.PE_FLAGS, reg.portGet(p.index, L.PE_FLAGS) | L.PORT_FLAG_ATTACHED));
+}
+
+async function main(): Promise<number> {
+  if (switchName === undefined || ifName === undefined) {
+    console.log('error EINVAL: usage: attach-daemon SWITCH IF nic|host');
+    return 2;
+  }
+  const bridges: Bridge[] = [];
+  try {
+    // the switch side first: once netmap:IF exists, the name IF is an interface port
+    const vNic = openPort(`${switchName}:${ifName}`);
+    ports.push(vNic);
+    own(vNic);
+    let vHost: Port | null = null;
+    if (mode === 'host') {
+      vHost = openPort(`${switchName}:${hostPortName(ifName)}`);
+      ports.push(vHost);
+      own(vHost);
+    }
+    const nic = openPort(`netmap:${ifName}`);
+    ports.push(nic);
+    bridges.push(new Bridge(nic, vNic));
+    if (vHost !== null) {
+      const host = openPort(`netmap:${ifName}^`);
+      ports.push(host);
+      bridges.push(new Bridge(host, vHost));
+    }
+    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: vHost !== null }), { mode: 0o600 });
+    console.log('ready');
+  } catch (e) {
+    const code = e instanceof NetmapError ? e.code : 'EIO';
+    console.log(`error ${code}: ${(e as Error).message}`);
+    for (const p of ports.reverse()) p.close();
+    return 1;
+  }
+  let idle = 0;
+  while (!stop) {
+    const turnEnd = Date.now() + 50;
+    do {
+      let moved = 0;
+      for (const b of bridges) moved += b.step();
+      if (moved === 0) {
+        idle++;
+        waitPorts(ports, idle > 2 ? 20 : 1);
+      } else {
+        idle = 0;
+      }
+    } while (Date.now() < turnEnd);
+    await new Promise((r) => setImmediate(r));
+  }
+  for (const p of ports.reverse()) p.close();
+  try { fs.rmSync(recordPath(ifName), { force: true }); } catch { /* gone */ }
+  return 0;
+}
+
+process.exitCode = await main();

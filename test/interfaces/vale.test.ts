@@ -1,0 +1,108 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-ifvale-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+const { hasSplitRules } = await import('../../src/interfaces/split.js');
+const native = await import('../../src/native/index.js');
+
+const skip = skipReason(['tc', 'ping', 'tun']);
+if (skip !== null) console.log(`# skipping VALE attach tests: ${skip}`);
+const opts = { skip: skip ?? false, timeout: 90_000 };
+type LabT = InstanceType<typeof Lab>;
+const hasIperf = skipReason(['iperf3']) === null;
+
+const VALECTL = new URL('../../src/tools/vale-ctl.js', import.meta.url).pathname;
+const IFACES = new URL('../../src/interfaces/index.js', import.meta.url).pathname;
+// vale-ctl's own code, with the interfaces layer plugged in (as the netmap CLI does)
+const RUN_VALECTL = `await import(${JSON.stringify(IFACES)}); const v = await import(${JSON.stringify(VALECTL)}); process.exitCode = await v.main(process.argv.slice(1));`;
+const RUN_DETACH = `const i = await import(${JSON.stringify(IFACES)}); const [sw, ifn] = process.argv.slice(1); i.detachInterface(sw, ifn);`;
+
+function valeCtl(lab: LabT, ns: string, args: string[]): { status: number; out: string } {
+  const r = lab.run(ns, process.execPath, ['--input-type=module', '-e', RUN_VALECTL, '--', ...args], 30_000);
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+/** vale-ctl -d; falls back to the library call while vale-ctl's detach does not reach interfaces. */
+function detach(lab: LabT, ns: string, sw: string, ifName: string): void {
+  const r = valeCtl(lab, ns, ['-d', `${sw}:${ifName}`]);
+  if (r.status === 0) return;
+  console.log(`# vale-ctl -d ${sw}:${ifName} refused (${r.out.trim()}); detaching through the library`);
+  const d = lab.run(ns, process.execPath, ['--input-type=module', '-e', RUN_DETACH, '--', sw, ifName], 30_000);
+  assert.equal(d.status, 0, d.stderr);
+}
+
+function ping(lab: LabT, ns: string, addr: string, count = 1): boolean {
+  return lab.run(ns, 'ping', ['-c', String(count), '-i', '0.2', '-W', '1', addr]).status === 0;
+}
+
+function daemonPid(lab: LabT, ns: string, ifName: string): number {
+  const script = `const i = await import(${JSON.stringify(IFACES)}); console.log(JSON.stringify(i.attachRecord(${JSON.stringify(ifName)})));`;
+  const r = lab.run(ns, process.execPath, ['--input-type=module', '-e', script]);
+  const rec = JSON.parse(r.stdout.trim()) as { pid: number } | null;
+  return rec?.pid ?? 0;
+}
+
+test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the forwarding', opts, () => withLab(async (lab) => {
+  const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
+  lab.veth(l, 'l0', m, 'm0');
+  lab.veth(m, 'm1', r, 'r0');
+  lab.addr(l, 'l0', '198.18.0.1/24');
+  lab.addr(r, 'r0', '198.18.0.2/24');
+  lab.noOffloads(l, 'l0');
+  lab.noOffloads(r, 'r0');
+  for (const dev of ['m0', 'm1']) {
+    const a = valeCtl(lab, m, ['-a', `vale0:${dev}`]);
+    assert.equal(a.status, 0, a.out);
+  }
+  try {
+    assert.notEqual(valeCtl(lab, m, ['-a', 'vale0:m0']).status, 0, 'attaching twice fails');
+    assert.notEqual(valeCtl(lab, m, ['-a', 'vale0:nmtsnone']).status, 0, 'no such interface');
+    const list = valeCtl(lab, m, []);
+    assert.match(list.out, /vale0:m0/);
+    assert.match(list.out, /vale0:m1/);
+    assert.ok(ping(lab, l, '198.18.0.2', 3), 'ping through the switch');
+    if (hasIperf) {
+      lab.spawn(r, 'iperf3', ['-s', '-1']);
+      await sleep(300);
+      const res = lab.run(l, 'iperf3', ['-c', '198.18.0.2', '-t', '2', '-J'], 30_000);
+      const bps = (JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
+      console.log(`# iperf3 through VALE: ${(bps / 1e6).toFixed(0)} Mbit/s`);
+      assert.ok(bps > 10e6);
+    }
+  } finally {
+    detach(lab, m, 'vale0', 'm0');
+    detach(lab, m, 'vale0', 'm1');
+  }
+  assert.equal(ping(lab, l, '198.18.0.2'), false, 'no path once detached');
+  lab.enter(m);
+  assert.equal(hasSplitRules('m0') || hasSplitRules('m1'), false, 'interfaces restored');
+  lab.leave();
+}));
+
+test('VALE: -h attaches the host stack too; after SIGKILL of the forwarder -d cleans up', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  const h = valeCtl(lab, a, ['-h', 'vale1:a0']);
+  assert.equal(h.status, 0, h.out);
+  // the wire and the host stack are both on vale1, which learns and forwards between them
+  assert.ok(ping(lab, b, '198.18.0.1', 3), 'the wire reaches the host through the switch');
+  const pid = daemonPid(lab, a, 'a0');
+  assert.ok(pid > 0 && native.processAlive(pid));
+  process.kill(pid, 'SIGKILL');
+  const deadline = Date.now() + 5000;
+  while (native.processAlive(pid) && Date.now() < deadline) await sleep(20);
+  assert.equal(ping(lab, b, '198.18.0.1'), false, 'cut off after the crash');
+  detach(lab, a, 'vale1', 'a0');
+  lab.enter(a);
+  assert.equal(hasSplitRules('a0'), false);
+  lab.leave();
+  assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
+}));
