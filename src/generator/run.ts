@@ -76,7 +76,8 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
         io.out(`${formatRange(cfg.src)} -> ${formatRange(cfg.dst)} (${formatMac(cfg.srcMac)} -> ${formatMac(cfg.dstMac)})\n`);
       }
     }
-    if (main.exclusive) closeMain(); // the workers need the rings
+    // The workers open their own handles; some ports (interfaces, /x) admit one holder at a time.
+    closeMain();
     if (cfg.waitSecs > 0) {
       if (cfg.verbose > 0) io.err(`Wait ${cfg.waitSecs} secs for phy reset\n`);
       await delay(cfg.waitSecs * 1000);
