@@ -22,8 +22,12 @@ export const MAX_PIPES_PER_PARENT = 64;
 export const MAX_PIPE_RINGS = 256;
 export const MAX_PIPE_SLOTS = 4096;
 export const DEFAULT_PIPE_SLOTS = 1024;
-/** Memory-only pipe parents get room for this many pipes of the first pipe's geometry. */
-export const PARENT_PIPE_ROOM = 16;
+/**
+ * Memory-only pipe parents get room for MAX_PIPES_PER_PARENT pipes of the first pipe's geometry,
+ * as long as their buffers fit in this many bytes (fewer pipes beyond: ENOMEM). Region files are
+ * sparse, so unused buffers cost address space only (64 default 1024-slot pipes: 256 MiB).
+ */
+export const PARENT_BUFFER_BYTES = 512 << 20;
 
 const HWCUR = L.KR_HWCUR >>> 2, SHADOW = L.KR_SHADOW_TAIL >>> 2, PEER = L.KR_PEER >>> 2;
 
@@ -199,12 +203,13 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
     if (parent >= 0) return parent;
   }
   // As netmap does for an unknown parent, make one: here a memory-only port with room for
-  // PARENT_PIPE_ROOM pipes of this geometry (ENOMEM beyond).
+  // room for up to 64 pipes of this geometry (ENOMEM beyond).
   const perPipe = (geom.tx * geom.txSlots + geom.rx * geom.rxSlots);
+  const room = Math.max(1, Math.min(MAX_PIPES_PER_PARENT, Math.floor(PARENT_BUFFER_BYTES / (perPipe * L.DEFAULT_BUF_SIZE))));
   const ringPages = (geom.tx + geom.rx) * 2 * Math.ceil(L.ringBytes(Math.max(geom.txSlots, geom.rxSlots)) / L.PAGE_SIZE);
   const memId = reg.createRegion({
-    numBufs: 2 + 64 + perPipe * PARENT_PIPE_ROOM + 1024,
-    numPages: 16 + PARENT_PIPE_ROOM * (ringPages + 4 * L.MAX_HANDLES / 8) + 64,
+    numBufs: 2 + 64 + perPipe * room + 1024,
+    numPages: 16 + room * (ringPages + 4 * L.MAX_HANDLES / 8) + 64,
     bufSize: L.DEFAULT_BUF_SIZE,
   });
   try {

@@ -6,7 +6,7 @@ import { dir } from './helpers/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, POLLIN, POLLOUT, POLLERR, layout as L } from '../../src/index.js';
+import { openPort, POLLIN, POLLOUT, POLLERR, layout as L } from './helpers/lib.js';
 import type { Port } from '../../src/ports/port.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

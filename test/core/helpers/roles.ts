@@ -3,7 +3,7 @@
  * arguments. `emit` reports a JSON-able object to the test (a stdout line or a worker message).
  * Every loop is bounded in time.
  */
-import { openPort, POLLIN, POLLOUT, waitPort } from '../../../src/index.js';
+import { openPort, POLLIN, POLLOUT, waitPort } from './lib.js';
 import { registry } from '../../../src/memory/registry.js';
 import type { Port } from '../../../src/ports/port.js';
 

@@ -1,0 +1,10 @@
+/**
+ * The core library as the core tests use it: ports, pipes, the event-loop API and the layout,
+ * imported directly so that work in progress in other layers (switch, interfaces) cannot break
+ * the core suite.
+ */
+import '../../../src/pipes/pipe.js';
+export { openPort, Port, POLLIN, POLLOUT, POLLERR, openHandleCount } from '../../../src/ports/port.js';
+export { waitPort, portEvents, pendingWaits } from '../../../src/ports/events.js';
+export { NetmapError } from '../../../src/errors.js';
+export * as layout from '../../../src/memory/layout.js';
