@@ -3,7 +3,7 @@
  *  - filtering rate from memory, compiled (BPF -> JavaScript) and interpreted, for a few filters;
  *  - `netmap dump -r FILE -w /dev/null FILTER` against `tcpdump -r FILE -w /dev/null FILTER` on the
  *    same large generated file, in the same run, with the ratio.
- * Environment: CAPTURE_BENCH_PACKETS (file size in packets, default 2000000).
+ * Environment: CAPTURE_BENCH_PACKETS (file size in packets, default 5000000).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -81,7 +81,7 @@ function timeRun(cmd: string, args: string[]): { seconds: number; ok: boolean; s
 }
 
 function benchDumpVsTcpdump(): void {
-  const packets = Number(process.env.CAPTURE_BENCH_PACKETS ?? 2000000);
+  const packets = Number(process.env.CAPTURE_BENCH_PACKETS ?? 5000000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netmap-capture-bench-'));
   try {
     const file = path.join(dir, 'big.pcap');

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import { fail, NetmapError } from '../errors.js';
 import { MAXIMUM_SNAPLEN } from './bpf.js';
+import { mapFileReadOnly } from '../native/index.js';
 
 /** Called once per record; `u8` is valid only during the call. */
 export type RecordHandler = (
@@ -25,6 +26,10 @@ export const LINKTYPE_ETHERNET = 1;
 /** Largest record or block accepted (libpcap's pcapng block limit). */
 export const MAX_RECORD = 16 * 1024 * 1024;
 const DEFAULT_BUFFER = 1024 * 1024;
+/** Regular files at least this large are read through a sliding read-only mapping. */
+const MAP_THRESHOLD = 8 * 1024 * 1024;
+const MAP_WINDOW = 64 * 1024 * 1024;
+const MAP_ALIGN = 65536; // a multiple of every page size Linux uses
 
 export interface InterfaceInfo {
   linktype: number;
@@ -45,6 +50,11 @@ const BT_IDB = 1, BT_PB = 2, BT_SPB = 3, BT_EPB = 6;
 export interface ReaderOptions {
   /** Size of the read buffer in bytes (default 1 MiB). */
   bufferSize?: number;
+  /**
+   * Read regular files of 8 MiB or more through a sliding 64 MiB read-only mapping instead of
+   * read(2) (default true): no copy. The file must not shrink while it is being read.
+   */
+  mmap?: boolean;
 }
 
 export class CaptureFileReader {
@@ -70,6 +80,9 @@ export class CaptureFileReader {
   private closed = false;
   private sectionBase = 0; // index in interfaces of this pcapng section's interface 0
   private kuznetzov = false;
+  private fileSize = 0; // mapped mode: the size at open
+  private unmap: (() => void) | null = null; // mapped mode: releases the current window
+  private mapped = false;
 
   constructor(path: string, options: ReaderOptions = {}) {
     this.path = path;
@@ -90,6 +103,15 @@ export class CaptureFileReader {
         fail(code === 'ENOENT' ? 'ENOENT' : code === 'EACCES' ? 'EPERM' : 'EIO', `cannot open capture file ${path}: ${(e as Error).message}`);
       }
       this.ownsFd = true;
+      try {
+        const st = fs.fstatSync(this.fd);
+        if (options.mmap !== false && st.isFile() && st.size >= MAP_THRESHOLD) {
+          this.mapped = true;
+          this.fileSize = st.size;
+        }
+      } catch {
+        // fstat failing leaves the plain read path.
+      }
     }
     try {
       if (!this.fill(4)) this.corrupt(0, this.end === 0 ? 'file is empty' : 'file is shorter than any capture file header');
@@ -151,6 +173,10 @@ export class CaptureFileReader {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.unmap !== null) this.unmap();
+    this.unmap = null;
+    this.buf = new Uint8Array(0);
+    this.dv = new DataView(this.buf.buffer);
     if (this.ownsFd) fs.closeSync(this.fd);
   }
 
@@ -176,28 +202,44 @@ export class CaptureFileReader {
     const fracLimit = this.nanosecond ? 1e9 : 1e6;
     const maxCap = Math.max(this.interfaces[0].snaplen, MAXIMUM_SNAPLEN);
     let count = 0;
-    while (count < limit) {
-      if (this.end - this.pos < hdrLen && !this.fill(hdrLen)) {
-        if (this.end !== this.pos) this.truncated(this.end - this.pos, hdrLen, 'record header');
-        break;
+    // The hot loop keeps the buffer state in locals and writes the position back before
+    // anything that reads it (fill, errors) and when it leaves, even through an exception.
+    let pos = this.pos, end = this.end, buf = this.buf, dv = this.dv;
+    try {
+      while (count < limit) {
+        if (end - pos < hdrLen) {
+          this.pos = pos;
+          const ok = this.fill(hdrLen);
+          pos = this.pos; end = this.end; buf = this.buf; dv = this.dv;
+          if (!ok) {
+            if (end !== pos) this.truncated(end - pos, hdrLen, 'record header');
+            break;
+          }
+        }
+        const sec = dv.getUint32(pos, le);
+        const frac = dv.getUint32(pos + 4, le);
+        const caplen = dv.getUint32(pos + 8, le);
+        const wirelen = dv.getUint32(pos + 12, le);
+        if (caplen > maxCap || frac >= fracLimit) {
+          this.pos = pos;
+          if (caplen > maxCap) this.corrupt(this.bufFileOff + pos, `record claims ${caplen} captured bytes, more than the limit of ${maxCap}`);
+          this.corrupt(this.bufFileOff + pos, `record timestamp fraction ${frac} is out of range`);
+        }
+        const total = hdrLen + caplen;
+        if (end - pos < total) {
+          this.pos = pos;
+          const ok = this.fill(total);
+          pos = this.pos; end = this.end; buf = this.buf; dv = this.dv;
+          if (!ok) this.truncated(end - pos, total, 'record');
+        }
+        const q = pos;
+        pos = q + total;
+        count++;
+        handler(buf, q + hdrLen, caplen, wirelen, sec, frac * mult, 0);
       }
-      const p = this.pos;
-      const dv = this.dv;
-      const sec = dv.getUint32(p, le);
-      const frac = dv.getUint32(p + 4, le);
-      const caplen = dv.getUint32(p + 8, le);
-      const wirelen = dv.getUint32(p + 12, le);
-      if (caplen > maxCap) this.corrupt(this.bufFileOff + p, `record claims ${caplen} captured bytes, more than the limit of ${maxCap}`);
-      if (frac >= fracLimit) this.corrupt(this.bufFileOff + p, `record timestamp fraction ${frac} is out of range`);
-      const total = hdrLen + caplen;
-      if (this.end - p < total) {
-        if (!this.fill(total)) this.truncated(this.end - this.pos, total, 'record');
-      }
-      const q = this.pos;
-      this.pos = q + total;
-      this.delivered++;
-      count++;
-      handler(this.buf, q + hdrLen, caplen, wirelen, sec, frac * mult, 0);
+    } finally {
+      this.pos = pos;
+      this.delivered += count;
     }
     return count;
   }
@@ -357,6 +399,7 @@ export class CaptureFileReader {
    */
   private fill(need: number): boolean {
     if (this.end - this.pos >= need) return true;
+    if (this.mapped) return this.remap(need);
     if (need > this.buf.length) {
       if (need > MAX_RECORD) return false;
       const bigger = new Uint8Array(Math.max(need, this.buf.length * 2));
@@ -383,6 +426,25 @@ export class CaptureFileReader {
       if (n === 0) this.eof = true;
       this.end += n;
     }
+    return this.end - this.pos >= need;
+  }
+
+  /** Mapped mode: slides the window so that it starts at (or just before) this.pos. */
+  private remap(need: number): boolean {
+    if (need > MAX_RECORD) return false;
+    const abs = this.bufFileOff + this.pos;
+    if (this.bufFileOff + this.end >= this.fileSize) return false; // the window already ends at EOF
+    const start = abs - (abs % MAP_ALIGN);
+    const len = Math.min(MAP_WINDOW, this.fileSize - start);
+    if (this.unmap !== null) this.unmap();
+    this.unmap = null;
+    const m = mapFileReadOnly(this.fd, start, len);
+    this.unmap = m.unmap;
+    this.buf = new Uint8Array(m.buffer);
+    this.dv = new DataView(m.buffer);
+    this.bufFileOff = start;
+    this.pos = abs - start;
+    this.end = len;
     return this.end - this.pos >= need;
   }
 

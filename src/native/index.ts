@@ -312,3 +312,29 @@ export function setAffinity(tid: number, cpu: number): void {
   mask[cpu >>> 3] = 1 << (cpu & 7);
   check(schedSetaffinity(tid, mask.length, mask), `sched_setaffinity(cpu ${cpu})`);
 }
+
+// ---- capture: read-only file mappings (src/capture/reader.ts) --------------------------------
+const munmapPtr = libc.func('int munmap(void *addr, size_t length)');
+
+/**
+ * Maps `length` bytes of file `fd` from `offset` (a multiple of the page size) read-only and
+ * private; returns an ArrayBuffer over the mapping and a function that unmaps it. Nothing may
+ * touch the buffer after unmapping, and the file must not shrink while mapped (SIGBUS).
+ */
+export function mapFileReadOnly(fd: number, offset: number, length: number): { buffer: ArrayBuffer; unmap: () => void } {
+  const MAP_POPULATE = 0x8000; // fault the whole window in at once: far cheaper than page by page
+  const ptr = c.mmapPtr(null, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, offset);
+  const address = Number(koffi.address(ptr));
+  if (ptr === null || address === 0 || address >= 2 ** 64 - 4096) {
+    const e = koffi.errno();
+    throw new NetmapError(errnoName(e), `mmap of ${length} bytes of a file at offset ${offset} failed: errno ${e}`);
+  }
+  let mapped = true;
+  return {
+    buffer: koffi.view(ptr, length) as ArrayBuffer,
+    unmap: () => {
+      if (mapped) munmapPtr(ptr, length);
+      mapped = false;
+    },
+  };
+}

@@ -266,3 +266,41 @@ test('corrupt or truncated files: clear error naming the offset, earlier records
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('large files read through the sliding mapping give the same records as read(2), errors included', () => {
+  const dir = tmpdir();
+  try {
+    const packets = buildCorpus(512, 13);
+    const file = path.join(dir, 'large.pcap');
+    const w = new PcapWriter(file);
+    let n = 0;
+    while (w.bytesWritten < 70 * 1024 * 1024) { // crosses the 64 MiB window
+      const p = packets[n % packets.length];
+      w.write(p.frame, 0, p.caplen, p.frame.length, TS_BASE + n, 0);
+      n++;
+    }
+    w.close();
+    const digest = (mmap: boolean, f = file): { count: number; sum: number; last: number; error: string } => {
+      const rd = openCaptureFile(f, { mmap });
+      let count = 0, sum = 0, last = -1, error = '';
+      try {
+        rd.dispatch(0, (u8, o, c, _w, s) => { count++; sum = (sum + u8[o + (c >> 1)] * count + c) % 1000000007; last = s; });
+      } catch (e) {
+        error = (e as Error).message;
+      } finally {
+        rd.close();
+      }
+      return { count, sum, last, error };
+    };
+    const mapped = digest(true), plain = digest(false);
+    assert.equal(mapped.count, n);
+    assert.deepEqual(mapped, plain);
+    const cut = path.join(dir, 'cut.pcap');
+    fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, 66 * 1024 * 1024 + 7));
+    const a = digest(true, cut), b = digest(false, cut);
+    assert.match(a.error, /truncated capture file at offset \d+/);
+    assert.deepEqual(a, b);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
