@@ -23,11 +23,12 @@ export const MAX_PIPE_RINGS = 256;
 export const MAX_PIPE_SLOTS = 4096;
 export const DEFAULT_PIPE_SLOTS = 1024;
 /**
- * Memory-only pipe parents get room for MAX_PIPES_PER_PARENT pipes of the first pipe's geometry,
- * as long as their buffers fit in this many bytes (fewer pipes beyond: ENOMEM). Region files are
- * sparse, so unused buffers cost address space only (64 default 1024-slot pipes: 256 MiB).
+ * Memory-only pipe parents get room for MAX_PIPES_PER_PARENT pipes of the first pipe's geometry
+ * as long as their buffers fit in this many bytes, fewer beyond (then ENOMEM): 64 pipes of up to
+ * 512 slots, 32 of the default 1024 slots. Bounded because every region takes address space in
+ * the 2 GiB shared range (about 14 such parents at once).
  */
-export const PARENT_BUFFER_BYTES = 512 << 20;
+export const PARENT_BUFFER_BYTES = 128 << 20;
 
 const HWCUR = L.KR_HWCUR >>> 2, SHADOW = L.KR_SHADOW_TAIL >>> 2, PEER = L.KR_PEER >>> 2;
 
