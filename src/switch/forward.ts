@@ -26,7 +26,7 @@ import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps } from './lease.js';
-import { BROADCAST, DROP, learningLookup, loadedLookup, type LookupFn } from './lookup.js';
+import { BROADCAST, DROP, macHash32, loadedLookup, type LookupFn } from './lookup.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -34,7 +34,7 @@ const FT_SIZE = BATCH + L.NETMAP_MAX_FRAGS;
 const MAXP = L.MAX_SWITCH_PORTS;
 const MAX_RINGS = 16;
 /** Frames up to this length are copied with a word loop, longer ones with copyWithin. */
-export const SMALL_COPY = 256;
+export const SMALL_COPY = 512;
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_BUSY = L.KR_BUSY >>> 2, W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
@@ -63,7 +63,6 @@ export class ValeAdapter implements PortAdapter {
   private readonly dstSlots = new Int32Array(MAXP);
   private readonly dstPkts = new Int32Array(MAXP);
   private bcHead = -1;
-  private bcTail = -1;
   private bcSlots = 0;
   private bcPkts = 0;
 
@@ -74,6 +73,9 @@ export class ValeAdapter implements PortAdapter {
   private lookupGen = -1;
   private myPort = -1;
   private custom: LookupFn | null = null;
+  /** Last source MAC learnt by this handle (a local copy of the per-port cache). */
+  private lastSrcLo = 0;
+  private lastSrcHi = -1;
   private customPending = false;
   private readonly active = new Uint8Array(MAXP); // port numbers in use, in order
   private nActive = 0;
@@ -89,6 +91,7 @@ export class ValeAdapter implements PortAdapter {
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
   private readonly rxStuckCalls = new Int32Array(MAX_RINGS);
+  private readonly rxStuckFirst = new Float64Array(MAX_RINGS).fill(-1);
 
   constructor(port: Port) {
     this.port = port;
@@ -144,12 +147,14 @@ export class ValeAdapter implements PortAdapter {
       }
     });
     this.lookupGen = -1; // re-check the lookup too
+    this.lastSrcHi = -1;
   }
 
   private refreshLookup(): void {
     const reg = this.reg;
     const gen = this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)]!;
     this.lookupGen = gen;
+    this.lastSrcHi = -1; // the learning table may have been cleared
     const base = this.swBase;
     const module = readString(this.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX);
     if (module === '') { this.custom = null; this.customPending = false; return; }
@@ -231,7 +236,7 @@ export class ValeAdapter implements PortAdapter {
   private flush(count: number, ringId: number): number {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     const dstHead = this.dstHead, dstTail = this.dstTail, dstSlots = this.dstSlots, dstPkts = this.dstPkts, pIndex = this.pIndex;
-    const u8 = this.u8, u32 = this.u32;
+    const u8 = this.u8, u16 = this.u16, i32 = this.i32;
     const me = this.myPort;
     let drops = 0;
     if (this.sw < 0 || this.customPending) {
@@ -239,21 +244,45 @@ export class ValeAdapter implements PortAdapter {
       return drops;
     }
     const custom = this.custom;
-    const swBase = this.swBase;
-    this.bcHead = -1; this.bcSlots = 0; this.bcPkts = 0;
+    let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
+    // netmap_vale_learning, inlined (see lookup.ts for the table format)
+    const hashW = (this.swBase + L.SW_HASH) >>> 2;
+    const cacheW = (this.swBase + L.SW_LAST_SRC + 8 * me) >>> 2;
+    let lastSrcLo = this.lastSrcLo, lastSrcHi = this.lastSrcHi;
+    let lastDstLo = 0, lastDstHi = -1, lastDstH = hashW;
     // pass 1: lookup
     for (let p = 0; p < count; p += ftFrags[p]!) {
       const off = ftOff[p]!;
       const len = off < 0 ? 0 : ftLen[p]!;
       let dst: number;
-      if (custom === null) dst = len < 14 ? DROP : learningLookup(u8, u32, swBase, off, len, me);
-      else dst = len < 14 ? DROP : custom(u8, off, len, me);
+      if (len < 14) dst = DROP;
+      else if (custom !== null) dst = custom(u8, off, len, me);
+      else {
+        const s0 = u16[(off + 6) >>> 1]!;
+        const sLo = s0 | (u16[(off + 8) >>> 1]! << 16), sHi = u16[(off + 10) >>> 1]!;
+        if ((s0 & 1) === 0 && (sLo !== lastSrcLo || sHi !== lastSrcHi)) {
+          lastSrcLo = sLo; lastSrcHi = sHi;
+          if (i32[cacheW] !== sHi || i32[cacheW + 1] !== sLo) {
+            i32[cacheW] = sHi; i32[cacheW + 1] = sLo;
+            const h = hashW + 2 * macHash32(sLo, sHi);
+            i32[h + 1] = sLo;
+            i32[h] = (me + 1) | (sHi << 16);
+          }
+        }
+        const dLo = i32[off >>> 2]!, dHi = u16[(off + 4) >>> 1]!;
+        if ((dLo & 1) !== 0) dst = BROADCAST;
+        else {
+          if (dLo !== lastDstLo || dHi !== lastDstHi) { lastDstLo = dLo; lastDstHi = dHi; lastDstH = hashW + 2 * macHash32(dLo, dHi); }
+          const e0 = i32[lastDstH]!;
+          dst = (e0 >>> 16) === dHi && i32[lastDstH + 1] === dLo && (e0 & 0xffff) !== 0 ? (e0 & 0xffff) - 1 : BROADCAST;
+        }
+      }
       ftNext[p] = -1;
       if (dst === BROADCAST) {
-        if (this.bcHead < 0) this.bcHead = p; else ftNext[this.bcTail] = p;
-        this.bcTail = p;
-        this.bcSlots += ftFrags[p]!;
-        this.bcPkts++;
+        if (bcHead < 0) bcHead = p; else ftNext[bcTail] = p;
+        bcTail = p;
+        bcSlots += ftFrags[p]!;
+        bcPkts++;
       } else if (dst >= MAXP || dst < 0 || dst === me || pIndex[dst]! < 0) {
         drops++;
       } else {
@@ -263,12 +292,14 @@ export class ValeAdapter implements PortAdapter {
         dstPkts[dst] = dstPkts[dst]! + 1;
       }
     }
+    this.lastSrcLo = lastSrcLo; this.lastSrcHi = lastSrcHi;
+    this.bcHead = bcHead; this.bcSlots = bcSlots; this.bcPkts = bcPkts;
     // pass 2: one copy pass per destination
     const active = this.active, nActive = this.nActive;
     for (let k = 0; k < nActive; k++) {
       const d = active[k]!;
       if (d === me) continue;
-      if (dstHead[d]! < 0 && this.bcHead < 0) continue;
+      if (dstHead[d]! < 0 && bcHead < 0) continue;
       this.deliver(d, ringId);
       dstHead[d] = -1;
     }
@@ -294,14 +325,30 @@ export class ValeAdapter implements PortAdapter {
     this.leases.reserve(ring, n, needed, lease);
     const dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!, dNum = this.pNumBufs[d]!;
     const slots = (ring + L.RING_SLOTS) >>> 2;
-    let pos = lease.start, used = 0, pkts = 0, bytes = 0, drops = 0;
+    let pos = lease.start, used = 0, pkts = 0, bytes = 0;
     const room = lease.count;
-    let full = false;
     while (u >= 0 || b >= 0) {
       let p: number;
       if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
       const frags = ftFrags[p]!;
-      if (full || used + frags > room) { full = true; drops++; continue; }
+      if (frags === 1) { // the common case: one slot
+        if (used >= room) break;
+        const sw = slots + 4 * pos;
+        const idx = u32[sw]!;
+        let len = ftLen[p]!;
+        const src = ftOff[p]!;
+        if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
+        else if (len <= SMALL_COPY) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
+        else u8.copyWithin(dBase + idx * dSize, src, src + len);
+        u16[2 * sw + 2] = len;
+        u16[2 * sw + 3] = 1 << 8;
+        bytes += len;
+        pos = pos + 1 === n ? 0 : pos + 1;
+        used++;
+        pkts++;
+        continue;
+      }
+      if (used + frags > room) break;
       for (let f = 0; f < frags; f++) {
         const e = p + f;
         const sw = slots + 4 * pos;
@@ -309,16 +356,8 @@ export class ValeAdapter implements PortAdapter {
         let len = ftLen[e]!;
         const src = ftOff[e]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
-        else if (len > 0) {
-          const dst = dBase + idx * dSize;
-          if (len <= SMALL_COPY) {
-            let s = src >>> 3, t = dst >>> 3;
-            const end = s + ((len + 7) >>> 3);
-            while (s < end) f64[t++] = f64[s++]!;
-          } else {
-            u8.copyWithin(dst, src, src + len);
-          }
-        }
+        else if (len <= SMALL_COPY) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
+        else u8.copyWithin(dBase + idx * dSize, src, src + len);
         u16[2 * sw + 2] = len;
         u16[2 * sw + 3] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
         bytes += len;
@@ -327,7 +366,8 @@ export class ValeAdapter implements PortAdapter {
       used += frags;
       pkts++;
     }
-    const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, drops, f64);
+    // what did not fit is dropped (netmap stops at the first packet that does not fit)
+    const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - pkts, f64);
     if (moved || lease.moved) sync.notify(this.port.sp, ring);
   }
 
@@ -343,19 +383,37 @@ export class ValeAdapter implements PortAdapter {
     let tail = Atomics.load(u32, w + W_SHADOW);
     const before = u32[w + W_HWTAIL]!;
     const k = ring.id < MAX_RINGS ? ring.id : 0;
-    if (tail === before && Atomics.load(u32, w + W_FIRST) !== Atomics.load(u32, w + W_NEXT)) {
-      // leases outstanding and nothing new: after a while, see whether their senders died
-      const calls = ++this.rxStuckCalls[k]!;
-      if (calls === 1) this.rxStuckSince[k] = Date.now();
-      else if (calls >= 64 || Date.now() - this.rxStuckSince[k]! > 5) {
+    const first = Atomics.load(u32, w + W_FIRST);
+    if (tail === before && first !== Atomics.load(u32, w + W_NEXT)) {
+      // leases outstanding and nothing new: if the oldest stays outstanding for a few ms, see
+      // whether its sender died (a live sender completes a lease in microseconds)
+      if (first !== this.rxStuckFirst[k]) {
+        this.rxStuckFirst[k] = first;
         this.rxStuckCalls[k] = 0;
+        this.rxStuckSince[k] = Date.now();
+      } else if ((++this.rxStuckCalls[k]! & 15) === 0 && Date.now() - this.rxStuckSince[k]! > 5) {
+        this.rxStuckSince[k] = Date.now();
         if (this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
       }
-    } else this.rxStuckCalls[k] = 0;
+    } else this.rxStuckFirst[k] = -1;
     if (tail >= n) tail = u32[w + W_HWCUR]!;
     sync.setTail(ring, tail);
     sync.stamp(ring);
     return ok;
+  }
+}
+
+/**
+ * Copies `len` bytes rounded up to 64 (netmap's pkt_copy) as 8-byte words, from word index `s`
+ * to word index `t`. Buffers are 64-byte aligned and a multiple of 64 bytes long, so the
+ * rounding stays inside both. Float64Array element copies keep every bit pattern (NaNs
+ * included) on V8: the test suite checks frames made of NaN patterns.
+ */
+function copyBlocks(f64: Float64Array, s: number, t: number, len: number): void {
+  const end = s + (((len + 63) >>> 6) << 3);
+  for (; s < end; s += 8, t += 8) {
+    f64[t] = f64[s]!; f64[t + 1] = f64[s + 1]!; f64[t + 2] = f64[s + 2]!; f64[t + 3] = f64[s + 3]!;
+    f64[t + 4] = f64[s + 4]!; f64[t + 5] = f64[s + 5]!; f64[t + 6] = f64[s + 6]!; f64[t + 7] = f64[s + 7]!;
   }
 }
 

@@ -6,7 +6,7 @@
  *   KR_HWCUR        receiver: first slot it has not released (written by rxsync only)
  *   KR_SHADOW_TAIL  senders: published tail, the end of the completed leases in lease order
  *   KR_LEASE        senders: next slot to lease (nkr_hwlease)
- *   KR_LEASE_LOCK   lease lock word (owner tid), KR_LEASE_PID its pid
+ *   KR_LEASE_LOCK   lease lock word (owner tid); KR_LEASE_PID counts threads sleeping on it
  *   KR_LEASE_DONE   index of the oldest outstanding lease record (first)
  *   KR_LEASE_NEXT   index of the next lease record to hand out (next)
  *   KR_LEASE_TABLE  space offset of LEASE_RECORDS records of 16 bytes:
@@ -37,7 +37,8 @@ const W_HWCUR = L.KR_HWCUR >>> 2;
 const W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_LEASE = L.KR_LEASE >>> 2;
 const W_LOCK = L.KR_LEASE_LOCK >>> 2;
-const W_LOCK_PID = L.KR_LEASE_PID >>> 2;
+/** KR_LEASE_PID is used as the count of threads sleeping on the lease lock. */
+const W_WAITERS = L.KR_LEASE_PID >>> 2;
 const W_FIRST = L.KR_LEASE_DONE >>> 2;
 const W_NEXT = L.KR_LEASE_NEXT >>> 2;
 const W_TABLE = L.KR_LEASE_TABLE >>> 2;
@@ -53,6 +54,7 @@ export function initLeases(u32: Uint32Array, ring: number, table: number): void 
   u32[w + W_FIRST] = 0;
   u32[w + W_NEXT] = 0;
   u32[w + W_LOCK] = 0;
+  u32[w + W_WAITERS] = 0;
   u32[w + W_TABLE] = table;
   u32.fill(0, table >>> 2, (table + LEASE_TABLE_BYTES) >>> 2);
 }
@@ -81,32 +83,34 @@ export class LeaseOps {
     this.pid = process.pid;
   }
 
-  /** Spins for the lease lock of `ring`; takes over the lock of a dead owner (and repairs). */
+  /**
+   * Takes the lease lock of `ring`: spins briefly (the lock is held for a few dozen
+   * instructions), then sleeps on the lock word until the holder wakes us (unlock wakes when
+   * KR_LEASE_WAITERS says someone sleeps) — so a holder that lost its CPU gets it back instead
+   * of competing with spinners. A dead holder's lock is taken over (and the table repaired).
+   */
   lock(ring: number): void {
     const i32 = this.sp.i32;
     const w = (ring >>> 2) + W_LOCK;
     const me = this.me;
     for (let spins = 0; ; spins++) {
       const owner = Atomics.compareExchange(i32, w, 0, me);
-      if (owner === 0) break;
-      if (owner === me) break; // cannot happen (never held across calls); be robust anyway
-      if (spins >= 256 && (spins & 255) === 0) {
-        if (!native.processAlive(owner)) {
-          if (Atomics.compareExchange(i32, w, owner, me) === owner) {
-            this.sp.u32[(ring >>> 2) + W_LOCK_PID] = this.pid;
-            this.repair(ring);
-            return;
-          }
-          continue;
-        }
-        native.futexWait(this.sp.absolute(ring + L.KR_LEASE_LOCK), owner, 1);
+      if (owner === 0 || owner === me) return;
+      if (spins < 64) continue;
+      if ((spins & 63) === 0 && !native.processAlive(owner)) {
+        if (Atomics.compareExchange(i32, w, owner, me) === owner) { this.repair(ring); return; }
+        continue;
       }
+      Atomics.add(i32, (ring >>> 2) + W_WAITERS, 1);
+      native.futexWait(this.sp.absolute(ring + L.KR_LEASE_LOCK), owner, 2);
+      Atomics.sub(i32, (ring >>> 2) + W_WAITERS, 1);
     }
-    this.sp.u32[(ring >>> 2) + W_LOCK_PID] = this.pid;
   }
 
   unlock(ring: number): void {
-    Atomics.store(this.sp.i32, (ring >>> 2) + W_LOCK, 0);
+    const i32 = this.sp.i32;
+    Atomics.store(i32, (ring >>> 2) + W_LOCK, 0);
+    if (Atomics.load(i32, (ring >>> 2) + W_WAITERS) > 0) native.futexWake(this.sp.absolute(ring + L.KR_LEASE_LOCK), 1);
   }
 
   /** After taking over a dead owner's lock: make the lease pointer agree with the table. */

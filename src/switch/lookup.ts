@@ -36,11 +36,12 @@ export interface LookupModule {
 
 /**
  * Bob Jenkins' mix over a MAC address, as netmap's nm_bridge_rthash (FreeBSD if_bridge):
- * a = b = 0x9e3779b9, c = 0; bytes 0..3 into a, 4..5 into b; result c & 1023.
+ * a = b = 0x9e3779b9, c = 0; bytes 0..3 into a (byte 0 lowest), 4..5 into b; result c & 1023.
+ * `lo` is bytes 0..3 read little-endian, `hi` bytes 4..5 read little-endian.
  */
-export function macHash(u8: Uint8Array, at: number): number {
-  let a = (0x9e3779b9 + (u8[at]! | (u8[at + 1]! << 8) | (u8[at + 2]! << 16) | (u8[at + 3]! << 24))) | 0;
-  let b = (0x9e3779b9 + (u8[at + 4]! | (u8[at + 5]! << 8))) | 0;
+export function macHash32(lo: number, hi: number): number {
+  let a = (0x9e3779b9 + lo) | 0;
+  let b = (0x9e3779b9 + hi) | 0;
   let c = 0;
   a = (a - b - c) ^ (c >>> 13);
   b = (b - c - a) ^ (a << 8);
@@ -54,36 +55,19 @@ export function macHash(u8: Uint8Array, at: number): number {
   return c & (L.SW_HASH_ENTRIES - 1);
 }
 
-/**
- * netmap_vale_learning over the switch entry at space offset `swBase`: learns the source MAC of
- * unicast frames (per-port last-source cache, then the 1024-entry table), forwards unicast to
- * the learnt port and everything else to BROADCAST; frames shorter than 14 bytes are dropped.
- * Table entries: word 0 = port+1 | macHi << 16 (bytes 0,1), word 1 = bytes 2..5.
- */
-export function learningLookup(u8: Uint8Array, u32: Uint32Array, swBase: number, off: number, len: number, srcPort: number): number {
-  if (len < 14) return DROP;
-  // source MAC (bytes 6..11)
-  const sHi = (u8[off + 6]! << 8) | u8[off + 7]!;
-  const sLo = ((u8[off + 8]! << 24) | (u8[off + 9]! << 16) | (u8[off + 10]! << 8) | u8[off + 11]!) >>> 0;
-  if ((u8[off + 6]! & 1) === 0) {
-    const cache = (swBase + L.SW_LAST_SRC + 8 * srcPort) >>> 2;
-    if (u32[cache] !== sHi || u32[cache + 1] !== sLo) {
-      u32[cache] = sHi;
-      u32[cache + 1] = sLo;
-      const h = (swBase + L.SW_HASH) / 4 + 2 * macHash(u8, off + 6);
-      u32[h + 1] = sLo;
-      u32[h] = ((srcPort + 1) | (sHi << 16)) >>> 0;
-    }
-  }
-  if ((u8[off]! & 1) !== 0) return BROADCAST;
-  const dHi = (u8[off]! << 8) | u8[off + 1]!;
-  const dLo = ((u8[off + 2]! << 24) | (u8[off + 3]! << 16) | (u8[off + 4]! << 8) | u8[off + 5]!) >>> 0;
-  const h = (swBase + L.SW_HASH) / 4 + 2 * macHash(u8, off);
-  const e0 = u32[h]!;
-  if ((e0 >>> 16) === dHi && u32[h + 1] === dLo && (e0 & 0xffff) !== 0) return (e0 & 0xffff) - 1;
-  return BROADCAST;
+/** macHash32 of the 6 bytes at `at`. */
+export function macHash(u8: Uint8Array, at: number): number {
+  return macHash32((u8[at]! | (u8[at + 1]! << 8) | (u8[at + 2]! << 16) | (u8[at + 3]! << 24)) >>> 0, u8[at + 4]! | (u8[at + 5]! << 8));
 }
 
+/*
+ * The learning table in the switch entry (SW_HASH): 1024 entries of two words,
+ *   word 0 = (port + 1) | hi << 16   (hi: MAC bytes 4..5 little-endian; port + 1 = 0: empty)
+ *   word 1 = lo                      (MAC bytes 0..3 little-endian)
+ * and per port the last source learnt (SW_LAST_SRC): word 0 = hi, word 1 = lo, all-ones at first.
+ * netmap_vale_learning itself is inlined in the forwarding loop (forward.ts), reading the MACs
+ * with aligned loads: every buffer starts on a 64-byte boundary.
+ */
 // ---- loaded pluggable lookups of this process ------------------------------------------------
 
 interface Loaded { key: string; fn: LookupFn | null; error: string | null; promise: Promise<void> }

@@ -1,0 +1,155 @@
+/**
+ * VALE forwarding benchmark: sender and receiver in separate processes (this file re-executes
+ * itself as the children). Cases: two ports with one sender (60 and 1514-byte frames), four
+ * senders into one port, one sender flooding eight ports. Rates come from the switch's port
+ * counters, sampled by the parent over a fixed window after a warm-up.
+ * Prints JSON lines: {"bench":"vale","case":..,"metric":..,"value":..,"unit":..,"mpps":..,"gbps":..}
+ * Options: --seconds N (measurement window, default 2), --case NAME (only that case).
+ */
+import fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const SELF = fileURLToPath(import.meta.url);
+
+interface Case { name: string; senders: number; receivers: number; len: number; broadcast: boolean }
+const CASES: Case[] = [
+  { name: '2port-60B', senders: 1, receivers: 1, len: 60, broadcast: false },
+  { name: '2port-1514B', senders: 1, receivers: 1, len: 1514, broadcast: false },
+  { name: '4senders-60B', senders: 4, receivers: 1, len: 60, broadcast: false },
+  { name: 'flood8-60B', senders: 1, receivers: 8, len: 60, broadcast: true },
+];
+
+// ---- children -----------------------------------------------------------------------------------
+
+async function childMain(role: string, args: string[]): Promise<void> {
+  const { openPort } = await import('../src/ports/index.js');
+  if (role === 'send') {
+    const [portName, lenText, idText, dstText] = args;
+    const len = Number(lenText), id = Number(idText);
+    const dst = dstText!.split(':').map((x) => parseInt(x, 16));
+    const port = openPort(portName!);
+    const r = port.txRings[0]!;
+    const u8 = port.mem.u8;
+    const n = r.numSlots;
+    // prefill every buffer of the ring once (VALE copies out, so the frames stay), as pkt-gen does
+    for (let i = 0; i < n; i++) {
+      const o = r.slotBufOffset(i);
+      for (let j = 0; j < 6; j++) { u8[o + j] = dst[j]!; u8[o + 6 + j] = 0; }
+      u8[o + 6] = 2; u8[o + 11] = id;
+      u8[o + 12] = 0x08; u8[o + 13] = 0x00;
+      for (let j = 14; j < len; j++) u8[o + j] = j & 0xff;
+      r.setSlotLen(i, len);
+      r.setSlotFlags(i, 0);
+    }
+    process.stdout.write('ready\n');
+    const burst = 512;
+    for (;;) {
+      let h = r.head + burst;
+      if (h >= n) h -= n;
+      r.advance(h);
+      port.txsync();
+    }
+  } else if (role === 'recv') {
+    const ports = args.map((name) => openPort(name));
+    // announce each receiver's MAC (02:00:00:00:01:k) with a broadcast, so unicast is learnt
+    ports.forEach((p, k) => {
+      const t = p.txRings[0]!;
+      const o = t.slotBufOffset(t.head);
+      const u8 = p.mem.u8;
+      u8.fill(0xff, o, o + 6);
+      u8.set([2, 0, 0, 0, 1, k], o + 6);
+      u8[o + 12] = 0x08; u8[o + 13] = 0;
+      t.setSlotLen(t.head, 60);
+      t.advance(t.next(t.head));
+      p.txsync();
+    });
+    process.stdout.write('ready\n');
+    const rings = ports.map((p) => p.rxRings[0]!);
+    for (;;) {
+      for (let k = 0; k < ports.length; k++) {
+        const p = ports[k]!, r = rings[k]!;
+        p.rxsync();
+        if (r.head !== r.tail) r.advance(r.tail);
+      }
+    }
+  }
+}
+
+// ---- parent -------------------------------------------------------------------------------------
+
+function start(role: string, args: string[], dir: string): { proc: ChildProcess; ready: Promise<void> } {
+  const proc = spawn(process.execPath, [SELF, ...args], { env: { ...process.env, NETMAP_TS_DIR: dir, VALE_BENCH_ROLE: role }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+    proc.on('exit', (c) => reject(new Error(`bench child ${role} exited with ${c}`)));
+  });
+  ready.catch(() => {});
+  return { proc, ready };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function runCase(c: Case, seconds: number): Promise<void> {
+  const dir = `/dev/shm/netmap-ts-bench-vale-${process.pid}-${CASES.indexOf(c)}`;
+  fs.rmSync(dir, { recursive: true, force: true });
+  process.env.NETMAP_TS_DIR = dir;
+  const vale = await import('../src/switch/index.js');
+  const sw = `valeb${CASES.indexOf(c)}`;
+  const rxNames = Array.from({ length: c.receivers }, (_, k) => `${sw}:r${k}`);
+  const children: ChildProcess[] = [];
+  try {
+    const recv = start('recv', rxNames, dir);
+    children.push(recv.proc);
+    await recv.ready;
+    const dst = c.broadcast ? 'ff:ff:ff:ff:ff:ff' : '02:00:00:00:01:00';
+    for (let s = 0; s < c.senders; s++) {
+      const snd = start('send', [`${sw}:s${s}`, String(c.len), String(s + 1), dst], dir);
+      children.push(snd.proc);
+      await snd.ready;
+    }
+    await sleep(500);
+    const sample = () => {
+      let rx = 0, rxBytes = 0, drops = 0, tx = 0;
+      for (const p of vale.switchPorts(sw)) {
+        rx += p.counters.rxPackets; rxBytes += p.counters.rxBytes; drops += p.counters.rxDrops + p.counters.txDrops; tx += p.counters.txPackets;
+      }
+      return { rx, rxBytes, drops, tx, t: process.hrtime.bigint() };
+    };
+    const a = sample();
+    await sleep(seconds * 1000);
+    const b = sample();
+    const dt = Number(b.t - a.t) / 1e9;
+    const rxMpps = (b.rx - a.rx) / dt / 1e6;
+    const txMpps = (b.tx - a.tx) / dt / 1e6;
+    const gbps = (b.rxBytes - a.rxBytes) * 8 / dt / 1e9;
+    const dropMpps = (b.drops - a.drops) / dt / 1e6;
+    // forwarded frames: delivered copies (flood: one frame sent = 8 copies)
+    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
+    console.log(JSON.stringify({ ...base, metric: 'rx_rate', value: round(rxMpps), unit: 'Mpps' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_throughput', value: round(gbps), unit: 'Gbit/s' }));
+  } finally {
+    for (const p of children) p.kill('SIGKILL');
+    await sleep(100);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function round(x: number): number { return Math.round(x * 100) / 100; }
+
+async function main(): Promise<void> {
+  const role = process.env.VALE_BENCH_ROLE;
+  if (role !== undefined && role !== '') return childMain(role, process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  let seconds = 2;
+  let only: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--seconds') seconds = Number(argv[++i]);
+    else if (argv[i] === '--case') only = argv[++i] ?? null;
+    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
+  }
+  if (!(seconds > 0 && seconds <= 60)) { console.error('--seconds must be in (0, 60]'); process.exitCode = 2; return; }
+  for (const c of CASES) if (only === null || c.name === only) await runCase(c, seconds);
+}
+
+main().catch((e: unknown) => { console.error(e); process.exitCode = 1; });
