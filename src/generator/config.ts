@@ -40,6 +40,8 @@ export interface GenConfig {
   affinity: number;
   /** -c: CPUs to use (0 = all). */
   cpus: number;
+  /** Busy-poll this many microseconds before sleeping in poll (0: sleep at once). */
+  spinUs: number;
 }
 
 export const DEFAULTS = {

@@ -44,6 +44,23 @@ export interface LoopArgs {
 
 const SLOTS = L.RING_SLOTS;
 
+/**
+ * port.poll() with a short busy phase first: before sleeping on the futex, look again (one sync
+ * each time) for up to `spinUs` microseconds. A peer on another core usually makes room or
+ * delivers within a few microseconds, far sooner than a sleep/wake round trip; with spinUs 0 this
+ * is port.poll().
+ */
+export function pollSpin(port: Port, events: number, timeoutMs: number, spinUs: number): number {
+  let rev = port.pollOnce(events);
+  if ((rev & (events | POLLERR)) !== 0 || spinUs <= 0) return (rev & (events | POLLERR)) !== 0 ? rev : port.poll(events, timeoutMs);
+  const until = performance.now() + spinUs / 1000;
+  do {
+    rev = port.pollOnce(events);
+    if ((rev & (events | POLLERR)) !== 0) return rev;
+  } while (performance.now() < until);
+  return port.poll(events, timeoutMs);
+}
+
 function stopped(stop: Int32Array): boolean {
   return Atomics.load(stop, 0) !== 0;
 }
@@ -95,7 +112,7 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   while (!stopped(stop) && (limit === 0 || sent < limit)) {
     const want = limit === 0 ? burst : Math.min(burst, limit - sent);
     if (limiter !== null) limiter.take(want);
-    const rev = port.poll(POLLOUT, POLL_SLICE_MS);
+    const rev = pollSpin(port, POLLOUT, POLL_SLICE_MS, cfg.spinUs);
     checkPoll(rev, port);
     if ((rev & POLLOUT) === 0) continue;
     let left = want;
@@ -162,7 +179,7 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
   const drops0 = rings.reduce((s, r) => s + r.drops, 0);
   while (!stopped(stop) && (limit === 0 || got < limit)) {
-    const rev = port.poll(POLLIN, POLL_SLICE_MS);
+    const rev = pollSpin(port, POLLIN, POLL_SLICE_MS, cfg.spinUs);
     checkPoll(rev, port);
     if ((rev & POLLIN) === 0) {
       if (cfg.idleExit && lastPkt > 0 && nowMs() - lastPkt > IDLE_EXIT_MS) break;

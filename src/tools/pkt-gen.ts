@@ -28,9 +28,10 @@ export const USAGE = `usage: netmap pkt-gen -i port [-f function] [options]
   -N             do not normalise units in reports
   -v             verbose (repeat for more)
   --json         machine-readable JSON lines on stdout instead of text
+  --spin us      busy-poll up to us microseconds before sleeping in poll (default 0)
   -h, --help     this help`;
 
-const WITH_VALUE = new Set(['-i', '-f', '-n', '-l', '-b', '-R', '-p', '-d', '-s', '-D', '-S', '-w', '-T', '-a', '-c']);
+const WITH_VALUE = new Set(['--spin', '-i', '-f', '-n', '-l', '-b', '-R', '-p', '-d', '-s', '-D', '-S', '-w', '-T', '-a', '-c']);
 const FLAGS = new Set(['-z', '-Z', '-W', '-N', '-v', '--json', '-h', '--help']);
 
 function parseCount(text: string, opt: string, min: number, max: number, suffixes: boolean): number {
@@ -110,6 +111,7 @@ export function parseArgs(argv: string[]): GenConfig | null {
     idleExit: opts.has('-W'),
     affinity: num('-a', -1, 0, 1023),
     cpus: num('-c', 0, 0, 1024),
+    spinUs: num('--spin', 0, 0, 100_000),
   };
   if (cfg.reportMs > 0 && cfg.reportMs < 10) fail('EINVAL', `-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
   return cfg;
