@@ -4,6 +4,7 @@
  * a waiter that finds the owner dead takes the lock over. Used for control operations only
  * (creating ports, attaching to switches, allocating buffers); the packet paths are lock-free.
  */
+import fs from 'node:fs';
 import * as native from '../native/index.js';
 import { fail } from '../errors.js';
 
@@ -14,8 +15,20 @@ export function selfTid(): number {
   return myTid;
 }
 
+/**
+ * Whether thread `tid` still runs. A zombie (killed, not yet reaped by its parent) still answers
+ * kill(tid, 0) but holds nothing any more: it counts as dead, or a parent that kills a child and
+ * then takes a lock in the same synchronous step would wait on it until the timeout.
+ */
 export function ownerAlive(tid: number): boolean {
-  return native.processAlive(tid);
+  if (!native.processAlive(tid)) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${tid}/stat`, 'latin1');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc: trust kill()
+  }
 }
 
 /**

@@ -36,8 +36,8 @@ class Reports {
   }
 }
 
-export function spawnHelper(args: string[]): Helper {
-  const child: ChildProcess = spawn(process.execPath, [childJs, ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnHelper(args: string[], env: NodeJS.ProcessEnv = process.env): Helper {
+  const child: ChildProcess = spawn(process.execPath, [childJs, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const reports = new Reports();
   let buf = '';
   let stderr = '';

@@ -91,6 +91,26 @@ export async function runRole(args: string[], emit: Emit): Promise<void> {
       sleepSync(60000);
       return;
     }
+    case 'hold-both': {
+      // both ends of a pipe, with extra buffers and packets in flight, then sleep (to be killed)
+      const m = openPort(`${name!}{1`, { extraBuffers: 100 });
+      const s = openPort(`${name!}}1`, { extraBuffers: 100 });
+      sendPackets(m, 50, 50, 2000);
+      emit({ ready: true });
+      sleepSync(60000);
+      void s;
+      return;
+    }
+    case 'open': {
+      try {
+        const p = openPort(name!);
+        p.close();
+        emit({ ok: true });
+      } catch (e) {
+        emit({ ok: false, code: (e as { code?: string }).code, message: (e as Error).message, type: (e as Error).name });
+      }
+      return;
+    }
     case 'lock': {
       const reg = registry();
       reg.locked(() => {

@@ -1,0 +1,136 @@
+/**
+ * Robustness: processes and threads killed while holding ports or the registry lock do not wedge
+ * the others; the memory of dead ports is reclaimed; a registry of another layout version is
+ * refused with a clear error.
+ */
+import { dir, shmFiles } from './helpers/env.js';
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openPort, NetmapError, layout as L } from './helpers/lib.js';
+import { registry } from '../../src/memory/registry.js';
+import { spawnHelper, startWorker } from './helpers/proc.js';
+import { sendPackets, receivePackets } from './helpers/roles.js';
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+test('a process SIGKILLed while holding a port exclusively: the port becomes free again', async () => {
+  const keep = openPort('netmap:k1}1'); // the other end stays with us
+  const c = spawnHelper(['hold', 'netmap:k1{1/x', '10']);
+  await c.next((o) => o.ready === true);
+  assert.throws(() => openPort('netmap:k1{1'), (e: unknown) => e instanceof NetmapError && e.code === 'EBUSY');
+  c.kill('SIGKILL');
+  // no waiting for the exit event: a killed, not yet reaped child (a zombie) counts as dead too
+  const deadline = Date.now() + 5000;
+  let p = null;
+  while (p === null && Date.now() < deadline) {
+    try { p = openPort('netmap:k1{1/x'); } catch (e) { assert.ok(e instanceof NetmapError && e.code === 'EBUSY'); }
+  }
+  assert.ok(p !== null, 'the exclusive port was released');
+  // and it works: our end receives what the new holder sends
+  assert.equal(sendPackets(p, 30, 30, 2000), 30);
+  assert.deepEqual(receivePackets(keep, 30, 2000), { got: 30, errors: 0 });
+  p.close();
+  keep.close();
+  await c.exited();
+});
+
+test('the memory of dead ports is reclaimed: region files go, extra buffers return', async () => {
+  const before = shmFiles();
+  const c = spawnHelper(['hold-both', 'netmap:dead']);
+  await c.next((o) => o.ready === true);
+  assert.equal(shmFiles().length, before.length + 1);
+  assert.ok(registry().findPort('dead{1') >= 0);
+  c.kill('SIGKILL');
+  await c.exited();
+  assert.ok(registry().collectGarbage() >= 2, 'both handles of the dead process released');
+  assert.equal(registry().findPort('dead{1'), -1);
+  assert.equal(registry().findPort('dead}1'), -1);
+  assert.equal(registry().findPort('dead'), -1);
+  assert.deepEqual(shmFiles(), before, 'the region file of the dead pipe is removed');
+});
+
+test('a dead process\'s handle on a shared port is released, the other users keep going', async () => {
+  const m = openPort('netmap:half{1');
+  const s = openPort('netmap:half}1', { extraBuffers: 10 });
+  const region = registry().region(s.memId);
+  const free0 = region.freeBuffers();
+  const c = spawnHelper(['hold', 'netmap:half}1', '25']);
+  const r = await c.next((o) => o.ready === true);
+  assert.equal(r.extra, 25);
+  assert.equal(region.freeBuffers(), free0 - 25);
+  c.kill('SIGKILL');
+  await c.exited();
+  registry().collectGarbage();
+  assert.equal(region.freeBuffers(), free0, 'the dead handle\'s extra buffers are back');
+  assert.equal(registry().portGet(s.index, L.PE_USERS), 1);
+  assert.equal(sendPackets(m, 100, 16, 2000), 100);
+  assert.deepEqual(receivePackets(s, 100, 2000), { got: 100, errors: 0 });
+  m.close();
+  s.close();
+});
+
+test('a worker thread that ends while holding a port: its handle is collected', async () => {
+  const w = startWorker(['hold', 'netmap:wk{1/x', '0']);
+  await w.next((o) => o.ready === true);
+  assert.throws(() => openPort('netmap:wk{1/x'), (e: unknown) => e instanceof NetmapError && e.code === 'EBUSY');
+  w.kill();
+  await w.exited();
+  const p = openPort('netmap:wk{1/x');
+  p.close();
+});
+
+test('a process SIGKILLed while holding the registry lock does not wedge the others', async () => {
+  const c = spawnHelper(['lock']);
+  await c.next((o) => o.locked === true);
+  const lockWord = registry().w(L.REG_LOCK);
+  assert.equal(Atomics.load(registry().sp.i32, lockWord), c.pid, 'the child holds the lock');
+  c.kill('SIGKILL');
+  const t0 = Date.now();
+  const p = openPort('netmap:afterlock{1'); // takes the lock over from the dead owner
+  assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+  p.close();
+  assert.equal(Atomics.load(registry().sp.i32, lockWord), 0);
+  await c.exited();
+  // and other processes too
+  const d = spawnHelper(['open', 'netmap:afterlock2{1']);
+  assert.deepEqual(await d.next(), { ok: true });
+  await d.exited();
+});
+
+test('a registry of another layout version is refused with an error naming both versions', async () => {
+  const other = fs.mkdtempSync('/dev/shm/nmts-core-layout-');
+  try {
+    const env = { ...process.env, NETMAP_TS_DIR: other };
+    const a = spawnHelper(['open', 'netmap:lv{1'], env);
+    assert.deepEqual(await a.next(), { ok: true });
+    await a.exited();
+    // pretend another build of netmap-ts made it
+    const file = path.join(other, 'registry');
+    const fd = fs.openSync(file, 'r+');
+    const word = Buffer.alloc(4);
+    word.writeUInt32LE(L.LAYOUT_VERSION + 97, 0);
+    fs.writeSync(fd, word, 0, 4, L.REG_LAYOUT);
+    fs.closeSync(fd);
+    const b = spawnHelper(['open', 'netmap:lv{1'], env);
+    const r = await b.next();
+    await b.exited();
+    assert.equal(r.ok, false);
+    assert.equal(r.type, 'NetmapError');
+    assert.equal(r.code, 'EINVAL');
+    const msg = String(r.message);
+    assert.match(msg, new RegExp(`layout version ${L.LAYOUT_VERSION + 97}\\b`));
+    assert.match(msg, new RegExp(`layout version ${L.LAYOUT_VERSION}\\b`));
+    // a registry file of the wrong size (an older layout) is refused too
+    fs.truncateSync(file, 4096);
+    const c = spawnHelper(['open', 'netmap:lv{1'], env);
+    const r2 = await c.next();
+    await c.exited();
+    assert.equal(r2.ok, false);
+    assert.equal(r2.code, 'EINVAL');
+    assert.match(String(r2.message), /layout/);
+  } finally {
+    fs.rmSync(other, { recursive: true, force: true });
+  }
+});
