@@ -1,0 +1,200 @@
+/**
+ * Section-5 benchmarks of the interfaces work, each side by side with the Linux reference, in
+ * namespaces made here (JSON lines; see bench/interfaces.ts for the raw AF_PACKET layer):
+ *  - pkt-gen tx into a veth vs trafgen (frames counted by the kernel on the peer);
+ *  - pkt-gen rx vs `tcpdump -w /dev/null`, both fed by trafgen from the peer;
+ *  - VALE between two veths (vale-ctl -a) vs a Linux bridge: trafgen frames through it, counted
+ *    on the far side;
+ *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
+ *    frames have to be MTU-sized for netmap).
+ * Usage: node dist/bench/interfaces-tools.js [frames]   (default 1,000,000)
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR ??= fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-bench-ift-'));
+const { Lab, skipReason, sleep } = await import('../test/helpers/netns.js');
+type LabT = InstanceType<typeof Lab>;
+
+const BENCH = 'interfaces-tools';
+const CLI = new URL('../src/tools/cli.js', import.meta.url).pathname;
+const IFACES = new URL('../src/interfaces/index.js', import.meta.url).pathname;
+// 60-byte IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 to an unknown unicast MAC (flooded by both
+// switches; a Linux bridge drops frames with a malformed IPv4 header, so the header is valid)
+const FRAME = '{ 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, c16(0x0800), 0x45, 0, c16(46), c16(0), c16(0), 64, 17, csumip(14, 33), '
+  + '198, 18, 0, 1, 198, 18, 0, 2, c16(9), c16(9), c16(26), c16(0), fill(0x41, 18) }';
+
+function emit(metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ bench: BENCH, metric, value: Number(value.toFixed(4)), unit, ...extra }));
+}
+
+function secondsSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+function trafgen(lab: LabT, ns: string, dev: string, frames: number): void {
+  const r = lab.run(ns, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', '-C', FRAME], 120_000);
+  if (r.status !== 0) throw new Error(`trafgen: ${r.stderr}`);
+}
+
+/** The rate pkt-gen printed in its final `Speed:` line. */
+function reportedPps(out: string): number {
+  const speed = /Speed: ([\d.]+) ([KMG]?)pps/.exec(out);
+  const mult: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9 };
+  return speed === null ? 0 : Number(speed[1]) * mult[speed[2]!]!;
+}
+
+function pair(lab: LabT): { a: string; b: string } {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  return { a, b };
+}
+
+function txBench(frames: number): void {
+  const lab = new Lab();
+  try {
+    const { a, b } = pair(lab);
+    let before = lab.counters(b, 'b0').rxPackets;
+    let t0 = process.hrtime.bigint();
+    const r = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), '-s', '198.18.0.1', '-d', '198.18.0.2', '-w', '0', '-T', '0'], 120_000);
+    let secs = secondsSince(t0);
+    if (r.status !== 0) throw new Error(`pkt-gen tx: ${r.stderr}`);
+    const counted = lab.counters(b, 'b0').rxPackets - before;
+    const ours = reportedPps(r.stdout + r.stderr);
+    emit('pktgen_tx_veth_pps', ours, 'pps', { note: "pkt-gen's own Speed line", peer_counted: counted, wall_pps_incl_startup: Math.round(counted / secs) });
+    before = lab.counters(b, 'b0').rxPackets;
+    t0 = process.hrtime.bigint();
+    trafgen(lab, a, 'a0', frames);
+    secs = secondsSince(t0);
+    const ref = (lab.counters(b, 'b0').rxPackets - before) / secs;
+    emit('trafgen_tx_veth_pps', ref, 'pps');
+    emit('tx_ratio_pktgen_vs_trafgen', ours / ref, 'ratio');
+  } finally {
+    lab.cleanup();
+  }
+}
+
+async function rxBench(frames: number): Promise<void> {
+  const lab = new Lab();
+  try {
+    const { a, b } = pair(lab);
+    const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-w', '0', '-T', '0', '-W']);
+    let out = '';
+    rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    const t = Date.now();
+    while (!out.includes('Receiving') && Date.now() - t < 10_000) await sleep(20);
+    await sleep(300);
+    trafgen(lab, b, 'b0', frames);
+    const t2 = Date.now();
+    while (rx.exitCode === null && Date.now() - t2 < 15_000) await sleep(50);
+    const got = Number(/Received (\d+) packets/.exec(out)?.[1] ?? 0);
+    const pps = reportedPps(out);
+    emit('pktgen_rx_veth_pps', pps, 'pps', { frames: got, sent: frames, captured_share: Number((got / frames).toFixed(4)) });
+    const dump = lab.spawn(a, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']);
+    let err = '';
+    dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const t3 = Date.now();
+    while (!err.includes('listening') && Date.now() - t3 < 10_000) await sleep(20);
+    const t0 = process.hrtime.bigint();
+    trafgen(lab, b, 'b0', frames);
+    const secs = secondsSince(t0);
+    await sleep(300);
+    dump.kill('SIGINT');
+    const t4 = Date.now();
+    while (dump.exitCode === null && Date.now() - t4 < 10_000) await sleep(20);
+    const captured = Number(/(\d+) packets? captured/.exec(err)?.[1] ?? 0);
+    emit('tcpdump_rx_veth_pps', captured / secs, 'pps', { frames: captured, sent: frames, captured_share: Number((captured / frames).toFixed(4)), note: 'captured / trafgen wall time' });
+    emit('rx_captured_share_ratio_pktgen_vs_tcpdump', got / Math.max(captured, 1), 'ratio');
+  } finally {
+    lab.cleanup();
+  }
+}
+
+function line(lab: LabT): { l: string; m: string; r: string } {
+  const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
+  lab.veth(l, 'l0', m, 'm0');
+  lab.veth(m, 'm1', r, 'r0');
+  lab.addr(l, 'l0', '198.18.0.1/24');
+  lab.addr(r, 'r0', '198.18.0.2/24');
+  lab.noOffloads(l, 'l0');
+  lab.noOffloads(r, 'r0');
+  return { l, m, r };
+}
+
+function attach(lab: LabT, ns: string, sw: string, dev: string, op: 'attachInterface' | 'detachInterface'): void {
+  const code = `const i = await import(${JSON.stringify(IFACES)}); i.${op}(${JSON.stringify(sw)}, ${JSON.stringify(dev)}${op === 'attachInterface' ? ', false' : ''});`;
+  const res = lab.run(ns, process.execPath, ['--input-type=module', '-e', code], 30_000);
+  if (res.status !== 0) throw new Error(`${op} ${dev}: ${res.stderr}`);
+}
+
+async function iperf(lab: LabT, l: string, r: string): Promise<number> {
+  lab.spawn(r, 'iperf3', ['-s', '-1']);
+  await sleep(300);
+  const res = lab.run(l, 'iperf3', ['-c', '198.18.0.2', '-t', '3', '-J'], 30_000);
+  return (JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
+}
+
+async function switchBench(frames: number, kind: 'vale' | 'linux'): Promise<{ pps: number; bps: number }> {
+  const lab = new Lab();
+  try {
+    const { l, m, r } = line(lab);
+    if (kind === 'vale') {
+      attach(lab, m, 'vale0', 'm0', 'attachInterface');
+      attach(lab, m, 'vale0', 'm1', 'attachInterface');
+    } else {
+      lab.must(m, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+      lab.must(m, 'ip', ['link', 'set', 'm0', 'master', 'br0']);
+      lab.must(m, 'ip', ['link', 'set', 'm1', 'master', 'br0']);
+      lab.must(m, 'ip', ['link', 'set', 'br0', 'up']);
+    }
+    try {
+      // wait until the switch forwards (a Linux bridge port needs a moment to reach forwarding)
+      const ready = Date.now() + 10_000;
+      while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
+      const before = lab.counters(r, 'r0').rxPackets;
+      const t0 = process.hrtime.bigint();
+      trafgen(lab, l, 'l0', frames);
+      await sleep(200);
+      const secs = secondsSince(t0) - 0.2;
+      const pps = (lab.counters(r, 'r0').rxPackets - before) / secs;
+      emit(`${kind}_veth_to_veth_pps`, pps, 'pps', { sent: frames, delivered: lab.counters(r, 'r0').rxPackets - before });
+      let bps = 0;
+      if (skipReason(['iperf3']) === null) {
+        bps = await iperf(lab, l, r);
+        emit(`${kind}_iperf3_tcp_bps`, bps, 'bit/s', { note: 'TSO/GSO off on the end points' });
+      }
+      return { pps, bps };
+    } finally {
+      if (kind === 'vale') {
+        attach(lab, m, 'vale0', 'm0', 'detachInterface');
+        attach(lab, m, 'vale0', 'm1', 'detachInterface');
+      }
+    }
+  } finally {
+    lab.cleanup();
+  }
+}
+
+async function main(): Promise<number> {
+  const frames = Number(process.argv[2] ?? 1_000_000);
+  const skip = skipReason(['trafgen', 'tc', 'tun']);
+  if (skip !== null) {
+    console.log(JSON.stringify({ bench: BENCH, skipped: skip }));
+    return 0;
+  }
+  try {
+    txBench(frames);
+    if (skipReason(['tcpdump']) === null) await rxBench(frames);
+    const vale = await switchBench(frames, 'vale');
+    const linux = await switchBench(frames, 'linux');
+    emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
+    if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
+  } finally {
+    if (process.env.NETMAP_TS_DIR?.includes('nmts-bench-ift-')) fs.rmSync(process.env.NETMAP_TS_DIR, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+process.exitCode = await main();
