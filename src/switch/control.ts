@@ -315,7 +315,8 @@ export function detach(name: string): void {
       resetRings(reg, index);
       return true;
     }
-    if (reg.findPort(name) >= 0) fail('EINVAL', `${name} is an ephemeral port: it goes away when closed`);
+    const eph = reg.findPort(name);
+    if (eph >= 0 && (reg.portGet(eph, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) === 0) fail('EINVAL', `${name} is an ephemeral port: it goes away when closed`);
     return false;
   });
   if (done) return;

@@ -3,6 +3,7 @@
  */
 import { NetmapError } from '../errors.js';
 import * as vale from '../switch/index.js';
+import '../ports/index.js'; // every port type, and the interfaces layer's attach hook
 
 const USAGE = `usage: netmap vale-ctl [-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]
   (no option)       list every port of every switch: <name> bridge_idx <b> port_idx <p>
