@@ -65,15 +65,8 @@ class OutputBuffer {
 
   /** Copies packet bytes into the buffer at this.len (room reserved by the caller). */
   copy(u8: Uint8Array, offset: number, n: number): void {
-    const dst = this.buf;
-    let d = this.len;
-    if (n <= 64) {
-      for (let i = 0; i < n; i++) dst[d + i] = u8[offset + i];
-    } else {
-      dst.set(u8.subarray(offset, offset + n), d);
-    }
-    d += n;
-    this.len = d;
+    if (n > 0) this.buf.set(u8.subarray(offset, offset + n), this.len);
+    this.len += n;
   }
 
   close(): void {

@@ -220,10 +220,8 @@ async function run(args: Args): Promise<number> {
         // As libpcap on savefiles: -s does not cut records read from a file, and the output
         // keeps the input's snapshot length.
         openWriter(rd.linktype, rd.snaplen);
-        const onRecord = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
-          seen++;
-          if (filter !== null && filter(u8, o, caplen, wirelen) === 0) return;
-          handle(u8, o, caplen, wirelen, tsSec, tsNsec);
+        const onRecord = filter === null ? handle : (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
+          if (filter(u8, o, caplen, wirelen) !== 0) handle(u8, o, caplen, wirelen, tsSec, tsNsec);
         };
         const batch = args.count > 0 ? 256 : 0;
         try {
@@ -233,6 +231,7 @@ async function run(args: Args): Promise<number> {
           console.error(`netmap dump: ${e.message}`);
           status = 1;
         }
+        seen = rd.delivered;
       } finally {
         rd.close();
       }
