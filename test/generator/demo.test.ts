@@ -1,0 +1,38 @@
+/** The main job: `netmap demo` (npm start) runs tx and rx across a fresh VALE switch and cleans up. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { freshDir, removeDir, run, start } from './helpers.js';
+
+test('demo: tx and rx across a fresh VALE switch, rates printed, sent = received + dropped, nothing left', async () => {
+  const dir = freshDir('demo');
+  try {
+    const r = await run(['demo', '-t', '1.5'], dir, 30_000);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /pkt-gen tx -> (VALE switch valedemo\w+|netmap pipe)/);
+    assert.match(r.stdout, /pkt-gen tx:\nSent \d+ packets \d+ bytes \d+ events 60 bytes each in \d+\.\d\d seconds\.\nSpeed: [\d.]+ [KMG]?pps Bandwidth: [\d.]+ [KMG]?bps \(raw [\d.]+ [KMG]?bps\)\. Average batch: [\d.]+ pkts\n/);
+    assert.match(r.stdout, /pkt-gen rx:\nReceived \d+ packets/);
+    assert.match(r.stdout, /^demo: tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps over .*: consistent$/m);
+    // the switch and its ports went away with the processes
+    const list = await run(['vale-ctl'], dir);
+    assert.equal(list.code, 0, list.stderr);
+    assert.doesNotMatch(list.stdout, /valedemo/);
+    const bad = await run(['demo', '-t', 'x'], dir);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /option -t needs a number/);
+  } finally { removeDir(dir); }
+});
+
+test('pkt-gen rx stopped by SIGINT prints its summary and exits 0', async () => {
+  const dir = freshDir('sigint');
+  try {
+    const rx = start(['pkt-gen', '-i', 'netmap:si}0', '-f', 'rx', '-T', '0'], dir);
+    await rx.waitFor('Receiving from');
+    const tx = await run(['pkt-gen', '-i', 'netmap:si{0', '-f', 'tx', '-n', '1000', '-T', '0'], dir);
+    assert.equal(tx.code, 0, tx.stderr);
+    await new Promise((r) => setTimeout(r, 200));
+    rx.proc.kill('SIGINT');
+    const r = await rx.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Received 1000 packets 60000 bytes/);
+  } finally { removeDir(dir); }
+});
