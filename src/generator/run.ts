@@ -100,7 +100,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<Ru
   const onSignal = (): void => { Atomics.store(stop, 0, 1); };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let timer: NodeJS.Timeout | null = null;
+  let timer: NodeJS.Timeout | null = null, idle: NodeJS.Timeout | null = null;
   try {
     const workers: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
@@ -126,9 +126,11 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<Ru
       }));
     }
     if (cfg.reportMs > 0) timer = startReports(cfg, io, stats, n);
+    if (cfg.idleExit && n > 1) idle = watchIdle(stats, n, stop);
     await Promise.all(workers);
   } finally {
     if (timer !== null) clearInterval(timer);
+    if (idle !== null) clearInterval(idle);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
@@ -138,6 +140,15 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<Ru
   const summary = S.summarize(verbOf(cfg.fn), pkts, t.bytes, t.events, t.seconds);
   printSummary(cfg, io, summary, t, rings);
   return { status: 0, summary, totals: t };
+}
+
+/** -W with several threads: stop all once traffic started and no thread got anything for 1 s. */
+function watchIdle(stats: Float64Array, n: number, stop: Int32Array): NodeJS.Timeout {
+  let last = 0, since = nowMs();
+  return setInterval(() => {
+    const p = S.totals(stats, n).pkts;
+    if (p !== last) { last = p; since = nowMs(); } else if (p > 0 && nowMs() - since > 1000) Atomics.store(stop, 0, 1);
+  }, 100);
 }
 
 function startReports(cfg: GenConfig, io: Output, stats: Float64Array, n: number): NodeJS.Timeout {
