@@ -240,7 +240,10 @@ function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const existing = reg.findPort(wanted);
   if (existing >= 0) return existing;
   const parentSlotsGuess = reg.findPort(spec.parentName);
-  const geom = pipeGeometry(spec, parentSlotsGuess >= 0 ? reg.portGet(parentSlotsGuess, L.PE_TX_SLOTS) : 0);
+  // Slots default to the parent's descriptor count; a memory-only parent (our stand-in for the
+  // VALE port netmap would create) has tiny rings of its own, so its pipes get the default.
+  const parentSlots = parentSlotsGuess >= 0 && reg.portGet(parentSlotsGuess, L.PE_KIND) !== L.PORT_KIND_PARENT ? reg.portGet(parentSlotsGuess, L.PE_TX_SLOTS) : 0;
+  const geom = pipeGeometry(spec, parentSlots);
   const parent = resolveParent(reg, spec, opts, geom);
   const pipes = reg.portGet(parent, L.PE_PIPES);
   if (pipes >= MAX_PIPES_PER_PARENT) fail('EINVAL', `${spec.spec}: port ${spec.parentName} already has ${MAX_PIPES_PER_PARENT} pipes`);

@@ -225,3 +225,11 @@ test('a blocking poll sleeps in the kernel: an idle 500 ms poll uses almost no C
   void L;
   void POLLOUT;
 });
+
+test('every pipe of a memory-only parent gets the default 1024 slots, not the parent\'s', () => {
+  const a = openPort('netmap:geo{1'), b = openPort('netmap:geo{2'), c = openPort('netmap:geo{3@conf:slots=100');
+  assert.equal(a.txRings[0]!.numSlots, 1024);
+  assert.equal(b.txRings[0]!.numSlots, 1024);
+  assert.equal(c.txRings[0]!.numSlots, 100);
+  for (const p of [a, b, c]) p.close();
+});
