@@ -165,7 +165,8 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const sw = reg.ensureSwitch(switchName);
   try {
     if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
-    const index = createValePort(reg, spec.parentName, g, 0);
+    // AUTODELETE: if pipes hang on it when its last handle closes, it goes with the last pipe
+    const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE);
     try {
       reg.switchAttach(sw, index);
     } catch (e) {

@@ -143,6 +143,30 @@ test('learning: broadcast floods to every other port, unicast goes to the learnt
   assert.deepEqual(vale.switches().includes('vale1'), false, 'the switch goes with its last port');
 });
 
+test('rings: source ring i goes to destination ring i mod its RX rings; pipes hang on a VALE port', () => {
+  const a = openPort('vale12:a@conf:rings=2'), b = openPort('vale12:b@conf:rings=2'), c = openPort('vale12:c');
+  try {
+    assert.equal(a.txRings.length, 2);
+    const r1 = a.txRings[1]!;
+    const u8 = a.mem.u8;
+    const o = r1.slotBufOffset(r1.head);
+    u8.fill(0xff, o, o + 6); u8.set(mac(1), o + 6);
+    r1.setSlotLen(r1.head, 60); r1.advance(r1.next(r1.head));
+    a.txsync();
+    b.rxsync(); c.rxsync();
+    assert.equal(b.rxRings[0]!.tail, b.rxRings[0]!.head, 'nothing on b ring 0');
+    assert.equal(b.rxRings[1]!.space(), 1, 'b ring 1');
+    assert.equal(c.rxRings[0]!.space(), 1, 'c has one ring: ring 0');
+    // a pipe on a VALE port uses its memory; the port goes with its last user, pipe or handle
+    const m = openPort('vale12:c{3'), s = openPort('vale12:c}3');
+    assert.equal(m.memId, c.memId);
+    c.close();
+    assert.ok(vale.switchPorts('vale12').some((p) => p.name === 'vale12:c'), 'kept while pipes hang on it');
+    m.close(); s.close();
+    assert.ok(!vale.switchPorts('vale12').some((p) => p.name === 'vale12:c'), 'gone with its last pipe');
+  } finally { a.close(); b.close(); c.close(); }
+});
+
 test('frames shorter than 14 bytes are dropped and counted; payload and multi-slot packets are copied exactly', () => {
   const a = openPort('vale2:a'), b = openPort('vale2:b');
   try {
