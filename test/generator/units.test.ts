@@ -113,3 +113,31 @@ test('output formats: norm, the final two lines, the interval line', () => {
   assert.equal(clipBurst(512, 3000), 10);
   assert.equal(clipBurst(512, 10), 1);
 });
+
+test('pkt-gen argument parser: any argument list parses or fails with a NetmapError', async () => {
+  const { parseArgs } = await import('../../src/tools/pkt-gen.js');
+  const cfg = parseArgs(['-i', 'vale0:a', '-f', 'tx', '-n100k', '-l', '128', '-d', '198.18.0.1:1-198.18.0.2:2', '-R', '1.5M', '-p', '2', '-z', '-Z', '-v', '-v']);
+  assert.ok(cfg !== null);
+  assert.equal(cfg.ifname, 'vale0:a');
+  assert.equal(cfg.count, 100_000);
+  assert.equal(cfg.rate, 1_500_000);
+  assert.equal(cfg.threads, 2);
+  assert.equal(cfg.verbose, 2);
+  assert.equal(cfg.waitSecs, 0);
+  assert.equal(parseArgs(['-i', 'eth9'])!.ifname, 'netmap:eth9');
+  assert.equal(parseArgs(['-i', 'eth9'])!.waitSecs, 2);
+  assert.equal(parseArgs(['-i', 'x{0', '-f', 'ping'])!.burst, 1);
+  assert.equal(parseArgs(['--help']), null);
+  const pool = ['-i', '-f', '-n', '-l', '-b', '-R', '-p', '-d', '-s', '-D', '-S', '-w', '-T', '-a', '-c', '-z', '-Z', '-W', '-N', '-v', '--json', '--spin',
+    'tx', 'rx', 'ping', 'x', '', '0', '-1', '60', '1e9', '99999999999999999999', '10.0.0.1', '10.0.0.1:5-10.0.0.3', ':', '-', 'ff:ff:ff:ff:ff:ff', 'netmap:p{0', 'vale0:a', '1k', '1.5', '\u0000', 'NaN'];
+  let x = 7;
+  const rnd = (n: number): number => { x = (x * 1103515245 + 12345) >>> 0; return (x >>> 8) % n; };
+  for (let k = 0; k < 3000; k++) {
+    const args = Array.from({ length: rnd(8) }, () => pool[rnd(pool.length)]!);
+    try {
+      parseArgs(args);
+    } catch (e) {
+      assert.ok(e instanceof NetmapError, `${JSON.stringify(args)} threw ${String(e)}`);
+    }
+  }
+});
