@@ -90,7 +90,6 @@ export class ValeAdapter implements PortAdapter {
 
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
-  private readonly rxStuckCalls = new Int32Array(MAX_RINGS);
   private readonly rxStuckFirst = new Float64Array(MAX_RINGS).fill(-1);
 
   constructor(port: Port) {
@@ -389,9 +388,8 @@ export class ValeAdapter implements PortAdapter {
       // whether its sender died (a live sender completes a lease in microseconds)
       if (first !== this.rxStuckFirst[k]) {
         this.rxStuckFirst[k] = first;
-        this.rxStuckCalls[k] = 0;
         this.rxStuckSince[k] = Date.now();
-      } else if ((++this.rxStuckCalls[k]! & 15) === 0 && Date.now() - this.rxStuckSince[k]! > 5) {
+      } else if (Date.now() - this.rxStuckSince[k]! > 5) {
         this.rxStuckSince[k] = Date.now();
         if (this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
       }

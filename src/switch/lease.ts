@@ -76,6 +76,10 @@ export class LeaseOps {
   private readonly sp: { u32: Uint32Array; i32: Int32Array; u16: Uint16Array; absolute(o: number): number };
   private readonly me: number;
   private readonly pid: number;
+  // the oldest outstanding lease last seen blocking a reservation (see reserve)
+  private stuckRing = -1;
+  private stuckFirst = -1;
+  private stuckSince = 0;
 
   constructor(sp: { u32: Uint32Array; i32: Int32Array; u16: Uint16Array; absolute(o: number): number }) {
     this.sp = sp;
@@ -152,8 +156,16 @@ export class LeaseOps {
       if (lease >= n || hwcur >= n) room = 0; // corrupt (a user scribbled on the ring): no room
       const tableFull = ((next - first) >>> 0) >= LEASE_RECORDS;
       if ((room === 0 || tableFull) && attempt === 0 && next !== first) {
+        // Maybe a dead sender holds the oldest lease. Look (kill(tid, 0) per lease) only when
+        // that lease has been the oldest for over a millisecond: live senders finish in
+        // microseconds, and a full ring is the normal state of a slow receiver.
         attempt = 1;
-        if (this.reclaimDead(ring, n)) { out.moved = true; continue; }
+        if (this.stuckRing !== ring || this.stuckFirst !== first) {
+          this.stuckRing = ring; this.stuckFirst = first; this.stuckSince = Date.now();
+        } else if (Date.now() - this.stuckSince > 1 && this.reclaimDead(ring, n)) {
+          out.moved = true;
+          continue;
+        }
       }
       if (room === 0 || tableFull) break;
       const take = needed < room ? needed : room;
