@@ -63,6 +63,20 @@ class OutputBuffer {
     this.len = 0;
   }
 
+  /** Writes bytes straight to the file, bypassing the (flushed) buffer. */
+  writeThrough(u8: Uint8Array, offset: number, length: number): void {
+    let off = 0;
+    while (off < length) {
+      try {
+        off += fs.writeSync(this.fd, u8, offset + off, length - off);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EAGAIN') continue;
+        fail('EIO', `writing capture file ${this.path}: ${(e as Error).message}`);
+      }
+    }
+    this.bytesWritten += length;
+  }
+
   /** Copies packet bytes into the buffer at this.len (room reserved by the caller). */
   copy(u8: Uint8Array, offset: number, n: number): void {
     if (n > 0) this.buf.set(u8.subarray(offset, offset + n), this.len);
@@ -137,6 +151,22 @@ export class PcapWriter {
     out.len = p + 16;
     out.copy(u8, offset, cap);
     this.packets++;
+  }
+
+  /**
+   * Appends `records` records already in this file's format (16-byte little-endian headers with
+   * the same timestamp precision, data of caplen <= snaplen bytes), copied as they are.
+   */
+  writeRaw(u8: Uint8Array, offset: number, length: number, records = 1): void {
+    const out = this.out;
+    if (length > out.buf.length) {
+      out.flush();
+      out.writeThrough(u8, offset, length);
+    } else {
+      out.reserve(length);
+      out.copy(u8, offset, length);
+    }
+    this.packets += records;
   }
 
   flush(): void { this.out.flush(); }

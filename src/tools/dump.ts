@@ -224,8 +224,17 @@ async function run(args: Args): Promise<number> {
           if (filter(u8, o, caplen, wirelen) !== 0) handle(u8, o, caplen, wirelen, tsSec, tsNsec);
         };
         const batch = args.count > 0 ? 256 : 0;
+        // Records that need no change go to the output file byte for byte (no decoding).
+        const w = writer as PcapWriter | PcapngWriter | null;
+        const raw = w instanceof PcapWriter && filter !== null && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
+          rd.nanosecond === args.nano && rd.snaplen <= w.snaplen;
+        const sink = (u8: Uint8Array, off: number, len: number, records: number): void => {
+          (w as PcapWriter).writeRaw(u8, off, len, records);
+          accepted += records;
+        };
         try {
-          while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
+          if (raw && filter !== null) while (rd.copyAccepted(0, filter, sink) > 0) { /* until the end of the file */ }
+          else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
           console.error(`netmap dump: ${e.message}`);

@@ -108,4 +108,11 @@ test('a truncated input file: the packets before the damage are printed, then th
   assert.equal(r.status, 1);
   assert.equal(r.stdout.trim().split('\n').length, 1 + 2); // 78-byte SYN, then 2 x 64-byte frames
   assert.match(r.stderr, /truncated capture file at offset \d+/);
+  // The same through the raw-copy path of -r/-w with a filter: the records before are written.
+  const out = path.join(dir, 'cut-out.pcap');
+  const w = dump(['-r', cut, '-w', out, 'ip']);
+  assert.equal(w.status, 1);
+  assert.match(w.stderr, /truncated capture file at offset \d+/);
+  assert.match(w.stderr, /^3 packets captured$/m);
+  assert.equal(fs.statSync(out).size, 24 + (16 + 78) + (16 + 64) + (16 + 60));
 });
