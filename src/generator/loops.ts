@@ -154,14 +154,16 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   }
   // hand over the last batch and give the peer a moment to take it
   const drainUntil = nowMs() + DRAIN_MS;
+  let pending = true;
   for (;;) {
     port.txsync();
-    let pending = false;
+    pending = false;
     for (const r of rings) if (r.txPending()) pending = true;
     if (!pending || nowMs() >= drainUntil) break;
     port.poll(POLLOUT, 5);
   }
-  c[S.S_T_END] = sent > 0 ? nowMs() : 0;
+  // a peer that stopped taking packets does not stretch the measured time
+  c[S.S_T_END] = sent === 0 ? 0 : pending ? c[S.S_T_LAST]! : nowMs();
   let drops = 0;
   for (const r of rings) drops += r.drops;
   c[S.S_DROPS] = drops;
