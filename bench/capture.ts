@@ -74,10 +74,16 @@ function writeLargeFile(file: string, packets: number): void {
   w.close();
 }
 
-function timeRun(cmd: string, args: string[]): { seconds: number; ok: boolean; stderr: string } {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600000 });
-  return { seconds: (performance.now() - t0) / 1000, ok: r.status === 0, stderr: r.stderr };
+/** Best of `runs` wall-clock times (the machine may be shared: the minimum is the least disturbed). */
+function timeRun(cmd: string, args: string[], runs = 3): { seconds: number; ok: boolean; stderr: string } {
+  let best = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600000 });
+    if (r.status !== 0) return { seconds: 0, ok: false, stderr: r.stderr };
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  return { seconds: best, ok: true, stderr: '' };
 }
 
 function benchDumpVsTcpdump(): void {
