@@ -12,8 +12,11 @@ import { fileURLToPath } from 'node:url';
 
 const SELF = fileURLToPath(import.meta.url);
 
-interface Case { name: string; senders: number; receivers: number; len: number; broadcast: boolean }
+interface Case { name: string; senders: number; receivers: number; len: number; broadcast: boolean; oneProcess?: boolean }
 const CASES: Case[] = [
+  // sender and receiver alternate in one process: the cost of the whole data path on one core
+  { name: '1core-60B', senders: 1, receivers: 1, len: 60, broadcast: false, oneProcess: true },
+  { name: '1core-1514B', senders: 1, receivers: 1, len: 1514, broadcast: false, oneProcess: true },
   { name: '2port-60B', senders: 1, receivers: 1, len: 60, broadcast: false },
   { name: '2port-1514B', senders: 1, receivers: 1, len: 1514, broadcast: false },
   { name: '4senders-60B', senders: 4, receivers: 1, len: 60, broadcast: false },
@@ -49,6 +52,33 @@ async function childMain(role: string, args: string[]): Promise<void> {
       if (h >= n) h -= n;
       r.advance(h);
       port.txsync();
+    }
+  } else if (role === 'both') {
+    const [txName, rxName, lenText] = args;
+    const len = Number(lenText);
+    const rxp = openPort(rxName!), txp = openPort(txName!);
+    const u8 = txp.mem.u8;
+    const t = rxp.txRings[0]!;
+    let o = t.slotBufOffset(t.head);
+    u8.fill(0xff, o, o + 6); u8.set([2, 0, 0, 0, 1, 0], o + 6); u8[o + 12] = 8; u8[o + 13] = 0;
+    t.setSlotLen(t.head, 60); t.advance(t.next(t.head)); rxp.txsync();
+    const r = txp.txRings[0]!, rr = rxp.rxRings[0]!;
+    const n = r.numSlots;
+    for (let i = 0; i < n; i++) {
+      o = r.slotBufOffset(i);
+      u8.set([2, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 8, 0], o);
+      for (let j = 14; j < len; j++) u8[o + j] = j & 0xff;
+      r.setSlotLen(i, len);
+      r.setSlotFlags(i, 0);
+    }
+    process.stdout.write('ready\n');
+    for (;;) {
+      let h = r.head + 512;
+      if (h >= n) h -= n;
+      r.advance(h);
+      txp.txsync();
+      rxp.rxsync();
+      rr.advance(rr.tail);
     }
   } else if (role === 'recv') {
     const ports = args.map((name) => openPort(name));
@@ -98,14 +128,24 @@ async function runCase(c: Case, seconds: number): Promise<void> {
   const sw = `valeb${CASES.indexOf(c)}`;
   const rxNames = Array.from({ length: c.receivers }, (_, k) => `${sw}:r${k}`);
   const children: ChildProcess[] = [];
+  const senders: ChildProcess[] = [];
   try {
-    const recv = start('recv', rxNames, dir);
-    children.push(recv.proc);
-    await recv.ready;
+    if (c.oneProcess === true) {
+      const both = start('both', [`${sw}:s0`, `${sw}:r0`, String(c.len)], dir);
+      children.push(both.proc);
+      senders.push(both.proc);
+      await both.ready;
+    }
+    const recv = c.oneProcess === true ? null : start('recv', rxNames, dir);
+    if (recv !== null) {
+      children.push(recv.proc);
+      await recv.ready;
+    }
     const dst = c.broadcast ? 'ff:ff:ff:ff:ff:ff' : '02:00:00:00:01:00';
-    for (let s = 0; s < c.senders; s++) {
+    for (let s = 0; s < (c.oneProcess === true ? 0 : c.senders); s++) {
       const snd = start('send', [`${sw}:s${s}`, String(c.len), String(s + 1), dst], dir);
       children.push(snd.proc);
+      senders.push(snd.proc);
       await snd.ready;
     }
     await sleep(500);
@@ -114,7 +154,10 @@ async function runCase(c: Case, seconds: number): Promise<void> {
       for (const p of vale.switchPorts(sw)) {
         rx += p.counters.rxPackets; rxBytes += p.counters.rxBytes; drops += p.counters.rxDrops + p.counters.txDrops; tx += p.counters.txPackets;
       }
-      return { rx, rxBytes, drops, tx, t: process.hrtime.bigint() };
+      let cpu = 0; // CPU seconds used by the sender processes (forwarding runs in the sender)
+      for (const p of senders) cpu += cpuSeconds(p.pid ?? 0);
+      const rxCpu = c.oneProcess === true ? 0 : cpuSeconds(children[0]!.pid ?? 0);
+      return { rx, rxBytes, drops, tx, cpu, rxCpu, t: process.hrtime.bigint() };
     };
     const a = sample();
     await sleep(seconds * 1000);
@@ -124,14 +167,31 @@ async function runCase(c: Case, seconds: number): Promise<void> {
     const txMpps = (b.tx - a.tx) / dt / 1e6;
     const gbps = (b.rxBytes - a.rxBytes) * 8 / dt / 1e9;
     const dropMpps = (b.drops - a.drops) / dt / 1e6;
+    const cpu = b.cpu - a.cpu;
+    // delivered frames per second of sender CPU: the switch's forwarding rate per core
+    const perCore = cpu > 0 ? (b.rx - a.rx) / cpu / 1e6 : 0;
+    const gbpsPerCore = cpu > 0 ? (b.rxBytes - a.rxBytes) * 8 / cpu / 1e9 : 0;
     // forwarded frames: delivered copies (flood: one frame sent = 8 copies)
-    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
+    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
     console.log(JSON.stringify({ ...base, metric: 'rx_rate', value: round(rxMpps), unit: 'Mpps' }));
     console.log(JSON.stringify({ ...base, metric: 'rx_throughput', value: round(gbps), unit: 'Gbit/s' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_rate_per_sender_core', value: round(perCore), unit: 'Mpps' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_throughput_per_sender_core', value: round(gbpsPerCore), unit: 'Gbit/s' }));
   } finally {
     for (const p of children) p.kill('SIGKILL');
     await sleep(100);
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** utime + stime of a process in seconds (/proc/PID/stat, clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
   }
 }
 
