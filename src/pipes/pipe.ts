@@ -88,20 +88,21 @@ class PipeAdapter implements PortAdapter {
       copySlots(u32, ring.offset, peer, cur, count, n);
       const dst = (peer + L.RING_SLOTS) >>> 2;
       let complete = -1, bytes = 0, packets = 0;
+      const srcFlags = 2 * ((ring.offset + L.RING_SLOTS) >>> 2) + 3;
+      const lastBuf = numBufs - 2;
       for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
         const dw = dst + 4 * i;
-        const idx = u32[dw]!;
-        const len = u16[2 * dw + 2]!;
-        const flags = u16[2 * dw + 3]!;
-        if (idx < 2 || idx >= numBufs || len > bufSize) {
-          if (idx < 2 || idx >= numBufs) u32[dw] = 0;
-          u16[2 * dw + 2] = 0;
-        } else bytes += len;
-        if ((flags & L.NS_BUF_CHANGED) !== 0) {
-          u16[2 * dw + 3] = flags & ~L.NS_BUF_CHANGED;
-          u16[2 * ((ring.offset + L.RING_SLOTS) >>> 2) + 8 * i + 3] = flags & ~L.NS_BUF_CHANGED;
+        const lenFlags = u32[dw + 1]!; // len | flags << 16
+        const len = lenFlags & 0xffff;
+        if ((u32[dw]! - 2) >>> 0 >= lastBuf) { u32[dw] = 0; u16[2 * dw + 2] = 0; } // bad index: empty slot
+        else if (len > bufSize) u16[2 * dw + 2] = 0;
+        else bytes += len;
+        if ((lenFlags & (L.NS_BUF_CHANGED << 16)) !== 0) {
+          const clean = (lenFlags >>> 16) & ~L.NS_BUF_CHANGED;
+          u16[2 * dw + 3] = clean;
+          u16[srcFlags + 8 * i] = clean;
         }
-        if ((flags & L.NS_MOREFRAG) === 0) { complete = i; packets++; }
+        if ((lenFlags & (L.NS_MOREFRAG << 16)) === 0) { complete = i; packets++; }
       }
       u32[w + HWCUR] = head;
       if (complete >= 0) {
@@ -110,7 +111,9 @@ class PipeAdapter implements PortAdapter {
       }
       sync.count(this.port.sp, ring.offset, packets, bytes, 0);
     }
-    let tail = Atomics.load(this.i32, w + SHADOW);
+    // (a plain load: the peer publishes with Atomics.store, and x86/arm64 loads of an aligned
+    // word are atomic; the ordering that matters is the store/notify pair in the publisher)
+    let tail = this.i32[w + SHADOW]!;
     if (tail >= n || tail < 0) tail = head === 0 ? n - 1 : head - 1;
     sync.setTail(ring, tail);
     return true;
@@ -153,7 +156,7 @@ class PipeAdapter implements PortAdapter {
         sync.notify(this.port.sp, peer);
       }
     } else ok = false;
-    let tail = Atomics.load(this.i32, w + SHADOW);
+    let tail = this.i32[w + SHADOW]!;
     if (tail >= n || tail < 0) tail = u32[w + HWCUR]!;
     const before = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail !== before) {

@@ -121,7 +121,10 @@ export function stamp(ring: Ring): void {
 /** Wakes sleepers of ring at space offset `ringOffset`, if any (no syscall otherwise). */
 export function notify(sp: AddressSpace, ringOffset: number): void {
   const i32 = sp.i32;
-  if (Atomics.load(i32, (ringOffset + L.KR_WAITERS) >>> 2) === 0) return;
+  // A plain load: callers publish progress with a sequentially consistent store (Atomics.store,
+  // a full fence on x86), which orders it against this load; the waiter increments KR_WAITERS
+  // atomically and re-checks before sleeping.
+  if (i32[(ringOffset + L.KR_WAITERS) >>> 2] === 0) return;
   Atomics.add(i32, (ringOffset + L.KR_WAKE) >>> 2, 1);
   native.futexWake(sp.absolute(ringOffset + L.KR_WAKE));
 }
