@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildCorpus, writeCorpus } from './corpus.js';
 import { PcapWriter } from '../../src/capture/writer.js';
+import { openCaptureFile } from '../../src/capture/reader.js';
 import * as b from '../../src/capture/build.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/tools/cli.js');
@@ -78,6 +79,20 @@ test('-w files are byte-identical to tcpdump -w for the same filter and snaplen;
     assert.equal(tcpdump(['-r', corpus, '-w', theirs, ...sargs, ...(expr === '' ? [] : [expr])]).status, 0);
     assert.ok(fs.readFileSync(ours).equals(fs.readFileSync(theirs)), `'${expr}' -s '${snap}'`);
   }
+  // pcapng output with nanosecond resolution holds the same packets.
+  const ng = path.join(dir, 'out.pcapng'), pc = path.join(dir, 'out.pcap');
+  assert.equal(dump(['-r', corpus, '-w', ng, '--pcapng', '--nano', 'tcp']).status, 0);
+  assert.equal(dump(['-r', corpus, '-w', pc, 'tcp']).status, 0);
+  const records = (f: string): string[] => {
+    const out: string[] = [];
+    const rd = openCaptureFile(f);
+    rd.dispatch(0, (u8, o, cap, len, sec, nsec) => { out.push(`${sec}.${nsec} ${len} ${Buffer.from(u8.subarray(o, o + cap)).toString('hex')}`); });
+    assert.equal(rd.format, f.endsWith('ng') ? 'pcapng' : 'pcap');
+    rd.close();
+    return out;
+  };
+  assert.deepEqual(records(ng), records(pc));
+  assert.equal(tcpdump(['-r', ng, '-w', path.join(dir, 'back.pcap')]).status, 0);
   const c = dump(['-r', corpus, '-c', '5', 'tcp']);
   assert.equal(c.stdout.trim().split('\n').length, 5);
   assert.match(c.stderr, /^5 packets captured$/m);
