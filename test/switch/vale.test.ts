@@ -370,6 +370,14 @@ test('a sender killed with SIGKILL while holding a lease does not wedge the rece
     assert.equal(got.filter((f) => f.length === 60).length, 5);
     send(a, mac(0x0f), mac(1), 7);
     assert.equal(drain(r).length, 7, 'forwarding goes on');
+    // a lease lock left held by a dead thread is taken over
+    const dead = spawn(process.execPath, ['-e', '']);
+    await new Promise((res) => dead.once('exit', res));
+    const ring = r.rxRings[0]!.offset;
+    Atomics.store(r.mem.i32, (ring + L.KR_LEASE_LOCK) >>> 2, dead.pid!);
+    send(a, mac(0x0f), mac(1), 4);
+    assert.equal(drain(r).length, 4, 'the dead holder\'s lock was taken over');
+    assert.equal(Atomics.load(r.mem.i32, (ring + L.KR_LEASE_LOCK) >>> 2), 0);
   } finally { a.close(); r.close(); }
 });
 
