@@ -297,3 +297,36 @@ test('poll() with nothing to do sleeps until the timeout; poll(POLLOUT) on a ful
   m.close();
   s.close();
 });
+
+test('no allocation per packet: a million packets through a pipe cause no garbage collection', async () => {
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const [m, s] = pair('noalloc', '@conf:slots=512');
+  const tx = m.txRings[0]!, rx = s.rxRings[0]!;
+  const u8 = m.mem.u8;
+  const run = (total: number): number => {
+    let got = 0, sum = 0;
+    while (got < total) {
+      let i = tx.head;
+      for (let k = tx.space(); k > 0; k--) { tx.setSlotLen(i, 60); i = tx.next(i); }
+      tx.advance(i);
+      m.pollOnce(POLLOUT);
+      s.pollOnce(POLLIN);
+      let j = rx.head;
+      while (j !== rx.tail) { sum += rx.slotLen(j) + u8[rx.slotBufOffset(j)]!; got++; j = rx.next(j); }
+      rx.advance(j);
+    }
+    return sum;
+  };
+  run(200_000); // warm up (compilation allocates)
+  let gcs = 0;
+  const obs = new PerformanceObserver((list) => { gcs += list.getEntries().length; });
+  obs.observe({ entryTypes: ['gc'] });
+  await new Promise((r) => setImmediate(r));
+  gcs = 0;
+  assert.ok(run(1_000_000) > 0);
+  await new Promise((r) => setTimeout(r, 50));
+  obs.disconnect();
+  assert.equal(gcs, 0, `${gcs} garbage collections while moving packets`);
+  m.close();
+  s.close();
+});
