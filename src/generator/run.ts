@@ -66,29 +66,32 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
     const rings = txLike ? main.txRings.length : main.rxRings.length;
     if (cfg.threads > 1 && main.parsed.mode !== 'ALL_NIC') fail('EINVAL', `-p ${cfg.threads}: give the port without a ring selector (${cfg.ifname})`);
     if (cfg.threads > rings) fail('EINVAL', `-p ${cfg.threads}: ${cfg.ifname} has only ${rings} ${txLike ? 'TX' : 'RX'} ring${rings === 1 ? '' : 's'}`);
-    const ncpu = cfg.cpus > 0 ? cfg.cpus : os.cpus().length;
-    const what = txLike ? 'Sending on' : cfg.fn === 'rx' || cfg.fn === 'rxseq' ? 'Receiving from' : 'Working on';
-    if (cfg.json) {
-      io.out(JSON.stringify({ type: 'start', function: cfg.fn, interface: cfg.ifname, queues: rings, threads: cfg.threads, cpus: ncpu }) + '\n');
-    } else {
-      io.out(`${what} ${cfg.ifname}: ${rings} queues, ${cfg.threads} threads and ${ncpu} cpus.\n`);
-      if (cfg.fn !== 'rx' && cfg.fn !== 'rxseq' && cfg.fn !== 'pong') {
-        io.out(`${formatRange(cfg.src)} -> ${formatRange(cfg.dst)} (${formatMac(cfg.srcMac)} -> ${formatMac(cfg.dstMac)})\n`);
-      }
-    }
     // The workers open their own handles; some ports (interfaces, /x) admit one holder at a time.
     closeMain();
     if (cfg.waitSecs > 0) {
       if (cfg.verbose > 0) io.err(`Wait ${cfg.waitSecs} secs for phy reset\n`);
       await delay(cfg.waitSecs * 1000);
     }
-    return await runWorkers(cfg, io, rings);
+    const ncpu = cfg.cpus > 0 ? cfg.cpus : os.cpus().length;
+    const what = txLike ? 'Sending on' : cfg.fn === 'rx' || cfg.fn === 'rxseq' ? 'Receiving from' : 'Working on';
+    // printed once every worker holds its port: a peer may start as soon as it sees this
+    const announce = (): void => {
+      if (cfg.json) {
+        io.out(JSON.stringify({ type: 'start', function: cfg.fn, interface: cfg.ifname, queues: rings, threads: cfg.threads, cpus: ncpu }) + '\n');
+        return;
+      }
+      io.out(`${what} ${cfg.ifname}: ${rings} queues, ${cfg.threads} threads and ${ncpu} cpus.\n`);
+      if (cfg.fn !== 'rx' && cfg.fn !== 'rxseq' && cfg.fn !== 'pong') {
+        io.out(`${formatRange(cfg.src)} -> ${formatRange(cfg.dst)} (${formatMac(cfg.srcMac)} -> ${formatMac(cfg.dstMac)})\n`);
+      }
+    };
+    return await runWorkers(cfg, io, rings, announce);
   } finally {
     closeMain();
   }
 }
 
-async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<RunResult> {
+async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: () => void): Promise<RunResult> {
   const n = cfg.threads;
   const statsBuf = new SharedArrayBuffer(n * S.STATS_WORDS * 8);
   const stopBuf = new SharedArrayBuffer(4);
@@ -101,6 +104,10 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<Ru
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let timer: NodeJS.Timeout | null = null, idle: NodeJS.Timeout | null = null;
+  let readyCount = 0, announced = false;
+  const workerReady = (): void => {
+    if (++readyCount === n && errors.length === 0 && !announced) { announced = true; announce(); }
+  };
   try {
     const workers: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
@@ -118,7 +125,8 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number): Promise<Ru
       workers.push(new Promise<void>((resolve) => {
         let reported = false;
         w.on('message', (m: { type: string; line?: string; code?: ErrnoName; message?: string }) => {
-          if (m.type === 'log') io.err(S.logPrefix(nowMs(), `worker_${k}`) + m.line + '\n');
+          if (m.type === 'ready') workerReady();
+          else if (m.type === 'log') io.err(S.logPrefix(nowMs(), `worker_${k}`) + m.line + '\n');
           else if (m.type === 'error') { reported = true; errors.push({ code: m.code ?? 'EIO', message: m.message ?? 'worker failed' }); Atomics.store(stop, 0, 1); }
         });
         w.on('error', (e) => { if (!reported) errors.push({ code: 'EIO', message: `worker ${k}: ${e.message}` }); Atomics.store(stop, 0, 1); });

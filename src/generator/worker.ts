@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const c = new Float64Array(job.stats, job.index * STATS_WORDS * 8, STATS_WORDS);
   const stop = new Int32Array(job.stop);
   try {
-    runJob(job, c, stop, (line) => port.postMessage({ type: 'log', line }));
+    runJob(job, c, stop, (line) => port.postMessage({ type: 'log', line }), () => port.postMessage({ type: 'ready' }));
   } finally {
     c[S_DONE] = 1;
   }
