@@ -109,9 +109,11 @@ function checkCount(value: number, min: number, max: number, what: string): numb
 }
 
 export interface ReceiverOptions {
-  /** Bytes per block (multiple of 4096, power of two; default 128 KiB). */
+  /** Bytes per block (multiple of 4096, power of two; default 32 KiB, or the frame size if larger). */
   blockSize?: number;
-  /** Number of blocks (default 32). */
+  /** Number of blocks (default: 8 MiB worth, 256 blocks of 32 KiB). Blocks are handed over when
+   * full or after retireMs, so at low rates the ring holds about blockCount x retireMs of traffic:
+   * many small blocks ride out pauses of the receiving thread. */
   blockCount?: number;
   /** Largest frame kept whole (default 2048; bigger MTUs need more). */
   frameSize?: number;
@@ -187,10 +189,12 @@ export class PacketReceiver {
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
     this.ifindex = interfaceIndex(ifname);
-    this.blockSize = checkCount(opts.blockSize ?? 1 << 17, 4096, 1 << 24, 'block size');
+    const frame = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 24, 'frame size'));
+    this.blockSize = checkCount(opts.blockSize ?? Math.max(1 << 15, frame), 4096, 1 << 24, 'block size');
     if ((this.blockSize & (this.blockSize - 1)) !== 0) fail('EINVAL', `block size ${this.blockSize} is not a power of two`);
-    this.blockCount = checkCount(opts.blockCount ?? 32, 2, 4096, 'block count');
-    this.frameSize = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, this.blockSize, 'frame size'));
+    if (frame > this.blockSize) fail('EINVAL', `frame size ${frame} is larger than the block size ${this.blockSize}`);
+    this.frameSize = frame;
+    this.blockCount = checkCount(opts.blockCount ?? Math.max(8, Math.floor((8 << 20) / this.blockSize)), 2, 4096, 'block count');
     const retire = checkCount(opts.retireMs ?? 1, 1, 10000, 'block retire timeout (ms)');
     this.ringBytes = this.blockSize * this.blockCount;
     this.sp = space();

@@ -107,9 +107,16 @@ test('netmap lb spreads flows over 4 pipes, each flow (both directions) on one p
     assert.equal(got, sent, `received ${got} of ${sent}`);
     assert.equal(clash, 0, 'per-flow affinity, both directions');
     assert.ok(perPipe.every((n) => n > 0), `every pipe used (${perPipe.join('/')})`);
-    await sleep(400);
-    const lines = out.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const input = lines.filter((l) => l.output_ring === null).at(-1)!;
+    const parse = (): Array<Record<string, unknown>> => out.split('\n').filter((l) => l.startsWith('{') && l.endsWith('}')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const statsDeadline = Date.now() + 5000;
+    let input: Record<string, unknown> | undefined;
+    while (Date.now() < statsDeadline) {
+      input = parse().filter((l) => l.output_ring === null).at(-1);
+      if (input?.packets_received === sent) break;
+      await sleep(100);
+    }
+    const lines = parse();
+    assert.ok(input !== undefined, out);
     assert.equal(input.packets_received, sent);
     assert.equal(input.packets_dropped, 0);
     assert.ok(lines.some((l) => l.interface === 'netmap:a0{0' && typeof l.packet_forward_rate_kpps === 'number'));
