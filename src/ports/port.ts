@@ -59,6 +59,9 @@ export interface OpenOptions {
 }
 
 let openHandles = 0;
+/** futex_waitv's limit on words per wait. */
+const MAX_WAIT_WORDS = 128;
+const idleWord = new Int32Array(new SharedArrayBuffer(4));
 
 export class Port {
   /** The name as given to openPort. */
@@ -190,7 +193,14 @@ export class Port {
       revents = this.pollOnce(events);
       if ((revents & (events | POLLERR)) === 0) {
         const left = deadline === Infinity ? -1 : deadline - Date.now();
-        if (left > 0 || left === -1) native.futexWaitAny(this.waitAddrs, this.waitVals, n, left === -1 ? 1000 : Math.min(left, 1000));
+        if (left > 0 || left === -1) {
+          const slice = left === -1 ? 1000 : Math.min(left, 1000);
+          // No ring to watch (POLLOUT on an RX-only binding...): nothing can wake us, wait it out
+          // (futex_waitv with no words fails at once and would spin). Beyond futex_waitv's 128
+          // words, rings past the first 128 are only seen by short re-polls.
+          if (n === 0) Atomics.wait(idleWord, 0, 0, slice);
+          else native.futexWaitAny(this.waitAddrs, this.waitVals, n, n > MAX_WAIT_WORDS ? Math.min(slice, 2) : slice);
+        }
       }
       this.disarmWait(events);
       if ((revents & (events | POLLERR)) !== 0) return revents;

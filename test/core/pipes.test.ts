@@ -233,3 +233,15 @@ test('every pipe of a memory-only parent gets the default 1024 slots, not the pa
   assert.equal(c.txRings[0]!.numSlots, 100);
   for (const p of [a, b, c]) p.close();
 });
+
+test('poll with nothing to watch (POLLOUT on an RX-only binding) sleeps instead of spinning', () => {
+  const p = openPort('netmap:rxonly}1/R');
+  assert.equal(p.txRings.length, 0);
+  const c0 = process.cpuUsage();
+  const t0 = Date.now();
+  assert.equal(p.poll(POLLOUT, 200), 0);
+  const cpu = process.cpuUsage(c0);
+  assert.ok(Date.now() - t0 >= 195);
+  assert.ok((cpu.user + cpu.system) / 1000 < 60, `used ${(cpu.user + cpu.system) / 1000} ms of CPU`);
+  p.close();
+});
