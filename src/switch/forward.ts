@@ -321,7 +321,11 @@ export class ValeAdapter implements PortAdapter {
       return;
     }
     const lease = this.lease;
-    this.leases.reserve(ring, n, needed, lease);
+    this.leases.reserve(ring, n, needed, lease, totalPkts, f64);
+    if (lease.count === 0) { // full: the drops are counted already
+      if (lease.moved) sync.notify(this.port.sp, ring);
+      return;
+    }
     const dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!, dNum = this.pNumBufs[d]!;
     const slots = (ring + L.RING_SLOTS) >>> 2;
     let pos = lease.start, used = 0, pkts = 0, bytes = 0;

@@ -139,7 +139,7 @@ export class LeaseOps {
    * Reserves up to `needed` slots of destination RX ring `ring` (of `n` slots) into `out`.
    * Never blocks beyond the lock: with no room out.count is 0.
    */
-  reserve(ring: number, n: number, needed: number, out: Lease): void {
+  reserve(ring: number, n: number, needed: number, out: Lease, dropsIfNone = 0, f64: Float64Array | null = null): void {
     const u32 = this.sp.u32;
     const w = ring >>> 2;
     out.count = 0;
@@ -167,7 +167,11 @@ export class LeaseOps {
           continue;
         }
       }
-      if (room === 0 || tableFull) break;
+      if (room === 0 || tableFull) {
+        // nothing reserved: count the drops now, so that no second locking is needed
+        if (f64 !== null) { const k = (ring + L.KR_DROPS) >>> 3; f64[k] = f64[k]! + dropsIfNone; }
+        break;
+      }
       const take = needed < room ? needed : room;
       let end = lease + take;
       if (end >= n) end -= n;
