@@ -16,6 +16,8 @@ export interface DemoOptions {
   seconds: number;
   /** Frame size (bytes). */
   size: number;
+  /** Use a netmap pipe even when VALE is available. */
+  pipe?: boolean;
   out: (text: string) => void;
 }
 
@@ -82,11 +84,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const types = await loadPortTypes();
   const tag = process.pid.toString(36);
   let txName: string, rxName: string, medium: string;
-  if (types.includes('switch')) {
+  if (types.includes('switch') && opts.pipe !== true) {
     const sw = `valedemo${tag}`;
     txName = `${sw}:tx`; rxName = `${sw}:rx`; medium = `VALE switch ${sw}`;
   } else {
-    txName = `netmap:demo${tag}{0`; rxName = `netmap:demo${tag}}0`; medium = `netmap pipe demo${tag} (VALE is not in this build)`;
+    txName = `netmap:demo${tag}{0`; rxName = `netmap:demo${tag}}0`; medium = `netmap pipe demo${tag}${types.includes('switch') ? '' : ' (VALE is not in this build)'}`;
   }
   out(`netmap-ts demo: pkt-gen tx -> ${medium} -> pkt-gen rx, ${opts.seconds} s, ${opts.size}-byte frames\n`);
   const rx = startChild('rx', ['-i', rxName, '-f', 'rx', '-T', '1000'], out);

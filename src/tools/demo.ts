@@ -1,21 +1,24 @@
 /**
  * `netmap demo` (what `npm start` runs): pkt-gen tx and pkt-gen rx across a fresh VALE switch for
- * a few seconds, printing their rates. Options: -t seconds (default 4), -l frame size (default 60).
+ * a few seconds, printing their rates. Options: -t seconds (default 4), -l frame size (default 60),
+ * --pipe (a netmap pipe instead of the switch).
  */
 import { NetmapError, fail } from '../errors.js';
 import { runDemo } from '../generator/demo.js';
 
-const USAGE = `usage: netmap demo [-t seconds] [-l size]
+const USAGE = `usage: netmap demo [-t seconds] [-l size] [--pipe]
   runs pkt-gen rx and pkt-gen tx (two processes) across a fresh VALE switch and prints their rates
   -t seconds   how long tx sends (default 4, at most 60)
-  -l size      frame size in bytes (default 60)`;
+  -l size      frame size in bytes (default 60)
+  --pipe       use a netmap pipe instead of a VALE switch`;
 
 export async function main(argv: string[]): Promise<number> {
-  let seconds = 4, size = 60;
+  let seconds = 4, size = 60, pipe = false;
   try {
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i]!;
       if (a === '-h' || a === '--help') { console.log(USAGE); return 0; }
+      if (a === '--pipe') { pipe = true; continue; }
       const v = argv[i + 1];
       if ((a === '-t' || a === '-l') && v !== undefined && /^\d+(\.\d+)?$/.test(v)) {
         if (a === '-t') seconds = Number(v); else size = Number(v);
@@ -28,5 +31,5 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`demo: ${e.message}\n${USAGE}`);
     return 2;
   }
-  return runDemo({ seconds, size, out: (t) => { process.stdout.write(t); } });
+  return runDemo({ seconds, size, pipe, out: (t) => { process.stdout.write(t); } });
 }

@@ -16,6 +16,9 @@ test('demo: tx and rx across a fresh VALE switch, rates printed, sent = received
     const list = await run(['vale-ctl'], dir);
     assert.equal(list.code, 0, list.stderr);
     assert.doesNotMatch(list.stdout, /valedemo/);
+    const piped = await run(['demo', '-t', '1', '--pipe', '-l', '128'], dir, 30_000);
+    assert.equal(piped.code, 0, piped.stdout + piped.stderr);
+    assert.match(piped.stdout, /over netmap pipe demo\w+; sent (\d+) = received \1 \+ dropped 0: consistent/);
     const bad = await run(['demo', '-t', 'x'], dir);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /option -t needs a number/);
