@@ -1,5 +1,5 @@
 /**
- * Live capture on netmap pipes: the libpcap-style API (zero-copy dispatch with a filter,
+ * Live capture on netmap pipes and VALE ports: the libpcap-style API (zero-copy dispatch with a filter,
  * next, inject, stats, breakloop, loop), `netmap dump -i`, and `netmap nmreplay` at full
  * speed, fixed rate and recorded timing. Each test uses its own NETMAP_TS_DIR.
  */
@@ -158,5 +158,28 @@ test('dump and nmreplay reject bad arguments with usage and a non-zero status', 
     const r = spawnSync(process.execPath, [CLI, tool, '--help'], { encoding: 'utf8', env });
     assert.equal(r.status, 0);
     assert.match(r.stdout, /usage: netmap/);
+  }
+});
+
+test('capture on a VALE port: frames flooded from another port of the switch, filtered', () => {
+  const a = openLive('vale31:a', { timeoutMs: 500 });
+  const bPort = openLive('vale31:b', { timeoutMs: 500 });
+  try {
+    const bcast = (i: number, proto: 'udp' | 'tcp'): Uint8Array => Uint8Array.from(padFrame(ether('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:0a', 0x0800,
+      ip4({ src: '198.18.0.10', dst: '198.18.0.255', proto: proto === 'udp' ? 17 : 6 }, proto === 'udp' ? udp(3000 + i, 4000, [i]) : tcp({ sport: 3000 + i, dport: 80, flags: TCP_SYN })))));
+    for (let i = 0; i < 8; i++) assert.equal(a.inject(bcast(i, i < 3 ? 'tcp' : 'udp'), 0, 60), 60);
+    bPort.setFilter('ether broadcast and udp dst port 4000');
+    const ports: number[] = [];
+    let seen = 0;
+    const deadline = Date.now() + 3000;
+    while (ports.length < 5 && Date.now() < deadline) {
+      const n = bPort.dispatch(0, (u8, o) => { ports.push((u8[o + 34] << 8) | u8[o + 35]); });
+      if (n > 0) seen += n;
+    }
+    assert.deepEqual(ports, [3003, 3004, 3005, 3006, 3007]);
+    assert.equal(seen, 8);
+  } finally {
+    bPort.close();
+    a.close();
   }
 });
