@@ -76,8 +76,8 @@ class Waiter {
     this.schedule();
   }
 
-  remove(p: Pending): void {
-    if (!this.pending.delete(p)) return;
+  /** After waits were settled from outside a re-poll: let an idle waiter go. */
+  idleCheck(): void {
     if (this.pending.size === 0) this.schedule();
   }
 
@@ -187,11 +187,12 @@ function cleanup(p: Pending): void {
   if (p.signal !== null && p.onAbort !== null) p.signal.removeEventListener('abort', p.onAbort);
 }
 
+/** Resolves a wait. Never re-schedules (it runs inside checkAll); callers outside call idleCheck(). */
 function settle(p: Pending, revents: number): void {
   if (p.done) return;
   p.done = true;
   cleanup(p);
-  if (waiter !== null) waiter.remove(p);
+  if (waiter !== null) waiter.pending.delete(p);
   p.resolve(revents);
 }
 
@@ -203,7 +204,7 @@ Port.prototype.close = function close(this: Port): void {
     w.disarmPort(this);
     originalClose.call(this);
     for (const p of w.pending) if (p.port === this) settle(p, POLLERR);
-    if (w.busy) w.kick();
+    if (w.busy) w.kick(); else w.idleCheck();
     return;
   }
   originalClose.call(this);
@@ -244,6 +245,7 @@ export function waitPort(port: Port, events: number, timeoutMs: number, opts: Wa
         let revents = 0;
         try { revents = port.isClosed ? POLLERR : port.pollOnce(events); } catch { revents = POLLERR; }
         settle(p, revents & (events | POLLERR));
+        waiter?.idleCheck();
       }, timeoutMs);
     }
     if (signal !== null) {
@@ -251,7 +253,7 @@ export function waitPort(port: Port, events: number, timeoutMs: number, opts: Wa
         if (p.done) return;
         p.done = true;
         cleanup(p);
-        if (waiter !== null) waiter.remove(p);
+        if (waiter !== null) { waiter.pending.delete(p); waiter.idleCheck(); }
         reject(signal.reason);
       };
       signal.addEventListener('abort', p.onAbort, { once: true });

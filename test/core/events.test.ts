@@ -7,7 +7,7 @@ import { dir } from './helpers/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, waitPort, portEvents, pendingWaits, POLLIN, POLLOUT, POLLERR, NetmapError } from './helpers/lib.js';
+import { openPort, waitPort, portEvents, pendingWaits, POLLIN, POLLOUT, POLLERR, NetmapError, layout as L } from './helpers/lib.js';
 import type { Port } from '../../src/ports/port.js';
 import { spawnHelper, startWorker } from './helpers/proc.js';
 
@@ -96,6 +96,12 @@ test('many waits on many ports at once; each resolves on its own packet', async 
   assert.deepEqual(await Promise.all(waits), pairs.map(() => POLLIN));
   assert.deepEqual(await Promise.all(two), pairs.map(() => POLLIN));
   assert.equal(pendingWaits(), 0);
+  await new Promise((r) => setTimeout(r, 20));
+  for (const [m, s] of pairs) {
+    for (const r of [...m.txRings, ...m.rxRings, ...s.txRings, ...s.rxRings]) {
+      assert.equal(s.mem.i32[(r.offset + L.KR_WAITERS) >>> 2], 0, 'no waiter left announced on a ring');
+    }
+  }
   for (const [m, s] of pairs) { m.close(); s.close(); }
 });
 
