@@ -25,7 +25,7 @@ import { selfTid } from '../memory/lock.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import type { Port, PortAdapter } from '../ports/port.js';
-import { Lease, LeaseOps } from './lease.js';
+import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, type LookupFn } from './lookup.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
@@ -87,6 +87,11 @@ export class ValeAdapter implements PortAdapter {
   private readonly pNumBufs = new Int32Array(MAXP);
   private readonly pGen = new Int32Array(MAXP);
   private readonly pNumSlots = new Int32Array(MAXP * MAX_RINGS);
+  /** Lease table of each RX ring as checked at refresh (hidden ring state is user-writable). */
+  private readonly pTable = new Int32Array(MAXP * MAX_RINGS);
+  /** Object area of this port's own region: where its lease tables may be. */
+  private ownObjLo = 0;
+  private ownObjHi = 0;
 
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
@@ -102,6 +107,9 @@ export class ValeAdapter implements PortAdapter {
     this.i32 = sp.i32;
     this.f64 = sp.f64;
     this.leases = new LeaseOps(sp);
+    const own = this.reg.region(port.memId);
+    this.ownObjLo = own.pagesBase;
+    this.ownObjHi = own.pagesBase + own.numPages * L.PAGE_SIZE;
   }
 
   // ---- switch view ------------------------------------------------------------------------------
@@ -135,6 +143,9 @@ export class ValeAdapter implements PortAdapter {
           const ring = reg.ringOffset(idx, numTx + r);
           this.pRx[p * MAX_RINGS + r] = ring;
           this.pNumSlots[p * MAX_RINGS + r] = u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
+          const table = u32[(ring + L.KR_LEASE_TABLE) >>> 2]!;
+          const objEnd = region.pagesBase + region.numPages * L.PAGE_SIZE;
+          this.pTable[p * MAX_RINGS + r] = table >= region.pagesBase && table + LEASE_TABLE_BYTES <= objEnd && table % L.PAGE_SIZE === 0 ? table : -1;
         }
         this.pIndex[p] = idx;
         this.pNumRx[p] = numRx;
@@ -316,6 +327,11 @@ export class ValeAdapter implements PortAdapter {
     const r = ringId % this.pNumRx[d]!;
     const ring = this.pRx[d * MAX_RINGS + r]!;
     const n = this.pNumSlots[d * MAX_RINGS + r]!;
+    if (u32[(ring + L.KR_LEASE_TABLE) >>> 2] !== this.pTable[d * MAX_RINGS + r]) {
+      // someone overwrote the hidden state of that ring: never follow a bad table pointer
+      this.leases.countOnly(ring, totalPkts, f64);
+      return;
+    }
     if (u32[(ring >>> 2) + W_USERS] === 0) { // nobody has that ring open: netmap drops
       this.leases.countOnly(ring, totalPkts, f64);
       return;
@@ -395,7 +411,8 @@ export class ValeAdapter implements PortAdapter {
         this.rxStuckSince[k] = Date.now();
       } else if (Date.now() - this.rxStuckSince[k]! > 5) {
         this.rxStuckSince[k] = Date.now();
-        if (this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
+        const table = u32[w + (L.KR_LEASE_TABLE >>> 2)]!;
+        if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
       }
     } else this.rxStuckFirst[k] = -1;
     if (tail >= n) tail = u32[w + W_HWCUR]!;
