@@ -59,6 +59,8 @@ export interface OpenOptions {
 }
 
 let openHandles = 0;
+/** How long poll() re-checks before it goes to sleep, in microseconds. */
+const POLL_SPIN_US = 30;
 /** futex_waitv's limit on words per wait. */
 const MAX_WAIT_WORDS = 128;
 const idleWord = new Int32Array(new SharedArrayBuffer(4));
@@ -187,6 +189,15 @@ export class Port {
   poll(events: number, timeoutMs: number): number {
     let revents = this.pollOnce(events);
     if ((revents & (events | POLLERR)) !== 0 || timeoutMs === 0) return revents;
+    // Spin briefly before sleeping: a peer that is busy moving packets usually makes progress
+    // within microseconds, and a futex sleep/wake costs tens of them. Bounded (POLL_SPIN_US per
+    // call), so an idle poller still sleeps at once for all practical purposes.
+    const spinUntil = performance.now() + POLL_SPIN_US / 1000;
+    for (let k = 1; ; k++) {
+      revents = this.pollOnce(events);
+      if ((revents & (events | POLLERR)) !== 0) return revents;
+      if ((k & 7) === 0 && performance.now() > spinUntil) break;
+    }
     const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       const n = this.armWait(events);
