@@ -4,7 +4,8 @@
  * senders into one port, one sender flooding eight ports. Rates come from the switch's port
  * counters, sampled by the parent over a fixed window after a warm-up.
  * Prints JSON lines: {"bench":"vale","case":..,"metric":..,"value":..,"unit":..,"mpps":..,"gbps":..}
- * Options: --seconds N (measurement window, default 2), --case NAME (only that case).
+ * Options: --seconds N (measurement window, default 2), --case NAME (only that case),
+ * --rx-slots N (slots of the receivers' rings, default 1024).
  */
 import fs from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -118,6 +119,9 @@ function start(role: string, args: string[], dir: string): { proc: ChildProcess;
   return { proc, ready };
 }
 
+/** Slots of the receivers' rings (--rx-slots; netmap's default is 1024). */
+let rxSlots = 1024;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function runCase(c: Case, seconds: number): Promise<void> {
@@ -126,7 +130,7 @@ async function runCase(c: Case, seconds: number): Promise<void> {
   process.env.NETMAP_TS_DIR = dir;
   const vale = await import('../src/switch/index.js');
   const sw = `valeb${CASES.indexOf(c)}`;
-  const rxNames = Array.from({ length: c.receivers }, (_, k) => `${sw}:r${k}`);
+  const rxNames = Array.from({ length: c.receivers }, (_, k) => `${sw}:r${k}${rxSlots === 1024 ? '' : `@conf:slots=${rxSlots}`}`);
   const children: ChildProcess[] = [];
   const senders: ChildProcess[] = [];
   try {
@@ -172,7 +176,7 @@ async function runCase(c: Case, seconds: number): Promise<void> {
     const perCore = cpu > 0 ? (b.rx - a.rx) / cpu / 1e6 : 0;
     const gbpsPerCore = cpu > 0 ? (b.rxBytes - a.rxBytes) * 8 / cpu / 1e9 : 0;
     // forwarded frames: delivered copies (flood: one frame sent = 8 copies)
-    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
+    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), rx_slots: rxSlots, senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
     console.log(JSON.stringify({ ...base, metric: 'rx_rate', value: round(rxMpps), unit: 'Mpps' }));
     console.log(JSON.stringify({ ...base, metric: 'rx_throughput', value: round(gbps), unit: 'Gbit/s' }));
     console.log(JSON.stringify({ ...base, metric: 'rx_rate_per_sender_core', value: round(perCore), unit: 'Mpps' }));
@@ -206,8 +210,10 @@ async function main(): Promise<void> {
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--seconds') seconds = Number(argv[++i]);
     else if (argv[i] === '--case') only = argv[++i] ?? null;
-    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
+    else if (argv[i] === '--rx-slots') rxSlots = Number(argv[++i]);
+    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--rx-slots N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
   }
+  if (!Number.isInteger(rxSlots) || rxSlots < 64 || rxSlots > 4096) { console.error('--rx-slots must be 64..4096'); process.exitCode = 2; return; }
   if (!(seconds > 0 && seconds <= 60)) { console.error('--seconds must be in (0, 60]'); process.exitCode = 2; return; }
   for (const c of CASES) if (only === null || c.name === only) await runCase(c, seconds);
 }

@@ -266,7 +266,11 @@ export class ValeAdapter implements PortAdapter {
       const len = off < 0 ? 0 : ftLen[p]!;
       let dst: number;
       if (len < 14) dst = DROP;
-      else if (custom !== null) dst = custom(u8, off, len, me);
+      else if (custom !== null) {
+        // a plugged-in lookup must not break the switch: anything but a port number is a drop
+        try { dst = custom(u8, off, len, me); } catch { dst = DROP; }
+        if (dst !== (dst | 0)) dst = DROP;
+      }
       else {
         const s0 = u16[(off + 6) >>> 1]!;
         const sLo = s0 | (u16[(off + 8) >>> 1]! << 16), sHi = u16[(off + 10) >>> 1]!;
