@@ -40,6 +40,8 @@ export interface GenConfig {
   affinity: number;
   /** -c: CPUs to use (0 = all). */
   cpus: number;
+  /** -X: rx/rxseq dump every frame received (hex and ASCII, on stderr). */
+  dump: boolean;
   /** Busy-poll this many microseconds before sleeping in poll (0: sleep at once). */
   spinUs: number;
 }

@@ -18,6 +18,7 @@ import type { GenConfig } from './config.js';
 import { FrameTemplate, PING_COUNTER_OFF, PING_MIN_FRAME, PING_TS_OFF, SEQ_OFF, UDP_OFF, get32, put16, put32, sumOfAddrs, swapForReply } from './frame.js';
 import { RateLimiter, clipBurst, nowMs } from './rate.js';
 import * as S from './stats.js';
+import { hexDump } from './dump.js';
 
 /** How long one poll may sleep before the stop flag is looked at again. */
 const POLL_SLICE_MS = 100;
@@ -224,6 +225,11 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
         for (let k = 0; k < n; k++) {
           bytes += u16[2 * (sw + 4 * i) + 2]!;
           i = i + 1 === ns ? 0 : i + 1;
+        }
+      }
+      if (cfg.dump) {
+        for (let k = 0, j = r.head; k < n; k++, j = r.next(j)) {
+          a.log(hexDump(u8, r.slotBufOffset(j), r.slotLen(j), `ring ${r.id} slot ${j} buf ${r.slotBufIdx(j)} len ${r.slotLen(j)} flags 0x${r.slotFlags(j).toString(16)}`));
         }
       }
       r.advance(i);

@@ -26,13 +26,14 @@ export const USAGE = `usage: netmap pkt-gen -i port [-f function] [options]
   -a cpu         pin thread K to CPU (cpu + K) mod cpus
   -c cpus        CPUs to use for pinning (default: all)
   -N             do not normalise units in reports
+  -X             rx, rxseq: dump every frame received (hex, on stderr)
   -v             verbose (repeat for more)
   --json         machine-readable JSON lines on stdout instead of text
   --spin us      busy-poll up to us microseconds before sleeping in poll (default 0)
   -h, --help     this help`;
 
 const WITH_VALUE = new Set(['--spin', '-i', '-f', '-n', '-l', '-b', '-R', '-p', '-d', '-s', '-D', '-S', '-w', '-T', '-a', '-c']);
-const FLAGS = new Set(['-z', '-Z', '-W', '-N', '-v', '--json', '-h', '--help']);
+const FLAGS = new Set(['-X', '-z', '-Z', '-W', '-N', '-v', '--json', '-h', '--help']);
 
 function parseCount(text: string, opt: string, min: number, max: number, suffixes: boolean): number {
   const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(text);
@@ -112,6 +113,7 @@ export function parseArgs(argv: string[]): GenConfig | null {
     affinity: num('-a', -1, 0, 1023),
     cpus: num('-c', 0, 0, 1024),
     spinUs: num('--spin', 0, 0, 100_000),
+    dump: opts.has('-X'),
   };
   if (cfg.reportMs > 0 && cfg.reportMs < 10) fail('EINVAL', `-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
   return cfg;

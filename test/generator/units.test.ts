@@ -141,3 +141,9 @@ test('pkt-gen argument parser: any argument list parses or fails with a NetmapEr
     }
   }
 });
+
+test('-X dump format', async () => {
+  const { hexDump } = await import('../../src/generator/dump.js');
+  const text = hexDump(Uint8Array.from([0x41, 0x00, 0xff, ...Array(15).fill(0x62)]), 0, 18, 'hdr');
+  assert.equal(text, 'hdr\n0000: 41 00 ff 62 62 62 62 62 62 62 62 62 62 62 62 62  A..bbbbbbbbbbbbb\n0010: 62 62                                            bb');
+});
