@@ -31,7 +31,8 @@ const END_LEN = 1;
 
 async function runRole(r: Role): Promise<Result> {
   process.env.NETMAP_TS_DIR = r.dir;
-  const nm = await import('../src/index.js');
+  await import('../src/pipes/pipe.js');
+  const nm = await import('../src/ports/port.js');
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1`);
     const tx = port.txRings[0]!;
