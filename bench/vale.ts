@@ -5,7 +5,8 @@
  * counters, sampled by the parent over a fixed window after a warm-up.
  * Prints JSON lines: {"bench":"vale","case":..,"metric":..,"value":..,"unit":..,"mpps":..,"gbps":..}
  * Options: --seconds N (measurement window, default 2), --case NAME (only that case),
- * --rx-slots N (slots of the receivers' rings, default 1024).
+ * --rx-slots N (slots of the receivers' rings, default 1024), --repeat N (report the best of N
+ * runs of each case, by delivered rate; default 1).
  */
 import fs from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -124,8 +125,8 @@ let rxSlots = 1024;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function runCase(c: Case, seconds: number): Promise<void> {
-  const dir = `/dev/shm/netmap-ts-bench-vale-${process.pid}-${CASES.indexOf(c)}`;
+async function runCase(c: Case, seconds: number, attempt: number): Promise<Record<string, number | string>> {
+  const dir = `/dev/shm/netmap-ts-bench-vale-${process.pid}-${CASES.indexOf(c)}-${attempt}`;
   fs.rmSync(dir, { recursive: true, force: true });
   process.env.NETMAP_TS_DIR = dir;
   const vale = await import('../src/switch/index.js');
@@ -177,10 +178,7 @@ async function runCase(c: Case, seconds: number): Promise<void> {
     const gbpsPerCore = cpu > 0 ? (b.rxBytes - a.rxBytes) * 8 / cpu / 1e9 : 0;
     // forwarded frames: delivered copies (flood: one frame sent = 8 copies)
     const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), rx_slots: rxSlots, senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
-    console.log(JSON.stringify({ ...base, metric: 'rx_rate', value: round(rxMpps), unit: 'Mpps' }));
-    console.log(JSON.stringify({ ...base, metric: 'rx_throughput', value: round(gbps), unit: 'Gbit/s' }));
-    console.log(JSON.stringify({ ...base, metric: 'rx_rate_per_sender_core', value: round(perCore), unit: 'Mpps' }));
-    console.log(JSON.stringify({ ...base, metric: 'rx_throughput_per_sender_core', value: round(gbpsPerCore), unit: 'Gbit/s' }));
+    return base;
   } finally {
     for (const p of children) p.kill('SIGKILL');
     await sleep(100);
@@ -207,15 +205,31 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   let seconds = 2;
   let only: string | null = null;
+  let repeat = 1;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--seconds') seconds = Number(argv[++i]);
     else if (argv[i] === '--case') only = argv[++i] ?? null;
     else if (argv[i] === '--rx-slots') rxSlots = Number(argv[++i]);
-    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--rx-slots N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
+    else if (argv[i] === '--repeat') repeat = Number(argv[++i]);
+    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--rx-slots N] [--repeat N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
   }
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) { console.error('--repeat must be 1..20'); process.exitCode = 2; return; }
   if (!Number.isInteger(rxSlots) || rxSlots < 64 || rxSlots > 4096) { console.error('--rx-slots must be 64..4096'); process.exitCode = 2; return; }
   if (!(seconds > 0 && seconds <= 60)) { console.error('--seconds must be in (0, 60]'); process.exitCode = 2; return; }
-  for (const c of CASES) if (only === null || c.name === only) await runCase(c, seconds);
+  for (const c of CASES) {
+    if (only !== null && c.name !== only) continue;
+    // best of --repeat runs (by delivered rate): the machine may be shared
+    let best: Record<string, number | string> | null = null;
+    for (let k = 0; k < repeat; k++) {
+      const r = await runCase(c, seconds, k);
+      if (best === null || (r.mpps as number) > (best.mpps as number)) best = r;
+    }
+    const base: Record<string, number | string> = { ...(best as Record<string, number | string>), repeat };
+    console.log(JSON.stringify({ ...base, metric: 'rx_rate', value: base.mpps, unit: 'Mpps' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_throughput', value: base.gbps, unit: 'Gbit/s' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_rate_per_sender_core', value: base.mpps_per_core, unit: 'Mpps' }));
+    console.log(JSON.stringify({ ...base, metric: 'rx_throughput_per_sender_core', value: base.gbps_per_core, unit: 'Gbit/s' }));
+  }
 }
 
 main().catch((e: unknown) => { console.error(e); process.exitCode = 1; });
