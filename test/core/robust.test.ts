@@ -134,3 +134,30 @@ test('a registry of another layout version is refused with an error naming both 
     fs.rmSync(other, { recursive: true, force: true });
   }
 });
+
+test('a memory region of another layout version is refused with an error naming both versions', async () => {
+  const other = fs.mkdtempSync('/dev/shm/nmts-core-layout-');
+  try {
+    const env = { ...process.env, NETMAP_TS_DIR: other };
+    const holder = spawnHelper(['hold', 'netmap:rl{1', '0'], env);
+    await holder.next((o) => o.ready === true);
+    const regionFile = fs.readdirSync(other).find((f) => f.startsWith('mem-'));
+    assert.ok(regionFile !== undefined);
+    const fd = fs.openSync(path.join(other, regionFile), 'r+');
+    const word = Buffer.alloc(4);
+    word.writeUInt32LE(L.LAYOUT_VERSION + 5, 0);
+    fs.writeSync(fd, word, 0, 4, L.RH_LAYOUT);
+    fs.closeSync(fd);
+    const b = spawnHelper(['open', 'netmap:rl}1'], env);
+    const r = await b.next();
+    await b.exited();
+    assert.equal(r.ok, false);
+    assert.equal(r.code, 'EINVAL');
+    assert.match(String(r.message), new RegExp(`layout version ${L.LAYOUT_VERSION + 5}\\b`));
+    assert.match(String(r.message), new RegExp(`uses ${L.LAYOUT_VERSION}\\b`));
+    holder.kill('SIGKILL');
+    await holder.exited();
+  } finally {
+    fs.rmSync(other, { recursive: true, force: true });
+  }
+});
