@@ -85,7 +85,6 @@ export class ValeAdapter implements PortAdapter {
   private readonly pBufBase = new Int32Array(MAXP);
   private readonly pBufSize = new Int32Array(MAXP);
   private readonly pNumBufs = new Int32Array(MAXP);
-  private readonly pGen = new Int32Array(MAXP);
   private readonly pNumSlots = new Int32Array(MAXP * MAX_RINGS);
   /** Lease table of each RX ring as checked at refresh (hidden ring state is user-writable). */
   private readonly pTable = new Int32Array(MAXP * MAX_RINGS);
@@ -152,7 +151,6 @@ export class ValeAdapter implements PortAdapter {
         this.pBufBase[p] = region.bufBase;
         this.pBufSize[p] = region.bufSize;
         this.pNumBufs[p] = region.numBufs;
-        this.pGen[p] = reg.portGet(idx, L.PE_GENERATION);
         this.active[this.nActive++] = p;
       }
     });
@@ -317,7 +315,6 @@ export class ValeAdapter implements PortAdapter {
       this.deliver(d, ringId);
       dstHead[d] = -1;
     }
-    void ftOff; void ftLen;
     return drops;
   }
 
