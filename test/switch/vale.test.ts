@@ -215,6 +215,48 @@ test('frames shorter than 14 bytes are dropped and counted; payload and multi-sl
   } finally { a.close(); b.close(); }
 });
 
+test('garbage in TX slots and scribbled hidden ring state never break the switch', () => {
+  const a = openPort('vale13:a'), b = openPort('vale13:b@conf:slots=64'), c = openPort('vale13:c');
+  let seed = 12345;
+  const rnd = (m: number): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % m; };
+  try {
+    const r = a.txRings[0]!;
+    const u8 = a.mem.u8;
+    for (let round = 0; round < 200; round++) {
+      let i = r.head;
+      const count = 1 + rnd(r.space());
+      for (let k = 0; k < count; k++) {
+        const o = r.slotBufOffset(i);
+        if (r.validBuf(r.slotBufIdx(i))) { u8[o] = rnd(2) === 0 ? 0xff : 2; u8[o + 6] = 2 + 4 * rnd(2); }
+        if (rnd(10) === 0) r.setSlotBufIdx(i, rnd(3) === 0 ? 0 : rnd(1 << 30));
+        r.setSlotLen(i, rnd(4) === 0 ? rnd(65536) : rnd(2049));
+        r.setSlotFlags(i, rnd(65536));
+        i = r.next(i);
+      }
+      r.advance(i);
+      if (rnd(20) === 0) {
+        // scribble over the hidden state of b's RX ring
+        const ring = b.rxRings[0]!.offset;
+        const field = [L.KR_LEASE, L.KR_LEASE_DONE, L.KR_LEASE_NEXT, L.KR_LEASE_TABLE, L.KR_SHADOW_TAIL, L.KR_HWCUR][rnd(6)]!;
+        b.mem.u32[(ring + field) >>> 2] = rnd(2) === 0 ? rnd(100000) : 0xffffffff;
+      }
+      a.txsync();
+      // repair what a.txsync may have refused (bad buffer indices become 0): give them back
+      for (let k = 0; k < r.numSlots; k++) if (!r.validBuf(r.slotBufIdx(k))) r.setSlotBufIdx(k, 2 + k);
+      for (const p of [b, c]) {
+        p.rxsync();
+        const rr = p.rxRings[0]!;
+        for (let j = rr.head; j !== rr.tail; j = rr.next(j)) assert.ok(rr.slotLen(j) <= rr.bufSize);
+        rr.advance(rr.tail);
+        p.rxsync();
+      }
+    }
+    // a clean frame still goes through to c (b's ring may be wrecked for good: its own fault)
+    send(a, BC, mac(1));
+    assert.ok(drain(c).length >= 1);
+  } finally { a.close(); b.close(); c.close(); }
+});
+
 test('a full receiver drops and counts; the sender never blocks', () => {
   const a = openPort('vale3:a'), b = openPort('vale3:b@conf:slots=256');
   try {
