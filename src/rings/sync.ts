@@ -34,8 +34,10 @@ export function txPrologue(ring: Ring): number {
     reinit(ring);
     return -1;
   }
-  u32[w + RHEAD] = head;
-  u32[w + RCUR] = cur;
+  // Stores only on change: the kring words share a cache line with the words the peer writes
+  // (shadow tail), and a syncing loop that rewrites unchanged values keeps stealing that line.
+  if (rhead !== head) u32[w + RHEAD] = head;
+  if (u32[w + RCUR] !== cur) u32[w + RCUR] = cur;
   return head;
 }
 
@@ -51,8 +53,8 @@ export function rxPrologue(ring: Ring): number {
     reinit(ring);
     return -1;
   }
-  u32[w + RHEAD] = head;
-  u32[w + RCUR] = cur;
+  if (u32[w + RHEAD] !== head) u32[w + RHEAD] = head;
+  if (u32[w + RCUR] !== cur) u32[w + RCUR] = cur;
   return head;
 }
 
@@ -92,9 +94,9 @@ export function reinit(ring: Ring): void {
 export function setTail(ring: Ring, tail: number): void {
   const u32 = ring.sp.u32;
   const w = ring.offset >>> 2;
-  u32[w + TAIL] = tail;
-  u32[w + RTAIL] = tail;
-  u32[w + HWTAIL] = tail;
+  if (u32[w + TAIL] !== tail) u32[w + TAIL] = tail;
+  if (u32[w + RTAIL] !== tail) u32[w + RTAIL] = tail;
+  if (u32[w + HWTAIL] !== tail) u32[w + HWTAIL] = tail;
 }
 
 export function hwcur(ring: Ring): number {
