@@ -12,6 +12,7 @@ import * as L from '../memory/layout.js';
 import './port.js';
 import { Bridge, waitPorts } from './bridge.js';
 import { recordPath, hostPortName } from './attach.js';
+import { interfaceExists } from './ifinfo.js';
 
 const [switchName, ifName, mode] = process.argv.slice(2);
 const ports: Port[] = [];
@@ -58,7 +59,12 @@ async function main(): Promise<number> {
     return 1;
   }
   let idle = 0;
+  let nextCheck = Date.now() + 1000;
   while (!stop) {
+    if (Date.now() >= nextCheck) {
+      nextCheck = Date.now() + 1000;
+      if (!interfaceExists(ifName)) break; // the interface went away: nothing left to forward
+    }
     const turnEnd = Date.now() + 50;
     do {
       let moved = 0;

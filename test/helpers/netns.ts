@@ -199,7 +199,16 @@ export class Lab {
     }
     this.children.length = 0;
     try { this.leave(); } catch { /* best effort */ }
-    for (const ns of this.namespaces.splice(0)) run('ip', ['netns', 'del', ns], 5000);
+    for (const ns of this.namespaces.splice(0)) {
+      // processes started inside our namespaces (detached forwarders, servers) would keep the
+      // namespace and its links alive after `ip netns del`: end them, by pid
+      for (const pid of run('ip', ['netns', 'pids', ns], 5000).stdout.split('\n').map(Number)) {
+        if (Number.isInteger(pid) && pid > 1 && pid !== process.pid) {
+          try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+      }
+      run('ip', ['netns', 'del', ns], 5000);
+    }
     live.delete(this);
   }
 }
