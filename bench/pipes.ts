@@ -24,7 +24,7 @@ interface Role {
   rounds?: number;
 }
 
-interface Result { packets: number; seconds: number; bytes: number; rttNs?: number }
+interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number }
 
 const PKT_LEN = 60;
 const END_LEN = 1;
@@ -33,6 +33,8 @@ async function runRole(r: Role): Promise<Result> {
   process.env.NETMAP_TS_DIR = r.dir;
   await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  const cpu0 = process.cpuUsage();
+  const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1`);
     const tx = port.txRings[0]!;
@@ -66,8 +68,9 @@ async function runRole(r: Role): Promise<Result> {
     // wait until the receiver has released everything (so closing does not race it)
     const t0 = Date.now();
     while (tx.txPending() && Date.now() - t0 < 5000) port.poll(nm.POLLOUT, 100);
+    const cpu = cpuMs();
     port.close();
-    return { packets: sent, seconds: 0, bytes: 0 };
+    return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu };
   }
   if (r.role === 'rx') {
     const port = nm.openPort(`netmap:${r.name}}1`, { noTxPoll: true });
@@ -99,9 +102,10 @@ async function runRole(r: Role): Promise<Result> {
       rx.advance(i);
     }
     port.rxsync();
+    const cpu = cpuMs();
     port.close();
     void probe;
-    return { packets: got, seconds: (end - start) / 1000, bytes };
+    return { packets: got, seconds: (end - start) / 1000, bytes, cpuMs: cpu };
   }
   // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
   const isPing = r.role === 'ping';
@@ -190,7 +194,11 @@ async function main(): Promise<void> {
         const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin });
         const [rr, tr] = await Promise.all([rx, tx]);
         const mpps = rr.packets / rr.seconds / 1e6;
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)) });
+        // CPU time per packet of each side (includes start-up and idle polling; a check on how
+        // much of the wall time the side actually ran, which matters on a loaded machine)
+        const txCpuNs = ((tr.cpuMs ?? 0) * 1e6) / Math.max(1, tr.packets);
+        const rxCpuNs = ((rr.cpuMs ?? 0) * 1e6) / Math.max(1, rr.packets);
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)), wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of [false, true]) {
