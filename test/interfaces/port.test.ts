@@ -233,3 +233,19 @@ test('TAP port: a TAP nobody holds is opened as the wire; the kernel answers an 
     lab.leave();
   }
 }));
+
+test('netmap:IF as an unprivileged user: EPERM with a hint', { ...opts, skip: opts.skip !== false ? opts.skip : (skipReason(['setpriv']) ?? false) }, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const dir = `/tmp/nmts-nobody-${process.pid}`;
+  const script = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)}; const p = await import(${JSON.stringify(PORTS)}); try { p.openPort('netmap:a0'); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
+  try {
+    const r = lab.run(a, 'setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], 30_000);
+    assert.match(r.stdout, /^EPERM .*(root|CAP_NET)/m, r.stdout + r.stderr);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  lab.enter(a);
+  assert.equal(hasSplitRules('a0'), false, 'nothing left behind');
+  lab.leave();
+}));
