@@ -249,3 +249,44 @@ test('netmap:IF as an unprivileged user: EPERM with a hint', { ...opts, skip: op
   assert.equal(hasSplitRules('a0'), false, 'nothing left behind');
   lab.leave();
 }));
+
+test('netmap:IF@conf:rings=2: a flow-hash fanout spreads flows over two RX rings, -N selects one', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.enter(b);
+  const tx = new PacketTransmitter('b0');
+  lab.enter(a);
+  const p = openPort('netmap:a0@conf:rings=2');
+  try {
+    assert.deepEqual([p.numTxRings, p.numRxRings, p.rxRings.length], [2, 2, 2]);
+    const one = openPort('netmap:a0-1');
+    assert.deepEqual([one.rxRings.length, one.rxRings[0]!.id, one.txRings[0]!.id], [1, 1, 1]);
+    one.close();
+    const flows = 32;
+    for (let f = 0; f < flows; f++) {
+      const at = tx.slot();
+      tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), f, f));
+    }
+    tx.kick();
+    const owner = new Map<number, number>();
+    const deadline = Date.now() + 5000;
+    while (owner.size < flows && Date.now() < deadline) {
+      p.poll(POLLIN, 100);
+      p.rxRings.forEach((r, k) => {
+        while (!r.empty()) {
+          const f = parseUdpFrame(r.slotBufOffset(r.head), r.slotLen(r.head));
+          if (f !== null) owner.set(f.flow, k);
+          r.advance(r.next(r.head));
+        }
+      });
+    }
+    assert.equal(owner.size, flows);
+    const counts = [0, 0];
+    for (const k of owner.values()) counts[k]!++;
+    assert.ok(counts[0]! > 0 && counts[1]! > 0, `both rings got flows (${counts.join('/')})`);
+  } finally {
+    p.close();
+    tx.close();
+    lab.leave();
+  }
+}));
