@@ -6,9 +6,11 @@
  * Prints JSON lines: {"bench":"vale","case":..,"metric":..,"value":..,"unit":..,"mpps":..,"gbps":..}
  * Options: --seconds N (measurement window, default 2), --case NAME (only that case),
  * --rx-slots N (slots of the receivers' rings, default 1024), --repeat N (report the best of N
- * runs of each case, by delivered rate; default 1).
+ * runs of each case, by delivered rate; default 1), --priority NICE (nice value of the children,
+ * e.g. -10 on a shared machine; default 0).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -26,6 +28,14 @@ const CASES: Case[] = [
 ];
 
 // ---- children -----------------------------------------------------------------------------------
+
+/**
+ * Children run in their own session (see start()), so they must not outlive the benchmark:
+ * every few thousand iterations they check the deadline the parent gave and their parent.
+ */
+function childMustStop(): boolean {
+  return Date.now() > Number(process.env.VALE_BENCH_DEADLINE ?? 0) || process.ppid !== Number(process.env.VALE_BENCH_PARENT ?? 0);
+}
 
 async function childMain(role: string, args: string[]): Promise<void> {
   const { openPort } = await import('../src/ports/index.js');
@@ -49,7 +59,8 @@ async function childMain(role: string, args: string[]): Promise<void> {
     }
     process.stdout.write('ready\n');
     const burst = 512;
-    for (;;) {
+    for (let iter = 1; ; iter++) {
+      if ((iter & 4095) === 0 && childMustStop()) process.exit(0);
       let h = r.head + burst;
       if (h >= n) h -= n;
       r.advance(h);
@@ -74,7 +85,8 @@ async function childMain(role: string, args: string[]): Promise<void> {
       r.setSlotFlags(i, 0);
     }
     process.stdout.write('ready\n');
-    for (;;) {
+    for (let iter = 1; ; iter++) {
+      if ((iter & 4095) === 0 && childMustStop()) process.exit(0);
       let h = r.head + 512;
       if (h >= n) h -= n;
       r.advance(h);
@@ -98,7 +110,8 @@ async function childMain(role: string, args: string[]): Promise<void> {
     });
     process.stdout.write('ready\n');
     const rings = ports.map((p) => p.rxRings[0]!);
-    for (;;) {
+    for (let iter = 1; ; iter++) {
+      if ((iter & 4095) === 0 && childMustStop()) process.exit(0);
       for (let k = 0; k < ports.length; k++) {
         const p = ports[k]!, r = rings[k]!;
         p.rxsync();
@@ -111,17 +124,25 @@ async function childMain(role: string, args: string[]): Promise<void> {
 // ---- parent -------------------------------------------------------------------------------------
 
 function start(role: string, args: string[], dir: string): { proc: ChildProcess; ready: Promise<void> } {
-  const proc = spawn(process.execPath, [SELF, ...args], { env: { ...process.env, NETMAP_TS_DIR: dir, VALE_BENCH_ROLE: role }, stdio: ['ignore', 'pipe', 'inherit'] });
+  // Each child in its own session: with the kernel's autogroup scheduling, processes of one
+  // session share one CPU's worth of time on a busy machine; separate programs would not.
+  const env = { ...process.env, NETMAP_TS_DIR: dir, VALE_BENCH_ROLE: role, VALE_BENCH_PARENT: String(process.pid), VALE_BENCH_DEADLINE: String(Date.now() + 120_000) };
+  const proc = spawn(process.execPath, [SELF, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   const ready = new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
     proc.on('exit', (c) => reject(new Error(`bench child ${role} exited with ${c}`)));
   });
   ready.catch(() => {});
+  if (priority !== 0 && proc.pid !== undefined) {
+    try { os.setPriority(proc.pid, priority); } catch { /* not allowed: run at the default priority */ }
+  }
   return { proc, ready };
 }
 
 /** Slots of the receivers' rings (--rx-slots; netmap's default is 1024). */
 let rxSlots = 1024;
+/** Scheduling priority (nice value) of the children (--priority; negative needs root). */
+let priority = 0;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -177,7 +198,7 @@ async function runCase(c: Case, seconds: number, attempt: number): Promise<Recor
     const perCore = cpu > 0 ? (b.rx - a.rx) / cpu / 1e6 : 0;
     const gbpsPerCore = cpu > 0 ? (b.rxBytes - a.rxBytes) * 8 / cpu / 1e9 : 0;
     // forwarded frames: delivered copies (flood: one frame sent = 8 copies)
-    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), rx_slots: rxSlots, senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
+    const base = { bench: 'vale', case: c.name, mpps: round(rxMpps), gbps: round(gbps), tx_mpps: round(txMpps), drop_mpps: round(dropMpps), mpps_per_core: round(perCore), gbps_per_core: round(gbpsPerCore), sender_cpus: round(cpu / dt), receiver_cpus: round((b.rxCpu - a.rxCpu) / dt), rx_slots: rxSlots, priority, senders: c.senders, receivers: c.receivers, frame: c.len, seconds: round(dt) };
     return base;
   } finally {
     for (const p of children) p.kill('SIGKILL');
@@ -211,8 +232,10 @@ async function main(): Promise<void> {
     else if (argv[i] === '--case') only = argv[++i] ?? null;
     else if (argv[i] === '--rx-slots') rxSlots = Number(argv[++i]);
     else if (argv[i] === '--repeat') repeat = Number(argv[++i]);
-    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--rx-slots N] [--repeat N] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
+    else if (argv[i] === '--priority') priority = Number(argv[++i]);
+    else { console.error(`usage: node dist/bench/vale.js [--seconds N] [--rx-slots N] [--repeat N] [--priority NICE] [--case ${CASES.map((c) => c.name).join('|')}]`); process.exitCode = 2; return; }
   }
+  if (!Number.isInteger(priority) || priority < -20 || priority > 19) { console.error('--priority must be -20..19'); process.exitCode = 2; return; }
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) { console.error('--repeat must be 1..20'); process.exitCode = 2; return; }
   if (!Number.isInteger(rxSlots) || rxSlots < 64 || rxSlots > 4096) { console.error('--rx-slots must be 64..4096'); process.exitCode = 2; return; }
   if (!(seconds > 0 && seconds <= 60)) { console.error('--seconds must be in (0, 60]'); process.exitCode = 2; return; }
