@@ -523,7 +523,10 @@ export class Registry {
 
   /** Releases the handles of dead threads and what only they held. Returns how many. */
   collectGarbage(): number {
+    const outermost = this.depth === 0;
     return this.locked(() => {
+      // Only between control operations can half-made state be told from debris of the dead.
+      if (outermost) this.sweepDebris();
       let released = 0;
       const u32 = this.sp.u32;
       for (let i = 0; i < L.MAX_PORTS; i++) {
@@ -542,6 +545,26 @@ export class Registry {
       }
       return released;
     });
+  }
+
+  /**
+   * Removes what a control operation killed half-way left behind (it runs under the lock, so
+   * outside a locked section nothing is legitimately half-made): port entries still "being
+   * created" and regions that no live port uses (a region is always created with its first port,
+   * and goes with its last). The objects a half-made port took inside a surviving region stay
+   * lost; a region nobody uses is freed whole, its file removed.
+   */
+  private sweepDebris(): void {
+    for (let i = 0; i < L.MAX_PORTS; i++) {
+      if (this.portGet(i, L.PE_STATE) === 2) Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
+    }
+    const used = new Uint8Array(L.MAX_REGIONS + 1);
+    for (let i = 0; i < L.MAX_PORTS; i++) {
+      if (this.portGet(i, L.PE_STATE) !== 1) continue;
+      const m = this.portGet(i, L.PE_MEM_ID);
+      if (m >= 1 && m <= L.MAX_REGIONS) used[m] = 1;
+    }
+    for (let m = 1; m <= L.MAX_REGIONS; m++) if (this.regionLive(m) && used[m] === 0) this.destroyRegion(m);
   }
 
   // ---- switches ---------------------------------------------------------------------------------

@@ -298,7 +298,7 @@ test('poll() with nothing to do sleeps until the timeout; poll(POLLOUT) on a ful
   s.close();
 });
 
-test('no allocation per packet: a million packets through a pipe cause no garbage collection', async () => {
+test('no allocation per packet: two million packets through a pipe cause no garbage collection', async () => {
   const { PerformanceObserver } = await import('node:perf_hooks');
   const [m, s] = pair('noalloc', '@conf:slots=512');
   const tx = m.txRings[0]!, rx = s.rxRings[0]!;
@@ -323,10 +323,12 @@ test('no allocation per packet: a million packets through a pipe cause no garbag
   obs.observe({ entryTypes: ['gc'] });
   await new Promise((r) => setImmediate(r));
   gcs = 0;
-  assert.ok(run(1_000_000) > 0);
+  assert.ok(run(2_000_000) > 0);
   await new Promise((r) => setTimeout(r, 50));
   obs.disconnect();
-  assert.equal(gcs, 0, `${gcs} garbage collections while moving packets`);
+  // 16 bytes per packet would be 32 MB: several scavenges. One may come from what earlier
+  // tests left in the young generation.
+  assert.ok(gcs <= 1, `${gcs} garbage collections while moving packets`);
   m.close();
   s.close();
 });

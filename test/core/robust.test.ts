@@ -161,3 +161,15 @@ test('a memory region of another layout version is refused with an error naming 
     fs.rmSync(other, { recursive: true, force: true });
   }
 });
+
+test('killed in the middle of a control operation: the half-made region is reclaimed', async () => {
+  const before = shmFiles();
+  const c = spawnHelper(['half-create']);
+  await c.next((o) => o.created === true);
+  assert.equal(shmFiles().length, before.length + 1, 'a region file was made');
+  c.kill('SIGKILL');
+  await c.exited();
+  const p = openPort('netmap:afterhalf{1'); // takes the lock over, sweeps the debris
+  p.close();
+  assert.deepEqual(shmFiles(), before, 'the orphan region file is gone');
+});

@@ -111,6 +111,16 @@ export async function runRole(args: string[], emit: Emit): Promise<void> {
       }
       return;
     }
+    case 'half-create': {
+      // killed in the middle of a control operation: a region made, its port never finished
+      const reg = registry();
+      reg.locked(() => {
+        reg.createRegion({ numBufs: 1024, numPages: 64, bufSize: 2048 });
+        emit({ created: true });
+        sleepSync(60000);
+      });
+      return;
+    }
     case 'lock': {
       const reg = registry();
       reg.locked(() => {
