@@ -115,7 +115,7 @@ export const SW_NAME = 32; // 16 bytes
 export const SW_LOOKUP = 48; // name of the lookup function, 32 bytes
 export const SW_PORTS = 128; // MAX_SWITCH_PORTS x u32: port table index + 1, 0 = free
 export const MAX_SWITCH_PORTS = 254;
-export const SW_HASH = 2048; // learning table: 1024 entries x 8 bytes (mac hi u16 | port u16, mac lo u32)
+export const SW_HASH = 2048; // learning table: 1024 entries x 8 bytes (port+1 | MAC bytes 4-5 LE << 16, MAC bytes 0-3 LE); see switch/lookup.ts
 export const SW_HASH_ENTRIES = 1024;
 export const SW_LAST_SRC = 10240; // per port last learnt source MAC cache: 254 x 8
 export const SW_LOOKUP_GEN = 12284; // bumped whenever the lookup module or its config changes
