@@ -49,7 +49,7 @@ test('the main thread stays responsive while waiting, and a packet from another 
   clearInterval(iv);
   const { sentAt } = await w.next((o) => o.sentAt !== undefined);
   assert.equal(revents, POLLIN);
-  assert.ok(ticks - ticks0 >= 15, `the event loop ticked ${ticks - ticks0} times during a ~400 ms wait`);
+  assert.ok(ticks - ticks0 >= 8, `the event loop ticked ${ticks - ticks0} times during a ~400 ms wait`);
   assert.ok(wokeAt - (sentAt as number) < 250, `woke ${wokeAt - (sentAt as number)} ms after the send`);
   await w.exited();
   s.close();
@@ -66,7 +66,7 @@ test('a packet sent from another process wakes the wait promptly', async () => {
   clearInterval(iv);
   const { sentAt } = await c.next((o) => o.sentAt !== undefined);
   assert.equal(revents, POLLIN);
-  assert.ok(ticks >= 10, `the event loop ticked ${ticks} times`);
+  assert.ok(ticks >= 5, `the event loop ticked ${ticks} times`);
   assert.ok(wokeAt - (sentAt as number) < 250, `woke ${wokeAt - (sentAt as number)} ms after the send`);
   assert.equal(s.rxRings[0]!.space(), 1);
   await c.exited();
