@@ -1,8 +1,9 @@
 /**
  * The notifier thread (see notifier.ts): turns kernel readiness of packet sockets and TAP
- * descriptors into netmap ring wake-ups. It watches only rings somebody sleeps on (KR_WAITERS),
- * polls their descriptors, and calls notify() on the ring — the same wake-up a peer port would
- * give — so Port.poll() needs nothing special for interface ports.
+ * descriptors into netmap ring wake-ups. It sleeps in poll() on the receive descriptors (and on
+ * the transmit ones of rings somebody waits on) and calls notify() on a ready ring that has a
+ * sleeper (KR_WAITERS) — the same wake-up a peer port would give — so Port.poll() needs nothing
+ * special for interface ports.
  */
 import { workerData } from 'node:worker_threads';
 
@@ -36,22 +37,29 @@ while (Atomics.load(ctrl, C_STOP) === 0) {
       try { reg.region(memId); } catch { count = 0; }
     }
   }
+  // Receive descriptors are always watched (poll sleeps in the kernel while nothing arrives);
+  // transmit descriptors only while somebody waits on their ring (they are writable most of the
+  // time). The poll timeout bounds how late a new transmit waiter is noticed.
   let n = 0;
   for (let i = 0; i < count; i++) {
-    if (Atomics.load(sp.i32, (rings[i]! + L.KR_WAITERS) >>> 2) <= 0) continue;
+    if (events[i] !== native.POLLIN && Atomics.load(sp.i32, (rings[i]! + L.KR_WAITERS) >>> 2) <= 0) continue;
     pollfds.writeInt32LE(fds[i]!, 8 * n);
     pollfds.writeInt16LE(events[i]!, 8 * n + 4);
     pollfds.writeInt16LE(0, 8 * n + 6);
     active[n++] = i;
   }
   if (n === 0) {
-    Atomics.wait(ctrl, C_GEN, gen, 1); // nobody sleeps on our rings: look again in 1 ms
+    Atomics.wait(ctrl, C_GEN, gen, 10);
     continue;
   }
-  const r = native.poll(pollfds, n, 5);
+  const r = native.poll(pollfds, n, 10);
   if (r <= 0) continue;
   for (let k = 0; k < n; k++) {
-    if (pollfds.readInt16LE(8 * k + 6) !== 0) sync.notify(sp, rings[active[k]!]!);
+    if (pollfds.readInt16LE(8 * k + 6) === 0) continue;
+    const ring = rings[active[k]!]!;
+    // a ready ring nobody sleeps on: its owner is awake and will sync by itself
+    if (Atomics.load(sp.i32, (ring + L.KR_WAITERS) >>> 2) > 0) sync.notify(sp, ring);
   }
-  Atomics.wait(ctrl, C_GEN, gen, 1); // let the woken thread consume before looking again
+  // something is ready: let its owner consume before looking again (no spinning on a level)
+  Atomics.wait(ctrl, C_GEN, gen, 1);
 }
