@@ -177,6 +177,50 @@ function emit(o: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ bench: 'pipes', ...o }) + '\n');
 }
 
+/**
+ * Both ends in one thread, alternating batches: no cross-core traffic and no scheduling, so its
+ * CPU time per packet (sender + receiver + both syncs) is a load-independent figure of the code.
+ */
+async function sameThread(dir: string, batch: number, ms: number): Promise<{ mpps: number; cpuNs: number; packets: number }> {
+  process.env.NETMAP_TS_DIR = dir;
+  await import('../src/pipes/pipe.js');
+  const nm = await import('../src/ports/port.js');
+  const m = nm.openPort(`netmap:bst${batch}{1`), s = nm.openPort(`netmap:bst${batch}}1`, { noTxPoll: true });
+  const tx = m.txRings[0]!, rx = s.rxRings[0]!;
+  const n = tx.numSlots;
+  const u8 = s.mem.u8;
+  let got = 0, bytes = 0, probe = 0;
+  const loop = (until: number): void => {
+    for (let iter = 0; ; iter++) {
+      if ((iter & 255) === 0 && performance.now() > until) break;
+      let k = tx.space();
+      if (k > batch) k = batch;
+      let i = tx.head;
+      for (let j = 0; j < k; j++) { tx.setSlotLen(i, PKT_LEN); i = i + 1 === n ? 0 : i + 1; }
+      tx.advance(i);
+      m.txsync();
+      s.rxsync();
+      let a = rx.space();
+      if (a > batch) a = batch;
+      i = rx.head;
+      if (a > 0) probe += u8[rx.slotBufOffset(i)]!;
+      for (let j = 0; j < a; j++) { bytes += rx.slotLen(i); i = i + 1 === n ? 0 : i + 1; }
+      rx.advance(i);
+      got += a;
+    }
+  };
+  loop(performance.now() + 200); // warm up
+  got = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  loop(t0 + ms);
+  const t1 = performance.now();
+  const c = process.cpuUsage(c0);
+  m.close(); s.close();
+  void probe; void bytes;
+  return { mpps: got / ((t1 - t0) * 1000), cpuNs: ((c.user + c.system) * 1000) / got, packets: got };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const msArg = args.indexOf('--ms');
@@ -186,6 +230,10 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
   let seq = 0;
   try {
+    for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+      const r = await sameThread(dir, batch, Math.min(ms, 1000));
+      emit({ metric: 'cpu_per_packet', mode: 'same-thread', batch, pkt_len: PKT_LEN, value: Number(r.cpuNs.toFixed(2)), unit: 'ns', mpps: Number(r.mpps.toFixed(2)), note: 'sender+receiver+both syncs in one thread' });
+    }
     for (const mode of ['process', 'thread'] as const) {
       const run = mode === 'process' ? inProcess : inThread;
       for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
