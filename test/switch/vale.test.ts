@@ -375,6 +375,44 @@ test('four sender processes into one port: no loss and per-sender order when the
   for (const id of [1, 2, 3, 4]) assert.equal(res.per[id], 1000);
 });
 
+test('worker threads of one process send into one port at once: no loss, order kept', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const r = openPort('vale14:r@conf:slots=4096');
+  try {
+    send(r, BC, [2, 0, 0, 0, 0x0f, 0xff]);
+    const code = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      (async () => {
+        const { openPort } = await import(workerData.ports);
+        const p = openPort(workerData.name);
+        const t = p.txRings[0]; const u8 = p.mem.u8;
+        for (let seq = 0; seq < 1000;) {
+          let i = t.head;
+          for (let k = 0; k < 50; k++, seq++) {
+            const o = t.slotBufOffset(i);
+            u8.set([2, 0, 0, 0, 0x0f, 0xff, 2, 0, 0, 0, 0, workerData.id, 0x88, 0xb5], o);
+            u8[o + 14] = workerData.id; u8[o + 16] = seq & 255; u8[o + 17] = seq >> 8;
+            t.setSlotLen(i, 60); t.setSlotFlags(i, 0); i = t.next(i);
+          }
+          t.advance(i); p.txsync();
+        }
+        p.close(); parentPort.postMessage('done');
+      })();`;
+    const ports = new URL('../../src/ports/index.js', import.meta.url).href;
+    const workers = [1, 2, 3].map((id) => new Worker(code, { eval: true, workerData: { ports, id, name: `vale14:w${id}` }, env: { ...process.env } }));
+    await Promise.all(workers.map((w) => new Promise((res, rej) => { w.once('message', res); w.once('error', rej); })));
+    const got = drain(r);
+    assert.equal(got.length, 3000);
+    const last = new Map<number, number>();
+    for (const f of got) {
+      const id = f[14]!, seq = f[16]! | (f[17]! << 8);
+      assert.ok(seq > (last.get(id) ?? -1), `order of sender ${id}`);
+      last.set(id, seq);
+    }
+    await Promise.all(workers.map((w) => w.terminate()));
+  } finally { r.close(); }
+});
+
 test('concurrent senders under load: order kept, every frame delivered or counted as dropped', async () => {
   const recv = child(['recv', 'vale8:r', '300000', '15000']);
   await recv.ready;
