@@ -21,7 +21,7 @@ import { completeChecksum } from './csum.js';
 const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
 const PACKET_ADD_MEMBERSHIP = 1, PACKET_RX_RING = 5, PACKET_STATISTICS = 6, PACKET_VERSION = 10;
 const PACKET_TX_RING = 13, PACKET_LOSS = 14, PACKET_FANOUT = 18, PACKET_QDISC_BYPASS = 20;
-const PACKET_IGNORE_OUTGOING = 23;
+const PACKET_IGNORE_OUTGOING = 23, PACKET_VNET_HDR = 15;
 const TPACKET_V2 = 1, TPACKET_V3 = 2;
 const PACKET_MR_PROMISC = 1;
 const PACKET_FANOUT_FLAG_UNIQUEID = 0x2000;
@@ -128,6 +128,11 @@ export interface ReceiverOptions {
   ignoreOutgoing?: boolean;
   /** Drop frames whose skb mark is this value (frames we inject into the host stack). */
   dropMark?: number;
+  /**
+   * Ask for a virtio-net header before each frame (PACKET_VNET_HDR): GSO super-frames are then
+   * kept whole (up to the block size) with `gsoType`/`gsoSize` set, for GsoSplitter to cut.
+   */
+  vnetHdr?: boolean;
 }
 
 export interface ReceiverStats {
@@ -185,10 +190,15 @@ export class PacketReceiver {
   nsec = 0;
   /** Frames whose partial TCP/UDP checksum copyFrame() completed. */
   checksumsCompleted = 0;
+  /** With vnetHdr: GSO type (GSO_* of gso.ts, 0 none) and segment payload size of the frame. */
+  gsoType = 0;
+  gsoSize = 0;
+  readonly vnetHdr: boolean;
 
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
     this.ifindex = interfaceIndex(ifname);
+    this.vnetHdr = opts.vnetHdr === true;
     const frame = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 24, 'frame size'));
     this.blockSize = checkCount(opts.blockSize ?? Math.max(1 << 15, frame), 4096, 1 << 24, 'block size');
     if ((this.blockSize & (this.blockSize - 1)) !== 0) fail('EINVAL', `block size ${this.blockSize} is not a power of two`);
@@ -207,6 +217,7 @@ export class PacketReceiver {
     let mapped = -1;
     try {
       native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, TPACKET_V3);
+      if (opts.vnetHdr === true) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
       const req = Buffer.alloc(28);
       req.writeUInt32LE(this.blockSize, 0);
       req.writeUInt32LE(this.blockCount, 4);
@@ -291,8 +302,15 @@ export class PacketReceiver {
     } else {
       this.vlan = 0;
     }
-    this.data = h + this.u16[(h + H3_MAC) >>> 1]!;
-    return this.data;
+    const data = h + this.u16[(h + H3_MAC) >>> 1]!;
+    this.data = data;
+    if (this.vnetHdr) {
+      // struct virtio_net_hdr just before the frame: flags u8, gso_type u8, hdr_len, gso_size ...
+      const u8 = this.sp.u8;
+      this.gsoType = u8[data - 9]!;
+      this.gsoSize = u8[data - 6]! | (u8[data - 5]! << 8);
+    }
+    return data;
   }
 
   /** Gives the held block back to the kernel (done by next() on its own). */

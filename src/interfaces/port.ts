@@ -20,7 +20,7 @@
  * txsync copies [hwcur, head) into the kernel ring as far as it has room (NS_MOREFRAG chains are
  * joined into one frame) and gives the slots back at once (tail = hwcur - 1). rxsync releases
  * [hwcur, head) and copies new frames in (a frame the sender left with a partial checksum gets
- * it completed; frames longer than the kernel ring frame — GSO — are counted as drops).
+ * it completed; a GSO super-frame is cut into wire-sized segments, see gso.ts).
  */
 import { fail, NetmapError } from '../errors.js';
 import type { Registry } from '../memory/registry.js';
@@ -32,9 +32,10 @@ import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type P
 import { setInterfaceParentResolver } from '../pipes/pipe.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID } from './packet.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice } from './split.js';
 import { TapDevice } from './tap.js';
+import { GsoSplitter } from './gso.js';
 import { watch, unwatch, type Watch } from './notifier.js';
 
 export const IF_DEFAULT_SLOTS = 1024;
@@ -80,6 +81,9 @@ interface IfState {
   nicTx: PacketTransmitter[];
   hostTx: PacketTransmitter | null;
   watchKey: number;
+  /** Per NIC RX ring: the splitter of a GSO frame being cut, and its next segment (-1: none). */
+  gso: GsoSplitter[];
+  gsoNext: number[];
 }
 
 const states = new Map<number, IfState>();
@@ -147,7 +151,7 @@ function openState(port: Port): IfState {
   }
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 1, split: null, tap: null,
-    nicRx: [], nicTx: [], hostTx: null, watchKey: 0,
+    nicRx: [], nicTx: [], hostTx: null, watchKey: 0, gso: [], gsoNext: [],
   };
   try {
     if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
@@ -166,10 +170,13 @@ function openState(port: Port): IfState {
         const group = n > 1 ? (k === 0 ? -1 : st.nicRx[0]!.fanoutGroup) : undefined;
         const info = interfaceInfo(ifname);
         const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
+        // 128 KiB blocks keep a 64 KiB GSO frame whole; the virtio-net header says how to cut it
         st.nicRx.push(new PacketReceiver(ifname, {
           dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
-          frameSize: Math.max(2048, info.mtu + 128),
+          frameSize: Math.max(2048, info.mtu + 128), blockSize: 1 << 17, blockCount: 128, vnetHdr: true,
         }));
+        st.gso.push(new GsoSplitter());
+        st.gsoNext.push(-1);
       }
       for (let k = 0; k < port.numTxRings; k++) st.nicTx.push(new PacketTransmitter(ifname, { frames: 1024 }));
       st.hostTx = new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
@@ -329,8 +336,35 @@ class InterfaceAdapter implements PortAdapter {
       }
     } else {
       const rx = st.nicRx[ring.id]!;
+      const g = st.gso[ring.id]!;
+      let pend = st.gsoNext[ring.id]!;
       while (ring.next(tail) !== hwcur) {
+        if (pend >= 0) {
+          // next segment of the GSO frame being cut (the frame stays valid: its block is held)
+          const len = g.segmentLength(pend);
+          if (len <= bufSize) {
+            g.emit(pend, ring.slotBufOffset(tail));
+            ring.setSlotLen(tail, len);
+            ring.setSlotFlags(tail, 0);
+            tail = ring.next(tail);
+            packets++;
+            bytes += len;
+          } else {
+            this.oversize++;
+          }
+          pend = pend + 1 < g.count ? pend + 1 : -1;
+          continue;
+        }
         if (rx.next() < 0) break;
+        if ((rx.gsoType & 0x7f) !== 0) {
+          if (rx.length === rx.wireLength && (rx.status & RX_VLAN_VALID) === 0 && g.begin(this.u8, rx.data, rx.length, rx.gsoType, rx.gsoSize)) {
+            pend = 0;
+          } else {
+            this.oversize++;
+            sync.count(ring.sp, ring.offset, 0, 0, 1);
+          }
+          continue;
+        }
         if (rx.length < rx.wireLength || rx.length > bufSize) {
           this.oversize++;
           sync.count(ring.sp, ring.offset, 0, 0, 1);
@@ -343,7 +377,8 @@ class InterfaceAdapter implements PortAdapter {
         packets++;
         bytes += len;
       }
-      rx.flush();
+      st.gsoNext[ring.id] = pend;
+      if (pend < 0) rx.flush();
     }
     if (packets > 0) sync.count(ring.sp, ring.offset, packets, bytes, 0);
     sync.setTail(ring, tail);

@@ -149,14 +149,13 @@ test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface 
   assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
 }));
 
-test('netmap bridge between two veths carries ping and TCP (iperf3)', opts, () => withLab(async (lab) => {
+test('netmap bridge between two veths carries ping and TCP (iperf3), offloads left on', opts, () => withLab(async (lab) => {
   const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
   lab.veth(l, 'l0', m, 'm0');
   lab.veth(m, 'm1', r, 'r0');
   lab.addr(l, 'l0', '198.18.0.1/24');
   lab.addr(r, 'r0', '198.18.0.2/24');
-  lab.noOffloads(l, 'l0');
-  lab.noOffloads(r, 'r0');
+  // default offloads: TSO/GSO super-frames from the end points are cut in software
   assert.equal(ping(lab, l, '198.18.0.2'), false, 'no path without the bridge');
   const tool = await startTool(lab, m, ['bridge', '-i', 'netmap:m0', '-i', 'netmap:m1']);
   assert.match(tool.output(), /zerocopy supported/);

@@ -218,3 +218,41 @@ test('checksum completion: a partial UDP/TCP checksum (pseudo-header sum) become
   v.setUint16(12, 0x0806);
   assert.equal(completeChecksum(u8, 0, len), false, 'not IP: untouched');
 });
+
+test('GSO splitter: a TCP super-frame becomes MSS-sized segments with valid checksums', opts, async () => {
+  const { GsoSplitter, GSO_TCPV4 } = await import('../../src/interfaces/gso.js');
+  const u8 = new Uint8Array(16384);
+  const v = new DataView(u8.buffer);
+  const payload = 2500, mss = 1000, len = 54 + payload;
+  v.setUint16(12, 0x0800);
+  u8[14] = 0x45; v.setUint16(16, len - 14); v.setUint16(18, 0x1234); u8[22] = 64; u8[23] = 6;
+  u8.set([198, 18, 0, 1], 26); u8.set([198, 18, 0, 2], 30);
+  v.setUint16(34, 5000); v.setUint16(36, 80); v.setUint32(38, 0xfffffc00); // sequence wraps
+  u8[46] = 5 << 4; u8[47] = 0x18 | 0x01 | 0x80; // PSH ACK FIN CWR
+  for (let i = 0; i < payload; i++) u8[54 + i] = i & 0xff;
+  const g = new GsoSplitter();
+  assert.equal(g.begin(u8, 0, len, GSO_TCPV4, mss), true);
+  assert.equal(g.count, 3);
+  const sum = (from: number, to: number): number => { let s = 0; for (let i = from; i < to; i += 2) s += (u8[i]! << 8) | (i + 1 < to ? u8[i + 1]! : 0); while (s > 0xffff) s = (s & 0xffff) + (s >>> 16); return s; };
+  let seen = 0;
+  for (let i = 0; i < 3; i++) {
+    const dst = 8192;
+    const n = g.emit(i, dst);
+    assert.equal(n, 54 + Math.min(mss, payload - i * mss));
+    assert.equal(v.getUint16(dst + 16), n - 14, 'IP total length');
+    assert.equal(v.getUint16(dst + 18), 0x1234 + i, 'IP id');
+    assert.equal(sum(dst + 14, dst + 34), 0xffff, 'IP header checksum');
+    assert.equal(v.getUint32(dst + 38), (0xfffffc00 + i * mss) >>> 0, 'sequence');
+    const flags = u8[dst + 47]!;
+    assert.equal((flags & 0x01) !== 0, i === 2, 'FIN only on the last');
+    assert.equal((flags & 0x80) !== 0, i === 0, 'CWR only on the first');
+    const pseudo = sum(dst + 26, dst + 34) + 6 + (n - 34);
+    let s = pseudo + sum(dst + 34, dst + n);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    assert.equal(s, 0xffff, 'TCP checksum');
+    for (let k = 0; k < n - 54; k++) assert.equal(u8[dst + 54 + k], (seen + k) & 0xff);
+    seen += n - 54;
+  }
+  assert.equal(seen, payload);
+  assert.equal(g.begin(u8, 0, len, 3 /* UFO */, mss), false, 'UFO is not cut');
+});
