@@ -312,20 +312,25 @@ export class ValeAdapter implements PortAdapter {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
-      this.deliver(d, ringId);
+      // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
+      const ru = ringId % this.pNumRx[d]!;
+      if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
+      else { this.deliver(d, ru, true, false); this.deliver(d, 0, false, true); }
       dstHead[d] = -1;
     }
     return drops;
   }
 
-  /** Copies the unicast chain of `d` merged with the broadcast chain into d's RX ring. */
-  private deliver(d: number, ringId: number): void {
+  /**
+   * Copies the unicast chain of `d` (if `unicast`) merged in order with the broadcast chain (if
+   * `broadcast`) into RX ring `r` of port d.
+   */
+  private deliver(d: number, r: number, unicast: boolean, broadcast: boolean): void {
     const u16 = this.u16, u32 = this.u32, u8 = this.u8, f64 = this.f64;
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
-    let u = this.dstHead[d]!, b = this.bcHead;
-    const needed = (u >= 0 ? this.dstSlots[d]! : 0) + this.bcSlots;
-    const totalPkts = (u >= 0 ? this.dstPkts[d]! : 0) + this.bcPkts;
-    const r = ringId % this.pNumRx[d]!;
+    let u = unicast ? this.dstHead[d]! : -1, b = broadcast ? this.bcHead : -1;
+    const needed = (u >= 0 ? this.dstSlots[d]! : 0) + (b >= 0 ? this.bcSlots : 0);
+    const totalPkts = (u >= 0 ? this.dstPkts[d]! : 0) + (b >= 0 ? this.bcPkts : 0);
     const ring = this.pRx[d * MAX_RINGS + r]!;
     const n = this.pNumSlots[d * MAX_RINGS + r]!;
     if (u32[(ring + L.KR_LEASE_TABLE) >>> 2] !== this.pTable[d * MAX_RINGS + r]) {

@@ -143,7 +143,7 @@ test('learning: broadcast floods to every other port, unicast goes to the learnt
   assert.deepEqual(vale.switches().includes('vale1'), false, 'the switch goes with its last port');
 });
 
-test('rings: source ring i goes to destination ring i mod its RX rings; pipes hang on a VALE port', () => {
+test('rings: unicast from ring i goes to ring i mod the RX rings, broadcast to ring 0; pipes hang on a VALE port', () => {
   const a = openPort('vale12:a@conf:rings=2'), b = openPort('vale12:b@conf:rings=2'), c = openPort('vale12:c');
   try {
     assert.equal(a.txRings.length, 2);
@@ -154,9 +154,27 @@ test('rings: source ring i goes to destination ring i mod its RX rings; pipes ha
     r1.setSlotLen(r1.head, 60); r1.advance(r1.next(r1.head));
     a.txsync();
     b.rxsync(); c.rxsync();
-    assert.equal(b.rxRings[0]!.tail, b.rxRings[0]!.head, 'nothing on b ring 0');
-    assert.equal(b.rxRings[1]!.space(), 1, 'b ring 1');
+    assert.equal(b.rxRings[0]!.space(), 1, 'a broadcast goes to ring 0');
+    assert.equal(b.rxRings[1]!.space(), 0);
     assert.equal(c.rxRings[0]!.space(), 1, 'c has one ring: ring 0');
+    drain(b); drain(c);
+    b.rxRings[1]!.advance(b.rxRings[1]!.tail); b.rxsync();
+    // b learnt from a broadcast of its own; unicast from a's ring 1 goes to b's ring 1
+    send(b, BC, mac(2));
+    drain(a); drain(c);
+    const o2 = r1.slotBufOffset(r1.head);
+    u8.set(mac(2), o2); u8.set(mac(1), o2 + 6);
+    r1.setSlotLen(r1.head, 60); r1.advance(r1.next(r1.head));
+    // and a broadcast in the same batch goes to ring 0
+    const o3 = r1.slotBufOffset(r1.head);
+    u8.fill(0xff, o3, o3 + 6); u8.set(mac(1), o3 + 6);
+    r1.setSlotLen(r1.head, 60); r1.advance(r1.next(r1.head));
+    a.txsync();
+    b.rxsync();
+    assert.equal(b.rxRings[1]!.space(), 1, 'unicast on ring 1');
+    assert.equal(b.rxRings[0]!.space(), 1, 'broadcast on ring 0');
+    b.rxRings[0]!.advance(b.rxRings[0]!.tail); b.rxRings[1]!.advance(b.rxRings[1]!.tail); b.rxsync();
+    assert.equal(drain(c).length, 1);
     // a pipe on a VALE port uses its memory; the port goes with its last user, pipe or handle
     const m = openPort('vale12:c{3'), s = openPort('vale12:c}3');
     assert.equal(m.memId, c.memId);
