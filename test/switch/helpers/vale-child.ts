@@ -36,8 +36,7 @@ async function main(): Promise<void> {
     let seq = 0;
     while (seq < count) {
       let i = r.head;
-      let room = r.space();
-      const burst = Math.min(room, count - seq, 64);
+      const burst = Math.min(r.space(), count - seq, 64);
       for (let k = 0; k < burst; k++) {
         writeFrame(u8, r.slotBufOffset(i), dst, src, id, seq++, len);
         r.setSlotLen(i, len);
@@ -46,7 +45,6 @@ async function main(): Promise<void> {
       }
       r.advance(i);
       port.txsync();
-      room = 0;
     }
     process.stdout.write(JSON.stringify({ sent: count }) + '\n');
     port.close();
