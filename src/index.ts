@@ -9,3 +9,16 @@ export { Ring } from './rings/ring.js';
 export { space, shmDirectory, AddressSpace } from './memory/space.js';
 export * as layout from './memory/layout.js';
 import './ports/index.js';
+
+// VALE switches: control API (ports themselves are opened with openPort('valeX:NAME')).
+export * as vale from './switch/index.js';
+
+// Capture: pcap/pcapng files, pcap-filter expressions compiled to BPF, live capture on ports.
+export { openLive, LiveCapture, type LiveOptions, type CaptureStats, type PacketHandler } from './capture/live.js';
+export { openCaptureFile, CaptureFileReader, type ReaderOptions, type FileFormat } from './capture/reader.js';
+export { PcapWriter, PcapngWriter, type PcapWriterOptions, type PcapngWriterOptions } from './capture/writer.js';
+export { compileFilter, makeFilter, programFromText, type FilterMode } from './capture/filter.js';
+export { compileProgram } from './capture/jit.js';
+export { interpretProgram } from './capture/interp.js';
+export { validateProgram, formatProgram, type BpfInsn, type BpfProgram, type PacketFilter } from './capture/bpf.js';
+export { replayFile, type ReplayOptions, type ReplayResult } from './capture/replay.js';
