@@ -6,7 +6,7 @@
  * sums of the constant parts — no pass over the payload, no allocation.
  */
 import { fail } from '../errors.js';
-import { complement, sum16 } from './checksum.js';
+import { complement, sum16 } from '../packet/checksum.js';
 
 export const ETH_HLEN = 14;
 export const IP_OFF = 14;

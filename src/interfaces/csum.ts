@@ -6,18 +6,11 @@
  * (including that partial value), fold, complement.
  */
 
+import { sum16 } from '../packet/checksum.js';
+
 const ETH_P_IP = 0x0800, ETH_P_IPV6 = 0x86dd, ETH_P_8021Q = 0x8100, ETH_P_8021AD = 0x88a8;
 const IPPROTO_TCP = 6, IPPROTO_UDP = 17;
 
-/** One's-complement sum of u8[from, to) as big-endian 16-bit words, not folded. */
-function sum16(u8: Uint8Array, from: number, to: number): number {
-  let s = 0;
-  let i = from;
-  const even = to - ((to - from) & 1);
-  for (; i < even; i += 2) s += (u8[i]! << 8) | u8[i + 1]!;
-  if (i < to) s += u8[i]! << 8;
-  return s;
-}
 
 /**
  * Finishes the TCP or UDP checksum of the Ethernet frame at u8[at, at+len) in place. Returns true

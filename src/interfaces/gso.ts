@@ -7,14 +7,10 @@
  * segment's TCP/UDP checksum computed.
  */
 import { completeChecksum } from './csum.js';
+import { fold } from '../packet/checksum.js';
 
 export const VNET_HDR_LEN = 10;
 export const GSO_NONE = 0, GSO_TCPV4 = 1, GSO_UDP = 3, GSO_TCPV6 = 4, GSO_UDP_L4 = 5, GSO_ECN = 0x80;
-
-function fold(s: number): number {
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
 
 /** Cuts one super-frame into segments; begin() parses, emit(i) writes segment i. */
 export class GsoSplitter {

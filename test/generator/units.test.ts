@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AddrWalker, formatIPv4, parseIPv4, parseMac, parseRange, formatRange } from '../../src/generator/addr.js';
 import { FrameTemplate, SEQ_OFF, UDP_OFF, put32, put16, sumOfAddrs, swapForReply } from '../../src/generator/frame.js';
-import { checkUdpFrame } from '../../src/generator/checksum.js';
+import { checkUdpFrame } from '../../src/packet/checksum.js';
 import { formatSummary, norm, summarize, formatInterval } from '../../src/generator/stats.js';
 import { clipBurst } from '../../src/generator/rate.js';
 import { NetmapError } from '../../src/errors.js';
