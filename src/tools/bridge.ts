@@ -8,6 +8,7 @@ import { openPort, type Port } from '../ports/index.js';
 import '../interfaces/port.js';
 import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/bridge.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
+import { argHelpers } from './args.js';
 
 const USAGE = `usage: netmap bridge [-v] [-c] [-b burst] [-w wait_link] -i port_a [-i port_b]
        netmap bridge [options] port_a [port_b [burst]]
@@ -21,16 +22,7 @@ const USAGE = `usage: netmap bridge [-v] [-c] [-b burst] [-w wait_link] -i port_
 
 interface Args { ports: string[]; burst: number; wait: number; zeroCopy: boolean; verbose: boolean; duration: number }
 
-function bad(msg: string): never {
-  throw new NetmapError('EINVAL', `${msg}\n${USAGE}`);
-}
-
-function num(v: string | undefined, what: string, min: number, max: number): number {
-  if (v === undefined) bad(`option ${what} needs a value`);
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) bad(`${what} must be a number in [${min}, ${max}], not '${v}'`);
-  return n;
-}
+const { bad, num } = argHelpers(USAGE);
 
 export function parseArgs(argv: string[]): Args | null {
   const a: Args = { ports: [], burst: BRIDGE_DEFAULT_BURST, wait: 2, zeroCopy: true, verbose: false, duration: 0 };

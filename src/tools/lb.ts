@@ -7,6 +7,7 @@ import '../ports/index.js';
 import { LoadBalancer, type LbGroup } from '../interfaces/lb.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parsePortSpec } from '../ports/name.js';
+import { argHelpers } from './args.js';
 
 const USAGE = `usage: netmap lb [options] -i port [-p [name:]N]...
   -i PORT        input port (netmap:IF, valeX:P, ...), required
@@ -25,16 +26,7 @@ interface Args {
   stdoutEvery: number; stderrEvery: number; duration: number;
 }
 
-function bad(msg: string): never {
-  throw new NetmapError('EINVAL', `${msg}\n${USAGE}`);
-}
-
-function num(v: string | undefined, what: string, min: number, max: number): number {
-  if (v === undefined) bad(`option ${what} needs a value`);
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) bad(`${what} must be a number in [${min}, ${max}], not '${v}'`);
-  return n;
-}
+const { bad, num } = argHelpers(USAGE);
 
 export function parseArgs(argv: string[]): Args | null {
   const a: Args = { input: '', groups: [], extra: 0, batch: 2048, wait: 2, busy: false, stdoutEvery: 0, stderrEvery: 0, duration: 0 };
@@ -56,12 +48,9 @@ export function parseArgs(argv: string[]): Args | null {
     }
   }
   if (a.input === '') bad('missing input port (-i)');
-  let spec;
-  try {
-    spec = parsePortSpec(a.input);
-  } catch (e) {
-    bad((e as Error).message);
-  }
+  const spec = ((): ReturnType<typeof parsePortSpec> => {
+    try { return parsePortSpec(a.input); } catch (e) { return bad((e as Error).message); }
+  })();
   const defaultName = spec.parentName;
   for (const g of groupSpecs.length > 0 ? groupSpecs : ['2']) {
     const colon = g.lastIndexOf(':');
