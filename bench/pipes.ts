@@ -246,7 +246,11 @@ async function main(): Promise<void> {
         // much of the wall time the side actually ran, which matters on a loaded machine)
         const txCpuNs = ((tr.cpuMs ?? 0) * 1e6) / Math.max(1, tr.packets);
         const rxCpuNs = ((rr.cpuMs ?? 0) * 1e6) / Math.max(1, rr.packets);
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)), wait: spin ? 'busy' : 'poll' });
+        // (process.cpuUsage() is per process: with threads both sides report the process total)
+        const cpu = mode === 'process'
+          ? { tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)) }
+          : { both_sides_cpu_ns_per_pkt: Number(Math.max(txCpuNs, rxCpuNs).toFixed(2)) };
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of [false, true]) {
