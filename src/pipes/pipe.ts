@@ -93,6 +93,8 @@ class PipeAdapter implements PortAdapter {
       for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
         const dw = dst + 4 * i;
         const lenFlags = u32[dw + 1]!; // len | flags << 16
+        // Common case in one test: a valid buffer, a length that fits and no flags at all.
+        if (lenFlags <= bufSize && (u32[dw]! - 2) >>> 0 < lastBuf) { bytes += lenFlags; complete = i; packets++; continue; }
         const len = lenFlags & 0xffff;
         if ((u32[dw]! - 2) >>> 0 >= lastBuf) { u32[dw] = 0; u16[2 * dw + 2] = 0; } // bad index: empty slot
         else if (len > bufSize) u16[2 * dw + 2] = 0;
@@ -138,6 +140,7 @@ class PipeAdapter implements PortAdapter {
         const src = (ring.offset + L.RING_SLOTS) >>> 2, dst = (peer + L.RING_SLOTS) >>> 2;
         for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
           const sw = src + 4 * i;
+          if (u32[sw + 1]! < 0x10000) continue; // no flags at all: the common case
           const flags = u16[2 * sw + 3]!;
           if ((flags & L.NS_BUF_CHANGED) !== 0) {
             const dw = dst + 4 * i;
