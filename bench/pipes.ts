@@ -5,7 +5,7 @@
  * with rxsync, and sleeping in poll()). The receiver reads every slot's length (and the first
  * byte of the first packet of each batch), so it does real work per packet, as pkt-gen rx does.
  *
- *   node dist/bench/pipes.js [--ms 1500] [--quick]
+ *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--slots 1024]
  *
  * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
  */
@@ -22,12 +22,17 @@ interface Role {
   dir: string;
   blocking?: boolean;
   rounds?: number;
+  slots?: number;
 }
 
 interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number }
 
 const PKT_LEN = 60;
 const END_LEN = 1;
+
+function conf(r: Role): string {
+  return r.slots !== undefined ? `@conf:slots=${r.slots}` : '';
+}
 
 async function runRole(r: Role): Promise<Result> {
   process.env.NETMAP_TS_DIR = r.dir;
@@ -36,7 +41,7 @@ async function runRole(r: Role): Promise<Result> {
   const cpu0 = process.cpuUsage();
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
-    const port = nm.openPort(`netmap:${r.name}{1`);
+    const port = nm.openPort(`netmap:${r.name}{1${conf(r)}`);
     const tx = port.txRings[0]!;
     const batch = r.batch;
     const deadline = performance.now() + r.ms;
@@ -73,7 +78,7 @@ async function runRole(r: Role): Promise<Result> {
     return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu };
   }
   if (r.role === 'rx') {
-    const port = nm.openPort(`netmap:${r.name}}1`, { noTxPoll: true });
+    const port = nm.openPort(`netmap:${r.name}}1${conf(r)}`, { noTxPoll: true });
     const rx = port.rxRings[0]!;
     const u8 = port.mem.u8;
     const batch = r.batch;
@@ -227,6 +232,8 @@ async function main(): Promise<void> {
   const ms = msArg >= 0 ? Number(args[msArg + 1]) : 1500;
   const quick = args.includes('--quick');
   const spin = args.includes('--spin');
+  const slotsArg = args.indexOf('--slots');
+  const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
   const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
   let seq = 0;
   try {
@@ -238,8 +245,8 @@ async function main(): Promise<void> {
       const run = mode === 'process' ? inProcess : inThread;
       for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
         const name = `bp${seq++}`;
-        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin });
-        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin });
+        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots });
+        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots });
         const [rr, tr] = await Promise.all([rx, tx]);
         const mpps = rr.packets / rr.seconds / 1e6;
         // CPU time per packet of each side (includes start-up and idle polling; a check on how
@@ -250,7 +257,7 @@ async function main(): Promise<void> {
         const cpu = mode === 'process'
           ? { tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)) }
           : { both_sides_cpu_ns_per_pkt: Number(Math.max(txCpuNs, rxCpuNs).toFixed(2)) };
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, wait: spin ? 'busy' : 'poll' });
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of [false, true]) {
