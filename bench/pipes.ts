@@ -235,6 +235,10 @@ async function main(): Promise<void> {
   const slotsArg = args.indexOf('--slots');
   const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
   const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
+  // remove the directory however the run ends (Ctrl-C, a closed pipe on stdout, ...)
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const) process.on(sig, () => process.exit(130));
+  process.stdout.on('error', () => process.exit(0));
   let seq = 0;
   try {
     for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
