@@ -109,11 +109,14 @@ export function setHwcur(ring: Ring, v: number): void {
 
 /** Sets ring->ts to now (struct timeval), as rxsync does. */
 export function stamp(ring: Ring): void {
-  const ms = Date.now();
+  // microseconds of wall-clock time, as gettimeofday() gives (Date.now() has milliseconds only)
+  const us = Math.floor((TIME_ORIGIN + performance.now()) * 1000);
+  const sec = Math.floor(us / 1e6);
   const u32 = ring.sp.u32;
-  u32[(ring.offset + L.RING_TS_SEC) >>> 2] = Math.floor(ms / 1000);
-  u32[(ring.offset + L.RING_TS_USEC) >>> 2] = (ms % 1000) * 1000;
+  u32[(ring.offset + L.RING_TS_SEC) >>> 2] = sec;
+  u32[(ring.offset + L.RING_TS_USEC) >>> 2] = us - sec * 1e6;
 }
+const TIME_ORIGIN = performance.timeOrigin;
 
 // ---- wake-ups ----------------------------------------------------------------------------------
 // Whoever makes progress for a ring's owner (a peer publishing packets, a receiver freeing slots)

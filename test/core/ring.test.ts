@@ -182,6 +182,10 @@ test('ring flags are kept; timestamps are set by rxsync, not by txsync', () => {
   const after = Math.ceil(Date.now() / 1000);
   assert.ok(rx.tsSec >= before && rx.tsSec <= after, `ts ${rx.tsSec} within [${before}, ${after}]`);
   assert.ok(rx.tsUsec >= 0 && rx.tsUsec < 1e6);
+  // microsecond resolution: two stamps a little apart differ below the millisecond
+  const seen = new Set<number>();
+  for (let k = 0; k < 50; k++) { s.rxsync(); seen.add(rx.tsUsec % 1000); }
+  assert.ok(seen.size > 1, 'timestamps carry microseconds');
   assert.equal(rx.flags, L.NR_TIMESTAMP | L.NR_FORWARD);
   m.close();
   s.close();
