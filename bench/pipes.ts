@@ -281,7 +281,6 @@ async function main(): Promise<void> {
 if (!isMainThread) {
   runRole(workerData as Role).then((res) => parentPort!.postMessage(res), (e) => { throw e; });
 } else if (process.argv[2] === '--child') {
-  process.on('disconnect', () => process.exit(0)); // the bench went away: stop
   runRole(JSON.parse(process.argv[3]!) as Role).then((res) => { if (process.connected) process.send!(res); }, (e) => { console.error(e); process.exit(1); });
 } else {
   main().catch((e) => { console.error(e); process.exit(1); });
