@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NetmapError, type ErrnoName } from '../../src/errors.js';
 import { parsePortSpec, formatPortSpec, type PortSpec } from '../../src/ports/name.js';
+import { rng } from '../helpers/prng.js';
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -401,17 +402,6 @@ test('round trip: parse -> format -> parse is equal (all fields but spec)', () =
 
 // ---- fuzz ---------------------------------------------------------------------------------------
 
-/** mulberry32: small deterministic PRNG so failures are reproducible from the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   'netmap:', 'netmap', 'vale', 'vale0:', 'vale:', 'valeX_1:', ':', 'eth0', 'em0.123', 'p', 'pipe', '{', '}',
@@ -489,7 +479,7 @@ function genValid(rnd: () => number): string {
 }
 
 test('fuzz: 20,000 random strings give a PortSpec or NetmapError EINVAL/EOPNOTSUPP, quickly', () => {
-  const rnd = prng(0x6e6d6170);
+  const rnd = rng(0x6e6d6170);
   const t0 = performance.now();
   let ok = 0;
   let einval = 0;
