@@ -17,7 +17,8 @@ export interface CorpusPacket {
   caplen: number;
 }
 
-export { rng } from '../helpers/prng.js';
+import { rng } from '../helpers/prng.js';
+export { rng };
 
 const MACS = ['02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03', '0a:1b:2c:3d:4e:5f'];
 const BCAST = 'ff:ff:ff:ff:ff:ff';
