@@ -113,14 +113,7 @@ async function rxBench(frames: number): Promise<void> {
 }
 
 function line(lab: LabT): { l: string; m: string; r: string } {
-  const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
-  lab.veth(l, 'l0', m, 'm0');
-  lab.veth(m, 'm1', r, 'r0');
-  lab.addr(l, 'l0', '198.18.0.1/24');
-  lab.addr(r, 'r0', '198.18.0.2/24');
-  lab.noOffloads(l, 'l0');
-  lab.noOffloads(r, 'r0');
-  return { l, m, r };
+  return lab.line(false);
 }
 
 function attach(lab: LabT, ns: string, sw: string, dev: string, op: 'attachInterface' | 'detachInterface'): void {

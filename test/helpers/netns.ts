@@ -130,6 +130,24 @@ export class Lab {
     run('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off']);
   }
 
+  /**
+   * Three hosts in a line, l -- m -- r: veth l0/m0 and m1/r0, the ends addressed 198.18.0.1/24
+   * and 198.18.0.2/24 (m forwards between m0 and m1, by whatever the test runs there).
+   * `offloads: false` turns segmentation/checksum offloads off on the ends.
+   */
+  line(offloads: boolean): { l: string; m: string; r: string } {
+    const l = this.ns('l'), m = this.ns('m'), r = this.ns('r');
+    this.veth(l, 'l0', m, 'm0');
+    this.veth(m, 'm1', r, 'r0');
+    this.addr(l, 'l0', '198.18.0.1/24');
+    this.addr(r, 'r0', '198.18.0.2/24');
+    if (!offloads) {
+      this.noOffloads(l, 'l0');
+      this.noOffloads(r, 'r0');
+    }
+    return { l, m, r };
+  }
+
   /** Runs a command in namespace `ns` with a time limit. */
   run(ns: string, cmd: string, args: string[], timeoutMs = COMMAND_TIMEOUT_MS): RunResult {
     this.own(ns);

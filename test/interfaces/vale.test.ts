@@ -49,13 +49,7 @@ function daemonPid(lab: LabT, ns: string, ifName: string): number {
 }
 
 test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the forwarding', opts, () => withLab(async (lab) => {
-  const l = lab.ns('l'), m = lab.ns('m'), r = lab.ns('r');
-  lab.veth(l, 'l0', m, 'm0');
-  lab.veth(m, 'm1', r, 'r0');
-  lab.addr(l, 'l0', '198.18.0.1/24');
-  lab.addr(r, 'r0', '198.18.0.2/24');
-  lab.noOffloads(l, 'l0');
-  lab.noOffloads(r, 'r0');
+  const { l, m, r } = lab.line(false);
   for (const dev of ['m0', 'm1']) {
     const a = valeCtl(lab, m, ['-a', `vale0:${dev}`]);
     assert.equal(a.status, 0, a.out);
