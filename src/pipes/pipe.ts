@@ -87,28 +87,49 @@ class PipeAdapter implements PortAdapter {
       const count = head >= cur ? head - cur : head + n - cur;
       copySlots(u32, ring.offset, peer, cur, count, n);
       const dst = (peer + L.RING_SLOTS) >>> 2;
-      let complete = -1, bytes = 0, packets = 0;
       const srcFlags = 2 * ((ring.offset + L.RING_SLOTS) >>> 2) + 3;
       const lastBuf = numBufs - 2;
-      for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
-        const dw = dst + 4 * i;
-        const lenFlags = u32[dw + 1]!; // len | flags << 16
-        // Common case in one test: a valid buffer, a length that fits and no flags at all.
-        if (lenFlags <= bufSize && (u32[dw]! - 2) >>> 0 < lastBuf) { bytes += lenFlags; complete = i; packets++; continue; }
-        const len = lenFlags & 0xffff;
-        if ((u32[dw]! - 2) >>> 0 >= lastBuf) { u32[dw] = 0; u16[2 * dw + 2] = 0; } // bad index: empty slot
-        else if (len > bufSize) u16[2 * dw + 2] = 0;
-        else bytes += len;
-        if ((lenFlags & (L.NS_BUF_CHANGED << 16)) !== 0) {
-          const clean = (lenFlags >>> 16) & ~L.NS_BUF_CHANGED;
-          u16[2 * dw + 3] = clean;
-          u16[srcFlags + 8 * i] = clean;
+      // Word index (in dst) of the last slot that ends a packet, -1 if none; a segment at a
+      // time ([cur, n) then [0, head) when the range wraps), no wrap test per slot.
+      let complete = -1, bytes = 0, frags = 0;
+      let dw = dst + 4 * cur;
+      for (let seg = 0; seg < 2; seg++) {
+        const end = seg === 0 ? dst + 4 * (head > cur ? head : n) : dst + 4 * head;
+        // Common case, four slots at a time: valid buffers, fitting lengths, no flags at all.
+        const end4 = end - 12;
+        while (dw < end4) {
+          const l0 = u32[dw + 1]!, l1 = u32[dw + 5]!, l2 = u32[dw + 9]!, l3 = u32[dw + 13]!;
+          if (l0 <= bufSize && l1 <= bufSize && l2 <= bufSize && l3 <= bufSize &&
+              (u32[dw]! - 2) >>> 0 < lastBuf && (u32[dw + 4]! - 2) >>> 0 < lastBuf &&
+              (u32[dw + 8]! - 2) >>> 0 < lastBuf && (u32[dw + 12]! - 2) >>> 0 < lastBuf) {
+            bytes += l0 + l1 + l2 + l3;
+            dw += 16;
+            complete = dw - 4;
+          } else break;
         }
-        if ((lenFlags & (L.NS_MOREFRAG << 16)) === 0) { complete = i; packets++; }
+        for (; dw < end; dw += 4) {
+          const lenFlags = u32[dw + 1]!; // len | flags << 16
+          if (lenFlags <= bufSize && (u32[dw]! - 2) >>> 0 < lastBuf) { bytes += lenFlags; complete = dw; continue; }
+          const len = lenFlags & 0xffff;
+          if ((u32[dw]! - 2) >>> 0 >= lastBuf) { u32[dw] = 0; u16[2 * dw + 2] = 0; } // bad index: empty slot
+          else if (len > bufSize) u16[2 * dw + 2] = 0;
+          else bytes += len;
+          if ((lenFlags & (L.NS_BUF_CHANGED << 16)) !== 0) {
+            const clean = (lenFlags >>> 16) & ~L.NS_BUF_CHANGED;
+            u16[2 * dw + 3] = clean;
+            u16[srcFlags + 2 * (dw - dst)] = clean;
+          }
+          if ((lenFlags & (L.NS_MOREFRAG << 16)) === 0) complete = dw;
+          else frags++;
+        }
+        if (head > cur) break;
+        dw = dst;
       }
+      const packets = count - frags;
       u32[w + HWCUR] = head;
       if (complete >= 0) {
-        Atomics.store(this.i32, (peer >>> 2) + SHADOW, complete + 1 === n ? 0 : complete + 1);
+        const last = (complete - dst) >>> 2;
+        Atomics.store(this.i32, (peer >>> 2) + SHADOW, last + 1 === n ? 0 : last + 1);
         sync.notify(this.port.sp, peer);
       }
       sync.count(this.port.sp, ring.offset, packets, bytes, 0);
@@ -138,21 +159,33 @@ class PipeAdapter implements PortAdapter {
       const cur = u32[w + HWCUR]!;
       if (head !== cur && cur < n) {
         const src = (ring.offset + L.RING_SLOTS) >>> 2, dst = (peer + L.RING_SLOTS) >>> 2;
-        for (let i = cur; i !== head; i = i + 1 === n ? 0 : i + 1) {
-          const sw = src + 4 * i;
-          if (u32[sw + 1]! < 0x10000) continue; // no flags at all: the common case
-          const flags = u16[2 * sw + 3]!;
-          if ((flags & L.NS_BUF_CHANGED) !== 0) {
-            const dw = dst + 4 * i;
-            const clean = flags & ~L.NS_BUF_CHANGED;
-            u16[2 * sw + 3] = clean;
-            const idx = u32[sw]!;
-            if (idx < 2 || idx >= ring.numBufs) continue; // invalid: the sender keeps its buffer
-            u32[dw] = idx;
-            u32[dw + 1] = u16[2 * sw + 2]! | (clean << 16);
-            u32[dw + 2] = u32[sw + 2]!;
-            u32[dw + 3] = u32[sw + 3]!;
+        const numBufs = ring.numBufs;
+        // A segment at a time ([cur, n) then [0, head) when the range wraps); four slots with
+        // no flags at all (the common case) are skipped with one test.
+        let sw = src + 4 * cur;
+        for (let seg = 0; seg < 2; seg++) {
+          const end = seg === 0 ? src + 4 * (head > cur ? head : n) : src + 4 * head;
+          const end4 = end - 12;
+          for (; sw < end4; sw += 16) {
+            if (((u32[sw + 1]! | u32[sw + 5]! | u32[sw + 9]! | u32[sw + 13]!) >>> 16) !== 0) break;
           }
+          for (; sw < end; sw += 4) {
+            if (u32[sw + 1]! < 0x10000) continue; // no flags at all: the common case
+            const flags = u16[2 * sw + 3]!;
+            if ((flags & L.NS_BUF_CHANGED) !== 0) {
+              const dw = dst + (sw - src);
+              const clean = flags & ~L.NS_BUF_CHANGED;
+              u16[2 * sw + 3] = clean;
+              const idx = u32[sw]!;
+              if (idx < 2 || idx >= numBufs) continue; // invalid: the sender keeps its buffer
+              u32[dw] = idx;
+              u32[dw + 1] = u16[2 * sw + 2]! | (clean << 16);
+              u32[dw + 2] = u32[sw + 2]!;
+              u32[dw + 3] = u32[sw + 3]!;
+            }
+          }
+          if (head > cur) break;
+          sw = src;
         }
         u32[w + HWCUR] = head;
         Atomics.store(this.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
