@@ -14,6 +14,14 @@ import { Bridge, waitPorts } from './bridge.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists } from './ifinfo.js';
 
+/**
+ * Slots moved per ring pair per pass. Small on purpose: a send on a veth runs the receiver's
+ * stack inline (several microseconds a frame), so a 1024-frame pass kept this process away from
+ * the other direction (TCP's ACKs) and from the switch's RX ring for milliseconds; with 128,
+ * iperf3 TCP through VALE went from 1.18-1.60 to 1.50-1.71 Gbit/s, with fewer retransmits.
+ */
+const DAEMON_BURST = 128;
+
 const [switchName, ifName, mode] = process.argv.slice(2);
 const ports: Port[] = [];
 let stop = false;
@@ -44,11 +52,11 @@ async function main(): Promise<number> {
     }
     const nic = openPort(`netmap:${ifName}`);
     ports.push(nic);
-    bridges.push(new Bridge(nic, vNic));
+    bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     if (vHost !== null) {
       const host = openPort(`netmap:${ifName}^`);
       ports.push(host);
-      bridges.push(new Bridge(host, vHost));
+      bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
     }
     fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: vHost !== null }), { mode: 0o600 });
     console.log('ready');
