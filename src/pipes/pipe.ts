@@ -16,7 +16,6 @@ import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
-import { Registry as RegistryClass } from '../memory/registry.js';
 
 export const MAX_PIPES_PER_PARENT = 64;
 export const MAX_PIPE_RINGS = 256;
@@ -242,8 +241,8 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
     parent = interfaceParent(reg, spec, opts);
     if (parent >= 0) return parent;
   }
-  // As netmap does for an unknown parent, make one: here a memory-only port with room for
-  // room for up to 64 pipes of this geometry (ENOMEM beyond).
+  // As netmap does for an unknown parent, make one: here a memory-only port with room for up to
+  // 64 pipes of this geometry (ENOMEM beyond).
   const perPipe = (geom.tx * geom.txSlots + geom.rx * geom.rxSlots);
   const room = Math.max(1, Math.min(MAX_PIPES_PER_PARENT, Math.floor(PARENT_BUFFER_BYTES / (perPipe * L.DEFAULT_BUF_SIZE))));
   const ringPages = (geom.tx + geom.rx) * 2 * Math.ceil(L.ringBytes(Math.max(geom.txSlots, geom.rxSlots)) / L.PAGE_SIZE);
@@ -252,16 +251,11 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
     numPages: 16 + room * (ringPages + 4 * L.MAX_HANDLES / 8) + 64,
     bufSize: L.DEFAULT_BUF_SIZE,
   });
-  try {
-    return reg.createPort({
-      name: parentName, kind: L.PORT_KIND_PARENT, memId, flags: L.PORT_FLAG_AUTODELETE,
-      numTx: 1, numRx: 1, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64,
-    });
-  } catch (e) {
-    // createPort failed before taking a reference: drop the empty region by creating and
-    // destroying nothing else; the region is collected with the registry's next check.
-    throw e;
-  }
+  // If this fails the region is left with no port; collectGarbage() removes such regions.
+  return reg.createPort({
+    name: parentName, kind: L.PORT_KIND_PARENT, memId, flags: L.PORT_FLAG_AUTODELETE,
+    numTx: 1, numRx: 1, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64,
+  });
 }
 
 /** Interfaces may act as pipe parents (lb): the interfaces layer plugs its lookup in here. */
@@ -337,4 +331,3 @@ onLastUser(L.PORT_KIND_PARENT, (reg, index) => {
   if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
 });
 
-void RegistryClass;
