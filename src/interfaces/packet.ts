@@ -97,6 +97,18 @@ function attachFilter(fd: number, prog: Buffer): void {
   native.setsockoptBuffer(fd, native.SOL_SOCKET, native.SO_ATTACH_FILTER, fprog);
 }
 
+/**
+ * Undoes a half-built packet ring (its mapping and socket) and rethrows `e` as a NetmapError
+ * naming the interface; ENODEV (the interface vanished meanwhile) becomes ENXIO.
+ */
+function ringSetupFailed(e: unknown, sp: AddressSpace, fd: number, mapped: number, bytes: number, ifname: string, what: string): never {
+  if (mapped >= 0) sp.unmapLocal(mapped, bytes);
+  native.closeFd(fd);
+  if (e instanceof NetmapError && e.code === 'ENODEV') fail('ENXIO', `interface '${ifname}' went away`);
+  if (e instanceof NetmapError) fail(e.code, `cannot set up a ${what} ring on '${ifname}': ${e.message}`);
+  throw e;
+}
+
 function pow2AtLeast(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
@@ -248,11 +260,7 @@ export class PacketReceiver {
       }
       this.fanoutGroup = group;
     } catch (e) {
-      if (mapped >= 0) this.sp.unmapLocal(mapped, this.ringBytes);
-      native.closeFd(fd);
-      if (e instanceof NetmapError && e.code === 'ENODEV') fail('ENXIO', `interface '${ifname}' went away`);
-      if (e instanceof NetmapError) fail(e.code, `cannot set up a receive ring on '${ifname}': ${e.message}`);
-      throw e;
+      ringSetupFailed(e, this.sp, fd, mapped, this.ringBytes, ifname, 'receive');
     }
     this.pollfd.writeInt32LE(fd, 0);
     this.pollfd.writeInt16LE(native.POLLIN, 4);
@@ -473,11 +481,7 @@ export class PacketTransmitter {
       // Protocol 0: the socket receives nothing (no per-frame clone for an unread queue).
       native.bind(fd, sockaddrLl(0, this.ifindex));
     } catch (e) {
-      if (mapped >= 0) this.sp.unmapLocal(mapped, this.ringBytes);
-      native.closeFd(fd);
-      if (e instanceof NetmapError && e.code === 'ENODEV') fail('ENXIO', `interface '${ifname}' went away`);
-      if (e instanceof NetmapError) fail(e.code, `cannot set up a transmit ring on '${ifname}': ${e.message}`);
-      throw e;
+      ringSetupFailed(e, this.sp, fd, mapped, this.ringBytes, ifname, 'transmit');
     }
     this.pollfd.writeInt32LE(fd, 0);
     this.pollfd.writeInt16LE(native.POLLOUT, 4);

@@ -243,16 +243,10 @@ function describeChar(s: string, i: number): string {
 
 // ---- header: subsystem, switch, port, pipe ------------------------------------------------------
 
-interface Header {
-  subsystem: 'netmap' | 'vale';
-  name: string;
-  switchName: string | null;
-  portName: string;
-  parentName: string;
-  pipe: { role: 'master' | 'slave'; id: string } | null;
+type Header = Pick<PortSpec, 'subsystem' | 'name' | 'switchName' | 'portName' | 'parentName' | 'pipe'> & {
   /** index just after the name (first separator or `end`). */
   end: number;
-}
+};
 
 /**
  * Parses `spec[start, end)` as a port name; stops at the first mode separator.

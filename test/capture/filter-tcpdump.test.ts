@@ -113,7 +113,11 @@ function diff(a: number[], b: number[]): string {
   return `only ours: [${onlyA.join(',')}] only tcpdump: [${onlyB.join(',')}]`;
 }
 
-test('filter expressions select exactly what tcpdump selects', { timeout: 120000 }, (t) => {
+/**
+ * Runs `fn` with the corpus written to a fresh directory (removed afterwards); skips the test
+ * when tcpdump is missing.
+ */
+function withCorpus(t: { skip(msg: string): void }, fn: (packets: ReturnType<typeof buildCorpus>, corpusPath: string, outPath: string) => void): void {
   if (!haveTool('tcpdump')) {
     t.skip('tcpdump is not installed');
     return;
@@ -123,7 +127,14 @@ test('filter expressions select exactly what tcpdump selects', { timeout: 120000
     const packets = buildCorpus();
     const corpusPath = path.join(dir, 'corpus.pcap');
     writeCorpus(corpusPath, packets);
-    const outPath = path.join(dir, 'out.pcap');
+    fn(packets, corpusPath, path.join(dir, 'out.pcap'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('filter expressions select exactly what tcpdump selects', { timeout: 120000 }, (t) => {
+  withCorpus(t, (packets, corpusPath, outPath) => {
     const failures: string[] = [];
     let compared = 0, rejected = 0;
     for (const expr of EXPRESSIONS) {
@@ -148,22 +159,11 @@ test('filter expressions select exactly what tcpdump selects', { timeout: 120000
     }
     console.log(`# ${compared} expressions compared with tcpdump on ${packets.length} packets, ${rejected} rejected by both`);
     assert.deepEqual(failures, []);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("tcpdump's own -ddd programs give the same selection through our interpreter and compiler", { timeout: 60000 }, (t) => {
-  if (!haveTool('tcpdump')) {
-    t.skip('tcpdump is not installed');
-    return;
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netmap-capture-'));
-  try {
-    const packets = buildCorpus();
-    const corpusPath = path.join(dir, 'corpus.pcap');
-    writeCorpus(corpusPath, packets);
-    const outPath = path.join(dir, 'out.pcap');
+  withCorpus(t, (packets, corpusPath, outPath) => {
     const failures: string[] = [];
     let n = 0;
     for (const expr of EXPRESSIONS.slice(0, 200)) {
@@ -180,7 +180,5 @@ test("tcpdump's own -ddd programs give the same selection through our interprete
     }
     console.log(`# ${n} tcpdump programs checked`);
     assert.deepEqual(failures, []);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
