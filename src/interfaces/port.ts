@@ -382,7 +382,7 @@ class InterfaceAdapter implements PortAdapter {
     }
     if (packets > 0) sync.count(ring.sp, ring.offset, packets, bytes, 0);
     sync.setTail(ring, tail);
-    sync.stamp(ring);
+    sync.stampRx(ring, packets > 0);
     return ok;
   }
 

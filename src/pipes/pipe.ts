@@ -91,18 +91,25 @@ class PipeAdapter implements PortAdapter {
       // Word index (in dst) of the last slot that ends a packet, -1 if none; a segment at a
       // time ([cur, n) then [0, head) when the range wraps), no wrap test per slot.
       let complete = -1, bytes = 0, frags = 0;
+      // Sufficient test for "length fits, no flags" over several slots at once: the OR of their
+      // len|flags words, as unsigned, stays below the largest power of two not above bufSize + 1.
+      const fitMask = 1 << (31 - Math.clz32(bufSize + 1));
       let dw = dst + 4 * cur;
       for (let seg = 0; seg < 2; seg++) {
         const end = seg === 0 ? dst + 4 * (head > cur ? head : n) : dst + 4 * head;
-        // Common case, four slots at a time: valid buffers, fitting lengths, no flags at all.
-        const end4 = end - 12;
-        while (dw < end4) {
+        // Common case, eight slots at a time: valid buffers, fitting lengths, no flags at all.
+        // (V8 spends more on a loop's own overhead than on a slot's few loads and compares.)
+        const end8 = end - 28;
+        while (dw < end8) {
           const l0 = u32[dw + 1]!, l1 = u32[dw + 5]!, l2 = u32[dw + 9]!, l3 = u32[dw + 13]!;
-          if (l0 <= bufSize && l1 <= bufSize && l2 <= bufSize && l3 <= bufSize &&
+          const l4 = u32[dw + 17]!, l5 = u32[dw + 21]!, l6 = u32[dw + 25]!, l7 = u32[dw + 29]!;
+          if ((l0 | l1 | l2 | l3 | l4 | l5 | l6 | l7) >>> 0 < fitMask && // (>>> 0: | is signed)
               (u32[dw]! - 2) >>> 0 < lastBuf && (u32[dw + 4]! - 2) >>> 0 < lastBuf &&
-              (u32[dw + 8]! - 2) >>> 0 < lastBuf && (u32[dw + 12]! - 2) >>> 0 < lastBuf) {
-            bytes += l0 + l1 + l2 + l3;
-            dw += 16;
+              (u32[dw + 8]! - 2) >>> 0 < lastBuf && (u32[dw + 12]! - 2) >>> 0 < lastBuf &&
+              (u32[dw + 16]! - 2) >>> 0 < lastBuf && (u32[dw + 20]! - 2) >>> 0 < lastBuf &&
+              (u32[dw + 24]! - 2) >>> 0 < lastBuf && (u32[dw + 28]! - 2) >>> 0 < lastBuf) {
+            bytes += l0 + l1 + l2 + l3 + l4 + l5 + l6 + l7;
+            dw += 32;
             complete = dw - 4;
           } else break;
         }
@@ -159,14 +166,15 @@ class PipeAdapter implements PortAdapter {
       if (head !== cur && cur < n) {
         const src = (ring.offset + L.RING_SLOTS) >>> 2, dst = (peer + L.RING_SLOTS) >>> 2;
         const numBufs = ring.numBufs;
-        // A segment at a time ([cur, n) then [0, head) when the range wraps); four slots with
+        // A segment at a time ([cur, n) then [0, head) when the range wraps); eight slots with
         // no flags at all (the common case) are skipped with one test.
         let sw = src + 4 * cur;
         for (let seg = 0; seg < 2; seg++) {
           const end = seg === 0 ? src + 4 * (head > cur ? head : n) : src + 4 * head;
-          const end4 = end - 12;
-          for (; sw < end4; sw += 16) {
-            if (((u32[sw + 1]! | u32[sw + 5]! | u32[sw + 9]! | u32[sw + 13]!) >>> 16) !== 0) break;
+          const end8 = end - 28;
+          for (; sw < end8; sw += 32) {
+            if (((u32[sw + 1]! | u32[sw + 5]! | u32[sw + 9]! | u32[sw + 13]! |
+                  u32[sw + 17]! | u32[sw + 21]! | u32[sw + 25]! | u32[sw + 29]!) >>> 16) !== 0) break;
           }
           for (; sw < end; sw += 4) {
             if (u32[sw + 1]! < 0x10000) continue; // no flags at all: the common case
@@ -199,7 +207,7 @@ class PipeAdapter implements PortAdapter {
       sync.count(this.port.sp, ring.offset, got, 0, 0);
     }
     sync.setTail(ring, tail);
-    sync.stamp(ring);
+    sync.stampRx(ring, tail !== before);
     return ok;
   }
 }
@@ -217,7 +225,7 @@ class NullAdapter implements PortAdapter {
   }
   rxsync(ring: Ring): boolean {
     const ok = sync.rxPrologue(ring) >= 0;
-    sync.stamp(ring);
+    sync.stampRx(ring, false);
     return ok;
   }
 }

@@ -13,6 +13,7 @@ import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
 import * as L from '../memory/layout.js';
 import { parsePortSpec, type PortSpec } from './name.js';
+import { ownerAlive, selfTid } from '../memory/lock.js';
 
 export const POLLIN = L.POLLIN;
 export const POLLOUT = L.POLLOUT;
@@ -94,6 +95,8 @@ export class Port {
   readonly noTxPoll: boolean;
   readonly adapter: PortAdapter;
   private closed = false;
+  /** Thread id of the thread that opened this handle; it marks the rings it is syncing. */
+  private readonly me = selfTid();
   private readonly generation: number;
   private readonly waitAddrs: number[] = [];
   private readonly waitVals: number[] = [];
@@ -147,14 +150,33 @@ export class Port {
   txsync(): void {
     this.checkOpen();
     const rings = this.txRings;
-    for (let i = 0; i < rings.length; i++) this.adapter.txsync(rings[i]!);
+    for (let i = 0; i < rings.length; i++) this.syncRing(rings[i]!, true);
   }
 
   /** NIOCRXSYNC: releases [hwcur, head) of every bound RX ring and fetches new packets. */
   rxsync(): void {
     this.checkOpen();
     const rings = this.rxRings;
-    for (let i = 0; i < rings.length; i++) this.adapter.rxsync(rings[i]!);
+    for (let i = 0; i < rings.length; i++) this.syncRing(rings[i]!, false);
+  }
+
+  /**
+   * One ring's txsync or rxsync, under the ring's busy word (netmap's nm_kr_tryget): a ring that
+   * another handle's thread is syncing at this moment is skipped, as netmap skips a busy ring,
+   * so two syncs never interleave on one ring's state. A busy word left by a thread that died in
+   * the middle of a sync is taken over. Returns the adapter's verdict (true for a skipped ring).
+   */
+  private syncRing(ring: Ring, tx: boolean): boolean {
+    const i32 = this.sp.i32;
+    const w = (ring.offset + L.KR_BUSY) >>> 2;
+    const me = this.me;
+    const owner = Atomics.compareExchange(i32, w, 0, me);
+    if (owner !== 0 && owner !== me && (ownerAlive(owner) || Atomics.compareExchange(i32, w, owner, me) !== owner)) return true;
+    try {
+      return tx ? this.adapter.txsync(ring) : this.adapter.rxsync(ring);
+    } finally {
+      Atomics.store(i32, w, 0);
+    }
   }
 
   /** One pass of netmap_poll without sleeping: returns the ready events (and POLLERR). */
@@ -166,7 +188,7 @@ export class Port {
       const rings = this.txRings;
       for (let i = 0; i < rings.length; i++) {
         const r = rings[i]!;
-        if (!this.adapter.txsync(r)) revents |= POLLERR;
+        if (!this.syncRing(r, true)) revents |= POLLERR;
         if (wantTx && r.cur !== r.tail) revents |= POLLOUT;
       }
     }
@@ -174,7 +196,7 @@ export class Port {
       const rings = this.rxRings;
       for (let i = 0; i < rings.length; i++) {
         const r = rings[i]!;
-        if (!this.adapter.rxsync(r)) revents |= POLLERR;
+        if (!this.syncRing(r, false)) revents |= POLLERR;
         if (r.cur !== r.tail) revents |= POLLIN;
       }
     }

@@ -26,7 +26,12 @@ export class Ring {
   private readonly u32: Uint32Array;
   private readonly u16: Uint16Array;
   private readonly w: number;
-  private readonly slotWord: number;
+  /**
+   * Index into sp.u32 of slot 0 (netmap's ring->slot[]): slot i is the four words from
+   * slotWord + 4 * i: buf_idx, len | flags << 16, ptr (low), ptr (high). For loops over many
+   * slots, which then need no method call and no wrap test per slot (see bench/pipes.ts).
+   */
+  readonly slotWord: number;
 
   constructor(sp: AddressSpace, offset: number, numBufs: number, host: boolean) {
     this.sp = sp;

@@ -20,8 +20,6 @@
  */
 import { registry, type Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
-import * as native from '../native/index.js';
-import { selfTid } from '../memory/lock.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import type { Port, PortAdapter } from '../ports/port.js';
@@ -37,7 +35,7 @@ const MAX_RINGS = 16;
 export const SMALL_COPY = 512;
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
-const W_BUSY = L.KR_BUSY >>> 2, W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
+const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
 
 export class ValeAdapter implements PortAdapter {
   private readonly reg: Registry;
@@ -49,7 +47,6 @@ export class ValeAdapter implements PortAdapter {
   private readonly f64: Float64Array;
   private readonly leases: LeaseOps;
   private readonly lease = new Lease();
-  private readonly me = selfTid();
 
   // forwarding table (per entry = per slot)
   private readonly ftOff = new Int32Array(FT_SIZE); // space offset of the source buffer, -1 none
@@ -179,22 +176,8 @@ export class ValeAdapter implements PortAdapter {
 
   // ---- txsync -----------------------------------------------------------------------------------
 
+  /** (Port serialises syncs of one ring through its busy word.) */
   txsync(ring: Ring): boolean {
-    const i32 = this.i32;
-    const w = ring.offset >>> 2;
-    const owner = Atomics.compareExchange(i32, w + W_BUSY, 0, this.me);
-    if (owner !== 0 && owner !== this.me) {
-      // another thread is in txsync on this ring: netmap skips silently, unless it died there
-      if (native.processAlive(owner) || Atomics.compareExchange(i32, w + W_BUSY, owner, this.me) !== owner) return true;
-    }
-    try {
-      return this.txsyncLocked(ring);
-    } finally {
-      Atomics.store(i32, w + W_BUSY, 0);
-    }
-  }
-
-  private txsyncLocked(ring: Ring): boolean {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const u32 = this.u32, u16 = this.u16;
@@ -423,7 +406,7 @@ export class ValeAdapter implements PortAdapter {
     } else this.rxStuckFirst[k] = -1;
     if (tail >= n) tail = u32[w + W_HWCUR]!;
     sync.setTail(ring, tail);
-    sync.stamp(ring);
+    sync.stampRx(ring, tail !== before);
     return ok;
   }
 }

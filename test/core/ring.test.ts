@@ -191,6 +191,24 @@ test('ring flags are kept; timestamps are set by rxsync, not by txsync', () => {
   s.close();
 });
 
+test('without NR_TIMESTAMP, rxsync stamps the ring when it brings packets, not when it finds none', async () => {
+  const [m, s] = pair('ts2');
+  const tx = m.txRings[0]!, rx = s.rxRings[0]!;
+  s.rxsync();
+  assert.equal(rx.tsSec, 0, 'an rxsync that found nothing leaves ts alone');
+  tx.setSlotLen(tx.head, 60);
+  tx.advance(tx.next(tx.head));
+  m.txsync();
+  s.rxsync();
+  const first = rx.tsSec * 1e6 + rx.tsUsec;
+  assert.ok(Math.abs(first / 1000 - Date.now()) < 5000, 'stamped with the time of the fetch');
+  await new Promise((r) => setTimeout(r, 5));
+  s.rxsync();
+  assert.equal(rx.tsSec * 1e6 + rx.tsUsec, first, 'no new packets: the stamp stays the fetch time');
+  m.close();
+  s.close();
+});
+
 test('txsync validation: illegal head/cur reinitialise the ring and report POLLERR', () => {
   const [m, s] = pair('val');
   const tx = m.txRings[0]!;

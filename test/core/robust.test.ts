@@ -173,3 +173,31 @@ test('killed in the middle of a control operation: the half-made region is recla
   p.close();
   assert.deepEqual(shmFiles(), before, 'the orphan region file is gone');
 });
+
+test('a ring another live thread is syncing is skipped; one left busy by a dead thread is taken over', async () => {
+  const { spawn } = await import('node:child_process');
+  const m = openPort('netmap:busy{1'), s = openPort('netmap:busy}1');
+  const tx = m.txRings[0]!, rx = s.rxRings[0]!;
+  const busyWord = (tx.offset + L.KR_BUSY) >>> 2;
+  const live = spawn('sleep', ['10'], { stdio: 'ignore' });
+  const dead = spawn('true', [], { stdio: 'ignore' });
+  await new Promise((r) => dead.once('exit', r));
+  try {
+    tx.setSlotLen(tx.head, 60);
+    tx.advance(tx.next(tx.head));
+    m.sp.i32[busyWord] = live.pid!;
+    m.txsync();
+    s.rxsync();
+    assert.equal(rx.space(), 0, 'the busy ring was skipped: nothing moved');
+    assert.equal(m.sp.i32[busyWord], live.pid, 'the live owner keeps the ring');
+    m.sp.i32[busyWord] = dead.pid!;
+    m.txsync();
+    s.rxsync();
+    assert.equal(rx.space(), 1, 'taken over from the dead owner: the packet moved');
+    assert.equal(m.sp.i32[busyWord], 0, 'and released after the sync');
+  } finally {
+    live.kill('SIGKILL');
+    m.close();
+    s.close();
+  }
+});
