@@ -7,7 +7,7 @@
  *    on the far side;
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
  *    frames have to be MTU-sized for netmap).
- * Usage: node dist/bench/interfaces-tools.js [frames]   (default 1,000,000)
+ * Usage: node dist/bench/interfaces-tools.js [frames [tx|rx|switch]]   (default 1,000,000, all)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -57,7 +57,7 @@ function txBench(frames: number): void {
     const { a, b } = pair(lab);
     let before = lab.counters(b, 'b0').rxPackets;
     let t0 = process.hrtime.bigint();
-    const r = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), '-s', '198.18.0.1', '-d', '198.18.0.2', '-w', '0', '-T', '0'], 120_000);
+    const r = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), '-s', '198.18.0.1:9', '-d', '198.18.0.2:9', '-S', '02:00:00:00:00:01', '-D', '02:00:00:00:00:02', '-w', '0', '-T', '0'], 120_000);
     let secs = secondsSince(t0);
     if (r.status !== 0) throw new Error(`pkt-gen tx: ${r.stderr}`);
     const counted = lab.counters(b, 'b0').rxPackets - before;
@@ -177,13 +177,16 @@ async function main(): Promise<number> {
     console.log(JSON.stringify({ bench: BENCH, skipped: skip }));
     return 0;
   }
+  const only = process.argv[3]; // tx | rx | switch: one part only
   try {
-    txBench(frames);
-    if (skipReason(['tcpdump']) === null) await rxBench(frames);
-    const vale = await switchBench(frames, 'vale');
-    const linux = await switchBench(frames, 'linux');
-    emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
-    if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
+    if (only === undefined || only === 'tx') txBench(frames);
+    if ((only === undefined || only === 'rx') && skipReason(['tcpdump']) === null) await rxBench(frames);
+    if (only === undefined || only === 'switch') {
+      const vale = await switchBench(frames, 'vale');
+      const linux = await switchBench(frames, 'linux');
+      emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
+      if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
+    }
   } finally {
     if (process.env.NETMAP_TS_DIR?.includes('nmts-bench-ift-')) fs.rmSync(process.env.NETMAP_TS_DIR, { recursive: true, force: true });
   }

@@ -36,6 +36,8 @@ const H3_VLAN_TCI = 32, H3_VLAN_TPID = 36;
 // struct tpacket2_hdr (TX)
 const H2_STATUS = 0, H2_LEN = 4;
 const TX_DATA_OFFSET = 32; // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
+const VNET_HDR_LEN = 10; // struct virtio_net_hdr: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16
+const VNET_HDR_LEN_FIELD = 2;
 
 const TP_STATUS_USER = 1, TP_STATUS_CSUMNOTREADY = 8, TP_STATUS_VLAN_VALID = 0x10, TP_STATUS_VLAN_TPID_VALID = 0x40;
 const TP_STATUS_AVAILABLE = 0, TP_STATUS_SEND_REQUEST = 1, TP_STATUS_WRONG_FORMAT = 4;
@@ -409,6 +411,14 @@ export interface TransmitterOptions {
   qdiscBypass?: boolean;
   /** skb mark put on every frame (SO_MARK), 0 for none. */
   mark?: number;
+  /**
+   * Send each frame with a virtio-net header whose hdr_len covers the whole frame (default
+   * true), so the kernel copies it into the skb's linear part. Without one, tpacket attaches the
+   * ring's pages as zero-copy fragments, which a veth (and anything that queues or forwards the
+   * skb) must then copy out again into freshly allocated pages: per frame a page allocation,
+   * a copy and a free, more than the one small copy this costs.
+   */
+  linear?: boolean;
 }
 
 /**
@@ -429,6 +439,10 @@ export class PacketTransmitter {
   private readonly sp: AddressSpace;
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  /** Offset of the frame's bytes in a ring frame (after the virtio-net header, if any). */
+  private readonly dataOffset: number;
+  private readonly linear: boolean;
   /** Next frame to fill. */
   private head = 0;
   /** Oldest frame handed to the kernel and not yet seen back. */
@@ -456,11 +470,14 @@ export class PacketTransmitter {
     const perBlock = blockSize / this.frameSize;
     const blocks = Math.ceil(frames / perBlock);
     this.frames = blocks * perBlock;
-    this.maxFrame = this.frameSize - TX_DATA_OFFSET;
+    this.linear = opts.linear ?? true;
+    this.dataOffset = TX_DATA_OFFSET + (this.linear ? VNET_HDR_LEN : 0);
+    this.maxFrame = this.frameSize - this.dataOffset;
     this.ringBytes = blocks * blockSize;
     this.sp = space();
     this.i32 = this.sp.i32;
     this.u32 = this.sp.u32;
+    this.u16 = this.sp.u16;
 
     const fd = packetSocket(ifname);
     this.fd = fd;
@@ -469,6 +486,8 @@ export class PacketTransmitter {
       native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, TPACKET_V2);
       if (opts.qdiscBypass ?? true) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_QDISC_BYPASS, 1);
       native.setsockoptInt(fd, native.SOL_PACKET, PACKET_LOSS, 1);
+      // (before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists)
+      if (this.linear) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
       if (opts.mark !== undefined && opts.mark !== 0) native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_MARK, opts.mark | 0);
       const req = Buffer.alloc(16);
       req.writeUInt32LE(blockSize, 0);
@@ -522,7 +541,7 @@ export class PacketTransmitter {
   /** Offset (in the address space) where the next frame's bytes go; -1 when the ring is full. */
   slot(): number {
     if (this.busy === this.frames) return -1;
-    return this.ringOffset + this.head * this.frameSize + TX_DATA_OFFSET;
+    return this.ringOffset + this.head * this.frameSize + this.dataOffset;
   }
 
   /** Queues the frame written at slot() with `len` bytes (1..maxFrame). */
@@ -530,7 +549,12 @@ export class PacketTransmitter {
     assert(this.busy < this.frames, 'commit on a full transmit ring');
     assert(len > 0 && len <= this.maxFrame, 'frame length out of range');
     const h = this.ringOffset + this.head * this.frameSize;
-    this.u32[(h + H2_LEN) >>> 2] = len;
+    if (this.linear) {
+      // virtio-net header: no GSO, no checksum request, hdr_len = the whole frame (the rest of
+      // the header stays zero: the kernel does not write into a TX frame)
+      this.u16[(h + TX_DATA_OFFSET + VNET_HDR_LEN_FIELD) >>> 1] = len;
+      this.u32[(h + H2_LEN) >>> 2] = len + VNET_HDR_LEN;
+    } else this.u32[(h + H2_LEN) >>> 2] = len;
     Atomics.store(this.i32, (h + H2_STATUS) >>> 2, TP_STATUS_SEND_REQUEST);
     this.head = this.head + 1 === this.frames ? 0 : this.head + 1;
     this.busy++;

@@ -6,9 +6,48 @@
 
 /** One's-complement sum of u8[from, to) as big-endian words, not folded; an odd tail byte is padded. */
 export function sum16(u8: Uint8Array, from: number, to: number): number {
+  if (to - from >= WIDE_MIN && ((from ^ u8.byteOffset) & 1) === 0) return sum16Wide(u8, from, to);
   let s = 0;
   let i = from;
   const even = to - ((to - from) & 1);
+  for (; i < even; i += 2) s += (u8[i]! << 8) | u8[i + 1]!;
+  if (i < to) s += u8[i]! << 8;
+  return s;
+}
+
+/** Below this many bytes the word-by-word loop is as fast as setting up the wide one. */
+const WIDE_MIN = 64;
+let wideBuffer: ArrayBufferLike | null = null;
+let wideU32: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+/**
+ * sum16 for long ranges that start at an even address: adds little-endian 32-bit words (eight
+ * per iteration) instead of big-endian 16-bit ones, about four times faster in V8. The one's-
+ * complement sum does not care about grouping (2^16 ≡ 1 mod 0xffff) and byte order only swaps
+ * the folded result, so the wide part is folded, byte-swapped and added to the rest.
+ */
+function sum16Wide(u8: Uint8Array, from: number, to: number): number {
+  if (u8.buffer !== wideBuffer) {
+    wideBuffer = u8.buffer;
+    wideU32 = new Uint32Array(u8.buffer, 0, Math.floor(u8.buffer.byteLength / 4));
+  }
+  const base = u8.byteOffset;
+  let s = 0;
+  let i = from;
+  while (((base + i) & 3) !== 0) { s += (u8[i]! << 8) | u8[i + 1]!; i += 2; } // to a 4-byte boundary
+  const words = (to - i) >>> 2;
+  let k = (base + i) >>> 2;
+  const end = k + words, end8 = end - 7;
+  let le = 0;
+  const u32 = wideU32;
+  for (; k < end8; k += 8) le += u32[k]! + u32[k + 1]! + u32[k + 2]! + u32[k + 3]! + u32[k + 4]! + u32[k + 5]! + u32[k + 6]! + u32[k + 7]!;
+  for (; k < end; k++) le += u32[k]!;
+  i += 4 * words;
+  // fold to 16 bits (le < 2^53: exact), then swap the bytes back to big-endian order
+  let r = le % 0xffff;
+  if (r === 0 && le !== 0) r = 0xffff;
+  s += ((r & 0xff) << 8) | (r >>> 8);
+  const even = to - ((to - i) & 1);
   for (; i < even; i += 2) s += (u8[i]! << 8) | u8[i + 1]!;
   if (i < to) s += u8[i]! << 8;
   return s;
