@@ -22,6 +22,14 @@ import { interfaceExists } from './ifinfo.js';
  */
 const DAEMON_BURST = 128;
 
+/**
+ * The switch ports' geometry: RX rings of 4096 slots. The switch drops what does not fit a
+ * receiver's ring (netmap's rule), and this process empties its switch ports only between its
+ * sends, each of which runs the receiving stack inline; with 1024 slots TCP through VALE lost
+ * about 1% of its segments to such drops (and a third of its throughput to the retransmissions).
+ */
+const SWITCH_PORT_CONF = '@conf:rx-slots=4096';
+
 const [switchName, ifName, mode] = process.argv.slice(2);
 const ports: Port[] = [];
 let stop = false;
@@ -40,25 +48,23 @@ async function main(): Promise<number> {
   }
   const bridges: Bridge[] = [];
   try {
-    // the switch side first: once netmap:IF exists, the name IF is an interface port
-    const vNic = openPort(`${switchName}:${ifName}`);
-    ports.push(vNic);
-    own(vNic);
-    let vHost: Port | null = null;
-    if (mode === 'host') {
-      vHost = openPort(`${switchName}:${hostPortName(ifName)}`);
-      ports.push(vHost);
-      own(vHost);
-    }
+    // The interface first, then its switch ports in the interface's memory (`@memId`), so each
+    // bridge swaps buffers instead of copying them.
     const nic = openPort(`netmap:${ifName}`);
     ports.push(nic);
+    const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
+    ports.push(vNic);
+    own(vNic);
     bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
-    if (vHost !== null) {
+    if (mode === 'host') {
       const host = openPort(`netmap:${ifName}^`);
       ports.push(host);
+      const vHost = openPort(`${switchName}:${hostPortName(ifName)}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
+      ports.push(vHost);
+      own(vHost);
       bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
     }
-    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: vHost !== null }), { mode: 0o600 });
+    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });
     console.log('ready');
   } catch (e) {
     const code = e instanceof NetmapError ? e.code : 'EIO';

@@ -54,14 +54,24 @@ function geometryOf(spec: PortSpec, opts: OpenOptions): ValeGeometry {
   return g;
 }
 
-/** Creates a VALE port entry with its own region (rings, extra buffers, room for pipes). */
-function createValePort(reg: Registry, name: string, g: ValeGeometry, flags: number): number {
-  const ringPages = (slots: number): number => Math.ceil(L.ringBytes(slots) / L.PAGE_SIZE);
-  const ringBufs = g.txRings * g.txSlots + g.rxRings * g.rxSlots;
-  const pagesPerSet = g.txRings * ringPages(g.txSlots) + g.rxRings * ringPages(g.rxSlots);
-  const numBufs = 2 + ringBufs * (1 + VALE_PIPE_ROOM) + g.extraBufs + 64;
-  const numPages = pagesPerSet * (1 + 2 * VALE_PIPE_ROOM) + g.rxRings + (1 + 2 * VALE_PIPE_ROOM) * (L.MAX_HANDLES + 1) + 16;
-  const memId = reg.createRegion({ numBufs, numPages, bufSize: L.DEFAULT_BUF_SIZE });
+/**
+ * Creates a VALE port entry with its own region (rings, extra buffers, room for pipes), or, when
+ * `inMemId` names a live region (netmap's `@N`), with its rings and buffers in that region: the
+ * attach daemon puts an interface's switch port in the interface's memory, so the bridge between
+ * them swaps buffers instead of copying.
+ */
+function createValePort(reg: Registry, name: string, g: ValeGeometry, flags: number, inMemId = 0): number {
+  let memId = inMemId;
+  if (memId === 0) {
+    const ringPages = (slots: number): number => Math.ceil(L.ringBytes(slots) / L.PAGE_SIZE);
+    const ringBufs = g.txRings * g.txSlots + g.rxRings * g.rxSlots;
+    const pagesPerSet = g.txRings * ringPages(g.txSlots) + g.rxRings * ringPages(g.rxSlots);
+    const numBufs = 2 + ringBufs * (1 + VALE_PIPE_ROOM) + g.extraBufs + 64;
+    const numPages = pagesPerSet * (1 + 2 * VALE_PIPE_ROOM) + g.rxRings + (1 + 2 * VALE_PIPE_ROOM) * (L.MAX_HANDLES + 1) + 16;
+    memId = reg.createRegion({ numBufs, numPages, bufSize: L.DEFAULT_BUF_SIZE });
+  } else if (!reg.regionLive(memId)) {
+    fail('ENXIO', `${name}: no memory region ${memId}`);
+  }
   let index: number;
   try {
     index = reg.createPort({
@@ -69,8 +79,8 @@ function createValePort(reg: Registry, name: string, g: ValeGeometry, flags: num
       numTx: g.txRings, numRx: g.rxRings, numHostTx: 0, numHostRx: 0, txSlots: g.txSlots, rxSlots: g.rxSlots,
     });
   } catch (e) {
-    // the region has no port yet: take it down by hand
-    dropEmptyRegion(reg, memId);
+    // a region made for this port has no port yet: take it down by hand
+    if (inMemId === 0) dropEmptyRegion(reg, memId);
     throw e;
   }
   const region = reg.region(memId);
@@ -159,14 +169,15 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
       fail('ENXIO', `${spec.spec}: persistent port ${spec.portName} is not attached to ${switchName} (vale-ctl -a ${switchName}:${spec.portName})`);
     }
     if ((reg.portGet(named, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0) fail('EBUSY', `${spec.spec}: ${spec.portName} is attached to a switch and owned by it`);
-    fail('EINVAL', `${spec.spec}: ${spec.portName} is an interface: attach it with vale-ctl -a, it cannot be opened as a VALE port`);
+    // the attach daemon makes the switch port of the interface it holds
+    if (opts.owner !== true) fail('EINVAL', `${spec.spec}: ${spec.portName} is an interface: attach it with vale-ctl -a, it cannot be opened as a VALE port`);
   }
   const g = geometryOf(spec, opts);
   const sw = reg.ensureSwitch(switchName);
   try {
     if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
     // AUTODELETE: if pipes hang on it when its last handle closes, it goes with the last pipe
-    const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE);
+    const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE, spec.memId);
     try {
       reg.switchAttach(sw, index);
     } catch (e) {

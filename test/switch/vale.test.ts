@@ -355,6 +355,31 @@ test('bad names and bad geometry are refused', () => {
   assert.deepEqual(fs.readdirSync(DIR).filter((f) => !/^(registry|mem-\d+)$/.test(f)), []);
 });
 
+test('@N: a new VALE port made in an existing memory region; a missing region is ENXIO', () => {
+  const a = openPort('vale5:mema');
+  const regions = (): number => fs.readdirSync(DIR).filter((f) => /^mem-\d+$/.test(f)).length;
+  const before = regions() - 1;
+  const b = openPort(`vale5:memb@${a.memId}`);
+  const c = openPort('vale5:memc');
+  try {
+    assert.equal(b.memId, a.memId, 'b lives in the memory of a');
+    assert.notEqual(c.memId, a.memId, 'without @N a port gets its own region');
+    // frames still go through the switch (a copy, as between any two ports)
+    const tx = a.txRings[0]!;
+    const at = tx.slotBufOffset(tx.head);
+    a.mem.u8.set([...BC, ...mac(1), 0x08, 0x00, 1, 2, 3], at);
+    tx.setSlotLen(tx.head, 17);
+    tx.advance(tx.next(tx.head));
+    a.txsync();
+    b.rxsync();
+    assert.equal(b.rxRings[0]!.space(), 1, 'b received the broadcast');
+    assert.equal(code(() => openPort('vale5:memd@77')), 'ENXIO');
+  } finally {
+    a.close(); b.close(); c.close();
+  }
+  assert.equal(regions(), before, 'both regions went with their last ports');
+});
+
 test('pluggable lookup: the static MAC table example, loaded in every sender process', async () => {
   const a = openPort('vale6:a'), b = openPort('vale6:b'), c = openPort('vale6:c');
   try {
