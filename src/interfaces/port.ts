@@ -10,8 +10,10 @@
  *  - host RX ring   <- frames the host stack sends on IF (read from the split's host TAP);
  *  - host TX ring   -> frames handed to the host stack as if received on IF (marked socket).
  * Opening the port installs the wire/host split (split.ts) — the stack no longer sees the wire —
- * and closing the last handle of this process removes it. One process (one thread) holds an
- * interface at a time: another gets EBUSY, as with a NIC owned by someone else.
+ * and closing the last handle of this process removes it. One process holds an interface at a
+ * time (another gets EBUSY, as with a NIC owned by someone else); its threads share it, each with
+ * packet sockets for the rings its handles bind. An RX ring is fed by one thread's socket (a
+ * second thread binding it gets EBUSY); several RX rings form one fanout group.
  *
  * A TAP device that nobody has open is different: the port attaches to the TAP's descriptor
  * and *is* the wire (NIC TX frames are received by the kernel on the TAP, NIC RX gets what the
@@ -23,7 +25,8 @@
  * it completed; a GSO super-frame is cut into wire-sized segments, see gso.ts).
  */
 import { fail, NetmapError } from '../errors.js';
-import type { Registry } from '../memory/registry.js';
+import { registry, type Registry } from '../memory/registry.js';
+import { ownerAlive, selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
@@ -33,7 +36,7 @@ import { setInterfaceParentResolver } from '../pipes/pipe.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID } from './packet.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice } from './split.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { watch, unwatch, type Watch } from './notifier.js';
@@ -47,6 +50,16 @@ export const GLOBAL_PAGES = 8192;
 
 // PE_EXTRA words of an interface port entry
 const X_IFINDEX = L.PE_EXTRA, X_NETNS = L.PE_EXTRA + 4, X_OWNER = L.PE_EXTRA + 8, X_TAP = L.PE_EXTRA + 12;
+// the process holding the split (X_OWNER, a pid): its open adapters over all its threads, the
+// descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet)
+const X_USERS = L.PE_EXTRA + 16, X_SINK_FD = L.PE_EXTRA + 20, X_HOST_FD = L.PE_EXTRA + 24, X_FANOUT = L.PE_EXTRA + 28;
+/**
+ * NIC RX rings: thread id of the thread whose packet socket feeds the ring (a VALE-only word
+ * otherwise). One socket per RX ring, or frames would be received twice.
+ */
+const KR_RX_SERVER = L.KR_LEASE;
+/** How long an open waits for another thread of this process that is installing the split. */
+const SPLIT_WAIT_MS = 3000;
 
 const ETHTOOL_GDRVINFO = 0x3, SIOCETHTOOL = 0x8946;
 
@@ -69,18 +82,26 @@ export function isTapDevice(ifname: string): boolean {
   }
 }
 
-/** What this process holds for one open interface port. */
+/**
+ * What this thread holds for one open interface port. Sockets exist for the rings this thread's
+ * handles bind, counted per ring; the split is process-wide: the thread that installed it holds
+ * `split`, the others read the host TAP through an adopted descriptor.
+ */
 interface IfState {
   index: number;
   generation: number;
   ifname: string;
   users: number;
   split: HostSplit | null;
+  /** Frames the host stack sends (host RX ring): the split's host TAP. */
+  hostRead: TapDevice | null;
   tap: TapDevice | null;
-  nicRx: PacketReceiver[];
-  nicTx: PacketTransmitter[];
+  nicRx: (PacketReceiver | undefined)[];
+  nicTx: (PacketTransmitter | undefined)[];
   hostTx: PacketTransmitter | null;
-  watchKey: number;
+  rxRefs: number[];
+  txRefs: number[];
+  hostTxRefs: number;
   /** Per NIC RX ring: the splitter of a GSO frame being cut, and its next segment (-1: none). */
   gso: GsoSplitter[];
   gsoNext: number[];
@@ -142,63 +163,198 @@ onLastUser(L.PORT_KIND_INTERFACE, (reg, index) => {
   if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
 });
 
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * This thread's state for `port`, made on its first handle: the TAP (a TAP nobody holds is the
+ * wire), or the split — installed by the first thread of this process, shared by the others.
+ */
 function openState(port: Port): IfState {
-  const ifname = port.name;
   const have = states.get(port.index);
-  if (have !== undefined) {
-    have.users++;
-    return have;
-  }
+  if (have !== undefined) return have;
+  const ifname = port.name;
   const st: IfState = {
-    index: port.index, generation: 0, ifname, users: 1, split: null, tap: null,
-    nicRx: [], nicTx: [], hostTx: null, watchKey: 0, gso: [], gsoNext: [],
+    index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
+    nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
   };
-  try {
-    if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
-    const tapMode = port.numHostTxRings === 0 && isTapDevice(ifname);
-    if (tapMode) {
-      try {
-        st.tap = TapDevice.open(ifname, { existing: true, up: true });
-      } catch (e) {
-        if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: TAP device '${ifname}' is held by another process`);
-        throw e;
-      }
-    } else {
-      st.split = HostSplit.install(ifname, { capture: true });
-      const n = port.numRxRings;
-      for (let k = 0; k < n; k++) {
-        const group = n > 1 ? (k === 0 ? -1 : st.nicRx[0]!.fanoutGroup) : undefined;
-        const info = interfaceInfo(ifname);
-        const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
-        // 128 KiB blocks keep a 64 KiB GSO frame whole; the virtio-net header says how to cut it
-        st.nicRx.push(new PacketReceiver(ifname, {
-          dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
-          frameSize: Math.max(2048, info.mtu + 128), blockSize: 1 << 17, blockCount: 128, vnetHdr: true,
-        }));
-        st.gso.push(new GsoSplitter());
-        st.gsoNext.push(-1);
-      }
-      for (let k = 0; k < port.numTxRings; k++) st.nicTx.push(new PacketTransmitter(ifname, { frames: 1024 }));
-      st.hostTx = new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+  if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
+  const reg = registry();
+  if (port.numHostTxRings === 0 && isTapDevice(ifname)) {
+    try {
+      st.tap = TapDevice.open(ifname, { existing: true, up: true });
+    } catch (e) {
+      if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: TAP device '${ifname}' is held by another process or thread`);
+      throw e;
     }
-  } catch (e) {
-    closeState(st);
-    throw e;
+  } else {
+    const deadline = Date.now() + SPLIT_WAIT_MS;
+    for (;;) {
+      try {
+        st.split = HostSplit.install(ifname, { capture: true });
+        st.hostRead = st.split.host;
+        const split = st.split;
+        reg.locked(() => {
+          reg.portSet(port.index, X_OWNER, process.pid);
+          reg.portSet(port.index, X_USERS, 0);
+          reg.portSet(port.index, X_SINK_FD, split.sink.fd);
+          reg.portSet(port.index, X_HOST_FD, split.host.fd);
+          reg.portSet(port.index, X_FANOUT, 0);
+        });
+        break;
+      } catch (e) {
+        if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
+        // held: by another thread of this process (share it), or by another process
+        const owner = reg.portGet(port.index, X_OWNER), hostFd = reg.portGet(port.index, X_HOST_FD);
+        if (owner === process.pid && hostFd > 0) {
+          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, X_IFINDEX)));
+          break;
+        }
+        // a thread of ours may be installing it right now; another process would have its pid here
+        if ((owner !== 0 && owner !== process.pid) || Date.now() > deadline) throw e;
+        sleepMs(10);
+      }
+    }
   }
   states.set(port.index, st);
   return st;
 }
 
+/**
+ * Creates the sockets of the rings `port` binds that this thread has none for yet (counted per
+ * ring); on failure, undoes what it did.
+ */
+function bindRings(port: Port, st: IfState): void {
+  if (st.tap !== null) return;
+  const done: Ring[] = [];
+  try {
+    bindRingList(port, st, done);
+  } catch (e) {
+    unbindRings(port, st, done);
+    throw e;
+  }
+}
+
+function bindRingList(port: Port, st: IfState, done: Ring[]): void {
+  const reg = registry();
+  const ifname = st.ifname;
+  const me = selfTid();
+  const i32 = port.sp.i32;
+  const n = port.numRxRings;
+  for (const r of port.rxRings) {
+    if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
+    const k = r.id;
+    const w = (r.offset + KR_RX_SERVER) >>> 2;
+    const server = Atomics.compareExchange(i32, w, 0, me);
+    if (server !== 0 && server !== me && (ownerAlive(server) || Atomics.compareExchange(i32, w, server, me) !== server)) {
+      fail('EBUSY', `${port.spec}: RX ring ${k} of ${ifname} is served by another thread (${server}); bind other rings (-N) in each thread`);
+    }
+    if (st.nicRx[k] === undefined) {
+      try {
+        const info = interfaceInfo(ifname);
+        const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
+        // 128 KiB blocks keep a 64 KiB GSO frame whole; the virtio-net header says how to cut it.
+        // The first socket makes the fanout group, the others (any thread) join it: under the
+        // registry lock, or two threads opening at once would make a group each (and every
+        // frame would be received twice).
+        const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, {
+          dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
+          frameSize: Math.max(2048, info.mtu + 128), blockSize: 1 << 17, blockCount: 128, vnetHdr: true,
+        });
+        const rx = n === 1 ? make(undefined) : reg.locked(() => {
+          const fanout = reg.portGet(port.index, X_FANOUT);
+          const r = make(fanout > 0 ? fanout - 1 : -1);
+          if (fanout === 0) reg.portSet(port.index, X_FANOUT, r.fanoutGroup + 1);
+          return r;
+        });
+        st.nicRx[k] = rx;
+        st.gso[k] = new GsoSplitter();
+        st.gsoNext[k] = -1;
+        st.rxRefs[k] = 0;
+      } catch (e) {
+        Atomics.compareExchange(i32, w, me, 0);
+        throw e;
+      }
+    }
+    st.rxRefs[k]!++;
+    done.push(r);
+  }
+  for (const r of port.txRings) {
+    if (r.host) {
+      st.hostTx ??= new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+      st.hostTxRefs++;
+      done.push(r);
+      continue;
+    }
+    const k = r.id;
+    if (st.nicTx[k] === undefined) {
+      st.nicTx[k] = new PacketTransmitter(ifname, { frames: 1024 });
+      st.txRefs[k] = 0;
+    }
+    st.txRefs[k]!++;
+    done.push(r);
+  }
+}
+
+/** Undoes bindRings for `rings` (default: every ring `port` binds). */
+function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
+  if (st.tap !== null) return;
+  const me = selfTid();
+  for (const r of rings) {
+    if (r.dir !== L.RING_DIR_RX || r.host) continue;
+    const k = r.id;
+    if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
+    st.nicRx[k]!.close();
+    st.nicRx[k] = undefined;
+    Atomics.compareExchange(port.sp.i32, (r.offset + KR_RX_SERVER) >>> 2, me, 0);
+  }
+  for (const r of rings) {
+    if (r.dir !== L.RING_DIR_TX) continue;
+    if (r.host) {
+      if (st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      continue;
+    }
+    const k = r.id;
+    if (st.nicTx[k] === undefined || --st.txRefs[k]! > 0) continue;
+    st.nicTx[k]!.close();
+    st.nicTx[k] = undefined;
+  }
+}
+
+/**
+ * Counts an adapter of this process in or out (X_USERS). The last one out puts the interface
+ * back in the stack's hands, from whichever thread it closes: the installer removes its split;
+ * another thread removes the rules and closes the TAPs by descriptor number.
+ */
+function countProcessUser(port: Port, st: IfState, delta: number): void {
+  if (st.tap !== null) return;
+  const reg = registry();
+  const last = reg.locked(() => {
+    const users = Math.max(0, reg.portGet(port.index, X_USERS) + delta);
+    reg.portSet(port.index, X_USERS, users);
+    if (users > 0 || delta > 0 || reg.portGet(port.index, X_OWNER) !== process.pid) return null;
+    const fds = { sink: reg.portGet(port.index, X_SINK_FD), host: reg.portGet(port.index, X_HOST_FD) };
+    reg.portSet(port.index, X_OWNER, 0);
+    reg.portSet(port.index, X_SINK_FD, 0);
+    reg.portSet(port.index, X_HOST_FD, 0);
+    reg.portSet(port.index, X_FANOUT, 0);
+    return fds;
+  });
+  if (last === null) return;
+  try {
+    if (st.split !== null) st.split.remove();
+    else removeSplitOfThisProcess(st.ifname, last.sink, last.host);
+  } catch { /* the interface may be gone */ }
+}
+
+/**
+ * Drops this thread's state. Its sockets were closed by unbindRings; the split's TAPs are left
+ * to countProcessUser (other threads of the process may still read the host TAP).
+ */
 function closeState(st: IfState): void {
-  if (st.watchKey !== 0) unwatch(st.watchKey);
-  st.watchKey = 0;
-  for (const r of st.nicRx) r.close();
-  for (const t of st.nicTx) t.close();
-  st.hostTx?.close();
-  st.nicRx = [];
-  st.nicTx = [];
-  st.hostTx = null;
-  try { st.split?.remove(); } catch { /* the interface may be gone */ }
+  states.delete(st.index);
+  st.hostRead = null;
   st.split = null;
   st.tap?.close();
   st.tap = null;
@@ -216,7 +372,16 @@ class InterfaceAdapter implements PortAdapter {
 
   constructor(port: Port) {
     this.port = port;
-    this.st = openState(port);
+    const st = openState(port);
+    this.st = st;
+    st.users++;
+    countProcessUser(port, st, +1);
+    try {
+      bindRings(port, st);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
     this.u8 = port.sp.u8;
     const w: Watch[] = [];
     const memId = port.memId;
@@ -234,7 +399,7 @@ class InterfaceAdapter implements PortAdapter {
   private rxFd(r: Ring): number {
     const st = this.st;
     if (st.tap !== null) return st.tap.fd;
-    if (r.host) return st.split?.host.fd ?? -1;
+    if (r.host) return st.hostRead?.fd ?? -1;
     return st.nicRx[r.id]?.fd ?? -1;
   }
 
@@ -324,7 +489,7 @@ class InterfaceAdapter implements PortAdapter {
     let packets = 0, bytes = 0;
     const bufSize = ring.bufSize;
     if (st.tap !== null || ring.host) {
-      const dev = st.tap ?? st.split!.host;
+      const dev = st.tap ?? st.hostRead!;
       while (ring.next(tail) !== hwcur) {
         const len = dev.read(ring.slotBufOffset(tail), bufSize);
         if (len <= 0) break;
@@ -388,12 +553,14 @@ class InterfaceAdapter implements PortAdapter {
 
   close(): void {
     if (this.watchKey !== 0) unwatch(this.watchKey);
+    this.release();
+  }
+
+  private release(): void {
     const st = this.st;
-    st.users--;
-    if (st.users <= 0) {
-      states.delete(st.index);
-      closeState(st);
-    }
+    unbindRings(this.port, st);
+    countProcessUser(this.port, st, -1);
+    if (--st.users <= 0) closeState(st);
   }
 }
 
@@ -405,6 +572,7 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
   if (st === undefined) return null;
   let rxDrops = 0, rxPackets = 0;
   for (const r of st.nicRx) {
+    if (r === undefined) continue;
     const s = r.stats();
     rxDrops += s.drops;
     rxPackets += s.packets;

@@ -23,6 +23,7 @@ import { spawnSync } from 'node:child_process';
 import { NetmapError, fail } from '../errors.js';
 import { interfaceInfo, interfaceExists, setInterfaceUp, checkInterfaceName } from './ifinfo.js';
 import { TapDevice } from './tap.js';
+import * as native from '../native/index.js';
 
 /** skb mark of frames we hand to the host stack ('NMTS'). */
 export const SPLIT_MARK = 0x4e4d5453;
@@ -185,6 +186,20 @@ export class HostSplit {
       this.host.close();
       this.sink.close();
     }
+  }
+}
+
+/**
+ * Removes the split on `ifname` that another thread of this process installed and left in place
+ * for the threads still using the interface: our rules, then its two TAP descriptors (by number:
+ * descriptors belong to the process, not to the thread that opened them).
+ */
+export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd: number): void {
+  try {
+    if (interfaceExists(ifname)) removeRules(ifname);
+  } finally {
+    if (hostFd > 0) native.closeFd(hostFd);
+    if (sinkFd > 0) native.closeFd(sinkFd);
   }
 }
 

@@ -34,13 +34,16 @@ export class TapDevice {
   private readonly sp: AddressSpace;
   private readonly pollfd = Buffer.alloc(8);
   private closed = false;
+  /** Whether close() closes the descriptor (false for one adopted from another thread). */
+  private readonly owned: boolean;
   /** Frames read / written / writes refused by the kernel. */
   received = 0;
   sent = 0;
   writeErrors = 0;
 
-  private constructor(fd: number, name: string, persistent: boolean) {
+  private constructor(fd: number, name: string, persistent: boolean, owned = true) {
     this.fd = fd;
+    this.owned = owned;
     this.name = name;
     this.persistent = persistent;
     this.ifindex = interfaceIndex(name);
@@ -86,6 +89,14 @@ export class TapDevice {
   }
 
   /**
+   * A TapDevice over descriptor `fd` of TAP `name`, opened by another thread of this process
+   * (descriptors are per process): reads and writes as usual; close() leaves the descriptor open.
+   */
+  static adopt(fd: number, name: string): TapDevice {
+    return new TapDevice(fd, name, false, false);
+  }
+
+  /**
    * Reads one frame into address-space offset `dst` (at most `room` bytes, a longer frame is cut).
    * Returns its length, 0 when none is waiting, -errno on error.
    */
@@ -124,7 +135,7 @@ export class TapDevice {
         this.persistent = false;
       } catch { /* already gone */ }
     }
-    native.closeFd(this.fd);
+    if (this.owned) native.closeFd(this.fd);
   }
 }
 

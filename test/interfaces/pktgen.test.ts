@@ -63,3 +63,82 @@ test("pkt-gen rx of a peer's traffic", opts, () => withLab(async (lab) => {
   assert.equal(rx.exitCode, 0, out);
   assert.match(out, new RegExp(`Received ${N} packets`));
 }));
+
+test('pkt-gen -p 2 on an interface: two threads of one process on two rings, tx and rx', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  // tx: each thread its own TX ring; every frame reaches the peer
+  const N = 20_000;
+  const before = lab.counters(b, 'b0').rxPackets;
+  const t = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0@conf:rings=2', '-f', 'tx', '-p', '2', '-n', String(N), '-s', '198.18.0.1', '-d', '198.18.0.2', '-w', '0', '-T', '0'], 60_000);
+  assert.equal(t.status, 0, t.stderr);
+  const counted = lab.counters(b, 'b0').rxPackets - before;
+  assert.ok(counted >= N && counted <= N + 10, `peer counted ${counted}`);
+  // rx: the fanout spreads flows over the two RX rings, one thread each; nothing lost, nothing twice
+  // (no -n: each thread would stop at its half, and the flow hash need not split evenly; -W ends it)
+  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0@conf:rings=2', '-f', 'rx', '-p', '2', '-w', '0', '-T', '0', '-W']);
+  let out = '';
+  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const t0 = Date.now();
+  while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
+  await sleep(300);
+  lab.enter(b);
+  const tx = new PacketTransmitter('b0');
+  lab.leave();
+  try {
+    let sent = 0;
+    const deadline = Date.now() + 20_000;
+    while (rx.exitCode === null && Date.now() < deadline) {
+      if (sent < N) {
+        tx.reclaim();
+        for (let k = 0; k < 250 && sent < N; k++) {
+          const at = tx.slot();
+          if (at < 0) break;
+          tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), sent % 64, sent)); // 64 flows
+          sent++;
+        }
+        tx.kick();
+      }
+      await sleep(5);
+    }
+  } finally {
+    tx.close();
+  }
+  assert.equal(rx.exitCode, 0, out);
+  assert.match(out, new RegExp(`Received ${N} packets`));
+}));
+
+test('threads of one process: a served RX ring is EBUSY for another thread; the split goes with the last handle', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+  const SPLIT = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
+  const script = `
+    const { Worker } = await import('node:worker_threads');
+    const nm = await import(${JSON.stringify(PORTS)});
+    const split = await import(${JSON.stringify(SPLIT)});
+    const p0 = nm.openPort('netmap:a0-0@conf:rings=2');
+    const inWorker = (name) => new Promise((resolve) => {
+      const w = new Worker(\`
+        const { parentPort, workerData } = await import('node:worker_threads');
+        const nm = await import(workerData.ports);
+        let r;
+        try { const p = nm.openPort(workerData.name); r = 'opened ' + p.rxRings.length + ' ' + p.txRings.length; p.close(); }
+        catch (e) { r = e.code + ' ' + e.message; }
+        parentPort.postMessage(r);\`, { eval: true, workerData: { ports: ${JSON.stringify(PORTS)}, name } });
+      w.once('message', resolve);
+    });
+    console.log('same ring:', await inWorker('netmap:a0-0@conf:rings=2'));
+    console.log('other ring:', await inWorker('netmap:a0-1@conf:rings=2'));
+    console.log('split while held:', split.hasSplitRules('a0'));
+    p0.close();
+    console.log('split after close:', split.hasSplitRules('a0'));
+  `;
+  const r = lab.run(a, process.execPath, ['--input-type=module', '-e', script], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /same ring: EBUSY .*RX ring 0 of a0 is served by another thread/);
+  assert.match(r.stdout, /other ring: opened 1 1/);
+  assert.match(r.stdout, /split while held: true/);
+  assert.match(r.stdout, /split after close: false/);
+}));
