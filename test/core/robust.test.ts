@@ -177,6 +177,7 @@ test('killed in the middle of a control operation: the half-made region is recla
 test('a ring another live thread is syncing is skipped; one left busy by a dead thread is taken over', async () => {
   const { spawn } = await import('node:child_process');
   const m = openPort('netmap:busy{1'), s = openPort('netmap:busy}1');
+  const m2 = openPort('netmap:busy{1'); // a second handle on the ring: syncs take the busy word
   const tx = m.txRings[0]!, rx = s.rxRings[0]!;
   const busyWord = (tx.offset + L.KR_BUSY) >>> 2;
   const live = spawn('sleep', ['10'], { stdio: 'ignore' });
@@ -198,6 +199,7 @@ test('a ring another live thread is syncing is skipped; one left busy by a dead 
   } finally {
     live.kill('SIGKILL');
     m.close();
+    m2.close();
     s.close();
   }
 });
