@@ -16,6 +16,45 @@ if (skip !== null) console.log(`# skipping pkt-gen interface tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 90_000 };
 const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
 
+type LabT = Parameters<Parameters<typeof withLab>[0]>[0];
+
+/**
+ * Starts `pkt-gen rx` with `args` in namespace `a`, then sends `n` UDP frames from b0 (flow
+ * `flowOf(k)` for frame k) until the receiver exits (at most 20 s). Returns what it printed.
+ */
+async function receiveFromPeer(lab: LabT, a: string, b: string, args: string[], n: number, flowOf: (k: number) => number): Promise<{ out: string; exitCode: number | null }> {
+  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', ...args]);
+  let out = '';
+  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const t0 = Date.now();
+  while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
+  await sleep(300);
+  lab.enter(b);
+  const tx = new PacketTransmitter('b0');
+  lab.leave();
+  try {
+    let sent = 0;
+    const deadline = Date.now() + 20_000;
+    while (rx.exitCode === null && Date.now() < deadline) {
+      if (sent < n) {
+        tx.reclaim();
+        for (let k = 0; k < 250 && sent < n; k++) {
+          const at = tx.slot();
+          if (at < 0) break;
+          tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), flowOf(sent), sent));
+          sent++;
+        }
+        tx.kick();
+      }
+      await sleep(5);
+    }
+  } finally {
+    tx.close();
+  }
+  return { out, exitCode: rx.exitCode };
+}
+
 test('pkt-gen tx into a veth: every frame counted by the kernel on the peer', opts, () => withLab((lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
@@ -32,36 +71,9 @@ test("pkt-gen rx of a peer's traffic", opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   const N = 5000;
-  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-n', String(N), '-w', '0', '-T', '0']);
-  let out = '';
-  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const t0 = Date.now();
-  while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
-  await sleep(200);
-  lab.enter(b);
-  const tx = new PacketTransmitter('b0');
-  lab.leave();
-  try {
-    let sent = 0;
-    const deadline = Date.now() + 20_000;
-    while (rx.exitCode === null && Date.now() < deadline) {
-      if (sent < N) {
-        tx.reclaim();
-        for (let k = 0; k < 250 && sent < N; k++) {
-          const at = tx.slot();
-          if (at < 0) break;
-          tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, sent++));
-        }
-        tx.kick();
-      }
-      await sleep(5);
-    }
-  } finally {
-    tx.close();
-  }
-  assert.equal(rx.exitCode, 0, out);
-  assert.match(out, new RegExp(`Received ${N} packets`));
+  const r = await receiveFromPeer(lab, a, b, ['-i', 'netmap:a0', '-f', 'rx', '-n', String(N), '-w', '0', '-T', '0'], N, () => 1);
+  assert.equal(r.exitCode, 0, r.out);
+  assert.match(r.out, new RegExp(`Received ${N} packets`));
 }));
 
 test('pkt-gen -p 2 on an interface: two threads of one process on two rings, tx and rx', opts, () => withLab(async (lab) => {
@@ -74,39 +86,11 @@ test('pkt-gen -p 2 on an interface: two threads of one process on two rings, tx 
   assert.equal(t.status, 0, t.stderr);
   const counted = lab.counters(b, 'b0').rxPackets - before;
   assert.ok(counted >= N && counted <= N + 10, `peer counted ${counted}`);
-  // rx: the fanout spreads flows over the two RX rings, one thread each; nothing lost, nothing twice
-  // (no -n: each thread would stop at its half, and the flow hash need not split evenly; -W ends it)
-  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0@conf:rings=2', '-f', 'rx', '-p', '2', '-w', '0', '-T', '0', '-W']);
-  let out = '';
-  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const t0 = Date.now();
-  while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
-  await sleep(300);
-  lab.enter(b);
-  const tx = new PacketTransmitter('b0');
-  lab.leave();
-  try {
-    let sent = 0;
-    const deadline = Date.now() + 20_000;
-    while (rx.exitCode === null && Date.now() < deadline) {
-      if (sent < N) {
-        tx.reclaim();
-        for (let k = 0; k < 250 && sent < N; k++) {
-          const at = tx.slot();
-          if (at < 0) break;
-          tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), sent % 64, sent)); // 64 flows
-          sent++;
-        }
-        tx.kick();
-      }
-      await sleep(5);
-    }
-  } finally {
-    tx.close();
-  }
-  assert.equal(rx.exitCode, 0, out);
-  assert.match(out, new RegExp(`Received ${N} packets`));
+  // rx: the fanout spreads flows over the two RX rings, one thread each; nothing lost, nothing
+  // twice (no -n: each thread would stop at its half, and the flow hash need not split evenly)
+  const r = await receiveFromPeer(lab, a, b, ['-i', 'netmap:a0@conf:rings=2', '-f', 'rx', '-p', '2', '-w', '0', '-T', '0', '-W'], N, (k) => k % 64);
+  assert.equal(r.exitCode, 0, r.out);
+  assert.match(r.out, new RegExp(`Received ${N} packets`));
 }));
 
 test('threads of one process: a served RX ring is EBUSY for another thread; the split goes with the last handle', opts, () => withLab((lab) => {
