@@ -28,6 +28,7 @@ import { fail, NetmapError } from '../errors.js';
 import { registry, type Registry } from '../memory/registry.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
+import { shmDirectory } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
@@ -129,7 +130,15 @@ function geometry(spec: PortSpec, queues: number): { rings: number; txRings: num
 function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): number {
   const name = spec.parentName || spec.name;
   const existing = reg.findPort(name);
-  if (existing >= 0) return existing;
+  if (existing >= 0) {
+    // Interface ports are registered by name: the same name in another network namespace is
+    // another interface, which this directory cannot hold at the same time.
+    const netns = reg.portGet(existing, X_NETNS);
+    if (reg.portGet(existing, L.PE_KIND) === L.PORT_KIND_INTERFACE && netns !== 0 && netns !== (currentNetnsId() >>> 0)) {
+      fail('EBUSY', `${spec.spec}: an interface named '${name}' of another network namespace is in netmap mode under ${shmDirectory()}; use another NETMAP_TS_DIR in this namespace`);
+    }
+    return existing;
+  }
   try {
     checkInterfaceName(name);
   } catch {

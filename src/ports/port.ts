@@ -443,8 +443,8 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
       if (resolvers.vale === null) fail('EOPNOTSUPP', 'VALE switches are not available in this build');
       index = resolvers.vale(reg, spec, opts);
     } else {
-      index = reg.findPort(spec.name);
-      if (index < 0 && resolvers.interface !== null) index = resolvers.interface(reg, spec, opts);
+      // (the interface resolver finds existing entries itself: it checks their namespace)
+      index = resolvers.interface !== null ? resolvers.interface(reg, spec, opts) : reg.findPort(spec.name);
       if (index < 0) fail('ENXIO', `${name}: no such interface '${spec.name}'`);
     }
     assert(reg.portLive(index), 'resolver returned a dead port');

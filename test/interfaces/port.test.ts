@@ -149,6 +149,33 @@ test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface 
   assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
 }));
 
+test('the same interface name in two network namespaces: the second is EBUSY, never the first one\'s port', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b'), c = lab.ns('c'), d = lab.ns('d');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.veth(c, 'a0', d, 'd0');
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  lab.leave();
+  try {
+    lab.enter(c);
+    try {
+      assert.throws(() => openPort('netmap:a0'), (e: unknown) => isCode('EBUSY')(e) && /another network namespace/.test((e as Error).message));
+      assert.equal(hasSplitRules('a0'), false, 'the a0 of the other namespace was not touched');
+    } finally {
+      lab.leave();
+    }
+  } finally {
+    p.close();
+  }
+  lab.enter(c);
+  try {
+    const q = openPort('netmap:a0'); // free again
+    q.close();
+  } finally {
+    lab.leave();
+  }
+}));
+
 test('netmap bridge between two veths carries ping and TCP (iperf3), offloads left on', opts, () => withLab(async (lab) => {
   const { l, m, r } = lab.line(true);
   // default offloads: TSO/GSO super-frames from the end points are cut in software
