@@ -9,7 +9,9 @@ import { Worker } from 'node:worker_threads';
 import { shmDirectory } from '../memory/space.js';
 
 export const MAX_WATCH = 512;
-export const C_GEN = 0, C_COUNT = 1, C_STOP = 2, C_ENTRIES = 4, ENTRY_WORDS = 4;
+export const C_GEN = 0, C_COUNT = 1, C_STOP = 2, C_DONE = 3, C_ENTRIES = 4, ENTRY_WORDS = 4;
+/** How long stop() waits for the worker to leave its loop. */
+const STOP_WAIT_MS = 2000;
 
 export interface Watch { fd: number; events: number; ringOffset: number; memId: number }
 
@@ -52,9 +54,13 @@ function stop(): void {
     Atomics.store(ctrl, C_STOP, 1);
     Atomics.add(ctrl, C_GEN, 1);
     Atomics.notify(ctrl, C_GEN);
+    // Wait until the worker has left its loop (it sees C_STOP within a few ms, or right after
+    // loading its modules if it is still starting). A thread that ends terminates its workers,
+    // and a worker terminated in the middle of koffi's set-up aborts the whole process.
+    Atomics.wait(ctrl, C_DONE, 0, STOP_WAIT_MS);
   }
-  // The worker sees C_STOP within a few ms and ends; it is unref'ed, so it never holds the
-  // process open. Descriptors it may still poll are only read, never closed by it.
+  // The worker is unref'ed, so it never holds the process open. Descriptors it may still poll
+  // are only read, never closed by it.
   worker = null;
   ctrl = null;
 }
