@@ -126,3 +126,14 @@ test('threads of one process: a served RX ring is EBUSY for another thread; the 
   assert.match(r.stdout, /split while held: true/);
   assert.match(r.stdout, /split after close: false/);
 }));
+
+test('pkt-gen -p 2 on an interface ending at once, twelve times: never an abort', opts, () => withLab((lab) => {
+  // Threads that finish within milliseconds end while their notifier threads may still be
+  // starting; a worker terminated inside koffi's set-up used to abort the whole process.
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  for (let k = 0; k < 12; k++) {
+    const r = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0@conf:rings=2', '-f', 'tx', '-p', '2', '-n', '200', '-w', '0', '-T', '0'], 30_000);
+    assert.equal(r.status, 0, `run ${k}: ${r.stderr.slice(0, 400)}`);
+  }
+}));
