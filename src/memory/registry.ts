@@ -343,11 +343,7 @@ export class Registry {
     try {
       let k = 0;
       const make = (count: number, dir: number, slots: number, firstId: number, withBufs: boolean): void => {
-        for (let r = 0; r < count; r++) {
-          const ring = this.createRing(region, dir, slots, firstId + r, withBufs);
-          created.push(ring);
-          this.sp.u32[(table >>> 2) + k++] = ring;
-        }
+        for (let r = 0; r < count; r++) created.push(this.createRing(region, dir, slots, firstId + r, withBufs, (table >>> 2) + k++));
       };
       make(p.numTx, L.RING_DIR_TX, p.txSlots, 0, true);
       make(p.numHostTx, L.RING_DIR_TX, p.txSlots, p.numTx, true);
@@ -365,9 +361,15 @@ export class Registry {
     return index;
   }
 
-  private createRing(region: Region, dir: number, slots: number, id: number, withBufs: boolean): number {
+  /**
+   * Makes a ring and records it at word `tableWord` of its port's ring table at once, before its
+   * buffers are taken: a creator killed half-way leaves everything it took findable there (see
+   * reclaimHalfMade).
+   */
+  private createRing(region: Region, dir: number, slots: number, id: number, withBufs: boolean, tableWord: number): number {
     const ring = region.allocObject(L.ringBytes(slots));
     const sp = this.sp;
+    sp.u32[tableWord] = ring;
     const w = ring >>> 2;
     const bufOfs = region.bufBase - ring;
     sp.view.setBigInt64(ring + L.RING_BUF_OFS, BigInt(bufOfs), true);
@@ -379,6 +381,7 @@ export class Registry {
       for (let s = 0; s < slots; s++) {
         const idx = region.allocBuf();
         if (idx === 0) {
+          sp.u32[tableWord] = 0;
           this.freeRing(region, ring);
           fail('ENOMEM', `memory region ${region.memId} has no free buffers for a ${slots}-slot ring`);
         }
@@ -551,12 +554,14 @@ export class Registry {
    * Removes what a control operation killed half-way left behind (it runs under the lock, so
    * outside a locked section nothing is legitimately half-made): port entries still "being
    * created" and regions that no live port uses (a region is always created with its first port,
-   * and goes with its last). The objects a half-made port took inside a surviving region stay
-   * lost; a region nobody uses is freed whole, its file removed.
+   * and goes with its last). A half-made port's rings, buffers and ring table go back to its
+   * region (reclaimHalfMade); a region nobody uses is freed whole, its file removed.
    */
   private sweepDebris(): void {
     for (let i = 0; i < L.MAX_PORTS; i++) {
-      if (this.portGet(i, L.PE_STATE) === 2) Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
+      if (this.portGet(i, L.PE_STATE) !== 2) continue;
+      this.reclaimHalfMade(i);
+      Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
     }
     const used = new Uint8Array(L.MAX_REGIONS + 1);
     for (let i = 0; i < L.MAX_PORTS; i++) {
@@ -565,6 +570,36 @@ export class Registry {
       if (m >= 1 && m <= L.MAX_REGIONS) used[m] = 1;
     }
     for (let m = 1; m <= L.MAX_REGIONS; m++) if (this.regionLive(m) && used[m] === 0) this.destroyRegion(m);
+  }
+
+  /**
+   * Gives back what the port entry `index`, left "being created" by a creator that died, took in
+   * its region: the rings recorded in its ring table (each is recorded before its buffers are
+   * taken), their buffers, the table. Buffers named by ring memory are freed only if no live port
+   * of the region holds them (ring memory is writable by any process of the user).
+   */
+  private reclaimHalfMade(index: number): void {
+    const memId = this.portGet(index, L.PE_MEM_ID);
+    const table = this.portGet(index, L.PE_RINGS_TABLE);
+    if (table === 0 || !this.regionLive(memId)) return;
+    const region = this.region(memId);
+    // geometry from the registry entry (written by the creator), never from ring memory
+    const numTx = this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX);
+    const total = numTx + this.portGet(index, L.PE_NUM_RX) + this.portGet(index, L.PE_NUM_HOST_RX);
+    const txSlots = this.portGet(index, L.PE_TX_SLOTS), rxSlots = this.portGet(index, L.PE_RX_SLOTS);
+    const inUse = this.buffersInUse(memId, [index]);
+    const u32 = this.sp.u32;
+    for (let k = 0; k < total; k++) {
+      const ring = u32[(table >>> 2) + k]!;
+      if (ring === 0) continue;
+      const slots = k < numTx ? txSlots : rxSlots;
+      for (let s = 0; s < slots; s++) {
+        const idx = u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2]!;
+        if (idx < inUse.length && inUse[idx] === 0) { region.freeBuf(idx); inUse[idx] = 1; }
+      }
+      region.freeObject(ring);
+    }
+    region.freeObject(table);
   }
 
   // ---- switches ---------------------------------------------------------------------------------

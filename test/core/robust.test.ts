@@ -174,6 +174,27 @@ test('killed in the middle of a control operation: the half-made region is recla
   assert.deepEqual(shmFiles(), before, 'the orphan region file is gone');
 });
 
+test('killed in the middle of createPort in a region that survives: its rings and buffers come back', async () => {
+  const keep = openPort('netmap:hkeep{1'); // the region that survives: the parent of this pipe
+  const region = registry().region(keep.memId);
+  const before = region.freeBuffers();
+  const c = spawnHelper(['half-port', 'hkeep']);
+  const m = await c.next((o) => o.created === true);
+  assert.equal(m.free, before - 4 * 64, 'the half-made port took 4 rings of 64 buffers');
+  c.kill('SIGKILL');
+  await c.exited();
+  const p = openPort('netmap:afterhalfport{1'); // takes the lock over, sweeps the debris
+  p.close();
+  assert.equal(region.freeBuffers(), before, 'every buffer of the half-made port is free again');
+  assert.equal(registry().findPort('halfmade'), -1);
+  // and the region still works
+  const s = openPort('netmap:hkeep}1');
+  assert.equal(sendPackets(keep, 50, 50, 2000), 50);
+  assert.deepEqual(receivePackets(s, 50, 2000), { got: 50, errors: 0 });
+  s.close();
+  keep.close();
+});
+
 test('a ring another live thread is syncing is skipped; one left busy by a dead thread is taken over', async () => {
   const { spawn } = await import('node:child_process');
   const m = openPort('netmap:busy{1'), s = openPort('netmap:busy}1');

@@ -5,6 +5,7 @@
  */
 import { openPort, POLLIN, POLLOUT, waitPort } from './lib.js';
 import { registry } from '../../../src/memory/registry.js';
+import * as L from '../../../src/memory/layout.js';
 import type { Port } from '../../../src/ports/port.js';
 
 export type Emit = (o: Record<string, unknown>) => void;
@@ -109,6 +110,22 @@ export async function runRole(args: string[], emit: Emit): Promise<void> {
       } catch (e) {
         emit({ ok: false, code: (e as { code?: string }).code, message: (e as Error).message, type: (e as Error).name });
       }
+      return;
+    }
+    case 'half-port': {
+      // killed in the middle of createPort, in a region that survives (the memory of port
+      // `name`): every ring and buffer taken, the entry never marked live
+      const reg = registry();
+      reg.locked(() => {
+        const parent = reg.findPort(name!);
+        const memId = reg.portGet(parent, L.PE_MEM_ID);
+        const index = reg.createPort({ name: 'halfmade', kind: L.PORT_KIND_PARENT, memId, flags: 0, numTx: 2, numRx: 2, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64 });
+        // as if killed just before createPort's last two steps (the region's reference, "live")
+        (reg as unknown as { regionRef(m: number, d: number): void }).regionRef(memId, -1);
+        reg.portSet(index, L.PE_STATE, 2);
+        emit({ created: true, free: reg.region(memId).freeBuffers() });
+        sleepSync(60000);
+      });
       return;
     }
     case 'half-create': {
