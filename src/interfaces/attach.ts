@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { fail } from '../errors.js';
 import { registerInterfaceAttach, type InterfaceAttachRequest } from '../switch/index.js';
 import { shmDirectory } from '../memory/space.js';
+import { pause } from '../memory/lock.js';
 import * as native from '../native/index.js';
 import { interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { isHelperDevice, removeStaleSplit } from './split.js';
@@ -36,10 +37,6 @@ export function readRecord(ifName: string): AttachRecord | null {
 /** The host-stack switch port of an attached interface (netmap calls it valeX:IF^). */
 export function hostPortName(ifName: string): string {
   return `${ifName}.h`;
-}
-
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Attaches interface `ifName` (and its host stack with `host`) to switch `switchName`. */
@@ -81,7 +78,7 @@ export function attachInterface(switchName: string, ifName: string, host: boolea
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       fail('EIO', `the forwarding process for ${ifName} did not start in time`);
     }
-    sleepMs(20);
+    pause(20);
   }
 }
 
@@ -92,10 +89,10 @@ export function detachInterface(switchName: string, ifName: string): void {
   if (native.processAlive(rec.pid)) {
     try { process.kill(rec.pid, 'SIGTERM'); } catch { /* gone */ }
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (native.processAlive(rec.pid) && Date.now() < deadline) sleepMs(20);
+    while (native.processAlive(rec.pid) && Date.now() < deadline) pause(20);
     if (native.processAlive(rec.pid)) {
       try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
-      while (native.processAlive(rec.pid) && Date.now() < deadline + 2000) sleepMs(20);
+      while (native.processAlive(rec.pid) && Date.now() < deadline + 2000) pause(20);
     }
   }
   fs.rmSync(recordPath(ifName), { force: true });

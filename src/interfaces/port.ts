@@ -26,7 +26,7 @@
  */
 import { fail, NetmapError } from '../errors.js';
 import { registry, type Registry } from '../memory/registry.js';
-import { ownerAlive, selfTid } from '../memory/lock.js';
+import { ownerAlive, pause, selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
 import { shmDirectory } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
@@ -172,10 +172,6 @@ onLastUser(L.PORT_KIND_INTERFACE, (reg, index) => {
   if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
 });
 
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * This thread's state for `port`, made on its first handle: the TAP (a TAP nobody holds is the
  * wire), or the split — installed by the first thread of this process, shared by the others.
@@ -222,7 +218,7 @@ function openState(port: Port): IfState {
         }
         // a thread of ours may be installing it right now; another process would have its pid here
         if ((owner !== 0 && owner !== process.pid) || Date.now() > deadline) throw e;
-        sleepMs(10);
+        pause(10);
       }
     }
   }
@@ -384,11 +380,16 @@ class InterfaceAdapter implements PortAdapter {
     const st = openState(port);
     this.st = st;
     st.users++;
-    countProcessUser(port, st, +1);
     try {
-      bindRings(port, st);
+      countProcessUser(port, st, +1);
     } catch (e) {
-      this.release();
+      if (--st.users <= 0) closeState(st);
+      throw e;
+    }
+    try {
+      bindRings(port, st); // undoes its own partial work on failure
+    } catch (e) {
+      this.leave();
       throw e;
     }
     this.u8 = port.sp.u8;
@@ -565,9 +566,15 @@ class InterfaceAdapter implements PortAdapter {
     this.release();
   }
 
+  /** Gives back this handle's rings, then leaves. */
   private release(): void {
+    unbindRings(this.port, this.st);
+    this.leave();
+  }
+
+  /** Counts this handle out of the process and the thread (the last one removes the split). */
+  private leave(): void {
     const st = this.st;
-    unbindRings(this.port, st);
     countProcessUser(this.port, st, -1);
     if (--st.users <= 0) closeState(st);
   }

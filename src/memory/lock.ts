@@ -8,6 +8,13 @@ import fs from 'node:fs';
 import * as native from '../native/index.js';
 import { fail } from '../errors.js';
 
+const pauseWord = new Int32Array(new SharedArrayBuffer(4));
+
+/** Blocks the calling thread for `ms` milliseconds (no spinning): for waits in control paths. */
+export function pause(ms: number): void {
+  Atomics.wait(pauseWord, 0, 0, ms);
+}
+
 let myTid = 0;
 /** Thread id of the calling thread (cached). */
 export function selfTid(): number {

@@ -161,10 +161,11 @@ export class Port {
   }
 
   /**
-   * One ring's txsync or rxsync, under the ring's busy word (netmap's nm_kr_tryget): a ring that
-   * another handle's thread is syncing at this moment is skipped, as netmap skips a busy ring,
-   * so two syncs never interleave on one ring's state. A busy word left by a thread that died in
-   * the middle of a sync is taken over. Returns the adapter's verdict (true for a skipped ring).
+   * One ring's txsync or rxsync. When several handles bind the ring it runs under the ring's busy
+   * word (netmap's nm_kr_tryget): a ring that another handle's thread is syncing at this moment
+   * is skipped, as netmap skips a busy ring, so two syncs never interleave on one ring's state; a
+   * busy word left by a thread that died in the middle of a sync is taken over. Returns the
+   * adapter's verdict (true for a skipped ring).
    */
   private syncRing(ring: Ring, tx: boolean): boolean {
     const i32 = this.sp.i32;

@@ -176,7 +176,7 @@ export class ValeAdapter implements PortAdapter {
 
   // ---- txsync -----------------------------------------------------------------------------------
 
-  /** (Port serialises syncs of one ring through its busy word.) */
+  /** (Port keeps two handles from syncing one ring at once: see Port.syncRing.) */
   txsync(ring: Ring): boolean {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
