@@ -43,9 +43,12 @@ function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
   return PIN ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
 }
 
-function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0): void {
-  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', '-C', FRAME]), 120_000);
+/** Runs trafgen; returns the seconds it reports for its own send loop (its start-up excluded). */
+function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0): number {
+  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', FRAME]), 120_000);
   if (r.status !== 0) throw new Error(`trafgen: ${r.stderr}`);
+  const m = /(\d+) sec, (\d+) usec on CPU/.exec(r.stdout + r.stderr);
+  return m === null ? NaN : Number(m[1]) + Number(m[2]) / 1e6;
 }
 
 /** The rate pkt-gen printed in its final `Speed:` line. */
@@ -75,10 +78,12 @@ function txBench(frames: number): void {
     emit('pktgen_tx_veth_pps', ours, 'pps', { note: "pkt-gen's own Speed line", peer_counted: counted, wall_pps_incl_startup: Math.round(counted / secs) });
     before = lab.counters(b, 'b0').rxPackets;
     t0 = process.hrtime.bigint();
-    trafgen(lab, a, 'a0', frames, 1);
+    const own = trafgen(lab, a, 'a0', frames, 1);
     secs = secondsSince(t0);
-    const ref = (lab.counters(b, 'b0').rxPackets - before) / secs;
-    emit('trafgen_tx_veth_pps', ref, 'pps');
+    const refCounted = lab.counters(b, 'b0').rxPackets - before;
+    // both rates from the tool's own timing of its send loop (start-up excluded for both)
+    const ref = refCounted / own;
+    emit('trafgen_tx_veth_pps', ref, 'pps', { note: "frames counted by the peer / trafgen's own send time", peer_counted: refCounted, wall_pps_incl_startup: Math.round(refCounted / secs) });
     emit('tx_ratio_pktgen_vs_trafgen', ours / ref, 'ratio');
   } finally {
     lab.cleanup();
