@@ -12,7 +12,9 @@ import * as L from '../memory/layout.js';
 import './port.js';
 import { Bridge, waitPorts } from './bridge.js';
 import { recordPath, hostPortName } from './attach.js';
-import { interfaceExists } from './ifinfo.js';
+import { interfaceExists, interfaceIndex, currentNetnsId } from './ifinfo.js';
+import { PacketTransmitter } from './packet.js';
+import type { ValeAdapter, DirectSink } from '../switch/forward.js';
 
 /**
  * Slots moved per ring pair per pass. Small on purpose: a send on a veth runs the receiver's
@@ -36,9 +38,27 @@ let stop = false;
 process.on('SIGTERM', () => { stop = true; });
 process.on('SIGINT', () => { stop = true; });
 
-function own(p: Port): void {
+/**
+ * Marks switch port `p` as owned by this daemon; `ifindex` (wire side only) lets other daemons
+ * in this namespace transmit straight onto the interface (ValeAdapter.enableDirect).
+ */
+function own(p: Port, ifindex: number): void {
   const reg = registry();
-  reg.locked(() => reg.portSet(p.index, L.PE_FLAGS, reg.portGet(p.index, L.PE_FLAGS) | L.PORT_FLAG_ATTACHED));
+  reg.locked(() => {
+    reg.portSet(p.index, L.PE_VALE_DIRECT_IF, ifindex);
+    reg.portSet(p.index, L.PE_VALE_DIRECT_NETNS, currentNetnsId() >>> 0);
+    reg.portSet(p.index, L.PE_FLAGS, reg.portGet(p.index, L.PE_FLAGS) | L.PORT_FLAG_ATTACHED);
+  });
+}
+
+/**
+ * A transmit ring of this process on the interface behind switch port `portName` (`SWITCH:IF`),
+ * the same kind the interface's own NIC TX ring uses (qdisc bypass: the wire, not the host).
+ */
+function openDirectSink(ifindex: number, portName: string): DirectSink | null {
+  const name = portName.slice(portName.indexOf(':') + 1);
+  if (!interfaceExists(name) || interfaceIndex(name) !== ifindex) return null;
+  return new PacketTransmitter(name, { frames: 1024 });
 }
 
 async function main(): Promise<number> {
@@ -54,14 +74,17 @@ async function main(): Promise<number> {
     ports.push(nic);
     const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
     ports.push(vNic);
-    own(vNic);
+    own(vNic, interfaceIndex(ifName));
+    // what this daemon forwards to another attached interface goes straight onto its wire
+    (vNic.adapter as ValeAdapter).enableDirect(openDirectSink, currentNetnsId());
     bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     if (mode === 'host') {
       const host = openPort(`netmap:${ifName}^`);
       ports.push(host);
       const vHost = openPort(`${switchName}:${hostPortName(ifName)}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
       ports.push(vHost);
-      own(vHost);
+      own(vHost, 0);
+      (vHost.adapter as ValeAdapter).enableDirect(openDirectSink, currentNetnsId());
       bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
     }
     fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });

@@ -3,8 +3,11 @@
  * (src/memory/space.ts) so frames are copied between the kernel's ring and netmap buffers with one
  * copyWithin and no allocation.
  *
- *  - PacketReceiver: TPACKET_V3 RX ring (blocks of packed frames, retired by the kernel when full
- *    or after `retireMs`); optional fanout so that several receivers share one interface;
+ *  - PacketReceiver: an RX ring, either TPACKET_V3 (blocks of packed frames, retired by the kernel
+ *    when full or after `retireMs`: fewest hand-overs, for capture) or, with `perFrame`,
+ *    TPACKET_V2 (each frame handed over as soon as it is written: no added latency, for
+ *    forwarding; a frame longer than a ring frame comes whole through the socket's queue);
+ *    optional fanout so that several receivers share one interface;
  *    PACKET_IGNORE_OUTGOING so that frames leaving the interface (our own included) are not
  *    received; optional classic-BPF filter that drops frames carrying a given skb mark.
  *  - PacketTransmitter: TPACKET_V2 TX ring; frames are filled in order and handed to the kernel
@@ -12,8 +15,9 @@
  *    to the driver: no qdisc, no tc egress, no taps — so no packet socket, ours included, sees
  *    these frames as outgoing. PACKET_LOSS: a malformed frame is dropped, not a ring stall.
  */
+import fs from 'node:fs';
 import * as native from '../native/index.js';
-import { space, type AddressSpace } from '../memory/space.js';
+import { space, shmDirectory, type AddressSpace } from '../memory/space.js';
 import { NetmapError, assert, fail } from '../errors.js';
 import { interfaceIndex } from './ifinfo.js';
 import { completeChecksum } from './csum.js';
@@ -21,7 +25,8 @@ import { completeChecksum } from './csum.js';
 const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
 const PACKET_ADD_MEMBERSHIP = 1, PACKET_RX_RING = 5, PACKET_STATISTICS = 6, PACKET_VERSION = 10;
 const PACKET_TX_RING = 13, PACKET_LOSS = 14, PACKET_FANOUT = 18, PACKET_QDISC_BYPASS = 20;
-const PACKET_IGNORE_OUTGOING = 23, PACKET_VNET_HDR = 15;
+const PACKET_IGNORE_OUTGOING = 23, PACKET_VNET_HDR = 15, PACKET_COPY_THRESH = 7;
+const SO_RCVBUFFORCE = 33, FIONBIO = 0x5421;
 const TPACKET_V2 = 1, TPACKET_V3 = 2;
 const PACKET_MR_PROMISC = 1;
 const PACKET_FANOUT_FLAG_UNIQUEID = 0x2000;
@@ -33,8 +38,8 @@ const BD_STATUS = 8, BD_NUM_PKTS = 12, BD_FIRST = 16;
 // struct tpacket3_hdr
 const H3_NEXT = 0, H3_SEC = 4, H3_NSEC = 8, H3_SNAPLEN = 12, H3_LEN = 16, H3_STATUS = 20, H3_MAC = 24;
 const H3_VLAN_TCI = 32, H3_VLAN_TPID = 36;
-// struct tpacket2_hdr (TX)
-const H2_STATUS = 0, H2_LEN = 4;
+// struct tpacket2_hdr
+const H2_STATUS = 0, H2_LEN = 4, H2_SNAPLEN = 8, H2_MAC = 12, H2_SEC = 16, H2_NSEC = 20, H2_VLAN_TCI = 24, H2_VLAN_TPID = 26;
 const TX_DATA_OFFSET = 32; // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
 /**
  * x86 keeps stores in order and loads in order (TSO), so the status word of a TX frame can be
@@ -45,7 +50,7 @@ const STRONG_ORDER = process.arch === 'x64' || process.arch === 'ia32';
 const VNET_HDR_LEN = 10; // struct virtio_net_hdr: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16
 const VNET_HDR_LEN_FIELD = 2;
 
-const TP_STATUS_USER = 1, TP_STATUS_CSUMNOTREADY = 8, TP_STATUS_VLAN_VALID = 0x10, TP_STATUS_VLAN_TPID_VALID = 0x40;
+const TP_STATUS_USER = 1, TP_STATUS_COPY = 2, TP_STATUS_CSUMNOTREADY = 8, TP_STATUS_VLAN_VALID = 0x10, TP_STATUS_VLAN_TPID_VALID = 0x40;
 const TP_STATUS_AVAILABLE = 0, TP_STATUS_SEND_REQUEST = 1, TP_STATUS_WRONG_FORMAT = 4;
 
 /** Frame status bits a receiver reports (subset of TP_STATUS_*). */
@@ -153,7 +158,17 @@ export interface ReceiverOptions {
    * kept whole (up to the block size) with `gsoType`/`gsoSize` set, for GsoSplitter to cut.
    */
   vnetHdr?: boolean;
+  /**
+   * TPACKET_V2 instead of V3: each frame is handed over as soon as the kernel has written it
+   * (V3 waits until a block is full or retireMs has passed, up to a millisecond per hop at low
+   * rates). The ring holds blockCount x (blockSize / frameSize) frames; a frame that does not fit
+   * one (a GSO super-frame) is read whole from the socket's queue (PACKET_COPY_THRESH).
+   */
+  perFrame?: boolean;
 }
+
+/** Largest frame read from the socket queue in perFrame mode (a 64 KiB GSO frame and its header). */
+const QUEUED_FRAME_MAX = 1 << 17;
 
 export interface ReceiverStats {
   /** Frames the kernel put in the ring. */
@@ -214,9 +229,17 @@ export class PacketReceiver {
   gsoType = 0;
   gsoSize = 0;
   readonly vnetHdr: boolean;
+  /** TPACKET_V2, one frame at a time (see ReceiverOptions.perFrame). */
+  readonly perFrame: boolean;
+  /** perFrame: frames in the ring, and the one handed out last (released by the next call; -1). */
+  private readonly frameCount: number;
+  private held = -1;
+  /** perFrame: where a frame read from the socket queue is put (a local mapping; -1 none). */
+  private queuedAt = -1;
 
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
+    this.perFrame = opts.perFrame === true;
     this.ifindex = interfaceIndex(ifname);
     this.vnetHdr = opts.vnetHdr === true;
     const frame = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 24, 'frame size'));
@@ -227,6 +250,7 @@ export class PacketReceiver {
     this.blockCount = checkCount(opts.blockCount ?? Math.max(8, Math.floor((8 << 20) / this.blockSize)), 2, 4096, 'block count');
     const retire = checkCount(opts.retireMs ?? 1, 1, 10000, 'block retire timeout (ms)');
     this.ringBytes = this.blockSize * this.blockCount;
+    this.frameCount = (this.blockSize / this.frameSize) * this.blockCount;
     this.sp = space();
     this.i32 = this.sp.i32;
     this.u32 = this.sp.u32;
@@ -236,19 +260,22 @@ export class PacketReceiver {
     this.fd = fd;
     let mapped = -1;
     try {
-      native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, TPACKET_V3);
+      native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, this.perFrame ? TPACKET_V2 : TPACKET_V3);
       if (opts.vnetHdr === true) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
-      const req = Buffer.alloc(28);
+      const req = Buffer.alloc(this.perFrame ? 16 : 28);
       req.writeUInt32LE(this.blockSize, 0);
       req.writeUInt32LE(this.blockCount, 4);
       req.writeUInt32LE(this.frameSize, 8);
-      req.writeUInt32LE((this.blockSize / this.frameSize) * this.blockCount, 12);
-      req.writeUInt32LE(retire, 16); // tp_retire_blk_tov
-      req.writeUInt32LE(0, 20); // tp_sizeof_priv
-      req.writeUInt32LE(0, 24); // tp_feature_req_word
+      req.writeUInt32LE(this.frameCount, 12);
+      if (!this.perFrame) {
+        req.writeUInt32LE(retire, 16); // tp_retire_blk_tov
+        req.writeUInt32LE(0, 20); // tp_sizeof_priv
+        req.writeUInt32LE(0, 24); // tp_feature_req_word
+      }
       native.setsockoptBuffer(fd, native.SOL_PACKET, PACKET_RX_RING, req);
       mapped = this.sp.mapLocal(fd, this.ringBytes);
       this.ringOffset = mapped;
+      if (this.perFrame) this.setUpQueuedFrames(fd);
       if (opts.ignoreOutgoing ?? true) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
       if (opts.dropMark !== undefined) attachFilter(fd, dropMarkFilter(opts.dropMark));
       native.bind(fd, sockaddrLl(ETH_P_ALL_BE, this.ifindex));
@@ -279,6 +306,7 @@ export class PacketReceiver {
    * space (also in `data`) with `length`, `wireLength`, `status`, `vlan` set; -1 when none is ready.
    */
   next(): number {
+    if (this.perFrame) return this.nextFrame();
     if (this.left > 0) {
       const h = this.cursor;
       this.left--;
@@ -302,6 +330,52 @@ export class PacketReceiver {
       return this.take(h);
     }
     return -1;
+  }
+
+  /** next() in perFrame mode: the frame at `block` (here a frame index) if the kernel is done with it. */
+  private nextFrame(): number {
+    if (this.held >= 0) this.releaseFrame();
+    const h = this.ringOffset + this.block * this.frameSize;
+    // Acquire: the kernel writes the frame before setting TP_STATUS_USER.
+    const st = Atomics.load(this.i32, (h + H2_STATUS) >>> 2);
+    if ((st & TP_STATUS_USER) === 0) return -1;
+    this.held = this.block;
+    this.block = this.block + 1 === this.frameCount ? 0 : this.block + 1;
+    const u32 = this.u32, u16 = this.u16;
+    this.length = u32[(h + H2_SNAPLEN) >>> 2]!;
+    this.wireLength = u32[(h + H2_LEN) >>> 2]!;
+    this.status = st;
+    this.sec = u32[(h + H2_SEC) >>> 2]!;
+    this.nsec = u32[(h + H2_NSEC) >>> 2]!;
+    if ((st & TP_STATUS_VLAN_VALID) !== 0) {
+      const tpid = (st & TP_STATUS_VLAN_TPID_VALID) !== 0 ? u16[(h + H2_VLAN_TPID) >>> 1]! : 0x8100;
+      this.vlan = u16[(h + H2_VLAN_TCI) >>> 1]! | (tpid << 16);
+    } else {
+      this.vlan = 0;
+    }
+    let data = h + u16[(h + H2_MAC) >>> 1]!;
+    if ((st & TP_STATUS_COPY) !== 0) {
+      // the whole frame waits on the socket queue (virtio-net header first, if asked for)
+      const hdr = this.vnetHdr ? VNET_HDR_LEN : 0;
+      const n = native.readAt(this.fd, this.sp.absolute(this.queuedAt), QUEUED_FRAME_MAX); // non-blocking
+      if (n >= hdr + 14 && n - hdr <= this.wireLength) {
+        data = this.queuedAt + hdr;
+        this.length = n - hdr;
+      }
+      // else: keep the truncated ring copy (length < wireLength: the caller drops it)
+    }
+    this.data = data;
+    if (this.vnetHdr) {
+      const u8 = this.sp.u8;
+      this.gsoType = u8[data - 9]!;
+      this.gsoSize = u8[data - 6]! | (u8[data - 5]! << 8);
+    }
+    return data;
+  }
+
+  private releaseFrame(): void {
+    Atomics.store(this.i32, (this.ringOffset + this.held * this.frameSize + H2_STATUS) >>> 2, 0);
+    this.held = -1;
   }
 
   private take(h: number): number {
@@ -340,6 +414,10 @@ export class PacketReceiver {
 
   /** Releases a block that has been completely handed out (call before sleeping). */
   flush(): void {
+    if (this.perFrame) {
+      if (this.held >= 0) this.releaseFrame();
+      return;
+    }
     if (this.left === 0) this.releaseBlock();
   }
 
@@ -375,6 +453,7 @@ export class PacketReceiver {
 
   /** Whether a block is ready without blocking. */
   ready(): boolean {
+    if (this.perFrame) return (Atomics.load(this.i32, (this.ringOffset + this.block * this.frameSize + H2_STATUS) >>> 2) & TP_STATUS_USER) !== 0;
     if (this.left > 0) return true;
     const blk = this.left === 0 ? (this.block + 1) % this.blockCount : this.block;
     const bd = this.ringOffset + blk * this.blockSize;
@@ -405,6 +484,35 @@ export class PacketReceiver {
     this.closed = true;
     native.closeFd(this.fd);
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
+    if (this.queuedAt >= 0) this.sp.unmapLocal(this.queuedAt, QUEUED_FRAME_MAX);
+  }
+
+  /**
+   * perFrame mode: frames longer than a ring frame are also queued whole on the socket
+   * (PACKET_COPY_THRESH; the ring frame then has TP_STATUS_COPY) and read into a local mapping.
+   * The socket is made non-blocking so that such a read never waits, and its queue large enough
+   * for a few 64 KiB frames (SO_RCVBUFFORCE as root, else up to rmem_max).
+   */
+  private setUpQueuedFrames(fd: number): void {
+    native.setsockoptInt(fd, native.SOL_PACKET, PACKET_COPY_THRESH, 1);
+    try {
+      native.setsockoptInt(fd, native.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20);
+    } catch {
+      native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_RCVBUF, 4 << 20);
+    }
+    const on = Buffer.alloc(4);
+    on.writeInt32LE(1, 0);
+    native.ioctl(fd, FIONBIO, on);
+    // an unlinked file in the shared-memory directory: only this mapping keeps it
+    const path = `${shmDirectory()}/rxq-${process.pid}-${native.gettid()}-${fd}`;
+    const file = native.openFile(path, native.O_RDWR | native.O_CREAT | native.O_EXCL);
+    try {
+      fs.rmSync(path, { force: true });
+      native.ftruncate(file, QUEUED_FRAME_MAX);
+      this.queuedAt = this.sp.mapLocal(file, QUEUED_FRAME_MAX);
+    } finally {
+      native.closeFd(file);
+    }
   }
 }
 

@@ -45,6 +45,8 @@ import { watch, unwatch, type Watch } from './notifier.js';
 export const IF_DEFAULT_SLOTS = 1024;
 export const IF_MAX_RINGS = 16;
 export const IF_MAX_SLOTS = 4096;
+/** Frames in the kernel ring behind a NIC RX ring (16 MiB at MTU 1500). */
+const IF_RX_FRAMES = 8192;
 /** Geometry of the global region (mem_id 1), made by the first interface port. */
 export const GLOBAL_BUFS = 65536;
 export const GLOBAL_PAGES = 8192;
@@ -259,13 +261,15 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
       try {
         const info = interfaceInfo(ifname);
         const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
-        // 128 KiB blocks keep a 64 KiB GSO frame whole; the virtio-net header says how to cut it.
-        // The first socket makes the fanout group, the others (any thread) join it: under the
+        // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel
+        // has written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole
+        // through the socket queue; the virtio-net header says how to cut it. The first socket makes the fanout group, the others (any thread) join it: under the
         // registry lock, or two threads opening at once would make a group each (and every
         // frame would be received twice).
+        const frameSize = 1 << Math.ceil(Math.log2(Math.max(2048, info.mtu + 128)));
         const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, {
           dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
-          frameSize: Math.max(2048, info.mtu + 128), blockSize: 1 << 17, blockCount: 128, vnetHdr: true,
+          frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
         });
         const rx = n === 1 ? make(undefined) : reg.locked(() => {
           const fanout = reg.portGet(port.index, X_FANOUT);

@@ -2,9 +2,10 @@
  * netmap's split between the wire and the host stack, made of tc rules on the interface.
  *
  * While a split is installed on IF:
- *  - frames from the wire no longer reach the stack: a tc ingress filter redirects every frame
- *    without our mark to `nmd<ifindex>`, a TAP kept down, where tc drops it. Packet sockets on IF
- *    still receive those frames (they see frames before tc ingress) — that is the NIC RX ring;
+ *  - frames from the wire no longer reach the stack: a tc ingress filter in direct-action mode
+ *    drops every frame without our mark (classic BPF returning TC_ACT_SHOT: no action module,
+ *    and cheaper per frame than a redirect). Packet sockets on IF still receive those frames
+ *    (they see frames before tc ingress) — that is the NIC RX ring;
  *  - frames the stack sends no longer reach the wire: a tc egress filter redirects them to
  *    `nmh<ifindex>`, a TAP whose descriptor we read (the host RX ring) — or to `nmd<ifindex>`
  *    (dropped) while nobody wants them;
@@ -32,7 +33,9 @@ export const SPLIT_PREF = 0x4e4d;
 const TC_TIMEOUT_MS = 10_000;
 
 // Classic BPF for cls_bpf: `ld mark` is ancillary load SKF_AD_OFF + SKF_AD_MARK (0xfffff014).
-const BPF_NOT_MARK = `4,32 0 0 4294963220,21 1 0 ${SPLIT_MARK},6 0 0 4294967295,6 0 0 0`;
+// Ingress, direct action: frames without our mark -> TC_ACT_SHOT (2), marked ones -> TC_ACT_UNSPEC
+// (-1: on to the next filter, if any, and the stack).
+const BPF_DROP_UNMARKED = `4,32 0 0 4294963220,21 1 0 ${SPLIT_MARK},6 0 0 2,6 0 0 4294967295`;
 const BPF_MARK = `4,32 0 0 4294963220,21 0 1 ${SPLIT_MARK},6 0 0 4294967295,6 0 0 0`;
 const BPF_ALL = '1,6 0 0 4294967295';
 
@@ -148,8 +151,7 @@ export class HostSplit {
       setInterfaceUp(hostName, true);
       const capture = opts.capture === true;
       if (!hasClsact(ifname)) tcMust(['qdisc', 'add', 'dev', ifname, 'clsact'], `add a clsact qdisc to '${ifname}'`);
-      tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_NOT_MARK,
-        'action', 'mirred', 'egress', 'redirect', 'dev', sink.name], `cut '${ifname}' off from its host stack (ingress)`);
+      tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'da', 'bytecode', BPF_DROP_UNMARKED], `cut '${ifname}' off from its host stack (ingress)`);
       tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_MARK,
         'action', 'mirred', 'ingress', 'redirect', 'dev', ifname], `route host-ring frames into the stack of '${ifname}'`);
       tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,

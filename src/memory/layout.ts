@@ -77,6 +77,13 @@ export const PE_GENERATION = 68; // bumped on create and destroy: stale handles 
 export const PE_HDR_LEN = 72; // virtio-net header length (VALE)
 export const PE_MFS = 76; // max frame size (VALE)
 export const PE_EXTRA = 80; // kind-specific words (interfaces: ifindex, daemon pid, ...) 80..127
+/**
+ * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
+ * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
+ * straight onto the interface instead of through the port's RX ring (ValeAdapter.enableDirect).
+ */
+export const PE_VALE_DIRECT_IF = PE_EXTRA;
+export const PE_VALE_DIRECT_NETNS = PE_EXTRA + 4;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records

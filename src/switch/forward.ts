@@ -13,6 +13,12 @@
  *     lease; what does not fit is dropped and counted — the sender never waits.
  * Afterwards the TX ring is entirely free again (tail = head - 1), as in netmap.
  *
+ * Attached interfaces (netmap's bwrap): a sender that enabled direct delivery (the attach
+ * daemons do) writes packets for the wire side of an attached interface in its own network
+ * namespace straight into a transmit ring of its own on that interface, in its own context, as
+ * netmap forwards into an attached NIC's TX ring. Without it they go through the switch port's RX
+ * ring to the interface's daemon: one more copy and one more process on the way.
+ *
  * Copies go from the sender's buffers to the destination's own buffers (each port has its own
  * memory region): small frames with a Float64Array word loop, larger ones with copyWithin
  * (memmove). Every buffer is 64-byte aligned and a multiple of 64 bytes long, so copying whole
@@ -36,6 +42,22 @@ export const SMALL_COPY = 512;
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
+
+/**
+ * A transmit ring a sender writes into directly (an attached interface's wire side: the
+ * interfaces layer gives a packet socket's TX ring). slot() -> offset or -1 when full; commit(len);
+ * kick() hands what was committed to the kernel; reclaim() collects finished frames.
+ */
+export interface DirectSink {
+  readonly maxFrame: number;
+  reclaim(): number;
+  slot(): number;
+  commit(len: number): void;
+  kick(): void;
+  close(): void;
+}
+/** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
+export type DirectSinkOpener = (ifindex: number, portName: string) => DirectSink | null;
 
 export class ValeAdapter implements PortAdapter {
   private readonly reg: Registry;
@@ -89,6 +111,16 @@ export class ValeAdapter implements PortAdapter {
   private ownObjLo = 0;
   private ownObjHi = 0;
 
+  // direct delivery to attached interfaces (see the header); null entries: through the switch
+  private directOpen: DirectSinkOpener | null = null;
+  private directNetns = 0;
+  private readonly pDirect: (DirectSink | null)[] = new Array<DirectSink | null>(MAXP).fill(null);
+  /** Open sinks by ifindex (kept across refreshes; closed when their port leaves the switch). */
+  private readonly directByIf = new Map<number, DirectSink>();
+  /** Packets written straight onto attached interfaces, and those dropped for want of room. */
+  directPackets = 0;
+  directDrops = 0;
+
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
   private readonly rxStuckFirst = new Float64Array(MAX_RINGS).fill(-1);
@@ -110,9 +142,26 @@ export class ValeAdapter implements PortAdapter {
 
   // ---- switch view ------------------------------------------------------------------------------
 
+  /**
+   * Sends packets for attached interfaces in namespace `netns` (this thread's) straight to
+   * them, through sinks made by `open` (see the header). For the attach daemons.
+   */
+  enableDirect(open: DirectSinkOpener, netns: number): void {
+    this.directOpen = open;
+    this.directNetns = netns >>> 0;
+    this.swGen = -1; // look at the ports again
+  }
+
+  close(): void {
+    for (const s of this.directByIf.values()) s.close();
+    this.directByIf.clear();
+    this.pDirect.fill(null);
+  }
+
   /** Re-reads the switch's port list (under the registry lock). */
   private refresh(): void {
     const reg = this.reg;
+    const direct: { p: number; ifindex: number; name: string }[] = [];
     reg.locked(() => {
       const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
       this.pIndex.fill(-1);
@@ -143,6 +192,10 @@ export class ValeAdapter implements PortAdapter {
           const objEnd = region.pagesBase + region.numPages * L.PAGE_SIZE;
           this.pTable[p * MAX_RINGS + r] = table >= region.pagesBase && table + LEASE_TABLE_BYTES <= objEnd && table % L.PAGE_SIZE === 0 ? table : -1;
         }
+        if (this.directOpen !== null && idx !== this.port.index && (reg.portGet(idx, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0) {
+          const ifindex = reg.portGet(idx, L.PE_VALE_DIRECT_IF);
+          if (ifindex !== 0 && reg.portGet(idx, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.directNetns) direct.push({ p, ifindex, name: reg.portName(idx) });
+        }
         this.pIndex[p] = idx;
         this.pNumRx[p] = numRx;
         this.pBufBase[p] = region.bufBase;
@@ -153,6 +206,27 @@ export class ValeAdapter implements PortAdapter {
     });
     this.lookupGen = -1; // re-check the lookup too
     this.lastSrcHi = -1;
+    this.refreshDirect(direct);
+  }
+
+  /** Opens sinks for the attached interfaces now on the switch, closes those gone (no lock held). */
+  private refreshDirect(direct: { p: number; ifindex: number; name: string }[]): void {
+    this.pDirect.fill(null);
+    if (this.directOpen === null) return;
+    const keep = new Set<number>();
+    for (const { p, ifindex, name } of direct) {
+      let sink = this.directByIf.get(ifindex) ?? null;
+      if (sink === null) {
+        try { sink = this.directOpen(ifindex, name); } catch { sink = null; }
+        if (sink === null) continue; // through the switch port then
+        this.directByIf.set(ifindex, sink);
+      }
+      this.pDirect[p] = sink;
+      keep.add(ifindex);
+    }
+    for (const [ifindex, sink] of this.directByIf) {
+      if (!keep.has(ifindex)) { sink.close(); this.directByIf.delete(ifindex); }
+    }
   }
 
   private refreshLookup(): void {
@@ -295,6 +369,8 @@ export class ValeAdapter implements PortAdapter {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
+      const sink = this.pDirect[d]!;
+      if (sink !== null) { this.deliverDirect(sink, d); dstHead[d] = -1; continue; }
       // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
       const ru = ringId % this.pNumRx[d]!;
       if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
@@ -377,6 +453,51 @@ export class ValeAdapter implements PortAdapter {
     // what did not fit is dropped (netmap stops at the first packet that does not fit)
     const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - pkts, f64);
     if (moved || lease.moved) sync.notify(this.port.sp, ring);
+  }
+
+  /**
+   * Writes the unicast chain of `d` merged in order with the broadcast chain into `sink` (an
+   * attached interface's transmit ring), one frame per packet, and kicks it. A full ring is kicked
+   * and looked at again once; what still does not fit is dropped, as the switch drops.
+   */
+  private deliverDirect(sink: DirectSink, d: number): void {
+    const u8 = this.u8;
+    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
+    let u = this.dstHead[d]!, b = this.bcHead;
+    const max = sink.maxFrame;
+    let sent = 0, dropped = 0, kicked = false;
+    sink.reclaim();
+    while (u >= 0 || b >= 0) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      let at = sink.slot();
+      if (at < 0 && !kicked) {
+        sink.kick();
+        sink.reclaim();
+        kicked = true;
+        at = sink.slot();
+      }
+      if (at < 0) { dropped++; continue; }
+      const frags = ftFrags[p]!;
+      let len = 0;
+      for (let e = p; e < p + frags; e++) {
+        const src = ftOff[e]!, l = ftLen[e]!;
+        if (src < 0 || len + l > max) { len = -1; break; }
+        u8.copyWithin(at + len, src, src + l);
+        len += l;
+      }
+      if (len <= 0) { dropped++; continue; }
+      sink.commit(len);
+      sent++;
+    }
+    sink.kick();
+    this.directPackets += sent;
+    this.directDrops += dropped;
+    if (dropped > 0) {
+      // counted where the switch counts its drops for that port: its RX ring (0)
+      const ring = this.pRx[d * MAX_RINGS]!;
+      if (this.u32[(ring + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(ring, dropped, this.f64);
+    }
   }
 
   // ---- rxsync -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ const { PacketReceiver, PacketTransmitter, FANOUT_HASH } = await import('../../s
 const { interfaceInfo, interfaceIndex, formatMac, checkInterfaceName } = await import('../../src/interfaces/ifinfo.js');
 const { NetmapError } = await import('../../src/errors.js');
 const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
+const { space } = await import('../../src/memory/space.js');
 
 const skip = skipReason();
 if (skip !== null) console.log(`# skipping interface tests: ${skip}`);
@@ -140,6 +141,68 @@ test('RX ring: every frame the peer sends arrives once, in order; kernel statist
     assert.equal(st.drops, 0);
     assert.ok(st.packets >= N);
     assert.equal(rx.next(), -1);
+  } finally {
+    rx.close();
+    tx.close();
+    lab.leave();
+  }
+}));
+
+test('per-frame RX ring (TPACKET_V2): frames arrive once, in order, at once; a frame longer than a ring frame arrives whole from the socket queue', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  for (const [ns, dev] of [[a, 'a0'], [b, 'b0']] as const) lab.must(ns, 'ip', ['link', 'set', dev, 'mtu', '9000']);
+  lab.enter(b);
+  const tx = new PacketTransmitter('b0', { frameSize: 16384, frames: 64 });
+  lab.enter(a);
+  const rx = new PacketReceiver('a0', { perFrame: true, frameSize: 2048, blockSize: 65536, blockCount: 8 });
+  try {
+    assert.equal(rx.perFrame, true);
+    // one frame is ours as soon as it is sent: no block to fill, no retire timer
+    lab.enter(b);
+    assert.equal(blast(tx, 1, 1, 0), 1);
+    lab.enter(a);
+    const t0 = Date.now();
+    let first = -1;
+    while (first < 0 && Date.now() - t0 < 1000) if (rx.next() >= 0) first = parseUdpFrame(rx.data, rx.length)?.seq ?? -1;
+    assert.equal(first, 0);
+    // small frames with a 5000-byte frame every 50th (2048-byte ring frames: it is cut there)
+    const N = 2000, BIG = 5000;
+    let sent = 1, got = 0, next = 1, disorder = 0, bigSeen = 0;
+    const deadline = Date.now() + 10_000;
+    while (got < N - 1 && Date.now() < deadline) {
+      if (sent < N) {
+        lab.enter(b);
+        tx.reclaim();
+        for (let k = 0; k < 32 && sent < N; k++) {
+          const at = tx.slot();
+          if (at < 0) break;
+          tx.commit(udpFrame(at, DST, SRC, 0, sent, sent % 50 === 0 ? BIG : 60));
+          sent++;
+        }
+        tx.kick();
+        lab.enter(a);
+      }
+      while (rx.next() >= 0) {
+        const f = parseUdpFrame(rx.data, rx.length);
+        if (f === null) continue;
+        got++;
+        if (f.seq !== next) disorder++;
+        next = f.seq + 1;
+        if (f.seq % 50 === 0) {
+          bigSeen++;
+          assert.equal(rx.length, BIG, `frame ${f.seq} whole`);
+          assert.equal(rx.wireLength, BIG);
+          assert.equal(space().u8[rx.data + BIG - 1], 0, 'last byte readable');
+        } else {
+          assert.equal(rx.length, 60);
+        }
+      }
+    }
+    assert.equal(got, N - 1);
+    assert.equal(disorder, 0);
+    assert.equal(bigSeen, Math.floor((N - 1) / 50));
+    assert.equal(rx.stats().drops, 0);
   } finally {
     rx.close();
     tx.close();

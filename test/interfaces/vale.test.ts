@@ -69,6 +69,20 @@ test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the
       console.log(`# iperf3 through VALE: ${(bps / 1e6).toFixed(0)} Mbit/s`);
       assert.ok(bps > 10e6);
     }
+    // Frames for an attached interface go straight onto its wire from the sender's daemon, as
+    // netmap's bwrap does: with m1's own daemon stopped, l's requests still reach r0 (the replies
+    // come in on m1, whose daemon is stopped, so they do not come back).
+    const pid1 = daemonPid(lab, m, 'm1');
+    assert.ok(pid1 > 0);
+    const before = lab.counters(r, 'r0').rxPackets;
+    process.kill(pid1, 'SIGSTOP');
+    try {
+      assert.equal(ping(lab, l, '198.18.0.2', 3), false, 'no replies while m1 has no forwarder');
+      assert.ok(lab.counters(r, 'r0').rxPackets - before >= 3, 'the requests reached r0 all the same');
+    } finally {
+      process.kill(pid1, 'SIGCONT');
+    }
+    assert.ok(ping(lab, l, '198.18.0.2', 2), 'replies again');
   } finally {
     detach(lab, m, 'vale0', 'm0');
     detach(lab, m, 'vale0', 'm1');
