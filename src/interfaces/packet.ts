@@ -364,13 +364,7 @@ export class PacketReceiver {
       }
       // else: keep the truncated ring copy (length < wireLength: the caller drops it)
     }
-    this.data = data;
-    if (this.vnetHdr) {
-      const u8 = this.sp.u8;
-      this.gsoType = u8[data - 9]!;
-      this.gsoSize = u8[data - 6]! | (u8[data - 5]! << 8);
-    }
-    return data;
+    return this.settle(data);
   }
 
   private releaseFrame(): void {
@@ -392,7 +386,11 @@ export class PacketReceiver {
     } else {
       this.vlan = 0;
     }
-    const data = h + this.u16[(h + H3_MAC) >>> 1]!;
+    return this.settle(h + this.u16[(h + H3_MAC) >>> 1]!);
+  }
+
+  /** Records where the current frame starts and, with vnetHdr, its GSO type and segment size. */
+  private settle(data: number): number {
     this.data = data;
     if (this.vnetHdr) {
       // struct virtio_net_hdr just before the frame: flags u8, gso_type u8, hdr_len, gso_size ...
