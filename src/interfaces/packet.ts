@@ -42,9 +42,10 @@ const H3_VLAN_TCI = 32, H3_VLAN_TPID = 36;
 const H2_STATUS = 0, H2_LEN = 4, H2_SNAPLEN = 8, H2_MAC = 12, H2_SEC = 16, H2_NSEC = 20, H2_VLAN_TCI = 24, H2_VLAN_TPID = 26;
 const TX_DATA_OFFSET = 32; // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
 /**
- * x86 keeps stores in order and loads in order (TSO), so the status word of a TX frame can be
- * written and read with plain accesses there: Atomics.load/store on a non-shared array are not
- * inlined by V8 and cost a builtin call per frame. Elsewhere the Atomics give the ordering.
+ * x86 keeps stores in order and loads in order (TSO), so the status word of a TX frame, or of an
+ * RX frame of a per-frame ring, can be written and read with plain accesses there:
+ * Atomics.load/store on a non-shared array are not inlined by V8 and cost a builtin call per
+ * frame. Elsewhere the Atomics give the ordering.
  */
 const STRONG_ORDER = process.arch === 'x64' || process.arch === 'ia32';
 const VNET_HDR_LEN = 10; // struct virtio_net_hdr: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16
@@ -337,7 +338,7 @@ export class PacketReceiver {
     if (this.held >= 0) this.releaseFrame();
     const h = this.ringOffset + this.block * this.frameSize;
     // Acquire: the kernel writes the frame before setting TP_STATUS_USER.
-    const st = Atomics.load(this.i32, (h + H2_STATUS) >>> 2);
+    const st = STRONG_ORDER ? this.i32[(h + H2_STATUS) >>> 2]! : Atomics.load(this.i32, (h + H2_STATUS) >>> 2);
     if ((st & TP_STATUS_USER) === 0) return -1;
     this.held = this.block;
     this.block = this.block + 1 === this.frameCount ? 0 : this.block + 1;
@@ -368,7 +369,9 @@ export class PacketReceiver {
   }
 
   private releaseFrame(): void {
-    Atomics.store(this.i32, (this.ringOffset + this.held * this.frameSize + H2_STATUS) >>> 2, 0);
+    const w = (this.ringOffset + this.held * this.frameSize + H2_STATUS) >>> 2;
+    if (STRONG_ORDER) this.i32[w] = 0; // after our reads of the frame
+    else Atomics.store(this.i32, w, 0);
     this.held = -1;
   }
 
