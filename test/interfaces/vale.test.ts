@@ -114,3 +114,32 @@ test('VALE: -h attaches the host stack too; after SIGKILL of the forwarder -d cl
   lab.leave();
   assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
 }));
+
+test('VALE: the daemon that puts frames straight on another attached interface follows it being detached, attached again, and deleted', opts, () => withLab(async (lab) => {
+  const { l, m, r } = lab.line(false);
+  for (const dev of ['m0', 'm1']) assert.equal(valeCtl(lab, m, ['-a', `vale0:${dev}`]).status, 0);
+  try {
+    assert.ok(ping(lab, l, '198.18.0.2', 2), 'ping through the switch');
+    const pid0 = daemonPid(lab, m, 'm0');
+    // m1 leaves the switch: m0's daemon must stop writing onto m1 (no path), and take it up
+    // again when m1 comes back as a new switch port
+    detach(lab, m, 'vale0', 'm1');
+    const before = lab.counters(r, 'r0').rxPackets;
+    assert.equal(ping(lab, l, '198.18.0.2', 4), false, 'no path without m1 on the switch');
+    assert.ok(lab.counters(r, 'r0').rxPackets - before <= 1, 'the 4 requests were not put on m1 once it left (an ARP probe may be)');
+    assert.equal(valeCtl(lab, m, ['-a', 'vale0:m1']).status, 0);
+    assert.ok(ping(lab, l, '198.18.0.2', 3), 'through the switch again');
+    // m1 deleted under both daemons: m1's ends, m0's lives on and can be detached
+    lab.must(m, 'ip', ['link', 'del', 'm1']);
+    assert.equal(ping(lab, l, '198.18.0.2', 2), false);
+    await sleep(1500); // m1's daemon notices within a second
+    assert.ok(native.processAlive(pid0), "m0's daemon survived the loss of its peer interface");
+    assert.equal(daemonPid(lab, m, 'm1'), 0, "m1's daemon is gone");
+  } finally {
+    detach(lab, m, 'vale0', 'm0');
+    if (daemonPid(lab, m, 'm1') !== 0) detach(lab, m, 'vale0', 'm1');
+  }
+  lab.enter(m);
+  assert.equal(hasSplitRules('m0'), false, 'm0 restored');
+  lab.leave();
+}));
