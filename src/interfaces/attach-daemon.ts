@@ -9,7 +9,7 @@ import { NetmapError } from '../errors.js';
 import { openPort, type Port } from '../ports/index.js';
 import { registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
-import './port.js';
+import { setReceiveHook, hookedFrames } from './port.js';
 import { Bridge, waitPorts } from './bridge.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from './ifinfo.js';
@@ -67,6 +67,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const bridges: Bridge[] = [];
+  let hookedPort: Port | null = null;
   try {
     // The interface first, then its switch ports in the interface's memory (`@memId`), so each
     // bridge swaps buffers instead of copying them.
@@ -76,7 +77,16 @@ async function main(): Promise<number> {
     ports.push(vNic);
     own(vNic, interfaceIndex(ifName));
     // what this daemon forwards to another attached interface goes straight onto its wire
-    (vNic.adapter as ValeAdapter).enableDirect(openDirectSink, currentNetnsId());
+    const vale = vNic.adapter as ValeAdapter;
+    vale.enableDirect(openDirectSink, currentNetnsId());
+    // and what the interface receives goes into the switch from the kernel's ring, without
+    // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
+    for (const r of nic.rxRings) {
+      if (r.host) continue;
+      const via = vNic.txRings[r.id % vNic.txRings.length]!;
+      setReceiveHook(nic, r.id, (offs, lens, n) => vale.inject(via, offs, lens, n), DAEMON_BURST);
+    }
+    hookedPort = nic;
     bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     if (mode === 'host') {
       const host = openPort(`netmap:${ifName}^`);
@@ -104,8 +114,9 @@ async function main(): Promise<number> {
     }
     const turnEnd = Date.now() + 50;
     do {
-      let moved = 0;
+      let moved = -hookedFrames(hookedPort!);
       for (const b of bridges) moved += b.step();
+      moved += hookedFrames(hookedPort!);
       if (moved === 0) {
         idle++;
         waitPorts(ports, idle > 2 ? 20 : 1);

@@ -237,6 +237,11 @@ export class PacketReceiver {
   private held = -1;
   /** perFrame: where a frame read from the socket queue is put (a local mapping; -1 none). */
   private queuedAt = -1;
+  /** perFrame, nextKept(): the first frame kept since the last release(), and how many. */
+  private keepFirst = 0;
+  private kept = 0;
+  /** Whether the frame returned by the last next()/nextKept() was read from the socket queue. */
+  fromQueue = false;
 
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
@@ -307,7 +312,7 @@ export class PacketReceiver {
    * space (also in `data`) with `length`, `wireLength`, `status`, `vlan` set; -1 when none is ready.
    */
   next(): number {
-    if (this.perFrame) return this.nextFrame();
+    if (this.perFrame) return this.nextFrame(false);
     if (this.left > 0) {
       const h = this.cursor;
       this.left--;
@@ -333,14 +338,42 @@ export class PacketReceiver {
     return -1;
   }
 
+  /**
+   * perFrame mode, for forwarders: like next(), but the frame stays ours, and valid, until
+   * release(), so that a batch of frames can be forwarded from where they lie. A frame read from
+   * the socket queue (`fromQueue`) is valid only until the next call. Do not mix with next()
+   * between two release() calls.
+   */
+  nextKept(): number {
+    assert(this.perFrame, 'nextKept() needs a perFrame receiver');
+    return this.nextFrame(true);
+  }
+
+  /** Gives back every frame nextKept() handed out. */
+  release(): void {
+    let f = this.keepFirst;
+    for (let i = 0; i < this.kept; i++) {
+      const w = (this.ringOffset + f * this.frameSize + H2_STATUS) >>> 2;
+      if (STRONG_ORDER) this.i32[w] = 0;
+      else Atomics.store(this.i32, w, 0);
+      f = f + 1 === this.frameCount ? 0 : f + 1;
+    }
+    this.kept = 0;
+  }
+
   /** next() in perFrame mode: the frame at `block` (here a frame index) if the kernel is done with it. */
-  private nextFrame(): number {
+  private nextFrame(keep: boolean): number {
     if (this.held >= 0) this.releaseFrame();
     const h = this.ringOffset + this.block * this.frameSize;
     // Acquire: the kernel writes the frame before setting TP_STATUS_USER.
     const st = STRONG_ORDER ? this.i32[(h + H2_STATUS) >>> 2]! : Atomics.load(this.i32, (h + H2_STATUS) >>> 2);
     if ((st & TP_STATUS_USER) === 0) return -1;
-    this.held = this.block;
+    if (keep) {
+      if (this.kept === 0) this.keepFirst = this.block;
+      this.kept++;
+    } else {
+      this.held = this.block;
+    }
     this.block = this.block + 1 === this.frameCount ? 0 : this.block + 1;
     const u32 = this.u32, u16 = this.u16;
     this.length = u32[(h + H2_SNAPLEN) >>> 2]!;
@@ -355,6 +388,7 @@ export class PacketReceiver {
       this.vlan = 0;
     }
     let data = h + u16[(h + H2_MAC) >>> 1]!;
+    this.fromQueue = false;
     if ((st & TP_STATUS_COPY) !== 0) {
       // the whole frame waits on the socket queue (virtio-net header first, if asked for)
       const hdr = this.vnetHdr ? VNET_HDR_LEN : 0;
@@ -362,6 +396,7 @@ export class PacketReceiver {
       if (n >= hdr + 14 && n - hdr <= this.wireLength) {
         data = this.queuedAt + hdr;
         this.length = n - hdr;
+        this.fromQueue = true;
       }
       // else: keep the truncated ring copy (length < wireLength: the caller drops it)
     }
@@ -417,6 +452,7 @@ export class PacketReceiver {
   flush(): void {
     if (this.perFrame) {
       if (this.held >= 0) this.releaseFrame();
+      this.release();
       return;
     }
     if (this.left === 0) this.releaseBlock();
@@ -504,16 +540,27 @@ export class PacketReceiver {
     const on = Buffer.alloc(4);
     on.writeInt32LE(1, 0);
     native.ioctl(fd, FIONBIO, on);
-    // an unlinked file in the shared-memory directory: only this mapping keeps it
-    const path = `${shmDirectory()}/rxq-${process.pid}-${native.gettid()}-${fd}`;
-    const file = native.openFile(path, native.O_RDWR | native.O_CREAT | native.O_EXCL);
-    try {
-      fs.rmSync(path, { force: true });
-      native.ftruncate(file, QUEUED_FRAME_MAX);
-      this.queuedAt = this.sp.mapLocal(file, QUEUED_FRAME_MAX);
-    } finally {
-      native.closeFd(file);
-    }
+    this.queuedAt = mapScratch(QUEUED_FRAME_MAX);
+  }
+}
+
+let scratchCount = 0;
+
+/**
+ * `bytes` of private memory in the calling thread's address space (page aligned, zeroed), for
+ * frames that are neither in a kernel ring nor in netmap buffers. Give back with
+ * `space().unmapLocal(offset, bytes)`.
+ */
+export function mapScratch(bytes: number): number {
+  // an unlinked file in the shared-memory directory: only the mapping keeps it
+  const path = `${shmDirectory()}/scratch-${process.pid}-${native.gettid()}-${scratchCount++}`;
+  const file = native.openFile(path, native.O_RDWR | native.O_CREAT | native.O_EXCL);
+  try {
+    fs.rmSync(path, { force: true });
+    native.ftruncate(file, bytes);
+    return space().mapLocal(file, bytes);
+  } finally {
+    native.closeFd(file);
   }
 }
 

@@ -28,7 +28,7 @@ import { fail, NetmapError } from '../errors.js';
 import { registry, type Registry } from '../memory/registry.js';
 import { ownerAlive, pause, selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
-import { shmDirectory } from '../memory/space.js';
+import { shmDirectory, space } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
@@ -36,7 +36,7 @@ import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type P
 import { setInterfaceParentResolver } from '../pipes/pipe.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch } from './packet.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
@@ -108,7 +108,25 @@ interface IfState {
   /** Per NIC RX ring: the splitter of a GSO frame being cut, and its next segment (-1: none). */
   gso: GsoSplitter[];
   gsoNext: number[];
+  /** Per NIC RX ring: where received frames go instead of the ring's slots, and how many per rxsync. */
+  rxHook: (ReceiveHook | undefined)[];
+  rxHookBurst: number[];
+  /** Scratch for frames a hook gets after a fix-up (HOOK_FIX_SLOTS buffers; -1 not made yet). */
+  hookScratch: number;
+  hookOffs: Float64Array;
+  hookLens: Uint16Array;
 }
+
+/**
+ * Takes frames received on a NIC RX ring where they lie: `n` frames at address-space offsets
+ * `offs[0..n)` with lengths `lens[0..n)` (any alignment; readable 64 bytes past their end), valid
+ * during the call only.
+ */
+export type ReceiveHook = (offs: Float64Array, lens: Uint16Array, n: number) => void;
+/** Frames a hook gets per call, at most. */
+export const HOOK_BATCH = 256;
+/** Scratch buffers (2 KiB) for frames a hook gets after a fix-up: the segments of a GSO frame. */
+const HOOK_FIX_SLOTS = 64, HOOK_FIX_SIZE = 2048;
 
 const states = new Map<number, IfState>();
 
@@ -185,6 +203,8 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
+    rxHook: [], rxHookBurst: [], hookScratch: -1,
+    hookOffs: new Float64Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)), hookLens: new Uint16Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)),
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -367,6 +387,8 @@ function closeState(st: IfState): void {
   st.split = null;
   st.tap?.close();
   st.tap = null;
+  if (st.hookScratch >= 0) space().unmapLocal(st.hookScratch, HOOK_FIX_SLOTS * HOOK_FIX_SIZE);
+  st.hookScratch = -1;
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
@@ -513,6 +535,8 @@ class InterfaceAdapter implements PortAdapter {
         packets++;
         bytes += len;
       }
+    } else if (st.rxHook[ring.id] !== undefined && st.gsoNext[ring.id]! < 0) {
+      this.hooked += this.receiveToHook(ring, st.rxHook[ring.id]!, st.rxHookBurst[ring.id]!);
     } else {
       const rx = st.nicRx[ring.id]!;
       const g = st.gso[ring.id]!;
@@ -565,6 +589,70 @@ class InterfaceAdapter implements PortAdapter {
     return ok;
   }
 
+  /** Frames handed to receive hooks so far. */
+  hooked = 0;
+
+  /**
+   * rxsync of a hooked NIC RX ring: up to `burst` frames go to `hook` where they lie in the
+   * kernel's ring, in batches, without becoming slots; those needing a fix-up (VLAN tag, partial
+   * checksum, GSO cut) are made in a scratch area first, after what came before them was handed
+   * over (order is kept). Counted on the ring as received. Returns the frames handed over.
+   */
+  private receiveToHook(ring: Ring, hook: ReceiveHook, burst: number): number {
+    const st = this.st;
+    const rx = st.nicRx[ring.id]!;
+    if (!rx.perFrame) return 0;
+    if (st.hookScratch < 0) st.hookScratch = mapScratch(HOOK_FIX_SLOTS * HOOK_FIX_SIZE);
+    const offs = st.hookOffs, lens = st.hookLens, scratch = st.hookScratch;
+    const g = st.gso[ring.id]!;
+    const bufSize = ring.bufSize;
+    let n = 0, packets = 0, bytes = 0, drops = 0;
+    for (let taken = 0; taken < burst; taken++) {
+      const at = rx.nextKept();
+      if (at < 0) break;
+      const len = rx.length;
+      if ((rx.gsoType & 0x7f) === 0 && (rx.status & (RX_VLAN_VALID | RX_CSUM_NOT_READY)) === 0 && !rx.fromQueue) {
+        if (len < rx.wireLength || len > bufSize) { drops++; continue; }
+        offs[n] = at;
+        lens[n] = len;
+        n++;
+        packets++;
+        bytes += len;
+        if (n === HOOK_BATCH) { hook(offs, lens, n); n = 0; rx.release(); }
+        continue;
+      }
+      // a fix-up: first what came before it
+      if (n > 0) { hook(offs, lens, n); n = 0; }
+      if ((rx.gsoType & 0x7f) !== 0) {
+        if (len !== rx.wireLength || (rx.status & RX_VLAN_VALID) !== 0 || !g.begin(this.u8, at, len, rx.gsoType, rx.gsoSize)) { drops++; continue; }
+        let m = 0;
+        for (let i = 0; i < g.count; i++) {
+          const sl = g.segmentLength(i);
+          if (sl > HOOK_FIX_SIZE || sl > bufSize) { drops++; continue; }
+          offs[m] = scratch + m * HOOK_FIX_SIZE;
+          lens[m] = g.emit(i, offs[m]!);
+          packets++;
+          bytes += lens[m]!;
+          if (++m === HOOK_FIX_SLOTS) { hook(offs, lens, m); m = 0; }
+        }
+        if (m > 0) hook(offs, lens, m);
+      } else if (len < rx.wireLength || len > bufSize) {
+        drops++;
+      } else {
+        offs[0] = scratch;
+        lens[0] = rx.copyFrame(scratch, HOOK_FIX_SIZE);
+        packets++;
+        bytes += lens[0]!;
+        hook(offs, lens, 1);
+      }
+    }
+    if (n > 0) hook(offs, lens, n);
+    rx.release();
+    this.oversize += drops;
+    if (packets > 0 || drops > 0) sync.count(ring.sp, ring.offset, packets, bytes, drops);
+    return packets;
+  }
+
   close(): void {
     if (this.watchKey !== 0) unwatch(this.watchKey);
     this.release();
@@ -585,6 +673,28 @@ class InterfaceAdapter implements PortAdapter {
 }
 
 registerAdapter(L.PORT_KIND_INTERFACE, (port) => new InterfaceAdapter(port));
+
+/**
+ * Sends what NIC RX ring `k` of `port` receives to `hook` instead of into the ring's slots: a
+ * forwarder that needs no slots (the attach daemon, into its switch) saves a copy and a pass.
+ * The port's rxsync (poll, pollOnce) then calls the hook with up to `burst` frames (so that a
+ * busy ring leaves time for the rest); the ring stays empty. Needs a per-frame receiver, as
+ * netmap:IF ports have. `null` gives the frames back to the ring. `hookedFrames(port)` counts
+ * what hooks of that handle took.
+ */
+export function setReceiveHook(port: Port, k: number, hook: ReceiveHook | null, burst = 1024): void {
+  if (!Number.isInteger(burst) || burst < 1 || burst > 65536) fail('EINVAL', `burst must be 1 to 65536, not ${burst}`);
+  const st = states.get(port.index);
+  if (st === undefined || !(port.adapter instanceof InterfaceAdapter) || st.tap !== null) fail('EINVAL', `${port.spec}: not an interface port with NIC rings in this thread`);
+  if (st.nicRx[k] === undefined || !st.nicRx[k]!.perFrame) fail('EINVAL', `${port.spec}: NIC RX ring ${k} is not bound here with a per-frame receiver`);
+  st.rxHook[k] = hook ?? undefined;
+  st.rxHookBurst[k] = burst;
+}
+
+/** Frames the receive hooks of `port` (this handle) have taken so far. */
+export function hookedFrames(port: Port): number {
+  return port.adapter instanceof InterfaceAdapter ? port.adapter.hooked : 0;
+}
 
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */
 export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number } | null {

@@ -25,6 +25,7 @@
  * 8-byte words never leaves the buffer.
  */
 import { registry, type Registry } from '../memory/registry.js';
+import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
@@ -71,7 +72,9 @@ export class ValeAdapter implements PortAdapter {
   private readonly lease = new Lease();
 
   // forwarding table (per entry = per slot)
-  private readonly ftOff = new Int32Array(FT_SIZE); // space offset of the source buffer, -1 none
+  // space offset of the source bytes, -1 none (a Float64Array: frames injected from a kernel
+  // ring lie in the thread's local mappings, above 2 GiB)
+  private readonly ftOff = new Float64Array(FT_SIZE);
   private readonly ftLen = new Uint16Array(FT_SIZE);
   // per packet, indexed by the entry of its first fragment
   private readonly ftFrags = new Uint8Array(FT_SIZE);
@@ -260,10 +263,7 @@ export class ValeAdapter implements PortAdapter {
     let cur = u32[w + W_HWCUR]!;
     if (cur >= n) cur = head;
     if (cur !== head) {
-      const reg = this.reg;
-      const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
-      if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.sw(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
-      if (this.sw >= 0 && this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+      this.checkView();
       const slots = (ring.offset + L.RING_SLOTS) >>> 2;
       const numBufs = ring.numBufs, bufSize = ring.bufSize, bufBase = ring.bufBase;
       const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
@@ -297,6 +297,37 @@ export class ValeAdapter implements PortAdapter {
     return true;
   }
 
+  /** Brings this handle's view of the switch (ports, lookup) up to date when it changed. */
+  private checkView(): void {
+    const reg = this.reg;
+    const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+    if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.sw(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
+    if (this.sw >= 0 && this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+  }
+
+  /**
+   * Forwards `count` (at most BATCH) one-slot packets whose bytes lie at space offsets `offs`
+   * (any alignment; each readable up to 64 bytes past its end) with lengths `lens`, as if they
+   * had been sent on TX ring `ring` of this port (its counters, its ring id for the destination
+   * ring). For a forwarder whose frames are not in netmap buffers: the attach daemon forwards
+   * from the kernel's packet ring without copying into its own ring first.
+   */
+  inject(ring: Ring, offs: Float64Array, lens: Uint16Array, count: number): void {
+    if (count <= 0) return;
+    assert(count <= BATCH, 'inject: more than a batch');
+    this.checkView();
+    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      ftOff[i] = offs[i]!;
+      ftLen[i] = lens[i]!;
+      ftFrags[i] = 1;
+      bytes += lens[i]!;
+    }
+    const drops = this.flush(count, ring.id);
+    sync.count(ring.sp, ring.offset, count, bytes, drops);
+  }
+
   /** Forwards entries [0, count) of the table. Returns the packets dropped by the lookup. */
   private flush(count: number, ringId: number): number {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
@@ -327,8 +358,17 @@ export class ValeAdapter implements PortAdapter {
         if (dst !== (dst | 0)) dst = DROP;
       }
       else {
-        const s0 = u16[(off + 6) >>> 1]!;
-        const sLo = s0 | (u16[(off + 8) >>> 1]! << 16), sHi = u16[(off + 10) >>> 1]!;
+        // 16-bit loads: a frame injected from a kernel ring starts 2 bytes past a 4-byte boundary
+        // (odd offsets, which no ring produces, are read byte by byte)
+        let s0: number, sLo: number, sHi: number, dLo: number, dHi: number;
+        if ((off & 1) === 0) {
+          const h = off >>> 1;
+          s0 = u16[h + 3]!; sLo = s0 | (u16[h + 4]! << 16); sHi = u16[h + 5]!;
+          dLo = u16[h]! | (u16[h + 1]! << 16); dHi = u16[h + 2]!;
+        } else {
+          s0 = u8[off + 6]! | (u8[off + 7]! << 8); sLo = s0 | (u8[off + 8]! << 16) | (u8[off + 9]! << 24); sHi = u8[off + 10]! | (u8[off + 11]! << 8);
+          dLo = u8[off]! | (u8[off + 1]! << 8) | (u8[off + 2]! << 16) | (u8[off + 3]! << 24); dHi = u8[off + 4]! | (u8[off + 5]! << 8);
+        }
         if ((s0 & 1) === 0 && (sLo !== lastSrcLo || sHi !== lastSrcHi)) {
           lastSrcLo = sLo; lastSrcHi = sHi;
           if (i32[cacheW] !== sHi || i32[cacheW + 1] !== sLo) {
@@ -338,7 +378,6 @@ export class ValeAdapter implements PortAdapter {
             i32[h] = (me + 1) | (sHi << 16);
           }
         }
-        const dLo = i32[off >>> 2]!, dHi = u16[(off + 4) >>> 1]!;
         if ((dLo & 1) !== 0) dst = BROADCAST;
         else {
           if (dLo !== lastDstLo || dHi !== lastDstHi) { lastDstLo = dLo; lastDstHi = dHi; lastDstH = hashW + 2 * macHash32(dLo, dHi); }
@@ -422,7 +461,7 @@ export class ValeAdapter implements PortAdapter {
         let len = ftLen[p]!;
         const src = ftOff[p]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
-        else if (len <= SMALL_COPY) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
+        else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
         u16[2 * sw + 2] = len;
         u16[2 * sw + 3] = 1 << 8;
@@ -440,7 +479,7 @@ export class ValeAdapter implements PortAdapter {
         let len = ftLen[e]!;
         const src = ftOff[e]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
-        else if (len <= SMALL_COPY) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
+        else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
         u16[2 * sw + 2] = len;
         u16[2 * sw + 3] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;

@@ -9,7 +9,7 @@ after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true
 
 const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
 const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
-await import('../../src/interfaces/port.js');
+const { setReceiveHook, hookedFrames } = await import('../../src/interfaces/port.js');
 const { PacketTransmitter } = await import('../../src/interfaces/packet.js');
 const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
 const { hasSplitRules } = await import('../../src/interfaces/split.js');
@@ -59,13 +59,18 @@ function iperf(lab: LabT, server: string, client: string, addr: string): Promise
 
 const hasIperf = skipReason(['iperf3']) === null;
 
-test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by poll', opts, () => withLab(async (lab) => {
+/** A veth a0 (namespace a) / b0 (namespace b): a transmitter on b0, and netmap:a0 opened in a (entered). */
+function portWithPeer(lab: LabT): { a: string; b: string; ptx: InstanceType<typeof PacketTransmitter>; p: ReturnType<typeof openPort> } {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   lab.enter(b);
   const ptx = new PacketTransmitter('b0');
   lab.enter(a);
-  const p = openPort('netmap:a0');
+  return { a, b, ptx, p: openPort('netmap:a0') };
+}
+
+test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by poll', opts, () => withLab(async (lab) => {
+  const { a, b, ptx, p } = portWithPeer(lab);
   try {
     assert.equal(p.memId, 1);
     assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 1, 1]);
@@ -120,6 +125,67 @@ test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by
   lab.enter(a);
   assert.equal(hasSplitRules('a0'), false, 'closing the port restores the interface');
   lab.leave();
+}));
+
+test('netmap:IF receive hook: frames go to the hook where they lie, in order, the ring stays empty; null gives them back to the ring', opts, () => withLab(async (lab) => {
+  const { a, b, ptx, p } = portWithPeer(lab);
+  const seqs: number[] = [];
+  let bad = 0;
+  try {
+    assert.throws(() => setReceiveHook(p, 5, () => {}), isCode('EINVAL'));
+    assert.throws(() => setReceiveHook(p, 0, () => {}, 0), isCode('EINVAL'));
+    const vale = openPort('vale9:x');
+    assert.throws(() => setReceiveHook(vale, 0, () => {}), isCode('EINVAL'), 'not an interface port');
+    vale.close();
+    setReceiveHook(p, 0, (offs, lens, n) => {
+      for (let i = 0; i < n; i++) {
+        const f = parseUdpFrame(offs[i]!, lens[i]!);
+        if (f === null) continue;
+        if (lens[i] !== 60) bad++;
+        seqs.push(f.seq);
+      }
+    }, 64);
+    const send = (from: number, count: number): void => {
+      lab.enter(b);
+      for (let k = 0; k < count; k++) {
+        ptx.reclaim();
+        const at = ptx.slot();
+        if (at < 0) { ptx.kick(); ptx.wait(10); k--; continue; }
+        ptx.commit(udpFrame(at, mac('02:00:00:00:00:02'), mac('02:00:00:00:00:01'), 0, from + k));
+      }
+      ptx.kick();
+      lab.enter(a);
+    };
+    const N = 3000;
+    send(0, N);
+    const deadline = Date.now() + 5000;
+    while (seqs.length < N && Date.now() < deadline) p.poll(POLLIN, 20);
+    assert.equal(seqs.length, N);
+    assert.ok(seqs.every((s, i) => s === i), 'in order, once each');
+    assert.equal(bad, 0);
+    assert.equal(p.rxRings[0]!.tail, p.rxRings[0]!.head, 'the ring stayed empty');
+    assert.ok(hookedFrames(p) >= N);
+    // back to the ring
+    setReceiveHook(p, 0, null);
+    send(N, 10);
+    let got = 0;
+    const until = Date.now() + 3000;
+    while (got < 10 && Date.now() < until) {
+      p.poll(POLLIN, 20);
+      const r = p.rxRings[0]!;
+      while (!r.empty()) {
+        if (parseUdpFrame(r.slotBufOffset(r.cur), r.slotLen(r.cur)) !== null) got++;
+        r.advance(r.next(r.cur));
+      }
+    }
+    assert.equal(got, 10, 'the ring receives again');
+    assert.equal(seqs.length, N, 'the hook no longer does');
+  } finally {
+    p.close();
+    lab.enter(b);
+    ptx.close();
+    lab.leave();
+  }
 }));
 
 test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface is usable again', opts, () => withLab(async (lab) => {
