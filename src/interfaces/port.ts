@@ -392,11 +392,14 @@ function closeState(st: IfState): void {
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
+/** Frames up to this length are moved into the kernel's ring with a 16-bit loop. */
+const SMALL_FRAME = 128;
 
 class InterfaceAdapter implements PortAdapter {
   private readonly port: Port;
   private readonly st: IfState;
   private readonly u8: Uint8Array;
+  private readonly u16: Uint16Array;
   private readonly watchKey: number;
   /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
@@ -419,6 +422,7 @@ class InterfaceAdapter implements PortAdapter {
       throw e;
     }
     this.u8 = port.sp.u8;
+    this.u16 = port.sp.u16;
     const w: Watch[] = [];
     const memId = port.memId;
     for (const r of port.rxRings) {
@@ -491,8 +495,15 @@ class InterfaceAdapter implements PortAdapter {
           for (;;) {
             const l = ring.slotLen(j), f = ring.slotFlags(j);
             if (len + l <= tx.maxFrame) {
-              const src = ring.slotBufOffset(j);
-              u8.copyWithin(at + len, src, src + l);
+              const src = ring.slotBufOffset(j), dst = at + len;
+              if (l <= SMALL_FRAME && ((src | dst) & 1) === 0 && len + l < tx.maxFrame) {
+                // a short frame: 16-bit moves beat copyWithin's call (~100 ns); after an odd last
+                // byte one more is moved, still inside the source buffer and the kernel's frame
+                const u16 = this.u16;
+                for (let s2 = src >>> 1, d2 = dst >>> 1, e = s2 + ((l + 1) >>> 1); s2 < e; s2++, d2++) u16[d2] = u16[s2]!;
+              } else {
+                u8.copyWithin(dst, src, src + l);
+              }
             }
             len += l;
             if (f & NS_BUF_CHANGED) ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
