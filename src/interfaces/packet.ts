@@ -123,7 +123,8 @@ function ringSetupFailed(e: unknown, sp: AddressSpace, fd: number, mapped: numbe
   throw e;
 }
 
-function pow2AtLeast(n: number): number {
+/** The smallest power of two not below `n` (ring frame and block sizes). */
+export function pow2AtLeast(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;

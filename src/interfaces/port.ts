@@ -36,7 +36,7 @@ import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type P
 import { setInterfaceParentResolver } from '../pipes/pipe.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch, pow2AtLeast } from './packet.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
@@ -283,10 +283,11 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
         const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
         // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel
         // has written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole
-        // through the socket queue; the virtio-net header says how to cut it. The first socket makes the fanout group, the others (any thread) join it: under the
-        // registry lock, or two threads opening at once would make a group each (and every
-        // frame would be received twice).
-        const frameSize = 1 << Math.ceil(Math.log2(Math.max(2048, info.mtu + 128)));
+        // through the socket queue; the virtio-net header says how to cut it. The first socket
+        // makes the fanout group, the others (any thread) join it: under the registry lock, or
+        // two threads opening at once would make a group each (and every frame would be
+        // received twice).
+        const frameSize = pow2AtLeast(Math.max(2048, info.mtu + 128));
         const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, {
           dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
           frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
@@ -392,14 +393,11 @@ function closeState(st: IfState): void {
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
-/** Frames up to this length are moved into the kernel's ring with a 16-bit loop. */
-const SMALL_FRAME = 128;
 
 class InterfaceAdapter implements PortAdapter {
   private readonly port: Port;
   private readonly st: IfState;
   private readonly u8: Uint8Array;
-  private readonly u16: Uint16Array;
   private readonly watchKey: number;
   /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
@@ -422,7 +420,6 @@ class InterfaceAdapter implements PortAdapter {
       throw e;
     }
     this.u8 = port.sp.u8;
-    this.u16 = port.sp.u16;
     const w: Watch[] = [];
     const memId = port.memId;
     for (const r of port.rxRings) {
@@ -487,6 +484,7 @@ class InterfaceAdapter implements PortAdapter {
         }
       } else {
         const tx = ring.host ? st.hostTx! : st.nicTx[ring.id]!;
+        const sp = ring.sp;
         tx.reclaim();
         while (cur !== head) {
           const at = tx.slot();
@@ -494,17 +492,7 @@ class InterfaceAdapter implements PortAdapter {
           let j = cur, len = 0, complete = false;
           for (;;) {
             const l = ring.slotLen(j), f = ring.slotFlags(j);
-            if (len + l <= tx.maxFrame) {
-              const src = ring.slotBufOffset(j), dst = at + len;
-              if (l <= SMALL_FRAME && ((src | dst) & 1) === 0 && len + l < tx.maxFrame) {
-                // a short frame: 16-bit moves beat copyWithin's call (~100 ns); after an odd last
-                // byte one more is moved, still inside the source buffer and the kernel's frame
-                const u16 = this.u16;
-                for (let s2 = src >>> 1, d2 = dst >>> 1, e = s2 + ((l + 1) >>> 1); s2 < e; s2++, d2++) u16[d2] = u16[s2]!;
-              } else {
-                u8.copyWithin(dst, src, src + l);
-              }
-            }
+            if (len + l <= tx.maxFrame) sp.copy(at + len, ring.slotBufOffset(j), l, tx.maxFrame - len);
             len += l;
             if (f & NS_BUF_CHANGED) ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
             j = ring.next(j);

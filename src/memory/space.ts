@@ -141,7 +141,25 @@ export class AddressSpace {
   absolute(offset: number): number {
     return this.address + offset;
   }
+
+  /**
+   * Copies `len` bytes from offset `src` to `dst`, where `room` bytes are writable. A frame of up
+   * to SHORT_COPY bytes between even offsets moves as 16-bit words: cheaper than copyWithin's call
+   * (about 100 ns); after an odd last byte one more is moved, so it needs len < room and one
+   * readable byte past the source (true of buffers and kernel ring frames alike).
+   */
+  copy(dst: number, src: number, len: number, room: number): void {
+    if (len <= SHORT_COPY && ((src | dst) & 1) === 0 && len < room) {
+      const u16 = this.u16;
+      for (let s = src >>> 1, d = dst >>> 1, e = s + ((len + 1) >>> 1); s < e; s++, d++) u16[d] = u16[s]!;
+    } else {
+      this.u8.copyWithin(dst, src, src + len);
+    }
+  }
 }
+
+/** Frames up to this length are copied by AddressSpace.copy() with a 16-bit loop. */
+export const SHORT_COPY = 128;
 
 let current: AddressSpace | null = null;
 

@@ -120,9 +120,6 @@ export class ValeAdapter implements PortAdapter {
   private readonly pDirect: (DirectSink | null)[] = new Array<DirectSink | null>(MAXP).fill(null);
   /** Open sinks by ifindex (kept across refreshes; closed when their port leaves the switch). */
   private readonly directByIf = new Map<number, DirectSink>();
-  /** Packets written straight onto attached interfaces, and those dropped for want of room. */
-  directPackets = 0;
-  directDrops = 0;
 
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
@@ -500,11 +497,11 @@ export class ValeAdapter implements PortAdapter {
    * and looked at again once; what still does not fit is dropped, as the switch drops.
    */
   private deliverDirect(sink: DirectSink, d: number): void {
-    const u8 = this.u8;
+    const sp = this.port.sp;
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     let u = this.dstHead[d]!, b = this.bcHead;
     const max = sink.maxFrame;
-    let sent = 0, dropped = 0, kicked = false;
+    let dropped = 0, kicked = false;
     sink.reclaim();
     while (u >= 0 || b >= 0) {
       let p: number;
@@ -522,16 +519,13 @@ export class ValeAdapter implements PortAdapter {
       for (let e = p; e < p + frags; e++) {
         const src = ftOff[e]!, l = ftLen[e]!;
         if (src < 0 || len + l > max) { len = -1; break; }
-        u8.copyWithin(at + len, src, src + l);
+        sp.copy(at + len, src, l, max - len);
         len += l;
       }
       if (len <= 0) { dropped++; continue; }
       sink.commit(len);
-      sent++;
     }
     sink.kick();
-    this.directPackets += sent;
-    this.directDrops += dropped;
     if (dropped > 0) {
       // counted where the switch counts its drops for that port: its RX ring (0)
       const ring = this.pRx[d * MAX_RINGS]!;
