@@ -1,78 +1,152 @@
 /**
  * Wake-ups for interface ports. Port.poll() sleeps on the rings' futex words and relies on the
  * side that makes progress to call notify(); for an interface that side is the kernel. One
- * worker thread per process (started with the first watched ring, stopped with the last) polls
- * the descriptors of the rings that somebody sleeps on and notifies those rings. The worker maps
- * the ring memory itself (same offsets in every thread's address space).
+ * worker thread per thread that opens interface ports (started with the first watched ring,
+ * stopped with the last) waits in epoll_wait on the rings' descriptors and notifies a ring whose
+ * descriptor became ready while somebody sleeps on it. The worker maps the ring memory itself
+ * (same offsets in every thread's address space).
+ *
+ * Each descriptor is registered one-shot: a readiness report disarms it, and the next sleeper
+ * re-arms it (rearm(), from Port.armWait through the adapter) after announcing itself on the
+ * ring. So the worker runs once per sleep of a ring's owner and never while the owner is awake,
+ * however much arrives (an earlier design polled, then paused 1 ms, a thousand times a second
+ * while a busy forwarder never slept: 2% of a CPU per forwarder).
  */
 import { Worker } from 'node:worker_threads';
-import { shmDirectory } from '../memory/space.js';
+import * as native from '../native/index.js';
+import { shmDirectory, space } from '../memory/space.js';
+import * as L from '../memory/layout.js';
 
 export const MAX_WATCH = 512;
-export const C_GEN = 0, C_COUNT = 1, C_STOP = 2, C_DONE = 3, C_ENTRIES = 4, ENTRY_WORDS = 4;
+export const C_GEN = 0, C_COUNT = 1, C_STOP = 2, C_DONE = 3, C_EPOLL = 4, C_EVENT = 5, C_ENTRIES = 8, ENTRY_WORDS = 4;
 /** How long stop() waits for the worker to leave its loop. */
 const STOP_WAIT_MS = 2000;
 
 export interface Watch { fd: number; events: number; ringOffset: number; memId: number }
 
-const watched = new Map<number, Watch[]>();
+/** Watched rings by slot (the worker's table in ctrl is the same); null: free. */
+const slots: (Watch | null)[] = new Array<Watch | null>(MAX_WATCH).fill(null);
+/** Slots of each watch() call. */
+const keys = new Map<number, number[]>();
+/** Slots watching each descriptor. */
+const byFd = new Map<number, number[]>();
 let nextKey = 1;
 let worker: Worker | null = null;
 let ctrl: Int32Array | null = null;
+let epfd = -1;
+let evfd = -1;
+const one = Buffer.alloc(8);
+one.writeUInt32LE(1, 0);
 
-function publish(): void {
-  const all: Watch[] = [];
-  for (const list of watched.values()) all.push(...list);
-  if (all.length === 0) {
-    stop();
-    return;
-  }
-  if (worker === null || ctrl === null) {
-    ctrl = new Int32Array(new SharedArrayBuffer(4 * (C_ENTRIES + MAX_WATCH * ENTRY_WORDS)));
-    worker = new Worker(new URL('./notifier-worker.js', import.meta.url), {
-      workerData: { dir: shmDirectory(), ctrl: ctrl.buffer },
-    });
-    worker.unref();
-    worker.on('error', () => { worker = null; ctrl = null; });
-  }
-  const c = ctrl;
-  const n = Math.min(all.length, MAX_WATCH);
-  for (let i = 0; i < n; i++) {
+/** Copies the slot table into ctrl for the worker, which reloads it before its next events. */
+function publish(c: Int32Array): void {
+  let high = 0;
+  for (let i = 0; i < MAX_WATCH; i++) {
+    const w = slots[i] ?? null;
     const e = C_ENTRIES + i * ENTRY_WORDS;
-    c[e] = all[i]!.fd;
-    c[e + 1] = all[i]!.events;
-    c[e + 2] = all[i]!.ringOffset;
-    c[e + 3] = all[i]!.memId;
+    c[e] = w === null ? -1 : w.fd;
+    c[e + 1] = w === null ? 0 : w.events;
+    c[e + 2] = w === null ? 0 : w.ringOffset;
+    c[e + 3] = w === null ? -1 : w.memId;
+    if (w !== null) high = i + 1;
   }
-  Atomics.store(c, C_COUNT, n);
+  Atomics.store(c, C_COUNT, high);
   Atomics.add(c, C_GEN, 1);
-  Atomics.notify(c, C_GEN);
+}
+
+function start(): Int32Array {
+  if (worker !== null && ctrl !== null) return ctrl;
+  epfd = native.epollCreate();
+  evfd = native.eventFd();
+  native.epollCtl(epfd, native.EPOLL_CTL_ADD, evfd, native.EPOLLIN, -1);
+  const c = new Int32Array(new SharedArrayBuffer(4 * (C_ENTRIES + MAX_WATCH * ENTRY_WORDS)));
+  c[C_EPOLL] = epfd;
+  c[C_EVENT] = evfd;
+  ctrl = c;
+  worker = new Worker(new URL('./notifier-worker.js', import.meta.url), {
+    workerData: { dir: shmDirectory(), ctrl: c.buffer },
+  });
+  worker.unref();
+  worker.on('error', () => { worker = null; ctrl = null; });
+  return c;
 }
 
 function stop(): void {
   if (ctrl !== null) {
     Atomics.store(ctrl, C_STOP, 1);
-    Atomics.add(ctrl, C_GEN, 1);
-    Atomics.notify(ctrl, C_GEN);
-    // Wait until the worker has left its loop (it sees C_STOP within a few ms, or right after
-    // loading its modules if it is still starting). A thread that ends terminates its workers,
-    // and a worker terminated in the middle of koffi's set-up aborts the whole process.
+    native.writeAt(evfd, native.bufferAddress(one), 8);
+    // Wait until the worker has left its loop (it sees C_STOP at once, or right after loading its
+    // modules if it is still starting). A thread that ends terminates its workers, and a worker
+    // terminated in the middle of koffi's set-up aborts the whole process.
     Atomics.wait(ctrl, C_DONE, 0, STOP_WAIT_MS);
   }
-  // The worker is unref'ed, so it never holds the process open. Descriptors it may still poll
-  // are only read, never closed by it.
+  // The worker is unref'ed, so it never holds the process open. It closes no descriptor; its two
+  // are closed here, once it has left epoll_wait.
+  if (epfd >= 0) native.closeFd(epfd);
+  if (evfd >= 0) native.closeFd(evfd);
+  epfd = -1;
+  evfd = -1;
   worker = null;
   ctrl = null;
 }
 
-/** Starts watching `list`; returns a key for unwatch(). */
+/** Events of the rings on `fd` that somebody sleeps on (of all of them when `all`). */
+function interest(fd: number, all: boolean): number {
+  const i32 = space().i32;
+  let events = 0;
+  for (const s of byFd.get(fd) ?? []) {
+    const w = slots[s]!;
+    if (all || Atomics.load(i32, (w.ringOffset + L.KR_WAITERS) >>> 2) > 0) events |= w.events;
+  }
+  return events;
+}
+
+/** Starts watching `list` (each descriptor armed once); returns a key for unwatch(). */
 export function watch(list: Watch[]): number {
+  const c = start();
   const key = nextKey++;
-  watched.set(key, list);
-  publish();
+  const mine: number[] = [];
+  for (const w of list) {
+    const s = slots.indexOf(null);
+    if (s < 0) break; // beyond MAX_WATCH rings in a thread, a sleeper wakes on its timeout only
+    slots[s] = w;
+    mine.push(s);
+    const same = byFd.get(w.fd);
+    if (same === undefined) byFd.set(w.fd, [s]); else same.push(s);
+  }
+  keys.set(key, mine);
+  publish(c);
+  for (const s of mine) {
+    const fd = slots[s]!.fd;
+    const events = interest(fd, true) | native.EPOLLONESHOT;
+    if (native.epollCtl(epfd, native.EPOLL_CTL_MOD, fd, events, fd) < 0) native.epollCtl(epfd, native.EPOLL_CTL_ADD, fd, events, fd);
+  }
   return key;
 }
 
+/** Stops watching (before the descriptors close: their numbers may be reused at once). */
 export function unwatch(key: number): void {
-  if (watched.delete(key)) publish();
+  const mine = keys.get(key);
+  if (mine === undefined || ctrl === null) return;
+  keys.delete(key);
+  for (const s of mine) {
+    const fd = slots[s]!.fd;
+    slots[s] = null;
+    const left = (byFd.get(fd) ?? []).filter((x) => x !== s);
+    if (left.length > 0) byFd.set(fd, left);
+    else { byFd.delete(fd); native.epollCtl(epfd, native.EPOLL_CTL_DEL, fd, 0, 0); }
+  }
+  if (keys.size === 0) stop();
+  else publish(ctrl);
+}
+
+/**
+ * Re-arms descriptor `fd` for the rings on it that somebody sleeps on. Call after announcing a
+ * sleeper on such a ring (KR_WAITERS) and reading its wake word: readiness from then on, and
+ * readiness already there, wakes it.
+ */
+export function rearm(fd: number): void {
+  if (epfd < 0 || !byFd.has(fd)) return;
+  const events = interest(fd, false);
+  if (events !== 0) native.epollCtl(epfd, native.EPOLL_CTL_MOD, fd, events | native.EPOLLONESHOT, fd);
 }

@@ -338,3 +338,50 @@ export function mapFileReadOnly(fd: number, offset: number, length: number): { b
     },
   };
 }
+
+// ---- readiness: epoll and eventfd (interfaces/notifier.ts) -----------------------------------
+const ev = {
+  create: libc.func('int epoll_create1(int flags)'),
+  ctl: libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
+  wait: libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+};
+export const EPOLLIN = 1, EPOLLOUT = 4, EPOLLONESHOT = 1 << 30;
+export const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
+/** sizeof(struct epoll_event): packed (u32 events, u64 data) on x86-64, padded elsewhere. */
+export const EPOLL_EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
+const EPOLL_DATA_AT = process.arch === 'x64' ? 4 : 8;
+const epollArg = Buffer.alloc(16);
+
+/** epoll_create1(EPOLL_CLOEXEC). */
+export function epollCreate(): number {
+  return check(ev.create(O_CLOEXEC), 'epoll_create1');
+}
+
+/**
+ * epoll_ctl(2) with `events` and a 32-bit `data` (read back by epollData); returns 0 or -errno
+ * (no throw: a DEL of a descriptor the kernel already dropped is routine).
+ */
+export function epollCtl(epfd: number, op: number, fd: number, events: number, data: number): number {
+  epollArg.writeUInt32LE(events >>> 0, 0);
+  epollArg.writeInt32LE(data | 0, EPOLL_DATA_AT);
+  epollArg.writeInt32LE(0, EPOLL_DATA_AT + 4);
+  const r = ev.ctl(epfd, op, fd, epollArg);
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** epoll_wait(2) into `events` (room for `max` entries); returns the count, 0 on timeout, -errno. */
+export function epollWait(epfd: number, events: Buffer, max: number, timeoutMs: number): number {
+  const r = ev.wait(epfd, events, max, timeoutMs);
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** The `data` of entry `i` of an epollWait result. */
+export function epollData(events: Buffer, i: number): number {
+  return events.readInt32LE(i * EPOLL_EVENT_SIZE + EPOLL_DATA_AT);
+}
+
+/** eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a counter another thread can make readable. */
+export function eventFd(): number {
+  return check(ev.eventfd(0, O_CLOEXEC | 0o4000), 'eventfd');
+}

@@ -25,6 +25,11 @@ export interface PortAdapter {
   rxsync(ring: Ring): boolean;
   /** Called when the handle closes, before the registry forgets it (optional). */
   close?(): void;
+  /**
+   * Called when a sleeper has announced itself on `ring` and read its wake word (optional): an
+   * adapter whose progress comes from elsewhere (the kernel) arranges to be woken from then on.
+   */
+  armed?(ring: Ring): void;
 }
 
 export type AdapterFactory = (port: Port) => PortAdapter;
@@ -259,6 +264,7 @@ export class Port {
       this.waitAddrs[n] = this.sp.absolute(r.offset + L.KR_WAKE);
       this.waitVals[n] = sync.wakeSeq(this.sp, r.offset);
       n++;
+      this.adapter.armed?.(r);
     };
     if ((events & POLLOUT) !== 0) for (const r of this.txRings) add(r);
     if ((events & POLLIN) !== 0) for (const r of this.rxRings) add(r);

@@ -25,6 +25,8 @@ const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapErr
 const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
 const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
 const IFPORT = new URL('../../src/interfaces/port.js', import.meta.url).pathname;
+const PKT = new URL('../../src/interfaces/packet.js', import.meta.url).pathname;
+const SPACE = new URL('../../src/memory/space.js', import.meta.url).pathname;
 type LabT = InstanceType<typeof Lab>;
 
 function ping(lab: LabT, ns: string, addr: string, count = 1): boolean {
@@ -119,6 +121,34 @@ test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by
     assert.ok((ev & POLLIN) !== 0);
     assert.ok(waited >= 200 && waited < 1500, `woken by the frame after ${waited} ms`);
     assert.equal(p.mem.view.getUint16(rr.slotBufOffset(rr.head) + 12), 0x0806, 'the ARP request');
+    // and again for each of several frames 300 ms apart: every sleep is woken by its frame (the
+    // notifier's descriptor is one-shot and must be armed again by each sleeper)
+    rr.advance(rr.tail);
+    const code = `const { PacketTransmitter } = await import(${JSON.stringify(PKT)});
+      const { space } = await import(${JSON.stringify(SPACE)});
+      const t = new PacketTransmitter('b0'), v = new DataView(space().u8.buffer);
+      for (let k = 0; k < 6; k++) {
+        await new Promise((r) => setTimeout(r, 300));
+        const at = t.slot();
+        for (let i = 0; i < 60; i++) v.setUint8(at + i, i < 6 ? 0xff : 0);
+        v.setUint16(at + 12, 0x88b5);
+        t.commit(60); t.kick();
+      }
+      t.close();`;
+    lab.spawn(b, process.execPath, ['--input-type=module', '-e', code]);
+    let seen = 0;
+    const until = Date.now() + 8000;
+    while (seen < 6 && Date.now() < until) {
+      const t2 = Date.now();
+      const got = p.poll(POLLIN, 3000);
+      const w = Date.now() - t2;
+      // (the first wait includes the sender's start; later ones are 300 ms, and a sleep nobody
+      // wakes lasts Port.poll's 1 s slice)
+      assert.ok((got & POLLIN) !== 0 && (seen === 0 || w < 700), `after ${seen} frames: poll woke after ${w} ms, events ${got}`);
+      for (let i = rr.head; i !== rr.tail; i = rr.next(i)) if (p.mem.view.getUint16(rr.slotBufOffset(i) + 12) === 0x88b5) seen++;
+      rr.advance(rr.tail);
+    }
+    assert.equal(seen, 6);
   } finally {
     p.close();
     ptx.close();
