@@ -6,11 +6,14 @@
  * descriptor became ready while somebody sleeps on it. The worker maps the ring memory itself
  * (same offsets in every thread's address space).
  *
- * Each descriptor is registered one-shot: a readiness report disarms it, and the next sleeper
- * re-arms it (rearm(), from Port.armWait through the adapter) after announcing itself on the
- * ring. So the worker runs once per sleep of a ring's owner and never while the owner is awake,
- * however much arrives (an earlier design polled, then paused 1 ms, a thousand times a second
- * while a busy forwarder never slept: 2% of a CPU per forwarder).
+ * A descriptor is in the epoll set only while somebody sleeps on one of its rings: the sleeper
+ * adds it after announcing itself on the ring (rearm(), from Port.armWait through the adapter)
+ * and takes it out when it wakes (release(), from Port.disarmWait). A descriptor in an epoll set
+ * has a waiter on its socket, which makes the kernel take the socket's wait-queue lock and call
+ * epoll for every frame received or transmit buffer freed: kept there for good, that cost pkt-gen
+ * tx 8-10% of its rate. Registrations are one-shot, so a descriptor that stays readable wakes a
+ * sleeper once; the thread never runs while the rings' owners are awake (an earlier design polled
+ * and paused 1 ms, a thousand times a second while a forwarder was busy: 4-5% of a CPU each).
  */
 import { Worker } from 'node:worker_threads';
 import * as native from '../native/index.js';
@@ -30,6 +33,8 @@ const slots: (Watch | null)[] = new Array<Watch | null>(MAX_WATCH).fill(null);
 const keys = new Map<number, number[]>();
 /** Slots watching each descriptor. */
 const byFd = new Map<number, number[]>();
+/** Descriptors in the epoll set now. */
+const registered = new Set<number>();
 let nextKey = 1;
 let worker: Worker | null = null;
 let ctrl: Int32Array | null = null;
@@ -82,6 +87,7 @@ function stop(): void {
   }
   // The worker is unref'ed, so it never holds the process open. It closes no descriptor; its two
   // are closed here, once it has left epoll_wait.
+  registered.clear();
   if (epfd >= 0) native.closeFd(epfd);
   if (evfd >= 0) native.closeFd(evfd);
   epfd = -1;
@@ -90,18 +96,18 @@ function stop(): void {
   ctrl = null;
 }
 
-/** Events of the rings on `fd` that somebody sleeps on (of all of them when `all`). */
-function interest(fd: number, all: boolean): number {
+/** Events of the rings on `fd` that somebody sleeps on. */
+function interest(fd: number): number {
   const i32 = space().i32;
   let events = 0;
   for (const s of byFd.get(fd) ?? []) {
     const w = slots[s]!;
-    if (all || Atomics.load(i32, (w.ringOffset + L.KR_WAITERS) >>> 2) > 0) events |= w.events;
+    if (Atomics.load(i32, (w.ringOffset + L.KR_WAITERS) >>> 2) > 0) events |= w.events;
   }
   return events;
 }
 
-/** Starts watching `list` (each descriptor armed once); returns a key for unwatch(). */
+/** Starts watching `list`; returns a key for unwatch(). */
 export function watch(list: Watch[]): number {
   const c = start();
   const key = nextKey++;
@@ -116,11 +122,6 @@ export function watch(list: Watch[]): number {
   }
   keys.set(key, mine);
   publish(c);
-  for (const s of mine) {
-    const fd = slots[s]!.fd;
-    const events = interest(fd, true) | native.EPOLLONESHOT;
-    if (native.epollCtl(epfd, native.EPOLL_CTL_MOD, fd, events, fd) < 0) native.epollCtl(epfd, native.EPOLL_CTL_ADD, fd, events, fd);
-  }
   return key;
 }
 
@@ -134,19 +135,31 @@ export function unwatch(key: number): void {
     slots[s] = null;
     const left = (byFd.get(fd) ?? []).filter((x) => x !== s);
     if (left.length > 0) byFd.set(fd, left);
-    else { byFd.delete(fd); native.epollCtl(epfd, native.EPOLL_CTL_DEL, fd, 0, 0); }
+    else {
+      byFd.delete(fd);
+      if (registered.delete(fd)) native.epollCtl(epfd, native.EPOLL_CTL_DEL, fd, 0, 0);
+    }
   }
   if (keys.size === 0) stop();
   else publish(ctrl);
 }
 
 /**
- * Re-arms descriptor `fd` for the rings on it that somebody sleeps on. Call after announcing a
- * sleeper on such a ring (KR_WAITERS) and reading its wake word: readiness from then on, and
- * readiness already there, wakes it.
+ * Puts descriptor `fd` in the epoll set for the rings on it that somebody sleeps on. Call after
+ * announcing a sleeper on such a ring (KR_WAITERS) and reading its wake word: readiness from
+ * then on, and readiness already there, wakes it.
  */
 export function rearm(fd: number): void {
   if (epfd < 0 || !byFd.has(fd)) return;
-  const events = interest(fd, false);
-  if (events !== 0) native.epollCtl(epfd, native.EPOLL_CTL_MOD, fd, events | native.EPOLLONESHOT, fd);
+  const events = interest(fd);
+  if (events === 0) return;
+  const op = registered.has(fd) ? native.EPOLL_CTL_MOD : native.EPOLL_CTL_ADD;
+  if (native.epollCtl(epfd, op, fd, events | native.EPOLLONESHOT, fd) === 0) registered.add(fd);
+}
+
+/** Takes `fd` out of the epoll set once nobody sleeps on its rings (after the waiter left). */
+export function release(fd: number): void {
+  if (!registered.has(fd) || interest(fd) !== 0) return;
+  registered.delete(fd);
+  native.epollCtl(epfd, native.EPOLL_CTL_DEL, fd, 0, 0);
 }

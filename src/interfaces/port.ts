@@ -40,7 +40,7 @@ import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALI
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
-import { watch, unwatch, rearm, type Watch } from './notifier.js';
+import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
 
 export const IF_DEFAULT_SLOTS = 1024;
 export const IF_MAX_RINGS = 16;
@@ -655,6 +655,11 @@ class InterfaceAdapter implements PortAdapter {
   armed(ring: Ring): void {
     const fd = ring.dir === L.RING_DIR_TX ? this.txFd(ring) : this.rxFd(ring);
     if (fd >= 0) rearm(fd);
+  }
+
+  disarmed(ring: Ring): void {
+    const fd = ring.dir === L.RING_DIR_TX ? this.txFd(ring) : this.rxFd(ring);
+    if (fd >= 0) release(fd);
   }
 
   close(): void {

@@ -30,6 +30,8 @@ export interface PortAdapter {
    * adapter whose progress comes from elsewhere (the kernel) arranges to be woken from then on.
    */
   armed?(ring: Ring): void;
+  /** Called when a sleeper has left `ring` (after armed; optional). */
+  disarmed?(ring: Ring): void;
 }
 
 export type AdapterFactory = (port: Port) => PortAdapter;
@@ -274,8 +276,12 @@ export class Port {
   }
 
   disarmWait(events: number): void {
-    if ((events & POLLOUT) !== 0) for (const r of this.txRings) sync.addWaiter(this.sp, r.offset, -1);
-    if ((events & POLLIN) !== 0) for (const r of this.rxRings) sync.addWaiter(this.sp, r.offset, -1);
+    const leave = (r: Ring): void => {
+      sync.addWaiter(this.sp, r.offset, -1);
+      this.adapter.disarmed?.(r);
+    };
+    if ((events & POLLOUT) !== 0) for (const r of this.txRings) leave(r);
+    if ((events & POLLIN) !== 0) for (const r of this.rxRings) leave(r);
   }
 
   /** Absolute addresses and values of the armed wake words (for the event-loop waiter). */

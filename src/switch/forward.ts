@@ -501,7 +501,7 @@ export class ValeAdapter implements PortAdapter {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     let u = this.dstHead[d]!, b = this.bcHead;
     const max = sink.maxFrame;
-    let dropped = 0, kicked = false;
+    let dropped = 0, sent = 0, bytes = 0, kicked = false;
     sink.reclaim();
     while (u >= 0 || b >= 0) {
       let p: number;
@@ -524,13 +524,13 @@ export class ValeAdapter implements PortAdapter {
       }
       if (len <= 0) { dropped++; continue; }
       sink.commit(len);
+      sent++;
+      bytes += len;
     }
     sink.kick();
-    if (dropped > 0) {
-      // counted where the switch counts its drops for that port: its RX ring (0)
-      const ring = this.pRx[d * MAX_RINGS]!;
-      if (this.u32[(ring + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(ring, dropped, this.f64);
-    }
+    // counted where the switch counts what it delivers to that port: its RX ring (0)
+    const ring = this.pRx[d * MAX_RINGS]!;
+    if (this.u32[(ring + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(ring, dropped, this.f64, sent, bytes);
   }
 
   // ---- rxsync -----------------------------------------------------------------------------------

@@ -230,11 +230,16 @@ export class LeaseOps {
     return moved;
   }
 
-  /** Adds to the counters of `ring` under its lease lock (drops with no lease taken). */
-  countOnly(ring: number, drops: number, f64: Float64Array): void {
+  /**
+   * Adds to the counters of `ring` under its lease lock, with no lease taken: drops, and
+   * packets delivered elsewhere on the port's behalf (straight onto an attached interface).
+   */
+  countOnly(ring: number, drops: number, f64: Float64Array, packets = 0, bytes = 0): void {
     this.lock(ring);
-    const k = (ring + L.KR_DROPS) >>> 3;
-    f64[k] = f64[k]! + drops;
+    const k = (ring + L.KR_PKTS) >>> 3;
+    f64[k] = f64[k]! + packets;
+    f64[k + 1] = f64[k + 1]! + bytes;
+    f64[k + 2] = f64[k + 2]! + drops;
     this.unlock(ring);
   }
 

@@ -75,10 +75,14 @@ test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the
     const pid1 = daemonPid(lab, m, 'm1');
     assert.ok(pid1 > 0);
     const before = lab.counters(r, 'r0').rxPackets;
+    // and they are counted as delivered to the switch port vale0:m1 (vale-ctl -s)
+    const rxOfM1 = (): number => Number(/^vale0:m1 .* rx_packets (\d+)/m.exec(valeCtl(lab, m, ['-s', 'vale0']).out)?.[1] ?? NaN);
+    const counted = rxOfM1();
     process.kill(pid1, 'SIGSTOP');
     try {
       assert.equal(ping(lab, l, '198.18.0.2', 3), false, 'no replies while m1 has no forwarder');
       assert.ok(lab.counters(r, 'r0').rxPackets - before >= 3, 'the requests reached r0 all the same');
+      assert.ok(rxOfM1() - counted >= 3, `vale0:m1 counted ${rxOfM1() - counted} of them`);
     } finally {
       process.kill(pid1, 'SIGCONT');
     }
