@@ -103,7 +103,9 @@ async function main(): Promise<number> {
     for (const r of nic.rxRings) {
       if (r.host) continue;
       const via = vNic.txRings[r.id % vNic.txRings.length]!;
-      setReceiveHook(nic, r.id, (offs, lens, n) => vale.inject(via, offs, lens, n), DAEMON_BURST);
+      // GSO super-frames for another attached interface go to it whole (the kernel cuts them)
+      setReceiveHook(nic, r.id, (offs, lens, n) => vale.inject(via, offs, lens, n), DAEMON_BURST,
+        (at, len, hdrAt) => vale.injectWhole(via, at, len, hdrAt));
     }
     hookedPort = nic;
     bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));

@@ -48,7 +48,7 @@ const TX_DATA_OFFSET = 32; // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
  * frame. Elsewhere the Atomics give the ordering.
  */
 const STRONG_ORDER = process.arch === 'x64' || process.arch === 'ia32';
-const VNET_HDR_LEN = 10; // struct virtio_net_hdr: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16
+export const VNET_HDR_LEN = 10; // struct virtio_net_hdr: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16
 const VNET_HDR_LEN_FIELD = 2;
 
 const TP_STATUS_USER = 1, TP_STATUS_COPY = 2, TP_STATUS_CSUMNOTREADY = 8, TP_STATUS_VLAN_VALID = 0x10, TP_STATUS_VLAN_TPID_VALID = 0x40;
@@ -615,6 +615,10 @@ export class PacketTransmitter {
   /** Frames committed since the last kick. */
   private unkicked = 0;
   private closed = false;
+  /** Socket without a ring for frames sent whole with their virtio-net header (-1: not yet). */
+  private wholeFd = -1;
+  private readonly bypass: boolean;
+  private readonly mark: number;
   /** A kicked frame was found still queued: the next kick() makes a call even with nothing new. */
   private stuck = false;
   private readonly pollfd = Buffer.alloc(8);
@@ -634,6 +638,8 @@ export class PacketTransmitter {
     const blocks = Math.ceil(frames / perBlock);
     this.frames = blocks * perBlock;
     this.linear = opts.linear ?? true;
+    this.bypass = opts.qdiscBypass ?? true;
+    this.mark = opts.mark ?? 0;
     this.dataOffset = TX_DATA_OFFSET + (this.linear ? VNET_HDR_LEN : 0);
     this.maxFrame = this.frameSize - this.dataOffset;
     this.ringBytes = blocks * blockSize;
@@ -748,6 +754,31 @@ export class PacketTransmitter {
     this.unkicked = 0;
   }
 
+  /**
+   * Sends one frame whole, bypassing the ring: `total` bytes at space offset `hdrAt`, a
+   * virtio-net header (10 bytes) and the frame after it. For GSO super-frames, which a ring
+   * frame cannot hold: the kernel cuts them (in software on a veth) after one copy, instead of
+   * one ring frame, skb and kick per segment. What was queued in the ring goes first. Returns
+   * false if the kernel refused it (a header it does not accept, no buffer space).
+   */
+  sendWhole(hdrAt: number, total: number): boolean {
+    if (this.wholeFd < 0) {
+      const fd = packetSocket(this.ifname);
+      try {
+        if (this.bypass) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
+        if (this.mark !== 0) native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_MARK, this.mark | 0);
+        native.bind(fd, sockaddrLl(0, this.ifindex));
+      } catch (e) {
+        native.closeFd(fd);
+        throw e;
+      }
+      this.wholeFd = fd;
+    }
+    this.kick();
+    return native.sendto(this.wholeFd, this.sp.absolute(hdrAt), total, native.MSG_DONTWAIT) === total;
+  }
+
   /** Waits up to `timeoutMs` for room in the ring; true when there is some. */
   wait(timeoutMs: number): boolean {
     if (this.reclaim() > 0) return true;
@@ -759,6 +790,7 @@ export class PacketTransmitter {
     if (this.closed) return;
     this.closed = true;
     native.closeFd(this.fd);
+    if (this.wholeFd >= 0) native.closeFd(this.wholeFd);
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
   }
 }

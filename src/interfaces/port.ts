@@ -36,7 +36,7 @@ import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type P
 import { setInterfaceParentResolver } from '../pipes/pipe.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch, pow2AtLeast } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch, pow2AtLeast, VNET_HDR_LEN } from './packet.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
@@ -110,6 +110,7 @@ interface IfState {
   gsoNext: number[];
   /** Per NIC RX ring: where received frames go instead of the ring's slots, and how many per rxsync. */
   rxHook: (ReceiveHook | undefined)[];
+  rxWholeHook: (WholeFrameHook | undefined)[];
   rxHookBurst: number[];
   /** Scratch for frames a hook gets after a fix-up (HOOK_FIX_SLOTS buffers; -1 not made yet). */
   hookScratch: number;
@@ -123,6 +124,11 @@ interface IfState {
  * during the call only.
  */
 export type ReceiveHook = (offs: Float64Array, lens: Uint16Array, n: number) => void;
+/**
+ * Offered a GSO super-frame whole (`len` bytes at space offset `at`, its virtio-net header at
+ * `hdrAt`) before it is cut; returns true if it took it.
+ */
+export type WholeFrameHook = (at: number, len: number, hdrAt: number) => boolean;
 /** Frames a hook gets per call, at most. */
 export const HOOK_BATCH = 256;
 /** Scratch buffers (2 KiB) for frames a hook gets after a fix-up: the segments of a GSO frame. */
@@ -203,7 +209,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxHook: [], rxHookBurst: [], hookScratch: -1,
+    rxHook: [], rxWholeHook: [], rxHookBurst: [], hookScratch: -1,
     hookOffs: new Float64Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)), hookLens: new Uint16Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)),
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
@@ -535,7 +541,7 @@ class InterfaceAdapter implements PortAdapter {
         bytes += len;
       }
     } else if (st.rxHook[ring.id] !== undefined && st.gsoNext[ring.id]! < 0) {
-      this.hooked += this.receiveToHook(ring, st.rxHook[ring.id]!, st.rxHookBurst[ring.id]!);
+      this.hooked += this.receiveToHook(ring, st.rxHook[ring.id]!, st.rxWholeHook[ring.id], st.rxHookBurst[ring.id]!);
     } else {
       const rx = st.nicRx[ring.id]!;
       const g = st.gso[ring.id]!;
@@ -597,7 +603,7 @@ class InterfaceAdapter implements PortAdapter {
    * checksum, GSO cut) are made in a scratch area first, after what came before them was handed
    * over (order is kept). Counted on the ring as received. Returns the frames handed over.
    */
-  private receiveToHook(ring: Ring, hook: ReceiveHook, burst: number): number {
+  private receiveToHook(ring: Ring, hook: ReceiveHook, whole: WholeFrameHook | undefined, burst: number): number {
     const st = this.st;
     const rx = st.nicRx[ring.id]!;
     if (!rx.perFrame) return 0;
@@ -623,7 +629,10 @@ class InterfaceAdapter implements PortAdapter {
       // a fix-up: first what came before it
       if (n > 0) { hook(offs, lens, n); n = 0; }
       if ((rx.gsoType & 0x7f) !== 0) {
-        if (len !== rx.wireLength || (rx.status & RX_VLAN_VALID) !== 0 || !g.begin(this.u8, at, len, rx.gsoType, rx.gsoSize)) { drops++; continue; }
+        if (len !== rx.wireLength || (rx.status & RX_VLAN_VALID) !== 0) { drops++; continue; }
+        // whole, if the hook can pass it on with its virtio-net header (just before the frame)
+        if (whole !== undefined && whole(at, len, at - VNET_HDR_LEN)) { packets++; bytes += len; continue; }
+        if (!g.begin(this.u8, at, len, rx.gsoType, rx.gsoSize)) { drops++; continue; }
         let m = 0;
         for (let i = 0; i < g.count; i++) {
           const sl = g.segmentLength(i);
@@ -691,12 +700,13 @@ registerAdapter(L.PORT_KIND_INTERFACE, (port) => new InterfaceAdapter(port));
  * netmap:IF ports have. `null` gives the frames back to the ring. `hookedFrames(port)` counts
  * what hooks of that handle took.
  */
-export function setReceiveHook(port: Port, k: number, hook: ReceiveHook | null, burst = 1024): void {
+export function setReceiveHook(port: Port, k: number, hook: ReceiveHook | null, burst = 1024, whole: WholeFrameHook | null = null): void {
   if (!Number.isInteger(burst) || burst < 1 || burst > 65536) fail('EINVAL', `burst must be 1 to 65536, not ${burst}`);
   const st = states.get(port.index);
   if (st === undefined || !(port.adapter instanceof InterfaceAdapter) || st.tap !== null) fail('EINVAL', `${port.spec}: not an interface port with NIC rings in this thread`);
   if (st.nicRx[k] === undefined || !st.nicRx[k]!.perFrame) fail('EINVAL', `${port.spec}: NIC RX ring ${k} is not bound here with a per-frame receiver`);
   st.rxHook[k] = hook ?? undefined;
+  st.rxWholeHook[k] = hook === null ? undefined : whole ?? undefined;
   st.rxHookBurst[k] = burst;
 }
 

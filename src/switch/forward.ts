@@ -55,6 +55,11 @@ export interface DirectSink {
   slot(): number;
   commit(len: number): void;
   kick(): void;
+  /**
+   * Sends one frame whole, after what was committed: `total` bytes at space offset `hdrAt`, a
+   * virtio-net header and the frame (optional; false: not sent).
+   */
+  sendWhole?(hdrAt: number, total: number): boolean;
   close(): void;
 }
 /** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
@@ -325,8 +330,49 @@ export class ValeAdapter implements PortAdapter {
     sync.count(ring.sp, ring.offset, count, bytes, drops);
   }
 
+  /**
+   * Forwards one frame that carries a virtio-net header (a GSO super-frame: `len` bytes at space
+   * offset `at`, the header at `hdrAt`) whole, if the learning bridge sends it to an attached
+   * interface whose transmit ring this process holds (enableDirect): the kernel then cuts it
+   * after a single copy. Returns false, having delivered nothing, for any other destination
+   * (another port, a flood, a drop) or with a plugged-in lookup: the caller cuts the frame into
+   * wire-sized packets and injects those (netmap hands such frames to a port without virtio-net
+   * headers the same way). Counted as one packet on `ring` and on the destination's RX ring.
+   */
+  injectWhole(ring: Ring, at: number, len: number, hdrAt: number): boolean {
+    if (this.directByIf.size === 0 || this.custom !== null) return false;
+    this.checkView();
+    this.ftOff[0] = at;
+    this.ftLen[0] = len;
+    this.ftFrags[0] = 1;
+    if (this.lookup(1) !== 0) return false;
+    this.bcHead = -1; // a flood is cut and forwarded by the caller
+    const active = this.active, dstHead = this.dstHead;
+    let d = -1;
+    for (let k = 0; k < this.nActive; k++) {
+      if (dstHead[active[k]!] === 0) { d = active[k]!; dstHead[d] = -1; break; }
+    }
+    const sink = d < 0 ? null : this.pDirect[d]!;
+    if (sink === null || sink.sendWhole === undefined || !sink.sendWhole(hdrAt, at + len - hdrAt)) return false;
+    sync.count(ring.sp, ring.offset, 1, len, 0);
+    const rx = this.pRx[d * MAX_RINGS]!;
+    if (this.u32[(rx + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(rx, 0, this.f64, 1, len);
+    return true;
+  }
+
   /** Forwards entries [0, count) of the table. Returns the packets dropped by the lookup. */
   private flush(count: number, ringId: number): number {
+    const drops = this.lookup(count);
+    if (drops >= 0) this.deliverAll(ringId);
+    return drops < 0 ? -drops - 1 : drops;
+  }
+
+  /**
+   * Pass 1 of a flush: looks up entries [0, count), chaining them per destination (dstHead...,
+   * bcHead). Returns the packets dropped, or -1 - drops when every packet was (no switch, or a
+   * plugged lookup still loading: nothing to deliver).
+   */
+  private lookup(count: number): number {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     const dstHead = this.dstHead, dstTail = this.dstTail, dstSlots = this.dstSlots, dstPkts = this.dstPkts, pIndex = this.pIndex;
     const u8 = this.u8, u16 = this.u16, i32 = this.i32;
@@ -334,7 +380,7 @@ export class ValeAdapter implements PortAdapter {
     let drops = 0;
     if (this.sw < 0 || this.customPending) {
       for (let p = 0; p < count; p += ftFrags[p]!) drops++;
-      return drops;
+      return -1 - drops;
     }
     const custom = this.custom;
     let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
@@ -399,7 +445,12 @@ export class ValeAdapter implements PortAdapter {
     }
     this.lastSrcLo = lastSrcLo; this.lastSrcHi = lastSrcHi;
     this.bcHead = bcHead; this.bcSlots = bcSlots; this.bcPkts = bcPkts;
-    // pass 2: one copy pass per destination
+    return drops;
+  }
+
+  /** Pass 2 of a flush: one copy pass per destination of what lookup() chained. */
+  private deliverAll(ringId: number): void {
+    const dstHead = this.dstHead, bcHead = this.bcHead, me = this.myPort;
     const active = this.active, nActive = this.nActive;
     for (let k = 0; k < nActive; k++) {
       const d = active[k]!;
@@ -413,7 +464,6 @@ export class ValeAdapter implements PortAdapter {
       else { this.deliver(d, ru, true, false); this.deliver(d, 0, false, true); }
       dstHead[d] = -1;
     }
-    return drops;
   }
 
   /**
