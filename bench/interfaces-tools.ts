@@ -6,7 +6,7 @@
  *  - VALE between two veths (vale-ctl -a) vs a Linux bridge: trafgen frames through it, counted
  *    on the far side;
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
- *    frames have to be MTU-sized for netmap).
+ *    frames have to be MTU-sized for netmap), and again with the end points' offloads on.
  * Usage: node dist/bench/interfaces-tools.js [frames [tx|rx|switch]]   (default 1,000,000, all)
  */
 import fs from 'node:fs';
@@ -148,10 +148,6 @@ async function rxBench(frames: number): Promise<void> {
   }
 }
 
-function line(lab: LabT): { l: string; m: string; r: string } {
-  return lab.line(false);
-}
-
 function attach(lab: LabT, ns: string, sw: string, dev: string, op: 'attachInterface' | 'detachInterface'): void {
   const code = `const i = await import(${JSON.stringify(IFACES)}); i.${op}(${JSON.stringify(sw)}, ${JSON.stringify(dev)}${op === 'attachInterface' ? ', false' : ''});`;
   const res = lab.run(ns, process.execPath, ['--input-type=module', '-e', code], 30_000);
@@ -175,10 +171,16 @@ async function iperf(lab: LabT, l: string, r: string): Promise<{ mean: number; r
   return { mean: runs.reduce((a, b) => a + b, 0) / runs.length, runs };
 }
 
-async function switchBench(frames: number, kind: 'vale' | 'linux'): Promise<{ pps: number; bps: number }> {
+/**
+ * A switch between l and r (VALE with m0 and m1 attached, or a Linux bridge): trafgen frames
+ * through it and iperf3 (TSO/GSO off on the end points); with `offloads`, iperf3 only, with the
+ * end points' offloads on (GSO super-frames: the bridge passes them on, VALE between two
+ * attached interfaces too).
+ */
+async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = false): Promise<{ pps: number; bps: number }> {
   const lab = new Lab();
   try {
-    const { l, m, r } = line(lab);
+    const { l, m, r } = lab.line(offloads);
     if (kind === 'vale') {
       attach(lab, m, 'vale0', 'm0', 'attachInterface');
       attach(lab, m, 'vale0', 'm1', 'attachInterface');
@@ -192,18 +194,21 @@ async function switchBench(frames: number, kind: 'vale' | 'linux'): Promise<{ pp
       // wait until the switch forwards (a Linux bridge port needs a moment to reach forwarding)
       const ready = Date.now() + 10_000;
       while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
-      const before = lab.counters(r, 'r0').rxPackets;
-      const t0 = process.hrtime.bigint();
-      trafgen(lab, l, 'l0', frames);
-      await sleep(200);
-      const secs = secondsSince(t0) - 0.2;
-      const pps = (lab.counters(r, 'r0').rxPackets - before) / secs;
-      emit(`${kind}_veth_to_veth_pps`, pps, 'pps', { sent: frames, delivered: lab.counters(r, 'r0').rxPackets - before });
+      let pps = 0;
+      if (!offloads) {
+        const before = lab.counters(r, 'r0').rxPackets;
+        const t0 = process.hrtime.bigint();
+        trafgen(lab, l, 'l0', frames);
+        await sleep(200);
+        const secs = secondsSince(t0) - 0.2;
+        pps = (lab.counters(r, 'r0').rxPackets - before) / secs;
+        emit(`${kind}_veth_to_veth_pps`, pps, 'pps', { sent: frames, delivered: lab.counters(r, 'r0').rxPackets - before });
+      }
       let bps = 0;
       if (skipReason(['iperf3']) === null) {
         const it = await iperf(lab, l, r);
         bps = it.mean;
-        emit(`${kind}_iperf3_tcp_bps`, bps, 'bit/s', { runs: it.runs.map((v) => Math.round(v)), note: 'mean of two 4 s runs after a 1 s warm-up; TSO/GSO off on the end points' });
+        emit(`${kind}_iperf3_tcp${offloads ? '_offloads_on' : ''}_bps`, bps, 'bit/s', { runs: it.runs.map((v) => Math.round(v)), note: `mean of two 4 s runs after a 1 s warm-up; TSO/GSO ${offloads ? 'on' : 'off'} on the end points` });
       }
       return { pps, bps };
     } finally {
@@ -233,6 +238,11 @@ async function main(): Promise<number> {
       const linux = await switchBench(frames, 'linux');
       emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
       if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
+      if (skipReason(['iperf3']) === null) {
+        const valeOn = await switchBench(frames, 'vale', true);
+        const linuxOn = await switchBench(frames, 'linux', true);
+        emit('iperf3_offloads_on_ratio_vale_vs_linux_bridge', valeOn.bps / linuxOn.bps, 'ratio');
+      }
     }
   } finally {
     if (process.env.NETMAP_TS_DIR?.includes('nmts-bench-ift-')) fs.rmSync(process.env.NETMAP_TS_DIR, { recursive: true, force: true });
