@@ -15,6 +15,7 @@ import { Bridge, waitPorts } from './bridge.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from './ifinfo.js';
 import { PacketTransmitter } from './packet.js';
+import { TcpCoalescer } from './coalesce.js';
 import type { ValeAdapter, DirectSink } from '../switch/forward.js';
 
 /**
@@ -103,9 +104,11 @@ async function main(): Promise<number> {
     for (const r of nic.rxRings) {
       if (r.host) continue;
       const via = vNic.txRings[r.id % vNic.txRings.length]!;
-      // GSO super-frames for another attached interface go to it whole (the kernel cuts them)
-      setReceiveHook(nic, r.id, (offs, lens, n) => vale.inject(via, offs, lens, n), DAEMON_BURST,
-        (at, len, hdrAt) => vale.injectWhole(via, at, len, hdrAt));
+      // GSO super-frames for another attached interface go to it whole, and so do runs of TCP
+      // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
+      const whole = (at: number, len: number, hdrAt: number): boolean => vale.injectWhole(via, at, len, hdrAt);
+      const merger = new TcpCoalescer((offs, lens, n, from) => vale.inject(via, offs, lens, n, from), whole);
+      setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
     }
     hookedPort = nic;
     bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));

@@ -309,22 +309,23 @@ export class ValeAdapter implements PortAdapter {
 
   /**
    * Forwards `count` (at most BATCH) one-slot packets whose bytes lie at space offsets `offs`
-   * (any alignment; each readable up to 64 bytes past its end) with lengths `lens`, as if they
+   * (from index `from`; any alignment; each readable up to 64 bytes past its end) with lengths
+   * `lens`, as if they
    * had been sent on TX ring `ring` of this port (its counters, its ring id for the destination
    * ring). For a forwarder whose frames are not in netmap buffers: the attach daemon forwards
    * from the kernel's packet ring without copying into its own ring first.
    */
-  inject(ring: Ring, offs: Float64Array, lens: Uint16Array, count: number): void {
+  inject(ring: Ring, offs: Float64Array, lens: Uint16Array, count: number, from = 0): void {
     if (count <= 0) return;
     assert(count <= BATCH, 'inject: more than a batch');
     this.checkView();
     const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
     let bytes = 0;
     for (let i = 0; i < count; i++) {
-      ftOff[i] = offs[i]!;
-      ftLen[i] = lens[i]!;
+      ftOff[i] = offs[from + i]!;
+      ftLen[i] = lens[from + i]!;
       ftFrags[i] = 1;
-      bytes += lens[i]!;
+      bytes += ftLen[i]!;
     }
     const drops = this.flush(count, ring.id);
     sync.count(ring.sp, ring.offset, count, bytes, drops);

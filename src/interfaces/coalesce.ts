@@ -1,0 +1,230 @@
+/**
+ * TCP segment coalescing for the attach daemon (what the kernel's GRO does on a receiving NIC):
+ * consecutive segments of one TCP/IPv4 flow in a received batch become one GSO super-frame with
+ * a virtio-net header, which ValeAdapter.injectWhole sends whole to another attached interface
+ * (the receiving stack then handles one large packet instead of dozens; a real wire cuts it back
+ * into the same segments). Whatever is not merged, or whose destination cannot take a
+ * super-frame, is forwarded as it came, in order.
+ *
+ * The rules are GRO's (net/ipv4/tcp_offload.c): IPv4 without options, DF set, not a fragment;
+ * TCP with only ACK (and PSH on the last segment); same addresses, ports, TOS, TTL, ACK number,
+ * window and options; each segment starts where the previous one ended, all but the last carry
+ * the first one's payload size; a run ends after PSH or a shorter segment. Each segment's IPv4
+ * and TCP checksums are verified before it is merged (a bad one is forwarded unmerged, for the
+ * receiver to drop). The super-frame's TCP checksum is left partial (virtio-net NEEDS_CSUM), as
+ * a local sender's is.
+ */
+import { space, type AddressSpace } from '../memory/space.js';
+import { mapScratch, VNET_HDR_LEN } from './packet.js';
+
+/** Largest super-frame: IPv4's 64 KiB less what cannot be payload. */
+const MAX_SUPER = 65535 + 14;
+const SCRATCH = 1 << 17;
+const ETH = 14, IP = 20;
+const TCP_ACK = 0x10, TCP_PSH = 0x08;
+
+/** Forwards `n` frames from index `from` one by one (ValeAdapter.inject). */
+export type ForwardFrames = (offs: Float64Array, lens: Uint16Array, n: number, from: number) => void;
+/** Forwards one super-frame whole; false if its destination cannot take it (injectWhole). */
+export type ForwardWhole = (at: number, len: number, hdrAt: number) => boolean;
+
+export class TcpCoalescer {
+  private readonly sp: AddressSpace;
+  private readonly u8: Uint8Array;
+  private readonly u16: Uint16Array;
+  private readonly u32: Uint32Array;
+  /** Scratch where a super-frame is built: virtio-net header at `hdr`, the frame right after. */
+  private readonly scratch: number;
+  private readonly hdr: number;
+  private readonly frame: number;
+  /** Runs merged and frames they held (for tests and tools). */
+  merged = 0;
+  mergedFrames = 0;
+
+  constructor(private readonly each: ForwardFrames, private readonly whole: ForwardWhole) {
+    this.sp = space();
+    this.u8 = this.sp.u8;
+    this.u16 = this.sp.u16;
+    this.u32 = this.sp.u32;
+    this.scratch = mapScratch(SCRATCH);
+    // the frame 2 bytes past a 4-byte boundary, as in a kernel ring: IPv4 and TCP headers aligned
+    this.frame = this.scratch + 64 + 2;
+    this.hdr = this.frame - VNET_HDR_LEN;
+  }
+
+  close(): void {
+    this.sp.unmapLocal(this.scratch, SCRATCH);
+  }
+
+  /** Forwards frames [0, n): runs of mergeable segments as super-frames, the rest as they are. */
+  forward(offs: Float64Array, lens: Uint16Array, n: number): void {
+    let done = 0; // frames before this index are forwarded
+    let i = 0;
+    while (i < n) {
+      const end = this.run(offs, lens, i, n);
+      if (end - i >= 2 && this.build(offs, lens, i, end)) {
+        if (i > done) this.each(offs, lens, i - done, done);
+        if (this.whole(this.frame, this.superLen, this.hdr)) {
+          done = end;
+          this.merged++;
+          this.mergedFrames += end - i;
+        } else {
+          this.each(offs, lens, end - i, i); // no taker: as they came
+          done = end;
+        }
+        i = end;
+      } else {
+        i = Math.max(end, i + 1);
+      }
+    }
+    if (n > done) this.each(offs, lens, n - done, done);
+  }
+
+  private superLen = 0;
+
+  /** TCP header length of frame `at` (`len` bytes) if it may start or join a run, else 0. */
+  private segment(at: number, len: number): number {
+    const u8 = this.u8;
+    if (len < ETH + IP + 20 || u8[at + 12] !== 0x08 || u8[at + 13] !== 0x00) return 0;
+    const ip = at + ETH;
+    if (u8[ip] !== 0x45 || u8[ip + 9] !== 6) return 0; // IPv4 without options, TCP
+    if (((u8[ip + 2]! << 8) | u8[ip + 3]!) !== len - ETH) return 0; // no padding, not cut
+    if (u8[ip + 6] !== 0x40 || u8[ip + 7] !== 0) return 0; // DF; not a fragment
+    const tcp = ip + IP;
+    const thl = (u8[tcp + 12]! >>> 4) * 4;
+    if (thl < 20 || ETH + IP + thl >= len) return 0; // carries payload
+    const flags = u8[tcp + 13]!;
+    if ((flags & ~TCP_PSH) !== TCP_ACK || (u8[tcp + 12]! & 0x0f) !== 0) return 0;
+    return thl;
+  }
+
+  /** End (exclusive) of the run of mergeable segments starting at `i`. */
+  private run(offs: Float64Array, lens: Uint16Array, i: number, n: number): number {
+    const u8 = this.u8;
+    const a = offs[i]!, alen = lens[i]!;
+    const thl = this.segment(a, alen);
+    if (thl === 0) return i + 1;
+    const mss = alen - ETH - IP - thl;
+    const hl = ETH + IP + thl;
+    let seq = this.seq(a) + mss;
+    let total = alen;
+    let prev = a, prevPay = mss;
+    let j = i + 1;
+    while (j < n) {
+      if ((u8[prev + ETH + IP + 13]! & TCP_PSH) !== 0 || prevPay !== mss) break;
+      const b = offs[j]!, blen = lens[j]!;
+      if (this.segment(b, blen) !== thl) break;
+      const pay = blen - hl;
+      if (pay > mss || total + pay > MAX_SUPER || this.seq(b) !== seq) break;
+      // same MACs, TOS, TTL, protocol, addresses, ports, ACK, window and options (the bytes
+      // that may differ: IPv4 length, ID and checksum, TCP sequence, flags and checksum)
+      if (!this.same(a, b, 0, 12) || u8[a + ETH + 1] !== u8[b + ETH + 1] || u8[a + ETH + 8] !== u8[b + ETH + 8]
+        || !this.same(a, b, ETH + 12, ETH + IP + 4) || !this.same(a, b, ETH + IP + 8, ETH + IP + 13)
+        || !this.same(a, b, ETH + IP + 14, ETH + IP + 16) || !this.same(a, b, ETH + IP + 18, hl)) break;
+      seq = (seq + pay) >>> 0;
+      total += pay;
+      prev = b;
+      prevPay = pay;
+      j++;
+    }
+    return j;
+  }
+
+  private seq(at: number): number {
+    const u8 = this.u8, t = at + ETH + IP + 4;
+    return ((u8[t]! << 24) | (u8[t + 1]! << 16) | (u8[t + 2]! << 8) | u8[t + 3]!) >>> 0;
+  }
+
+  private same(a: number, b: number, from: number, to: number): boolean {
+    const u8 = this.u8;
+    for (let k = from; k < to; k++) if (u8[a + k] !== u8[b + k]) return false;
+    return true;
+  }
+
+  /**
+   * Builds the super-frame of segments [i, end) in the scratch area (each segment's checksums
+   * verified first); false if one is bad or the segments do not fit.
+   */
+  private build(offs: Float64Array, lens: Uint16Array, i: number, end: number): boolean {
+    const u8 = this.u8;
+    for (let k = i; k < end; k++) if (!this.valid(offs[k]!, lens[k]!)) return false;
+    const a = offs[i]!;
+    const thl = (u8[a + ETH + IP + 12]! >>> 4) * 4;
+    const hl = ETH + IP + thl;
+    const mss = lens[i]! - hl;
+    const f = this.frame;
+    this.sp.copy(f, a, hl, SCRATCH - 128);
+    let at = f + hl;
+    for (let k = i; k < end; k++) {
+      const pay = lens[k]! - hl;
+      this.sp.copy(at, offs[k]! + hl, pay, f + MAX_SUPER - at);
+      at += pay;
+    }
+    const len = at - f;
+    const ip = f + ETH, tcp = ip + IP;
+    const ipLen = len - ETH;
+    u8[ip + 2] = ipLen >>> 8; u8[ip + 3] = ipLen & 0xff;
+    u8[ip + 10] = 0; u8[ip + 11] = 0;
+    const ic = ~this.fold(this.sum(ip, IP)) & 0xffff;
+    u8[ip + 10] = ic & 0xff; u8[ip + 11] = ic >>> 8; // a little-endian sum stored little-endian
+    u8[tcp + 13] = u8[offs[end - 1]! + ETH + IP + 13]!; // the last segment's flags (PSH)
+    // partial checksum: the pseudo-header's sum, for whoever completes it
+    const tcpLen = len - ETH - IP;
+    const ps = this.fold(this.sum(ip + 12, 8) + 0x0600 + (((tcpLen & 0xff) << 8) | (tcpLen >>> 8)));
+    u8[tcp + 16] = ps & 0xff; u8[tcp + 17] = ps >>> 8;
+    // virtio-net header: NEEDS_CSUM, GSO TCPv4, hdr_len, gso_size, csum_start, csum_offset (LE)
+    const h = this.hdr;
+    u8[h] = 1; u8[h + 1] = 1;
+    u8[h + 2] = hl & 0xff; u8[h + 3] = hl >>> 8;
+    u8[h + 4] = mss & 0xff; u8[h + 5] = mss >>> 8;
+    u8[h + 6] = ETH + IP; u8[h + 7] = 0;
+    u8[h + 8] = 16; u8[h + 9] = 0;
+    this.superLen = len;
+    return true;
+  }
+
+  /** Whether frame `at`'s IPv4 header and TCP checksums are right. */
+  private valid(at: number, len: number): boolean {
+    const ip = at + ETH;
+    if (this.fold(this.sum(ip, IP)) !== 0xffff) return false;
+    const tcpLen = len - ETH - IP;
+    const s = this.sum(ip + 12, 8) + 0x0600 + (((tcpLen & 0xff) << 8) | (tcpLen >>> 8)) + this.sum(ip + IP, tcpLen);
+    return this.fold(s) === 0xffff;
+  }
+
+  /**
+   * One's-complement sum of `len` bytes at `at`, taken as little-endian 16-bit words (the sum of
+   * the big-endian words, byte-swapped: stored little-endian it gives the right bytes). Not folded.
+   */
+  private sum(at: number, len: number): number {
+    const u8 = this.u8;
+    let s = 0, k = at;
+    const end = at + len;
+    if ((k & 3) === 0) {
+      const u32 = this.u32;
+      const w32 = (end - k) >>> 2;
+      const w = k >>> 2;
+      for (let q = 0; q < w32; q++) {
+        const x = u32[w + q]!;
+        s += (x & 0xffff) + (x >>> 16);
+      }
+      k += w32 << 2;
+    } else if ((k & 1) === 0) {
+      const u16 = this.u16;
+      const w16 = (end - k) >>> 1;
+      const w = k >>> 1;
+      for (let q = 0; q < w16; q++) s += u16[w + q]!;
+      k += w16 << 1;
+    }
+    for (; k + 1 < end; k += 2) s += u8[k]! | (u8[k + 1]! << 8);
+    if (k < end) s += u8[k]!;
+    return s;
+  }
+
+  private fold(s: number): number {
+    // s < 2^53: fold the high part down until 16 bits remain
+    let x = (s % 0x10000) + Math.floor(s / 0x10000);
+    while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
+    return x;
+  }
+}
