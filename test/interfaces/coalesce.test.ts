@@ -26,9 +26,12 @@ function csum(at: number, len: number, seed = 0): number {
 
 interface Seg { seq: number; pay: number; flags?: number; ack?: number; badSum?: boolean; df?: boolean; port?: number }
 
-/** Writes frame `k` of the area (2 bytes past a 4-byte boundary, as in a kernel ring): TCP/IPv4 with timestamps. */
+/**
+ * Writes frame `k` of the area: TCP/IPv4 with timestamps; even frames 2 bytes past a 4-byte
+ * boundary, odd ones 12 (as a kernel ring with virtio-net headers puts them: TCP header unaligned).
+ */
 function tcpFrame(k: number, s: Seg): { at: number; len: number } {
-  const at = area + k * FRAME + 2;
+  const at = area + k * FRAME + 2 + (k & 1) * 10;
   const thl = 32, len = 14 + 20 + thl + s.pay;
   u8.fill(0, at, at + len);
   u8.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], at);
