@@ -51,6 +51,8 @@ export class TcpCoalescer {
   private readonly scratch: number;
   private readonly hdr: number;
   private readonly frame: number;
+  /** Length of the super-frame build() made last. */
+  private superLen = 0;
   /** Runs merged and frames they held (for tests and tools). */
   merged = 0;
   mergedFrames = 0;
@@ -60,7 +62,7 @@ export class TcpCoalescer {
     this.u8 = this.sp.u8;
     this.u32 = this.sp.u32;
     this.scratch = mapScratch(SCRATCH);
-    // the frame 2 bytes past a 4-byte boundary, as in a kernel ring: IPv4 and TCP headers aligned
+    // the frame 2 bytes past a 4-byte boundary: its IPv4 and TCP headers 4-byte aligned
     this.frame = this.scratch + 64 + 2;
     this.hdr = this.frame - VNET_HDR_LEN;
   }
@@ -93,8 +95,6 @@ export class TcpCoalescer {
     if (n > done) this.each(offs, lens, n - done, done);
   }
 
-  private superLen = 0;
-
   /** TCP header length of frame `at` (`len` bytes) if it may start or join a run, else 0. */
   private segment(at: number, len: number): number {
     const u8 = this.u8;
@@ -119,7 +119,7 @@ export class TcpCoalescer {
     if (thl === 0) return i + 1;
     const mss = alen - ETH - IP - thl;
     const hl = ETH + IP + thl;
-    let seq = this.seq(a) + mss;
+    let seq = (this.seq(a) + mss) >>> 0;
     let total = alen;
     let prev = a, prevPay = mss;
     let j = i + 1;
@@ -213,8 +213,8 @@ export class TcpCoalescer {
     const u8 = this.u8;
     let s = 0, k = at;
     const end = at + len;
-    // a frame in a kernel ring with a virtio-net header starts 10 bytes into a 16-byte line, so
-    // its TCP header is 2 bytes off a 4-byte boundary: one 16-bit word first, then 32-bit loads
+    // in a kernel ring with virtio-net headers the IPv4 header starts 10 bytes into a 16-byte
+    // line, so the TCP header is 2 bytes off a 4-byte boundary: one 16-bit word first, then 32-bit
     if ((k & 3) === 2 && k + 2 <= end) {
       s += u8[k]! | (u8[k + 1]! << 8);
       k += 2;

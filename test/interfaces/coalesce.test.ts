@@ -115,10 +115,11 @@ test('coalesce: runs end at a gap, a flag, a short or foreign segment; bad check
     { seq: 30 * MSS, pay: 500 }, { seq: 30 * MSS + 500, pay: MSS }, // longer than the first: no run
     { seq: 40 * MSS, pay: MSS, df: false }, { seq: 41 * MSS, pay: MSS, df: false }, // no DF: no run
     { seq: 50 * MSS, pay: MSS, ack: 1 }, { seq: 51 * MSS, pay: MSS, ack: 2 }, // ACK moved: no run
+    { seq: 2 ** 32 - 1000, pay: MSS }, { seq: MSS - 1000, pay: MSS }, // across the sequence wrap: a run
   ];
   const { out } = run(segs);
   assert.deepEqual(out, ['whole:0', 'whole:1', 'each:4', 'each:5', 'each:6', 'each:7', 'each:8', 'each:9', 'each:10',
-    'each:11', 'each:12', 'each:13', 'each:14']);
+    'each:11', 'each:12', 'each:13', 'each:14', 'whole:2']);
 });
 
 test('coalesce: when the destination takes no super-frame, the segments go as they came', () => {
