@@ -653,11 +653,9 @@ export class PacketTransmitter {
     let mapped = -1;
     try {
       native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, TPACKET_V2);
-      if (opts.qdiscBypass ?? true) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_QDISC_BYPASS, 1);
       native.setsockoptInt(fd, native.SOL_PACKET, PACKET_LOSS, 1);
       // (before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists)
-      if (this.linear) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
-      if (opts.mark !== undefined && opts.mark !== 0) native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_MARK, opts.mark | 0);
+      this.setSendOptions(fd, this.linear);
       const req = Buffer.alloc(16);
       req.writeUInt32LE(blockSize, 0);
       req.writeUInt32LE(blocks, 4);
@@ -757,26 +755,37 @@ export class PacketTransmitter {
   /**
    * Sends one frame whole, bypassing the ring: `total` bytes at space offset `hdrAt`, a
    * virtio-net header (10 bytes) and the frame after it. For GSO super-frames, which a ring
-   * frame cannot hold: the kernel cuts them (in software on a veth) after one copy, instead of
-   * one ring frame, skb and kick per segment. What was queued in the ring goes first. Returns
-   * false if the kernel refused it (a header it does not accept, no buffer space).
+   * frame cannot hold: one copy into one skb, which stays one packet as far as the device lets
+   * it (a veth hands it on whole; a NIC's TSO or software GSO cuts it for the wire), instead of
+   * a ring frame, skb and kick per segment. What was queued in the ring goes first. Returns
+   * false if the kernel refused it (a header it does not accept, no buffer space) or the socket
+   * could not be made.
    */
   sendWhole(hdrAt: number, total: number): boolean {
-    if (this.wholeFd < 0) {
-      const fd = packetSocket(this.ifname);
+    if (this.wholeFd === -1) {
+      // made on first use; if it cannot be made, whole frames are refused from then on (the
+      // caller cuts them), rather than thrown at a forwarder in the middle of a batch
+      let fd = -1;
       try {
-        if (this.bypass) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_QDISC_BYPASS, 1);
-        native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
-        if (this.mark !== 0) native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_MARK, this.mark | 0);
+        fd = packetSocket(this.ifname);
+        this.setSendOptions(fd, true);
         native.bind(fd, sockaddrLl(0, this.ifindex));
-      } catch (e) {
-        native.closeFd(fd);
-        throw e;
+        this.wholeFd = fd;
+      } catch {
+        if (fd >= 0) native.closeFd(fd);
+        this.wholeFd = -2;
       }
-      this.wholeFd = fd;
     }
+    if (this.wholeFd < 0) return false;
     this.kick();
     return native.sendto(this.wholeFd, this.sp.absolute(hdrAt), total, native.MSG_DONTWAIT) === total;
+  }
+
+  /** The ring socket's sending options, on `fd`: qdisc bypass, virtio-net header, skb mark. */
+  private setSendOptions(fd: number, vnetHdr: boolean): void {
+    if (this.bypass) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+    if (vnetHdr) native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VNET_HDR, 1);
+    if (this.mark !== 0) native.setsockoptInt(fd, native.SOL_SOCKET, native.SO_MARK, this.mark | 0);
   }
 
   /** Waits up to `timeoutMs` for room in the ring; true when there is some. */
@@ -791,6 +800,7 @@ export class PacketTransmitter {
     this.closed = true;
     native.closeFd(this.fd);
     if (this.wholeFd >= 0) native.closeFd(this.wholeFd);
+    this.wholeFd = -2;
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
   }
 }

@@ -341,8 +341,8 @@ export class ValeAdapter implements PortAdapter {
    * headers the same way). Counted as one packet on `ring` and on the destination's RX ring.
    */
   injectWhole(ring: Ring, at: number, len: number, hdrAt: number): boolean {
-    if (this.directByIf.size === 0 || this.custom !== null) return false;
     this.checkView();
+    if (this.directByIf.size === 0 || this.custom !== null) return false;
     this.ftOff[0] = at;
     this.ftLen[0] = len;
     this.ftFrags[0] = 1;
@@ -364,14 +364,14 @@ export class ValeAdapter implements PortAdapter {
   /** Forwards entries [0, count) of the table. Returns the packets dropped by the lookup. */
   private flush(count: number, ringId: number): number {
     const drops = this.lookup(count);
-    if (drops >= 0) this.deliverAll(ringId);
-    return drops < 0 ? -drops - 1 : drops;
+    this.deliverAll(ringId);
+    return drops;
   }
 
   /**
    * Pass 1 of a flush: looks up entries [0, count), chaining them per destination (dstHead...,
-   * bcHead). Returns the packets dropped, or -1 - drops when every packet was (no switch, or a
-   * plugged lookup still loading: nothing to deliver).
+   * bcHead). Returns the packets dropped (all of them with no switch, or while a plugged lookup
+   * is loading: then nothing is chained).
    */
   private lookup(count: number): number {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
@@ -381,7 +381,8 @@ export class ValeAdapter implements PortAdapter {
     let drops = 0;
     if (this.sw < 0 || this.customPending) {
       for (let p = 0; p < count; p += ftFrags[p]!) drops++;
-      return -1 - drops;
+      this.bcHead = -1;
+      return drops;
     }
     const custom = this.custom;
     let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
