@@ -12,7 +12,7 @@ import { registerAdapter, registerResolver, onLastUser, type OpenOptions } from 
 import type { PortSpec } from '../ports/name.js';
 import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
 import { ValeAdapter, readString } from './forward.js';
-import { loadedLookup, type LookupContext } from './lookup.js';
+import { loadedLookup, lookupContext, type LookupContext } from './lookup.js';
 
 export const VALE_MAX_RINGS = 16;
 export const VALE_DEFAULT_RINGS = 1;
@@ -511,16 +511,5 @@ export async function loadLookup(switchName: string): Promise<void> {
 }
 
 function contextFor(switchName: string): LookupContext {
-  return {
-    switchName,
-    portNumber(name: string): number {
-      try {
-        const r = locate(name.includes(':') ? name : `${switchName}:${name}`);
-        return r.port === 255 ? -1 : r.port;
-      } catch (e) {
-        if (e instanceof NetmapError) return -1;
-        throw e;
-      }
-    },
-  };
+  return lookupContext(switchName);
 }

@@ -31,7 +31,7 @@ import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
-import { BROADCAST, DROP, macHash32, loadedLookup, type LookupFn } from './lookup.js';
+import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -639,23 +639,6 @@ function readString(u8: Uint8Array, at: number, max: number): string {
     s += String.fromCharCode(c);
   }
   return s;
-}
-
-function lookupContext(switchName: string) {
-  return {
-    switchName,
-    portNumber(name: string): number {
-      const reg = registry();
-      return reg.locked(() => {
-        let idx = reg.findPort(name);
-        if (idx < 0) idx = reg.findPort(`${switchName}:${name}`);
-        if (idx < 0) return -1;
-        const sw = reg.findSwitch(switchName);
-        if (sw < 0 || reg.portGet(idx, L.PE_SWITCH) !== sw + 1) return -1;
-        return reg.portGet(idx, L.PE_SWITCH_PORT);
-      });
-    },
-  };
 }
 
 export { readString };

@@ -17,6 +17,7 @@
  * It must not allocate or block: it runs in the sender's txsync.
  */
 import * as L from '../memory/layout.js';
+import { registry } from '../memory/registry.js';
 
 export const BROADCAST = 254; // NM_BDG_BROADCAST
 export const DROP = 255; // NM_BDG_NOPORT
@@ -28,6 +29,16 @@ export interface LookupContext {
   switchName: string;
   /** Port number on this switch of port `name` ('vale0:a' or a persistent port name), -1 if none. */
   portNumber(name: string): number;
+  /** Name of the port with number `port` on this switch ('vale0:a', or a persistent port's name), null if none. */
+  portName(port: number): string | null;
+  /** The switch's port generation: it moves whenever a port is attached or detached (one atomic load). */
+  generation(): number;
+  /**
+   * netmap's learning bridge on this switch's own table, for lookups that filter rather than
+   * route: learns the source MAC for `srcPort` and returns the destination port or BROADCAST.
+   * The frame must be at least 14 bytes.
+   */
+  learningBridge: LookupFn;
 }
 
 export interface LookupModule {
@@ -58,6 +69,30 @@ export function macHash32(lo: number, hi: number): number {
 /** macHash32 of the 6 bytes at `at`. */
 export function macHash(u8: Uint8Array, at: number): number {
   return macHash32((u8[at]! | (u8[at + 1]! << 8) | (u8[at + 2]! << 16) | (u8[at + 3]! << 24)) >>> 0, u8[at + 4]! | (u8[at + 5]! << 8));
+}
+
+/**
+ * netmap_vale_learning on the table at byte offset `hashAt` of the registry views (as forward.ts
+ * inlines it, without its caches): learns the source of the frame at `off` for `srcPort`, and
+ * returns the port the destination was learnt on, or BROADCAST.
+ */
+export function learnAndLookup(i32: Int32Array, hashAt: number, u8: Uint8Array, off: number, srcPort: number): number {
+  const hashW = hashAt >>> 2;
+  const sLo = (u8[off + 6]! | (u8[off + 7]! << 8) | (u8[off + 8]! << 16) | (u8[off + 9]! << 24));
+  const sHi = u8[off + 10]! | (u8[off + 11]! << 8);
+  if ((u8[off + 6]! & 1) === 0) {
+    const h = hashW + 2 * macHash32(sLo >>> 0, sHi);
+    if (i32[h + 1] !== sLo || i32[h] !== ((srcPort + 1) | (sHi << 16))) {
+      i32[h + 1] = sLo;
+      i32[h] = (srcPort + 1) | (sHi << 16);
+    }
+  }
+  if ((u8[off]! & 1) !== 0) return BROADCAST;
+  const dLo = (u8[off] ! | (u8[off + 1]! << 8) | (u8[off + 2]! << 16) | (u8[off + 3]! << 24));
+  const dHi = u8[off + 4]! | (u8[off + 5]! << 8);
+  const h = hashW + 2 * macHash32(dLo >>> 0, dHi);
+  const e0 = i32[h]!;
+  return (e0 >>> 16) === dHi && i32[h + 1] === dLo && (e0 & 0xffff) !== 0 ? (e0 & 0xffff) - 1 : BROADCAST;
 }
 
 /*
@@ -97,4 +132,52 @@ export function loadedLookup(module: string, config: string, ctx: LookupContext)
   loaded.set(key, entry);
   l = entry;
   return l;
+}
+
+/** The LookupContext of switch `switchName` in this process. */
+export function lookupContext(switchName: string): LookupContext {
+  const reg = registry();
+  let sw = -1;
+  const switchIndex = (): number => {
+    if (sw < 0 || switchNameAt(reg.sp.u8, reg.base + reg.switchEntry(sw) + L.SW_NAME) !== switchName) sw = reg.locked(() => reg.findSwitch(switchName));
+    return sw;
+  };
+  return {
+    switchName,
+    portNumber(name: string): number {
+      return reg.locked(() => {
+        let idx = reg.findPort(name);
+        if (idx < 0) idx = reg.findPort(`${switchName}:${name}`);
+        if (idx < 0) return -1;
+        const s = reg.findSwitch(switchName);
+        if (s < 0 || reg.portGet(idx, L.PE_SWITCH) !== s + 1) return -1;
+        return reg.portGet(idx, L.PE_SWITCH_PORT);
+      });
+    },
+    portName(port: number): string | null {
+      const s = switchIndex();
+      if (s < 0 || port < 0 || port >= L.MAX_SWITCH_PORTS) return null;
+      const plus = reg.sp.u32[reg.sw(s, L.SW_PORTS + 4 * port)]!;
+      return plus === 0 ? null : reg.portName(plus - 1);
+    },
+    generation(): number {
+      const s = switchIndex();
+      return s < 0 ? -1 : Atomics.load(reg.sp.i32, reg.sw(s, L.SW_GENERATION));
+    },
+    learningBridge(u8: Uint8Array, off: number, _len: number, srcPort: number): number {
+      const s = switchIndex();
+      if (s < 0) return DROP;
+      return learnAndLookup(reg.sp.i32, reg.base + reg.switchEntry(s) + L.SW_HASH, u8, off, srcPort);
+    },
+  };
+}
+
+function switchNameAt(u8: Uint8Array, at: number): string {
+  let s = '';
+  for (let i = 0; i < 16; i++) {
+    const c = u8[at + i]!;
+    if (c === 0) break;
+    s += String.fromCharCode(c);
+  }
+  return s;
 }
