@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import os from 'node:os';
 
 const CLI = fileURLToPath(new URL('../src/tools/cli.js', import.meta.url));
 const SECONDS = Math.min(30, Math.max(1, Number(process.argv[2] ?? 3) || 3));
@@ -99,7 +100,6 @@ async function kipfwCase(name: string, target: number, published: number | null,
   const id = ++seq;
   const fw = `bfw${id}`;
   const a = `vbA${id}`, b = `vbB${id}`;
-  // the senders' ports first, so kipfw's ports join existing switches
   const k = await startKipfw(fw, [`${a}:f`, `${b}:f`], kipfwArgs);
   try {
     const t0 = performance.now();
@@ -149,6 +149,68 @@ async function valeLookupCase(): Promise<void> {
   }
 }
 
+// ---- kipfw between two veths against nftables on a Linux bridge ------------------------------
+
+// 60-byte IPv4/UDP frame 198.18.0.1:9 -> 198.18.0.2:9 to an unknown unicast MAC (valid IPv4 header:
+// a Linux bridge drops malformed ones)
+const FRAME = '{ 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, c16(0x0800), 0x45, 0, c16(46), c16(0), c16(0), 64, 17, csumip(14, 33), '
+  + '198, 18, 0, 1, 198, 18, 0, 2, c16(9), c16(9), c16(26), c16(0), fill(0x41, 18) }';
+/** The ruleset both run: ten rules that do not match the test frames, then accept. */
+const VETH_RULES = Array.from({ length: 10 }, (_, i) => `add ${100 + i} deny tcp from 198.19.${i}.0/24 to any dst-port ${1000 + i}`);
+const NFT_RULES = Array.from({ length: 10 }, (_, i) => `add rule bridge fw fwd ip saddr 198.19.${i}.0/24 tcp dport ${1000 + i} drop`);
+
+async function vethCase(frames: number): Promise<void> {
+  if (ONLY.length > 0 && !ONLY.includes('veth')) return;
+  process.env.NETMAP_TS_DIR = DIR;
+  const { Lab, skipReason } = await import('../test/helpers/netns.js');
+  const skip = skipReason(['trafgen', 'nft', 'taskset']);
+  if (skip !== null) { console.log(JSON.stringify({ bench: 'firewall', case: 'veth', skipped: skip })); return; }
+  const pin = os.cpus().length >= 2;
+  const run = async (kind: 'kipfw' | 'nftables'): Promise<{ pps: number; delivered: number; secs: number }> => {
+    const lab = new Lab();
+    try {
+      const { l, m, r } = lab.line(false);
+      let child: ChildProcess | null = null;
+      if (kind === 'kipfw') {
+        const args = [process.execPath, CLI, 'kipfw', '-s', 'vethfw', 'netmap:m0', 'netmap:m1'];
+        child = pin ? lab.spawn(m, 'taskset', ['-c', '1', ...args]) : lab.spawn(m, args[0]!, args.slice(1));
+        const sock = path.join(DIR, 'ipfw-vethfw.sock');
+        for (let i = 0; i < 400 && !fs.existsSync(sock); i++) await sleep(25);
+        ipfw('vethfw', ['-q', rulesFile(VETH_RULES)]);
+      } else {
+        lab.must(m, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+        lab.must(m, 'ip', ['link', 'set', 'm0', 'master', 'br0']);
+        lab.must(m, 'ip', ['link', 'set', 'm1', 'master', 'br0']);
+        lab.must(m, 'ip', ['link', 'set', 'br0', 'up']);
+        const f = rulesFile(['add table bridge fw', 'add chain bridge fw fwd { type filter hook forward priority 0; policy accept; }', ...NFT_RULES]);
+        lab.must(m, 'nft', ['-f', f]);
+      }
+      const ready = Date.now() + 10_000;
+      while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
+      const before = lab.counters(r, 'r0').rxPackets;
+      const t0 = performance.now();
+      const targs = ['trafgen', '-o', 'l0', '-P', '1', '-n', String(frames), '-q', FRAME];
+      const tr = pin ? lab.run(l, 'taskset', ['-c', '0', ...targs], 120_000) : lab.run(l, targs[0]!, targs.slice(1), 120_000);
+      if (tr.status !== 0) throw new Error(`trafgen: ${tr.stderr}`);
+      await sleep(300);
+      const secs = (performance.now() - t0) / 1000 - 0.3;
+      const delivered = lab.counters(r, 'r0').rxPackets - before;
+      if (child !== null) await stopChild(child);
+      return { pps: delivered / secs, delivered, secs };
+    } finally {
+      lab.cleanup();
+    }
+  };
+  const ours = await run('kipfw');
+  const ref = await run('nftables');
+  console.log(JSON.stringify({
+    bench: 'firewall', case: 'veth-kipfw-vs-nftables-bridge', metric: 'delivered_rate', value: Number((ours.pps / 1e6).toFixed(4)), unit: 'Mpps',
+    kipfw_mpps: Number((ours.pps / 1e6).toFixed(4)), nftables_bridge_mpps: Number((ref.pps / 1e6).toFixed(4)),
+    ratio: Number((ours.pps / ref.pps).toFixed(3)), sent_each: frames, kipfw_delivered: ours.delivered, nftables_delivered: ref.delivered,
+    rules: '10 non-matching rules then accept; trafgen 60-byte UDP frames from l through m to r, counted by r0',
+  }));
+}
+
 try {
   await kipfwCase('allow-1-rule', 10, 6.5, () => { /* rule 65535 allow ip from any to any */ });
   await kipfwCase('100-rules-then-allow', 5, null, (fw) => {
@@ -172,6 +234,7 @@ try {
     ipfw(fw, ['add', '100', 'pipe', '1', 'ip', 'from', 'any', 'to', 'any']);
   }, [], [], 100);
   await valeLookupCase();
+  if (process.getuid?.() === 0) await vethCase(1_000_000);
 } finally {
   fs.rmSync(DIR, { recursive: true, force: true });
 }
