@@ -18,6 +18,9 @@ import type { Interfaces } from './engine.js';
 import type { FirewallAccess } from './commands.js';
 import fs from 'node:fs';
 import type net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { shmDirectory } from '../memory/space.js';
+import { STAT_FIELDS, type WorkerJob } from './worker.js';
 
 export interface KipfwOptions {
   /** The firewall's name (control socket, store). Default 'ipfw'. */
@@ -30,9 +33,16 @@ export interface KipfwOptions {
   poolBuffers?: number;
   /** Busy-wait instead of sleeping when dummynet has a packet due within this many µs (default 200). */
   spinUs?: number;
+  /** Worker threads, each on its own ring pair of every port (`-p N`, default 1: the data path runs in the main thread). */
+  workers?: number;
   /** Log lines go here (default stderr). */
   log?: (line: string) => void;
 }
+
+/** Most worker threads (`-p`). */
+export const MAX_WORKERS = 16;
+
+interface WorkerHandle { worker: Worker; control: Int32Array; stats: Float64Array; error: Uint8Array }
 
 /** Dummynet as the daemon plugs it in: the data path side and the command side. */
 export interface DaemonDummynet extends PathDummynet {
@@ -49,13 +59,15 @@ export class Kipfw {
   readonly name: string;
   readonly firewall: Firewall;
   readonly ports: Port[];
-  readonly path: FirewallPath;
+  /** The data path of the main thread; null with worker threads (-p N > 1). */
+  readonly path: FirewallPath | null;
+  private readonly workers: WorkerHandle[] = [];
   private server: net.Server | null = null;
   private stopped = false;
   private readonly spinNs: number;
   private readonly log: (line: string) => void;
 
-  private constructor(name: string, fw: Firewall, ports: Port[], path: FirewallPath, private readonly dummynet: DaemonDummynet | null, opts: KipfwOptions) {
+  private constructor(name: string, fw: Firewall, ports: Port[], path: FirewallPath | null, private readonly dummynet: DaemonDummynet | null, opts: KipfwOptions) {
     this.name = name;
     this.firewall = fw;
     this.ports = ports;
@@ -69,25 +81,72 @@ export class Kipfw {
     const name = opts.name ?? 'ipfw';
     if (opts.ports.length < 2 || opts.ports.length % 2 !== 0) fail('EINVAL', `ports come in pairs: give an even number of ports, not ${opts.ports.length}`);
     if (await daemonRunning(name)) fail('EBUSY', `a firewall daemon named '${name}' is already running; pick another name with -s`);
+    const workers = opts.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) fail('EINVAL', `workers must be 1 to ${MAX_WORKERS}, not ${workers}`);
     const ports: Port[] = [];
     let fw: Firewall | null = null;
+    let k: Kipfw | null = null;
     try {
-      for (const p of opts.ports) ports.push(openExclusive(p, opts.poolBuffers ?? PATH_POOL_DEFAULT));
+      // with workers the main thread only holds the ports (creating VALE ports with their rings); each worker binds one ring pair
+      for (const p of opts.ports) ports.push(workers === 1 ? openExclusive(p, opts.poolBuffers ?? PATH_POOL_DEFAULT) : openPort(p));
+      for (const p of ports) {
+        if (p.rxRings.length < workers || p.txRings.length < workers) {
+          fail('EINVAL', `${p.name} has ${p.rxRings.length} RX and ${p.txRings.length} TX rings: -p ${workers} needs ${workers} of each (for a VALE port: ${p.name}@conf:rings=${workers})`);
+        }
+      }
       fw = Firewall.create(name, { defaultAccept: opts.defaultAccept ?? true, compiled: opts.compiled ?? true });
       fw.store.daemonPid = process.pid;
       const names = opts.ports.map(ifaceName);
       const ifaces: Interfaces = { name: (id) => names[id] ?? null, generation: 0 };
       const f = fw;
-      const dn = makeDummynet?.() ?? null;
-      const path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true });
-      const k = new Kipfw(name, fw, ports, path, dn, opts);
-      k.server = await serveControl(name, (req) => k.handle(req));
+      let path: FirewallPath | null = null;
+      let dn: DaemonDummynet | null = null;
+      if (workers === 1) {
+        dn = makeDummynet?.() ?? null;
+        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true });
+      }
+      k = new Kipfw(name, fw, ports, path, dn, opts);
+      for (let ring = 0; ring < (workers === 1 ? 0 : workers); ring++) await k.startWorker(opts, names, ring);
+      const kk = k;
+      k.server = await serveControl(name, (req) => kk.handle(req));
       return k;
     } catch (e) {
+      if (k !== null) await k.stopWorkers();
       if (fw !== null) { fw.store.remove(); fw.close(); }
       for (const p of ports) p.close();
       throw e;
     }
+  }
+
+  private async startWorker(opts: KipfwOptions, names: string[], ring: number): Promise<void> {
+    const job: WorkerJob = {
+      dir: shmDirectory(), name: this.name, ports: opts.ports, ifaceNames: names, ring,
+      zeroCopy: opts.zeroCopy ?? true, compiled: opts.compiled ?? true,
+      control: new SharedArrayBuffer(8), stats: new SharedArrayBuffer(8 * STAT_FIELDS.length), error: new SharedArrayBuffer(1024),
+    };
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: job });
+    const h: WorkerHandle = { worker, control: new Int32Array(job.control), stats: new Float64Array(job.stats), error: new Uint8Array(job.error) };
+    this.workers.push(h);
+    const ended = new Promise<void>((r) => worker.once('exit', () => r()));
+    worker.on('error', (e) => { this.log(`kipfw ${this.name}: worker ${ring}: ${e.message}`); });
+    const deadline = Date.now() + 30000;
+    while (Atomics.load(h.control, 1) === 0 && Date.now() < deadline) {
+      const r = await Promise.race([ended.then(() => 'exit'), new Promise((res) => setTimeout(() => res('tick'), 10))]);
+      if (r === 'exit') break;
+    }
+    if (Atomics.load(h.control, 1) !== 1) {
+      const msg = Buffer.from(h.error).toString('utf8').replace(/\0+$/, '');
+      fail('EIO', `worker ${ring} did not start${msg !== '' ? `: ${msg}` : ''}`);
+    }
+  }
+
+  private async stopWorkers(): Promise<void> {
+    for (const w of this.workers) Atomics.store(w.control, 0, 1);
+    await Promise.all(this.workers.map((w) => new Promise<void>((r) => {
+      const t = setTimeout(() => { void w.worker.terminate(); r(); }, 5000);
+      w.worker.once('exit', () => { clearTimeout(t); r(); });
+    })));
+    this.workers.length = 0;
   }
 
   /** A control request: an ipfw command or a rules file. */
@@ -102,14 +161,19 @@ export class Kipfw {
     const lines: string[] = [];
     for (let i = 0; i < this.ports.length; i += 2) {
       const a = this.ports[i]!, b = this.ports[i + 1]!;
-      lines.push(`kipfw ${this.name}: ${a.name} <-> ${b.name}: ${this.path.zeroCopyFrom(i) ? 'zero copy (buffers swapped: shared memory)' : 'copy (the ports have separate memory)'}`);
+      const zc = a.memId === b.memId;
+      lines.push(`kipfw ${this.name}: ${a.name} <-> ${b.name}: ${zc ? 'zero copy (buffers swapped: shared memory)' : 'copy (the ports have separate memory)'}`);
     }
-    lines.push(`kipfw ${this.name}: control socket ${socketPath(this.name)}; rule 65535 ${this.firewall.store.readConfig().rules.at(-1)?.action.kind ?? 'allow'}; dummynet pool ${this.path.poolSize} buffers`);
+    const dn = this.path !== null ? `dummynet pool ${this.path.poolSize} buffers` : `${this.workers.length} worker threads, one ring pair each (no dummynet)`;
+    lines.push(`kipfw ${this.name}: control socket ${socketPath(this.name)}; rule 65535 ${this.firewall.store.readConfig().rules.at(-1)?.action.kind ?? 'allow'}; ${dn}`);
     return lines;
   }
 
   get stats(): PathStats {
-    return this.path.stats;
+    if (this.path !== null) return this.path.stats;
+    const sum = { received: 0, passed: 0, denied: 0, rejected: 0, repliesSent: 0, repliesLost: 0, toDummynet: 0, poolFull: 0, fromDummynet: 0, dummynetLost: 0, txFull: 0 };
+    for (const w of this.workers) for (let i = 0; i < STAT_FIELDS.length; i++) sum[STAT_FIELDS[i]!] += w.stats[i]!;
+    return sum;
   }
 
   /** Runs until stop() (or `durationMs`), in turns of at most 20 ms between event-loop visits. */
@@ -119,13 +183,21 @@ export class Kipfw {
     let idle = 0;
     while (!this.stopped && performance.now() < end) {
       const turnEnd = performance.now() + 20;
+      if (this.path === null) {
+        // the workers forward; this thread serves control requests and expires states
+        await new Promise((r) => setTimeout(r, 20));
+        const now = Date.now();
+        if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); }
+        continue;
+      }
+      const path = this.path;
       do {
         const nowMs = Date.now();
         const nowNs = performance.now() * 1e6;
-        const moved = this.path.step(nowMs, nowNs);
+        const moved = path.step(nowMs, nowNs);
         if (moved > 0) { idle = 0; continue; }
         idle++;
-        const dueIn = this.path.nextDueNs() - performance.now() * 1e6;
+        const dueIn = path.nextDueNs() - performance.now() * 1e6;
         if (dueIn <= this.spinNs) continue; // due soon: keep re-checking
         let timeoutMs = idle > 2 ? 20 : 1;
         const dueMs = (dueIn - this.spinNs) / 1e6;
@@ -151,8 +223,9 @@ export class Kipfw {
       await new Promise<void>((r) => s.close(() => r()));
       try { fs.unlinkSync(socketPath(this.name)); } catch { /* gone */ }
     }
+    await this.stopWorkers();
     this.dummynet?.flushAll();
-    this.path.returnBuffers();
+    this.path?.returnBuffers();
     for (const p of this.ports) p.close();
     this.firewall.store.remove();
     this.firewall.close();

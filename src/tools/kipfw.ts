@@ -11,10 +11,13 @@ import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { argHelpers } from './args.js';
 
-const USAGE = `usage: netmap kipfw [-s NAME] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]
+const USAGE = `usage: netmap kipfw [-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]
   PORT_A PORT_B  a pair of ports (netmap:IF, netmap:IF^, valeX:P, pipes, single rings): frames
                  received on one go through the ruleset and, when they pass, out of the other
   -s NAME    the firewall's name, for 'netmap ipfw -s NAME' (default: $NETMAP_IPFW or 'ipfw')
+  -p N       N worker threads (1..16), each on its own ring pair of every port (name-K), one
+             ruleset, one set of counters and one state table; the ports need N ring pairs
+             (valeX:P@conf:rings=N). Dummynet runs with -p 1 only
   -D         rule 65535 is 'deny ip from any to any' (default: allow, as netmap-ipfw)
   -c         copy frames even when the two ports share memory (no buffer swapping)
   -I         interpret rulesets instead of compiling them to JavaScript
@@ -22,12 +25,12 @@ const USAGE = `usage: netmap kipfw [-s NAME] [-D] [-c] [-I] [-b POOL] [-v] [--du
   -v         a status line every second
   --duration SECS  stop after SECS seconds (default: until SIGINT/SIGTERM)`;
 
-interface Args { name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; verbose: boolean; duration: number }
+interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; verbose: boolean; duration: number }
 
 const { bad, num } = argHelpers(USAGE);
 
 export function parseArgs(argv: string[]): Args | null {
-  const a: Args = { name: process.env.NETMAP_IPFW || 'ipfw', ports: [], deny: false, copy: false, interpret: false, pool: PATH_POOL_DEFAULT, verbose: false, duration: 0 };
+  const a: Args = { workers: 1, name: process.env.NETMAP_IPFW || 'ipfw', ports: [], deny: false, copy: false, interpret: false, pool: PATH_POOL_DEFAULT, verbose: false, duration: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     switch (arg) {
@@ -38,6 +41,7 @@ export function parseArgs(argv: string[]): Args | null {
         a.name = v;
         break;
       }
+      case '-p': a.workers = Math.floor(num(argv[++i], '-p', 1, 16)); break;
       case '-D': a.deny = true; break;
       case '-c': a.copy = true; break;
       case '-I': a.interpret = true; break;
@@ -70,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     k = await Kipfw.start({
       name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
-      zeroCopy: !args.copy, poolBuffers: args.pool,
+      zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers,
     }, makeDaemonDummynet);
   } catch (e) {
     if (e instanceof NetmapError) {

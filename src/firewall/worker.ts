@@ -1,0 +1,74 @@
+/**
+ * One kipfw worker thread (`kipfw -p N`): opens ring pair `ring` of each of the daemon's ports,
+ * evaluates with the daemon's firewall (its store: one ruleset, one set of counters, one state
+ * table; this thread adds to a counter stripe of its own) and runs the data path until the
+ * daemon sets the stop word. Its statistics are published in a shared Float64Array.
+ */
+import { workerData } from 'node:worker_threads';
+import '../interfaces/port.js';
+import { openPort, type Port } from '../ports/index.js';
+import { parsePortSpec, formatPortSpec } from '../ports/name.js';
+import { waitPorts } from '../interfaces/bridge.js';
+import { Firewall } from './firewall.js';
+import { FirewallPath, type PathStats } from './path.js';
+import type { Interfaces } from './engine.js';
+
+export interface WorkerJob {
+  dir: string;
+  name: string;
+  ports: string[];
+  ifaceNames: string[];
+  ring: number;
+  zeroCopy: boolean;
+  compiled: boolean;
+  /** [0] stop flag (set by the daemon), [1] started (1) or failed (-1). */
+  control: SharedArrayBuffer;
+  /** The PathStats fields, in STAT_FIELDS order. */
+  stats: SharedArrayBuffer;
+  error: SharedArrayBuffer;
+}
+
+export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull'];
+
+/** The name of ring pair `ring` of port `name` (netmap's `name-K`). */
+export function ringName(name: string, ring: number): string {
+  const spec = parsePortSpec(name);
+  spec.mode = 'ONE_NIC';
+  spec.ringId = ring;
+  spec.exclusive = true;
+  return formatPortSpec(spec);
+}
+
+async function main(job: WorkerJob): Promise<void> {
+  process.env.NETMAP_TS_DIR = job.dir;
+  const control = new Int32Array(job.control);
+  const stats = new Float64Array(job.stats);
+  const ports: Port[] = [];
+  let fw: Firewall | null = null;
+  try {
+    for (const p of job.ports) ports.push(openPort(ringName(p, job.ring)));
+    fw = Firewall.open(job.name, { compiled: job.compiled });
+    const ifaces: Interfaces = { name: (id) => job.ifaceNames[id] ?? null, generation: 0 };
+    const f = fw;
+    const path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, null, { zeroCopy: job.zeroCopy });
+    Atomics.store(control, 1, 1);
+    Atomics.notify(control, 1);
+    let idle = 0;
+    while (Atomics.load(control, 0) === 0) {
+      const moved = path.step(Date.now(), performance.now() * 1e6);
+      if (moved > 0) idle = 0;
+      else waitPorts(ports, ++idle > 2 ? 20 : 1);
+      if ((idle & 15) === 0 || moved > 0) for (let i = 0; i < STAT_FIELDS.length; i++) stats[i] = path.stats[STAT_FIELDS[i]!];
+    }
+    for (let i = 0; i < STAT_FIELDS.length; i++) stats[i] = path.stats[STAT_FIELDS[i]!];
+  } catch (e) {
+    new Uint8Array(job.error).set(Buffer.from(String((e as Error).message).slice(0, 1000)));
+    Atomics.store(control, 1, -1);
+    Atomics.notify(control, 1);
+  } finally {
+    for (const p of ports) p.close();
+    fw?.close();
+  }
+}
+
+await main(workerData as WorkerJob);
