@@ -1,0 +1,147 @@
+/**
+ * The flow identifier dummynet classifies on (FreeBSD's struct ipfw_flow_id): protocol, IPv4 or
+ * IPv6 addresses, ports, the IPv6 flow label and the `extra` word (the queue number when a mask
+ * says `queue`). The caller fills ONE FlowKey per packet and passes it in; dummynet copies the
+ * masked fields into its own keys, so nothing is allocated per packet.
+ */
+export class FlowKey {
+  proto = 0;
+  /** IPv4 addresses as unsigned 32-bit numbers in host order (198.18.0.1 = 0xc6120001). */
+  srcIp = 0;
+  dstIp = 0;
+  srcPort = 0;
+  dstPort = 0;
+  /** IPv6: the four 32-bit words of each address, most significant first. */
+  readonly src6 = new Uint32Array(4);
+  readonly dst6 = new Uint32Array(4);
+  /** IPv6 flow label (20 bits). */
+  flowId6 = 0;
+  /** Queue number when masked with `mask queue`; 0 otherwise. */
+  extra = 0;
+  isV6 = false;
+
+  /** Sets every field of an IPv4 flow at once (convenient for callers and tests). */
+  setV4(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): this {
+    this.isV6 = false;
+    this.proto = proto & 0xff;
+    this.srcIp = srcIp >>> 0;
+    this.dstIp = dstIp >>> 0;
+    this.srcPort = srcPort & 0xffff;
+    this.dstPort = dstPort & 0xffff;
+    this.src6.fill(0);
+    this.dst6.fill(0);
+    this.flowId6 = 0;
+    this.extra = 0;
+    return this;
+  }
+
+  copyFrom(other: FlowKey): void {
+    this.proto = other.proto;
+    this.srcIp = other.srcIp;
+    this.dstIp = other.dstIp;
+    this.srcPort = other.srcPort;
+    this.dstPort = other.dstPort;
+    this.src6.set(other.src6);
+    this.dst6.set(other.dst6);
+    this.flowId6 = other.flowId6;
+    this.extra = other.extra;
+    this.isV6 = other.isV6;
+  }
+
+  /** this = id & mask, as FreeBSD's flow_id_mask (the address family comes from id). */
+  setMasked(id: FlowKey, mask: FlowKey): void {
+    this.isV6 = id.isV6;
+    this.proto = id.proto & mask.proto;
+    this.srcPort = id.srcPort & mask.srcPort;
+    this.dstPort = id.dstPort & mask.dstPort;
+    this.extra = (id.extra & mask.extra) >>> 0;
+    if (id.isV6) {
+      this.srcIp = 0;
+      this.dstIp = 0;
+      for (let i = 0; i < 4; i++) {
+        this.src6[i] = id.src6[i]! & mask.src6[i]!;
+        this.dst6[i] = id.dst6[i]! & mask.dst6[i]!;
+      }
+      this.flowId6 = (id.flowId6 & mask.flowId6) >>> 0;
+    } else {
+      this.srcIp = (id.srcIp & mask.srcIp) >>> 0;
+      this.dstIp = (id.dstIp & mask.dstIp) >>> 0;
+      this.src6.fill(0);
+      this.dst6.fill(0);
+      this.flowId6 = 0;
+    }
+  }
+
+  /** Equality of this (already masked) key with id & mask, computed without building id & mask. */
+  equalsMasked(id: FlowKey, mask: FlowKey): boolean {
+    if (this.isV6 !== id.isV6) return false;
+    if (this.proto !== (id.proto & mask.proto)) return false;
+    if (this.srcPort !== (id.srcPort & mask.srcPort)) return false;
+    if (this.dstPort !== (id.dstPort & mask.dstPort)) return false;
+    if (this.extra !== ((id.extra & mask.extra) >>> 0)) return false;
+    if (!id.isV6) {
+      return this.srcIp === ((id.srcIp & mask.srcIp) >>> 0) && this.dstIp === ((id.dstIp & mask.dstIp) >>> 0);
+    }
+    if (this.flowId6 !== ((id.flowId6 & mask.flowId6) >>> 0)) return false;
+    for (let i = 0; i < 4; i++) {
+      if (this.src6[i] !== ((id.src6[i]! & mask.src6[i]!) >>> 0)) return false;
+      if (this.dst6[i] !== ((id.dst6[i]! & mask.dst6[i]!) >>> 0)) return false;
+    }
+    return true;
+  }
+
+  /** True when any bit of the mask is set (FreeBSD's DN_HAVE_MASK). */
+  isNonZero(): boolean {
+    if (this.proto | this.srcIp | this.dstIp | this.srcPort | this.dstPort | this.flowId6 | this.extra) return true;
+    for (let i = 0; i < 4; i++) if (this.src6[i]! | this.dst6[i]!) return true;
+    return false;
+  }
+
+  clear(): void {
+    this.setV4(0, 0, 0, 0, 0);
+  }
+}
+
+/**
+ * FreeBSD's flow_id_hash of (id & mask), computed on the fly. The listing prints its low byte as the
+ * BKT column, and the hash tables use it (modulo the bucket count) to find an instance or a queue.
+ */
+export function maskedFlowHash(id: FlowKey, mask: FlowKey): number {
+  const proto = id.proto & mask.proto;
+  const sp = id.srcPort & mask.srcPort;
+  const dp = id.dstPort & mask.dstPort;
+  const extra = id.extra & mask.extra;
+  let h: number;
+  if (id.isV6) {
+    h = (dp << 1) ^ sp ^ extra ^ proto ^ (id.flowId6 & mask.flowId6);
+    for (let i = 0; i < 4; i++) {
+      const d = (id.dst6[i]! & mask.dst6[i]!) >>> 0;
+      const s = (id.src6[i]! & mask.src6[i]!) >>> 0;
+      h ^= d ^ (d >>> 15) ^ (s << 1) ^ (s << 16);
+    }
+  } else {
+    const d = (id.dstIp & mask.dstIp) >>> 0;
+    const s = (id.srcIp & mask.srcIp) >>> 0;
+    h = d ^ (d >>> 15) ^ (s << 1) ^ (s >>> 16) ^ extra ^ (dp << 1) ^ sp ^ proto;
+  }
+  return h >>> 0;
+}
+
+/** A mask value as it travels in the JSON configuration. */
+export interface MaskJSON {
+  proto: number; srcIp: number; dstIp: number; srcPort: number; dstPort: number;
+  src6: number[]; dst6: number[]; flowId6: number; extra: number;
+  /** FreeBSD's addr_type: 6 when an IPv6 field (src-ip6, dst-ip6, flow-id) was given. */
+  v6: boolean;
+}
+
+export function emptyMask(): MaskJSON {
+  return { proto: 0, srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, src6: [0, 0, 0, 0], dst6: [0, 0, 0, 0], flowId6: 0, extra: 0, v6: false };
+}
+
+export function maskFromJSON(m: MaskJSON): FlowKey {
+  const k = new FlowKey();
+  k.proto = m.proto; k.srcIp = m.srcIp >>> 0; k.dstIp = m.dstIp >>> 0; k.srcPort = m.srcPort; k.dstPort = m.dstPort;
+  k.src6.set(m.src6); k.dst6.set(m.dst6); k.flowId6 = m.flowId6 >>> 0; k.extra = m.extra >>> 0; k.isV6 = m.v6;
+  return k;
+}
