@@ -12,6 +12,7 @@ import { openPort, type Port } from '../ports/index.js';
 import { parsePortSpec, formatPortSpec } from '../ports/name.js';
 import { waitPorts } from '../interfaces/bridge.js';
 import { Firewall } from './firewall.js';
+import { nowNs as dnNow } from './dummynet/timing.js';
 import { FirewallPath, PATH_POOL_DEFAULT, type PathDummynet, type PathStats } from './path.js';
 import { serveControl, socketPath, daemonRunning, EX_USAGE, type ControlReply, type ControlRequest } from './control.js';
 import type { Interfaces } from './engine.js';
@@ -193,11 +194,11 @@ export class Kipfw {
       const path = this.path;
       do {
         const nowMs = Date.now();
-        const nowNs = performance.now() * 1e6;
+        const nowNs = dnNow();
         const moved = path.step(nowMs, nowNs);
         if (moved > 0) { idle = 0; continue; }
         idle++;
-        const dueIn = path.nextDueNs() - performance.now() * 1e6;
+        const dueIn = path.nextDueNs() - dnNow();
         if (dueIn <= this.spinNs) continue; // due soon: keep re-checking
         let timeoutMs = idle > 2 ? 20 : 1;
         const dueMs = (dueIn - this.spinNs) / 1e6;

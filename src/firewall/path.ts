@@ -19,7 +19,7 @@ import * as L from '../memory/layout.js';
 import type { Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
 import { buildReply, REPLY_ICMP_UNREACH, REPLY_TCP_RST } from './reply.js';
-import type { FirewallConfig } from './rule.js';
+import type { FirewallConfig, Settings } from './rule.js';
 
 /** Verdicts of Evaluator.check (engine.ts). */
 export const V_PASS = 0, V_DENY = 1, V_REJECT = 2, V_RESET = 3, V_PIPE = 4, V_QUEUE = 5;
@@ -37,6 +37,8 @@ export interface PathDummynet {
   enqueue(kind: 'pipe' | 'queue', n: number, handle: number, len: number, u8: Uint8Array, off: number, ruleIndex: number, nowNs: number): number;
   nextEventNs(): number;
   dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array): number;
+  /** The tunables dummynet follows (io_fast, one_pass), given again whenever the configuration changes. */
+  settings(s: Settings): void;
 }
 
 /** Slots handled per ring per pass. */
@@ -95,6 +97,7 @@ export class FirewallPath {
     const first = source.evaluator();
     this.evaluator = first.evaluator;
     this.config = first.config;
+    dummynet?.settings(first.config.settings);
     // take every extra buffer the ports hold into the pool
     let total = 0;
     for (const p of ports) total += p.extraBuffers;
@@ -143,6 +146,7 @@ export class FirewallPath {
       this.evaluator = next.evaluator;
       this.config = next.config;
       this.generation = gen;
+      this.dummynet?.settings(next.config.settings);
     }
     const sides = this.sides;
     let moved = 0;
@@ -297,6 +301,12 @@ export class FirewallPath {
     const src = this.sides[si]!, dst = this.sides[src.peer]!;
     const len = this.poolLen[h]!;
     const bufOff = src.port.bufOffset(this.poolBuf[h]!);
+    if (ruleIndex < 0) {
+      // dummynet dropped it at the output (a profile loss, CoDel, a pipe deleted meanwhile)
+      this.stats.dummynetLost++;
+      this.freeHandle(h);
+      return;
+    }
     this.stats.fromDummynet++;
     if (!this.config.settings.onePass) {
       // one_pass = 0: the packet re-enters the ruleset after the pipe rule

@@ -55,7 +55,7 @@ async function main(job: WorkerJob): Promise<void> {
     Atomics.notify(control, 1);
     let idle = 0;
     while (Atomics.load(control, 0) === 0) {
-      const moved = path.step(Date.now(), performance.now() * 1e6);
+      const moved = path.step(Date.now(), 0);
       if (moved > 0) idle = 0;
       else waitPorts(ports, ++idle > 2 ? 20 : 1);
       if ((idle & 15) === 0 || moved > 0) for (let i = 0; i < STAT_FIELDS.length; i++) stats[i] = path.stats[STAT_FIELDS[i]!];
