@@ -791,7 +791,10 @@ class RuleParser {
         case 'tcpseq': case 'tcpack': {
           const a = this.need('tcpseq/tcpack requires argument');
           this.i++;
-          const v = strtoul(a).value % 2 ** 32;
+          // strtoul takes a sign and wraps, so the negative numbers ipfw lists read back.
+          const neg = a.startsWith('-');
+          const m = strtoul(neg ? a.slice(1) : a).value % 2 ** 32;
+          const v = neg ? (2 ** 32 - m) % 2 ** 32 : m;
           this.emit(tok === 'tcpseq' ? { op: 'tcpseq', value: v } : { op: 'tcpack', value: v });
           break;
         }
