@@ -639,34 +639,49 @@ function cmdTable(av: string[], config: FirewallConfig, run: Run): FirewallConfi
         t = { name, type: 'addr', entries: [] };
         created = true;
       }
-      const byKey = new Map(t.entries.map((e) => [e.key, e]));
+      // Entries stay sorted: each change is a binary search and one splice on a private copy
+      // (inside a rules file, tables the file already copied are edited in place: a failing file
+      // discards them all, and a 100k-line table file stays linear).
+      const owned = ownedTables !== null && ownedTables.has(t);
+      const entries = owned ? t.entries : [...t.entries];
+      const type = t.type;
+      const find = (key: string): { at: number; found: boolean } => {
+        const probe = { key, value: 0 };
+        let lo = 0, hi = entries.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          const c = compareEntries(type, entries[mid]!, probe);
+          if (c === 0) return { at: mid, found: true };
+          if (c < 0) lo = mid + 1; else hi = mid;
+        }
+        return { at: lo, found: false };
+      };
       const lines: string[] = [];
       for (let k = 0; k < rest.length;) {
         const key = parseKey(t.type, rest[k]!).key;
         k++;
         let value = 0;
         if (add && k < rest.length) { value = parseValue(rest[k]!); k++; }
-        const old = byKey.get(key);
+        const { at, found } = find(key);
         if (add) {
-          if (old !== undefined && !run.flags.quiet) {
+          if (found && !run.flags.quiet) {
             run.out(`exists: ${key} ${value}\n`);
             ipfwFail(EX.OSERR, 'Adding record failed: record already exists');
           }
-          lines.push(`${old !== undefined ? 'updated' : 'added'}: ${key} ${value}`);
-          byKey.set(key, { key, value });
+          lines.push(`${found ? 'updated' : 'added'}: ${key} ${value}`);
+          if (found) entries[at] = { key, value }; else entries.splice(at, 0, { key, value });
         } else {
-          if (old === undefined) {
+          if (!found) {
             run.out(`notfound: ${key} 0\n`);
             ipfwFail(EX.OSERR, 'Deleting record failed: record not found');
           }
-          lines.push(`deleted: ${key} ${old.value >>> 0}`);
-          byKey.delete(key);
+          lines.push(`deleted: ${key} ${entries[at]!.value >>> 0}`);
+          entries.splice(at, 1);
         }
       }
       for (const l of lines) run.out(l + '\n');
-      const type = t.type;
-      const entries = [...byKey.values()].sort((a, b) => compareEntries(type, a, b));
-      const next = { ...t, entries };
+      const next = owned ? t : { ...t, entries };
+      if (ownedTables !== null) ownedTables.add(next);
       return fresh(config, { tables: created ? [...config.tables, next] : replace(next) });
     }
     default:
@@ -730,6 +745,9 @@ export function shellWords(line: string): string[] {
   return words;
 }
 
+/** Tables copied by the rules file being run (runFile sets it; null otherwise). */
+let ownedTables: WeakSet<TableConfig> | null = null;
+
 /** Side effects recorded while a file runs, replayed only if every line succeeds. */
 class DeferredAccess implements FirewallAccess {
   readonly log: Array<() => void> = [];
@@ -748,6 +766,16 @@ class DeferredAccess implements FirewallAccess {
  * flags. All or nothing: the first failing line (`Line N: <message>`) leaves the config as it was.
  */
 export function runFile(text: string, config: FirewallConfig, access: FirewallAccess): CommandResult {
+  const outer = ownedTables;
+  ownedTables = new WeakSet();
+  try {
+    return runLines(text, config, access);
+  } finally {
+    ownedTables = outer;
+  }
+}
+
+function runLines(text: string, config: FirewallConfig, access: FirewallAccess): CommandResult {
   const deferred = new DeferredAccess(access);
   let current = config;
   let stdout = '';
