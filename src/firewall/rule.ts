@@ -151,6 +151,12 @@ export interface Rule {
   cmds: Cmd[];
   /** `// comment` text without the slashes, or null. */
   comment: string | null;
+  /**
+   * Printing only (ipfw's IPFW_RULE_NOOPT): the rule was written with `ip from any to any`
+   * followed by options, so `list` prints its address and protocol options as options
+   * (`ip from any to any src-ip 1.2.3.4`) rather than folding them into the head. Absent = false.
+   */
+  optionsOnly?: boolean;
 }
 
 /** The default rule for a daemon accepting by default (netmap-ipfw: IPFIREWALL_DEFAULT_TO_ACCEPT). */
