@@ -1,0 +1,217 @@
+/**
+ * The ruleset compiler: one JavaScript function per ruleset version (new Function), as the
+ * capture filter compiler does for BPF. The function is a `for (;;) switch (pc)` whose cases are
+ * the rules in order, each a labelled block of straight-line tests with the constants folded in
+ * (addresses, masks, ports, flags); a rule that does not match breaks out of its block and falls
+ * through into the next rule's case, so a run of non-matching rules costs no dispatch. Jumps
+ * (skipto, call, return, a state hit running its parent's action) set pc and `continue`.
+ * Cases n+1+j hold a copy of rule j's action part for the state hits.
+ *
+ * Semantics are the interpreter's (interp.ts), helpers are the runtime's (runtime.ts); the fuzz
+ * test checks that both give the same verdicts, args, rules and counters.
+ */
+import { fail } from '../errors.js';
+import type { Range } from './rule.js';
+import {
+  type Prepared, type PRule, type PCmd, Runtime, V_DENY,
+  A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
+} from './runtime.js';
+
+/** Rulesets larger than this are interpreted (a very large function compiles slowly). */
+export const MAX_COMPILED_RULES = 4096;
+
+export type RunFunction = (start: number) => number;
+
+function u32(x: number): string { return String(x >>> 0); }
+
+function rangesExpr(x: string, ranges: Range[]): string {
+  if (ranges.length === 0) return 'false';
+  return '(' + ranges.map(([lo, hi]) => (lo === hi ? `${x} === ${lo}` : `(${x} >= ${lo} && ${x} <= ${hi})`)).join(' || ') + ')';
+}
+
+function membersExpr(x: string, values: number[]): string {
+  if (values.length === 0) return 'false';
+  return '(' + [...new Set(values)].map((v) => `${x} === ${v}`).join(' || ') + ')';
+}
+
+const TCP_OK = '(p.proto === 6 && p.fragOffset === 0 && p.l4 >= 0)';
+
+/** JavaScript source of the run function's body, and the constants it refers to as C[k]. */
+export function rulesetToSource(prep: Prepared): { source: string; constants: unknown[] } {
+  const constants: unknown[] = [];
+  const constant = (v: unknown): string => { constants.push(v); return `C[${constants.length - 1}]`; };
+  const rules = prep.rules;
+  const n = rules.length;
+  const out: string[] = [];
+  out.push('let pc = start, ta = 0, t = 0;');
+  out.push('for (let guard = 0; ; guard++) {');
+  out.push(`if (guard > ${4 * n + 64}) throw new Error('firewall: compiled loop bound exceeded (a bug)');`);
+  out.push('switch (pc) {');
+
+  const matchExpr = (r: PRule, pc: PCmd): string => {
+    const cmd = pc.cmd;
+    switch (cmd.op) {
+      case 'proto': return `(p.ipVersion !== 0 && p.proto === ${cmd.proto})`;
+      case 'ip4': return '(p.ipVersion === 4)';
+      case 'ip6': return '(p.ipVersion === 6)';
+      case 'ipversion': return cmd.version === 4 ? '(p.ipVersion === 4)' : 'false';
+      case 'ip-addr': {
+        const a = cmd.dir === 'src' ? 'p.src4' : 'p.dst4';
+        const alts = cmd.list.map((e) => {
+          const m = e.mask >>> 0, v = (e.addr & e.mask) >>> 0;
+          if (m === 0) return 'true';
+          if (m === 0xffffffff) return `${a} === ${v}`;
+          return `((${a} & ${m | 0}) >>> 0) === ${v}`;
+        });
+        return `(p.ipVersion === 4 && (${alts.length ? alts.join(' || ') : 'false'}))`;
+      }
+      case 'ip-set': {
+        const a = cmd.dir === 'src' ? 'p.src4' : 'p.dst4';
+        return `(p.ipVersion === 4 && (t = ${a} - ${u32(cmd.base)}) >= 0 && t < ${cmd.bits} && (${constant(pc.bitmap)}[t >> 5] & (1 << (t & 31))) !== 0)`;
+      }
+      case 'ip6-addr': {
+        const a = cmd.dir === 'src' ? 'p.src6' : 'p.dst6';
+        const alts = cmd.list.map((e) => {
+          const parts: string[] = [];
+          for (let w = 0; w < 4; w++) {
+            const m = e.mask[w] >>> 0, v = (e.addr[w] & e.mask[w]) >>> 0;
+            if (m === 0) continue;
+            parts.push(m === 0xffffffff ? `${a}[${w}] === ${v}` : `((${a}[${w}] & ${m | 0}) >>> 0) === ${v}`);
+          }
+          return parts.length ? '(' + parts.join(' && ') + ')' : 'true';
+        });
+        return `(p.ipVersion === 6 && (${alts.length ? alts.join(' || ') : 'false'}))`;
+      }
+      case 'me': return 'false';
+      case 'table': {
+        const valueTest = cmd.value === null ? '' : ` && t === ${cmd.value}`;
+        return `((t = R.tableAddr(${constant(pc.table)}, ${cmd.dir === 'src'})) >= 0${valueTest} && ((ta = t), true))`;
+      }
+      case 'ports': {
+        const x = cmd.dir === 'src' ? 'p.srcPort' : 'p.dstPort';
+        return `((p.proto === 6 || p.proto === 17) && p.fragOffset === 0 && p.l4 >= 0 && ${rangesExpr(x, cmd.ranges)})`;
+      }
+      case 'in': return 'R.dirIn';
+      case 'iface': {
+        const which = cmd.which === 'recv' ? 0 : cmd.which === 'xmit' ? 1 : 2;
+        const call = `R.iface(${constant(pc)}, ${which})`;
+        return cmd.table !== null ? `(${call} && ((ta = R.lastValue), true))` : call;
+      }
+      case 'layer2': return 'true';
+      case 'mac': return `R.mac(${constant(pc)})`;
+      case 'mac-type': return `(p.len >= 14 && ${rangesExpr('p.etype', cmd.ranges)})`;
+      case 'iplen': return `(p.ipVersion === 4 && ${rangesExpr('p.ipLen', cmd.ranges)})`;
+      case 'ipttl': return `(p.ipVersion === 4 && ${rangesExpr('p.ttl', cmd.ranges)})`;
+      case 'ipid': return `(p.ipVersion === 4 && ${rangesExpr('p.ipId', cmd.ranges)})`;
+      case 'iptos': return `(p.ipVersion === 4 && (p.tos & ${cmd.set}) === ${cmd.set} && (p.tos & ${cmd.clear}) === 0)`;
+      case 'dscp': {
+        let lo = 0, hi = 0;
+        for (const c of cmd.codes) { if (c >= 0 && c < 32) lo |= 1 << c; else if (c >= 32 && c < 64) hi |= 1 << (c - 32); }
+        return `(p.ipVersion !== 0 && ((t = p.tos >> 2) < 32 ? (${lo | 0} >>> t) & 1 : (${hi | 0} >>> (t - 32)) & 1) === 1)`;
+      }
+      case 'ipprecedence': return `(p.ipVersion === 4 && (p.tos & 0xe0) === ${cmd.value})`;
+      case 'ipoptions': return `(p.ipVersion === 4 && (t = p.ipOptionBits()) >= 0 && (t & ${cmd.set}) === ${cmd.set} && (t & ${cmd.clear}) === 0)`;
+      case 'frag': return '(p.fragOffset !== 0)';
+      case 'flow-id': return `(p.ipVersion === 6 && ${membersExpr('p.flow6', cmd.labels)})`;
+      case 'ext6hdr': return `(p.ipVersion === 6 && ${cmd.set === 0 ? 'true' : `(p.ext6 & ${cmd.set}) !== 0`} && (p.ext6 & ${cmd.clear}) === 0)`;
+      case 'tcpflags': return `(${TCP_OK} && (p.tcpFlags & ${cmd.set}) === ${cmd.set} && (p.tcpFlags & ${cmd.clear}) === 0)`;
+      case 'established': return `(${TCP_OK} && (p.tcpFlags & 0x16) !== 0x02)`;
+      case 'tcpoptions': return `(${TCP_OK} && ((t = p.tcpOptionBits()) & ${cmd.set}) === ${cmd.set} && (t & ${cmd.clear}) === 0)`;
+      case 'tcpseq': return `(${TCP_OK} && p.tcpSeq === ${u32(cmd.value)})`;
+      case 'tcpack': return `(${TCP_OK} && p.tcpAck === ${u32(cmd.value)})`;
+      case 'tcpwin': return `(${TCP_OK} && ${rangesExpr('p.tcpWin', cmd.ranges)})`;
+      case 'tcpdatalen': return `(${TCP_OK} && (t = p.tcpDataLen(), ${rangesExpr('t', cmd.ranges)}))`;
+      case 'icmptypes': return `(p.proto === 1 && p.ipVersion !== 0 && p.fragOffset === 0 && p.l4 >= 0 && ${membersExpr('p.icmpType', cmd.types)})`;
+      case 'icmp6types': return `(p.ipVersion === 6 && p.proto === 58 && p.fragOffset === 0 && p.l4 >= 0 && ${membersExpr('p.icmpType', cmd.types)})`;
+      case 'tagged': return `R.tagged(${constant(pc.ranges)})`;
+      case 'lookup': return `((R.ruleIndexForLookup = ${r.index}), (t = R.lookupKey(${constant(pc)})) >= 0 && ((ta = t), true))`;
+      default: fail('EINVAL', `rule ${r.rule.number}: command ${cmd.op} cannot be compiled`);
+    }
+  };
+
+  /** The action part of rule r; `next` is the statement that goes on with the rule after r. */
+  const actionCode = (r: PRule, next: string): string => {
+    const rule = r.rule;
+    const s: string[] = [];
+    if (rule.tag !== null) {
+      const v = rule.tag.tablearg ? 'ta' : String(rule.tag.value);
+      s.push(rule.tag.untag ? `R.untag(${v});` : `R.tag(${v});`);
+    }
+    const arg = rule.action.tablearg ? 'ta' : String(rule.action.arg);
+    const i = r.index;
+    switch (r.action) {
+      case A_COUNT: s.push(`R.count(${i}); ${next}`); break;
+      case A_SKIPTO: s.push(`R.count(${i}); pc = ${r.target >= 0 ? r.target : `R.skipTarget(${i}, ta)`}; continue;`); break;
+      case A_CALL:
+        s.push(`if (R.sp >= ${CALL_DEPTH}) { ${next} }`);
+        s.push(`R.count(${i}); R.stack[R.sp++] = ${rule.number}; pc = ${r.target >= 0 ? r.target : 'R.findRule(ta)'}; continue;`);
+        break;
+      case A_RETURN:
+        s.push(`if (R.sp === 0) { ${next} }`);
+        s.push(`R.count(${i}); pc = R.findRule(R.stack[--R.sp] + 1); continue;`);
+        break;
+      case A_CHECK_STATE:
+        s.push(`t = R.probe(${r.stateNameId}); if (t >= 0) { pc = ${n + 1} + t; continue; } ${next}`);
+        break;
+      case A_SETDSCP: s.push(`R.setDscp(${i}, ${arg}); ${next}`); break;
+      default: s.push(`return R.terminal(${i}, ${r.action}, ${arg});`); break;
+    }
+    return s.join(' ');
+  };
+
+  for (const r of rules) {
+    const i = r.index;
+    out.push(`case ${i}:`);
+    if (!r.enabled) continue; // disabled: falls through, tablearg kept (as ipfw's skip loop)
+    const label = `r${i}`;
+    out.push(`${label}: {`);
+    if (r.rule.prob < 1) out.push(`if (!(R.rand() < ${r.rule.prob})) break ${label};`);
+    // Group commands into or-blocks: a maximal run of `or` commands plus the one after.
+    let block: string[] = [];
+    for (const pc of r.cmds) {
+      const cmd = pc.cmd;
+      if (cmd.op === 'probe-state') {
+        if (block.length) fail('EINVAL', `rule ${r.rule.number}: probe-state inside an or-block`);
+        out.push(`if (R.dynDir === 0) { t = R.probe(${pc.nameId}); if (t >= 0) { pc = ${n + 1} + t; continue; } }`);
+        continue;
+      }
+      if (cmd.op === 'keep-state' || cmd.op === 'limit') {
+        if (block.length) fail('EINVAL', `rule ${r.rule.number}: ${cmd.op} inside an or-block`);
+        out.push(`if (!R.install(${i}, ${constant(pc)}, ta)) return R.terminal(${i}, 1, 0);`);
+        continue;
+      }
+      const e = matchExpr(r, pc);
+      block.push(cmd.neg ? `!${e}` : e);
+      if (!cmd.or) {
+        out.push(`if (!(${block.join(' || ')})) break ${label};`);
+        block = [];
+      }
+    }
+    // A rule ending inside an or-block matches whatever the block gives (ipfw: the inner loop just
+    // runs out); the commands still run for their side effects (tablearg).
+    if (block.length) out.push(`(${block.join(' || ')});`);
+    out.push(actionCode(r, `break ${label};`));
+    out.push('}');
+    out.push('ta = 0;');
+  }
+  out.push(`case ${n}: R.ruleIndex = -1; return ${V_DENY};`);
+  for (const r of rules) {
+    out.push(`case ${n + 1 + r.index}: { ${actionCode(r, `pc = ${r.index + 1}; ta = 0; continue;`)} }`);
+    out.push(`pc = ${r.index + 1}; ta = 0; continue;`);
+  }
+  out.push(`default: throw new Error('firewall: bad rule index ' + pc);`);
+  out.push('}');
+  out.push('}');
+  return { source: out.join('\n'), constants };
+}
+
+const CALL_DEPTH = 16;
+
+/** Compiles the prepared ruleset into a run function bound to runtime R. */
+export function compileRuleset(prep: Prepared, R: Runtime): RunFunction {
+  if (prep.rules.length > MAX_COMPILED_RULES) fail('E2BIG', `${prep.rules.length} rules, more than ${MAX_COMPILED_RULES} to compile`);
+  const { source, constants } = rulesetToSource(prep);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const factory = new Function('R', 'p', 'C', `return function run(start) {\n${source}\n};`) as (R: Runtime, p: unknown, C: unknown[]) => RunFunction;
+  return factory(R, R.p, constants);
+}
