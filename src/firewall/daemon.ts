@@ -11,6 +11,7 @@ import { fail, NetmapError } from '../errors.js';
 import { openPort, type Port } from '../ports/index.js';
 import { parsePortSpec, formatPortSpec } from '../ports/name.js';
 import { waitPorts } from '../interfaces/bridge.js';
+import { prepareLookup } from '../switch/control.js';
 import { Firewall } from './firewall.js';
 import { nowNs as dnNow } from './dummynet/timing.js';
 import { FirewallPath, PATH_POOL_DEFAULT, type PathDummynet, type PathStats } from './path.js';
@@ -89,6 +90,7 @@ export class Kipfw {
     let k: Kipfw | null = null;
     try {
       // with workers the main thread only holds the ports (creating VALE ports with their rings); each worker binds one ring pair
+      for (const p of opts.ports) await prepareLookup(p);
       for (const p of opts.ports) ports.push(workers === 1 ? openExclusive(p, opts.poolBuffers ?? PATH_POOL_DEFAULT) : openPort(p));
       for (const p of ports) {
         if (p.rxRings.length < workers || p.txRings.length < workers) {

@@ -34,8 +34,9 @@ export class Firewall {
   private constructor(store: FirewallStore, compiled: boolean) {
     this.store = store;
     const buf = store.sp.buffer;
-    this.counters = new Counters(buf, store.countersOffset, store.countersBytes);
-    this.dyn = new DynTable(buf, store.dynOffset, store.dynBytes);
+    // the regions initialise themselves when first mapped (their magic word is still 0)
+    this.counters = new Counters(buf, store.countersOffset, store.countersBytes, COUNTER_STRIPES, MAX_RULES);
+    this.dyn = new DynTable(buf, store.dynOffset, store.dynBytes, DYN_CAPACITY);
     this.stripe = this.counters.acquireStripe();
     this.compiled = compiled;
   }
@@ -43,11 +44,8 @@ export class Firewall {
   /** Creates firewall `name` (replacing a stale store left by a dead daemon). */
   static create(name: string, opts: FirewallOptions = {}): Firewall {
     const config = emptyConfig(opts.defaultAccept ?? true);
-    const geometry = { countersBytes: Counters.bytesNeeded(MAX_RULES, COUNTER_STRIPES), dynBytes: DynTable.bytesNeeded(DYN_CAPACITY) };
+    const geometry = { countersBytes: Counters.bytesNeeded(COUNTER_STRIPES, MAX_RULES), dynBytes: DynTable.bytesNeeded(DYN_CAPACITY) };
     const store = FirewallStore.create(name, geometry, config);
-    const buf = store.sp.buffer;
-    Counters.init(buf, store.countersOffset, store.countersBytes, MAX_RULES, COUNTER_STRIPES);
-    DynTable.init(buf, store.dynOffset, store.dynBytes, DYN_CAPACITY);
     return new Firewall(store, opts.compiled ?? true);
   }
 
@@ -76,7 +74,9 @@ export class Firewall {
       counters: (slot) => this.counters.read(slot),
       zeroCounters: (slot) => this.counters.zero(slot),
       resetLog: (slot) => this.counters.resetLog(slot),
-      states: (includeExpired) => this.dyn.list(Date.now(), includeExpired),
+      states: (includeExpired) => this.dyn.list(Date.now())
+        .filter((v) => includeExpired || !v.expired)
+        .map((v) => ({ ...v, parentCount: v.count })),
       removeStatesOf: (slot) => this.dyn.removeRule(slot),
       flushStates: () => this.dyn.flush(),
     };

@@ -19,7 +19,8 @@ import type { PacketInfo } from './packet.js';
 const MAGIC_COUNTERS = 0x4657434e; // 'FWCN'
 const MAGIC_DYN = 0x46574459; // 'FWDY'
 
-function align8(n: number): number { return (n + 7) & ~7; }
+/** Rounds up to a multiple of 8 (offsets may exceed 2^31: the local mappings start at 2 GiB, so no bit operations). */
+function align8(n: number): number { return Math.ceil(n / 8) * 8; }
 
 /** Spins for a lock word; takes it over from a dead owner; fails with EBUSY after `timeoutMs`. */
 function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {

@@ -43,10 +43,11 @@ export function createLookup(config: string, ctx: LookupContext): LookupFn {
   let batchMs = Date.now();
   let calls = 0;
   return (u8: Uint8Array, off: number, len: number, srcPort: number): number => {
-    // the generation and the clock are read once per 64 frames (a lookup sees no batch boundary)
+    // a lookup sees no batch boundary: the ruleset generation is checked every frame (one
+    // atomic load), the clock and the switch's port names once per 64 frames
+    const g = fw.generation();
+    if (g !== gen) { gen = g; evaluator = fw.evaluator(ifaces).evaluator; }
     if ((calls++ & 63) === 0) {
-      const g = fw.generation();
-      if (g !== gen) { gen = g; evaluator = fw.evaluator(ifaces).evaluator; }
       const sg = ctx.generation();
       if (sg !== namesGen) ifaces.name(0);
       batchMs = Date.now();

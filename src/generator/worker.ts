@@ -10,12 +10,15 @@ import type { WorkerJob } from './config.js';
 import { STATS_WORDS, S_DONE } from './stats.js';
 import { loadPortTypes } from './porttypes.js';
 import { runJob } from './job.js';
+import { prepareLookup } from '../switch/control.js';
 
 const job = workerData as WorkerJob;
 const port = parentPort!;
 
 async function main(): Promise<void> {
   await loadPortTypes();
+  // a plugged-in VALE lookup must be loaded before the send loop, which never yields
+  await prepareLookup(job.portName);
   if (job.cpu >= 0) native.setAffinity(native.gettid(), job.cpu);
   const c = new Float64Array(job.stats, job.index * STATS_WORDS * 8, STATS_WORDS);
   const stop = new Int32Array(job.stop);

@@ -510,6 +510,26 @@ export async function loadLookup(switchName: string): Promise<void> {
   if (l.error !== null) fail('EINVAL', l.error);
 }
 
+/**
+ * For a program about to send on port `portName`: when it is a VALE port of a switch with a
+ * plugged-in lookup, imports the lookup in this thread first. A sender that loops without
+ * returning to the event loop would otherwise never finish the import, and every frame it sends
+ * would be dropped while the import is pending. Anything else (no switch yet, not a VALE name)
+ * is left to openPort.
+ */
+export async function prepareLookup(portName: string): Promise<void> {
+  const colon = portName.indexOf(':');
+  if (!portName.startsWith('vale') || colon < 0) return;
+  const switchName = portName.slice(0, colon);
+  if (!SWITCH_RE.test(switchName)) return;
+  try {
+    await loadLookup(switchName);
+  } catch (e) {
+    if (e instanceof NetmapError && e.code === 'ENXIO') return;
+    throw e;
+  }
+}
+
 function contextFor(switchName: string): LookupContext {
   return lookupContext(switchName);
 }

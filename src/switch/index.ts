@@ -6,7 +6,7 @@ export {
   VALE_MAX_RINGS, VALE_DEFAULT_RINGS, VALE_MAX_SLOTS, VALE_MIN_SLOTS, VALE_DEFAULT_SLOTS, VALE_MAX_EXTRA_BUFS,
   VALE_MAX_PORTS, VALE_MAX_SWITCHES, VALE_PIPE_ROOM,
   createPersistentPort, removePersistentPort, attach, detach, locate, switchPorts, listAll, switches,
-  portCounters, persistentPorts, setLookup, getLookup, loadLookup, registerInterfaceAttach, splitValeName,
+  portCounters, persistentPorts, setLookup, getLookup, loadLookup, prepareLookup, registerInterfaceAttach, splitValeName,
   type ValeGeometry, type PortCounters, type SwitchPortInfo, type InterfaceAttachRequest, type InterfaceAttachHook,
 } from './control.js';
 export { BROADCAST, DROP, macHash, type LookupFn, type LookupContext, type LookupModule } from './lookup.js';
