@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { shmDirectory } from '../memory/space.js';
-import { STAT_FIELDS, type WorkerJob } from './worker.js';
+import { STAT_FIELDS, type WorkerJob } from './worker-job.js';
 
 export interface KipfwOptions {
   /** The firewall's name (control socket, store). Default 'ipfw'. */

@@ -7,37 +7,11 @@
 import { workerData } from 'node:worker_threads';
 import '../interfaces/port.js';
 import { openPort, type Port } from '../ports/index.js';
-import { parsePortSpec, formatPortSpec } from '../ports/name.js';
 import { waitPorts } from '../interfaces/bridge.js';
 import { Firewall } from './firewall.js';
-import { FirewallPath, type PathStats } from './path.js';
+import { FirewallPath } from './path.js';
 import type { Interfaces } from './engine.js';
-
-export interface WorkerJob {
-  dir: string;
-  name: string;
-  ports: string[];
-  ifaceNames: string[];
-  ring: number;
-  zeroCopy: boolean;
-  compiled: boolean;
-  /** [0] stop flag (set by the daemon), [1] started (1) or failed (-1). */
-  control: SharedArrayBuffer;
-  /** The PathStats fields, in STAT_FIELDS order. */
-  stats: SharedArrayBuffer;
-  error: SharedArrayBuffer;
-}
-
-export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull'];
-
-/** The name of ring pair `ring` of port `name` (netmap's `name-K`). */
-export function ringName(name: string, ring: number): string {
-  const spec = parsePortSpec(name);
-  spec.mode = 'ONE_NIC';
-  spec.ringId = ring;
-  spec.exclusive = true;
-  return formatPortSpec(spec);
-}
+import { STAT_FIELDS, ringName, type WorkerJob } from './worker-job.js';
 
 async function main(job: WorkerJob): Promise<void> {
   process.env.NETMAP_TS_DIR = job.dir;

@@ -28,6 +28,9 @@ interface Topo { l: string; m: string; r: string }
 
 function topo(lab: LabT): Topo {
   const t = lab.line(false);
+  // the lab turns IPv6 off in its namespaces; these two ends get it back (their traffic stays in the lab)
+  lab.must(t.l, 'sysctl', ['-q', '-w', 'net.ipv6.conf.l0.disable_ipv6=0']);
+  lab.must(t.r, 'sysctl', ['-q', '-w', 'net.ipv6.conf.r0.disable_ipv6=0']);
   lab.must(t.l, 'ip', ['-6', 'addr', 'add', '2001:2::1/64', 'dev', 'l0', 'nodad']);
   lab.must(t.r, 'ip', ['-6', 'addr', 'add', '2001:2::2/64', 'dev', 'r0', 'nodad']);
   return t;
@@ -75,7 +78,7 @@ function connect(lab: LabT, ns: string, addr: string, port: number, timeoutMs = 
 
 /** A TCP server in `ns` answering connections until killed. */
 function server(lab: LabT, ns: string, addr: string, port: number): ChildProcess {
-  const script = `require('net').createServer((c) => c.end('hi')).listen(${port}, ${JSON.stringify(addr)});`;
+  const script = `require('net').createServer((c) => { c.on('error', () => {}); c.write('hi'); }).listen(${port}, ${JSON.stringify(addr)});`;
   return lab.spawn(ns, process.execPath, ['-e', script]);
 }
 
@@ -138,13 +141,22 @@ test('kipfw: keep-state lets l connect to r, not r to l; the state expires', opt
     ['add', '300', 'deny', 'tcp', 'from', 'any', 'to', 'any'],
   ];
   for (const a of rules) must('st', ...a);
-  assert.equal(connect(lab, l, '198.18.0.2', 7101), 'connected', 'l -> r passes and creates a state');
-  assert.equal(connect(lab, r, '198.18.0.1', 7102), 'timeout', 'r -> l SYN is blocked');
+  // a client in l that holds its connection for 3 s, then closes it
+  const hold = `const s = require('net').connect({ host: '198.18.0.2', port: 7101 });
+    s.on('connect', () => { console.log('connected'); setTimeout(() => s.destroy(), 3000); });
+    s.on('error', (e) => console.log(e.code));`;
+  const client = lab.spawn(l, process.execPath, ['-e', hold]);
+  let said = '';
+  client.stdout?.on('data', (d: Buffer) => { said += d.toString(); });
+  for (let i = 0; i < 40 && !said.includes('connected'); i++) await sleep(50);
+  assert.match(said, /connected/, 'l -> r passes and creates a state');
+  assert.equal(connect(lab, r, '198.18.0.1', 7102, 1000), 'timeout', 'r -> l SYN is blocked');
   const dyn = must('st', '-d', 'show');
-  assert.match(dyn, /## Dynamic rules/);
-  assert.match(dyn, /00200 .*STATE tcp 198\.18\.0\.1 \d+ <-> 198\.18\.0\.2 7101/);
-  // closed connections' states go in dyn_fin_lifetime (1 s) / dyn_rst_lifetime
-  await sleep(3500);
+  assert.match(dyn, /## Dynamic rules/, dyn);
+  assert.match(dyn, /00200 .*STATE tcp 198\.18\.0\.1 \d+ <-> 198\.18\.0\.2 7101/, dyn);
+  // after the close the state lives dyn_fin_lifetime / dyn_rst_lifetime (1 s); the daemon expires it
+  await new Promise((res) => client.once('exit', res));
+  await sleep(3000);
   const later = must('st', '-d', 'show');
   assert.doesNotMatch(later, /STATE tcp 198\.18\.0\.1 \d+ <-> 198\.18\.0\.2 7101/, 'the state expired');
 }));

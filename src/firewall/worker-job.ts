@@ -1,0 +1,34 @@
+/**
+ * What the kipfw daemon and its worker threads (worker.ts) share: the job a worker is given and
+ * the order of the statistics it publishes. Kept apart from worker.ts, whose top level runs the
+ * worker.
+ */
+import { parsePortSpec, formatPortSpec } from '../ports/name.js';
+import type { PathStats } from './path.js';
+
+export interface WorkerJob {
+  dir: string;
+  name: string;
+  ports: string[];
+  ifaceNames: string[];
+  ring: number;
+  zeroCopy: boolean;
+  compiled: boolean;
+  /** [0] stop flag (set by the daemon), [1] started (1) or failed (-1). */
+  control: SharedArrayBuffer;
+  /** The PathStats fields, in STAT_FIELDS order. */
+  stats: SharedArrayBuffer;
+  error: SharedArrayBuffer;
+}
+
+export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull'];
+
+/** The name of ring pair `ring` of port `name` (netmap's `name-K`). */
+export function ringName(name: string, ring: number): string {
+  const spec = parsePortSpec(name);
+  spec.mode = 'ONE_NIC';
+  spec.ringId = ring;
+  spec.exclusive = true;
+  return formatPortSpec(spec);
+}
+
