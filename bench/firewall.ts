@@ -99,7 +99,7 @@ async function kipfwCase(name: string, target: number, published: number | null,
   if (ONLY.length > 0 && !ONLY.includes(name)) return;
   const id = ++seq;
   const fw = `bfw${id}`;
-  const a = `vbA${id}`, b = `vbB${id}`;
+  const a = `valeA${id}`, b = `valeB${id}`;
   const k = await startKipfw(fw, [`${a}:f`, `${b}:f`], kipfwArgs);
   try {
     const t0 = performance.now();

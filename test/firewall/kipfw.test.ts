@@ -220,3 +220,70 @@ test('kipfw: a second daemon on the same ports gets EBUSY; after SIGKILL the por
   await startKipfw(lab, m, 'k1');
   assert.ok(ping(lab, l, '198.18.0.2', 2).ok, 'a new daemon forwards after the old one was killed');
 }));
+
+test('kipfw: dummynet pipes delay ping by their configured delay; pipe show counts', opts, () => withLab(async (lab) => {
+  const { l, m } = topo(lab);
+  await startKipfw(lab, m, 'dn');
+  const base = ping(lab, l, '198.18.0.2', 3);
+  assert.ok(base.ok, base.out);
+  const rtt = (out: string): number => Number(/= [\d.]+\/([\d.]+)\//.exec(out)?.[1] ?? NaN);
+  const r0 = rtt(base.out);
+  must('dn', 'pipe', '1', 'config', 'delay', '20ms');
+  must('dn', 'pipe', '2', 'config', 'delay', '20ms');
+  must('dn', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
+  must('dn', 'add', '200', 'pipe', '2', 'icmp', 'from', '198.18.0.2', 'to', 'any');
+  const slow = ping(lab, l, '198.18.0.2', 5);
+  assert.ok(slow.ok, slow.out);
+  const r1 = rtt(slow.out);
+  assert.ok(Math.abs(r1 - r0 - 40) <= 1, `RTT ${r1} ms = base ${r0} ms + 40 ms ± 1`);
+  const show = must('dn', 'pipe', '1', 'show');
+  assert.match(show, /^00001: +unlimited +20 ms burst 0$/m, show);
+  const row = show.trim().split('\n').at(-1)!.trim().split(/\s+/);
+  assert.equal(row[4], '5', `5 echo requests through pipe 1: ${show}`);
+}));
+
+test('kipfw: layer2 rules (MAC, mac-type) and lookup dst-port on a number table', opts, () => withLab(async (lab) => {
+  const { l, m, r } = topo(lab);
+  await startKipfw(lab, m, 'l2');
+  const lmac = JSON.parse(lab.must(l, 'ip', ['-j', 'link', 'show', 'l0']).stdout)[0].address as string;
+  must('l2', 'add', '100', 'deny', 'ip', 'from', 'any', 'to', 'any', 'MAC', 'any', lmac, 'layer2');
+  assert.equal(ping(lab, l, '198.18.0.2').ok, false, 'frames from l0\'s MAC are dropped');
+  must('l2', 'delete', '100');
+  assert.ok(ping(lab, l, '198.18.0.2').ok);
+  // ARP is no IP: with ARP denied, a fresh neighbour cache cannot resolve
+  must('l2', 'add', '100', 'deny', 'ip', 'from', 'any', 'to', 'any', 'mac-type', 'arp');
+  lab.must(l, 'ip', ['neigh', 'flush', 'dev', 'l0']);
+  assert.equal(ping(lab, l, '198.18.0.2').ok, false, 'ARP blocked');
+  must('l2', 'delete', '100');
+  server(lab, r, '198.18.0.2', 7301);
+  server(lab, r, '198.18.0.2', 7302);
+  await sleep(300);
+  must('l2', 'table', 'ports', 'create', 'type', 'number');
+  must('l2', 'table', 'ports', 'add', '7301');
+  must('l2', 'add', '200', 'deny', 'tcp', 'from', 'any', 'to', 'any', 'lookup', 'dst-port', 'ports');
+  assert.equal(connect(lab, l, '198.18.0.2', 7301, 1000), 'timeout', 'port 7301 is in the table');
+  assert.equal(connect(lab, l, '198.18.0.2', 7302), 'connected', 'port 7302 is not');
+}));
+
+test('kipfw: malformed control requests get an error and the daemon keeps serving', opts, () => withLab(async (lab) => {
+  const { l, m } = topo(lab);
+  await startKipfw(lab, m, 'mal');
+  const net = await import('node:net');
+  const sock = path.join(process.env.NETMAP_TS_DIR!, 'ipfw-mal.sock');
+  const exchange = (payload: string): Promise<string> => new Promise((resolve) => {
+    const c = net.connect(sock);
+    let got = '';
+    c.on('data', (d) => { got += d.toString(); if (got.includes('\n')) c.end(); });
+    c.on('close', () => resolve(got));
+    c.on('error', () => resolve(got));
+    c.write(payload);
+    setTimeout(() => c.destroy(), 3000);
+  });
+  assert.match(await exchange('not json\n'), /"status":64/);
+  assert.match(await exchange('{"argv": [1, 2]}\n'), /"status":64/);
+  assert.match(await exchange('{"file": 7}\n'), /"status":64/);
+  assert.match(await exchange('{"argv": ["add", "100", "deny", "ip", "from", "300.1.2.3", "to", "any"]}\n'), /"status":68,.*hostname/); // EX_NOHOST, as FreeBSD
+  await exchange('{"argv": ["add"'); // cut off mid-request
+  assert.equal(must('mal', 'add', '100', 'deny', 'icmp', 'from', 'any', 'to', 'any').trim(), '00100 deny icmp from any to any');
+  assert.equal(ping(lab, l, '198.18.0.2').ok, false, 'still filtering');
+}));
