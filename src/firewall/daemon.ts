@@ -172,6 +172,12 @@ export class Kipfw {
     return lines;
   }
 
+  /** Frames each worker thread received (-p N), in ring order; [] without workers. */
+  workerReceived(): number[] {
+    const at = STAT_FIELDS.indexOf('received');
+    return this.workers.map((w) => w.stats[at]!);
+  }
+
   get stats(): PathStats {
     if (this.path !== null) return this.path.stats;
     const sum = { received: 0, passed: 0, denied: 0, rejected: 0, repliesSent: 0, repliesLost: 0, toDummynet: 0, poolFull: 0, fromDummynet: 0, dummynetLost: 0, txFull: 0 };

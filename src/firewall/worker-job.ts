@@ -23,12 +23,11 @@ export interface WorkerJob {
 
 export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull'];
 
-/** The name of ring pair `ring` of port `name` (netmap's `name-K`). */
+/** The name of ring pair `ring` of port `name` (netmap's `name-K`); not exclusive: the daemon's main thread holds every ring too. */
 export function ringName(name: string, ring: number): string {
   const spec = parsePortSpec(name);
   spec.mode = 'ONE_NIC';
   spec.ringId = ring;
-  spec.exclusive = true;
   return formatPortSpec(spec);
 }
 
