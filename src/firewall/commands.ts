@@ -153,6 +153,7 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     run.stdout += r.stdout; run.stderr += r.stderr; run.status = r.status;
     return r.config;
   }
+  if (head === 'sysctl') return cmdSysctl(av.slice(1), config, run);
   if (isPrefix(head, 'nat')) ipfwFail(EX.UNAVAILABLE, 'nat is not supported by netmap-ts');
   if (isPrefix(head, 'set') && av.length > 1 && /^[0-9]/.test(av[1]!)) {
     const s = av[1]!;
@@ -389,6 +390,55 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
     run.out('## Dynamic rules:\n');
     for (const [lo, hi] of ranges) showStates(lo, hi);
   }
+}
+
+// ---- sysctl ------------------------------------------------------------------------------------
+
+/** The tunables netmap-ipfw's `ipfw sysctl` reaches, by FreeBSD name. */
+const SYSCTLS: ReadonlyArray<readonly [string, keyof FirewallConfig['settings'], 'int' | 'bool']> = [
+  ['net.inet.ip.fw.autoinc_step', 'autoincStep', 'int'],
+  ['net.inet.ip.fw.one_pass', 'onePass', 'bool'],
+  ['net.inet.ip.fw.verbose_limit', 'verboseLimit', 'int'],
+  ['net.inet.ip.fw.dyn_max', 'dynMax', 'int'],
+  ['net.inet.ip.fw.dyn_buckets', 'dynBuckets', 'int'],
+  ['net.inet.ip.fw.dyn_ack_lifetime', 'dynAckLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_syn_lifetime', 'dynSynLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_fin_lifetime', 'dynFinLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_rst_lifetime', 'dynRstLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_udp_lifetime', 'dynUdpLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_short_lifetime', 'dynShortLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_keepalive', 'dynKeepalive', 'bool'],
+  ['net.inet.ip.dummynet.io_fast', 'ioFast', 'bool'],
+];
+
+/** `sysctl -a`, `sysctl NAME`, `sysctl NAME=VALUE` (netmap-ipfw's emulation), output as sysctl(8). */
+function cmdSysctl(av: string[], config: FirewallConfig, run: Run): FirewallConfig {
+  const show = (v: number | boolean): string => String(typeof v === 'boolean' ? (v ? 1 : 0) : v);
+  if (av.length !== 1) {
+    run.out('sysctl emulation usage:\n\tipfw sysctl name[=value]\n\tipfw sysctl -a\n');
+    return config;
+  }
+  const arg = av[0]!;
+  if (arg === '-a') {
+    for (const [name, key] of SYSCTLS) run.out(`${name}: ${show(config.settings[key])}\n`);
+    return config;
+  }
+  const eq = arg.indexOf('=');
+  const name = eq < 0 ? arg : arg.slice(0, eq);
+  const entry = SYSCTLS.find(([n]) => n === name);
+  if (entry === undefined) ipfwFail(EX.UNAVAILABLE, `unknown oid '${name}'`);
+  const [, key, kind] = entry;
+  const old = config.settings[key] as number | boolean;
+  if (eq < 0) { run.out(`${name}: ${show(old)}\n`); return config; }
+  const text = arg.slice(eq + 1);
+  if (!/^[0-9]+$/.test(text) || (kind === 'bool' && Number(text) > 1) || Number(text) > 0x7fffffff ||
+      (key === 'autoincStep' && (Number(text) < 1 || Number(text) > 1000)) || (key === 'dynMax' && Number(text) < 1)) {
+    ipfwFail(EX.DATAERR, `invalid value '${text}' for ${name}`);
+  }
+  const value = kind === 'bool' ? Number(text) === 1 : Number(text);
+  run.out(`${name}: ${show(old)} -> ${show(value)}\n`);
+  if (value === old) return config;
+  return fresh(config, { settings: { ...config.settings, [key]: value } });
 }
 
 // ---- sets ---------------------------------------------------------------------------------------

@@ -250,3 +250,21 @@ test('the Rule handed to the evaluators: order, not/or flags, probe-state before
   // the rule is plain JSON data
   assert.deepEqual(JSON.parse(JSON.stringify(rule)), rule);
 });
+
+test('sysctl: the tunables of config.settings', () => {
+  const fw = new Fw();
+  assert.equal(fw.ok('sysctl', 'net.inet.ip.fw.autoinc_step'), 'net.inet.ip.fw.autoinc_step: 100\n');
+  assert.equal(fw.ok('sysctl', 'net.inet.ip.fw.autoinc_step=10'), 'net.inet.ip.fw.autoinc_step: 100 -> 10\n');
+  assert.equal(fw.config.settings.autoincStep, 10);
+  assert.equal(fw.ok('add', 'allow ip from any to any'), '00010 allow ip from any to any\n');
+  fw.ok('sysctl', 'net.inet.ip.fw.dyn_keepalive=0');
+  assert.equal(fw.config.settings.dynKeepalive, false);
+  fw.ok('sysctl', 'net.inet.ip.fw.verbose_limit=5');
+  assert.equal(fw.ok('add', 'allow log ip from any to any'), '00020 allow log logamount 5 ip from any to any\n');
+  const all = fw.ok('sysctl', '-a').split('\n');
+  assert.equal(all.length, 14);
+  assert.ok(all.includes('net.inet.ip.fw.dyn_udp_lifetime: 10'));
+  const bad = fw.run('sysctl', 'net.inet.ip.fw.one_pass=2');
+  assert.equal(bad.status, 65);
+  assert.equal(fw.run('sysctl', 'kern.bogus').stderr, "ipfw: unknown oid 'kern.bogus'\n");
+});
