@@ -103,10 +103,7 @@ export function runCommand(argv: string[], config: FirewallConfig, access: Firew
   const run = new Run(access, flags);
   try {
     const next = execute(prepareArgs(argv), config, run, opts);
-    if (run.status === EX.OK || next === config) {
-      for (const effect of run.effects) effect();
-      return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
-    }
+    // Reaching here the command completed (a partial `zero` reports 69 but what it did stands).
     for (const effect of run.effects) effect();
     return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
   } catch (e) {
@@ -123,8 +120,18 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     const word = av[0]!;
     av = av.slice(1);
     if (word === '--') break;
-    for (const ch of word.slice(1)) {
+    const letters = word.slice(1);
+    for (let ci = 0; ci < letters.length; ci++) {
+      const ch = letters[ci]!;
       switch (ch) {
+        case 's': {
+          // `-s field`: the sort order of dummynet listings; the words go to dummynet unchanged.
+          const value = letters.slice(ci + 1) !== '' ? letters.slice(ci + 1) : av[0];
+          if (value === undefined) ipfwFail(EX.USAGE, 'option requires an argument -- s');
+          if (letters.slice(ci + 1) === '') av = av.slice(1);
+          ci = letters.length;
+          break;
+        }
         case 'a': f.acct = true; break;
         case 'c': f.compact = true; break;
         case 'd': f.dynamic = true; break;
@@ -174,6 +181,8 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     if (sub('add')) { flushWarnings(); return cmdAdd(av.slice(1), config, run); }
     if (sub('set')) { flushWarnings(); return cmdSet(av.slice(1), config, run); }
     if (sub('table')) { flushWarnings(); return cmdTable(av.slice(1), config, run); }
+    if (sub('enable')) { flushWarnings(); return cmdEnable(av.slice(1), config, run, true); }
+    if (sub('disable')) { flushWarnings(); return cmdEnable(av.slice(1), config, run, false); }
   }
   if (sub('delete')) { flushWarnings(); return cmdDelete(av.slice(1), config, run); }
   if (sub('flush')) { flushWarnings(); return cmdFlush(config, run); }
@@ -439,6 +448,16 @@ function cmdSysctl(av: string[], config: FirewallConfig, run: Run): FirewallConf
   run.out(`${name}: ${show(old)} -> ${show(value)}\n`);
   if (value === old) return config;
   return fresh(config, { settings: { ...config.settings, [key]: value } });
+}
+
+/** `enable|disable one_pass|dyn_keepalive` (ipfw_sysctl_handler); other keywords warn, as ipfw does. */
+function cmdEnable(av: string[], config: FirewallConfig, run: Run, on: boolean): FirewallConfig {
+  const w = av[0];
+  if (w === undefined) { run.warn('missing keyword to enable/disable'); return config; }
+  const key = 'one_pass'.startsWith(w) ? 'onePass' : 'dyn_keepalive'.startsWith(w) ? 'dynKeepalive' : null;
+  if (key === null) { run.warn(`unrecognize enable/disable keyword: ${w}`); return config; }
+  if (config.settings[key] === on) return config;
+  return fresh(config, { settings: { ...config.settings, [key]: on } });
 }
 
 // ---- sets ---------------------------------------------------------------------------------------

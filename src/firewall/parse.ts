@@ -482,7 +482,8 @@ class RuleParser {
   }
 
   private fillIp(dir: 'src' | 'dst', w: string): void {
-    if (substr(w, 'any', this.env)) { this.dropPendingNotIfEmpty(); return; }
+    // `any` compiles to no instruction; a pending `not` stays for the next one, as ipfw's F_NOT does.
+    if (substr(w, 'any', this.env)) return;
     if (substr(w, 'me', this.env)) { this.emit({ op: 'me', dir, v6: false }); return; }
     if (w.startsWith('table(')) { this.fillTable(dir, w); return; }
     const list: Ip4Masked[] = [];
@@ -525,7 +526,6 @@ class RuleParser {
       if (mask === 0) {
         // `any` in a list turns the whole list into no instruction; `not any` alone never matches.
         if (this.pendingNot && next === null && list.length === 0) ipfwFail(EX.DATAERR, 'not any never matches');
-        this.dropPendingNotIfEmpty();
         return;
       }
       list.push({ addr: base, mask });
@@ -534,9 +534,6 @@ class RuleParser {
     if (list.length > MAX_PORT_LIST) ipfwFail(EX.DATAERR, 'address list too long');
     this.emit({ op: 'ip-addr', dir, list });
   }
-
-  /** A `not` before something that compiles to nothing stays pending, as ipfw's F_NOT does. */
-  private dropPendingNotIfEmpty(): void { /* the flag stays on the next instruction */ }
 
   private fillSet(dir: 'src' | 'dst', base: number, mask: number, text: string): void {
     const bits = prefixLen(mask);

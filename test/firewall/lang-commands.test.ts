@@ -268,3 +268,30 @@ test('sysctl: the tunables of config.settings', () => {
   assert.equal(bad.status, 65);
   assert.equal(fw.run('sysctl', 'kern.bogus').stderr, "ipfw: unknown oid 'kern.bogus'\n");
 });
+
+test('enable/disable one_pass and dyn_keepalive; dummynet words are routed to the dummynet module', () => {
+  const fw = new Fw();
+  fw.ok('disable', 'one_pass');
+  assert.equal(fw.config.settings.onePass, false);
+  fw.ok('enable', 'one_pass');
+  assert.equal(fw.config.settings.onePass, true);
+  fw.ok('disable', 'dyn_keepalive');
+  assert.equal(fw.config.settings.dynKeepalive, false);
+  const other = fw.run('enable', 'firewall');
+  assert.equal(other.status, 0);
+  assert.equal(other.stderr, 'ipfw: unrecognize enable/disable keyword: firewall\n');
+  const seen: string[][] = [];
+  const access = Object.assign(new FakeAccess(), {
+    dummynet: (argv: string[], config: FirewallConfig) => {
+      seen.push(argv);
+      return { status: 0, stdout: 'ok\n', stderr: '', config: { ...config, version: config.version + 1, dummynet: { pipes: 1 } } };
+    },
+  });
+  const r = runCommand(['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s'], fw.config, access);
+  assert.equal(r.stdout, 'ok\n');
+  assert.deepEqual(r.config.dummynet, { pipes: 1 });
+  assert.deepEqual(seen, [['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s']]);
+  runCommand(['-s', 'pkts', 'queue', 'show'], fw.config, access);
+  runCommand(['sched 1 config type wf2q+'], fw.config, access);
+  assert.deepEqual(seen.slice(1), [['-s', 'pkts', 'queue', 'show'], ['sched', '1', 'config', 'type', 'wf2q+']]);
+});
