@@ -335,7 +335,14 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
     if (last === 0 || rn > last) last = rn;
   }
   const inSet = (r: Rule): boolean => f.useSet === 0 || r.set === f.useSet - 1;
-  const fetched = av.length === 0 ? config.rules : config.rules.filter((r) => r.number >= first && r.number <= (last === 0 ? DEFAULT_RULE : last));
+  // The rules the kernel returns (and the widths are computed over): from the first rule numbered
+  // >= first through the first rule numbered > last, as FreeBSD's dump_config picks them.
+  const findIndex = (key: number): number => {
+    const i = config.rules.findIndex((r) => r.number >= key);
+    return i < 0 ? config.rules.length - 1 : i;
+  };
+  const fetched = av.length === 0 || last === 0 ? config.rules
+    : config.rules.slice(findIndex(Math.min(first, DEFAULT_RULE)), findIndex(last < DEFAULT_RULE ? last + 1 : DEFAULT_RULE) + 1);
   let pw = 0, bw = 0;
   const cnt = new Map<number, { packets: number; bytes: number; lastMatch: number }>();
   const needCounters = counters || f.time !== 0;

@@ -129,6 +129,16 @@ const IPPROTO_IPV6 = 41;
 const ETHERTYPE = -1;
 const ICMP6_MAXTYPE = 201;
 
+/** The most entries of an IPv4 address list the kernel accepts (O_IP_SRC_MASK length 31). */
+const MAX_V4_LIST = 15;
+/** The most entries of an IPv6 address list ipfw's fill_ip6 accepts (63 words). */
+const MAX_V6_LIST = 7;
+
+/** What ipfw prints when its kernel's rule check (check_ipfw_rule_body) says EINVAL. */
+function kernelRefuses(): never {
+  return ipfwFail(EX.UNAVAILABLE, 'getsockopt(IP_FW_XADD): Invalid argument');
+}
+
 /** table_check_name: [a-zA-Z0-9_.-]{1,63}, not `all`. */
 export function validTableName(name: string): boolean {
   return /^[A-Za-z0-9_.-]{1,63}$/.test(name) && name !== 'all';
@@ -531,7 +541,9 @@ class RuleParser {
       list.push({ addr: base, mask });
       rest = next;
     }
-    if (list.length > MAX_PORT_LIST) ipfwFail(EX.DATAERR, 'address list too long');
+    // ipfw itself takes 31 address/mask pairs; its kernel refuses more than 15.
+    if (list.length > 31) ipfwFail(EX.DATAERR, 'address list too long');
+    if (list.length > MAX_V4_LIST) kernelRefuses();
     this.emit({ op: 'ip-addr', dir, list });
   }
 
@@ -607,6 +619,7 @@ class RuleParser {
       list.push({ addr: [0, 1, 2, 3].map((k) => (a[k]! & mask[k]!) >>> 0) as Ip6Masked['addr'], mask });
     }
     if (list.length === 0) return;
+    if (list.length > MAX_V6_LIST) ipfwFail(EX.DATAERR, 'address list too long');
     this.emit({ op: 'ip6-addr', dir, list });
   }
 
@@ -642,7 +655,9 @@ class RuleParser {
       s = s.slice(1);
     }
     if (ranges.length === 0) return null;
-    if (ranges.length > MAX_PORT_LIST) ipfwFail(EX.DATAERR, 'too many ports/ranges');
+    // ipfw's instruction holds 62 ranges; its kernel refuses more than 30 (MAX_PORT_LIST).
+    if (ranges.length > 62) ipfwFail(EX.DATAERR, 'too many ports/ranges');
+    if (ranges.length > MAX_PORT_LIST) kernelRefuses();
     return ranges;
   }
 
