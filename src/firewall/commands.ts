@@ -553,7 +553,8 @@ function parseKey(type: TableType, arg: string): ParsedKey {
       const m = len ?? 32;
       const mask = m === 0 ? 0 : (0xffffffff << (32 - m)) >>> 0;
       const base = (v4 & mask) >>> 0;
-      return { key: `${inetNtoa(base)}/${m}`, sort: [4, base, m] };
+      // Listed as FreeBSD's radix walk goes: by address, the longer prefix first for the same address.
+      return { key: `${inetNtoa(base)}/${m}`, sort: [4, base, 32 - m] };
     }
     const v6 = inetPton6(host);
     if (v6 !== null) {
@@ -561,11 +562,11 @@ function parseKey(type: TableType, arg: string): ParsedKey {
       if (len !== null && len > 128) ipfwFail(EX.DATAERR, `bad IPv6 mask width: ${arg.slice(slash + 1)}`);
       const m = len ?? 128;
       const masked = v6.map((w, k) => { const bits = Math.max(0, Math.min(16, m - 16 * k)); return bits === 0 ? 0 : w & ((0xffff << (16 - bits)) & 0xffff); });
-      return { key: `${inetNtop6(masked)}/${m}`, sort: [6, ...masked, m] };
+      return { key: `${inetNtop6(masked)}/${m}`, sort: [6, ...masked, 128 - m] };
     }
     const named = hostV4(host);
     if (named === null) ipfwFail(EX.NOHOST, `hostname \`\`${host}'' unknown`);
-    return { key: `${inetNtoa(named)}/32`, sort: [4, named, 32] };
+    return { key: `${inetNtoa(named)}/32`, sort: [4, named, 0] };
   }
   if (type === 'number') {
     if (!/^-?[0-9]+$/.test(arg)) ipfwFail(EX.DATAERR, `Invalid number: ${arg}`);
@@ -777,7 +778,7 @@ function lookupEntry(t: TableConfig, key: string): TableEntry | null {
   for (const e of t.entries) {
     const p = parseKey('addr', e.key);
     if (p.sort[0] !== host.sort[0]) continue;
-    const len = p.sort[p.sort.length - 1]!;
+    const len = Number(e.key.slice(e.key.indexOf('/') + 1));
     const width = host.sort[0] === 4 ? 1 : 8;
     let inside = true;
     for (let w = 0; w < width && inside; w++) {

@@ -150,6 +150,12 @@ test('tables: create, add/delete with values, list, info, lookup, swap, flush, d
   assert.equal(dup.stderr, 'ipfw: Adding record failed: record already exists\n');
   assert.equal(fw.ok('-q', 'table', 'blocked', 'add', '10.0.0.0/8', '7'), 'updated: 10.0.0.0/8 7\n');
   assert.equal(fw.ok('table', 'blocked', 'lookup', '10.200.0.1'), '10.0.0.0/8 7\n');
+  // the most specific prefix wins, and for one address the longer prefix lists first
+  fw.ok('table', 'blocked', 'add', '10.0.0.0/16', '9');
+  assert.equal(fw.ok('table', 'blocked', 'lookup', '10.0.200.1'), '10.0.0.0/16 9\n');
+  assert.equal(fw.ok('table', 'blocked', 'lookup', '10.1.0.1'), '10.0.0.0/8 7\n');
+  assert.equal(fw.ok('table', 'blocked', 'list').split('\n').slice(1, 3).join('|'), '10.0.0.0/16 9|10.0.0.0/8 7');
+  fw.ok('table', 'blocked', 'delete', '10.0.0.0/16');
   assert.equal(fw.ok('table', 'blocked', 'lookup', '198.18.0.1'), '198.18.0.1/32 0\n');
   assert.equal(fw.run('table', 'blocked', 'lookup', '11.0.0.1').stderr, 'ipfw: Entry 11.0.0.1 not found\n');
   assert.equal(fw.ok('table', 'blocked', 'delete', '198.18.0.1'), 'deleted: 198.18.0.1/32 0\n');
