@@ -107,7 +107,10 @@ export function runCommand(argv: string[], config: FirewallConfig, access: Firew
     for (const effect of run.effects) effect();
     return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
   } catch (e) {
-    if (!(e instanceof IpfwError)) throw e;
+    // A control request never takes the daemon down: a bug here becomes EX_SOFTWARE, config unchanged.
+    if (!(e instanceof IpfwError)) {
+      return { status: EX.SOFTWARE, stdout: run.stdout, stderr: run.stderr + `ipfw: internal error: ${String(e)}\n`, config };
+    }
     return { status: e.status, stdout: run.stdout, stderr: run.stderr + `ipfw: ${e.text}\n`, config };
   }
 }

@@ -39,6 +39,7 @@ test('random rules never throw; accepted rules list and read back to the same li
     const text = (next() < 0.5 ? 'allow ip from any to any ' : '') + randomRule(next);
     const config = emptyConfig(true);
     const r = runCommand(['add', text], config, access);
+    assert.notEqual(r.status, 70, `${text}: ${r.stderr}`);
     if (r.status !== 0) {
       assert.equal(r.config, config, text);
       assert.match(r.stderr, /^(ipfw: .*\n)+$/, text);
@@ -80,6 +81,7 @@ test('random command lines and files never throw', () => {
       argv.push(pool[Math.floor(next() * pool.length)]!);
     }
     const r = runCommand(argv, config, access);
+    assert.notEqual(r.status, 70, `${argv.join(' ')}: ${r.stderr}`);
     if (r.status !== 0 && r.config !== config) {
       // only a partial zero reports a failure and keeps going, and it does not change the config
       assert.fail(`${argv.join(' ')}: failed (${r.status}) yet changed the config`);
