@@ -139,6 +139,11 @@ function kernelRefuses(): never {
   return ipfwFail(EX.UNAVAILABLE, 'getsockopt(IP_FW_XADD): Invalid argument');
 }
 
+/** A name table's value, -1 when absent (never a property inherited from Object). */
+function ownNumber(table: Record<string, number>, name: string): number {
+  return Object.prototype.hasOwnProperty.call(table, name) ? table[name]! : -1;
+}
+
 /** table_check_name: [a-zA-Z0-9_.-]{1,63}, not `all`. */
 export function validTableName(name: string): boolean {
   return /^[A-Za-z0-9_.-]{1,63}$/.test(name) && name !== 'all';
@@ -323,7 +328,7 @@ class RuleParser {
         const code = this.need('missing reject code');
         this.i++;
         const r = strtoul(code);
-        let v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : (UNREACH_CODES[code] ?? -1);
+        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : ownNumber(UNREACH_CODES, code);
         if (v < 0) ipfwFail(EX.DATAERR, `unknown ICMP unreachable code \`\`${code}''`);
         // ipfw stores `reject` as unreach host: one instruction, one listing.
         return v === UNREACH_CODES.host ? act('reject', v) : act('unreach', v);
@@ -332,7 +337,7 @@ class RuleParser {
         const code = this.need('missing unreach code');
         this.i++;
         const r = strtoul(code);
-        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : (UNREACH6_CODES[code] ?? -1);
+        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : ownNumber(UNREACH6_CODES, code);
         if (v < 0) ipfwFail(EX.DATAERR, `unknown ICMPv6 unreachable code \`\`${code}''`);
         return act('unreach6', v);
       }
