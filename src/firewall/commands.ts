@@ -580,9 +580,18 @@ function parseKey(type: TableType, arg: string): ParsedKey {
   return { key: name, sort: [0] };
 }
 
+/** Sort keys of entries already parsed once (binary searches compare the same entries often). */
+const sortKeys = new WeakMap<TableEntry, number[]>();
+
+function sortKey(type: TableType, e: TableEntry): number[] {
+  let k = sortKeys.get(e);
+  if (k === undefined) { k = parseKey(type, e.key).sort; sortKeys.set(e, k); }
+  return k;
+}
+
 function compareEntries(type: TableType, a: TableEntry, b: TableEntry): number {
   if (type === 'iface') return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-  const ka = parseKey(type, a.key).sort, kb = parseKey(type, b.key).sort;
+  const ka = sortKey(type, a), kb = sortKey(type, b);
   for (let i = 0; i < Math.max(ka.length, kb.length); i++) {
     const d = (ka[i] ?? 0) - (kb[i] ?? 0);
     if (d !== 0) return d;
