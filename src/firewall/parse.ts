@@ -84,10 +84,6 @@ export interface ParsedRule {
   tables: TableUse[];
 }
 
-const RULE_ACTIONS = new Set(['accept', 'pass', 'allow', 'permit', 'count', 'pipe', 'queue', 'divert', 'tee',
-  'netgraph', 'ngtee', 'fwd', 'forward', 'skipto', 'deny', 'drop', 'reject', 'reset6', 'reset', 'unreach6',
-  'unreach', 'check-state', '//', 'nat', 'reass', 'setfib', 'setdscp', 'call', 'return']);
-
 /** Words ipfw never reads as a port list (f_reserved_keywords). */
 const RESERVED = new Set(['altq', '//', 'diverted', 'dst-port', 'src-port', 'established', 'keep-state', 'frag',
   'icmptypes', 'in', 'out', 'ip6', 'any', 'to', 'via', '{']);
@@ -434,7 +430,7 @@ class RuleParser {
         this.orStart();
         this.notBlock();
         const w = this.need('missing source address');
-        this.addAddress('src', w, false);
+        this.addAddress('src', w);
         this.i++;
       } while (this.orBlock());
       this.notBlock();
@@ -445,7 +441,7 @@ class RuleParser {
         this.orStart();
         this.notBlock();
         const w = this.need('missing dst address');
-        this.addAddress('dst', w, false);
+        this.addAddress('dst', w);
         this.i++;
       } while (this.orBlock());
       this.notBlock();
@@ -485,11 +481,10 @@ class RuleParser {
     return { op: 'proto', proto: p };
   }
 
-  /** add_src/add_dst: me, me6, any, table(), v4 lists/sets, v6 lists; positional or as option. */
-  private addAddress(dir: 'src' | 'dst', w: string, v6Option: boolean | null): void {
+  /** add_src/add_dst: IPv6 when the protocol is ip6, for me6, or when the first address is IPv6. */
+  private addAddress(dir: 'src' | 'dst', w: string): void {
     const host = w.split(/[/,]/)[0]!;
-    const looksV6 = inetPton6(host) !== null;
-    if (v6Option === true || (v6Option === false && (this.proto === IPPROTO_IPV6 || w === 'me6' || looksV6))) {
+    if (this.proto === IPPROTO_IPV6 || w === 'me6' || inetPton6(host) !== null) {
       this.fillIp6(dir, w);
       return;
     }
