@@ -311,7 +311,7 @@ function cmdZero(av: string[], config: FirewallConfig, run: Run, logOnly: boolea
   }
   for (const word of av) {
     const n = Number(word);
-    const hits = config.rules.filter((r) => (n === 0 || r.number === n) &&
+    const hits = config.rules.filter((r) => r.number === n &&
       (run.flags.useSet === 0 || r.set === run.flags.useSet - 1));
     if (hits.length === 0) { run.out(`Entry ${n} not found\n`); run.status = EX.UNAVAILABLE; continue; }
     for (const r of hits) apply(r);
