@@ -103,14 +103,14 @@ export function runCommand(argv: string[], config: FirewallConfig, access: Firew
   const run = new Run(access, flags);
   try {
     const next = execute(prepareArgs(argv), config, run, opts);
-    if (run.status === EX.OK || next === config) {
-      for (const effect of run.effects) effect();
-      return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
-    }
+    // Reaching here the command completed (a partial `zero` reports 69 but what it did stands).
     for (const effect of run.effects) effect();
     return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
   } catch (e) {
-    if (!(e instanceof IpfwError)) throw e;
+    // A control request never takes the daemon down: a bug here becomes EX_SOFTWARE, config unchanged.
+    if (!(e instanceof IpfwError)) {
+      return { status: EX.SOFTWARE, stdout: run.stdout, stderr: run.stderr + `ipfw: internal error: ${String(e)}\n`, config };
+    }
     return { status: e.status, stdout: run.stdout, stderr: run.stderr + `ipfw: ${e.text}\n`, config };
   }
 }
@@ -123,8 +123,18 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     const word = av[0]!;
     av = av.slice(1);
     if (word === '--') break;
-    for (const ch of word.slice(1)) {
+    const letters = word.slice(1);
+    for (let ci = 0; ci < letters.length; ci++) {
+      const ch = letters[ci]!;
       switch (ch) {
+        case 's': {
+          // `-s field`: the sort order of dummynet listings; the words go to dummynet unchanged.
+          const value = letters.slice(ci + 1) !== '' ? letters.slice(ci + 1) : av[0];
+          if (value === undefined) ipfwFail(EX.USAGE, 'option requires an argument -- s');
+          if (letters.slice(ci + 1) === '') av = av.slice(1);
+          ci = letters.length;
+          break;
+        }
         case 'a': f.acct = true; break;
         case 'c': f.compact = true; break;
         case 'd': f.dynamic = true; break;
@@ -153,6 +163,7 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     run.stdout += r.stdout; run.stderr += r.stderr; run.status = r.status;
     return r.config;
   }
+  if (head === 'sysctl') return cmdSysctl(av.slice(1), config, run);
   if (isPrefix(head, 'nat')) ipfwFail(EX.UNAVAILABLE, 'nat is not supported by netmap-ts');
   if (isPrefix(head, 'set') && av.length > 1 && /^[0-9]/.test(av[1]!)) {
     const s = av[1]!;
@@ -173,6 +184,8 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     if (sub('add')) { flushWarnings(); return cmdAdd(av.slice(1), config, run); }
     if (sub('set')) { flushWarnings(); return cmdSet(av.slice(1), config, run); }
     if (sub('table')) { flushWarnings(); return cmdTable(av.slice(1), config, run); }
+    if (sub('enable')) { flushWarnings(); return cmdEnable(av.slice(1), config, run, true); }
+    if (sub('disable')) { flushWarnings(); return cmdEnable(av.slice(1), config, run, false); }
   }
   if (sub('delete')) { flushWarnings(); return cmdDelete(av.slice(1), config, run); }
   if (sub('flush')) { flushWarnings(); return cmdFlush(config, run); }
@@ -298,7 +311,7 @@ function cmdZero(av: string[], config: FirewallConfig, run: Run, logOnly: boolea
   }
   for (const word of av) {
     const n = Number(word);
-    const hits = config.rules.filter((r) => (n === 0 || r.number === n) &&
+    const hits = config.rules.filter((r) => r.number === n &&
       (run.flags.useSet === 0 || r.set === run.flags.useSet - 1));
     if (hits.length === 0) { run.out(`Entry ${n} not found\n`); run.status = EX.UNAVAILABLE; continue; }
     for (const r of hits) apply(r);
@@ -325,7 +338,14 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
     if (last === 0 || rn > last) last = rn;
   }
   const inSet = (r: Rule): boolean => f.useSet === 0 || r.set === f.useSet - 1;
-  const fetched = av.length === 0 ? config.rules : config.rules.filter((r) => r.number >= first && r.number <= (last === 0 ? DEFAULT_RULE : last));
+  // The rules the kernel returns (and the widths are computed over): from the first rule numbered
+  // >= first through the first rule numbered > last, as FreeBSD's dump_config picks them.
+  const findIndex = (key: number): number => {
+    const i = config.rules.findIndex((r) => r.number >= key);
+    return i < 0 ? config.rules.length - 1 : i;
+  };
+  const fetched = av.length === 0 || last === 0 ? config.rules
+    : config.rules.slice(findIndex(Math.min(first, DEFAULT_RULE)), findIndex(last < DEFAULT_RULE ? last + 1 : DEFAULT_RULE) + 1);
   let pw = 0, bw = 0;
   const cnt = new Map<number, { packets: number; bytes: number; lastMatch: number }>();
   const needCounters = counters || f.time !== 0;
@@ -389,6 +409,65 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
     run.out('## Dynamic rules:\n');
     for (const [lo, hi] of ranges) showStates(lo, hi);
   }
+}
+
+// ---- sysctl ------------------------------------------------------------------------------------
+
+/** The tunables netmap-ipfw's `ipfw sysctl` reaches, by FreeBSD name. */
+const SYSCTLS: ReadonlyArray<readonly [string, keyof FirewallConfig['settings'], 'int' | 'bool']> = [
+  ['net.inet.ip.fw.autoinc_step', 'autoincStep', 'int'],
+  ['net.inet.ip.fw.one_pass', 'onePass', 'bool'],
+  ['net.inet.ip.fw.verbose_limit', 'verboseLimit', 'int'],
+  ['net.inet.ip.fw.dyn_max', 'dynMax', 'int'],
+  ['net.inet.ip.fw.dyn_buckets', 'dynBuckets', 'int'],
+  ['net.inet.ip.fw.dyn_ack_lifetime', 'dynAckLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_syn_lifetime', 'dynSynLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_fin_lifetime', 'dynFinLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_rst_lifetime', 'dynRstLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_udp_lifetime', 'dynUdpLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_short_lifetime', 'dynShortLifetime', 'int'],
+  ['net.inet.ip.fw.dyn_keepalive', 'dynKeepalive', 'bool'],
+  ['net.inet.ip.dummynet.io_fast', 'ioFast', 'bool'],
+];
+
+/** `sysctl -a`, `sysctl NAME`, `sysctl NAME=VALUE` (netmap-ipfw's emulation), output as sysctl(8). */
+function cmdSysctl(av: string[], config: FirewallConfig, run: Run): FirewallConfig {
+  const show = (v: number | boolean): string => String(typeof v === 'boolean' ? (v ? 1 : 0) : v);
+  if (av.length !== 1) {
+    run.out('sysctl emulation usage:\n\tipfw sysctl name[=value]\n\tipfw sysctl -a\n');
+    return config;
+  }
+  const arg = av[0]!;
+  if (arg === '-a') {
+    for (const [name, key] of SYSCTLS) run.out(`${name}: ${show(config.settings[key])}\n`);
+    return config;
+  }
+  const eq = arg.indexOf('=');
+  const name = eq < 0 ? arg : arg.slice(0, eq);
+  const entry = SYSCTLS.find(([n]) => n === name);
+  if (entry === undefined) ipfwFail(EX.UNAVAILABLE, `unknown oid '${name}'`);
+  const [, key, kind] = entry;
+  const old = config.settings[key] as number | boolean;
+  if (eq < 0) { run.out(`${name}: ${show(old)}\n`); return config; }
+  const text = arg.slice(eq + 1);
+  if (!/^[0-9]+$/.test(text) || (kind === 'bool' && Number(text) > 1) || Number(text) > 0x7fffffff ||
+      (key === 'autoincStep' && (Number(text) < 1 || Number(text) > 1000)) || (key === 'dynMax' && Number(text) < 1)) {
+    ipfwFail(EX.DATAERR, `invalid value '${text}' for ${name}`);
+  }
+  const value = kind === 'bool' ? Number(text) === 1 : Number(text);
+  run.out(`${name}: ${show(old)} -> ${show(value)}\n`);
+  if (value === old) return config;
+  return fresh(config, { settings: { ...config.settings, [key]: value } });
+}
+
+/** `enable|disable one_pass|dyn_keepalive` (ipfw_sysctl_handler); other keywords warn, as ipfw does. */
+function cmdEnable(av: string[], config: FirewallConfig, run: Run, on: boolean): FirewallConfig {
+  const w = av[0];
+  if (w === undefined) { run.warn('missing keyword to enable/disable'); return config; }
+  const key = 'one_pass'.startsWith(w) ? 'onePass' : 'dyn_keepalive'.startsWith(w) ? 'dynKeepalive' : null;
+  if (key === null) { run.warn(`unrecognize enable/disable keyword: ${w}`); return config; }
+  if (config.settings[key] === on) return config;
+  return fresh(config, { settings: { ...config.settings, [key]: on } });
 }
 
 // ---- sets ---------------------------------------------------------------------------------------
@@ -477,7 +556,8 @@ function parseKey(type: TableType, arg: string): ParsedKey {
       const m = len ?? 32;
       const mask = m === 0 ? 0 : (0xffffffff << (32 - m)) >>> 0;
       const base = (v4 & mask) >>> 0;
-      return { key: `${inetNtoa(base)}/${m}`, sort: [4, base, m] };
+      // Listed as FreeBSD's radix walk goes: by address, the longer prefix first for the same address.
+      return { key: `${inetNtoa(base)}/${m}`, sort: [4, base, 32 - m] };
     }
     const v6 = inetPton6(host);
     if (v6 !== null) {
@@ -485,11 +565,11 @@ function parseKey(type: TableType, arg: string): ParsedKey {
       if (len !== null && len > 128) ipfwFail(EX.DATAERR, `bad IPv6 mask width: ${arg.slice(slash + 1)}`);
       const m = len ?? 128;
       const masked = v6.map((w, k) => { const bits = Math.max(0, Math.min(16, m - 16 * k)); return bits === 0 ? 0 : w & ((0xffff << (16 - bits)) & 0xffff); });
-      return { key: `${inetNtop6(masked)}/${m}`, sort: [6, ...masked, m] };
+      return { key: `${inetNtop6(masked)}/${m}`, sort: [6, ...masked, 128 - m] };
     }
     const named = hostV4(host);
     if (named === null) ipfwFail(EX.NOHOST, `hostname \`\`${host}'' unknown`);
-    return { key: `${inetNtoa(named)}/32`, sort: [4, named, 32] };
+    return { key: `${inetNtoa(named)}/32`, sort: [4, named, 0] };
   }
   if (type === 'number') {
     if (!/^-?[0-9]+$/.test(arg)) ipfwFail(EX.DATAERR, `Invalid number: ${arg}`);
@@ -500,9 +580,18 @@ function parseKey(type: TableType, arg: string): ParsedKey {
   return { key: name, sort: [0] };
 }
 
+/** Sort keys of entries already parsed once (binary searches compare the same entries often). */
+const sortKeys = new WeakMap<TableEntry, number[]>();
+
+function sortKey(type: TableType, e: TableEntry): number[] {
+  let k = sortKeys.get(e);
+  if (k === undefined) { k = parseKey(type, e.key).sort; sortKeys.set(e, k); }
+  return k;
+}
+
 function compareEntries(type: TableType, a: TableEntry, b: TableEntry): number {
   if (type === 'iface') return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-  const ka = parseKey(type, a.key).sort, kb = parseKey(type, b.key).sort;
+  const ka = sortKey(type, a), kb = sortKey(type, b);
   for (let i = 0; i < Math.max(ka.length, kb.length); i++) {
     const d = (ka[i] ?? 0) - (kb[i] ?? 0);
     if (d !== 0) return d;
@@ -701,7 +790,7 @@ function lookupEntry(t: TableConfig, key: string): TableEntry | null {
   for (const e of t.entries) {
     const p = parseKey('addr', e.key);
     if (p.sort[0] !== host.sort[0]) continue;
-    const len = p.sort[p.sort.length - 1]!;
+    const len = Number(e.key.slice(e.key.indexOf('/') + 1));
     const width = host.sort[0] === 4 ? 1 : 8;
     let inside = true;
     for (let w = 0; w < width && inside; w++) {

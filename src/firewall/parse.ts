@@ -84,10 +84,6 @@ export interface ParsedRule {
   tables: TableUse[];
 }
 
-const RULE_ACTIONS = new Set(['accept', 'pass', 'allow', 'permit', 'count', 'pipe', 'queue', 'divert', 'tee',
-  'netgraph', 'ngtee', 'fwd', 'forward', 'skipto', 'deny', 'drop', 'reject', 'reset6', 'reset', 'unreach6',
-  'unreach', 'check-state', '//', 'nat', 'reass', 'setfib', 'setdscp', 'call', 'return']);
-
 /** Words ipfw never reads as a port list (f_reserved_keywords). */
 const RESERVED = new Set(['altq', '//', 'diverted', 'dst-port', 'src-port', 'established', 'keep-state', 'frag',
   'icmptypes', 'in', 'out', 'ip6', 'any', 'to', 'via', '{']);
@@ -128,6 +124,21 @@ const LIMIT_MASKS: Record<string, LimitMask> = {
 const IPPROTO_IPV6 = 41;
 const ETHERTYPE = -1;
 const ICMP6_MAXTYPE = 201;
+
+/** The most entries of an IPv4 address list the kernel accepts (O_IP_SRC_MASK length 31). */
+const MAX_V4_LIST = 15;
+/** The most entries of an IPv6 address list ipfw's fill_ip6 accepts (63 words). */
+const MAX_V6_LIST = 7;
+
+/** What ipfw prints when its kernel's rule check (check_ipfw_rule_body) says EINVAL. */
+function kernelRefuses(): never {
+  return ipfwFail(EX.UNAVAILABLE, 'getsockopt(IP_FW_XADD): Invalid argument');
+}
+
+/** A name table's value, -1 when absent (never a property inherited from Object). */
+function ownNumber(table: Record<string, number>, name: string): number {
+  return Object.prototype.hasOwnProperty.call(table, name) ? table[name]! : -1;
+}
 
 /** table_check_name: [a-zA-Z0-9_.-]{1,63}, not `all`. */
 export function validTableName(name: string): boolean {
@@ -313,7 +324,7 @@ class RuleParser {
         const code = this.need('missing reject code');
         this.i++;
         const r = strtoul(code);
-        let v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : (UNREACH_CODES[code] ?? -1);
+        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : ownNumber(UNREACH_CODES, code);
         if (v < 0) ipfwFail(EX.DATAERR, `unknown ICMP unreachable code \`\`${code}''`);
         // ipfw stores `reject` as unreach host: one instruction, one listing.
         return v === UNREACH_CODES.host ? act('reject', v) : act('unreach', v);
@@ -322,7 +333,7 @@ class RuleParser {
         const code = this.need('missing unreach code');
         this.i++;
         const r = strtoul(code);
-        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : (UNREACH6_CODES[code] ?? -1);
+        const v = r.used === code.length && r.used > 0 && r.value < 0x100 ? r.value : ownNumber(UNREACH6_CODES, code);
         if (v < 0) ipfwFail(EX.DATAERR, `unknown ICMPv6 unreachable code \`\`${code}''`);
         return act('unreach6', v);
       }
@@ -419,7 +430,7 @@ class RuleParser {
         this.orStart();
         this.notBlock();
         const w = this.need('missing source address');
-        this.addAddress('src', w, false);
+        this.addAddress('src', w);
         this.i++;
       } while (this.orBlock());
       this.notBlock();
@@ -430,7 +441,7 @@ class RuleParser {
         this.orStart();
         this.notBlock();
         const w = this.need('missing dst address');
-        this.addAddress('dst', w, false);
+        this.addAddress('dst', w);
         this.i++;
       } while (this.orBlock());
       this.notBlock();
@@ -470,11 +481,10 @@ class RuleParser {
     return { op: 'proto', proto: p };
   }
 
-  /** add_src/add_dst: me, me6, any, table(), v4 lists/sets, v6 lists; positional or as option. */
-  private addAddress(dir: 'src' | 'dst', w: string, v6Option: boolean | null): void {
+  /** add_src/add_dst: IPv6 when the protocol is ip6, for me6, or when the first address is IPv6. */
+  private addAddress(dir: 'src' | 'dst', w: string): void {
     const host = w.split(/[/,]/)[0]!;
-    const looksV6 = inetPton6(host) !== null;
-    if (v6Option === true || (v6Option === false && (this.proto === IPPROTO_IPV6 || w === 'me6' || looksV6))) {
+    if (this.proto === IPPROTO_IPV6 || w === 'me6' || inetPton6(host) !== null) {
       this.fillIp6(dir, w);
       return;
     }
@@ -482,7 +492,8 @@ class RuleParser {
   }
 
   private fillIp(dir: 'src' | 'dst', w: string): void {
-    if (substr(w, 'any', this.env)) { this.dropPendingNotIfEmpty(); return; }
+    // `any` compiles to no instruction; a pending `not` stays for the next one, as ipfw's F_NOT does.
+    if (substr(w, 'any', this.env)) return;
     if (substr(w, 'me', this.env)) { this.emit({ op: 'me', dir, v6: false }); return; }
     if (w.startsWith('table(')) { this.fillTable(dir, w); return; }
     const list: Ip4Masked[] = [];
@@ -525,18 +536,16 @@ class RuleParser {
       if (mask === 0) {
         // `any` in a list turns the whole list into no instruction; `not any` alone never matches.
         if (this.pendingNot && next === null && list.length === 0) ipfwFail(EX.DATAERR, 'not any never matches');
-        this.dropPendingNotIfEmpty();
         return;
       }
       list.push({ addr: base, mask });
       rest = next;
     }
-    if (list.length > MAX_PORT_LIST) ipfwFail(EX.DATAERR, 'address list too long');
+    // ipfw itself takes 31 address/mask pairs; its kernel refuses more than 15.
+    if (list.length > 31) ipfwFail(EX.DATAERR, 'address list too long');
+    if (list.length > MAX_V4_LIST) kernelRefuses();
     this.emit({ op: 'ip-addr', dir, list });
   }
-
-  /** A `not` before something that compiles to nothing stays pending, as ipfw's F_NOT does. */
-  private dropPendingNotIfEmpty(): void { /* the flag stays on the next instruction */ }
 
   private fillSet(dir: 'src' | 'dst', base: number, mask: number, text: string): void {
     const bits = prefixLen(mask);
@@ -610,6 +619,7 @@ class RuleParser {
       list.push({ addr: [0, 1, 2, 3].map((k) => (a[k]! & mask[k]!) >>> 0) as Ip6Masked['addr'], mask });
     }
     if (list.length === 0) return;
+    if (list.length > MAX_V6_LIST) ipfwFail(EX.DATAERR, 'address list too long');
     this.emit({ op: 'ip6-addr', dir, list });
   }
 
@@ -645,7 +655,9 @@ class RuleParser {
       s = s.slice(1);
     }
     if (ranges.length === 0) return null;
-    if (ranges.length > MAX_PORT_LIST) ipfwFail(EX.DATAERR, 'too many ports/ranges');
+    // ipfw's instruction holds 62 ranges; its kernel refuses more than 30 (MAX_PORT_LIST).
+    if (ranges.length > 62) ipfwFail(EX.DATAERR, 'too many ports/ranges');
+    if (ranges.length > MAX_PORT_LIST) kernelRefuses();
     return ranges;
   }
 

@@ -150,6 +150,12 @@ test('tables: create, add/delete with values, list, info, lookup, swap, flush, d
   assert.equal(dup.stderr, 'ipfw: Adding record failed: record already exists\n');
   assert.equal(fw.ok('-q', 'table', 'blocked', 'add', '10.0.0.0/8', '7'), 'updated: 10.0.0.0/8 7\n');
   assert.equal(fw.ok('table', 'blocked', 'lookup', '10.200.0.1'), '10.0.0.0/8 7\n');
+  // the most specific prefix wins, and for one address the longer prefix lists first
+  fw.ok('table', 'blocked', 'add', '10.0.0.0/16', '9');
+  assert.equal(fw.ok('table', 'blocked', 'lookup', '10.0.200.1'), '10.0.0.0/16 9\n');
+  assert.equal(fw.ok('table', 'blocked', 'lookup', '10.1.0.1'), '10.0.0.0/8 7\n');
+  assert.equal(fw.ok('table', 'blocked', 'list').split('\n').slice(1, 3).join('|'), '10.0.0.0/16 9|10.0.0.0/8 7');
+  fw.ok('table', 'blocked', 'delete', '10.0.0.0/16');
   assert.equal(fw.ok('table', 'blocked', 'lookup', '198.18.0.1'), '198.18.0.1/32 0\n');
   assert.equal(fw.run('table', 'blocked', 'lookup', '11.0.0.1').stderr, 'ipfw: Entry 11.0.0.1 not found\n');
   assert.equal(fw.ok('table', 'blocked', 'delete', '198.18.0.1'), 'deleted: 198.18.0.1/32 0\n');
@@ -249,4 +255,49 @@ test('the Rule handed to the evaluators: order, not/or flags, probe-state before
   assert.deepEqual(parseRule(['check-state'], env).rule.action, { kind: 'check-state', arg: 0, tablearg: false, stateName: 'default' });
   // the rule is plain JSON data
   assert.deepEqual(JSON.parse(JSON.stringify(rule)), rule);
+});
+
+test('sysctl: the tunables of config.settings', () => {
+  const fw = new Fw();
+  assert.equal(fw.ok('sysctl', 'net.inet.ip.fw.autoinc_step'), 'net.inet.ip.fw.autoinc_step: 100\n');
+  assert.equal(fw.ok('sysctl', 'net.inet.ip.fw.autoinc_step=10'), 'net.inet.ip.fw.autoinc_step: 100 -> 10\n');
+  assert.equal(fw.config.settings.autoincStep, 10);
+  assert.equal(fw.ok('add', 'allow ip from any to any'), '00010 allow ip from any to any\n');
+  fw.ok('sysctl', 'net.inet.ip.fw.dyn_keepalive=0');
+  assert.equal(fw.config.settings.dynKeepalive, false);
+  fw.ok('sysctl', 'net.inet.ip.fw.verbose_limit=5');
+  assert.equal(fw.ok('add', 'allow log ip from any to any'), '00020 allow log logamount 5 ip from any to any\n');
+  const all = fw.ok('sysctl', '-a').split('\n');
+  assert.equal(all.length, 14);
+  assert.ok(all.includes('net.inet.ip.fw.dyn_udp_lifetime: 10'));
+  const bad = fw.run('sysctl', 'net.inet.ip.fw.one_pass=2');
+  assert.equal(bad.status, 65);
+  assert.equal(fw.run('sysctl', 'kern.bogus').stderr, "ipfw: unknown oid 'kern.bogus'\n");
+});
+
+test('enable/disable one_pass and dyn_keepalive; dummynet words are routed to the dummynet module', () => {
+  const fw = new Fw();
+  fw.ok('disable', 'one_pass');
+  assert.equal(fw.config.settings.onePass, false);
+  fw.ok('enable', 'one_pass');
+  assert.equal(fw.config.settings.onePass, true);
+  fw.ok('disable', 'dyn_keepalive');
+  assert.equal(fw.config.settings.dynKeepalive, false);
+  const other = fw.run('enable', 'firewall');
+  assert.equal(other.status, 0);
+  assert.equal(other.stderr, 'ipfw: unrecognize enable/disable keyword: firewall\n');
+  const seen: string[][] = [];
+  const access = Object.assign(new FakeAccess(), {
+    dummynet: (argv: string[], config: FirewallConfig) => {
+      seen.push(argv);
+      return { status: 0, stdout: 'ok\n', stderr: '', config: { ...config, version: config.version + 1, dummynet: { pipes: 1 } } };
+    },
+  });
+  const r = runCommand(['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s'], fw.config, access);
+  assert.equal(r.stdout, 'ok\n');
+  assert.deepEqual(r.config.dummynet, { pipes: 1 });
+  assert.deepEqual(seen, [['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s']]);
+  runCommand(['-s', 'pkts', 'queue', 'show'], fw.config, access);
+  runCommand(['sched 1 config type wf2q+'], fw.config, access);
+  assert.deepEqual(seen.slice(1), [['-s', 'pkts', 'queue', 'show'], ['sched', '1', 'config', 'type', 'wf2q+']]);
 });
