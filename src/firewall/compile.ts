@@ -16,6 +16,7 @@ import {
   type Prepared, type PRule, type PCmd, Runtime, V_DENY,
   A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
 } from './runtime.js';
+import { jumpLimit } from './interp.js';
 
 /** Rulesets larger than this are interpreted (a very large function compiles slowly). */
 export const MAX_COMPILED_RULES = 4096;
@@ -44,8 +45,8 @@ export function rulesetToSource(prep: Prepared): { source: string; constants: un
   const n = rules.length;
   const out: string[] = [];
   out.push('let pc = start, ta = 0, t = 0;');
-  out.push('for (let guard = 0; ; guard++) {');
-  out.push(`if (guard > ${4 * n + 64}) throw new Error('firewall: compiled loop bound exceeded (a bug)');`);
+  out.push('for (let guard = 0; ; ) {');
+  out.push(`if (++guard > ${jumpLimit(n)}) { R.ruleIndex = -1; return ${V_DENY}; }`);
   out.push('switch (pc) {');
 
   const matchExpr = (r: PRule, pc: PCmd): string => {
