@@ -134,6 +134,7 @@ export function rulesetToSource(prep: Prepared): { source: string; constants: un
   const actionCode = (r: PRule, next: string): string => {
     const rule = r.rule;
     const s: string[] = [];
+    if (rule.log) s.push(`R.log(${r.index});`);
     if (rule.tag !== null) {
       const v = rule.tag.tablearg ? 'ta' : String(rule.tag.value);
       s.push(rule.tag.untag ? `R.untag(${v});` : `R.tag(${v});`);

@@ -130,6 +130,7 @@ export class Interpreter {
     const R = this.R;
     const rule = r.rule;
     const ta = this.ta;
+    if (rule.log) R.log(r.index);
     if (rule.tag !== null) {
       const v = rule.tag.tablearg ? ta : rule.tag.value;
       if (rule.tag.untag) R.untag(v); else R.tag(v);

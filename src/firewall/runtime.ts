@@ -248,6 +248,12 @@ export class Runtime {
     return (x >>> 0) / 4294967296;
   }
 
+  /** `log`: counts the logged packet against logamount (nothing is printed; see README-eval.md). */
+  log(i: number): void {
+    const r = this.prep.rules[i].rule;
+    this.counters.logOne(this.prep.slots[i], r.logAmount > 0 ? r.logAmount : this.settings.verboseLimit);
+  }
+
   count(i: number): void {
     this.counters.add(this.stripe, this.prep.slots[i], this.p.pktlen, this.nowSec);
   }

@@ -93,7 +93,7 @@ function fuzzCase(seed: number): void {
         : c({ op: 'limit', name, mask: { srcAddr: chance(0.7), srcPort: chance(0.3), dstAddr: chance(0.3), dstPort: chance(0.5) }, limit: 1 + int(3), record: false }));
     }
     return rule(number, kind, arg, cmds, {
-      set: chance(0.1) ? 1 + int(4) : 0, prob: chance(0.1) ? 0.5 : 1, tablearg,
+      set: chance(0.1) ? 1 + int(4) : 0, log: chance(0.1), prob: chance(0.1) ? 0.5 : 1, tablearg,
       tag: chance(0.15) ? { untag: chance(0.3), value: 1 + int(4), tablearg: chance(0.1) } : null,
       stateName: kind === 'check-state' ? pick([...names, 'any']) : undefined,
     });
@@ -155,6 +155,7 @@ function fuzzCase(seed: number): void {
   }
   for (const rl of cfg.rules) {
     assert.deepEqual(compiled.shared.counters.read(rl.slot), interp.shared.counters.read(rl.slot), `seed ${seed}: counters of rule ${rl.number}`);
+    assert.equal(compiled.shared.counters.loggedCount(rl.slot), interp.shared.counters.loggedCount(rl.slot), `seed ${seed}: log count of rule ${rl.number}`);
   }
   const strip = (l: ReturnType<typeof interp.shared.dyn.list>) => l.map((s) => JSON.stringify(s)).sort();
   assert.deepEqual(strip(compiled.shared.dyn.list(now)), strip(interp.shared.dyn.list(now)), `seed ${seed}: states`);
