@@ -214,6 +214,10 @@ export class Runtime {
   private rng: number;
   arg = 0;
   ruleIndex = -1;
+  /** Compiled code: the pc and tablearg handed from one chunk function to the next, and the jumps taken. */
+  pc = 0;
+  ta = 0;
+  guard = 0;
 
   constructor(prep: Prepared, shared: SharedState, ifaces: Interfaces, seed: number) {
     this.prep = prep;

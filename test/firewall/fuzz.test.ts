@@ -106,7 +106,7 @@ function fuzzCase(seed: number): void {
   const cfg = config(rules, { tables, disabledSets: chance(0.5) ? 0b110 : 0, settings: { dynMax: 6 } });
   const ifaces = new Names(['veth0', 'veth1', 'valeA:p0']);
   const interp = build(cfg, false, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55 });
-  const compiled = build(cfg, true, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55 });
+  const compiled = build(cfg, true, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
   assert.equal(compiled.ev.compiled, true);
 
   const template = (): Uint8Array => {
