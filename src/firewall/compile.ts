@@ -1,24 +1,30 @@
 /**
- * The ruleset compiler: one JavaScript function per ruleset version (new Function), as the
- * capture filter compiler does for BPF. The function is a `for (;;) switch (pc)` whose cases are
- * the rules in order, each a labelled block of straight-line tests with the constants folded in
- * (addresses, masks, ports, flags); a rule that does not match breaks out of its block and falls
- * through into the next rule's case, so a run of non-matching rules costs no dispatch. Jumps
- * (skipto, call, return, a state hit running its parent's action) set pc and `continue`.
- * Cases n+1+j hold a copy of rule j's action part for the state hits.
+ * The ruleset compiler: JavaScript functions per ruleset version (new Function), as the capture
+ * filter compiler does for BPF. Rules are cut into chunks of CHUNK_RULES, one function each
+ * (V8 does not optimise very large functions: one function for 300 rules ran 30x slower per
+ * rule than for 100); a small dispatcher calls the chunk holding the current rule. A chunk is a
+ * `for (;;) switch (pc)` whose cases are its rules in order, each a labelled block of
+ * straight-line tests with the constants folded in (addresses, masks, ports, flags); a rule that
+ * does not match breaks out of its block and falls through into the next rule's case, so a run
+ * of non-matching rules costs no dispatch. Jumps (skipto, call, return, a state hit running its
+ * parent's action) set pc and `continue` inside the chunk, or hand pc and tablearg to the
+ * dispatcher. Cases n+1+j hold a copy of rule j's action part for the state hits.
  *
  * Semantics are the interpreter's (interp.ts), helpers are the runtime's (runtime.ts); the fuzz
  * test checks that both give the same verdicts, args, rules and counters.
  */
 import { fail } from '../errors.js';
-import type { Range } from './rule.js';
+import { MAX_RULES, type Range } from './rule.js';
 import {
   type Prepared, type PRule, type PCmd, Runtime, V_DENY,
   A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
 } from './runtime.js';
+import { jumpLimit } from './interp.js';
 
-/** Rulesets larger than this are interpreted (a very large function compiles slowly). */
-export const MAX_COMPILED_RULES = 4096;
+/** Rulesets larger than this are interpreted. */
+export const MAX_COMPILED_RULES = MAX_RULES;
+/** Rules per generated function. */
+export const CHUNK_RULES = 32;
 
 export type RunFunction = (start: number) => number;
 
@@ -36,17 +42,22 @@ function membersExpr(x: string, values: number[]): string {
 
 const TCP_OK = '(p.proto === 6 && p.fragOffset === 0 && p.l4 >= 0)';
 
-/** JavaScript source of the run function's body, and the constants it refers to as C[k]. */
-export function rulesetToSource(prep: Prepared): { source: string; constants: unknown[] } {
+/** JavaScript sources of the chunk functions' bodies, and the constants they refer to as C[k]. */
+export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chunks: string[]; constants: unknown[] } {
   const constants: unknown[] = [];
   const constant = (v: unknown): string => { constants.push(v); return `C[${constants.length - 1}]`; };
   const rules = prep.rules;
   const n = rules.length;
-  const out: string[] = [];
-  out.push('let pc = start, ta = 0, t = 0;');
-  out.push('for (let guard = 0; ; guard++) {');
-  out.push(`if (guard > ${4 * n + 64}) throw new Error('firewall: compiled loop bound exceeded (a bug)');`);
-  out.push('switch (pc) {');
+  const limit = jumpLimit(n);
+  let lo = 0, hi = 0; // the chunk being generated: rules [lo, hi)
+  const inChunk = (target: number): boolean => (target >= lo && target < hi) || (target >= n + 1 + lo && target < n + 1 + hi);
+  const guard = `if (++R.guard > ${limit}) { R.ruleIndex = -1; return ${V_DENY}; }`;
+  /** A jump (counted against the bound) to a constant rule/action index. */
+  const gotoConst = (target: number): string =>
+    `${guard} ${inChunk(target) ? `pc = ${target}; continue;` : `R.pc = ${target}; R.ta = ta; return -1;`}`;
+  /** A jump to a computed index. */
+  const gotoExpr = (expr: string): string =>
+    `${guard} pc = ${expr}; if ((pc >= ${lo} && pc < ${hi}) || (pc >= ${n + 1 + lo} && pc < ${n + 1 + hi})) continue; R.pc = pc; R.ta = ta; return -1;`;
 
   const matchExpr = (r: PRule, pc: PCmd): string => {
     const cmd = pc.cmd;
@@ -133,6 +144,7 @@ export function rulesetToSource(prep: Prepared): { source: string; constants: un
   const actionCode = (r: PRule, next: string): string => {
     const rule = r.rule;
     const s: string[] = [];
+    if (rule.log) s.push(`R.log(${r.index});`);
     if (rule.tag !== null) {
       const v = rule.tag.tablearg ? 'ta' : String(rule.tag.value);
       s.push(rule.tag.untag ? `R.untag(${v});` : `R.tag(${v});`);
@@ -141,17 +153,17 @@ export function rulesetToSource(prep: Prepared): { source: string; constants: un
     const i = r.index;
     switch (r.action) {
       case A_COUNT: s.push(`R.count(${i}); ${next}`); break;
-      case A_SKIPTO: s.push(`R.count(${i}); pc = ${r.target >= 0 ? r.target : `R.skipTarget(${i}, ta)`}; continue;`); break;
+      case A_SKIPTO: s.push(`R.count(${i}); ${r.target >= 0 ? gotoConst(r.target) : gotoExpr(`R.skipTarget(${i}, ta)`)}`); break;
       case A_CALL:
         s.push(`if (R.sp >= ${CALL_DEPTH}) { ${next} }`);
-        s.push(`R.count(${i}); R.stack[R.sp++] = ${rule.number}; pc = ${r.target >= 0 ? r.target : 'R.findRule(ta)'}; continue;`);
+        s.push(`R.count(${i}); R.stack[R.sp++] = ${rule.number}; ${r.target >= 0 ? gotoConst(r.target) : gotoExpr('R.findRule(ta)')}`);
         break;
       case A_RETURN:
         s.push(`if (R.sp === 0) { ${next} }`);
-        s.push(`R.count(${i}); pc = R.findRule(R.stack[--R.sp] + 1); continue;`);
+        s.push(`R.count(${i}); ${gotoExpr('R.findRule(R.stack[--R.sp] + 1)')}`);
         break;
       case A_CHECK_STATE:
-        s.push(`t = R.probe(${r.stateNameId}); if (t >= 0) { pc = ${n + 1} + t; continue; } ${next}`);
+        s.push(`t = R.probe(${r.stateNameId}); if (t >= 0) { ${gotoExpr(`${n + 1} + t`)} } ${next}`);
         break;
       case A_SETDSCP: s.push(`R.setDscp(${i}, ${arg}); ${next}`); break;
       default: s.push(`return R.terminal(${i}, ${r.action}, ${arg});`); break;
@@ -159,59 +171,102 @@ export function rulesetToSource(prep: Prepared): { source: string; constants: un
     return s.join(' ');
   };
 
-  for (const r of rules) {
-    const i = r.index;
-    out.push(`case ${i}:`);
-    if (!r.enabled) continue; // disabled: falls through, tablearg kept (as ipfw's skip loop)
-    const label = `r${i}`;
-    out.push(`${label}: {`);
-    if (r.rule.prob < 1) out.push(`if (!(R.rand() < ${r.rule.prob})) break ${label};`);
-    // Group commands into or-blocks: a maximal run of `or` commands plus the one after.
-    let block: string[] = [];
-    for (const pc of r.cmds) {
-      const cmd = pc.cmd;
-      if (cmd.op === 'probe-state') {
-        if (block.length) fail('EINVAL', `rule ${r.rule.number}: probe-state inside an or-block`);
-        out.push(`if (R.dynDir === 0) { t = R.probe(${pc.nameId}); if (t >= 0) { pc = ${n + 1} + t; continue; } }`);
-        continue;
+  const chunks: string[] = [];
+  for (lo = 0; lo < n; lo = hi) {
+    hi = Math.min(n, lo + chunkRules);
+    const out: string[] = [];
+    out.push('let ta = R.ta, t = 0;');
+    out.push('for (;;) {');
+    out.push('switch (pc) {');
+    for (let i = lo; i < hi; i++) {
+      const r = rules[i];
+      out.push(`case ${i}:`);
+      if (!r.enabled) continue; // disabled: falls through, tablearg kept (as ipfw's skip loop)
+      const label = `r${i}`;
+      out.push(`${label}: {`);
+      if (r.rule.prob < 1) out.push(`if (!(R.rand() < ${r.rule.prob})) break ${label};`);
+      // Group commands into or-blocks: a maximal run of `or` commands plus the one after.
+      let block: string[] = [];
+      for (const pc of r.cmds) {
+        const cmd = pc.cmd;
+        if (cmd.op === 'probe-state') {
+          if (block.length) fail('EINVAL', `rule ${r.rule.number}: probe-state inside an or-block`);
+          out.push(`if (R.dynDir === 0) { t = R.probe(${pc.nameId}); if (t >= 0) { ${gotoExpr(`${n + 1} + t`)} } }`);
+          continue;
+        }
+        if (cmd.op === 'keep-state' || cmd.op === 'limit') {
+          if (block.length) fail('EINVAL', `rule ${r.rule.number}: ${cmd.op} inside an or-block`);
+          out.push(`if (!R.install(${i}, ${constant(pc)}, ta)) return R.terminal(${i}, 1, 0);`);
+          continue;
+        }
+        const e = matchExpr(r, pc);
+        block.push(cmd.neg ? `!${e}` : e);
+        if (!cmd.or) {
+          out.push(`if (!(${block.join(' || ')})) break ${label};`);
+          block = [];
+        }
       }
-      if (cmd.op === 'keep-state' || cmd.op === 'limit') {
-        if (block.length) fail('EINVAL', `rule ${r.rule.number}: ${cmd.op} inside an or-block`);
-        out.push(`if (!R.install(${i}, ${constant(pc)}, ta)) return R.terminal(${i}, 1, 0);`);
-        continue;
-      }
-      const e = matchExpr(r, pc);
-      block.push(cmd.neg ? `!${e}` : e);
-      if (!cmd.or) {
-        out.push(`if (!(${block.join(' || ')})) break ${label};`);
-        block = [];
-      }
+      // A rule ending inside an or-block matches whatever the block gives (ipfw: the inner loop
+      // just runs out); the commands still run for their side effects (tablearg).
+      if (block.length) out.push(`(${block.join(' || ')});`);
+      out.push(actionCode(r, `break ${label};`));
+      out.push('}');
+      out.push('ta = 0;');
     }
-    // A rule ending inside an or-block matches whatever the block gives (ipfw: the inner loop just
-    // runs out); the commands still run for their side effects (tablearg).
-    if (block.length) out.push(`(${block.join(' || ')});`);
-    out.push(actionCode(r, `break ${label};`));
+    // Off the end of the chunk: on with the next one (not a jump: uncounted).
+    out.push(`R.pc = ${hi}; R.ta = ta; return -1;`);
+    for (let i = lo; i < hi; i++) {
+      const r = rules[i];
+      const after = `ta = 0; ${gotoConst(r.index + 1)}`;
+      out.push(`case ${n + 1 + r.index}: { ${actionCode(r, after)} }`);
+      out.push(after);
+    }
+    out.push(`default: throw new Error('firewall: bad rule index ' + pc);`);
     out.push('}');
-    out.push('ta = 0;');
+    out.push('}');
+    chunks.push(out.join('\n'));
   }
-  out.push(`case ${n}: R.ruleIndex = -1; return ${V_DENY};`);
-  for (const r of rules) {
-    out.push(`case ${n + 1 + r.index}: { ${actionCode(r, `pc = ${r.index + 1}; ta = 0; continue;`)} }`);
-    out.push(`pc = ${r.index + 1}; ta = 0; continue;`);
-  }
-  out.push(`default: throw new Error('firewall: bad rule index ' + pc);`);
-  out.push('}');
-  out.push('}');
-  return { source: out.join('\n'), constants };
+  return { chunks, constants };
 }
 
 const CALL_DEPTH = 16;
 
+type ChunkFunction = (pc: number) => number;
+
 /** Compiles the prepared ruleset into a run function bound to runtime R. */
-export function compileRuleset(prep: Prepared, R: Runtime): RunFunction {
-  if (prep.rules.length > MAX_COMPILED_RULES) fail('E2BIG', `${prep.rules.length} rules, more than ${MAX_COMPILED_RULES} to compile`);
-  const { source, constants } = rulesetToSource(prep);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const factory = new Function('R', 'p', 'C', `return function run(start) {\n${source}\n};`) as (R: Runtime, p: unknown, C: unknown[]) => RunFunction;
-  return factory(R, R.p, constants);
+export function compileRuleset(prep: Prepared, R: Runtime, chunkRules = CHUNK_RULES): RunFunction {
+  const n = prep.rules.length;
+  if (n > MAX_COMPILED_RULES) fail('E2BIG', `${n} rules, more than ${MAX_COMPILED_RULES} to compile`);
+  if (!Number.isInteger(chunkRules) || chunkRules < 1) fail('EINVAL', `bad chunk size ${chunkRules}`);
+  const { chunks, constants } = rulesetToSource(prep, chunkRules);
+  const fns: ChunkFunction[] = chunks.map((body, k) => {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const factory = new Function('R', 'p', 'C', `return function chunk${k}(pc) {\n${body}\n};`) as (R: Runtime, p: unknown, C: unknown[]) => ChunkFunction;
+    return factory(R, R.p, constants);
+  });
+  // Which chunk holds each pc: rules 0..n-1, the end n, action copies n+1..2n.
+  const chunkOf = new Int32Array(2 * n + 1);
+  for (let i = 0; i < n; i++) { chunkOf[i] = Math.floor(i / chunkRules); chunkOf[n + 1 + i] = chunkOf[i]; }
+  chunkOf[n] = -1;
+  if (fns.length === 1) {
+    const only = fns[0];
+    return (start: number): number => {
+      R.guard = 1; R.ta = 0;
+      if (start >= n) { R.ruleIndex = -1; return V_DENY; }
+      const v = only(start);
+      if (v >= 0) return v;
+      R.ruleIndex = -1; // off the end of the rules (or a jump there)
+      return V_DENY;
+    };
+  }
+  return (start: number): number => {
+    R.guard = 1; R.ta = 0;
+    let pc = start;
+    for (;;) {
+      if (pc === n || pc < 0 || pc > 2 * n) { R.ruleIndex = -1; return V_DENY; } // "skip past end of rules"
+      const v = fns[chunkOf[pc]](pc);
+      if (v >= 0) return v;
+      pc = R.pc;
+    }
+  };
 }

@@ -55,6 +55,8 @@ export interface EvaluatorOptions {
   compiled: boolean;
   /** Seed of the `prob` generator (tests cross-checking two evaluators give both the same). */
   seed?: number;
+  /** Rules per compiled function (tests use small chunks to exercise the jumps between them). */
+  chunkRules?: number;
 }
 
 export function buildEvaluator(config: FirewallConfig, shared: SharedState, ifaces: Interfaces, opts: EvaluatorOptions): Evaluator {
@@ -62,7 +64,7 @@ export function buildEvaluator(config: FirewallConfig, shared: SharedState, ifac
   const R = new Runtime(prep, shared, ifaces, opts.seed ?? ((Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0));
   const compiled = opts.compiled && prep.rules.length <= MAX_COMPILED_RULES;
   let run: RunFunction;
-  if (compiled) run = compileRuleset(prep, R);
+  if (compiled) run = compileRuleset(prep, R, opts.chunkRules);
   else {
     const interp = new Interpreter(R);
     run = (start: number) => interp.run(start);

@@ -28,6 +28,17 @@ function inRanges(x: number, ranges: [number, number][]): boolean {
 
 const CONTINUE = -1; // next rule
 const JUMP = -2; // go to `pcNext`
+const LOOP = -3; // the jump bound was exceeded
+
+/**
+ * The most jumps (skipto, call, return, state hits) one packet may take before it is denied.
+ * skipto only goes forward, but call may jump backwards, and ipfw bounds nothing: a ruleset can
+ * make a packet bounce between calls and returns for a long time. Denying past this bound keeps
+ * the data path bounded; both evaluators count the same events, so they agree on where it trips.
+ */
+export function jumpLimit(rules: number): number {
+  return 64 + 20 * rules;
+}
 
 export class Interpreter {
   readonly R: Runtime;
@@ -39,28 +50,44 @@ export class Interpreter {
   run(start: number): number {
     const rules = this.R.prep.rules;
     const n = rules.length;
+    const limit = jumpLimit(n);
     let pc = start;
     this.ta = 0;
+    this.iterations = 1;
     let reentered = false; // true when pc was set by skipto/call/return: tablearg is kept
-    let guard = 0;
     while (pc < n) {
-      if (++guard > 4 * n + 64) fail('EIO', 'firewall interpreter loop bound exceeded (a bug)'); // skipto only goes forward; call/return are bounded by the stack
       const r = rules[pc];
       if (!reentered) this.ta = 0;
       reentered = false;
       if (!r.enabled) { pc++; reentered = true; continue; } // disabled rules neither run nor reset tablearg
       const res = this.rule(r);
       if (res >= 0) return res;
-      if (res === JUMP) { pc = this.pcNext; reentered = true; continue; }
+      if (res === LOOP) return this.loopDeny();
+      if (res === JUMP) {
+        if (++this.iterations > limit) return this.loopDeny();
+        pc = this.pcNext; reentered = true; continue;
+      }
       pc = r.index + 1;
-      if (this.jumpedFrom >= 0) { pc = this.jumpedFrom + 1; this.jumpedFrom = -1; }
+      if (this.jumpedFrom >= 0) {
+        if (++this.iterations > limit) return this.loopDeny();
+        pc = this.jumpedFrom + 1; this.jumpedFrom = -1;
+      }
     }
     this.R.ruleIndex = -1;
     return V_DENY; // "ouch!, skip past end of rules, denying packet"
   }
 
+  private loopDeny(): number {
+    this.R.ruleIndex = -1;
+    this.jumpedFrom = -1;
+    return V_DENY;
+  }
+
   /** Set when a state hit ran another rule's action that continued: go on after that rule. */
   private jumpedFrom = -1;
+
+  /** Jumps taken for this packet (the compiled code counts the same events: see jumpLimit). */
+  private iterations = 0;
 
   /** One rule: a verdict, CONTINUE or JUMP. */
   private rule(r: PRule): number {
@@ -92,6 +119,7 @@ export class Interpreter {
 
   /** A state hit: run parent rule j's action part; if it continues, continue after j. */
   private parentAction(j: number): number {
+    if (++this.iterations > jumpLimit(this.R.prep.rules.length)) return LOOP;
     const res = this.action(this.R.prep.rules[j]);
     if (res === CONTINUE) this.jumpedFrom = j;
     return res;
@@ -102,6 +130,7 @@ export class Interpreter {
     const R = this.R;
     const rule = r.rule;
     const ta = this.ta;
+    if (rule.log) R.log(r.index);
     if (rule.tag !== null) {
       const v = rule.tag.tablearg ? ta : rule.tag.value;
       if (rule.tag.untag) R.untag(v); else R.tag(v);

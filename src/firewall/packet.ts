@@ -97,25 +97,34 @@ export class PacketInfo {
   /** Decodes the frame u8[off .. off+len). Never throws; never allocates. */
   decode(u8: Uint8Array, off: number, len: number): void {
     this.u8 = u8; this.off = off; this.len = len;
-    this.ipVersion = 0; this.proto = 0; this.l4 = -1; this.hlen = 0;
-    this.fragOffset = 0; this.moreFrags = false; this.pullupFailed = false;
-    this.src4 = 0; this.dst4 = 0; this.srcPort = 0; this.dstPort = 0;
-    this.ipLen = 0; this.ttl = 0; this.tos = 0; this.ipId = 0; this.flow6 = 0; this.ext6 = 0;
+    // Fields of the upper layer: decode4/decode6 set them only when the header is there.
+    this.l4 = -1; this.pullupFailed = false; this.srcPort = 0; this.dstPort = 0;
     this.tcpFlags = 0; this.tcpSeq = 0; this.tcpAck = 0; this.tcpWin = 0; this.tcpHlen = 0; this.icmpType = 0;
     // A caller's len beyond the array would make every bounds check below lie.
-    if (off < 0 || len < 0 || off + len > u8.length) { len = Math.max(0, Math.min(len, u8.length - off)); this.len = len; }
-    if (len < ETH_HLEN) { this.etype = 0; this.l3 = off; this.l3len = 0; this.pktlen = 0; return; }
+    if (off < 0 || len < 0 || off + len > u8.length) {
+      if (off < 0 || off > u8.length) { off = 0; len = 0; this.off = 0; }
+      len = Math.max(0, Math.min(len, u8.length - off)); this.len = len;
+    }
+    if (len < ETH_HLEN) { this.etype = 0; this.l3 = off; this.l3len = 0; this.notIp(0); return; }
     const etype = (u8[off + 12] << 8) | u8[off + 13];
     this.etype = etype;
     const l3 = off + ETH_HLEN;
     const avail = len - ETH_HLEN;
-    this.l3 = l3; this.l3len = avail; this.pktlen = avail;
+    this.l3 = l3; this.l3len = avail;
     if (etype === ETHERTYPE_IP && avail >= 20 && (u8[l3] >> 4) === 4) this.decode4(u8, l3, avail);
     else if (etype === ETHERTYPE_IPV6 && avail >= 40 && (u8[l3] >> 4) === 6) this.decode6(u8, l3, avail);
+    else this.notIp(avail);
+  }
+
+  /** The IP-level fields of a frame that is not IP. */
+  private notIp(pktlen: number): void {
+    this.ipVersion = 0; this.proto = 0; this.hlen = 0; this.fragOffset = 0; this.moreFrags = false;
+    this.src4 = 0; this.dst4 = 0; this.ipLen = 0; this.ttl = 0; this.tos = 0; this.ipId = 0; this.flow6 = 0; this.ext6 = 0;
+    this.pktlen = pktlen;
   }
 
   private decode4(u8: Uint8Array, l3: number, avail: number): void {
-    this.ipVersion = 4;
+    this.ipVersion = 4; this.flow6 = 0; this.ext6 = 0;
     const hlen = (u8[l3] & 0x0f) << 2;
     this.hlen = hlen;
     this.tos = u8[l3 + 1];
@@ -162,7 +171,8 @@ export class PacketInfo {
   }
 
   private decode6(u8: Uint8Array, l3: number, avail: number): void {
-    this.ipVersion = 6;
+    this.ipVersion = 6; this.src4 = 0; this.dst4 = 0; this.ipLen = 0; this.ipId = 0;
+    this.fragOffset = 0; this.moreFrags = false; this.ext6 = 0;
     const w0 = ((u8[l3] << 24) | (u8[l3 + 1] << 16) | (u8[l3 + 2] << 8) | u8[l3 + 3]) >>> 0;
     this.tos = (w0 >>> 20) & 0xff;
     this.flow6 = w0 & 0xfffff;

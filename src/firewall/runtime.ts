@@ -214,6 +214,10 @@ export class Runtime {
   private rng: number;
   arg = 0;
   ruleIndex = -1;
+  /** Compiled code: the pc and tablearg handed from one chunk function to the next, and the jumps taken. */
+  pc = 0;
+  ta = 0;
+  guard = 0;
 
   constructor(prep: Prepared, shared: SharedState, ifaces: Interfaces, seed: number) {
     this.prep = prep;
@@ -246,6 +250,12 @@ export class Runtime {
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
     this.rng = x;
     return (x >>> 0) / 4294967296;
+  }
+
+  /** `log`: counts the logged packet against logamount (nothing is printed; see README-eval.md). */
+  log(i: number): void {
+    const r = this.prep.rules[i].rule;
+    this.counters.logOne(this.prep.slots[i], r.logAmount > 0 ? r.logAmount : this.settings.verboseLimit);
   }
 
   count(i: number): void {

@@ -216,6 +216,13 @@ export interface DynStateView {
 
 export interface DynStats { count: number; capacity: number; full: number; limitDrops: number }
 
+function endpointHash(addr: number, port: number): number {
+  let h = Math.imul(addr ^ 0x9e3779b9, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h ^ (port * 0x10001), 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
 function fmt4(a: number): string { return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`; }
 
 /** RFC 5952 text of an IPv6 address given as 4 words. */
@@ -243,6 +250,7 @@ export function formatIp6(w: ArrayLike<number>): string {
 export class DynTable {
   readonly capacity: number;
   readonly buckets: number;
+  private readonly bucketBits: number;
   private readonly hdr: Int32Array;
   private readonly stats: Float64Array;
   private readonly names: Uint8Array;
@@ -269,6 +277,7 @@ export class DynTable {
     if (byteOffset + byteLength > buffer.byteLength) fail('EINVAL', 'state table region runs past the buffer');
     this.capacity = capacity;
     this.buckets = DynTable.bucketsFor(capacity);
+    this.bucketBits = Math.log2(this.buckets);
     let at = byteOffset;
     this.hdr = new Int32Array(buffer, at, H_WORDS); at += 64;
     this.stats = new Float64Array(buffer, at, 2); at += 16;
@@ -311,14 +320,19 @@ export class DynTable {
     return Buffer.from(this.names.subarray(at + 1, at + 1 + this.names[at])).toString('utf8');
   }
 
+  /**
+   * Bucket of a packet's flow, the same for both directions: each endpoint (address, port) is
+   * mixed on its own and the two are added (commutative). ipfw XORs addresses and ports
+   * together, which puts flows whose address and port grow together in one bucket.
+   */
   private hashPacket(p: PacketInfo): number {
-    let h: number;
-    if (p.ipVersion === 6) h = p.src6[2] ^ p.src6[3] ^ p.dst6[2] ^ p.dst6[3] ^ p.src6[0] ^ p.dst6[0];
-    else h = p.src4 ^ p.dst4;
-    h ^= p.srcPort ^ p.dstPort ^ (p.proto << 16);
-    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-    return ((h ^ (h >>> 16)) >>> 0) & (this.buckets - 1);
+    let a: number, b: number;
+    if (p.ipVersion === 6) {
+      a = p.src6[0] ^ p.src6[1] ^ p.src6[2] ^ p.src6[3];
+      b = p.dst6[0] ^ p.dst6[1] ^ p.dst6[2] ^ p.dst6[3];
+    } else { a = p.src4; b = p.dst4; }
+    const h = (endpointHash(a, p.srcPort) + endpointHash(b, p.dstPort) + p.proto) | 0;
+    return (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0) >>> (32 - this.bucketBits);
   }
 
   /** Compares entry `e` (word base) with the packet: 1 forward, 0 reverse, -1 no. */

@@ -296,6 +296,22 @@ for (const compiled of [false, true]) {
     assert.ok(denied > 850 && denied < 1150, `prob 0.5 denied ${denied} of 2000`);
   });
 
+  test(`${mode}: tablearg survives skipto and call (ipfw re-enters its inner loop), not a fall-through`, () => {
+    const cfg = config([
+      rule(100, 'skipto', 300, [c({ op: 'table', dir: 'dst', table: 'T', value: null })]),
+      rule(200, 'deny', 0, []),
+      rule(300, 'pipe', 0, [c({ op: 'proto', proto: 17 })], { tablearg: true }),
+      rule(400, 'queue', 0, [], { tablearg: true }),
+    ], { tables: [{ name: 'T', type: 'addr', entries: [{ key: '198.18.1.0/24', value: 77 }] }] });
+    for (const chunkRules of [undefined, 1, 2]) {
+      const { ev } = build(cfg, compiled, { chunkRules });
+      assert.equal(verdict(ev, ip4(A, B, udp(1, 2))), V_PIPE);
+      assert.equal(ev.arg, 77, 'the value found by rule 100 reaches rule 300 through the skipto');
+      assert.equal(verdict(ev, ip4(A, B, tcp(1, 2))), 5);
+      assert.equal(ev.arg, 0, 'falling from 300 to 400 resets tablearg');
+    }
+  });
+
   test(`${mode}: setdscp rewrites DSCP, keeps ECN, fixes the IPv4 checksum, and goes on`, () => {
     const cfg = config([rule(100, 'setdscp', 46, []), rule(200, 'deny', 0, [c({ op: 'dscp', codes: [46] })])]);
     const { ev, shared } = build(cfg, compiled);

@@ -176,3 +176,24 @@ test('the dynamic table is usable at any 8-aligned offset and rejects a foreign 
   assert.throws(() => new DynTable(sab, 64, bytes, 8 /* different capacity over the same region */), /holds something else|needs/);
   assert.throws(() => new DynTable(sab, 4, bytes, 16), /8-byte boundary/);
 });
+
+test('a state-table lock held by a dead thread is taken over', () => {
+  const cfg = config([
+    rule(100, 'check-state', 0, []),
+    rule(200, 'allow', 0, [c({ op: 'proto', proto: 17 }), c({ op: 'probe-state', name: 'default' }), c({ op: 'keep-state', name: 'default', record: false })]),
+    rule(300, 'deny', 0, []),
+  ]);
+  const bytes = DynTable.bytesNeeded(16);
+  const sab = new SharedArrayBuffer(8 + bytes);
+  const dyn = new DynTable(sab, 8, bytes, 16);
+  const shared = makeShared(16);
+  const { ev } = build(cfg, true, { shared: { ...shared, dyn } });
+  // The lock word is the table's second header word; a thread id no process has is "dead".
+  const lockWord = new Int32Array(sab, 8, 2);
+  Atomics.store(lockWord, 1, 0x3ffffff0);
+  const t0 = Date.now();
+  assert.equal(verdict(ev, ip4(A, B, { kind: 'udp', sport: 1, dport: 2 })), V_PASS);
+  assert.ok(Date.now() - t0 < 2000, 'taken over promptly');
+  assert.equal(Atomics.load(lockWord, 1), 0, 'released after use');
+  assert.equal(dyn.list(1_000_000).length, 1);
+});

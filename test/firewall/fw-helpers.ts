@@ -160,9 +160,9 @@ export class Names implements Interfaces {
 
 export interface Fw { ev: Evaluator; shared: SharedState; cfg: FirewallConfig }
 
-export function build(cfg: FirewallConfig, compiled: boolean, o: { shared?: SharedState; ifaces?: Interfaces; seed?: number } = {}): Fw {
+export function build(cfg: FirewallConfig, compiled: boolean, o: { shared?: SharedState; ifaces?: Interfaces; seed?: number; chunkRules?: number } = {}): Fw {
   const shared = o.shared ?? makeShared();
-  const ev = buildEvaluator(cfg, shared, o.ifaces ?? new Names(['veth0', 'veth1', 'valeA:p0']), { compiled, seed: o.seed ?? 1 });
+  const ev = buildEvaluator(cfg, shared, o.ifaces ?? new Names(['veth0', 'veth1', 'valeA:p0']), { compiled, seed: o.seed ?? 1, chunkRules: o.chunkRules });
   return { ev, shared, cfg };
 }
 

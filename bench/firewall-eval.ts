@@ -1,0 +1,81 @@
+/**
+ * Firewall evaluation micro-benchmark (JSON lines): ns per packet and Mpps of Evaluator.check on
+ * 60-byte frames already in memory (no I/O), compiled against interpreted, for the issue's cases:
+ *  - 1 rule `allow ip from any to any`;
+ *  - 100 non-matching rules, then allow;
+ *  - a table of 100k addresses (`allow ip from table(big) to any`, half the packets in it);
+ *  - keep-state with 10k flows (check-state; allow udp ... keep-state), states installed first.
+ * There is no reference tool to run side by side for the evaluator alone (netmap-ipfw's figures
+ * include its I/O); the end-to-end comparison is the kipfw benchmark's.
+ * Environment: FW_BENCH_MS (time per measurement, default 1000).
+ */
+import { c, rule, config, build, ip4, makeShared } from '../test/firewall/fw-helpers.js';
+import type { FirewallConfig } from '../src/firewall/rule.js';
+
+const MS = Number(process.env.FW_BENCH_MS ?? 1000);
+const STRIDE = 2048;
+
+function emit(bench: string, metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ bench, metric, value: Number(value.toFixed(3)), unit, ...extra }));
+}
+
+function fmt4(a: number): string { return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`; }
+
+/** `count` 60-byte UDP frames (46-byte IPv4 datagram, padded), flow i from 198.18.x.y port 1024+i. */
+function frames(count: number, srcOf: (i: number) => number): { u8: Uint8Array; len: number; count: number } {
+  const u8 = new Uint8Array(count * STRIDE);
+  let len = 0;
+  for (let i = 0; i < count; i++) {
+    const f = ip4(fmt4(srcOf(i)), '198.19.0.1', { kind: 'udp', sport: 1024 + (i % 60000), dport: 9, payload: 18 });
+    u8.set(f, i * STRIDE);
+    len = f.length;
+  }
+  return { u8, len, count };
+}
+
+function measure(cfg: FirewallConfig, compiled: boolean, pk: ReturnType<typeof frames>, capacity = 1024): { ns: number; verdicts: number[] } {
+  const { ev } = build(cfg, compiled, { shared: makeShared(capacity, 2), seed: 3 });
+  const { u8, len, count } = pk;
+  const verdicts = [0, 0, 0, 0, 0, 0];
+  let now = 1_000_000;
+  // Warm-up (and installs the states of keep-state rulesets).
+  for (let i = 0; i < Math.max(count, 200_000); i++) ev.check(u8, (i % count) * STRIDE, len, true, 0, -1, now);
+  let n = 0;
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + MS;
+  while (Date.now() < deadline) {
+    now += 1;
+    for (let b = 0; b < 4096; b++, n++) verdicts[ev.check(u8, (n % count) * STRIDE, len, true, 0, -1, now)]++;
+  }
+  const ns = Number(process.hrtime.bigint() - t0) / n;
+  return { ns, verdicts };
+}
+
+function run(name: string, cfg: FirewallConfig, pk: ReturnType<typeof frames>, capacity?: number): void {
+  for (const compiled of [true, false]) {
+    const { ns, verdicts } = measure(cfg, compiled, pk, capacity);
+    emit('firewall-eval', `${name} ${compiled ? 'compiled' : 'interpreted'}`, ns, 'ns/packet', { mpps: Number((1000 / ns).toFixed(2)), pass: verdicts[0], deny: verdicts[1] });
+  }
+}
+
+const base = 0xc6120000; // 198.18.0.0
+const pk1k = frames(1024, (i) => base + i);
+run('1 rule allow ip from any to any', config([rule(100, 'allow', 0, [])], { defaultAccept: false }), pk1k);
+
+const nonMatching = Array.from({ length: 100 }, (_, i) => rule(100 + i, 'deny', 0, [
+  c({ op: 'proto', proto: 6 }),
+  c({ op: 'ip-addr', dir: 'src', list: [{ addr: (0x0a000000 | (i << 8)) >>> 0, mask: 0xffffff00 }] }),
+  c({ op: 'ports', dir: 'dst', ranges: [[22, 22]] }),
+]));
+run('100 non-matching rules then allow', config([...nonMatching, rule(1000, 'allow', 0, [])], { defaultAccept: false }), pk1k);
+
+const entries = Array.from({ length: 100_000 }, (_, i) => ({ key: fmt4(base + 2 * i), value: 0 }));
+const tableCfg = config([rule(100, 'allow', 0, [c({ op: 'table', dir: 'src', table: 'big', value: null })])],
+  { defaultAccept: false, tables: [{ name: 'big', type: 'addr', entries }] });
+run('table of 100k addresses', tableCfg, frames(4096, (i) => base + ((i * 7919) % 200_000)));
+
+const stateCfg = config([
+  rule(100, 'check-state', 0, []),
+  rule(200, 'allow', 0, [c({ op: 'proto', proto: 17 }), c({ op: 'probe-state', name: 'default' }), c({ op: 'keep-state', name: 'default', record: false })]),
+], { defaultAccept: false, settings: { dynMax: 16384, dynUdpLifetime: 3600 } });
+run('keep-state with 10k flows', stateCfg, frames(10_000, (i) => base + i), 16384);
