@@ -500,7 +500,8 @@ export class Engine {
     si.id = this.nextInstanceId++;
     if (s.hasMask) si.fid.setMasked(key, s.mask); else si.fid.clear();
     si.hashNext = null; si.queues = null; si.main = null;
-    si.credit = 0; si.schedTime = now; si.idleTime = now; si.active = false; si.serveAt = 0;
+    // A new instance has been idle "forever" (FreeBSD zeroes idle_time), so burst applies in full.
+    si.credit = 0; si.schedTime = now; si.idleTime = -Infinity; si.active = false; si.serveAt = 0;
     si.dlHead = si.dlTail = -1; si.heapIndex = -1; si.eventKey = Infinity;
     si.totPkts = 0; si.totBytes = 0; si.length = 0; si.lenBytes = 0; si.drops = 0; si.lastUse = now;
     si.V = 0; si.wsum = 0; si.epoch = 1;
@@ -698,12 +699,12 @@ export class Engine {
   /** WF2Q+ (and QFQ's timestamps): a queue becomes backlogged. */
   private wfActivate(si: Instance, q: FlowQueue, qfq: boolean): void {
     if (q.epoch !== si.epoch) { q.F = 0; q.epoch = si.epoch; }
-    let S = q.F > si.V ? q.F : si.V;
-    if (qfq) S = Math.floor(S / q.slot) * q.slot;
-    q.S = S;
-    q.F = S + this.pLen[q.head]! / q.weight;
+    q.S = q.F > si.V ? q.F : si.V;
+    q.F = q.S + this.pLen[q.head]! / q.weight;
     si.wsum += q.weight;
-    if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
+    // QFQ tests eligibility on the start time rounded down to the class's group grain.
+    const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
+    if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
   }
 
   private wfDequeue(si: Instance, now: number, qfq: boolean): number {
@@ -720,11 +721,10 @@ export class Engine {
     const p = this.dnDequeue(q, now);
     si.V += this.pLen[p]! / si.wsum;
     if (q.head >= 0) {
-      let S = q.F;
-      if (qfq) S = Math.floor(S / q.slot) * q.slot;
-      q.S = S;
+      q.S = q.F;
       q.F = q.S + this.pLen[q.head]! / q.weight;
-      if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
+      const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
+      if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
     } else {
       si.wsum -= q.weight;
       if (si.wsum <= 0) {
