@@ -177,10 +177,17 @@ test('profile FILE: parsed, sorted, interpolated into samples; listed with its l
 
 test('fq_codel parameters, sched type names case-insensitive', () => {
   const d = new Dummynet();
-  assert.equal(run(d, 'sched 1 config type FQ_Codel target 10ms interval 200ms quantum 1000 limit 500 flows 64 ecn').status, 0);
+  assert.equal(run(d, 'sched 1 config type FQ_Codel target 2500us interval 0.2s quantum 1000 limit 500 flows 64 noecn').status, 0);
   const out = run(d, 'sched 1 show').stdout;
-  assert.match(out, / sched 1 type FQ_CODEL flags 0x0 0 buckets 0 active\n FQ_CODEL target 10ms interval 200ms quantum 1000 limit 500 flows 64 ECN\n/);
+  assert.match(out, / sched 1 type FQ_CODEL flags 0x0 0 buckets 0 active\n FQ_CODEL target 2.5ms interval 200ms quantum 1000 limit 500 flows 64 NoECN\n/);
+  // Defaults, ECN on; a bare time is milliseconds; 2 s prints as FreeBSD's "2fs".
+  run(d, 'sched 1 config type fq_codel interval 2000');
+  assert.match(run(d, 'sched 1 show').stdout, / FQ_CODEL target 5ms interval 2fs quantum 1514 limit 10240 flows 1024 ECN\n/);
   assert.equal(run(d, 'sched 1 config type fq_codel limit 99999').stderr, 'Clamp fq_codel limit to 20480 (was 99999)\n');
+  const odd = run(d, 'sched 1 config type fq_codel bogus');
+  assert.deepEqual([odd.status, odd.stdout], [0, 'bogus is Invalid parameter\n']);
+  const bad = run(d, 'sched 1 config type fq_codel target soon');
+  assert.deepEqual([bad.status, bad.stderr], [65, 'ipfw: target needs time\n\n']);
 });
 
 test('configJSON/loadConfig round-trip reproduces the listing; delete and flush', () => {

@@ -75,7 +75,10 @@ export class Dummynet {
           const notices: string[] = [];
           this.conf.configure(kind, rest, notices);
           this.apply();
-          if (notices.length) res.stderr += notices.map((n) => `${n}\n`).join('');
+          // fq_codel's unknown parameters are printed on stdout by ipfw; the kernel's notices go to stderr.
+          for (const n of notices) {
+            if (n.endsWith(' is Invalid parameter')) res.stdout += `${n}\n`; else res.stderr += `${n}\n`;
+          }
           break;
         }
         case 'delete': {
