@@ -201,3 +201,54 @@ test('a queue whose pipe is deleted refuses packets; re-creating the pipe re-att
   d.command(['pipe', '1', 'config', 'bw', '1Mbit/s']);
   assert.equal(d.enqueue('queue', 4, 1, 100, key, 0, 0), 0);
 });
+
+test('RED drops early and keeps the average queue below max_th; with ecn and a marker it marks instead', () => {
+  const offered = (d: Dummynet) => simulate(d, cbr('pipe', 1, 1.5e6, 1000, 0, 6 * S, v4key(17, A, 1, B, 2), 1, rng(3)), 7 * S);
+  const red = offered(dn(['pipe 1 config bw 1Mbit/s queue 50 red 0.02/5/15/0.1']));
+  const redDrops = [...red.refused.values()].filter((c) => c === DROP.RED).length;
+  let maxDelay = 0;
+  for (const o of red.outputs) maxDelay = Math.max(maxDelay, o.t - red.enqueueTime[o.handle]!);
+  const tail = offered(dn(['pipe 1 config bw 1Mbit/s queue 50']));
+  let tailDelay = 0;
+  for (const o of tail.outputs) tailDelay = Math.max(tailDelay, o.t - tail.enqueueTime[o.handle]!);
+  console.log(`RED: ${redDrops} early drops, max delay ${(maxDelay / MS).toFixed(0)} ms (droptail ${(tailDelay / MS).toFixed(0)} ms)`);
+  assert.ok(redDrops > 100, `RED drops ${redDrops}`);
+  assert.ok(maxDelay < 0.6 * tailDelay, 'RED keeps the queue shorter than droptail');
+  assert.ok(Math.abs(rateOf(red, 1, 1 * S, 6 * S) - 1e6) / 1e6 < 0.03, 'RED still fills the link');
+  const ecn = dn(['pipe 1 config bw 1Mbit/s queue 50 red 0.02/5/15/0.1 ecn']);
+  let marked = 0;
+  ecn.setEcnMarker(() => { marked++; return true; });
+  const e = offered(ecn);
+  assert.equal([...e.refused.values()].filter((c) => c === DROP.RED).length, 0);
+  assert.ok(marked > 100, `marked ${marked}`);
+  assert.match(ecn.command(['pipe', 'show']).stdout, /\n\t  RED w_q 0\.019989 min_th 5 max_th 15 max_p 0\.099991 \(ecn\)\n/);
+});
+
+test('profile: extra airtime slows the link, packets past loss-level are lost after using it', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'dn-prof-'));
+  try {
+    writeFileSync(join(dir, 'p'), 'name half\nsamples 100\nloss-level 0.5\ndelay prob\n5 0\n5 1\n');
+    const d = dn([`pipe 1 config bw 1Mbit/s profile ${join(dir, 'p')}`], { seed: 4 });
+    const arr: Arrival[] = [];
+    for (let i = 0; i < 40; i++) arr.push({ t: 0, kind: 'pipe', n: 1, len: 1000, key: v4key(17, A, 1, B, 2), tag: 1 });
+    const res = simulate(d, arr, 10 * S);
+    assert.equal(res.outputs.length, 40);
+    // 8 ms of transmission + 5 ms of extra airtime per packet.
+    const times = res.outputs.map((o) => o.t);
+    for (let i = 1; i < times.length; i++) assert.ok(Math.abs(times[i]! - times[i - 1]! - 13 * MS) < 1, `spacing ${times[i]! - times[i - 1]!}`);
+    const lost = res.outputs.filter((o) => o.rule === -1).length;
+    assert.ok(lost >= 10 && lost <= 30, `lost ${lost} of 40 at loss-level 0.5`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('io_fast: an idle pipe gives a lone packet one tick of credit, so it leaves without waiting for its transmission', () => {
+  const d = dn(['pipe 1 config bw 10Mbit/s delay 5']);
+  d.settings.ioFast = true;
+  const res = simulate(d, [{ t: 1000, kind: 'pipe', n: 1, len: 1000, key: v4key(17, A, 1, B, 2), tag: 1 }], S);
+  assert.equal(res.outputs[0]!.t, 1000 + 5 * MS);
+});
