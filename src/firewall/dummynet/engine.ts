@@ -299,6 +299,7 @@ export class Engine {
   private nextInstanceId = 1;
   // Event heap of instances keyed by their next event.
   private heap: Array<Instance | null>;
+  private heapKeys = new Float64Array(64);
   private heapSize = 0;
   private lastGc = -Infinity;
   private readonly gcIntervalNs: number;
@@ -565,7 +566,7 @@ export class Engine {
     const si = this.findInstance(s, key, now);
     if (!si) { this.tableFull++; return this.refuse(DROP.TABLE_FULL); }
     // Events of this instance that are due happen before this arrival.
-    if (si.active && si.serveAt <= now) this.advance(si, now);
+    if (si.active && si.serveAt <= now) { this.advance(si, now); this.heapUpdate(si); }
     si.lastUse = now;
     let q: FlowQueue;
     const type = s.typeCode;
@@ -621,6 +622,7 @@ export class Engine {
       }
     }
     this.serve(si, now);
+    this.heapUpdate(si);
     return 0;
   }
 
@@ -970,7 +972,7 @@ export class Engine {
       si.active = true;
       si.serveAt = now + t;
     }
-    this.heapUpdate(si);
+    // The caller updates the event heap once, after possibly several serves.
   }
 
   /** Processes this instance's link events due by `now`, each at its own time. */
@@ -986,7 +988,7 @@ export class Engine {
 
   nextEventNs(): number {
     if (this.graveHead >= 0) return 0;
-    return this.heapSize > 0 ? this.heap[0]!.eventKey : Infinity;
+    return this.heapSize > 0 ? this.heapKeys[0]! : Infinity;
   }
 
   dequeueDue(now: number, handles: Int32Array, rules: Int32Array): number {
@@ -1000,8 +1002,8 @@ export class Engine {
       this.freePacket(p);
     }
     while (n < cap && this.heapSize > 0) {
+      if (this.heapKeys[0]! > now) break;
       const si = this.heap[0]!;
-      if (si.eventKey > now) break;
       if (si.active && si.serveAt <= now) this.advance(si, now);
       while (si.dlHead >= 0 && n < cap) {
         const p = si.dlHead;
@@ -1095,53 +1097,61 @@ export class Engine {
     if (si.dlHead >= 0) { const o = this.pOut[si.dlHead]!; if (o < key) key = o; }
     si.eventKey = key;
     if (key === Infinity) { this.heapRemove(si); return; }
-    if (si.heapIndex < 0) {
-      if (this.heapSize === this.heap.length) for (let i = 0, n = this.heap.length; i < n; i++) this.heap.push(null);
-      si.heapIndex = this.heapSize;
-      this.heap[this.heapSize++] = si;
+    let i = si.heapIndex;
+    if (i < 0) {
+      if (this.heapSize === this.heap.length) {
+        for (let k = 0, n = this.heap.length; k < n; k++) this.heap.push(null);
+        const keys = new Float64Array(this.heap.length);
+        keys.set(this.heapKeys);
+        this.heapKeys = keys;
+      }
+      i = this.heapSize++;
     }
-    this.siftUp(si.heapIndex);
-    this.siftDown(si.heapIndex);
+    // Keys live in a typed array beside the instances so sifting does not chase pointers.
+    if (i > 0 && this.heapKeys[(i - 1) >> 1]! > key) this.siftUp(i, si, key);
+    else this.siftDown(i, si, key);
   }
 
   private heapRemove(si: Instance): void {
     const i = si.heapIndex;
     if (i < 0) return;
     si.heapIndex = -1;
-    const last = this.heap[--this.heapSize]!;
-    this.heap[this.heapSize] = null;
+    const n = --this.heapSize;
+    const last = this.heap[n]!;
+    const lastKey = this.heapKeys[n]!;
+    this.heap[n] = null;
     if (last === si) return;
-    this.heap[i] = last;
-    last.heapIndex = i;
-    this.siftUp(i);
-    this.siftDown(last.heapIndex);
+    if (i > 0 && this.heapKeys[(i - 1) >> 1]! > lastKey) this.siftUp(i, last, lastKey);
+    else this.siftDown(i, last, lastKey);
   }
 
-  private siftUp(i: number): void {
-    const h = this.heap;
-    const x = h[i]!;
+  /** Moves x (key k) up from the hole at i. */
+  private siftUp(i: number, x: Instance, k: number): void {
+    const h = this.heap, keys = this.heapKeys;
     while (i > 0) {
       const pi = (i - 1) >> 1;
+      const pk = keys[pi]!;
+      if (pk <= k) break;
       const p = h[pi]!;
-      if (p.eventKey <= x.eventKey) break;
-      h[i] = p; p.heapIndex = i; i = pi;
+      h[i] = p; keys[i] = pk; p.heapIndex = i; i = pi;
     }
-    h[i] = x; x.heapIndex = i;
+    h[i] = x; keys[i] = k; x.heapIndex = i;
   }
 
-  private siftDown(i: number): void {
-    const h = this.heap;
+  /** Moves x (key k) down from the hole at i. */
+  private siftDown(i: number, x: Instance, k: number): void {
+    const h = this.heap, keys = this.heapKeys;
     const n = this.heapSize;
-    const x = h[i]!;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
-      if (c + 1 < n && h[c + 1]!.eventKey < h[c]!.eventKey) c++;
+      let ck = keys[c]!;
+      if (c + 1 < n && keys[c + 1]! < ck) { c++; ck = keys[c]!; }
+      if (ck >= k) break;
       const cc = h[c]!;
-      if (cc.eventKey >= x.eventKey) break;
-      h[i] = cc; cc.heapIndex = i; i = c;
+      h[i] = cc; keys[i] = ck; cc.heapIndex = i; i = c;
     }
-    h[i] = x; x.heapIndex = i;
+    h[i] = x; keys[i] = k; x.heapIndex = i;
   }
 
   // ---- listing ---------------------------------------------------------------------------
