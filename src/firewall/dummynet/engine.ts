@@ -209,7 +209,9 @@ export class RtSched {
     this.lossLevel = conf.profile ? conf.profile.lossLevel : 0;
     this.hasMask = conf.hasMask;
     this.mask = maskFromJSON(conf.mask);
-    let size = 64;
+    // Our table size is at least 1024 whatever `buckets` says (that value is shown as configured):
+    // chains stay short with many dynamic instances.
+    let size = 1024;
     while (size < conf.buckets && size < 65536) size *= 2;
     this.table = new Array<Instance | null>(conf.hasMask ? size : 1).fill(null);
     this.tableMask = this.table.length - 1;
@@ -242,7 +244,7 @@ export class RtFlowset {
     this.plr = conf.plr / PLR_ONE;
     this.hasMask = conf.hasMask;
     this.mask = maskFromJSON(conf.mask);
-    let size = 64;
+    let size = conf.hasMask ? 1024 : 64;
     while (size < conf.buckets && size < 65536) size *= 2;
     this.table = new Array<FlowQueue | null>(size).fill(null);
     this.tableMask = size - 1;
@@ -527,8 +529,8 @@ export class Engine {
       s.single = si;
       return si;
     }
-    const h = maskedFlowHash(key, s.mask);
-    const b = h & s.tableMask;
+    // FreeBSD's hash (the listing's BKT) spreads consecutive addresses poorly; mix it for our index.
+    const b = (Math.imul(maskedFlowHash(key, s.mask), 0x9e3779b1) >>> 16) & s.tableMask;
     for (let si = s.table[b] ?? null; si; si = si.hashNext) if (si.fid.equalsMasked(key, s.mask)) return si;
     let si = this.newInstance(s, key, now);
     if (!si) { this.collect(now, true); si = this.newInstance(s, key, now); }
@@ -540,8 +542,7 @@ export class Engine {
   }
 
   private findQueue(fs: RtFlowset, si: Instance, key: FlowKey, now: number): FlowQueue | null {
-    const h = (maskedFlowHash(key, fs.mask) ^ Math.imul(si.id, 0x9e3779b1)) >>> 0;
-    const b = h & fs.tableMask;
+    const b = (Math.imul(maskedFlowHash(key, fs.mask) ^ Math.imul(si.id, 0x85ebca6b), 0x9e3779b1) >>> 16) & fs.tableMask;
     for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.mask)) return q;
     let q = this.newQueue(fs, si, now);
     if (!q) { this.collect(now, true); q = this.newQueue(fs, si, now); }
