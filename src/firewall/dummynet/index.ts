@@ -11,7 +11,7 @@ import { Engine, DROP, DROP_NAMES } from './engine.js';
 import { FlowKey } from './flowkey.js';
 import { showText } from './show.js';
 
-export { FlowKey } from './flowkey.js';
+export { FlowKey, flowKeyFromFrame } from './flowkey.js';
 export { DROP, DROP_NAMES } from './engine.js';
 export { sleepUntilNs, nowNs, DEFAULT_BUSY_WAIT_NS } from './timing.js';
 export { DN_MAX_ID } from './config.js';
