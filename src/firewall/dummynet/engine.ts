@@ -300,6 +300,12 @@ export class Engine {
   private freeQueues: FlowQueue[] = [];
   private nextInstanceId = 1;
   // Event heap of instances keyed by their next event.
+  /**
+   * The time being processed (an arrival, a dequeueDue call, or a link event inside advance).
+   * Kept in a field rather than passed around: a float argument to a call V8 does not inline is
+   * boxed, i.e. allocated, and this path must not allocate per packet.
+   */
+  private now = 0.5;
   private heap: Array<Instance | null>;
   private heapKeys = new Float64Array(64);
   private heapSize = 0;
@@ -475,7 +481,8 @@ export class Engine {
     }
   }
 
-  private newQueue(fs: RtFlowset | null, si: Instance, now: number): FlowQueue | null {
+  private newQueue(fs: RtFlowset | null, si: Instance): FlowQueue | null {
+    const now = this.now;
     if (this.queueCount >= this.maxQueues) return null;
     const q = this.freeQueues.pop() ?? new FlowQueue();
     this.queueCount++;
@@ -495,7 +502,8 @@ export class Engine {
     return q;
   }
 
-  private newInstance(s: RtSched, key: FlowKey, now: number): Instance | null {
+  private newInstance(s: RtSched, key: FlowKey): Instance | null {
+    const now = this.now;
     if (this.instanceCount >= this.maxInstances) return null;
     const si = this.freeInstances.pop() ?? new Instance();
     this.instanceCount++;
@@ -512,7 +520,7 @@ export class Engine {
     si.fq = null;
     if (s.typeCode === T_FIFO || s.typeCode === T_FQCODEL) {
       const fs = s.fsList[0] ?? null;
-      const m = this.newQueue(fs, si, now);
+      const m = this.newQueue(fs, si);
       if (!m) { this.instanceCount--; si.sched = null; this.freeInstances.push(si); return null; }
       si.main = m;
       if (s.hasMask) m.fid.copyFrom(si.fid); else m.fid.clear();
@@ -522,18 +530,18 @@ export class Engine {
     return si;
   }
 
-  private findInstance(s: RtSched, key: FlowKey, now: number): Instance | null {
+  private findInstance(s: RtSched, key: FlowKey): Instance | null {
     if (!s.hasMask) {
       if (s.single) return s.single;
-      const si = this.newInstance(s, key, now);
+      const si = this.newInstance(s, key);
       s.single = si;
       return si;
     }
     // FreeBSD's hash (the listing's BKT) spreads consecutive addresses poorly; mix it for our index.
     const b = (Math.imul(maskedFlowHash(key, s.mask), 0x9e3779b1) >>> 16) & s.tableMask;
     for (let si = s.table[b] ?? null; si; si = si.hashNext) if (si.fid.equalsMasked(key, s.mask)) return si;
-    let si = this.newInstance(s, key, now);
-    if (!si) { this.collect(now, true); si = this.newInstance(s, key, now); }
+    let si = this.newInstance(s, key);
+    if (!si) { this.collect(this.now, true); si = this.newInstance(s, key); }
     if (!si) return null;
     si.bucket = b;
     si.hashNext = s.table[b] ?? null;
@@ -541,11 +549,11 @@ export class Engine {
     return si;
   }
 
-  private findQueue(fs: RtFlowset, si: Instance, key: FlowKey, now: number): FlowQueue | null {
+  private findQueue(fs: RtFlowset, si: Instance, key: FlowKey): FlowQueue | null {
     const b = (Math.imul(maskedFlowHash(key, fs.mask) ^ Math.imul(si.id, 0x85ebca6b), 0x9e3779b1) >>> 16) & fs.tableMask;
     for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.mask)) return q;
-    let q = this.newQueue(fs, si, now);
-    if (!q) { this.collect(now, true); q = this.newQueue(fs, si, now); }
+    let q = this.newQueue(fs, si);
+    if (!q) { this.collect(this.now, true); q = this.newQueue(fs, si); }
     if (!q) return null;
     q.fid.setMasked(key, fs.mask);
     q.bucket = b;
@@ -560,21 +568,22 @@ export class Engine {
   // ---- per packet ------------------------------------------------------------------------
 
   enqueue(fsNr: number, handle: number, len: number, key: FlowKey, ruleIndex: number, now: number): number {
+    this.now = now;
     const fs = fsNr >= 0 && fsNr < this.fsTable.length ? this.fsTable[fsNr] : null;
     if (!fs) return this.refuse(DROP.NO_SUCH_FLOWSET);
     const s = fs.sched;
     if (!s) return this.refuse(DROP.NO_SCHEDULER);
-    const si = this.findInstance(s, key, now);
+    const si = this.findInstance(s, key);
     if (!si) { this.tableFull++; return this.refuse(DROP.TABLE_FULL); }
     // Events of this instance that are due happen before this arrival.
-    if (si.active && si.serveAt <= now) { this.advance(si, now); this.heapUpdate(si); }
+    if (si.active && si.serveAt <= now) { this.advance(si); this.heapUpdate(si); }
     si.lastUse = now;
     let q: FlowQueue;
     const type = s.typeCode;
     if (type === T_FIFO || type === T_FQCODEL) {
       q = si.main!;
     } else {
-      const found = this.findQueue(fs, si, key, now);
+      const found = this.findQueue(fs, si, key);
       if (!found) { this.tableFull++; si.totPkts++; si.totBytes += len; si.drops++; return this.refuse(DROP.TABLE_FULL); }
       q = found;
       if (type === T_PRIO) {
@@ -595,7 +604,7 @@ export class Engine {
     this.waiting++;
     this.pHandle[p] = handle; this.pLen[p] = len; this.pRule[p] = ruleIndex; this.pNext[p] = -1;
     this.pEnq[p] = now; this.pDropAtOut[p] = 0; this.pOut[p] = 0;
-    const r = type === T_FQCODEL ? this.fqEnqueue(si, q, p, key, len, now) : this.dnEnqueue(fs, si, q, p, len, now);
+    const r = type === T_FQCODEL ? this.fqEnqueue(si, q, p, key, len) : this.dnEnqueue(fs, si, q, p, len);
     if (r !== 0) return this.refuse(r);
     this.enqueued++;
     switch (type) {
@@ -622,7 +631,7 @@ export class Engine {
         si.credit += idle < s.burstBits ? idle : s.burstBits;
       }
     }
-    this.serve(si, now);
+    this.serve(si);
     this.heapUpdate(si);
     return 0;
   }
@@ -633,12 +642,12 @@ export class Engine {
   }
 
   /** dn_enqueue: counters, then plr, RED, the queue limit; appends on success. */
-  private dnEnqueue(fs: RtFlowset, si: Instance, q: FlowQueue, p: number, len: number, now: number): number {
+  private dnEnqueue(fs: RtFlowset, si: Instance, q: FlowQueue, p: number, len: number): number {
     q.totPkts++; q.totBytes += len;
     si.totPkts++; si.totBytes += len;
     let code = 0;
     if (fs.plr > 0 && this.random() < fs.plr) code = DROP.PLR;
-    else if (fs.red && this.redDrops(fs, q, len, now)) {
+    else if (fs.red && this.redDrops(fs, q, len)) {
       if (!fs.redEcn || !this.ecnMark || !this.ecnMark(this.pHandle[p]!)) code = DROP.RED;
     }
     if (code === 0) {
@@ -657,7 +666,8 @@ export class Engine {
     return 0;
   }
 
-  private redDrops(fs: RtFlowset, q: FlowQueue, len: number, now: number): boolean {
+  private redDrops(fs: RtFlowset, q: FlowQueue, len: number): boolean {
+    const now = this.now;
     const qSize = fs.qBytes ? q.lenBytes : q.length;
     if (qSize !== 0) q.avg += (qSize - q.avg) * fs.wq;
     else if (q.avg !== 0) {
@@ -685,7 +695,8 @@ export class Engine {
   }
 
   /** Takes the head packet of a queue (dn_dequeue). */
-  private dnDequeue(q: FlowQueue, now: number): number {
+  private dnDequeue(q: FlowQueue): number {
+    const now = this.now;
     const p = q.head;
     q.head = this.pNext[p]!;
     if (q.head < 0) { q.tail = -1; q.qTime = now; }
@@ -710,7 +721,7 @@ export class Engine {
     if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
   }
 
-  private wfDequeue(si: Instance, now: number, qfq: boolean): number {
+  private wfDequeue(si: Instance, qfq: boolean): number {
     if (si.eligible.size === 0) {
       if (si.waiting.size === 0) return -1;
       const minS = si.waiting.topKey();
@@ -721,7 +732,7 @@ export class Engine {
       si.eligible.push(w.F, w);
     }
     const q = si.eligible.pop();
-    const p = this.dnDequeue(q, now);
+    const p = this.dnDequeue(q);
     si.V += this.pLen[p]! / si.wsum;
     if (q.head >= 0) {
       q.S = q.F;
@@ -747,7 +758,7 @@ export class Engine {
   }
 
   /** Deficit round robin as dn_sched_rr: a queue whose head does not fit its credit gets a quantum and goes last. */
-  private rrDequeue(si: Instance, now: number): number {
+  private rrDequeue(si: Instance): number {
     for (;;) {
       const q = si.rrHead;
       if (!q) return -1;
@@ -769,7 +780,7 @@ export class Engine {
         continue;
       }
       q.deficit -= len;
-      const p = this.dnDequeue(q, now);
+      const p = this.dnDequeue(q);
       if (q.head < 0) {
         si.rrHead = q.listNext;
         if (!si.rrHead) si.rrTail = null;
@@ -779,13 +790,13 @@ export class Engine {
     }
   }
 
-  private prioDequeue(si: Instance, now: number): number {
+  private prioDequeue(si: Instance): number {
     let prio: number;
     if (si.prioLo !== 0) prio = 31 - Math.clz32(si.prioLo & -si.prioLo);
     else if (si.prioHi !== 0) prio = 32 + 31 - Math.clz32(si.prioHi & -si.prioHi);
     else return -1;
     const q = si.prioQ[prio]!;
-    const p = this.dnDequeue(q, now);
+    const p = this.dnDequeue(q);
     if (q.head < 0) {
       si.prioQ[prio] = null;
       if (prio < 32) si.prioLo &= ~(1 << prio); else si.prioHi &= ~(1 << (prio - 32));
@@ -793,12 +804,12 @@ export class Engine {
     return p;
   }
 
-  private fqEnqueue(si: Instance, main: FlowQueue, p: number, key: FlowKey, len: number, now: number): number {
+  private fqEnqueue(si: Instance, main: FlowQueue, p: number, key: FlowKey, len: number): number {
     const s = si.sched!;
     const f = si.fq!;
     main.totPkts++; main.totBytes += len;
     si.totPkts++; si.totBytes += len;
-    const idx = (maskedFlowHash(key, ALL_MASK) * 2654435761 >>> 0) % f.n;
+    const idx = (Math.imul(maskedFlowHash(key, ALL_MASK), 0x9e3779b1) >>> 0) % f.n;
     if (f.tail[idx]! >= 0) this.pNext[f.tail[idx]!] = p; else f.head[idx] = p;
     f.tail[idx] = p;
     f.length[idx]!++; f.bytes[idx]! += len;
@@ -846,7 +857,8 @@ export class Engine {
   }
 
   /** CoDel's "should drop" on the packet just taken from flow idx. */
-  private codelOk(si: Instance, idx: number, p: number, now: number): boolean {
+  private codelOk(si: Instance, idx: number, p: number): boolean {
+    const now = this.now;
     const s = si.sched!;
     const f = si.fq!;
     const sojourn = now - this.pEnq[p]!;
@@ -856,12 +868,13 @@ export class Engine {
   }
 
   /** CoDel dequeue of one flow: may drop (to the graveyard) or mark packets, returns one or -1. */
-  private codelDequeue(si: Instance, main: FlowQueue, idx: number, now: number): number {
+  private codelDequeue(si: Instance, main: FlowQueue, idx: number): number {
+    const now = this.now;
     const s = si.sched!;
     const f = si.fq!;
     if (f.head[idx]! < 0) { f.firstAbove[idx] = 0; return -1; }
     let p = this.fqPop(si, main, idx);
-    let drop = this.codelOk(si, idx, p, now);
+    let drop = this.codelOk(si, idx, p);
     const interval = s.fqIntervalNs;
     const ecn = s.conf.fqCodel.ecn && this.ecnMark !== null;
     if (f.dropping[idx]) {
@@ -873,7 +886,7 @@ export class Engine {
         this.toGrave(p);
         if (f.head[idx]! < 0) { f.dropping[idx] = 0; return -1; }
         p = this.fqPop(si, main, idx);
-        drop = this.codelOk(si, idx, p, now);
+        drop = this.codelOk(si, idx, p);
         if (!drop) f.dropping[idx] = 0;
         else f.dropNext[idx] = f.dropNext[idx]! + interval / Math.sqrt(f.count[idx]!);
       }
@@ -893,7 +906,7 @@ export class Engine {
     return p;
   }
 
-  private fqDequeue(si: Instance, now: number): number {
+  private fqDequeue(si: Instance): number {
     const f = si.fq!;
     const main = si.main!;
     const quantum = si.sched!.conf.fqCodel.quantum;
@@ -911,7 +924,7 @@ export class Engine {
         this.fqListAppend(f, idx, false);
         continue;
       }
-      const p = this.codelDequeue(si, main, idx, now);
+      const p = this.codelDequeue(si, main, idx);
       if (p < 0) {
         if (fromNew && f.oldHead >= 0) this.fqListAppend(f, idx, false);
         else f.list[idx] = 0;
@@ -925,21 +938,22 @@ export class Engine {
     }
   }
 
-  private schedDequeue(si: Instance, now: number): number {
+  private schedDequeue(si: Instance): number {
     switch (si.sched!.typeCode) {
-      case T_FIFO: { const q = si.main!; return q.head >= 0 ? this.dnDequeue(q, now) : -1; }
-      case T_WF2Q: return this.wfDequeue(si, now, false);
-      case T_QFQ: return this.wfDequeue(si, now, true);
-      case T_RR: return this.rrDequeue(si, now);
-      case T_PRIO: return this.prioDequeue(si, now);
-      default: return this.fqDequeue(si, now);
+      case T_FIFO: { const q = si.main!; return q.head >= 0 ? this.dnDequeue(q) : -1; }
+      case T_WF2Q: return this.wfDequeue(si, false);
+      case T_QFQ: return this.wfDequeue(si, true);
+      case T_RR: return this.rrDequeue(si);
+      case T_PRIO: return this.prioDequeue(si);
+      default: return this.fqDequeue(si);
     }
   }
 
   // ---- link ------------------------------------------------------------------------------
 
   /** serve_sched: spend credit on packets, stamp their output time, re-arm when credit runs out. */
-  private serve(si: Instance, now: number): void {
+  private serve(si: Instance): void {
+    const now = this.now;
     const s = si.sched!;
     const bw = s.bwBps;
     if (bw > 0) si.credit += (now - si.schedTime) * bw / 1e9;
@@ -949,7 +963,7 @@ export class Engine {
     let last = -1;
     const out = now + s.delayNs;
     while (si.credit >= -CREDIT_EPS) {
-      const p = this.schedDequeue(si, now);
+      const p = this.schedDequeue(si);
       if (p < 0) break;
       if (bw > 0) {
         let bits = this.pLen[p]! * 8;
@@ -977,12 +991,16 @@ export class Engine {
   }
 
   /** Processes this instance's link events due by `now`, each at its own time. */
-  private advance(si: Instance, now: number): void {
+  private advance(si: Instance): void {
+    const limit = this.now;
     let guard = 0;
-    while (si.active && si.serveAt <= now) {
-      this.serve(si, si.serveAt);
+    while (si.active && si.serveAt <= limit) {
+      // The link event happens at its own time: the scheduler dequeues "at" serveAt.
+      this.now = si.serveAt;
+      this.serve(si);
       assert(++guard < 1 << 24, 'dummynet: link events do not advance');
     }
+    this.now = limit;
   }
 
   // ---- output ----------------------------------------------------------------------------
@@ -993,6 +1011,7 @@ export class Engine {
   }
 
   dequeueDue(now: number, handles: Int32Array, rules: Int32Array): number {
+    this.now = now;
     const cap = Math.min(handles.length, rules.length);
     let n = 0;
     while (this.graveHead >= 0 && n < cap) {
@@ -1005,7 +1024,7 @@ export class Engine {
     while (n < cap && this.heapSize > 0) {
       if (this.heapKeys[0]! > now) break;
       const si = this.heap[0]!;
-      if (si.active && si.serveAt <= now) this.advance(si, now);
+      if (si.active && si.serveAt <= now) this.advance(si);
       while (si.dlHead >= 0 && n < cap) {
         const p = si.dlHead;
         if (this.pOut[p]! > now) break;

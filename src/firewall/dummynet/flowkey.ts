@@ -103,7 +103,7 @@ export class FlowKey {
 }
 
 /**
- * FreeBSD's flow_id_hash of (id & mask), computed on the fly. The listing prints its low byte as the
+ * FreeBSD's flow_id_hash of (id & mask), computed on the fly, returned as an int32. The listing prints its low byte as the
  * BKT column, and the hash tables use it (modulo the bucket count) to find an instance or a queue.
  */
 export function maskedFlowHash(id: FlowKey, mask: FlowKey): number {
@@ -124,7 +124,8 @@ export function maskedFlowHash(id: FlowKey, mask: FlowKey): number {
     const s = (id.srcIp & mask.srcIp) >>> 0;
     h = d ^ (d >>> 15) ^ (s << 1) ^ (s >>> 16) ^ extra ^ (dp << 1) ^ sp ^ proto;
   }
-  return h >>> 0;
+  // As an int32 (same bits as FreeBSD's uint32): a uint32 above 2^31 would be boxed on return.
+  return h | 0;
 }
 
 /** A mask value as it travels in the JSON configuration. */
