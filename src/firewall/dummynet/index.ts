@@ -93,8 +93,8 @@ export class Dummynet {
               res.status = 1;
             }
           }
-          if (!any) throw new CommandError(EX_USAGE, 'missing command');
-          this.apply();
+          // `ipfw pipe delete` with no number does nothing and succeeds, as FreeBSD's loop.
+          if (any) this.apply();
           break;
         }
         case 'show': case 'list': case 'print':
