@@ -214,3 +214,28 @@ test('strtoul follows C (base 0: hex, octal, decimal; rest returned)', () => {
   assert.deepEqual(strtoul('12ms'), { value: 12, rest: 'ms' });
   assert.deepEqual(strtoul('abc'), { value: 0, rest: 'abc' });
 });
+
+test('fuzz: random command lines never throw, answer with ipfw statuses, and leave a listable state', async () => {
+  const { rng } = await import('../helpers/prng.js');
+  const r = rng(2024);
+  const words = ['pipe', 'queue', 'sched', 'flowset', 'config', 'delete', 'show', 'list', 'flush', '1', '2', '65535', '65536', '0', '-3', 'x',
+    'bw', '10Mbit/s', '0x10KByte/s', 'G', 'delay', '20ms', '99999', 'burst', '1M', 'queue', '1000B', '500', '10KB', 'plr', '0.5', '2',
+    'mask', 'all', 'src-ip', 'dst-ip', '0xffffffff', '/24', 'src-port', 'dst-port', '0xffff', 'proto', 'src-ip6', '/64', 'flow-id',
+    'buckets', '128', 'noerror', 'red', 'gred', '0.002/5/15/0.1', '0/0/0/0', 'ecn', 'droptail', 'weight', 'lmax', 'pri', 'type',
+    'fifo', 'wf2q+', 'rr', 'qfq', 'prio', 'fq_codel', 'target', 'interval', '5ms', 'limit', 'flows', 'quantum', 'noecn', 'profile', '/nonexistent', ''];
+  const d = new Dummynet();
+  for (let i = 0; i < 4000; i++) {
+    const n = 1 + Math.floor(r() * 9);
+    const argv: string[] = [];
+    for (let k = 0; k < n; k++) argv.push(words[Math.floor(r() * words.length)]!);
+    if (r() < 0.7) { argv[0] = ['pipe', 'queue', 'sched'][Math.floor(r() * 3)]!; if (argv.length > 2 && r() < 0.7) { argv[1] = String(1 + Math.floor(r() * 4)); argv[2] = 'config'; } }
+    const res = d.command(argv);
+    assert.ok([0, 1, 64, 65, 69].includes(res.status), `${argv.join(' ')} -> ${res.status}`);
+    if (res.status !== 0) assert.match(res.stderr, /^ipfw: /, argv.join(' '));
+  }
+  for (const k of ['pipe', 'queue', 'sched']) assert.equal(d.command([k, 'show']).status, 0);
+  const j = d.configJSON();
+  const d2 = new Dummynet();
+  d2.loadConfig(j);
+  assert.equal(d2.command(['pipe', 'show']).stdout, d.command(['pipe', 'show']).stdout);
+});

@@ -252,3 +252,50 @@ test('io_fast: an idle pipe gives a lone packet one tick of credit, so it leaves
   const res = simulate(d, [{ t: 1000, kind: 'pipe', n: 1, len: 1000, key: v4key(17, A, 1, B, 2), tag: 1 }], S);
   assert.equal(res.outputs[0]!.t, 1000 + 5 * MS);
 });
+
+test('conservation under random traffic and reconfiguration: every accepted handle comes back exactly once', () => {
+  const r = rng(77);
+  const d = new Dummynet({ maxPackets: 300, maxInstances: 40, maxQueues: 60, gcIntervalNs: 50 * MS, seed: 9 });
+  const configs = [
+    'pipe 1 config bw 2Mbit/s delay 3 queue 20 plr 0.05', 'pipe 2 config bw 1Mbit/s mask src-ip 0xffffffff queue 5',
+    'pipe 3 config bw 5Mbit/s', 'sched 3 config type rr', 'queue 10 config pipe 3 weight 2 mask dst-port 0xffff',
+    'queue 11 config pipe 3 weight 1 red 0.02/3/9/0.2', 'sched 3 config type qfq', 'sched 3 config type prio',
+    'sched 3 config type fq_codel limit 30', 'sched 3 config type wf2q+', 'pipe 1 config bw 500Kbit/s burst 10K',
+    'pipe 2 delete', 'pipe 2 config bw 3Mbit/s mask dst-ip 0xffffffff profile-less', 'pipe 3 delete', 'pipe 3 config bw 4Mbit/s',
+  ];
+  const outstanding = new Set<number>();
+  const H = new Int32Array(16), R = new Int32Array(16);
+  let now = 0, handle = 0, returned = 0;
+  for (let step = 0; step < 30000; step++) {
+    now += r() * 200_000;
+    const x = r();
+    if (x < 0.002) d.command(configs[Math.floor(r() * configs.length)]!.split(' '));
+    else if (x < 0.6) {
+      const kind = r() < 0.6 ? 'pipe' : 'queue';
+      const n = kind === 'pipe' ? 1 + Math.floor(r() * 4) : 10 + Math.floor(r() * 3);
+      const key = v4key(r() < 0.5 ? 6 : 17, A + Math.floor(r() * 50), 1, B + Math.floor(r() * 3), 1000 + Math.floor(r() * 20));
+      const h = handle++;
+      if (d.enqueue(kind, n, h, 60 + Math.floor(r() * 1440), key, 5, now) === 0) outstanding.add(h);
+    } else {
+      const n = d.dequeueDue(now, H, R);
+      for (let i = 0; i < n; i++) {
+        assert.ok(outstanding.delete(H[i]!), `handle ${H[i]} returned twice or never accepted`);
+        returned++;
+      }
+    }
+    assert.ok(d.counters().waiting <= 300);
+  }
+  // Drain: everything left comes out by time, then a flush releases nothing more.
+  for (let guard = 0; guard < 100000 && d.nextEventNs() !== Infinity; guard++) {
+    const t = Math.max(now, d.nextEventNs());
+    now = t;
+    const n = d.dequeueDue(now, H, R);
+    for (let i = 0; i < n; i++) assert.ok(outstanding.delete(H[i]!));
+  }
+  const released: number[] = [];
+  d.flushAll((h) => released.push(h));
+  for (const h of released) assert.ok(outstanding.delete(h));
+  assert.equal(outstanding.size, 0, `${outstanding.size} handles lost`);
+  assert.equal(d.counters().waiting, 0);
+  assert.ok(returned > 1000);
+});
