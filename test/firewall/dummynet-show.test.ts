@@ -97,3 +97,22 @@ test('link line rates: bit/s, Kbit/s, Mbit/s, Gbit/s and unlimited', () => {
     assert.equal(d.command(['pipe', '4', 'show']).stdout.split('\n')[0], `00004: ${rate}    7 ms burst 0`, arg);
   }
 });
+
+test('mask queue puts the queue number in the flow id (row marked *); a queue id shows its sched mask too', () => {
+  const d = new Dummynet();
+  // `pipe N config mask` masks the pipe's FIFO twin; queues see sched N's own mask.
+  for (const c of ['pipe 1 config bw 1Mbit/s', 'sched 1 config mask src-ip 0xffffffff', 'queue 5 config pipe 1 mask queue', 'queue 6 config pipe 1 mask dst-port 0xffff']) {
+    assert.equal(d.command(c.split(' ')).status, 0, c);
+  }
+  const k = new FlowKey();
+  d.enqueue('queue', 5, 1, 100, k.setV4(17, 0xc6120001, 5, 0xc6120002, 80), 0, 0);
+  const q5 = d.command(['queue', '5', 'show']).stdout.split('\n');
+  assert.equal(q5[1], '    mask: queue, 0x00 0x00000000/0x0000 -> 0x00000000/0x0000');
+  // The packet already left the queue for the link (it waits in the delay line): 0 queued.
+  assert.match(q5[3]!, /^ {0,2}\d{1,3}\*ip        198\.18\.0\.1\/0             0\.0\.0\.0\/0        1      100  0    0   0$/);
+  // Without a sched mask on sched 1 the queue id would be the destination port alone.
+  d.enqueue('queue', 6, 2, 100, k.setV4(17, 0xc6120009, 5, 0xc6120002, 80), 0, 0);
+  const q6 = d.command(['queue', '6', 'show']).stdout.split('\n');
+  assert.match(q6[3]!, /^ {0,2}\d{1,3} ip        198\.18\.0\.9\/0             0\.0\.0\.0\/80       1      100  0    0   0$/);
+  assert.match(d.command(['sched', '1', 'show']).stdout, / sched 1 type WF2Q\+ flags 0x1 64 buckets 2 active\n    mask:  0x00 0xffffffff\/0x0000 -> 0x00000000\/0x0000\n   Children flowsets: 5 6 \n/);
+});

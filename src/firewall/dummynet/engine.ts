@@ -53,6 +53,15 @@ const RED_AVG_PKT_SIZE = 512;
 const RED_MAX_PKT_SIZE = 1500;
 const ALL_MASK = (() => { const k = new FlowKey(); k.proto = 0xff; k.srcIp = 0xffffffff; k.dstIp = 0xffffffff; k.srcPort = 0xffff; k.dstPort = 0xffff; k.src6.fill(0xffffffff); k.dst6.fill(0xffffffff); k.flowId6 = 0xfffff; return k; })();
 
+/** dst |= src, field by field (FreeBSD's flow_id_or). */
+function orMask(dst: FlowKey, src: FlowKey): void {
+  dst.proto |= src.proto; dst.srcPort |= src.srcPort; dst.dstPort |= src.dstPort;
+  dst.extra = (dst.extra | src.extra) >>> 0;
+  dst.srcIp = (dst.srcIp | src.srcIp) >>> 0; dst.dstIp = (dst.dstIp | src.dstIp) >>> 0;
+  for (let i = 0; i < 4; i++) { dst.src6[i] = dst.src6[i]! | src.src6[i]!; dst.dst6[i] = dst.dst6[i]! | src.dst6[i]!; }
+  dst.flowId6 = (dst.flowId6 | src.flowId6) >>> 0;
+}
+
 /** A min-heap of queues keyed by a float (WF2Q+/QFQ's eligible and waiting sets). Grows by doubling, never per packet. */
 class QueueHeap {
   keys = new Float64Array(8);
@@ -228,6 +237,8 @@ export class RtFlowset {
   readonly plr: number;
   readonly hasMask: boolean;
   readonly mask: FlowKey;
+  /** FreeBSD's fsk_mask: the flow mask OR the scheduler's mask (a queue's id shows both). */
+  readonly qmask = new FlowKey();
   readonly table: Array<FlowQueue | null>;
   readonly tableMask: number;
   queueCount = 0;
@@ -385,6 +396,8 @@ export class Engine {
         fs = new RtFlowset(f);
         const s = this.scheds.get(f.schedNr) ?? null;
         fs.sched = s;
+        fs.qmask.copyFrom(fs.mask);
+        if (s && s.hasMask) orMask(fs.qmask, s.mask);
         if (s) {
           const eff = boundQueueParams(f, s.conf.type, [], false);
           fs.weight = eff.weight;
@@ -550,12 +563,12 @@ export class Engine {
   }
 
   private findQueue(fs: RtFlowset, si: Instance, key: FlowKey): FlowQueue | null {
-    const b = (Math.imul(maskedFlowHash(key, fs.mask) ^ Math.imul(si.id, 0x85ebca6b), 0x9e3779b1) >>> 16) & fs.tableMask;
-    for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.mask)) return q;
+    const b = (Math.imul(maskedFlowHash(key, fs.qmask) ^ Math.imul(si.id, 0x85ebca6b), 0x9e3779b1) >>> 16) & fs.tableMask;
+    for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.qmask)) return q;
     let q = this.newQueue(fs, si);
     if (!q) { this.collect(this.now, true); q = this.newQueue(fs, si); }
     if (!q) return null;
-    q.fid.setMasked(key, fs.mask);
+    q.fid.setMasked(key, fs.qmask);
     q.bucket = b;
     q.hashNext = fs.table[b] ?? null;
     fs.table[b] = q;

@@ -6,6 +6,7 @@
  * nextEventNs() (sleepUntilNs), then collects the packets whose time has come with dequeueDue().
  * Packets are the caller's integer handles; dummynet never touches their bytes.
  */
+import { assert } from '../../errors.js';
 import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE } from './config.js';
 import { Engine, DROP, DROP_NAMES } from './engine.js';
 import { FlowKey } from './flowkey.js';
@@ -133,10 +134,14 @@ export class Dummynet {
    * A packet a rule sends to `pipe n` or `queue n`. Returns 0 when dummynet took it (it comes back
    * from dequeueDue), or a DROP code (>0) when it was refused: the caller still owns the handle.
    * `len` is the counted length (the whole Ethernet frame without FCS on our L2 path).
+   * key.extra is overwritten with n (FreeBSD's flow id carries the pipe/queue number there).
    */
   enqueue(kind: 'pipe' | 'queue', n: number, handle: number, len: number, key: FlowKey, ruleIndex: number, nowNs: number): number {
+    assert(len >= 0 && len <= 0xffff, 'dummynet: frame length out of range');
     const fsNr = kind === 'pipe' ? n + 2 * DN_MAX_ID : n;
     if (!(n >= 1 && n < DN_MAX_ID)) return this.engine.enqueue(-1, handle, len, key, ruleIndex, nowNs);
+    // FreeBSD keeps the pipe/queue number in the flow id's `extra` word (used by `mask queue`).
+    key.extra = n;
     return this.engine.enqueue(fsNr, handle, len, key, ruleIndex, nowNs);
   }
 
