@@ -96,7 +96,8 @@ export interface DummynetConfigJSON {
   flowsets: FlowsetConf[];
 }
 
-export const FQ_CODEL_DEFAULTS: FqCodelConf = { targetUs: 5000, intervalUs: 100000, quantum: 1514, limit: 10240, flows: 1024, ecn: false };
+/** FreeBSD's fq_codel defaults; userland turns ECN on unless `noecn` is given. */
+export const FQ_CODEL_DEFAULTS: FqCodelConf = { targetUs: 5000, intervalUs: 100000, quantum: 1514, limit: 10240, flows: 1024, ecn: true };
 
 /** Exit statuses of sysexits.h, as ipfw uses them. */
 export const EX_OK = 0;
@@ -474,14 +475,8 @@ export class DummynetConfig {
           break;
         }
         case 'ecn':
-          if (fs) {
-            if (fs.red) fs.red.ecn = true; else given.add('ecn-pending');
-          }
-          if (sch) { sch.fq.ecn = true; sch.fqGiven = true; }
-          break;
-        case 'noecn':
-          if (!sch) usage('noecn is only for fq_codel');
-          sch.fq.ecn = false; sch.fqGiven = true;
+          // The flag lands in the flowset; `sched` commands carry the hidden flowset N+65536.
+          if (fs) { if (fs.red) fs.red.ecn = true; else given.add('ecn-pending'); }
           break;
         case 'droptail': needFs('droptail is only for flowsets').red = null; break;
         case 'bw': case 'bandwidth':
@@ -508,6 +503,30 @@ export class DummynetConfig {
           if (!t) throw new CommandError(1, 'setsockopt(IP_DUMMYNET_CONFIGURE): Invalid argument');
           sch.type = t;
           av = av.slice(1);
+          if (t === 'FQ_CODEL') {
+            // process_extra_parms(): everything after `type fq_codel` is an fq_codel parameter.
+            sch.fqGiven = true;
+            const fq = sch.fq;
+            while (av.length > 0) {
+              const p = av[0]!;
+              av = av.slice(1);
+              if (p === 'target' || p === 'interval') {
+                const us = av[0] === undefined ? -1 : parseTimeUs(av[0]);
+                if (us < 0) dataerr(`${p} needs time\n`);
+                if (p === 'target') fq.targetUs = us; else fq.intervalUs = us;
+                av = av.slice(1);
+              } else if (p === 'ecn') fq.ecn = true;
+              else if (p === 'noecn') fq.ecn = false;
+              else if (p === 'quantum' || p === 'limit' || p === 'flows') {
+                if (av[0] === undefined || !/^[0-9]*\.?[0-9]*$/.test(av[0])) dataerr(`${p} needs number\n`);
+                const v = parseInt(av[0], 10) || 0;
+                if (p === 'quantum') fq.quantum = v; else if (p === 'limit') fq.limit = v; else fq.flows = v;
+                av = av.slice(1);
+              } else {
+                notices.push(`${p} is Invalid parameter`);
+              }
+            }
+          }
           break;
         }
         case 'weight': needFs('weight is only for flowsets'); need1('weight needs argument\n'); fs!.weight = strtoul(av[0]!, 0).value; av = av.slice(1); break;
@@ -535,26 +554,6 @@ export class DummynetConfig {
           av = av.slice(1);
           break;
         }
-        // fq_codel's own parameters (FreeBSD 11 syntax).
-        case 'target': case 'interval': {
-          if (!sch) usage(`${tok} is only for schedulers`);
-          need1(`${tok} needs argument\n`);
-          const us = parseTimeUs(av[0]!);
-          if (us < 0) dataerr(`${tok}: invalid argument`);
-          if (tok === 'target') sch.fq.targetUs = us; else sch.fq.intervalUs = us;
-          sch.fqGiven = true;
-          av = av.slice(1);
-          break;
-        }
-        case 'quantum': case 'limit': case 'flows': {
-          if (!sch) usage(`${tok} is only for schedulers`);
-          need1(`${tok} needs argument\n`);
-          const v = strtoul(av[0]!, 10).value;
-          if (tok === 'quantum') sch.fq.quantum = v; else if (tok === 'limit') sch.fq.limit = v; else sch.fq.flows = v;
-          sch.fqGiven = true;
-          av = av.slice(1);
-          break;
-        }
         default:
           dataerr(`unrecognised option \`\`${tok}''`);
       }
@@ -579,9 +578,6 @@ export class DummynetConfig {
     }
     if (sch) {
       const fq = sch.fq;
-      if (sch.fqGiven && sch.type !== 'FQ_CODEL' && !(sch.type === null && this.scheds.get(n)?.type === 'FQ_CODEL')) {
-        if (kind === 'sched') dataerr('target/interval/quantum/limit/flows/noecn are only for type fq_codel');
-      }
       fq.targetUs = boundVar(fq.targetUs, 5000, 1, 5000000, 'fq_codel target', notices);
       fq.intervalUs = boundVar(fq.intervalUs, 100000, 1, 100000000, 'fq_codel interval', notices);
       fq.quantum = boundVar(fq.quantum, 1514, 1, 9000, 'fq_codel quantum', notices);
@@ -659,13 +655,27 @@ export class DummynetConfig {
   }
 }
 
-/** "5ms", "100ms", "5000us", "1s", bare number = microseconds as FreeBSD's fq_codel parser. */
+/** time_to_us(): digits with at most one dot, then us|ms|s (any case); no unit means ms. -1 if invalid. */
 export function parseTimeUs(arg: string): number {
-  const m = /^(\d+(?:\.\d+)?)(us|ms|s)?$/.exec(arg);
-  if (!m) return -1;
-  const v = Number(m[1]);
-  const unit = m[2] ?? 'us';
-  return Math.round(unit === 's' ? v * 1e6 : unit === 'ms' ? v * 1000 : v);
+  if (arg.length > 15) return -1;
+  const m = /^([0-9]*\.?[0-9]*)(.*)$/.exec(arg)!;
+  if (m[1] === '' ) return -1;
+  const unit = (m[2] || 'ms').toLowerCase();
+  const v = strtod(m[1]!);
+  if (unit === 'us') return Math.trunc(parseInt(m[1]!, 10) || 0);
+  if (unit === 'ms') return Math.trunc(v * 1000);
+  if (unit === 's') return Math.trunc(v * 1e6);
+  return -1;
+}
+
+/** us_to_time(): how `sched show` prints fq_codel times (FreeBSD really writes seconds as "fs"). */
+export function usToTime(t: number): string {
+  const g = (x: number) => String(Number(Math.fround(x).toPrecision(6)));
+  if (t < 0) return '';
+  if (t === 0) return '0';
+  if (t < 1000) return `${t}us`;
+  if (t < 1000000) return `${g(t / 1000)}ms`;
+  return `${g(t / 1000000)}fs`;
 }
 
 /**

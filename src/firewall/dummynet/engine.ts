@@ -53,6 +53,15 @@ const RED_AVG_PKT_SIZE = 512;
 const RED_MAX_PKT_SIZE = 1500;
 const ALL_MASK = (() => { const k = new FlowKey(); k.proto = 0xff; k.srcIp = 0xffffffff; k.dstIp = 0xffffffff; k.srcPort = 0xffff; k.dstPort = 0xffff; k.src6.fill(0xffffffff); k.dst6.fill(0xffffffff); k.flowId6 = 0xfffff; return k; })();
 
+/** dst |= src, field by field (FreeBSD's flow_id_or). */
+function orMask(dst: FlowKey, src: FlowKey): void {
+  dst.proto |= src.proto; dst.srcPort |= src.srcPort; dst.dstPort |= src.dstPort;
+  dst.extra = (dst.extra | src.extra) >>> 0;
+  dst.srcIp = (dst.srcIp | src.srcIp) >>> 0; dst.dstIp = (dst.dstIp | src.dstIp) >>> 0;
+  for (let i = 0; i < 4; i++) { dst.src6[i] = dst.src6[i]! | src.src6[i]!; dst.dst6[i] = dst.dst6[i]! | src.dst6[i]!; }
+  dst.flowId6 = (dst.flowId6 | src.flowId6) >>> 0;
+}
+
 /** A min-heap of queues keyed by a float (WF2Q+/QFQ's eligible and waiting sets). Grows by doubling, never per packet. */
 class QueueHeap {
   keys = new Float64Array(8);
@@ -209,7 +218,9 @@ export class RtSched {
     this.lossLevel = conf.profile ? conf.profile.lossLevel : 0;
     this.hasMask = conf.hasMask;
     this.mask = maskFromJSON(conf.mask);
-    let size = 64;
+    // Our table size is at least 1024 whatever `buckets` says (that value is shown as configured):
+    // chains stay short with many dynamic instances.
+    let size = 1024;
     while (size < conf.buckets && size < 65536) size *= 2;
     this.table = new Array<Instance | null>(conf.hasMask ? size : 1).fill(null);
     this.tableMask = this.table.length - 1;
@@ -226,6 +237,8 @@ export class RtFlowset {
   readonly plr: number;
   readonly hasMask: boolean;
   readonly mask: FlowKey;
+  /** FreeBSD's fsk_mask: the flow mask OR the scheduler's mask (a queue's id shows both). */
+  readonly qmask = new FlowKey();
   readonly table: Array<FlowQueue | null>;
   readonly tableMask: number;
   queueCount = 0;
@@ -242,7 +255,7 @@ export class RtFlowset {
     this.plr = conf.plr / PLR_ONE;
     this.hasMask = conf.hasMask;
     this.mask = maskFromJSON(conf.mask);
-    let size = 64;
+    let size = conf.hasMask ? 1024 : 64;
     while (size < conf.buckets && size < 65536) size *= 2;
     this.table = new Array<FlowQueue | null>(size).fill(null);
     this.tableMask = size - 1;
@@ -298,7 +311,14 @@ export class Engine {
   private freeQueues: FlowQueue[] = [];
   private nextInstanceId = 1;
   // Event heap of instances keyed by their next event.
+  /**
+   * The time being processed (an arrival, a dequeueDue call, or a link event inside advance).
+   * Kept in a field rather than passed around: a float argument to a call V8 does not inline is
+   * boxed, i.e. allocated, and this path must not allocate per packet.
+   */
+  private now = 0.5;
   private heap: Array<Instance | null>;
+  private heapKeys = new Float64Array(64);
   private heapSize = 0;
   private lastGc = -Infinity;
   private readonly gcIntervalNs: number;
@@ -376,6 +396,8 @@ export class Engine {
         fs = new RtFlowset(f);
         const s = this.scheds.get(f.schedNr) ?? null;
         fs.sched = s;
+        fs.qmask.copyFrom(fs.mask);
+        if (s && s.hasMask) orMask(fs.qmask, s.mask);
         if (s) {
           const eff = boundQueueParams(f, s.conf.type, [], false);
           fs.weight = eff.weight;
@@ -472,7 +494,8 @@ export class Engine {
     }
   }
 
-  private newQueue(fs: RtFlowset | null, si: Instance, now: number): FlowQueue | null {
+  private newQueue(fs: RtFlowset | null, si: Instance): FlowQueue | null {
+    const now = this.now;
     if (this.queueCount >= this.maxQueues) return null;
     const q = this.freeQueues.pop() ?? new FlowQueue();
     this.queueCount++;
@@ -492,7 +515,8 @@ export class Engine {
     return q;
   }
 
-  private newInstance(s: RtSched, key: FlowKey, now: number): Instance | null {
+  private newInstance(s: RtSched, key: FlowKey): Instance | null {
+    const now = this.now;
     if (this.instanceCount >= this.maxInstances) return null;
     const si = this.freeInstances.pop() ?? new Instance();
     this.instanceCount++;
@@ -500,7 +524,8 @@ export class Engine {
     si.id = this.nextInstanceId++;
     if (s.hasMask) si.fid.setMasked(key, s.mask); else si.fid.clear();
     si.hashNext = null; si.queues = null; si.main = null;
-    si.credit = 0; si.schedTime = now; si.idleTime = now; si.active = false; si.serveAt = 0;
+    // A new instance has been idle "forever" (FreeBSD zeroes idle_time), so burst applies in full.
+    si.credit = 0; si.schedTime = now; si.idleTime = -Infinity; si.active = false; si.serveAt = 0;
     si.dlHead = si.dlTail = -1; si.heapIndex = -1; si.eventKey = Infinity;
     si.totPkts = 0; si.totBytes = 0; si.length = 0; si.lenBytes = 0; si.drops = 0; si.lastUse = now;
     si.V = 0; si.wsum = 0; si.epoch = 1;
@@ -508,7 +533,7 @@ export class Engine {
     si.fq = null;
     if (s.typeCode === T_FIFO || s.typeCode === T_FQCODEL) {
       const fs = s.fsList[0] ?? null;
-      const m = this.newQueue(fs, si, now);
+      const m = this.newQueue(fs, si);
       if (!m) { this.instanceCount--; si.sched = null; this.freeInstances.push(si); return null; }
       si.main = m;
       if (s.hasMask) m.fid.copyFrom(si.fid); else m.fid.clear();
@@ -518,18 +543,18 @@ export class Engine {
     return si;
   }
 
-  private findInstance(s: RtSched, key: FlowKey, now: number): Instance | null {
+  private findInstance(s: RtSched, key: FlowKey): Instance | null {
     if (!s.hasMask) {
       if (s.single) return s.single;
-      const si = this.newInstance(s, key, now);
+      const si = this.newInstance(s, key);
       s.single = si;
       return si;
     }
-    const h = maskedFlowHash(key, s.mask);
-    const b = h & s.tableMask;
+    // FreeBSD's hash (the listing's BKT) spreads consecutive addresses poorly; mix it for our index.
+    const b = (Math.imul(maskedFlowHash(key, s.mask), 0x9e3779b1) >>> 16) & s.tableMask;
     for (let si = s.table[b] ?? null; si; si = si.hashNext) if (si.fid.equalsMasked(key, s.mask)) return si;
-    let si = this.newInstance(s, key, now);
-    if (!si) { this.collect(now, true); si = this.newInstance(s, key, now); }
+    let si = this.newInstance(s, key);
+    if (!si) { this.collect(this.now, true); si = this.newInstance(s, key); }
     if (!si) return null;
     si.bucket = b;
     si.hashNext = s.table[b] ?? null;
@@ -537,14 +562,13 @@ export class Engine {
     return si;
   }
 
-  private findQueue(fs: RtFlowset, si: Instance, key: FlowKey, now: number): FlowQueue | null {
-    const h = (maskedFlowHash(key, fs.mask) ^ Math.imul(si.id, 0x9e3779b1)) >>> 0;
-    const b = h & fs.tableMask;
-    for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.mask)) return q;
-    let q = this.newQueue(fs, si, now);
-    if (!q) { this.collect(now, true); q = this.newQueue(fs, si, now); }
+  private findQueue(fs: RtFlowset, si: Instance, key: FlowKey): FlowQueue | null {
+    const b = (Math.imul(maskedFlowHash(key, fs.qmask) ^ Math.imul(si.id, 0x85ebca6b), 0x9e3779b1) >>> 16) & fs.tableMask;
+    for (let q = fs.table[b] ?? null; q; q = q.hashNext) if (q.si === si && q.fid.equalsMasked(key, fs.qmask)) return q;
+    let q = this.newQueue(fs, si);
+    if (!q) { this.collect(this.now, true); q = this.newQueue(fs, si); }
     if (!q) return null;
-    q.fid.setMasked(key, fs.mask);
+    q.fid.setMasked(key, fs.qmask);
     q.bucket = b;
     q.hashNext = fs.table[b] ?? null;
     fs.table[b] = q;
@@ -557,21 +581,22 @@ export class Engine {
   // ---- per packet ------------------------------------------------------------------------
 
   enqueue(fsNr: number, handle: number, len: number, key: FlowKey, ruleIndex: number, now: number): number {
+    this.now = now;
     const fs = fsNr >= 0 && fsNr < this.fsTable.length ? this.fsTable[fsNr] : null;
     if (!fs) return this.refuse(DROP.NO_SUCH_FLOWSET);
     const s = fs.sched;
     if (!s) return this.refuse(DROP.NO_SCHEDULER);
-    const si = this.findInstance(s, key, now);
+    const si = this.findInstance(s, key);
     if (!si) { this.tableFull++; return this.refuse(DROP.TABLE_FULL); }
     // Events of this instance that are due happen before this arrival.
-    if (si.active && si.serveAt <= now) this.advance(si, now);
+    if (si.active && si.serveAt <= now) { this.advance(si); this.heapUpdate(si); }
     si.lastUse = now;
     let q: FlowQueue;
     const type = s.typeCode;
     if (type === T_FIFO || type === T_FQCODEL) {
       q = si.main!;
     } else {
-      const found = this.findQueue(fs, si, key, now);
+      const found = this.findQueue(fs, si, key);
       if (!found) { this.tableFull++; si.totPkts++; si.totBytes += len; si.drops++; return this.refuse(DROP.TABLE_FULL); }
       q = found;
       if (type === T_PRIO) {
@@ -592,7 +617,7 @@ export class Engine {
     this.waiting++;
     this.pHandle[p] = handle; this.pLen[p] = len; this.pRule[p] = ruleIndex; this.pNext[p] = -1;
     this.pEnq[p] = now; this.pDropAtOut[p] = 0; this.pOut[p] = 0;
-    const r = type === T_FQCODEL ? this.fqEnqueue(si, q, p, key, len, now) : this.dnEnqueue(fs, si, q, p, len, now);
+    const r = type === T_FQCODEL ? this.fqEnqueue(si, q, p, key, len) : this.dnEnqueue(fs, si, q, p, len);
     if (r !== 0) return this.refuse(r);
     this.enqueued++;
     switch (type) {
@@ -619,7 +644,8 @@ export class Engine {
         si.credit += idle < s.burstBits ? idle : s.burstBits;
       }
     }
-    this.serve(si, now);
+    this.serve(si);
+    this.heapUpdate(si);
     return 0;
   }
 
@@ -629,12 +655,12 @@ export class Engine {
   }
 
   /** dn_enqueue: counters, then plr, RED, the queue limit; appends on success. */
-  private dnEnqueue(fs: RtFlowset, si: Instance, q: FlowQueue, p: number, len: number, now: number): number {
+  private dnEnqueue(fs: RtFlowset, si: Instance, q: FlowQueue, p: number, len: number): number {
     q.totPkts++; q.totBytes += len;
     si.totPkts++; si.totBytes += len;
     let code = 0;
     if (fs.plr > 0 && this.random() < fs.plr) code = DROP.PLR;
-    else if (fs.red && this.redDrops(fs, q, len, now)) {
+    else if (fs.red && this.redDrops(fs, q, len)) {
       if (!fs.redEcn || !this.ecnMark || !this.ecnMark(this.pHandle[p]!)) code = DROP.RED;
     }
     if (code === 0) {
@@ -653,7 +679,8 @@ export class Engine {
     return 0;
   }
 
-  private redDrops(fs: RtFlowset, q: FlowQueue, len: number, now: number): boolean {
+  private redDrops(fs: RtFlowset, q: FlowQueue, len: number): boolean {
+    const now = this.now;
     const qSize = fs.qBytes ? q.lenBytes : q.length;
     if (qSize !== 0) q.avg += (qSize - q.avg) * fs.wq;
     else if (q.avg !== 0) {
@@ -681,7 +708,8 @@ export class Engine {
   }
 
   /** Takes the head packet of a queue (dn_dequeue). */
-  private dnDequeue(q: FlowQueue, now: number): number {
+  private dnDequeue(q: FlowQueue): number {
+    const now = this.now;
     const p = q.head;
     q.head = this.pNext[p]!;
     if (q.head < 0) { q.tail = -1; q.qTime = now; }
@@ -698,15 +726,15 @@ export class Engine {
   /** WF2Q+ (and QFQ's timestamps): a queue becomes backlogged. */
   private wfActivate(si: Instance, q: FlowQueue, qfq: boolean): void {
     if (q.epoch !== si.epoch) { q.F = 0; q.epoch = si.epoch; }
-    let S = q.F > si.V ? q.F : si.V;
-    if (qfq) S = Math.floor(S / q.slot) * q.slot;
-    q.S = S;
-    q.F = S + this.pLen[q.head]! / q.weight;
+    q.S = q.F > si.V ? q.F : si.V;
+    q.F = q.S + this.pLen[q.head]! / q.weight;
     si.wsum += q.weight;
-    if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
+    // QFQ tests eligibility on the start time rounded down to the class's group grain.
+    const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
+    if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
   }
 
-  private wfDequeue(si: Instance, now: number, qfq: boolean): number {
+  private wfDequeue(si: Instance, qfq: boolean): number {
     if (si.eligible.size === 0) {
       if (si.waiting.size === 0) return -1;
       const minS = si.waiting.topKey();
@@ -717,14 +745,13 @@ export class Engine {
       si.eligible.push(w.F, w);
     }
     const q = si.eligible.pop();
-    const p = this.dnDequeue(q, now);
+    const p = this.dnDequeue(q);
     si.V += this.pLen[p]! / si.wsum;
     if (q.head >= 0) {
-      let S = q.F;
-      if (qfq) S = Math.floor(S / q.slot) * q.slot;
-      q.S = S;
+      q.S = q.F;
       q.F = q.S + this.pLen[q.head]! / q.weight;
-      if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
+      const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
+      if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
     } else {
       si.wsum -= q.weight;
       if (si.wsum <= 0) {
@@ -744,7 +771,7 @@ export class Engine {
   }
 
   /** Deficit round robin as dn_sched_rr: a queue whose head does not fit its credit gets a quantum and goes last. */
-  private rrDequeue(si: Instance, now: number): number {
+  private rrDequeue(si: Instance): number {
     for (;;) {
       const q = si.rrHead;
       if (!q) return -1;
@@ -766,7 +793,7 @@ export class Engine {
         continue;
       }
       q.deficit -= len;
-      const p = this.dnDequeue(q, now);
+      const p = this.dnDequeue(q);
       if (q.head < 0) {
         si.rrHead = q.listNext;
         if (!si.rrHead) si.rrTail = null;
@@ -776,13 +803,13 @@ export class Engine {
     }
   }
 
-  private prioDequeue(si: Instance, now: number): number {
+  private prioDequeue(si: Instance): number {
     let prio: number;
     if (si.prioLo !== 0) prio = 31 - Math.clz32(si.prioLo & -si.prioLo);
     else if (si.prioHi !== 0) prio = 32 + 31 - Math.clz32(si.prioHi & -si.prioHi);
     else return -1;
     const q = si.prioQ[prio]!;
-    const p = this.dnDequeue(q, now);
+    const p = this.dnDequeue(q);
     if (q.head < 0) {
       si.prioQ[prio] = null;
       if (prio < 32) si.prioLo &= ~(1 << prio); else si.prioHi &= ~(1 << (prio - 32));
@@ -790,12 +817,12 @@ export class Engine {
     return p;
   }
 
-  private fqEnqueue(si: Instance, main: FlowQueue, p: number, key: FlowKey, len: number, now: number): number {
+  private fqEnqueue(si: Instance, main: FlowQueue, p: number, key: FlowKey, len: number): number {
     const s = si.sched!;
     const f = si.fq!;
     main.totPkts++; main.totBytes += len;
     si.totPkts++; si.totBytes += len;
-    const idx = (maskedFlowHash(key, ALL_MASK) * 2654435761 >>> 0) % f.n;
+    const idx = (Math.imul(maskedFlowHash(key, ALL_MASK), 0x9e3779b1) >>> 0) % f.n;
     if (f.tail[idx]! >= 0) this.pNext[f.tail[idx]!] = p; else f.head[idx] = p;
     f.tail[idx] = p;
     f.length[idx]!++; f.bytes[idx]! += len;
@@ -843,7 +870,8 @@ export class Engine {
   }
 
   /** CoDel's "should drop" on the packet just taken from flow idx. */
-  private codelOk(si: Instance, idx: number, p: number, now: number): boolean {
+  private codelOk(si: Instance, idx: number, p: number): boolean {
+    const now = this.now;
     const s = si.sched!;
     const f = si.fq!;
     const sojourn = now - this.pEnq[p]!;
@@ -853,12 +881,13 @@ export class Engine {
   }
 
   /** CoDel dequeue of one flow: may drop (to the graveyard) or mark packets, returns one or -1. */
-  private codelDequeue(si: Instance, main: FlowQueue, idx: number, now: number): number {
+  private codelDequeue(si: Instance, main: FlowQueue, idx: number): number {
+    const now = this.now;
     const s = si.sched!;
     const f = si.fq!;
     if (f.head[idx]! < 0) { f.firstAbove[idx] = 0; return -1; }
     let p = this.fqPop(si, main, idx);
-    let drop = this.codelOk(si, idx, p, now);
+    let drop = this.codelOk(si, idx, p);
     const interval = s.fqIntervalNs;
     const ecn = s.conf.fqCodel.ecn && this.ecnMark !== null;
     if (f.dropping[idx]) {
@@ -870,7 +899,7 @@ export class Engine {
         this.toGrave(p);
         if (f.head[idx]! < 0) { f.dropping[idx] = 0; return -1; }
         p = this.fqPop(si, main, idx);
-        drop = this.codelOk(si, idx, p, now);
+        drop = this.codelOk(si, idx, p);
         if (!drop) f.dropping[idx] = 0;
         else f.dropNext[idx] = f.dropNext[idx]! + interval / Math.sqrt(f.count[idx]!);
       }
@@ -890,7 +919,7 @@ export class Engine {
     return p;
   }
 
-  private fqDequeue(si: Instance, now: number): number {
+  private fqDequeue(si: Instance): number {
     const f = si.fq!;
     const main = si.main!;
     const quantum = si.sched!.conf.fqCodel.quantum;
@@ -908,7 +937,7 @@ export class Engine {
         this.fqListAppend(f, idx, false);
         continue;
       }
-      const p = this.codelDequeue(si, main, idx, now);
+      const p = this.codelDequeue(si, main, idx);
       if (p < 0) {
         if (fromNew && f.oldHead >= 0) this.fqListAppend(f, idx, false);
         else f.list[idx] = 0;
@@ -922,21 +951,22 @@ export class Engine {
     }
   }
 
-  private schedDequeue(si: Instance, now: number): number {
+  private schedDequeue(si: Instance): number {
     switch (si.sched!.typeCode) {
-      case T_FIFO: { const q = si.main!; return q.head >= 0 ? this.dnDequeue(q, now) : -1; }
-      case T_WF2Q: return this.wfDequeue(si, now, false);
-      case T_QFQ: return this.wfDequeue(si, now, true);
-      case T_RR: return this.rrDequeue(si, now);
-      case T_PRIO: return this.prioDequeue(si, now);
-      default: return this.fqDequeue(si, now);
+      case T_FIFO: { const q = si.main!; return q.head >= 0 ? this.dnDequeue(q) : -1; }
+      case T_WF2Q: return this.wfDequeue(si, false);
+      case T_QFQ: return this.wfDequeue(si, true);
+      case T_RR: return this.rrDequeue(si);
+      case T_PRIO: return this.prioDequeue(si);
+      default: return this.fqDequeue(si);
     }
   }
 
   // ---- link ------------------------------------------------------------------------------
 
   /** serve_sched: spend credit on packets, stamp their output time, re-arm when credit runs out. */
-  private serve(si: Instance, now: number): void {
+  private serve(si: Instance): void {
+    const now = this.now;
     const s = si.sched!;
     const bw = s.bwBps;
     if (bw > 0) si.credit += (now - si.schedTime) * bw / 1e9;
@@ -946,7 +976,7 @@ export class Engine {
     let last = -1;
     const out = now + s.delayNs;
     while (si.credit >= -CREDIT_EPS) {
-      const p = this.schedDequeue(si, now);
+      const p = this.schedDequeue(si);
       if (p < 0) break;
       if (bw > 0) {
         let bits = this.pLen[p]! * 8;
@@ -970,26 +1000,31 @@ export class Engine {
       si.active = true;
       si.serveAt = now + t;
     }
-    this.heapUpdate(si);
+    // The caller updates the event heap once, after possibly several serves.
   }
 
   /** Processes this instance's link events due by `now`, each at its own time. */
-  private advance(si: Instance, now: number): void {
+  private advance(si: Instance): void {
+    const limit = this.now;
     let guard = 0;
-    while (si.active && si.serveAt <= now) {
-      this.serve(si, si.serveAt);
+    while (si.active && si.serveAt <= limit) {
+      // The link event happens at its own time: the scheduler dequeues "at" serveAt.
+      this.now = si.serveAt;
+      this.serve(si);
       assert(++guard < 1 << 24, 'dummynet: link events do not advance');
     }
+    this.now = limit;
   }
 
   // ---- output ----------------------------------------------------------------------------
 
   nextEventNs(): number {
     if (this.graveHead >= 0) return 0;
-    return this.heapSize > 0 ? this.heap[0]!.eventKey : Infinity;
+    return this.heapSize > 0 ? this.heapKeys[0]! : Infinity;
   }
 
   dequeueDue(now: number, handles: Int32Array, rules: Int32Array): number {
+    this.now = now;
     const cap = Math.min(handles.length, rules.length);
     let n = 0;
     while (this.graveHead >= 0 && n < cap) {
@@ -1000,9 +1035,9 @@ export class Engine {
       this.freePacket(p);
     }
     while (n < cap && this.heapSize > 0) {
+      if (this.heapKeys[0]! > now) break;
       const si = this.heap[0]!;
-      if (si.eventKey > now) break;
-      if (si.active && si.serveAt <= now) this.advance(si, now);
+      if (si.active && si.serveAt <= now) this.advance(si);
       while (si.dlHead >= 0 && n < cap) {
         const p = si.dlHead;
         if (this.pOut[p]! > now) break;
@@ -1095,53 +1130,61 @@ export class Engine {
     if (si.dlHead >= 0) { const o = this.pOut[si.dlHead]!; if (o < key) key = o; }
     si.eventKey = key;
     if (key === Infinity) { this.heapRemove(si); return; }
-    if (si.heapIndex < 0) {
-      if (this.heapSize === this.heap.length) for (let i = 0, n = this.heap.length; i < n; i++) this.heap.push(null);
-      si.heapIndex = this.heapSize;
-      this.heap[this.heapSize++] = si;
+    let i = si.heapIndex;
+    if (i < 0) {
+      if (this.heapSize === this.heap.length) {
+        for (let k = 0, n = this.heap.length; k < n; k++) this.heap.push(null);
+        const keys = new Float64Array(this.heap.length);
+        keys.set(this.heapKeys);
+        this.heapKeys = keys;
+      }
+      i = this.heapSize++;
     }
-    this.siftUp(si.heapIndex);
-    this.siftDown(si.heapIndex);
+    // Keys live in a typed array beside the instances so sifting does not chase pointers.
+    if (i > 0 && this.heapKeys[(i - 1) >> 1]! > key) this.siftUp(i, si, key);
+    else this.siftDown(i, si, key);
   }
 
   private heapRemove(si: Instance): void {
     const i = si.heapIndex;
     if (i < 0) return;
     si.heapIndex = -1;
-    const last = this.heap[--this.heapSize]!;
-    this.heap[this.heapSize] = null;
+    const n = --this.heapSize;
+    const last = this.heap[n]!;
+    const lastKey = this.heapKeys[n]!;
+    this.heap[n] = null;
     if (last === si) return;
-    this.heap[i] = last;
-    last.heapIndex = i;
-    this.siftUp(i);
-    this.siftDown(last.heapIndex);
+    if (i > 0 && this.heapKeys[(i - 1) >> 1]! > lastKey) this.siftUp(i, last, lastKey);
+    else this.siftDown(i, last, lastKey);
   }
 
-  private siftUp(i: number): void {
-    const h = this.heap;
-    const x = h[i]!;
+  /** Moves x (key k) up from the hole at i. */
+  private siftUp(i: number, x: Instance, k: number): void {
+    const h = this.heap, keys = this.heapKeys;
     while (i > 0) {
       const pi = (i - 1) >> 1;
+      const pk = keys[pi]!;
+      if (pk <= k) break;
       const p = h[pi]!;
-      if (p.eventKey <= x.eventKey) break;
-      h[i] = p; p.heapIndex = i; i = pi;
+      h[i] = p; keys[i] = pk; p.heapIndex = i; i = pi;
     }
-    h[i] = x; x.heapIndex = i;
+    h[i] = x; keys[i] = k; x.heapIndex = i;
   }
 
-  private siftDown(i: number): void {
-    const h = this.heap;
+  /** Moves x (key k) down from the hole at i. */
+  private siftDown(i: number, x: Instance, k: number): void {
+    const h = this.heap, keys = this.heapKeys;
     const n = this.heapSize;
-    const x = h[i]!;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
-      if (c + 1 < n && h[c + 1]!.eventKey < h[c]!.eventKey) c++;
+      let ck = keys[c]!;
+      if (c + 1 < n && keys[c + 1]! < ck) { c++; ck = keys[c]!; }
+      if (ck >= k) break;
       const cc = h[c]!;
-      if (cc.eventKey >= x.eventKey) break;
-      h[i] = cc; cc.heapIndex = i; i = c;
+      h[i] = cc; keys[i] = ck; cc.heapIndex = i; i = c;
     }
-    h[i] = x; x.heapIndex = i;
+    h[i] = x; keys[i] = k; x.heapIndex = i;
   }
 
   // ---- listing ---------------------------------------------------------------------------

@@ -103,7 +103,7 @@ export class FlowKey {
 }
 
 /**
- * FreeBSD's flow_id_hash of (id & mask), computed on the fly. The listing prints its low byte as the
+ * FreeBSD's flow_id_hash of (id & mask), computed on the fly, returned as an int32. The listing prints its low byte as the
  * BKT column, and the hash tables use it (modulo the bucket count) to find an instance or a queue.
  */
 export function maskedFlowHash(id: FlowKey, mask: FlowKey): number {
@@ -124,7 +124,8 @@ export function maskedFlowHash(id: FlowKey, mask: FlowKey): number {
     const s = (id.srcIp & mask.srcIp) >>> 0;
     h = d ^ (d >>> 15) ^ (s << 1) ^ (s >>> 16) ^ extra ^ (dp << 1) ^ sp ^ proto;
   }
-  return h >>> 0;
+  // As an int32 (same bits as FreeBSD's uint32): a uint32 above 2^31 would be boxed on return.
+  return h | 0;
 }
 
 /** A mask value as it travels in the JSON configuration. */
@@ -144,4 +145,74 @@ export function maskFromJSON(m: MaskJSON): FlowKey {
   k.proto = m.proto; k.srcIp = m.srcIp >>> 0; k.dstIp = m.dstIp >>> 0; k.srcPort = m.srcPort; k.dstPort = m.dstPort;
   k.src6.set(m.src6); k.dst6.set(m.dst6); k.flowId6 = m.flowId6 >>> 0; k.extra = m.extra >>> 0; k.isV6 = m.v6;
   return k;
+}
+
+/**
+ * Fills `key` from an Ethernet frame (one optional 802.1Q tag; IPv4 or IPv6 with its extension
+ * headers; TCP/UDP/SCTP/UDP-Lite ports; ICMP and fragments past the first have ports 0, as ipfw's
+ * flow id). Returns false for a non-IP or truncated frame, leaving key zeroed (such frames share
+ * the all-zero flow). Never throws, allocates nothing.
+ */
+export function flowKeyFromFrame(buf: Uint8Array, offset: number, length: number, key: FlowKey): boolean {
+  key.clear();
+  const end = offset + length;
+  if (length < 14 || end > buf.length) return false;
+  let p = offset + 12;
+  let type = (buf[p]! << 8) | buf[p + 1]!;
+  p += 2;
+  if (type === 0x8100 || type === 0x88a8) {
+    if (p + 4 > end) return false;
+    type = (buf[p + 2]! << 8) | buf[p + 3]!;
+    p += 4;
+  }
+  let proto: number;
+  let l4 = -1;
+  if (type === 0x0800) {
+    if (p + 20 > end) return false;
+    const ihl = (buf[p]! & 0x0f) * 4;
+    if ((buf[p]! >> 4) !== 4 || ihl < 20 || p + ihl > end) return false;
+    proto = buf[p + 9]!;
+    key.proto = proto;
+    key.srcIp = ((buf[p + 12]! << 24) | (buf[p + 13]! << 16) | (buf[p + 14]! << 8) | buf[p + 15]!) >>> 0;
+    key.dstIp = ((buf[p + 16]! << 24) | (buf[p + 17]! << 16) | (buf[p + 18]! << 8) | buf[p + 19]!) >>> 0;
+    const fragOffset = ((buf[p + 6]! & 0x1f) << 8) | buf[p + 7]!;
+    if (fragOffset === 0) l4 = p + ihl;
+  } else if (type === 0x86dd) {
+    if (p + 40 > end) return false;
+    if ((buf[p]! >> 4) !== 6) return false;
+    key.isV6 = true;
+    key.flowId6 = ((buf[p + 1]! & 0x0f) << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+    for (let i = 0; i < 4; i++) {
+      const s = p + 8 + 4 * i, d = p + 24 + 4 * i;
+      key.src6[i] = ((buf[s]! << 24) | (buf[s + 1]! << 16) | (buf[s + 2]! << 8) | buf[s + 3]!) >>> 0;
+      key.dst6[i] = ((buf[d]! << 24) | (buf[d + 1]! << 16) | (buf[d + 2]! << 8) | buf[d + 3]!) >>> 0;
+    }
+    proto = buf[p + 6]!;
+    let q = p + 40;
+    // Extension headers, a bounded number of them.
+    for (let hops = 0; hops < 8; hops++) {
+      if (proto === 0 || proto === 43 || proto === 60) {
+        if (q + 8 > end) { proto = -1; break; }
+        proto = buf[q]!;
+        q += (buf[q + 1]! + 1) * 8;
+      } else if (proto === 44) {
+        if (q + 8 > end) { proto = -1; break; }
+        const nextProto = buf[q]!;
+        const fragOff = ((buf[q + 2]! << 8) | buf[q + 3]!) & 0xfff8;
+        proto = nextProto;
+        q += 8;
+        if (fragOff !== 0) { q = -1; break; }
+      } else break;
+    }
+    if (proto < 0) { key.proto = 0; return true; }
+    key.proto = proto;
+    l4 = q;
+  } else {
+    return false;
+  }
+  if (l4 >= 0 && (proto === 6 || proto === 17 || proto === 132 || proto === 136) && l4 + 4 <= end) {
+    key.srcPort = (buf[l4]! << 8) | buf[l4 + 1]!;
+    key.dstPort = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
+  }
+  return true;
 }

@@ -6,12 +6,13 @@
  * nextEventNs() (sleepUntilNs), then collects the packets whose time has come with dequeueDue().
  * Packets are the caller's integer handles; dummynet never touches their bytes.
  */
+import { assert } from '../../errors.js';
 import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE } from './config.js';
 import { Engine, DROP, DROP_NAMES } from './engine.js';
 import { FlowKey } from './flowkey.js';
 import { showText } from './show.js';
 
-export { FlowKey } from './flowkey.js';
+export { FlowKey, flowKeyFromFrame } from './flowkey.js';
 export { DROP, DROP_NAMES } from './engine.js';
 export { sleepUntilNs, nowNs, DEFAULT_BUSY_WAIT_NS } from './timing.js';
 export { DN_MAX_ID } from './config.js';
@@ -75,7 +76,10 @@ export class Dummynet {
           const notices: string[] = [];
           this.conf.configure(kind, rest, notices);
           this.apply();
-          if (notices.length) res.stderr += notices.map((n) => `${n}\n`).join('');
+          // fq_codel's unknown parameters are printed on stdout by ipfw; the kernel's notices go to stderr.
+          for (const n of notices) {
+            if (n.endsWith(' is Invalid parameter')) res.stdout += `${n}\n`; else res.stderr += `${n}\n`;
+          }
           break;
         }
         case 'delete': {
@@ -90,8 +94,8 @@ export class Dummynet {
               res.status = 1;
             }
           }
-          if (!any) throw new CommandError(EX_USAGE, 'missing command');
-          this.apply();
+          // `ipfw pipe delete` with no number does nothing and succeeds, as FreeBSD's loop.
+          if (any) this.apply();
           break;
         }
         case 'show': case 'list': case 'print':
@@ -130,10 +134,14 @@ export class Dummynet {
    * A packet a rule sends to `pipe n` or `queue n`. Returns 0 when dummynet took it (it comes back
    * from dequeueDue), or a DROP code (>0) when it was refused: the caller still owns the handle.
    * `len` is the counted length (the whole Ethernet frame without FCS on our L2 path).
+   * key.extra is overwritten with n (FreeBSD's flow id carries the pipe/queue number there).
    */
   enqueue(kind: 'pipe' | 'queue', n: number, handle: number, len: number, key: FlowKey, ruleIndex: number, nowNs: number): number {
+    assert(len >= 0 && len <= 0xffff, 'dummynet: frame length out of range');
     const fsNr = kind === 'pipe' ? n + 2 * DN_MAX_ID : n;
     if (!(n >= 1 && n < DN_MAX_ID)) return this.engine.enqueue(-1, handle, len, key, ruleIndex, nowNs);
+    // FreeBSD keeps the pipe/queue number in the flow id's `extra` word (used by `mask queue`).
+    key.extra = n;
     return this.engine.enqueue(fsNr, handle, len, key, ruleIndex, nowNs);
   }
 

@@ -2,7 +2,7 @@
  * `pipe|queue|sched show` text, line for line as FreeBSD's list_pipes() prints it (sbin/ipfw/
  * dummynet.c), from our configuration and the engine's live counters.
  */
-import { DN_MAX_ID, PLR_ONE, SCALE_RED, type DummynetConfig, type FlowsetConf, type SchedConf, boundQueueParams } from './config.js';
+import { DN_MAX_ID, PLR_ONE, SCALE_RED, type DummynetConfig, type FlowsetConf, type SchedConf, boundQueueParams, usToTime } from './config.js';
 import { type Engine, type FlowQueue, type Instance } from './engine.js';
 import { FlowKey, maskedFlowHash, maskFromJSON } from './flowkey.js';
 import { type MaskJSON } from './flowkey.js';
@@ -178,11 +178,12 @@ export function showText(kind: 'pipe' | 'queue' | 'sched', args: string[], conf:
     if (internal && (s.type === 'FIFO' || s.type === 'FQ_CODEL')) lines.push(...flowsetLine(internal, 0, s.type));
     const active = engine.instanceCountOf(s.nr);
     lines.push(` sched ${s.nr} type ${s.type} flags ${hex(s.hasMask ? 1 : 0, 0).replace(/^0x$/, '0x0')} ${s.buckets} buckets ${active} active`);
-    if (s.hasMask) lines.push(...maskLine(s.mask).split('\n'));
     if (s.type === 'FQ_CODEL') {
+      // get_extra_parms(DN_SCH_PARAMS), printed between the sched line and its mask.
       const fq = s.fqCodel;
-      lines.push(` FQ_CODEL target ${fq.targetUs / 1000}ms interval ${fq.intervalUs / 1000}ms quantum ${fq.quantum} limit ${fq.limit} flows ${fq.flows} ${fq.ecn ? 'ECN' : 'NoECN'}`);
+      lines.push(` FQ_CODEL target ${usToTime(fq.targetUs)} interval ${usToTime(fq.intervalUs)} quantum ${fq.quantum} limit ${fq.limit} flows ${fq.flows} ${fq.ecn ? 'ECN' : 'NoECN'}`);
     }
+    if (s.hasMask) lines.push(...maskLine(s.mask).split('\n'));
     const children = [...conf.flowsets.values()].filter((f) => f.schedNr === s.nr && f.nr < DN_MAX_ID).map((f) => f.nr).sort((a, b) => a - b);
     if (children.length > 0) lines.push(`   Children flowsets: ${children.map((c) => `${c} `).join('')}`);
     rows(engine.instancesOf(s.nr).map(instanceCounters));

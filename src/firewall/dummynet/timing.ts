@@ -13,7 +13,7 @@ export function nowNs(): number {
 }
 
 /** Default spin tail: covers the kernel's wake-up latency seen on this machine (README-dummynet). */
-export const DEFAULT_BUSY_WAIT_NS = 200_000;
+export const DEFAULT_BUSY_WAIT_NS = 300_000;
 
 /**
  * Blocks until the monotonic clock (nowNs) reaches deadlineNs. Returns the lateness in ns
