@@ -270,13 +270,14 @@ class RuleParser {
       optionsOnly = r.optionsOnly;
       comment = r.comment;
     }
-    // ipfw moves the state instruction last and precedes it by the implicit probe-state.
+    // ipfw (compile_rule) puts the implicit probe-state first, so that a packet of a known
+    // flow (a reply too) hits its state before any other match, and moves the state
+    // instruction last.
     let cmds = this.cmds;
     if (this.state !== null) {
       const st = this.state;
-      cmds = cmds.filter((c) => c !== st);
       const name = (st as { name: string }).name;
-      cmds.push({ neg: false, or: false, op: 'probe-state', name }, st);
+      cmds = [{ neg: false, or: false, op: 'probe-state', name }, ...cmds.filter((c) => c !== st), st];
     }
     const rule: Rule = {
       number, slot: -1, set, prob, action, log, logAmount, tag, cmds, comment,

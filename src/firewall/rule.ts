@@ -15,9 +15,10 @@
  *       if cmd.or: { if m: skipOr = true; continue }
  *       if !m: rule does not match
  *
- * The order of `cmds` is the order ipfw stores them in, which is also the order `list` prints
- * them in: protocol, source address(es), source ports, destination address(es), destination
- * ports, then options as written, with the state commands (probe-state first) last.
+ * The order of `cmds` is the order ipfw stores them in (compile_rule): the implicit probe-state
+ * first (a packet of a known flow, a reply too, hits its state before any other match), then
+ * protocol, source address(es), source ports, destination address(es), destination ports,
+ * options as written, and the keep-state/limit command last. `list` skips probe-state.
  *
  * Rules are plain data (JSON-serialisable: numbers, strings, booleans, arrays, no bigint, no
  * typed arrays), so a ruleset can travel through the control socket and through shared memory
@@ -106,8 +107,8 @@ export type CmdBody =
   // tags, probability-free misc
   | { op: 'tagged'; ranges: Range[] }                            // O_TAGGED
   | { op: 'lookup'; key: LookupKey; table: string }              // O_IP_DST_LOOKUP with a key (sets tablearg)
-  // dynamic state; these come last, in this order
-  | { op: 'probe-state'; name: string }                          // O_PROBE_STATE (implicit, before the first keep-state/limit)
+  // dynamic state: probe-state first in the rule, keep-state/limit last
+  | { op: 'probe-state'; name: string }                          // O_PROBE_STATE (implicit, in every keep-state/limit rule)
   | { op: 'keep-state'; name: string; record: boolean }          // O_KEEP_STATE (record-state: record=true)
   | { op: 'limit'; name: string; mask: LimitMask; limit: number; record: boolean }; // O_LIMIT
 

@@ -229,7 +229,7 @@ test('tables with thousands of entries, from a rules file', () => {
   assert.equal(bad.config, fw.config);
 });
 
-test('the Rule handed to the evaluators: order, not/or flags, probe-state before the state command', () => {
+test('the Rule handed to the evaluators: order, not/or flags, probe-state first and the state command last', () => {
   const env = { verboseLimit: 0, warnings: [] as string[] };
   const { rule } = parseRule('500 set 3 prob 0.5 skipto 900 log tag 5 { tcp or udp } from not 10.0.0.0/8 1-1023 to { me or 198.18.0.1 } 80 in { recv a or xmit b* } keep-state :s // hi'.split(' '), env);
   assert.equal(rule.number, 500);
@@ -240,11 +240,11 @@ test('the Rule handed to the evaluators: order, not/or flags, probe-state before
   assert.deepEqual(rule.tag, { untag: false, value: 5, tablearg: false });
   assert.equal(rule.comment, 'hi');
   const ops = rule.cmds.map((c) => `${c.neg ? '!' : ''}${c.op}${c.or ? '|' : ''}`);
-  assert.deepEqual(ops, ['proto|', 'proto', '!ip-addr', 'ports', 'me|', 'ip-addr', 'ports', 'in', 'iface|', 'iface', 'probe-state', 'keep-state']);
-  assert.deepEqual(rule.cmds[2], { neg: true, or: false, op: 'ip-addr', dir: 'src', list: [{ addr: 0x0a000000, mask: 0xff000000 }] });
-  assert.deepEqual(rule.cmds[6], { neg: false, or: false, op: 'ports', dir: 'dst', ranges: [[80, 80]] });
-  assert.deepEqual(rule.cmds[9], { neg: false, or: false, op: 'iface', which: 'xmit', name: 'b*', table: null, addr: null });
-  assert.deepEqual(rule.cmds[10], { neg: false, or: false, op: 'probe-state', name: 's' });
+  assert.deepEqual(ops, ['probe-state', 'proto|', 'proto', '!ip-addr', 'ports', 'me|', 'ip-addr', 'ports', 'in', 'iface|', 'iface', 'keep-state']);
+  assert.deepEqual(rule.cmds[0], { neg: false, or: false, op: 'probe-state', name: 's' });
+  assert.deepEqual(rule.cmds[3], { neg: true, or: false, op: 'ip-addr', dir: 'src', list: [{ addr: 0x0a000000, mask: 0xff000000 }] });
+  assert.deepEqual(rule.cmds[7], { neg: false, or: false, op: 'ports', dir: 'dst', ranges: [[80, 80]] });
+  assert.deepEqual(rule.cmds[10], { neg: false, or: false, op: 'iface', which: 'xmit', name: 'b*', table: null, addr: null });
   assert.deepEqual(rule.cmds[11], { neg: false, or: false, op: 'keep-state', name: 's', record: false });
   const out = parseRule(['allow', 'ip', 'from', 'any', 'to', 'any', 'out', 'setup'], env).rule;
   assert.deepEqual(out.cmds, [{ neg: true, or: false, op: 'in' }, { neg: false, or: false, op: 'tcpflags', set: 0x02, clear: 0x10 }]);
