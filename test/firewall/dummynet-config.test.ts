@@ -205,7 +205,8 @@ test('configJSON/loadConfig round-trip reproduces the listing; delete and flush'
   assert.equal(run(d2, 'queue show').stdout, '');
   assert.equal(run(d2, 'pipe flush').status, 0);
   assert.equal(run(d2, 'pipe show').stdout + run(d2, 'sched show').stdout, '');
-  assert.throws(() => d2.loadConfig({ format: 'nope' }));
+  assert.throws(() => d2.loadConfig({ format: 'nope' }), { name: 'NetmapError', code: 'EINVAL' });
+  assert.throws(() => new Dummynet({ maxPackets: 0 }), { name: 'NetmapError', code: 'EINVAL' });
 });
 
 test('strtoul follows C (base 0: hex, octal, decimal; rest returned)', () => {
