@@ -240,3 +240,11 @@ test('fuzz: random command lines never throw, answer with ipfw statuses, and lea
   d2.loadConfig(j);
   assert.equal(d2.command(['pipe', 'show']).stdout, d.command(['pipe', 'show']).stdout);
 });
+
+test('qfq bounds: weight 1..65536, maxlen 1..2000 (dn_sched_qfq.c)', () => {
+  const d = new Dummynet();
+  run(d, 'pipe 1 config bw 1Mbit/s');
+  run(d, 'sched 1 config type qfq');
+  assert.equal(run(d, 'queue 2 config pipe 1 weight 70000 lmax 3000').stderr, 'Clamp qfq weight to 65536 (was 70000)\nClamp qfq maxlen to 2000 (was 3000)\n');
+  assert.match(run(d, 'queue 2 show').stdout, /weight 65536 lmax 2000 pri 0/);
+});
