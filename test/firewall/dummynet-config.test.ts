@@ -205,7 +205,8 @@ test('configJSON/loadConfig round-trip reproduces the listing; delete and flush'
   assert.equal(run(d2, 'queue show').stdout, '');
   assert.equal(run(d2, 'pipe flush').status, 0);
   assert.equal(run(d2, 'pipe show').stdout + run(d2, 'sched show').stdout, '');
-  assert.throws(() => d2.loadConfig({ format: 'nope' }));
+  assert.throws(() => d2.loadConfig({ format: 'nope' }), { name: 'NetmapError', code: 'EINVAL' });
+  assert.throws(() => new Dummynet({ maxPackets: 0 }), { name: 'NetmapError', code: 'EINVAL' });
 });
 
 test('strtoul follows C (base 0: hex, octal, decimal; rest returned)', () => {
@@ -238,4 +239,12 @@ test('fuzz: random command lines never throw, answer with ipfw statuses, and lea
   const d2 = new Dummynet();
   d2.loadConfig(j);
   assert.equal(d2.command(['pipe', 'show']).stdout, d.command(['pipe', 'show']).stdout);
+});
+
+test('qfq bounds: weight 1..65536, maxlen 1..2000 (dn_sched_qfq.c)', () => {
+  const d = new Dummynet();
+  run(d, 'pipe 1 config bw 1Mbit/s');
+  run(d, 'sched 1 config type qfq');
+  assert.equal(run(d, 'queue 2 config pipe 1 weight 70000 lmax 3000').stderr, 'Clamp qfq weight to 65536 (was 70000)\nClamp qfq maxlen to 2000 (was 3000)\n');
+  assert.match(run(d, 'queue 2 show').stdout, /weight 65536 lmax 2000 pri 0/);
 });

@@ -299,3 +299,17 @@ test('conservation under random traffic and reconfiguration: every accepted hand
   assert.equal(d.counters().waiting, 0);
   assert.ok(returned > 1000);
 });
+
+test('a full queue table collects idle queues without freeing the instance being served', () => {
+  const d = dn(['pipe 1 config bw 1Mbit/s', 'sched 1 config mask src-ip 0xffffffff', 'queue 1 config pipe 1 mask dst-port 0xffff'], { maxQueues: 4, gcIntervalNs: 1e12 });
+  const H = new Int32Array(64), R = new Int32Array(64);
+  let now = 0;
+  for (let i = 0; i < 200; i++) {
+    now += 50 * MS;
+    // A new source address and port each time: every packet needs a new instance and queue.
+    const r = d.enqueue('queue', 1, i, 100, v4key(17, A + (i % 7), 1, B, 1000 + i), 0, now);
+    assert.equal(r, 0, `packet ${i}: ${r}`);
+    d.dequeueDue(now + 10 * MS, H, R);
+  }
+  assert.ok(d.counters().queues <= 4);
+});

@@ -697,7 +697,7 @@ export function boundQueueParams(f: FlowsetConf, type: SchedType, notices: strin
       break;
     case 'QFQ':
       weight = pick(f.weight, 1, 1, 65536, 'qfq weight');
-      lmax = pick(f.lmax, 1500, 1, 2048, 'qfq maxlen');
+      lmax = pick(f.lmax, 1500, 1, 2000, 'qfq maxlen');
       break;
     case 'PRIO': weight = pick(f.weight, 0, 0, 63, 'PRIO priority'); break;
     default: break;

@@ -317,6 +317,7 @@ export class Engine {
    * boxed, i.e. allocated, and this path must not allocate per packet.
    */
   private now = 0.5;
+  private pinned: Instance | null = null;
   private heap: Array<Instance | null>;
   private heapKeys = new Float64Array(64);
   private heapSize = 0;
@@ -596,7 +597,10 @@ export class Engine {
     if (type === T_FIFO || type === T_FQCODEL) {
       q = si.main!;
     } else {
+      // A forced collection (full queue table) must not free the instance we are working on.
+      this.pinned = si;
       const found = this.findQueue(fs, si, key);
+      this.pinned = null;
       if (!found) { this.tableFull++; si.totPkts++; si.totBytes += len; si.drops++; return this.refuse(DROP.TABLE_FULL); }
       q = found;
       if (type === T_PRIO) {
@@ -1098,7 +1102,7 @@ export class Engine {
         let si = s.table[b] ?? null;
         while (si) {
           const next: Instance | null = si.hashNext;
-          if (si.length === 0 && si.dlHead < 0 && !si.active && si.queues === null && si.lastUse <= limit) {
+          if (si.length === 0 && si.dlHead < 0 && !si.active && si.queues === null && si.lastUse <= limit && si !== this.pinned) {
             if (prev) prev.hashNext = next; else s.table[b] = next;
             s.instCount--;
             this.destroyInstance(si, false);

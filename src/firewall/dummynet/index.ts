@@ -6,7 +6,7 @@
  * nextEventNs() (sleepUntilNs), then collects the packets whose time has come with dequeueDue().
  * Packets are the caller's integer handles; dummynet never touches their bytes.
  */
-import { assert } from '../../errors.js';
+import { assert, fail } from '../../errors.js';
 import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE } from './config.js';
 import { Engine, DROP, DROP_NAMES } from './engine.js';
 import { FlowKey } from './flowkey.js';
@@ -39,6 +39,12 @@ export class Dummynet {
   readonly settings: { ioFast: boolean; onePass: boolean };
 
   constructor(opts: DummynetOptions = {}) {
+    const limit = (v: number | undefined, dflt: number, max: number, name: string): number => {
+      const x = v ?? dflt;
+      if (!Number.isInteger(x) || x < 1 || x > max) fail('EINVAL', `dummynet: ${name} must be an integer in 1..${max}`);
+      return x;
+    };
+    opts = { ...opts, maxPackets: limit(opts.maxPackets, 8192, 1 << 24, 'maxPackets'), maxInstances: limit(opts.maxInstances, 65536, 1 << 22, 'maxInstances'), maxQueues: limit(opts.maxQueues, 65536, 1 << 22, 'maxQueues') };
     this.engine = new Engine({
       maxPackets: opts.maxPackets ?? 8192,
       maxInstances: opts.maxInstances ?? 65536,
@@ -126,7 +132,12 @@ export class Dummynet {
 
   /** Replaces the configuration (e.g. from FirewallConfig.dummynet); null clears it. */
   loadConfig(json: unknown): void {
-    this.conf.load(json);
+    try {
+      this.conf.load(json);
+    } catch (e) {
+      if (e instanceof CommandError) fail('EINVAL', `dummynet: ${e.message}`);
+      throw e;
+    }
     this.apply();
   }
 
