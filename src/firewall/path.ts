@@ -168,7 +168,7 @@ export class FirewallPath {
   private forward(si: number, nowMs: number, nowNs: number): number {
     const src = this.sides[si]!, dst = this.sides[src.peer]!;
     const rxs = src.port.rxRings, txs = dst.port.txRings;
-    const u8 = this.u8, ev = this.evaluator, zc = this.zeroCopy[si]!;
+    const u8 = this.u8, ev = this.evaluator, zc = this.zeroCopy[si]!, sp = src.port.mem;
     const stats = this.stats;
     let handled = 0;
     for (let r = 0; r < rxs.length; r++) {
@@ -214,8 +214,8 @@ export class FirewallPath {
               tx.setSlotLen(k, len);
             } else {
               const l = len > txBuf ? txBuf : len;
-              const d = tx.slotBufOffset(k);
-              u8.copyWithin(d, off, off + l);
+              // short frames move as 16-bit words: a copyWithin call costs about 100 ns
+              sp.copy(tx.slotBufOffset(k), off, l, txBuf);
               tx.setSlotLen(k, l);
               tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG));
             }
@@ -335,7 +335,7 @@ export class FirewallPath {
         tx.setSlotLen(k, len);
       } else {
         const l = len > tx.bufSize ? tx.bufSize : len;
-        this.u8.copyWithin(tx.slotBufOffset(k), bufOff, bufOff + l);
+        src.port.mem.copy(tx.slotBufOffset(k), bufOff, l, tx.bufSize);
         tx.setSlotLen(k, l);
         tx.setSlotFlags(k, tx.slotFlags(k) & ~L.NS_MOREFRAG);
       }
