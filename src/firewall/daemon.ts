@@ -91,7 +91,10 @@ export class Kipfw {
     try {
       // with workers the main thread only holds the ports (creating VALE ports with their rings); each worker binds one ring pair
       for (const p of opts.ports) await prepareLookup(p);
-      for (const p of opts.ports) ports.push(workers === 1 ? openExclusive(p, opts.poolBuffers ?? PATH_POOL_DEFAULT) : openPort(p));
+      for (let i = 0; i < opts.ports.length; i++) {
+        const want = i % 2 === 1 ? sameMemory(opts.ports[i]!, ports[i - 1]!) : [opts.ports[i]!];
+        ports.push(openFirst(want, (name) => workers === 1 ? openExclusive(name, opts.poolBuffers ?? PATH_POOL_DEFAULT) : openPort(name)));
+      }
       for (const p of ports) {
         if (p.rxRings.length < workers || p.txRings.length < workers) {
           fail('EINVAL', `${p.name} has ${p.rxRings.length} RX and ${p.txRings.length} TX rings: -p ${workers} needs ${workers} of each (for a VALE port: ${p.name}@conf:rings=${workers})`);
@@ -239,6 +242,26 @@ export class Kipfw {
     this.firewall.store.remove();
     this.firewall.close();
   }
+}
+
+/**
+ * The names to try for the second port of a pair: a new VALE port is made in its partner's
+ * memory region first (`valeB:f@N`), so that frames cross the pair by buffer swapping, as
+ * between netmap's VALE ports, which share the global allocator; then the name as given.
+ */
+function sameMemory(name: string, partner: Port): string[] {
+  if (!name.startsWith('vale')) return [name];
+  const spec = parsePortSpec(name);
+  if (spec.memId !== 0) return [name];
+  spec.memId = partner.memId;
+  return [formatPortSpec(spec), name];
+}
+
+function openFirst(names: string[], open: (name: string) => Port): Port {
+  for (let i = 0; i < names.length - 1; i++) {
+    try { return open(names[i]!); } catch (e) { if (!(e instanceof NetmapError)) throw e; }
+  }
+  return open(names[names.length - 1]!);
 }
 
 /**
