@@ -10,6 +10,7 @@ import { openPort, type Port } from '../ports/index.js';
 import { waitPorts } from '../interfaces/bridge.js';
 import { Firewall } from './firewall.js';
 import { FirewallPath } from './path.js';
+import { IDLE_SPIN_MS } from './daemon.js';
 import type { Interfaces } from './engine.js';
 import { STAT_FIELDS, ringName, type WorkerJob } from './worker-job.js';
 
@@ -27,11 +28,15 @@ async function main(job: WorkerJob): Promise<void> {
     const path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, null, { zeroCopy: job.zeroCopy });
     Atomics.store(control, 1, 1);
     Atomics.notify(control, 1);
-    let idle = 0;
+    let idle = 0, idleSince = 0;
     while (Atomics.load(control, 0) === 0) {
       const moved = path.step(Date.now(), 0);
-      if (moved > 0) idle = 0;
-      else waitPorts(ports, ++idle > 2 ? 20 : 1);
+      if (moved > 0) { idle = 0; idleSince = 0; }
+      else {
+        const t = performance.now();
+        if (idleSince === 0) idleSince = t;
+        if (t - idleSince >= IDLE_SPIN_MS) waitPorts(ports, ++idle > 2 ? 20 : 1);
+      }
       if ((idle & 15) === 0 || moved > 0) for (let i = 0; i < STAT_FIELDS.length; i++) stats[i] = path.stats[STAT_FIELDS[i]!];
     }
     for (let i = 0; i < STAT_FIELDS.length; i++) stats[i] = path.stats[STAT_FIELDS[i]!];
