@@ -4,13 +4,16 @@
  *  - 1 rule `allow ip from any to any`;
  *  - 100 non-matching rules, then allow;
  *  - a table of 100k addresses (`allow ip from table(big) to any`, half the packets in it);
- *  - keep-state with 10k flows (check-state; allow udp ... keep-state), states installed first.
+ *  - keep-state with 10k flows (check-state; allow udp ... keep-state), states installed first;
+ *  - the parts alone: a lookup in a 100k-entry table, a state lookup (lock, find, update).
  * There is no reference tool to run side by side for the evaluator alone (netmap-ipfw's figures
  * include its I/O); the end-to-end comparison is the kipfw benchmark's.
  * Environment: FW_BENCH_MS (time per measurement, default 1000).
  */
 import { c, rule, config, build, ip4, makeShared } from '../test/firewall/fw-helpers.js';
-import type { FirewallConfig } from '../src/firewall/rule.js';
+import { DEFAULT_SETTINGS, type FirewallConfig } from '../src/firewall/rule.js';
+import { LookupTable } from '../src/firewall/tables.js';
+import { PacketInfo } from '../src/firewall/packet.js';
 
 const MS = Number(process.env.FW_BENCH_MS ?? 1000);
 const STRIDE = 2048;
@@ -79,3 +82,29 @@ const stateCfg = config([
   rule(200, 'allow', 0, [c({ op: 'proto', proto: 17 }), c({ op: 'probe-state', name: 'default' }), c({ op: 'keep-state', name: 'default', record: false })]),
 ], { defaultAccept: false, settings: { dynMax: 16384, dynUdpLifetime: 3600 } });
 run('keep-state with 10k flows', stateCfg, frames(10_000, (i) => base + i), 16384);
+
+// The parts on their own: a 100k-entry table lookup, and a state lookup under the table lock.
+{
+  const t = new LookupTable({ name: 'big', type: 'addr', entries });
+  const keys = Uint32Array.from({ length: 4096 }, (_, i) => base + ((i * 7919) % 200_000));
+  let hits = 0, n = 0;
+  for (let i = 0; i < 1_000_000; i++) if (t.lookup4(keys[i & 4095]) >= 0) hits++;
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + MS;
+  while (Date.now() < deadline) for (let b = 0; b < 65536; b++, n++) if (t.lookup4(keys[n & 4095]) >= 0) hits++;
+  emit('firewall-eval', 'table lookup4, 100k entries', Number(process.hrtime.bigint() - t0) / n, 'ns/lookup', { hits });
+}
+{
+  const shared = makeShared(16384, 2);
+  const pk = frames(10_000, (i) => base + i);
+  const p = new PacketInfo();
+  const settings = { ...DEFAULT_SETTINGS, dynMax: 16384, dynUdpLifetime: 3600 };
+  for (let i = 0; i < pk.count; i++) { p.decode(pk.u8, i * STRIDE, pk.len); shared.dyn.install(p, 1, 100, 0, 0, 0, 1000, settings); }
+  const decoded: PacketInfo[] = [];
+  for (let i = 0; i < 1024; i++) { const q = new PacketInfo(); q.decode(pk.u8, ((i * 7) % pk.count) * STRIDE, pk.len); decoded.push(q); }
+  let n = 0, hits = 0;
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + MS;
+  while (Date.now() < deadline) for (let b = 0; b < 16384; b++, n++) if (shared.dyn.lookupPacket(decoded[n & 1023], 0, 2000, settings) >= 0) hits++;
+  emit('firewall-eval', 'state lookupPacket (lock + find + update), 10k states', Number(process.hrtime.bigint() - t0) / n, 'ns/lookup', { hits });
+}

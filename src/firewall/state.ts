@@ -26,7 +26,7 @@ function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {
   const me = selfTid();
   let owner = Atomics.compareExchange(i32, word, 0, me);
   if (owner === 0) return;
-  let spins = 0;
+  let spins = 0, rounds = 0;
   let deadline = 0;
   for (;;) {
     if (owner === me) fail('EBUSY', 'firewall state lock already held by this thread (recursive use is a bug)');
@@ -37,7 +37,9 @@ function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {
       } else {
         if (deadline === 0) deadline = Date.now() + timeoutMs;
         else if (Date.now() > deadline) fail('EBUSY', `timed out waiting for a firewall state lock held by thread ${owner}`);
-        pause(0);
+        // The owner is alive but not done: it was probably descheduled (more threads than
+        // cores). Spinning on would only keep it off the CPU longer: sleep after a few rounds.
+        pause(++rounds < 4 ? 0 : 1);
       }
     }
     owner = Atomics.compareExchange(i32, word, 0, me);
