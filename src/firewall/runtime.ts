@@ -39,6 +39,11 @@ export const DYN_UNKNOWN = 0, DYN_NONE = 1, DYN_HIT = 2;
 /** A command with what evaluation needs resolved. */
 export interface PCmd {
   cmd: Cmd;
+  /** cmd's op, neg and or copied here: every PCmd has one shape, so the interpreter's loads of
+   * them stay monomorphic (Cmd objects have a shape per op). */
+  op: Cmd['op'];
+  neg: boolean;
+  or: boolean;
   table: LookupTable | null;
   /** iface commands: per interface id, 0 unknown, -1 no match, value + 1 on a match. */
   cache: Float64Array | null;
@@ -135,7 +140,7 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     }
     const stateNameId = action === A_CHECK_STATE ? dyn.nameId(rule.action.stateName ?? 'default') : 0;
     const cmds = rule.cmds.map((cmd): PCmd => {
-      const pc: PCmd = { cmd, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null, nameId: 0, maskBits: 0, keyCode: -1 };
+      const pc: PCmd = { cmd, op: cmd.op, neg: cmd.neg, or: cmd.or, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null, nameId: 0, maskBits: 0, keyCode: -1 };
       switch (cmd.op) {
         case 'table': pc.table = tableOf(cmd.table); break;
         case 'lookup': pc.table = tableOf(cmd.table); pc.keyCode = KEY_CODES[cmd.key] ?? -1; break;
