@@ -12,7 +12,7 @@ import type { Cmd, CmdBody, Rule, Action, TableConfig, Range } from '../../src/f
 import { c, rule, config, build, ip4, ip6, eth, makeShared, Names } from './fw-helpers.js';
 
 const SEED = Number(process.env.FW_FUZZ_SEED ?? 20261202);
-const RULESETS = Number(process.env.FW_FUZZ_RULESETS ?? 400);
+const RULESETS = Number(process.env.FW_FUZZ_RULESETS ?? 1200);
 const FRAMES = 150;
 
 const ADDRS4 = ['198.18.0.1', '198.18.0.2', '198.18.1.1', '198.19.255.254', '10.0.0.1'];
@@ -85,7 +85,7 @@ function fuzzCase(seed: number): void {
     const arg = kind === 'skipto' || kind === 'call' ? 1 + int(2200) : kind === 'unreach' ? int(16) : kind === 'unreach6' ? pick([0, 1, 3, 4]) : kind === 'reject' ? 1 : int(64);
     const cmds: Cmd[] = [];
     for (let i = 0, n = int(5); i < n; i++) cmds.push(c(body(), { neg: chance(0.2), or: chance(0.25) }));
-    if (kind !== 'check-state' && chance(0.2)) {
+    if (kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
       if (cmds.length) cmds[cmds.length - 1].or = false;
       cmds.push(c({ op: 'probe-state', name }));
@@ -103,10 +103,11 @@ function fuzzCase(seed: number): void {
     { name: 'P', type: 'number', entries: [{ key: '80', value: 800 }, { key: '22', value: 2 }, { key: '46', value: 4 }] },
     { name: 'I', type: 'iface', entries: [{ key: 'veth1', value: 700 }] },
   ];
-  const cfg = config(rules, { tables, disabledSets: chance(0.5) ? 0b110 : 0, settings: { dynMax: 6 } });
+  const cfg = config(rules, { tables, disabledSets: chance(0.5) ? 0b110 : 0, settings: { dynMax: chance(0.5) ? 6 : 100 } });
+  const capacity = chance(0.5) ? 8 : 128;
   const ifaces = new Names(['veth0', 'veth1', 'valeA:p0']);
-  const interp = build(cfg, false, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55 });
-  const compiled = build(cfg, true, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
+  const interp = build(cfg, false, { shared: makeShared(capacity, 2), ifaces, seed: seed ^ 0x55 });
+  const compiled = build(cfg, true, { shared: makeShared(capacity, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
   assert.equal(compiled.ev.compiled, true);
 
   const template = (): Uint8Array => {
@@ -126,14 +127,26 @@ function fuzzCase(seed: number): void {
     }
   };
 
+  /** The reply of an IPv4 frame with a 20-byte header: addresses and ports swapped. */
+  const reversed = (g: Uint8Array): Uint8Array => {
+    const f = Uint8Array.from(g);
+    if (f.length < 38 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] !== 0x45) return f;
+    for (let i = 0; i < 4; i++) { const t = f[26 + i]; f[26 + i] = f[30 + i]; f[30 + i] = t; }
+    for (let i = 0; i < 2; i++) { const t = f[34 + i]; f[34 + i] = f[36 + i]; f[36 + i] = t; }
+    return f;
+  };
+  const recent: Uint8Array[] = [];
   let now = 1_000_000;
   for (let k = 0; k < FRAMES; k++) {
-    let f = template();
+    // A third of the frames repeat or answer a recent one, so states get hit.
+    let f = recent.length > 0 && chance(0.35) ? (chance(0.6) ? reversed(pick(recent)) : Uint8Array.from(pick(recent))) : template();
+    recent.push(Uint8Array.from(f));
+    if (recent.length > 8) recent.shift();
     for (let m = 0, n = chance(0.4) ? 1 + int(3) : 0; m < n; m++) f[int(f.length) || 0] = int(256);
     if (chance(0.2)) f = f.subarray(0, int(f.length + 1));
     // Sometimes a reply to the previous flow, so states get hit.
     const dirIn = chance(0.8), recvIf = pick([-1, 0, 1, 2, 7]), xmitIf = pick([-1, -1, 0, 1]);
-    now += int(3000);
+    now += chance(0.05) ? 20_000 + int(300_000) : int(3000); // now and then past a lifetime
     const fi = Uint8Array.from(f), fc = Uint8Array.from(f);
     const off = int(3);
     const bi = new Uint8Array(fi.length + off); bi.set(fi, off);
