@@ -172,6 +172,8 @@ export class LookupTable {
   private readonly v4Hashes: Hash32[];
   private readonly v6Lens: Int32Array;
   private readonly v6Hashes: Hash128[];
+  /** The 4-word mask of each IPv6 length, in v6Lens order. */
+  private readonly v6Masks: Uint32Array;
   private readonly numbers: Hash32;
   private readonly names: Map<string, number>;
   readonly size: number;
@@ -223,6 +225,7 @@ export class LookupTable {
     });
     const lens6 = [...v6.keys()].sort((a, b) => b - a);
     this.v6Lens = Int32Array.from(lens6);
+    this.v6Masks = Uint32Array.from(lens6.flatMap((len) => mask6(len)));
     this.v6Hashes = lens6.map((len) => {
       const list = v6.get(len)!;
       const h = new Hash128(list.length);
@@ -247,14 +250,9 @@ export class LookupTable {
 
   /** Longest-prefix match of an IPv6 address given as 4 words; value or -1. */
   lookup6(w: Uint32Array): number {
-    const lens = this.v6Lens, hashes = this.v6Hashes;
-    for (let i = 0; i < lens.length; i++) {
-      const len = lens[i];
-      const m0 = len >= 32 ? 0xffffffff : mask4(len);
-      const m1 = len >= 64 ? 0xffffffff : len <= 32 ? 0 : mask4(len - 32);
-      const m2 = len >= 96 ? 0xffffffff : len <= 64 ? 0 : mask4(len - 64);
-      const m3 = len >= 128 ? 0xffffffff : len <= 96 ? 0 : mask4(len - 96);
-      const v = hashes[i].get((w[0] & m0) >>> 0, (w[1] & m1) >>> 0, (w[2] & m2) >>> 0, (w[3] & m3) >>> 0);
+    const lens = this.v6Lens, hashes = this.v6Hashes, m = this.v6Masks;
+    for (let i = 0, k = 0; i < lens.length; i++, k += 4) {
+      const v = hashes[i].get((w[0] & m[k]) >>> 0, (w[1] & m[k + 1]) >>> 0, (w[2] & m[k + 2]) >>> 0, (w[3] & m[k + 3]) >>> 0);
       if (v >= 0) return v;
     }
     return -1;
