@@ -84,6 +84,7 @@ function fuzzCase(seed: number): void {
     const tablearg = ['skipto', 'call', 'pipe', 'queue', 'setdscp'].includes(kind) && chance(0.2);
     const arg = kind === 'skipto' || kind === 'call' ? 1 + int(2200) : kind === 'unreach' ? int(16) : kind === 'unreach6' ? pick([0, 1, 3, 4]) : kind === 'reject' ? 1 : int(64);
     const cmds: Cmd[] = [];
+    if (chance(0.4)) cmds.push(c({ op: 'proto', proto: pick([6, 17]) }, { neg: chance(0.1), or: chance(0.1) })); // protocol runs
     for (let i = 0, n = int(5); i < n; i++) cmds.push(c(body(), { neg: chance(0.2), or: chance(0.25) }));
     if (kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
