@@ -21,6 +21,12 @@ const MAGIC_DYN = 0x46574459; // 'FWDY'
 
 function align8(n: number): number { return (n + 7) & ~7; }
 
+/** Sets a zero header word to `value`; true if it now holds `value` (set here or by another user). */
+function claimWord(i32: Int32Array, word: number, value: number): boolean {
+  const old = Atomics.compareExchange(i32, word, 0, value | 0);
+  return old === 0 || old === (value | 0);
+}
+
 /** Spins for a lock word; takes it over from a dead owner; fails with EBUSY after `timeoutMs`. */
 function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {
   const me = selfTid();
@@ -99,9 +105,9 @@ export class Counters {
     this.bytes = new Float64Array(buffer, at, stripes * slots); at += 8 * stripes * slots;
     this.last = new Uint32Array(buffer, at, stripes * slots); at += 4 * stripes * slots;
     this.logged = new Uint32Array(buffer, align8(at), slots);
-    const magic = Atomics.compareExchange(this.hdr, 0, 0, MAGIC_COUNTERS);
-    if (magic === 0) { this.hdr[1] = stripes; this.hdr[2] = slots; }
-    else if (magic !== MAGIC_COUNTERS || this.hdr[1] !== stripes || this.hdr[2] !== slots) {
+    // Each word is claimed with a compare-and-swap, so processes attaching at the same moment to
+    // a fresh (all-zero) region agree, and a region laid out otherwise is refused.
+    if (!claimWord(this.hdr, 1, stripes) || !claimWord(this.hdr, 2, slots) || !claimWord(this.hdr, 0, MAGIC_COUNTERS)) {
       fail('EINVAL', 'the counters region holds something else (magic or geometry differ)');
     }
   }
@@ -287,9 +293,9 @@ export class DynTable {
     at = align8(at);
     this.e32 = new Uint32Array(buffer, at, capacity * E_WORDS);
     this.f64 = new Float64Array(buffer, at, capacity * E_WORDS / 2);
-    const magic = Atomics.compareExchange(this.hdr, H_MAGIC, 0, MAGIC_DYN);
-    if (magic === 0) { this.hdr[H_CAPACITY] = capacity; this.hdr[H_BUCKETS] = this.buckets; }
-    else if (magic !== MAGIC_DYN || this.hdr[H_CAPACITY] !== capacity) fail('EINVAL', 'the state table region holds something else (magic or capacity differ)');
+    if (!claimWord(this.hdr, H_CAPACITY, capacity) || !claimWord(this.hdr, H_BUCKETS, this.buckets) || !claimWord(this.hdr, H_MAGIC, MAGIC_DYN)) {
+      fail('EINVAL', 'the state table region holds something else (magic or capacity differ)');
+    }
   }
 
   private lock(): void { spinLock(this.hdr, H_LOCK); }
