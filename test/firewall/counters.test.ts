@@ -67,7 +67,6 @@ test('two worker threads on one SharedArrayBuffer add up exactly; a dead stripe 
   assert.notEqual(a.stripe, b.stripe, 'each thread counts into its own stripe');
   assert.ok(a.stripe > 0 && b.stripe > 0);
   const counters = new Counters(sab, cOff, cLen, stripes);
-  const per = (2 * n) / 3;
   assert.equal(counters.read(cfg.rules[0].slot).packets, 2 * n, 'the count rule saw every packet of both threads');
   // Exact split: n = 200000 packets per worker cycle over 3 frames: TCP gets ceil(n/3), UDP and ICMP the rest.
   const tcpPer = Math.ceil(n / 3), udpPer = Math.floor((n + 1) / 3), icmpPer = Math.floor(n / 3);
