@@ -178,10 +178,29 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
     out.push('let ta = R.ta, t = 0;');
     out.push('for (;;) {');
     out.push('switch (pc) {');
+    // Protocol runs: consecutive rules that all start with the same `proto X` (no prob, not
+    // negated, not in an or-block) cannot match a packet of another protocol and have no side
+    // effect before that test, so one test at the first rule skips them all (the rules after the
+    // first are still entered directly by jumps, and still test their protocol themselves).
+    const runEnd = new Int32Array(hi - lo).fill(-1);
+    for (let i = lo; i < hi;) {
+      const proto = leadingProto(rules[i]);
+      if (proto < 0) { i++; continue; }
+      let j = i + 1, enabled = 1;
+      while (j < hi && (!rules[j].enabled || leadingProto(rules[j]) === proto)) { if (rules[j].enabled) enabled++; j++; }
+      while (j > i + 1 && !rules[j - 1].enabled) j--; // a run ends on an enabled rule (tablearg is 0 after it)
+      if (enabled >= 2) runEnd[i - lo] = j;
+      i = j;
+    }
     for (let i = lo; i < hi; i++) {
       const r = rules[i];
       out.push(`case ${i}:`);
       if (!r.enabled) continue; // disabled: falls through, tablearg kept (as ipfw's skip loop)
+      const end = runEnd[i - lo];
+      if (end >= 0) {
+        const skip = end < hi ? `pc = ${end}; ta = 0; continue;` : `R.pc = ${end}; R.ta = 0; return -1;`;
+        out.push(`if (!(p.ipVersion !== 0 && p.proto === ${leadingProto(r)})) { ${skip} }`);
+      }
       const label = `r${i}`;
       out.push(`${label}: {`);
       if (r.rule.prob < 1) out.push(`if (!(R.rand() < ${r.rule.prob})) break ${label};`);
@@ -230,6 +249,13 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
 }
 
 const CALL_DEPTH = 16;
+
+/** The protocol an enabled rule without prob starts by testing (`proto X`, plain), or -1. */
+function leadingProto(r: PRule): number {
+  if (!r.enabled || r.rule.prob < 1 || r.cmds.length === 0) return -1;
+  const first = r.cmds[0].cmd;
+  return first.op === 'proto' && !first.neg && !first.or ? first.proto : -1;
+}
 
 type ChunkFunction = (pc: number) => number;
 

@@ -64,7 +64,7 @@ export function buildEvaluator(config: FirewallConfig, shared: SharedState, ifac
   const R = new Runtime(prep, shared, ifaces, opts.seed ?? ((Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0));
   const compiled = opts.compiled && prep.rules.length <= MAX_COMPILED_RULES;
   let run: RunFunction;
-  if (compiled) run = compileRuleset(prep, R, opts.chunkRules);
+  if (compiled) { run = compileRuleset(prep, R, opts.chunkRules); R.basicDecode = prep.basicDecode; }
   else {
     const interp = new Interpreter(R);
     run = (start: number) => interp.run(start);

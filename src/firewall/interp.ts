@@ -98,20 +98,20 @@ export class Interpreter {
     let skipOr = false;
     for (let k = 0; k < cmds.length; k++) {
       const pc = cmds[k];
-      const cmd = pc.cmd;
-      if (skipOr) { if (!cmd.or) skipOr = false; continue; }
-      if (cmd.op === 'probe-state') {
+      if (skipOr) { if (!pc.or) skipOr = false; continue; }
+      const op = pc.op;
+      if (op === 'probe-state') {
         const j = R.probe(pc.nameId);
         if (j >= 0) return this.parentAction(j);
         continue;
       }
-      if (cmd.op === 'keep-state' || cmd.op === 'limit') {
+      if (op === 'keep-state' || op === 'limit') {
         if (!R.install(r.index, pc, this.ta)) return R.terminal(r.index, 1 /* A_DENY */, 0);
         continue;
       }
       let m = this.match(r, pc);
-      if (cmd.neg) m = !m;
-      if (cmd.or) { if (m) skipOr = true; continue; }
+      if (pc.neg) m = !m;
+      if (pc.or) { if (m) skipOr = true; continue; }
       if (!m) return CONTINUE;
     }
     return this.action(r);

@@ -94,6 +94,48 @@ export class PacketInfo {
   /** Byte-counter value (see the header comment). */
   pktlen = 0;
 
+  /**
+   * The least a ruleset of only "cheap" commands needs (see runtime.ts basicDecodeSuffices):
+   * ethertype, IP version, protocol, fragment offset, header length, pktlen and the pullup check
+   * of ipfw (which decides the verdict of a truncated packet whatever the rules), addresses,
+   * ports, TCP flags and the ICMP type. IPv6 takes the
+   * full decode (its extension headers must be walked for the same answers). Fields other than
+   * these keep stale values: only commands that do not read them may run.
+   */
+  decodeBasic(u8: Uint8Array, off: number, len: number): void {
+    if (len < 34 || off < 0 || off + len > u8.length || u8[off + 12] !== 0x08 || u8[off + 13] !== 0x00 || (u8[off + 14] >> 4) !== 4) {
+      this.decode(u8, off, len);
+      return;
+    }
+    this.u8 = u8; this.off = off; this.len = len;
+    this.etype = ETHERTYPE_IP; this.ipVersion = 4;
+    const l3 = off + ETH_HLEN, avail = len - ETH_HLEN;
+    this.l3 = l3; this.l3len = avail;
+    const hlen = (u8[l3] & 0x0f) << 2;
+    this.hlen = hlen;
+    const ipLen = (u8[l3 + 2] << 8) | u8[l3 + 3];
+    this.ipLen = ipLen;
+    this.pktlen = ipLen < avail ? ipLen : avail;
+    const fragOffset = ((u8[l3 + 6] << 8) | u8[l3 + 7]) & 0x1fff;
+    this.fragOffset = fragOffset;
+    const proto = u8[l3 + 9];
+    this.proto = proto;
+    this.src4 = ((u8[l3 + 12] << 24) | (u8[l3 + 13] << 16) | (u8[l3 + 14] << 8) | u8[l3 + 15]) >>> 0;
+    this.dst4 = ((u8[l3 + 16] << 24) | (u8[l3 + 17] << 16) | (u8[l3 + 18] << 8) | u8[l3 + 19]) >>> 0;
+    this.pullupFailed = false;
+    this.l4 = -1; this.srcPort = 0; this.dstPort = 0; this.tcpFlags = 0; this.icmpType = 0;
+    if (fragOffset !== 0 || hlen < 20 || hlen > avail) return;
+    const need = proto === PROTO_TCP ? 20 : proto === PROTO_UDP ? 8 : proto === PROTO_ICMP ? 4 : 0;
+    if (avail - hlen < need) { this.pullupFailed = true; return; }
+    if (need === 0) return;
+    const l4 = l3 + hlen;
+    this.l4 = l4;
+    if (proto === PROTO_ICMP) { this.icmpType = u8[l4]; return; }
+    this.srcPort = (u8[l4] << 8) | u8[l4 + 1];
+    this.dstPort = (u8[l4 + 2] << 8) | u8[l4 + 3];
+    if (proto === PROTO_TCP) this.tcpFlags = u8[l4 + 13];
+  }
+
   /** Decodes the frame u8[off .. off+len). Never throws; never allocates. */
   decode(u8: Uint8Array, off: number, len: number): void {
     this.u8 = u8; this.off = off; this.len = len;

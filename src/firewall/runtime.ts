@@ -39,6 +39,11 @@ export const DYN_UNKNOWN = 0, DYN_NONE = 1, DYN_HIT = 2;
 /** A command with what evaluation needs resolved. */
 export interface PCmd {
   cmd: Cmd;
+  /** cmd's op, neg and or copied here: every PCmd has one shape, so the interpreter's loads of
+   * them stay monomorphic (Cmd objects have a shape per op). */
+  op: Cmd['op'];
+  neg: boolean;
+  or: boolean;
   table: LookupTable | null;
   /** iface commands: per interface id, 0 unknown, -1 no match, value + 1 on a match. */
   cache: Float64Array | null;
@@ -66,6 +71,8 @@ export interface PRule {
 
 export interface Prepared {
   config: FirewallConfig;
+  /** The ruleset reads no packet field beyond PacketInfo.decodeBasic's. */
+  basicDecode: boolean;
   rules: PRule[];
   numbers: Int32Array;
   slots: Int32Array;
@@ -135,7 +142,7 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     }
     const stateNameId = action === A_CHECK_STATE ? dyn.nameId(rule.action.stateName ?? 'default') : 0;
     const cmds = rule.cmds.map((cmd): PCmd => {
-      const pc: PCmd = { cmd, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null, nameId: 0, maskBits: 0, keyCode: -1 };
+      const pc: PCmd = { cmd, op: cmd.op, neg: cmd.neg, or: cmd.or, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null, nameId: 0, maskBits: 0, keyCode: -1 };
       switch (cmd.op) {
         case 'table': pc.table = tableOf(cmd.table); break;
         case 'lookup': pc.table = tableOf(cmd.table); pc.keyCode = KEY_CODES[cmd.key] ?? -1; break;
@@ -174,7 +181,17 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     });
     return { rule, index, enabled: (config.disabledSets & (1 << rule.set)) === 0 || rule.set === 31, action, target, stateNameId, cmds };
   });
-  return { config, rules: prepared, numbers, slots, slotToIndex };
+  return { config, rules: prepared, numbers, slots, slotToIndex, basicDecode: prepared.every(basicDecodeSuffices) };
+}
+
+/** Commands and actions that read only what decodeBasic fills in (or the frame bytes themselves). */
+const BASIC_OPS = new Set<string>(['proto', 'ip4', 'ip6', 'in', 'layer2', 'iface', 'mac', 'mac-type', 'frag', 'tagged',
+  'ip-addr', 'ip-set', 'ip6-addr', 'me', 'table', 'ports', 'tcpflags', 'established', 'icmptypes', 'icmp6types']);
+const BASIC_ACTIONS = new Set<number>([A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_PIPE, A_QUEUE, A_SETDSCP,
+  A_REJECT, A_UNREACH6, A_RESET, A_RESET6]);
+
+export function basicDecodeSuffices(r: PRule): boolean {
+  return BASIC_ACTIONS.has(r.action) && r.cmds.every((c) => BASIC_OPS.has(c.op));
 }
 
 /** The ICMPv6 code a `reject`/`unreach CODE` rule sends to an IPv6 packet (see README-eval.md). */
@@ -210,6 +227,8 @@ export class Runtime {
   xmitIf = -1;
   /** Value of the last table/interface-table match (tablearg candidate). */
   lastValue = 0;
+  /** Decode only what the ruleset reads (compiled evaluators; the interpreter decodes everything, so the fuzz test cross-checks the two). */
+  basicDecode = false;
   /** xorshift32 state for `prob`. */
   private rng: number;
   arg = 0;
@@ -231,7 +250,7 @@ export class Runtime {
 
   /** Per-packet reset; returns false when the packet is denied before any rule (pullup failed). */
   begin(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number): boolean {
-    this.p.decode(u8, off, len);
+    if (this.basicDecode) this.p.decodeBasic(u8, off, len); else this.p.decode(u8, off, len);
     this.ntags = 0; this.sp = 0; this.dynDir = DYN_UNKNOWN;
     this.dirIn = dirIn; this.recvIf = recvIf; this.xmitIf = xmitIf;
     if (nowMs !== this.nowMs) { this.nowMs = nowMs; this.nowSec = Math.floor(nowMs / 1000) >>> 0; }

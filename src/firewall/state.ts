@@ -22,12 +22,18 @@ const MAGIC_DYN = 0x46574459; // 'FWDY'
 /** Rounds up to a multiple of 8 (offsets may exceed 2^31: the local mappings start at 2 GiB, so no bit operations). */
 function align8(n: number): number { return Math.ceil(n / 8) * 8; }
 
+/** Sets a zero header word to `value`; true if it now holds `value` (set here or by another user). */
+function claimWord(i32: Int32Array, word: number, value: number): boolean {
+  const old = Atomics.compareExchange(i32, word, 0, value | 0);
+  return old === 0 || old === (value | 0);
+}
+
 /** Spins for a lock word; takes it over from a dead owner; fails with EBUSY after `timeoutMs`. */
 function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {
   const me = selfTid();
   let owner = Atomics.compareExchange(i32, word, 0, me);
   if (owner === 0) return;
-  let spins = 0;
+  let spins = 0, rounds = 0;
   let deadline = 0;
   for (;;) {
     if (owner === me) fail('EBUSY', 'firewall state lock already held by this thread (recursive use is a bug)');
@@ -38,7 +44,9 @@ function spinLock(i32: Int32Array, word: number, timeoutMs = 10000): void {
       } else {
         if (deadline === 0) deadline = Date.now() + timeoutMs;
         else if (Date.now() > deadline) fail('EBUSY', `timed out waiting for a firewall state lock held by thread ${owner}`);
-        pause(0);
+        // The owner is alive but not done: it was probably descheduled (more threads than
+        // cores). Spinning on would only keep it off the CPU longer: sleep after a few rounds.
+        pause(++rounds < 4 ? 0 : 1);
       }
     }
     owner = Atomics.compareExchange(i32, word, 0, me);
@@ -98,9 +106,9 @@ export class Counters {
     this.bytes = new Float64Array(buffer, at, stripes * slots); at += 8 * stripes * slots;
     this.last = new Uint32Array(buffer, at, stripes * slots); at += 4 * stripes * slots;
     this.logged = new Uint32Array(buffer, align8(at), slots);
-    const magic = Atomics.compareExchange(this.hdr, 0, 0, MAGIC_COUNTERS);
-    if (magic === 0) { this.hdr[1] = stripes; this.hdr[2] = slots; }
-    else if (magic !== MAGIC_COUNTERS || this.hdr[1] !== stripes || this.hdr[2] !== slots) {
+    // Each word is claimed with a compare-and-swap, so processes attaching at the same moment to
+    // a fresh (all-zero) region agree, and a region laid out otherwise is refused.
+    if (!claimWord(this.hdr, 1, stripes) || !claimWord(this.hdr, 2, slots) || !claimWord(this.hdr, 0, MAGIC_COUNTERS)) {
       fail('EINVAL', 'the counters region holds something else (magic or geometry differ)');
     }
   }
@@ -286,9 +294,9 @@ export class DynTable {
     at = align8(at);
     this.e32 = new Uint32Array(buffer, at, capacity * E_WORDS);
     this.f64 = new Float64Array(buffer, at, capacity * E_WORDS / 2);
-    const magic = Atomics.compareExchange(this.hdr, H_MAGIC, 0, MAGIC_DYN);
-    if (magic === 0) { this.hdr[H_CAPACITY] = capacity; this.hdr[H_BUCKETS] = this.buckets; }
-    else if (magic !== MAGIC_DYN || this.hdr[H_CAPACITY] !== capacity) fail('EINVAL', 'the state table region holds something else (magic or capacity differ)');
+    if (!claimWord(this.hdr, H_CAPACITY, capacity) || !claimWord(this.hdr, H_BUCKETS, this.buckets) || !claimWord(this.hdr, H_MAGIC, MAGIC_DYN)) {
+      fail('EINVAL', 'the state table region holds something else (magic or capacity differ)');
+    }
   }
 
   private lock(): void { spinLock(this.hdr, H_LOCK); }

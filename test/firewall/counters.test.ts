@@ -67,7 +67,6 @@ test('two worker threads on one SharedArrayBuffer add up exactly; a dead stripe 
   assert.notEqual(a.stripe, b.stripe, 'each thread counts into its own stripe');
   assert.ok(a.stripe > 0 && b.stripe > 0);
   const counters = new Counters(sab, cOff, cLen, stripes);
-  const per = (2 * n) / 3;
   assert.equal(counters.read(cfg.rules[0].slot).packets, 2 * n, 'the count rule saw every packet of both threads');
   // Exact split: n = 200000 packets per worker cycle over 3 frames: TCP gets ceil(n/3), UDP and ICMP the rest.
   const tcpPer = Math.ceil(n / 3), udpPer = Math.floor((n + 1) / 3), icmpPer = Math.floor(n / 3);
@@ -82,4 +81,48 @@ test('two worker threads on one SharedArrayBuffer add up exactly; a dead stripe 
   counters.add(s, cfg.rules[0].slot, 10, 1);
   assert.equal(counters.read(cfg.rules[0].slot).packets, before + 1);
   counters.releaseStripe(s);
+});
+
+test('two processes on one mapped file: counters and states add up exactly', async () => {
+  const { spawn } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const native = await import('../../src/native/index.js');
+  const dir = process.env.NETMAP_TS_DIR ?? '/dev/shm';
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `fw-eval-xproc-${process.pid}`);
+  const capacity = 2048;
+  const cLen = Counters.bytesNeeded(4), dLen = DynTable.bytesNeeded(capacity);
+  const cOff = 4096 + 8, dOff = cOff + ((cLen + 7) & ~7);
+  const size = Math.ceil((dOff + dLen) / 4096) * 4096;
+  fs.writeFileSync(file, Buffer.alloc(0));
+  fs.truncateSync(file, size);
+  try {
+    const worker = new URL('./process-worker.js', import.meta.url).pathname;
+    const packets = 100_000;
+    const run = (flowBase: number) => new Promise<{ stripe: number; passed: number }>((resolve, reject) => {
+      const child = spawn(process.execPath, [worker, file, String(cOff), String(cLen), String(dOff), String(dLen), String(capacity), String(flowBase), String(packets)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exit ${code}`))));
+    });
+    const [a, b] = await Promise.all([run(10_000), run(20_000)]);
+    assert.equal(a.passed, packets); assert.equal(b.passed, packets);
+    const fd = native.openFile(file, fs.constants.O_RDWR);
+    const { address, buffer } = native.reserveAddressSpace(size);
+    native.mapFileAt(address, size, fd);
+    native.closeFd(fd);
+    const counters = new Counters(buffer, cOff, cLen, 4);
+    const dyn = new DynTable(buffer, dOff, dLen, capacity);
+    // Slots as config() assigns them: 100 → 1, 200 → 2, 300 → 3.
+    assert.equal(counters.read(2).packets, 2 * packets, 'every packet decided by rule 200 (directly or through its state)');
+    assert.equal(counters.read(2).bytes, 2 * packets * 28);
+    assert.equal(counters.read(1).packets, 0);
+    const states = dyn.list(1_000_000);
+    assert.equal(states.length, 1000, 'each process installed its 500 flows, none lost or doubled');
+    assert.equal(states.reduce((s, x) => s + x.packets, 0), 2 * (packets - 500), 'state hits: every packet after the installing one');
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 });

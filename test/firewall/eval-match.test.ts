@@ -312,6 +312,40 @@ for (const compiled of [false, true]) {
     }
   });
 
+  test(`${mode}: lookup keys: src-ip, dscp, rulenum, src-port; uid never matches; VALE output path`, () => {
+    const cfg = config([
+      rule(100, 'pipe', 0, [c({ op: 'lookup', key: 'src-port', table: 'N' })], { tablearg: true }),
+      rule(200, 'queue', 0, [c({ op: 'lookup', key: 'dscp', table: 'N' })], { tablearg: true }),
+      rule(300, 'pipe', 0, [c({ op: 'lookup', key: 'rulenum', table: 'N' })], { tablearg: true }),
+      rule(400, 'deny', 0, [c({ op: 'lookup', key: 'uid', table: 'N' })]),
+      rule(500, 'reset', 0, [c({ op: 'lookup', key: 'src-ip', table: 'T' }), c({ op: 'iface', which: 'xmit', name: 'valeA:p0', table: null, addr: null })]),
+    ], { tables: [
+      { name: 'N', type: 'number', entries: [{ key: '5353', value: 1 }, { key: '46', value: 2 }, { key: '300', value: 3 }] },
+      { name: 'T', type: 'addr', entries: [{ key: '198.18.0.0/16', value: 0 }] },
+    ] });
+    const { ev } = build(cfg, compiled);
+    assert.equal(verdict(ev, ip4(A, B, udp(5353, 9))), V_PIPE); assert.equal(ev.arg, 1);
+    assert.equal(verdict(ev, ip4(A, B, udp(1, 9), { tos: 46 << 2 })), 5); assert.equal(ev.arg, 2);
+    assert.equal(verdict(ev, ip4(A, B, udp(1, 9))), V_PIPE); assert.equal(ev.arg, 3, 'rulenum 300 is in N');
+    const vale = { dirIn: false, recvIf: 0, xmitIf: 2 };
+    assert.equal(verdict(ev, ip4(A, B, tcp(1, 9)), vale), V_PIPE, 'rule 300 still first');
+    const cfg2 = config([cfg.rules[3], cfg.rules[4]].map((r) => ({ ...r, slot: -1 })), { tables: cfg.tables });
+    const t = build(cfg2, compiled);
+    assert.equal(verdict(t.ev, ip4(A, B, tcp(1, 9)), vale), V_RESET, 'xmit valeA:p0 on the output path');
+    assert.equal(verdict(t.ev, ip4(A, B, tcp(1, 9))), V_PASS, 'kipfw path: no output interface');
+  });
+
+  test(`${mode}: truncated IPv6 extension headers and an unknown upper layer`, () => {
+    const { ev } = build(config([rule(100, 'allow', 0, [])], { defaultAccept: false }), compiled);
+    const withHbh = ip6(A6, B6, udp(1, 2), { ext: [{ type: 0 }] });
+    assert.equal(verdict(ev, withHbh), V_PASS);
+    assert.equal(verdict(ev, withHbh.subarray(0, 14 + 40 + 1)), V_DENY, 'hop-by-hop header cut: pullup failed');
+    const gre = ip6(A6, B6, { kind: 'raw', proto: 47, payload: 0 });
+    assert.equal(verdict(ev, gre), V_DENY, 'an empty unknown upper layer fails its 2-byte pullup, as ipfw');
+    assert.equal(verdict(ev, ip6(A6, B6, { kind: 'raw', proto: 47, payload: 4 })), V_PASS);
+    assert.equal(verdict(ev, ip6(A6, B6, { kind: 'raw', proto: 59, payload: 0 })), V_PASS, 'no next header');
+  });
+
   test(`${mode}: setdscp rewrites DSCP, keeps ECN, fixes the IPv4 checksum, and goes on`, () => {
     const cfg = config([rule(100, 'setdscp', 46, []), rule(200, 'deny', 0, [c({ op: 'dscp', codes: [46] })])]);
     const { ev, shared } = build(cfg, compiled);

@@ -12,8 +12,9 @@ import type { Cmd, CmdBody, Rule, Action, TableConfig, Range } from '../../src/f
 import { c, rule, config, build, ip4, ip6, eth, makeShared, Names } from './fw-helpers.js';
 
 const SEED = Number(process.env.FW_FUZZ_SEED ?? 20261202);
-const RULESETS = Number(process.env.FW_FUZZ_RULESETS ?? 400);
+const RULESETS = Number(process.env.FW_FUZZ_RULESETS ?? 1200);
 const FRAMES = 150;
+let basicRulesets = 0;
 
 const ADDRS4 = ['198.18.0.1', '198.18.0.2', '198.18.1.1', '198.19.255.254', '10.0.0.1'];
 const ADDRS6 = ['2001:db8::1', '2001:db8::2', '2001:db8:1::1', 'fe80::1'];
@@ -77,15 +78,41 @@ function fuzzCase(seed: number): void {
       default: return { op: 'lookup', key: pick(['src-ip', 'dst-ip', 'src-port', 'dst-port', 'dscp', 'rulenum', 'uid'] as const), table: pick(['T', 'P']) };
     }
   };
-  const kinds: Action['kind'][] = ['allow', 'deny', 'reject', 'unreach', 'unreach6', 'reset', 'reset6', 'count', 'count', 'skipto', 'skipto', 'call', 'return', 'check-state', 'setdscp', 'pipe', 'queue'];
+  // A quarter of the rulesets use only the commands and actions for which the compiled
+  // evaluator decodes the bare minimum (decodeBasic), so that path is cross-checked too.
+  const basicOnly = chance(0.25);
+  const basicBody = (): CmdBody => {
+    switch (int(16)) {
+      case 9: return { op: 'ip-addr', dir: pick(['src', 'dst'] as const), list: [addr4()] };
+      case 10: return { op: 'ports', dir: pick(['src', 'dst'] as const), ranges: ranges(PORTS, 65535) };
+      case 11: return { op: 'tcpflags', set: int(64), clear: int(64) };
+      case 12: return { op: 'established' };
+      case 13: return { op: 'icmptypes', types: [pick([0, 8, 3])] };
+      case 14: return { op: 'table', dir: pick(['src', 'dst'] as const), table: 'T', value: chance(0.3) ? pick([1, 3, 300]) : null };
+      case 15: return { op: 'ip-set', dir: pick(['src', 'dst'] as const), base: 0xc6120000, bits: 256, members: [1, 2, int(256)] };
+      case 0: return { op: 'proto', proto: pick([6, 17, 1, 58]) };
+      case 1: return { op: 'ip4' };
+      case 2: return { op: 'ip6' };
+      case 3: return { op: 'in' };
+      case 4: return { op: 'frag' };
+      case 5: return { op: 'tagged', ranges: ranges([1, 2, 3], 10) };
+      case 6: return { op: 'mac-type', ranges: [[pick([0x0800, 0x86dd, 0x0806]), pick([0x0800, 0x86dd, 0x8100])]] };
+      case 7: return { op: 'iface', which: pick(['recv', 'xmit', 'via'] as const), name: pick(['veth0', 'veth*']), table: null, addr: null };
+      default: return { op: 'layer2' };
+    }
+  };
+  const kinds: Action['kind'][] = basicOnly
+    ? ['allow', 'deny', 'count', 'skipto', 'call', 'return', 'setdscp', 'pipe', 'queue', 'reject', 'unreach', 'reset', 'unreach6', 'reset6']
+    : ['allow', 'deny', 'reject', 'unreach', 'unreach6', 'reset', 'reset6', 'count', 'count', 'skipto', 'skipto', 'call', 'return', 'check-state', 'setdscp', 'pipe', 'queue'];
   const numbers = Array.from({ length: 1 + int(25) }, () => 1 + int(2000)).sort((a, b) => a - b);
   const rules: Rule[] = numbers.map((number) => {
     const kind = pick(kinds);
-    const tablearg = ['skipto', 'call', 'pipe', 'queue', 'setdscp'].includes(kind) && chance(0.2);
+    const tablearg = !basicOnly && ['skipto', 'call', 'pipe', 'queue', 'setdscp'].includes(kind) && chance(0.2);
     const arg = kind === 'skipto' || kind === 'call' ? 1 + int(2200) : kind === 'unreach' ? int(16) : kind === 'unreach6' ? pick([0, 1, 3, 4]) : kind === 'reject' ? 1 : int(64);
     const cmds: Cmd[] = [];
-    for (let i = 0, n = int(5); i < n; i++) cmds.push(c(body(), { neg: chance(0.2), or: chance(0.25) }));
-    if (kind !== 'check-state' && chance(0.2)) {
+    if (chance(0.4)) cmds.push(c({ op: 'proto', proto: pick([6, 17]) }, { neg: chance(0.1), or: chance(0.1) })); // protocol runs
+    for (let i = 0, n = int(5); i < n; i++) cmds.push(c(basicOnly ? basicBody() : body(), { neg: chance(0.2), or: chance(0.25) }));
+    if (!basicOnly && kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
       if (cmds.length) cmds[cmds.length - 1].or = false;
       cmds.push(c({ op: 'probe-state', name }));
@@ -94,7 +121,7 @@ function fuzzCase(seed: number): void {
     }
     return rule(number, kind, arg, cmds, {
       set: chance(0.1) ? 1 + int(4) : 0, log: chance(0.1), prob: chance(0.1) ? 0.5 : 1, tablearg,
-      tag: chance(0.15) ? { untag: chance(0.3), value: 1 + int(4), tablearg: chance(0.1) } : null,
+      tag: chance(0.15) ? { untag: chance(0.3), value: 1 + int(4), tablearg: !basicOnly && chance(0.1) } : null,
       stateName: kind === 'check-state' ? pick([...names, 'any']) : undefined,
     });
   });
@@ -103,11 +130,13 @@ function fuzzCase(seed: number): void {
     { name: 'P', type: 'number', entries: [{ key: '80', value: 800 }, { key: '22', value: 2 }, { key: '46', value: 4 }] },
     { name: 'I', type: 'iface', entries: [{ key: 'veth1', value: 700 }] },
   ];
-  const cfg = config(rules, { tables, disabledSets: chance(0.5) ? 0b110 : 0, settings: { dynMax: 6 } });
+  const cfg = config(rules, { tables, disabledSets: chance(0.5) ? 0b110 : 0, settings: { dynMax: chance(0.5) ? 6 : 100 } });
+  const capacity = chance(0.5) ? 8 : 128;
   const ifaces = new Names(['veth0', 'veth1', 'valeA:p0']);
-  const interp = build(cfg, false, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55 });
-  const compiled = build(cfg, true, { shared: makeShared(8, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
+  const interp = build(cfg, false, { shared: makeShared(capacity, 2), ifaces, seed: seed ^ 0x55 });
+  const compiled = build(cfg, true, { shared: makeShared(capacity, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
   assert.equal(compiled.ev.compiled, true);
+  if (basicOnly) basicRulesets++;
 
   const template = (): Uint8Array => {
     const a = pick(ADDRS4), b = pick(ADDRS4), a6 = pick(ADDRS6), b6 = pick(ADDRS6);
@@ -126,14 +155,26 @@ function fuzzCase(seed: number): void {
     }
   };
 
+  /** The reply of an IPv4 frame with a 20-byte header: addresses and ports swapped. */
+  const reversed = (g: Uint8Array): Uint8Array => {
+    const f = Uint8Array.from(g);
+    if (f.length < 38 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] !== 0x45) return f;
+    for (let i = 0; i < 4; i++) { const t = f[26 + i]; f[26 + i] = f[30 + i]; f[30 + i] = t; }
+    for (let i = 0; i < 2; i++) { const t = f[34 + i]; f[34 + i] = f[36 + i]; f[36 + i] = t; }
+    return f;
+  };
+  const recent: Uint8Array[] = [];
   let now = 1_000_000;
   for (let k = 0; k < FRAMES; k++) {
-    let f = template();
+    // A third of the frames repeat or answer a recent one, so states get hit.
+    let f = recent.length > 0 && chance(0.35) ? (chance(0.6) ? reversed(pick(recent)) : Uint8Array.from(pick(recent))) : template();
+    recent.push(Uint8Array.from(f));
+    if (recent.length > 8) recent.shift();
     for (let m = 0, n = chance(0.4) ? 1 + int(3) : 0; m < n; m++) f[int(f.length) || 0] = int(256);
     if (chance(0.2)) f = f.subarray(0, int(f.length + 1));
     // Sometimes a reply to the previous flow, so states get hit.
     const dirIn = chance(0.8), recvIf = pick([-1, 0, 1, 2, 7]), xmitIf = pick([-1, -1, 0, 1]);
-    now += int(3000);
+    now += chance(0.05) ? 20_000 + int(300_000) : int(3000); // now and then past a lifetime
     const fi = Uint8Array.from(f), fc = Uint8Array.from(f);
     const off = int(3);
     const bi = new Uint8Array(fi.length + off); bi.set(fi, off);
@@ -168,4 +209,5 @@ test(`fuzz: ${RULESETS} random rulesets × ${FRAMES} random frames, compiled ≡
     fuzzCase(SEED + i);
     if (Date.now() - t0 > 40_000) { console.log(`fuzz: time bound reached after ${i + 1} rulesets`); break; }
   }
+  assert.ok(basicRulesets > 0, 'some rulesets took the minimal-decode path');
 });
