@@ -8,6 +8,7 @@
  * configuration with zero counters.
  */
 import { Dummynet, FlowKey } from './dummynet/index.js';
+import { flowKeyFromFrame } from './dummynet/flowkey.js';
 import type { FirewallAccess, CommandResult } from './commands.js';
 import type { FirewallConfig } from './rule.js';
 import type { DaemonDummynet } from './daemon.js';
@@ -24,54 +25,13 @@ function run(dn: Dummynet, argv: string[], config: FirewallConfig): CommandResul
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, config: next };
 }
 
-/**
- * Fills `key` with the flow of the Ethernet frame u8[off, off+len) (dummynet's masks classify on
- * it): protocol, addresses, ports, IPv6 flow label. Fields a short frame lacks stay 0.
- */
-export function flowKeyOf(key: FlowKey, u8: Uint8Array, off: number, len: number): void {
-  key.setV4(0, 0, 0, 0, 0);
-  if (len < 14) return;
-  let et = (u8[off + 12]! << 8) | u8[off + 13]!;
-  let l3 = off + 14;
-  if ((et === 0x8100 || et === 0x88a8) && len >= 18) { et = (u8[off + 16]! << 8) | u8[off + 17]!; l3 += 4; }
-  const end = off + len;
-  if (et === 0x0800 && l3 + 20 <= end) {
-    const ihl = (u8[l3]! & 15) * 4;
-    const proto = u8[l3 + 9]!;
-    const src = ((u8[l3 + 12]! << 24) | (u8[l3 + 13]! << 16) | (u8[l3 + 14]! << 8) | u8[l3 + 15]!) >>> 0;
-    const dst = ((u8[l3 + 16]! << 24) | (u8[l3 + 17]! << 16) | (u8[l3 + 18]! << 8) | u8[l3 + 19]!) >>> 0;
-    const frag = ((u8[l3 + 6]! & 0x1f) << 8) | u8[l3 + 7]!;
-    const l4 = l3 + ihl;
-    let sp = 0, dp = 0;
-    if (frag === 0 && (proto === 6 || proto === 17 || proto === 132) && l4 + 4 <= end) {
-      sp = (u8[l4]! << 8) | u8[l4 + 1]!;
-      dp = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
-    }
-    key.setV4(proto, src, sp, dst, dp);
-  } else if (et === 0x86dd && l3 + 40 <= end) {
-    key.isV6 = true;
-    key.proto = u8[l3 + 6]!;
-    key.flowId6 = ((u8[l3 + 1]! & 15) << 16) | (u8[l3 + 2]! << 8) | u8[l3 + 3]!;
-    for (let i = 0; i < 4; i++) {
-      const s = l3 + 8 + 4 * i, d = l3 + 24 + 4 * i;
-      key.src6[i] = ((u8[s]! << 24) | (u8[s + 1]! << 16) | (u8[s + 2]! << 8) | u8[s + 3]!) >>> 0;
-      key.dst6[i] = ((u8[d]! << 24) | (u8[d + 1]! << 16) | (u8[d + 2]! << 8) | u8[d + 3]!) >>> 0;
-    }
-    const l4 = l3 + 40;
-    if ((key.proto === 6 || key.proto === 17 || key.proto === 132) && l4 + 4 <= end) {
-      key.srcPort = (u8[l4]! << 8) | u8[l4 + 1]!;
-      key.dstPort = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
-    }
-  }
-}
-
 /** The daemon's dummynet: the data path side and the command side. */
 export function makeDaemonDummynet(): DaemonDummynet {
   const dn = new Dummynet();
   const key = new FlowKey();
   return {
     enqueue(kind, n, handle, len, u8, off, ruleIndex, nowNs) {
-      flowKeyOf(key, u8, off, len);
+      flowKeyFromFrame(u8, off, len, key);
       return dn.enqueue(kind, n, handle, len, key, ruleIndex, nowNs);
     },
     nextEventNs: () => dn.nextEventNs(),
