@@ -288,3 +288,20 @@ test('kipfw: malformed control requests get an error and the daemon keeps servin
   assert.equal(must('mal', 'add', '100', 'deny', 'icmp', 'from', 'any', 'to', 'any').trim(), '00100 deny icmp from any to any');
   assert.equal(ping(lab, l, '198.18.0.2').ok, false, 'still filtering');
 }));
+
+test('kipfw between an interface and its own host stack (netmap:m0 netmap:m0^)', opts, () => withLab(async (lab) => {
+  const { l, m } = topo(lab);
+  lab.addr(m, 'm0', '198.18.0.3/24');
+  const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', 'hs', 'netmap:m0', 'netmap:m0^']);
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
+  const sock = path.join(process.env.NETMAP_TS_DIR!, 'ipfw-hs.sock');
+  for (let i = 0; i < 200 && !fs.existsSync(sock) && child.exitCode === null; i++) await sleep(50);
+  assert.ok(fs.existsSync(sock), err);
+  await sleep(300);
+  assert.ok(ping(lab, l, '198.18.0.3', 2).ok, 'the host stack answers through the firewall');
+  must('hs', 'add', '100', 'deny', 'icmp', 'from', 'any', 'to', '198.18.0.3', 'recv', 'm0');
+  assert.equal(ping(lab, l, '198.18.0.3').ok, false, 'denied on its way from the wire to the stack');
+  const c = must('hs', 'show', '100').trim().split(/\s+/);
+  assert.ok(Number(c[1]) >= 1, 'recv m0 matched the wire side');
+}));
