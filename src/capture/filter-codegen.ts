@@ -90,6 +90,8 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   };
   let entry = gen(root, ACCEPT, REJECT);
   if (optimize) entry = optimizeGraph(nodes, entry);
+  // libpcap 1.10 refuses a filter that its optimizer proves can never match.
+  if (optimize && entry === REJECT) fail('EINVAL', 'filter: expression rejects all packets');
 
   // Layout in decreasing id order (a topological order), keeping only reachable nodes.
   const reachable = new Uint8Array(nodes.length);

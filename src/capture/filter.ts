@@ -20,7 +20,7 @@ import {
   BPF_MSH, BPF_IMM, BPF_K, BPF_X, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV,
   BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_MEMWORDS,
 } from './bpf.js';
-import { type Cond, TRUE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
+import { type Cond, TRUE, FALSE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
 import { type Token, tokenize } from './filter-lexer.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
@@ -40,23 +40,49 @@ export interface CompileOptions {
 
 type Proto =
   | 'default' | 'link' | 'ip' | 'ip6' | 'arp' | 'rarp' | 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmp6'
-  | 'igmp' | 'igrp' | 'pim' | 'vrrp' | 'carp' | 'ah' | 'esp';
+  | 'igmp' | 'igrp' | 'pim' | 'vrrp' | 'carp' | 'ah' | 'esp'
+  | 'atalk' | 'aarp' | 'decnet' | 'lat' | 'sca' | 'moprc' | 'mopdl' | 'iso' | 'esis' | 'isis' | 'clnp'
+  | 'stp' | 'ipx' | 'netbeui' | 'l1' | 'l2' | 'iih' | 'lsp' | 'snp' | 'csnp' | 'psnp';
 type Dir = 'default' | 'src' | 'dst' | 'or' | 'and';
 type Addr = 'default' | 'host' | 'net' | 'port' | 'portrange' | 'proto' | 'protochain' | 'gateway';
 interface Qual { proto: Proto; dir: Dir; addr: Addr }
 /** The "no qualifier in force" value: a bare value after it is a syntax error. */
 const QERR: Qual | null = null;
 
-const PNAMES = new Set<string>(['link', 'ip', 'ip6', 'arp', 'rarp', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'igmp', 'igrp', 'pim', 'vrrp', 'carp', 'ah', 'esp']);
+const PNAMES = new Set<string>([
+  'link', 'ip', 'ip6', 'arp', 'rarp', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'igmp', 'igrp', 'pim', 'vrrp', 'carp', 'ah', 'esp',
+  'atalk', 'aarp', 'decnet', 'lat', 'sca', 'moprc', 'mopdl', 'iso', 'esis', 'isis', 'clnp', 'stp', 'ipx', 'netbeui',
+  'l1', 'l2', 'iih', 'lsp', 'snp', 'csnp', 'psnp',
+]);
 const UNSUPPORTED = new Set<string>([
-  'byte', 'radio', 'ppp', 'slip', 'decnet', 'atalk', 'aarp', 'iso', 'esis', 'isis', 'clnp', 'stp', 'ipx', 'netbeui',
-  'lat', 'sca', 'moprc', 'mopdl', 'inbound', 'outbound', 'ifindex', 'pppoed', 'pppoes', 'geneve', 'llc', 'lane',
+  'radio', 'inbound', 'outbound', 'ifindex', 'lane',
   'type', 'subtype', 'dir', 'addr1', 'addr2', 'addr3', 'addr4', 'ra', 'ta', 'on', 'ifname', 'rnr', 'reason', 'rset',
-  'srnr', 'action', 'l1', 'l2', 'iih', 'lsp', 'snp', 'csnp', 'psnp', 'protochain', 'gateway',
+  'srnr', 'action', 'gateway',
 ]);
 
+/** Link-level protocols named by a keyword: EtherType (> 1500) or LLC SAP, as libpcap's gen_linktype takes them. */
+const LINK_ABBREV: Partial<Record<Proto, number>> = {
+  atalk: 0x809b, aarp: 0x80f3, decnet: 0x6003, lat: 0x6004, sca: 0x6007, moprc: 0x6002, mopdl: 0x6001,
+  iso: 0xfe, stp: 0x42, ipx: 0xe0, netbeui: 0xf0,
+};
+/** OSI network protocols (the NLPID after an ISO LLC header). */
+const NLPID = { clnp: 0x81, esis: 0x82, isis: 0x83 } as const;
+/** IS-IS PDU types that the keywords l1, l2, iih, lsp, snp, csnp and psnp stand for (libpcap's order). */
+const ISIS_PDUS: Partial<Record<Proto, number[]>> = {
+  l1: [0x1a, 0x18, 0x12, 0x0f, 0x11], l2: [0x1b, 0x19, 0x14, 0x10, 0x11], iih: [0x11, 0x0f, 0x10],
+  lsp: [0x12, 0x14], snp: [0x1b, 0x1a, 0x18, 0x19], csnp: [0x18, 0x19], psnp: [0x1a, 0x1b],
+};
+/** LLC control-field values for `llc NAME`: [mask, value] (I, S and U formats and their subtypes). */
+const LLC_KINDS: Record<string, [number, number]> = {
+  s: [0x03, 0x01], u: [0x03, 0x03],
+  rr: [0x0f, 0x01], rnr: [0x0f, 0x05], rej: [0x0f, 0x09],
+  ui: [0xef, 0x03], ua: [0xef, 0x63], disc: [0xef, 0x43], dm: [0xef, 0x0f], sabme: [0xef, 0x6f],
+  test: [0xef, 0xe3], xid: [0xef, 0xaf], frmr: [0xef, 0x87],
+};
+
 const ETHERTYPE_IP = 0x0800, ETHERTYPE_IPV6 = 0x86dd, ETHERTYPE_ARP = 0x0806, ETHERTYPE_REVARP = 0x8035;
-const ETHERTYPE_MPLS = 0x8847;
+const ETHERTYPE_DN = 0x6003, ETHERTYPE_MPLS = 0x8847, ETHERTYPE_IPX = 0x8137, ETHERTYPE_ATALK = 0x809b, ETHERTYPE_AARP = 0x80f3;
+const LLCSAP_ISONS = 0xfe, LLCSAP_IP = 0x06, LLCSAP_NETBEUI = 0xf0, LLCSAP_IPX = 0xe0;
 const IPPROTO = { icmp: 1, igmp: 2, tcp: 6, igrp: 9, udp: 17, esp: 50, ah: 51, icmp6: 58, pim: 103, vrrp: 112, sctp: 132, fragment: 44 } as const;
 
 /** Protocol names for `proto \name` (as /etc/protocols spells them). */
@@ -68,10 +94,10 @@ const PROTOCOL_NAMES: Record<string, number> = {
   etherip: 97, encap: 98, pim: 103, ipcomp: 108, vrrp: 112, l2tp: 115, isis: 124, sctp: 132, fc: 133,
   'mobility-header': 135, udplite: 136, 'mpls-in-ip': 137, manet: 138, hip: 139, shim6: 140, wesp: 141, rohc: 142,
 };
-/** Ethernet type names for `ether proto \name`. */
+/** Ethernet type names for `ether proto \name` (the ones libpcap knows). */
 const ETHERTYPE_NAMES: Record<string, number> = {
   ip: 0x0800, ip6: 0x86dd, arp: 0x0806, rarp: 0x8035, atalk: 0x809b, aarp: 0x80f3, decnet: 0x6003, sca: 0x6007,
-  lat: 0x6004, mopdl: 0x6001, moprc: 0x6002, ipx: 0x8137, vlan: 0x8100, mpls: 0x8847, pppoed: 0x8863, pppoes: 0x8864,
+  lat: 0x6004, mopdl: 0x6001, moprc: 0x6002, loopback: 0x9000,
 };
 /** LLC SAP names for `ether proto \name`, the values libpcap uses. */
 const LLC_NAMES: Record<string, number> = { iso: 0xfe, stp: 0x42, ipx: 0xe0, netbeui: 0xf0 };
@@ -149,7 +175,12 @@ class Parser {
   private lastQ: Qual | null = QERR;
   private reg = 0; // next free scratch register
 
-  constructor(private readonly expr: string, private readonly netmask: number) {
+  /**
+   * @param fold constant folding as libpcap's optimizer does it (`x & 0` and `x * 0` are 0, a
+   * comparison of constants is decided): the loads of a folded value are gone, which decides
+   * what truncated packets do, so it follows the optimize option.
+   */
+  constructor(private readonly expr: string, private readonly netmask: number, private readonly fold = true) {
     this.toks = tokenize(expr);
   }
 
@@ -346,6 +377,14 @@ class Parser {
           const l = leaf([stmt(BPF_LD | BPF_W | BPF_LEN, 0)], BPF_JMP | (t.text === 'less' ? BPF_JGT : BPF_JGE) | BPF_K, n.value);
           return t.text === 'less' ? not(l) : l;
         }
+        case 'llc':
+          this.next();
+          this.lastQ = QERR;
+          return this.genLlc();
+        case 'byte':
+          this.next();
+          this.lastQ = QERR;
+          return this.genByte();
         case 'vlan': case 'mpls': {
           this.next();
           const n = this.parseOptionalPnum();
@@ -523,6 +562,12 @@ class Parser {
       jcode = BPF_JMP | jop | BPF_X;
     }
     const conds = [...a0.conds, ...a1.conds];
+    if (this.fold && a0.literal !== undefined && a1.literal !== undefined) {
+      const l = a0.literal, r = a1.literal;
+      const holds = jop === BPF_JEQ ? l === r : jop === BPF_JGT ? l > r : l >= r;
+      const c = (holds !== reversed) ? TRUE : FALSE;
+      return conds.length > 0 ? and(andAll(conds), c) : c;
+    }
     let c = leaf(code, jcode, k);
     if (reversed) c = not(c);
     return conds.length > 0 ? and(andAll(conds), c) : c;
@@ -553,6 +598,7 @@ class Parser {
     if (this.isOp(t, '-')) {
       this.next();
       const v = this.parseUnary();
+      if (this.fold && v.literal !== undefined) return this.constant((-v.literal) >>> 0, v.conds, v.firstImm);
       return { code: [...v.code, stmt(BPF_ALU | BPF_NEG, 0)], conds: v.conds, firstImm: v.firstImm };
     }
     const p = this.parsePrimary();
@@ -600,6 +646,10 @@ class Parser {
     this.syntax();
   }
 
+  private constant(value: number, conds: Cond[], firstImm: number | undefined): Arith {
+    return { code: [stmt(BPF_LD | BPF_IMM, value)], conds, literal: value, firstImm };
+  }
+
   private genArth(t: Token, a: Arith, b: Arith): Arith {
     const ops: Record<string, number> = {
       '+': BPF_ADD, '-': BPF_SUB, '*': BPF_MUL, '/': BPF_DIV, '%': BPF_MOD, '&': BPF_AND, '|': BPF_OR,
@@ -611,6 +661,13 @@ class Parser {
     if (op === BPF_DIV && b.firstImm === 0) this.error(t, 'division by zero');
     if (op === BPF_MOD && b.firstImm === 0) this.error(t, 'modulus by zero');
     if ((op === BPF_LSH || op === BPF_RSH) && b.firstImm !== undefined && b.firstImm > 31) this.error(t, 'shift by more than 31 bits');
+    if (this.fold) {
+      // libpcap's optimizer folds constants and the operations that make 0 whatever the other
+      // operand is (x & 0, x * 0, 0 & x, 0 * x, 0 / x, 0 % x, 0 << x, 0 >> x).
+      if (a.literal !== undefined && b.literal !== undefined) return this.constant(foldAlu(op, a.literal, b.literal), conds, first);
+      if (b.literal === 0 && (op === BPF_AND || op === BPF_MUL)) return this.constant(0, conds, first);
+      if (a.literal === 0 && (op === BPF_AND || op === BPF_MUL || op === BPF_DIV || op === BPF_MOD || op === BPF_LSH || op === BPF_RSH)) return this.constant(0, conds, first);
+    }
     if (b.literal !== undefined) return { code: [...a.code, stmt(BPF_ALU | op | BPF_K, b.literal)], conds, firstImm: first };
     const r = this.allocReg(t);
     this.reg--;
@@ -646,7 +703,7 @@ class Parser {
     switch (proto) {
       case 'link':
         return { code: ld(0), conds: idx.conds };
-      case 'ip': case 'ip6': case 'arp': case 'rarp':
+      case 'ip': case 'ip6': case 'arp': case 'rarp': case 'atalk': case 'decnet': case 'sca': case 'lat': case 'moprc': case 'mopdl':
         return { code: ld(nl), conds: [...idx.conds, this.genProtoAbbrev(proto, t)] };
       case 'icmp6':
         return { code: ld(nl + 40), conds: [this.genProtoAbbrev('ip6', t), ...idx.conds, this.cmp(nl + 6, BPF_B, IPPROTO.icmp6)] };
@@ -660,7 +717,7 @@ class Parser {
         return { code, conds: [this.linktype(ETHERTYPE_IP, t), ...idx.conds, this.cmp(nl + 9, BPF_B, v), this.notFrag()] };
       }
       default:
-        this.error(t, `'${proto}[...]' is not a supported index operation`);
+        this.error(t, `unsupported index operation '${proto}[...]'`);
     }
   }
 
@@ -670,6 +727,8 @@ class Parser {
     return leaf([stmt(BPF_LD | size | BPF_ABS, off)], BPF_JMP | BPF_JEQ | BPF_K, v);
   }
   private mcmp(off: number, size: number, v: number, mask: number): Cond {
+    // `and #0` makes the loaded value 0: the optimizer decides the test and drops the load.
+    if (this.fold && (mask >>> 0) === 0) return (v >>> 0) === 0 ? TRUE : FALSE;
     if ((mask >>> 0) === (size === BPF_W ? 0xffffffff : size === BPF_H ? 0xffff : 0xff)) return this.cmp(off, size, v);
     return leaf([stmt(BPF_LD | size | BPF_ABS, off), stmt(BPF_ALU | BPF_AND | BPF_K, mask)], BPF_JMP | BPF_JEQ | BPF_K, v);
   }
@@ -688,12 +747,27 @@ class Parser {
       if (v === ETHERTYPE_IPV6) return and(bos, this.mcmp(nl, BPF_B, 0x60, 0xf0));
       this.error(t, 'unsupported protocol over mpls');
     }
-    if (v <= 1500) {
-      const isLen = not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500));
-      if (v === 0xfe || v === 0x06 || v === 0xf0) return and(isLen, this.cmp(o.linkpl, BPF_H, (v << 8) | v));
-      return and(isLen, this.cmp(o.linkpl, BPF_B, v));
+    const isLen = (): Cond => not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500));
+    switch (v) {
+      case LLCSAP_ISONS: case LLCSAP_IP: case LLCSAP_NETBEUI:
+        // Both SAPs (DSAP and SSAP) must be the protocol's.
+        return and(isLen(), this.cmp(o.linkpl, BPF_H, (v << 8) | v));
+      case LLCSAP_IPX:
+        // IPX in an EtherType frame, in 802.3 with SNAP, with the IPX SAP, or "raw" 802.3 (0xffff checksum).
+        return or(this.cmp(o.linktype, BPF_H, ETHERTYPE_IPX),
+          and(isLen(), or(this.snap(0x000000, ETHERTYPE_IPX), or(this.cmp(o.linkpl, BPF_B, LLCSAP_IPX), this.cmp(o.linkpl, BPF_H, 0xffff)))));
+      case ETHERTYPE_ATALK: case ETHERTYPE_AARP:
+        // AppleTalk is mostly carried in 802.3 frames with a SNAP header (Apple's OUI for AppleTalk itself).
+        return or(this.cmp(o.linktype, BPF_H, v), and(isLen(), this.snap(v === ETHERTYPE_ATALK ? 0x080007 : 0, v)));
     }
+    if (v <= 1500) return and(isLen(), this.cmp(o.linkpl, BPF_B, v));
     return this.cmp(o.linktype, BPF_H, v);
+  }
+
+  /** An LLC SNAP header (AA AA 03, OUI, type) at the link payload: the last 4 bytes compared first, as libpcap's gen_bcmp. */
+  private snap(oui: number, type: number): Cond {
+    const o = this.off;
+    return and(this.cmp(o.linkpl + 4, BPF_W, (((oui & 0xffff) << 16) | type) >>> 0), this.cmp(o.linkpl, BPF_W, (0xaaaa0300 | (oui >>> 16)) >>> 0));
   }
 
   private ipProto(v: number, t: Token): Cond {
@@ -706,19 +780,95 @@ class Parser {
     return and(this.linktype(ETHERTYPE_IPV6, t), or(direct, viaFrag));
   }
 
+  /** An OSI protocol: ISO LLC SAPs, then the NLPID (the byte after the 3-byte LLC header). */
+  private isoProto(nlpid: number, t: Token): Cond {
+    return and(this.linktype(LLCSAP_ISONS, t), this.cmp(this.off.linkpl + 3, BPF_B, nlpid));
+  }
+  /** An IS-IS PDU type (in the IS-IS header, 4 bytes after the NLPID). */
+  private isisProto(pdu: number, t: Token): Cond {
+    return and(this.isoProto(NLPID.isis, t), this.cmp(this.off.linkpl + 3 + 4, BPF_B, pdu));
+  }
+
+  /** `llc [kind]`: an 802.2 LLC frame (not raw 802.3 IPX), with a control field of that kind. */
+  private genLlc(): Cond {
+    const o = this.off;
+    const isLlc = and(not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500)), not(this.cmp(o.linkpl, BPF_H, 0xffff)));
+    const t = this.peek();
+    if (!(t.kind === 'id' || this.isKw(t, 'rnr'))) return isLlc;
+    this.next();
+    const name = t.text.toLowerCase();
+    if (name === 'i') return and(isLlc, not(leaf([stmt(BPF_LD | BPF_B | BPF_ABS, o.linkpl + 2)], BPF_JMP | BPF_JSET | BPF_K, 1)));
+    const kind = Object.prototype.hasOwnProperty.call(LLC_KINDS, name) ? LLC_KINDS[name] : undefined;
+    if (kind === undefined) this.error(t, `unknown LLC type name '${t.text}'`);
+    return and(isLlc, this.mcmp(o.linkpl + 2, BPF_B, kind[1], kind[0]));
+  }
+
+  /**
+   * `byte N op V`. As libpcap, '|' and '&' apply to whatever the accumulator holds (the byte is
+   * not loaded for them), and the other operators compare the byte N of the link header.
+   */
+  private genByte(): Cond {
+    const idx = this.peek();
+    if (idx.kind !== 'num') this.syntax();
+    this.next();
+    const op = this.peek();
+    if (!this.isOp(op, '=', '<', '>', '|', '&')) this.syntax();
+    this.next();
+    const val = this.peek();
+    if (val.kind !== 'num') this.syntax();
+    this.next();
+    const ldb = [stmt(BPF_LD | BPF_B | BPF_ABS, idx.value)];
+    switch (op.text) {
+      case '=': return leaf(ldb, BPF_JMP | BPF_JEQ | BPF_K, val.value);
+      case '>': return leaf(ldb, BPF_JMP | BPF_JGT | BPF_K, val.value);
+      case '<': return not(leaf(ldb, BPF_JMP | BPF_JGE | BPF_K, val.value));
+      default:
+        return not(leaf([stmt(BPF_ALU | (op.text === '|' ? BPF_OR : BPF_AND) | BPF_K, val.value)], BPF_JMP | BPF_JEQ | BPF_K, 0));
+    }
+  }
+
+  /** DECnet routing header address test (libpcap's gen_dnhostop): 4 header layouts, address little-endian. */
+  private dnhostop(addr: number, dir: Dir): Cond {
+    const lp = this.off.linkpl;
+    const swapped = ((addr & 0xff00) >>> 8) | ((addr & 0xff) << 8);
+    const side = (shortOff: number, longOff: number): Cond => {
+      // Padding 0 or 1 byte (0x81), short (flags & 7 == 2) or long (== 6) header.
+      const a = and(this.mcmp(lp + 2, BPF_B, 0x02, 0x07), this.cmp(lp + 2 + shortOff, BPF_H, swapped));
+      const b = and(this.mcmp(lp + 2, BPF_H, 0x8102, 0xff07), this.cmp(lp + 2 + 1 + shortOff, BPF_H, swapped));
+      const c = and(this.mcmp(lp + 2, BPF_B, 0x06, 0x07), this.cmp(lp + 2 + longOff, BPF_H, swapped));
+      const d = and(this.mcmp(lp + 2, BPF_H, 0x8106, 0xff07), this.cmp(lp + 2 + 1 + longOff, BPF_H, swapped));
+      return or(or(or(a, b), c), d);
+    };
+    switch (dir) {
+      case 'src': return side(3, 15);
+      case 'dst': return side(1, 7);
+      case 'and': return and(side(3, 15), side(1, 7));
+      default: return or(side(3, 15), side(1, 7));
+    }
+  }
+
   private genProto(v: number, proto: Proto, t: Token): Cond {
     switch (proto) {
       case 'default': return or(this.ipProto(v, t), this.ip6Proto(v, t));
       case 'link': return this.linktype(v, t);
       case 'ip': return this.ipProto(v, t);
       case 'ip6': return this.ip6Proto(v, t);
+      case 'iso': return this.isoProto(v, t);
+      case 'isis': return this.isisProto(v, t);
+      case 'clnp': this.error(t, "'clnp proto' is not supported");
+      case 'decnet': this.error(t, 'DECNET encapsulation is not specifiable');
       case 'arp': case 'rarp': this.error(t, `${proto} does not encapsulate another protocol`);
       default: this.error(t, `'${proto} proto' is bogus`);
     }
   }
 
   private genProtoAbbrev(proto: Proto, t: Token): Cond {
+    const ethertypeOrSap = LINK_ABBREV[proto];
+    if (ethertypeOrSap !== undefined) return this.linktype(ethertypeOrSap, t);
+    const pdus = ISIS_PDUS[proto];
+    if (pdus !== undefined) return orAll(pdus.map((p) => this.isisProto(p, t)));
     switch (proto) {
+      case 'clnp': case 'esis': case 'isis': return this.isoProto(NLPID[proto], t);
       case 'ip': return this.linktype(ETHERTYPE_IP, t);
       case 'ip6': return this.linktype(ETHERTYPE_IPV6, t);
       case 'arp': return this.linktype(ETHERTYPE_ARP, t);
@@ -818,6 +968,9 @@ class Parser {
       case 'ip': return and(this.linktype(ETHERTYPE_IP, t), this.hostop(addr, mask, q.dir, 12, 16));
       case 'arp': return and(this.linktype(ETHERTYPE_ARP, t), this.hostop(addr, mask, q.dir, 14, 24));
       case 'rarp': return and(this.linktype(ETHERTYPE_REVARP, t), this.hostop(addr, mask, q.dir, 14, 24));
+      case 'decnet': return and(this.linktype(ETHERTYPE_DN, t), this.dnhostop(addr, q.dir));
+      case 'iso': case 'esis': case 'clnp': this.error(t, 'ISO host filtering not implemented');
+      case 'atalk': this.error(t, 'AppleTalk host filtering not implemented');
       case 'link': this.error(t, `link-layer modifier applied to ${typ}`);
       case 'ip6': this.error(t, `'ip6' modifier applied to ip ${typ}`);
       default: this.error(t, `'${q.proto}' modifier applied to ${typ}`);
@@ -878,6 +1031,16 @@ class Parser {
 
   private genNcode(text: string | null, v: number, q: Qual, t: Token): Cond {
     let vlen = 32;
+    if (q.proto === 'decnet' && (q.addr === 'default' || q.addr === 'host' || q.addr === 'net')) {
+      // DECnet addresses are area.node (6 and 10 bits); libpcap reads the first two numbers only.
+      if (text !== null) {
+        const m = /^(\d+)\.(\d+)/.exec(text);
+        if (m === null) this.error(t, `malformed decnet address '${text}'`);
+        v = ((Number(m[1]) << 10) & 0xfc00) | (Number(m[2]) & 0x3ff);
+      }
+      return this.genHost(v, 0xffffffff, q, t);
+    }
+    if (text !== null && q.addr === 'proto') this.error(t, "'proto' modifier applied to ip host");
     if (text !== null) {
       const r = parseV4(text);
       if (r === null) this.error(t, `invalid IPv4 address '${text}'`);
@@ -982,6 +1145,9 @@ class Parser {
           v = ETHERTYPE_NAMES[name] ?? LLC_NAMES[name];
         } else if (q.proto === 'default' || q.proto === 'ip' || q.proto === 'ip6') {
           v = PROTOCOL_NAMES[name];
+        } else if (q.proto === 'iso') {
+          v = name === 'clnp' || name === 'esis' || name === 'isis' ? NLPID[name] : undefined;
+          if (v === undefined) this.error(t, `unknown osi proto '${name}'`);
         }
         if (v === undefined) this.error(t, `unknown protocol: ${name}`);
         return this.genProto(v, q.proto, t);
@@ -1017,6 +1183,22 @@ class Parser {
   }
 }
 
+/** A BPF ALU operation on constants (divisors and shift counts were checked by the caller). */
+function foldAlu(op: number, a: number, b: number): number {
+  switch (op) {
+    case BPF_ADD: return (a + b) >>> 0;
+    case BPF_SUB: return (a - b) >>> 0;
+    case BPF_MUL: return Math.imul(a, b) >>> 0;
+    case BPF_DIV: return b === 0 ? 0 : Math.floor(a / b) >>> 0;
+    case BPF_MOD: return b === 0 ? 0 : (a % b) >>> 0;
+    case BPF_AND: return (a & b) >>> 0;
+    case BPF_OR: return (a | b) >>> 0;
+    case BPF_XOR: return (a ^ b) >>> 0;
+    case BPF_LSH: return b >= 32 ? 0 : (a << b) >>> 0;
+    default: return b >= 32 ? 0 : a >>> b; // BPF_RSH
+  }
+}
+
 /** libpcap's __pcap_atoin: 1 to 4 dotted parts; value and number of bits given. */
 function parseV4(text: string): { value: number; bits: number } | null {
   const parts = text.split('.');
@@ -1032,6 +1214,7 @@ function parseV4(text: string): { value: number; bits: number } | null {
 }
 
 function parseMac(text: string): number[] {
+  if (/^[0-9A-Fa-f]{12}$/.test(text)) return [0, 2, 4, 6, 8, 10].map((i) => parseInt(text.slice(i, i + 2), 16));
   if (/^[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/.test(text)) {
     const h = text.replace(/\./g, '');
     return [0, 2, 4, 6, 8, 10].map((i) => parseInt(h.slice(i, i + 2), 16));
@@ -1070,7 +1253,7 @@ export function compileFilter(expression: string, options: CompileOptions = {}):
   const linktype = options.linktype ?? 1;
   if (expression.length > 65536) fail('EINVAL', 'filter: expression is longer than 65536 characters');
   try {
-    const cond = new Parser(expression, (options.netmask ?? 0) >>> 0).parseProgram();
+    const cond = new Parser(expression, (options.netmask ?? 0) >>> 0, options.optimize ?? true).parseProgram();
     if (linktype !== 1 && cond !== TRUE) fail('EOPNOTSUPP', `filter: expressions are supported on Ethernet captures only (link type ${linktype})`);
     return generateProgram(cond, snaplen, options.optimize ?? true);
   } catch (e) {
