@@ -10,7 +10,17 @@
 import { fail } from '../errors.js';
 import { type BpfInsn, type BpfProgram, BPF_JMP, BPF_JA, BPF_RET, BPF_K, BPF_MAXINSNS } from './bpf.js';
 
+/** Where a jump inside a block goes: one of its labels, or its true ('T') or false ('F') exit. */
+export type BlockTarget = number | 'T' | 'F';
+/** Code of a block: instructions, jumps (`ja` may go back to a label: a loop) and labels. */
+export type BlockItem =
+  | { op: 'insn'; insn: BpfInsn }
+  | { op: 'cj'; code: number; k: number; jt: BlockTarget; jf: BlockTarget }
+  | { op: 'ja'; to: BlockTarget }
+  | { op: 'label'; id: number };
+
 export type Cond =
+  | { kind: 'block'; items: BlockItem[] }
   | { kind: 'and'; a: Cond; b: Cond }
   | { kind: 'or'; a: Cond; b: Cond }
   | { kind: 'not'; a: Cond }
@@ -51,6 +61,8 @@ const ACCEPT = -1, REJECT = -2;
 
 /** A test node of the control-flow graph: a leaf with its two successors (node ids or ACCEPT/REJECT). */
 interface Node {
+  /** Set for an opaque block (its own control flow, exits to t and f); insns/jcode/k unused. */
+  block?: BlockItem[];
   insns: BpfInsn[];
   jcode: number;
   k: number;
@@ -77,6 +89,10 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
       case 'not': return gen(c.a, lf, lt);
       case 'and': return gen(c.a, gen(c.b, lt, lf), lf);
       case 'or': return gen(c.a, lt, gen(c.b, lt, lf));
+      case 'block':
+        // Opaque to the optimizer: a unique signature, and a jump code that states no fact.
+        nodes.push({ block: c.items, insns: [], jcode: BPF_JMP | BPF_JA, k: 0, t: lt, f: lf, sig: `block#${nodes.length}` });
+        return nodes.length - 1;
       case 'leaf': {
         let sig = sigs.get(c.insns);
         if (sig === undefined) {
@@ -119,10 +135,24 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
     for (const to of [nodes[id].t, nodes[id].f]) if (to >= 0 && edge(nodes[id], to) === to) enteredAtStart[to] = 1;
   }
   if (entry < 0) items.push({ t: 'ja', label: label(entry) });
+  let nextLabel = 2 * nodes.length + 2; // labels inside blocks
   for (let id = nodes.length - 1; id >= 0; id--) {
     if (!reachable[id]) continue;
     const n = nodes[id];
     items.push({ t: 'label', id });
+    if (n.block !== undefined) {
+      const base = nextLabel;
+      let maxId = -1;
+      const to = (b: BlockTarget): number => (b === 'T' ? label(n.t) : b === 'F' ? label(n.f) : base + b);
+      for (const it of n.block) {
+        if (it.op === 'insn') items.push({ t: 'insn', insn: it.insn });
+        else if (it.op === 'cj') items.push({ t: 'cj', code: it.code, k: it.k, lt: to(it.jt), lf: to(it.jf) });
+        else if (it.op === 'ja') items.push({ t: 'ja', label: to(it.to) });
+        else { items.push({ t: 'label', id: base + it.id }); maxId = Math.max(maxId, it.id); }
+      }
+      nextLabel = base + maxId + 1;
+      continue;
+    }
     if (enteredAtStart[id]) for (const insn of n.insns) items.push({ t: 'insn', insn });
     items.push({ t: 'label', id: afterLoads(id) });
     items.push({ t: 'cj', code: n.jcode, k: n.k, lt: edge(n, n.t), lf: edge(n, n.f) });
@@ -131,7 +161,7 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: snaplen >>> 0 } });
   items.push({ t: 'label', id: nodes.length + 1 });
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: 0 } });
-  return layout(items, 2 * nodes.length + 2);
+  return layout(items, nextLabel);
 }
 
 /** Known outcomes of tests on a path: key `sig|jcode|k` -> result; `sig` -> known value of A. */
@@ -238,6 +268,7 @@ function layout(items: Item[], labels: number): BpfProgram {
       const it = items[i];
       if (it.t !== 'cj' || far.has(i)) continue;
       const from = at[i] + 1;
+      if (pos[it.lt] < from || pos[it.lf] < from) fail('EINVAL', 'filter: internal error: a conditional jump goes backward');
       if (pos[it.lt] - from > 255 || pos[it.lf] - from > 255) {
         far.add(i);
         changed = true;
@@ -250,7 +281,7 @@ function layout(items: Item[], labels: number): BpfProgram {
       const it = items[i];
       const here = prog.length;
       if (it.t === 'insn') prog.push(it.insn);
-      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.label] - here - 1 });
+      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: (pos[it.label] - here - 1) >>> 0 }); // backward: negative k
       else if (it.t === 'cj') {
         if (far.has(i)) {
           prog.push({ code: it.code, jt: 0, jf: 1, k: it.k });

@@ -18,9 +18,9 @@ import {
   type BpfInsn, type BpfProgram, type PacketFilter, stmt, MAXIMUM_SNAPLEN, looksLikeDddProgram, parseDddProgram,
   BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_MISC, BPF_W, BPF_H, BPF_B, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN,
   BPF_MSH, BPF_IMM, BPF_K, BPF_X, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV,
-  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_MEMWORDS,
+  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_TXA, BPF_MEMWORDS,
 } from './bpf.js';
-import { type Cond, TRUE, FALSE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
+import { type Cond, type BlockItem, TRUE, FALSE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
 import { type Token, tokenize } from './filter-lexer.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
@@ -81,6 +81,12 @@ const LLC_KINDS: Record<string, [number, number]> = {
 };
 
 const ETHERTYPE_IP = 0x0800, ETHERTYPE_IPV6 = 0x86dd, ETHERTYPE_ARP = 0x0806, ETHERTYPE_REVARP = 0x8035;
+const ETHERTYPE_PPPOED = 0x8863, ETHERTYPE_PPPOES = 0x8864;
+/** EtherTypes and LLC SAPs as PPP protocol numbers (libpcap's ethertype_to_ppptype); others stay as they are. */
+const PPP_PROTOCOLS = new Map<number, number>([
+  [0x0800, 0x0021], [0x86dd, 0x0057], [0x6003, 0x0027], [0x809b, 0x0029], [0x0600, 0x0025], [0xfe, 0x0023],
+  [0x42, 0x0031], [0xe0, 0x002b], [0x8847, 0x0281],
+]);
 const ETHERTYPE_DN = 0x6003, ETHERTYPE_MPLS = 0x8847, ETHERTYPE_IPX = 0x8137, ETHERTYPE_ATALK = 0x809b, ETHERTYPE_AARP = 0x80f3;
 const LLCSAP_ISONS = 0xfe, LLCSAP_IP = 0x06, LLCSAP_NETBEUI = 0xf0, LLCSAP_IPX = 0xe0;
 const IPPROTO = { icmp: 1, igmp: 2, tcp: 6, igrp: 9, udp: 17, esp: 50, ah: 51, icmp6: 58, pim: 103, vrrp: 112, sctp: 132, fragment: 44 } as const;
@@ -157,6 +163,12 @@ interface Arith {
 }
 
 interface Offsets {
+  /** Offset of the link header (0; after `pppoes`, the PPP header). */
+  linkhdr: number;
+  /** The link layer is PPP (after `pppoes`): protocol numbers are PPP's, no LLC, no MAC addresses. */
+  ppp: boolean;
+  /** Offset of an OSI network header from the link payload (3: after the LLC header; 0 on PPP). */
+  nlNosnap: number;
   /** Offset of the Ethernet type field (12, +4 per vlan). */
   linktype: number;
   /** Offset of the link-layer payload (14, +4 per vlan). */
@@ -171,7 +183,7 @@ class ParseFailure extends NetmapError {}
 class Parser {
   private readonly toks: Token[];
   private i = 0;
-  private off: Offsets = { linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
+  private off: Offsets = { linkhdr: 0, ppp: false, nlNosnap: 3, linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
   private lastQ: Qual | null = QERR;
   private reg = 0; // next free scratch register
 
@@ -362,7 +374,7 @@ class Parser {
         return this.genProtoAbbrev(t.text as Proto, t);
       }
       switch (t.text) {
-        case 'src': case 'dst': case 'host': case 'net': case 'port': case 'portrange': case 'proto':
+        case 'src': case 'dst': case 'host': case 'net': case 'port': case 'portrange': case 'proto': case 'protochain':
           return this.parseHeadId();
         case 'broadcast': case 'multicast':
           this.next();
@@ -385,6 +397,13 @@ class Parser {
           this.next();
           this.lastQ = QERR;
           return this.genByte();
+        case 'pppoed': case 'pppoes': {
+          this.next();
+          const n = t.text === 'pppoes' ? this.parseOptionalPnum() : undefined;
+          this.lastQ = QERR;
+          if (this.off.mplsDepth > 0) this.error(t, 'unsupported protocol over mpls');
+          return this.genPppoe(t.text, n, t);
+        }
         case 'vlan': case 'mpls': {
           this.next();
           const n = this.parseOptionalPnum();
@@ -453,8 +472,7 @@ class Parser {
       q.addr = t.text as Addr;
       this.next();
     } else if (!hadDir && this.isKw(t, 'proto', 'protochain')) {
-      if (t.text === 'protochain') this.error(t, "'protochain' is not supported by this compiler");
-      q.addr = 'proto';
+      q.addr = t.text as Addr;
       this.next();
     } else if (!hadDir) {
       this.syntax();
@@ -566,6 +584,14 @@ class Parser {
       const l = a0.literal, r = a1.literal;
       const holds = jop === BPF_JEQ ? l === r : jop === BPF_JGT ? l > r : l >= r;
       const c = (holds !== reversed) ? TRUE : FALSE;
+      return conds.length > 0 ? and(andAll(conds), c) : c;
+    }
+    const last = a0.code[a0.code.length - 1];
+    if (this.fold && jop === BPF_JEQ && a1.literal === 0 && last.code === (BPF_ALU | BPF_AND | BPF_K) && last.k === 0xffffffff) {
+      // libpcap 1.10's optimizer turns `x & 0xffffffff == 0` into `jset #0xffffffff` with the
+      // branches swapped, then takes that jset as always true: so `= 0` never matches and `!= 0`
+      // always does. The installed tcpdump behaves so; we select the same records.
+      const c = reversed ? TRUE : FALSE;
       return conds.length > 0 ? and(andAll(conds), c) : c;
     }
     let c = leaf(code, jcode, k);
@@ -702,7 +728,7 @@ class Parser {
     const nl = this.off.linkpl + this.off.nl;
     switch (proto) {
       case 'link':
-        return { code: ld(0), conds: idx.conds };
+        return { code: ld(this.off.linkhdr), conds: idx.conds };
       case 'ip': case 'ip6': case 'arp': case 'rarp': case 'atalk': case 'decnet': case 'sca': case 'lat': case 'moprc': case 'mopdl':
         return { code: ld(nl), conds: [...idx.conds, this.genProtoAbbrev(proto, t)] };
       case 'icmp6':
@@ -741,6 +767,7 @@ class Parser {
   private linktype(v: number, t: Token): Cond {
     const o = this.off;
     const nl = o.linkpl + o.nl;
+    if (o.ppp && o.mplsDepth === 0) return this.cmp(o.linktype, BPF_H, PPP_PROTOCOLS.get(v) ?? v);
     if (o.mplsDepth > 0) {
       const bos = this.mcmp(nl - 2, BPF_B, 1, 1);
       if (v === ETHERTYPE_IP) return and(bos, this.mcmp(nl, BPF_B, 0x40, 0xf0));
@@ -782,16 +809,17 @@ class Parser {
 
   /** An OSI protocol: ISO LLC SAPs, then the NLPID (the byte after the 3-byte LLC header). */
   private isoProto(nlpid: number, t: Token): Cond {
-    return and(this.linktype(LLCSAP_ISONS, t), this.cmp(this.off.linkpl + 3, BPF_B, nlpid));
+    return and(this.linktype(LLCSAP_ISONS, t), this.cmp(this.off.linkpl + this.off.nlNosnap, BPF_B, nlpid));
   }
   /** An IS-IS PDU type (in the IS-IS header, 4 bytes after the NLPID). */
   private isisProto(pdu: number, t: Token): Cond {
-    return and(this.isoProto(NLPID.isis, t), this.cmp(this.off.linkpl + 3 + 4, BPF_B, pdu));
+    return and(this.isoProto(NLPID.isis, t), this.cmp(this.off.linkpl + this.off.nlNosnap + 4, BPF_B, pdu));
   }
 
   /** `llc [kind]`: an 802.2 LLC frame (not raw 802.3 IPX), with a control field of that kind. */
   private genLlc(): Cond {
     const o = this.off;
+    if (o.ppp) this.error(this.toks[this.i - 1], "'llc' not supported for PPP");
     const isLlc = and(not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500)), not(this.cmp(o.linkpl, BPF_H, 0xffff)));
     const t = this.peek();
     if (!(t.kind === 'id' || this.isKw(t, 'rnr'))) return isLlc;
@@ -817,7 +845,7 @@ class Parser {
     const val = this.peek();
     if (val.kind !== 'num') this.syntax();
     this.next();
-    const ldb = [stmt(BPF_LD | BPF_B | BPF_ABS, idx.value)];
+    const ldb = [stmt(BPF_LD | BPF_B | BPF_ABS, this.off.linkhdr + idx.value)];
     switch (op.text) {
       case '=': return leaf(ldb, BPF_JMP | BPF_JEQ | BPF_K, val.value);
       case '>': return leaf(ldb, BPF_JMP | BPF_JGT | BPF_K, val.value);
@@ -845,6 +873,79 @@ class Parser {
       case 'and': return and(side(3, 15), side(1, 7));
       default: return or(side(3, 15), side(1, 7));
     }
+  }
+
+  /**
+   * `protochain v`: follows the IPv6 extension headers (hop-by-hop, routing, fragment,
+   * destination options) and AH from the network header until v, "no next header" or another
+   * protocol, as libpcap's gen_protochain: a loop (a backward `ja`, bounded by the runner), with
+   * the same loads, so truncated chains and libpcap's handling of AH (the AH length replaces
+   * the offset instead of adding to it) select the same packets.
+   */
+  private genProtochain(v: number, proto: Proto, t: Token): Cond {
+    if (proto === 'default') return or(this.genProtochain(v, 'ip', t), this.genProtochain(v, 'ip6', t));
+    if (proto !== 'ip' && proto !== 'ip6') this.error(t, "bad protocol applied for 'protochain'");
+    const base = this.off.linkpl + this.off.nl;
+    const r = this.allocReg(t);
+    this.reg--;
+    const J = (op: number): number => BPF_JMP | op | BPF_K;
+    const LOOP = 0, EXT = 1, AH = 2, END = 3;
+    const items: BlockItem[] = [];
+    const insn = (code: number, k: number): void => { items.push({ op: 'insn', insn: stmt(code, k) }); };
+    const lbl = (id: number): void => { items.push({ op: 'label', id }); };
+    let nextFree = 4;
+    const cj = (k: number, jt: number | 'T' | 'F', jf: number | 'T' | 'F'): void => { items.push({ op: 'cj', code: J(BPF_JEQ), k, jt, jf }); };
+    if (proto === 'ip6') {
+      insn(BPF_LD | BPF_B | BPF_ABS, base + 6);
+      insn(BPF_LDX | BPF_IMM, 40);
+    } else {
+      insn(BPF_LD | BPF_B | BPF_ABS, base + 9);
+      insn(BPF_LDX | BPF_B | BPF_MSH, base);
+    }
+    lbl(LOOP);
+    let n = nextFree++;
+    cj(v, END, n);
+    lbl(n);
+    n = nextFree++;
+    cj(59, END, n); // IPPROTO_NONE
+    lbl(n);
+    if (proto === 'ip6') {
+      for (const ext of [0, 60, 43]) { // hop-by-hop, destination options, routing: then fragment
+        n = nextFree++;
+        cj(ext, EXT, n);
+        lbl(n);
+      }
+      const ahCheck = nextFree++;
+      cj(44, EXT, ahCheck);
+      lbl(EXT);
+      insn(BPF_LD | BPF_B | BPF_IND, base); // next header
+      insn(BPF_ST, r);
+      insn(BPF_LD | BPF_B | BPF_IND, base + 1); // header length in 8-byte units, not counting the first 8
+      insn(BPF_ALU | BPF_ADD | BPF_K, 1);
+      insn(BPF_ALU | BPF_MUL | BPF_K, 8);
+      insn(BPF_ALU | BPF_ADD | BPF_X, 0);
+      insn(BPF_MISC | BPF_TAX, 0);
+      insn(BPF_LD | BPF_MEM, r);
+      items.push({ op: 'ja', to: LOOP });
+      lbl(ahCheck);
+    }
+    cj(IPPROTO.ah, AH, END);
+    lbl(AH);
+    insn(BPF_MISC | BPF_TXA, 0);
+    insn(BPF_LD | BPF_B | BPF_IND, base); // next header
+    insn(BPF_ST, r);
+    insn(BPF_MISC | BPF_TXA, 0);
+    insn(BPF_ALU | BPF_ADD | BPF_K, 1);
+    insn(BPF_MISC | BPF_TAX, 0);
+    insn(BPF_LD | BPF_B | BPF_IND, base); // payload length in 4-byte units, minus 2
+    insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+    insn(BPF_ALU | BPF_MUL | BPF_K, 4);
+    insn(BPF_MISC | BPF_TAX, 0);
+    insn(BPF_LD | BPF_MEM, r);
+    items.push({ op: 'ja', to: LOOP });
+    lbl(END);
+    cj(v, 'T', 'F');
+    return and(this.linktype(proto === 'ip' ? ETHERTYPE_IP : ETHERTYPE_IPV6, t), { kind: 'block', items });
   }
 
   private genProto(v: number, proto: Proto, t: Token): Cond {
@@ -884,6 +985,7 @@ class Parser {
   }
 
   private genBroadcast(proto: Proto, t: Token): Cond {
+    if ((proto === 'default' || proto === 'link') && this.off.ppp) this.error(t, 'not a broadcast link');
     if (proto === 'default' || proto === 'link') return this.ehostBytes(0, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     if (proto === 'ip') {
       if (this.netmask === 0xffffffff) this.error(t, "netmask not known, so 'ip broadcast' not supported");
@@ -896,13 +998,33 @@ class Parser {
 
   private genMulticast(proto: Proto, t: Token): Cond {
     const nl = this.off.linkpl + this.off.nl;
+    if ((proto === 'default' || proto === 'link') && this.off.ppp) {
+      this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
+    }
     if (proto === 'default' || proto === 'link') return leaf([stmt(BPF_LD | BPF_B | BPF_ABS, 0)], BPF_JMP | BPF_JSET | BPF_K, 1);
     if (proto === 'ip') return and(this.linktype(ETHERTYPE_IP, t), leaf([stmt(BPF_LD | BPF_B | BPF_ABS, nl + 16)], BPF_JMP | BPF_JGE | BPF_K, 224));
     if (proto === 'ip6') return and(this.linktype(ETHERTYPE_IPV6, t), this.cmp(nl + 24, BPF_B, 255));
     this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
   }
 
+  /** `pppoed` (discovery) and `pppoes [session]`: after pppoes, the link layer is PPP 6 bytes further. */
+  private genPppoe(kind: string, session: number | undefined, t: Token): Cond {
+    if (kind === 'pppoed') return this.linktype(ETHERTYPE_PPPOED, t);
+    if (session !== undefined && session > 0xffff) this.error(t, `PPPoE session number ${session} greater than maximum 65535`);
+    const o = this.off;
+    let c = this.linktype(ETHERTYPE_PPPOES, t);
+    if (session !== undefined) c = and(c, this.mcmp(o.linkpl, BPF_W, session, 0xffff));
+    o.linkhdr = o.linkpl + 6;
+    o.linktype = o.linkhdr;
+    o.linkpl = o.linkhdr + 2;
+    o.nl = 0;
+    o.nlNosnap = 0;
+    o.ppp = true;
+    return c;
+  }
+
   private genVlan(id: number | undefined, t: Token): Cond {
+    if (this.off.ppp) this.error(t, 'no VLAN support for PPP');
     if (this.off.mplsDepth > 0) this.error(t, "'vlan' after 'mpls' is not supported");
     if (id !== undefined && id > 4095) this.error(t, `VLAN tag ${id} greater than maximum 4095`);
     const o = this.off;
@@ -941,6 +1063,7 @@ class Parser {
   }
 
   private genEcode(t: Token, q: Qual): Cond {
+    if (this.off.ppp) this.error(t, 'ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel');
     if ((q.addr === 'host' || q.addr === 'default') && q.proto === 'link') return this.genEhost(parseMac(t.text), q.dir, t);
     this.error(t, 'ethernet address used in non-ether expression');
   }
@@ -1040,7 +1163,7 @@ class Parser {
       }
       return this.genHost(v, 0xffffffff, q, t);
     }
-    if (text !== null && q.addr === 'proto') this.error(t, "'proto' modifier applied to ip host");
+    if (text !== null && (q.addr === 'proto' || q.addr === 'protochain')) this.error(t, `'${q.addr}' modifier applied to ip host`);
     if (text !== null) {
       const r = parseV4(text);
       if (r === null) this.error(t, `invalid IPv4 address '${text}'`);
@@ -1072,6 +1195,8 @@ class Parser {
         return this.genPort(v, v, q, t);
       case 'proto':
         return this.genProto(v, q.proto, t);
+      case 'protochain':
+        return this.genProtochain(v, q.proto, t);
       default:
         this.error(t, `'${q.addr}' requires a name`);
     }
@@ -1138,6 +1263,11 @@ class Parser {
         const b = this.lookupPort(m[2], q, t, 'range');
         const proto = a.proto !== undefined && a.proto === b.proto ? a.proto : undefined;
         return this.genPort(a.port, b.port, q, t, proto);
+      }
+      case 'protochain': {
+        const v = PROTOCOL_NAMES[name];
+        if (v === undefined) this.error(t, `unknown protocol: ${name}`);
+        return this.genProtochain(v, q.proto, t);
       }
       case 'proto': {
         let v: number | undefined;
