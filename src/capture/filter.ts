@@ -57,7 +57,7 @@ const PNAMES = new Set<string>([
 const UNSUPPORTED = new Set<string>([
   'radio', 'inbound', 'outbound', 'ifindex', 'lane',
   'type', 'subtype', 'dir', 'addr1', 'addr2', 'addr3', 'addr4', 'ra', 'ta', 'on', 'ifname', 'rnr', 'reason', 'rset',
-  'srnr', 'action', 'gateway',
+  'srnr', 'action', 'gateway', 'geneve',
 ]);
 
 /** Link-level protocols named by a keyword: EtherType (> 1500) or LLC SAP, as libpcap's gen_linktype takes them. */
