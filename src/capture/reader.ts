@@ -14,7 +14,9 @@
 import * as fs from 'node:fs';
 import { fail, NetmapError } from '../errors.js';
 import { MAXIMUM_SNAPLEN, type PacketFilter } from './bpf.js';
-import { mapFileReadOnly } from '../native/index.js';
+
+/** Maps part of a file read-only (src/native's mapFileReadOnly fits): the caller passes it to enable mapping. */
+export type FileMapper = (fd: number, offset: number, length: number) => { buffer: ArrayBuffer; unmap(): void };
 
 /** Called once per record; `u8` is valid only during the call. */
 export type RecordHandler = (
@@ -26,6 +28,7 @@ export const LINKTYPE_ETHERNET = 1;
 /** Largest record or block accepted (libpcap's pcapng block limit). */
 export const MAX_RECORD = 16 * 1024 * 1024;
 const DEFAULT_BUFFER = 1024 * 1024;
+const LARGE_FILE_BUFFER = 8 * 1024 * 1024;
 /** Regular files at least this large are read through a sliding read-only mapping. */
 const MAP_THRESHOLD = 8 * 1024 * 1024;
 const MAP_WINDOW = 64 * 1024 * 1024;
@@ -48,12 +51,16 @@ const PCAPNG_SHB = 0x0a0d0d0a, PCAPNG_BOM = 0x1a2b3c4d;
 const BT_IDB = 1, BT_PB = 2, BT_SPB = 3, BT_EPB = 6;
 
 export interface ReaderOptions {
-  /** Size of the read buffer in bytes (default 1 MiB). */
+  /** Size of the read buffer in bytes (default 1 MiB; 8 MiB for regular files of 8 MiB or more). */
   bufferSize?: number;
   /**
-   * Read regular files of 8 MiB or more through a sliding 64 MiB read-only mapping instead of
-   * read(2) (default true): no copy. The file must not shrink while it is being read.
+   * With a mapper (e.g. `mapFileReadOnly` of src/native), regular files of 8 MiB or more are read
+   * through a sliding 64 MiB read-only mapping instead of read(2): no copy. The file must not
+   * shrink while it is being read. Without one (the default) the reader needs no FFI, so a tool
+   * that only reads files starts without loading it.
    */
+  mapper?: FileMapper;
+  /** false turns mapping off even with a mapper. */
   mmap?: boolean;
 }
 
@@ -83,6 +90,7 @@ export class CaptureFileReader {
   private fileSize = 0; // mapped mode: the size at open
   private unmap: (() => void) | null = null; // mapped mode: releases the current window
   private mapped = false;
+  private mapper: FileMapper | null = null;
 
   constructor(path: string, options: ReaderOptions = {}) {
     this.path = path;
@@ -105,9 +113,14 @@ export class CaptureFileReader {
       this.ownsFd = true;
       try {
         const st = fs.fstatSync(this.fd);
-        if (options.mmap !== false && st.isFile() && st.size >= MAP_THRESHOLD) {
+        if (options.mapper !== undefined && options.mmap !== false && st.isFile() && st.size >= MAP_THRESHOLD) {
           this.mapped = true;
+          this.mapper = options.mapper;
           this.fileSize = st.size;
+        } else if (options.bufferSize === undefined && st.isFile() && st.size >= MAP_THRESHOLD) {
+          // Large sequential reads: fewer system calls, and runs of accepted records stay long.
+          this.buf = new Uint8Array(LARGE_FILE_BUFFER);
+          this.dv = new DataView(this.buf.buffer);
         }
       } catch {
         // fstat failing leaves the plain read path.
@@ -509,7 +522,7 @@ export class CaptureFileReader {
     const len = Math.min(MAP_WINDOW, this.fileSize - start);
     if (this.unmap !== null) this.unmap();
     this.unmap = null;
-    const m = mapFileReadOnly(this.fd, start, len);
+    const m = (this.mapper as FileMapper)(this.fd, start, len);
     this.unmap = m.unmap;
     this.buf = new Uint8Array(m.buffer);
     this.dv = new DataView(m.buffer);

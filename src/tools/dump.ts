@@ -179,6 +179,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The filter of an empty expression on the byte-for-byte path. */
+const acceptAll: PacketFilter = () => MAXIMUM_SNAPLEN;
+
 async function run(args: Args): Promise<number> {
   const prog = programFromText(args.expression, { snaplen: args.snaplen, optimize: args.optimize });
   if (args.dump > 0) {
@@ -226,14 +229,14 @@ async function run(args: Args): Promise<number> {
         const batch = args.count > 0 ? 256 : 0;
         // Records that need no change go to the output file byte for byte (no decoding).
         const w = writer as PcapWriter | PcapngWriter | null;
-        const raw = w instanceof PcapWriter && filter !== null && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
+        const raw = w instanceof PcapWriter && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
           rd.nanosecond === args.nano && rd.snaplen <= w.snaplen;
         const sink = (u8: Uint8Array, off: number, len: number, records: number): void => {
           (w as PcapWriter).writeRaw(u8, off, len, records);
           accepted += records;
         };
         try {
-          if (raw && filter !== null) while (rd.copyAccepted(0, filter, sink) > 0) { /* until the end of the file */ }
+          if (raw) while (rd.copyAccepted(0, filter ?? acceptAll, sink) > 0) { /* until the end of the file */ }
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
