@@ -8,7 +8,7 @@
  * Conditional jumps farther than 255 instructions are routed through `ja` trampolines.
  */
 import { fail } from '../errors.js';
-import { type BpfInsn, type BpfProgram, BPF_JMP, BPF_JA, BPF_RET, BPF_K, BPF_MAXINSNS } from './bpf.js';
+import { type BpfInsn, type BpfProgram, BPF_JMP, BPF_JA, BPF_JGE, BPF_RET, BPF_K, BPF_MAXINSNS } from './bpf.js';
 
 /** Where a jump inside a block goes: one of its labels, or its true ('T') or false ('F') exit. */
 export type BlockTarget = number | 'T' | 'F';
@@ -25,7 +25,7 @@ export type Cond =
   | { kind: 'or'; a: Cond; b: Cond }
   | { kind: 'not'; a: Cond }
   | { kind: 'const'; value: boolean }
-  | { kind: 'leaf'; insns: BpfInsn[]; jcode: number; k: number };
+  | { kind: 'leaf'; insns: BpfInsn[]; jcode: number; k: number; alwaysTrue?: boolean };
 
 export const TRUE: Cond = { kind: 'const', value: true };
 export const FALSE: Cond = { kind: 'const', value: false };
@@ -49,6 +49,13 @@ export function orAll(items: Cond[]): Cond {
 export function leaf(insns: BpfInsn[], jcode: number, k: number): Cond {
   return { kind: 'leaf', insns, jcode, k: k >>> 0 };
 }
+/**
+ * A test that always succeeds but keeps its loads (so a truncated packet is still rejected by
+ * them): `jge #0` after `insns`. The check for filters that reject everything knows its outcome.
+ */
+export function loadsThenTrue(insns: BpfInsn[]): Cond {
+  return { kind: 'leaf', insns, jcode: BPF_JMP | BPF_JGE | BPF_K, k: 0, alwaysTrue: true };
+}
 
 // Symbolic code: instructions with label ids for jump targets, and label definitions.
 type Item =
@@ -70,6 +77,8 @@ interface Node {
   f: number;
   /** Signature of the computation (the instructions), to recognise repeated tests. */
   sig: string;
+  /** Always goes to t (loadsThenTrue). */
+  alwaysTrue?: boolean;
 }
 
 /**
@@ -99,7 +108,7 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
           sig = c.insns.map((i) => `${i.code},${i.k}`).join(';');
           sigs.set(c.insns, sig);
         }
-        nodes.push({ insns: c.insns, jcode: c.jcode, k: c.k, t: lt, f: lf, sig });
+        nodes.push({ insns: c.insns, jcode: c.jcode, k: c.k, t: lt, f: lf, sig, alwaysTrue: c.alwaysTrue });
         return nodes.length - 1;
       }
     }
@@ -107,7 +116,7 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   let entry = gen(root, ACCEPT, REJECT);
   if (optimize) entry = optimizeGraph(nodes, entry);
   // libpcap 1.10 refuses a filter that its optimizer proves can never match.
-  if (optimize && entry === REJECT) fail('EINVAL', 'filter: expression rejects all packets');
+  if (optimize && !acceptReachable(nodes, entry)) fail('EINVAL', 'filter: expression rejects all packets');
 
   // Layout in decreasing id order (a topological order), keeping only reachable nodes.
   const reachable = new Uint8Array(nodes.length);
@@ -162,6 +171,22 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   items.push({ t: 'label', id: nodes.length + 1 });
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: 0 } });
   return layout(items, nextLabel);
+}
+
+/** Whether some path from `entry` reaches ACCEPT (an alwaysTrue test only goes to its t). */
+function acceptReachable(nodes: Node[], entry: number): boolean {
+  const seen = new Uint8Array(nodes.length);
+  const stack = [entry];
+  while (stack.length > 0) {
+    const id = stack.pop() as number;
+    if (id === ACCEPT) return true;
+    if (id < 0 || seen[id]) continue;
+    seen[id] = 1;
+    const n = nodes[id];
+    stack.push(n.t);
+    if (n.alwaysTrue !== true) stack.push(n.f);
+  }
+  return false;
 }
 
 /** Known outcomes of tests on a path: key `sig|jcode|k` -> result; `sig` -> known value of A. */

@@ -18,9 +18,9 @@ import {
   type BpfInsn, type BpfProgram, type PacketFilter, stmt, MAXIMUM_SNAPLEN, looksLikeDddProgram, parseDddProgram,
   BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_MISC, BPF_W, BPF_H, BPF_B, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN,
   BPF_MSH, BPF_IMM, BPF_K, BPF_X, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV,
-  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_TXA, BPF_MEMWORDS,
+  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_TXA, BPF_MEMWORDS, BPF_STX,
 } from './bpf.js';
-import { type Cond, type BlockItem, TRUE, FALSE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
+import { type Cond, type BlockItem, TRUE, FALSE, loadsThenTrue, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
 import { type Token, tokenize } from './filter-lexer.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
@@ -57,8 +57,23 @@ const PNAMES = new Set<string>([
 const UNSUPPORTED = new Set<string>([
   'radio', 'inbound', 'outbound', 'ifindex', 'lane',
   'type', 'subtype', 'dir', 'addr1', 'addr2', 'addr3', 'addr4', 'ra', 'ta', 'on', 'ifname', 'rnr', 'reason', 'rset',
-  'srnr', 'action', 'gateway', 'geneve',
+  'srnr', 'action', 'gateway',
 ]);
+
+/**
+ * After `geneve` the inner frame's offsets are only known at run time: libpcap keeps them in
+ * scratch registers. Here such an offset is written as a "virtual" number, VIRTUAL_UNIT * (r + 1)
+ * + k for M[r] + k, so that every generator keeps adding constants to it; a final pass turns
+ * the loads at virtual offsets into register-relative loads (see Parser.resolveVirtual).
+ */
+const VIRTUAL_UNIT = 0x1000000;
+function isVirtual(off: number): boolean {
+  return off >= VIRTUAL_UNIT;
+}
+function virtualReg(off: number): number {
+  return Math.floor(off / VIRTUAL_UNIT) - 1;
+}
+const GENEVE_PORT = 6081, ETHERTYPE_TEB = 0x6558;
 
 /** Link-level protocols named by a keyword: EtherType (> 1500) or LLC SAP, as libpcap's gen_linktype takes them. */
 const LINK_ABBREV: Partial<Record<Proto, number>> = {
@@ -186,6 +201,8 @@ class Parser {
   private off: Offsets = { linkhdr: 0, ppp: false, nlNosnap: 3, linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
   private lastQ: Qual | null = QERR;
   private reg = 0; // next free scratch register
+  /** Scratch register for saving A while a virtual offset is resolved; -1 until `geneve` is used. */
+  private spareReg = -1;
 
   /**
    * @param fold constant folding as libpcap's optimizer does it (`x & 0` and `x * 0` are 0, a
@@ -200,7 +217,50 @@ class Parser {
     if (this.peek().kind === 'eof') return TRUE;
     const c = this.parseExpr();
     if (this.peek().kind !== 'eof') this.syntax();
+    if (this.spareReg >= 0) this.resolveVirtual(c);
     return c;
+  }
+
+  /**
+   * Rewrites the loads at virtual offsets (after `geneve`) of every leaf: `ld [V]` becomes
+   * `ldx M[r]; ld [x + k]`; `ldxb 4*([V]&0xf)` computes M[r] + 4*(byte & 0xf) into X (A kept
+   * through the spare register); `ld [x + V]` adds M[r] to X first unless X already holds it.
+   */
+  private resolveVirtual(root: Cond): void {
+    const seen = new Set<Cond>();
+    const walk = (c: Cond): void => {
+      if (seen.has(c)) return;
+      seen.add(c);
+      if (c.kind === 'and' || c.kind === 'or') { walk(c.a); walk(c.b); return; }
+      if (c.kind === 'not') { walk(c.a); return; }
+      if (c.kind !== 'leaf' || !c.insns.some((s) => isVirtual(s.k) && (s.code & 0x07) <= BPF_LDX)) return;
+      const out: BpfInsn[] = [];
+      let xHolds = -1; // the register whose value X already includes (after a resolved ldxb)
+      for (const s of c.insns) {
+        const cls = s.code & 0x07, mode = s.code & 0xe0;
+        if ((cls === BPF_LD || cls === BPF_LDX) && (mode === BPF_ABS || mode === BPF_IND || mode === BPF_MSH) && isVirtual(s.k)) {
+          const r = virtualReg(s.k), k = s.k % VIRTUAL_UNIT;
+          if (mode === BPF_ABS) {
+            out.push(stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | (s.code & 0x18) | BPF_IND, k));
+            xHolds = -1;
+          } else if (mode === BPF_MSH) {
+            out.push(stmt(BPF_ST, this.spareReg), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | BPF_B | BPF_IND, k),
+              stmt(BPF_ALU | BPF_AND | BPF_K, 0xf), stmt(BPF_ALU | BPF_LSH | BPF_K, 2), stmt(BPF_ALU | BPF_ADD | BPF_X, 0),
+              stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | BPF_MEM, this.spareReg));
+            xHolds = r;
+          } else {
+            if (xHolds !== r) out.push(stmt(BPF_MISC | BPF_TXA, 0), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_ALU | BPF_ADD | BPF_X, 0), stmt(BPF_MISC | BPF_TAX, 0));
+            out.push(stmt(s.code, k));
+            xHolds = -1;
+          }
+          continue;
+        }
+        out.push(s);
+        if (cls === BPF_LDX || s.code === (BPF_MISC | BPF_TAX)) xHolds = -1;
+      }
+      c.insns = out;
+    };
+    walk(root);
   }
 
   // ---- token helpers ----
@@ -234,7 +294,7 @@ class Parser {
 
   /** Runs `fn`; on a syntax failure restores the parser state and returns undefined. */
   private attempt<T>(fn: () => T): { value: T } | { failure: ParseFailure; at: number } {
-    const saved = { i: this.i, off: { ...this.off }, lastQ: this.lastQ, reg: this.reg };
+    const saved = { i: this.i, off: { ...this.off }, lastQ: this.lastQ, reg: this.reg, spareReg: this.spareReg };
     try {
       return { value: fn() };
     } catch (e) {
@@ -244,6 +304,7 @@ class Parser {
       this.off = saved.off;
       this.lastQ = saved.lastQ;
       this.reg = saved.reg;
+      this.spareReg = saved.spareReg;
       return { failure: e, at };
     }
   }
@@ -403,6 +464,12 @@ class Parser {
           this.lastQ = QERR;
           if (this.off.mplsDepth > 0) this.error(t, 'unsupported protocol over mpls');
           return this.genPppoe(t.text, n, t);
+        }
+        case 'geneve': {
+          this.next();
+          const n = this.parseOptionalPnum();
+          this.lastQ = QERR;
+          return this.genGeneve(n, t);
         }
         case 'vlan': case 'mpls': {
           this.next();
@@ -590,8 +657,10 @@ class Parser {
     if (this.fold && jop === BPF_JEQ && a1.literal === 0 && last.code === (BPF_ALU | BPF_AND | BPF_K) && last.k === 0xffffffff) {
       // libpcap 1.10's optimizer turns `x & 0xffffffff == 0` into `jset #0xffffffff` with the
       // branches swapped, then takes that jset as always true: so `= 0` never matches and `!= 0`
-      // always does. The installed tcpdump behaves so; we select the same records.
-      const c = reversed ? TRUE : FALSE;
+      // always does, once x's loads succeeded (they stay). The installed tcpdump behaves so; we
+      // select the same records.
+      const sure = loadsThenTrue(a0.code.slice(0, -1));
+      const c = reversed ? sure : not(sure);
       return conds.length > 0 ? and(andAll(conds), c) : c;
     }
     let c = leaf(code, jcode, k);
@@ -886,6 +955,7 @@ class Parser {
     if (proto === 'default') return or(this.genProtochain(v, 'ip', t), this.genProtochain(v, 'ip6', t));
     if (proto !== 'ip' && proto !== 'ip6') this.error(t, "bad protocol applied for 'protochain'");
     const base = this.off.linkpl + this.off.nl;
+    if (isVirtual(base)) this.error(t, "'protochain' not supported with variable length headers");
     const r = this.allocReg(t);
     this.reg--;
     const J = (op: number): number => BPF_JMP | op | BPF_K;
@@ -1005,6 +1075,84 @@ class Parser {
     if (proto === 'ip') return and(this.linktype(ETHERTYPE_IP, t), leaf([stmt(BPF_LD | BPF_B | BPF_ABS, nl + 16)], BPF_JMP | BPF_JGE | BPF_K, 224));
     if (proto === 'ip6') return and(this.linktype(ETHERTYPE_IPV6, t), this.cmp(nl + 24, BPF_B, 255));
     this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
+  }
+
+  /**
+   * `geneve [vni]`: UDP to port 6081 over IPv4 (not a fragment) or IPv6, Geneve version 0, the
+   * VNI if given. After it, the inner frame's offsets live in three scratch registers (libpcap's
+   * layout): the protocol type (Geneve's field, or the inner Ethernet type for 0x6558), the
+   * inner frame, and its payload.
+   */
+  private genGeneve(vni: number | undefined, t: Token): Cond {
+    if (vni !== undefined && vni > 0xffffff) this.error(t, `Geneve VNI ${vni} greater than maximum 16777215`);
+    const o = this.off;
+    const nl = o.linkpl + o.nl;
+    const geneveHere = (v6: boolean): Cond => {
+      // Fields of the Geneve header, 8 bytes after the start of the UDP header.
+      const field = (off: number, size: number, value: number, mask: number): Cond => {
+        const load = v6 ? [stmt(BPF_LD | size | BPF_ABS, nl + 40 + 8 + off)] : [stmt(BPF_LDX | BPF_B | BPF_MSH, nl), stmt(BPF_LD | size | BPF_IND, nl + 8 + off)];
+        return leaf([...load, stmt(BPF_ALU | BPF_AND | BPF_K, mask)], BPF_JMP | BPF_JEQ | BPF_K, value);
+      };
+      let c = and(this.portop(IPPROTO.udp, 'dst', GENEVE_PORT, GENEVE_PORT, v6, t), field(0, BPF_B, 0, 0xc0));
+      if (vni !== undefined) c = and(c, field(4, BPF_W, (vni << 8) >>> 0, 0xffffff00));
+      return c;
+    };
+    if (this.spareReg < 0) this.spareReg = this.allocReg(t);
+    const rType = this.allocReg(t), rFrame = this.allocReg(t), rPayload = this.allocReg(t);
+    const offsetsBlock = (v6: boolean): Cond => {
+      const items: BlockItem[] = [];
+      const insn = (code: number, k = 0): void => { items.push({ op: 'insn', insn: stmt(code, k) }); };
+      // A = length of the IP header, then the offset of the Geneve header.
+      const r = isVirtual(nl) ? virtualReg(nl) : -1, k = nl % VIRTUAL_UNIT;
+      if (v6) {
+        insn(BPF_LD | BPF_IMM, 40);
+      } else if (r < 0) {
+        insn(BPF_LDX | BPF_B | BPF_MSH, nl);
+        insn(BPF_MISC | BPF_TXA);
+      } else {
+        insn(BPF_LDX | BPF_MEM, r);
+        insn(BPF_LD | BPF_B | BPF_IND, k);
+        insn(BPF_ALU | BPF_AND | BPF_K, 0xf);
+        insn(BPF_ALU | BPF_LSH | BPF_K, 2);
+      }
+      if (r >= 0) {
+        insn(BPF_LDX | BPF_MEM, r);
+        insn(BPF_ALU | BPF_ADD | BPF_X);
+      }
+      insn(BPF_ALU | BPF_ADD | BPF_K, k + 8);
+      insn(BPF_MISC | BPF_TAX); // X = Geneve header
+      insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+      insn(BPF_ST, rType); // its protocol type field
+      insn(BPF_LD | BPF_B | BPF_IND, 0);
+      insn(BPF_ALU | BPF_AND | BPF_K, 0x3f); // options length in 4-byte words
+      insn(BPF_ALU | BPF_MUL | BPF_K, 4);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 8);
+      insn(BPF_ALU | BPF_ADD | BPF_X);
+      insn(BPF_ST, rFrame); // the inner frame
+      insn(BPF_LD | BPF_H | BPF_IND, 2);
+      insn(BPF_LDX | BPF_MEM, rFrame);
+      items.push({ op: 'cj', code: BPF_JMP | BPF_JEQ | BPF_K, k: ETHERTYPE_TEB, jt: 0, jf: 1 });
+      items.push({ op: 'label', id: 0 });
+      // An inner Ethernet frame: its type field, then its payload.
+      insn(BPF_MISC | BPF_TXA);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 12);
+      insn(BPF_ST, rType);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+      insn(BPF_MISC | BPF_TAX);
+      items.push({ op: 'label', id: 1 });
+      insn(BPF_STX, rPayload);
+      items.push({ op: 'ja', to: 'T' });
+      return { kind: 'block', items };
+    };
+    const c = or(and(geneveHere(false), offsetsBlock(false)), and(geneveHere(true), offsetsBlock(true)));
+    o.linktype = VIRTUAL_UNIT * (rType + 1);
+    o.linkhdr = VIRTUAL_UNIT * (rFrame + 1);
+    o.linkpl = VIRTUAL_UNIT * (rPayload + 1);
+    o.nl = 0;
+    o.nlNosnap = 0;
+    o.mplsDepth = 0;
+    o.ppp = false;
+    return c;
   }
 
   /** `pppoed` (discovery) and `pppoes [session]`: after pppoes, the link layer is PPP 6 bytes further. */
