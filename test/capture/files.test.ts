@@ -305,3 +305,59 @@ test('large files read through the sliding mapping give the same records as read
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('copyAllAccepted (read-ahead) delivers the same bytes and errors as copyAccepted, on large files', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netmap-readahead-'));
+  try {
+    const packets = buildCorpus(600, 11);
+    const file = path.join(dir, 'big.pcap');
+    const w = new PcapWriter(file);
+    let n = 0;
+    while (w.bytesWritten < 12 * 1024 * 1024) { // above the large-file threshold, many 512 KiB chunks
+      const p = packets[n % packets.length];
+      w.write(p.frame, 0, p.caplen, p.frame.length, TS_BASE + n, 0);
+      n++;
+    }
+    w.close();
+    const whole = fs.readFileSync(file);
+    // Every third record accepted: runs of one, so each chunk's block is gathered from pieces.
+    const filter = (u8: Uint8Array, o: number, c: number): number => ((c * 7 + u8[o + (c >> 1)]) % 3 === 0 ? 1 : 0);
+    const collect = async (f: string, readAhead: boolean): Promise<{ bytes: Buffer; records: number; read: number; error: string }> => {
+      const rd = openCaptureFile(f);
+      const parts: Buffer[] = [];
+      let records = 0, read = 0, error = '';
+      const sink = (u8: Uint8Array, off: number, len: number, k: number): void => { parts.push(Buffer.from(u8.subarray(off, off + len))); records += k; };
+      try {
+        if (readAhead) read = await rd.copyAllAccepted(filter, sink);
+        else for (let k; (k = rd.copyAccepted(0, filter, sink)) > 0;) read += k;
+      } catch (e) {
+        error = (e as Error).message;
+        read = rd.delivered;
+      } finally {
+        rd.close();
+      }
+      return { bytes: Buffer.concat(parts), records, read, error };
+    };
+    const a = await collect(file, true), b = await collect(file, false);
+    assert.equal(a.read, n);
+    assert.ok(a.records > n / 5 && a.records < n / 2);
+    assert.deepEqual(a, b);
+    // Truncated inside a record, and a record whose length is corrupt, past the first chunks.
+    const cut = path.join(dir, 'cut.pcap');
+    fs.writeFileSync(cut, whole.subarray(0, 9 * 1024 * 1024 + 5));
+    const ca = await collect(cut, true), cb = await collect(cut, false);
+    assert.match(ca.error, /truncated capture file at offset \d+/);
+    assert.deepEqual(ca, cb);
+    const bad = path.join(dir, 'bad.pcap');
+    const copy = Buffer.from(whole);
+    let off = 24;
+    while (off < 10 * 1024 * 1024) off += 16 + copy.readUInt32LE(off + 8);
+    copy.writeUInt32LE(0x7fffffff, off + 8); // caplen far beyond the snapshot length
+    fs.writeFileSync(bad, copy);
+    const ba = await collect(bad, true), bb = await collect(bad, false);
+    assert.match(ba.error, new RegExp(`corrupt capture file at offset ${off}`));
+    assert.deepEqual(ba, bb);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
