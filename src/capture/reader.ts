@@ -30,8 +30,6 @@ export const MAX_RECORD = 16 * 1024 * 1024;
 const DEFAULT_BUFFER = 1024 * 1024;
 /** Read buffer for large files: small enough to stay in a core's L2 cache between read(2) and the scan. */
 const LARGE_FILE_BUFFER = 512 * 1024;
-/** copyAllAccepted's buffers: room for one carried-over record, then the chunk read. */
-const READ_AHEAD_HEAD = 512 * 1024, READ_AHEAD_CHUNK = 512 * 1024;
 /** Regular files at least this large are read through a sliding read-only mapping. */
 const MAP_THRESHOLD = 8 * 1024 * 1024;
 const MAP_WINDOW = 64 * 1024 * 1024;
@@ -93,8 +91,6 @@ export class CaptureFileReader {
   private fileSize = 0; // mapped mode: the size at open
   private unmap: (() => void) | null = null; // mapped mode: releases the current window
   private mapped = false;
-  /** A regular file of MAP_THRESHOLD bytes or more read with read(2): copyAllAccepted may read ahead. */
-  private largeRegularFile = false;
   private mapper: FileMapper | null = null;
 
   constructor(path: string, options: ReaderOptions = {}) {
@@ -127,7 +123,6 @@ export class CaptureFileReader {
           // is still in the L2 cache (with 8 MiB the scan took three times longer).
           this.buf = new Uint8Array(LARGE_FILE_BUFFER);
           this.dv = new DataView(this.buf.buffer);
-          this.largeRegularFile = true;
         }
       } catch {
         // fstat failing leaves the plain read path.
@@ -358,118 +353,6 @@ export class CaptureFileReader {
       this.delivered += count;
     }
     return count;
-  }
-
-  /**
-   * copyAccepted until the end of the file, with the same output and errors, but for a large
-   * regular file the next 512 KiB is read while the current block is scanned: read(2) then runs
-   * on libuv's thread pool, so a second core copies from the page cache while this one filters.
-   * Returns the records read.
-   */
-  async copyAllAccepted(filter: PacketFilter, sink: (u8: Uint8Array, offset: number, length: number, records: number) => void): Promise<number> {
-    const leftover = this.end - this.pos;
-    const maxCap = this.format === 'pcap' ? Math.max(this.interfaces[0].snaplen, MAXIMUM_SNAPLEN) : Infinity;
-    if (!this.largeRegularFile || this.closed || this.eof || this.format !== 'pcap' || !this.littleEndian || this.kuznetzov ||
-        16 + maxCap > READ_AHEAD_HEAD || leftover > READ_AHEAD_HEAD) {
-      let total = 0;
-      for (let n; (n = this.copyAccepted(0, filter, sink)) > 0;) total += n;
-      return total;
-    }
-    const HEAD = READ_AHEAD_HEAD, CHUNK = READ_AHEAD_CHUNK;
-    const fd = this.fd;
-    const fracLimit = this.nanosecond ? 1e9 : 1e6;
-    const bufs = [new Uint8Array(HEAD + CHUNK), new Uint8Array(HEAD + CHUNK)];
-    const dvs = [new DataView(bufs[0].buffer), new DataView(bufs[1].buffer)];
-    const readInto = (buf: Uint8Array): Promise<number> => new Promise((resolve, reject) => {
-      fs.read(fd, buf, HEAD, CHUNK, null, (err, n) => {
-        if (err === null) resolve(n);
-        else reject(new NetmapError('EIO', `reading capture file ${this.path}: ${err.message}`));
-      });
-    });
-    // The unread bytes already in the reader's buffer become the first tail.
-    let headFileOff = this.bufFileOff + this.end; // file offset of buf[HEAD] for the chunk being read
-    let tail = leftover;
-    bufs[0].set(this.buf.subarray(this.pos, this.end), HEAD - tail);
-    let cur = 0;
-    let count = 0;
-    let pending: Promise<number> | null = readInto(bufs[0]);
-    // Hands the scan position back to the synchronous reader (which then raises the same error
-    // copyAccepted would, or finishes the file).
-    const handBack = (buf: Uint8Array, dv: DataView, pos: number, end: number, fileOffOfHead: number, eof: boolean): number => {
-      this.buf = buf;
-      this.dv = dv;
-      this.pos = pos;
-      this.end = end;
-      this.bufFileOff = fileOffOfHead - HEAD;
-      this.eof = eof;
-      this.delivered += count;
-      let more = 0;
-      for (let n; (n = this.copyAccepted(0, filter, sink)) > 0;) more += n;
-      return count + more;
-    };
-    try {
-      for (;;) {
-        const n: number = await (pending as Promise<number>);
-        pending = null;
-        const buf = bufs[cur], dv = dvs[cur];
-        const chunkOff = headFileOff;
-        if (n === 0) return handBack(buf, dv, HEAD - tail, HEAD, chunkOff, true);
-        headFileOff += n;
-        pending = readInto(bufs[cur ^ 1]);
-        const end = HEAD + n;
-        let pos = HEAD - tail;
-        let blockStart = pos, blockEnd = pos, blockRecords = 0;
-        let runStart = 0, runEnd = 0, runRecords = 0;
-        for (;;) {
-          if (end - pos < 16) break;
-          const caplen = dv.getUint32(pos + 8, true);
-          if (caplen > maxCap || dv.getUint32(pos + 4, true) >= fracLimit) {
-            // A corrupt record: deliver what came before it, then let the synchronous path report it.
-            if (runRecords > 0) {
-              if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-              blockEnd += runEnd - runStart;
-              blockRecords += runRecords;
-            }
-            if (blockRecords > 0) sink(buf, blockStart, blockEnd - blockStart, blockRecords);
-            await pending;
-            pending = null;
-            return handBack(buf, dv, pos, end, chunkOff, false);
-          }
-          const total = 16 + caplen;
-          if (end - pos < total) break;
-          const q = pos;
-          pos = q + total;
-          count++;
-          if (filter(buf, q + 16, caplen, dv.getUint32(q + 12, true)) !== 0) {
-            if (runRecords > 0 && runEnd === q) {
-              runEnd = pos;
-              runRecords++;
-            } else {
-              if (runRecords > 0) {
-                if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-                blockEnd += runEnd - runStart;
-                blockRecords += runRecords;
-              }
-              runStart = q;
-              runEnd = pos;
-              runRecords = 1;
-            }
-          }
-        }
-        if (runRecords > 0) {
-          if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-          blockEnd += runEnd - runStart;
-          blockRecords += runRecords;
-        }
-        if (blockRecords > 0) sink(buf, blockStart, blockEnd - blockStart, blockRecords);
-        // The partial record at the end goes in front of the next chunk.
-        tail = end - pos;
-        bufs[cur ^ 1].set(buf.subarray(pos, end), HEAD - tail);
-        cur ^= 1;
-      }
-    } finally {
-      if (pending !== null) await pending.catch(() => 0);
-    }
   }
 
   // ---- pcapng --------------------------------------------------------------------------

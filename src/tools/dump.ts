@@ -236,7 +236,7 @@ async function run(args: Args): Promise<number> {
           accepted += records;
         };
         try {
-          if (raw) await rd.copyAllAccepted(filter ?? acceptAll, sink);
+          if (raw) while (rd.copyAccepted(0, filter ?? acceptAll, sink) > 0) { /* until the end of the file */ }
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
