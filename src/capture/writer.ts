@@ -13,7 +13,7 @@ import { LINKTYPE_ETHERNET, MAX_RECORD } from './reader.js';
 
 const DEFAULT_BUFFER = 1024 * 1024;
 /** Runs of raw records at least this long are written from the caller's buffer, not copied. */
-const RAW_WRITE_THROUGH = 256 * 1024;
+const RAW_WRITE_THROUGH = 64 * 1024;
 
 /** Buffered output file shared by both writers. '-' is standard output. */
 class OutputBuffer {
