@@ -10,7 +10,7 @@ import { compileProgram } from '../capture/jit.js';
 import { interpretProgram } from '../capture/interp.js';
 import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
-import { formatPacket, type PrintOptions } from '../capture/print.js';
+import type { PrintOptions } from '../capture/print.js';
 
 const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-s snaplen] [-w file]
                    [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]
@@ -193,6 +193,8 @@ async function run(args: Args): Promise<number> {
   let writer: PcapWriter | PcapngWriter | null = null;
   const text = new TextOut(1);
   const popts: PrintOptions = { ether: args.ether, quick: args.quick, nano: args.nano, hex: args.hex, utc: args.utc };
+  // The printer is loaded only when packets are printed (`-w` alone never needs it).
+  const { formatPacket } = args.write === undefined ? await import('../capture/print.js') : { formatPacket: null };
   let accepted = 0;
   let seen = 0;
   let status = 0;
@@ -201,7 +203,7 @@ async function run(args: Args): Promise<number> {
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
     if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
-    else text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+    else if (formatPacket !== null) text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
     accepted++;
     if (args.count > 0 && accepted >= args.count) stop = true;
   };
