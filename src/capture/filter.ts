@@ -801,6 +801,8 @@ class Parser {
       return [...idx.code, stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | sz | BPF_IND, base)];
     };
     const nl = this.off.linkpl + this.off.nl;
+    // After geneve an offset is M[r] + k with k kept below VIRTUAL_UNIT (see resolveVirtual).
+    if (isVirtual(nl) && idx.literal !== undefined && idx.literal > 0xffff) this.error(t, `index ${idx.literal} is too large after 'geneve'`);
     switch (proto) {
       case 'link':
         return { code: ld(this.off.linkhdr), conds: idx.conds };
