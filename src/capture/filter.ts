@@ -241,28 +241,37 @@ class Parser {
       if (c.kind === 'not') { walk(c.a); return; }
       if (c.kind !== 'leaf' || !c.insns.some((s) => isVirtual(s.k) && (s.code & 0x07) <= BPF_LDX)) return;
       const out: BpfInsn[] = [];
-      let xHolds = -1; // the register whose value X already includes (after a resolved ldxb)
+      // Which register's value A and X already include (-1: none), so that an indexed load
+      // after `ldxb; add x; tax` (tcp[expr]) does not add the base twice.
+      let aHolds = -1, xHolds = -1;
       for (const s of c.insns) {
         const cls = s.code & 0x07, mode = s.code & 0xe0;
         if ((cls === BPF_LD || cls === BPF_LDX) && (mode === BPF_ABS || mode === BPF_IND || mode === BPF_MSH) && isVirtual(s.k)) {
           const r = virtualReg(s.k), k = s.k % VIRTUAL_UNIT;
           if (mode === BPF_ABS) {
             out.push(stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | (s.code & 0x18) | BPF_IND, k));
-            xHolds = -1;
+            aHolds = -1;
+            xHolds = r;
           } else if (mode === BPF_MSH) {
             out.push(stmt(BPF_ST, this.spareReg), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | BPF_B | BPF_IND, k),
               stmt(BPF_ALU | BPF_AND | BPF_K, 0xf), stmt(BPF_ALU | BPF_LSH | BPF_K, 2), stmt(BPF_ALU | BPF_ADD | BPF_X, 0),
               stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | BPF_MEM, this.spareReg));
-            xHolds = r;
+            xHolds = r; // A is restored as it was
           } else {
             if (xHolds !== r) out.push(stmt(BPF_MISC | BPF_TXA, 0), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_ALU | BPF_ADD | BPF_X, 0), stmt(BPF_MISC | BPF_TAX, 0));
             out.push(stmt(s.code, k));
-            xHolds = -1;
+            aHolds = -1;
+            xHolds = r;
           }
           continue;
         }
         out.push(s);
-        if (cls === BPF_LDX || s.code === (BPF_MISC | BPF_TAX)) xHolds = -1;
+        if (s.code === (BPF_MISC | BPF_TAX)) xHolds = aHolds;
+        else if (s.code === (BPF_MISC | BPF_TXA)) aHolds = xHolds;
+        else if (s.code === (BPF_ALU | BPF_ADD | BPF_X)) aHolds = aHolds === -1 ? xHolds : -1;
+        else if (cls === BPF_ALU && (s.code === (BPF_ALU | BPF_ADD | BPF_K) || s.code === (BPF_ALU | BPF_SUB | BPF_K))) { /* still includes it */ }
+        else if (cls === BPF_LD || cls === BPF_ALU) aHolds = -1;
+        else if (cls === BPF_LDX) xHolds = -1;
       }
       c.insns = out;
     };

@@ -55,6 +55,8 @@ const EXTRA = [
   'clnp or esis or isis', 'isis and l1', 'decnet and decnet src 1.1', 'decnet host 50.764 or ip',
   'byte 20 > 3 and ip', 'ip and byte 0 & 1', 'ether proto 0xe0 or ether proto 0x809b', 'link[0:2] & 0 == 0 and ip',
   'ip[100:4] * 0 = 0', '0 / ip[0] = 0', 'ip6 dst net ::/0', 'tcp[13] & 0xffffffff != 0',
+  'geneve and tcp[(tcp[12] & 0xf0) >> 2] = 0', 'geneve and ip[ip[0] & 0xf] != 1', 'geneve and udp[udp[4:2] - 9] > 0',
+  'geneve and ether[ether[0] & 7] = 0', 'geneve and tcp[13] + tcp[12] > ip[9]', 'geneve and len - 100 > udp[4:2]',
 ];
 
 interface OracleExpression {
