@@ -57,6 +57,10 @@ const EXTRA = [
   'ip[100:4] * 0 = 0', '0 / ip[0] = 0', 'ip6 dst net ::/0', 'tcp[13] & 0xffffffff != 0',
   'geneve and tcp[(tcp[12] & 0xf0) >> 2] = 0', 'geneve and ip[ip[0] & 0xf] != 1', 'geneve and udp[udp[4:2] - 9] > 0',
   'geneve and ether[ether[0] & 7] = 0', 'geneve and tcp[13] + tcp[12] > ip[9]', 'geneve and len - 100 > udp[4:2]',
+  'vlan and geneve and ip', 'geneve and vlan 10 and ip', 'geneve and mpls and ip', 'mpls and geneve', 'geneve and pppoes',
+  'pppoes and geneve', 'geneve and llc', 'geneve and iso', 'geneve and ipx', 'geneve and decnet host 1.1', 'geneve and icmp6',
+  'geneve and ip6 proto 58', 'geneve and ip multicast', 'geneve and ip6 multicast', 'geneve and portrange 1-1000',
+  'geneve and sctp', 'geneve and host 10.0.0.1', 'geneve and net 10.0.0.0/8', 'geneve and byte 12 = 8', 'geneve and less 200',
 ];
 
 interface OracleExpression {
