@@ -4,10 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { NetmapError } from '../errors.js';
-import { formatProgram, MAXIMUM_SNAPLEN, type PacketFilter } from '../capture/bpf.js';
-import { programFromText } from '../capture/filter.js';
-import { compileProgram } from '../capture/jit.js';
-import { interpretProgram } from '../capture/interp.js';
+import { formatProgram, MAXIMUM_SNAPLEN, type BpfProgram, type PacketFilter } from '../capture/bpf.js';
 import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
@@ -183,12 +180,20 @@ export async function main(argv: string[]): Promise<number> {
 const acceptAll: PacketFilter = () => MAXIMUM_SNAPLEN;
 
 async function run(args: Args): Promise<number> {
-  const prog = programFromText(args.expression, { snaplen: args.snaplen, optimize: args.optimize });
-  if (args.dump > 0) {
-    process.stdout.write(formatProgram(prog, args.dump as 1 | 2 | 3));
-    return 0;
+  // The compiler is loaded only for a filter (or -d): `dump -r F -w G` alone starts without it.
+  let filter: PacketFilter | null = null;
+  let prog: BpfProgram = [];
+  if (args.expression !== '' || args.dump > 0) {
+    const [{ programFromText }, { compileProgram }, { interpretProgram }] = await Promise.all([
+      import('../capture/filter.js'), import('../capture/jit.js'), import('../capture/interp.js'),
+    ]);
+    prog = programFromText(args.expression, { snaplen: args.snaplen, optimize: args.optimize });
+    if (args.dump > 0) {
+      process.stdout.write(formatProgram(prog, args.dump as 1 | 2 | 3));
+      return 0;
+    }
+    if (args.expression !== '') filter = args.interpreted ? interpretProgram(prog) : compileProgram(prog);
   }
-  const filter: PacketFilter | null = args.expression === '' ? null : args.interpreted ? interpretProgram(prog) : compileProgram(prog);
   const snaplen = args.snaplen;
   let writer: PcapWriter | PcapngWriter | null = null;
   const text = new TextOut(1);
