@@ -15,7 +15,9 @@ export * as vale from './switch/index.js';
 
 // Capture: pcap/pcapng files, pcap-filter expressions compiled to BPF, live capture on ports.
 export { openLive, LiveCapture, type LiveOptions, type CaptureStats, type PacketHandler } from './capture/live.js';
-export { openCaptureFile, CaptureFileReader, type ReaderOptions, type FileFormat } from './capture/reader.js';
+export { openCaptureFile, CaptureFileReader, type ReaderOptions, type FileFormat, type FileMapper } from './capture/reader.js';
+/** The mapper to pass as `openCaptureFile(path, { mapper: mapFileReadOnly })` to read large files through a mapping. */
+export { mapFileReadOnly } from './native/index.js';
 export { PcapWriter, PcapngWriter, type PcapWriterOptions, type PcapngWriterOptions } from './capture/writer.js';
 export { compileFilter, makeFilter, programFromText, type FilterMode } from './capture/filter.js';
 export { compileProgram } from './capture/jit.js';

@@ -85,6 +85,20 @@ export function isValidOpcode(code: number): boolean {
 export interface ValidateOptions {
   /** Maximum program length (default BPF_MAXINSNS = 4096). */
   maxInsns?: number;
+  /**
+   * Accept `ja` to an earlier instruction (k read as a negative 32-bit offset), as libpcap's
+   * `protochain` loop uses; runners bound such loops (BPF_MAX_BACKWARD_JUMPS). Default false:
+   * kernels accept forward jumps only.
+   */
+  backwardJumps?: boolean;
+}
+
+/** Backward jumps one run may take before the packet is rejected (protochain loops end far sooner). */
+export const BPF_MAX_BACKWARD_JUMPS = 65536;
+
+/** True when some `ja` of the program goes backward (k is a negative 32-bit offset). */
+export function hasBackwardJump(prog: readonly BpfInsn[]): boolean {
+  return prog.some((s) => s.code === (BPF_JMP | BPF_JA) && s.k >= 0x80000000);
 }
 
 /**
@@ -119,6 +133,11 @@ export function validateProgram(prog: readonly BpfInsn[], options: ValidateOptio
     if (cls === BPF_JMP) {
       const left = n - i - 1;
       if (bpfOp(code) === BPF_JA) {
+        if (options.backwardJumps === true && k >= 0x80000000) {
+          const target = i + 1 + (k - 0x100000000);
+          if (target < 0) fail('EINVAL', `${where}: jump target ${target} is before the program`);
+          continue;
+        }
         if (k >= left) fail('EINVAL', `${where}: jump target ${i + 1 + k} is outside the program (jumps go forward only)`);
       } else if (jt >= left || jf >= left) {
         fail('EINVAL', `${where}: jump target ${i + 1 + Math.max(jt, jf)} is outside the program`);
@@ -188,7 +207,7 @@ export function parseDddProgram(text: string): BpfProgram {
       jf: num(tokens[b + 2], b + 2, 255), k: num(tokens[b + 3], b + 3, 0xffffffff),
     });
   }
-  validateProgram(prog);
+  validateProgram(prog, { backwardJumps: true });
   return prog;
 }
 

@@ -8,14 +8,24 @@
  * Conditional jumps farther than 255 instructions are routed through `ja` trampolines.
  */
 import { fail } from '../errors.js';
-import { type BpfInsn, type BpfProgram, BPF_JMP, BPF_JA, BPF_RET, BPF_K, BPF_MAXINSNS } from './bpf.js';
+import { type BpfInsn, type BpfProgram, BPF_JMP, BPF_JA, BPF_JGE, BPF_RET, BPF_K, BPF_MAXINSNS } from './bpf.js';
+
+/** Where a jump inside a block goes: one of its labels, or its true ('T') or false ('F') exit. */
+export type BlockTarget = number | 'T' | 'F';
+/** Code of a block: instructions, jumps (`ja` may go back to a label: a loop) and labels. */
+export type BlockItem =
+  | { op: 'insn'; insn: BpfInsn }
+  | { op: 'cj'; code: number; k: number; jt: BlockTarget; jf: BlockTarget }
+  | { op: 'ja'; to: BlockTarget }
+  | { op: 'label'; id: number };
 
 export type Cond =
+  | { kind: 'block'; items: BlockItem[] }
   | { kind: 'and'; a: Cond; b: Cond }
   | { kind: 'or'; a: Cond; b: Cond }
   | { kind: 'not'; a: Cond }
   | { kind: 'const'; value: boolean }
-  | { kind: 'leaf'; insns: BpfInsn[]; jcode: number; k: number };
+  | { kind: 'leaf'; insns: BpfInsn[]; jcode: number; k: number; alwaysTrue?: boolean };
 
 export const TRUE: Cond = { kind: 'const', value: true };
 export const FALSE: Cond = { kind: 'const', value: false };
@@ -39,6 +49,13 @@ export function orAll(items: Cond[]): Cond {
 export function leaf(insns: BpfInsn[], jcode: number, k: number): Cond {
   return { kind: 'leaf', insns, jcode, k: k >>> 0 };
 }
+/**
+ * A test that always succeeds but keeps its loads (so a truncated packet is still rejected by
+ * them): `jge #0` after `insns`. The check for filters that reject everything knows its outcome.
+ */
+export function loadsThenTrue(insns: BpfInsn[]): Cond {
+  return { kind: 'leaf', insns, jcode: BPF_JMP | BPF_JGE | BPF_K, k: 0, alwaysTrue: true };
+}
 
 // Symbolic code: instructions with label ids for jump targets, and label definitions.
 type Item =
@@ -51,6 +68,8 @@ const ACCEPT = -1, REJECT = -2;
 
 /** A test node of the control-flow graph: a leaf with its two successors (node ids or ACCEPT/REJECT). */
 interface Node {
+  /** Set for an opaque block (its own control flow, exits to t and f); insns/jcode/k unused. */
+  block?: BlockItem[];
   insns: BpfInsn[];
   jcode: number;
   k: number;
@@ -58,6 +77,8 @@ interface Node {
   f: number;
   /** Signature of the computation (the instructions), to recognise repeated tests. */
   sig: string;
+  /** Always goes to t (loadsThenTrue). */
+  alwaysTrue?: boolean;
 }
 
 /**
@@ -77,19 +98,25 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
       case 'not': return gen(c.a, lf, lt);
       case 'and': return gen(c.a, gen(c.b, lt, lf), lf);
       case 'or': return gen(c.a, lt, gen(c.b, lt, lf));
+      case 'block':
+        // Opaque to the optimizer: a unique signature, and a jump code that states no fact.
+        nodes.push({ block: c.items, insns: [], jcode: BPF_JMP | BPF_JA, k: 0, t: lt, f: lf, sig: `block#${nodes.length}` });
+        return nodes.length - 1;
       case 'leaf': {
         let sig = sigs.get(c.insns);
         if (sig === undefined) {
           sig = c.insns.map((i) => `${i.code},${i.k}`).join(';');
           sigs.set(c.insns, sig);
         }
-        nodes.push({ insns: c.insns, jcode: c.jcode, k: c.k, t: lt, f: lf, sig });
+        nodes.push({ insns: c.insns, jcode: c.jcode, k: c.k, t: lt, f: lf, sig, alwaysTrue: c.alwaysTrue });
         return nodes.length - 1;
       }
     }
   };
   let entry = gen(root, ACCEPT, REJECT);
   if (optimize) entry = optimizeGraph(nodes, entry);
+  // libpcap 1.10 refuses a filter that its optimizer proves can never match.
+  if (optimize && !acceptReachable(nodes, entry)) fail('EINVAL', 'filter: expression rejects all packets');
 
   // Layout in decreasing id order (a topological order), keeping only reachable nodes.
   const reachable = new Uint8Array(nodes.length);
@@ -117,10 +144,24 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
     for (const to of [nodes[id].t, nodes[id].f]) if (to >= 0 && edge(nodes[id], to) === to) enteredAtStart[to] = 1;
   }
   if (entry < 0) items.push({ t: 'ja', label: label(entry) });
+  let nextLabel = 2 * nodes.length + 2; // labels inside blocks
   for (let id = nodes.length - 1; id >= 0; id--) {
     if (!reachable[id]) continue;
     const n = nodes[id];
     items.push({ t: 'label', id });
+    if (n.block !== undefined) {
+      const base = nextLabel;
+      let maxId = -1;
+      const to = (b: BlockTarget): number => (b === 'T' ? label(n.t) : b === 'F' ? label(n.f) : base + b);
+      for (const it of n.block) {
+        if (it.op === 'insn') items.push({ t: 'insn', insn: it.insn });
+        else if (it.op === 'cj') items.push({ t: 'cj', code: it.code, k: it.k, lt: to(it.jt), lf: to(it.jf) });
+        else if (it.op === 'ja') items.push({ t: 'ja', label: to(it.to) });
+        else { items.push({ t: 'label', id: base + it.id }); maxId = Math.max(maxId, it.id); }
+      }
+      nextLabel = base + maxId + 1;
+      continue;
+    }
     if (enteredAtStart[id]) for (const insn of n.insns) items.push({ t: 'insn', insn });
     items.push({ t: 'label', id: afterLoads(id) });
     items.push({ t: 'cj', code: n.jcode, k: n.k, lt: edge(n, n.t), lf: edge(n, n.f) });
@@ -129,7 +170,23 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: snaplen >>> 0 } });
   items.push({ t: 'label', id: nodes.length + 1 });
   items.push({ t: 'insn', insn: { code: BPF_RET | BPF_K, jt: 0, jf: 0, k: 0 } });
-  return layout(items, 2 * nodes.length + 2);
+  return layout(items, nextLabel);
+}
+
+/** Whether some path from `entry` reaches ACCEPT (an alwaysTrue test only goes to its t). */
+function acceptReachable(nodes: Node[], entry: number): boolean {
+  const seen = new Uint8Array(nodes.length);
+  const stack = [entry];
+  while (stack.length > 0) {
+    const id = stack.pop() as number;
+    if (id === ACCEPT) return true;
+    if (id < 0 || seen[id]) continue;
+    seen[id] = 1;
+    const n = nodes[id];
+    stack.push(n.t);
+    if (n.alwaysTrue !== true) stack.push(n.f);
+  }
+  return false;
 }
 
 /** Known outcomes of tests on a path: key `sig|jcode|k` -> result; `sig` -> known value of A. */
@@ -236,6 +293,7 @@ function layout(items: Item[], labels: number): BpfProgram {
       const it = items[i];
       if (it.t !== 'cj' || far.has(i)) continue;
       const from = at[i] + 1;
+      if (pos[it.lt] < from || pos[it.lf] < from) fail('EINVAL', 'filter: internal error: a conditional jump goes backward');
       if (pos[it.lt] - from > 255 || pos[it.lf] - from > 255) {
         far.add(i);
         changed = true;
@@ -248,7 +306,7 @@ function layout(items: Item[], labels: number): BpfProgram {
       const it = items[i];
       const here = prog.length;
       if (it.t === 'insn') prog.push(it.insn);
-      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.label] - here - 1 });
+      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: (pos[it.label] - here - 1) >>> 0 }); // backward: negative k
       else if (it.t === 'cj') {
         if (far.has(i)) {
           prog.push({ code: it.code, jt: 0, jf: 1, k: it.k });

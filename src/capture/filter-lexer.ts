@@ -28,14 +28,14 @@ export interface Token {
 const KEYWORDS: Record<string, string> = {
   dst: 'dst', src: 'src', host: 'host', net: 'net', mask: 'mask', port: 'port', portrange: 'portrange',
   less: 'less', greater: 'greater', proto: 'proto', protochain: 'protochain', gateway: 'gateway',
-  link: 'link', ether: 'link', fddi: 'link', tr: 'link', wlan: 'link',
+  link: 'link', ether: 'link', fddi: 'link', tr: 'link', wlan: 'link', ppp: 'link', slip: 'link',
   arp: 'arp', rarp: 'rarp', ip: 'ip', ip6: 'ip6', sctp: 'sctp', tcp: 'tcp', udp: 'udp', icmp: 'icmp',
   icmp6: 'icmp6', igmp: 'igmp', igrp: 'igrp', pim: 'pim', vrrp: 'vrrp', carp: 'carp', ah: 'ah', esp: 'esp',
   broadcast: 'broadcast', multicast: 'multicast',
   and: 'and', or: 'or', not: 'not', len: 'len', length: 'len',
   vlan: 'vlan', mpls: 'mpls',
   // Recognised but not supported: a clear error rather than "unknown host".
-  byte: 'byte', radio: 'radio', ppp: 'ppp', slip: 'slip', decnet: 'decnet', atalk: 'atalk', aarp: 'aarp',
+  byte: 'byte', radio: 'radio', decnet: 'decnet', atalk: 'atalk', aarp: 'aarp',
   iso: 'iso', esis: 'esis', 'es-is': 'esis', isis: 'isis', 'is-is': 'isis', clnp: 'clnp', stp: 'stp',
   ipx: 'ipx', netbeui: 'netbeui', lat: 'lat', sca: 'sca', moprc: 'moprc', mopdl: 'mopdl',
   inbound: 'inbound', outbound: 'outbound', ifindex: 'ifindex', pppoed: 'pppoed', pppoes: 'pppoes',
@@ -70,7 +70,7 @@ export const NAMED_CONSTANTS: Record<string, number> = {
 const RE_ID = /[A-Za-z0-9](?:[-_.A-Za-z0-9]*[.A-Za-z0-9])?/y;
 const RE_NUM = /0[xX][0-9A-Fa-f]+|[0-9]+/y;
 const RE_V4 = /[0-9]+(?:\.[0-9]+){1,3}/y;
-const RE_MAC = /[0-9A-Fa-f]{1,2}([:.-])[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}/y;
+const RE_MAC = /[0-9A-Fa-f]{1,2}([:.-])[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}\1[0-9A-Fa-f]{1,2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12}(?![-_.A-Za-z0-9])/y;
 const RE_V6 = /[0-9A-Fa-f:][0-9A-Fa-f:.]*/y;
 const OPERATORS = ['&&', '||', '!=', '==', '<=', '>=', '<<', '>>', '(', ')', '[', ']', ':', '!', '=', '<', '>', '&', '|', '+', '-', '*', '/', '%', '^'];
 
@@ -124,8 +124,10 @@ export function tokenize(expr: string): Token[] {
     const v6 = longestV6(matchAt(RE_V6, expr, i));
     const best = Math.max(id.length, num.length, v4.length, mac.length, v6.length);
     if (best > 0) {
-      // Priority on equal length: number, IPv4, MAC, IPv6, then word.
-      if (num.length === best) out.push({ kind: 'num', text: num, value: parseNumber(num, i), pos: i });
+      // Priority on equal length: twelve hex digits (a MAC without separators, as libpcap's
+      // scanner lists that rule before numbers), number, IPv4, MAC, IPv6, then word.
+      if (mac.length === best && mac.length === 12 && !/[:.-]/.test(mac)) out.push({ kind: 'mac', text: mac, value: 0, pos: i });
+      else if (num.length === best) out.push({ kind: 'num', text: num, value: parseNumber(num, i), pos: i });
       else if (v4.length === best) out.push({ kind: 'v4', text: v4, value: 0, pos: i });
       else if (mac.length === best) out.push({ kind: 'mac', text: mac, value: 0, pos: i });
       else if (v6.length === best) out.push({ kind: 'v6', text: v6, value: 0, pos: i });

@@ -2,12 +2,18 @@
  * Compiler of the pcap-filter language (tcpdump expressions) into classic BPF, for Ethernet
  * captures (link type 1, tags inline as on netmap ports and in files).
  *
- * It follows libpcap's grammar and code generator for the essential set: host/net/port/
- * portrange with src/dst, ether host/src/dst/proto/broadcast/multicast, ip ip6 arp rarp tcp udp
- * icmp icmp6 sctp igmp pim vrrp ah esp, proto N, less/greater/len, nested vlan [id] and mpls
- * [label] (each shifts the offsets of everything parsed after it), arithmetic with
- * proto[expr:size] accessors, named constants, and/or/not with qualifier carry-over
- * (`tcp dst port 21 or 20`). Host and network names are not resolved (no DNS): use addresses.
+ * It follows libpcap's grammar and code generator for Ethernet: host/net/port/portrange with
+ * src/dst, ether host/src/dst/proto/broadcast/multicast, ip ip6 arp rarp tcp udp icmp icmp6 sctp
+ * igmp pim vrrp ah esp, the link-level and OSI protocols (atalk aarp decnet lat sca mop iso stp
+ * ipx netbeui clnp esis isis and the IS-IS PDU kinds, llc), decnet hosts, byte, proto N,
+ * protochain N (a bounded loop), less/greater/len, nested vlan [id], mpls [label], pppoes
+ * [session] and geneve [vni] (each moves the offsets of everything parsed after it; after geneve
+ * they live in scratch registers), arithmetic with proto[expr:size] accessors, named constants,
+ * and/or/not with qualifier carry-over (`tcp dst port 21 or 20`). Constants are folded as
+ * libpcap's optimizer folds them. Every expression of libpcap's and tcpdump's test tables that
+ * tcpdump 4.99 / libpcap 1.10 compiles on Ethernet compiles here and selects the same records
+ * (test/capture/filter-oracle.test.ts). Host and network names are not resolved (no DNS): use
+ * addresses.
  *
  * Errors are NetmapError EINVAL naming the position in the expression.
  */
@@ -18,9 +24,9 @@ import {
   type BpfInsn, type BpfProgram, type PacketFilter, stmt, MAXIMUM_SNAPLEN, looksLikeDddProgram, parseDddProgram,
   BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_MISC, BPF_W, BPF_H, BPF_B, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN,
   BPF_MSH, BPF_IMM, BPF_K, BPF_X, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV,
-  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_MEMWORDS,
+  BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_NEG, BPF_TAX, BPF_TXA, BPF_MEMWORDS, BPF_STX,
 } from './bpf.js';
-import { type Cond, TRUE, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
+import { type Cond, type BlockItem, TRUE, FALSE, loadsThenTrue, and, or, not, andAll, orAll, leaf, generateProgram } from './filter-codegen.js';
 import { type Token, tokenize } from './filter-lexer.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
@@ -40,23 +46,70 @@ export interface CompileOptions {
 
 type Proto =
   | 'default' | 'link' | 'ip' | 'ip6' | 'arp' | 'rarp' | 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmp6'
-  | 'igmp' | 'igrp' | 'pim' | 'vrrp' | 'carp' | 'ah' | 'esp';
+  | 'igmp' | 'igrp' | 'pim' | 'vrrp' | 'carp' | 'ah' | 'esp'
+  | 'atalk' | 'aarp' | 'decnet' | 'lat' | 'sca' | 'moprc' | 'mopdl' | 'iso' | 'esis' | 'isis' | 'clnp'
+  | 'stp' | 'ipx' | 'netbeui' | 'l1' | 'l2' | 'iih' | 'lsp' | 'snp' | 'csnp' | 'psnp';
 type Dir = 'default' | 'src' | 'dst' | 'or' | 'and';
 type Addr = 'default' | 'host' | 'net' | 'port' | 'portrange' | 'proto' | 'protochain' | 'gateway';
 interface Qual { proto: Proto; dir: Dir; addr: Addr }
 /** The "no qualifier in force" value: a bare value after it is a syntax error. */
 const QERR: Qual | null = null;
 
-const PNAMES = new Set<string>(['link', 'ip', 'ip6', 'arp', 'rarp', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'igmp', 'igrp', 'pim', 'vrrp', 'carp', 'ah', 'esp']);
+const PNAMES = new Set<string>([
+  'link', 'ip', 'ip6', 'arp', 'rarp', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'igmp', 'igrp', 'pim', 'vrrp', 'carp', 'ah', 'esp',
+  'atalk', 'aarp', 'decnet', 'lat', 'sca', 'moprc', 'mopdl', 'iso', 'esis', 'isis', 'clnp', 'stp', 'ipx', 'netbeui',
+  'l1', 'l2', 'iih', 'lsp', 'snp', 'csnp', 'psnp',
+]);
 const UNSUPPORTED = new Set<string>([
-  'byte', 'radio', 'ppp', 'slip', 'decnet', 'atalk', 'aarp', 'iso', 'esis', 'isis', 'clnp', 'stp', 'ipx', 'netbeui',
-  'lat', 'sca', 'moprc', 'mopdl', 'inbound', 'outbound', 'ifindex', 'pppoed', 'pppoes', 'geneve', 'llc', 'lane',
+  'radio', 'inbound', 'outbound', 'ifindex', 'lane',
   'type', 'subtype', 'dir', 'addr1', 'addr2', 'addr3', 'addr4', 'ra', 'ta', 'on', 'ifname', 'rnr', 'reason', 'rset',
-  'srnr', 'action', 'l1', 'l2', 'iih', 'lsp', 'snp', 'csnp', 'psnp', 'protochain', 'gateway',
+  'srnr', 'action', 'gateway',
 ]);
 
+/**
+ * After `geneve` the inner frame's offsets are only known at run time: libpcap keeps them in
+ * scratch registers. Here such an offset is written as a "virtual" number, VIRTUAL_UNIT * (r + 1)
+ * + k for M[r] + k, so that every generator keeps adding constants to it; a final pass turns
+ * the loads at virtual offsets into register-relative loads (see Parser.resolveVirtual).
+ */
+const VIRTUAL_UNIT = 0x1000000;
+function isVirtual(off: number): boolean {
+  return off >= VIRTUAL_UNIT;
+}
+function virtualReg(off: number): number {
+  return Math.floor(off / VIRTUAL_UNIT) - 1;
+}
+const GENEVE_PORT = 6081, ETHERTYPE_TEB = 0x6558;
+
+/** Link-level protocols named by a keyword: EtherType (> 1500) or LLC SAP, as libpcap's gen_linktype takes them. */
+const LINK_ABBREV: Partial<Record<Proto, number>> = {
+  atalk: 0x809b, aarp: 0x80f3, decnet: 0x6003, lat: 0x6004, sca: 0x6007, moprc: 0x6002, mopdl: 0x6001,
+  iso: 0xfe, stp: 0x42, ipx: 0xe0, netbeui: 0xf0,
+};
+/** OSI network protocols (the NLPID after an ISO LLC header). */
+const NLPID = { clnp: 0x81, esis: 0x82, isis: 0x83 } as const;
+/** IS-IS PDU types that the keywords l1, l2, iih, lsp, snp, csnp and psnp stand for (libpcap's order). */
+const ISIS_PDUS: Partial<Record<Proto, number[]>> = {
+  l1: [0x1a, 0x18, 0x12, 0x0f, 0x11], l2: [0x1b, 0x19, 0x14, 0x10, 0x11], iih: [0x11, 0x0f, 0x10],
+  lsp: [0x12, 0x14], snp: [0x1b, 0x1a, 0x18, 0x19], csnp: [0x18, 0x19], psnp: [0x1a, 0x1b],
+};
+/** LLC control-field values for `llc NAME`: [mask, value] (I, S and U formats and their subtypes). */
+const LLC_KINDS: Record<string, [number, number]> = {
+  s: [0x03, 0x01], u: [0x03, 0x03],
+  rr: [0x0f, 0x01], rnr: [0x0f, 0x05], rej: [0x0f, 0x09],
+  ui: [0xef, 0x03], ua: [0xef, 0x63], disc: [0xef, 0x43], dm: [0xef, 0x0f], sabme: [0xef, 0x6f],
+  test: [0xef, 0xe3], xid: [0xef, 0xaf], frmr: [0xef, 0x87],
+};
+
 const ETHERTYPE_IP = 0x0800, ETHERTYPE_IPV6 = 0x86dd, ETHERTYPE_ARP = 0x0806, ETHERTYPE_REVARP = 0x8035;
-const ETHERTYPE_MPLS = 0x8847;
+const ETHERTYPE_PPPOED = 0x8863, ETHERTYPE_PPPOES = 0x8864;
+/** EtherTypes and LLC SAPs as PPP protocol numbers (libpcap's ethertype_to_ppptype); others stay as they are. */
+const PPP_PROTOCOLS = new Map<number, number>([
+  [0x0800, 0x0021], [0x86dd, 0x0057], [0x6003, 0x0027], [0x809b, 0x0029], [0x0600, 0x0025], [0xfe, 0x0023],
+  [0x42, 0x0031], [0xe0, 0x002b], [0x8847, 0x0281],
+]);
+const ETHERTYPE_DN = 0x6003, ETHERTYPE_MPLS = 0x8847, ETHERTYPE_IPX = 0x8137, ETHERTYPE_ATALK = 0x809b, ETHERTYPE_AARP = 0x80f3;
+const LLCSAP_ISONS = 0xfe, LLCSAP_IP = 0x06, LLCSAP_NETBEUI = 0xf0, LLCSAP_IPX = 0xe0;
 const IPPROTO = { icmp: 1, igmp: 2, tcp: 6, igrp: 9, udp: 17, esp: 50, ah: 51, icmp6: 58, pim: 103, vrrp: 112, sctp: 132, fragment: 44 } as const;
 
 /** Protocol names for `proto \name` (as /etc/protocols spells them). */
@@ -68,10 +121,10 @@ const PROTOCOL_NAMES: Record<string, number> = {
   etherip: 97, encap: 98, pim: 103, ipcomp: 108, vrrp: 112, l2tp: 115, isis: 124, sctp: 132, fc: 133,
   'mobility-header': 135, udplite: 136, 'mpls-in-ip': 137, manet: 138, hip: 139, shim6: 140, wesp: 141, rohc: 142,
 };
-/** Ethernet type names for `ether proto \name`. */
+/** Ethernet type names for `ether proto \name` (the ones libpcap knows). */
 const ETHERTYPE_NAMES: Record<string, number> = {
   ip: 0x0800, ip6: 0x86dd, arp: 0x0806, rarp: 0x8035, atalk: 0x809b, aarp: 0x80f3, decnet: 0x6003, sca: 0x6007,
-  lat: 0x6004, mopdl: 0x6001, moprc: 0x6002, ipx: 0x8137, vlan: 0x8100, mpls: 0x8847, pppoed: 0x8863, pppoes: 0x8864,
+  lat: 0x6004, mopdl: 0x6001, moprc: 0x6002, loopback: 0x9000,
 };
 /** LLC SAP names for `ether proto \name`, the values libpcap uses. */
 const LLC_NAMES: Record<string, number> = { iso: 0xfe, stp: 0x42, ipx: 0xe0, netbeui: 0xf0 };
@@ -131,6 +184,12 @@ interface Arith {
 }
 
 interface Offsets {
+  /** Offset of the link header (0; after `pppoes`, the PPP header). */
+  linkhdr: number;
+  /** The link layer is PPP (after `pppoes`): protocol numbers are PPP's, no LLC, no MAC addresses. */
+  ppp: boolean;
+  /** Offset of an OSI network header from the link payload (3: after the LLC header; 0 on PPP). */
+  nlNosnap: number;
   /** Offset of the Ethernet type field (12, +4 per vlan). */
   linktype: number;
   /** Offset of the link-layer payload (14, +4 per vlan). */
@@ -145,11 +204,18 @@ class ParseFailure extends NetmapError {}
 class Parser {
   private readonly toks: Token[];
   private i = 0;
-  private off: Offsets = { linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
+  private off: Offsets = { linkhdr: 0, ppp: false, nlNosnap: 3, linktype: 12, linkpl: 14, nl: 0, mplsDepth: 0 };
   private lastQ: Qual | null = QERR;
   private reg = 0; // next free scratch register
+  /** Scratch register for saving A while a virtual offset is resolved; -1 until `geneve` is used. */
+  private spareReg = -1;
 
-  constructor(private readonly expr: string, private readonly netmask: number) {
+  /**
+   * @param fold constant folding as libpcap's optimizer does it (`x & 0` and `x * 0` are 0, a
+   * comparison of constants is decided): the loads of a folded value are gone, which decides
+   * what truncated packets do, so it follows the optimize option.
+   */
+  constructor(private readonly expr: string, private readonly netmask: number, private readonly fold = true) {
     this.toks = tokenize(expr);
   }
 
@@ -157,7 +223,59 @@ class Parser {
     if (this.peek().kind === 'eof') return TRUE;
     const c = this.parseExpr();
     if (this.peek().kind !== 'eof') this.syntax();
+    if (this.spareReg >= 0) this.resolveVirtual(c);
     return c;
+  }
+
+  /**
+   * Rewrites the loads at virtual offsets (after `geneve`) of every leaf: `ld [V]` becomes
+   * `ldx M[r]; ld [x + k]`; `ldxb 4*([V]&0xf)` computes M[r] + 4*(byte & 0xf) into X (A kept
+   * through the spare register); `ld [x + V]` adds M[r] to X first unless X already holds it.
+   */
+  private resolveVirtual(root: Cond): void {
+    const seen = new Set<Cond>();
+    const walk = (c: Cond): void => {
+      if (seen.has(c)) return;
+      seen.add(c);
+      if (c.kind === 'and' || c.kind === 'or') { walk(c.a); walk(c.b); return; }
+      if (c.kind === 'not') { walk(c.a); return; }
+      if (c.kind !== 'leaf' || !c.insns.some((s) => isVirtual(s.k) && (s.code & 0x07) <= BPF_LDX)) return;
+      const out: BpfInsn[] = [];
+      // Which register's value A and X already include (-1: none), so that an indexed load
+      // after `ldxb; add x; tax` (tcp[expr]) does not add the base twice.
+      let aHolds = -1, xHolds = -1;
+      for (const s of c.insns) {
+        const cls = s.code & 0x07, mode = s.code & 0xe0;
+        if ((cls === BPF_LD || cls === BPF_LDX) && (mode === BPF_ABS || mode === BPF_IND || mode === BPF_MSH) && isVirtual(s.k)) {
+          const r = virtualReg(s.k), k = s.k % VIRTUAL_UNIT;
+          if (mode === BPF_ABS) {
+            out.push(stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | (s.code & 0x18) | BPF_IND, k));
+            aHolds = -1;
+            xHolds = r;
+          } else if (mode === BPF_MSH) {
+            out.push(stmt(BPF_ST, this.spareReg), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_LD | BPF_B | BPF_IND, k),
+              stmt(BPF_ALU | BPF_AND | BPF_K, 0xf), stmt(BPF_ALU | BPF_LSH | BPF_K, 2), stmt(BPF_ALU | BPF_ADD | BPF_X, 0),
+              stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | BPF_MEM, this.spareReg));
+            xHolds = r; // A is restored as it was
+          } else {
+            if (xHolds !== r) out.push(stmt(BPF_MISC | BPF_TXA, 0), stmt(BPF_LDX | BPF_MEM, r), stmt(BPF_ALU | BPF_ADD | BPF_X, 0), stmt(BPF_MISC | BPF_TAX, 0));
+            out.push(stmt(s.code, k));
+            aHolds = -1;
+            xHolds = r;
+          }
+          continue;
+        }
+        out.push(s);
+        if (s.code === (BPF_MISC | BPF_TAX)) xHolds = aHolds;
+        else if (s.code === (BPF_MISC | BPF_TXA)) aHolds = xHolds;
+        else if (s.code === (BPF_ALU | BPF_ADD | BPF_X)) aHolds = aHolds === -1 ? xHolds : -1;
+        else if (cls === BPF_ALU && (s.code === (BPF_ALU | BPF_ADD | BPF_K) || s.code === (BPF_ALU | BPF_SUB | BPF_K))) { /* still includes it */ }
+        else if (cls === BPF_LD || cls === BPF_ALU) aHolds = -1;
+        else if (cls === BPF_LDX) xHolds = -1;
+      }
+      c.insns = out;
+    };
+    walk(root);
   }
 
   // ---- token helpers ----
@@ -191,7 +309,7 @@ class Parser {
 
   /** Runs `fn`; on a syntax failure restores the parser state and returns undefined. */
   private attempt<T>(fn: () => T): { value: T } | { failure: ParseFailure; at: number } {
-    const saved = { i: this.i, off: { ...this.off }, lastQ: this.lastQ, reg: this.reg };
+    const saved = { i: this.i, off: { ...this.off }, lastQ: this.lastQ, reg: this.reg, spareReg: this.spareReg };
     try {
       return { value: fn() };
     } catch (e) {
@@ -201,6 +319,7 @@ class Parser {
       this.off = saved.off;
       this.lastQ = saved.lastQ;
       this.reg = saved.reg;
+      this.spareReg = saved.spareReg;
       return { failure: e, at };
     }
   }
@@ -331,7 +450,7 @@ class Parser {
         return this.genProtoAbbrev(t.text as Proto, t);
       }
       switch (t.text) {
-        case 'src': case 'dst': case 'host': case 'net': case 'port': case 'portrange': case 'proto':
+        case 'src': case 'dst': case 'host': case 'net': case 'port': case 'portrange': case 'proto': case 'protochain':
           return this.parseHeadId();
         case 'broadcast': case 'multicast':
           this.next();
@@ -345,6 +464,27 @@ class Parser {
           this.lastQ = QERR;
           const l = leaf([stmt(BPF_LD | BPF_W | BPF_LEN, 0)], BPF_JMP | (t.text === 'less' ? BPF_JGT : BPF_JGE) | BPF_K, n.value);
           return t.text === 'less' ? not(l) : l;
+        }
+        case 'llc':
+          this.next();
+          this.lastQ = QERR;
+          return this.genLlc();
+        case 'byte':
+          this.next();
+          this.lastQ = QERR;
+          return this.genByte();
+        case 'pppoed': case 'pppoes': {
+          this.next();
+          const n = t.text === 'pppoes' ? this.parseOptionalPnum() : undefined;
+          this.lastQ = QERR;
+          if (this.off.mplsDepth > 0) this.error(t, 'unsupported protocol over mpls');
+          return this.genPppoe(t.text, n, t);
+        }
+        case 'geneve': {
+          this.next();
+          const n = this.parseOptionalPnum();
+          this.lastQ = QERR;
+          return this.genGeneve(n, t);
         }
         case 'vlan': case 'mpls': {
           this.next();
@@ -414,8 +554,7 @@ class Parser {
       q.addr = t.text as Addr;
       this.next();
     } else if (!hadDir && this.isKw(t, 'proto', 'protochain')) {
-      if (t.text === 'protochain') this.error(t, "'protochain' is not supported by this compiler");
-      q.addr = 'proto';
+      q.addr = t.text as Addr;
       this.next();
     } else if (!hadDir) {
       this.syntax();
@@ -523,6 +662,22 @@ class Parser {
       jcode = BPF_JMP | jop | BPF_X;
     }
     const conds = [...a0.conds, ...a1.conds];
+    if (this.fold && a0.literal !== undefined && a1.literal !== undefined) {
+      const l = a0.literal, r = a1.literal;
+      const holds = jop === BPF_JEQ ? l === r : jop === BPF_JGT ? l > r : l >= r;
+      const c = (holds !== reversed) ? TRUE : FALSE;
+      return conds.length > 0 ? and(andAll(conds), c) : c;
+    }
+    const last = a0.code[a0.code.length - 1];
+    if (this.fold && jop === BPF_JEQ && a1.literal === 0 && last.code === (BPF_ALU | BPF_AND | BPF_K) && last.k === 0xffffffff) {
+      // libpcap 1.10's optimizer turns `x & 0xffffffff == 0` into `jset #0xffffffff` with the
+      // branches swapped, then takes that jset as always true: so `= 0` never matches and `!= 0`
+      // always does, once x's loads succeeded (they stay). The installed tcpdump behaves so; we
+      // select the same records.
+      const sure = loadsThenTrue(a0.code.slice(0, -1));
+      const c = reversed ? sure : not(sure);
+      return conds.length > 0 ? and(andAll(conds), c) : c;
+    }
     let c = leaf(code, jcode, k);
     if (reversed) c = not(c);
     return conds.length > 0 ? and(andAll(conds), c) : c;
@@ -553,6 +708,7 @@ class Parser {
     if (this.isOp(t, '-')) {
       this.next();
       const v = this.parseUnary();
+      if (this.fold && v.literal !== undefined) return this.constant((-v.literal) >>> 0, v.conds, v.firstImm);
       return { code: [...v.code, stmt(BPF_ALU | BPF_NEG, 0)], conds: v.conds, firstImm: v.firstImm };
     }
     const p = this.parsePrimary();
@@ -600,6 +756,10 @@ class Parser {
     this.syntax();
   }
 
+  private constant(value: number, conds: Cond[], firstImm: number | undefined): Arith {
+    return { code: [stmt(BPF_LD | BPF_IMM, value)], conds, literal: value, firstImm };
+  }
+
   private genArth(t: Token, a: Arith, b: Arith): Arith {
     const ops: Record<string, number> = {
       '+': BPF_ADD, '-': BPF_SUB, '*': BPF_MUL, '/': BPF_DIV, '%': BPF_MOD, '&': BPF_AND, '|': BPF_OR,
@@ -611,6 +771,13 @@ class Parser {
     if (op === BPF_DIV && b.firstImm === 0) this.error(t, 'division by zero');
     if (op === BPF_MOD && b.firstImm === 0) this.error(t, 'modulus by zero');
     if ((op === BPF_LSH || op === BPF_RSH) && b.firstImm !== undefined && b.firstImm > 31) this.error(t, 'shift by more than 31 bits');
+    if (this.fold) {
+      // libpcap's optimizer folds constants and the operations that make 0 whatever the other
+      // operand is (x & 0, x * 0, 0 & x, 0 * x, 0 / x, 0 % x, 0 << x, 0 >> x).
+      if (a.literal !== undefined && b.literal !== undefined) return this.constant(foldAlu(op, a.literal, b.literal), conds, first);
+      if (b.literal === 0 && (op === BPF_AND || op === BPF_MUL)) return this.constant(0, conds, first);
+      if (a.literal === 0 && (op === BPF_AND || op === BPF_MUL || op === BPF_DIV || op === BPF_MOD || op === BPF_LSH || op === BPF_RSH)) return this.constant(0, conds, first);
+    }
     if (b.literal !== undefined) return { code: [...a.code, stmt(BPF_ALU | op | BPF_K, b.literal)], conds, firstImm: first };
     const r = this.allocReg(t);
     this.reg--;
@@ -643,10 +810,12 @@ class Parser {
       return [...idx.code, stmt(BPF_MISC | BPF_TAX, 0), stmt(BPF_LD | sz | BPF_IND, base)];
     };
     const nl = this.off.linkpl + this.off.nl;
+    // After geneve an offset is M[r] + k with k kept below VIRTUAL_UNIT (see resolveVirtual).
+    if (isVirtual(nl) && idx.literal !== undefined && idx.literal > 0xffff) this.error(t, `index ${idx.literal} is too large after 'geneve'`);
     switch (proto) {
       case 'link':
-        return { code: ld(0), conds: idx.conds };
-      case 'ip': case 'ip6': case 'arp': case 'rarp':
+        return { code: ld(this.off.linkhdr), conds: idx.conds };
+      case 'ip': case 'ip6': case 'arp': case 'rarp': case 'atalk': case 'decnet': case 'sca': case 'lat': case 'moprc': case 'mopdl':
         return { code: ld(nl), conds: [...idx.conds, this.genProtoAbbrev(proto, t)] };
       case 'icmp6':
         return { code: ld(nl + 40), conds: [this.genProtoAbbrev('ip6', t), ...idx.conds, this.cmp(nl + 6, BPF_B, IPPROTO.icmp6)] };
@@ -660,7 +829,7 @@ class Parser {
         return { code, conds: [this.linktype(ETHERTYPE_IP, t), ...idx.conds, this.cmp(nl + 9, BPF_B, v), this.notFrag()] };
       }
       default:
-        this.error(t, `'${proto}[...]' is not a supported index operation`);
+        this.error(t, `unsupported index operation '${proto}[...]'`);
     }
   }
 
@@ -670,6 +839,8 @@ class Parser {
     return leaf([stmt(BPF_LD | size | BPF_ABS, off)], BPF_JMP | BPF_JEQ | BPF_K, v);
   }
   private mcmp(off: number, size: number, v: number, mask: number): Cond {
+    // `and #0` makes the loaded value 0: the optimizer decides the test and drops the load.
+    if (this.fold && (mask >>> 0) === 0) return (v >>> 0) === 0 ? TRUE : FALSE;
     if ((mask >>> 0) === (size === BPF_W ? 0xffffffff : size === BPF_H ? 0xffff : 0xff)) return this.cmp(off, size, v);
     return leaf([stmt(BPF_LD | size | BPF_ABS, off), stmt(BPF_ALU | BPF_AND | BPF_K, mask)], BPF_JMP | BPF_JEQ | BPF_K, v);
   }
@@ -682,18 +853,34 @@ class Parser {
   private linktype(v: number, t: Token): Cond {
     const o = this.off;
     const nl = o.linkpl + o.nl;
+    if (o.ppp && o.mplsDepth === 0) return this.cmp(o.linktype, BPF_H, PPP_PROTOCOLS.get(v) ?? v);
     if (o.mplsDepth > 0) {
       const bos = this.mcmp(nl - 2, BPF_B, 1, 1);
       if (v === ETHERTYPE_IP) return and(bos, this.mcmp(nl, BPF_B, 0x40, 0xf0));
       if (v === ETHERTYPE_IPV6) return and(bos, this.mcmp(nl, BPF_B, 0x60, 0xf0));
       this.error(t, 'unsupported protocol over mpls');
     }
-    if (v <= 1500) {
-      const isLen = not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500));
-      if (v === 0xfe || v === 0x06 || v === 0xf0) return and(isLen, this.cmp(o.linkpl, BPF_H, (v << 8) | v));
-      return and(isLen, this.cmp(o.linkpl, BPF_B, v));
+    const isLen = (): Cond => not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500));
+    switch (v) {
+      case LLCSAP_ISONS: case LLCSAP_IP: case LLCSAP_NETBEUI:
+        // Both SAPs (DSAP and SSAP) must be the protocol's.
+        return and(isLen(), this.cmp(o.linkpl, BPF_H, (v << 8) | v));
+      case LLCSAP_IPX:
+        // IPX in an EtherType frame, in 802.3 with SNAP, with the IPX SAP, or "raw" 802.3 (0xffff checksum).
+        return or(this.cmp(o.linktype, BPF_H, ETHERTYPE_IPX),
+          and(isLen(), or(this.snap(0x000000, ETHERTYPE_IPX), or(this.cmp(o.linkpl, BPF_B, LLCSAP_IPX), this.cmp(o.linkpl, BPF_H, 0xffff)))));
+      case ETHERTYPE_ATALK: case ETHERTYPE_AARP:
+        // AppleTalk is mostly carried in 802.3 frames with a SNAP header (Apple's OUI for AppleTalk itself).
+        return or(this.cmp(o.linktype, BPF_H, v), and(isLen(), this.snap(v === ETHERTYPE_ATALK ? 0x080007 : 0, v)));
     }
+    if (v <= 1500) return and(isLen(), this.cmp(o.linkpl, BPF_B, v));
     return this.cmp(o.linktype, BPF_H, v);
+  }
+
+  /** An LLC SNAP header (AA AA 03, OUI, type) at the link payload: the last 4 bytes compared first, as libpcap's gen_bcmp. */
+  private snap(oui: number, type: number): Cond {
+    const o = this.off;
+    return and(this.cmp(o.linkpl + 4, BPF_W, (((oui & 0xffff) << 16) | type) >>> 0), this.cmp(o.linkpl, BPF_W, (0xaaaa0300 | (oui >>> 16)) >>> 0));
   }
 
   private ipProto(v: number, t: Token): Cond {
@@ -706,19 +893,170 @@ class Parser {
     return and(this.linktype(ETHERTYPE_IPV6, t), or(direct, viaFrag));
   }
 
+  /** An OSI protocol: ISO LLC SAPs, then the NLPID (the byte after the 3-byte LLC header). */
+  private isoProto(nlpid: number, t: Token): Cond {
+    return and(this.linktype(LLCSAP_ISONS, t), this.cmp(this.off.linkpl + this.off.nlNosnap, BPF_B, nlpid));
+  }
+  /** An IS-IS PDU type (in the IS-IS header, 4 bytes after the NLPID). */
+  private isisProto(pdu: number, t: Token): Cond {
+    return and(this.isoProto(NLPID.isis, t), this.cmp(this.off.linkpl + this.off.nlNosnap + 4, BPF_B, pdu));
+  }
+
+  /** `llc [kind]`: an 802.2 LLC frame (not raw 802.3 IPX), with a control field of that kind. */
+  private genLlc(): Cond {
+    const o = this.off;
+    if (o.ppp) this.error(this.toks[this.i - 1], "'llc' not supported for PPP");
+    const isLlc = and(not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500)), not(this.cmp(o.linkpl, BPF_H, 0xffff)));
+    const t = this.peek();
+    if (!(t.kind === 'id' || this.isKw(t, 'rnr'))) return isLlc;
+    this.next();
+    const name = t.text.toLowerCase();
+    if (name === 'i') return and(isLlc, not(leaf([stmt(BPF_LD | BPF_B | BPF_ABS, o.linkpl + 2)], BPF_JMP | BPF_JSET | BPF_K, 1)));
+    const kind = Object.prototype.hasOwnProperty.call(LLC_KINDS, name) ? LLC_KINDS[name] : undefined;
+    if (kind === undefined) this.error(t, `unknown LLC type name '${t.text}'`);
+    return and(isLlc, this.mcmp(o.linkpl + 2, BPF_B, kind[1], kind[0]));
+  }
+
+  /**
+   * `byte N op V`. As libpcap, '|' and '&' apply to whatever the accumulator holds (the byte is
+   * not loaded for them), and the other operators compare the byte N of the link header.
+   */
+  private genByte(): Cond {
+    const idx = this.peek();
+    if (idx.kind !== 'num') this.syntax();
+    this.next();
+    const op = this.peek();
+    if (!this.isOp(op, '=', '<', '>', '|', '&')) this.syntax();
+    this.next();
+    const val = this.peek();
+    if (val.kind !== 'num') this.syntax();
+    this.next();
+    const ldb = [stmt(BPF_LD | BPF_B | BPF_ABS, this.off.linkhdr + idx.value)];
+    switch (op.text) {
+      case '=': return leaf(ldb, BPF_JMP | BPF_JEQ | BPF_K, val.value);
+      case '>': return leaf(ldb, BPF_JMP | BPF_JGT | BPF_K, val.value);
+      case '<': return not(leaf(ldb, BPF_JMP | BPF_JGE | BPF_K, val.value));
+      default:
+        return not(leaf([stmt(BPF_ALU | (op.text === '|' ? BPF_OR : BPF_AND) | BPF_K, val.value)], BPF_JMP | BPF_JEQ | BPF_K, 0));
+    }
+  }
+
+  /** DECnet routing header address test (libpcap's gen_dnhostop): 4 header layouts, address little-endian. */
+  private dnhostop(addr: number, dir: Dir): Cond {
+    const lp = this.off.linkpl;
+    const swapped = ((addr & 0xff00) >>> 8) | ((addr & 0xff) << 8);
+    const side = (shortOff: number, longOff: number): Cond => {
+      // Padding 0 or 1 byte (0x81), short (flags & 7 == 2) or long (== 6) header.
+      const a = and(this.mcmp(lp + 2, BPF_B, 0x02, 0x07), this.cmp(lp + 2 + shortOff, BPF_H, swapped));
+      const b = and(this.mcmp(lp + 2, BPF_H, 0x8102, 0xff07), this.cmp(lp + 2 + 1 + shortOff, BPF_H, swapped));
+      const c = and(this.mcmp(lp + 2, BPF_B, 0x06, 0x07), this.cmp(lp + 2 + longOff, BPF_H, swapped));
+      const d = and(this.mcmp(lp + 2, BPF_H, 0x8106, 0xff07), this.cmp(lp + 2 + 1 + longOff, BPF_H, swapped));
+      return or(or(or(a, b), c), d);
+    };
+    switch (dir) {
+      case 'src': return side(3, 15);
+      case 'dst': return side(1, 7);
+      case 'and': return and(side(3, 15), side(1, 7));
+      default: return or(side(3, 15), side(1, 7));
+    }
+  }
+
+  /**
+   * `protochain v`: follows the IPv6 extension headers (hop-by-hop, routing, fragment,
+   * destination options) and AH from the network header until v, "no next header" or another
+   * protocol, as libpcap's gen_protochain: a loop (a backward `ja`, bounded by the runner), with
+   * the same loads, so truncated chains and libpcap's handling of AH (the AH length replaces
+   * the offset instead of adding to it) select the same packets.
+   */
+  private genProtochain(v: number, proto: Proto, t: Token): Cond {
+    if (proto === 'default') return or(this.genProtochain(v, 'ip', t), this.genProtochain(v, 'ip6', t));
+    if (proto !== 'ip' && proto !== 'ip6') this.error(t, "bad protocol applied for 'protochain'");
+    const base = this.off.linkpl + this.off.nl;
+    if (isVirtual(base)) this.error(t, "'protochain' not supported with variable length headers");
+    const r = this.allocReg(t);
+    this.reg--;
+    const J = (op: number): number => BPF_JMP | op | BPF_K;
+    const LOOP = 0, EXT = 1, AH = 2, END = 3;
+    const items: BlockItem[] = [];
+    const insn = (code: number, k: number): void => { items.push({ op: 'insn', insn: stmt(code, k) }); };
+    const lbl = (id: number): void => { items.push({ op: 'label', id }); };
+    let nextFree = 4;
+    const cj = (k: number, jt: number | 'T' | 'F', jf: number | 'T' | 'F'): void => { items.push({ op: 'cj', code: J(BPF_JEQ), k, jt, jf }); };
+    if (proto === 'ip6') {
+      insn(BPF_LD | BPF_B | BPF_ABS, base + 6);
+      insn(BPF_LDX | BPF_IMM, 40);
+    } else {
+      insn(BPF_LD | BPF_B | BPF_ABS, base + 9);
+      insn(BPF_LDX | BPF_B | BPF_MSH, base);
+    }
+    lbl(LOOP);
+    let n = nextFree++;
+    cj(v, END, n);
+    lbl(n);
+    n = nextFree++;
+    cj(59, END, n); // IPPROTO_NONE
+    lbl(n);
+    if (proto === 'ip6') {
+      for (const ext of [0, 60, 43]) { // hop-by-hop, destination options, routing: then fragment
+        n = nextFree++;
+        cj(ext, EXT, n);
+        lbl(n);
+      }
+      const ahCheck = nextFree++;
+      cj(44, EXT, ahCheck);
+      lbl(EXT);
+      insn(BPF_LD | BPF_B | BPF_IND, base); // next header
+      insn(BPF_ST, r);
+      insn(BPF_LD | BPF_B | BPF_IND, base + 1); // header length in 8-byte units, not counting the first 8
+      insn(BPF_ALU | BPF_ADD | BPF_K, 1);
+      insn(BPF_ALU | BPF_MUL | BPF_K, 8);
+      insn(BPF_ALU | BPF_ADD | BPF_X, 0);
+      insn(BPF_MISC | BPF_TAX, 0);
+      insn(BPF_LD | BPF_MEM, r);
+      items.push({ op: 'ja', to: LOOP });
+      lbl(ahCheck);
+    }
+    cj(IPPROTO.ah, AH, END);
+    lbl(AH);
+    insn(BPF_MISC | BPF_TXA, 0);
+    insn(BPF_LD | BPF_B | BPF_IND, base); // next header
+    insn(BPF_ST, r);
+    insn(BPF_MISC | BPF_TXA, 0);
+    insn(BPF_ALU | BPF_ADD | BPF_K, 1);
+    insn(BPF_MISC | BPF_TAX, 0);
+    insn(BPF_LD | BPF_B | BPF_IND, base); // payload length in 4-byte units, minus 2
+    insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+    insn(BPF_ALU | BPF_MUL | BPF_K, 4);
+    insn(BPF_MISC | BPF_TAX, 0);
+    insn(BPF_LD | BPF_MEM, r);
+    items.push({ op: 'ja', to: LOOP });
+    lbl(END);
+    cj(v, 'T', 'F');
+    return and(this.linktype(proto === 'ip' ? ETHERTYPE_IP : ETHERTYPE_IPV6, t), { kind: 'block', items });
+  }
+
   private genProto(v: number, proto: Proto, t: Token): Cond {
     switch (proto) {
       case 'default': return or(this.ipProto(v, t), this.ip6Proto(v, t));
       case 'link': return this.linktype(v, t);
       case 'ip': return this.ipProto(v, t);
       case 'ip6': return this.ip6Proto(v, t);
+      case 'iso': return this.isoProto(v, t);
+      case 'isis': return this.isisProto(v, t);
+      case 'clnp': this.error(t, "'clnp proto' is not supported");
+      case 'decnet': this.error(t, 'DECNET encapsulation is not specifiable');
       case 'arp': case 'rarp': this.error(t, `${proto} does not encapsulate another protocol`);
       default: this.error(t, `'${proto} proto' is bogus`);
     }
   }
 
   private genProtoAbbrev(proto: Proto, t: Token): Cond {
+    const ethertypeOrSap = LINK_ABBREV[proto];
+    if (ethertypeOrSap !== undefined) return this.linktype(ethertypeOrSap, t);
+    const pdus = ISIS_PDUS[proto];
+    if (pdus !== undefined) return orAll(pdus.map((p) => this.isisProto(p, t)));
     switch (proto) {
+      case 'clnp': case 'esis': case 'isis': return this.isoProto(NLPID[proto], t);
       case 'ip': return this.linktype(ETHERTYPE_IP, t);
       case 'ip6': return this.linktype(ETHERTYPE_IPV6, t);
       case 'arp': return this.linktype(ETHERTYPE_ARP, t);
@@ -734,6 +1072,7 @@ class Parser {
   }
 
   private genBroadcast(proto: Proto, t: Token): Cond {
+    if ((proto === 'default' || proto === 'link') && this.off.ppp) this.error(t, 'not a broadcast link');
     if (proto === 'default' || proto === 'link') return this.ehostBytes(0, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     if (proto === 'ip') {
       if (this.netmask === 0xffffffff) this.error(t, "netmask not known, so 'ip broadcast' not supported");
@@ -746,13 +1085,111 @@ class Parser {
 
   private genMulticast(proto: Proto, t: Token): Cond {
     const nl = this.off.linkpl + this.off.nl;
+    if ((proto === 'default' || proto === 'link') && this.off.ppp) {
+      this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
+    }
     if (proto === 'default' || proto === 'link') return leaf([stmt(BPF_LD | BPF_B | BPF_ABS, 0)], BPF_JMP | BPF_JSET | BPF_K, 1);
     if (proto === 'ip') return and(this.linktype(ETHERTYPE_IP, t), leaf([stmt(BPF_LD | BPF_B | BPF_ABS, nl + 16)], BPF_JMP | BPF_JGE | BPF_K, 224));
     if (proto === 'ip6') return and(this.linktype(ETHERTYPE_IPV6, t), this.cmp(nl + 24, BPF_B, 255));
     this.error(t, 'link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel');
   }
 
+  /**
+   * `geneve [vni]`: UDP to port 6081 over IPv4 (not a fragment) or IPv6, Geneve version 0, the
+   * VNI if given. After it, the inner frame's offsets live in three scratch registers (libpcap's
+   * layout): the protocol type (Geneve's field, or the inner Ethernet type for 0x6558), the
+   * inner frame, and its payload.
+   */
+  private genGeneve(vni: number | undefined, t: Token): Cond {
+    if (vni !== undefined && vni > 0xffffff) this.error(t, `Geneve VNI ${vni} greater than maximum 16777215`);
+    const o = this.off;
+    const nl = o.linkpl + o.nl;
+    const geneveHere = (v6: boolean): Cond => {
+      // Fields of the Geneve header, 8 bytes after the start of the UDP header.
+      const field = (off: number, size: number, value: number, mask: number): Cond => {
+        const load = v6 ? [stmt(BPF_LD | size | BPF_ABS, nl + 40 + 8 + off)] : [stmt(BPF_LDX | BPF_B | BPF_MSH, nl), stmt(BPF_LD | size | BPF_IND, nl + 8 + off)];
+        return leaf([...load, stmt(BPF_ALU | BPF_AND | BPF_K, mask)], BPF_JMP | BPF_JEQ | BPF_K, value);
+      };
+      let c = and(this.portop(IPPROTO.udp, 'dst', GENEVE_PORT, GENEVE_PORT, v6, t), field(0, BPF_B, 0, 0xc0));
+      if (vni !== undefined) c = and(c, field(4, BPF_W, (vni << 8) >>> 0, 0xffffff00));
+      return c;
+    };
+    if (this.spareReg < 0) this.spareReg = this.allocReg(t);
+    const rType = this.allocReg(t), rFrame = this.allocReg(t), rPayload = this.allocReg(t);
+    const offsetsBlock = (v6: boolean): Cond => {
+      const items: BlockItem[] = [];
+      const insn = (code: number, k = 0): void => { items.push({ op: 'insn', insn: stmt(code, k) }); };
+      // A = length of the IP header, then the offset of the Geneve header.
+      const r = isVirtual(nl) ? virtualReg(nl) : -1, k = nl % VIRTUAL_UNIT;
+      if (v6) {
+        insn(BPF_LD | BPF_IMM, 40);
+      } else if (r < 0) {
+        insn(BPF_LDX | BPF_B | BPF_MSH, nl);
+        insn(BPF_MISC | BPF_TXA);
+      } else {
+        insn(BPF_LDX | BPF_MEM, r);
+        insn(BPF_LD | BPF_B | BPF_IND, k);
+        insn(BPF_ALU | BPF_AND | BPF_K, 0xf);
+        insn(BPF_ALU | BPF_LSH | BPF_K, 2);
+      }
+      if (r >= 0) {
+        insn(BPF_LDX | BPF_MEM, r);
+        insn(BPF_ALU | BPF_ADD | BPF_X);
+      }
+      insn(BPF_ALU | BPF_ADD | BPF_K, k + 8);
+      insn(BPF_MISC | BPF_TAX); // X = Geneve header
+      insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+      insn(BPF_ST, rType); // its protocol type field
+      insn(BPF_LD | BPF_B | BPF_IND, 0);
+      insn(BPF_ALU | BPF_AND | BPF_K, 0x3f); // options length in 4-byte words
+      insn(BPF_ALU | BPF_MUL | BPF_K, 4);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 8);
+      insn(BPF_ALU | BPF_ADD | BPF_X);
+      insn(BPF_ST, rFrame); // the inner frame
+      insn(BPF_LD | BPF_H | BPF_IND, 2);
+      insn(BPF_LDX | BPF_MEM, rFrame);
+      items.push({ op: 'cj', code: BPF_JMP | BPF_JEQ | BPF_K, k: ETHERTYPE_TEB, jt: 0, jf: 1 });
+      items.push({ op: 'label', id: 0 });
+      // An inner Ethernet frame: its type field, then its payload.
+      insn(BPF_MISC | BPF_TXA);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 12);
+      insn(BPF_ST, rType);
+      insn(BPF_ALU | BPF_ADD | BPF_K, 2);
+      insn(BPF_MISC | BPF_TAX);
+      items.push({ op: 'label', id: 1 });
+      insn(BPF_STX, rPayload);
+      items.push({ op: 'ja', to: 'T' });
+      return { kind: 'block', items };
+    };
+    const c = or(and(geneveHere(false), offsetsBlock(false)), and(geneveHere(true), offsetsBlock(true)));
+    o.linktype = VIRTUAL_UNIT * (rType + 1);
+    o.linkhdr = VIRTUAL_UNIT * (rFrame + 1);
+    o.linkpl = VIRTUAL_UNIT * (rPayload + 1);
+    o.nl = 0;
+    o.nlNosnap = 0;
+    o.mplsDepth = 0;
+    o.ppp = false;
+    return c;
+  }
+
+  /** `pppoed` (discovery) and `pppoes [session]`: after pppoes, the link layer is PPP 6 bytes further. */
+  private genPppoe(kind: string, session: number | undefined, t: Token): Cond {
+    if (kind === 'pppoed') return this.linktype(ETHERTYPE_PPPOED, t);
+    if (session !== undefined && session > 0xffff) this.error(t, `PPPoE session number ${session} greater than maximum 65535`);
+    const o = this.off;
+    let c = this.linktype(ETHERTYPE_PPPOES, t);
+    if (session !== undefined) c = and(c, this.mcmp(o.linkpl, BPF_W, session, 0xffff));
+    o.linkhdr = o.linkpl + 6;
+    o.linktype = o.linkhdr;
+    o.linkpl = o.linkhdr + 2;
+    o.nl = 0;
+    o.nlNosnap = 0;
+    o.ppp = true;
+    return c;
+  }
+
   private genVlan(id: number | undefined, t: Token): Cond {
+    if (this.off.ppp) this.error(t, 'no VLAN support for PPP');
     if (this.off.mplsDepth > 0) this.error(t, "'vlan' after 'mpls' is not supported");
     if (id !== undefined && id > 4095) this.error(t, `VLAN tag ${id} greater than maximum 4095`);
     const o = this.off;
@@ -791,6 +1228,7 @@ class Parser {
   }
 
   private genEcode(t: Token, q: Qual): Cond {
+    if (this.off.ppp) this.error(t, 'ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel');
     if ((q.addr === 'host' || q.addr === 'default') && q.proto === 'link') return this.genEhost(parseMac(t.text), q.dir, t);
     this.error(t, 'ethernet address used in non-ether expression');
   }
@@ -818,6 +1256,9 @@ class Parser {
       case 'ip': return and(this.linktype(ETHERTYPE_IP, t), this.hostop(addr, mask, q.dir, 12, 16));
       case 'arp': return and(this.linktype(ETHERTYPE_ARP, t), this.hostop(addr, mask, q.dir, 14, 24));
       case 'rarp': return and(this.linktype(ETHERTYPE_REVARP, t), this.hostop(addr, mask, q.dir, 14, 24));
+      case 'decnet': return and(this.linktype(ETHERTYPE_DN, t), this.dnhostop(addr, q.dir));
+      case 'iso': case 'esis': case 'clnp': this.error(t, 'ISO host filtering not implemented');
+      case 'atalk': this.error(t, 'AppleTalk host filtering not implemented');
       case 'link': this.error(t, `link-layer modifier applied to ${typ}`);
       case 'ip6': this.error(t, `'ip6' modifier applied to ip ${typ}`);
       default: this.error(t, `'${q.proto}' modifier applied to ${typ}`);
@@ -878,6 +1319,16 @@ class Parser {
 
   private genNcode(text: string | null, v: number, q: Qual, t: Token): Cond {
     let vlen = 32;
+    if (q.proto === 'decnet' && (q.addr === 'default' || q.addr === 'host' || q.addr === 'net')) {
+      // DECnet addresses are area.node (6 and 10 bits); libpcap reads the first two numbers only.
+      if (text !== null) {
+        const m = /^(\d+)\.(\d+)/.exec(text);
+        if (m === null) this.error(t, `malformed decnet address '${text}'`);
+        v = ((Number(m[1]) << 10) & 0xfc00) | (Number(m[2]) & 0x3ff);
+      }
+      return this.genHost(v, 0xffffffff, q, t);
+    }
+    if (text !== null && (q.addr === 'proto' || q.addr === 'protochain')) this.error(t, `'${q.addr}' modifier applied to ip host`);
     if (text !== null) {
       const r = parseV4(text);
       if (r === null) this.error(t, `invalid IPv4 address '${text}'`);
@@ -909,6 +1360,8 @@ class Parser {
         return this.genPort(v, v, q, t);
       case 'proto':
         return this.genProto(v, q.proto, t);
+      case 'protochain':
+        return this.genProtochain(v, q.proto, t);
       default:
         this.error(t, `'${q.addr}' requires a name`);
     }
@@ -976,12 +1429,20 @@ class Parser {
         const proto = a.proto !== undefined && a.proto === b.proto ? a.proto : undefined;
         return this.genPort(a.port, b.port, q, t, proto);
       }
+      case 'protochain': {
+        const v = PROTOCOL_NAMES[name];
+        if (v === undefined) this.error(t, `unknown protocol: ${name}`);
+        return this.genProtochain(v, q.proto, t);
+      }
       case 'proto': {
         let v: number | undefined;
         if (q.proto === 'link') {
           v = ETHERTYPE_NAMES[name] ?? LLC_NAMES[name];
         } else if (q.proto === 'default' || q.proto === 'ip' || q.proto === 'ip6') {
           v = PROTOCOL_NAMES[name];
+        } else if (q.proto === 'iso') {
+          v = name === 'clnp' || name === 'esis' || name === 'isis' ? NLPID[name] : undefined;
+          if (v === undefined) this.error(t, `unknown osi proto '${name}'`);
         }
         if (v === undefined) this.error(t, `unknown protocol: ${name}`);
         return this.genProto(v, q.proto, t);
@@ -1017,6 +1478,22 @@ class Parser {
   }
 }
 
+/** A BPF ALU operation on constants (divisors and shift counts were checked by the caller). */
+function foldAlu(op: number, a: number, b: number): number {
+  switch (op) {
+    case BPF_ADD: return (a + b) >>> 0;
+    case BPF_SUB: return (a - b) >>> 0;
+    case BPF_MUL: return Math.imul(a, b) >>> 0;
+    case BPF_DIV: return b === 0 ? 0 : Math.floor(a / b) >>> 0;
+    case BPF_MOD: return b === 0 ? 0 : (a % b) >>> 0;
+    case BPF_AND: return (a & b) >>> 0;
+    case BPF_OR: return (a | b) >>> 0;
+    case BPF_XOR: return (a ^ b) >>> 0;
+    case BPF_LSH: return b >= 32 ? 0 : (a << b) >>> 0;
+    default: return b >= 32 ? 0 : a >>> b; // BPF_RSH
+  }
+}
+
 /** libpcap's __pcap_atoin: 1 to 4 dotted parts; value and number of bits given. */
 function parseV4(text: string): { value: number; bits: number } | null {
   const parts = text.split('.');
@@ -1032,6 +1509,7 @@ function parseV4(text: string): { value: number; bits: number } | null {
 }
 
 function parseMac(text: string): number[] {
+  if (/^[0-9A-Fa-f]{12}$/.test(text)) return [0, 2, 4, 6, 8, 10].map((i) => parseInt(text.slice(i, i + 2), 16));
   if (/^[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/.test(text)) {
     const h = text.replace(/\./g, '');
     return [0, 2, 4, 6, 8, 10].map((i) => parseInt(h.slice(i, i + 2), 16));
@@ -1070,7 +1548,7 @@ export function compileFilter(expression: string, options: CompileOptions = {}):
   const linktype = options.linktype ?? 1;
   if (expression.length > 65536) fail('EINVAL', 'filter: expression is longer than 65536 characters');
   try {
-    const cond = new Parser(expression, (options.netmask ?? 0) >>> 0).parseProgram();
+    const cond = new Parser(expression, (options.netmask ?? 0) >>> 0, options.optimize ?? true).parseProgram();
     if (linktype !== 1 && cond !== TRUE) fail('EOPNOTSUPP', `filter: expressions are supported on Ethernet captures only (link type ${linktype})`);
     return generateProgram(cond, snaplen, options.optimize ?? true);
   } catch (e) {

@@ -8,11 +8,12 @@
  */
 import {
   type BpfProgram, type PacketFilter, validateProgram, BPF_ST, BPF_STX, BPF_RET, BPF_MISC, BPF_MEMWORDS,
+  BPF_MAX_BACKWARD_JUMPS,
 } from './bpf.js';
 
 /** Returns a filter function that interprets `prog` (validated first; EINVAL if invalid). */
 export function interpretProgram(prog: BpfProgram): PacketFilter {
-  validateProgram(prog);
+  validateProgram(prog, { backwardJumps: true });
   const n = prog.length;
   const codes = new Uint16Array(n);
   const jts = new Uint8Array(n);
@@ -31,6 +32,7 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
     let x = 0; // index register, unsigned 32-bit
     mem.fill(0);
     let pc = 0;
+    let backward = 0;
     for (;;) {
       const code = codes[pc];
       const k = ks[pc];
@@ -106,7 +108,12 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
         case 0x7c: a = x >= 32 ? 0 : a >>> x; break;
         case 0x84: a = (0 - a) >>> 0; break;
         // JMP
-        case 0x05: pc += k; break;
+        case 0x05:
+          if (k < 0x80000000) { pc += k; break; }
+          // A loop (libpcap's protochain): bounded, then the packet is rejected.
+          if (++backward > BPF_MAX_BACKWARD_JUMPS) return 0;
+          pc += k - 0x100000000;
+          break;
         case 0x15: pc += a === k ? jts[pc] : jfs[pc]; break;
         case 0x25: pc += a > k ? jts[pc] : jfs[pc]; break;
         case 0x35: pc += a >= k ? jts[pc] : jfs[pc]; break;

@@ -9,7 +9,7 @@
  * unsigned where BPF compares or divides.
  */
 import { fail } from '../errors.js';
-import { type BpfProgram, type PacketFilter, validateProgram, bpfClass, bpfOp, BPF_JMP, BPF_JA } from './bpf.js';
+import { type BpfProgram, type PacketFilter, validateProgram, hasBackwardJump, bpfClass, bpfOp, BPF_JMP, BPF_JA } from './bpf.js';
 import { interpretProgram } from './interp.js';
 
 /** Programs with more distinct jump targets than this are interpreted instead (nesting depth). */
@@ -117,6 +117,8 @@ export function programToSource(prog: BpfProgram): string {
  * too deeply nested to compile; either way the result has the same semantics.
  */
 export function compileProgram(prog: BpfProgram): PacketFilter {
+  // Straight-line code cannot jump back: loops (protochain) run in the interpreter.
+  if (hasBackwardJump(prog)) return interpretProgram(prog);
   let src: string;
   try {
     src = programToSource(prog);

@@ -7,6 +7,7 @@
 import { fail } from '../errors.js';
 import { POLLOUT, type Port } from '../ports/index.js';
 import { openCaptureFile } from './reader.js';
+import { mapFileReadOnly } from '../native/index.js';
 
 export type ReplayMode = 'timed' | 'rate' | 'bandwidth' | 'fast';
 
@@ -130,7 +131,7 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
   };
 
   for (let pass = 0; (loops === 0 || pass < loops) && !stop; pass++) {
-    const rd = openCaptureFile(path);
+    const rd = openCaptureFile(path, { mapper: mapFileReadOnly });
     try {
       fileT0 = -1;
       timeBase = Math.max(lastTarget, performance.now());

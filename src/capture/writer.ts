@@ -12,6 +12,8 @@ import { MAXIMUM_SNAPLEN } from './bpf.js';
 import { LINKTYPE_ETHERNET, MAX_RECORD } from './reader.js';
 
 const DEFAULT_BUFFER = 1024 * 1024;
+/** Runs of raw records at least this long are written from the caller's buffer, not copied. */
+const RAW_WRITE_THROUGH = 64 * 1024;
 
 /** Buffered output file shared by both writers. '-' is standard output. */
 class OutputBuffer {
@@ -159,7 +161,8 @@ export class PcapWriter {
    */
   writeRaw(u8: Uint8Array, offset: number, length: number, records = 1): void {
     const out = this.out;
-    if (length > out.buf.length) {
+    // Long runs (most records accepted) go to the file straight from the caller's buffer.
+    if (length >= RAW_WRITE_THROUGH || length > out.buf.length) {
       out.flush();
       out.writeThrough(u8, offset, length);
     } else {

@@ -13,6 +13,7 @@ import { formatMac, formatRange } from './addr.js';
 import type { GenConfig, WorkerJob } from './config.js';
 import { loadPortTypes } from './porttypes.js';
 import { nowMs } from './rate.js';
+import { runJob } from './job.js';
 import * as S from './stats.js';
 
 export interface Output {
@@ -40,6 +41,9 @@ export function validateConfig(cfg: GenConfig): void {
   if (cfg.cpus > ncpu) fail('EINVAL', `-c ${cfg.cpus}: this machine has ${ncpu} CPUs`);
   if (cfg.affinity >= ncpu) fail('EINVAL', `-a ${cfg.affinity}: this machine has CPUs 0..${ncpu - 1}`);
 }
+
+/** Largest count sent without a worker thread (well under a second on any port). */
+const INLINE_MAX_PACKETS = 65536;
 
 function share(total: number, k: number, n: number): number {
   return Math.floor(total / n) + (k < total % n ? 1 : 0);
@@ -108,6 +112,11 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
   const workerReady = (): void => {
     if (++readyCount === n && errors.length === 0 && !announced) { announced = true; announce(); }
   };
+  // A short transmission on one thread (a bounded count, no rate, no pinning) runs on this
+  // thread: a worker would load the whole module graph again, most of pkt-gen's start-up. It
+  // cannot block for long, so reports and signals are not missed.
+  const inline = n === 1 && (cfg.fn === 'tx' || cfg.fn === 'txseq') && cfg.count > 0 && cfg.count <= INLINE_MAX_PACKETS &&
+    cfg.rate === 0 && cfg.affinity < 0;
   try {
     const workers: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
@@ -121,6 +130,18 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
         stop: stopBuf,
         cpu: cfg.affinity >= 0 ? (cfg.affinity + k) % ncpu : -1,
       };
+      if (inline) {
+        const c = new Float64Array(statsBuf, k * S.STATS_WORDS * 8, S.STATS_WORDS);
+        try {
+          runJob(job, c, stop, (line) => io.err(S.logPrefix(nowMs(), `worker_${k}`) + line + '\n'), workerReady);
+        } catch (e) {
+          if (!(e instanceof NetmapError)) throw e;
+          errors.push({ code: e.code, message: e.message });
+        } finally {
+          c[S.S_DONE] = 1;
+        }
+        continue;
+      }
       const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: job });
       workers.push(new Promise<void>((resolve) => {
         let reported = false;

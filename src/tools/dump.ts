@@ -4,13 +4,10 @@
  */
 import * as fs from 'node:fs';
 import { NetmapError } from '../errors.js';
-import { formatProgram, MAXIMUM_SNAPLEN, type PacketFilter } from '../capture/bpf.js';
-import { programFromText } from '../capture/filter.js';
-import { compileProgram } from '../capture/jit.js';
-import { interpretProgram } from '../capture/interp.js';
+import { formatProgram, MAXIMUM_SNAPLEN, type BpfProgram, type PacketFilter } from '../capture/bpf.js';
 import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
-import { formatPacket, type PrintOptions } from '../capture/print.js';
+import type { PrintOptions } from '../capture/print.js';
 
 const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-s snaplen] [-w file]
                    [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]
@@ -179,17 +176,30 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The filter of an empty expression on the byte-for-byte path. */
+const acceptAll: PacketFilter = () => MAXIMUM_SNAPLEN;
+
 async function run(args: Args): Promise<number> {
-  const prog = programFromText(args.expression, { snaplen: args.snaplen, optimize: args.optimize });
-  if (args.dump > 0) {
-    process.stdout.write(formatProgram(prog, args.dump as 1 | 2 | 3));
-    return 0;
+  // The compiler is loaded only for a filter (or -d): `dump -r F -w G` alone starts without it.
+  let filter: PacketFilter | null = null;
+  let prog: BpfProgram = [];
+  if (args.expression !== '' || args.dump > 0) {
+    const [{ programFromText }, { compileProgram }, { interpretProgram }] = await Promise.all([
+      import('../capture/filter.js'), import('../capture/jit.js'), import('../capture/interp.js'),
+    ]);
+    prog = programFromText(args.expression, { snaplen: args.snaplen, optimize: args.optimize });
+    if (args.dump > 0) {
+      process.stdout.write(formatProgram(prog, args.dump as 1 | 2 | 3));
+      return 0;
+    }
+    if (args.expression !== '') filter = args.interpreted ? interpretProgram(prog) : compileProgram(prog);
   }
-  const filter: PacketFilter | null = args.expression === '' ? null : args.interpreted ? interpretProgram(prog) : compileProgram(prog);
   const snaplen = args.snaplen;
   let writer: PcapWriter | PcapngWriter | null = null;
   const text = new TextOut(1);
   const popts: PrintOptions = { ether: args.ether, quick: args.quick, nano: args.nano, hex: args.hex, utc: args.utc };
+  // The printer is loaded only when packets are printed (`-w` alone never needs it).
+  const { formatPacket } = args.write === undefined ? await import('../capture/print.js') : { formatPacket: null };
   let accepted = 0;
   let seen = 0;
   let status = 0;
@@ -198,7 +208,7 @@ async function run(args: Args): Promise<number> {
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
     if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
-    else text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+    else if (formatPacket !== null) text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
     accepted++;
     if (args.count > 0 && accepted >= args.count) stop = true;
   };
@@ -226,14 +236,14 @@ async function run(args: Args): Promise<number> {
         const batch = args.count > 0 ? 256 : 0;
         // Records that need no change go to the output file byte for byte (no decoding).
         const w = writer as PcapWriter | PcapngWriter | null;
-        const raw = w instanceof PcapWriter && filter !== null && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
+        const raw = w instanceof PcapWriter && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
           rd.nanosecond === args.nano && rd.snaplen <= w.snaplen;
         const sink = (u8: Uint8Array, off: number, len: number, records: number): void => {
           (w as PcapWriter).writeRaw(u8, off, len, records);
           accepted += records;
         };
         try {
-          if (raw && filter !== null) while (rd.copyAccepted(0, filter, sink) > 0) { /* until the end of the file */ }
+          if (raw) while (rd.copyAccepted(0, filter ?? acceptAll, sink) > 0) { /* until the end of the file */ }
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;

@@ -3,7 +3,6 @@
  */
 import { NetmapError } from '../errors.js';
 import * as vale from '../switch/index.js';
-import '../ports/index.js'; // every port type, and the interfaces layer's attach hook
 
 const USAGE = `usage: netmap vale-ctl [-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]
   (no option)       list every port of every switch: <name> bridge_idx <b> port_idx <p>
@@ -71,6 +70,9 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   try {
+    // Every port type and the interfaces layer's attach hook, for the actions that create,
+    // attach or detach; listing reads the switches only (and starts faster without them).
+    if (action !== 'list' && action !== 's' && action !== 'l') await import('../ports/index.js');
     switch (action) {
       case 'list':
         for (const p of vale.listAll()) console.log(`${p.name} bridge_idx ${p.bridge} port_idx ${p.port}`);

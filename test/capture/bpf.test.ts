@@ -181,3 +181,27 @@ test("our -d printer reproduces tcpdump's -d output for tcpdump's own programs",
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('backward jumps: refused by default, bounded loops in the interpreter and for compiled programs', () => {
+  // Counts down from 5 in X, one backward jump per turn, then returns X + 100.
+  const countdown: BpfProgram = [
+    stmt(BPF_LDX | BPF_IMM, 5),
+    stmt(BPF_MISC | BPF_TXA, 0), // loop:
+    jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 0),
+    stmt(BPF_ALU | BPF_SUB | BPF_K, 1),
+    stmt(BPF_MISC | BPF_TAX, 0),
+    stmt(BPF_JMP | BPF_JA, (-5 >>> 0)), // back to loop
+    stmt(BPF_ALU | BPF_ADD | BPF_K, 100),
+    RET_A,
+  ];
+  rejects(countdown, /jumps go forward only/);
+  validateProgram(countdown, { backwardJumps: true });
+  assert.throws(() => validateProgram([stmt(BPF_JMP | BPF_JA, (-2 >>> 0)), RET_A], { backwardJumps: true }), /before the program/);
+  for (const f of both(countdown)) assert.equal(f(new Uint8Array(0), 0, 0, 0), 100);
+  // A loop that never ends is cut after BPF_MAX_BACKWARD_JUMPS turns: the packet is rejected.
+  const forever: BpfProgram = [stmt(BPF_LD | BPF_IMM, 1), stmt(BPF_JMP | BPF_JA, (-1 >>> 0)), RET_A];
+  for (const f of both(forever)) assert.equal(f(new Uint8Array(0), 0, 0, 0), 0);
+  // tcpdump's -ddd text of a protochain filter (with its backward ja) is accepted as a program.
+  const text = formatProgram(countdown, 3);
+  assert.deepEqual(parseDddProgram(text), countdown);
+});
