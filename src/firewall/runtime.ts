@@ -186,9 +186,10 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
 
 /** Commands and actions that read only what decodeBasic fills in (or the frame bytes themselves). */
 const BASIC_OPS = new Set<string>(['proto', 'ip4', 'ip6', 'in', 'layer2', 'iface', 'mac', 'mac-type', 'frag', 'tagged',
-  'ip-addr', 'ip-set', 'ip6-addr', 'me', 'table', 'ports', 'tcpflags', 'established', 'icmptypes', 'icmp6types']);
+  'ip-addr', 'ip-set', 'ip6-addr', 'me', 'table', 'ports', 'tcpflags', 'established', 'icmptypes', 'icmp6types',
+  'probe-state', 'keep-state', 'limit']);
 const BASIC_ACTIONS = new Set<number>([A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_PIPE, A_QUEUE, A_SETDSCP,
-  A_REJECT, A_UNREACH6, A_RESET, A_RESET6]);
+  A_REJECT, A_UNREACH6, A_RESET, A_RESET6, A_CHECK_STATE]);
 
 export function basicDecodeSuffices(r: PRule): boolean {
   return BASIC_ACTIONS.has(r.action) && r.cmds.every((c) => BASIC_OPS.has(c.op));

@@ -64,6 +64,10 @@ for (const compiled of [false, true]) {
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.SYN | TH.ACK, 1)), { now: t0 + 19_000 }), V_PASS, 'alive at 19 s');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 1)), { now: t0 + 19_100 });
     assert.equal(shared.dyn.list(t0 + 19_100)[0].remaining, 300, 'ACKs both ways: dyn_ack_lifetime');
+    // An ACK number going backwards (by sequence arithmetic) does not count as an ACK seen.
+    verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 0x80000001)), { now: t0 + 200_000 });
+    verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 1)), { now: t0 + 200_100 });
+    assert.equal(shared.dyn.list(t0 + 200_100)[0].remaining, 119, 'only the reply ACK counted: lifetime not extended');
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 2)), { now: t0 + 319_000 }), V_PASS, 'alive 299.9 s later');
     assert.equal(shared.dyn.list(t0 + 319_000)[0].remaining, 1, 'an ACK one way only does not extend the lifetime (ipfw needs both)');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 2)), { now: t0 + 319_050 });
