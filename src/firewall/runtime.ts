@@ -373,8 +373,8 @@ export class Runtime {
     const q = this.dyn.lookupPacket(this.p, nameId, this.nowMs, this.settings);
     if (q < 0) { this.dynDir = DYN_NONE; return -1; }
     this.dynDir = DYN_HIT;
-    const idx = this.prep.slotToIndex[this.dyn.ruleSlot(q)];
-    if (idx < 0 || this.prep.numbers[idx] !== this.dyn.ruleNumber(q)) return -1; // parent gone: removeRule pending
+    const idx = this.prep.slotToIndex[this.dyn.lastSlot];
+    if (idx < 0 || this.prep.numbers[idx] !== this.dyn.lastRule) return -1; // parent gone: removeRule pending
     return idx;
   }
 

@@ -271,6 +271,9 @@ export class DynTable {
   private readonly f64: Float64Array;
   /** Direction of the last lookupPacket hit: true = forward (as installed). */
   lastForward = false;
+  /** Parent rule slot and number of the last lookupPacket hit. */
+  lastSlot = 0;
+  lastRule = 0;
 
   static bucketsFor(capacity: number): number {
     let b = 16;
@@ -435,7 +438,7 @@ export class DynTable {
   /**
    * The data-path lookup (check-state / probe-state): a live state of `nameId` matching the
    * packet in either direction. On a hit its counters and lifetime are updated and the index is
-   * returned (ruleSlot(i) names the parent rule; lastForward the direction); -1 on a miss.
+   * returned (lastSlot/lastRule name the parent rule, lastForward the direction); -1 on a miss.
    */
   lookupPacket(p: PacketInfo, nameId: number, nowMs: number, s: Settings): number {
     if (p.ipVersion === 0) return -1;
@@ -449,6 +452,9 @@ export class DynTable {
       this.f64[fb + E_F64_PACKETS] += 1;
       this.f64[fb + E_F64_BYTES] += p.pktlen;
       this.refresh(i, p, this.lastForward, nowMs, s);
+      // Read under the lock: once it is released, expire() may free and reuse the entry.
+      this.lastSlot = this.e32[i * E_WORDS + E_SLOT];
+      this.lastRule = this.e32[i * E_WORDS + E_RULE];
       return i;
     } finally { spinUnlock(this.locks, l); }
   }
