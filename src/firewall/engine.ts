@@ -21,6 +21,8 @@ export interface Evaluator {
   readonly ruleIndex: number;
   /** Re-enter after a dummynet pipe (one_pass = 0): like check but starting after rule index `after`. */
   resume(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number, after: number): number;
+  // setdscp: the evaluator rewrites the DSCP bits of the frame in place (keeping ECN) and fixes
+  // the IPv4 header checksum itself; the caller forwards the frame as it is.
   /** Whether this evaluator runs compiled code (false: the interpreter, asked for or because the ruleset is too large). */
   readonly compiled: boolean;
   /** The configuration version it was built from. */

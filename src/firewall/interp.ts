@@ -19,6 +19,7 @@ import type { Cmd } from './rule.js';
 import {
   Runtime, type PCmd, type PRule, V_DENY,
   A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
+  CK_PROTO, CK_IP_ADDR, CK_PORTS, CK_PROBE, CK_INSTALL,
 } from './runtime.js';
 
 function inRanges(x: number, ranges: [number, number][]): boolean {
@@ -99,13 +100,13 @@ export class Interpreter {
     for (let k = 0; k < cmds.length; k++) {
       const pc = cmds[k];
       if (skipOr) { if (!pc.or) skipOr = false; continue; }
-      const op = pc.op;
-      if (op === 'probe-state') {
+      const kind = pc.kind;
+      if (kind === CK_PROBE) {
         const j = R.probe(pc.nameId);
         if (j >= 0) return this.parentAction(j);
         continue;
       }
-      if (op === 'keep-state' || op === 'limit') {
+      if (kind === CK_INSTALL) {
         if (!R.install(r.index, pc, this.ta)) return R.terminal(r.index, 1 /* A_DENY */, 0);
         continue;
       }
@@ -163,8 +164,28 @@ export class Interpreter {
     }
   }
 
-  /** One match command, before `not`. */
+  /** One match command, before `not`: the commonest ones from the prepared operands, the rest below. */
   private match(r: PRule, pc: PCmd): boolean {
+    const p = this.R.p;
+    switch (pc.kind) {
+      case CK_PROTO: return p.ipVersion !== 0 && p.proto === pc.proto;
+      case CK_IP_ADDR: {
+        if (p.ipVersion !== 4) return false;
+        const a = pc.src ? p.src4 : p.dst4, list = pc.list4!;
+        for (let k = 0; k < list.length; k += 2) if (((a & list[k + 1]) >>> 0) === list[k]) return true;
+        return false;
+      }
+      case CK_PORTS: {
+        if ((p.proto !== 6 && p.proto !== 17) || p.fragOffset !== 0 || p.l4 < 0) return false;
+        const x = pc.src ? p.srcPort : p.dstPort, ranges = pc.ranges!;
+        for (let k = 0; k < ranges.length; k += 2) if (x >= ranges[k] && x <= ranges[k + 1]) return true;
+        return false;
+      }
+      default: return this.matchOther(r, pc);
+    }
+  }
+
+  private matchOther(r: PRule, pc: PCmd): boolean {
     const R = this.R, p = R.p;
     const cmd: Cmd = pc.cmd;
     const tcpOk = p.proto === 6 && p.fragOffset === 0 && p.l4 >= 0;

@@ -98,7 +98,7 @@ export class PacketInfo {
    * The least a ruleset of only "cheap" commands needs (see runtime.ts basicDecodeSuffices):
    * ethertype, IP version, protocol, fragment offset, header length, pktlen and the pullup check
    * of ipfw (which decides the verdict of a truncated packet whatever the rules), addresses,
-   * ports, TCP flags and the ICMP type. IPv6 takes the
+   * ports, TCP flags and ack (for the states) and the ICMP type. IPv6 takes the
    * full decode (its extension headers must be walked for the same answers). Fields other than
    * these keep stale values: only commands that do not read them may run.
    */
@@ -133,7 +133,11 @@ export class PacketInfo {
     if (proto === PROTO_ICMP) { this.icmpType = u8[l4]; return; }
     this.srcPort = (u8[l4] << 8) | u8[l4 + 1];
     this.dstPort = (u8[l4 + 2] << 8) | u8[l4 + 3];
-    if (proto === PROTO_TCP) this.tcpFlags = u8[l4 + 13];
+    if (proto === PROTO_TCP) {
+      this.tcpFlags = u8[l4 + 13];
+      // The ack number feeds the dynamic-state lifetimes (both ACKs seen).
+      this.tcpAck = ((u8[l4 + 8] << 24) | (u8[l4 + 9] << 16) | (u8[l4 + 10] << 8) | u8[l4 + 11]) >>> 0;
+    }
   }
 
   /** Decodes the frame u8[off .. off+len). Never throws; never allocates. */

@@ -56,7 +56,19 @@ export interface PCmd {
   maskBits: number;
   /** lookup key code: 0 dst-ip, 1 src-ip, 2 dst-port, 3 src-port, 6 dscp, 7 rulenum, -1 never matches. */
   keyCode: number;
+  /** The commonest commands' operands in the same shape for every command (the interpreter's
+   * fast path): proto number; `ports` ranges (in `ranges`); ip-addr [addr & mask, mask] pairs;
+   * source (true) or destination. */
+  proto: number;
+  list4: Uint32Array | null;
+  src: boolean;
+  /** Numeric dispatch for the interpreter (comparing op strings costs a string-equality check
+   * per command): CK_* below. */
+  kind: number;
 }
+
+/** PCmd.kind values. */
+export const CK_OTHER = 0, CK_PROTO = 1, CK_IP_ADDR = 2, CK_PORTS = 3, CK_PROBE = 4, CK_INSTALL = 5;
 
 export interface PRule {
   rule: Rule;
@@ -142,7 +154,12 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     }
     const stateNameId = action === A_CHECK_STATE ? dyn.nameId(rule.action.stateName ?? 'default') : 0;
     const cmds = rule.cmds.map((cmd): PCmd => {
-      const pc: PCmd = { cmd, op: cmd.op, neg: cmd.neg, or: cmd.or, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null, nameId: 0, maskBits: 0, keyCode: -1 };
+      const pc: PCmd = {
+        cmd, op: cmd.op, neg: cmd.neg, or: cmd.or, table: null, cache: null, pattern: null, bitmap: null, ranges: null, mac: null,
+        nameId: 0, maskBits: 0, keyCode: -1, proto: -1, list4: null, src: 'dir' in cmd && cmd.dir === 'src',
+        kind: cmd.op === 'proto' ? CK_PROTO : cmd.op === 'ip-addr' ? CK_IP_ADDR : cmd.op === 'ports' ? CK_PORTS
+          : cmd.op === 'probe-state' ? CK_PROBE : cmd.op === 'keep-state' || cmd.op === 'limit' ? CK_INSTALL : CK_OTHER,
+      };
       switch (cmd.op) {
         case 'table': pc.table = tableOf(cmd.table); break;
         case 'lookup': pc.table = tableOf(cmd.table); pc.keyCode = KEY_CODES[cmd.key] ?? -1; break;
@@ -157,7 +174,9 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
           pc.bitmap = bm;
           break;
         }
-        case 'tagged': case 'mac-type': pc.ranges = flatRanges(cmd.ranges); break;
+        case 'tagged': case 'mac-type': case 'ports': pc.ranges = flatRanges(cmd.ranges); break;
+        case 'proto': pc.proto = cmd.proto; break;
+        case 'ip-addr': pc.list4 = Uint32Array.from(cmd.list.flatMap((e) => [(e.addr & e.mask) >>> 0, e.mask >>> 0])); break;
         case 'mac': {
           const m = new Uint8Array(24);
           parseMac(cmd.dst, m, 0); parseMac(cmd.src, m, 6); parseMac(cmd.dstMask, m, 12); parseMac(cmd.srcMask, m, 18);
@@ -186,9 +205,10 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
 
 /** Commands and actions that read only what decodeBasic fills in (or the frame bytes themselves). */
 const BASIC_OPS = new Set<string>(['proto', 'ip4', 'ip6', 'in', 'layer2', 'iface', 'mac', 'mac-type', 'frag', 'tagged',
-  'ip-addr', 'ip-set', 'ip6-addr', 'me', 'table', 'ports', 'tcpflags', 'established', 'icmptypes', 'icmp6types']);
+  'ip-addr', 'ip-set', 'ip6-addr', 'me', 'table', 'ports', 'tcpflags', 'established', 'icmptypes', 'icmp6types',
+  'probe-state', 'keep-state', 'limit']);
 const BASIC_ACTIONS = new Set<number>([A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_PIPE, A_QUEUE, A_SETDSCP,
-  A_REJECT, A_UNREACH6, A_RESET, A_RESET6]);
+  A_REJECT, A_UNREACH6, A_RESET, A_RESET6, A_CHECK_STATE]);
 
 export function basicDecodeSuffices(r: PRule): boolean {
   return BASIC_ACTIONS.has(r.action) && r.cmds.every((c) => BASIC_OPS.has(c.op));
@@ -372,8 +392,8 @@ export class Runtime {
     const q = this.dyn.lookupPacket(this.p, nameId, this.nowMs, this.settings);
     if (q < 0) { this.dynDir = DYN_NONE; return -1; }
     this.dynDir = DYN_HIT;
-    const idx = this.prep.slotToIndex[this.dyn.ruleSlot(q)];
-    if (idx < 0 || this.prep.numbers[idx] !== this.dyn.ruleNumber(q)) return -1; // parent gone: removeRule pending
+    const idx = this.prep.slotToIndex[this.dyn.lastSlot];
+    if (idx < 0 || this.prep.numbers[idx] !== this.dyn.lastRule) return -1; // parent gone: removeRule pending
     return idx;
   }
 

@@ -194,7 +194,11 @@ const ACK_FWD = 0x10000, ACK_REV = 0x20000;
 
 // Header words (Int32).
 const H_MAGIC = 0, H_LOCK = 1, H_CAPACITY = 2, H_BUCKETS = 3, H_COUNT = 4, H_HIGH = 5, H_FREE = 6, H_NAMES = 7;
-const H_WORDS = 16; // then f64 stats at byte 64: full, limitDrops
+const H_WORDS = 16; // then the bucket locks, then f64 stats: full, limitDrops
+/** Bucket locks: bucket h is guarded by lock h % BUCKET_LOCKS (the header's lock guards allocation, names and statistics). */
+const BUCKET_LOCKS = 64;
+/** Words between two lock words: one per 64-byte cache line, so threads on different locks do not share a line. */
+const LOCK_STRIDE = 16;
 const NAME_SLOTS = 64, NAME_BYTES = 48;
 // Entry layout in u32 words.
 const E_NEXT = 0, E_KIND = 1, E_PROTO = 2, E_AF = 3, E_SRC = 4, E_DST = 8, E_SPORT = 12, E_DPORT = 13;
@@ -260,6 +264,7 @@ export class DynTable {
   readonly buckets: number;
   private readonly bucketBits: number;
   private readonly hdr: Int32Array;
+  private readonly locks: Int32Array;
   private readonly stats: Float64Array;
   private readonly names: Uint8Array;
   private readonly bucket: Int32Array;
@@ -267,6 +272,9 @@ export class DynTable {
   private readonly f64: Float64Array;
   /** Direction of the last lookupPacket hit: true = forward (as installed). */
   lastForward = false;
+  /** Parent rule slot and number of the last lookupPacket hit. */
+  lastSlot = 0;
+  lastRule = 0;
 
   static bucketsFor(capacity: number): number {
     let b = 16;
@@ -275,7 +283,7 @@ export class DynTable {
   }
 
   static bytesNeeded(capacity: number): number {
-    return 64 + 16 + NAME_SLOTS * NAME_BYTES + 4 * DynTable.bucketsFor(capacity) + capacity * E_WORDS * 4 + 8;
+    return 64 + 4 * LOCK_STRIDE * BUCKET_LOCKS + 16 + NAME_SLOTS * NAME_BYTES + 4 * DynTable.bucketsFor(capacity) + capacity * E_WORDS * 4 + 8;
   }
 
   constructor(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, byteLength: number, capacity: number) {
@@ -288,6 +296,7 @@ export class DynTable {
     this.bucketBits = Math.log2(this.buckets);
     let at = byteOffset;
     this.hdr = new Int32Array(buffer, at, H_WORDS); at += 64;
+    this.locks = new Int32Array(buffer, at, LOCK_STRIDE * BUCKET_LOCKS); at += 4 * LOCK_STRIDE * BUCKET_LOCKS;
     this.stats = new Float64Array(buffer, at, 2); at += 16;
     this.names = new Uint8Array(buffer, at, NAME_SLOTS * NAME_BYTES); at += NAME_SLOTS * NAME_BYTES;
     this.bucket = new Int32Array(buffer, at, this.buckets); at += 4 * this.buckets;
@@ -299,8 +308,17 @@ export class DynTable {
     }
   }
 
+  // Lock order: bucket locks by increasing index, then the header's (global) lock.
   private lock(): void { spinLock(this.hdr, H_LOCK); }
   private unlock(): void { spinUnlock(this.hdr, H_LOCK); }
+  private lockAll(): void {
+    for (let k = 0; k < BUCKET_LOCKS; k++) spinLock(this.locks, k * LOCK_STRIDE);
+    spinLock(this.hdr, H_LOCK);
+  }
+  private unlockAll(): void {
+    spinUnlock(this.hdr, H_LOCK);
+    for (let k = BUCKET_LOCKS - 1; k >= 0; k--) spinUnlock(this.locks, k * LOCK_STRIDE);
+  }
 
   /** The id of a state name (registered on first use, shared by every process); NAME_ANY for 'any'. */
   nameId(name: string): number {
@@ -421,12 +439,13 @@ export class DynTable {
   /**
    * The data-path lookup (check-state / probe-state): a live state of `nameId` matching the
    * packet in either direction. On a hit its counters and lifetime are updated and the index is
-   * returned (ruleSlot(i) names the parent rule; lastForward the direction); -1 on a miss.
+   * returned (lastSlot/lastRule name the parent rule, lastForward the direction); -1 on a miss.
    */
   lookupPacket(p: PacketInfo, nameId: number, nowMs: number, s: Settings): number {
     if (p.ipVersion === 0) return -1;
     const h = this.hashPacket(p);
-    this.lock();
+    const l = (h & (BUCKET_LOCKS - 1)) * LOCK_STRIDE;
+    spinLock(this.locks, l);
     try {
       const i = this.find(p, nameId, nowMs, h);
       if (i < 0) return -1;
@@ -434,14 +453,27 @@ export class DynTable {
       this.f64[fb + E_F64_PACKETS] += 1;
       this.f64[fb + E_F64_BYTES] += p.pktlen;
       this.refresh(i, p, this.lastForward, nowMs, s);
+      // Read under the lock: once it is released, expire() may free and reuse the entry.
+      this.lastSlot = this.e32[i * E_WORDS + E_SLOT];
+      this.lastRule = this.e32[i * E_WORDS + E_RULE];
       return i;
-    } finally { this.unlock(); }
+    } finally { spinUnlock(this.locks, l); }
   }
 
   ruleSlot(i: number): number { return this.e32[i * E_WORDS + E_SLOT]; }
   ruleNumber(i: number): number { return this.e32[i * E_WORDS + E_RULE]; }
 
+  /** An entry from the free list (global lock taken here); -1 when full (counted). */
   private alloc(s: Settings): number {
+    this.lock();
+    try {
+      const i = this.allocLocked(s);
+      if (i < 0) this.stats[0]++;
+      return i;
+    } finally { this.unlock(); }
+  }
+
+  private allocLocked(s: Settings): number {
     const hdr = this.hdr;
     if (hdr[H_COUNT] >= Math.min(s.dynMax, this.capacity)) return -1;
     let i: number;
@@ -475,27 +507,34 @@ export class DynTable {
   install(p: PacketInfo, ruleSlot: number, ruleNumber: number, nameId: number, limit: number, maskBits: number, nowMs: number, s: Settings): boolean {
     if (p.ipVersion === 0) return true; // no flow id to key on: nothing installed (ipfw would key on zeros)
     const h = this.hashPacket(p);
-    this.lock();
+    const h2 = limit > 0 ? this.parentBucket(p, ruleSlot, maskBits) : h;
+    const la = (h & (BUCKET_LOCKS - 1)) * LOCK_STRIDE, lb = (h2 & (BUCKET_LOCKS - 1)) * LOCK_STRIDE;
+    const lo = la < lb ? la : lb, hi = la < lb ? lb : la;
+    spinLock(this.locks, lo);
+    if (hi !== lo) spinLock(this.locks, hi);
     try {
       if (this.find(p, nameId, nowMs, h) >= 0) return true;
       let parent = -1;
       if (limit > 0) {
-        parent = this.findParent(p, ruleSlot, maskBits);
+        parent = this.findParent(p, ruleSlot, maskBits, h2);
         if (parent < 0) {
           parent = this.alloc(s);
-          if (parent < 0) { this.stats[0]++; return false; }
+          if (parent < 0) return false;
           const pb = parent * E_WORDS;
           this.e32[pb + E_KIND] = KIND_PARENT; this.e32[pb + E_SLOT] = ruleSlot; this.e32[pb + E_RULE] = ruleNumber;
           this.e32[pb + E_NAME] = nameId < 0 ? 0 : nameId; this.e32[pb + E_TCP] = maskBits;
           this.setKey(pb, p, (maskBits & 1) !== 0, (maskBits & 4) !== 0, (maskBits & 2) !== 0, (maskBits & 8) !== 0);
-          this.link(parent, this.parentHash(pb));
+          this.link(parent, h2);
         }
         const pb = parent * E_WORDS;
         this.f64[parent * (E_WORDS / 2) + E_F64_EXPIRE] = nowMs + s.dynShortLifetime * 1000;
-        if (this.e32[pb + E_COUNT] >= limit) { this.stats[1]++; return false; }
+        if (this.e32[pb + E_COUNT] >= limit) {
+          this.lock(); this.stats[1]++; this.unlock();
+          return false;
+        }
       }
       const i = this.alloc(s);
-      if (i < 0) { this.stats[0]++; return false; }
+      if (i < 0) return false;
       const b = i * E_WORDS;
       this.e32[b + E_KIND] = limit > 0 ? KIND_LIMIT : KIND_STATE;
       this.e32[b + E_SLOT] = ruleSlot; this.e32[b + E_RULE] = ruleNumber;
@@ -505,28 +544,29 @@ export class DynTable {
       this.link(i, h);
       this.refresh(i, p, true, nowMs, s); // ipfw: "just set lifetime" with the installing packet
       return true;
-    } finally { this.unlock(); }
+    } finally {
+      if (hi !== lo) spinUnlock(this.locks, hi);
+      spinUnlock(this.locks, lo);
+    }
   }
 
-  /** Parents hash on their masked key (zeros where masked out), a different chain than states. */
-  private parentHash(pb: number): number {
-    const e = this.e32;
-    let h = e[pb + E_SRC] ^ e[pb + E_DST] ^ e[pb + E_SRC + 3] ^ e[pb + E_DST + 3] ^ e[pb + E_SPORT] ^ (e[pb + E_DPORT] << 3) ^ (e[pb + E_SLOT] << 17) ^ 0x5bd1e995;
-    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-    return ((h ^ (h >>> 13)) >>> 0) & (this.buckets - 1);
-  }
-
-  private findParent(p: PacketInfo, ruleSlot: number, maskBits: number): number {
-    // Build the masked key in a scratch entry-shaped comparison without allocating.
-    const e = this.e32;
+  /** The bucket of a limit parent: its masked key (zeros where masked out) and rule slot. */
+  private parentBucket(p: PacketInfo, ruleSlot: number, maskBits: number): number {
     const sa = (maskBits & 1) !== 0, da = (maskBits & 4) !== 0, sp = (maskBits & 2) !== 0, dp = (maskBits & 8) !== 0;
     const v6 = p.ipVersion === 6;
     const s0 = sa ? (v6 ? p.src6[0] : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0] : p.dst4) : 0;
     const s3 = v6 && sa ? p.src6[3] : 0, d3 = v6 && da ? p.dst6[3] : 0;
-    const spv = sp ? p.srcPort : 0, dpv = dp ? p.dstPort : 0;
-    let h = s0 ^ d0 ^ s3 ^ d3 ^ spv ^ (dpv << 3) ^ (ruleSlot << 17) ^ 0x5bd1e995;
+    let h = s0 ^ d0 ^ s3 ^ d3 ^ (sp ? p.srcPort : 0) ^ ((dp ? p.dstPort : 0) << 3) ^ (ruleSlot << 17) ^ 0x5bd1e995;
     h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-    h = ((h ^ (h >>> 13)) >>> 0) & (this.buckets - 1);
+    return ((h ^ (h >>> 13)) >>> 0) & (this.buckets - 1);
+  }
+
+  private findParent(p: PacketInfo, ruleSlot: number, maskBits: number, h: number): number {
+    const e = this.e32;
+    const sa = (maskBits & 1) !== 0, da = (maskBits & 4) !== 0, sp = (maskBits & 2) !== 0, dp = (maskBits & 8) !== 0;
+    const v6 = p.ipVersion === 6;
+    const s0 = sa ? (v6 ? p.src6[0] : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0] : p.dst4) : 0;
+    const spv = sp ? p.srcPort : 0, dpv = dp ? p.dstPort : 0;
     for (let n = this.bucket[h], guard = 0; n !== 0 && guard <= this.capacity; guard++) {
       const i = n - 1, b = i * E_WORDS;
       n = e[b + E_NEXT];
@@ -572,29 +612,29 @@ export class DynTable {
 
   /** Removes expired states (limit parents once childless and expired); returns how many. */
   expire(nowMs: number): number {
-    this.lock();
+    this.lockAll();
     try {
       const e = this.e32, f = this.f64;
       return this.sweep((i) => f[i * (E_WORDS / 2) + E_F64_EXPIRE] <= nowMs && (e[i * E_WORDS + E_KIND] !== KIND_PARENT || e[i * E_WORDS + E_COUNT] === 0));
-    } finally { this.unlock(); }
+    } finally { this.unlockAll(); }
   }
 
   /** Removes the states of rule slot `slot` (the rule was deleted). */
   removeRule(slot: number): number {
-    this.lock();
+    this.lockAll();
     try {
       const e = this.e32;
       return this.sweep((i) => e[i * E_WORDS + E_SLOT] === slot);
-    } finally { this.unlock(); }
+    } finally { this.unlockAll(); }
   }
 
   /** Removes every state. */
   flush(): void {
-    this.lock();
+    this.lockAll();
     try {
       this.bucket.fill(0);
       this.hdr[H_COUNT] = 0; this.hdr[H_HIGH] = 0; this.hdr[H_FREE] = 0;
-    } finally { this.unlock(); }
+    } finally { this.unlockAll(); }
   }
 
   statistics(): DynStats {
@@ -604,7 +644,7 @@ export class DynTable {
   /** Every entry (expired ones too, until expire() removes them), for `ipfw -d` / `-e`. */
   list(nowMs: number): DynStateView[] {
     const out: DynStateView[] = [];
-    this.lock();
+    this.lockAll();
     try {
       const e = this.e32, f = this.f64;
       for (let h = 0; h < this.buckets; h++) {
@@ -627,7 +667,7 @@ export class DynTable {
           });
         }
       }
-    } finally { this.unlock(); }
+    } finally { this.unlockAll(); }
     out.sort((a, b) => a.ruleNumber - b.ruleNumber || a.kind.localeCompare(b.kind));
     return out;
   }

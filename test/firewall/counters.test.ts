@@ -126,3 +126,26 @@ test('two processes on one mapped file: counters and states add up exactly', asy
     fs.rmSync(file, { force: true });
   }
 });
+
+test('two threads installing and hitting the same 500 flows at once: 500 states, nothing lost', async () => {
+  const stripes = 3, capacity = 1024;
+  const cLen = Counters.bytesNeeded(stripes), dLen = DynTable.bytesNeeded(capacity);
+  const cOff = 8, dOff = 8 + ((cLen + 7) & ~7);
+  const sab = new SharedArrayBuffer(dOff + dLen);
+  const cfg = config([
+    rule(100, 'check-state', 0, []),
+    rule(200, 'allow', 0, [c({ op: 'proto', proto: 17 }), c({ op: 'probe-state', name: 'default' }), c({ op: 'keep-state', name: 'default', record: false })]),
+    rule(300, 'deny', 0, []),
+  ], { settings: { dynMax: capacity } });
+  const flows = Array.from({ length: 500 }, (_, i) => [...ip4(A, B, { kind: 'udp', sport: 1000 + i, dport: 53 })]);
+  const base = { sab, cOff, cLen, stripes, dOff, dLen, capacity, config: cfg, frames: flows, keepStripe: false };
+  const n = 50_000;
+  await Promise.all([runWorker({ ...base, packets: n, compiled: true }), runWorker({ ...base, packets: n, compiled: true })]);
+  const counters = new Counters(sab, cOff, cLen, stripes);
+  const dyn = new DynTable(sab, dOff, dLen, capacity);
+  const states = dyn.list(1_700_000_000_000);
+  assert.equal(states.length, 500, 'one state per flow, however the two threads raced');
+  assert.equal(counters.read(cfg.rules[1].slot).packets, 2 * n, 'every packet passed by rule 200');
+  const onStates = states.reduce((s, x) => s + x.packets, 0);
+  assert.ok(onStates >= 2 * n - 1000 && onStates <= 2 * n - 500, `state hits ${onStates}: all but the installing packets`);
+});

@@ -64,6 +64,10 @@ for (const compiled of [false, true]) {
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.SYN | TH.ACK, 1)), { now: t0 + 19_000 }), V_PASS, 'alive at 19 s');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 1)), { now: t0 + 19_100 });
     assert.equal(shared.dyn.list(t0 + 19_100)[0].remaining, 300, 'ACKs both ways: dyn_ack_lifetime');
+    // An ACK number going backwards (by sequence arithmetic) does not count as an ACK seen.
+    verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 0x80000001)), { now: t0 + 200_000 });
+    verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 1)), { now: t0 + 200_100 });
+    assert.equal(shared.dyn.list(t0 + 200_100)[0].remaining, 119, 'only the reply ACK counted: lifetime not extended');
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 2)), { now: t0 + 319_000 }), V_PASS, 'alive 299.9 s later');
     assert.equal(shared.dyn.list(t0 + 319_000)[0].remaining, 1, 'an ACK one way only does not extend the lifetime (ipfw needs both)');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 2)), { now: t0 + 319_050 });
@@ -188,12 +192,17 @@ test('a state-table lock held by a dead thread is taken over', () => {
   const dyn = new DynTable(sab, 8, bytes, 16);
   const shared = makeShared(16);
   const { ev } = build(cfg, true, { shared: { ...shared, dyn } });
-  // The lock word is the table's second header word; a thread id no process has is "dead".
-  const lockWord = new Int32Array(sab, 8, 2);
-  Atomics.store(lockWord, 1, 0x3ffffff0);
+  // The global lock is the table's second header word, the 64 bucket locks follow the 64-byte
+  // header, one per 64-byte line; a thread id no process has is "dead".
+  const header = new Int32Array(sab, 8, 2);
+  const bucketLocks = new Int32Array(sab, 8 + 64, 64 * 16);
+  Atomics.store(header, 1, 0x3ffffff0);
+  for (let k = 0; k < 64; k++) Atomics.store(bucketLocks, k * 16, 0x3ffffff0 - k);
   const t0 = Date.now();
-  assert.equal(verdict(ev, ip4(A, B, { kind: 'udp', sport: 1, dport: 2 })), V_PASS);
+  assert.equal(verdict(ev, ip4(A, B, { kind: 'udp', sport: 1, dport: 2 })), V_PASS, 'install: a bucket lock and the global lock taken over');
+  assert.equal(verdict(ev, ip4(B, A, { kind: 'udp', sport: 2, dport: 1 })), V_PASS, 'the reply finds the state');
   assert.ok(Date.now() - t0 < 2000, 'taken over promptly');
-  assert.equal(Atomics.load(lockWord, 1), 0, 'released after use');
-  assert.equal(dyn.list(1_000_000).length, 1);
+  assert.equal(Atomics.load(header, 1), 0, 'released after use');
+  assert.equal(dyn.list(1_000_000).length, 1, 'list takes every lock (the dead ones over)');
+  for (let k = 0; k < 64; k++) assert.equal(Atomics.load(bucketLocks, k * 16), 0);
 });

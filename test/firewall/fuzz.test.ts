@@ -102,7 +102,7 @@ function fuzzCase(seed: number): void {
     }
   };
   const kinds: Action['kind'][] = basicOnly
-    ? ['allow', 'deny', 'count', 'skipto', 'call', 'return', 'setdscp', 'pipe', 'queue', 'reject', 'unreach', 'reset', 'unreach6', 'reset6']
+    ? ['allow', 'deny', 'count', 'skipto', 'call', 'return', 'setdscp', 'pipe', 'queue', 'reject', 'unreach', 'reset', 'unreach6', 'reset6', 'check-state']
     : ['allow', 'deny', 'reject', 'unreach', 'unreach6', 'reset', 'reset6', 'count', 'count', 'skipto', 'skipto', 'call', 'return', 'check-state', 'setdscp', 'pipe', 'queue'];
   const numbers = Array.from({ length: 1 + int(25) }, () => 1 + int(2000)).sort((a, b) => a - b);
   const rules: Rule[] = numbers.map((number) => {
@@ -112,7 +112,7 @@ function fuzzCase(seed: number): void {
     const cmds: Cmd[] = [];
     if (chance(0.4)) cmds.push(c({ op: 'proto', proto: pick([6, 17]) }, { neg: chance(0.1), or: chance(0.1) })); // protocol runs
     for (let i = 0, n = int(5); i < n; i++) cmds.push(c(basicOnly ? basicBody() : body(), { neg: chance(0.2), or: chance(0.25) }));
-    if (!basicOnly && kind !== 'check-state' && chance(0.3)) {
+    if (kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
       if (cmds.length) cmds[cmds.length - 1].or = false;
       cmds.push(c({ op: 'probe-state', name }));
