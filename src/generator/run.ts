@@ -14,6 +14,7 @@ import type { GenConfig, WorkerJob } from './config.js';
 import { loadPortTypes } from './porttypes.js';
 import { nowMs } from './rate.js';
 import { runJob } from './job.js';
+import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
 
 export interface Output {
@@ -62,6 +63,8 @@ function verbOf(fn: GenConfig['fn']): string {
 export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<RunResult> {
   validateConfig(cfg);
   await loadPortTypes();
+  // a plugged-in VALE lookup is loaded before a send loop that never yields (an inline send runs here)
+  await prepareLookup(cfg.ifname);
   const main: Port = openPort(cfg.ifname);
   let mainOpen = true;
   const closeMain = (): void => { if (mainOpen) { mainOpen = false; main.close(); } };
