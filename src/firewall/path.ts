@@ -19,6 +19,7 @@ import * as L from '../memory/layout.js';
 import type { Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
 import { buildReply, REPLY_ICMP_UNREACH, REPLY_TCP_RST } from './reply.js';
+import { passSlot } from '../interfaces/bridge.js';
 import type { FirewallConfig, Settings } from './rule.js';
 
 /** Verdicts of Evaluator.check (engine.ts). */
@@ -192,7 +193,6 @@ export class FirewallPath {
         if (n > room) n = room;
         if (n > PATH_BURST) n = PATH_BURST;
         let j = rx.head, k = tx.head;
-        const txBuf = tx.bufSize;
         let verdict = V_PASS, inChain = false;
         for (let c = 0; c < n; c++) {
           const off = rx.slotBufOffset(j);
@@ -205,20 +205,7 @@ export class FirewallPath {
           }
           inChain = (rflags & L.NS_MOREFRAG) !== 0;
           if (verdict === V_PASS) {
-            if (zc) {
-              const idx = tx.slotBufIdx(k);
-              tx.setSlotBufIdx(k, rx.slotBufIdx(j));
-              rx.setSlotBufIdx(j, idx);
-              rx.setSlotFlags(j, rflags | L.NS_BUF_CHANGED);
-              tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG) | L.NS_BUF_CHANGED);
-              tx.setSlotLen(k, len);
-            } else {
-              const l = len > txBuf ? txBuf : len;
-              // short frames move as 16-bit words: a copyWithin call costs about 100 ns
-              sp.copy(tx.slotBufOffset(k), off, l, txBuf);
-              tx.setSlotLen(k, l);
-              tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG));
-            }
+            passSlot(rx, j, tx, k, zc, sp);
             k = tx.next(k);
             if (!inChain) stats.passed++;
           } else if (!inChain || verdict !== V_DENY) {

@@ -10,6 +10,7 @@ import * as L from '../memory/layout.js';
 import * as native from '../native/index.js';
 import { POLLIN, POLLOUT, type Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
+import type { AddressSpace } from '../memory/space.js';
 
 export const BRIDGE_MAX_BURST = 8192;
 export const BRIDGE_DEFAULT_BURST = 1024;
@@ -22,34 +23,42 @@ export interface BridgeOptions {
 }
 
 /**
+ * Hands slot `j` of RX ring `rx` to slot `k` of TX ring `tx`: swaps the two buffers (zero copy,
+ * NS_BUF_CHANGED on both) or copies the payload (short frames as 16-bit words, AddressSpace.copy);
+ * NS_MOREFRAG is carried over. The rings' head/cur are left to the caller.
+ */
+export function passSlot(rx: Ring, j: number, tx: Ring, k: number, zeroCopy: boolean, sp: AddressSpace): void {
+  const len = rx.slotLen(j);
+  const rflags = rx.slotFlags(j);
+  if (zeroCopy) {
+    const idx = tx.slotBufIdx(k);
+    tx.setSlotBufIdx(k, rx.slotBufIdx(j));
+    rx.setSlotBufIdx(j, idx);
+    rx.setSlotFlags(j, rflags | L.NS_BUF_CHANGED);
+    tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG) | L.NS_BUF_CHANGED);
+    tx.setSlotLen(k, len);
+  } else {
+    const room = tx.bufSize;
+    const l = len > room ? room : len;
+    sp.copy(tx.slotBufOffset(k), rx.slotBufOffset(j), l, room);
+    tx.setSlotLen(k, l);
+    tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG));
+  }
+}
+
+/**
  * Moves up to `limit` slots from RX ring `rx` to TX ring `tx` (zero copy: swap buffers). Returns
  * the number of slots moved; advances head/cur of both rings (no sync).
  */
-export function moveSlots(rx: Ring, tx: Ring, limit: number, zeroCopy: boolean, u8: Uint8Array): number {
+export function moveSlots(rx: Ring, tx: Ring, limit: number, zeroCopy: boolean, sp: AddressSpace): number {
   let m = rx.space();
   const room = tx.space();
   if (m > room) m = room;
   if (m > limit) m = limit;
   if (m <= 0) return 0;
   let j = rx.head, k = tx.head;
-  const txBuf = tx.bufSize;
   for (let n = 0; n < m; n++) {
-    const len = rx.slotLen(j);
-    const rflags = rx.slotFlags(j);
-    if (zeroCopy) {
-      const idx = tx.slotBufIdx(k);
-      tx.setSlotBufIdx(k, rx.slotBufIdx(j));
-      rx.setSlotBufIdx(j, idx);
-      rx.setSlotFlags(j, rflags | L.NS_BUF_CHANGED);
-      tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG) | L.NS_BUF_CHANGED);
-      tx.setSlotLen(k, len);
-    } else {
-      const l = len > txBuf ? txBuf : len;
-      const src = rx.slotBufOffset(j), dst = tx.slotBufOffset(k);
-      u8.copyWithin(dst, src, src + l);
-      tx.setSlotLen(k, l);
-      tx.setSlotFlags(k, (tx.slotFlags(k) & ~L.NS_MOREFRAG) | (rflags & L.NS_MOREFRAG));
-    }
+    passSlot(rx, j, tx, k, zeroCopy, sp);
     j = rx.next(j);
     k = tx.next(k);
   }
@@ -66,7 +75,7 @@ export class Bridge {
   /** Slots moved a -> b and b -> a. */
   forwardedAB = 0;
   forwardedBA = 0;
-  private readonly u8: Uint8Array;
+  private readonly sp: AddressSpace;
 
   constructor(a: Port, b: Port, opts: BridgeOptions = {}) {
     const burst = opts.burst ?? BRIDGE_DEFAULT_BURST;
@@ -78,7 +87,7 @@ export class Bridge {
     this.b = b;
     this.burst = burst;
     this.zeroCopy = (opts.zeroCopy ?? true) && a.memId === b.memId;
-    this.u8 = a.mem.u8;
+    this.sp = a.mem;
   }
 
   private forward(src: Port, dst: Port): number {
@@ -88,7 +97,7 @@ export class Bridge {
     for (let i = 0; i < rxs.length; i++) {
       const rx = rxs[i]!;
       for (let tries = 0; tries < txs.length && !rx.empty(); tries++) {
-        moved += moveSlots(rx, txs[t]!, this.burst, this.zeroCopy, this.u8);
+        moved += moveSlots(rx, txs[t]!, this.burst, this.zeroCopy, this.sp);
         if (!rx.empty()) t = t + 1 === txs.length ? 0 : t + 1;
       }
     }
