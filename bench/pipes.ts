@@ -9,6 +9,10 @@
  * unroll them: in V8 a loop's own overhead costs more than a slot's load or store.
  *
  *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--slots 1024]
+ *                            [--only process|thread|same-thread] [--batches 256,512] [--no-rtt]
+ *
+ * --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
+ * at one batch beside pkt-gen, to compare them in one run).
  *
  * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
  */
@@ -277,6 +281,12 @@ async function main(): Promise<void> {
   const spin = args.includes('--spin');
   const slotsArg = args.indexOf('--slots');
   const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
+  const onlyArg = args.indexOf('--only');
+  const only = onlyArg >= 0 ? args[onlyArg + 1] : undefined;
+  const batchesArg = args.indexOf('--batches');
+  const batches = batchesArg >= 0 ? args[batchesArg + 1]!.split(',').map(Number) : quick ? [1, 256] : [1, 32, 256, 512];
+  if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 4096)) throw new Error('--batches: integers 1..4096, comma-separated');
+  const rtt = !args.includes('--no-rtt');
   const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
   // remove the directory however the run ends (Ctrl-C, a closed pipe on stdout, ...)
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -284,13 +294,14 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => process.exit(0));
   let seq = 0;
   try {
-    for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+    for (const batch of only === undefined || only === 'same-thread' ? batches : []) {
       const r = await sameThread(dir, batch, Math.min(ms, 1000));
       emit({ metric: 'cpu_per_packet', mode: 'same-thread', batch, pkt_len: PKT_LEN, value: Number(r.cpuNs.toFixed(2)), unit: 'ns', mpps: Number(r.mpps.toFixed(2)), note: 'sender+receiver+both syncs in one thread' });
     }
     for (const mode of ['process', 'thread'] as const) {
+      if (only !== undefined && only !== mode) continue;
       const run = mode === 'process' ? inProcess : inThread;
-      for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+      for (const batch of batches) {
         const name = `bp${seq++}`;
         const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots });
         const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots });
@@ -307,7 +318,7 @@ async function main(): Promise<void> {
         emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
-      for (const blocking of [false, true]) {
+      for (const blocking of rtt ? [false, true] : []) {
         const name = `bp${seq++}`;
         const rounds = blocking ? 5000 : 20000;
         const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds });
