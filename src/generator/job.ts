@@ -1,7 +1,9 @@
 /** Runs one worker's share of a pkt-gen run on its own port handle. */
 import { openPort } from '../ports/port.js';
+import { CpuWaitMeter } from './cpuwait.js';
 import type { WorkerJob } from './config.js';
 import { pingLoop, pongLoop, rxLoop, txLoop, type LoopArgs } from './loops.js';
+import { S_RUN_DELAY_MS } from './stats.js';
 
 export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (line: string) => void, ready: () => void = () => {}): void {
   const fn = job.cfg.fn;
@@ -9,9 +11,12 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
   // A receiver never sends: its polls need not flush TX rings (netmap's NR_NO_TX_POLL).
   const receiveOnly = fn === 'rx' || fn === 'rxseq';
   const port = openPort(job.portName, { extraBuffers: needsTemplate ? 1 : 0, noTxPoll: receiveOnly });
+  // opened here, in the worker thread, so that it measures this thread
+  const cpuWait = new CpuWaitMeter();
+  const wait0 = cpuWait.sampleNs();
   try {
     ready();
-    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log };
+    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait };
     switch (fn) {
       case 'tx': txLoop(a, false); break;
       case 'txseq': txLoop(a, true); break;
@@ -21,6 +26,9 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
       case 'pong': pongLoop(a); break;
     }
   } finally {
+    const wait1 = cpuWait.sampleNs();
+    if (wait0 >= 0 && wait1 >= wait0) c[S_RUN_DELAY_MS] = (wait1 - wait0) / 1e6;
+    cpuWait.close();
     port.close();
   }
 }

@@ -19,6 +19,7 @@ import { FrameTemplate, PING_COUNTER_OFF, PING_MIN_FRAME, PING_TS_OFF, SEQ_OFF, 
 import { RateLimiter, clipBurst, nowMs } from './rate.js';
 import * as S from './stats.js';
 import { hexDump } from './dump.js';
+import type { CpuWaitMeter } from './cpuwait.js';
 import { fillConstant, slotAfter, sumLengths } from './slots.js';
 
 /** How long one poll may sleep before the stop flag is looked at again. */
@@ -27,6 +28,8 @@ const POLL_SLICE_MS = 100;
 const IDLE_EXIT_MS = 1000;
 /** How long tx waits at the end for the peer to take what is still in its rings. */
 const DRAIN_MS = 1000;
+/** rx: how often (at most) the thread's CPU wait is sampled, to find its longest stall. */
+const CPU_WAIT_SAMPLE_MS = 2;
 /** ping: how long to wait for the replies of one batch. */
 const PING_TIMEOUT_MS = 1000;
 
@@ -42,6 +45,8 @@ export interface LoopArgs {
   /** Seed for random addresses. */
   seed: number;
   log: (line: string) => void;
+  /** This thread's wait for a CPU (rx samples it to find its longest stall). */
+  cpuWait: CpuWaitMeter;
 }
 
 const SLOTS = L.RING_SLOTS;
@@ -110,7 +115,11 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   const filled = rings.map((r) => new Int32Array(r.numSlots).fill(-1));
   const limit = a.count;
   const burst = clipBurst(cfg.burst, a.rate);
-  const limiter = a.rate > 0 ? new RateLimiter(a.rate) : null;
+  // A late sender catches up at most half a ring at once (a burst at least): the receiver's ring
+  // (as large as ours by default) then still has room for what it already holds.
+  let minSlots = Infinity;
+  for (const r of rings) minSlots = Math.min(minSlots, r.numSlots);
+  const limiter = a.rate > 0 ? new RateLimiter(a.rate, Math.max(burst, Math.floor(minSlots / 2))) : null;
   let sent = 0, bytes = 0, events = 0, seq = 0;
   c[S.S_T_START] = nowMs();
   while (!stopped(stop) && (limit === 0 || sent < limit)) {
@@ -157,6 +166,7 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
     c[S.S_PKTS] = sent; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
     c[S.S_T_LAST] = nowMs();
   }
+  if (limiter !== null) { c[S.S_LATE_MAX_MS] = limiter.maxLateMs; c[S.S_SLIPPED] = limiter.slippedPackets; }
   // hand over the last batch and give the peer a moment to take it
   const drainUntil = nowMs() + DRAIN_MS;
   let pending = true;
@@ -185,11 +195,14 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   const burst = cfg.burst;
   let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
   const drops0 = rings.reduce((s, r) => s + r.drops, 0);
+  let lastWait = a.cpuWait.sampleNs(), lastWaitSample = nowMs();
   while (!stopped(stop) && (limit === 0 || got < limit)) {
     const rev = pollSpin(port, POLLIN, POLL_SLICE_MS, cfg.spinUs);
     checkPoll(rev, port);
     if ((rev & POLLIN) === 0) {
-      if (cfg.idleExit && lastPkt > 0 && nowMs() - lastPkt > IDLE_EXIT_MS) break;
+      // idle: restart the CPU-wait window, so that it covers only waits while traffic flows
+      lastWait = a.cpuWait.sampleNs(); lastWaitSample = nowMs();
+      if (cfg.idleExit && lastPkt > 0 && lastWaitSample - lastPkt > IDLE_EXIT_MS) break;
       continue;
     }
     for (let ri = 0; ri < rings.length; ri++) {
@@ -239,6 +252,12 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
       events++;
     }
     lastPkt = nowMs();
+    if (lastPkt - lastWaitSample >= CPU_WAIT_SAMPLE_MS) {
+      // the longest the receiver was kept from running (ready, but no CPU) between two samples
+      const w = a.cpuWait.sampleNs();
+      if (w >= 0 && lastWait >= 0) S.keepCpuWait(c, S.S_CPU_WAITS, (w - lastWait) / 1e6);
+      lastWait = w; lastWaitSample = lastPkt;
+    }
     c[S.S_PKTS] = got; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
     c[S.S_SEQ_GAPS] = gaps; c[S.S_SEQ_LOST] = lost; c[S.S_SEQ_OOO] = ooo;
     c[S.S_T_LAST] = lastPkt;
