@@ -29,10 +29,19 @@ function openUp(dir: string): void {
   }
 }
 
+/** The folder of package `name` that holds the file `entry` (its package.json names it). */
+function packageDir(entry: string, name: string): string {
+  for (let d = path.dirname(entry); d !== path.dirname(d); d = path.dirname(d)) {
+    const pj = path.join(d, 'package.json');
+    if (fs.existsSync(pj) && (JSON.parse(fs.readFileSync(pj, 'utf8')) as { name?: string }).name === name) return d;
+  }
+  throw new Error(`no package.json of ${name} above ${entry}`);
+}
+
 export function stageLibrary(): Staged {
   const srcDir = fileURLToPath(new URL('../../src/', import.meta.url));
   // koffi as this checkout resolves it (node_modules may be a symlink into another tree)
-  const koffiDir = path.dirname(createRequire(import.meta.url).resolve('koffi/package.json'));
+  const koffiDir = packageDir(createRequire(import.meta.url).resolve('koffi'), 'koffi');
   const dir = fs.mkdtempSync('/tmp/nmts-staged-');
   try {
     fs.cpSync(srcDir, path.join(dir, 'src'), { recursive: true, dereference: true });
