@@ -2,8 +2,9 @@
  * A copy of the compiled library that another user can load. Tests that run a child as an
  * unprivileged user (uid 65534) cannot import the library from the checkout when the checkout
  * lies in a private folder (a clone inside `mktemp -d`, mode 0700): the child would fail to read
- * it long before reaching what the test checks. This copies dist/src and the koffi package into
- * a fresh world-readable folder under /tmp, with directories 0755 and files 0644.
+ * it long before reaching what the test checks. This copies dist/src, the koffi package and its
+ * native module for this platform into a fresh world-readable folder under /tmp, with
+ * directories 0755 and files 0644.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -46,6 +47,11 @@ export function stageLibrary(): Staged {
   try {
     fs.cpSync(srcDir, path.join(dir, 'src'), { recursive: true, dereference: true });
     fs.cpSync(koffiDir, path.join(dir, 'node_modules', 'koffi'), { recursive: true, dereference: true });
+    // koffi's native module comes in a package of its own per platform (@koromix/koffi-<os>-<arch>)
+    const scope = path.join(path.dirname(koffiDir), '@koromix');
+    for (const p of fs.existsSync(scope) ? fs.readdirSync(scope) : []) {
+      if (p.startsWith(`koffi-${process.platform}-${process.arch}`)) fs.cpSync(path.join(scope, p), path.join(dir, 'node_modules', '@koromix', p), { recursive: true, dereference: true });
+    }
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type: 'module' }) + '\n');
     openUp(dir);
   } catch (e) {
