@@ -111,16 +111,27 @@ async function versusPipes(batch: number, rounds: number): Promise<void> {
     console.log(JSON.stringify({ bench: 'pkt-gen', case: 'pipe-vs-pipes-bench', round: k + 1, batch, pipes_bench_mpps: p, pktgen_mpps: Number(g.toFixed(2)), ratio: Number((g / p).toFixed(3)), pktgen_rx_avg_batch: Number(Number(rs.avg_batch).toFixed(1)) }));
   }
   const mp = median(pipes), mg = median(ours);
+  const bp = Math.max(...pipes), bg = Math.max(...ours);
+  // On a shared machine a round where either pair lost a core to another program is far slower
+  // (both pairs drop to ~10 Mpps when their two processes share one core): the medians and the
+  // best rounds are both given.
   console.log(JSON.stringify({
     bench: 'pkt-gen', case: 'pipe-vs-pipes-bench', metric: 'ratio', value: Number((mg / mp).toFixed(3)), unit: 'pkt-gen / pipes',
     batch, rounds, pipes_bench_mpps: mp, pktgen_mpps: Number(mg.toFixed(2)), target: 0.9,
+    best_pipes_bench_mpps: bp, best_pktgen_mpps: Number(bg.toFixed(2)), ratio_of_best: Number((bg / bp).toFixed(3)),
+    median_round_ratio: Number(median(ours.map((g, k) => g / pipes[k]!)).toFixed(3)),
     note: 'medians over alternating rounds; bench/pipes.ts two processes vs pkt-gen tx -> pkt-gen rx, 60-byte frames',
   }));
 }
 
 try {
   await versusPipes(BATCH, ROUNDS);
-  if (VS_PIPES_ONLY) process.exit(0);
+  if (!VS_PIPES_ONLY) await otherCases();
+} finally {
+  fs.rmSync(DIR, { recursive: true, force: true });
+}
+
+async function otherCases(): Promise<void> {
   await runCase('pipe-60B', 'netmap:bp{0', 'netmap:bp}0', 60, ['tx', 'rx'], 100);
   await runCase('pipe-1514B', 'netmap:bq{0', 'netmap:bq}0', 1514, ['tx', 'rx'], 100);
   await runCase('pipe-seq-60B', 'netmap:bs{0', 'netmap:bs}0', 60, ['txseq', 'rxseq'], 100);
@@ -131,8 +142,6 @@ try {
     console.log(JSON.stringify({ bench: 'pkt-gen', case: 'vale', skipped: 'src/switch is not in this build' }));
   }
   await vethCase(1_000_000);
-} finally {
-  fs.rmSync(DIR, { recursive: true, force: true });
 }
 
 async function vethCase(frames: number): Promise<void> {
