@@ -82,7 +82,8 @@ async function switchCounters(dir: string, sw: string): Promise<Map<string, Reco
 test('VALE persistent ports: 100k frames at 200 kpps all arrive (vale-ctl -s: 0 rx drops)', { skip: haveVale ? false : 'src/switch is not in this build', timeout: 60_000 }, async (t) => {
   const dir = freshDir('pace');
   const sw = 'valepace0';
-  const rate = 200_000, n = 100_000, slots = 1024;
+  const rate = 200_000, n = 100_000;
+  const { VALE_DEFAULT_SLOTS: slots } = await import('../../src/switch/control.js'); // the receive ring of pb
   try {
     for (const p of ['pa', 'pb']) {
       const c = await run(['vale-ctl', '-n', p], dir);
