@@ -32,12 +32,13 @@ interface Role {
   slots?: number;
 }
 
-interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number; cpuWaitMs?: number }
+interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number; cpuWaitMs?: number; threadCpuMs?: number }
 
-/** This thread's wait for a CPU so far (Linux run delay, ms), -1 where unknown. */
-function cpuWaitMs(): number {
-  try { return Number(fs.readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[1]) / 1e6; } catch { return -1; }
+/** Field k of this thread's schedstat, in ms (0: time on a CPU, 1: wait for a CPU); -1 where unknown. */
+function schedMs(k: number): number {
+  try { return Number(fs.readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[k]) / 1e6; } catch { return -1; }
 }
+const cpuWaitMs = (): number => schedMs(1);
 
 const PKT_LEN = 60;
 const END_LEN = 1;
@@ -90,6 +91,9 @@ async function runRole(r: Role): Promise<Result> {
   // how long this side was ready to run but had no CPU: a round that lost a core to another
   // program is not a figure of the code (bench/pktgen.ts leaves such rounds out)
   const waited = (): number => (wait0 < 0 ? -1 : cpuWaitMs() - wait0);
+  // this thread's own CPU time (no start-up, no other threads), comparable to pkt-gen's cpu_ms
+  const ran0 = schedMs(0);
+  const ran = (): number => (ran0 < 0 ? -1 : schedMs(0) - ran0);
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1${conf(r)}`);
@@ -122,7 +126,7 @@ async function runRole(r: Role): Promise<Result> {
     while (tx.txPending() && Date.now() - t0 < 5000) port.poll(nm.POLLOUT, 100);
     const cpu = cpuMs();
     port.close();
-    return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu, cpuWaitMs: waited() };
+    return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu, cpuWaitMs: waited(), threadCpuMs: ran() };
   }
   if (r.role === 'rx') {
     const port = nm.openPort(`netmap:${r.name}}1${conf(r)}`, { noTxPoll: true });
@@ -167,7 +171,7 @@ async function runRole(r: Role): Promise<Result> {
     const cpu = cpuMs();
     port.close();
     void probe;
-    return { packets: got, seconds: (end - start) / 1000, bytes, cpuMs: cpu, cpuWaitMs: waited() };
+    return { packets: got, seconds: (end - start) / 1000, bytes, cpuMs: cpu, cpuWaitMs: waited(), threadCpuMs: ran() };
   }
   // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
   const isPing = r.role === 'ping';
@@ -324,7 +328,10 @@ async function main(): Promise<void> {
         const cpu = mode === 'process'
           ? { tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)) }
           : { both_sides_cpu_ns_per_pkt: Number(Math.max(txCpuNs, rxCpuNs).toFixed(2)) };
-        const waits = mode === 'process' ? { tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)) } : {};
+        const waits = mode === 'process' ? {
+          tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)),
+          tx_thread_cpu_ms: Number((tr.threadCpuMs ?? -1).toFixed(3)), rx_thread_cpu_ms: Number((rr.threadCpuMs ?? -1).toFixed(3)),
+        } : {};
         emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }

@@ -82,7 +82,7 @@ async function runCase(name: string, tx: string, rx: string, size: number, fns: 
 }
 
 /** bench/pipes.ts's two-process throughput at one batch, run as its own process. */
-function pipesBench(batch: number): Promise<{ mpps: number; waitMs: number; seconds: number }> {
+function pipesBench(batch: number): Promise<{ mpps: number; waitMs: number; seconds: number; cpuNs: number }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [PIPES_BENCH, '--only', 'process', '--batches', String(batch), '--no-rtt', '--ms', String(SECONDS * 1000)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -91,8 +91,8 @@ function pipesBench(batch: number): Promise<{ mpps: number; waitMs: number; seco
       const line = out.split('\n').find((l) => l.includes('"metric":"throughput"'));
       if (code !== 0 || line === undefined) reject(new Error(`bench/pipes failed (${code}): ${out}`));
       else {
-        const o = JSON.parse(line) as { value: number; tx_cpu_wait_ms: number; rx_cpu_wait_ms: number; seconds: number };
-        resolve({ mpps: Number(o.value), waitMs: o.tx_cpu_wait_ms + o.rx_cpu_wait_ms, seconds: o.seconds });
+        const o = JSON.parse(line) as { value: number; tx_cpu_wait_ms: number; rx_cpu_wait_ms: number; seconds: number; packets: number; tx_thread_cpu_ms: number; rx_thread_cpu_ms: number };
+        resolve({ mpps: Number(o.value), waitMs: o.tx_cpu_wait_ms + o.rx_cpu_wait_ms, seconds: o.seconds, cpuNs: (Math.max(o.tx_thread_cpu_ms, o.rx_thread_cpu_ms) * 1e6) / o.packets });
       }
     });
   });
@@ -117,11 +117,14 @@ async function versusPipes(batch: number, rounds: number): Promise<void> {
     const { ts, rs } = await runPair(`netmap:bv${k}{1`, `netmap:bv${k}}1`, 60, ['tx', 'rx'], ['-b', String(batch)]);
     const g = Number(rs.pps) / 1e6;
     const gWait = Number(ts.cpu_wait_ms) + Number(rs.cpu_wait_ms);
+    // CPU time per packet of the busier side: what the pair costs whatever else ran
+    const gCpuNs = (Math.max(Number(ts.cpu_ms), Number(rs.cpu_ms)) * 1e6) / Number(rs.packets);
     const clean = p.waitMs >= 0 && p.waitMs < CLEAN_WAIT * 2 * 1000 * p.seconds && gWait >= 0 && gWait < CLEAN_WAIT * 2 * 1000 * Number(rs.seconds);
     all.push({ p: p.mpps, g, clean });
     console.log(JSON.stringify({
       bench: 'pkt-gen', case: 'pipe-vs-pipes-bench', round: k + 1, batch, pipes_bench_mpps: p.mpps, pktgen_mpps: Number(g.toFixed(2)), ratio: Number((g / p.mpps).toFixed(3)),
-      pipes_cpu_wait_ms: Number(p.waitMs.toFixed(1)), pktgen_cpu_wait_ms: Number(gWait.toFixed(1)), clean, pktgen_rx_avg_batch: Number(Number(rs.avg_batch).toFixed(1)),
+      pipes_cpu_wait_ms: Number(p.waitMs.toFixed(1)), pktgen_cpu_wait_ms: Number(gWait.toFixed(1)), clean,
+      pipes_busier_side_cpu_ns_per_pkt: Number(p.cpuNs.toFixed(2)), pktgen_busier_side_cpu_ns_per_pkt: Number(gCpuNs.toFixed(2)), pktgen_rx_avg_batch: Number(Number(rs.avg_batch).toFixed(1)),
     }));
   }
   const clean = all.filter((r) => r.clean);

@@ -4,6 +4,9 @@
  * receiver that fell behind because the machine was busy (other programs had the CPUs) can be
  * told from one that was too slow or a sender that was too bursty.
  *
+ * It also gives the thread's own CPU time (first field), which pkt-gen reports as `cpu_ms`: the
+ * cost of the run whatever else the machine was doing.
+ *
  * The file is opened once, by the thread to be measured (thread-self is resolved at open), and
  * re-read in place (pread at offset 0, about 8 µs): no allocation per sample.
  */
@@ -26,14 +29,25 @@ export class CpuWaitMeter {
 
   /** Total run delay of this thread so far (ns), or -1 when unavailable. */
   sampleNs(): number {
+    return this.field(1);
+  }
+
+  /** Total time this thread has run on a CPU so far (ns), or -1 when unavailable. */
+  onCpuNs(): number {
+    return this.field(0);
+  }
+
+  /** Field k of "<on-cpu ns> <run-delay ns> <timeslices>\n". */
+  private field(k: number): number {
     if (this.fd < 0) return -1;
     let n: number;
     try { n = fs.readSync(this.fd, this.buf, 0, this.buf.length, 0); } catch { return -1; }
-    // "<on-cpu ns> <run-delay ns> <timeslices>\n": skip the first number, parse the second
     const b = this.buf;
     let i = 0;
-    while (i < n && b[i] !== 0x20) i++;
-    i++;
+    for (let skip = 0; skip < k; skip++) {
+      while (i < n && b[i] !== 0x20) i++;
+      i++;
+    }
     let v = 0, digits = 0;
     for (; i < n; i++) {
       const d = b[i]! - 0x30;

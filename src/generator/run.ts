@@ -204,7 +204,7 @@ function printSummary(cfg: GenConfig, io: Output, s: S.Summary, t: S.Totals, rin
       type: 'summary', function: cfg.fn, interface: cfg.ifname, threads: cfg.threads, queues: rings,
       verb: s.verb, packets: s.packets, bytes: s.bytes, events: s.events, size: s.size, seconds: s.seconds,
       pps: s.pps, bps: s.bps, raw_bps: s.rawBps, avg_batch: s.avgBatch, drops: t.drops,
-      cpu_wait_ms: round3(t.runDelayMs),
+      cpu_ms: round3(t.onCpuMs), cpu_wait_ms: round3(t.runDelayMs),
     };
     if (cfg.fn === 'rx' || cfg.fn === 'rxseq') Object.assign(o, { cpu_waits_ms: t.cpuWaitsMs.map(round3) });
     if (cfg.rate > 0 && (cfg.fn === 'tx' || cfg.fn === 'txseq')) Object.assign(o, { late_max_ms: round3(t.lateMaxMs), schedule_slipped: t.slipped });

@@ -36,6 +36,8 @@ export const S_RUN_DELAY_MS = 19;
  */
 export const S_CPU_WAITS = 20;
 export const CPU_WAITS_KEPT = 8;
+/** Time (ms) the worker thread ran on a CPU (schedstat), from opening its port to closing it. */
+export const S_ON_CPU_MS = 28;
 export const STATS_WORDS = 32;
 
 export const SPACE_UNSET = 1e12;
@@ -67,6 +69,7 @@ export interface Totals {
   lateMaxMs: number;
   slipped: number;
   runDelayMs: number;
+  onCpuMs: number;
   /** The longest CPU waits of the workers (ms, descending, at most CPU_WAITS_KEPT). */
   cpuWaitsMs: number[];
   /** Seconds between the first start and the last end of the workers. */
@@ -75,14 +78,14 @@ export interface Totals {
 
 /** Sums the counters of `n` workers. */
 export function totals(c: Float64Array, n: number): Totals {
-  const t: Totals = { pkts: 0, bytes: 0, events: 0, drops: 0, seqGaps: 0, seqLost: 0, seqOoo: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, txPkts: 0, lateMaxMs: 0, slipped: 0, runDelayMs: 0, cpuWaitsMs: [], seconds: 0 };
+  const t: Totals = { pkts: 0, bytes: 0, events: 0, drops: 0, seqGaps: 0, seqLost: 0, seqOoo: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, txPkts: 0, lateMaxMs: 0, slipped: 0, runDelayMs: 0, onCpuMs: 0, cpuWaitsMs: [], seconds: 0 };
   let t0 = Infinity, t1 = 0;
   for (let w = 0; w < n; w++) {
     const b = w * STATS_WORDS;
     t.pkts += c[b + S_PKTS]!; t.bytes += c[b + S_BYTES]!; t.events += c[b + S_EVENTS]!; t.drops += c[b + S_DROPS]!;
     t.seqGaps += c[b + S_SEQ_GAPS]!; t.seqLost += c[b + S_SEQ_LOST]!; t.seqOoo += c[b + S_SEQ_OOO]!;
     t.rttCount += c[b + S_RTT_COUNT]!; t.rttSum += c[b + S_RTT_SUM]!; t.txPkts += c[b + S_TX_PKTS]!;
-    t.lateMaxMs = Math.max(t.lateMaxMs, c[b + S_LATE_MAX_MS]!); t.slipped += c[b + S_SLIPPED]!; t.runDelayMs += c[b + S_RUN_DELAY_MS]!;
+    t.lateMaxMs = Math.max(t.lateMaxMs, c[b + S_LATE_MAX_MS]!); t.slipped += c[b + S_SLIPPED]!; t.runDelayMs += c[b + S_RUN_DELAY_MS]!; t.onCpuMs += c[b + S_ON_CPU_MS]!;
     for (let k = 0; k < CPU_WAITS_KEPT; k++) if (c[b + S_CPU_WAITS + k]! > 0) t.cpuWaitsMs.push(c[b + S_CPU_WAITS + k]!);
     if (c[b + S_RTT_COUNT]! > 0) { t.rttMin = Math.min(t.rttMin, c[b + S_RTT_MIN]!); t.rttMax = Math.max(t.rttMax, c[b + S_RTT_MAX]!); }
     if (c[b + S_T_START]! > 0) {
