@@ -43,9 +43,18 @@ export function clipBurst(burst: number, pps: number): number {
   return Math.max(1, Math.min(burst, Math.floor(pps / 300)));
 }
 
+/** The time source of a RateLimiter: performance.now() and sleepUntil(), or a test's own. */
+export interface Clock {
+  now(): number;
+  sleepUntil(until: number): void;
+}
+
+const realClock: Clock = { now: () => performance.now(), sleepUntil };
+
 export class RateLimiter {
-  /** When the next batch is due (performance.now() ms); NaN before the first. */
+  /** When the next batch is due (clock ms); NaN before the first. */
   private due = NaN;
+  private readonly clock: Clock;
   private readonly perPacketMs: number;
   private readonly maxBacklogMs: number;
   /** How far the schedule moved forward (in packets' time) because the sender fell too far behind. */
@@ -57,15 +66,16 @@ export class RateLimiter {
    * `pps` > 0; `maxBacklog` (packets, at least 1): the most a late sender sends beyond its
    * schedule at once.
    */
-  constructor(pps: number, maxBacklog: number) {
+  constructor(pps: number, maxBacklog: number, clock: Clock = realClock) {
     assert(pps > 0 && maxBacklog >= 1, 'RateLimiter: pps > 0 and maxBacklog >= 1');
+    this.clock = clock;
     this.perPacketMs = 1000 / pps;
     this.maxBacklogMs = maxBacklog * this.perPacketMs;
   }
 
   /** Waits until the next `n` packets are due, then books them. */
   take(n: number): void {
-    const now = performance.now();
+    const now = this.clock.now();
     if (Number.isNaN(this.due)) this.due = now;
     const late = now - this.due;
     if (late > 0) {
@@ -76,7 +86,7 @@ export class RateLimiter {
         this.due = now - this.maxBacklogMs;
       }
     } else {
-      sleepUntil(this.due);
+      this.clock.sleepUntil(this.due);
     }
     this.due += n * this.perPacketMs;
   }
