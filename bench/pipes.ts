@@ -9,6 +9,10 @@
  * unroll them: in V8 a loop's own overhead costs more than a slot's load or store.
  *
  *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--slots 1024]
+ *                            [--only process|thread|same-thread] [--batches 256,512] [--no-rtt]
+ *
+ * --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
+ * at one batch beside pkt-gen, to compare them in one run).
  *
  * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
  */
@@ -28,7 +32,13 @@ interface Role {
   slots?: number;
 }
 
-interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number }
+interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number; cpuWaitMs?: number; threadCpuMs?: number }
+
+/** Field k of this thread's schedstat, in ms (0: time on a CPU, 1: wait for a CPU); -1 where unknown. */
+function schedMs(k: number): number {
+  try { return Number(fs.readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[k]) / 1e6; } catch { return -1; }
+}
+const cpuWaitMs = (): number => schedMs(1);
 
 const PKT_LEN = 60;
 const END_LEN = 1;
@@ -77,6 +87,13 @@ async function runRole(r: Role): Promise<Result> {
   await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
   const cpu0 = process.cpuUsage();
+  const wait0 = cpuWaitMs();
+  // how long this side was ready to run but had no CPU: a round that lost a core to another
+  // program is not a figure of the code (bench/pktgen.ts leaves such rounds out)
+  const waited = (): number => (wait0 < 0 ? -1 : cpuWaitMs() - wait0);
+  // this thread's own CPU time (no start-up, no other threads), comparable to pkt-gen's cpu_ms
+  const ran0 = schedMs(0);
+  const ran = (): number => (ran0 < 0 ? -1 : schedMs(0) - ran0);
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1${conf(r)}`);
@@ -109,7 +126,7 @@ async function runRole(r: Role): Promise<Result> {
     while (tx.txPending() && Date.now() - t0 < 5000) port.poll(nm.POLLOUT, 100);
     const cpu = cpuMs();
     port.close();
-    return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu };
+    return { packets: sent, seconds: 0, bytes: 0, cpuMs: cpu, cpuWaitMs: waited(), threadCpuMs: ran() };
   }
   if (r.role === 'rx') {
     const port = nm.openPort(`netmap:${r.name}}1${conf(r)}`, { noTxPoll: true });
@@ -154,7 +171,7 @@ async function runRole(r: Role): Promise<Result> {
     const cpu = cpuMs();
     port.close();
     void probe;
-    return { packets: got, seconds: (end - start) / 1000, bytes, cpuMs: cpu };
+    return { packets: got, seconds: (end - start) / 1000, bytes, cpuMs: cpu, cpuWaitMs: waited(), threadCpuMs: ran() };
   }
   // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
   const isPing = r.role === 'ping';
@@ -277,6 +294,12 @@ async function main(): Promise<void> {
   const spin = args.includes('--spin');
   const slotsArg = args.indexOf('--slots');
   const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
+  const onlyArg = args.indexOf('--only');
+  const only = onlyArg >= 0 ? args[onlyArg + 1] : undefined;
+  const batchesArg = args.indexOf('--batches');
+  const batches = batchesArg >= 0 ? args[batchesArg + 1]!.split(',').map(Number) : quick ? [1, 256] : [1, 32, 256, 512];
+  if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 4096)) throw new Error('--batches: integers 1..4096, comma-separated');
+  const rtt = !args.includes('--no-rtt');
   const dir = fs.mkdtempSync('/dev/shm/nmts-bench-pipes-');
   // remove the directory however the run ends (Ctrl-C, a closed pipe on stdout, ...)
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -284,13 +307,14 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => process.exit(0));
   let seq = 0;
   try {
-    for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+    for (const batch of only === undefined || only === 'same-thread' ? batches : []) {
       const r = await sameThread(dir, batch, Math.min(ms, 1000));
       emit({ metric: 'cpu_per_packet', mode: 'same-thread', batch, pkt_len: PKT_LEN, value: Number(r.cpuNs.toFixed(2)), unit: 'ns', mpps: Number(r.mpps.toFixed(2)), note: 'sender+receiver+both syncs in one thread' });
     }
     for (const mode of ['process', 'thread'] as const) {
+      if (only !== undefined && only !== mode) continue;
       const run = mode === 'process' ? inProcess : inThread;
-      for (const batch of quick ? [1, 256] : [1, 32, 256, 512]) {
+      for (const batch of batches) {
         const name = `bp${seq++}`;
         const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots });
         const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots });
@@ -304,10 +328,14 @@ async function main(): Promise<void> {
         const cpu = mode === 'process'
           ? { tx_cpu_ns_per_pkt: Number(txCpuNs.toFixed(2)), rx_cpu_ns_per_pkt: Number(rxCpuNs.toFixed(2)) }
           : { both_sides_cpu_ns_per_pkt: Number(Math.max(txCpuNs, rxCpuNs).toFixed(2)) };
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, wait: spin ? 'busy' : 'poll' });
+        const waits = mode === 'process' ? {
+          tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)),
+          tx_thread_cpu_ms: Number((tr.threadCpuMs ?? -1).toFixed(3)), rx_thread_cpu_ms: Number((rr.threadCpuMs ?? -1).toFixed(3)),
+        } : {};
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
-      for (const blocking of [false, true]) {
+      for (const blocking of rtt ? [false, true] : []) {
         const name = `bp${seq++}`;
         const rounds = blocking ? 5000 : 20000;
         const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds });

@@ -1,8 +1,15 @@
 /**
  * The main job (`npm start`): pkt-gen rx and pkt-gen tx as two processes across a fresh VALE
- * switch for a few seconds, printing their rates. Needs no root, no NIC, no configuration: the
- * switch (`valedemo<pid>`) and its two ephemeral ports appear on first open and disappear when
- * the processes close them. Falls back to a netmap pipe when the build has no VALE switch.
+ * switch, printing their rates, in two parts:
+ *  1. unpaced: the sender's top speed. The receiver takes what it can; on VALE the switch drops
+ *     what does not fit in the receiver's ring (as netmap's does), so this part reports drops
+ *     and says so;
+ *  2. paced (pkt-gen -R): starting from 90% of what the receiver took unpaced, a few short runs,
+ *     each 30% slower than the last one that lost frames, until one loses none: the highest
+ *     lossless rate found.
+ * Needs no root, no NIC, no configuration: the switch (`valedemo<pid>`) and its two ephemeral
+ * ports appear on first open and disappear when the processes close them. Falls back to a netmap
+ * pipe when the build has no VALE switch (a pipe never drops: part 2 is then skipped).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -78,44 +85,100 @@ function summaryText(o: Record<string, number | string>): string {
   return S.formatSummary(s, true);
 }
 
-export async function runDemo(opts: DemoOptions): Promise<number> {
+/** What one tx -> rx run measured. */
+interface RunFigures {
+  txPps: number;
+  rxPps: number;
+  sent: number;
+  received: number;
+  drops: number;
+  consistent: boolean;
+  tx: Record<string, number | string>;
+  rx: Record<string, number | string>;
+}
+
+/** Paced runs tried at most (each 30% slower than the one before). */
+const PACED_TRIES = 4;
+const PACED_START = 0.9;
+const PACED_STEP = 0.7;
+/** Length of one paced run: long enough for many ring-fulls even at the lowest rate tried. */
+const PACED_SECONDS = 0.6;
+
+/** One pkt-gen rx + pkt-gen tx run; null (after printing why) when a process failed. */
+async function runOnce(txName: string, rxName: string, opts: DemoOptions, seconds: number, rate: number, verbose: boolean): Promise<RunFigures | null> {
   const { out } = opts;
-  if (!(opts.seconds > 0 && opts.seconds <= 60)) fail('EINVAL', `demo duration ${opts.seconds} s is out of range (0..60]`);
-  const types = await loadPortTypes();
-  const tag = process.pid.toString(36);
-  let txName: string, rxName: string, medium: string;
-  if (types.includes('switch') && opts.pipe !== true) {
-    const sw = `valedemo${tag}`;
-    txName = `${sw}:tx`; rxName = `${sw}:rx`; medium = `VALE switch ${sw}`;
-  } else {
-    txName = `netmap:demo${tag}{0`; rxName = `netmap:demo${tag}}0`; medium = `netmap pipe demo${tag}${types.includes('switch') ? '' : ' (VALE is not in this build)'}`;
-  }
-  out(`netmap-ts demo: pkt-gen tx -> ${medium} -> pkt-gen rx, ${opts.seconds} s, ${opts.size}-byte frames\n`);
-  const rx = startChild('rx', ['-i', rxName, '-f', 'rx', '-T', '1000'], out);
+  const quiet = (): void => {};
+  const rx = startChild('rx', ['-i', rxName, '-f', 'rx', '-T', verbose ? '1000' : '0'], verbose ? out : quiet);
   let tx: Child | null = null;
   try {
     await withTimeout(rx.started, CHILD_TIMEOUT_MS, 'pkt-gen rx to start');
-    out(`  rx  listening on ${rxName} (pid ${rx.proc.pid})\n`);
-    tx = startChild('tx', ['-i', txName, '-f', 'tx', '-l', String(opts.size), '-T', '1000'], out);
+    if (verbose) out(`  rx  listening on ${rxName} (pid ${rx.proc.pid})\n`);
+    const txArgs = ['-i', txName, '-f', 'tx', '-l', String(opts.size), '-T', verbose ? '1000' : '0'];
+    if (rate > 0) txArgs.push('-R', String(Math.round(rate)));
+    tx = startChild('tx', txArgs, verbose ? out : quiet);
     await withTimeout(tx.started, CHILD_TIMEOUT_MS, 'pkt-gen tx to start');
-    out(`  tx  sending on ${txName} (pid ${tx.proc.pid})\n`);
-    await Promise.race([new Promise((r) => setTimeout(r, opts.seconds * 1000)), tx.exited]);
+    if (verbose) out(`  tx  sending on ${txName} (pid ${tx.proc.pid})\n`);
+    await Promise.race([new Promise((r) => setTimeout(r, seconds * 1000)), tx.exited]);
     const txStatus = await stopChild(tx);
     await new Promise((r) => setTimeout(r, 300)); // let rx take what is still in its ring
     const rxStatus = await stopChild(rx);
     if (txStatus !== 0 || rxStatus !== 0 || tx.summary === null || rx.summary === null) {
       out(`demo: failed (tx status ${txStatus}, rx status ${rxStatus})\n${[...tx.stderr, ...rx.stderr].join('\n')}\n`);
-      return 1;
+      return null;
     }
-    out('\npkt-gen tx:\n' + summaryText(tx.summary));
-    out('\npkt-gen rx:\n' + summaryText(rx.summary));
-    const sent = Number(tx.summary.packets), got = Number(rx.summary.packets), drops = Number(rx.summary.drops) + Number(tx.summary.drops);
-    const balanced = sent === got + drops;
-    out(`\ndemo: tx ${S.norm(Number(tx.summary.pps), true)}pps, rx ${S.norm(Number(rx.summary.pps), true)}pps over ${medium}; ` +
-      `sent ${sent} = received ${got} + dropped ${drops}: ${balanced ? 'consistent' : 'INCONSISTENT'}\n`);
-    return balanced ? 0 : 1;
+    const sent = Number(tx.summary.packets), received = Number(rx.summary.packets), drops = Number(rx.summary.drops) + Number(tx.summary.drops);
+    return {
+      txPps: Number(tx.summary.pps), rxPps: Number(rx.summary.pps), sent, received, drops,
+      consistent: sent === received + drops, tx: tx.summary, rx: rx.summary,
+    };
   } finally {
     if (tx !== null && tx.proc.exitCode === null && tx.proc.signalCode === null) tx.proc.kill('SIGKILL');
     if (rx.proc.exitCode === null && rx.proc.signalCode === null) rx.proc.kill('SIGKILL');
   }
+}
+
+const pps = (x: number): string => `${S.norm(x, true)}pps`;
+const pct = (part: number, whole: number): string => `${whole > 0 ? ((100 * part) / whole).toFixed(1) : '0.0'}%`;
+
+export async function runDemo(opts: DemoOptions): Promise<number> {
+  const { out } = opts;
+  if (!(opts.seconds > 0 && opts.seconds <= 60)) fail('EINVAL', `demo duration ${opts.seconds} s is out of range (0..60]`);
+  const types = await loadPortTypes();
+  const tag = process.pid.toString(36);
+  const vale = types.includes('switch') && opts.pipe !== true;
+  // a fresh switch (or pipe) per run: ephemeral ports vanish with their processes
+  const names = (k: number): { tx: string; rx: string; medium: string } => vale
+    ? { tx: `valedemo${tag}${k}:tx`, rx: `valedemo${tag}${k}:rx`, medium: `VALE switch valedemo${tag}${k}` }
+    : { tx: `netmap:demo${tag}{${k}`, rx: `netmap:demo${tag}}${k}`, medium: `netmap pipe demo${tag}${types.includes('switch') ? '' : ' (VALE is not in this build)'}` };
+  const first = names(0);
+  out(`netmap-ts demo: pkt-gen tx -> ${first.medium} -> pkt-gen rx, ${opts.size}-byte frames\n`);
+  out(`\n1. unpaced, ${opts.seconds} s: the sender's top speed. ${vale
+    ? 'The receiver takes what it can; the switch drops what does not fit in its ring (as netmap\'s VALE does).'
+    : 'A pipe never drops: the sender waits for the receiver.'}\n`);
+  const u = await runOnce(first.tx, first.rx, opts, opts.seconds, 0, true);
+  if (u === null) return 1;
+  out('\npkt-gen tx:\n' + summaryText(u.tx));
+  out('\npkt-gen rx:\n' + summaryText(u.rx));
+  out(`\nunpaced: tx ${pps(u.txPps)}, rx ${pps(u.rxPps)}; sent ${u.sent} = received ${u.received} + dropped ${u.drops} (${pct(u.drops, u.sent)}): ${u.consistent ? 'consistent' : 'INCONSISTENT'}\n`);
+  let consistent = u.consistent;
+  let lossless = 0, losslessRx = 0;
+  if (vale && u.rxPps > 0) {
+    const secs = Math.min(PACED_SECONDS, opts.seconds);
+    out(`\n2. paced (pkt-gen -R), ${secs} s each: the highest rate the receiver keeps up with, from ${Math.round(PACED_START * 100)}% of what it took unpaced, ${Math.round((1 - PACED_STEP) * 100)}% lower after a loss\n`);
+    let rate = Math.floor(u.rxPps * PACED_START);
+    for (let k = 1; k <= PACED_TRIES && lossless === 0; k++, rate = Math.floor(rate * PACED_STEP)) {
+      const nm = names(k);
+      const p = await runOnce(nm.tx, nm.rx, opts, secs, rate, false);
+      if (p === null) return 1;
+      consistent &&= p.consistent;
+      out(`  -R ${pps(rate)}: tx ${pps(p.txPps)}, rx ${pps(p.rxPps)}; sent ${p.sent} = received ${p.received} + dropped ${p.drops}${p.consistent ? '' : ' INCONSISTENT'}${p.drops === 0 ? ': lossless' : ''}\n`);
+      if (p.drops === 0 && p.sent > 0) { lossless = rate; losslessRx = p.rxPps; }
+    }
+  }
+  const paced = !vale ? '' : lossless > 0
+    ? `; paced: lossless at -R ${pps(lossless)} (rx ${pps(losslessRx)})`
+    : `; paced: no lossless rate found in ${PACED_TRIES} tries (a busy machine?)`;
+  out(`\ndemo: unpaced maximum tx ${pps(u.txPps)}, rx ${pps(u.rxPps)} over ${first.medium} (${pct(u.drops, u.sent)} dropped)${paced}; ` +
+    `every run: sent = received + dropped: ${consistent ? 'consistent' : 'INCONSISTENT'}\n`);
+  return consistent ? 0 : 1;
 }

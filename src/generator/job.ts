@@ -1,15 +1,22 @@
 /** Runs one worker's share of a pkt-gen run on its own port handle. */
 import { openPort } from '../ports/port.js';
+import { CpuWaitMeter } from './cpuwait.js';
 import type { WorkerJob } from './config.js';
 import { pingLoop, pongLoop, rxLoop, txLoop, type LoopArgs } from './loops.js';
+import { S_ON_CPU_MS, S_RUN_DELAY_MS } from './stats.js';
 
 export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (line: string) => void, ready: () => void = () => {}): void {
   const fn = job.cfg.fn;
   const needsTemplate = fn === 'tx' || fn === 'txseq' || fn === 'ping';
-  const port = openPort(job.portName, { extraBuffers: needsTemplate ? 1 : 0 });
+  // A receiver never sends: its polls need not flush TX rings (netmap's NR_NO_TX_POLL).
+  const receiveOnly = fn === 'rx' || fn === 'rxseq';
+  const port = openPort(job.portName, { extraBuffers: needsTemplate ? 1 : 0, noTxPoll: receiveOnly });
+  // opened here, in the worker thread, so that it measures this thread
+  const cpuWait = new CpuWaitMeter();
+  const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();
   try {
     ready();
-    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log };
+    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait };
     switch (fn) {
       case 'tx': txLoop(a, false); break;
       case 'txseq': txLoop(a, true); break;
@@ -19,6 +26,11 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
       case 'pong': pongLoop(a); break;
     }
   } finally {
+    const wait1 = cpuWait.sampleNs();
+    if (wait0 >= 0 && wait1 >= wait0) c[S_RUN_DELAY_MS] = (wait1 - wait0) / 1e6;
+    const ran1 = cpuWait.onCpuNs();
+    if (ran0 >= 0 && ran1 >= ran0) c[S_ON_CPU_MS] = (ran1 - ran0) / 1e6;
+    cpuWait.close();
     port.close();
   }
 }

@@ -19,6 +19,8 @@ import { FrameTemplate, PING_COUNTER_OFF, PING_MIN_FRAME, PING_TS_OFF, SEQ_OFF, 
 import { RateLimiter, clipBurst, nowMs } from './rate.js';
 import * as S from './stats.js';
 import { hexDump } from './dump.js';
+import type { CpuWaitMeter } from './cpuwait.js';
+import { fillConstant, slotAfter, sumLengths } from './slots.js';
 
 /** How long one poll may sleep before the stop flag is looked at again. */
 const POLL_SLICE_MS = 100;
@@ -26,6 +28,8 @@ const POLL_SLICE_MS = 100;
 const IDLE_EXIT_MS = 1000;
 /** How long tx waits at the end for the peer to take what is still in its rings. */
 const DRAIN_MS = 1000;
+/** rx: how often (at most) the thread's CPU wait is sampled, to find its longest stall. */
+const CPU_WAIT_SAMPLE_MS = 2;
 /** ping: how long to wait for the replies of one batch. */
 const PING_TIMEOUT_MS = 1000;
 
@@ -41,6 +45,8 @@ export interface LoopArgs {
   /** Seed for random addresses. */
   seed: number;
   log: (line: string) => void;
+  /** This thread's wait for a CPU (rx samples it to find its longest stall). */
+  cpuWait: CpuWaitMeter;
 }
 
 const SLOTS = L.RING_SLOTS;
@@ -99,6 +105,8 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   });
   const walker = new AddrWalker(cfg.src, cfg.dst, cfg.randomSrc, cfg.randomDst, a.seed);
   const patchAddr = walker.varies;
+  // nothing changes from one frame to the next: buffers are filled once, then only lengths set
+  const constant = !patchAddr && !withSeq;
   const addrSum = sumOfAddrs(cfg.src.ipStart, cfg.dst.ipStart, cfg.src.port0, cfg.dst.port0);
   const tplAt = placeTemplate(port, tpl);
   const tplEnd = tplAt + size;
@@ -107,8 +115,12 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   const filled = rings.map((r) => new Int32Array(r.numSlots).fill(-1));
   const limit = a.count;
   const burst = clipBurst(cfg.burst, a.rate);
-  const limiter = a.rate > 0 ? new RateLimiter(a.rate) : null;
-  let sent = 0, bytes = 0, events = 0, seq = 0;
+  // A late sender catches up at most half a ring at once (a burst at least): the receiver's ring
+  // (as large as ours by default) then still has room for what it already holds.
+  let minSlots = Infinity;
+  for (const r of rings) minSlots = Math.min(minSlots, r.numSlots);
+  const limiter = a.rate > 0 ? new RateLimiter(a.rate, Math.max(burst, Math.floor(minSlots / 2))) : null;
+  let sent = 0, bytes = 0, events = 0, seq = 0, lastFull = false;
   c[S.S_T_START] = nowMs();
   while (!stopped(stop) && (limit === 0 || sent < limit)) {
     const want = limit === 0 ? burst : Math.min(burst, limit - sent);
@@ -126,7 +138,8 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
       const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2, bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
       const fill = filled[ri]!;
       let i = r.head;
-      for (let k = 0; k < n; k++) {
+      if (constant) i = fillConstant(u8, u32, sw, ns, i, n, fill, bufBase, bsz, nb, tplAt, size);
+      else for (let k = 0; k < n; k++) {
         const w = sw + 4 * i;
         let idx = u32[w]!;
         if (idx >= nb) idx = 0;
@@ -151,8 +164,14 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
       events++;
     }
     c[S.S_PKTS] = sent; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
-    c[S.S_T_LAST] = nowMs();
+    // The time of the last batch, for the summary. At pipe speed a batch takes a few µs and a
+    // clock read 60 ns: read it when the rings filled up (a peer that stops taking packets
+    // leaves the exact time of the last batch) and every 64th batch; at the end, below.
+    lastFull = left === 0;
+    if (!lastFull || (events & 63) === 0) c[S.S_T_LAST] = nowMs();
   }
+  if (lastFull) c[S.S_T_LAST] = nowMs(); // stopped (count, signal) while the peer was taking
+  if (limiter !== null) { c[S.S_LATE_MAX_MS] = limiter.maxLateMs; c[S.S_SLIPPED] = limiter.slippedPackets; }
   // hand over the last batch and give the peer a moment to take it
   const drainUntil = nowMs() + DRAIN_MS;
   let pending = true;
@@ -181,18 +200,23 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   const burst = cfg.burst;
   let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
   const drops0 = rings.reduce((s, r) => s + r.drops, 0);
+  let lastWait = a.cpuWait.sampleNs(), lastWaitSample = nowMs(), fullBatch = false;
   while (!stopped(stop) && (limit === 0 || got < limit)) {
     const rev = pollSpin(port, POLLIN, POLL_SLICE_MS, cfg.spinUs);
     checkPoll(rev, port);
     if ((rev & POLLIN) === 0) {
-      if (cfg.idleExit && lastPkt > 0 && nowMs() - lastPkt > IDLE_EXIT_MS) break;
+      // idle: restart the CPU-wait window, so that it covers only waits while traffic flows
+      lastWait = a.cpuWait.sampleNs(); lastWaitSample = nowMs();
+      if (cfg.idleExit && lastPkt > 0 && lastWaitSample - lastPkt > IDLE_EXIT_MS) break;
       continue;
     }
+    fullBatch = true;
     for (let ri = 0; ri < rings.length; ri++) {
       const r = rings[ri]!;
       const avail = r.space();
       let n = avail < burst ? avail : burst;
       if (limit > 0 && n > limit - got) n = limit - got;
+      if (avail <= n) fullBatch = false; // this ring is drained
       if (n === 0) continue;
       if (got === 0) c[S.S_T_START] = nowMs();
       const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2;
@@ -222,10 +246,8 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
         }
         expected[ri] = exp;
       } else {
-        for (let k = 0; k < n; k++) {
-          bytes += u16[2 * (sw + 4 * i) + 2]!;
-          i = i + 1 === ns ? 0 : i + 1;
-        }
+        bytes += sumLengths(u16, sw, ns, i, n);
+        i = slotAfter(i, n, ns);
       }
       if (cfg.dump) {
         for (let k = 0, j = r.head; k < n; k++, j = r.next(j)) {
@@ -236,11 +258,21 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
       got += n;
       events++;
     }
-    lastPkt = nowMs();
+    // The clock (60 ns) is read when the rings were drained (the batch was not full: traffic
+    // may pause here, and its end needs the time) and every 16th batch otherwise: at pipe speed
+    // a batch takes 2-3 µs.
+    if (!fullBatch || (events & 15) === 0) lastPkt = nowMs();
+    if (lastPkt - lastWaitSample >= CPU_WAIT_SAMPLE_MS) {
+      // the longest the receiver was kept from running (ready, but no CPU) between two samples
+      const w = a.cpuWait.sampleNs();
+      if (w >= 0 && lastWait >= 0) S.keepCpuWait(c, S.S_CPU_WAITS, (w - lastWait) / 1e6);
+      lastWait = w; lastWaitSample = lastPkt;
+    }
     c[S.S_PKTS] = got; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
     c[S.S_SEQ_GAPS] = gaps; c[S.S_SEQ_LOST] = lost; c[S.S_SEQ_OOO] = ooo;
     c[S.S_T_LAST] = lastPkt;
   }
+  if (fullBatch && got > 0) lastPkt = nowMs(); // ended (count, signal) with traffic flowing
   port.rxsync(); // give the last slots back to the sender
   c[S.S_T_END] = got > 0 ? lastPkt : 0;
   c[S.S_DROPS] = rings.reduce((s, r) => s + r.drops, 0) - drops0;

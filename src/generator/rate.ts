@@ -1,22 +1,40 @@
 /**
- * Rate limiting for pkt-gen -R: batches are released on a schedule of `batch / pps` seconds each.
- * Waits longer than a millisecond sleep (Atomics.wait on a private word); the last stretch spins
- * on the clock, as pkt-gen's wait_time() does, to keep sub-millisecond precision.
+ * Rate limiting for pkt-gen -R. Every batch has its own target time on a fixed schedule (batch k
+ * of n packets each is due at start + k * n / pps), as netmap's pkt-gen waits for each burst's
+ * own time, so waking late never shifts the schedule nor lowers the average rate.
+ *
+ * What this adds to netmap's pkt-gen: a sender that fell behind (descheduled, stopped by a full
+ * ring) catches up at most `maxBacklog` packets at once. Without that bound a sender that lost
+ * 30 ms at 200 kpps sends 6000 frames back to back, which overflows a 1024-slot receive ring
+ * that was keeping up perfectly well (VALE drops what does not fit); beyond the bound the schedule
+ * moves forward instead, and the run takes that much longer.
+ *
+ * Waiting sleeps (Atomics.wait on a private word) and spins on the clock only for the last
+ * SPIN_TAIL_MS, for precise spacing without burning a core between batches: a core the sender
+ * does not need is one the receiver or another program can have, on a machine with few cores.
  */
 import { performance } from 'node:perf_hooks';
+import { assert } from '../errors.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** The last part of a wait is spent spinning: a sleep's wake-up is late by up to ~0.1 ms. */
+const SPIN_TAIL_MS = 0.1;
 
 /** Milliseconds since the epoch with sub-millisecond resolution (comparable across threads). */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Sleeps (blocking the thread) for `ms` milliseconds, spinning for the last 0.3 ms. */
-export function sleepMs(ms: number): void {
-  const until = performance.now() + ms;
-  if (ms > 1) Atomics.wait(sleeper, 0, 0, ms - 0.3);
+/** Sleeps (blocking the thread) until performance.now() reaches `until`, spinning for the last SPIN_TAIL_MS. */
+export function sleepUntil(until: number): void {
+  const ms = until - performance.now();
+  if (ms > SPIN_TAIL_MS) Atomics.wait(sleeper, 0, 0, ms - SPIN_TAIL_MS);
   while (performance.now() < until) { /* spin */ }
+}
+
+/** Sleeps (blocking the thread) for `ms` milliseconds. */
+export function sleepMs(ms: number): void {
+  sleepUntil(performance.now() + ms);
 }
 
 /** pkt-gen clips the batch to rate/300 packets (at least 1) when a rate is set. */
@@ -25,20 +43,51 @@ export function clipBurst(burst: number, pps: number): number {
   return Math.max(1, Math.min(burst, Math.floor(pps / 300)));
 }
 
-export class RateLimiter {
-  private next = 0;
-  private readonly perPacketMs: number;
+/** The time source of a RateLimiter: performance.now() and sleepUntil(), or a test's own. */
+export interface Clock {
+  now(): number;
+  sleepUntil(until: number): void;
+}
 
-  /** `pps` > 0. */
-  constructor(pps: number) {
+const realClock: Clock = { now: () => performance.now(), sleepUntil };
+
+export class RateLimiter {
+  /** When the next batch is due (clock ms); NaN before the first. */
+  private due = NaN;
+  private readonly clock: Clock;
+  private readonly perPacketMs: number;
+  private readonly maxBacklogMs: number;
+  /** How far the schedule moved forward (in packets' time) because the sender fell too far behind. */
+  slippedPackets = 0;
+  /** Largest lateness seen at a batch's start, in ms (how far behind the sender fell). */
+  maxLateMs = 0;
+
+  /**
+   * `pps` > 0; `maxBacklog` (packets, at least 1): the most a late sender sends beyond its
+   * schedule at once.
+   */
+  constructor(pps: number, maxBacklog: number, clock: Clock = realClock) {
+    assert(pps > 0 && maxBacklog >= 1, 'RateLimiter: pps > 0 and maxBacklog >= 1');
+    this.clock = clock;
     this.perPacketMs = 1000 / pps;
+    this.maxBacklogMs = maxBacklog * this.perPacketMs;
   }
 
-  /** Waits until `n` more packets may go, then books them. */
+  /** Waits until the next `n` packets are due, then books them. */
   take(n: number): void {
-    const now = performance.now();
-    if (this.next === 0 || now - this.next > 1000) this.next = now; // start, or far behind: no catch-up burst
-    else if (this.next > now) sleepMs(this.next - now);
-    this.next += n * this.perPacketMs;
+    const now = this.clock.now();
+    if (Number.isNaN(this.due)) this.due = now;
+    const late = now - this.due;
+    if (late > 0) {
+      if (late > this.maxLateMs) this.maxLateMs = late;
+      // Behind by more than the backlog allows: forget the difference (the schedule moves on).
+      if (late > this.maxBacklogMs) {
+        this.slippedPackets += Math.round((late - this.maxBacklogMs) / this.perPacketMs);
+        this.due = now - this.maxBacklogMs;
+      }
+    } else {
+      this.clock.sleepUntil(this.due);
+    }
+    this.due += n * this.perPacketMs;
   }
 }

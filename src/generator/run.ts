@@ -209,6 +209,10 @@ function startReports(cfg: GenConfig, io: Output, stats: Float64Array, n: number
   }, cfg.reportMs);
 }
 
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
 function rttFields(t: S.Totals): { rtt_min_ns: number; rtt_avg_ns: number; rtt_max_ns: number } {
   return {
     rtt_min_ns: Math.round(t.rttMin),
@@ -224,7 +228,10 @@ function printSummary(cfg: GenConfig, io: Output, s: S.Summary, t: S.Totals, rin
       type: 'summary', function: cfg.fn, interface: cfg.ifname, threads: cfg.threads, queues: rings,
       verb: s.verb, packets: s.packets, bytes: s.bytes, events: s.events, size: s.size, seconds: s.seconds,
       pps: s.pps, bps: s.bps, raw_bps: s.rawBps, avg_batch: s.avgBatch, drops: t.drops,
+      cpu_ms: round3(t.onCpuMs), cpu_wait_ms: round3(t.runDelayMs),
     };
+    if (cfg.fn === 'rx' || cfg.fn === 'rxseq') Object.assign(o, { cpu_waits_ms: t.cpuWaitsMs.map(round3) });
+    if (cfg.rate > 0 && (cfg.fn === 'tx' || cfg.fn === 'txseq')) Object.assign(o, { late_max_ms: round3(t.lateMaxMs), schedule_slipped: t.slipped });
     if (seq) Object.assign(o, { seq_gaps: t.seqGaps, seq_lost: t.seqLost, seq_out_of_order: t.seqOoo });
     if (cfg.fn === 'ping') Object.assign(o, { sent: t.txPkts }, rttFields(t));
     if (cfg.fn === 'pong') Object.assign(o, { received: t.pkts });
@@ -238,4 +245,11 @@ function printSummary(cfg: GenConfig, io: Output, s: S.Summary, t: S.Totals, rin
     io.out(`RTT over ${t.rttCount} packets: min ${r.rtt_min_ns} av ${r.rtt_avg_ns} max ${r.rtt_max_ns} ns (${t.txPkts} sent, ${t.pkts} received)\n`);
   }
   if (cfg.verbose > 0 && t.drops > 0) io.out(`Dropped by the port: ${t.drops} packets.\n`);
+  if (cfg.verbose > 0 && cfg.rate > 0 && (cfg.fn === 'tx' || cfg.fn === 'txseq')) {
+    io.out(`Rate: at worst ${t.lateMaxMs.toFixed(3)} ms behind schedule; ${t.slipped} packets' worth of schedule given up.\n`);
+  }
+  if (cfg.verbose > 0) {
+    const longest = cfg.fn === 'rx' || cfg.fn === 'rxseq' ? `, at worst ${(t.cpuWaitsMs[0] ?? 0).toFixed(3)} ms at once` : '';
+    io.out(`Waited ${t.runDelayMs.toFixed(3)} ms for a CPU${longest}.\n`);
+  }
 }

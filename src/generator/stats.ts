@@ -25,7 +25,20 @@ export const S_RTT_MAX = 14;
 /** pong: packets echoed back; ping: requests sent. */
 export const S_TX_PKTS = 15;
 export const S_T_END = 16;
-export const STATS_WORDS = 24;
+/** tx with -R: how late (ms) the sender was at worst for a batch; packets' worth of schedule given up. */
+export const S_LATE_MAX_MS = 17;
+export const S_SLIPPED = 18;
+/** Time (ms) the worker thread was ready to run but waited for a CPU (Linux schedstat run delay). */
+export const S_RUN_DELAY_MS = 19;
+/**
+ * rx: the CPU_WAITS_KEPT largest CPU waits (ms) within one sampling interval (about 2 ms while
+ * traffic flows), in descending order: the receiver's longest stalls.
+ */
+export const S_CPU_WAITS = 20;
+export const CPU_WAITS_KEPT = 8;
+/** Time (ms) the worker thread ran on a CPU (schedstat), from opening its port to closing it. */
+export const S_ON_CPU_MS = 28;
+export const STATS_WORDS = 32;
 
 export const SPACE_UNSET = 1e12;
 
@@ -52,19 +65,28 @@ export interface Totals {
   rttMin: number;
   rttMax: number;
   txPkts: number;
+  /** Worst lateness of a rate-limited sender (ms), schedule given up (packets), CPU wait (ms). */
+  lateMaxMs: number;
+  slipped: number;
+  runDelayMs: number;
+  onCpuMs: number;
+  /** The longest CPU waits of the workers (ms, descending, at most CPU_WAITS_KEPT). */
+  cpuWaitsMs: number[];
   /** Seconds between the first start and the last end of the workers. */
   seconds: number;
 }
 
 /** Sums the counters of `n` workers. */
 export function totals(c: Float64Array, n: number): Totals {
-  const t: Totals = { pkts: 0, bytes: 0, events: 0, drops: 0, seqGaps: 0, seqLost: 0, seqOoo: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, txPkts: 0, seconds: 0 };
+  const t: Totals = { pkts: 0, bytes: 0, events: 0, drops: 0, seqGaps: 0, seqLost: 0, seqOoo: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, txPkts: 0, lateMaxMs: 0, slipped: 0, runDelayMs: 0, onCpuMs: 0, cpuWaitsMs: [], seconds: 0 };
   let t0 = Infinity, t1 = 0;
   for (let w = 0; w < n; w++) {
     const b = w * STATS_WORDS;
     t.pkts += c[b + S_PKTS]!; t.bytes += c[b + S_BYTES]!; t.events += c[b + S_EVENTS]!; t.drops += c[b + S_DROPS]!;
     t.seqGaps += c[b + S_SEQ_GAPS]!; t.seqLost += c[b + S_SEQ_LOST]!; t.seqOoo += c[b + S_SEQ_OOO]!;
     t.rttCount += c[b + S_RTT_COUNT]!; t.rttSum += c[b + S_RTT_SUM]!; t.txPkts += c[b + S_TX_PKTS]!;
+    t.lateMaxMs = Math.max(t.lateMaxMs, c[b + S_LATE_MAX_MS]!); t.slipped += c[b + S_SLIPPED]!; t.runDelayMs += c[b + S_RUN_DELAY_MS]!; t.onCpuMs += c[b + S_ON_CPU_MS]!;
+    for (let k = 0; k < CPU_WAITS_KEPT; k++) if (c[b + S_CPU_WAITS + k]! > 0) t.cpuWaitsMs.push(c[b + S_CPU_WAITS + k]!);
     if (c[b + S_RTT_COUNT]! > 0) { t.rttMin = Math.min(t.rttMin, c[b + S_RTT_MIN]!); t.rttMax = Math.max(t.rttMax, c[b + S_RTT_MAX]!); }
     if (c[b + S_T_START]! > 0) {
       t0 = Math.min(t0, c[b + S_T_START]!);
@@ -72,6 +94,8 @@ export function totals(c: Float64Array, n: number): Totals {
     }
   }
   if (t.rttCount === 0) t.rttMin = 0;
+  t.cpuWaitsMs.sort((x, y) => y - x);
+  t.cpuWaitsMs.length = Math.min(t.cpuWaitsMs.length, CPU_WAITS_KEPT);
   t.seconds = t0 === Infinity || t1 < t0 ? 0 : (t1 - t0) / 1000;
   return t;
 }
@@ -92,6 +116,14 @@ export interface Summary {
 }
 
 /** pkt-gen's tx_output() figures: raw bandwidth adds 24 bytes (CRC, preamble, gap) per packet of at least 60. */
+/** Keeps `ms` among the CPU_WAITS_KEPT largest waits stored (descending) from c[at]. */
+export function keepCpuWait(c: Float64Array, at: number, ms: number): void {
+  if (!(ms > c[at + CPU_WAITS_KEPT - 1]!)) return;
+  let k = CPU_WAITS_KEPT - 1;
+  for (; k > 0 && c[at + k - 1]! < ms; k--) c[at + k] = c[at + k - 1]!;
+  c[at + k] = ms;
+}
+
 export function summarize(verb: string, pkts: number, bytes: number, events: number, seconds: number): Summary {
   const size = pkts > 0 ? Math.floor(bytes / pkts) : 0;
   const delta = seconds > 0 ? seconds : 1e-6;

@@ -1,14 +1,18 @@
 /**
- * `netmap demo` (what `npm start` runs): pkt-gen tx and pkt-gen rx across a fresh VALE switch for
- * a few seconds, printing their rates. Options: -t seconds (default 4), -l frame size (default 60),
- * --pipe (a netmap pipe instead of the switch).
+ * `netmap demo` (what `npm start` runs): pkt-gen tx and pkt-gen rx across a fresh VALE switch,
+ * unpaced for a few seconds (the top speed, with the switch's drops), then paced with -R down to
+ * the highest rate the receiver keeps up with. Options: -t seconds of the unpaced run (default 4),
+ * -l frame size (default 60), --pipe (a netmap pipe instead of the switch).
  */
 import { NetmapError, fail } from '../errors.js';
 import { runDemo } from '../generator/demo.js';
 
 const USAGE = `usage: netmap demo [-t seconds] [-l size] [--pipe]
-  runs pkt-gen rx and pkt-gen tx (two processes) across a fresh VALE switch and prints their rates
-  -t seconds   how long tx sends (default 4, at most 60)
+  runs pkt-gen rx and pkt-gen tx (two processes) across a fresh VALE switch and prints their rates:
+  1. unpaced: the sender's top speed; the switch drops what the receiver cannot take
+  2. paced (-R): short runs from 90% of what the receiver took, 30% slower after each loss,
+     until one loses nothing: the highest lossless rate found (VALE only; a pipe never drops)
+  -t seconds   how long tx sends unpaced (default 4, at most 60; paced runs take 0.6 s each)
   -l size      frame size in bytes (default 60)
   --pipe       use a netmap pipe instead of a VALE switch`;
 

@@ -22,7 +22,8 @@ export const USAGE = `usage: netmap pkt-gen -i port [-f function] [options]
   -z / -Z        random source / destination address and port within the range
   -w secs        wait before starting (default 0 for VALE ports and pipes, 2 otherwise)
   -T ms          report interval (default 1000, 0 = none)
-  -W             rx, pong: exit after 1 s without traffic
+  -W             rx, pong: exit after 1 s without traffic once traffic started
+                 (until the first frame it waits without limit, as netmap's pkt-gen does)
   -a cpu         pin thread K to CPU (cpu + K) mod cpus
   -c cpus        CPUs to use for pinning (default: all)
   -N             do not normalise units in reports

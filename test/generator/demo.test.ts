@@ -11,14 +11,33 @@ test('demo: tx and rx across a fresh VALE switch, rates printed, sent = received
     assert.match(r.stdout, /pkt-gen tx -> (VALE switch valedemo\w+|netmap pipe)/);
     assert.match(r.stdout, /pkt-gen tx:\nSent \d+ packets \d+ bytes \d+ events 60 bytes each in \d+\.\d\d seconds\.\nSpeed: [\d.]+ [KMG]?pps Bandwidth: [\d.]+ [KMG]?bps \(raw [\d.]+ [KMG]?bps\)\. Average batch: [\d.]+ pkts\n/);
     assert.match(r.stdout, /pkt-gen rx:\nReceived \d+ packets/);
-    assert.match(r.stdout, /^demo: tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps over .*: consistent$/m);
+    // part 1 says plainly that it is the unpaced maximum, and accounts for every frame
+    assert.match(r.stdout, /^1\. unpaced, 1\.5 s: the sender's top speed\./m);
+    assert.match(r.stdout, /^unpaced: tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps; sent (\d+) = received (\d+) \+ dropped (\d+) \([\d.]+%\): consistent$/m);
+    if (/over VALE switch/.test(r.stdout)) {
+      // part 2: paced runs, each accounted for, ending at a lossless rate or saying none was found
+      const tries = [...r.stdout.matchAll(/^ {2}-R ([\d.]+ [KMG]?)pps: tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps; sent (\d+) = received (\d+) \+ dropped (\d+)(: lossless)?$/gm)];
+      assert.ok(tries.length >= 1 && tries.length <= 4, r.stdout);
+      for (const m of tries) assert.equal(Number(m[2]), Number(m[3]) + Number(m[4]), m[0]);
+      const last = tries[tries.length - 1]!;
+      if (last[5] !== undefined) {
+        assert.equal(Number(last[4]), 0);
+        assert.match(r.stdout, new RegExp(`; paced: lossless at -R ${last[1]!.replace('.', '\\.')}pps \\(rx [\\d.]+ [KMG]?pps\\); every run: sent = received \\+ dropped: consistent$`, 'm'));
+      } else {
+        assert.equal(tries.length, 4, r.stdout);
+        assert.match(r.stdout, /; paced: no lossless rate found in 4 tries \(a busy machine\?\); every run: sent = received \+ dropped: consistent$/m);
+      }
+    }
+    assert.match(r.stdout, /^demo: unpaced maximum tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps over .* \([\d.]+% dropped\)(; paced: .*)?; every run: sent = received \+ dropped: consistent$/m);
     // the switch and its ports went away with the processes
     const list = await run(['vale-ctl'], dir);
     assert.equal(list.code, 0, list.stderr);
     assert.doesNotMatch(list.stdout, /valedemo/);
     const piped = await run(['demo', '-t', '1', '--pipe', '-l', '128'], dir, 30_000);
     assert.equal(piped.code, 0, piped.stdout + piped.stderr);
-    assert.match(piped.stdout, /over netmap pipe demo\w+; sent (\d+) = received \1 \+ dropped 0: consistent/);
+    assert.match(piped.stdout, /^unpaced: tx [\d.]+ [KMG]?pps, rx [\d.]+ [KMG]?pps; sent (\d+) = received \1 \+ dropped 0 \(0\.0%\): consistent$/m);
+    assert.doesNotMatch(piped.stdout, /paced \(pkt-gen -R\)/); // a pipe never drops: nothing to pace
+    assert.match(piped.stdout, /over netmap pipe demo\w+ \(0\.0% dropped\); every run/);
     const bad = await run(['demo', '-t', 'x'], dir);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /option -t needs a number/);

@@ -8,6 +8,7 @@ process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ?
 after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
 
 const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+const { stageLibrary } = await import('../helpers/staged.js');
 const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
 const { setReceiveHook, hookedFrames } = await import('../../src/interfaces/port.js');
 const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces/packet.js');
@@ -420,12 +421,16 @@ test('netmap:IF as an unprivileged user: EPERM with a hint', { ...opts, skip: op
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   const dir = `/tmp/nmts-nobody-${process.pid}`;
-  const script = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)}; const p = await import(${JSON.stringify(PORTS)}); try { p.openPort('netmap:a0'); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
+  // The child (uid 65534) loads a world-readable copy of the library: the checkout itself may lie
+  // in a private folder (a clone in a `mktemp -d` folder) where it could not read it.
+  const staged = stageLibrary();
+  const script = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)}; const p = await import(${JSON.stringify(staged.module('ports/index.js'))}); try { p.openPort('netmap:a0'); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
   try {
     const r = lab.run(a, 'setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], 30_000);
     assert.match(r.stdout, /^EPERM .*(root|CAP_NET)/m, r.stdout + r.stderr);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    staged.remove();
   }
   lab.enter(a);
   assert.equal(hasSplitRules('a0'), false, 'nothing left behind');

@@ -1,0 +1,114 @@
+/**
+ * pkt-gen -R: a rate a receiver can follow. The limiter's schedule (unit), and the end-to-end
+ * figure of issue 18: 100k frames at 200 kpps between two persistent VALE ports, counted by the
+ * switch (`vale-ctl -s`), must all arrive.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { RateLimiter, clipBurst } from '../../src/generator/rate.js';
+import { freshDir, jsonOf, removeDir, run, start } from './helpers.js';
+
+const haveVale = fs.existsSync(new URL('../../src/switch/index.js', import.meta.url));
+
+test('RateLimiter: batches go on schedule; after a stall at most the backlog goes at once (a test clock)', () => {
+  const pps = 200_000, batch = 64, backlog = 512, perBatchMs = (batch * 1000) / pps;
+  let t = 1000, waits = 0;
+  const clock = { now: () => t, sleepUntil: (until: number) => { if (until > t) { waits++; t = until; } } };
+  const lim = new RateLimiter(pps, backlog, clock);
+  // on schedule: batch k goes at start + k * 0.32 ms, each after a wait of its own
+  for (let k = 0; k < 40; k++) lim.take(batch);
+  assert.equal(waits, 39);
+  assert.ok(Math.abs(t - (1000 + 39 * perBatchMs)) < 1e-9, `40 batches ended at ${t}`);
+  // a 30 ms stall puts the sender 6000 packets behind: what goes without a wait afterwards
+  // is the backlog and the batch that was due anyway, then each batch waits for its time again
+  t += 30;
+  const before = waits;
+  let released = 0;
+  while (waits === before) { lim.take(batch); if (waits === before) released += batch; }
+  assert.equal(released, backlog + batch, `after a 30 ms stall ${released} packets went at once`);
+  assert.ok(Math.abs(lim.maxLateMs - (30 - perBatchMs)) < 1e-6, `the stall is reported (${lim.maxLateMs} ms late at worst)`);
+  assert.equal(lim.slippedPackets, Math.round(((30 - perBatchMs) * pps) / 1000) - backlog);
+  // and the rate holds from there: 100 more batches take 100 periods (each waits its own)
+  const t0 = t;
+  for (let k = 0; k < 100; k++) lim.take(batch);
+  assert.ok(Math.abs(t - t0 - 100 * perBatchMs) < 1e-6, `100 batches after the catch-up took ${t - t0} ms`);
+  assert.equal(clipBurst(64, pps), 64);
+});
+
+test('RateLimiter on the real clock: 40 batches of 64 at 200 kpps take at least 12.48 ms', () => {
+  const lim = new RateLimiter(200_000, 512);
+  const t0 = performance.now();
+  for (let k = 0; k < 40; k++) lim.take(64);
+  const took = performance.now() - t0;
+  assert.ok(took >= 12.47, `40 batches took ${took.toFixed(3)} ms`);
+});
+
+/** Per-port counters of one switch, from `vale-ctl -s`. */
+async function switchCounters(dir: string, sw: string): Promise<Map<string, Record<string, number>>> {
+  const r = await run(['vale-ctl', '-s', sw], dir);
+  assert.equal(r.code, 0, r.stderr);
+  const out = new Map<string, Record<string, number>>();
+  for (const line of r.stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 3) continue;
+    const c: Record<string, number> = {};
+    for (let i = 1; i + 1 < f.length; i += 2) c[f[i]!] = Number(f[i + 1]);
+    out.set(f[0]!, c);
+  }
+  return out;
+}
+
+/*
+ * The busy-machine tolerance. A switch drops what does not fit in the receiver's ring: 1024
+ * slots hold 5.1 ms of traffic at 200 kpps, and a sender that fell behind may add half a ring at
+ * once (its catch-up bound), so a receiver kept off the CPU for w ms can lose up to
+ * rate * w - slots / 2 frames however well the sender paces. The receiver reports its longest
+ * waits for a CPU (Linux's run delay, in windows of about 2 ms while traffic flows:
+ * `cpu_waits_ms`, the 8 longest). Drops within the sum of that bound over those waits are the
+ * machine's: the run is repeated once, and accepted on the second try with a diagnostic. Any
+ * more drops fail the test at once: the receiver was not kept away long enough to lose them, so
+ * the sender sent too much at once (before issue 18 a late sender caught up its whole backlog
+ * back to back, and spun while waiting, which kept the receiver off the CPU on a busy machine).
+ */
+test('VALE persistent ports: 100k frames at 200 kpps all arrive (vale-ctl -s: 0 rx drops)', { skip: haveVale ? false : 'src/switch is not in this build', timeout: 60_000 }, async (t) => {
+  const dir = freshDir('pace');
+  const sw = 'valepace0';
+  const rate = 200_000, n = 100_000;
+  const { VALE_DEFAULT_SLOTS: slots } = await import('../../src/switch/control.js'); // the receive ring of pb
+  try {
+    for (const p of ['pa', 'pb']) {
+      const c = await run(['vale-ctl', '-n', p], dir);
+      assert.equal(c.code, 0, c.stderr);
+      const a = await run(['vale-ctl', '-a', `${sw}:${p}`], dir);
+      assert.equal(a.code, 0, a.stderr);
+    }
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const before = (await switchCounters(dir, sw)).get(`${sw}:pb`)!;
+      const rx = start(['pkt-gen', '-i', `${sw}:pb`, '-f', 'rx', '-n', String(n), '-W', '--json', '-T', '0'], dir, 30_000);
+      await rx.waitFor('"type":"start"');
+      const tx = await run(['pkt-gen', '-i', `${sw}:pa`, '-f', 'tx', '-R', '200k', '-b', '64', '-n', String(n), '--json', '-T', '0'], dir, 30_000);
+      const r = await rx.done;
+      assert.equal(tx.code, 0, tx.stderr);
+      assert.equal(r.code, 0, r.stderr);
+      const ts = jsonOf(tx.stdout), rs = jsonOf(r.stdout);
+      const after = (await switchCounters(dir, sw)).get(`${sw}:pb`)!;
+      const drops = after.rx_drops! - before.rx_drops!;
+      const received = after.rx_packets! - before.rx_packets!;
+      assert.equal(ts.packets, n);
+      assert.equal(received + drops, n, `the switch accounts for every frame (${received} + ${drops})`);
+      assert.equal(rs.packets, received, 'pkt-gen rx counted what the switch delivered');
+      const waits = rs.cpu_waits_ms as unknown as number[];
+      assert.ok(Array.isArray(waits), 'pkt-gen rx reports its longest waits for a CPU');
+      const machines = Math.floor(waits.reduce((s, w) => s + Math.max(0, (rate * w) / 1000 - slots / 2), 0));
+      const facts = `${drops} rx drops; receiver waited ${rs.cpu_wait_ms} ms for a CPU in all, longest [${waits.join(', ')}] ms (up to ${machines} drops from that); ` +
+        `sender at worst ${ts.late_max_ms} ms behind schedule`;
+      if (drops === 0) { t.diagnostic(`attempt ${attempt}: ${facts}`); return; }
+      assert.ok(drops <= machines, `frames lost beyond what the receiver's waits for a CPU explain: ${facts}`);
+      if (attempt === 1) { t.diagnostic(`busy machine, trying once more: ${facts}`); continue; }
+      t.diagnostic(`busy machine twice, drops accepted as the machine's: ${facts}`);
+    }
+  } finally {
+    removeDir(dir);
+  }
+});

@@ -1,0 +1,65 @@
+/** The per-slot loops of pkt-gen's constant-frame tx and its rx (slots.ts), on plain memory. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fillConstant, slotAfter, sumLengths } from '../../src/generator/slots.js';
+import { rng } from '../helpers/prng.js';
+
+const NUM_SLOTS = 13; // odd, so that the four-at-a-time loop leaves remainders
+const BUF_SIZE = 64, NUM_BUFS = 40, SIZE = 60;
+
+/** A ring of NUM_SLOTS slots at word 16 and NUM_BUFS buffers after it, in one buffer. */
+function memory(): { u8: Uint8Array; u16: Uint16Array; u32: Uint32Array; slotWord: number; bufBase: number; tplAt: number } {
+  const ab = new ArrayBuffer(4096 + NUM_BUFS * BUF_SIZE + BUF_SIZE);
+  const slotWord = 16, bufBase = 4096, tplAt = 4096 + NUM_BUFS * BUF_SIZE;
+  const u8 = new Uint8Array(ab);
+  for (let i = 0; i < SIZE; i++) u8[tplAt + i] = 0xa0 + (i % 16);
+  return { u8, u16: new Uint16Array(ab), u32: new Uint32Array(ab), slotWord, bufBase, tplAt };
+}
+
+function frameIn(u8: Uint8Array, at: number, tplAt: number): boolean {
+  for (let i = 0; i < SIZE; i++) if (u8[at + i] !== u8[tplAt + i]) return false;
+  return true;
+}
+
+test('fillConstant: every slot gets the frame once, its length and no flags; a changed buffer is filled again; wrap-around', () => {
+  const m = memory();
+  const { u8, u32, slotWord, bufBase, tplAt } = m;
+  for (let i = 0; i < NUM_SLOTS; i++) { u32[slotWord + 4 * i] = 2 + i; u32[slotWord + 4 * i + 1] = 0xffff0000; } // flags set, len 0
+  const filled = new Int32Array(NUM_SLOTS).fill(-1);
+  // 6 slots from slot 10: 10, 11, 12, 0, 1, 2
+  const next = fillConstant(u8, u32, slotWord, NUM_SLOTS, 10, 6, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  assert.equal(next, 3);
+  for (let i = 0; i < NUM_SLOTS; i++) {
+    const inRange = i >= 10 || i < 3;
+    assert.equal(frameIn(u8, bufBase + (2 + i) * BUF_SIZE, tplAt), inRange, `slot ${i}`);
+    assert.equal(u32[slotWord + 4 * i + 1], inRange ? SIZE : 0xffff0000, `slot ${i} len|flags`);
+  }
+  // the rest of the ring, then all of it again: already filled buffers are not rewritten
+  fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, 7, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  u8[bufBase + 5 * BUF_SIZE] = 0; // slot 3's buffer, scribbled on
+  // slot 4 now holds another buffer (a receiver swapped it): that one must be filled
+  u32[slotWord + 4 * 4] = 30;
+  u32[slotWord + 4 * 7] = NUM_BUFS + 5; // out of range: written through buffer 0, not beyond
+  const after = fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, NUM_SLOTS, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  assert.equal(after, 3);
+  assert.equal(u8[bufBase + 5 * BUF_SIZE], 0, 'a buffer filled before is not copied again (netmap pkt-gen fills once)');
+  assert.ok(frameIn(u8, bufBase + 30 * BUF_SIZE, tplAt), 'the swapped-in buffer got the frame');
+  assert.ok(frameIn(u8, bufBase, tplAt), 'an out-of-range index goes to buffer 0');
+  for (let i = 0; i < NUM_SLOTS; i++) assert.equal(u32[slotWord + 4 * i + 1], SIZE);
+  assert.equal(filled[4], 30);
+});
+
+test('sumLengths and slotAfter agree with a slot-by-slot walk, wrapping anywhere', () => {
+  const m = memory();
+  const { u16, slotWord } = m;
+  const next = rng(18);
+  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1));
+  for (let round = 0; round < 200; round++) {
+    for (let i = 0; i < NUM_SLOTS; i++) u16[(slotWord + 4 * i) * 2 + 2] = int(0, 2048);
+    const from = int(0, NUM_SLOTS - 1), k = int(0, NUM_SLOTS - 1);
+    let sum = 0, j = from;
+    for (let c = 0; c < k; c++) { sum += u16[(slotWord + 4 * j) * 2 + 2]!; j = j + 1 === NUM_SLOTS ? 0 : j + 1; }
+    assert.equal(sumLengths(u16, slotWord, NUM_SLOTS, from, k), sum, `from ${from}, ${k} slots`);
+    assert.equal(slotAfter(from, k, NUM_SLOTS), j);
+  }
+});
