@@ -34,11 +34,16 @@ async function udpSend(): Promise<void> {
   const sent = flows.map(() => 0);
   const bufs = flows.map((_, i) => { const b = Buffer.alloc(payload); b[0] = i; return b; });
   const t0 = nowMs();
+  let turn = 0;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const el = nowMs() - t0;
       let done = el >= durationMs;
-      for (let i = 0; i < flows.length; i++) {
+      // the flow that sends first changes every tick: independent senders, not one that always
+      // wins the queue slot freed since the last tick (drop-tail shares depend on arrival order)
+      turn = turn + 1 === flows.length ? 0 : turn + 1;
+      for (let f = 0; f < flows.length; f++) {
+        const i = (turn + f) % flows.length;
         let due = Math.floor((Math.min(el, durationMs) / 1000) * flows[i]!.pps);
         if (count > 0 && due > count) due = count;
         while (sent[i]! < due) {

@@ -640,13 +640,23 @@ export class Engine {
     if (si.active) return 0;
     if (si.idleTime < now) {
       // First packet after idle: FreeBSD's initial allowance (io_fast, burst).
+      // FreeBSD resets the credit here and adds min(burst, idle·bw), but only on the first packet
+      // of a later tick: packets within one tick keep the credit left over. In continuous time
+      // every gap between two packets is "a later tick", so a reset would spend the whole burst
+      // on the first packet of a paced sender (seen through kipfw: a 20 Mbit/s sender into
+      // `bw 1Mbit/s burst 100K` got ~1 frame through instead of ~100). So the credit left when the
+      // link went idle is kept and refilled at bw, up to the burst: a token bucket of depth
+      // `burst`, the man page's "up to size bytes bypass the scheduler". Without burst the
+      // credit starts from 0 as before (a lone packet pays its own transmission time).
       const bw = s.bwBps;
       si.schedTime = now;
-      si.credit = this.ioFast ? bw * IO_FAST_CREDIT_NS / 1e9 : 0;
+      let credit = 0;
       if (s.burstBits > 0) {
-        const idle = (now - si.idleTime) * bw / 1e9;
-        si.credit += idle < s.burstBits ? idle : s.burstBits;
+        const left = si.credit > 0 ? si.credit : 0;
+        const refill = left + (now - si.idleTime) * bw / 1e9;
+        credit = refill < s.burstBits ? refill : s.burstBits;
       }
+      si.credit = credit + (this.ioFast ? bw * IO_FAST_CREDIT_NS / 1e9 : 0);
     }
     this.serve(si);
     this.heapUpdate(si);
