@@ -11,6 +11,7 @@ import { fail, NetmapError } from '../errors.js';
 import { openPort, type Port } from '../ports/index.js';
 import { parsePortSpec, formatPortSpec } from '../ports/name.js';
 import { waitPorts } from '../interfaces/bridge.js';
+import { interfaceExists } from '../interfaces/ifinfo.js';
 import { prepareLookup } from '../switch/control.js';
 import { Firewall } from './firewall.js';
 import { nowNs as dnNow } from './dummynet/timing.js';
@@ -66,6 +67,10 @@ export class Kipfw {
   private readonly workers: WorkerHandle[] = [];
   private server: net.Server | null = null;
   private stopped = false;
+  /** Why run() ended on its own (an interface went away), or null. */
+  failure: string | null = null;
+  /** The Linux interfaces under `netmap:IF` ports: checked once a second (see checkInterfaces). */
+  private readonly interfaces: { port: string; ifname: string }[] = [];
   private readonly spinNs: number;
   private readonly log: (line: string) => void;
 
@@ -76,6 +81,28 @@ export class Kipfw {
     this.path = path;
     this.spinNs = (opts.spinUs ?? 200) * 1000;
     this.log = opts.log ?? ((l) => console.error(l));
+    for (const name of opts.ports) {
+      const spec = parsePortSpec(name);
+      if (spec.subsystem === 'netmap' && spec.pipe === null && interfaceExists(spec.parentName)) this.interfaces.push({ port: name, ifname: spec.parentName });
+    }
+  }
+
+  /**
+   * Stops the daemon when an interface under one of its ports was deleted. Its packet socket then
+   * reports an error on every poll, so the loop would spin (half a CPU here) forwarding nothing;
+   * packets waiting in dummynet for it could never leave. FreeBSD only promises not to crash
+   * (dummynet.sh interface_removal); we stop with a message and run() reports `failure`.
+   */
+  private checkInterfaces(): void {
+    for (const i of this.interfaces) {
+      if (interfaceExists(i.ifname)) continue;
+      const s = this.stats;
+      const waiting = s.toDummynet - s.fromDummynet - s.dummynetLost;
+      this.failure = `${i.port}: interface '${i.ifname}' went away; stopping (${waiting > 0 ? waiting : 0} packets waiting in dummynet dropped)`;
+      this.log(`kipfw ${this.name}: ${this.failure}`);
+      this.stopped = true;
+      return;
+    }
   }
 
   /** Opens the ports, creates the firewall and starts serving its socket. */
@@ -196,7 +223,7 @@ export class Kipfw {
         // the workers forward; this thread serves control requests and expires states
         await new Promise((r) => setTimeout(r, 20));
         const now = Date.now();
-        if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); }
+        if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
         continue;
       }
       const path = this.path;
@@ -214,7 +241,7 @@ export class Kipfw {
         waitPorts(this.ports, timeoutMs);
       } while (!this.stopped && performance.now() < turnEnd);
       const now = Date.now();
-      if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); }
+      if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
       await new Promise((r) => setImmediate(r));
     }
   }

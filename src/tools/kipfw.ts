@@ -106,5 +106,5 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`kipfw ${k.name}: ${s.received} received, ${s.passed} passed, ${s.denied} denied, ${s.rejected} rejected (${s.repliesSent} replies), ${s.toDummynet} through dummynet`);
     await k.close();
   }
-  return 0;
+  return k.failure === null ? 0 : 1;
 }
