@@ -133,7 +133,7 @@ export class Kipfw {
       let dn: DaemonDummynet | null = null;
       if (workers === 1) {
         dn = makeDummynet?.() ?? null;
-        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true });
+        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true, clockNs: dnNow });
       }
       k = new Kipfw(name, fw, ports, path, dn, opts);
       for (let ring = 0; ring < (workers === 1 ? 0 : workers); ring++) await k.startWorker(opts, names, ring);

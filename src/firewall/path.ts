@@ -82,13 +82,16 @@ export class FirewallPath {
   private readonly poolFreeCount: Int32Array;
   private readonly dueHandles = new Int32Array(1024);
   private readonly dueRules = new Int32Array(1024);
+  /** Dummynet's clock (ns), read after the RX sync of each pass; null: the time given to step(). */
+  private readonly clockNs: (() => number) | null;
 
   constructor(
     ports: Port[],
     private readonly source: { generation(): number; evaluator(): { evaluator: PathEvaluator; config: FirewallConfig } },
     private readonly dummynet: PathDummynet | null,
-    opts: { zeroCopy?: boolean; ids?: number[] } = {},
+    opts: { zeroCopy?: boolean; ids?: number[]; clockNs?: () => number } = {},
   ) {
+    this.clockNs = dummynet !== null ? opts.clockNs ?? null : null;
     assert(ports.length >= 2 && ports.length % 2 === 0, 'ports come in pairs');
     this.sides = ports.map((port, i) => ({ port, id: opts.ids?.[i] ?? i, peer: i ^ 1, txNext: 0, needTxsync: false }));
     this.u8 = ports[0]!.mem.u8;
@@ -151,6 +154,11 @@ export class FirewallPath {
     const sides = this.sides;
     let moved = 0;
     for (let i = 0; i < sides.length; i++) sides[i]!.port.rxsync();
+    // Dummynet stamps each packet with the time it is taken in; a time read before rxsync can be
+    // older than the frames the sync brings (the thread may be preempted in between on a loaded
+    // machine), and such a frame would leave its pipe early: kipfw released datagrams of a
+    // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). Read the clock again.
+    if (this.clockNs !== null) nowNs = this.clockNs();
     for (let i = 0; i < sides.length; i++) moved += this.forward(i, nowMs, nowNs);
     if (this.dummynet !== null) moved += this.release(nowNs);
     for (let i = 0; i < sides.length; i++) {
