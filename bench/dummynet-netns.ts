@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../src/tools/cli.js', import.meta.url));
@@ -71,15 +71,19 @@ async function measure(lab: LabT, l: string, r: string, bw: number): Promise<num
 }
 
 let runs = 0;
-async function run(kind: 'kipfw' | 'tbf', mbit: number): Promise<Figures & { load: string }> {
+async function run(kind: 'kipfw' | 'tbf', mbit: number): Promise<Figures & { load: string; kipfw_release_lateness?: string }> {
   const bw = mbit * 1e6;
   const lab = new Lab();
+  let daemon: ChildProcess | null = null;
+  let daemonErr = '';
   try {
     const { l, m, r } = lab.line(false);
     if (kind === 'kipfw') {
       // a new name each run: the socket of a daemon the last lab killed may still be there
       const name = `dnb${++runs}`;
       const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, 'netmap:m0', 'netmap:m1']);
+      daemon = child;
+      child.stderr?.on('data', (x: Buffer) => { daemonErr += x.toString(); });
       const sock = path.join(DIR, `ipfw-${name}.sock`);
       for (let i = 0; i < 400 && !fs.existsSync(sock) && child.exitCode === null; i++) await sleep(25);
       await sleep(300);
@@ -96,7 +100,16 @@ async function run(kind: 'kipfw' | 'tbf', mbit: number): Promise<Figures & { loa
     while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
     const stamps = await measure(lab, l, r, bw);
     if (stamps.length < 100) throw new Error(`${kind}: only ${stamps.length} frames arrived`);
-    return { ...figures(stamps, bw), load: os.loadavg().map((x) => x.toFixed(2)).join(' ') };
+    let lateness = '';
+    if (daemon !== null) {
+      // kipfw's own figure, printed when it ends: how late its loop released packets
+      const d = daemon;
+      const ended = new Promise((res) => d.once('close', res));
+      d.kill('SIGTERM');
+      await Promise.race([ended, sleep(5000)]);
+      lateness = /dummynet released .*/.exec(daemonErr)?.[0] ?? '';
+    }
+    return { ...figures(stamps, bw), load: os.loadavg().map((x) => x.toFixed(2)).join(' '), ...(lateness !== '' ? { kipfw_release_lateness: lateness } : {}) };
   } finally {
     lab.cleanup();
   }

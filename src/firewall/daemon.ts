@@ -51,7 +51,12 @@ interface WorkerHandle { worker: Worker; control: Int32Array; stats: Float64Arra
 export interface DaemonDummynet extends PathDummynet {
   command: NonNullable<FirewallAccess['dummynet']>;
   flushAll(): void;
+  /** How late packets left their pipes (Dummynet.releaseLateness). */
+  lateness(): ReleaseLateness;
 }
+
+/** Packets released by dummynet and bucket bounds (µs) of their lateness quantiles. */
+export interface ReleaseLateness { packets: number; p50Us: number; p90Us: number; p99Us: number; maxUs: number }
 
 /** The interface name a port answers to in `recv`/`via`: its name without a `netmap:` prefix. */
 export function ifaceName(portName: string): string {
@@ -197,6 +202,11 @@ export class Kipfw {
     const dn = this.path !== null ? `dummynet pool ${this.path.poolSize} buffers` : `${this.workers.length} worker threads, one ring pair each (no dummynet)`;
     lines.push(`kipfw ${this.name}: control socket ${socketPath(this.name)}; rule 65535 ${this.firewall.store.readConfig().rules.at(-1)?.action.kind ?? 'allow'}; ${dn}`);
     return lines;
+  }
+
+  /** How late dummynet's packets left their due time (null without dummynet in this thread). */
+  releaseLateness(): ReleaseLateness | null {
+    return this.dummynet?.lateness() ?? null;
   }
 
   /** Frames each worker thread received (-p N), in ring order; [] without workers. */

@@ -79,6 +79,7 @@ export function makeDaemonDummynet(): DaemonDummynet {
     settings(s) { dn.settings.ioFast = s.ioFast; dn.settings.onePass = s.onePass; },
     command: (argv, config) => run(dn, argv, config),
     flushAll() { dn.flushAll(() => { /* the path takes every pool buffer back itself */ }); },
+    lateness: () => dn.releaseLateness(),
   };
 }
 

@@ -104,6 +104,11 @@ export async function main(argv: string[]): Promise<number> {
     process.removeListener('SIGTERM', onSignal);
     const s = k.stats;
     console.error(`kipfw ${k.name}: ${s.received} received, ${s.passed} passed, ${s.denied} denied, ${s.rejected} rejected (${s.repliesSent} replies), ${s.toDummynet} through dummynet`);
+    const late = k.releaseLateness();
+    if (late !== null && late.packets > 0) {
+      const us = (x: number): string => (x === Infinity ? '>1 s' : x === 0 ? '<1 µs' : `≤${x} µs`);
+      console.error(`kipfw ${k.name}: dummynet released ${late.packets} packets late by p50 ${us(late.p50Us)}, p90 ${us(late.p90Us)}, p99 ${us(late.p99Us)}, max ${us(late.maxUs)}`);
+    }
     await k.close();
   }
   return k.failure === null ? 0 : 1;

@@ -62,6 +62,14 @@ async function startKipfw(lab: LabT, m: string, name: string): Promise<Daemon> {
   return { child, stderr: () => err };
 }
 
+/** Ends kipfw with SIGTERM and returns its closing line about dummynet's release lateness. */
+async function stopForLateness(d: Daemon): Promise<string> {
+  const ended = new Promise((res) => d.child.once('close', res));
+  d.child.kill('SIGTERM');
+  await Promise.race([ended, sleep(5000)]);
+  return /dummynet released .*/.exec(d.stderr())?.[0] ?? `no lateness line: ${d.stderr()}`;
+}
+
 function must(name: string, ...args: string[]): string {
   const r = spawnSync(process.execPath, [CLI, 'ipfw', '-s', name, ...args], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, `ipfw ${args.join(' ')}: ${r.stderr}`);
@@ -136,7 +144,7 @@ const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 test('dummynet netns: delay 20 ms each way adds 40 ms to the ping RTT; release lateness measured with tcpdump', opts, () => withLab(async (lab) => {
   const { l, m, r } = topo(lab);
-  await startKipfw(lab, m, 'dl');
+  const d = await startKipfw(lab, m, 'dl');
   const base = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '1', '198.18.0.2']).stdout);
   assert.equal(base.length, 10, 'base pings');
   must('dl', 'pipe', '1', 'config', 'delay', '20ms');
@@ -171,6 +179,10 @@ test('dummynet netns: delay 20 ms each way adds 40 ms to the ping RTT; release l
   const late = piped.map((d) => (d - 10 - baseMed) * 1000);
   const us = (xs: number[], q: number): string => `${(quantile(xs, q) * (xs === plain ? 1000 : 1)).toFixed(0)}`;
   console.log(`# one-way l0 -> r0 without a pipe: p50 ${us(plain, 0.5)} p90 ${us(plain, 0.9)} p99 ${us(plain, 0.99)} µs; through the 10 ms pipe, beyond 10 ms: p50 ${us(over, 0.5)} p90 ${us(over, 0.9)} p99 ${us(over, 0.99)} µs; minus the base median: p50 ${us(late, 0.5)} p90 ${us(late, 0.9)} p99 ${us(late, 0.99)} µs (load ${load()})`);
+  // the daemon's own view: how late after their output time its loop handed packets out
+  const daemonLate = await stopForLateness(d);
+  console.log(`# kipfw: ${daemonLate}`);
+  assert.match(daemonLate, /released \d+ packets late by p50/);
   assert.ok(Math.min(...piped) >= 10, `no datagram leaves before its 10 ms (earliest after ${Math.min(...piped).toFixed(3)} ms)`);
   assert.ok(quantile(over, 0.5) <= 1000, `median one-way beyond 10 ms: ${quantile(over, 0.5)} µs, under 1 ms`);
 }));

@@ -46,6 +46,8 @@ function typeCode(t: SchedType): number {
 
 /** Credit tolerance in bits: float rounding must not turn "exactly paid" into "still owing". */
 const CREDIT_EPS = 1e-6;
+/** Buckets of the release-lateness histogram (Engine.lateness): up to 2^20 µs ≈ 1 s, then overflow. */
+export const LATE_BUCKETS = 22;
 /** io_fast gives an idle instance one FreeBSD tick (hz=1000) of credit. */
 const IO_FAST_CREDIT_NS = 1e6;
 /** RED's idle decay uses the time of a medium packet, as FreeBSD's red_avg_pkt_size. */
@@ -333,6 +335,12 @@ export class Engine {
   enqueued = 0;
   delivered = 0;
   tableFull = 0;
+  /**
+   * How late dequeueDue handed packets out (now − output time), in buckets: [0] under 1 µs,
+   * [i] from 2^(i−1) to 2^i µs, the last one everything from 2^(LATE_BUCKETS−2) µs up. This is
+   * the caller's wake-up error, which the engine cannot see otherwise (issue 12 §2: ≤ 50 µs).
+   */
+  readonly lateness = new Float64Array(LATE_BUCKETS);
 
   constructor(opts: EngineOptions) {
     assert(opts.maxPackets > 0 && opts.maxPackets <= 1 << 24, 'maxPackets out of range');
@@ -1061,6 +1069,9 @@ export class Engine {
         rules[n] = this.pDropAtOut[p] ? -1 : this.pRule[p]!;
         n++;
         this.delivered++;
+        const lateUs = (now - this.pOut[p]!) / 1000;
+        const b = lateUs < 1 ? 0 : 32 - Math.clz32(lateUs);
+        this.lateness[b < LATE_BUCKETS ? b : LATE_BUCKETS - 1]!++;
         this.freePacket(p);
       }
       this.heapUpdate(si);

@@ -181,6 +181,27 @@ export class Dummynet {
   /** ECN marking hook for RED `ecn` and fq_codel `ecn`: return true when CE was set on the frame. */
   setEcnMarker(mark: ((handle: number) => boolean) | null): void { this.engine.ecnMark = mark; }
 
+  /**
+   * Release lateness so far (how long after its output time dequeueDue handed each packet out):
+   * the number of packets and the upper bound of the bucket holding the p50, p90, p99 and the
+   * worst, in µs (power-of-two buckets: "≤ 4 µs" means 2 to 4 µs; 0 means under 1 µs).
+   */
+  releaseLateness(): { packets: number; p50Us: number; p90Us: number; p99Us: number; maxUs: number } {
+    const h = this.engine.lateness;
+    let total = 0;
+    for (let i = 0; i < h.length; i++) total += h[i]!;
+    const at = (q: number): number => {
+      if (total === 0) return 0;
+      let seen = 0;
+      for (let i = 0; i < h.length; i++) {
+        seen += h[i]!;
+        if (seen >= q * total) return i === 0 ? 0 : i === h.length - 1 ? Infinity : 2 ** i;
+      }
+      return Infinity;
+    };
+    return { packets: total, p50Us: at(0.5), p90Us: at(0.9), p99Us: at(0.99), maxUs: at(1) };
+  }
+
   /** Counters for diagnostics: drops by reason, packets waiting, objects in use. */
   counters(): { enqueued: number; delivered: number; waiting: number; instances: number; queues: number; drops: Record<string, number> } {
     const st = this.engine.stats();
