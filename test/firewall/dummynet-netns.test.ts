@@ -111,10 +111,25 @@ interface Flow { n: number; bytes: number; times: number[] }
 interface UdpReport { flows: Record<string, Flow> }
 interface SendReport { sent: number[]; elapsedMs: number }
 
-/** Payload goodput (Mbit/s) of a backlogged flow: the payloads after the first over first→last arrival. */
+/**
+ * Least-squares slope of y over x. The receivers stamp arrivals in a user process, which the
+ * loaded machine deschedules for milliseconds at a time; a fit over every arrival is not thrown
+ * by a late first or last stamp the way (last − first) is.
+ */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  let sx = 0, sy = 0;
+  for (let i = 0; i < n; i++) { sx += xs[i]!; sy += ys[i]!; }
+  const mx = sx / n, my = sy / n;
+  let num = 0, den = 0;
+  for (let i = 0; i < n; i++) { num += (xs[i]! - mx) * (ys[i]! - my); den += (xs[i]! - mx) ** 2; }
+  return num / den;
+}
+
+/** Payload goodput (Mbit/s) of a backlogged flow: the slope of payload bytes received over time. */
 function goodput(f: Flow | undefined, payload: number): number {
   if (f === undefined || f.n < 2) return 0;
-  return ((f.n - 1) * payload * 8) / ((f.times.at(-1)! - f.times[0]!) * 1000);
+  return slope(f.times, f.times.map((_, i) => i * payload * 8)) / 1000;
 }
 
 /** Packets of `f` that arrived in [from, to) ms. */
@@ -208,7 +223,9 @@ test('dummynet netns: bw 10 Mbit/s gives the layer-2 goodput (UDP ± 2%, TCP ± 
   // from 0.5 s after the first byte (slow start over) to the last read
   const t0 = s[0]!, from = s.findIndex((_, i) => i % 2 === 0 && s[i]! >= t0 + 500);
   assert.ok(from > 0, 'TCP ran for more than 0.5 s');
-  const tcp = ((s.at(-1)! - s[from + 1]!) * 8) / ((s.at(-2)! - s[from]!) * 1000);
+  const ts: number[] = [], bits: number[] = [];
+  for (let i = from; i + 1 < s.length; i += 2) { ts.push(s[i]!); bits.push(s[i + 1]! * 8); }
+  const tcp = slope(ts, bits) / 1000;
   const tcpExpected = 10 * 1448 / 1514; // 9.564
   console.log(`# bw: TCP goodput ${tcp.toFixed(3)} Mbit/s, computed ${tcpExpected.toFixed(3)}`);
   within(tcp, tcpExpected, 0.05, 'TCP goodput');
@@ -351,7 +368,7 @@ test('dummynet netns: burst lets the first burst bytes through at arrival speed,
   const expectedInW = fast + (w - tFast) * B / 8 / L / 1000;
   const inW = countIn(f, f.times[0]!, f.times[0]! + w);
   const after = f.times.filter((t) => t >= f.times[0]! + 400);
-  const rate = (after.length - 1) * L * 8 / ((after.at(-1)! - after[0]!) * 1000);
+  const rate = slope(after, after.map((_, i) => i * L * 8)) / 1000;
   console.log(`# burst: ${inW} frames in the first ${w} ms (computed ${expectedInW.toFixed(1)}: ${fast.toFixed(1)} at arrival speed), then ${rate.toFixed(3)} Mbit/s of frames (load ${load()})`);
   within(inW, expectedInW, 0.06, 'frames in the first 150 ms');
   within(rate, 1, 0.03, 'rate after the burst');
