@@ -29,8 +29,7 @@ function run(dn: Dummynet, argv: string[], config: FirewallConfig): CommandResul
  * it): protocol, addresses, ports, IPv6 flow label. Fields a short frame lacks stay 0.
  */
 export function flowKeyOf(key: FlowKey, u8: Uint8Array, off: number, len: number): void {
-  key.setV4(0, 0, 0, 0, 0);
-  if (len < 14) return;
+  if (len < 14) { key.setV4(0, 0, 0, 0, 0); return; }
   let et = (u8[off + 12]! << 8) | u8[off + 13]!;
   let l3 = off + 14;
   if ((et === 0x8100 || et === 0x88a8) && len >= 18) { et = (u8[off + 16]! << 8) | u8[off + 17]!; l3 += 4; }
@@ -49,6 +48,7 @@ export function flowKeyOf(key: FlowKey, u8: Uint8Array, off: number, len: number
     }
     key.setV4(proto, src, sp, dst, dp);
   } else if (et === 0x86dd && l3 + 40 <= end) {
+    key.setV4(0, 0, 0, 0, 0); // every field IPv6 leaves unset back to 0
     key.isV6 = true;
     key.proto = u8[l3 + 6]!;
     key.flowId6 = ((u8[l3 + 1]! & 15) << 16) | (u8[l3 + 2]! << 8) | u8[l3 + 3]!;
@@ -62,6 +62,8 @@ export function flowKeyOf(key: FlowKey, u8: Uint8Array, off: number, len: number
       key.srcPort = (u8[l4]! << 8) | u8[l4 + 1]!;
       key.dstPort = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
     }
+  } else {
+    key.setV4(0, 0, 0, 0, 0); // not IP (ARP...): the all-zero flow
   }
 }
 
