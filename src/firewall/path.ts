@@ -36,7 +36,8 @@ export interface PathEvaluator {
 export interface PathDummynet {
   enqueue(kind: 'pipe' | 'queue', n: number, handle: number, len: number, u8: Uint8Array, off: number, ruleIndex: number, nowNs: number): number;
   nextEventNs(): number;
-  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array): number;
+  /** At most `max` packets; the rest stay due. */
+  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array, max: number): number;
   /** The tunables dummynet follows (io_fast, one_pass), given again whenever the configuration changes. */
   settings(s: Settings): void;
 }
@@ -295,12 +296,26 @@ export class FirewallPath {
   /** Sends what dummynet has due to the peer of the port each packet came from. */
   private release(nowNs: number): number {
     const dn = this.dummynet!;
+    const sides = this.sides;
     let total = 0;
     for (;;) {
-      const n = dn.dequeueDue(nowNs, this.dueHandles, this.dueRules);
+      // Take out no more than the fullest peer can send now: what cannot leave stays due in
+      // dummynet for the next pass (backpressure, as forward() leaves frames in the RX ring)
+      // instead of being dropped by emit(). Through a pipe without bw limit into a VALE port,
+      // ~10% of the frames were lost that way.
+      let room = this.dueHandles.length;
+      for (let i = 0; i < sides.length; i++) {
+        const txs = sides[i]!.port.txRings;
+        let space = 0;
+        for (let t = 0; t < txs.length; t++) space += txs[t]!.space();
+        if (space === 0) sides[i]!.port.txsync(); // reclaim: the next pass finds room
+        if (space < room) room = space;
+      }
+      if (room === 0) { this.stats.txFull++; return total; }
+      const n = dn.dequeueDue(nowNs, this.dueHandles, this.dueRules, room);
       for (let i = 0; i < n; i++) this.emit(this.dueHandles[i]!, this.dueRules[i]!, nowNs);
       total += n;
-      if (n < this.dueHandles.length) return total;
+      if (n < room) return total;
     }
   }
 

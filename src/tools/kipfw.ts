@@ -104,6 +104,7 @@ export async function main(argv: string[]): Promise<number> {
     process.removeListener('SIGTERM', onSignal);
     const s = k.stats;
     console.error(`kipfw ${k.name}: ${s.received} received, ${s.passed} passed, ${s.denied} denied, ${s.rejected} rejected (${s.repliesSent} replies), ${s.toDummynet} through dummynet`);
+    if (s.poolFull > 0 || s.dummynetLost > 0) console.error(`kipfw ${k.name}: dummynet dropped ${s.poolFull} packets for want of a pool buffer, ${s.dummynetLost} at its output (a full TX ring, or dropped by the pipe)`);
     const late = k.releaseLateness();
     if (late !== null && late.packets > 0) {
       const us = (x: number): string => (x === Infinity ? '>1 s' : x === 0 ? '<1 µs' : `≤${x} µs`);

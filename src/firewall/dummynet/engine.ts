@@ -1045,9 +1045,9 @@ export class Engine {
     return this.heapSize > 0 ? this.heapKeys[0]! : Infinity;
   }
 
-  dequeueDue(now: number, handles: Int32Array, rules: Int32Array): number {
+  dequeueDue(now: number, handles: Int32Array, rules: Int32Array, max = handles.length): number {
     this.now = now;
-    const cap = Math.min(handles.length, rules.length);
+    const cap = Math.min(handles.length, rules.length, max);
     let n = 0;
     while (this.graveHead >= 0 && n < cap) {
       const p = this.graveHead;

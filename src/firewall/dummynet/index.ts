@@ -169,10 +169,11 @@ export class Dummynet {
    * Fills handles/ruleIndexes with the packets due at nowNs, in order per pipe instance; returns
    * how many. A rule index of -1 means "drop it": a profile loss, a CoDel drop, or a packet that
    * waited in a pipe since deleted or reconfigured. With one_pass=0 the caller re-injects a packet
-   * after rule ruleIndexes[i].
+   * after rule ruleIndexes[i]. At most `max` packets (default: as many as the arrays hold); the
+   * others stay due for the next call.
    */
-  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array): number {
-    return this.engine.dequeueDue(nowNs, handles, ruleIndexes);
+  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array, max = handles.length): number {
+    return this.engine.dequeueDue(nowNs, handles, ruleIndexes, max);
   }
 
   /** Releases every waiting packet (e.g. an interface went away) and forgets the dynamic state. */
