@@ -1,7 +1,8 @@
 /**
  * `netmap kipfw [options] PORT_A PORT_B [PORT_C PORT_D ...]`: the firewall daemon (netmap-ipfw's
  * kipfw). Ports go in pairs; frames received on one port of a pair go through the ruleset and,
- * when they pass, out of the other. Runs in the foreground until SIGINT/SIGTERM. The work is done
+ * when they pass, out of the other. Runs in the foreground until SIGINT/SIGTERM (exit status 0),
+ * or until an interface under one of its ports is deleted (exit status 1). The work is done
  * by src/firewall/daemon.ts; rules are managed with `netmap ipfw`.
  */
 import { NetmapError } from '../errors.js';
