@@ -149,7 +149,12 @@ async function tcpRecv(): Promise<void> {
 }
 
 const modes: Record<string, () => Promise<void>> = { 'udp-send': udpSend, 'udp-recv': udpRecv, 'tcp-send': tcpSend, 'tcp-recv': tcpRecv };
-const run = modes[mode ?? ''];
+if (mode === undefined) {
+  // `node --test dist/test/` runs every file under test/ as a test: without a mode, succeed quietly
+  console.log('# dn-traffic: traffic helper of dummynet-netns.test.ts; nothing to do without a mode');
+  process.exit(0);
+}
+const run = modes[mode];
 if (run === undefined) {
   console.error(`dn-traffic: unknown mode '${mode}' (${Object.keys(modes).join(', ')})`);
   process.exit(64);
