@@ -11,6 +11,7 @@ import { fail, NetmapError } from '../errors.js';
 import { openPort, type Port } from '../ports/index.js';
 import { parsePortSpec, formatPortSpec } from '../ports/name.js';
 import { waitPorts } from '../interfaces/bridge.js';
+import { interfaceExists } from '../interfaces/ifinfo.js';
 import { prepareLookup } from '../switch/control.js';
 import { Firewall } from './firewall.js';
 import { nowNs as dnNow } from './dummynet/timing.js';
@@ -53,7 +54,12 @@ interface WorkerHandle { worker: Worker; control: Int32Array; stats: Float64Arra
 export interface DaemonDummynet extends PathDummynet {
   command: NonNullable<FirewallAccess['dummynet']>;
   flushAll(): void;
+  /** How late packets left their pipes (Dummynet.releaseLateness). */
+  lateness(): ReleaseLateness;
 }
+
+/** Packets released by dummynet and bucket bounds (µs) of their lateness quantiles. */
+export interface ReleaseLateness { packets: number; p50Us: number; p90Us: number; p99Us: number; maxUs: number }
 
 /** The interface name a port answers to in `recv`/`via`: its name without a `netmap:` prefix. */
 export function ifaceName(portName: string): string {
@@ -69,6 +75,10 @@ export class Kipfw {
   private readonly workers: WorkerHandle[] = [];
   private server: net.Server | null = null;
   private stopped = false;
+  /** Why run() ended on its own (an interface went away), or null. */
+  failure: string | null = null;
+  /** The Linux interfaces under `netmap:IF` ports: checked once a second (see checkInterfaces). */
+  private readonly interfaces: { port: string; ifname: string }[] = [];
   private readonly spinNs: number;
   private readonly log: (line: string) => void;
 
@@ -79,6 +89,28 @@ export class Kipfw {
     this.path = path;
     this.spinNs = (opts.spinUs ?? 200) * 1000;
     this.log = opts.log ?? ((l) => console.error(l));
+    for (const name of opts.ports) {
+      const spec = parsePortSpec(name);
+      if (spec.subsystem === 'netmap' && spec.pipe === null && interfaceExists(spec.parentName)) this.interfaces.push({ port: name, ifname: spec.parentName });
+    }
+  }
+
+  /**
+   * Stops the daemon when an interface under one of its ports was deleted. Its packet socket then
+   * reports an error on every poll, so the loop would spin (half a CPU here) forwarding nothing;
+   * packets waiting in dummynet for it could never leave. FreeBSD only promises not to crash
+   * (dummynet.sh interface_removal); we stop with a message and run() reports `failure`.
+   */
+  private checkInterfaces(): void {
+    for (const i of this.interfaces) {
+      if (interfaceExists(i.ifname)) continue;
+      const s = this.stats;
+      const waiting = s.toDummynet - s.fromDummynet - s.dummynetLost;
+      this.failure = `${i.port}: interface '${i.ifname}' went away; stopping (${waiting > 0 ? waiting : 0} packets waiting in dummynet dropped)`;
+      this.log(`kipfw ${this.name}: ${this.failure}`);
+      this.stopped = true;
+      return;
+    }
   }
 
   /** Opens the ports, creates the firewall and starts serving its socket. */
@@ -112,7 +144,7 @@ export class Kipfw {
       let dn: DaemonDummynet | null = null;
       if (workers === 1) {
         dn = makeDummynet?.() ?? null;
-        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true });
+        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true, clockNs: dnNow });
       }
       k = new Kipfw(name, fw, ports, path, dn, opts);
       for (let ring = 0; ring < (workers === 1 ? 0 : workers); ring++) await k.startWorker(opts, names, ring);
@@ -178,6 +210,11 @@ export class Kipfw {
     return lines;
   }
 
+  /** How late dummynet's packets left their due time (null without dummynet in this thread). */
+  releaseLateness(): ReleaseLateness | null {
+    return this.dummynet?.lateness() ?? null;
+  }
+
   /** Frames each worker thread received (-p N), in ring order; [] without workers. */
   workerReceived(): number[] {
     const at = STAT_FIELDS.indexOf('received');
@@ -202,7 +239,7 @@ export class Kipfw {
         // the workers forward; this thread serves control requests and expires states
         await new Promise((r) => setTimeout(r, 20));
         const now = Date.now();
-        if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); }
+        if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
         continue;
       }
       const path = this.path;
@@ -225,7 +262,7 @@ export class Kipfw {
         waitPorts(this.ports, timeoutMs);
       } while (!this.stopped && performance.now() < turnEnd);
       const now = Date.now();
-      if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); }
+      if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
       await new Promise((r) => setImmediate(r));
     }
   }

@@ -35,10 +35,11 @@ export function makeDaemonDummynet(): DaemonDummynet {
       return dn.enqueue(kind, n, handle, len, key, ruleIndex, nowNs);
     },
     nextEventNs: () => dn.nextEventNs(),
-    dequeueDue: (nowNs, handles, rules) => dn.dequeueDue(nowNs, handles, rules),
+    dequeueDue: (nowNs, handles, rules, max) => dn.dequeueDue(nowNs, handles, rules, max),
     settings(s) { dn.settings.ioFast = s.ioFast; dn.settings.onePass = s.onePass; },
     command: (argv, config) => run(dn, argv, config),
     flushAll() { dn.flushAll(() => { /* the path takes every pool buffer back itself */ }); },
+    lateness: () => dn.releaseLateness(),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
  * `netmap kipfw [options] PORT_A PORT_B [PORT_C PORT_D ...]`: the firewall daemon (netmap-ipfw's
  * kipfw). Ports go in pairs; frames received on one port of a pair go through the ruleset and,
- * when they pass, out of the other. Runs in the foreground until SIGINT/SIGTERM. The work is done
+ * when they pass, out of the other. Runs in the foreground until SIGINT/SIGTERM (exit status 0),
+ * or until an interface under one of its ports is deleted (exit status 1). The work is done
  * by src/firewall/daemon.ts; rules are managed with `netmap ipfw`.
  */
 import { NetmapError } from '../errors.js';
@@ -104,7 +105,13 @@ export async function main(argv: string[]): Promise<number> {
     process.removeListener('SIGTERM', onSignal);
     const s = k.stats;
     console.error(`kipfw ${k.name}: ${s.received} received, ${s.passed} passed, ${s.denied} denied, ${s.rejected} rejected (${s.repliesSent} replies), ${s.toDummynet} through dummynet`);
+    if (s.poolFull > 0 || s.dummynetLost > 0) console.error(`kipfw ${k.name}: dummynet dropped ${s.poolFull} packets for want of a pool buffer, ${s.dummynetLost} at its output (a full TX ring, or dropped by the pipe)`);
+    const late = k.releaseLateness();
+    if (late !== null && late.packets > 0) {
+      const us = (x: number): string => (x === Infinity ? '>1 s' : x === 0 ? '<1 µs' : `≤${x} µs`);
+      console.error(`kipfw ${k.name}: dummynet released ${late.packets} packets late by p50 ${us(late.p50Us)}, p90 ${us(late.p90Us)}, p99 ${us(late.p99Us)}, max ${us(late.maxUs)}`);
+    }
     await k.close();
   }
-  return 0;
+  return k.failure === null ? 0 : 1;
 }

@@ -136,6 +136,18 @@ test('burst: after a long idle the first burst bytes leave at once, then bw', ()
   for (let i = 1; i < later.length; i++) assert.ok(Math.abs(later[i]! - later[i - 1]! - 8 * MS) < 1, `gap ${later[i]! - later[i - 1]!}`);
 });
 
+test('burst: a paced sender gets the burst through at its own speed, then bw (the credit survives gaps)', () => {
+  // 20 Mbit/s of 1000-byte frames (one per 0.4 ms) into 1 Mbit/s with a 100K burst: between two
+  // arrivals the link is idle with credit left; that credit must carry over, not be reset.
+  const d = dn(['pipe 1 config bw 1Mbit/s burst 100K']);
+  const res = simulate(d, cbr('pipe', 1, 20e6, 1000, 0, 0.5 * S, v4key(17, A, 1, B, 2), 1), 3 * S);
+  const fast = res.outputs.filter((o) => o.rule >= 0 && o.t - res.enqueueTime[o.handle]! === 0).length;
+  // credit spent after burst·8 / (8000 − 1e6·0.4 ms) frames: 819200 / 7600 = 107.8
+  assert.ok(fast >= 107 && fast <= 108, `frames through at arrival speed: ${fast}`);
+  const late = res.outputs.filter((o) => o.rule >= 0 && o.t > 0.2 * S).map((o) => o.t);
+  for (let i = 1; i < late.length; i++) assert.ok(Math.abs(late[i]! - late[i - 1]! - 8 * MS) < 1, `gap ${late[i]! - late[i - 1]!}`);
+});
+
 test('fq_codel keeps a standing queue short by dropping', () => {
   const d = dn(['pipe 1 config bw 10Mbit/s', 'sched 1 config type fq_codel', 'queue 1 config sched 1']);
   // 10% overload from one unresponsive flow: without AQM the queue would grow by 1 Mbit/s (400 ms after 4 s).

@@ -169,10 +169,11 @@ export class Dummynet {
    * Fills handles/ruleIndexes with the packets due at nowNs, in order per pipe instance; returns
    * how many. A rule index of -1 means "drop it": a profile loss, a CoDel drop, or a packet that
    * waited in a pipe since deleted or reconfigured. With one_pass=0 the caller re-injects a packet
-   * after rule ruleIndexes[i].
+   * after rule ruleIndexes[i]. At most `max` packets (default: as many as the arrays hold); the
+   * others stay due for the next call.
    */
-  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array): number {
-    return this.engine.dequeueDue(nowNs, handles, ruleIndexes);
+  dequeueDue(nowNs: number, handles: Int32Array, ruleIndexes: Int32Array, max = handles.length): number {
+    return this.engine.dequeueDue(nowNs, handles, ruleIndexes, max);
   }
 
   /** Releases every waiting packet (e.g. an interface went away) and forgets the dynamic state. */
@@ -180,6 +181,27 @@ export class Dummynet {
 
   /** ECN marking hook for RED `ecn` and fq_codel `ecn`: return true when CE was set on the frame. */
   setEcnMarker(mark: ((handle: number) => boolean) | null): void { this.engine.ecnMark = mark; }
+
+  /**
+   * Release lateness so far (how long after its output time dequeueDue handed each packet out):
+   * the number of packets and the upper bound of the bucket holding the p50, p90, p99 and the
+   * worst, in µs (power-of-two buckets: "≤ 4 µs" means 2 to 4 µs; 0 means under 1 µs).
+   */
+  releaseLateness(): { packets: number; p50Us: number; p90Us: number; p99Us: number; maxUs: number } {
+    const h = this.engine.lateness;
+    let total = 0;
+    for (let i = 0; i < h.length; i++) total += h[i]!;
+    const at = (q: number): number => {
+      if (total === 0) return 0;
+      let seen = 0;
+      for (let i = 0; i < h.length; i++) {
+        seen += h[i]!;
+        if (seen >= q * total) return i === 0 ? 0 : i === h.length - 1 ? Infinity : 2 ** i;
+      }
+      return Infinity;
+    };
+    return { packets: total, p50Us: at(0.5), p90Us: at(0.9), p99Us: at(0.99), maxUs: at(1) };
+  }
 
   /** Counters for diagnostics: drops by reason, packets waiting, objects in use. */
   counters(): { enqueued: number; delivered: number; waiting: number; instances: number; queues: number; drops: Record<string, number> } {
