@@ -88,7 +88,7 @@ test('two processes on one mapped file: counters and states add up exactly', asy
   const fs = await import('node:fs');
   const path = await import('node:path');
   const native = await import('../../src/native/index.js');
-  const dir = process.env.NETMAP_TS_DIR ?? '/dev/shm';
+  const dir = process.env.NETMAP_TS_DIR || '/dev/shm';
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `fw-eval-xproc-${process.pid}`);
   const capacity = 2048;
