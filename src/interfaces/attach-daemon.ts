@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { NetmapError } from '../errors.js';
+import '../port-types.js';
 import { openPort, type Port } from '../ports/index.js';
 import { registry } from '../memory/registry.js';
 import { pause } from '../memory/lock.js';

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fail } from '../errors.js';
-import { registerInterfaceAttach, type InterfaceAttachRequest } from '../switch/index.js';
+import type { SwitchAttachRequest } from '../ports/port.js';
 import { shmDirectory } from '../memory/space.js';
 import { pause } from '../memory/lock.js';
 import * as native from '../native/index.js';
@@ -101,4 +101,8 @@ export function detachInterface(switchName: string, ifName: string): void {
   try { if (interfaceExists(ifName)) removeStaleSplit(ifName); } catch { /* held by someone else now */ }
 }
 
-registerInterfaceAttach((req: InterfaceAttachRequest) => (req.op === 'attach' ? attachInterface(req.switchName, req.ifName, req.host) : detachInterface(req.switchName, req.ifName)));
+/** The interface port type's switchAttach (vale-ctl -a/-h/-d with an interface name). */
+export function switchAttachInterface(req: SwitchAttachRequest): void {
+  if (req.op === 'attach') attachInterface(req.switchName, req.ifName, req.host);
+  else detachInterface(req.switchName, req.ifName);
+}

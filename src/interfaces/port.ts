@@ -32,8 +32,8 @@ import { shmDirectory, space } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
-import { setInterfaceParentResolver } from '../pipes/pipe.js';
+import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js';
+import { switchAttachInterface } from './attach.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch, pow2AtLeast, VNET_HDR_LEN } from './packet.js';
@@ -189,14 +189,6 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   return index;
 }
 
-registerResolver('interface', resolveInterface);
-// An interface can be the parent of pipes (lb): same resolution, no sockets until opened.
-setInterfaceParentResolver((reg, spec, opts) => (interfaceExists(spec.parentName) ? resolveInterface(reg, spec, opts) : -1));
-
-/** The interface port's entry goes with its last user unless pipes still hang on it. */
-onLastUser(L.PORT_KIND_INTERFACE, (reg, index) => {
-  if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
-});
 
 /**
  * This thread's state for `port`, made on its first handle: the TAP (a TAP nobody holds is the
@@ -690,7 +682,18 @@ class InterfaceAdapter implements PortAdapter {
   }
 }
 
-registerAdapter(L.PORT_KIND_INTERFACE, (port) => new InterfaceAdapter(port));
+/** Interfaces (`netmap:IF`, any name that is not a pipe or a VALE port). */
+export const interfacePortType: PortType = {
+  name: 'interface', kind: L.PORT_KIND_INTERFACE, family: 'interface', resolve: resolveInterface,
+  // An interface can be the parent of pipes (lb): same resolution, no sockets until opened.
+  resolvePipeParent: (reg, spec, opts) => (interfaceExists(spec.parentName) ? resolveInterface(reg, spec, opts) : -1),
+  switchAttach: switchAttachInterface,
+  adapter: (port) => new InterfaceAdapter(port),
+  // The entry goes with its last user unless pipes still hang on it.
+  lastUser: (reg, index) => {
+    if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
+  },
+};
 
 /**
  * Sends what NIC RX ring `k` of `port` receives to `hook` instead of into the ring's slots: a

@@ -51,12 +51,23 @@ export interface PortInfo {
 
 type Hook = (reg: Registry, portIndex: number) => void;
 
+/**
+ * What the registry calls for ports of one kind (the registry's share of a port type, see
+ * ports/port.ts PortType): set once per kind when the build's port types are registered.
+ */
+export interface KindOperations {
+  /** After the port lost its last handle (closed, or its owner died). */
+  readonly lastUser: Hook | null;
+  /** Before the port's entry is destroyed. */
+  readonly destroy: Hook | null;
+}
+
 export class Registry {
   readonly sp: AddressSpace;
   readonly base = L.SPACE_REGISTRY_OFFSET;
   private depth = 0;
-  /** Called (under the lock) before a port entry is destroyed, by port kind. */
-  private static destroyHooks = new Map<number, Hook>();
+  /** Per port kind, what to call when a port loses its last user or is destroyed (under the lock). */
+  private static kindOperations = new Map<number, KindOperations>();
 
   constructor(sp: AddressSpace) {
     this.sp = sp;
@@ -88,8 +99,10 @@ export class Registry {
     }
   }
 
-  static onDestroy(kind: number, hook: Hook): void {
-    Registry.destroyHooks.set(kind, hook);
+  /** Installs the operations of port kind `kind` (once per kind, from registerPortTypes). */
+  static setKindOperations(kind: number, operations: KindOperations): void {
+    assert(!Registry.kindOperations.has(kind), `operations of port kind ${kind} set twice`);
+    Registry.kindOperations.set(kind, operations);
   }
 
   /** Int32/Uint32 word index of a registry byte offset. */
@@ -456,8 +469,8 @@ export class Registry {
     const doomed = [index, alsoIndex].filter((i) => this.portLive(i));
     if (doomed.length === 0) return;
     for (const i of doomed) {
-      const hook = Registry.destroyHooks.get(this.portGet(i, L.PE_KIND));
-      if (hook !== undefined) hook(this, i);
+      const destroy = Registry.kindOperations.get(this.portGet(i, L.PE_KIND))?.destroy;
+      if (destroy != null) destroy(this, i);
     }
     const memId = this.portGet(doomed[0]!, L.PE_MEM_ID);
     if (this.regionLive(memId)) {
@@ -519,10 +532,57 @@ export class Registry {
     this.portSet(index, L.PE_USERS, users > 0 ? users - 1 : 0);
   }
 
-  /** Per-handle cleanup, supplied by the ports layer (frees the netmap_if, extra buffers, ring users). */
-  static releaseHandle: ((reg: Registry, index: number, slot: number) => void) | null = null;
-  /** Called after a port lost its last handle (ephemeral ports destroy themselves here). */
-  static lastUserGone: ((reg: Registry, index: number) => void) | null = null;
+  /**
+   * Frees what handle `slot` of port `index` holds: its extra buffers, its netmap_if, its use of
+   * rings; then the slot. Run by close() and, for dead threads, by collectGarbage().
+   */
+  releaseHandle(index: number, slot: number): void {
+    this.assertLocked();
+    const u32 = this.sp.u32;
+    const memId = this.portGet(index, L.PE_MEM_ID);
+    const nifp = u32[this.handleField(index, slot, L.HR_NIFP)]!;
+    const token = u32[this.handleField(index, slot, L.HR_TOKEN)]!;
+    if (this.regionLive(memId)) {
+      const region = this.region(memId);
+      if (nifp !== 0) {
+        // Free the extra-buffer list as it is now, skipping anything a ring still holds and
+        // stopping at the first invalid or repeated index (a corrupt list cannot harm others).
+        const used = this.buffersInUse(memId, []);
+        let idx = u32[(nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
+        for (let steps = 0; idx >= 2 && idx < region.numBufs && steps < region.numBufs; steps++) {
+          const at = region.bufOffset(idx) >>> 2;
+          const next = u32[at]!;
+          if (used[idx] !== 0 || region.isFree(idx)) break;
+          u32[at] = 0;
+          Registry.freeIfUnused(region, used, idx);
+          idx = next;
+        }
+        region.freeObject(nifp);
+      }
+    }
+    const numTx = this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX);
+    const txRange = u32[this.handleField(index, slot, L.HR_RING_MASK_TX)]!;
+    const rxRange = u32[this.handleField(index, slot, L.HR_RING_MASK_RX)]!;
+    const unuse = (k: number): void => {
+      const ring = this.ringOffset(index, k);
+      const users = u32[(ring + L.KR_USERS) >>> 2]!;
+      u32[(ring + L.KR_USERS) >>> 2] = users > 0 ? users - 1 : 0;
+      if (u32[(ring + L.KR_EXCLUSIVE) >>> 2] === token) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = 0;
+      u32[(ring + L.KR_BUSY) >>> 2] = 0;
+    };
+    if (this.regionLive(memId)) { // the rings live in the region: nothing to undo without it
+      // a range word holds [first, end) of the bound rings as two 16-bit halves
+      for (let k = txRange & 0xffff; k < txRange >>> 16; k++) unuse(k);
+      for (let k = rxRange & 0xffff; k < rxRange >>> 16; k++) unuse(numTx + k);
+    }
+    this.dropHandle(index, slot);
+  }
+
+  /** Runs the last-user operation of the port's kind (ephemeral ports destroy themselves there). */
+  lastUserGone(index: number): void {
+    const lastUser = Registry.kindOperations.get(this.portGet(index, L.PE_KIND))?.lastUser;
+    if (lastUser != null) lastUser(this, index);
+  }
 
   /** Releases the handles of dead threads and what only they held. Returns how many. */
   collectGarbage(): number {
@@ -539,12 +599,11 @@ export class Registry {
           if (u32[this.handleField(i, s, L.HR_TOKEN)] === 0) continue;
           const tid = u32[this.handleField(i, s, L.HR_TID)]!;
           if (ownerAlive(tid)) continue;
-          if (Registry.releaseHandle !== null) Registry.releaseHandle(this, i, s);
-          else this.dropHandle(i, s);
+          this.releaseHandle(i, s);
           released++;
           touched = true;
         }
-        if (touched && this.portLive(i) && this.portGet(i, L.PE_USERS) === 0 && Registry.lastUserGone !== null) Registry.lastUserGone(this, i);
+        if (touched && this.portLive(i) && this.portGet(i, L.PE_USERS) === 0) this.lastUserGone(i);
       }
       return released;
     });

@@ -14,7 +14,7 @@ import { registry, type Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
+import { resolvePipeParent, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 
 export const MAX_PIPES_PER_PARENT = 64;
@@ -212,8 +212,6 @@ class PipeAdapter implements PortAdapter {
   }
 }
 
-registerAdapter(L.PORT_KIND_PIPE, (port) => new PipeAdapter(port));
-
 /** A memory-only parent: consumes what is sent to it, never receives. */
 class NullAdapter implements PortAdapter {
   txsync(ring: Ring): boolean {
@@ -229,7 +227,6 @@ class NullAdapter implements PortAdapter {
     return ok;
   }
 }
-registerAdapter(L.PORT_KIND_PARENT, () => new NullAdapter());
 
 function pipeGeometry(spec: PortSpec, parentSlots: number): { tx: number; rx: number; txSlots: number; rxSlots: number } {
   const c = spec.conf;
@@ -245,8 +242,8 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
   const parentName = spec.parentName;
   let parent = reg.findPort(parentName);
   if (parent >= 0) return parent;
-  if (spec.subsystem === 'netmap' && interfaceParent !== null) {
-    parent = interfaceParent(reg, spec, opts);
+  if (spec.subsystem === 'netmap') {
+    parent = resolvePipeParent(reg, spec, opts);
     if (parent >= 0) return parent;
   }
   // As netmap does for an unknown parent, make one: here a memory-only port with room for up to
@@ -264,12 +261,6 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
     name: parentName, kind: L.PORT_KIND_PARENT, memId, flags: L.PORT_FLAG_AUTODELETE,
     numTx: 1, numRx: 1, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64,
   });
-}
-
-/** Interfaces may act as pipe parents (lb): the interfaces layer plugs its lookup in here. */
-let interfaceParent: ((reg: Registry, spec: PortSpec, opts: OpenOptions) => number) | null = null;
-export function setInterfaceParentResolver(fn: (reg: Registry, spec: PortSpec, opts: OpenOptions) => number): void {
-  interfaceParent = fn;
 }
 
 function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
@@ -320,7 +311,6 @@ function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   reg.portSet(parent, L.PE_PIPES, pipes + 1);
   return wanted === masterName ? master : slave;
 }
-registerResolver('pipe', resolvePipe);
 
 /** Both ends go when neither is open; the parent goes with its last pipe if it was made for them. */
 function pipeLastUser(reg: Registry, index: number): void {
@@ -334,8 +324,20 @@ function pipeLastUser(reg: Registry, index: number): void {
     if (left === 0 && (reg.portGet(parent, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0 && reg.portGet(parent, L.PE_USERS) === 0) reg.destroyPort(parent);
   }
 }
-onLastUser(L.PORT_KIND_PIPE, pipeLastUser);
-onLastUser(L.PORT_KIND_PARENT, (reg, index) => {
-  if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
-});
+
+/** Pipe ends (`NAME{ID`, `NAME}ID`). */
+export const pipePortType: PortType = {
+  name: 'pipe', kind: L.PORT_KIND_PIPE, family: 'pipe', resolve: resolvePipe,
+  adapter: (port) => new PipeAdapter(port),
+  lastUser: pipeLastUser,
+};
+
+/** A pipe's memory-only parent: made by resolvePipe, goes with its last pipe if made for them. */
+export const parentPortType: PortType = {
+  name: 'pipe parent', kind: L.PORT_KIND_PARENT,
+  adapter: () => new NullAdapter(),
+  lastUser: (reg, index) => {
+    if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
+  },
+};
 

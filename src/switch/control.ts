@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fail, NetmapError } from '../errors.js';
 import { registry, writeLatin1, Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions } from '../ports/port.js';
+import { portTypeOfFamily, type OpenOptions, type PortType, type SwitchAttachRequest } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
 import { ValeAdapter, readString } from './forward.js';
@@ -198,17 +198,16 @@ function dropIdleSwitch(reg: Registry, sw: number): void {
   }
 }
 
-registerResolver('vale', resolveVale);
-registerAdapter(L.PORT_KIND_VALE, (port) => new ValeAdapter(port));
-
-onLastUser(L.PORT_KIND_VALE, (reg, index) => {
+/** Ephemeral ports go with their last user; persistent ones get fresh rings for the next. */
+function valeLastUser(reg: Registry, index: number): void {
   const flags = reg.portGet(index, L.PE_FLAGS);
   if ((flags & L.PORT_FLAG_PERSISTENT) !== 0) { resetRings(reg, index); return; }
   if (reg.portGet(index, L.PE_PIPES) > 0) return; // pipes still hang on it
   reg.destroyPort(index);
-});
+}
 
-Registry.onDestroy(L.PORT_KIND_VALE, (reg, index) => {
+/** Off the switch, and the receive rings' lease tables back to the region. */
+function valeDestroy(reg: Registry, index: number): void {
   reg.switchDetach(index);
   const memId = reg.portGet(index, L.PE_MEM_ID);
   if (!reg.regionLive(memId)) return;
@@ -219,7 +218,14 @@ Registry.onDestroy(L.PORT_KIND_VALE, (reg, index) => {
     const table = reg.sp.u32[(ring + L.KR_LEASE_TABLE) >>> 2]!;
     if (table !== 0) region.freeObject(table);
   }
-});
+}
+
+/** VALE ports (`valeX:PORT`). */
+export const valePortType: PortType = {
+  name: 'vale', kind: L.PORT_KIND_VALE, family: 'vale', resolve: resolveVale,
+  adapter: (port) => new ValeAdapter(port),
+  lastUser: valeLastUser, destroy: valeDestroy,
+};
 
 // ---- persistent ports ------------------------------------------------------------------------
 
@@ -262,22 +268,14 @@ export function removePersistentPort(name: string): void {
 
 // ---- attach / detach ------------------------------------------------------------------------
 
-export interface InterfaceAttachRequest {
-  op: 'attach' | 'detach';
-  /** 'vale0' */
-  switchName: string;
-  /** interface name, e.g. 'veth0' */
-  ifName: string;
-  /** -h: attach the host stack too (a second port `ifName^`) */
-  host: boolean;
-}
-/** Implemented by the interfaces layer: throw NetmapError ENXIO if `ifName` is no interface. */
-export type InterfaceAttachHook = (req: InterfaceAttachRequest) => void;
-let interfaceHook: InterfaceAttachHook | null = null;
+/** What -a/-h/-d ask of the port type behind a name that is no VALE port (an interface). */
+export type InterfaceAttachRequest = SwitchAttachRequest;
 
-/** The interfaces layer plugs in what -a/-h/-d do with an interface name. */
-export function registerInterfaceAttach(fn: InterfaceAttachHook | null): void {
-  interfaceHook = fn;
+/** The interface port type's switchAttach, or ENXIO when the build has none. */
+function interfaceAttach(portName: string): (req: SwitchAttachRequest) => void {
+  const attachment = portTypeOfFamily('interface')?.switchAttach;
+  if (attachment === undefined) fail('ENXIO', `no such interface ${portName}`);
+  return attachment;
 }
 
 /**
@@ -307,8 +305,7 @@ export function attach(name: string, options: { host?: boolean } = {}): number {
     return -1;
   });
   if (result >= 0) return result;
-  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
-  interfaceHook({ op: 'attach', switchName, ifName: portName, host: options.host === true });
+  interfaceAttach(portName)({ op: 'attach', switchName, ifName: portName, host: options.host === true });
   return portNumber(name);
 }
 
@@ -332,8 +329,7 @@ export function detach(name: string): void {
     return false;
   });
   if (done) return;
-  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
-  interfaceHook({ op: 'detach', switchName, ifName: portName, host: false });
+  interfaceAttach(portName)({ op: 'detach', switchName, ifName: portName, host: false });
 }
 
 /** Switch and port number of `valeX:NAME` (vale-ctl -l); ENOENT if the switch is unknown. */

@@ -3,7 +3,7 @@
  */
 import { NetmapError } from '../errors.js';
 import * as vale from '../switch/index.js';
-import '../ports/index.js'; // every port type, and the interfaces layer's attach hook
+import '../port-types.js'; // every port type (the interface type's switchAttach serves -a/-h/-d)
 
 const USAGE = `usage: netmap vale-ctl [-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]
   (no option)       list every port of every switch: <name> bridge_idx <b> port_idx <p>
