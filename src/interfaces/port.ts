@@ -56,11 +56,6 @@ const X_IFINDEX = L.PE_EXTRA, X_NETNS = L.PE_EXTRA + 4, X_OWNER = L.PE_EXTRA + 8
 // the process holding the split (X_OWNER, a pid): its open adapters over all its threads, the
 // descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet)
 const X_USERS = L.PE_EXTRA + 16, X_SINK_FD = L.PE_EXTRA + 20, X_HOST_FD = L.PE_EXTRA + 24, X_FANOUT = L.PE_EXTRA + 28;
-/**
- * NIC RX rings: thread id of the thread whose packet socket feeds the ring (a VALE-only word
- * otherwise). One socket per RX ring, or frames would be received twice.
- */
-const KR_RX_SERVER = L.KR_LEASE;
 /** How long an open waits for another thread of this process that is installing the split. */
 const SPLIT_WAIT_MS = 3000;
 
@@ -270,7 +265,7 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   for (const r of port.rxRings) {
     if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
     const k = r.id;
-    const w = (r.offset + KR_RX_SERVER) >>> 2;
+    const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
     if (server !== 0 && server !== me && (ownerAlive(server) || Atomics.compareExchange(i32, w, server, me) !== server)) {
       fail('EBUSY', `${port.spec}: RX ring ${k} of ${ifname} is served by another thread (${server}); bind other rings (-N) in each thread`);
@@ -335,7 +330,7 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
     st.nicRx[k]!.close();
     st.nicRx[k] = undefined;
-    Atomics.compareExchange(port.sp.i32, (r.offset + KR_RX_SERVER) >>> 2, me, 0);
+    Atomics.compareExchange(port.sp.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
   }
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_TX) continue;

@@ -175,7 +175,7 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const g = geometryOf(spec, opts);
   const sw = reg.ensureSwitch(switchName);
   try {
-    if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+    if (reg.sp.u32[reg.switchWord(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
     // AUTODELETE: if pipes hang on it when its last handle closes, it goes with the last pipe
     const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE, spec.memId);
     try {
@@ -193,8 +193,8 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
 
 function dropIdleSwitch(reg: Registry, sw: number): void {
   const u32 = reg.sp.u32;
-  if (u32[reg.sw(sw, L.SW_STATE)] === 1 && u32[reg.sw(sw, L.SW_NUM_PORTS)] === 0 && (u32[reg.sw(sw, L.SW_FLAGS)]! & SW_FLAG_KEEP) === 0) {
-    Atomics.store(reg.sp.i32, reg.sw(sw, L.SW_STATE), 0);
+  if (u32[reg.switchWord(sw, L.SW_STATE)] === L.SWITCH_STATE_LIVE && u32[reg.switchWord(sw, L.SW_NUM_PORTS)] === 0 && (u32[reg.switchWord(sw, L.SW_FLAGS)]! & SW_FLAG_KEEP) === 0) {
+    Atomics.store(reg.sp.i32, reg.switchWord(sw, L.SW_STATE), L.SWITCH_STATE_FREE);
   }
 }
 
@@ -294,7 +294,7 @@ export function attach(name: string, options: { host?: boolean } = {}): number {
       if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
       const sw = reg.ensureSwitch(switchName);
       try {
-        if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+        if (reg.sp.u32[reg.switchWord(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
         return reg.switchAttach(sw, index);
       } catch (e) {
         dropIdleSwitch(reg, sw);
@@ -387,7 +387,7 @@ function portsOfSwitch(reg: Registry, sw: number): SwitchPortInfo[] {
   const out: SwitchPortInfo[] = [];
   const switchName = reg.switchName(sw);
   for (let p = 0; p < VALE_MAX_PORTS; p++) {
-    const plus = reg.sp.u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+    const plus = reg.sp.u32[reg.switchWord(sw, L.SW_PORTS + 4 * p)]!;
     if (plus === 0 || !reg.portLive(plus - 1)) continue;
     const index = plus - 1;
     const portName = reg.portName(index);
@@ -476,9 +476,9 @@ export async function setLookup(switchName: string, module: string | null, confi
     writeLatin1(u8, base + L.SW_LOOKUP_CONFIG, module === null ? '' : config, L.SW_LOOKUP_CONFIG_MAX - 1);
     u8.fill(0, base + L.SW_HASH, base + L.SW_HASH + 8 * L.SW_HASH_ENTRIES);
     u8.fill(0xff, base + L.SW_LAST_SRC, base + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
-    const flags = u32[reg.sw(sw, L.SW_FLAGS)]!;
-    u32[reg.sw(sw, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
-    Atomics.add(reg.sp.i32, reg.sw(sw, L.SW_LOOKUP_GEN), 1);
+    const flags = u32[reg.switchWord(sw, L.SW_FLAGS)]!;
+    u32[reg.switchWord(sw, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
+    Atomics.add(reg.sp.i32, reg.switchWord(sw, L.SW_LOOKUP_GEN), 1);
     if (module === null) dropIdleSwitch(reg, sw);
   });
 }

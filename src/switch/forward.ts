@@ -29,6 +29,7 @@ import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
+import { SLOT_WORDS, slotLenAtWord, slotFlagsAtWord, setSlotLenAtWord, setSlotFlagsAtWord } from '../rings/slot.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
@@ -42,7 +43,7 @@ const MAX_RINGS = 16;
 export const SMALL_COPY = 512;
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
-const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
+const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_FIRST >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
 
 /**
  * A transmit ring a sender writes into directly (an attached interface's wire side: the
@@ -175,11 +176,11 @@ export class ValeAdapter implements PortAdapter {
       const sw = swPlus - 1;
       this.sw = sw;
       this.swBase = reg.base + reg.switchEntry(sw);
-      this.swGen = Atomics.load(this.i32, reg.sw(sw, L.SW_GENERATION));
+      this.swGen = Atomics.load(this.i32, reg.switchWord(sw, L.SW_GENERATION));
       this.myPort = reg.portGet(this.port.index, L.PE_SWITCH_PORT);
       const u32 = this.u32;
       for (let p = 0; p < MAXP; p++) {
-        const plus = u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+        const plus = u32[reg.switchWord(sw, L.SW_PORTS + 4 * p)]!;
         if (plus === 0) continue;
         const idx = plus - 1;
         if (!reg.portLive(idx)) continue;
@@ -203,6 +204,9 @@ export class ValeAdapter implements PortAdapter {
         }
         this.pIndex[p] = idx;
         this.pNumRx[p] = numRx;
+        // copyBlocks writes whole 64-byte blocks at 8-byte word indices: a destination buffer
+        // must start on a word and hold whole blocks, or the rounding would spill past it.
+        assert((region.bufBase & 7) === 0 && (region.bufSize & 63) === 0, 'buffers of a VALE destination are word aligned, whole 64-byte blocks');
         this.pBufBase[p] = region.bufBase;
         this.pBufSize[p] = region.bufSize;
         this.pNumBufs[p] = region.numBufs;
@@ -236,7 +240,7 @@ export class ValeAdapter implements PortAdapter {
 
   private refreshLookup(): void {
     const reg = this.reg;
-    const gen = this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)]!;
+    const gen = this.u32[reg.switchWord(this.sw, L.SW_LOOKUP_GEN)]!;
     this.lookupGen = gen;
     this.lastSrcHi = -1; // the learning table may have been cleared
     const base = this.swBase;
@@ -272,11 +276,11 @@ export class ValeAdapter implements PortAdapter {
       let ft = 0, pktStart = 0, frags = 0;
       let txPkts = 0, txBytes = 0, txDrops = 0;
       while (cur !== head) {
-        const sw = slots + 4 * cur;
-        const idx = u32[sw]!;
-        let len = u16[2 * sw + 2]!;
-        const flags = u16[2 * sw + 3]!;
-        if ((flags & L.NS_BUF_CHANGED) !== 0) u16[2 * sw + 3] = flags & ~L.NS_BUF_CHANGED;
+        const slotWord = slots + SLOT_WORDS * cur;
+        const idx = u32[slotWord]!;
+        let len = slotLenAtWord(u16, slotWord);
+        const flags = slotFlagsAtWord(u16, slotWord);
+        if ((flags & L.NS_BUF_CHANGED) !== 0) setSlotFlagsAtWord(u16, slotWord, flags & ~L.NS_BUF_CHANGED);
         if (idx < 2 || idx >= numBufs || len > bufSize) { ftOff[ft] = -1; len = 0; } else ftOff[ft] = bufBase + idx * bufSize;
         ftLen[ft] = len;
         txBytes += len;
@@ -303,8 +307,8 @@ export class ValeAdapter implements PortAdapter {
   private checkView(): void {
     const reg = this.reg;
     const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
-    if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.sw(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
-    if (this.sw >= 0 && this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+    if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.switchWord(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
+    if (this.sw >= 0 && this.u32[reg.switchWord(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
   }
 
   /**
@@ -505,15 +509,15 @@ export class ValeAdapter implements PortAdapter {
       const frags = ftFrags[p]!;
       if (frags === 1) { // the common case: one slot
         if (used >= room) break;
-        const sw = slots + 4 * pos;
-        const idx = u32[sw]!;
+        const slotWord = slots + SLOT_WORDS * pos;
+        const idx = u32[slotWord]!;
         let len = ftLen[p]!;
         const src = ftOff[p]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        u16[2 * sw + 2] = len;
-        u16[2 * sw + 3] = 1 << 8;
+        setSlotLenAtWord(u16, slotWord, len);
+        setSlotFlagsAtWord(u16, slotWord, 1 << 8);
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
         used++;
@@ -523,15 +527,15 @@ export class ValeAdapter implements PortAdapter {
       if (used + frags > room) break;
       for (let f = 0; f < frags; f++) {
         const e = p + f;
-        const sw = slots + 4 * pos;
-        const idx = u32[sw]!;
+        const slotWord = slots + SLOT_WORDS * pos;
+        const idx = u32[slotWord]!;
         let len = ftLen[e]!;
         const src = ftOff[e]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        u16[2 * sw + 2] = len;
-        u16[2 * sw + 3] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
+        setSlotLenAtWord(u16, slotWord, len);
+        setSlotFlagsAtWord(u16, slotWord, f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8);
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
       }

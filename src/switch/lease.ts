@@ -6,11 +6,11 @@
  *   KR_HWCUR        receiver: first slot it has not released (written by rxsync only)
  *   KR_SHADOW_TAIL  senders: published tail, the end of the completed leases in lease order
  *   KR_LEASE        senders: next slot to lease (nkr_hwlease)
- *   KR_LEASE_LOCK   lease lock word (owner tid); KR_LEASE_PID counts threads sleeping on it
- *   KR_LEASE_DONE   index of the oldest outstanding lease record (first)
+ *   KR_LEASE_LOCK   lease lock word (owner tid); KR_LEASE_SLEEPERS counts threads sleeping on it
+ *   KR_LEASE_FIRST  index of the oldest outstanding lease record (first)
  *   KR_LEASE_NEXT   index of the next lease record to hand out (next)
  *   KR_LEASE_TABLE  space offset of LEASE_RECORDS records of 16 bytes:
- *                   state (0 free, 1 copying, 2 done), pid, tid, start | end << 16
+ *                   state (RECORD_FREE, RECORD_COPYING, RECORD_DONE), pid, tid, start | end << 16
  *
  * Slots [hwcur, shadowTail) belong to the receiver, [shadowTail, lease) to senders that are
  * copying, [lease, hwcur - 1) are free. A sender reserves under the lock (a few loads and stores),
@@ -27,6 +27,8 @@
 import * as native from '../native/index.js';
 import { selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
+import { assert } from '../errors.js';
+import { SLOT_WORDS, setSlotLenAtWord, setSlotFlagsAtWord } from '../rings/slot.js';
 
 /** Lease records per RX ring: the most senders that may copy into one ring at the same time. */
 export const LEASE_RECORDS = 64;
@@ -37,14 +39,14 @@ const W_HWCUR = L.KR_HWCUR >>> 2;
 const W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_LEASE = L.KR_LEASE >>> 2;
 const W_LOCK = L.KR_LEASE_LOCK >>> 2;
-/** KR_LEASE_PID is used as the count of threads sleeping on the lease lock. */
-const W_WAITERS = L.KR_LEASE_PID >>> 2;
-const W_FIRST = L.KR_LEASE_DONE >>> 2;
+const W_SLEEPERS = L.KR_LEASE_SLEEPERS >>> 2;
+const W_FIRST = L.KR_LEASE_FIRST >>> 2;
 const W_NEXT = L.KR_LEASE_NEXT >>> 2;
 const W_TABLE = L.KR_LEASE_TABLE >>> 2;
 const W_SLOTS = L.RING_SLOTS >>> 2;
 
-const ST_FREE = 0, ST_COPYING = 1, ST_DONE = 2;
+/** States of a lease record: FREE -> COPYING (reserve) -> DONE (complete, or reclaimDead) -> FREE (retire). */
+const RECORD_FREE = 0, RECORD_COPYING = 1, RECORD_DONE = 2;
 
 /** Sets up the lease state of a fresh RX ring; `table` is a LEASE_TABLE_BYTES object. */
 export function initLeases(u32: Uint32Array, ring: number, table: number): void {
@@ -54,7 +56,7 @@ export function initLeases(u32: Uint32Array, ring: number, table: number): void 
   u32[w + W_FIRST] = 0;
   u32[w + W_NEXT] = 0;
   u32[w + W_LOCK] = 0;
-  u32[w + W_WAITERS] = 0;
+  u32[w + W_SLEEPERS] = 0;
   u32[w + W_TABLE] = table;
   u32.fill(0, table >>> 2, (table + LEASE_TABLE_BYTES) >>> 2);
 }
@@ -90,7 +92,7 @@ export class LeaseOps {
   /**
    * Takes the lease lock of `ring`: spins briefly (the lock is held for a few dozen
    * instructions), then sleeps on the lock word until the holder wakes us (unlock wakes when
-   * KR_LEASE_WAITERS says someone sleeps) — so a holder that lost its CPU gets it back instead
+   * KR_LEASE_SLEEPERS says someone sleeps) — so a holder that lost its CPU gets it back instead
    * of competing with spinners. A dead holder's lock is taken over (and the table repaired).
    */
   lock(ring: number): void {
@@ -105,16 +107,24 @@ export class LeaseOps {
         if (Atomics.compareExchange(i32, w, owner, me) === owner) { this.repair(ring); return; }
         continue;
       }
-      Atomics.add(i32, (ring >>> 2) + W_WAITERS, 1);
+      Atomics.add(i32, (ring >>> 2) + W_SLEEPERS, 1);
       native.futexWait(this.sp.absolute(ring + L.KR_LEASE_LOCK), owner, 2);
-      Atomics.sub(i32, (ring >>> 2) + W_WAITERS, 1);
+      Atomics.sub(i32, (ring >>> 2) + W_SLEEPERS, 1);
     }
   }
 
   unlock(ring: number): void {
     const i32 = this.sp.i32;
     Atomics.store(i32, (ring >>> 2) + W_LOCK, 0);
-    if (Atomics.load(i32, (ring >>> 2) + W_WAITERS) > 0) native.futexWake(this.sp.absolute(ring + L.KR_LEASE_LOCK), 1);
+    if (Atomics.load(i32, (ring >>> 2) + W_SLEEPERS) > 0) native.futexWake(this.sp.absolute(ring + L.KR_LEASE_LOCK), 1);
+  }
+
+  /**
+   * The lease lock of `ring` is ours. (Nobody takes a lock from a live owner: a take-over needs
+   * the owner's thread to be gone.)
+   */
+  private assertLockHeld(ring: number): void {
+    assert(Atomics.load(this.sp.i32, (ring >>> 2) + W_LOCK) === this.me, 'lease lock not held');
   }
 
   /** After taking over a dead owner's lock: make the lease pointer agree with the table. */
@@ -173,13 +183,14 @@ export class LeaseOps {
         break;
       }
       const take = needed < room ? needed : room;
+      assert(take > 0 && take < n, 'a lease takes 1 to n - 1 slots');
       let end = lease + take;
       if (end >= n) end -= n;
       const r = (u32[w + W_TABLE]! >>> 2) + 4 * (next % LEASE_RECORDS);
       u32[r + 1] = this.pid;
       u32[r + 2] = this.me;
       u32[r + 3] = lease | (end << 16);
-      u32[r] = ST_COPYING;
+      u32[r] = RECORD_COPYING;
       u32[w + W_LEASE] = end;
       u32[w + W_NEXT] = (next + 1) >>> 0;
       out.start = lease;
@@ -198,6 +209,7 @@ export class LeaseOps {
   complete(ring: number, n: number, l: Lease, used: number, packets: number, bytes: number, drops: number, f64: Float64Array): boolean {
     const u32 = this.sp.u32;
     const w = ring >>> 2;
+    assert(used >= 0 && used <= l.count, 'a lease is filled with at most the slots it took');
     this.lock(ring);
     let moved = false;
     if (l.record >= 0) {
@@ -205,7 +217,7 @@ export class LeaseOps {
       const r = table + 4 * (l.record % LEASE_RECORDS);
       // The record may have been completed by someone who thought us dead (pid reuse aside,
       // that only happens if our thread id is gone, i.e. never while we run): check it is ours.
-      if (u32[r] === ST_COPYING && u32[r + 2] === this.me) {
+      if (u32[r] === RECORD_COPYING && u32[r + 2] === this.me) {
         if (used < l.count) {
           let end = l.start + l.count;
           if (end >= n) end -= n;
@@ -218,7 +230,7 @@ export class LeaseOps {
             emptySlots(u32, this.sp.u16, ring, n, newEnd, l.count - used);
           }
         }
-        u32[r] = ST_DONE;
+        u32[r] = RECORD_DONE;
         moved = this.retire(ring);
       }
     }
@@ -247,15 +259,16 @@ export class LeaseOps {
   private retire(ring: number): boolean {
     const u32 = this.sp.u32;
     const w = ring >>> 2;
+    this.assertLockHeld(ring);
     const table = u32[w + W_TABLE]! >>> 2;
     let first = u32[w + W_FIRST]!;
     const next = u32[w + W_NEXT]!;
     let tail = -1;
     while (first !== next) {
       const r = table + 4 * (first % LEASE_RECORDS);
-      if (u32[r] !== ST_DONE) break;
+      if (u32[r] !== RECORD_DONE) break;
       tail = u32[r + 3]! >>> 16;
-      u32[r] = ST_FREE;
+      u32[r] = RECORD_FREE;
       first = (first + 1) >>> 0;
     }
     u32[w + W_FIRST] = first;
@@ -271,18 +284,19 @@ export class LeaseOps {
   reclaimDead(ring: number, n: number): boolean {
     const u32 = this.sp.u32;
     const w = ring >>> 2;
+    this.assertLockHeld(ring);
     const table = u32[w + W_TABLE]! >>> 2;
     const next = u32[w + W_NEXT]!;
     let found = false;
     for (let i = u32[w + W_FIRST]!; i !== next; i = (i + 1) >>> 0) {
       const r = table + 4 * (i % LEASE_RECORDS);
-      if (u32[r] !== ST_COPYING) continue;
+      if (u32[r] !== RECORD_COPYING) continue;
       const tid = u32[r + 2]!;
       if (tid === this.me || native.processAlive(tid)) continue;
       const se = u32[r + 3]!;
       const start = se & 0xffff, end = se >>> 16;
       if (start < n && end < n) emptySlots(u32, this.sp.u16, ring, n, start, end >= start ? end - start : end + n - start);
-      u32[r] = ST_DONE;
+      u32[r] = RECORD_DONE;
       found = true;
     }
     if (found) this.retire(ring);
@@ -308,9 +322,9 @@ export class LeaseOps {
 function emptySlots(u32: Uint32Array, u16: Uint16Array, ring: number, n: number, start: number, count: number): void {
   const slots = (ring >>> 2) + W_SLOTS;
   for (let k = 0, i = start; k < count; k++) {
-    const sw = slots + 4 * i;
-    u16[2 * sw + 2] = 0;
-    u16[2 * sw + 3] = 0;
+    const slotWord = slots + SLOT_WORDS * i;
+    setSlotLenAtWord(u16, slotWord, 0);
+    setSlotFlagsAtWord(u16, slotWord, 0);
     i = i + 1 === n ? 0 : i + 1;
   }
 }
