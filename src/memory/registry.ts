@@ -708,7 +708,10 @@ export class Registry {
     return out;
   }
 
-  /** Finds or creates switch `name`; ENOMEM when the table is full. */
+  /**
+   * Finds or creates switch `name`; ENOMEM when the table is full. A new entry is all zeros: the
+   * switch layer sets up its policy state (the learning table, src/switch/learning.ts).
+   */
   ensureSwitch(name: string): number {
     this.assertLocked();
     const found = this.findSwitch(name);
@@ -719,8 +722,6 @@ export class Registry {
         const e = this.base + this.switchEntry(s);
         this.sp.u8.fill(0, e, e + L.SWITCH_ENTRY_SIZE);
         writeLatin1(this.sp.u8, e + L.SW_NAME, name, 15);
-        // The learning table's "last source" cache starts all-ones, as netmap's does.
-        this.sp.u8.fill(0xff, e + L.SW_LAST_SRC, e + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
         Atomics.store(this.sp.i32, this.switchWord(s, L.SW_STATE), L.SWITCH_STATE_LIVE);
         return s;
       }
@@ -728,7 +729,10 @@ export class Registry {
     return fail('ENOMEM', `cannot create switch ${name}: all ${L.MAX_SWITCHES} switches are in use`);
   }
 
-  /** Puts port `index` on switch `sw`; returns its port number there. */
+  /**
+   * Puts port `index` on switch `sw`; returns its port number there. (The switch layer's
+   * attachToSwitch also resets what the learning table knew about that port number.)
+   */
   switchAttach(sw: number, index: number): number {
     this.assertLocked();
     const u32 = this.sp.u32;
@@ -738,8 +742,6 @@ export class Registry {
       if (u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] === 0) {
         u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] = index + 1;
         u32[this.switchWord(sw, L.SW_NUM_PORTS)] = n + 1;
-        // forget what was learnt about the previous occupant of this port number
-        this.sp.u8.fill(0xff, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p + 8);
         this.portSet(index, L.PE_SWITCH, sw + 1);
         this.portSet(index, L.PE_SWITCH_PORT, p);
         Atomics.add(this.sp.i32, this.switchWord(sw, L.SW_GENERATION), 1);
@@ -749,7 +751,10 @@ export class Registry {
     return fail('ENOMEM', `switch ${this.switchName(sw)} is full`);
   }
 
-  /** Takes port `index` off its switch; the switch goes with its last port unless persistent. */
+  /**
+   * Takes port `index` off its switch; the switch goes with its last port unless persistent.
+   * (The switch layer's detachFromSwitch also drops what the learning table learnt on it.)
+   */
   switchDetach(index: number): void {
     this.assertLocked();
     const swPlus = this.portGet(index, L.PE_SWITCH);
@@ -760,11 +765,6 @@ export class Registry {
     if (u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] === index + 1) {
       u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] = 0;
       u32[this.switchWord(sw, L.SW_NUM_PORTS)] = Math.max(0, u32[this.switchWord(sw, L.SW_NUM_PORTS)]! - 1);
-      // drop learnt entries pointing at this port
-      const hash = this.word(this.switchEntry(sw) + L.SW_HASH);
-      for (let h = 0; h < L.SW_HASH_ENTRIES; h++) {
-        if ((u32[hash + 2 * h]! & 0xffff) === p + 1) { u32[hash + 2 * h] = 0; u32[hash + 2 * h + 1] = 0; }
-      }
     }
     this.portSet(index, L.PE_SWITCH, 0);
     this.portSet(index, L.PE_SWITCH_PORT, 0);

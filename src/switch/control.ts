@@ -12,6 +12,7 @@ import { portTypeOfFamily, type OpenOptions, type PortType, type SwitchAttachReq
 import type { PortSpec } from '../ports/name.js';
 import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
 import { ValeAdapter, readString } from './forward.js';
+import { resetLearningTable, forgetLastSource, forgetPortEntries } from './learning.js';
 import { loadedLookup, lookupContext, type LookupContext } from './lookup.js';
 
 export const VALE_MAX_RINGS = 16;
@@ -173,13 +174,13 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
     if (opts.owner !== true) fail('EINVAL', `${spec.spec}: ${spec.portName} is an interface: attach it with vale-ctl -a, it cannot be opened as a VALE port`);
   }
   const g = geometryOf(spec, opts);
-  const sw = reg.ensureSwitch(switchName);
+  const sw = ensureSwitch(reg, switchName);
   try {
     if (reg.sp.u32[reg.switchWord(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
     // AUTODELETE: if pipes hang on it when its last handle closes, it goes with the last pipe
     const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE, spec.memId);
     try {
-      reg.switchAttach(sw, index);
+      attachToSwitch(reg, sw, index);
     } catch (e) {
       reg.destroyPort(index);
       throw e;
@@ -189,6 +190,32 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
     dropIdleSwitch(reg, sw);
     throw e;
   }
+}
+
+/** Finds or creates switch `name`, a new one with an empty learning table. Lock held. */
+function ensureSwitch(reg: Registry, name: string): number {
+  const existing = reg.findSwitch(name);
+  if (existing >= 0) return existing;
+  const created = reg.ensureSwitch(name);
+  resetLearningTable(reg, created);
+  return created;
+}
+
+/** Puts port `index` on switch `sw` with nothing learnt from its port number. Lock held. */
+function attachToSwitch(reg: Registry, sw: number, index: number): number {
+  const switchPort = reg.switchAttach(sw, index);
+  forgetLastSource(reg, sw, switchPort);
+  return switchPort;
+}
+
+/** Takes port `index` off its switch, and what the switch learnt on it. Lock held. */
+function detachFromSwitch(reg: Registry, index: number): void {
+  const switchPlusOne = reg.portGet(index, L.PE_SWITCH);
+  if (switchPlusOne === 0) return;
+  const switchPort = reg.portGet(index, L.PE_SWITCH_PORT);
+  const holdsPortNumber = reg.sp.u32[reg.switchWord(switchPlusOne - 1, L.SW_PORTS + 4 * switchPort)] === index + 1;
+  reg.switchDetach(index);
+  if (holdsPortNumber) forgetPortEntries(reg, switchPlusOne - 1, switchPort);
 }
 
 function dropIdleSwitch(reg: Registry, sw: number): void {
@@ -208,7 +235,7 @@ function valeLastUser(reg: Registry, index: number): void {
 
 /** Off the switch, and the receive rings' lease tables back to the region. */
 function valeDestroy(reg: Registry, index: number): void {
-  reg.switchDetach(index);
+  detachFromSwitch(reg, index);
   const memId = reg.portGet(index, L.PE_MEM_ID);
   if (!reg.regionLive(memId)) return;
   const region = reg.region(memId);
@@ -292,10 +319,10 @@ export function attach(name: string, options: { host?: boolean } = {}): number {
       if (options.host === true) fail('EINVAL', `${portName} is a VALE port: it has no host stack to attach`);
       if (reg.portGet(index, L.PE_SWITCH) !== 0) fail('EBUSY', `${portName} is already attached to ${reg.switchName(reg.portGet(index, L.PE_SWITCH) - 1)}`);
       if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
-      const sw = reg.ensureSwitch(switchName);
+      const sw = ensureSwitch(reg, switchName);
       try {
         if (reg.sp.u32[reg.switchWord(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
-        return reg.switchAttach(sw, index);
+        return attachToSwitch(reg, sw, index);
       } catch (e) {
         dropIdleSwitch(reg, sw);
         throw e;
@@ -320,7 +347,7 @@ export function detach(name: string): void {
     if (index >= 0 && reg.portGet(index, L.PE_KIND) === L.PORT_KIND_VALE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
       if (sw < 0 || reg.portGet(index, L.PE_SWITCH) !== sw + 1) fail('ENXIO', `${portName} is not attached to ${switchName}`);
       if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
-      reg.switchDetach(index);
+      detachFromSwitch(reg, index);
       resetRings(reg, index);
       return true;
     }
@@ -474,8 +501,7 @@ export async function setLookup(switchName: string, module: string | null, confi
     u8.fill(0, base + L.SW_LOOKUP_MODULE, base + L.SW_LOOKUP_MODULE + L.SW_LOOKUP_MODULE_MAX + L.SW_LOOKUP_CONFIG_MAX);
     writeLatin1(u8, base + L.SW_LOOKUP_MODULE, spec, L.SW_LOOKUP_MODULE_MAX - 1);
     writeLatin1(u8, base + L.SW_LOOKUP_CONFIG, module === null ? '' : config, L.SW_LOOKUP_CONFIG_MAX - 1);
-    u8.fill(0, base + L.SW_HASH, base + L.SW_HASH + 8 * L.SW_HASH_ENTRIES);
-    u8.fill(0xff, base + L.SW_LAST_SRC, base + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
+    resetLearningTable(reg, sw);
     const flags = u32[reg.switchWord(sw, L.SW_FLAGS)]!;
     u32[reg.switchWord(sw, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
     Atomics.add(reg.sp.i32, reg.switchWord(sw, L.SW_LOOKUP_GEN), 1);
