@@ -8,11 +8,11 @@
 import { registerPortTypes } from './ports/port.js';
 import { pipePortType, parentPortType } from './pipes/pipe.js';
 import { valePortType } from './switch/control.js';
-import { interfacePortType } from './interfaces/port.js';
+import { attachableInterfacePortType } from './bwrap/attach.js';
 
 registerPortTypes([
   pipePortType,
   parentPortType,
   valePortType,
-  interfacePortType,
+  attachableInterfacePortType,
 ]);

@@ -92,7 +92,7 @@ export const PE_EXTRA = 80; // kind-specific words (interfaces: ifindex, daemon 
 /**
  * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
  * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
- * straight onto the interface instead of through the port's RX ring (ValeAdapter.enableDirect).
+ * straight onto the interface instead of through the port's RX ring (src/bwrap/direct.ts).
  */
 export const PE_VALE_DIRECT_IF = PE_EXTRA;
 export const PE_VALE_DIRECT_NETNS = PE_EXTRA + 4;

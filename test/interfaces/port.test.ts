@@ -9,7 +9,7 @@ after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true
 
 const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
 const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
-const { setReceiveHook, hookedFrames } = await import('../../src/interfaces/port.js');
+const { setReceiveHook, hookedFrames } = await import('../../src/bwrap/receive-hook.js');
 const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces/packet.js');
 const { space } = await import('../../src/memory/space.js');
 const L = await import('../../src/memory/layout.js');
