@@ -74,8 +74,9 @@ function conf(r: Role): string {
 
 async function runRole(r: Role): Promise<Result> {
   process.env.NETMAP_TS_DIR = r.dir;
-  await import('../src/pipes/pipe.js');
+  const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  nm.registerPortTypes([pipePortType, parentPortType]);
   const cpu0 = process.cpuUsage();
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
@@ -232,8 +233,9 @@ function emit(o: Record<string, unknown>): void {
  */
 async function sameThread(dir: string, batch: number, ms: number): Promise<{ mpps: number; cpuNs: number; packets: number }> {
   process.env.NETMAP_TS_DIR = dir;
-  await import('../src/pipes/pipe.js');
+  const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  nm.registerPortTypes([pipePortType, parentPortType]);
   const m = nm.openPort(`netmap:bst${batch}{1`), s = nm.openPort(`netmap:bst${batch}}1`, { noTxPoll: true });
   const tx = m.txRings[0]!, rx = s.rxRings[0]!;
   const n = tx.numSlots;

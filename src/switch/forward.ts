@@ -28,7 +28,7 @@ import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
-import { SLOT_WORDS, slotLenAtWord, slotFlagsAtWord, setSlotLenAtWord, setSlotFlagsAtWord } from '../rings/slot.js';
+import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
@@ -259,9 +259,9 @@ export class ValeAdapter implements PortAdapter {
       while (cur !== head) {
         const slotWord = slots + SLOT_WORDS * cur;
         const idx = u32[slotWord]!;
-        let len = slotLenAtWord(u16, slotWord);
-        const flags = slotFlagsAtWord(u16, slotWord);
-        if ((flags & L.NS_BUF_CHANGED) !== 0) setSlotFlagsAtWord(u16, slotWord, flags & ~L.NS_BUF_CHANGED);
+        let len = u16[2 * slotWord + SLOT_LEN_HALF]!;
+        const flags = u16[2 * slotWord + SLOT_FLAGS_HALF]!;
+        if ((flags & L.NS_BUF_CHANGED) !== 0) u16[2 * slotWord + SLOT_FLAGS_HALF] = flags & ~L.NS_BUF_CHANGED;
         if (idx < 2 || idx >= numBufs || len > bufSize) { ftOff[ft] = -1; len = 0; } else ftOff[ft] = bufBase + idx * bufSize;
         ftLen[ft] = len;
         txBytes += len;
@@ -496,8 +496,8 @@ export class ValeAdapter implements PortAdapter {
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        setSlotLenAtWord(u16, slotWord, len);
-        setSlotFlagsAtWord(u16, slotWord, 1 << 8);
+        u16[2 * slotWord + SLOT_LEN_HALF] = len;
+        u16[2 * slotWord + SLOT_FLAGS_HALF] = 1 << 8;
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
         used++;
@@ -514,8 +514,8 @@ export class ValeAdapter implements PortAdapter {
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        setSlotLenAtWord(u16, slotWord, len);
-        setSlotFlagsAtWord(u16, slotWord, f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8);
+        u16[2 * slotWord + SLOT_LEN_HALF] = len;
+        u16[2 * slotWord + SLOT_FLAGS_HALF] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
       }
