@@ -2,7 +2,8 @@
  * A netmap_slot seen as four 32-bit words, for loops that walk many slots by word index instead
  * of through a Ring (Ring.slotWord + SLOT_WORDS * i is slot i): buf_idx, len | flags << 16, and
  * ptr as two words. The accessors name the 16-bit halves so no caller does u16[2 * word + 2]
- * arithmetic; they are small enough for V8 to inline in the hot loops that call them.
+ * arithmetic (VALE's per-slot loops index with the named halves SLOT_LEN_HALF/SLOT_FLAGS_HALF
+ * instead: see there).
  */
 import * as L from '../memory/layout.js';
 
