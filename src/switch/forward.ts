@@ -98,9 +98,9 @@ export class ValeAdapter implements PortAdapter {
   private bcPkts = 0;
 
   // what this process knows of the switch (refreshed when its generation changes)
-  private sw = -1;
-  private swBase = 0;
-  private swGen = -1;
+  private switchIndex = -1;
+  private switchBase = 0;
+  private switchGeneration = -1;
   private lookupGen = -1;
   private myPort = -1;
   private custom: LookupFn | null = null;
@@ -161,7 +161,7 @@ export class ValeAdapter implements PortAdapter {
   setOutsideDelivery(delivery: OutsideDelivery | null): void {
     this.outside?.close();
     this.outside = delivery;
-    this.swGen = -1; // look at the ports again
+    this.switchGeneration = -1; // look at the ports again
   }
 
   close(): void {
@@ -173,18 +173,18 @@ export class ValeAdapter implements PortAdapter {
     const reg = this.reg;
     const outside = this.outside;
     reg.locked(() => {
-      const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+      const switchPlusOne = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
       this.pIndex.fill(-1);
       this.nActive = 0;
-      if (swPlus === 0) { this.sw = -1; this.myPort = -1; this.swGen = -1; return; }
-      const sw = swPlus - 1;
-      this.sw = sw;
-      this.swBase = reg.base + reg.switchEntry(sw);
-      this.swGen = Atomics.load(this.i32, reg.switchWord(sw, L.SW_GENERATION));
+      if (switchPlusOne === 0) { this.switchIndex = -1; this.myPort = -1; this.switchGeneration = -1; return; }
+      const switchIndex = switchPlusOne - 1;
+      this.switchIndex = switchIndex;
+      this.switchBase = reg.base + reg.switchEntry(switchIndex);
+      this.switchGeneration = Atomics.load(this.i32, reg.switchWord(switchIndex, L.SW_GENERATION));
       this.myPort = reg.portGet(this.port.index, L.PE_SWITCH_PORT);
       const u32 = this.u32;
       for (let p = 0; p < MAXP; p++) {
-        const plus = u32[reg.switchWord(sw, L.SW_PORTS + 4 * p)]!;
+        const plus = u32[reg.switchWord(switchIndex, L.SW_PORTS + 4 * p)]!;
         if (plus === 0) continue;
         const idx = plus - 1;
         if (!reg.portLive(idx)) continue;
@@ -221,14 +221,14 @@ export class ValeAdapter implements PortAdapter {
 
   private refreshLookup(): void {
     const reg = this.reg;
-    const gen = this.u32[reg.switchWord(this.sw, L.SW_LOOKUP_GEN)]!;
+    const gen = this.u32[reg.switchWord(this.switchIndex, L.SW_LOOKUP_GEN)]!;
     this.lookupGen = gen;
     this.lastSrcHi = -1; // the learning table may have been cleared
-    const base = this.swBase;
+    const base = this.switchBase;
     const module = readString(this.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX);
     if (module === '') { this.custom = null; this.customPending = false; return; }
     const config = readString(this.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX);
-    const switchName = reg.switchName(this.sw);
+    const switchName = reg.switchName(this.switchIndex);
     const l = loadedLookup(module, config, lookupContext(switchName));
     this.custom = l.fn;
     this.customPending = l.fn === null;
@@ -245,9 +245,9 @@ export class ValeAdapter implements PortAdapter {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const u32 = this.u32, u16 = this.u16;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
-    let cur = u32[w + W_HWCUR]!;
+    let cur = u32[ringWord + W_HWCUR]!;
     if (cur >= n) cur = head;
     if (cur !== head) {
       this.checkView();
@@ -277,7 +277,7 @@ export class ValeAdapter implements PortAdapter {
         }
       }
       if (ft > 0) txDrops += this.flush(ft, ring.id);
-      u32[w + W_HWCUR] = head;
+      u32[ringWord + W_HWCUR] = head;
       sync.count(ring.sp, ring.offset, txPkts, txBytes, txDrops);
     }
     sync.setTail(ring, head === 0 ? n - 1 : head - 1);
@@ -287,9 +287,9 @@ export class ValeAdapter implements PortAdapter {
   /** Brings this handle's view of the switch (ports, lookup) up to date when it changed. */
   private checkView(): void {
     const reg = this.reg;
-    const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
-    if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.switchWord(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
-    if (this.sw >= 0 && this.u32[reg.switchWord(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+    const switchPlusOne = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+    if (switchPlusOne - 1 !== this.switchIndex || (this.switchIndex >= 0 && Atomics.load(this.i32, reg.switchWord(this.switchIndex, L.SW_GENERATION)) !== this.switchGeneration)) this.refresh();
+    if (this.switchIndex >= 0 && this.u32[reg.switchWord(this.switchIndex, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
   }
 
   /**
@@ -364,7 +364,7 @@ export class ValeAdapter implements PortAdapter {
     const u8 = this.u8, u16 = this.u16, i32 = this.i32;
     const me = this.myPort;
     let drops = 0;
-    if (this.sw < 0 || this.customPending) {
+    if (this.switchIndex < 0 || this.customPending) {
       for (let p = 0; p < count; p += ftFrags[p]!) drops++;
       this.bcHead = -1;
       return drops;
@@ -372,8 +372,8 @@ export class ValeAdapter implements PortAdapter {
     const custom = this.custom;
     let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
     // netmap_vale_learning, inlined (see lookup.ts for the table format)
-    const hashW = (this.swBase + L.SW_HASH) >>> 2;
-    const cacheW = (this.swBase + L.SW_LAST_SRC + 8 * me) >>> 2;
+    const hashW = (this.switchBase + L.SW_HASH) >>> 2;
+    const cacheW = (this.switchBase + L.SW_LAST_SRC + 8 * me) >>> 2;
     let lastSrcLo = this.lastSrcLo, lastSrcHi = this.lastSrcHi;
     let lastDstLo = 0, lastDstHi = -1, lastDstH = hashW;
     // pass 1: lookup
@@ -532,15 +532,15 @@ export class ValeAdapter implements PortAdapter {
   rxsync(ring: Ring): boolean {
     const head = sync.rxPrologue(ring);
     const u32 = this.u32;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
     const ok = head >= 0;
-    if (ok && head !== u32[w + W_HWCUR]) Atomics.store(u32, w + W_HWCUR, head);
-    let tail = Atomics.load(u32, w + W_SHADOW);
-    const before = u32[w + W_HWTAIL]!;
+    if (ok && head !== u32[ringWord + W_HWCUR]) Atomics.store(u32, ringWord + W_HWCUR, head);
+    let tail = Atomics.load(u32, ringWord + W_SHADOW);
+    const before = u32[ringWord + W_HWTAIL]!;
     const k = ring.id < MAX_RINGS ? ring.id : 0;
-    const first = Atomics.load(u32, w + W_FIRST);
-    if (tail === before && first !== Atomics.load(u32, w + W_NEXT)) {
+    const first = Atomics.load(u32, ringWord + W_FIRST);
+    if (tail === before && first !== Atomics.load(u32, ringWord + W_NEXT)) {
       // leases outstanding and nothing new: if the oldest stays outstanding for a few ms, see
       // whether its sender died (a live sender completes a lease in microseconds)
       if (first !== this.rxStuckFirst[k]) {
@@ -548,11 +548,11 @@ export class ValeAdapter implements PortAdapter {
         this.rxStuckSince[k] = Date.now();
       } else if (Date.now() - this.rxStuckSince[k]! > 5) {
         this.rxStuckSince[k] = Date.now();
-        const table = u32[w + (L.KR_LEASE_TABLE >>> 2)]!;
-        if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
+        const table = u32[ringWord + (L.KR_LEASE_TABLE >>> 2)]!;
+        if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, ringWord + W_SHADOW);
       }
     } else this.rxStuckFirst[k] = -1;
-    if (tail >= n) tail = u32[w + W_HWCUR]!;
+    if (tail >= n) tail = u32[ringWord + W_HWCUR]!;
     sync.setTail(ring, tail);
     sync.stampRx(ring, tail !== before);
     return ok;

@@ -50,14 +50,14 @@ const RECORD_FREE = 0, RECORD_COPYING = 1, RECORD_DONE = 2;
 
 /** Sets up the lease state of a fresh RX ring; `table` is a LEASE_TABLE_BYTES object. */
 export function initLeases(u32: Uint32Array, ring: number, table: number): void {
-  const w = ring >>> 2;
-  u32[w + W_LEASE] = 0;
-  u32[w + W_SHADOW] = 0;
-  u32[w + W_FIRST] = 0;
-  u32[w + W_NEXT] = 0;
-  u32[w + W_LOCK] = 0;
-  u32[w + W_SLEEPERS] = 0;
-  u32[w + W_TABLE] = table;
+  const ringWord = ring >>> 2;
+  u32[ringWord + W_LEASE] = 0;
+  u32[ringWord + W_SHADOW] = 0;
+  u32[ringWord + W_FIRST] = 0;
+  u32[ringWord + W_NEXT] = 0;
+  u32[ringWord + W_LOCK] = 0;
+  u32[ringWord + W_SLEEPERS] = 0;
+  u32[ringWord + W_TABLE] = table;
   u32.fill(0, table >>> 2, (table + LEASE_TABLE_BYTES) >>> 2);
 }
 
@@ -97,14 +97,14 @@ export class LeaseOps {
    */
   lock(ring: number): void {
     const i32 = this.sp.i32;
-    const w = (ring >>> 2) + W_LOCK;
+    const ringWord = (ring >>> 2) + W_LOCK;
     const me = this.me;
     for (let spins = 0; ; spins++) {
-      const owner = Atomics.compareExchange(i32, w, 0, me);
+      const owner = Atomics.compareExchange(i32, ringWord, 0, me);
       if (owner === 0 || owner === me) return;
       if (spins < 64) continue;
       if ((spins & 63) === 0 && !native.processAlive(owner)) {
-        if (Atomics.compareExchange(i32, w, owner, me) === owner) { this.repair(ring); return; }
+        if (Atomics.compareExchange(i32, ringWord, owner, me) === owner) { this.repair(ring); return; }
         continue;
       }
       Atomics.add(i32, (ring >>> 2) + W_SLEEPERS, 1);
@@ -130,19 +130,19 @@ export class LeaseOps {
   /** After taking over a dead owner's lock: make the lease pointer agree with the table. */
   private repair(ring: number): void {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
-    const n = u32[w + L.RING_NUM_SLOTS / 4]!;
-    const table = u32[w + W_TABLE]! >>> 2;
-    let first = u32[w + W_FIRST]!, next = u32[w + W_NEXT]!;
-    if (((next - first) >>> 0) > LEASE_RECORDS) { first = next; u32[w + W_FIRST] = next; }
-    let lease = u32[w + W_SHADOW]!;
+    const ringWord = ring >>> 2;
+    const n = u32[ringWord + L.RING_NUM_SLOTS / 4]!;
+    const table = u32[ringWord + W_TABLE]! >>> 2;
+    let first = u32[ringWord + W_FIRST]!, next = u32[ringWord + W_NEXT]!;
+    if (((next - first) >>> 0) > LEASE_RECORDS) { first = next; u32[ringWord + W_FIRST] = next; }
+    let lease = u32[ringWord + W_SHADOW]!;
     if (lease >= n) lease = 0;
     if (next !== first) {
       const r = table + 4 * ((next - 1) % LEASE_RECORDS);
       const end = u32[r + 3]! >>> 16;
       if (end < n) lease = end;
     }
-    u32[w + W_LEASE] = lease;
+    u32[ringWord + W_LEASE] = lease;
   }
 
   /**
@@ -151,16 +151,16 @@ export class LeaseOps {
    */
   reserve(ring: number, n: number, needed: number, out: Lease, dropsIfNone = 0, f64: Float64Array | null = null): void {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     out.count = 0;
     out.record = -1;
     out.moved = false;
     this.lock(ring);
     let attempt = 0;
     for (;;) {
-      const lease = u32[w + W_LEASE]!;
-      const hwcur = Atomics.load(u32, w + W_HWCUR);
-      const first = u32[w + W_FIRST]!, next = u32[w + W_NEXT]!;
+      const lease = u32[ringWord + W_LEASE]!;
+      const hwcur = Atomics.load(u32, ringWord + W_HWCUR);
+      const first = u32[ringWord + W_FIRST]!, next = u32[ringWord + W_NEXT]!;
       let room = hwcur - lease - 1;
       if (room < 0) room += n;
       if (lease >= n || hwcur >= n) room = 0; // corrupt (a user scribbled on the ring): no room
@@ -186,13 +186,13 @@ export class LeaseOps {
       assert(take > 0 && take < n, 'a lease takes 1 to n - 1 slots');
       let end = lease + take;
       if (end >= n) end -= n;
-      const r = (u32[w + W_TABLE]! >>> 2) + 4 * (next % LEASE_RECORDS);
+      const r = (u32[ringWord + W_TABLE]! >>> 2) + 4 * (next % LEASE_RECORDS);
       u32[r + 1] = this.pid;
       u32[r + 2] = this.me;
       u32[r + 3] = lease | (end << 16);
       u32[r] = RECORD_COPYING;
-      u32[w + W_LEASE] = end;
-      u32[w + W_NEXT] = (next + 1) >>> 0;
+      u32[ringWord + W_LEASE] = end;
+      u32[ringWord + W_NEXT] = (next + 1) >>> 0;
       out.start = lease;
       out.count = take;
       out.record = next;
@@ -208,12 +208,12 @@ export class LeaseOps {
    */
   complete(ring: number, n: number, l: Lease, used: number, packets: number, bytes: number, drops: number, f64: Float64Array): boolean {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     assert(used >= 0 && used <= l.count, 'a lease is filled with at most the slots it took');
     this.lock(ring);
     let moved = false;
     if (l.record >= 0) {
-      const table = u32[w + W_TABLE]! >>> 2;
+      const table = u32[ringWord + W_TABLE]! >>> 2;
       const r = table + 4 * (l.record % LEASE_RECORDS);
       // The record may have been completed by someone who thought us dead (pid reuse aside,
       // that only happens if our thread id is gone, i.e. never while we run): check it is ours.
@@ -223,8 +223,8 @@ export class LeaseOps {
           if (end >= n) end -= n;
           let newEnd = l.start + used;
           if (newEnd >= n) newEnd -= n;
-          if (u32[w + W_LEASE] === end && ((u32[w + W_NEXT]! - 1) >>> 0) === l.record) {
-            u32[w + W_LEASE] = newEnd; // give the slots back
+          if (u32[ringWord + W_LEASE] === end && ((u32[ringWord + W_NEXT]! - 1) >>> 0) === l.record) {
+            u32[ringWord + W_LEASE] = newEnd; // give the slots back
             u32[r + 3] = l.start | (newEnd << 16);
           } else {
             emptySlots(u32, this.sp.u16, ring, n, newEnd, l.count - used);
@@ -258,11 +258,11 @@ export class LeaseOps {
   /** Retires the done records at the front; moves the published tail. Lock held. */
   private retire(ring: number): boolean {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     this.assertLockHeld(ring);
-    const table = u32[w + W_TABLE]! >>> 2;
-    let first = u32[w + W_FIRST]!;
-    const next = u32[w + W_NEXT]!;
+    const table = u32[ringWord + W_TABLE]! >>> 2;
+    let first = u32[ringWord + W_FIRST]!;
+    const next = u32[ringWord + W_NEXT]!;
     let tail = -1;
     while (first !== next) {
       const r = table + 4 * (first % LEASE_RECORDS);
@@ -271,9 +271,9 @@ export class LeaseOps {
       u32[r] = RECORD_FREE;
       first = (first + 1) >>> 0;
     }
-    u32[w + W_FIRST] = first;
+    u32[ringWord + W_FIRST] = first;
     if (tail < 0) return false;
-    Atomics.store(u32, w + W_SHADOW, tail);
+    Atomics.store(u32, ringWord + W_SHADOW, tail);
     return true;
   }
 
@@ -283,12 +283,12 @@ export class LeaseOps {
    */
   reclaimDead(ring: number, n: number): boolean {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     this.assertLockHeld(ring);
-    const table = u32[w + W_TABLE]! >>> 2;
-    const next = u32[w + W_NEXT]!;
+    const table = u32[ringWord + W_TABLE]! >>> 2;
+    const next = u32[ringWord + W_NEXT]!;
     let found = false;
-    for (let i = u32[w + W_FIRST]!; i !== next; i = (i + 1) >>> 0) {
+    for (let i = u32[ringWord + W_FIRST]!; i !== next; i = (i + 1) >>> 0) {
       const r = table + 4 * (i % LEASE_RECORDS);
       if (u32[r] !== RECORD_COPYING) continue;
       const tid = u32[r + 2]!;
@@ -309,8 +309,8 @@ export class LeaseOps {
    */
   rescue(ring: number, n: number): boolean {
     const u32 = this.sp.u32;
-    const w = ring >>> 2;
-    if (Atomics.load(u32, w + W_FIRST) === Atomics.load(u32, w + W_NEXT)) return false;
+    const ringWord = ring >>> 2;
+    if (Atomics.load(u32, ringWord + W_FIRST) === Atomics.load(u32, ringWord + W_NEXT)) return false;
     this.lock(ring);
     const moved = this.reclaimDead(ring, n);
     this.unlock(ring);
