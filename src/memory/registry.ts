@@ -135,9 +135,9 @@ export class Registry {
 
   nextToken(): number {
     this.assertLocked();
-    const w = this.word(L.REG_NEXT_TOKEN);
-    const t = (this.sp.u32[w]! + 1) >>> 0 || 1;
-    this.sp.u32[w] = t;
+    const tokenWord = this.word(L.REG_NEXT_TOKEN);
+    const t = (this.sp.u32[tokenWord]! + 1) >>> 0 || 1;
+    this.sp.u32[tokenWord] = t;
     return t;
   }
 
@@ -248,9 +248,9 @@ export class Registry {
   }
 
   private regionRef(memId: number, delta: number): void {
-    const w = this.word(this.regionEntry(memId) + L.RE_PORTS);
-    const n = this.sp.u32[w]! + delta;
-    this.sp.u32[w] = n < 0 ? 0 : n;
+    const portsWord = this.word(this.regionEntry(memId) + L.RE_PORTS);
+    const n = this.sp.u32[portsWord]! + delta;
+    this.sp.u32[portsWord] = n < 0 ? 0 : n;
     if (n <= 0) this.destroyRegion(memId);
   }
 
@@ -399,11 +399,11 @@ export class Registry {
     const ring = region.allocObject(L.ringBytes(slots));
     const sp = this.sp;
     sp.u32[tableWord] = ring;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     const bufOfs = region.bufBase - ring;
     sp.view.setBigInt64(ring + L.RING_BUF_OFS, BigInt(bufOfs), true);
-    sp.u32[w + L.RING_NUM_SLOTS / 4] = slots;
-    sp.u32[w + L.RING_BUF_SIZE / 4] = region.bufSize;
+    sp.u32[ringWord + L.RING_NUM_SLOTS / 4] = slots;
+    sp.u32[ringWord + L.RING_BUF_SIZE / 4] = region.bufSize;
     sp.u16[(ring + L.RING_ID) >>> 1] = id;
     sp.u16[(ring + L.RING_DIR) >>> 1] = dir;
     if (withBufs) {
@@ -418,10 +418,10 @@ export class Registry {
       }
     }
     if (dir === L.RING_DIR_TX) {
-      sp.u32[w + L.RING_TAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_HWTAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_RTAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_SHADOW_TAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.RING_TAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_HWTAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_RTAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_SHADOW_TAIL / 4] = slots - 1;
     }
     return ring;
   }
@@ -429,9 +429,9 @@ export class Registry {
   private freeRing(region: Region, ring: number): void {
     const slots = this.sp.u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
     for (let s = 0; s < slots; s++) {
-      const w = (ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2;
-      region.freeBuf(this.sp.u32[w]!);
-      this.sp.u32[w] = 0;
+      const slotWord = (ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2;
+      region.freeBuf(this.sp.u32[slotWord]!);
+      this.sp.u32[slotWord] = 0;
     }
     region.freeObject(ring);
   }
@@ -679,16 +679,16 @@ export class Registry {
 
   // ---- switches ---------------------------------------------------------------------------------
 
-  switchEntry(sw: number): number {
-    return L.SWITCHES_TABLE + sw * L.SWITCH_ENTRY_SIZE;
+  switchEntry(switchIndex: number): number {
+    return L.SWITCHES_TABLE + switchIndex * L.SWITCH_ENTRY_SIZE;
   }
 
   switchWord(switchIndex: number, field: number): number {
     return this.word(this.switchEntry(switchIndex) + field);
   }
 
-  switchName(sw: number): string {
-    const start = this.base + this.switchEntry(sw) + L.SW_NAME;
+  switchName(switchIndex: number): string {
+    const start = this.base + this.switchEntry(switchIndex) + L.SW_NAME;
     const u8 = this.sp.u8;
     let end = start;
     while (end < start + 16 && u8[end] !== 0) end++;
@@ -730,25 +730,25 @@ export class Registry {
   }
 
   /**
-   * Puts port `index` on switch `sw`; returns its port number there. (The switch layer's
+   * Puts port `index` on switch `switchIndex`; returns its port number there. (The switch layer's
    * attachToSwitch also resets what the learning table knew about that port number.)
    */
-  switchAttach(sw: number, index: number): number {
+  switchAttach(switchIndex: number, index: number): number {
     this.assertLocked();
     const u32 = this.sp.u32;
-    const n = u32[this.switchWord(sw, L.SW_NUM_PORTS)]!;
-    if (n >= L.MAX_SWITCH_PORTS) fail('ENOMEM', `switch ${this.switchName(sw)} is full (${L.MAX_SWITCH_PORTS} ports)`);
+    const n = u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)]!;
+    if (n >= L.MAX_SWITCH_PORTS) fail('ENOMEM', `switch ${this.switchName(switchIndex)} is full (${L.MAX_SWITCH_PORTS} ports)`);
     for (let p = 0; p < L.MAX_SWITCH_PORTS; p++) {
-      if (u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] === 0) {
-        u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] = index + 1;
-        u32[this.switchWord(sw, L.SW_NUM_PORTS)] = n + 1;
-        this.portSet(index, L.PE_SWITCH, sw + 1);
+      if (u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] === 0) {
+        u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] = index + 1;
+        u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] = n + 1;
+        this.portSet(index, L.PE_SWITCH, switchIndex + 1);
         this.portSet(index, L.PE_SWITCH_PORT, p);
-        Atomics.add(this.sp.i32, this.switchWord(sw, L.SW_GENERATION), 1);
+        Atomics.add(this.sp.i32, this.switchWord(switchIndex, L.SW_GENERATION), 1);
         return p;
       }
     }
-    return fail('ENOMEM', `switch ${this.switchName(sw)} is full`);
+    return fail('ENOMEM', `switch ${this.switchName(switchIndex)} is full`);
   }
 
   /**
@@ -757,20 +757,20 @@ export class Registry {
    */
   switchDetach(index: number): void {
     this.assertLocked();
-    const swPlus = this.portGet(index, L.PE_SWITCH);
-    if (swPlus === 0) return;
-    const sw = swPlus - 1;
+    const switchPlusOne = this.portGet(index, L.PE_SWITCH);
+    if (switchPlusOne === 0) return;
+    const switchIndex = switchPlusOne - 1;
     const p = this.portGet(index, L.PE_SWITCH_PORT);
     const u32 = this.sp.u32;
-    if (u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] === index + 1) {
-      u32[this.switchWord(sw, L.SW_PORTS + 4 * p)] = 0;
-      u32[this.switchWord(sw, L.SW_NUM_PORTS)] = Math.max(0, u32[this.switchWord(sw, L.SW_NUM_PORTS)]! - 1);
+    if (u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] === index + 1) {
+      u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] = 0;
+      u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] = Math.max(0, u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)]! - 1);
     }
     this.portSet(index, L.PE_SWITCH, 0);
     this.portSet(index, L.PE_SWITCH_PORT, 0);
-    Atomics.add(this.sp.i32, this.switchWord(sw, L.SW_GENERATION), 1);
-    if (u32[this.switchWord(sw, L.SW_NUM_PORTS)] === 0 && (u32[this.switchWord(sw, L.SW_FLAGS)]! & 1) === 0) {
-      Atomics.store(this.sp.i32, this.switchWord(sw, L.SW_STATE), L.SWITCH_STATE_FREE);
+    Atomics.add(this.sp.i32, this.switchWord(switchIndex, L.SW_GENERATION), 1);
+    if (u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] === 0 && (u32[this.switchWord(switchIndex, L.SW_FLAGS)]! & 1) === 0) {
+      Atomics.store(this.sp.i32, this.switchWord(switchIndex, L.SW_STATE), L.SWITCH_STATE_FREE);
     }
   }
 }
