@@ -50,11 +50,6 @@ const IF_RX_FRAMES = 8192;
 export const GLOBAL_BUFS = 65536;
 export const GLOBAL_PAGES = 8192;
 
-// PE_EXTRA words of an interface port entry
-const X_IFINDEX = L.PE_EXTRA, X_NETNS = L.PE_EXTRA + 4, X_OWNER = L.PE_EXTRA + 8, X_TAP = L.PE_EXTRA + 12;
-// the process holding the split (X_OWNER, a pid): its open adapters over all its threads, the
-// descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet)
-const X_USERS = L.PE_EXTRA + 16, X_SINK_FD = L.PE_EXTRA + 20, X_HOST_FD = L.PE_EXTRA + 24, X_FANOUT = L.PE_EXTRA + 28;
 /** How long an open waits for another thread of this process that is installing the split. */
 const SPLIT_WAIT_MS = 3000;
 
@@ -145,7 +140,7 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   if (existing >= 0) {
     // Interface ports are registered by name: the same name in another network namespace is
     // another interface, which this directory cannot hold at the same time.
-    const netns = reg.portGet(existing, X_NETNS);
+    const netns = reg.portGet(existing, L.PE_IF_NETNS);
     if (reg.portGet(existing, L.PE_KIND) === L.PORT_KIND_INTERFACE && netns !== 0 && netns !== (currentNetnsId() >>> 0)) {
       fail('EBUSY', `${spec.spec}: an interface named '${name}' of another network namespace is in netmap mode under ${shmDirectory()}; use another NETMAP_TS_DIR in this namespace`);
     }
@@ -167,10 +162,10 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
     numTx: tap ? 1 : g.txRings, numRx: tap ? 1 : g.rxRings, numHostTx: tap ? 0 : 1, numHostRx: tap ? 0 : 1,
     txSlots: g.txSlots, rxSlots: g.rxSlots,
   });
-  reg.portSet(index, X_IFINDEX, info.index);
-  reg.portSet(index, X_NETNS, currentNetnsId() >>> 0);
-  reg.portSet(index, X_OWNER, 0);
-  reg.portSet(index, X_TAP, tap ? 1 : 0);
+  reg.portSet(index, L.PE_IF_IFINDEX, info.index);
+  reg.portSet(index, L.PE_IF_NETNS, currentNetnsId() >>> 0);
+  reg.portSet(index, L.PE_IF_OWNER, 0);
+  reg.portSet(index, L.PE_IF_TAP, tap ? 1 : 0);
   reg.portSet(index, L.PE_MFS, Math.min(info.mtu + 18, L.DEFAULT_BUF_SIZE));
   return index;
 }
@@ -206,19 +201,19 @@ function openState(port: Port): IfState {
         st.hostRead = st.split.host;
         const split = st.split;
         reg.locked(() => {
-          reg.portSet(port.index, X_OWNER, process.pid);
-          reg.portSet(port.index, X_USERS, 0);
-          reg.portSet(port.index, X_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, X_HOST_FD, split.host.fd);
-          reg.portSet(port.index, X_FANOUT, 0);
+          reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
+          reg.portSet(port.index, L.PE_IF_USERS, 0);
+          reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_FANOUT, 0);
         });
         break;
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, X_OWNER), hostFd = reg.portGet(port.index, X_HOST_FD);
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
         if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, X_IFINDEX)));
+          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
           break;
         }
         // a thread of ours may be installing it right now; another process would have its pid here
@@ -276,9 +271,9 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
           frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
         });
         const rx = n === 1 ? make(undefined) : reg.locked(() => {
-          const fanout = reg.portGet(port.index, X_FANOUT);
+          const fanout = reg.portGet(port.index, L.PE_IF_FANOUT);
           const r = make(fanout > 0 ? fanout - 1 : -1);
-          if (fanout === 0) reg.portSet(port.index, X_FANOUT, r.fanoutGroup + 1);
+          if (fanout === 0) reg.portSet(port.index, L.PE_IF_FANOUT, r.fanoutGroup + 1);
           return r;
         });
         st.nicRx[k] = rx;
@@ -336,7 +331,7 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
 }
 
 /**
- * Counts an adapter of this process in or out (X_USERS). The last one out puts the interface
+ * Counts an adapter of this process in or out (L.PE_IF_USERS). The last one out puts the interface
  * back in the stack's hands, from whichever thread it closes: the installer removes its split;
  * another thread removes the rules and closes the TAPs by descriptor number.
  */
@@ -344,14 +339,14 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
   if (st.tap !== null) return;
   const reg = registry();
   const last = reg.locked(() => {
-    const users = Math.max(0, reg.portGet(port.index, X_USERS) + delta);
-    reg.portSet(port.index, X_USERS, users);
-    if (users > 0 || delta > 0 || reg.portGet(port.index, X_OWNER) !== process.pid) return null;
-    const fds = { sink: reg.portGet(port.index, X_SINK_FD), host: reg.portGet(port.index, X_HOST_FD) };
-    reg.portSet(port.index, X_OWNER, 0);
-    reg.portSet(port.index, X_SINK_FD, 0);
-    reg.portSet(port.index, X_HOST_FD, 0);
-    reg.portSet(port.index, X_FANOUT, 0);
+    const users = Math.max(0, reg.portGet(port.index, L.PE_IF_USERS) + delta);
+    reg.portSet(port.index, L.PE_IF_USERS, users);
+    if (users > 0 || delta > 0 || reg.portGet(port.index, L.PE_IF_OWNER) !== process.pid) return null;
+    const fds = { sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD) };
+    reg.portSet(port.index, L.PE_IF_OWNER, 0);
+    reg.portSet(port.index, L.PE_IF_SINK_FD, 0);
+    reg.portSet(port.index, L.PE_IF_HOST_FD, 0);
+    reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
   if (last === null) return;

@@ -88,7 +88,7 @@ export const PE_USERS = 64; // live handles
 export const PE_GENERATION = 68; // bumped on create and destroy: stale handles notice
 export const PE_HDR_LEN = 72; // virtio-net header length (VALE)
 export const PE_MFS = 76; // max frame size (VALE)
-export const PE_EXTRA = 80; // kind-specific words (interfaces: ifindex, daemon pid, ...) 80..127
+export const PE_EXTRA = 80; // kind-specific words 80..127, one overlay per kind (below)
 /**
  * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
  * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
@@ -96,6 +96,21 @@ export const PE_EXTRA = 80; // kind-specific words (interfaces: ifindex, daemon 
  */
 export const PE_VALE_DIRECT_IF = PE_EXTRA;
 export const PE_VALE_DIRECT_NETNS = PE_EXTRA + 4;
+/** Interface ports: the interface's index and network namespace id (the entry is per namespace). */
+export const PE_IF_IFINDEX = PE_EXTRA;
+export const PE_IF_NETNS = PE_EXTRA + 4;
+/** Interface ports: the pid of the process holding the split, 0 none. */
+export const PE_IF_OWNER = PE_EXTRA + 8;
+/** Interface ports: 1 when the interface is a TAP device (no split, the TAP itself). */
+export const PE_IF_TAP = PE_EXTRA + 12;
+/**
+ * Interface ports, for the process holding the split: its open adapters over all its threads,
+ * the descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet).
+ */
+export const PE_IF_USERS = PE_EXTRA + 16;
+export const PE_IF_SINK_FD = PE_EXTRA + 20;
+export const PE_IF_HOST_FD = PE_EXTRA + 24;
+export const PE_IF_FANOUT = PE_EXTRA + 28;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
