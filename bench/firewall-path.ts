@@ -18,7 +18,7 @@ process.env.NETMAP_TS_DIR = DIR;
 const SECONDS = Math.min(30, Math.max(0.5, Number(process.argv[2] ?? 2) || 2));
 const ONLY = process.argv.slice(3);
 
-await import('../src/interfaces/port.js');
+await import('../src/port-types.js');
 const { openPort } = await import('../src/ports/index.js');
 const { Kipfw } = await import('../src/firewall/daemon.js');
 const { makeDaemonDummynet } = await import('../src/firewall/dummynet-glue.js');

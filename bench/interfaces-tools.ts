@@ -19,7 +19,7 @@ type LabT = InstanceType<typeof Lab>;
 
 const BENCH = 'interfaces-tools';
 const CLI = new URL('../src/tools/cli.js', import.meta.url).pathname;
-const IFACES = new URL('../src/interfaces/index.js', import.meta.url).pathname;
+const IFACES = new URL('../src/bwrap/index.js', import.meta.url).pathname;
 // 60-byte IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 to an unknown unicast MAC (flooded by both
 // switches; a Linux bridge drops frames with a malformed IPv4 header, so the header is valid)
 const FRAME = '{ 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, c16(0x0800), 0x45, 0, c16(46), c16(0), c16(0), 64, 17, csumip(14, 33), '

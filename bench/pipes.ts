@@ -84,8 +84,9 @@ function conf(r: Role): string {
 
 async function runRole(r: Role): Promise<Result> {
   process.env.NETMAP_TS_DIR = r.dir;
-  await import('../src/pipes/pipe.js');
+  const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  nm.registerPortTypes([pipePortType, parentPortType]);
   const cpu0 = process.cpuUsage();
   const wait0 = cpuWaitMs();
   // how long this side was ready to run but had no CPU: a round that lost a core to another
@@ -249,8 +250,9 @@ function emit(o: Record<string, unknown>): void {
  */
 async function sameThread(dir: string, batch: number, ms: number): Promise<{ mpps: number; cpuNs: number; packets: number }> {
   process.env.NETMAP_TS_DIR = dir;
-  await import('../src/pipes/pipe.js');
+  const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  nm.registerPortTypes([pipePortType, parentPortType]);
   const m = nm.openPort(`netmap:bst${batch}{1`), s = nm.openPort(`netmap:bst${batch}}1`, { noTxPoll: true });
   const tx = m.txRings[0]!, rx = s.rxRings[0]!;
   const n = tx.numSlots;

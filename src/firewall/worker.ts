@@ -5,7 +5,7 @@
  * daemon sets the stop word. Its statistics are published in a shared Float64Array.
  */
 import { workerData } from 'node:worker_threads';
-import '../interfaces/port.js';
+import '../port-types.js';
 import { openPort, type Port } from '../ports/index.js';
 import { waitPorts } from '../interfaces/bridge.js';
 import { Firewall } from './firewall.js';

@@ -6,5 +6,4 @@ export * from './split.js';
 export { completeChecksum } from './csum.js';
 export * from './port.js';
 export * from './bridge.js';
-export { hostPortName, readRecord as attachRecord, attachInterface, detachInterface } from './attach.js';
 export { GsoSplitter, VNET_HDR_LEN } from './gso.js';

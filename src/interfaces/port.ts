@@ -28,15 +28,14 @@ import { fail, NetmapError } from '../errors.js';
 import { registry, type Registry } from '../memory/registry.js';
 import { ownerAlive, pause, selfTid } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
-import { shmDirectory, space } from '../memory/space.js';
+import { shmDirectory } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
-import { setInterfaceParentResolver } from '../pipes/pipe.js';
+import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, RX_CSUM_NOT_READY, mapScratch, pow2AtLeast, VNET_HDR_LEN } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
@@ -51,16 +50,6 @@ const IF_RX_FRAMES = 8192;
 export const GLOBAL_BUFS = 65536;
 export const GLOBAL_PAGES = 8192;
 
-// PE_EXTRA words of an interface port entry
-const X_IFINDEX = L.PE_EXTRA, X_NETNS = L.PE_EXTRA + 4, X_OWNER = L.PE_EXTRA + 8, X_TAP = L.PE_EXTRA + 12;
-// the process holding the split (X_OWNER, a pid): its open adapters over all its threads, the
-// descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet)
-const X_USERS = L.PE_EXTRA + 16, X_SINK_FD = L.PE_EXTRA + 20, X_HOST_FD = L.PE_EXTRA + 24, X_FANOUT = L.PE_EXTRA + 28;
-/**
- * NIC RX rings: thread id of the thread whose packet socket feeds the ring (a VALE-only word
- * otherwise). One socket per RX ring, or frames would be received twice.
- */
-const KR_RX_SERVER = L.KR_LEASE;
 /** How long an open waits for another thread of this process that is installing the split. */
 const SPLIT_WAIT_MS = 3000;
 
@@ -108,31 +97,23 @@ interface IfState {
   /** Per NIC RX ring: the splitter of a GSO frame being cut, and its next segment (-1: none). */
   gso: GsoSplitter[];
   gsoNext: number[];
-  /** Per NIC RX ring: where received frames go instead of the ring's slots, and how many per rxsync. */
-  rxHook: (ReceiveHook | undefined)[];
-  rxWholeHook: (WholeFrameHook | undefined)[];
-  rxHookBurst: number[];
-  /** Scratch for frames a hook gets after a fix-up (HOOK_FIX_SLOTS buffers; -1 not made yet). */
-  hookScratch: number;
-  hookOffs: Float64Array;
-  hookLens: Uint16Array;
+  /** Per NIC RX ring: what takes received frames instead of the ring's slots (bwrap). */
+  rxDiverters: (RingDiverter | undefined)[];
 }
 
 /**
- * Takes frames received on a NIC RX ring where they lie: `n` frames at address-space offsets
- * `offs[0..n)` with lengths `lens[0..n)` (any alignment; readable 64 bytes past their end), valid
- * during the call only.
+ * Takes what a NIC RX ring receives instead of the ring's slots (netmap's bwrap receive side:
+ * src/bwrap/receive-hook.ts). One per ring, set with setRingDiverter; called by the ring's rxsync
+ * when no GSO frame is half cut into the ring.
  */
-export type ReceiveHook = (offs: Float64Array, lens: Uint16Array, n: number) => void;
-/**
- * Offered a GSO super-frame whole (`len` bytes at space offset `at`, its virtio-net header at
- * `hdrAt`) before it is cut; returns true if it took it.
- */
-export type WholeFrameHook = (at: number, len: number, hdrAt: number) => boolean;
-/** Frames a hook gets per call, at most. */
-export const HOOK_BATCH = 256;
-/** Scratch buffers (2 KiB) for frames a hook gets after a fix-up: the segments of a GSO frame. */
-const HOOK_FIX_SLOTS = 64, HOOK_FIX_SIZE = 2048;
+export interface RingDiverter {
+  /** Takes frames from `rx` (cutting GSO frames with `gso`), counts them on `ring`; returns how many it took. */
+  divert(ring: Ring, rx: PacketReceiver, gso: GsoSplitter): number;
+  /** Frames it dropped so far (malformed or too long). */
+  readonly drops: number;
+  /** Gives back what it holds (the port state goes, or another diverter replaces it). */
+  close(): void;
+}
 
 const states = new Map<number, IfState>();
 
@@ -159,7 +140,7 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   if (existing >= 0) {
     // Interface ports are registered by name: the same name in another network namespace is
     // another interface, which this directory cannot hold at the same time.
-    const netns = reg.portGet(existing, X_NETNS);
+    const netns = reg.portGet(existing, L.PE_IF_NETNS);
     if (reg.portGet(existing, L.PE_KIND) === L.PORT_KIND_INTERFACE && netns !== 0 && netns !== (currentNetnsId() >>> 0)) {
       fail('EBUSY', `${spec.spec}: an interface named '${name}' of another network namespace is in netmap mode under ${shmDirectory()}; use another NETMAP_TS_DIR in this namespace`);
     }
@@ -181,22 +162,14 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
     numTx: tap ? 1 : g.txRings, numRx: tap ? 1 : g.rxRings, numHostTx: tap ? 0 : 1, numHostRx: tap ? 0 : 1,
     txSlots: g.txSlots, rxSlots: g.rxSlots,
   });
-  reg.portSet(index, X_IFINDEX, info.index);
-  reg.portSet(index, X_NETNS, currentNetnsId() >>> 0);
-  reg.portSet(index, X_OWNER, 0);
-  reg.portSet(index, X_TAP, tap ? 1 : 0);
+  reg.portSet(index, L.PE_IF_IFINDEX, info.index);
+  reg.portSet(index, L.PE_IF_NETNS, currentNetnsId() >>> 0);
+  reg.portSet(index, L.PE_IF_OWNER, 0);
+  reg.portSet(index, L.PE_IF_TAP, tap ? 1 : 0);
   reg.portSet(index, L.PE_MFS, Math.min(info.mtu + 18, L.DEFAULT_BUF_SIZE));
   return index;
 }
 
-registerResolver('interface', resolveInterface);
-// An interface can be the parent of pipes (lb): same resolution, no sockets until opened.
-setInterfaceParentResolver((reg, spec, opts) => (interfaceExists(spec.parentName) ? resolveInterface(reg, spec, opts) : -1));
-
-/** The interface port's entry goes with its last user unless pipes still hang on it. */
-onLastUser(L.PORT_KIND_INTERFACE, (reg, index) => {
-  if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
-});
 
 /**
  * This thread's state for `port`, made on its first handle: the TAP (a TAP nobody holds is the
@@ -209,8 +182,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxHook: [], rxWholeHook: [], rxHookBurst: [], hookScratch: -1,
-    hookOffs: new Float64Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)), hookLens: new Uint16Array(Math.max(HOOK_BATCH, HOOK_FIX_SLOTS)),
+    rxDiverters: [],
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -229,19 +201,19 @@ function openState(port: Port): IfState {
         st.hostRead = st.split.host;
         const split = st.split;
         reg.locked(() => {
-          reg.portSet(port.index, X_OWNER, process.pid);
-          reg.portSet(port.index, X_USERS, 0);
-          reg.portSet(port.index, X_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, X_HOST_FD, split.host.fd);
-          reg.portSet(port.index, X_FANOUT, 0);
+          reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
+          reg.portSet(port.index, L.PE_IF_USERS, 0);
+          reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_FANOUT, 0);
         });
         break;
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, X_OWNER), hostFd = reg.portGet(port.index, X_HOST_FD);
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
         if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, X_IFINDEX)));
+          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
           break;
         }
         // a thread of ours may be installing it right now; another process would have its pid here
@@ -278,7 +250,7 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   for (const r of port.rxRings) {
     if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
     const k = r.id;
-    const w = (r.offset + KR_RX_SERVER) >>> 2;
+    const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
     if (server !== 0 && server !== me && (ownerAlive(server) || Atomics.compareExchange(i32, w, server, me) !== server)) {
       fail('EBUSY', `${port.spec}: RX ring ${k} of ${ifname} is served by another thread (${server}); bind other rings (-N) in each thread`);
@@ -299,9 +271,9 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
           frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
         });
         const rx = n === 1 ? make(undefined) : reg.locked(() => {
-          const fanout = reg.portGet(port.index, X_FANOUT);
+          const fanout = reg.portGet(port.index, L.PE_IF_FANOUT);
           const r = make(fanout > 0 ? fanout - 1 : -1);
-          if (fanout === 0) reg.portSet(port.index, X_FANOUT, r.fanoutGroup + 1);
+          if (fanout === 0) reg.portSet(port.index, L.PE_IF_FANOUT, r.fanoutGroup + 1);
           return r;
         });
         st.nicRx[k] = rx;
@@ -343,7 +315,7 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
     st.nicRx[k]!.close();
     st.nicRx[k] = undefined;
-    Atomics.compareExchange(port.sp.i32, (r.offset + KR_RX_SERVER) >>> 2, me, 0);
+    Atomics.compareExchange(port.sp.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
   }
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_TX) continue;
@@ -359,7 +331,7 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
 }
 
 /**
- * Counts an adapter of this process in or out (X_USERS). The last one out puts the interface
+ * Counts an adapter of this process in or out (L.PE_IF_USERS). The last one out puts the interface
  * back in the stack's hands, from whichever thread it closes: the installer removes its split;
  * another thread removes the rules and closes the TAPs by descriptor number.
  */
@@ -367,14 +339,14 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
   if (st.tap !== null) return;
   const reg = registry();
   const last = reg.locked(() => {
-    const users = Math.max(0, reg.portGet(port.index, X_USERS) + delta);
-    reg.portSet(port.index, X_USERS, users);
-    if (users > 0 || delta > 0 || reg.portGet(port.index, X_OWNER) !== process.pid) return null;
-    const fds = { sink: reg.portGet(port.index, X_SINK_FD), host: reg.portGet(port.index, X_HOST_FD) };
-    reg.portSet(port.index, X_OWNER, 0);
-    reg.portSet(port.index, X_SINK_FD, 0);
-    reg.portSet(port.index, X_HOST_FD, 0);
-    reg.portSet(port.index, X_FANOUT, 0);
+    const users = Math.max(0, reg.portGet(port.index, L.PE_IF_USERS) + delta);
+    reg.portSet(port.index, L.PE_IF_USERS, users);
+    if (users > 0 || delta > 0 || reg.portGet(port.index, L.PE_IF_OWNER) !== process.pid) return null;
+    const fds = { sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD) };
+    reg.portSet(port.index, L.PE_IF_OWNER, 0);
+    reg.portSet(port.index, L.PE_IF_SINK_FD, 0);
+    reg.portSet(port.index, L.PE_IF_HOST_FD, 0);
+    reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
   if (last === null) return;
@@ -394,8 +366,8 @@ function closeState(st: IfState): void {
   st.split = null;
   st.tap?.close();
   st.tap = null;
-  if (st.hookScratch >= 0) space().unmapLocal(st.hookScratch, HOOK_FIX_SLOTS * HOOK_FIX_SIZE);
-  st.hookScratch = -1;
+  for (const diverter of st.rxDiverters) diverter?.close();
+  st.rxDiverters.length = 0;
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
@@ -540,8 +512,11 @@ class InterfaceAdapter implements PortAdapter {
         packets++;
         bytes += len;
       }
-    } else if (st.rxHook[ring.id] !== undefined && st.gsoNext[ring.id]! < 0) {
-      this.hooked += this.receiveToHook(ring, st.rxHook[ring.id]!, st.rxWholeHook[ring.id], st.rxHookBurst[ring.id]!);
+    } else if (st.rxDiverters[ring.id] !== undefined && st.gsoNext[ring.id]! < 0) {
+      const diverter = st.rxDiverters[ring.id]!;
+      const dropsBefore = diverter.drops;
+      this.diverted += diverter.divert(ring, st.nicRx[ring.id]!, st.gso[ring.id]!);
+      this.oversize += diverter.drops - dropsBefore;
     } else {
       const rx = st.nicRx[ring.id]!;
       const g = st.gso[ring.id]!;
@@ -594,72 +569,8 @@ class InterfaceAdapter implements PortAdapter {
     return ok;
   }
 
-  /** Frames handed to receive hooks so far. */
-  hooked = 0;
-
-  /**
-   * rxsync of a hooked NIC RX ring: up to `burst` frames go to `hook` where they lie in the
-   * kernel's ring, in batches, without becoming slots; those needing a fix-up (VLAN tag, partial
-   * checksum, GSO cut) are made in a scratch area first, after what came before them was handed
-   * over (order is kept). Counted on the ring as received. Returns the frames handed over.
-   */
-  private receiveToHook(ring: Ring, hook: ReceiveHook, whole: WholeFrameHook | undefined, burst: number): number {
-    const st = this.st;
-    const rx = st.nicRx[ring.id]!;
-    if (!rx.perFrame) return 0;
-    if (st.hookScratch < 0) st.hookScratch = mapScratch(HOOK_FIX_SLOTS * HOOK_FIX_SIZE);
-    const offs = st.hookOffs, lens = st.hookLens, scratch = st.hookScratch;
-    const g = st.gso[ring.id]!;
-    const bufSize = ring.bufSize;
-    let n = 0, packets = 0, bytes = 0, drops = 0;
-    for (let taken = 0; taken < burst; taken++) {
-      const at = rx.nextKept();
-      if (at < 0) break;
-      const len = rx.length;
-      if ((rx.gsoType & 0x7f) === 0 && (rx.status & (RX_VLAN_VALID | RX_CSUM_NOT_READY)) === 0 && !rx.fromQueue) {
-        if (len < rx.wireLength || len > bufSize) { drops++; continue; }
-        offs[n] = at;
-        lens[n] = len;
-        n++;
-        packets++;
-        bytes += len;
-        if (n === HOOK_BATCH) { hook(offs, lens, n); n = 0; rx.release(); }
-        continue;
-      }
-      // a fix-up: first what came before it
-      if (n > 0) { hook(offs, lens, n); n = 0; }
-      if ((rx.gsoType & 0x7f) !== 0) {
-        if (len !== rx.wireLength || (rx.status & RX_VLAN_VALID) !== 0) { drops++; continue; }
-        // whole, if the hook can pass it on with its virtio-net header (just before the frame)
-        if (whole !== undefined && whole(at, len, at - VNET_HDR_LEN)) { packets++; bytes += len; continue; }
-        if (!g.begin(this.u8, at, len, rx.gsoType, rx.gsoSize)) { drops++; continue; }
-        let m = 0;
-        for (let i = 0; i < g.count; i++) {
-          const sl = g.segmentLength(i);
-          if (sl > HOOK_FIX_SIZE || sl > bufSize) { drops++; continue; }
-          offs[m] = scratch + m * HOOK_FIX_SIZE;
-          lens[m] = g.emit(i, offs[m]!);
-          packets++;
-          bytes += lens[m]!;
-          if (++m === HOOK_FIX_SLOTS) { hook(offs, lens, m); m = 0; }
-        }
-        if (m > 0) hook(offs, lens, m);
-      } else if (len < rx.wireLength || len > bufSize) {
-        drops++;
-      } else {
-        offs[0] = scratch;
-        lens[0] = rx.copyFrame(scratch, HOOK_FIX_SIZE);
-        packets++;
-        bytes += lens[0]!;
-        hook(offs, lens, 1);
-      }
-    }
-    if (n > 0) hook(offs, lens, n);
-    rx.release();
-    this.oversize += drops;
-    if (packets > 0 || drops > 0) sync.count(ring.sp, ring.offset, packets, bytes, drops);
-    return packets;
-  }
+  /** Frames taken by ring diverters so far. */
+  diverted = 0;
 
   armed(ring: Ring): void {
     const fd = ring.dir === L.RING_DIR_TX ? this.txFd(ring) : this.rxFd(ring);
@@ -690,29 +601,34 @@ class InterfaceAdapter implements PortAdapter {
   }
 }
 
-registerAdapter(L.PORT_KIND_INTERFACE, (port) => new InterfaceAdapter(port));
+/** Interfaces (`netmap:IF`, any name that is not a pipe or a VALE port). */
+export const interfacePortType: PortType = {
+  name: 'interface', kind: L.PORT_KIND_INTERFACE, family: 'interface', resolve: resolveInterface,
+  // An interface can be the parent of pipes (lb): same resolution, no sockets until opened.
+  resolvePipeParent: (reg, spec, opts) => (interfaceExists(spec.parentName) ? resolveInterface(reg, spec, opts) : -1),
+  adapter: (port) => new InterfaceAdapter(port),
+  // The entry goes with its last user unless pipes still hang on it.
+  lastUser: (reg, index) => {
+    if (reg.portGet(index, L.PE_PIPES) === 0) reg.destroyPort(index);
+  },
+};
 
 /**
- * Sends what NIC RX ring `k` of `port` receives to `hook` instead of into the ring's slots: a
- * forwarder that needs no slots (the attach daemon, into its switch) saves a copy and a pass.
- * The port's rxsync (poll, pollOnce) then calls the hook with up to `burst` frames (so that a
- * busy ring leaves time for the rest); the ring stays empty. Needs a per-frame receiver, as
- * netmap:IF ports have. `null` gives the frames back to the ring. `hookedFrames(port)` counts
- * what hooks of that handle took.
+ * Gives what NIC RX ring `k` of `port` (this thread's handle) receives to `diverter` instead of
+ * the ring's slots (src/bwrap/receive-hook.ts); `null` gives the frames back to the ring. Needs
+ * a per-frame receiver, as netmap:IF ports have.
  */
-export function setReceiveHook(port: Port, k: number, hook: ReceiveHook | null, burst = 1024, whole: WholeFrameHook | null = null): void {
-  if (!Number.isInteger(burst) || burst < 1 || burst > 65536) fail('EINVAL', `burst must be 1 to 65536, not ${burst}`);
+export function setRingDiverter(port: Port, k: number, diverter: RingDiverter | null): void {
   const st = states.get(port.index);
   if (st === undefined || !(port.adapter instanceof InterfaceAdapter) || st.tap !== null) fail('EINVAL', `${port.spec}: not an interface port with NIC rings in this thread`);
   if (st.nicRx[k] === undefined || !st.nicRx[k]!.perFrame) fail('EINVAL', `${port.spec}: NIC RX ring ${k} is not bound here with a per-frame receiver`);
-  st.rxHook[k] = hook ?? undefined;
-  st.rxWholeHook[k] = hook === null ? undefined : whole ?? undefined;
-  st.rxHookBurst[k] = burst;
+  st.rxDiverters[k]?.close();
+  st.rxDiverters[k] = diverter ?? undefined;
 }
 
-/** Frames the receive hooks of `port` (this handle) have taken so far. */
-export function hookedFrames(port: Port): number {
-  return port.adapter instanceof InterfaceAdapter ? port.adapter.hooked : 0;
+/** Frames the ring diverters of `port` (this handle) have taken so far. */
+export function divertedFrames(port: Port): number {
+  return port.adapter instanceof InterfaceAdapter ? port.adapter.diverted : 0;
 }
 
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */

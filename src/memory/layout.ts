@@ -45,18 +45,30 @@ export const MAX_REGIONS = 1024;
 export const REGION_ENTRY_SIZE = 64;
 export const REGIONS_TABLE = REG_HEADER_SIZE;
 // region entry fields
-export const RE_STATE = 0; // 0 free, 1 live
+export const RE_STATE = 0; // REGION_STATE_*
 export const RE_SPACE_OFFSET = 4;
 export const RE_SIZE = 8;
 export const RE_GENERATION = 12;
 export const RE_PORTS = 16; // ports living in the region (its refcount)
 export const RE_FLAGS = 20;
+export const REGION_STATE_FREE = 0;
+export const REGION_STATE_LIVE = 1;
 
 export const MAX_PORTS = 2048;
 export const PORT_ENTRY_SIZE = 1024;
 export const PORTS_TABLE = REGIONS_TABLE + MAX_REGIONS * REGION_ENTRY_SIZE;
 // port entry fields
-export const PE_STATE = 0; // 0 free, 1 live, 2 being created
+export const PE_STATE = 0; // PORT_STATE_*
+/** A free entry of the port table. */
+export const PORT_STATE_FREE = 0;
+/** A port that exists: it can be opened, its rings are made. */
+export const PORT_STATE_LIVE = 1;
+/**
+ * Being created, under the registry lock: an entry still in this state outside a locked section
+ * was left by a creator that died (collectGarbage reclaims it). Transitions: FREE -> CREATING ->
+ * LIVE -> FREE, and CREATING -> FREE when creation fails or its creator died.
+ */
+export const PORT_STATE_CREATING = 2;
 export const PE_KIND = 4;
 export const PE_MEM_ID = 8;
 export const PE_FLAGS = 12;
@@ -76,14 +88,29 @@ export const PE_USERS = 64; // live handles
 export const PE_GENERATION = 68; // bumped on create and destroy: stale handles notice
 export const PE_HDR_LEN = 72; // virtio-net header length (VALE)
 export const PE_MFS = 76; // max frame size (VALE)
-export const PE_EXTRA = 80; // kind-specific words (interfaces: ifindex, daemon pid, ...) 80..127
+export const PE_EXTRA = 80; // kind-specific words 80..127, one overlay per kind (below)
 /**
  * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
  * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
- * straight onto the interface instead of through the port's RX ring (ValeAdapter.enableDirect).
+ * straight onto the interface instead of through the port's RX ring (src/bwrap/direct.ts).
  */
 export const PE_VALE_DIRECT_IF = PE_EXTRA;
 export const PE_VALE_DIRECT_NETNS = PE_EXTRA + 4;
+/** Interface ports: the interface's index and network namespace id (the entry is per namespace). */
+export const PE_IF_IFINDEX = PE_EXTRA;
+export const PE_IF_NETNS = PE_EXTRA + 4;
+/** Interface ports: the pid of the process holding the split, 0 none. */
+export const PE_IF_OWNER = PE_EXTRA + 8;
+/** Interface ports: 1 when the interface is a TAP device (no split, the TAP itself). */
+export const PE_IF_TAP = PE_EXTRA + 12;
+/**
+ * Interface ports, for the process holding the split: its open adapters over all its threads,
+ * the descriptors of the split's two TAPs, and the RX fanout group (+1, 0 none yet).
+ */
+export const PE_IF_USERS = PE_EXTRA + 16;
+export const PE_IF_SINK_FD = PE_EXTRA + 20;
+export const PE_IF_HOST_FD = PE_EXTRA + 24;
+export const PE_IF_FANOUT = PE_EXTRA + 28;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
@@ -113,7 +140,9 @@ export const MAX_SWITCHES = 16;
 export const SWITCH_ENTRY_SIZE = 16384;
 export const SWITCHES_TABLE = PORTS_TABLE + MAX_PORTS * PORT_ENTRY_SIZE;
 // switch entry fields
-export const SW_STATE = 0;
+export const SW_STATE = 0; // SWITCH_STATE_*
+export const SWITCH_STATE_FREE = 0;
+export const SWITCH_STATE_LIVE = 1;
 export const SW_NUM_PORTS = 4;
 export const SW_LOCK = 8; // robust lock (owner pid, tid, futex) at 8..19
 export const SW_GENERATION = 20; // bumped on every attach/detach: senders refresh their port lists
@@ -185,7 +214,8 @@ export const SLOT_LEN = 4; // u16
 export const SLOT_FLAGS = 6; // u16
 export const SLOT_PTR = 8; // u64
 
-// kring fields, relative to the ring (inside RING_SEM)
+// kring fields, relative to the ring (inside RING_SEM). The first part is common to every port
+// kind; 180..191 and 216..231 are overlays, each offset with one meaning per kind (below).
 export const KR_HWCUR = 128;
 export const KR_HWTAIL = 132;
 export const KR_RHEAD = 136;
@@ -194,24 +224,38 @@ export const KR_RTAIL = 144;
 export const KR_BUSY = 148; // ring-level sync exclusion: owner tid, 0 free
 export const KR_BUSY_PID = 152;
 export const KR_WAKE = 156; // futex word: bumped each time this ring's owner has something new
-export const KR_WAITERS = 160;
+export const KR_WAITERS = 160; // threads sleeping on KR_WAKE
 export const KR_PEER = 164; // pipes: space offset of the peer ring (tx <-> rx)
 export const KR_SHADOW_TAIL = 168; // published by the peer / forwarder: where tail may move to
 export const KR_USERS = 172; // handles binding this ring
 export const KR_EXCLUSIVE = 176; // handle token of an exclusive user, 0 none
-export const KR_LEASE = 180; // VALE: next slot to lease (nkr_hwlease)
-export const KR_LEASE_LOCK = 184; // VALE: lease lock word (tid) 184, pid 188
-export const KR_LEASE_PID = 188;
 export const KR_PKTS = 192; // f64 packet counter (tx: sent, rx: received)
 export const KR_BYTES = 200; // f64
 export const KR_DROPS = 208; // f64
-export const KR_LEASE_DONE = 216; // VALE: ordered publication of leases (see switch)
 export const KR_FLAGS = 220;
-// VALE RX rings: the lease table (see src/switch/lease.ts). KR_LEASE_DONE holds the index of the
-// oldest outstanding lease, KR_LEASE_NEXT the next one to hand out, KR_LEASE_TABLE the space
-// offset of the table of lease records; KR_SHADOW_TAIL is where senders publish hwtail.
+
+// Overlay of VALE RX rings: the lease protocol (see src/switch/lease.ts). KR_SHADOW_TAIL is where
+// senders publish hwtail.
+/** Next slot to lease (netmap's nkr_hwlease). */
+export const KR_LEASE = 180;
+/** Lease lock word: owner tid, 0 free. */
+export const KR_LEASE_LOCK = 184;
+/** Threads sleeping on KR_LEASE_LOCK (unlock wakes one when not 0). */
+export const KR_LEASE_SLEEPERS = 188;
+/** Index of the oldest outstanding lease record. */
+export const KR_LEASE_FIRST = 216;
+/** Index of the next lease record to hand out. */
 export const KR_LEASE_NEXT = 224;
+/** Space offset of the ring's table of lease records. */
 export const KR_LEASE_TABLE = 228;
+
+// Overlay of interface RX rings (see src/interfaces/port.ts).
+/**
+ * Thread id of the thread whose packet socket feeds the ring, 0 none: one socket per RX ring,
+ * or frames would be received twice.
+ */
+export const KR_RX_SERVER = 180;
+
 export const KR_END = 256;
 
 export const RING_DIR_TX = 0;

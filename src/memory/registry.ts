@@ -51,12 +51,23 @@ export interface PortInfo {
 
 type Hook = (reg: Registry, portIndex: number) => void;
 
+/**
+ * What the registry calls for ports of one kind (the registry's share of a port type, see
+ * ports/port.ts PortType): set once per kind when the build's port types are registered.
+ */
+export interface KindOperations {
+  /** After the port lost its last handle (closed, or its owner died). */
+  readonly lastUser: Hook | null;
+  /** Before the port's entry is destroyed. */
+  readonly destroy: Hook | null;
+}
+
 export class Registry {
   readonly sp: AddressSpace;
   readonly base = L.SPACE_REGISTRY_OFFSET;
   private depth = 0;
-  /** Called (under the lock) before a port entry is destroyed, by port kind. */
-  private static destroyHooks = new Map<number, Hook>();
+  /** Per port kind, what to call when a port loses its last user or is destroyed (under the lock). */
+  private static kindOperations = new Map<number, KindOperations>();
 
   constructor(sp: AddressSpace) {
     this.sp = sp;
@@ -71,14 +82,14 @@ export class Registry {
       }
       sp.mapShared('registry', this.base, L.REGISTRY_SIZE, 0);
       const u32 = sp.u32;
-      if (u32[this.w(L.REG_MAGIC)] === 0) {
-        u32[this.w(L.REG_LAYOUT)] = L.LAYOUT_VERSION;
-        u32[this.w(L.REG_API)] = L.NETMAP_API;
-        u32[this.w(L.REG_SIZE)] = L.REGISTRY_SIZE;
-        u32[this.w(L.REG_MAGIC)] = L.MAGIC_REGISTRY;
+      if (u32[this.word(L.REG_MAGIC)] === 0) {
+        u32[this.word(L.REG_LAYOUT)] = L.LAYOUT_VERSION;
+        u32[this.word(L.REG_API)] = L.NETMAP_API;
+        u32[this.word(L.REG_SIZE)] = L.REGISTRY_SIZE;
+        u32[this.word(L.REG_MAGIC)] = L.MAGIC_REGISTRY;
       }
-      if (u32[this.w(L.REG_MAGIC)] !== L.MAGIC_REGISTRY) fail('EINVAL', `${file} is not a netmap-ts registry`);
-      const layout = u32[this.w(L.REG_LAYOUT)];
+      if (u32[this.word(L.REG_MAGIC)] !== L.MAGIC_REGISTRY) fail('EINVAL', `${file} is not a netmap-ts registry`);
+      const layout = u32[this.word(L.REG_LAYOUT)];
       if (layout !== L.LAYOUT_VERSION) {
         fail('EINVAL', `shared memory in ${sp.dir} has layout version ${layout}, this netmap-ts uses layout version ${L.LAYOUT_VERSION} (NETMAP_API ${L.NETMAP_API}); close the other users or use another NETMAP_TS_DIR`);
       }
@@ -88,12 +99,14 @@ export class Registry {
     }
   }
 
-  static onDestroy(kind: number, hook: Hook): void {
-    Registry.destroyHooks.set(kind, hook);
+  /** Installs the operations of port kind `kind` (once per kind, from registerPortTypes). */
+  static setKindOperations(kind: number, operations: KindOperations): void {
+    assert(!Registry.kindOperations.has(kind), `operations of port kind ${kind} set twice`);
+    Registry.kindOperations.set(kind, operations);
   }
 
   /** Int32/Uint32 word index of a registry byte offset. */
-  w(byteOffset: number): number {
+  word(byteOffset: number): number {
     return (this.base + byteOffset) >>> 2;
   }
 
@@ -105,7 +118,7 @@ export class Registry {
       this.depth++;
       try { return fn(); } finally { this.depth--; }
     }
-    const word = this.w(L.REG_LOCK);
+    const word = this.word(L.REG_LOCK);
     lock(this.sp.i32, word, this.sp.absolute(this.base + L.REG_LOCK));
     this.depth = 1;
     try {
@@ -117,14 +130,14 @@ export class Registry {
   }
 
   assertLocked(): void {
-    assert(this.depth > 0 && Atomics.load(this.sp.i32, this.w(L.REG_LOCK)) === selfTid(), 'registry lock not held');
+    assert(this.depth > 0 && Atomics.load(this.sp.i32, this.word(L.REG_LOCK)) === selfTid(), 'registry lock not held');
   }
 
   nextToken(): number {
     this.assertLocked();
-    const w = this.w(L.REG_NEXT_TOKEN);
-    const t = (this.sp.u32[w]! + 1) >>> 0 || 1;
-    this.sp.u32[w] = t;
+    const tokenWord = this.word(L.REG_NEXT_TOKEN);
+    const t = (this.sp.u32[tokenWord]! + 1) >>> 0 || 1;
+    this.sp.u32[tokenWord] = t;
     return t;
   }
 
@@ -136,7 +149,7 @@ export class Registry {
 
   regionLive(memId: number): boolean {
     if (memId < 1 || memId > L.MAX_REGIONS) return false;
-    return this.sp.u32[this.w(this.regionEntry(memId) + L.RE_STATE)] === 1;
+    return this.sp.u32[this.word(this.regionEntry(memId) + L.RE_STATE)] === L.REGION_STATE_LIVE;
   }
 
   /** Maps region `memId` in this thread if needed and returns its allocator. */
@@ -144,9 +157,9 @@ export class Registry {
     if (!this.regionLive(memId)) fail('EINVAL', `memory region ${memId} does not exist`);
     const e = this.regionEntry(memId);
     const u32 = this.sp.u32;
-    const offset = u32[this.w(e + L.RE_SPACE_OFFSET)]!;
-    const size = u32[this.w(e + L.RE_SIZE)]!;
-    const gen = u32[this.w(e + L.RE_GENERATION)]!;
+    const offset = u32[this.word(e + L.RE_SPACE_OFFSET)]!;
+    const size = u32[this.word(e + L.RE_SIZE)]!;
+    const gen = u32[this.word(e + L.RE_GENERATION)]!;
     const name = regionFileName(memId);
     if (!this.sp.isMapped(name, gen)) {
       this.sp.mapShared(name, offset, size, gen);
@@ -157,7 +170,7 @@ export class Registry {
 
   /** Generation of a live region: senders compare it to notice a region was replaced. */
   regionGeneration(memId: number): number {
-    return this.sp.u32[this.w(this.regionEntry(memId) + L.RE_GENERATION)]!;
+    return this.sp.u32[this.word(this.regionEntry(memId) + L.RE_GENERATION)]!;
   }
 
   /** Creates a region with the given geometry; returns its mem_id. */
@@ -169,7 +182,7 @@ export class Registry {
     const used: Array<[number, number]> = [];
     for (let id = 1; id <= L.MAX_REGIONS; id++) {
       const e = this.regionEntry(id);
-      if (u32[this.w(e + L.RE_STATE)] === 1) used.push([u32[this.w(e + L.RE_SPACE_OFFSET)]!, u32[this.w(e + L.RE_SIZE)]!]);
+      if (u32[this.word(e + L.RE_STATE)] === L.REGION_STATE_LIVE) used.push([u32[this.word(e + L.RE_SPACE_OFFSET)]!, u32[this.word(e + L.RE_SIZE)]!]);
       else if (memId === 0 && id > 1) memId = id; // mem_id 1 is netmap's global allocator: kept for interfaces
     }
     if (memId === 0) fail('ENOMEM', `all ${L.MAX_REGIONS} memory regions are in use`);
@@ -195,7 +208,7 @@ export class Registry {
     const u32 = this.sp.u32;
     for (let id = 2; id <= L.MAX_REGIONS; id++) {
       const e = this.regionEntry(id);
-      if (u32[this.w(e + L.RE_STATE)] === 1 && u32[this.w(e + L.RE_SPACE_OFFSET)]! + u32[this.w(e + L.RE_SIZE)]! > offset) {
+      if (u32[this.word(e + L.RE_STATE)] === L.REGION_STATE_LIVE && u32[this.word(e + L.RE_SPACE_OFFSET)]! + u32[this.word(e + L.RE_SIZE)]! > offset) {
         fail('ENOMEM', 'no room in the shared address space for the global region');
       }
     }
@@ -213,31 +226,31 @@ export class Registry {
       native.closeFd(fd);
     }
     const u32 = this.sp.u32;
-    const genWord = this.w(L.REG_GENERATION);
+    const genWord = this.word(L.REG_GENERATION);
     const gen = (u32[genWord]! + 1) >>> 0;
     u32[genWord] = gen;
     const e = this.regionEntry(memId);
-    u32[this.w(e + L.RE_SPACE_OFFSET)] = offset;
-    u32[this.w(e + L.RE_SIZE)] = bytes;
-    u32[this.w(e + L.RE_GENERATION)] = gen;
-    u32[this.w(e + L.RE_PORTS)] = 0;
+    u32[this.word(e + L.RE_SPACE_OFFSET)] = offset;
+    u32[this.word(e + L.RE_SIZE)] = bytes;
+    u32[this.word(e + L.RE_GENERATION)] = gen;
+    u32[this.word(e + L.RE_PORTS)] = 0;
     this.sp.mapShared(name, offset, bytes, gen);
     initRegion(this.sp, offset, memId, g);
-    u32[this.w(e + L.RE_STATE)] = 1;
+    u32[this.word(e + L.RE_STATE)] = L.REGION_STATE_LIVE;
     return memId;
   }
 
   private destroyRegion(memId: number): void {
     const e = this.regionEntry(memId);
-    this.sp.u32[this.w(e + L.RE_STATE)] = 0;
+    this.sp.u32[this.word(e + L.RE_STATE)] = L.REGION_STATE_FREE;
     this.sp.unmapShared(regionFileName(memId));
     try { fs.unlinkSync(this.sp.filePath(regionFileName(memId))); } catch { /* gone already */ }
   }
 
   private regionRef(memId: number, delta: number): void {
-    const w = this.w(this.regionEntry(memId) + L.RE_PORTS);
-    const n = this.sp.u32[w]! + delta;
-    this.sp.u32[w] = n < 0 ? 0 : n;
+    const portsWord = this.word(this.regionEntry(memId) + L.RE_PORTS);
+    const n = this.sp.u32[portsWord]! + delta;
+    this.sp.u32[portsWord] = n < 0 ? 0 : n;
     if (n <= 0) this.destroyRegion(memId);
   }
 
@@ -248,20 +261,20 @@ export class Registry {
   }
 
   /** Word index of field `field` of port `index`. */
-  pw(index: number, field: number): number {
-    return this.w(this.portEntry(index) + field);
+  portWord(index: number, field: number): number {
+    return this.word(this.portEntry(index) + field);
   }
 
   portGet(index: number, field: number): number {
-    return this.sp.u32[this.pw(index, field)]!;
+    return this.sp.u32[this.portWord(index, field)]!;
   }
 
   portSet(index: number, field: number, value: number): void {
-    this.sp.u32[this.pw(index, field)] = value;
+    this.sp.u32[this.portWord(index, field)] = value;
   }
 
   portLive(index: number): boolean {
-    return index >= 0 && index < L.MAX_PORTS && this.portGet(index, L.PE_STATE) === 1;
+    return index >= 0 && index < L.MAX_PORTS && this.portGet(index, L.PE_STATE) === L.PORT_STATE_LIVE;
   }
 
   portName(index: number): string {
@@ -274,7 +287,7 @@ export class Registry {
 
   findPort(name: string): number {
     for (let i = 0; i < L.MAX_PORTS; i++) {
-      if (this.portGet(i, L.PE_STATE) === 1 && this.portName(i) === name) return i;
+      if (this.portGet(i, L.PE_STATE) === L.PORT_STATE_LIVE && this.portName(i) === name) return i;
     }
     return -1;
   }
@@ -282,7 +295,7 @@ export class Registry {
   /** Every live port, in table order. */
   livePorts(): number[] {
     const out: number[] = [];
-    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === 1) out.push(i);
+    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === L.PORT_STATE_LIVE) out.push(i);
     return out;
   }
 
@@ -305,6 +318,22 @@ export class Registry {
   }
 
   /**
+   * Moves port entry `index` to `state` (PORT_STATE_*), asserting the transition is one of
+   * FREE -> CREATING -> LIVE -> FREE or CREATING -> FREE. Lock held. LIVE is published with an
+   * atomic store: lock-free readers (senders refreshing a switch's ports) see a whole entry.
+   */
+  private setPortState(index: number, state: number): void {
+    this.assertLocked();
+    const from = this.portGet(index, L.PE_STATE);
+    const legal =
+      (from === L.PORT_STATE_FREE && state === L.PORT_STATE_CREATING) ||
+      (from === L.PORT_STATE_CREATING && (state === L.PORT_STATE_LIVE || state === L.PORT_STATE_FREE)) ||
+      (from === L.PORT_STATE_LIVE && state === L.PORT_STATE_FREE);
+    assert(legal, `port entry ${index}: no transition from state ${from} to ${state}`);
+    Atomics.store(this.sp.i32, this.portWord(index, L.PE_STATE), state);
+  }
+
+  /**
    * Creates a port entry with its rings in region `memId`. Ring order in the ring table is
    * netmap's: NIC TX, host TX, NIC RX, host RX. TX rings get a buffer per slot; RX rings get
    * buffers too unless `rxWithoutBuffers` (pipes, whose RX slots are filled by the peer).
@@ -318,13 +347,13 @@ export class Registry {
     if (p.name.length === 0 || p.name.length >= L.PE_NAME_MAX) fail('EINVAL', `port name '${p.name}' must have 1 to ${L.PE_NAME_MAX - 1} characters`);
     if (this.findPort(p.name) >= 0) fail('EEXIST', `port ${p.name} already exists`);
     let index = -1;
-    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === 0) { index = i; break; }
+    for (let i = 0; i < L.MAX_PORTS; i++) if (this.portGet(i, L.PE_STATE) === L.PORT_STATE_FREE) { index = i; break; }
     if (index < 0) fail('ENOMEM', `all ${L.MAX_PORTS} port entries are in use`);
     const region = this.region(p.memId);
     const u8 = this.sp.u8;
     const entry = this.base + this.portEntry(index);
     u8.fill(0, entry, entry + L.PORT_ENTRY_SIZE);
-    this.portSet(index, L.PE_STATE, 2);
+    this.setPortState(index, L.PORT_STATE_CREATING);
     this.portSet(index, L.PE_KIND, p.kind);
     this.portSet(index, L.PE_MEM_ID, p.memId);
     this.portSet(index, L.PE_FLAGS, p.flags);
@@ -352,12 +381,12 @@ export class Registry {
     } catch (e) {
       for (const ring of created) this.freeRing(region, ring);
       region.freeObject(table);
-      this.portSet(index, L.PE_STATE, 0);
+      this.setPortState(index, L.PORT_STATE_FREE);
       throw e;
     }
     this.portSet(index, L.PE_GENERATION, this.portGet(index, L.PE_GENERATION) + 1);
     this.regionRef(p.memId, +1);
-    Atomics.store(this.sp.i32, this.pw(index, L.PE_STATE), 1);
+    this.setPortState(index, L.PORT_STATE_LIVE);
     return index;
   }
 
@@ -370,11 +399,11 @@ export class Registry {
     const ring = region.allocObject(L.ringBytes(slots));
     const sp = this.sp;
     sp.u32[tableWord] = ring;
-    const w = ring >>> 2;
+    const ringWord = ring >>> 2;
     const bufOfs = region.bufBase - ring;
     sp.view.setBigInt64(ring + L.RING_BUF_OFS, BigInt(bufOfs), true);
-    sp.u32[w + L.RING_NUM_SLOTS / 4] = slots;
-    sp.u32[w + L.RING_BUF_SIZE / 4] = region.bufSize;
+    sp.u32[ringWord + L.RING_NUM_SLOTS / 4] = slots;
+    sp.u32[ringWord + L.RING_BUF_SIZE / 4] = region.bufSize;
     sp.u16[(ring + L.RING_ID) >>> 1] = id;
     sp.u16[(ring + L.RING_DIR) >>> 1] = dir;
     if (withBufs) {
@@ -389,10 +418,10 @@ export class Registry {
       }
     }
     if (dir === L.RING_DIR_TX) {
-      sp.u32[w + L.RING_TAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_HWTAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_RTAIL / 4] = slots - 1;
-      sp.u32[w + L.KR_SHADOW_TAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.RING_TAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_HWTAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_RTAIL / 4] = slots - 1;
+      sp.u32[ringWord + L.KR_SHADOW_TAIL / 4] = slots - 1;
     }
     return ring;
   }
@@ -400,9 +429,9 @@ export class Registry {
   private freeRing(region: Region, ring: number): void {
     const slots = this.sp.u32[(ring + L.RING_NUM_SLOTS) >>> 2]!;
     for (let s = 0; s < slots; s++) {
-      const w = (ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2;
-      region.freeBuf(this.sp.u32[w]!);
-      this.sp.u32[w] = 0;
+      const slotWord = (ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2;
+      region.freeBuf(this.sp.u32[slotWord]!);
+      this.sp.u32[slotWord] = 0;
     }
     region.freeObject(ring);
   }
@@ -417,7 +446,7 @@ export class Registry {
     const used = new Uint8Array(region.numBufs);
     const u32 = this.sp.u32;
     for (let i = 0; i < L.MAX_PORTS; i++) {
-      if (this.portGet(i, L.PE_STATE) !== 1 || this.portGet(i, L.PE_MEM_ID) !== memId || skip.includes(i)) continue;
+      if (this.portGet(i, L.PE_STATE) !== L.PORT_STATE_LIVE || this.portGet(i, L.PE_MEM_ID) !== memId || skip.includes(i)) continue;
       const n = this.totalRings(i);
       for (let k = 0; k < n; k++) {
         const ring = this.ringOffset(i, k);
@@ -456,8 +485,8 @@ export class Registry {
     const doomed = [index, alsoIndex].filter((i) => this.portLive(i));
     if (doomed.length === 0) return;
     for (const i of doomed) {
-      const hook = Registry.destroyHooks.get(this.portGet(i, L.PE_KIND));
-      if (hook !== undefined) hook(this, i);
+      const destroy = Registry.kindOperations.get(this.portGet(i, L.PE_KIND))?.destroy;
+      if (destroy != null) destroy(this, i);
     }
     const memId = this.portGet(doomed[0]!, L.PE_MEM_ID);
     if (this.regionLive(memId)) {
@@ -478,7 +507,7 @@ export class Registry {
     for (const i of doomed) {
       const m = this.portGet(i, L.PE_MEM_ID);
       this.portSet(i, L.PE_GENERATION, this.portGet(i, L.PE_GENERATION) + 1);
-      Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
+      this.setPortState(i, L.PORT_STATE_FREE);
       if (this.regionLive(m)) this.regionRef(m, -1);
     }
   }
@@ -486,7 +515,7 @@ export class Registry {
   // ---- handles ----------------------------------------------------------------------------------
 
   handleField(index: number, slot: number, field: number): number {
-    return this.pw(index, L.PE_HANDLES + slot * L.HANDLE_SIZE + field);
+    return this.portWord(index, L.PE_HANDLES + slot * L.HANDLE_SIZE + field);
   }
 
   /** Records a handle of this thread on port `index`; returns its slot. */
@@ -519,10 +548,57 @@ export class Registry {
     this.portSet(index, L.PE_USERS, users > 0 ? users - 1 : 0);
   }
 
-  /** Per-handle cleanup, supplied by the ports layer (frees the netmap_if, extra buffers, ring users). */
-  static releaseHandle: ((reg: Registry, index: number, slot: number) => void) | null = null;
-  /** Called after a port lost its last handle (ephemeral ports destroy themselves here). */
-  static lastUserGone: ((reg: Registry, index: number) => void) | null = null;
+  /**
+   * Frees what handle `slot` of port `index` holds: its extra buffers, its netmap_if, its use of
+   * rings; then the slot. Run by close() and, for dead threads, by collectGarbage().
+   */
+  releaseHandle(index: number, slot: number): void {
+    this.assertLocked();
+    const u32 = this.sp.u32;
+    const memId = this.portGet(index, L.PE_MEM_ID);
+    const nifp = u32[this.handleField(index, slot, L.HR_NIFP)]!;
+    const token = u32[this.handleField(index, slot, L.HR_TOKEN)]!;
+    if (this.regionLive(memId)) {
+      const region = this.region(memId);
+      if (nifp !== 0) {
+        // Free the extra-buffer list as it is now, skipping anything a ring still holds and
+        // stopping at the first invalid or repeated index (a corrupt list cannot harm others).
+        const used = this.buffersInUse(memId, []);
+        let idx = u32[(nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
+        for (let steps = 0; idx >= 2 && idx < region.numBufs && steps < region.numBufs; steps++) {
+          const at = region.bufOffset(idx) >>> 2;
+          const next = u32[at]!;
+          if (used[idx] !== 0 || region.isFree(idx)) break;
+          u32[at] = 0;
+          Registry.freeIfUnused(region, used, idx);
+          idx = next;
+        }
+        region.freeObject(nifp);
+      }
+    }
+    const numTx = this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX);
+    const txRange = u32[this.handleField(index, slot, L.HR_RING_MASK_TX)]!;
+    const rxRange = u32[this.handleField(index, slot, L.HR_RING_MASK_RX)]!;
+    const unuse = (k: number): void => {
+      const ring = this.ringOffset(index, k);
+      const users = u32[(ring + L.KR_USERS) >>> 2]!;
+      u32[(ring + L.KR_USERS) >>> 2] = users > 0 ? users - 1 : 0;
+      if (u32[(ring + L.KR_EXCLUSIVE) >>> 2] === token) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = 0;
+      u32[(ring + L.KR_BUSY) >>> 2] = 0;
+    };
+    if (this.regionLive(memId)) { // the rings live in the region: nothing to undo without it
+      // a range word holds [first, end) of the bound rings as two 16-bit halves
+      for (let k = txRange & 0xffff; k < txRange >>> 16; k++) unuse(k);
+      for (let k = rxRange & 0xffff; k < rxRange >>> 16; k++) unuse(numTx + k);
+    }
+    this.dropHandle(index, slot);
+  }
+
+  /** Runs the last-user operation of the port's kind (ephemeral ports destroy themselves there). */
+  lastUserGone(index: number): void {
+    const lastUser = Registry.kindOperations.get(this.portGet(index, L.PE_KIND))?.lastUser;
+    if (lastUser != null) lastUser(this, index);
+  }
 
   /** Releases the handles of dead threads and what only they held. Returns how many. */
   collectGarbage(): number {
@@ -533,18 +609,17 @@ export class Registry {
       let released = 0;
       const u32 = this.sp.u32;
       for (let i = 0; i < L.MAX_PORTS; i++) {
-        if (this.portGet(i, L.PE_STATE) !== 1) continue;
+        if (this.portGet(i, L.PE_STATE) !== L.PORT_STATE_LIVE) continue;
         let touched = false;
         for (let s = 0; s < L.MAX_HANDLES; s++) {
           if (u32[this.handleField(i, s, L.HR_TOKEN)] === 0) continue;
           const tid = u32[this.handleField(i, s, L.HR_TID)]!;
           if (ownerAlive(tid)) continue;
-          if (Registry.releaseHandle !== null) Registry.releaseHandle(this, i, s);
-          else this.dropHandle(i, s);
+          this.releaseHandle(i, s);
           released++;
           touched = true;
         }
-        if (touched && this.portLive(i) && this.portGet(i, L.PE_USERS) === 0 && Registry.lastUserGone !== null) Registry.lastUserGone(this, i);
+        if (touched && this.portLive(i) && this.portGet(i, L.PE_USERS) === 0) this.lastUserGone(i);
       }
       return released;
     });
@@ -559,13 +634,13 @@ export class Registry {
    */
   private sweepDebris(): void {
     for (let i = 0; i < L.MAX_PORTS; i++) {
-      if (this.portGet(i, L.PE_STATE) !== 2) continue;
+      if (this.portGet(i, L.PE_STATE) !== L.PORT_STATE_CREATING) continue;
       this.reclaimHalfMade(i);
-      Atomics.store(this.sp.i32, this.pw(i, L.PE_STATE), 0);
+      this.setPortState(i, L.PORT_STATE_FREE);
     }
     const used = new Uint8Array(L.MAX_REGIONS + 1);
     for (let i = 0; i < L.MAX_PORTS; i++) {
-      if (this.portGet(i, L.PE_STATE) !== 1) continue;
+      if (this.portGet(i, L.PE_STATE) !== L.PORT_STATE_LIVE) continue;
       const m = this.portGet(i, L.PE_MEM_ID);
       if (m >= 1 && m <= L.MAX_REGIONS) used[m] = 1;
     }
@@ -604,16 +679,16 @@ export class Registry {
 
   // ---- switches ---------------------------------------------------------------------------------
 
-  switchEntry(sw: number): number {
-    return L.SWITCHES_TABLE + sw * L.SWITCH_ENTRY_SIZE;
+  switchEntry(switchIndex: number): number {
+    return L.SWITCHES_TABLE + switchIndex * L.SWITCH_ENTRY_SIZE;
   }
 
-  sw(sw: number, field: number): number {
-    return this.w(this.switchEntry(sw) + field);
+  switchWord(switchIndex: number, field: number): number {
+    return this.word(this.switchEntry(switchIndex) + field);
   }
 
-  switchName(sw: number): string {
-    const start = this.base + this.switchEntry(sw) + L.SW_NAME;
+  switchName(switchIndex: number): string {
+    const start = this.base + this.switchEntry(switchIndex) + L.SW_NAME;
     const u8 = this.sp.u8;
     let end = start;
     while (end < start + 16 && u8[end] !== 0) end++;
@@ -622,80 +697,80 @@ export class Registry {
 
   findSwitch(name: string): number {
     for (let s = 0; s < L.MAX_SWITCHES; s++) {
-      if (this.sp.u32[this.sw(s, L.SW_STATE)] === 1 && this.switchName(s) === name) return s;
+      if (this.sp.u32[this.switchWord(s, L.SW_STATE)] === L.SWITCH_STATE_LIVE && this.switchName(s) === name) return s;
     }
     return -1;
   }
 
   liveSwitches(): number[] {
     const out: number[] = [];
-    for (let s = 0; s < L.MAX_SWITCHES; s++) if (this.sp.u32[this.sw(s, L.SW_STATE)] === 1) out.push(s);
+    for (let s = 0; s < L.MAX_SWITCHES; s++) if (this.sp.u32[this.switchWord(s, L.SW_STATE)] === L.SWITCH_STATE_LIVE) out.push(s);
     return out;
   }
 
-  /** Finds or creates switch `name`; ENOMEM when the table is full. */
+  /**
+   * Finds or creates switch `name`; ENOMEM when the table is full. A new entry is all zeros: the
+   * switch layer sets up its policy state (the learning table, src/switch/learning.ts).
+   */
   ensureSwitch(name: string): number {
     this.assertLocked();
     const found = this.findSwitch(name);
     if (found >= 0) return found;
     if (name.length >= 16) fail('EINVAL', `switch name '${name}' is longer than 15 characters`);
     for (let s = 0; s < L.MAX_SWITCHES; s++) {
-      if (this.sp.u32[this.sw(s, L.SW_STATE)] === 0) {
+      if (this.sp.u32[this.switchWord(s, L.SW_STATE)] === L.SWITCH_STATE_FREE) {
         const e = this.base + this.switchEntry(s);
         this.sp.u8.fill(0, e, e + L.SWITCH_ENTRY_SIZE);
         writeLatin1(this.sp.u8, e + L.SW_NAME, name, 15);
-        // The learning table's "last source" cache starts all-ones, as netmap's does.
-        this.sp.u8.fill(0xff, e + L.SW_LAST_SRC, e + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
-        Atomics.store(this.sp.i32, this.sw(s, L.SW_STATE), 1);
+        Atomics.store(this.sp.i32, this.switchWord(s, L.SW_STATE), L.SWITCH_STATE_LIVE);
         return s;
       }
     }
     return fail('ENOMEM', `cannot create switch ${name}: all ${L.MAX_SWITCHES} switches are in use`);
   }
 
-  /** Puts port `index` on switch `sw`; returns its port number there. */
-  switchAttach(sw: number, index: number): number {
+  /**
+   * Puts port `index` on switch `switchIndex`; returns its port number there. (The switch layer's
+   * attachToSwitch also resets what the learning table knew about that port number.)
+   */
+  switchAttach(switchIndex: number, index: number): number {
     this.assertLocked();
     const u32 = this.sp.u32;
-    const n = u32[this.sw(sw, L.SW_NUM_PORTS)]!;
-    if (n >= L.MAX_SWITCH_PORTS) fail('ENOMEM', `switch ${this.switchName(sw)} is full (${L.MAX_SWITCH_PORTS} ports)`);
+    const n = u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)]!;
+    if (n >= L.MAX_SWITCH_PORTS) fail('ENOMEM', `switch ${this.switchName(switchIndex)} is full (${L.MAX_SWITCH_PORTS} ports)`);
     for (let p = 0; p < L.MAX_SWITCH_PORTS; p++) {
-      if (u32[this.sw(sw, L.SW_PORTS + 4 * p)] === 0) {
-        u32[this.sw(sw, L.SW_PORTS + 4 * p)] = index + 1;
-        u32[this.sw(sw, L.SW_NUM_PORTS)] = n + 1;
-        // forget what was learnt about the previous occupant of this port number
-        this.sp.u8.fill(0xff, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p, this.base + this.switchEntry(sw) + L.SW_LAST_SRC + 8 * p + 8);
-        this.portSet(index, L.PE_SWITCH, sw + 1);
+      if (u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] === 0) {
+        u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] = index + 1;
+        u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] = n + 1;
+        this.portSet(index, L.PE_SWITCH, switchIndex + 1);
         this.portSet(index, L.PE_SWITCH_PORT, p);
-        Atomics.add(this.sp.i32, this.sw(sw, L.SW_GENERATION), 1);
+        Atomics.add(this.sp.i32, this.switchWord(switchIndex, L.SW_GENERATION), 1);
         return p;
       }
     }
-    return fail('ENOMEM', `switch ${this.switchName(sw)} is full`);
+    return fail('ENOMEM', `switch ${this.switchName(switchIndex)} is full`);
   }
 
-  /** Takes port `index` off its switch; the switch goes with its last port unless persistent. */
+  /**
+   * Takes port `index` off its switch; the switch goes with its last port unless persistent.
+   * (The switch layer's detachFromSwitch also drops what the learning table learnt on it.)
+   */
   switchDetach(index: number): void {
     this.assertLocked();
-    const swPlus = this.portGet(index, L.PE_SWITCH);
-    if (swPlus === 0) return;
-    const sw = swPlus - 1;
+    const switchPlusOne = this.portGet(index, L.PE_SWITCH);
+    if (switchPlusOne === 0) return;
+    const switchIndex = switchPlusOne - 1;
     const p = this.portGet(index, L.PE_SWITCH_PORT);
     const u32 = this.sp.u32;
-    if (u32[this.sw(sw, L.SW_PORTS + 4 * p)] === index + 1) {
-      u32[this.sw(sw, L.SW_PORTS + 4 * p)] = 0;
-      u32[this.sw(sw, L.SW_NUM_PORTS)] = Math.max(0, u32[this.sw(sw, L.SW_NUM_PORTS)]! - 1);
-      // drop learnt entries pointing at this port
-      const hash = this.w(this.switchEntry(sw) + L.SW_HASH);
-      for (let h = 0; h < L.SW_HASH_ENTRIES; h++) {
-        if ((u32[hash + 2 * h]! & 0xffff) === p + 1) { u32[hash + 2 * h] = 0; u32[hash + 2 * h + 1] = 0; }
-      }
+    if (u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] === index + 1) {
+      u32[this.switchWord(switchIndex, L.SW_PORTS + 4 * p)] = 0;
+      u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] = Math.max(0, u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)]! - 1);
     }
     this.portSet(index, L.PE_SWITCH, 0);
     this.portSet(index, L.PE_SWITCH_PORT, 0);
-    Atomics.add(this.sp.i32, this.sw(sw, L.SW_GENERATION), 1);
-    if (u32[this.sw(sw, L.SW_NUM_PORTS)] === 0 && (u32[this.sw(sw, L.SW_FLAGS)]! & 1) === 0) {
-      Atomics.store(this.sp.i32, this.sw(sw, L.SW_STATE), 0);
+    Atomics.add(this.sp.i32, this.switchWord(switchIndex, L.SW_GENERATION), 1);
+    if (u32[this.switchWord(switchIndex, L.SW_NUM_PORTS)] === 0 && (u32[this.switchWord(switchIndex, L.SW_FLAGS)]! & 1) === 0) {
+      Atomics.store(this.sp.i32, this.switchWord(switchIndex, L.SW_STATE), L.SWITCH_STATE_FREE);
     }
   }
 }

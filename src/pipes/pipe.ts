@@ -14,7 +14,8 @@ import { registry, type Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions, type Port, type PortAdapter } from '../ports/port.js';
+import { slotLenAtWord, slotFlagsAtWord, setSlotLenAtWord, setSlotFlagsAtWord } from '../rings/slot.js';
+import { resolvePipeParent, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 
 export const MAX_PIPES_PER_PARENT = 64;
@@ -76,17 +77,17 @@ class PipeAdapter implements PortAdapter {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const u32 = this.u32, u16 = this.u16;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
     const peer = this.txPeer[ring.id]!;
-    let cur = u32[w + HWCUR]!;
+    let cur = u32[ringWord + HWCUR]!;
     if (cur >= n) cur = 0;
     if (head !== cur) {
       const numBufs = ring.numBufs, bufSize = ring.bufSize;
       const count = head >= cur ? head - cur : head + n - cur;
       copySlots(u32, ring.offset, peer, cur, count, n);
       const dst = (peer + L.RING_SLOTS) >>> 2;
-      const srcFlags = 2 * ((ring.offset + L.RING_SLOTS) >>> 2) + 3;
+      const srcSlots = (ring.offset + L.RING_SLOTS) >>> 2;
       const lastBuf = numBufs - 2;
       // Word index (in dst) of the last slot that ends a packet, -1 if none; a segment at a
       // time ([cur, n) then [0, head) when the range wraps), no wrap test per slot.
@@ -94,45 +95,45 @@ class PipeAdapter implements PortAdapter {
       // Sufficient test for "length fits, no flags" over several slots at once: the OR of their
       // len|flags words, as unsigned, stays below the largest power of two not above bufSize + 1.
       const fitMask = 1 << (31 - Math.clz32(bufSize + 1));
-      let dw = dst + 4 * cur;
+      let destWord = dst + 4 * cur;
       for (let seg = 0; seg < 2; seg++) {
         const end = seg === 0 ? dst + 4 * (head > cur ? head : n) : dst + 4 * head;
         // Common case, eight slots at a time: valid buffers, fitting lengths, no flags at all.
         // (V8 spends more on a loop's own overhead than on a slot's few loads and compares.)
         const end8 = end - 28;
-        while (dw < end8) {
-          const l0 = u32[dw + 1]!, l1 = u32[dw + 5]!, l2 = u32[dw + 9]!, l3 = u32[dw + 13]!;
-          const l4 = u32[dw + 17]!, l5 = u32[dw + 21]!, l6 = u32[dw + 25]!, l7 = u32[dw + 29]!;
+        while (destWord < end8) {
+          const l0 = u32[destWord + 1]!, l1 = u32[destWord + 5]!, l2 = u32[destWord + 9]!, l3 = u32[destWord + 13]!;
+          const l4 = u32[destWord + 17]!, l5 = u32[destWord + 21]!, l6 = u32[destWord + 25]!, l7 = u32[destWord + 29]!;
           if ((l0 | l1 | l2 | l3 | l4 | l5 | l6 | l7) >>> 0 < fitMask && // (>>> 0: | is signed)
-              (u32[dw]! - 2) >>> 0 < lastBuf && (u32[dw + 4]! - 2) >>> 0 < lastBuf &&
-              (u32[dw + 8]! - 2) >>> 0 < lastBuf && (u32[dw + 12]! - 2) >>> 0 < lastBuf &&
-              (u32[dw + 16]! - 2) >>> 0 < lastBuf && (u32[dw + 20]! - 2) >>> 0 < lastBuf &&
-              (u32[dw + 24]! - 2) >>> 0 < lastBuf && (u32[dw + 28]! - 2) >>> 0 < lastBuf) {
+              (u32[destWord]! - 2) >>> 0 < lastBuf && (u32[destWord + 4]! - 2) >>> 0 < lastBuf &&
+              (u32[destWord + 8]! - 2) >>> 0 < lastBuf && (u32[destWord + 12]! - 2) >>> 0 < lastBuf &&
+              (u32[destWord + 16]! - 2) >>> 0 < lastBuf && (u32[destWord + 20]! - 2) >>> 0 < lastBuf &&
+              (u32[destWord + 24]! - 2) >>> 0 < lastBuf && (u32[destWord + 28]! - 2) >>> 0 < lastBuf) {
             bytes += l0 + l1 + l2 + l3 + l4 + l5 + l6 + l7;
-            dw += 32;
-            complete = dw - 4;
+            destWord += 32;
+            complete = destWord - 4;
           } else break;
         }
-        for (; dw < end; dw += 4) {
-          const lenFlags = u32[dw + 1]!; // len | flags << 16
-          if (lenFlags <= bufSize && (u32[dw]! - 2) >>> 0 < lastBuf) { bytes += lenFlags; complete = dw; continue; }
+        for (; destWord < end; destWord += 4) {
+          const lenFlags = u32[destWord + 1]!; // len | flags << 16
+          if (lenFlags <= bufSize && (u32[destWord]! - 2) >>> 0 < lastBuf) { bytes += lenFlags; complete = destWord; continue; }
           const len = lenFlags & 0xffff;
-          if ((u32[dw]! - 2) >>> 0 >= lastBuf) { u32[dw] = 0; u16[2 * dw + 2] = 0; } // bad index: empty slot
-          else if (len > bufSize) u16[2 * dw + 2] = 0;
+          if ((u32[destWord]! - 2) >>> 0 >= lastBuf) { u32[destWord] = 0; setSlotLenAtWord(u16, destWord, 0); } // bad index: empty slot
+          else if (len > bufSize) setSlotLenAtWord(u16, destWord, 0);
           else bytes += len;
           if ((lenFlags & (L.NS_BUF_CHANGED << 16)) !== 0) {
             const clean = (lenFlags >>> 16) & ~L.NS_BUF_CHANGED;
-            u16[2 * dw + 3] = clean;
-            u16[srcFlags + 2 * (dw - dst)] = clean;
+            setSlotFlagsAtWord(u16, destWord, clean);
+            setSlotFlagsAtWord(u16, srcSlots + (destWord - dst), clean);
           }
-          if ((lenFlags & (L.NS_MOREFRAG << 16)) === 0) complete = dw;
+          if ((lenFlags & (L.NS_MOREFRAG << 16)) === 0) complete = destWord;
           else frags++;
         }
         if (head > cur) break;
-        dw = dst;
+        destWord = dst;
       }
       const packets = count - frags;
-      u32[w + HWCUR] = head;
+      u32[ringWord + HWCUR] = head;
       if (complete >= 0) {
         const last = (complete - dst) >>> 2;
         Atomics.store(this.i32, (peer >>> 2) + SHADOW, last + 1 === n ? 0 : last + 1);
@@ -142,7 +143,7 @@ class PipeAdapter implements PortAdapter {
     }
     // (a plain load: the peer publishes with Atomics.store, and x86/arm64 loads of an aligned
     // word are atomic; the ordering that matters is the store/notify pair in the publisher)
-    let tail = this.i32[w + SHADOW]!;
+    let tail = this.i32[ringWord + SHADOW]!;
     if (tail >= n || tail < 0) tail = head === 0 ? n - 1 : head - 1;
     sync.setTail(ring, tail);
     return true;
@@ -157,50 +158,50 @@ class PipeAdapter implements PortAdapter {
   rxsync(ring: Ring): boolean {
     const head = sync.rxPrologue(ring);
     const u32 = this.u32, u16 = this.u16;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
     const peer = this.rxPeer[ring.id]!;
     let ok = true;
     if (head >= 0) {
-      const cur = u32[w + HWCUR]!;
+      const cur = u32[ringWord + HWCUR]!;
       if (head !== cur && cur < n) {
         const src = (ring.offset + L.RING_SLOTS) >>> 2, dst = (peer + L.RING_SLOTS) >>> 2;
         const numBufs = ring.numBufs;
         // A segment at a time ([cur, n) then [0, head) when the range wraps); eight slots with
         // no flags at all (the common case) are skipped with one test.
-        let sw = src + 4 * cur;
+        let sourceWord = src + 4 * cur;
         for (let seg = 0; seg < 2; seg++) {
           const end = seg === 0 ? src + 4 * (head > cur ? head : n) : src + 4 * head;
           const end8 = end - 28;
-          for (; sw < end8; sw += 32) {
-            if (((u32[sw + 1]! | u32[sw + 5]! | u32[sw + 9]! | u32[sw + 13]! |
-                  u32[sw + 17]! | u32[sw + 21]! | u32[sw + 25]! | u32[sw + 29]!) >>> 16) !== 0) break;
+          for (; sourceWord < end8; sourceWord += 32) {
+            if (((u32[sourceWord + 1]! | u32[sourceWord + 5]! | u32[sourceWord + 9]! | u32[sourceWord + 13]! |
+                  u32[sourceWord + 17]! | u32[sourceWord + 21]! | u32[sourceWord + 25]! | u32[sourceWord + 29]!) >>> 16) !== 0) break;
           }
-          for (; sw < end; sw += 4) {
-            if (u32[sw + 1]! < 0x10000) continue; // no flags at all: the common case
-            const flags = u16[2 * sw + 3]!;
+          for (; sourceWord < end; sourceWord += 4) {
+            if (u32[sourceWord + 1]! < 0x10000) continue; // no flags at all: the common case
+            const flags = slotFlagsAtWord(u16, sourceWord);
             if ((flags & L.NS_BUF_CHANGED) !== 0) {
-              const dw = dst + (sw - src);
+              const destWord = dst + (sourceWord - src);
               const clean = flags & ~L.NS_BUF_CHANGED;
-              u16[2 * sw + 3] = clean;
-              const idx = u32[sw]!;
+              setSlotFlagsAtWord(u16, sourceWord, clean);
+              const idx = u32[sourceWord]!;
               if (idx < 2 || idx >= numBufs) continue; // invalid: the sender keeps its buffer
-              u32[dw] = idx;
-              u32[dw + 1] = u16[2 * sw + 2]! | (clean << 16);
-              u32[dw + 2] = u32[sw + 2]!;
-              u32[dw + 3] = u32[sw + 3]!;
+              u32[destWord] = idx;
+              u32[destWord + 1] = slotLenAtWord(u16, sourceWord) | (clean << 16);
+              u32[destWord + 2] = u32[sourceWord + 2]!;
+              u32[destWord + 3] = u32[sourceWord + 3]!;
             }
           }
           if (head > cur) break;
-          sw = src;
+          sourceWord = src;
         }
-        u32[w + HWCUR] = head;
+        u32[ringWord + HWCUR] = head;
         Atomics.store(this.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
         sync.notify(this.port.sp, peer);
       }
     } else ok = false;
-    let tail = this.i32[w + SHADOW]!;
-    if (tail >= n || tail < 0) tail = u32[w + HWCUR]!;
+    let tail = this.i32[ringWord + SHADOW]!;
+    if (tail >= n || tail < 0) tail = u32[ringWord + HWCUR]!;
     const before = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail !== before) {
       const got = tail >= before ? tail - before : tail + n - before;
@@ -211,8 +212,6 @@ class PipeAdapter implements PortAdapter {
     return ok;
   }
 }
-
-registerAdapter(L.PORT_KIND_PIPE, (port) => new PipeAdapter(port));
 
 /** A memory-only parent: consumes what is sent to it, never receives. */
 class NullAdapter implements PortAdapter {
@@ -229,7 +228,6 @@ class NullAdapter implements PortAdapter {
     return ok;
   }
 }
-registerAdapter(L.PORT_KIND_PARENT, () => new NullAdapter());
 
 function pipeGeometry(spec: PortSpec, parentSlots: number): { tx: number; rx: number; txSlots: number; rxSlots: number } {
   const c = spec.conf;
@@ -245,8 +243,8 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
   const parentName = spec.parentName;
   let parent = reg.findPort(parentName);
   if (parent >= 0) return parent;
-  if (spec.subsystem === 'netmap' && interfaceParent !== null) {
-    parent = interfaceParent(reg, spec, opts);
+  if (spec.subsystem === 'netmap') {
+    parent = resolvePipeParent(reg, spec, opts);
     if (parent >= 0) return parent;
   }
   // As netmap does for an unknown parent, make one: here a memory-only port with room for up to
@@ -264,12 +262,6 @@ function resolveParent(reg: Registry, spec: PortSpec, opts: OpenOptions, geom: {
     name: parentName, kind: L.PORT_KIND_PARENT, memId, flags: L.PORT_FLAG_AUTODELETE,
     numTx: 1, numRx: 1, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64,
   });
-}
-
-/** Interfaces may act as pipe parents (lb): the interfaces layer plugs its lookup in here. */
-let interfaceParent: ((reg: Registry, spec: PortSpec, opts: OpenOptions) => number) | null = null;
-export function setInterfaceParentResolver(fn: (reg: Registry, spec: PortSpec, opts: OpenOptions) => number): void {
-  interfaceParent = fn;
 }
 
 function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
@@ -320,7 +312,6 @@ function resolvePipe(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   reg.portSet(parent, L.PE_PIPES, pipes + 1);
   return wanted === masterName ? master : slave;
 }
-registerResolver('pipe', resolvePipe);
 
 /** Both ends go when neither is open; the parent goes with its last pipe if it was made for them. */
 function pipeLastUser(reg: Registry, index: number): void {
@@ -334,8 +325,20 @@ function pipeLastUser(reg: Registry, index: number): void {
     if (left === 0 && (reg.portGet(parent, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0 && reg.portGet(parent, L.PE_USERS) === 0) reg.destroyPort(parent);
   }
 }
-onLastUser(L.PORT_KIND_PIPE, pipeLastUser);
-onLastUser(L.PORT_KIND_PARENT, (reg, index) => {
-  if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
-});
+
+/** Pipe ends (`NAME{ID`, `NAME}ID`). */
+export const pipePortType: PortType = {
+  name: 'pipe', kind: L.PORT_KIND_PIPE, family: 'pipe', resolve: resolvePipe,
+  adapter: (port) => new PipeAdapter(port),
+  lastUser: pipeLastUser,
+};
+
+/** A pipe's memory-only parent: made by resolvePipe, goes with its last pipe if made for them. */
+export const parentPortType: PortType = {
+  name: 'pipe parent', kind: L.PORT_KIND_PARENT,
+  adapter: () => new NullAdapter(),
+  lastUser: (reg, index) => {
+    if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);
+  },
+};
 

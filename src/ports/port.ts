@@ -42,17 +42,93 @@ export type AdapterFactory = (port: Port) => PortAdapter;
  */
 export type Resolver = (reg: Registry, spec: PortSpec, opts: OpenOptions) => number;
 
-const adapters = new Map<number, AdapterFactory>();
-const resolvers: { vale: Resolver | null; interface: Resolver | null; pipe: Resolver | null } = { vale: null, interface: null, pipe: null };
-
-/** Plugs in the sync functions of a port kind (PORT_KIND_*). */
-export function registerAdapter(kind: number, factory: AdapterFactory): void {
-  adapters.set(kind, factory);
+/** vale-ctl -a/-h/-d on a name that is not a VALE port: what the port type behind it does. */
+export interface SwitchAttachRequest {
+  op: 'attach' | 'detach';
+  switchName: string;
+  /** The port's name without the switch prefix (an interface name). */
+  ifName: string;
+  /** -h: attach the host stack too (a second port `ifName^`). */
+  host: boolean;
 }
 
-/** Plugs in the name resolution of VALE ports, interfaces or pipes. */
-export function registerResolver(which: 'vale' | 'interface' | 'pipe', fn: Resolver): void {
-  resolvers[which] = fn;
+/** The names a port type resolves: pipes (`X{N`, `X}N`), VALE ports (`valeX:P`), or the rest. */
+export type NameFamily = 'pipe' | 'vale' | 'interface';
+
+/**
+ * One port type (netmap's struct netmap_adapter, as a record): everything the ports layer and
+ * the registry call for ports of one PORT_KIND_*. A new port type is one such record in its own
+ * file plus one entry in the list given to registerPortTypes().
+ */
+export interface PortType {
+  /** For messages: 'pipe', 'vale', 'interface'... */
+  readonly name: string;
+  /** The PORT_KIND_* its registry entries carry. */
+  readonly kind: number;
+  /**
+   * The names it resolves, and how (under the registry lock: find or create the entry with
+   * reg.createRegion/reg.createPort, return its index; -1 when the name is not one of its ports).
+   * Absent for kinds only ever made by another type (a pipe's memory-only parent).
+   */
+  readonly family?: NameFamily;
+  readonly resolve?: Resolver;
+  /**
+   * Resolves `spec.parentName` as the parent of a pipe (`netmap:NAME{N`), or -1 when it is not
+   * one of its ports (interfaces can be pipe parents: lb).
+   */
+  readonly resolvePipeParent?: Resolver;
+  /**
+   * Attaches one of its ports to a VALE switch, or detaches it (netmap's bwrap: an interface on
+   * a switch); throws NetmapError ENXIO when `ifName` is not one of its ports.
+   */
+  readonly switchAttach?: (req: SwitchAttachRequest) => void;
+  /** The sync functions of one handle. */
+  readonly adapter: AdapterFactory;
+  /** What happens when the port's last handle goes (ephemeral ports destroy themselves). */
+  readonly lastUser?: (reg: Registry, index: number) => void;
+  /** Cleanup before the port's registry entry goes (detach from a switch...). */
+  readonly destroy?: (reg: Registry, index: number) => void;
+}
+
+const typesByKind = new Map<number, PortType>();
+const typesByFamily = new Map<NameFamily, PortType>();
+
+/**
+ * Plugs in the port types of the build; called once, from the package's top (src/port-types.ts).
+ * Registering the same record again does nothing; another record for a kind or name family
+ * already taken is a programming error.
+ */
+export function registerPortTypes(types: readonly PortType[]): void {
+  for (const type of types) {
+    const known = typesByKind.get(type.kind);
+    if (known === type) continue; // the same record again (two entry points in one thread)
+    assert(known === undefined, `port kind ${type.kind} registered twice`);
+    assert((type.family === undefined) === (type.resolve === undefined), `port type ${type.name}: a name family needs a resolver`);
+    typesByKind.set(type.kind, type);
+    if (type.family !== undefined) {
+      assert(!typesByFamily.has(type.family), `names of family ${type.family} registered twice`);
+      typesByFamily.set(type.family, type);
+    }
+    Registry.setKindOperations(type.kind, { lastUser: type.lastUser ?? null, destroy: type.destroy ?? null });
+  }
+}
+
+/** The port type resolving names of `family`, if the build has one. */
+export function portTypeOfFamily(family: NameFamily): PortType | undefined {
+  return typesByFamily.get(family);
+}
+
+/**
+ * Resolves `spec.parentName` as a pipe's parent through the port types that can be one; -1 when
+ * none claims it (the pipe type then makes a memory-only parent).
+ */
+export function resolvePipeParent(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
+  for (const type of typesByKind.values()) {
+    if (type.resolvePipeParent === undefined) continue;
+    const index = type.resolvePipeParent(reg, spec, opts);
+    if (index >= 0) return index;
+  }
+  return -1;
 }
 
 export interface OpenOptions {
@@ -133,9 +209,9 @@ export class Port {
     this.extraBuffers = init.extra;
     this.exclusive = init.spec.exclusive;
     this.noTxPoll = init.noTxPoll;
-    const factory = adapters.get(this.kind);
-    if (factory === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
-    this.adapter = factory(this);
+    const type = typesByKind.get(this.kind);
+    if (type === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
+    this.adapter = type.adapter(this);
   }
 
   /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */
@@ -333,73 +409,11 @@ export class Port {
       if (!reg.portLive(this.index) || reg.portGet(this.index, L.PE_GENERATION) !== this.generation) return;
       const slot = reg.findHandle(this.index, this.token);
       if (slot < 0) return;
-      releaseHandle(reg, this.index, slot);
-      if (reg.portGet(this.index, L.PE_USERS) === 0) lastUserGone(reg, this.index);
+      reg.releaseHandle(this.index, slot);
+      if (reg.portGet(this.index, L.PE_USERS) === 0) reg.lastUserGone(this.index);
     });
   }
 }
-
-// ---- handle bookkeeping (also run by the garbage collector for dead threads) -------------------
-
-function ringRange(word: number): [number, number] {
-  return [word & 0xffff, word >>> 16];
-}
-
-/** Frees what a handle holds: its extra buffers, its netmap_if, its use of rings. */
-function releaseHandle(reg: Registry, index: number, slot: number): void {
-  const u32 = reg.sp.u32;
-  const memId = reg.portGet(index, L.PE_MEM_ID);
-  const nifp = u32[reg.handleField(index, slot, L.HR_NIFP)]!;
-  const token = u32[reg.handleField(index, slot, L.HR_TOKEN)]!;
-  if (reg.regionLive(memId)) {
-    const region = reg.region(memId);
-    if (nifp !== 0) {
-      // Free the extra-buffer list as it is now, skipping anything a ring still holds and
-      // stopping at the first invalid or repeated index (a corrupt list cannot harm others).
-      const used = reg.buffersInUse(memId, []);
-      let idx = u32[(nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
-      for (let steps = 0; idx >= 2 && idx < region.numBufs && steps < region.numBufs; steps++) {
-        const at = region.bufOffset(idx) >>> 2;
-        const next = u32[at]!;
-        if (used[idx] !== 0 || region.isFree(idx)) break;
-        u32[at] = 0;
-        Registry.freeIfUnused(region, used, idx);
-        idx = next;
-      }
-      region.freeObject(nifp);
-    }
-  }
-  const numTx = reg.portGet(index, L.PE_NUM_TX) + reg.portGet(index, L.PE_NUM_HOST_TX);
-  const [t0, t1] = ringRange(u32[reg.handleField(index, slot, L.HR_RING_MASK_TX)]!);
-  const [r0, r1] = ringRange(u32[reg.handleField(index, slot, L.HR_RING_MASK_RX)]!);
-  const unuse = (k: number): void => {
-    const ring = reg.ringOffset(index, k);
-    const users = u32[(ring + L.KR_USERS) >>> 2]!;
-    u32[(ring + L.KR_USERS) >>> 2] = users > 0 ? users - 1 : 0;
-    if (u32[(ring + L.KR_EXCLUSIVE) >>> 2] === token) u32[(ring + L.KR_EXCLUSIVE) >>> 2] = 0;
-    u32[(ring + L.KR_BUSY) >>> 2] = 0;
-  };
-  if (reg.regionLive(memId)) { // the rings live in the region: nothing to undo without it
-    for (let k = t0; k < t1; k++) unuse(k);
-    for (let k = r0; k < r1; k++) unuse(numTx + k);
-  }
-  reg.dropHandle(index, slot);
-}
-
-const lastUserHooks = new Map<number, (reg: Registry, index: number) => void>();
-
-/** What happens to a port of kind `kind` when its last handle goes (default: nothing). */
-export function onLastUser(kind: number, hook: (reg: Registry, index: number) => void): void {
-  lastUserHooks.set(kind, hook);
-}
-
-function lastUserGone(reg: Registry, index: number): void {
-  const hook = lastUserHooks.get(reg.portGet(index, L.PE_KIND));
-  if (hook !== undefined) hook(reg, index);
-}
-
-Registry.releaseHandle = releaseHandle;
-Registry.lastUserGone = lastUserGone;
 
 // ---- open ---------------------------------------------------------------------------------------
 
@@ -450,14 +464,17 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
   const init = reg.locked(() => {
     let index = -1;
     if (spec.pipe !== null) {
-      if (resolvers.pipe === null) fail('EOPNOTSUPP', 'pipes are not available in this build');
-      index = resolvers.pipe(reg, spec, opts);
+      const pipes = typesByFamily.get('pipe');
+      if (pipes === undefined) fail('EOPNOTSUPP', 'pipes are not available in this build');
+      index = pipes.resolve!(reg, spec, opts);
     } else if (spec.subsystem === 'vale') {
-      if (resolvers.vale === null) fail('EOPNOTSUPP', 'VALE switches are not available in this build');
-      index = resolvers.vale(reg, spec, opts);
+      const vale = typesByFamily.get('vale');
+      if (vale === undefined) fail('EOPNOTSUPP', 'VALE switches are not available in this build');
+      index = vale.resolve!(reg, spec, opts);
     } else {
       // (the interface resolver finds existing entries itself: it checks their namespace)
-      index = resolvers.interface !== null ? resolvers.interface(reg, spec, opts) : reg.findPort(spec.name);
+      const interfaces = typesByFamily.get('interface');
+      index = interfaces !== undefined ? interfaces.resolve!(reg, spec, opts) : reg.findPort(spec.name);
       if (index < 0) fail('ENXIO', `${name}: no such interface '${spec.name}'`);
     }
     assert(reg.portLive(index), 'resolver returned a dead port');
@@ -475,8 +492,8 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
   } catch (e) {
     reg.locked(() => {
       const slot = reg.findHandle(init.index, init.token);
-      if (slot >= 0) releaseHandle(reg, init.index, slot);
-      if (reg.portLive(init.index) && reg.portGet(init.index, L.PE_USERS) === 0) lastUserGone(reg, init.index);
+      if (slot >= 0) reg.releaseHandle(init.index, slot);
+      if (reg.portLive(init.index) && reg.portGet(init.index, L.PE_USERS) === 0) reg.lastUserGone(init.index);
     });
     openHandles--;
     throw e;

@@ -8,10 +8,11 @@ import path from 'node:path';
 import { fail, NetmapError } from '../errors.js';
 import { registry, writeLatin1, Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
-import { registerAdapter, registerResolver, onLastUser, type OpenOptions } from '../ports/port.js';
+import { portTypeOfFamily, type OpenOptions, type PortType, type SwitchAttachRequest } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
 import { ValeAdapter, readString } from './forward.js';
+import { resetLearningTable, forgetLastSource, forgetPortEntries } from './learning.js';
 import { loadedLookup, lookupContext, type LookupContext } from './lookup.js';
 
 export const VALE_MAX_RINGS = 16;
@@ -109,19 +110,19 @@ function resetRings(reg: Registry, index: number): void {
   const numTx = reg.portGet(index, L.PE_NUM_TX), numRx = reg.portGet(index, L.PE_NUM_RX);
   for (let k = 0; k < numTx + numRx; k++) {
     const ring = reg.ringOffset(index, k);
-    const w = ring >>> 2;
-    const n = u32[w + L.RING_NUM_SLOTS / 4]!;
+    const ringWord = ring >>> 2;
+    const n = u32[ringWord + L.RING_NUM_SLOTS / 4]!;
     if (k < numTx) {
-      const h = u32[w + L.KR_HWCUR / 4]! % n;
+      const h = u32[ringWord + L.KR_HWCUR / 4]! % n;
       const t = h === 0 ? n - 1 : h - 1;
-      u32[w + L.RING_HEAD / 4] = h; u32[w + L.RING_CUR / 4] = h; u32[w + L.RING_TAIL / 4] = t;
-      u32[w + L.KR_RHEAD / 4] = h; u32[w + L.KR_RCUR / 4] = h; u32[w + L.KR_RTAIL / 4] = t; u32[w + L.KR_HWTAIL / 4] = t;
+      u32[ringWord + L.RING_HEAD / 4] = h; u32[ringWord + L.RING_CUR / 4] = h; u32[ringWord + L.RING_TAIL / 4] = t;
+      u32[ringWord + L.KR_RHEAD / 4] = h; u32[ringWord + L.KR_RCUR / 4] = h; u32[ringWord + L.KR_RTAIL / 4] = t; u32[ringWord + L.KR_HWTAIL / 4] = t;
     } else {
       // drop what was received and not read: everything up to the published tail is released
       leases.lock(ring);
-      const t = Atomics.load(u32, w + L.KR_SHADOW_TAIL / 4) % n;
-      for (const f of [L.RING_HEAD, L.RING_CUR, L.RING_TAIL, L.KR_RHEAD, L.KR_RCUR, L.KR_RTAIL, L.KR_HWTAIL]) u32[w + f / 4] = t;
-      Atomics.store(u32, w + L.KR_HWCUR / 4, t);
+      const t = Atomics.load(u32, ringWord + L.KR_SHADOW_TAIL / 4) % n;
+      for (const f of [L.RING_HEAD, L.RING_CUR, L.RING_TAIL, L.KR_RHEAD, L.KR_RCUR, L.KR_RTAIL, L.KR_HWTAIL]) u32[ringWord + f / 4] = t;
+      Atomics.store(u32, ringWord + L.KR_HWCUR / 4, t);
       leases.unlock(ring);
     }
   }
@@ -163,9 +164,9 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const named = reg.findPort(spec.portName);
   if (named >= 0) {
     const kind = reg.portGet(named, L.PE_KIND);
-    const sw = reg.findSwitch(switchName);
+    const switchIndex = reg.findSwitch(switchName);
     if (kind === L.PORT_KIND_VALE && (reg.portGet(named, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
-      if (sw >= 0 && reg.portGet(named, L.PE_SWITCH) === sw + 1) return named;
+      if (switchIndex >= 0 && reg.portGet(named, L.PE_SWITCH) === switchIndex + 1) return named;
       fail('ENXIO', `${spec.spec}: persistent port ${spec.portName} is not attached to ${switchName} (vale-ctl -a ${switchName}:${spec.portName})`);
     }
     if ((reg.portGet(named, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0) fail('EBUSY', `${spec.spec}: ${spec.portName} is attached to a switch and owned by it`);
@@ -173,43 +174,68 @@ function resolveVale(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
     if (opts.owner !== true) fail('EINVAL', `${spec.spec}: ${spec.portName} is an interface: attach it with vale-ctl -a, it cannot be opened as a VALE port`);
   }
   const g = geometryOf(spec, opts);
-  const sw = reg.ensureSwitch(switchName);
+  const switchIndex = ensureSwitch(reg, switchName);
   try {
-    if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+    if (reg.sp.u32[reg.switchWord(switchIndex, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `${spec.spec}: switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
     // AUTODELETE: if pipes hang on it when its last handle closes, it goes with the last pipe
     const index = createValePort(reg, spec.parentName, g, L.PORT_FLAG_AUTODELETE, spec.memId);
     try {
-      reg.switchAttach(sw, index);
+      attachToSwitch(reg, switchIndex, index);
     } catch (e) {
       reg.destroyPort(index);
       throw e;
     }
     return index;
   } catch (e) {
-    dropIdleSwitch(reg, sw);
+    dropIdleSwitch(reg, switchIndex);
     throw e;
   }
 }
 
-function dropIdleSwitch(reg: Registry, sw: number): void {
+/** Finds or creates switch `name`, a new one with an empty learning table. Lock held. */
+function ensureSwitch(reg: Registry, name: string): number {
+  const existing = reg.findSwitch(name);
+  if (existing >= 0) return existing;
+  const created = reg.ensureSwitch(name);
+  resetLearningTable(reg, created);
+  return created;
+}
+
+/** Puts port `index` on switch `switchIndex` with nothing learnt from its port number. Lock held. */
+function attachToSwitch(reg: Registry, switchIndex: number, index: number): number {
+  const switchPort = reg.switchAttach(switchIndex, index);
+  forgetLastSource(reg, switchIndex, switchPort);
+  return switchPort;
+}
+
+/** Takes port `index` off its switch, and what the switch learnt on it. Lock held. */
+function detachFromSwitch(reg: Registry, index: number): void {
+  const switchPlusOne = reg.portGet(index, L.PE_SWITCH);
+  if (switchPlusOne === 0) return;
+  const switchPort = reg.portGet(index, L.PE_SWITCH_PORT);
+  const holdsPortNumber = reg.sp.u32[reg.switchWord(switchPlusOne - 1, L.SW_PORTS + 4 * switchPort)] === index + 1;
+  reg.switchDetach(index);
+  if (holdsPortNumber) forgetPortEntries(reg, switchPlusOne - 1, switchPort);
+}
+
+function dropIdleSwitch(reg: Registry, switchIndex: number): void {
   const u32 = reg.sp.u32;
-  if (u32[reg.sw(sw, L.SW_STATE)] === 1 && u32[reg.sw(sw, L.SW_NUM_PORTS)] === 0 && (u32[reg.sw(sw, L.SW_FLAGS)]! & SW_FLAG_KEEP) === 0) {
-    Atomics.store(reg.sp.i32, reg.sw(sw, L.SW_STATE), 0);
+  if (u32[reg.switchWord(switchIndex, L.SW_STATE)] === L.SWITCH_STATE_LIVE && u32[reg.switchWord(switchIndex, L.SW_NUM_PORTS)] === 0 && (u32[reg.switchWord(switchIndex, L.SW_FLAGS)]! & SW_FLAG_KEEP) === 0) {
+    Atomics.store(reg.sp.i32, reg.switchWord(switchIndex, L.SW_STATE), L.SWITCH_STATE_FREE);
   }
 }
 
-registerResolver('vale', resolveVale);
-registerAdapter(L.PORT_KIND_VALE, (port) => new ValeAdapter(port));
-
-onLastUser(L.PORT_KIND_VALE, (reg, index) => {
+/** Ephemeral ports go with their last user; persistent ones get fresh rings for the next. */
+function valeLastUser(reg: Registry, index: number): void {
   const flags = reg.portGet(index, L.PE_FLAGS);
   if ((flags & L.PORT_FLAG_PERSISTENT) !== 0) { resetRings(reg, index); return; }
   if (reg.portGet(index, L.PE_PIPES) > 0) return; // pipes still hang on it
   reg.destroyPort(index);
-});
+}
 
-Registry.onDestroy(L.PORT_KIND_VALE, (reg, index) => {
-  reg.switchDetach(index);
+/** Off the switch, and the receive rings' lease tables back to the region. */
+function valeDestroy(reg: Registry, index: number): void {
+  detachFromSwitch(reg, index);
   const memId = reg.portGet(index, L.PE_MEM_ID);
   if (!reg.regionLive(memId)) return;
   const region = reg.region(memId);
@@ -219,7 +245,14 @@ Registry.onDestroy(L.PORT_KIND_VALE, (reg, index) => {
     const table = reg.sp.u32[(ring + L.KR_LEASE_TABLE) >>> 2]!;
     if (table !== 0) region.freeObject(table);
   }
-});
+}
+
+/** VALE ports (`valeX:PORT`). */
+export const valePortType: PortType = {
+  name: 'vale', kind: L.PORT_KIND_VALE, family: 'vale', resolve: resolveVale,
+  adapter: (port) => new ValeAdapter(port),
+  lastUser: valeLastUser, destroy: valeDestroy,
+};
 
 // ---- persistent ports ------------------------------------------------------------------------
 
@@ -262,22 +295,14 @@ export function removePersistentPort(name: string): void {
 
 // ---- attach / detach ------------------------------------------------------------------------
 
-export interface InterfaceAttachRequest {
-  op: 'attach' | 'detach';
-  /** 'vale0' */
-  switchName: string;
-  /** interface name, e.g. 'veth0' */
-  ifName: string;
-  /** -h: attach the host stack too (a second port `ifName^`) */
-  host: boolean;
-}
-/** Implemented by the interfaces layer: throw NetmapError ENXIO if `ifName` is no interface. */
-export type InterfaceAttachHook = (req: InterfaceAttachRequest) => void;
-let interfaceHook: InterfaceAttachHook | null = null;
+/** What -a/-h/-d ask of the port type behind a name that is no VALE port (an interface). */
+export type InterfaceAttachRequest = SwitchAttachRequest;
 
-/** The interfaces layer plugs in what -a/-h/-d do with an interface name. */
-export function registerInterfaceAttach(fn: InterfaceAttachHook | null): void {
-  interfaceHook = fn;
+/** The interface port type's switchAttach, or ENXIO when the build has none. */
+function interfaceAttach(portName: string): (req: SwitchAttachRequest) => void {
+  const attachment = portTypeOfFamily('interface')?.switchAttach;
+  if (attachment === undefined) fail('ENXIO', `no such interface ${portName}`);
+  return attachment;
 }
 
 /**
@@ -294,12 +319,12 @@ export function attach(name: string, options: { host?: boolean } = {}): number {
       if (options.host === true) fail('EINVAL', `${portName} is a VALE port: it has no host stack to attach`);
       if (reg.portGet(index, L.PE_SWITCH) !== 0) fail('EBUSY', `${portName} is already attached to ${reg.switchName(reg.portGet(index, L.PE_SWITCH) - 1)}`);
       if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
-      const sw = reg.ensureSwitch(switchName);
+      const switchIndex = ensureSwitch(reg, switchName);
       try {
-        if (reg.sp.u32[reg.sw(sw, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
-        return reg.switchAttach(sw, index);
+        if (reg.sp.u32[reg.switchWord(switchIndex, L.SW_NUM_PORTS)]! >= VALE_MAX_PORTS) fail('ENOMEM', `switch ${switchName} is full (${VALE_MAX_PORTS} ports)`);
+        return attachToSwitch(reg, switchIndex, index);
       } catch (e) {
-        dropIdleSwitch(reg, sw);
+        dropIdleSwitch(reg, switchIndex);
         throw e;
       }
     }
@@ -307,8 +332,7 @@ export function attach(name: string, options: { host?: boolean } = {}): number {
     return -1;
   });
   if (result >= 0) return result;
-  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
-  interfaceHook({ op: 'attach', switchName, ifName: portName, host: options.host === true });
+  interfaceAttach(portName)({ op: 'attach', switchName, ifName: portName, host: options.host === true });
   return portNumber(name);
 }
 
@@ -318,12 +342,12 @@ export function detach(name: string): void {
   const reg = registry();
   reg.collectGarbage();
   const done = reg.locked(() => {
-    const sw = reg.findSwitch(switchName);
+    const switchIndex = reg.findSwitch(switchName);
     const index = reg.findPort(portName);
     if (index >= 0 && reg.portGet(index, L.PE_KIND) === L.PORT_KIND_VALE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0) {
-      if (sw < 0 || reg.portGet(index, L.PE_SWITCH) !== sw + 1) fail('ENXIO', `${portName} is not attached to ${switchName}`);
+      if (switchIndex < 0 || reg.portGet(index, L.PE_SWITCH) !== switchIndex + 1) fail('ENXIO', `${portName} is not attached to ${switchName}`);
       if (reg.portGet(index, L.PE_USERS) !== 0) fail('EBUSY', `${portName} is open`);
-      reg.switchDetach(index);
+      detachFromSwitch(reg, index);
       resetRings(reg, index);
       return true;
     }
@@ -332,8 +356,7 @@ export function detach(name: string): void {
     return false;
   });
   if (done) return;
-  if (interfaceHook === null) fail('ENXIO', `no such interface ${portName}`);
-  interfaceHook({ op: 'detach', switchName, ifName: portName, host: false });
+  interfaceAttach(portName)({ op: 'detach', switchName, ifName: portName, host: false });
 }
 
 /** Switch and port number of `valeX:NAME` (vale-ctl -l); ENOENT if the switch is unknown. */
@@ -341,12 +364,12 @@ export function locate(name: string): { bridge: number; port: number } {
   const { switchName, portName } = splitValeName(name);
   const reg = registry();
   return reg.locked(() => {
-    const sw = reg.findSwitch(switchName);
-    if (sw < 0) fail('ENOENT', `no switch ${switchName}`);
+    const switchIndex = reg.findSwitch(switchName);
+    if (switchIndex < 0) fail('ENOENT', `no switch ${switchName}`);
     let index = reg.findPort(name);
     if (index < 0) index = reg.findPort(portName);
-    if (index < 0 || reg.portGet(index, L.PE_SWITCH) !== sw + 1) return { bridge: sw, port: 255 };
-    return { bridge: sw, port: reg.portGet(index, L.PE_SWITCH_PORT) };
+    if (index < 0 || reg.portGet(index, L.PE_SWITCH) !== switchIndex + 1) return { bridge: switchIndex, port: 255 };
+    return { bridge: switchIndex, port: reg.portGet(index, L.PE_SWITCH_PORT) };
   });
 }
 
@@ -387,17 +410,17 @@ function countersOf(reg: Registry, index: number): PortCounters {
   return c;
 }
 
-function portsOfSwitch(reg: Registry, sw: number): SwitchPortInfo[] {
+function portsOfSwitch(reg: Registry, switchIndex: number): SwitchPortInfo[] {
   const out: SwitchPortInfo[] = [];
-  const switchName = reg.switchName(sw);
+  const switchName = reg.switchName(switchIndex);
   for (let p = 0; p < VALE_MAX_PORTS; p++) {
-    const plus = reg.sp.u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+    const plus = reg.sp.u32[reg.switchWord(switchIndex, L.SW_PORTS + 4 * p)]!;
     if (plus === 0 || !reg.portLive(plus - 1)) continue;
     const index = plus - 1;
     const portName = reg.portName(index);
     out.push({
       name: portName.startsWith(`${switchName}:`) ? portName : `${switchName}:${portName}`,
-      portName, bridge: sw, port: p,
+      portName, bridge: switchIndex, port: p,
       persistent: (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_PERSISTENT) !== 0,
       kind: reg.portGet(index, L.PE_KIND),
       users: reg.portGet(index, L.PE_USERS),
@@ -411,9 +434,9 @@ function portsOfSwitch(reg: Registry, sw: number): SwitchPortInfo[] {
 export function switchPorts(name: string): SwitchPortInfo[] {
   const reg = registry();
   return reg.locked(() => {
-    const sw = reg.findSwitch(name);
-    if (sw < 0) fail('ENOENT', `no switch ${name}`);
-    return portsOfSwitch(reg, sw);
+    const switchIndex = reg.findSwitch(name);
+    if (switchIndex < 0) fail('ENOENT', `no switch ${name}`);
+    return portsOfSwitch(reg, switchIndex);
   });
 }
 
@@ -421,13 +444,13 @@ export function switchPorts(name: string): SwitchPortInfo[] {
 export function listAll(): SwitchPortInfo[] {
   const reg = registry();
   reg.collectGarbage();
-  return reg.locked(() => reg.liveSwitches().flatMap((sw) => portsOfSwitch(reg, sw)));
+  return reg.locked(() => reg.liveSwitches().flatMap((switchIndex) => portsOfSwitch(reg, switchIndex)));
 }
 
 /** Names of the live switches. */
 export function switches(): string[] {
   const reg = registry();
-  return reg.locked(() => reg.liveSwitches().map((sw) => reg.switchName(sw)));
+  return reg.locked(() => reg.liveSwitches().map((switchIndex) => reg.switchName(switchIndex)));
 }
 
 /** Counters of a port by name ('vale0:a' or a persistent port name). */
@@ -471,19 +494,18 @@ export async function setLookup(switchName: string, module: string | null, confi
   }
   const reg = registry();
   reg.locked(() => {
-    const sw = reg.findSwitch(switchName);
-    if (sw < 0) fail('ENXIO', `no switch ${switchName}`);
-    const base = reg.base + reg.switchEntry(sw);
+    const switchIndex = reg.findSwitch(switchName);
+    if (switchIndex < 0) fail('ENXIO', `no switch ${switchName}`);
+    const base = reg.base + reg.switchEntry(switchIndex);
     const u8 = reg.sp.u8, u32 = reg.sp.u32;
     u8.fill(0, base + L.SW_LOOKUP_MODULE, base + L.SW_LOOKUP_MODULE + L.SW_LOOKUP_MODULE_MAX + L.SW_LOOKUP_CONFIG_MAX);
     writeLatin1(u8, base + L.SW_LOOKUP_MODULE, spec, L.SW_LOOKUP_MODULE_MAX - 1);
     writeLatin1(u8, base + L.SW_LOOKUP_CONFIG, module === null ? '' : config, L.SW_LOOKUP_CONFIG_MAX - 1);
-    u8.fill(0, base + L.SW_HASH, base + L.SW_HASH + 8 * L.SW_HASH_ENTRIES);
-    u8.fill(0xff, base + L.SW_LAST_SRC, base + L.SW_LAST_SRC + 8 * L.MAX_SWITCH_PORTS);
-    const flags = u32[reg.sw(sw, L.SW_FLAGS)]!;
-    u32[reg.sw(sw, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
-    Atomics.add(reg.sp.i32, reg.sw(sw, L.SW_LOOKUP_GEN), 1);
-    if (module === null) dropIdleSwitch(reg, sw);
+    resetLearningTable(reg, switchIndex);
+    const flags = u32[reg.switchWord(switchIndex, L.SW_FLAGS)]!;
+    u32[reg.switchWord(switchIndex, L.SW_FLAGS)] = module === null ? flags & ~SW_FLAG_KEEP : flags | SW_FLAG_KEEP;
+    Atomics.add(reg.sp.i32, reg.switchWord(switchIndex, L.SW_LOOKUP_GEN), 1);
+    if (module === null) dropIdleSwitch(reg, switchIndex);
   });
 }
 
@@ -491,9 +513,9 @@ export async function setLookup(switchName: string, module: string | null, confi
 export function getLookup(switchName: string): { module: string; config: string } {
   const reg = registry();
   return reg.locked(() => {
-    const sw = reg.findSwitch(switchName);
-    if (sw < 0) fail('ENXIO', `no switch ${switchName}`);
-    const base = reg.base + reg.switchEntry(sw);
+    const switchIndex = reg.findSwitch(switchName);
+    if (switchIndex < 0) fail('ENXIO', `no switch ${switchName}`);
+    const base = reg.base + reg.switchEntry(switchIndex);
     return { module: readString(reg.sp.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX), config: readString(reg.sp.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX) };
   });
 }

@@ -13,11 +13,9 @@
  *     lease; what does not fit is dropped and counted — the sender never waits.
  * Afterwards the TX ring is entirely free again (tail = head - 1), as in netmap.
  *
- * Attached interfaces (netmap's bwrap): a sender that enabled direct delivery (the attach
- * daemons do) writes packets for the wire side of an attached interface in its own network
- * namespace straight into a transmit ring of its own on that interface, in its own context, as
- * netmap forwards into an attached NIC's TX ring. Without it they go through the switch port's RX
- * ring to the interface's daemon: one more copy and one more process on the way.
+ * Delivery outside the switch's rings: a sender may hand the packets of some destination ports
+ * to an OutsideDelivery instead (netmap's bwrap: src/bwrap/direct.ts writes them straight onto
+ * an attached interface); the switch only asks it, per destination, whether it takes them.
  *
  * Copies go from the sender's buffers to the destination's own buffers (each port has its own
  * memory region): small frames with a Float64Array word loop, larger ones with copyWithin
@@ -25,10 +23,12 @@
  * 8-byte words never leaves the buffer.
  */
 import { registry, type Registry } from '../memory/registry.js';
+import type { AddressSpace } from '../memory/space.js';
 import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
+import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
@@ -42,28 +42,30 @@ const MAX_RINGS = 16;
 export const SMALL_COPY = 512;
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
-const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_DONE >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
+const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_FIRST >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
 
 /**
- * A transmit ring a sender writes into directly (an attached interface's wire side: the
- * interfaces layer gives a packet socket's TX ring). slot() -> offset or -1 when full; commit(len);
- * kick() hands what was committed to the kernel; reclaim() collects finished frames.
+ * Takes the packets of some destination ports out of the switch (netmap's bwrap: an attached
+ * interface's transmit ring, src/bwrap/direct.ts). One per ValeAdapter, set with
+ * setOutsideDelivery; the forwarding loop asks it once per destination and batch.
  */
-export interface DirectSink {
-  readonly maxFrame: number;
-  reclaim(): number;
-  slot(): number;
-  commit(len: number): void;
-  kick(): void;
+export interface OutsideDelivery {
+  /** During a refresh of the switch's ports, under the registry lock: port number `switchPort` is registry port `index`. */
+  consider(reg: Registry, switchPort: number, index: number): void;
+  /** After the refresh, no lock held: take up the ports considered, let go of the others. */
+  commit(): void;
+  /** Whether this delivery takes the packets for port number `switchPort` (as of the last commit). */
+  takes(switchPort: number): boolean;
   /**
-   * Sends one frame whole, after what was committed: `total` bytes at space offset `hdrAt`, a
-   * virtio-net header and the frame (optional; false: not sent).
+   * Delivers the unicast chain `unicastHead` merged in order with the broadcast chain
+   * `broadcastHead` (entries of `vale`'s forwarding table, -1: empty) for port `switchPort`, and
+   * counts them with vale.countDelivered.
    */
-  sendWhole?(hdrAt: number, total: number): boolean;
+  deliver(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number): void;
+  /** Whether it takes any port at all. */
+  readonly active: boolean;
   close(): void;
 }
-/** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
-export type DirectSinkOpener = (ifindex: number, portName: string) => DirectSink | null;
 
 export class ValeAdapter implements PortAdapter {
   private readonly reg: Registry;
@@ -76,14 +78,16 @@ export class ValeAdapter implements PortAdapter {
   private readonly leases: LeaseOps;
   private readonly lease = new Lease();
 
-  // forwarding table (per entry = per slot)
-  // space offset of the source bytes, -1 none (a Float64Array: frames injected from a kernel
-  // ring lie in the thread's local mappings, above 2 GiB)
-  private readonly ftOff = new Float64Array(FT_SIZE);
-  private readonly ftLen = new Uint16Array(FT_SIZE);
-  // per packet, indexed by the entry of its first fragment
-  private readonly ftFrags = new Uint8Array(FT_SIZE);
-  private readonly ftNext = new Int32Array(FT_SIZE);
+  // forwarding table (per entry = per slot; read by an OutsideDelivery's deliver)
+  /**
+   * Space offset of the source bytes, -1 none (a Float64Array: frames injected from a kernel
+   * ring lie in the thread's local mappings, above 2 GiB).
+   */
+  readonly ftOff = new Float64Array(FT_SIZE);
+  readonly ftLen = new Uint16Array(FT_SIZE);
+  /** Per packet, indexed by the entry of its first fragment: its fragments, the next packet of its chain. */
+  readonly ftFrags = new Uint8Array(FT_SIZE);
+  readonly ftNext = new Int32Array(FT_SIZE);
   // per destination port: unicast chain, its slot count
   private readonly dstHead = new Int32Array(MAXP).fill(-1);
   private readonly dstTail = new Int32Array(MAXP);
@@ -94,9 +98,9 @@ export class ValeAdapter implements PortAdapter {
   private bcPkts = 0;
 
   // what this process knows of the switch (refreshed when its generation changes)
-  private sw = -1;
-  private swBase = 0;
-  private swGen = -1;
+  private switchIndex = -1;
+  private switchBase = 0;
+  private switchGeneration = -1;
   private lookupGen = -1;
   private myPort = -1;
   private custom: LookupFn | null = null;
@@ -119,12 +123,8 @@ export class ValeAdapter implements PortAdapter {
   private ownObjLo = 0;
   private ownObjHi = 0;
 
-  // direct delivery to attached interfaces (see the header); null entries: through the switch
-  private directOpen: DirectSinkOpener | null = null;
-  private directNetns = 0;
-  private readonly pDirect: (DirectSink | null)[] = new Array<DirectSink | null>(MAXP).fill(null);
-  /** Open sinks by ifindex (kept across refreshes; closed when their port leaves the switch). */
-  private readonly directByIf = new Map<number, DirectSink>();
+  /** Delivery of some ports' packets outside the switch's rings (see the header); null none. */
+  private outside: OutsideDelivery | null = null;
 
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
@@ -147,39 +147,44 @@ export class ValeAdapter implements PortAdapter {
 
   // ---- switch view ------------------------------------------------------------------------------
 
-  /**
-   * Sends packets for attached interfaces in namespace `netns` (this thread's) straight to
-   * them, through sinks made by `open` (see the header). For the attach daemons.
-   */
-  enableDirect(open: DirectSinkOpener, netns: number): void {
-    this.directOpen = open;
-    this.directNetns = netns >>> 0;
-    this.swGen = -1; // look at the ports again
+  /** The address space of this handle's port (every buffer of every port is in it). */
+  get space(): AddressSpace {
+    return this.port.sp;
+  }
+
+  /** The delivery set with setOutsideDelivery, or null. */
+  get outsideDelivery(): OutsideDelivery | null {
+    return this.outside;
+  }
+
+  /** Hands the packets of the ports `delivery` takes to it from now on (see the header). */
+  setOutsideDelivery(delivery: OutsideDelivery | null): void {
+    this.outside?.close();
+    this.outside = delivery;
+    this.switchGeneration = -1; // look at the ports again
   }
 
   close(): void {
-    for (const s of this.directByIf.values()) s.close();
-    this.directByIf.clear();
-    this.pDirect.fill(null);
+    this.outside?.close();
   }
 
   /** Re-reads the switch's port list (under the registry lock). */
   private refresh(): void {
     const reg = this.reg;
-    const direct: { p: number; ifindex: number; name: string }[] = [];
+    const outside = this.outside;
     reg.locked(() => {
-      const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+      const switchPlusOne = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
       this.pIndex.fill(-1);
       this.nActive = 0;
-      if (swPlus === 0) { this.sw = -1; this.myPort = -1; this.swGen = -1; return; }
-      const sw = swPlus - 1;
-      this.sw = sw;
-      this.swBase = reg.base + reg.switchEntry(sw);
-      this.swGen = Atomics.load(this.i32, reg.sw(sw, L.SW_GENERATION));
+      if (switchPlusOne === 0) { this.switchIndex = -1; this.myPort = -1; this.switchGeneration = -1; return; }
+      const switchIndex = switchPlusOne - 1;
+      this.switchIndex = switchIndex;
+      this.switchBase = reg.base + reg.switchEntry(switchIndex);
+      this.switchGeneration = Atomics.load(this.i32, reg.switchWord(switchIndex, L.SW_GENERATION));
       this.myPort = reg.portGet(this.port.index, L.PE_SWITCH_PORT);
       const u32 = this.u32;
       for (let p = 0; p < MAXP; p++) {
-        const plus = u32[reg.sw(sw, L.SW_PORTS + 4 * p)]!;
+        const plus = u32[reg.switchWord(switchIndex, L.SW_PORTS + 4 * p)]!;
         if (plus === 0) continue;
         const idx = plus - 1;
         if (!reg.portLive(idx)) continue;
@@ -197,12 +202,12 @@ export class ValeAdapter implements PortAdapter {
           const objEnd = region.pagesBase + region.numPages * L.PAGE_SIZE;
           this.pTable[p * MAX_RINGS + r] = table >= region.pagesBase && table + LEASE_TABLE_BYTES <= objEnd && table % L.PAGE_SIZE === 0 ? table : -1;
         }
-        if (this.directOpen !== null && idx !== this.port.index && (reg.portGet(idx, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0) {
-          const ifindex = reg.portGet(idx, L.PE_VALE_DIRECT_IF);
-          if (ifindex !== 0 && reg.portGet(idx, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.directNetns) direct.push({ p, ifindex, name: reg.portName(idx) });
-        }
+        if (outside !== null && idx !== this.port.index) outside.consider(reg, p, idx);
         this.pIndex[p] = idx;
         this.pNumRx[p] = numRx;
+        // copyBlocks writes whole 64-byte blocks at 8-byte word indices: a destination buffer
+        // must start on a word and hold whole blocks, or the rounding would spill past it.
+        assert((region.bufBase & 7) === 0 && (region.bufSize & 63) === 0, 'buffers of a VALE destination are word aligned, whole 64-byte blocks');
         this.pBufBase[p] = region.bufBase;
         this.pBufSize[p] = region.bufSize;
         this.pNumBufs[p] = region.numBufs;
@@ -211,39 +216,19 @@ export class ValeAdapter implements PortAdapter {
     });
     this.lookupGen = -1; // re-check the lookup too
     this.lastSrcHi = -1;
-    this.refreshDirect(direct);
-  }
-
-  /** Opens sinks for the attached interfaces now on the switch, closes those gone (no lock held). */
-  private refreshDirect(direct: { p: number; ifindex: number; name: string }[]): void {
-    this.pDirect.fill(null);
-    if (this.directOpen === null) return;
-    const keep = new Set<number>();
-    for (const { p, ifindex, name } of direct) {
-      let sink = this.directByIf.get(ifindex) ?? null;
-      if (sink === null) {
-        try { sink = this.directOpen(ifindex, name); } catch { sink = null; }
-        if (sink === null) continue; // through the switch port then
-        this.directByIf.set(ifindex, sink);
-      }
-      this.pDirect[p] = sink;
-      keep.add(ifindex);
-    }
-    for (const [ifindex, sink] of this.directByIf) {
-      if (!keep.has(ifindex)) { sink.close(); this.directByIf.delete(ifindex); }
-    }
+    outside?.commit();
   }
 
   private refreshLookup(): void {
     const reg = this.reg;
-    const gen = this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)]!;
+    const gen = this.u32[reg.switchWord(this.switchIndex, L.SW_LOOKUP_GEN)]!;
     this.lookupGen = gen;
     this.lastSrcHi = -1; // the learning table may have been cleared
-    const base = this.swBase;
+    const base = this.switchBase;
     const module = readString(this.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX);
     if (module === '') { this.custom = null; this.customPending = false; return; }
     const config = readString(this.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX);
-    const switchName = reg.switchName(this.sw);
+    const switchName = reg.switchName(this.switchIndex);
     const l = loadedLookup(module, config, lookupContext(switchName));
     this.custom = l.fn;
     this.customPending = l.fn === null;
@@ -260,9 +245,9 @@ export class ValeAdapter implements PortAdapter {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const u32 = this.u32, u16 = this.u16;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
-    let cur = u32[w + W_HWCUR]!;
+    let cur = u32[ringWord + W_HWCUR]!;
     if (cur >= n) cur = head;
     if (cur !== head) {
       this.checkView();
@@ -272,11 +257,11 @@ export class ValeAdapter implements PortAdapter {
       let ft = 0, pktStart = 0, frags = 0;
       let txPkts = 0, txBytes = 0, txDrops = 0;
       while (cur !== head) {
-        const sw = slots + 4 * cur;
-        const idx = u32[sw]!;
-        let len = u16[2 * sw + 2]!;
-        const flags = u16[2 * sw + 3]!;
-        if ((flags & L.NS_BUF_CHANGED) !== 0) u16[2 * sw + 3] = flags & ~L.NS_BUF_CHANGED;
+        const slotWord = slots + SLOT_WORDS * cur;
+        const idx = u32[slotWord]!;
+        let len = u16[2 * slotWord + SLOT_LEN_HALF]!;
+        const flags = u16[2 * slotWord + SLOT_FLAGS_HALF]!;
+        if ((flags & L.NS_BUF_CHANGED) !== 0) u16[2 * slotWord + SLOT_FLAGS_HALF] = flags & ~L.NS_BUF_CHANGED;
         if (idx < 2 || idx >= numBufs || len > bufSize) { ftOff[ft] = -1; len = 0; } else ftOff[ft] = bufBase + idx * bufSize;
         ftLen[ft] = len;
         txBytes += len;
@@ -292,7 +277,7 @@ export class ValeAdapter implements PortAdapter {
         }
       }
       if (ft > 0) txDrops += this.flush(ft, ring.id);
-      u32[w + W_HWCUR] = head;
+      u32[ringWord + W_HWCUR] = head;
       sync.count(ring.sp, ring.offset, txPkts, txBytes, txDrops);
     }
     sync.setTail(ring, head === 0 ? n - 1 : head - 1);
@@ -302,9 +287,9 @@ export class ValeAdapter implements PortAdapter {
   /** Brings this handle's view of the switch (ports, lookup) up to date when it changed. */
   private checkView(): void {
     const reg = this.reg;
-    const swPlus = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
-    if (swPlus - 1 !== this.sw || (this.sw >= 0 && Atomics.load(this.i32, reg.sw(this.sw, L.SW_GENERATION)) !== this.swGen)) this.refresh();
-    if (this.sw >= 0 && this.u32[reg.sw(this.sw, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
+    const switchPlusOne = reg.portLive(this.port.index) ? reg.portGet(this.port.index, L.PE_SWITCH) : 0;
+    if (switchPlusOne - 1 !== this.switchIndex || (this.switchIndex >= 0 && Atomics.load(this.i32, reg.switchWord(this.switchIndex, L.SW_GENERATION)) !== this.switchGeneration)) this.refresh();
+    if (this.switchIndex >= 0 && this.u32[reg.switchWord(this.switchIndex, L.SW_LOOKUP_GEN)] !== this.lookupGen) this.refreshLookup();
   }
 
   /**
@@ -332,33 +317,33 @@ export class ValeAdapter implements PortAdapter {
   }
 
   /**
-   * Forwards one frame that carries a virtio-net header (a GSO super-frame: `len` bytes at space
-   * offset `at`, the header at `hdrAt`) whole, if the learning bridge sends it to an attached
-   * interface whose transmit ring this process holds (enableDirect): the kernel then cuts it
-   * after a single copy. Returns false, having delivered nothing, for any other destination
-   * (another port, a flood, a drop) or with a plugged-in lookup: the caller cuts the frame into
-   * wire-sized packets and injects those (netmap hands such frames to a port without virtio-net
-   * headers the same way). Counted as one packet on `ring` and on the destination's RX ring.
+   * For an outside delivery offered a frame whole (`len` bytes at space offset `at`, see
+   * src/bwrap/direct.ts injectWhole): the one port the learning bridge sends it to, or -1 for
+   * anything else (a flood, a drop, a plugged-in lookup, no outside delivery taking any port).
+   * Nothing is delivered.
    */
-  injectWhole(ring: Ring, at: number, len: number, hdrAt: number): boolean {
+  destinationOfWhole(at: number, len: number): number {
     this.checkView();
-    if (this.directByIf.size === 0 || this.custom !== null) return false;
+    if (this.outside === null || !this.outside.active || this.custom !== null) return -1;
     this.ftOff[0] = at;
     this.ftLen[0] = len;
     this.ftFrags[0] = 1;
-    if (this.lookup(1) !== 0) return false;
+    if (this.lookup(1) !== 0) return -1;
     this.bcHead = -1; // a flood is cut and forwarded by the caller
     const active = this.active, dstHead = this.dstHead;
-    let d = -1;
     for (let k = 0; k < this.nActive; k++) {
-      if (dstHead[active[k]!] === 0) { d = active[k]!; dstHead[d] = -1; break; }
+      if (dstHead[active[k]!] === 0) { const d = active[k]!; dstHead[d] = -1; return d; }
     }
-    const sink = d < 0 ? null : this.pDirect[d]!;
-    if (sink === null || sink.sendWhole === undefined || !sink.sendWhole(hdrAt, at + len - hdrAt)) return false;
-    sync.count(ring.sp, ring.offset, 1, len, 0);
-    const rx = this.pRx[d * MAX_RINGS]!;
-    if (this.u32[(rx + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(rx, 0, this.f64, 1, len);
-    return true;
+    return -1;
+  }
+
+  /**
+   * Counts packets delivered outside the switch for port `switchPort` where the switch counts
+   * what it delivers to that port: its RX ring 0 (under its lease lock).
+   */
+  countDelivered(switchPort: number, dropped: number, sent: number, bytes: number): void {
+    const ring = this.pRx[switchPort * MAX_RINGS]!;
+    if (this.u32[(ring + L.KR_LEASE_TABLE) >>> 2] === this.pTable[switchPort * MAX_RINGS]) this.leases.countOnly(ring, dropped, this.f64, sent, bytes);
   }
 
   /** Forwards entries [0, count) of the table. Returns the packets dropped by the lookup. */
@@ -379,7 +364,7 @@ export class ValeAdapter implements PortAdapter {
     const u8 = this.u8, u16 = this.u16, i32 = this.i32;
     const me = this.myPort;
     let drops = 0;
-    if (this.sw < 0 || this.customPending) {
+    if (this.switchIndex < 0 || this.customPending) {
       for (let p = 0; p < count; p += ftFrags[p]!) drops++;
       this.bcHead = -1;
       return drops;
@@ -387,8 +372,8 @@ export class ValeAdapter implements PortAdapter {
     const custom = this.custom;
     let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
     // netmap_vale_learning, inlined (see lookup.ts for the table format)
-    const hashW = (this.swBase + L.SW_HASH) >>> 2;
-    const cacheW = (this.swBase + L.SW_LAST_SRC + 8 * me) >>> 2;
+    const hashW = (this.switchBase + L.SW_HASH) >>> 2;
+    const cacheW = (this.switchBase + L.SW_LAST_SRC + 8 * me) >>> 2;
     let lastSrcLo = this.lastSrcLo, lastSrcHi = this.lastSrcHi;
     let lastDstLo = 0, lastDstHi = -1, lastDstH = hashW;
     // pass 1: lookup
@@ -453,13 +438,12 @@ export class ValeAdapter implements PortAdapter {
   /** Pass 2 of a flush: one copy pass per destination of what lookup() chained. */
   private deliverAll(ringId: number): void {
     const dstHead = this.dstHead, bcHead = this.bcHead, me = this.myPort;
-    const active = this.active, nActive = this.nActive;
+    const active = this.active, nActive = this.nActive, outside = this.outside;
     for (let k = 0; k < nActive; k++) {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
-      const sink = this.pDirect[d]!;
-      if (sink !== null) { this.deliverDirect(sink, d); dstHead[d] = -1; continue; }
+      if (outside !== null && outside.takes(d)) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
       // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
       const ru = ringId % this.pNumRx[d]!;
       if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
@@ -505,15 +489,15 @@ export class ValeAdapter implements PortAdapter {
       const frags = ftFrags[p]!;
       if (frags === 1) { // the common case: one slot
         if (used >= room) break;
-        const sw = slots + 4 * pos;
-        const idx = u32[sw]!;
+        const slotWord = slots + SLOT_WORDS * pos;
+        const idx = u32[slotWord]!;
         let len = ftLen[p]!;
         const src = ftOff[p]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        u16[2 * sw + 2] = len;
-        u16[2 * sw + 3] = 1 << 8;
+        u16[2 * slotWord + SLOT_LEN_HALF] = len;
+        u16[2 * slotWord + SLOT_FLAGS_HALF] = 1 << 8;
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
         used++;
@@ -523,15 +507,15 @@ export class ValeAdapter implements PortAdapter {
       if (used + frags > room) break;
       for (let f = 0; f < frags; f++) {
         const e = p + f;
-        const sw = slots + 4 * pos;
-        const idx = u32[sw]!;
+        const slotWord = slots + SLOT_WORDS * pos;
+        const idx = u32[slotWord]!;
         let len = ftLen[e]!;
         const src = ftOff[e]!;
         if (idx < 2 || idx >= dNum || len > dSize || src < 0) len = 0;
         else if (len <= SMALL_COPY && (src & 7) === 0) copyBlocks(f64, src >>> 3, (dBase + idx * dSize) >>> 3, len);
         else u8.copyWithin(dBase + idx * dSize, src, src + len);
-        u16[2 * sw + 2] = len;
-        u16[2 * sw + 3] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
+        u16[2 * slotWord + SLOT_LEN_HALF] = len;
+        u16[2 * slotWord + SLOT_FLAGS_HALF] = f + 1 < frags ? (frags << 8) | L.NS_MOREFRAG : frags << 8;
         bytes += len;
         pos = pos + 1 === n ? 0 : pos + 1;
       }
@@ -543,62 +527,20 @@ export class ValeAdapter implements PortAdapter {
     if (moved || lease.moved) sync.notify(this.port.sp, ring);
   }
 
-  /**
-   * Writes the unicast chain of `d` merged in order with the broadcast chain into `sink` (an
-   * attached interface's transmit ring), one frame per packet, and kicks it. A full ring is kicked
-   * and looked at again once; what still does not fit is dropped, as the switch drops.
-   */
-  private deliverDirect(sink: DirectSink, d: number): void {
-    const sp = this.port.sp;
-    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
-    let u = this.dstHead[d]!, b = this.bcHead;
-    const max = sink.maxFrame;
-    let dropped = 0, sent = 0, bytes = 0, kicked = false;
-    sink.reclaim();
-    while (u >= 0 || b >= 0) {
-      let p: number;
-      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
-      let at = sink.slot();
-      if (at < 0 && !kicked) {
-        sink.kick();
-        sink.reclaim();
-        kicked = true;
-        at = sink.slot();
-      }
-      if (at < 0) { dropped++; continue; }
-      const frags = ftFrags[p]!;
-      let len = 0;
-      for (let e = p; e < p + frags; e++) {
-        const src = ftOff[e]!, l = ftLen[e]!;
-        if (src < 0 || len + l > max) { len = -1; break; }
-        sp.copy(at + len, src, l, max - len);
-        len += l;
-      }
-      if (len <= 0) { dropped++; continue; }
-      sink.commit(len);
-      sent++;
-      bytes += len;
-    }
-    sink.kick();
-    // counted where the switch counts what it delivers to that port: its RX ring (0)
-    const ring = this.pRx[d * MAX_RINGS]!;
-    if (this.u32[(ring + L.KR_LEASE_TABLE) >>> 2] === this.pTable[d * MAX_RINGS]) this.leases.countOnly(ring, dropped, this.f64, sent, bytes);
-  }
-
   // ---- rxsync -----------------------------------------------------------------------------------
 
   rxsync(ring: Ring): boolean {
     const head = sync.rxPrologue(ring);
     const u32 = this.u32;
-    const w = ring.offset >>> 2;
+    const ringWord = ring.offset >>> 2;
     const n = ring.numSlots;
     const ok = head >= 0;
-    if (ok && head !== u32[w + W_HWCUR]) Atomics.store(u32, w + W_HWCUR, head);
-    let tail = Atomics.load(u32, w + W_SHADOW);
-    const before = u32[w + W_HWTAIL]!;
+    if (ok && head !== u32[ringWord + W_HWCUR]) Atomics.store(u32, ringWord + W_HWCUR, head);
+    let tail = Atomics.load(u32, ringWord + W_SHADOW);
+    const before = u32[ringWord + W_HWTAIL]!;
     const k = ring.id < MAX_RINGS ? ring.id : 0;
-    const first = Atomics.load(u32, w + W_FIRST);
-    if (tail === before && first !== Atomics.load(u32, w + W_NEXT)) {
+    const first = Atomics.load(u32, ringWord + W_FIRST);
+    if (tail === before && first !== Atomics.load(u32, ringWord + W_NEXT)) {
       // leases outstanding and nothing new: if the oldest stays outstanding for a few ms, see
       // whether its sender died (a live sender completes a lease in microseconds)
       if (first !== this.rxStuckFirst[k]) {
@@ -606,11 +548,11 @@ export class ValeAdapter implements PortAdapter {
         this.rxStuckSince[k] = Date.now();
       } else if (Date.now() - this.rxStuckSince[k]! > 5) {
         this.rxStuckSince[k] = Date.now();
-        const table = u32[w + (L.KR_LEASE_TABLE >>> 2)]!;
-        if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, w + W_SHADOW);
+        const table = u32[ringWord + (L.KR_LEASE_TABLE >>> 2)]!;
+        if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, ringWord + W_SHADOW);
       }
     } else this.rxStuckFirst[k] = -1;
-    if (tail >= n) tail = u32[w + W_HWCUR]!;
+    if (tail >= n) tail = u32[ringWord + W_HWCUR]!;
     sync.setTail(ring, tail);
     sync.stampRx(ring, tail !== before);
     return ok;

@@ -163,12 +163,12 @@ export function lookupContext(switchName: string): LookupContext {
     portName(port: number): string | null {
       const s = switchIndex();
       if (s < 0 || port < 0 || port >= L.MAX_SWITCH_PORTS) return null;
-      const plus = reg.sp.u32[reg.sw(s, L.SW_PORTS + 4 * port)]!;
+      const plus = reg.sp.u32[reg.switchWord(s, L.SW_PORTS + 4 * port)]!;
       return plus === 0 ? null : reg.portName(plus - 1);
     },
     generation(): number {
       const s = switchIndex();
-      return s < 0 ? -1 : Atomics.load(reg.sp.i32, reg.sw(s, L.SW_GENERATION));
+      return s < 0 ? -1 : Atomics.load(reg.sp.i32, reg.switchWord(s, L.SW_GENERATION));
     },
     learningBridge(u8: Uint8Array, off: number, _len: number, srcPort: number): number {
       const s = switchIndex();

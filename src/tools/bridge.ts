@@ -4,8 +4,8 @@
  * The work is done by src/interfaces/bridge.ts.
  */
 import { NetmapError } from '../errors.js';
+import '../port-types.js';
 import { openPort, type Port } from '../ports/index.js';
-import '../interfaces/port.js';
 import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/bridge.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { argHelpers } from './args.js';

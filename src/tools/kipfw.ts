@@ -6,7 +6,7 @@
  * by src/firewall/daemon.ts; rules are managed with `netmap ipfw`.
  */
 import { NetmapError } from '../errors.js';
-import '../interfaces/port.js';
+import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';

@@ -3,7 +3,7 @@
  * (netmap's lb). Consumers open `netmap:NAME}K`. The work is done by src/interfaces/lb.ts.
  */
 import { NetmapError } from '../errors.js';
-import '../ports/index.js';
+import '../port-types.js';
 import { LoadBalancer, type LbGroup } from '../interfaces/lb.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parsePortSpec } from '../ports/name.js';

@@ -3,6 +3,7 @@
  * src/capture/replay.ts.
  */
 import { NetmapError } from '../errors.js';
+import '../port-types.js';
 import { openPort } from '../ports/index.js';
 import { replayFile, type ReplayOptions } from '../capture/replay.js';
 

@@ -72,7 +72,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Every port type and the interfaces layer's attach hook, for the actions that create,
     // attach or detach; listing reads the switches only (and starts faster without them).
-    if (action !== 'list' && action !== 's' && action !== 'l') await import('../ports/index.js');
+    // every port type (the interface type's switchAttach serves -a/-h/-d); listing needs none (start-up time)
+    if (action !== 'list' && action !== 's' && action !== 'l') await import('../port-types.js');
     switch (action) {
       case 'list':
         for (const p of vale.listAll()) console.log(`${p.name} bridge_idx ${p.bridge} port_idx ${p.port}`);

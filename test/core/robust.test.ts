@@ -84,7 +84,7 @@ test('a worker thread that ends while holding a port: its handle is collected', 
 test('a process SIGKILLed while holding the registry lock does not wedge the others', async () => {
   const c = spawnHelper(['lock']);
   await c.next((o) => o.locked === true);
-  const lockWord = registry().w(L.REG_LOCK);
+  const lockWord = registry().word(L.REG_LOCK);
   assert.equal(Atomics.load(registry().sp.i32, lockWord), c.pid, 'the child holds the lock');
   c.kill('SIGKILL');
   const t0 = Date.now();

@@ -7,7 +7,7 @@ import path from 'node:path';
 process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-co-'));
 after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
 
-const { TcpCoalescer } = await import('../../src/interfaces/coalesce.js');
+const { TcpCoalescer } = await import('../../src/bwrap/coalesce.js');
 const { mapScratch } = await import('../../src/interfaces/packet.js');
 const { space } = await import('../../src/memory/space.js');
 

@@ -18,7 +18,7 @@ type LabT = InstanceType<typeof Lab>;
 const hasIperf = skipReason(['iperf3']) === null;
 
 const VALECTL = new URL('../../src/tools/vale-ctl.js', import.meta.url).pathname;
-const IFACES = new URL('../../src/interfaces/index.js', import.meta.url).pathname;
+const IFACES = new URL('../../src/bwrap/index.js', import.meta.url).pathname;
 // vale-ctl's own code, with the interfaces layer plugged in (as the netmap CLI does)
 const RUN_VALECTL = `await import(${JSON.stringify(IFACES)}); const v = await import(${JSON.stringify(VALECTL)}); process.exitCode = await v.main(process.argv.slice(1));`;
 const RUN_DETACH = `const i = await import(${JSON.stringify(IFACES)}); const [sw, ifn] = process.argv.slice(1); i.detachInterface(sw, ifn);`;

@@ -255,7 +255,7 @@ test('garbage in TX slots and scribbled hidden ring state never break the switch
       if (rnd(20) === 0) {
         // scribble over the hidden state of b's RX ring
         const ring = b.rxRings[0]!.offset;
-        const field = [L.KR_LEASE, L.KR_LEASE_DONE, L.KR_LEASE_NEXT, L.KR_LEASE_TABLE, L.KR_SHADOW_TAIL, L.KR_HWCUR][rnd(6)]!;
+        const field = [L.KR_LEASE, L.KR_LEASE_FIRST, L.KR_LEASE_NEXT, L.KR_LEASE_TABLE, L.KR_SHADOW_TAIL, L.KR_HWCUR][rnd(6)]!;
         b.mem.u32[(ring + field) >>> 2] = rnd(2) === 0 ? rnd(100000) : 0xffffffff;
       }
       a.txsync();

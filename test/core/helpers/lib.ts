@@ -3,7 +3,10 @@
  * imported directly so that work in progress in other layers (switch, interfaces) cannot break
  * the core suite.
  */
-import '../../../src/pipes/pipe.js';
+import { registerPortTypes } from '../../../src/ports/port.js';
+import { pipePortType, parentPortType } from '../../../src/pipes/pipe.js';
+
+registerPortTypes([pipePortType, parentPortType]);
 export { openPort, Port, POLLIN, POLLOUT, POLLERR, openHandleCount } from '../../../src/ports/port.js';
 export { waitPort, portEvents, pendingWaits } from '../../../src/ports/events.js';
 export { NetmapError } from '../../../src/errors.js';

@@ -122,7 +122,7 @@ export async function runRole(args: string[], emit: Emit): Promise<void> {
         const index = reg.createPort({ name: 'halfmade', kind: L.PORT_KIND_PARENT, memId, flags: 0, numTx: 2, numRx: 2, numHostTx: 0, numHostRx: 0, txSlots: 64, rxSlots: 64 });
         // as if killed just before createPort's last two steps (the region's reference, "live")
         (reg as unknown as { regionRef(m: number, d: number): void }).regionRef(memId, -1);
-        reg.portSet(index, L.PE_STATE, 2);
+        reg.portSet(index, L.PE_STATE, L.PORT_STATE_CREATING);
         emit({ created: true, free: reg.region(memId).freeBuffers() });
         sleepSync(60000);
       });

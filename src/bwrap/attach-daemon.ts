@@ -6,17 +6,19 @@
  */
 import fs from 'node:fs';
 import { NetmapError } from '../errors.js';
+import '../port-types.js';
 import { openPort, type Port } from '../ports/index.js';
 import { registry } from '../memory/registry.js';
 import { pause } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
-import { setReceiveHook, hookedFrames } from './port.js';
-import { Bridge, waitPorts } from './bridge.js';
+import { setReceiveHook, hookedFrames } from './receive-hook.js';
+import { Bridge, waitPorts } from '../interfaces/bridge.js';
 import { recordPath, hostPortName } from './attach.js';
-import { interfaceExists, interfaceIndex, currentNetnsId } from './ifinfo.js';
-import { PacketTransmitter } from './packet.js';
+import { interfaceExists, interfaceIndex, currentNetnsId } from '../interfaces/ifinfo.js';
+import { PacketTransmitter } from '../interfaces/packet.js';
 import { TcpCoalescer } from './coalesce.js';
-import type { ValeAdapter, DirectSink } from '../switch/forward.js';
+import type { ValeAdapter } from '../switch/forward.js';
+import { enableDirect, injectWhole, type DirectSink } from './direct.js';
 
 /**
  * Slots moved per ring pair per pass. Small on purpose: a send on a veth runs the receiver's
@@ -60,7 +62,7 @@ process.on('SIGINT', () => { stop = true; });
 
 /**
  * Marks switch port `p` as owned by this daemon; `ifindex` (wire side only) lets other daemons
- * in this namespace transmit straight onto the interface (ValeAdapter.enableDirect).
+ * in this namespace transmit straight onto the interface (direct.ts enableDirect).
  */
 function own(p: Port, ifindex: number): void {
   const reg = registry();
@@ -98,7 +100,7 @@ async function main(): Promise<number> {
     own(vNic, interfaceIndex(ifName));
     // what this daemon forwards to another attached interface goes straight onto its wire
     const vale = vNic.adapter as ValeAdapter;
-    vale.enableDirect(openDirectSink, currentNetnsId());
+    enableDirect(vale, openDirectSink, currentNetnsId());
     // and what the interface receives goes into the switch from the kernel's ring, without
     // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
     for (const r of nic.rxRings) {
@@ -106,7 +108,7 @@ async function main(): Promise<number> {
       const via = vNic.txRings[r.id % vNic.txRings.length]!;
       // GSO super-frames for another attached interface go to it whole, and so do runs of TCP
       // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
-      const whole = (at: number, len: number, hdrAt: number): boolean => vale.injectWhole(via, at, len, hdrAt);
+      const whole = (at: number, len: number, hdrAt: number): boolean => injectWhole(vale, via, at, len, hdrAt);
       const merger = new TcpCoalescer((offs, lens, n, from) => vale.inject(via, offs, lens, n, from), whole);
       setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
     }
@@ -118,7 +120,7 @@ async function main(): Promise<number> {
       const vHost = openPort(`${switchName}:${hostPortName(ifName)}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
       ports.push(vHost);
       own(vHost, 0);
-      (vHost.adapter as ValeAdapter).enableDirect(openDirectSink, currentNetnsId());
+      enableDirect(vHost.adapter as ValeAdapter, openDirectSink, currentNetnsId());
       bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
     }
     fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });

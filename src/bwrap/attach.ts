@@ -9,12 +9,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fail } from '../errors.js';
-import { registerInterfaceAttach, type InterfaceAttachRequest } from '../switch/index.js';
+import type { PortType, SwitchAttachRequest } from '../ports/port.js';
+import { interfacePortType } from '../interfaces/port.js';
 import { shmDirectory } from '../memory/space.js';
 import { pause } from '../memory/lock.js';
 import * as native from '../native/index.js';
-import { interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { isHelperDevice, removeStaleSplit } from './split.js';
+import { interfaceExists, currentNetnsId, checkInterfaceName } from '../interfaces/ifinfo.js';
+import { isHelperDevice, removeStaleSplit } from '../interfaces/split.js';
 
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -101,4 +102,14 @@ export function detachInterface(switchName: string, ifName: string): void {
   try { if (interfaceExists(ifName)) removeStaleSplit(ifName); } catch { /* held by someone else now */ }
 }
 
-registerInterfaceAttach((req: InterfaceAttachRequest) => (req.op === 'attach' ? attachInterface(req.switchName, req.ifName, req.host) : detachInterface(req.switchName, req.ifName)));
+/** What vale-ctl -a/-h/-d do with an interface name (the interface port type's switchAttach). */
+export function switchAttachInterface(req: SwitchAttachRequest): void {
+  if (req.op === 'attach') attachInterface(req.switchName, req.ifName, req.host);
+  else detachInterface(req.switchName, req.ifName);
+}
+
+/**
+ * The interface port type as this build registers it: interfaces/port.ts's record plus what bwrap
+ * adds, attaching an interface to a VALE switch (vale-ctl -a/-h/-d).
+ */
+export const attachableInterfacePortType: PortType = { ...interfacePortType, switchAttach: switchAttachInterface };

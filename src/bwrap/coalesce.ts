@@ -15,7 +15,7 @@
  * a local sender's is.
  */
 import { space, type AddressSpace } from '../memory/space.js';
-import { mapScratch, VNET_HDR_LEN } from './packet.js';
+import { mapScratch, VNET_HDR_LEN } from '../interfaces/packet.js';
 
 /** Largest super-frame: IPv4's 64 KiB less what cannot be payload. */
 const MAX_SUPER = 65535 + 14;

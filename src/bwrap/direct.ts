@@ -1,0 +1,165 @@
+/**
+ * Direct delivery to attached interfaces (netmap's bwrap, transmit side): a sender that enabled
+ * it (the attach daemons do) writes the packets the switch sends to the wire side of an attached
+ * interface in its own network namespace straight into a transmit ring of its own on that
+ * interface, in its own context, as netmap forwards into an attached NIC's TX ring. Without it
+ * they go through the switch port's RX ring to the interface's daemon: one more copy and one
+ * more process on the way. Plugged into the VALE forwarding loop as its OutsideDelivery.
+ */
+import type { Registry } from '../memory/registry.js';
+import * as L from '../memory/layout.js';
+import type { Ring } from '../rings/ring.js';
+import * as sync from '../rings/sync.js';
+import type { OutsideDelivery, ValeAdapter } from '../switch/forward.js';
+
+/**
+ * A transmit ring a sender writes into directly (an attached interface's wire side: a packet
+ * socket's TX ring). slot() -> offset or -1 when full; commit(len); kick() hands what was
+ * committed to the kernel; reclaim() collects finished frames.
+ */
+export interface DirectSink {
+  readonly maxFrame: number;
+  reclaim(): number;
+  slot(): number;
+  commit(len: number): void;
+  kick(): void;
+  /**
+   * Sends one frame whole, after what was committed: `total` bytes at space offset `hdrAt`, a
+   * virtio-net header and the frame (optional; false: not sent).
+   */
+  sendWhole?(hdrAt: number, total: number): boolean;
+  close(): void;
+}
+/** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
+export type DirectSinkOpener = (ifindex: number, portName: string) => DirectSink | null;
+
+/** A switch port the last refresh found attached in this namespace. */
+interface Candidate { switchPort: number; ifindex: number; name: string }
+
+/** The OutsideDelivery of one VALE handle: sinks for the attached interfaces on its switch. */
+class DirectDelivery implements OutsideDelivery {
+  private readonly open: DirectSinkOpener;
+  private readonly netns: number;
+  /** Sink of each switch port number, null: through the switch. */
+  private readonly sinkOfPort: (DirectSink | null)[] = new Array<DirectSink | null>(L.MAX_SWITCH_PORTS).fill(null);
+  /** Open sinks by ifindex (kept across refreshes; closed when their port leaves the switch). */
+  private readonly sinkOfInterface = new Map<number, DirectSink>();
+  private readonly candidates: Candidate[] = [];
+
+  constructor(open: DirectSinkOpener, netns: number) {
+    this.open = open;
+    this.netns = netns >>> 0;
+  }
+
+  get active(): boolean {
+    return this.sinkOfInterface.size > 0;
+  }
+
+  consider(reg: Registry, switchPort: number, index: number): void {
+    if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) === 0) return;
+    const ifindex = reg.portGet(index, L.PE_VALE_DIRECT_IF);
+    if (ifindex !== 0 && reg.portGet(index, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.netns) this.candidates.push({ switchPort, ifindex, name: reg.portName(index) });
+  }
+
+  /** Opens sinks for the attached interfaces now on the switch, closes those gone (no lock held). */
+  commit(): void {
+    this.sinkOfPort.fill(null);
+    const keep = new Set<number>();
+    for (const { switchPort, ifindex, name } of this.candidates) {
+      let sink = this.sinkOfInterface.get(ifindex) ?? null;
+      if (sink === null) {
+        try { sink = this.open(ifindex, name); } catch { sink = null; }
+        if (sink === null) continue; // through the switch port then
+        this.sinkOfInterface.set(ifindex, sink);
+      }
+      this.sinkOfPort[switchPort] = sink;
+      keep.add(ifindex);
+    }
+    this.candidates.length = 0;
+    for (const [ifindex, sink] of this.sinkOfInterface) {
+      if (!keep.has(ifindex)) { sink.close(); this.sinkOfInterface.delete(ifindex); }
+    }
+  }
+
+  takes(switchPort: number): boolean {
+    return this.sinkOfPort[switchPort] !== null;
+  }
+
+  sinkFor(switchPort: number): DirectSink | null {
+    return switchPort < 0 ? null : this.sinkOfPort[switchPort]!;
+  }
+
+  /**
+   * Writes the chains into the port's sink, one frame per packet, and kicks it. A full ring is
+   * kicked and looked at again once; what still does not fit is dropped, as the switch drops.
+   */
+  deliver(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number): void {
+    const sink = this.sinkOfPort[switchPort]!;
+    const sp = vale.space;
+    const ftFrags = vale.ftFrags, ftOff = vale.ftOff, ftLen = vale.ftLen, ftNext = vale.ftNext;
+    let unicast = unicastHead, broadcast = broadcastHead;
+    const max = sink.maxFrame;
+    let dropped = 0, sent = 0, bytes = 0, kicked = false;
+    sink.reclaim();
+    while (unicast >= 0 || broadcast >= 0) {
+      let packet: number;
+      if (broadcast < 0 || (unicast >= 0 && unicast < broadcast)) { packet = unicast; unicast = ftNext[unicast]!; } else { packet = broadcast; broadcast = ftNext[broadcast]!; }
+      let at = sink.slot();
+      if (at < 0 && !kicked) {
+        sink.kick();
+        sink.reclaim();
+        kicked = true;
+        at = sink.slot();
+      }
+      if (at < 0) { dropped++; continue; }
+      const frags = ftFrags[packet]!;
+      let len = 0;
+      for (let entry = packet; entry < packet + frags; entry++) {
+        const src = ftOff[entry]!, fragmentLength = ftLen[entry]!;
+        if (src < 0 || len + fragmentLength > max) { len = -1; break; }
+        sp.copy(at + len, src, fragmentLength, max - len);
+        len += fragmentLength;
+      }
+      if (len <= 0) { dropped++; continue; }
+      sink.commit(len);
+      sent++;
+      bytes += len;
+    }
+    sink.kick();
+    vale.countDelivered(switchPort, dropped, sent, bytes);
+  }
+
+  close(): void {
+    for (const sink of this.sinkOfInterface.values()) sink.close();
+    this.sinkOfInterface.clear();
+    this.sinkOfPort.fill(null);
+  }
+}
+
+/**
+ * Sends what `vale`'s handle forwards to attached interfaces in namespace `netns` (this
+ * thread's) straight to them, through sinks made by `open`. For the attach daemons.
+ */
+export function enableDirect(vale: ValeAdapter, open: DirectSinkOpener, netns: number): void {
+  vale.setOutsideDelivery(new DirectDelivery(open, netns));
+}
+
+/**
+ * Forwards one frame that carries a virtio-net header (a GSO super-frame: `len` bytes at space
+ * offset `at`, the header at `hdrAt`) whole, if the learning bridge sends it to an attached
+ * interface whose transmit ring this handle holds (enableDirect): the kernel then cuts it after
+ * a single copy. Returns false, having delivered nothing, for any other destination (another
+ * port, a flood, a drop) or with a plugged-in lookup: the caller cuts the frame into wire-sized
+ * packets and injects those (netmap hands such frames to a port without virtio-net headers the
+ * same way). Counted as one packet on `ring` and on the destination's RX ring.
+ */
+export function injectWhole(vale: ValeAdapter, ring: Ring, at: number, len: number, hdrAt: number): boolean {
+  const delivery = vale.outsideDelivery;
+  if (!(delivery instanceof DirectDelivery)) return false;
+  const switchPort = vale.destinationOfWhole(at, len);
+  const sink = delivery.sinkFor(switchPort);
+  if (sink === null || sink.sendWhole === undefined || !sink.sendWhole(hdrAt, at + len - hdrAt)) return false;
+  sync.count(ring.sp, ring.offset, 1, len, 0);
+  vale.countDelivered(switchPort, 0, 1, len);
+  return true;
+}
