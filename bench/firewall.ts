@@ -12,6 +12,7 @@
  * Usage: node dist/bench/firewall.js [seconds] [case ...]   (default 3 s, all cases)
  */
 import fs from 'node:fs';
+import { startPktgen, type PktgenProc } from './lib/pktgen.js';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,27 +23,10 @@ const SECONDS = Math.min(30, Math.max(1, Number(process.argv[2] ?? 3) || 3));
 const ONLY = process.argv.slice(3);
 const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-fw-');
 const ENV = { ...process.env, NETMAP_TS_DIR: DIR };
+const pktgen = (args: string[]): PktgenProc => startPktgen(args, DIR, SECONDS + 10);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Proc { child: ChildProcess; started: Promise<void>; done: Promise<Record<string, number | string>>; stop(): void }
-
-function pktgen(args: string[]): Proc {
-  const child = spawn(process.execPath, [CLI, 'pkt-gen', ...args, '--json', '-T', '0'], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  let onStart: () => void = () => {};
-  const started = new Promise<void>((r) => { onStart = r; });
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('"type":"start"')) onStart(); });
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const killer = setTimeout(() => child.kill('SIGKILL'), (SECONDS + 30) * 1000);
-  const done = new Promise<Record<string, number | string>>((resolve, reject) => child.on('close', (code) => {
-    clearTimeout(killer);
-    const line = out.split('\n').find((l) => l.includes('"type":"summary"'));
-    if (code !== 0 || line === undefined) reject(new Error(`pkt-gen ${args.join(' ')} failed (${code}): ${err}`));
-    else resolve(JSON.parse(line) as Record<string, number | string>);
-  }));
-  return { child, started, done, stop: () => child.kill('SIGINT') };
-}
 
 function ipfw(name: string, args: string[]): string {
   const r = spawnSync(process.execPath, [CLI, 'ipfw', '-s', name, ...args], { env: ENV, encoding: 'utf8', timeout: 120_000 });

@@ -18,6 +18,7 @@
  *   (seconds per case, default 3)
  */
 import fs from 'node:fs';
+import { startPktgen, type PktgenProc } from './lib/pktgen.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -30,26 +31,9 @@ const ROUNDS = Math.min(20, Math.max(1, optArg('--rounds', 3)));
 const VS_PIPES_ONLY = argv.includes('--vs-pipes-only');
 const PIPES_BENCH = fileURLToPath(new URL('./pipes.js', import.meta.url));
 const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-pktgen-');
+const pktgen = (args: string[]): PktgenProc => startPktgen(args, DIR, SECONDS);
 const haveVale = fs.existsSync(new URL('../src/switch/index.js', import.meta.url));
 
-interface Proc { started: Promise<void>; done: Promise<Record<string, number | string>>; stop(): void }
-
-function pktgen(args: string[]): Proc {
-  const p = spawn(process.execPath, [CLI, 'pkt-gen', ...args, '--json', '-T', '0'], { env: { ...process.env, NETMAP_TS_DIR: DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  let onStart: () => void = () => {};
-  const started = new Promise<void>((r) => { onStart = r; });
-  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('"type":"start"')) onStart(); });
-  p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const killer = setTimeout(() => p.kill('SIGKILL'), (SECONDS + 20) * 1000);
-  const done = new Promise<Record<string, number | string>>((resolve, reject) => p.on('close', (code) => {
-    clearTimeout(killer);
-    const line = out.split('\n').find((l) => l.includes('"type":"summary"'));
-    if (code !== 0 || line === undefined) reject(new Error(`pkt-gen ${args.join(' ')} failed (${code}): ${err}`));
-    else resolve(JSON.parse(line) as Record<string, number | string>);
-  }));
-  return { started, done, stop: () => p.kill('SIGINT') };
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

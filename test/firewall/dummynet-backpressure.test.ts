@@ -11,6 +11,7 @@ const DIR = `/dev/shm/netmap-ts-test-dnbp-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
 const { openPort } = await import('../../src/ports/index.js');
+const { drain } = await import('./kipfw-lab.js');
 const { Kipfw } = await import('../../src/firewall/daemon.js');
 const { makeDaemonDummynet } = await import('../../src/firewall/dummynet-glue.js');
 type Port = ReturnType<typeof openPort>;
@@ -35,13 +36,6 @@ function send(p: Port, count: number): number {
   return k;
 }
 
-function drain(p: Port): number {
-  let n = 0;
-  p.rxsync();
-  for (const r of p.rxRings) { n += r.space(); r.advance(r.tail); }
-  p.rxsync();
-  return n;
-}
 
 test('dummynet output: a burst larger than the peer TX ring waits for room instead of being dropped', async () => {
   const k = await Kipfw.start({ name: 'bp', ports: ['netmap:pipeBPa{1', 'netmap:pipeBPb{1'], log: () => {} }, makeDaemonDummynet);

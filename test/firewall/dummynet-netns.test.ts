@@ -25,7 +25,8 @@ if (skip !== null) console.log(`# skipping dummynet namespace tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 60_000 };
 type LabT = InstanceType<typeof Lab>;
 
-const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
+const { CLI, startKipfw, must } = await import('./kipfw-lab.js');
+type Daemon = Awaited<ReturnType<typeof startKipfw>>;
 const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
 /** Ethernet + IPv4 + UDP headers: a datagram of P bytes is a frame of P + 42. */
 const UDP_OVERHEAD = 42;
@@ -46,21 +47,6 @@ function topo(lab: LabT): Topo {
   return t;
 }
 
-interface Daemon { child: ChildProcess; stderr(): string }
-
-async function startKipfw(lab: LabT, m: string, name: string): Promise<Daemon> {
-  const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, 'netmap:m0', 'netmap:m1']);
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
-  const sock = path.join(process.env.NETMAP_TS_DIR!, `ipfw-${name}.sock`);
-  for (let i = 0; i < 200 && !fs.existsSync(sock); i++) {
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  assert.ok(fs.existsSync(sock), `kipfw started: ${err}`);
-  await sleep(300);
-  return { child, stderr: () => err };
-}
 
 /** Ends kipfw with SIGTERM and returns its closing line about dummynet's release lateness. */
 async function stopForLateness(d: Daemon): Promise<string> {
@@ -70,11 +56,6 @@ async function stopForLateness(d: Daemon): Promise<string> {
   return /dummynet released .*/.exec(d.stderr())?.[0] ?? `no lateness line: ${d.stderr()}`;
 }
 
-function must(name: string, ...args: string[]): string {
-  const r = spawnSync(process.execPath, [CLI, 'ipfw', '-s', name, ...args], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, `ipfw ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 
 /** Runs a command in `ns` without blocking the event loop; resolves with its output. */
 function runAsync(lab: LabT, ns: string, cmd: string, args: string[], timeoutMs = 20_000): Promise<{ status: number; out: string; err: string }> {

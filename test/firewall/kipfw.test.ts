@@ -22,7 +22,9 @@ if (skip !== null) console.log(`# skipping kipfw namespace tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 120_000 };
 type LabT = InstanceType<typeof Lab>;
 
-const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
+const { CLI, startKipfw: startDaemon, ipfw, must } = await import('./kipfw-lab.js');
+/** Starts kipfw in m on the two inner veth ends; its process. */
+const startKipfw = async (lab: LabT, m: string, name: string, extra: string[] = []): Promise<ChildProcess> => (await startDaemon(lab, m, name, extra)).child;
 
 interface Topo { l: string; m: string; r: string }
 
@@ -36,31 +38,8 @@ function topo(lab: LabT): Topo {
   return t;
 }
 
-/** Starts kipfw in m on the two inner veth ends and waits for its control socket. */
-async function startKipfw(lab: LabT, m: string, name: string, extra: string[] = []): Promise<ChildProcess> {
-  const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...extra, 'netmap:m0', 'netmap:m1']);
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
-  const sock = path.join(process.env.NETMAP_TS_DIR!, `ipfw-${name}.sock`);
-  for (let i = 0; i < 200 && !fs.existsSync(sock); i++) {
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  assert.ok(fs.existsSync(sock), `kipfw started: ${err}`);
-  await sleep(300); // the interfaces' links come up
-  return child;
-}
 
-function ipfw(name: string, ...args: string[]): { status: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [CLI, 'ipfw', '-s', name, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { status: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
 
-function must(name: string, ...args: string[]): string {
-  const r = ipfw(name, ...args);
-  assert.equal(r.status, 0, `ipfw ${args.join(' ')}: ${r.err}`);
-  return r.out;
-}
 
 function ping(lab: LabT, ns: string, addr: string, count = 1): { ok: boolean; out: string } {
   const r = lab.run(ns, addr.includes(':') ? 'ping' : 'ping', [addr.includes(':') ? '-6' : '-4', '-c', String(count), '-i', '0.2', '-W', '1', addr]);

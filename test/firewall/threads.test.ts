@@ -10,6 +10,7 @@ const DIR = `/dev/shm/netmap-ts-test-fwthreads-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
 const { openPort } = await import('../../src/ports/index.js');
+const { drain } = await import('./kipfw-lab.js');
 const { Kipfw } = await import('../../src/firewall/daemon.js');
 type Port = ReturnType<typeof openPort>;
 
@@ -30,13 +31,6 @@ function send(p: Port, ring: number, dst: number, src: number, count: number): v
   p.txsync();
 }
 
-function drain(p: Port): number {
-  let n = 0;
-  p.rxsync();
-  for (const r of p.rxRings) { n += r.space(); r.advance(r.tail); }
-  p.rxsync();
-  return n;
-}
 
 test('kipfw -p 2: both workers forward, one set of counters adds up exactly', async () => {
   const a = openPort('valeT1:a@conf:rings=2');

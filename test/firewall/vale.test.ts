@@ -14,6 +14,7 @@ const DIR = `/dev/shm/netmap-ts-test-fwvale-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
 const { openPort } = await import('../../src/ports/index.js');
+const { drain } = await import('./kipfw-lab.js');
 const vale = await import('../../src/switch/index.js');
 const { attachFirewall, detachFirewall } = await import('../../src/firewall/attach.js');
 const { Firewall } = await import('../../src/firewall/firewall.js');
@@ -42,16 +43,6 @@ function udp(p: Port, dstMac: number, srcMac: number, src: number, dst: number, 
   r.advance(r.next(i));
 }
 
-function drain(p: Port): number {
-  p.rxsync();
-  const r = p.rxRings[0]!;
-  let n = 0;
-  let i = r.head;
-  while (i !== r.tail) { n++; i = r.next(i); }
-  r.advance(i);
-  p.rxsync();
-  return n;
-}
 
 function ipfw(...args: string[]): string {
   const r = spawnSync(process.execPath, [CLI, 'ipfw', ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env } });
