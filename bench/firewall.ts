@@ -12,7 +12,7 @@
  * Usage: node dist/bench/firewall.js [seconds] [case ...]   (default 3 s, all cases)
  */
 import fs from 'node:fs';
-import { startPktgen, type PktgenProc } from './lib/pktgen.js';
+import { startPktgen, runPair, type PktgenProc } from './lib/pktgen.js';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -65,16 +65,7 @@ function ruleCount(name: string, n: number): number {
 
 /** pkt-gen tx -> src switch port ... rx on dst; returns the receiver's and sender's rates. */
 async function flow(tx: string, rx: string, txArgs: string[] = []): Promise<{ rx_mpps: number; tx_mpps: number; received: number; sent: number }> {
-  const r = pktgen(['-i', rx, '-f', 'rx']);
-  await r.started;
-  const t = pktgen(['-i', tx, '-f', 'tx', '-l', '60', ...txArgs]);
-  await t.started;
-  await sleep(SECONDS * 1000);
-  t.stop();
-  const ts = await t.done;
-  await sleep(300);
-  r.stop();
-  const rs = await r.done;
+  const { ts, rs } = await runPair(['-i', tx, '-f', 'tx', '-l', '60', ...txArgs], ['-i', rx, '-f', 'rx'], DIR, SECONDS);
   return { rx_mpps: Number((Number(rs.pps) / 1e6).toFixed(3)), tx_mpps: Number((Number(ts.pps) / 1e6).toFixed(3)), received: Number(rs.packets), sent: Number(ts.packets) };
 }
 

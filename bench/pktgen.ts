@@ -18,7 +18,7 @@
  *   (seconds per case, default 3)
  */
 import fs from 'node:fs';
-import { startPktgen, type PktgenProc } from './lib/pktgen.js';
+import { runPair as runPairIn } from './lib/pktgen.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -31,26 +31,14 @@ const ROUNDS = Math.min(20, Math.max(1, optArg('--rounds', 3)));
 const VS_PIPES_ONLY = argv.includes('--vs-pipes-only');
 const PIPES_BENCH = fileURLToPath(new URL('./pipes.js', import.meta.url));
 const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-pktgen-');
-const pktgen = (args: string[]): PktgenProc => startPktgen(args, DIR, SECONDS);
+/** pkt-gen rx started first, then pkt-gen tx for SECONDS; both summaries. */
+const runPair = (tx: string, rx: string, size: number, fns: [string, string], extra: string[] = []) =>
+  runPairIn(['-i', tx, '-f', fns[0], '-l', String(size), ...extra], ['-i', rx, '-f', fns[1], ...extra], DIR, SECONDS);
 const haveVale = fs.existsSync(new URL('../src/switch/index.js', import.meta.url));
 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** pkt-gen rx started first, then pkt-gen tx for SECONDS; both summaries. */
-async function runPair(tx: string, rx: string, size: number, fns: [string, string], extra: string[] = []): Promise<{ ts: Record<string, number | string>; rs: Record<string, number | string> }> {
-  const r = pktgen(['-i', rx, '-f', fns[1], ...extra]);
-  await r.started;
-  const t = pktgen(['-i', tx, '-f', fns[0], '-l', String(size), ...extra]);
-  await t.started;
-  await sleep(SECONDS * 1000);
-  t.stop();
-  const ts = await t.done;
-  await sleep(300);
-  r.stop();
-  const rs = await r.done;
-  return { ts, rs };
-}
 
 async function runCase(name: string, tx: string, rx: string, size: number, fns: [string, string], published: number): Promise<void> {
   const { ts, rs } = await runPair(tx, rx, size, fns);

@@ -34,3 +34,23 @@ export function startPktgen(args: string[], dir: string, seconds: number): Pktge
   }));
   return { child, started, done, stop: () => child.kill('SIGINT') };
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * pkt-gen `rxArgs` started first, then pkt-gen `txArgs` for `seconds`; the sender is stopped,
+ * the receiver 300 ms later. Both summaries.
+ */
+export async function runPair(txArgs: string[], rxArgs: string[], dir: string, seconds: number): Promise<{ ts: Record<string, number | string>; rs: Record<string, number | string> }> {
+  const r = startPktgen(rxArgs, dir, seconds);
+  await r.started;
+  const t = startPktgen(txArgs, dir, seconds);
+  await t.started;
+  await sleep(seconds * 1000);
+  t.stop();
+  const ts = await t.done;
+  await sleep(300);
+  r.stop();
+  const rs = await r.done;
+  return { ts, rs };
+}
