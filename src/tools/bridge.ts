@@ -9,6 +9,7 @@ import { openPort, type Port } from '../ports/index.js';
 import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/bridge.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { argHelpers } from './args.js';
+import { prepareLookup } from '../switch/control.js';
 
 const USAGE = `usage: netmap bridge [-v] [-c] [-b burst] [-w wait_link] -i port_a [-i port_b]
        netmap bridge [options] port_a [port_b [burst]]
@@ -98,6 +99,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   let a: Port | null = null, b: Port | null = null;
   try {
+    // a switch's plugged-in lookup is loaded before forwarding (frames sent meanwhile would drop)
+    for (const p of args.ports) await prepareLookup(p);
     a = openPort(args.ports[0]!);
     b = openPort(args.ports[1]!);
     const bridge = new Bridge(a, b, { burst: args.burst, zeroCopy: args.zeroCopy });
