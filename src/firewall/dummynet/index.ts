@@ -1,6 +1,6 @@
 /**
  * Dummynet for netmap-ts: pipes, queues and schedulers (link emulation and shaping), driven by the
- * firewall's `pipe N` / `queue N` actions. See src/firewall/README-dummynet.md.
+ * firewall's `pipe N` / `queue N` actions. See src/firewall/dummynet/README.md.
  *
  * The daemon calls enqueue() for a packet a rule sends to a pipe or queue, sleeps until
  * nextEventNs() (sleepUntilNs), then collects the packets whose time has come with dequeueDue().

@@ -12,7 +12,7 @@ export function nowNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-/** Default spin tail: covers the kernel's wake-up latency seen on this machine (README-dummynet). */
+/** Default spin tail: covers the kernel's wake-up latency seen on this machine (dummynet/README.md). */
 export const DEFAULT_BUSY_WAIT_NS = 300_000;
 
 /**
