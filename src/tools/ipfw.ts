@@ -89,7 +89,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof NetmapError) {
       console.error(`ipfw: ${e.message}`);
-      return 71;
+      // sysexits: a bad argument is a usage error, a missing firewall or switch unavailable
+      return e.code === 'EINVAL' ? 64 : e.code === 'ENXIO' || e.code === 'ENOENT' ? 69 : 71;
     }
     throw e;
   }

@@ -118,3 +118,14 @@ test('VALE lookup: a new ruleset takes effect for a sender that is already runni
     a.close(); b.close();
   }
 });
+
+test('ipfw on a firewall that does not exist, attach to a switch that does not exist: clear errors, nothing left', async () => {
+  const r = spawnSync(process.execPath, [CLI, 'ipfw', '-s', 'nosuchfw', 'show'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env } });
+  assert.equal(r.status, 69, 'EX_UNAVAILABLE');
+  assert.match(r.stderr, /no firewall named 'nosuchfw'/);
+  await assert.rejects(attachFirewall('valenosuch'), /ENXIO/);
+  assert.equal(fs.existsSync(path.join(DIR, 'fw-valenosuch')), false, 'no store left behind');
+  const bad = spawnSync(process.execPath, [CLI, 'ipfw', '-s', '../x', 'show'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env } });
+  assert.equal(bad.status, 64, 'EX_USAGE');
+  assert.match(bad.stderr, /bad firewall name/);
+});
