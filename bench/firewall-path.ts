@@ -22,7 +22,6 @@ await import('../src/port-types.js');
 const { openPort } = await import('../src/ports/index.js');
 const { Kipfw } = await import('../src/firewall/daemon.js');
 const { makeDaemonDummynet } = await import('../src/firewall/dummynet-glue.js');
-const { nowNs } = await import('../src/firewall/dummynet/timing.js');
 type Port = ReturnType<typeof openPort>;
 
 /** 60-byte UDP frames 10.0.0.1:sport -> 10.1.0.1:1234, broadcast MAC; sport cycles over `flows`. */
@@ -80,7 +79,7 @@ async function pathCase(name: string, lines: string[], opts: { flows?: number; c
       // kipfw: one pass (its own clock reads included)
       const t0 = performance.now();
       const before = path.stats.received;
-      path.step(Date.now(), nowNs());
+      path.step(Date.now());
       inPath += performance.now() - t0;
       packets += path.stats.received - before;
       // the receiver

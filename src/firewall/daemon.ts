@@ -244,9 +244,7 @@ export class Kipfw {
       }
       const path = this.path;
       do {
-        const nowMs = Date.now();
-        const nowNs = dnNow();
-        const moved = path.step(nowMs, nowNs);
+        const moved = path.step(Date.now());
         if (moved > 0) { idle = 0; idleSince = 0; continue; }
         // re-check for a few tens of microseconds before sleeping: a sender's next batch is
         // usually that close, and a sleeper costs the sender a futex wake per batch

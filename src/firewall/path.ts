@@ -21,17 +21,9 @@ import type { Ring } from '../rings/ring.js';
 import { buildReply, REPLY_ICMP_UNREACH, REPLY_TCP_RST } from './reply.js';
 import { passSlot } from '../interfaces/bridge.js';
 import type { FirewallConfig, Settings } from './rule.js';
+import { nowNs as dummynetNow } from './dummynet/timing.js';
+import { V_PASS, V_DENY, V_REJECT, V_RESET, V_PIPE, V_QUEUE, type Evaluator } from './engine.js';
 
-/** Verdicts of Evaluator.check (engine.ts). */
-export const V_PASS = 0, V_DENY = 1, V_REJECT = 2, V_RESET = 3, V_PIPE = 4, V_QUEUE = 5;
-
-/** What the data path needs of an evaluator (engine.ts builds it). */
-export interface PathEvaluator {
-  check(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number): number;
-  resume(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number, after: number): number;
-  arg: number;
-  ruleIndex: number;
-}
 
 /** What the data path needs of dummynet (dummynet/index.ts). */
 export interface PathDummynet {
@@ -72,7 +64,7 @@ export class FirewallPath {
   private readonly sides: Side[];
   private readonly u8: Uint8Array;
   private readonly zeroCopy: boolean[];
-  private evaluator: PathEvaluator;
+  private evaluator: Evaluator;
   private generation: number;
   private config: FirewallConfig;
   // dummynet's buffer pool: handle -> buffer index, owning side, frame length
@@ -85,15 +77,16 @@ export class FirewallPath {
   private readonly dueHandles = new Int32Array(1024);
   private readonly dueRules = new Int32Array(1024);
   /** Dummynet's clock (ns), read after the RX sync of each pass; null: the time given to step(). */
-  private readonly clockNs: (() => number) | null;
+  /** Dummynet's clock (ns); read by step() after its RX syncs. */
+  private readonly clockNs: () => number;
 
   constructor(
     ports: Port[],
-    private readonly source: { generation(): number; evaluator(): { evaluator: PathEvaluator; config: FirewallConfig } },
+    private readonly source: { generation(): number; evaluator(): { evaluator: Evaluator; config: FirewallConfig } },
     private readonly dummynet: PathDummynet | null,
     opts: { zeroCopy?: boolean; ids?: number[]; clockNs?: () => number } = {},
   ) {
-    this.clockNs = dummynet !== null ? opts.clockNs ?? null : null;
+    this.clockNs = opts.clockNs ?? dummynetNow;
     assert(ports.length >= 2 && ports.length % 2 === 0, 'ports come in pairs');
     this.sides = ports.map((port, i) => ({ port, id: opts.ids?.[i] ?? i, peer: i ^ 1, txNext: 0, needTxsync: false }));
     this.u8 = ports[0]!.mem.u8;
@@ -129,22 +122,12 @@ export class FirewallPath {
     }
   }
 
-  /** Whether zero copy is used from port i to its peer. */
-  zeroCopyFrom(i: number): boolean {
-    return this.zeroCopy[i]!;
-  }
-
   get poolSize(): number {
     return this.poolBuf.length;
   }
 
-  /** The config the current evaluator was built from. */
-  get currentConfig(): FirewallConfig {
-    return this.config;
-  }
-
-  /** One pass: sync the RX rings, filter and forward what arrived, release what dummynet has due, sync TX. */
-  step(nowMs: number, nowNs: number): number {
+  /** One pass: sync the RX rings, filter and forward what arrived, release what dummynet has due, sync TX. `nowMs`: Date.now(), read once per pass. */
+  step(nowMs: number): number {
     const gen = this.source.generation();
     if (gen !== this.generation) {
       const next = this.source.evaluator();
@@ -159,8 +142,8 @@ export class FirewallPath {
     // Dummynet stamps each packet with the time it is taken in; a time read before rxsync can be
     // older than the frames the sync brings (the thread may be preempted in between on a loaded
     // machine), and such a frame would leave its pipe early: kipfw released datagrams of a
-    // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). Read the clock again.
-    if (this.clockNs !== null) nowNs = this.clockNs();
+    // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). So the clock is read here.
+    const nowNs = this.dummynet !== null ? this.clockNs() : 0;
     for (let i = 0; i < sides.length; i++) moved += this.forward(i, nowMs, nowNs);
     if (this.dummynet !== null) moved += this.release(nowNs);
     for (let i = 0; i < sides.length; i++) {
@@ -170,7 +153,7 @@ export class FirewallPath {
     return moved;
   }
 
-  /** When dummynet next has a packet due (ns, performance.now() scale), Infinity if none. */
+  /** When dummynet next has a packet due (ns, on dummynet's clock: dummynet/timing.ts nowNs), Infinity if none. */
   nextDueNs(): number {
     return this.dummynet === null ? Infinity : this.dummynet.nextEventNs();
   }

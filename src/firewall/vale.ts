@@ -17,29 +17,26 @@
  */
 import { BROADCAST, DROP, type LookupContext, type LookupFn } from '../switch/lookup.js';
 import { Firewall } from './firewall.js';
-import type { Interfaces } from './engine.js';
-import type { PathEvaluator } from './path.js';
-
-const V_PASS = 0;
+import { V_PASS, type Evaluator, type Interfaces } from './engine.js';
 
 export function createLookup(config: string, ctx: LookupContext): LookupFn {
   const fw = Firewall.open(config.trim());
+  // port names by port number, dropped whenever the switch's ports change (the evaluator drops
+  // its own per-interface match results when `generation` moves)
   const names: Array<string | null> = [];
-  let namesGen = -2;
+  let namesGen = ctx.generation();
+  let ifacesGen = 0;
   const ifaces: Interfaces = {
     name: (id: number) => {
       if (id < 0) return null;
-      const g = ctx.generation();
-      if (g !== namesGen) { names.length = 0; namesGen = g; ifacesGen++; }
       let n = names[id];
       if (n === undefined) { n = ctx.portName(id); names[id] = n; }
       return n;
     },
     get generation() { return ifacesGen; },
   };
-  let ifacesGen = 0;
-  let gen = -1;
-  let evaluator: PathEvaluator = fw.evaluator(ifaces).evaluator;
+  let gen = fw.generation();
+  let evaluator: Evaluator = fw.evaluator(ifaces).evaluator;
   let batchMs = Date.now();
   let calls = 0;
   return (u8: Uint8Array, off: number, len: number, srcPort: number): number => {
@@ -49,7 +46,7 @@ export function createLookup(config: string, ctx: LookupContext): LookupFn {
     if (g !== gen) { gen = g; evaluator = fw.evaluator(ifaces).evaluator; }
     if ((calls++ & 63) === 0) {
       const sg = ctx.generation();
-      if (sg !== namesGen) ifaces.name(0);
+      if (sg !== namesGen) { namesGen = sg; names.length = 0; ifacesGen++; }
       batchMs = Date.now();
     }
     const dst = ctx.learningBridge(u8, off, len, srcPort);

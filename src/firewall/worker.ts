@@ -30,7 +30,7 @@ async function main(job: WorkerJob): Promise<void> {
     Atomics.notify(control, 1);
     let idle = 0, idleSince = 0;
     while (Atomics.load(control, 0) === 0) {
-      const moved = path.step(Date.now(), 0);
+      const moved = path.step(Date.now());
       if (moved > 0) { idle = 0; idleSince = 0; }
       else {
         const t = performance.now();
