@@ -24,8 +24,8 @@ import { checkStoreName } from './store.js';
 export const CONTROL_REQUEST_MAX = 64 << 20;
 /** How long a client waits for a daemon's answer. */
 export const CONTROL_TIMEOUT_MS = 30000;
-/** sysexits.h EX_USAGE / EX_UNAVAILABLE / EX_OSERR. */
-export const EX_USAGE = 64, EX_UNAVAILABLE = 69, EX_OSERR = 71;
+/** sysexits.h EX_USAGE / EX_OSERR. */
+const EX_USAGE = 64, EX_OSERR = 71;
 
 export interface ControlReply { status: number; stdout: string; stderr: string }
 export type ControlRequest = { argv: string[] } | { file: string };

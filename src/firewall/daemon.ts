@@ -16,7 +16,7 @@ import { prepareLookup } from '../switch/control.js';
 import { Firewall } from './firewall.js';
 import { nowNs as dnNow } from './dummynet/timing.js';
 import { FirewallPath, PATH_POOL_DEFAULT, type PathDummynet, type PathStats } from './path.js';
-import { serveControl, socketPath, daemonRunning, EX_USAGE, type ControlReply, type ControlRequest } from './control.js';
+import { serveControl, socketPath, daemonRunning, type ControlReply, type ControlRequest } from './control.js';
 import type { Interfaces } from './engine.js';
 import type { FirewallAccess } from './commands.js';
 import fs from 'node:fs';
@@ -136,7 +136,6 @@ export class Kipfw {
         }
       }
       fw = Firewall.create(name, { defaultAccept: opts.defaultAccept ?? true, compiled: opts.compiled ?? true });
-      fw.store.daemonPid = process.pid;
       const names = opts.ports.map(ifaceName);
       const ifaces: Interfaces = { name: (id) => names[id] ?? null, generation: 0 };
       const f = fw;
@@ -323,4 +322,3 @@ function openExclusive(name: string, extra: number): Port {
   }
 }
 
-export { EX_USAGE };

@@ -39,7 +39,6 @@ const H_COUNTERS_BYTES = 36;
 const H_DYN_OFF = 40;
 const H_DYN_BYTES = 44;
 const H_TOTAL = 48;
-const H_DAEMON_PID = 52; // the kipfw daemon serving this store, 0 none (VALE lookups need none)
 export const STORE_HEADER = 4096;
 
 /** Each of the two config buffers: enough for 100k+ table entries as JSON. */
@@ -120,7 +119,6 @@ export class FirewallStore {
     u32[w + H_DYN_OFF / 4] = dynOff;
     u32[w + H_DYN_BYTES / 4] = geometry.dynBytes;
     u32[w + H_TOTAL / 4] = total;
-    u32[w + H_DAEMON_PID / 4] = 0;
     const store = new FirewallStore(name, sp, base, total);
     store.writeText(JSON.stringify(initial));
     Atomics.store(sp.i32, w + H_MAGIC / 4, STORE_MAGIC);
@@ -168,14 +166,6 @@ export class FirewallStore {
   /** The configuration generation: compare once per batch. */
   generation(): number {
     return Atomics.load(this.sp.i32, this.genWord);
-  }
-
-  get daemonPid(): number {
-    return this.sp.u32[(this.base + H_DAEMON_PID) >>> 2]!;
-  }
-
-  set daemonPid(pid: number) {
-    this.sp.u32[(this.base + H_DAEMON_PID) >>> 2] = pid;
   }
 
   /** The current configuration (a consistent copy, whatever writers do meanwhile). */
