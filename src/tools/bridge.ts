@@ -33,9 +33,7 @@ export function parseArgs(argv: string[]): Args | null {
     switch (arg) {
       case '-h': case '--help': return null;
       case '-i': {
-        const v = argv[++i];
-        if (v === undefined) bad('option -i needs a port name');
-        a.ports.push(v);
+        a.ports.push(argv[++i] ?? bad('option -i needs a port name'));
         break;
       }
       case '-b': a.burst = Math.floor(num(argv[++i], '-b', 1, BRIDGE_MAX_BURST)); break;

@@ -37,9 +37,7 @@ export function parseArgs(argv: string[]): Args | null {
     switch (arg) {
       case '-h': case '--help': return null;
       case '-s': {
-        const v = argv[++i];
-        if (v === undefined) bad('option -s needs a name');
-        a.name = v;
+        a.name = argv[++i] ?? bad('option -s needs a name');
         break;
       }
       case '-p': a.workers = Math.floor(num(argv[++i], '-p', 1, 16)); break;

@@ -35,8 +35,8 @@ export function parseArgs(argv: string[]): Args | null {
     const arg = argv[i]!;
     switch (arg) {
       case '-h': case '--help': return null;
-      case '-i': { const v = argv[++i]; if (v === undefined) bad('option -i needs a port'); a.input = v; break; }
-      case '-p': { const v = argv[++i]; if (v === undefined) bad('option -p needs [name:]N'); groupSpecs.push(v); break; }
+      case '-i': a.input = argv[++i] ?? bad('option -i needs a port'); break;
+      case '-p': groupSpecs.push(argv[++i] ?? bad('option -p needs [name:]N')); break;
       case '-B': a.extra = Math.floor(num(argv[++i], '-B', 0, 524288)); break;
       case '-b': a.batch = Math.floor(num(argv[++i], '-b', 1, 65536)); break;
       case '-w': a.wait = num(argv[++i], '-w', 0, 3600); break;

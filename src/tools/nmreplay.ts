@@ -21,7 +21,7 @@ const USAGE = `usage: netmap nmreplay -f FILE -i PORT [-b BW | -r PPS | -F] [-l 
 function parseUnits(v: string | undefined, what: string): number {
   const m = v === undefined ? null : /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(v);
   if (m === null) throw new Error(`${what} needs a number with an optional k/M/G suffix, got '${v ?? ''}'`);
-  const mult = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 }[m[2]] as number;
+  const mult = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 }[m[2] ?? ''] as number;
   const n = Number(m[1]) * mult;
   if (!(n > 0)) throw new Error(`${what} must be positive`);
   return n;
