@@ -253,6 +253,9 @@ export class ValeAdapter implements PortAdapter {
       this.checkView();
       const slots = (ring.offset + L.RING_SLOTS) >>> 2;
       const numBufs = ring.numBufs, bufSize = ring.bufSize, bufBase = ring.bufBase;
+      // copyBlocks reads whole 64-byte blocks at 8-byte word indices from these buffers (once
+      // per batch; the destinations' are checked in refresh).
+      assert((bufBase & 7) === 0 && (bufSize & 63) === 0, 'buffers of a VALE sender are word aligned, whole 64-byte blocks');
       const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
       let ft = 0, pktStart = 0, frags = 0;
       let txPkts = 0, txBytes = 0, txDrops = 0;
@@ -562,7 +565,8 @@ export class ValeAdapter implements PortAdapter {
 /**
  * Copies `len` bytes rounded up to 64 (netmap's pkt_copy) as 8-byte words, from word index `s`
  * to word index `t`. Buffers are 64-byte aligned and a multiple of 64 bytes long, so the
- * rounding stays inside both. Float64Array element copies keep every bit pattern (NaNs
+ * rounding stays inside both (asserted once per batch for the source buffers in txsync, once
+ * per destination port in refresh; callers check len <= the buffer size per packet). Float64Array element copies keep every bit pattern (NaNs
  * included) on V8: the test suite checks frames made of NaN patterns.
  */
 function copyBlocks(f64: Float64Array, s: number, t: number, len: number): void {

@@ -115,6 +115,7 @@ export class LeaseOps {
 
   unlock(ring: number): void {
     const i32 = this.sp.i32;
+    this.assertLockHeld(ring);
     Atomics.store(i32, (ring >>> 2) + W_LOCK, 0);
     if (Atomics.load(i32, (ring >>> 2) + W_SLEEPERS) > 0) native.futexWake(this.sp.absolute(ring + L.KR_LEASE_LOCK), 1);
   }
@@ -186,6 +187,9 @@ export class LeaseOps {
       assert(take > 0 && take < n, 'a lease takes 1 to n - 1 slots');
       let end = lease + take;
       if (end >= n) end -= n;
+      // The lease [lease, end) lies in the free part of the ring: it never reaches hwcur, the
+      // receiver's first slot (the one slot kept free tells a full ring from an empty one).
+      assert(end < n && end !== hwcur, 'a lease stops short of the receiver');
       const r = (u32[ringWord + W_TABLE]! >>> 2) + 4 * (next % LEASE_RECORDS);
       u32[r + 1] = this.pid;
       u32[r + 2] = this.me;
