@@ -346,18 +346,18 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
   };
   const fetched = av.length === 0 || last === 0 ? config.rules
     : config.rules.slice(findIndex(Math.min(first, DEFAULT_RULE)), findIndex(last < DEFAULT_RULE ? last + 1 : DEFAULT_RULE) + 1);
-  let pw = 0, bw = 0;
+  let packetWidth = 0, byteWidth = 0;
   const cnt = new Map<number, { packets: number; bytes: number; lastMatch: number }>();
   const needCounters = counters || f.time !== 0;
   for (const r of fetched) {
     if (needCounters) cnt.set(r.slot, run.access.counters(r.slot));
     if (!counters || !inSet(r)) continue;
     const c = cnt.get(r.slot)!;
-    pw = Math.max(pw, counterWidth(c.packets));
-    bw = Math.max(bw, counterWidth(c.bytes));
+    packetWidth = Math.max(packetWidth, counterWidth(c.packets));
+    byteWidth = Math.max(byteWidth, counterWidth(c.bytes));
   }
   const allStates = f.dynamic ? run.access.states(true) : [];
-  if (counters) for (const s of allStates) { pw = Math.max(pw, counterWidth(s.packets)); bw = Math.max(bw, counterWidth(s.bytes)); }
+  if (counters) for (const s of allStates) { packetWidth = Math.max(packetWidth, counterWidth(s.packets)); byteWidth = Math.max(byteWidth, counterWidth(s.bytes)); }
   const printOpts: PrintOptions = { compact: f.compact, resolve: f.resolve, showSets: f.showSets, time: f.time };
   const disabled = (r: Rule): boolean => r.set !== RESVD_SET && (config.disabledSets & (1 << r.set)) !== 0;
   const showRange = (lo: number, hi: number): number => {
@@ -367,7 +367,7 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
       if (!inSet(r) || r.number < lo) continue;
       const c = cnt.get(r.slot) ?? { packets: 0, bytes: 0, lastMatch: 0 };
       const line = ruleLine(r, disabled(r), printOpts,
-        { packetWidth: counters ? pw : 0, byteWidth: counters ? bw : 0, packets: c.packets, bytes: c.bytes, lastMatch: c.lastMatch });
+        { packetWidth: counters ? packetWidth : 0, byteWidth: counters ? byteWidth : 0, packets: c.packets, bytes: c.bytes, lastMatch: c.lastMatch });
       if (line !== null) run.out(line + '\n');
       seen++;
     }
@@ -377,7 +377,7 @@ function cmdList(av: string[], config: FirewallConfig, run: Run, counters: boole
     for (const s of allStates) {
       if (s.ruleNumber > hi || s.ruleNumber < lo) continue;
       if (!f.expired && s.expired && s.kind !== 'PARENT') continue;
-      run.out(stateLine(s, counters ? { packetWidth: pw, byteWidth: bw } : null) + '\n');
+      run.out(stateLine(s, counters ? { packetWidth: packetWidth, byteWidth: byteWidth } : null) + '\n');
     }
   };
   if (av.length === 0) {

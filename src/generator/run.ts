@@ -145,16 +145,16 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
         }
         continue;
       }
-      const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: job });
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: job });
       workers.push(new Promise<void>((resolve) => {
         let reported = false;
-        w.on('message', (m: { type: string; line?: string; code?: ErrnoName; message?: string }) => {
+        worker.on('message', (m: { type: string; line?: string; code?: ErrnoName; message?: string }) => {
           if (m.type === 'ready') workerReady();
           else if (m.type === 'log') io.err(S.logPrefix(nowMs(), `worker_${k}`) + m.line + '\n');
           else if (m.type === 'error') { reported = true; errors.push({ code: m.code ?? 'EIO', message: m.message ?? 'worker failed' }); Atomics.store(stop, 0, 1); }
         });
-        w.on('error', (e) => { if (!reported) errors.push({ code: 'EIO', message: `worker ${k}: ${e.message}` }); Atomics.store(stop, 0, 1); });
-        w.on('exit', () => resolve());
+        worker.on('error', (e) => { if (!reported) errors.push({ code: 'EIO', message: `worker ${k}: ${e.message}` }); Atomics.store(stop, 0, 1); });
+        worker.on('exit', () => resolve());
       }));
     }
     if (cfg.reportMs > 0) timer = startReports(cfg, io, stats, n);

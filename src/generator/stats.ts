@@ -80,8 +80,8 @@ export interface Totals {
 export function totals(c: Float64Array, n: number): Totals {
   const t: Totals = { pkts: 0, bytes: 0, events: 0, drops: 0, seqGaps: 0, seqLost: 0, seqOoo: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, txPkts: 0, lateMaxMs: 0, slipped: 0, runDelayMs: 0, onCpuMs: 0, cpuWaitsMs: [], seconds: 0 };
   let t0 = Infinity, t1 = 0;
-  for (let w = 0; w < n; w++) {
-    const b = w * STATS_WORDS;
+  for (let worker = 0; worker < n; worker++) {
+    const b = worker * STATS_WORDS;
     t.pkts += c[b + S_PKTS]!; t.bytes += c[b + S_BYTES]!; t.events += c[b + S_EVENTS]!; t.drops += c[b + S_DROPS]!;
     t.seqGaps += c[b + S_SEQ_GAPS]!; t.seqLost += c[b + S_SEQ_LOST]!; t.seqOoo += c[b + S_SEQ_OOO]!;
     t.rttCount += c[b + S_RTT_COUNT]!; t.rttSum += c[b + S_RTT_SUM]!; t.txPkts += c[b + S_TX_PKTS]!;

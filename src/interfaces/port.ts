@@ -245,7 +245,7 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   const reg = registry();
   const ifname = st.ifname;
   const me = selfTid();
-  const i32 = port.sp.i32;
+  const i32 = port.mem.i32;
   const n = port.numRxRings;
   for (const r of port.rxRings) {
     if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
@@ -315,7 +315,7 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
     st.nicRx[k]!.close();
     st.nicRx[k] = undefined;
-    Atomics.compareExchange(port.sp.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
+    Atomics.compareExchange(port.mem.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
   }
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_TX) continue;
@@ -397,18 +397,18 @@ class InterfaceAdapter implements PortAdapter {
       this.leave();
       throw e;
     }
-    this.u8 = port.sp.u8;
-    const w: Watch[] = [];
+    this.u8 = port.mem.u8;
+    const watches: Watch[] = [];
     const memId = port.memId;
     for (const r of port.rxRings) {
       const fd = this.rxFd(r);
-      if (fd >= 0) w.push({ fd, events: native.POLLIN, ringOffset: r.offset, memId });
+      if (fd >= 0) watches.push({ fd, events: native.POLLIN, ringOffset: r.offset, memId });
     }
     for (const r of port.txRings) {
       const fd = this.txFd(r);
-      if (fd >= 0) w.push({ fd, events: native.POLLOUT, ringOffset: r.offset, memId });
+      if (fd >= 0) watches.push({ fd, events: native.POLLOUT, ringOffset: r.offset, memId });
     }
-    this.watchKey = w.length > 0 ? watch(w) : 0;
+    this.watchKey = watches.length > 0 ? watch(watches) : 0;
   }
 
   private rxFd(r: Ring): number {

@@ -57,9 +57,9 @@ class PipeAdapter implements PortAdapter {
 
   constructor(port: Port) {
     this.port = port;
-    this.u32 = port.sp.u32;
-    this.u16 = port.sp.u16;
-    this.i32 = port.sp.i32;
+    this.u32 = port.mem.u32;
+    this.u16 = port.mem.u16;
+    this.i32 = port.mem.i32;
     const reg = registry();
     const peer = reg.portGet(port.index, L.PE_PEER) - 1;
     if (peer < 0 || !reg.portLive(peer)) fail('ENXIO', `${port.spec}: the other end of the pipe is gone`);
@@ -137,9 +137,9 @@ class PipeAdapter implements PortAdapter {
       if (complete >= 0) {
         const last = (complete - dst) >>> 2;
         Atomics.store(this.i32, (peer >>> 2) + SHADOW, last + 1 === n ? 0 : last + 1);
-        sync.notify(this.port.sp, peer);
+        sync.notify(this.port.mem, peer);
       }
-      sync.count(this.port.sp, ring.offset, packets, bytes, 0);
+      sync.count(this.port.mem, ring.offset, packets, bytes, 0);
     }
     // (a plain load: the peer publishes with Atomics.store, and x86/arm64 loads of an aligned
     // word are atomic; the ordering that matters is the store/notify pair in the publisher)
@@ -197,7 +197,7 @@ class PipeAdapter implements PortAdapter {
         }
         u32[ringWord + HWCUR] = head;
         Atomics.store(this.i32, (peer >>> 2) + SHADOW, head === 0 ? n - 1 : head - 1);
-        sync.notify(this.port.sp, peer);
+        sync.notify(this.port.mem, peer);
       }
     } else ok = false;
     let tail = this.i32[ringWord + SHADOW]!;
@@ -205,7 +205,7 @@ class PipeAdapter implements PortAdapter {
     const before = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail !== before) {
       const got = tail >= before ? tail - before : tail + n - before;
-      sync.count(this.port.sp, ring.offset, got, 0, 0);
+      sync.count(this.port.mem, ring.offset, got, 0, 0);
     }
     sync.setTail(ring, tail);
     sync.stampRx(ring, tail !== before);

@@ -155,8 +155,7 @@ export class Port {
   readonly parsed: PortSpec;
   /** Name of the port in the registry (netmap's nr_name). */
   readonly name: string;
-  readonly sp: AddressSpace;
-  /** The shared views: every buffer of every port is inside sp.u8. */
+  /** The shared views: every buffer of every port is inside mem.u8 (netmap's one memory region). */
   readonly mem: AddressSpace;
   readonly index: number;
   readonly kind: number;
@@ -189,7 +188,6 @@ export class Port {
     spec: PortSpec; index: number; token: number; nifp: number; tx: Ring[]; rx: Ring[]; extra: number; noTxPoll: boolean;
   }) {
     const reg = registry();
-    this.sp = reg.sp;
     this.mem = reg.sp;
     this.spec = init.spec.spec;
     this.parsed = init.spec;
@@ -216,10 +214,10 @@ export class Port {
 
   /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */
   get bufsHead(): number {
-    return this.sp.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
+    return this.mem.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2]!;
   }
   set bufsHead(idx: number) {
-    this.sp.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2] = idx;
+    this.mem.u32[(this.nifp + L.NIFP_BUFS_HEAD) >>> 2] = idx;
   }
 
   /** Space offset of buffer `idx` of this port's allocator. */
@@ -251,7 +249,7 @@ export class Port {
    * adapter's verdict (true for a skipped ring).
    */
   private syncRing(ring: Ring, tx: boolean): boolean {
-    const i32 = this.sp.i32;
+    const i32 = this.mem.i32;
     // The common case, one handle on the ring: nobody else can be syncing it, so no atomic
     // operations (two of them cost ~40 ns a sync in V8). A second handle that binds the ring
     // while this one is in a sync can overlap that one sync; the prologues repair whatever that
@@ -338,9 +336,9 @@ export class Port {
   armWait(events: number): number {
     let n = 0;
     const add = (r: Ring): void => {
-      sync.addWaiter(this.sp, r.offset, 1);
-      this.waitAddrs[n] = this.sp.absolute(r.offset + L.KR_WAKE);
-      this.waitVals[n] = sync.wakeSeq(this.sp, r.offset);
+      sync.addWaiter(this.mem, r.offset, 1);
+      this.waitAddrs[n] = this.mem.absolute(r.offset + L.KR_WAKE);
+      this.waitVals[n] = sync.wakeSeq(this.mem, r.offset);
       n++;
       this.adapter.armed?.(r);
     };
@@ -353,7 +351,7 @@ export class Port {
 
   disarmWait(events: number): void {
     const leave = (r: Ring): void => {
-      sync.addWaiter(this.sp, r.offset, -1);
+      sync.addWaiter(this.mem, r.offset, -1);
       this.adapter.disarmed?.(r);
     };
     if ((events & POLLOUT) !== 0) for (const r of this.txRings) leave(r);
@@ -371,7 +369,7 @@ export class Port {
    * len, or 0 when no ring has room. Does not sync.
    */
   inject(src: Uint8Array, start: number, len: number): number {
-    const u8 = this.sp.u8;
+    const u8 = this.mem.u8;
     for (const r of this.txRings) {
       const frags = Math.max(1, Math.ceil(len / r.bufSize));
       if (r.space() < frags) continue;

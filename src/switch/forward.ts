@@ -133,7 +133,7 @@ export class ValeAdapter implements PortAdapter {
   constructor(port: Port) {
     this.port = port;
     this.reg = registry();
-    const sp = port.sp;
+    const sp = port.mem;
     this.u8 = sp.u8;
     this.u16 = sp.u16;
     this.u32 = sp.u32;
@@ -149,7 +149,7 @@ export class ValeAdapter implements PortAdapter {
 
   /** The address space of this handle's port (every buffer of every port is in it). */
   get space(): AddressSpace {
-    return this.port.sp;
+    return this.port.mem;
   }
 
   /** The delivery set with setOutsideDelivery, or null. */
@@ -479,7 +479,7 @@ export class ValeAdapter implements PortAdapter {
     const lease = this.lease;
     this.leases.reserve(ring, n, needed, lease, totalPkts, f64);
     if (lease.count === 0) { // full: the drops are counted already
-      if (lease.moved) sync.notify(this.port.sp, ring);
+      if (lease.moved) sync.notify(this.port.mem, ring);
       return;
     }
     const dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!, dNum = this.pNumBufs[d]!;
@@ -527,7 +527,7 @@ export class ValeAdapter implements PortAdapter {
     }
     // what did not fit is dropped (netmap stops at the first packet that does not fit)
     const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - pkts, f64);
-    if (moved || lease.moved) sync.notify(this.port.sp, ring);
+    if (moved || lease.moved) sync.notify(this.port.mem, ring);
   }
 
   // ---- rxsync -----------------------------------------------------------------------------------

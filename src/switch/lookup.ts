@@ -137,16 +137,16 @@ export function loadedLookup(module: string, config: string, ctx: LookupContext)
 /** The LookupContext of switch `switchName` in this process. */
 export function lookupContext(switchName: string): LookupContext {
   const reg = registry();
-  let sw = -1;
+  let cachedIndex = -1;
   let checks = 0;
   // A switch with a plugged-in lookup stays (it is not destroyed with its last port), so its
   // index is stable while the lookup is in use: the name is re-checked only once per 4096 calls
   // (a string read per frame would cost more than the lookup itself).
   const switchIndex = (): number => {
-    if (sw < 0 || ((++checks & 4095) === 0 && switchNameAt(reg.sp.u8, reg.base + reg.switchEntry(sw) + L.SW_NAME) !== switchName)) {
-      sw = reg.locked(() => reg.findSwitch(switchName));
+    if (cachedIndex < 0 || ((++checks & 4095) === 0 && switchNameAt(reg.sp.u8, reg.base + reg.switchEntry(cachedIndex) + L.SW_NAME) !== switchName)) {
+      cachedIndex = reg.locked(() => reg.findSwitch(switchName));
     }
-    return sw;
+    return cachedIndex;
   };
   return {
     switchName,

@@ -235,11 +235,11 @@ async function run(args: Args): Promise<number> {
         };
         const batch = args.count > 0 ? 256 : 0;
         // Records that need no change go to the output file byte for byte (no decoding).
-        const w = writer as PcapWriter | PcapngWriter | null;
-        const raw = w instanceof PcapWriter && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
-          rd.nanosecond === args.nano && rd.snaplen <= w.snaplen;
+        const pcapWriter = writer as PcapWriter | PcapngWriter | null;
+        const raw = pcapWriter instanceof PcapWriter && args.count === 0 && rd.format === 'pcap' && rd.littleEndian &&
+          rd.nanosecond === args.nano && rd.snaplen <= pcapWriter.snaplen;
         const sink = (u8: Uint8Array, off: number, len: number, records: number): void => {
-          (w as PcapWriter).writeRaw(u8, off, len, records);
+          (pcapWriter as PcapWriter).writeRaw(u8, off, len, records);
           accepted += records;
         };
         try {

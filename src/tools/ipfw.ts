@@ -69,10 +69,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (argv[0] === 'attach' || argv[0] === 'detach') {
       const { attachFirewall, detachFirewall } = await import('../firewall/attach.js');
-      const sw = argv[1];
-      if (sw === undefined || argv.length > 3 || (argv[2] !== undefined && argv[2] !== '-D')) { console.error(`ipfw: usage: ${argv[0]} valeX${argv[0] === 'attach' ? ' [-D]' : ''}`); return 64; }
-      if (argv[0] === 'attach') await attachFirewall(sw, { defaultAccept: argv[2] !== '-D' });
-      else await detachFirewall(sw);
+      const switchName = argv[1];
+      if (switchName === undefined || argv.length > 3 || (argv[2] !== undefined && argv[2] !== '-D')) { console.error(`ipfw: usage: ${argv[0]} valeX${argv[0] === 'attach' ? ' [-D]' : ''}`); return 64; }
+      if (argv[0] === 'attach') await attachFirewall(switchName, { defaultAccept: argv[2] !== '-D' });
+      else await detachFirewall(switchName);
       return 0;
     }
     // a rules file: the last word names an existing file and everything before it is flags

@@ -207,16 +207,16 @@ test('a ring another live thread is syncing is skipped; one left busy by a dead 
   try {
     tx.setSlotLen(tx.head, 60);
     tx.advance(tx.next(tx.head));
-    m.sp.i32[busyWord] = live.pid!;
+    m.mem.i32[busyWord] = live.pid!;
     m.txsync();
     s.rxsync();
     assert.equal(rx.space(), 0, 'the busy ring was skipped: nothing moved');
-    assert.equal(m.sp.i32[busyWord], live.pid, 'the live owner keeps the ring');
-    m.sp.i32[busyWord] = dead.pid!;
+    assert.equal(m.mem.i32[busyWord], live.pid, 'the live owner keeps the ring');
+    m.mem.i32[busyWord] = dead.pid!;
     m.txsync();
     s.rxsync();
     assert.equal(rx.space(), 1, 'taken over from the dead owner: the packet moved');
-    assert.equal(m.sp.i32[busyWord], 0, 'and released after the sync');
+    assert.equal(m.mem.i32[busyWord], 0, 'and released after the sync');
   } finally {
     live.kill('SIGKILL');
     m.close();
