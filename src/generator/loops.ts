@@ -10,7 +10,6 @@
  * ranges, the sequence number, the ping stamp) with checksums recomputed arithmetically.
  */
 import { fail } from '../errors.js';
-import * as L from '../memory/layout.js';
 import { POLLIN, POLLOUT, POLLERR, type Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
 import { AddrWalker } from './addr.js';
@@ -21,6 +20,7 @@ import * as S from './stats.js';
 import { hexDump } from './dump.js';
 import type { CpuWaitMeter } from './cpuwait.js';
 import { fillConstant, slotAfter, sumLengths } from './slots.js';
+import { SLOT_WORDS, SLOT_WORD_BUF_IDX, slotLenAtWord, setSlotLenAtWord, setSlotFlagsAtWord } from '../rings/slot.js';
 
 /** How long one poll may sleep before the stop flag is looked at again. */
 const POLL_SLICE_MS = 100;
@@ -48,8 +48,6 @@ export interface LoopArgs {
   /** This thread's wait for a CPU (rx samples it to find its longest stall). */
   cpuWait: CpuWaitMeter;
 }
-
-const SLOTS = L.RING_SLOTS;
 
 /**
  * port.poll() with a short busy phase first: before sleeping on the futex, look again (one sync
@@ -135,13 +133,13 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
       if (space < c[S.S_MIN_SPACE]!) c[S.S_MIN_SPACE] = space;
       const n = space < left ? space : left;
       if (n === 0) continue;
-      const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2, bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
+      const ns = r.numSlots, slotsWord = r.slotWord, bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
       const fill = filled[ri]!;
       let i = r.head;
-      if (constant) i = fillConstant(u8, u32, sw, ns, i, n, fill, bufBase, bsz, nb, tplAt, size);
+      if (constant) i = fillConstant(u8, u32, slotsWord, ns, i, n, fill, bufBase, bsz, nb, tplAt, size);
       else for (let k = 0; k < n; k++) {
-        const w = sw + 4 * i;
-        let idx = u32[w]!;
+        const slotWord = slotsWord + SLOT_WORDS * i;
+        let idx = u32[slotWord + SLOT_WORD_BUF_IDX]!;
         if (idx >= nb) idx = 0;
         const off = bufBase + idx * bsz;
         if (fill[i] !== idx) { u8.copyWithin(off, tplAt, tplEnd); fill[i] = idx; }
@@ -153,8 +151,8 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
         } else if (withSeq) {
           put16(u8, off + UDP_OFF + 6, tpl.udpChecksum(addrSum, extra));
         }
-        u16[2 * w + 2] = size;
-        u16[2 * w + 3] = 0;
+        setSlotLenAtWord(u16, slotWord, size);
+        setSlotFlagsAtWord(u16, slotWord, 0);
         i = i + 1 === ns ? 0 : i + 1;
       }
       r.advance(i);
@@ -219,16 +217,16 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
       if (avail <= n) fullBatch = false; // this ring is drained
       if (n === 0) continue;
       if (got === 0) c[S.S_T_START] = nowMs();
-      const ns = r.numSlots, sw = (r.offset + SLOTS) >>> 2;
+      const ns = r.numSlots, slotsWord = r.slotWord;
       let i = r.head;
       if (withSeq) {
         const bufBase = r.bufBase, bsz = r.bufSize, nb = r.numBufs;
         let exp = expected[ri]!;
         for (let k = 0; k < n; k++) {
-          const w = sw + 4 * i;
-          const len = u16[2 * w + 2]!;
+          const slotWord = slotsWord + SLOT_WORDS * i;
+          const len = slotLenAtWord(u16, slotWord);
           bytes += len;
-          const idx = u32[w]!;
+          const idx = u32[slotWord + SLOT_WORD_BUF_IDX]!;
           if (len >= SEQ_OFF + 4 && idx < nb) {
             const s = get32(u8, bufBase + idx * bsz + SEQ_OFF);
             if (s !== exp) {
@@ -246,7 +244,7 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
         }
         expected[ri] = exp;
       } else {
-        bytes += sumLengths(u16, sw, ns, i, n);
+        bytes += sumLengths(u16, slotsWord, ns, i, n);
         i = slotAfter(i, n, ns);
       }
       if (cfg.dump) {
@@ -302,11 +300,12 @@ export function pingLoop(a: LoopArgs): void {
     if ((rev & POLLOUT) === 0) continue;
     let n = Math.min(tx.space(), cfg.burst);
     if (limit > 0 && n > limit - sent) n = limit - sent;
-    const sw = (tx.offset + SLOTS) >>> 2, ns = tx.numSlots;
+    const slotsWord = tx.slotWord, ns = tx.numSlots;
     let i = tx.head;
     for (let k = 0; k < n; k++) {
-      const w = sw + 4 * i;
-      const off = tx.bufBase + (u32[w]! < tx.numBufs ? u32[w]! : 0) * tx.bufSize;
+      const slotWord = slotsWord + SLOT_WORDS * i;
+      const idx = u32[slotWord + SLOT_WORD_BUF_IDX]!;
+      const off = tx.bufBase + (idx < tx.numBufs ? idx : 0) * tx.bufSize;
       u8.copyWithin(off, tplAt, tplEnd);
       const t = performance.now();
       const sec = Math.floor(t / 1000), nsec = Math.floor((t - sec * 1000) * 1e6);
@@ -316,8 +315,8 @@ export function pingLoop(a: LoopArgs): void {
       const extra = (counter >>> 16) + (counter & 0xffff) + (sec >>> 16) + (sec & 0xffff) + (nsec >>> 16) + (nsec & 0xffff);
       put16(u8, off + UDP_OFF + 6, tpl.udpChecksum(addrSum, extra));
       counter = (counter + 1) >>> 0;
-      u16[2 * w + 2] = cfg.size;
-      u16[2 * w + 3] = 0;
+      setSlotLenAtWord(u16, slotWord, cfg.size);
+      setSlotFlagsAtWord(u16, slotWord, 0);
       i = i + 1 === ns ? 0 : i + 1;
     }
     tx.advance(i);
@@ -334,13 +333,13 @@ export function pingLoop(a: LoopArgs): void {
       checkPoll(r2, port);
       if ((r2 & POLLIN) === 0) continue;
       for (const r of rxRings) {
-        const rsw = (r.offset + SLOTS) >>> 2, rns = r.numSlots;
+        const rxSlotsWord = r.slotWord, rns = r.numSlots;
         let j = r.head;
         const m = r.space();
         for (let k = 0; k < m; k++) {
-          const w = rsw + 4 * j;
-          const len = u16[2 * w + 2]!;
-          const idx = u32[w]!;
+          const slotWord = rxSlotsWord + SLOT_WORDS * j;
+          const len = slotLenAtWord(u16, slotWord);
+          const idx = u32[slotWord + SLOT_WORD_BUF_IDX]!;
           bytes += len;
           received++;
           if (len >= PING_MIN_FRAME && idx < r.numBufs) {
@@ -387,19 +386,19 @@ export function pongLoop(a: LoopArgs): void {
       let m = Math.min(r.space(), tx.space());
       if (limit > 0 && m > limit - got) m = limit - got;
       if (m === 0) continue;
-      const rsw = (r.offset + SLOTS) >>> 2, tsw = (tx.offset + SLOTS) >>> 2;
+      const rxSlotsWord = r.slotWord, txSlotsWord = tx.slotWord;
       let j = r.head, i = tx.head;
       for (let k = 0; k < m; k++) {
-        const rw = rsw + 4 * j, tw = tsw + 4 * i;
-        let len = u16[2 * rw + 2]!;
+        const rxSlot = rxSlotsWord + SLOT_WORDS * j, txSlot = txSlotsWord + SLOT_WORDS * i;
+        let len = slotLenAtWord(u16, rxSlot);
         if (len > tx.bufSize) len = tx.bufSize;
-        const ridx = u32[rw]!, tidx = u32[tw]!;
+        const ridx = u32[rxSlot + SLOT_WORD_BUF_IDX]!, tidx = u32[txSlot + SLOT_WORD_BUF_IDX]!;
         const src = r.bufBase + (ridx < r.numBufs ? ridx : 0) * r.bufSize;
         const dst = tx.bufBase + (tidx < tx.numBufs ? tidx : 0) * tx.bufSize;
         u8.copyWithin(dst, src, src + len);
         swapForReply(u8, dst, len);
-        u16[2 * tw + 2] = len;
-        u16[2 * tw + 3] = 0;
+        setSlotLenAtWord(u16, txSlot, len);
+        setSlotFlagsAtWord(u16, txSlot, 0);
         bytes += len;
         j = j + 1 === r.numSlots ? 0 : j + 1;
         i = i + 1 === tx.numSlots ? 0 : i + 1;

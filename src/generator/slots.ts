@@ -6,9 +6,20 @@
  * slot) and four slots per iteration: in V8 a loop's own overhead costs more than a slot's load
  * or store, and at pipe speed (over 100 Mpps) these loops are most of pkt-gen's time.
  *
- * Slot i of a ring is the four u32 words from `slotWord + 4 * i`: buf_idx, len | flags << 16,
- * ptr (two words).
+ * Slot i of a ring is the SLOT_WORDS u32 words from `slotWord + SLOT_WORDS * i` (rings/slot.ts):
+ * buf_idx, len | flags << 16, ptr (two words). These loops index the words with slot.ts's named
+ * offsets instead of calling its accessors: the sender sets len and clears flags with one 32-bit
+ * store (the accessors would make it two 16-bit ones), and the receiver strides over the len
+ * halves; the accessors were measured not to inline in VALE's loops of the same shape
+ * (switch/forward.ts), and these are pkt-gen's hottest.
  */
+import { SLOT_WORDS, SLOT_WORD_BUF_IDX, SLOT_WORD_LEN_FLAGS, SLOT_LEN_HALF } from '../rings/slot.js';
+
+/** Offsets of the words of the 2nd, 3rd and 4th slot of an unrolled group, from the 1st. */
+const S1 = SLOT_WORDS, S2 = 2 * SLOT_WORDS, S3 = 3 * SLOT_WORDS;
+const BUF = SLOT_WORD_BUF_IDX, LF = SLOT_WORD_LEN_FLAGS;
+/** The same in u16 units, for the len halves. */
+const H1 = 2 * SLOT_WORDS, H2 = 4 * SLOT_WORDS, H3 = 6 * SLOT_WORDS;
 
 /**
  * Makes `k` slots from `from` (wrapping at `numSlots`) carry the template frame: a slot whose
@@ -26,17 +37,17 @@ export function fillConstant(
   while (left > 0) {
     const seg = numSlots - i < left ? numSlots - i : left;
     const end = i + seg, end4 = end - 3;
-    let w = slotWord + 4 * i;
+    let w = slotWord + SLOT_WORDS * i;
     // Common case: the four slots hold the buffers filled last time round (one test for four).
-    for (; i < end4; i += 4, w += 16) {
-      if (((u32[w]! ^ filled[i]!) | (u32[w + 4]! ^ filled[i + 1]!) | (u32[w + 8]! ^ filled[i + 2]!) | (u32[w + 12]! ^ filled[i + 3]!)) === 0) {
-        u32[w + 1] = size; u32[w + 5] = size; u32[w + 9] = size; u32[w + 13] = size;
+    for (; i < end4; i += 4, w += 4 * SLOT_WORDS) {
+      if (((u32[w + BUF]! ^ filled[i]!) | (u32[w + S1 + BUF]! ^ filled[i + 1]!) | (u32[w + S2 + BUF]! ^ filled[i + 2]!) | (u32[w + S3 + BUF]! ^ filled[i + 3]!)) === 0) {
+        u32[w + LF] = size; u32[w + S1 + LF] = size; u32[w + S2 + LF] = size; u32[w + S3 + LF] = size;
         continue;
       }
-      for (let j = 0; j < 4; j++) fillSlot(u8, u32, w + 4 * j, i + j, filled, bufBase, bufSize, numBufs, tplAt, size);
+      for (let j = 0; j < 4; j++) fillSlot(u8, u32, w + SLOT_WORDS * j, i + j, filled, bufBase, bufSize, numBufs, tplAt, size);
     }
-    for (; i < end; i++, w += 4) {
-      if (u32[w] === filled[i]) u32[w + 1] = size;
+    for (; i < end; i++, w += SLOT_WORDS) {
+      if (u32[w + BUF] === filled[i]) u32[w + LF] = size;
       else fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
     }
     left -= seg;
@@ -49,14 +60,14 @@ function fillSlot(
   u8: Uint8Array, u32: Uint32Array, w: number, i: number, filled: Int32Array,
   bufBase: number, bufSize: number, numBufs: number, tplAt: number, size: number,
 ): void {
-  let idx = u32[w]!;
+  let idx = u32[w + BUF]!;
   if (filled[i] !== idx) {
     filled[i] = idx;
     if (idx >= numBufs) idx = 0;
     const off = bufBase + idx * bufSize;
     u8.copyWithin(off, tplAt, tplAt + size);
   }
-  u32[w + 1] = size;
+  u32[w + LF] = size;
 }
 
 /** Sum of the lengths of `k` slots from `from` (wrapping at `numSlots`). */
@@ -64,10 +75,11 @@ export function sumLengths(u16: Uint16Array, slotWord: number, numSlots: number,
   let i = from, left = k, sum = 0;
   while (left > 0) {
     const seg = numSlots - i < left ? numSlots - i : left;
-    let p = (slotWord + 4 * i) * 2 + 2;
-    const end = p + 8 * seg, end4 = end - 24;
-    for (; p < end4; p += 32) sum += u16[p]! + u16[p + 8]! + u16[p + 16]! + u16[p + 24]!;
-    for (; p < end; p += 8) sum += u16[p]!;
+    // p walks the len halves: one slot is 2 * SLOT_WORDS u16s.
+    let p = 2 * (slotWord + SLOT_WORDS * i) + SLOT_LEN_HALF;
+    const end = p + H1 * seg, end4 = end - H3;
+    for (; p < end4; p += 4 * H1) sum += u16[p]! + u16[p + H1]! + u16[p + H2]! + u16[p + H3]!;
+    for (; p < end; p += H1) sum += u16[p]!;
     left -= seg;
     i += seg;
     if (i === numSlots) i = 0;
