@@ -38,6 +38,7 @@ function childMustStop(): boolean {
 }
 
 async function childMain(role: string, args: string[]): Promise<void> {
+  await import('../src/port-types.js');
   const { openPort } = await import('../src/ports/index.js');
   if (role === 'send') {
     const [portName, lenText, idText, dstText] = args;

@@ -2,6 +2,10 @@
  * The firewall's public API (`netmap-ts/firewall`): the kipfw daemon, a firewall's store as any
  * process sees it, the VALE attachment, and the rule language.
  */
+// A package entry point (netmap-ts/firewall): Kipfw opens ports by name, so the port types are
+// plugged in here as the package's top does.
+import '../port-types.js';
+
 export { Kipfw, ifaceName, type KipfwOptions } from './daemon.js';
 export { Firewall, type FirewallOptions } from './firewall.js';
 export { attachFirewall, detachFirewall } from './attach.js';

@@ -13,7 +13,7 @@ export function loadPortTypes(): Promise<string[]> {
 }
 
 async function load(): Promise<string[]> {
-  await import('../ports/index.js');
+  await import('../port-types.js');
   const have: string[] = [];
   for (const spec of OPTIONAL) {
     try {

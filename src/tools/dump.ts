@@ -255,7 +255,7 @@ async function run(args: Args): Promise<number> {
         rd.close();
       }
     } else if (args.iface !== undefined) {
-      const { openLive } = await import('../capture/live.js');
+      const [{ openLive }] = await Promise.all([import('../capture/live.js'), import('../port-types.js')]);
       const cap = openLive(args.iface, { snaplen });
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');

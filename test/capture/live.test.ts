@@ -16,6 +16,7 @@ import { compileFilter } from '../../src/capture/filter.js';
 import { compileProgram } from '../../src/capture/jit.js';
 import { openCaptureFile } from '../../src/capture/reader.js';
 import { PcapWriter } from '../../src/capture/writer.js';
+import '../../src/port-types.js'; // every port type, plugged into openPort
 import { openPort } from '../../src/ports/index.js';
 import { replayFile } from '../../src/capture/replay.js';
 import { ether, ip4, udp, tcp, padFrame, TCP_SYN } from '../../src/capture/build.js';

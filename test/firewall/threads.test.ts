@@ -9,6 +9,7 @@ import fs from 'node:fs';
 const DIR = `/dev/shm/netmap-ts-test-fwthreads-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort } = await import('../../src/ports/index.js');
 const { drain } = await import('./kipfw-lab.js');
 const { Kipfw } = await import('../../src/firewall/daemon.js');

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 const DIR = `/dev/shm/netmap-ts-test-fwvale-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort } = await import('../../src/ports/index.js');
 const { drain } = await import('./kipfw-lab.js');
 const vale = await import('../../src/switch/index.js');

@@ -15,6 +15,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 process.env.NETMAP_TS_DIR = fs.mkdtempSync('/dev/shm/nmts-pgframes-');
 after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
 
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort, POLLIN } = await import('../../src/ports/index.js');
 const { start, run } = await import('./helpers.js');
 const { skipReason, withLab, sleep } = await import('../helpers/netns.js');

@@ -8,6 +8,7 @@ process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ?
 after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
 
 const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort } = await import('../../src/ports/index.js');
 const { PacketTransmitter } = await import('../../src/interfaces/packet.js');
 const { flowHash } = await import('../../src/interfaces/lb.js');

@@ -96,7 +96,7 @@ test('pkt-gen -p 2 on an interface: two threads of one process on two rings, tx 
 test('threads of one process: a served RX ring is EBUSY for another thread; the split goes with the last handle', opts, () => withLab((lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
-  const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+  const PORTS = new URL('../../src/index.js', import.meta.url).pathname; // the top: openPort and the port types
   const SPLIT = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
   const script = `
     const { Worker } = await import('node:worker_threads');

@@ -9,6 +9,7 @@ after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true
 
 const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
 const { stageLibrary } = await import('../helpers/staged.js');
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
 const { setReceiveHook, hookedFrames } = await import('../../src/bwrap/receive-hook.js');
 const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces/packet.js');
@@ -24,7 +25,7 @@ if (skip !== null) console.log(`# skipping interface port tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 90_000 };
 const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
 const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
-const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+const PORTS = new URL('../../src/index.js', import.meta.url).pathname; // the top: openPort and the port types
 const IFPORT = new URL('../../src/interfaces/port.js', import.meta.url).pathname;
 const PKT = new URL('../../src/interfaces/packet.js', import.meta.url).pathname;
 const SPACE = new URL('../../src/memory/space.js', import.meta.url).pathname;
@@ -424,7 +425,7 @@ test('netmap:IF as an unprivileged user: EPERM with a hint', { ...opts, skip: op
   // The child (uid 65534) loads a world-readable copy of the library: the checkout itself may lie
   // in a private folder (a clone in a `mktemp -d` folder) where it could not read it.
   const staged = stageLibrary();
-  const script = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)}; const p = await import(${JSON.stringify(staged.module('ports/index.js'))}); try { p.openPort('netmap:a0'); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
+  const script = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)}; const p = await import(${JSON.stringify(staged.module('index.js'))}); try { p.openPort('netmap:a0'); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
   try {
     const r = lab.run(a, 'setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], 30_000);
     assert.match(r.stdout, /^EPERM .*(root|CAP_NET)/m, r.stdout + r.stderr);

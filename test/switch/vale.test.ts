@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 const DIR = `/dev/shm/netmap-ts-test-vale-${process.pid}`;
 process.env.NETMAP_TS_DIR = DIR;
 
+await import('../../src/port-types.js'); // every port type, plugged into openPort
 const { openPort } = await import('../../src/ports/index.js');
 const vale = await import('../../src/switch/index.js');
 const { NetmapError } = await import('../../src/errors.js');
@@ -441,7 +442,7 @@ test('worker threads of one process send into one port at once: no loss, order k
         }
         p.close(); parentPort.postMessage('done');
       })();`;
-    const ports = new URL('../../src/ports/index.js', import.meta.url).href;
+    const ports = new URL('../../src/index.js', import.meta.url).href; // the top: openPort and the port types
     const workers = [1, 2, 3].map((id) => new Worker(code, { eval: true, workerData: { ports, id, name: `vale14:w${id}` }, env: { ...process.env } }));
     await Promise.all(workers.map((w) => new Promise((res, rej) => { w.once('message', res); w.once('error', rej); })));
     const got = drain(r);

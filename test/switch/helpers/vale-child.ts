@@ -6,6 +6,7 @@
  *   hang PORT DESTPORT              take a lease on DESTPORT's RX ring and never complete it
  * Prints "ready" when set up and one JSON line with the result at the end.
  */
+import '../../../src/port-types.js'; // every port type, plugged into openPort
 import { openPort } from '../../../src/ports/index.js';
 import { registry } from '../../../src/memory/registry.js';
 import { LeaseOps, Lease } from '../../../src/switch/lease.js';
