@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -111,6 +111,16 @@ export const PE_IF_USERS = PE_EXTRA + 16;
 export const PE_IF_SINK_FD = PE_EXTRA + 20;
 export const PE_IF_HOST_FD = PE_EXTRA + 24;
 export const PE_IF_FANOUT = PE_EXTRA + 28;
+/**
+ * Interface ports, for the process holding the split: the backend of the NIC rings
+ * (IF_BACKEND_*, with IF_BACKEND_ZEROCOPY once a socket bound zero-copy) and, with AF_XDP, the
+ * descriptors of the XSKMAP, the XDP link and the program (threads of the owner use the map).
+ */
+export const PE_IF_BACKEND = PE_EXTRA + 32;
+export const PE_IF_XDP_MAP_FD = PE_EXTRA + 36;
+export const PE_IF_XDP_LINK_FD = PE_EXTRA + 40;
+export const PE_IF_XDP_PROG_FD = PE_EXTRA + 44;
+export const IF_BACKEND_PACKET = 0, IF_BACKEND_XDP_NATIVE = 1, IF_BACKEND_XDP_SKB = 2, IF_BACKEND_ZEROCOPY = 0x100;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records

@@ -32,6 +32,8 @@ export interface PortAdapter {
   armed?(ring: Ring): void;
   /** Called when a sleeper has left `ring` (after armed; optional). */
   disarmed?(ring: Ring): void;
+  /** How the port reaches its data (interfaces: 'xdp native copy', 'packet', 'tap'; optional). */
+  readonly backend?: string;
 }
 
 export type AdapterFactory = (port: Port) => PortAdapter;
@@ -212,6 +214,14 @@ export class Port {
     const type = typesByKind.get(this.kind);
     if (type === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
     this.adapter = type.adapter(this);
+  }
+
+  /**
+   * The backend of an interface port's NIC rings: 'xdp native copy' (AF_XDP: program mode, bind
+   * mode), 'packet' (AF_PACKET), 'tap'; null for other kinds of ports.
+   */
+  get backend(): string | null {
+    return this.adapter.backend ?? null;
   }
 
   /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */
