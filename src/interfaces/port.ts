@@ -39,6 +39,7 @@ import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALI
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
+import { completePartialChecksum } from './csum.js';
 import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
 import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP } from './xdp-socket.js';
 import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-program.js';
@@ -59,6 +60,11 @@ const ETHTOOL_GDRVINFO = 0x3, SIOCETHTOOL = 0x8946;
 
 /** Whether `ifname` is a TAP device (ethtool driver name "tun"). */
 export function isTapDevice(ifname: string): boolean {
+  return driverName(ifname) === 'tun';
+}
+
+/** The driver of `ifname` as ethtool names it ('veth', 'tun', ...), '' when it cannot tell. */
+export function driverName(ifname: string): string {
   const info = Buffer.alloc(196);
   info.writeUInt32LE(ETHTOOL_GDRVINFO, 0);
   const ifr = Buffer.alloc(40);
@@ -68,9 +74,9 @@ export function isTapDevice(ifname: string): boolean {
   try {
     fd = native.socket(native.AF_INET, native.SOCK_DGRAM, 0);
     native.ioctl(fd, SIOCETHTOOL, ifr);
-    return info.toString('latin1', 4, 36).replace(/\0.*$/s, '') === 'tun';
+    return info.toString('latin1', 4, 36).replace(/\0.*$/s, '');
   } catch {
-    return false;
+    return '';
   } finally {
     if (fd >= 0) native.closeFd(fd);
   }
@@ -131,6 +137,14 @@ interface XdpQueue {
   /** Next RX slot to post (the posted slots are [tail, postEnd)); -1 before the first rxsync. */
   postEnd: number;
   txInFlight: number;
+  /**
+   * veth and TAP: frames a local stack sent arrive with the checksum it left for a device to
+   * finish, and AF_XDP says nothing of it (AF_PACKET says TP_STATUS_CSUMNOTREADY): complete
+   * those (csum.ts, completePartialChecksum).
+   */
+  fixPartial: boolean;
+  /** The last descriptor taken had XDP_PKT_CONTD: the next one continues a frame. */
+  inChain: boolean;
 }
 
 const NO_SLOT = 0xffff;
@@ -465,7 +479,11 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
     const reg = registry();
     reg.locked(() => reg.portSet(port.index, L.PE_IF_BACKEND, reg.portGet(port.index, L.PE_IF_BACKEND) | L.IF_BACKEND_ZEROCOPY));
   }
-  return { sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0 };
+  const driver = driverName(st.ifname);
+  return {
+    sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
+    fixPartial: driver === 'veth' || driver === 'tun', inChain: false,
+  };
 }
 
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
@@ -776,6 +794,8 @@ class InterfaceAdapter implements PortAdapter {
       ring.setSlotBufIdx(tail, x);
       ring.setSlotLen(tail, len);
       ring.setSlotFlags(tail, (options & XDP_PKT_CONTD) !== 0 ? NS_MOREFRAG : 0);
+      if (q.fixPartial && !q.inChain && (options & XDP_PKT_CONTD) === 0) completePartialChecksum(sp.u8, ring.bufOffset(x), len);
+      q.inChain = (options & XDP_PKT_CONTD) !== 0;
       tail = ring.next(tail);
       if ((options & XDP_PKT_CONTD) === 0) packets++;
       bytes += len;
