@@ -455,6 +455,8 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
       }
       st.xsk[k] = q;
     }
+    // netmap rings receive from the moment they are bound, not from their first rxsync
+    if (r.dir === L.RING_DIR_RX) lendFree(r, q);
     q.refs++;
     done.push(r);
   }
@@ -513,6 +515,45 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     st.nicTx[k]!.close();
     st.nicTx[k] = undefined;
   }
+}
+
+/**
+ * AF_XDP: lends the buffers of RX ring slots [postEnd, hwcur - 1) — the slots the kernel may fill
+ * that it has no buffer for yet — to the fill ring, each 256 bytes before its start.
+ */
+function lendFree(ring: Ring, q: XdpQueue): void {
+  const sock = q.sock, fill = sock.fill;
+  const i32 = ring.sp.i32, u32 = ring.sp.u32;
+  const n = ring.numSlots, bufSize = ring.bufSize, numBufs = ring.numBufs;
+  const lentBy = q.lentBy;
+  const hwcur = sync.hwcur(ring);
+  let tail = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
+  if (tail >= n) tail = hwcur;
+    if (q.postEnd < 0 || q.postEnd >= n) q.postEnd = tail;
+    const stop = hwcur === 0 ? n - 1 : hwcur - 1;
+    if (q.postEnd !== stop) {
+      let prod = Atomics.load(i32, fill.prodWord);
+      const room = fill.size - ((prod - Atomics.load(i32, fill.consWord)) | 0);
+      let posted = 0;
+      let p = q.postEnd;
+      while (p !== stop && posted < room) {
+        const idx = ring.slotBufIdx(p);
+        if (idx >= 2 && idx < numBufs) {
+          const d = (fill.desc + ((prod & fill.mask) << 3)) >>> 2;
+          u32[d] = idx * bufSize - XDP_HEADROOM;
+          u32[d + 1] = 0;
+          lentBy[idx] = p;
+          prod = (prod + 1) | 0;
+          posted++;
+        }
+        p = ring.next(p);
+      }
+      q.postEnd = p;
+      if (posted > 0) {
+        Atomics.store(i32, fill.prodWord, prod);
+        if ((u32[fill.flagsWord]! & XDP_RING_NEED_WAKEUP) !== 0) sock.wakeRx();
+      }
+    }
 }
 
 function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
@@ -740,39 +781,14 @@ class InterfaceAdapter implements PortAdapter {
    * NS_MOREFRAG.
    */
   private rxsyncXdp(ring: Ring, q: XdpQueue): number {
-    const sock = q.sock, fill = sock.fill, rx = sock.rx;
+    const sock = q.sock, rx = sock.rx;
     const sp = ring.sp, i32 = sp.i32, u32 = sp.u32;
     const n = ring.numSlots, bufSize = ring.bufSize, numBufs = ring.numBufs;
     const lentBy = q.lentBy;
     const hwcur = sync.hwcur(ring);
     let tail = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail >= n) tail = hwcur;
-    // lend [postEnd, hwcur - 1): the slots the kernel may fill that it has no buffer for yet
-    if (q.postEnd < 0 || q.postEnd >= n) q.postEnd = tail;
-    const stop = hwcur === 0 ? n - 1 : hwcur - 1;
-    if (q.postEnd !== stop) {
-      let prod = Atomics.load(i32, fill.prodWord);
-      const room = fill.size - ((prod - Atomics.load(i32, fill.consWord)) | 0);
-      let posted = 0;
-      let p = q.postEnd;
-      while (p !== stop && posted < room) {
-        const idx = ring.slotBufIdx(p);
-        if (idx >= 2 && idx < numBufs) {
-          const d = (fill.desc + ((prod & fill.mask) << 3)) >>> 2;
-          u32[d] = idx * bufSize - XDP_HEADROOM;
-          u32[d + 1] = 0;
-          lentBy[idx] = p;
-          prod = (prod + 1) | 0;
-          posted++;
-        }
-        p = ring.next(p);
-      }
-      q.postEnd = p;
-      if (posted > 0) {
-        Atomics.store(i32, fill.prodWord, prod);
-        if ((u32[fill.flagsWord]! & XDP_RING_NEED_WAKEUP) !== 0) sock.wakeRx();
-      }
-    }
+    lendFree(ring, q);
     let cons = Atomics.load(i32, rx.consWord);
     const avail = (Atomics.load(i32, rx.prodWord) - cons) | 0;
     let packets = 0, bytes = 0, drops = 0;
