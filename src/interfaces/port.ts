@@ -47,6 +47,8 @@ import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-
 export const IF_DEFAULT_SLOTS = 1024;
 export const IF_MAX_RINGS = 16;
 export const IF_MAX_SLOTS = 4096;
+/** Buffers the default RX rings of one interface port hold in all (see geometry()). */
+const IF_RX_BUFFERS = 16384;
 /** Frames in the kernel ring behind a NIC RX ring (16 MiB at MTU 1500). */
 const IF_RX_FRAMES = 8192;
 /** Geometry of the global region (mem_id 1), made by the first interface port. */
@@ -224,7 +226,10 @@ function geometry(spec: PortSpec, queues: number): { rings: number; txRings: num
   const rings = c.txRings ?? c.rxRings ?? queues;
   const txRings = c.txRings ?? rings, rxRings = c.rxRings ?? rings;
   const hostRings = Math.max(c.hostTxRings ?? 1, c.hostRxRings ?? 1);
-  const txSlots = c.txSlots ?? IF_DEFAULT_SLOTS, rxSlots = c.rxSlots ?? IF_DEFAULT_SLOTS;
+  // RX rings are the only buffer an AF_XDP socket has (the fill ring lends the ring's free slots):
+  // 4096 slots (8 MiB) up to 4 rings, fewer with more rings (16384 buffers at most in all)
+  const rxDefault = Math.max(IF_DEFAULT_SLOTS, Math.min(IF_MAX_SLOTS, 2 ** Math.floor(Math.log2(IF_RX_BUFFERS / rxRings))));
+  const txSlots = c.txSlots ?? IF_DEFAULT_SLOTS, rxSlots = c.rxSlots ?? rxDefault;
   for (const [v, what] of [[txRings, 'tx rings'], [rxRings, 'rx rings']] as const) {
     if (!Number.isInteger(v) || v < 1 || v > IF_MAX_RINGS) fail('EINVAL', `${spec.spec}: ${what} must be 1 to ${IF_MAX_RINGS}, not ${v}`);
   }
