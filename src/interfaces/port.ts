@@ -331,8 +331,11 @@ function openState(port: Port): IfState {
           st.xdpMapFd = reg.portGet(port.index, L.PE_IF_XDP_MAP_FD);
           break;
         }
-        // a thread of ours may be installing it right now; another process would have its pid here
-        if ((owner !== 0 && owner !== process.pid) || Date.now() > deadline) throw e;
+        // a thread of ours may be installing it right now; another process would have its pid
+        // here. A dead owner's devices go with its descriptors, which the kernel may still be
+        // closing (an AF_XDP socket's release waits for RCU): wait for them too.
+        const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
+        if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
         pause(10);
       }
     }
