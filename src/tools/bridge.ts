@@ -3,8 +3,8 @@
  * With one port, bridges an interface with its own host stack (`a` and `a^`).
  * The work is done by src/interfaces/bridge.ts.
  */
-import '../port-types.js';
-import { openPort, type Port } from '../ports/index.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
+import { openPort, type Port } from '../ports/port.js';
 import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/bridge.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parseNumber, parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
@@ -88,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
 async function run(args: Args): Promise<number> {
   let a: Port | null = null, b: Port | null = null;
   try {
+    await loadPortTypesFor(args.ports);
     // a switch's plugged-in lookup is loaded before forwarding (frames sent meanwhile would drop)
     for (const p of args.ports) await prepareLookup(p);
     a = openPort(args.ports[0]!);

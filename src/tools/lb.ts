@@ -2,7 +2,7 @@
  * `netmap lb`: spreads the flows of one port over groups of pipes by a symmetric 5-tuple hash
  * (netmap's lb). Consumers open `netmap:NAME}K`. The work is done by src/interfaces/lb.ts.
  */
-import '../port-types.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
 import { LoadBalancer, type LbGroup } from '../interfaces/lb.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parsePortSpec } from '../ports/name.js';
@@ -89,6 +89,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function run(args: Args): Promise<number> {
+  await loadPortTypesFor([args.input, ...args.groups.map((g) => `netmap:${g.name}{0`)]);
   const lb = new LoadBalancer({ input: args.input, groups: args.groups, extraBuffers: args.extra, batch: args.batch });
   try {
     const deadline = Date.now() + args.wait * 1000;

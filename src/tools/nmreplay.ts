@@ -2,8 +2,8 @@
  * `netmap nmreplay`: replay a pcap/pcapng file onto a netmap port. The work is done by
  * src/capture/replay.ts.
  */
-import '../port-types.js';
-import { openPort } from '../ports/index.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
+import { openPort } from '../ports/port.js';
 import { replayFile, type ReplayOptions } from '../capture/replay.js';
 import { parseNumber, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
@@ -46,6 +46,7 @@ const POSITIVE = { min: 0.001, max: 1e15, fraction: true, units: true };
 
 export async function main(argv: string[]): Promise<number> {
   return runTool(NMREPLAY, argv, toArgs, async ({ file, port, opts }) => {
+    await loadPortTypesFor([port]);
     const p = openPort(port);
     try {
       const r = replayFile(file, p, opts);

@@ -75,9 +75,8 @@ export async function main(argv: string[]): Promise<number> {
 
 async function run({ action, arg, conf, verbose }: Args): Promise<number> {
   try {
-    // Every port type and the interfaces layer's attach hook, for the actions that create,
-    // attach or detach; listing reads the switches only (and starts faster without them).
-    // every port type (the interface type's switchAttach serves -a/-h/-d); listing needs none (start-up time)
+    // every port type (the interface type's switchAttach serves -a/-h/-d); listing reads the
+    // switches only and starts faster without them
     if (action !== 'list' && action !== 's' && action !== 'l') await import('../port-types.js');
     switch (action) {
       case 'list':
