@@ -109,7 +109,7 @@ interface IfState {
   gsoNext: number[];
   /** Per NIC RX ring: what takes received frames instead of the ring's slots (bwrap). */
   rxDiverters: (RingDiverter | undefined)[];
-  /** The process's backend of the NIC rings (L.PE_IF_BACKEND without the zero-copy bit). */
+  /** The process's backend of the NIC rings (IF_BACKEND_*). */
   backend: number;
   /** Why AF_XDP is not used ('' when it is, or when AF_PACKET was asked for). */
   backendNote: string;
@@ -150,6 +150,8 @@ interface XdpQueue {
 }
 
 const NO_SLOT = 0xffff;
+/** IfState.backend: the process's backend of the NIC rings. */
+const IF_BACKEND_PACKET = 0, IF_BACKEND_XDP_NATIVE = 1, IF_BACKEND_XDP_SKB = 2;
 /** Descriptors per frame in copy mode (MAX_SKB_FRAGS + 1 on a default kernel, one kept spare). */
 const XDP_MAX_FRAGS = 17;
 const EAGAIN = 11;
@@ -181,7 +183,7 @@ function xdpUnfit(port: Port): string | null {
  * the reason in st.backendNote.
  */
 function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null): void {
-  st.backend = L.IF_BACKEND_PACKET;
+  st.backend = IF_BACKEND_PACKET;
   st.backendNote = '';
   if (asked !== 'packet') {
     const unfit = xdpUnfit(port);
@@ -189,7 +191,7 @@ function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null):
       if (unfit !== null) fail('EOPNOTSUPP', `${port.spec}: ${unfit}`);
       st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings);
       st.xdpMapFd = st.xdp.mapFd;
-      st.backend = st.xdp.mode === 'native' ? L.IF_BACKEND_XDP_NATIVE : L.IF_BACKEND_XDP_SKB;
+      st.backend = st.xdp.mode === 'native' ? IF_BACKEND_XDP_NATIVE : IF_BACKEND_XDP_SKB;
     } catch (e) {
       if (asked === 'xdp' || !(e instanceof NetmapError)) throw e;
       st.backendNote = e.message;
@@ -198,10 +200,8 @@ function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null):
   const reg = registry();
   const x = st.xdp;
   reg.locked(() => {
-    reg.portSet(port.index, L.PE_IF_BACKEND, st.backend);
     reg.portSet(port.index, L.PE_IF_XDP_MAP_FD, x?.mapFd ?? 0);
-    reg.portSet(port.index, L.PE_IF_XDP_LINK_FD, x?.linkFd ?? 0);
-    reg.portSet(port.index, L.PE_IF_XDP_PROG_FD, x?.progFd ?? 0);
+    reg.portSet(port.index, L.PE_IF_XDP_LINK, x === null ? 0 : (x.linkFd | (x.mode === 'skb' ? L.IF_XDP_SKB : 0)) >>> 0);
   });
 }
 
@@ -289,7 +289,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxDiverters: [], backend: L.IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [],
+    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [],
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -318,6 +318,8 @@ function openState(port: Port): IfState {
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
           reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
+          reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
         });
         break;
@@ -327,8 +329,8 @@ function openState(port: Port): IfState {
         const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
         if (owner === process.pid && hostFd > 0) {
           st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
-          st.backend = reg.portGet(port.index, L.PE_IF_BACKEND) & 0xff;
           st.xdpMapFd = reg.portGet(port.index, L.PE_IF_XDP_MAP_FD);
+          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (reg.portGet(port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
           break;
         }
         // a thread of ours may be installing it right now; another process would have its pid
@@ -360,7 +362,7 @@ function bindRings(port: Port, st: IfState): void {
 }
 
 function bindRingList(port: Port, st: IfState, done: Ring[]): void {
-  if (st.backend !== L.IF_BACKEND_PACKET) {
+  if (st.backend !== IF_BACKEND_PACKET) {
     bindXdpRings(port, st, done);
     return;
   }
@@ -487,7 +489,7 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
   }
   if (sock.zeroCopy) {
     const reg = registry();
-    reg.locked(() => reg.portSet(port.index, L.PE_IF_BACKEND, reg.portGet(port.index, L.PE_IF_BACKEND) | L.IF_BACKEND_ZEROCOPY));
+    reg.locked(() => reg.portSet(port.index, L.PE_IF_XDP_LINK, (reg.portGet(port.index, L.PE_IF_XDP_LINK) | L.IF_XDP_ZEROCOPY) >>> 0));
   }
   const driver = driverName(st.ifname);
   return {
@@ -499,7 +501,7 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
 function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
   if (st.tap !== null) return;
-  if (st.backend !== L.IF_BACKEND_PACKET) {
+  if (st.backend !== IF_BACKEND_PACKET) {
     unbindXdpRings(port, st, rings);
     return;
   }
@@ -593,15 +595,10 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     if (users > 0 || delta > 0 || reg.portGet(port.index, L.PE_IF_OWNER) !== process.pid) return null;
     const fds = {
       sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD),
-      xdp: { mapFd: reg.portGet(port.index, L.PE_IF_XDP_MAP_FD), linkFd: reg.portGet(port.index, L.PE_IF_XDP_LINK_FD), progFd: reg.portGet(port.index, L.PE_IF_XDP_PROG_FD) },
+      ingress: reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD), egress: reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD),
+      xdp: { mapFd: reg.portGet(port.index, L.PE_IF_XDP_MAP_FD), linkFd: reg.portGet(port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_FD_MASK },
     };
-    reg.portSet(port.index, L.PE_IF_OWNER, 0);
-    reg.portSet(port.index, L.PE_IF_BACKEND, 0);
-    reg.portSet(port.index, L.PE_IF_XDP_MAP_FD, 0);
-    reg.portSet(port.index, L.PE_IF_XDP_LINK_FD, 0);
-    reg.portSet(port.index, L.PE_IF_XDP_PROG_FD, 0);
-    reg.portSet(port.index, L.PE_IF_SINK_FD, 0);
-    reg.portSet(port.index, L.PE_IF_HOST_FD, 0);
+    for (const w of [L.PE_IF_OWNER, L.PE_IF_SINK_FD, L.PE_IF_HOST_FD, L.PE_IF_INGRESS_LINK_FD, L.PE_IF_EGRESS_LINK_FD, L.PE_IF_XDP_MAP_FD, L.PE_IF_XDP_LINK]) reg.portSet(port.index, w, 0);
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
@@ -611,7 +608,7 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
   st.xdp = null;
   try {
     if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host);
+    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 
@@ -645,7 +642,7 @@ class InterfaceAdapter implements PortAdapter {
     this.st = st;
     st.users++;
     const asked = askedBackend(port);
-    if (asked !== null && st.tap === null && [...port.rxRings, ...port.txRings].some((r) => !r.host) && (asked === 'xdp') !== (st.backend !== L.IF_BACKEND_PACKET)) {
+    if (asked !== null && st.tap === null && [...port.rxRings, ...port.txRings].some((r) => !r.host) && (asked === 'xdp') !== (st.backend !== IF_BACKEND_PACKET)) {
       if (--st.users <= 0) closeState(st);
       fail('EBUSY', `${port.spec}: ${port.name} is open in this process with the ${asked === 'xdp' ? 'AF_PACKET' : 'AF_XDP'} backend`);
     }
@@ -697,9 +694,9 @@ class InterfaceAdapter implements PortAdapter {
   get backend(): string {
     const st = this.st;
     if (st.tap !== null) return 'tap';
-    if (st.backend === L.IF_BACKEND_PACKET) return 'packet';
-    const zc = (registry().portGet(this.port.index, L.PE_IF_BACKEND) & L.IF_BACKEND_ZEROCOPY) !== 0;
-    return `xdp ${st.backend === L.IF_BACKEND_XDP_NATIVE ? 'native' : 'skb'} ${zc ? 'zerocopy' : 'copy'}`;
+    if (st.backend === IF_BACKEND_PACKET) return 'packet';
+    const zc = (registry().portGet(this.port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_ZEROCOPY) !== 0;
+    return `xdp ${st.backend === IF_BACKEND_XDP_NATIVE ? 'native' : 'skb'} ${zc ? 'zerocopy' : 'copy'}`;
   }
 
   /** Why AF_XDP is not in use when it was not ruled out by the name ('' otherwise). */

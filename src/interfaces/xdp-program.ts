@@ -30,9 +30,11 @@ export function redirectProgram(mapFd: number): Buffer {
     .build();
 }
 
-/** What attachXdp made: three descriptors (close them all, or let the process end). */
+/**
+ * What attachXdp made: two descriptors (close both, or let the process end). The program's own
+ * descriptor is closed once linked: the link holds the program, the program the map.
+ */
 export interface XdpAttachment {
-  progFd: number;
   mapFd: number;
   linkFd: number;
   /** 'native' (driver mode) or 'skb' (generic mode). */
@@ -82,8 +84,8 @@ export function attachXdp(ifname: string, ifindex: number, queues: number): XdpA
         fail('EOPNOTSUPP', `${ifname}: cannot attach an XDP program (driver mode: errno ${-nativeErr}, generic mode: errno ${-linkFd})`);
       }
     }
-    fds.push(linkFd);
-    return { progFd, mapFd, linkFd, mode, frags };
+    native.closeFd(progFd);
+    return { mapFd, linkFd, mode, frags };
   } catch (e) {
     for (const fd of fds) native.closeFd(fd);
     throw e;
@@ -105,6 +107,6 @@ export function setQueueSocket(mapFd: number, queue: number, sockFd: number): vo
 }
 
 /** Closes what attachXdp made (the link first: the hook is free at once). */
-export function detachXdp(a: { progFd: number; mapFd: number; linkFd: number }): void {
-  for (const fd of [a.linkFd, a.progFd, a.mapFd]) if (fd > 0) native.closeFd(fd);
+export function detachXdp(a: { mapFd: number; linkFd: number }): void {
+  for (const fd of [a.linkFd, a.mapFd]) if (fd > 0) native.closeFd(fd);
 }

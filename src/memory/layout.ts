@@ -111,16 +111,17 @@ export const PE_IF_USERS = PE_EXTRA + 16;
 export const PE_IF_SINK_FD = PE_EXTRA + 20;
 export const PE_IF_HOST_FD = PE_EXTRA + 24;
 export const PE_IF_FANOUT = PE_EXTRA + 28;
+/** Interface ports, for the process holding a tcx split: the descriptors of its two links (0 with tc). */
+export const PE_IF_INGRESS_LINK_FD = PE_EXTRA + 32;
+export const PE_IF_EGRESS_LINK_FD = PE_EXTRA + 36;
 /**
- * Interface ports, for the process holding the split: the backend of the NIC rings
- * (IF_BACKEND_*, with IF_BACKEND_ZEROCOPY once a socket bound zero-copy) and, with AF_XDP, the
- * descriptors of the XSKMAP, the XDP link and the program (threads of the owner use the map).
+ * Interface ports with the AF_XDP backend, for the process holding the split: the XSKMAP's
+ * descriptor (0: AF_PACKET; threads of the owner update the map through it), and the XDP link's
+ * descriptor with IF_XDP_SKB (SKB mode) and IF_XDP_ZEROCOPY (a socket bound zero-copy) above it.
  */
-export const PE_IF_BACKEND = PE_EXTRA + 32;
-export const PE_IF_XDP_MAP_FD = PE_EXTRA + 36;
-export const PE_IF_XDP_LINK_FD = PE_EXTRA + 40;
-export const PE_IF_XDP_PROG_FD = PE_EXTRA + 44;
-export const IF_BACKEND_PACKET = 0, IF_BACKEND_XDP_NATIVE = 1, IF_BACKEND_XDP_SKB = 2, IF_BACKEND_ZEROCOPY = 0x100;
+export const PE_IF_XDP_MAP_FD = PE_EXTRA + 40;
+export const PE_IF_XDP_LINK = PE_EXTRA + 44;
+export const IF_XDP_FD_MASK = 0x3fffffff, IF_XDP_SKB = 0x40000000, IF_XDP_ZEROCOPY = 0x80000000;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records

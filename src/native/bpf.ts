@@ -11,7 +11,7 @@
  * its last descriptor closes, which includes the process dying. Nothing here pins anything.
  */
 import { NetmapError, errnoName, fail } from '../errors.js';
-import { koffi, libc } from './index.js';
+import { closeFd, koffi, libc } from './index.js';
 
 /** bpf(2) commands (enum bpf_cmd). */
 export const BPF_MAP_CREATE = 0, BPF_MAP_LOOKUP_ELEM = 1, BPF_MAP_UPDATE_ELEM = 2, BPF_MAP_DELETE_ELEM = 3;
@@ -258,4 +258,26 @@ export function testRun(progFd: number, frame: Buffer, ctx?: Buffer): number {
   }
   bpf(BPF_PROG_TEST_RUN, attr, 'BPF_PROG_TEST_RUN');
   return attr.readInt32LE(4);
+}
+
+/**
+ * The name a program was loaded with (BPF_PROG_GET_FD_BY_ID, then BPF_OBJ_GET_INFO_BY_FD: name is
+ * at offset 64 of struct bpf_prog_info); null when the program is gone.
+ */
+export function programName(id: number): string | null {
+  const attr = bpfAttr();
+  attr.writeUInt32LE(id, 0);
+  const fd = bpfTry(BPF_PROG_GET_FD_BY_ID, attr);
+  if (fd < 0) return null;
+  try {
+    const info = Buffer.alloc(256);
+    const a = bpfAttr();
+    a.writeUInt32LE(fd, 0);
+    a.writeUInt32LE(info.length, 4);
+    a.writeBigUInt64LE(address(info), 8);
+    if (bpfTry(BPF_OBJ_GET_INFO_BY_FD, a) < 0) return null;
+    return info.toString('latin1', 64, 80).replace(/\0.*$/s, '');
+  } finally {
+    closeFd(fd);
+  }
 }
