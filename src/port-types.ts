@@ -9,10 +9,12 @@ import { registerPortTypes } from './ports/port.js';
 import { pipePortType, parentPortType } from './pipes/pipe.js';
 import { valePortType } from './switch/control.js';
 import { attachableInterfacePortType } from './bwrap/attach.js';
+import { monitorPortType } from './monitor/monitor.js';
 
 registerPortTypes([
   pipePortType,
   parentPortType,
   valePortType,
   attachableInterfacePortType,
+  monitorPortType,
 ]);
