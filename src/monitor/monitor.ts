@@ -16,7 +16,7 @@ import * as sync from '../rings/sync.js';
 import { selfTid, ownerAlive } from '../memory/lock.js';
 import type { Ring } from '../rings/ring.js';
 import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js';
-import type { PortSpec } from '../ports/name.js';
+import { parsePortSpec, formatPortSpec, type PortSpec } from '../ports/name.js';
 import { currentNetnsId } from '../interfaces/ifinfo.js';
 
 /** Monitors of one port at once. */
@@ -207,3 +207,23 @@ export const monitorPortType: PortType = {
   lastUser: (reg, index) => reg.destroyPort(index),
   destroy: detachMonitor,
 };
+
+/**
+ * For tools that "capture on a port" (netmap dump): the monitor name that watches `name` in
+ * `direction` (tcpdump -Q: in = `/r`, out = `/t`, inout = `/rt`) when `name` is a port somebody
+ * has open (or an attached interface's switch port); null when it is not (then opening `name`
+ * itself is the way to see its traffic), or when `name` already is a monitor name.
+ */
+export function monitorNameFor(name: string, direction: 'in' | 'out' | 'inout' = 'inout', opts: OpenOptions = {}): string | null {
+  const spec = parsePortSpec(name, { strictNames: opts.relaxedNames !== true });
+  if (spec.zcopyMonitor || spec.monitorRx || spec.monitorTx) return null;
+  const reg = registry();
+  reg.collectGarbage();
+  const inUse = reg.locked(() => {
+    let index: number;
+    try { index = findParent(reg, spec); } catch { return false; }
+    return reg.portGet(index, L.PE_USERS) > 0;
+  });
+  if (!inUse) return null;
+  return formatPortSpec({ ...spec, monitorRx: direction !== 'out', monitorTx: direction !== 'in' });
+}

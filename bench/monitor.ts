@@ -1,0 +1,92 @@
+/**
+ * Monitor ports benchmark (JSON lines): pkt-gen tx -> VALE -> pkt-gen rx at full rate (60-byte
+ * UDP frames to port 1234), alone and with `netmap dump -i vale0:rx/r 'udp and dst port 1234'
+ * -w /dev/null` watching the receiver through a copy monitor. Rounds alternate the two cases
+ * (the machine's speed drifts: only figures of one run compare). Per round: the receiver's rate
+ * with and without the monitor, and the frames dump captured against those pkt-gen rx received.
+ * Last line: medians, the slowdown (goal: at most 20%) and the captured share (goal: all, at
+ * 10 Mpps or more).
+ * There is no reference tool: netmap's monitors need its kernel module (the seed's tcpdump over
+ * netmap filtered 10–15 Mpps, per issue 14). With three busy processes, a 2-core machine
+ * shares cores: read the figures as such.
+ * Usage: node dist/bench/monitor.js [seconds] [--rounds N] [--slots N]
+ *   (seconds per case, default 3; --slots: monitor ring size, vale0:rx/r@conf:slots=N)
+ */
+import fs from 'node:fs';
+import { spawn } from 'node:child_process';
+import { CLI, startPktgen } from './lib/pktgen.js';
+
+const argv = process.argv.slice(2);
+const optArg = (name: string, def: number): number => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
+const SECONDS = Math.min(30, Math.max(1, Number(argv[0] !== undefined && !argv[0].startsWith('--') ? argv[0] : 3) || 3));
+const ROUNDS = Math.min(20, Math.max(1, optArg('--rounds', 3)));
+const SLOTS = optArg('--slots', 0);
+const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-monitor-');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface DumpProc { stop(): void; started: Promise<boolean>; done: Promise<{ captured: number; received: number; dropped: number }> }
+
+function startDump(port: string, filter: string): DumpProc {
+  const child = spawn(process.execPath, [CLI, 'dump', '-i', port, '-w', '/dev/null', '--duration', String(SECONDS + 30), filter], { env: { ...process.env, NETMAP_TS_DIR: DIR }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  let onStart: (ok: boolean) => void = () => {};
+  const started = new Promise<boolean>((r) => { onStart = r; });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening')) onStart(true); });
+  const done = new Promise<{ captured: number; received: number; dropped: number }>((resolve, reject) => child.on('close', (code) => {
+    onStart(false);
+    const num = (re: RegExp): number => Number(re.exec(err)?.[1] ?? NaN);
+    if (code !== 0) reject(new Error(`dump failed (${code}): ${err}`));
+    else resolve({ captured: num(/(\d+) packets captured/), received: num(/(\d+) packets received by filter/), dropped: num(/(\d+) packets dropped/) });
+  }));
+  return { stop: () => child.kill('SIGINT'), started, done };
+}
+
+async function round(k: number, monitored: boolean): Promise<{ mpps: number; received: number; captured: number; seen: number; dropped: number }> {
+  const rx = startPktgen(['-i', 'vale0:rx', '-f', 'rx'], DIR, SECONDS);
+  await rx.started;
+  let dump: DumpProc | null = null;
+  if (monitored) {
+    dump = startDump(`vale0:rx/r${SLOTS > 0 ? `@conf:slots=${SLOTS}` : ''}`, 'udp and dst port 1234');
+    if (!(await dump.started)) throw new Error('dump did not start');
+  }
+  const tx = startPktgen(['-i', 'vale0:tx', '-f', 'tx', '-l', '60', '-d', '198.18.0.2:1234', '-s', '198.18.0.1:1234'], DIR, SECONDS);
+  await tx.started;
+  await sleep(SECONDS * 1000);
+  tx.stop();
+  const ts = await tx.done;
+  await sleep(300);
+  rx.stop();
+  const rs = await rx.done;
+  let d = { captured: NaN, received: NaN, dropped: NaN };
+  if (dump !== null) { await sleep(200); dump.stop(); d = await dump.done; }
+  const line = {
+    bench: 'monitor', round: k, case: monitored ? 'with_monitor' : 'without_monitor', metric: 'rx_rate',
+    value: Number((Number(rs.pps) / 1e6).toFixed(4)), unit: 'Mpps',
+    tx_mpps: Number((Number(ts.pps) / 1e6).toFixed(4)), sent: ts.packets, received: rs.packets,
+    ...(monitored ? { captured: d.captured, monitor_seen: d.received, monitor_drops: d.dropped, captured_share: Number((d.captured / Number(rs.packets)).toFixed(4)) } : {}),
+  };
+  console.log(JSON.stringify(line));
+  return { mpps: Number(rs.pps) / 1e6, received: Number(rs.packets), captured: d.captured, seen: d.received, dropped: d.dropped };
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+
+try {
+  const without: number[] = [], withMon: number[] = [], shares: number[] = [];
+  for (let k = 0; k < ROUNDS; k++) {
+    const a = await round(k, false);
+    without.push(a.mpps);
+    const b = await round(k, true);
+    withMon.push(b.mpps);
+    shares.push(b.captured / b.received);
+  }
+  const w = median(without), m = median(withMon);
+  console.log(JSON.stringify({
+    bench: 'monitor', case: 'summary', metric: 'slowdown', value: Number((1 - m / w).toFixed(4)), unit: 'fraction',
+    rounds: ROUNDS, seconds: SECONDS, without_mpps: Number(w.toFixed(4)), with_mpps: Number(m.toFixed(4)),
+    captured_share_median: Number(median(shares).toFixed(4)), goal_slowdown: 0.2, goal_capture_mpps: 10,
+    note: 'shared 2-core machine: pkt-gen tx, pkt-gen rx and dump compete for cores; noisy',
+  }));
+} finally {
+  fs.rmSync(DIR, { recursive: true, force: true });
+}
