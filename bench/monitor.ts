@@ -9,6 +9,9 @@
  * There is no reference tool: netmap's monitors need its kernel module (the seed's tcpdump over
  * netmap filtered 10–15 Mpps, per issue 14). With three busy processes, a 2-core machine
  * shares cores: read the figures as such.
+ * First, the cost in one thread, which core sharing disturbs less: a sender and a receiver on
+ * one VALE switch in this process, 60-byte frames in batches of 256, with no monitor and with a
+ * /r monitor on the receiver drained in the same loop; ns a frame for the whole loop.
  * Usage: node dist/bench/monitor.js [seconds] [--rounds N] [--slots N]
  *   (seconds per case, default 3; --slots: monitor ring size, vale0:rx/r@conf:slots=N)
  */
@@ -69,9 +72,54 @@ async function round(k: number, monitored: boolean): Promise<{ mpps: number; rec
   return { mpps: Number(rs.pps) / 1e6, received: Number(rs.packets), captured: d.captured, seen: d.received, dropped: d.dropped };
 }
 
+/** ns a frame of send + forward + receive (+ monitor copy and drain), one thread. */
+async function inThread(frames: number, monitored: boolean): Promise<number> {
+  process.env.NETMAP_TS_DIR = DIR;
+  const { openPort } = await import('../src/ports/index.js');
+  const s = openPort('valeb:s'), r = openPort('valeb:r');
+  const m = monitored ? openPort('valeb:r/r@conf:slots=1024') : null;
+  try {
+    const u8 = s.mem.u8;
+    const t = s.txRings[0]!;
+    for (let i = 0; i < t.numSlots; i++) {
+      const o = t.slotBufOffset(i);
+      u8.fill(0, o, o + 60);
+      u8.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], o);
+    }
+    const drain = (p: ReturnType<typeof openPort>): void => { p.rxsync(); const x = p.rxRings[0]!; x.head = x.cur = x.tail; p.rxsync(); };
+    // r learns its address first
+    const rt = r.txRings[0]!;
+    u8.set([255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 2], rt.slotBufOffset(rt.head));
+    rt.setSlotLen(rt.head, 60); rt.advance(rt.next(rt.head)); r.txsync(); drain(s);
+    const t0 = process.hrtime.bigint();
+    for (let sent = 0; sent < frames;) {
+      let i = t.head;
+      for (let k = 0; k < 256; k++) { t.setSlotLen(i, 60); i = i + 1 === t.numSlots ? 0 : i + 1; }
+      t.advance(i);
+      s.txsync();
+      drain(r);
+      if (m !== null) drain(m);
+      sent += 256;
+    }
+    const ns = Number(process.hrtime.bigint() - t0) / frames;
+    if (m !== null && m.rxRings[0]!.packets < frames) throw new Error(`the monitor copied ${m.rxRings[0]!.packets} of ${frames}`);
+    return ns;
+  } finally {
+    m?.close(); r.close(); s.close();
+  }
+}
+
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 
 try {
+  const plain: number[] = [], tapped: number[] = [];
+  for (let k = 0; k < ROUNDS + 2; k++) { plain.push(await inThread(2_000_000, false)); tapped.push(await inThread(2_000_000, true)); }
+  const p = median(plain), q = median(tapped);
+  console.log(JSON.stringify({
+    bench: 'monitor', case: 'one_thread', metric: 'ns_per_frame', value: Number(q.toFixed(2)), unit: 'ns',
+    without_ns: Number(p.toFixed(2)), with_ns: Number(q.toFixed(2)), monitor_ns: Number((q - p).toFixed(2)),
+    rounds: ROUNDS + 2, note: 'send, forward and receive (and the monitor copy and its drain) in one thread, 60-byte frames, batch 256',
+  }));
   const without: number[] = [], withMon: number[] = [], shares: number[] = [];
   for (let k = 0; k < ROUNDS; k++) {
     const a = await round(k, false);

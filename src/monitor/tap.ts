@@ -22,6 +22,7 @@ import * as sync from '../rings/sync.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
 import type { AddressSpace } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
+import { SMALL_COPY, copyBlocks } from '../rings/slot.js';
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2, W_LOCK = L.KR_MON_LOCK >>> 2;
 /** Spins on a held writer lock before the frames are dropped instead. */
@@ -55,6 +56,7 @@ export class Taps {
   private readonly u16: Uint16Array;
   private readonly u32: Uint32Array;
   private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
   private readonly countWord: number;
   private readonly genWord: number;
   private readonly portGenWord: number;
@@ -82,6 +84,7 @@ export class Taps {
     this.u16 = this.sp.u16;
     this.u32 = this.sp.u32;
     this.i32 = this.sp.i32;
+    this.f64 = this.sp.f64;
     this.countWord = this.reg.portWord(portIndex, L.PE_MONITORS);
     this.genWord = this.reg.portWord(portIndex, L.PE_MON_GEN);
     this.portGenWord = this.reg.portWord(portIndex, L.PE_GENERATION);
@@ -205,7 +208,9 @@ export class Taps {
     else {
       if (len > t.bufSize) len = t.bufSize;
       const dst = t.bufBase + idx * t.bufSize;
-      this.u8.copyWithin(dst, src, src + len);
+      // (sources are netmap buffers, or frames a VALE sender may read 64 bytes past: see forward.ts)
+      if (len <= SMALL_COPY && ((src | dst) & 7) === 0 && (t.bufSize & 63) === 0) copyBlocks(this.f64, src >>> 3, dst >>> 3, len);
+      else this.u8.copyWithin(dst, src, src + len);
     }
     u32[word + 1] = len | (flags << 16);
     this.lastWord = word;

@@ -28,7 +28,7 @@ import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
-import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
+import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF, SMALL_COPY, copyBlocks } from '../rings/slot.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
@@ -39,8 +39,7 @@ export const BATCH = 1024;
 const FT_SIZE = BATCH + L.NETMAP_MAX_FRAGS;
 const MAXP = L.MAX_SWITCH_PORTS;
 const MAX_RINGS = 16;
-/** Frames up to this length are copied with a word loop, longer ones with copyWithin. */
-export const SMALL_COPY = 512;
+export { SMALL_COPY };
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_FIRST >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
@@ -613,20 +612,6 @@ export class ValeAdapter implements PortAdapter {
     sync.setTail(ring, tail);
     sync.stampRx(ring, tail !== before);
     return ok;
-  }
-}
-
-/**
- * Copies `len` bytes rounded up to 64 (netmap's pkt_copy) as 8-byte words, from word index `s`
- * to word index `t`. Buffers are 64-byte aligned and a multiple of 64 bytes long, so the
- * rounding stays inside both. Float64Array element copies keep every bit pattern (NaNs
- * included) on V8: the test suite checks frames made of NaN patterns.
- */
-function copyBlocks(f64: Float64Array, s: number, t: number, len: number): void {
-  const end = s + (((len + 63) >>> 6) << 3);
-  for (; s < end; s += 8, t += 8) {
-    f64[t] = f64[s]!; f64[t + 1] = f64[s + 1]!; f64[t + 2] = f64[s + 2]!; f64[t + 3] = f64[s + 3]!;
-    f64[t + 4] = f64[s + 4]!; f64[t + 5] = f64[s + 5]!; f64[t + 6] = f64[s + 6]!; f64[t + 7] = f64[s + 7]!;
   }
 }
 
