@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs';
 import { spawn } from 'node:child_process';
-import { CLI, startPktgen } from './lib/pktgen.js';
+import { CLI, runPair } from './lib/pktgen.js';
 
 const argv = process.argv.slice(2);
 const optArg = (name: string, def: number): number => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
@@ -45,23 +45,15 @@ function startDump(port: string, filter: string): DumpProc {
 }
 
 async function round(k: number, monitored: boolean): Promise<{ mpps: number; received: number; captured: number; seen: number; dropped: number }> {
-  const rx = startPktgen(['-i', 'vale0:rx', '-f', 'rx'], DIR, SECONDS);
-  await rx.started;
   let dump: DumpProc | null = null;
-  if (monitored) {
+  const watch = async (): Promise<void> => {
     dump = startDump(`vale0:rx/r${SLOTS > 0 ? `@conf:slots=${SLOTS}` : ''}`, 'udp and dst port 1234');
     if (!(await dump.started)) throw new Error('dump did not start');
-  }
-  const tx = startPktgen(['-i', 'vale0:tx', '-f', 'tx', '-l', '60', '-d', '198.18.0.2:1234', '-s', '198.18.0.1:1234'], DIR, SECONDS);
-  await tx.started;
-  await sleep(SECONDS * 1000);
-  tx.stop();
-  const ts = await tx.done;
-  await sleep(300);
-  rx.stop();
-  const rs = await rx.done;
+  };
+  const { ts, rs } = await runPair(['-i', 'vale0:tx', '-f', 'tx', '-l', '60', '-d', '198.18.0.2:1234', '-s', '198.18.0.1:1234'], ['-i', 'vale0:rx', '-f', 'rx'], DIR, SECONDS, monitored ? watch : undefined);
   let d = { captured: NaN, received: NaN, dropped: NaN };
-  if (dump !== null) { await sleep(200); dump.stop(); d = await dump.done; }
+  const running = dump as DumpProc | null;
+  if (running !== null) { await sleep(200); running.stop(); d = await running.done; }
   const line = {
     bench: 'monitor', round: k, case: monitored ? 'with_monitor' : 'without_monitor', metric: 'rx_rate',
     value: Number((Number(rs.pps) / 1e6).toFixed(4)), unit: 'Mpps',
