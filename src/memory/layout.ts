@@ -88,7 +88,7 @@ export const PE_USERS = 64; // live handles
 export const PE_GENERATION = 68; // bumped on create and destroy: stale handles notice
 export const PE_HDR_LEN = 72; // virtio-net header length (VALE)
 export const PE_MFS = 76; // max frame size (VALE)
-export const PE_EXTRA = 80; // kind-specific words 80..111, one overlay per kind (below); 112..127 every kind
+export const PE_EXTRA = 80; // kind-specific words 80..119, one overlay per kind (below); 120..127 every kind
 /**
  * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
  * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
@@ -111,6 +111,9 @@ export const PE_IF_USERS = PE_EXTRA + 16;
 export const PE_IF_SINK_FD = PE_EXTRA + 20;
 export const PE_IF_HOST_FD = PE_EXTRA + 24;
 export const PE_IF_FANOUT = PE_EXTRA + 28;
+/** Interface ports, for the process holding a tcx split: the descriptors of its two links (0 with tc). */
+export const PE_IF_INGRESS_LINK_FD = PE_EXTRA + 32;
+export const PE_IF_EGRESS_LINK_FD = PE_EXTRA + 36;
 /**
  * Monitor ports (src/monitor): what they watch. Bit 0 TX, bit 1 RX, bit 2 zero-copy; the
  * monitored rings as a range of the monitor's own RX rings (first | end << 16: monitor RX ring k
@@ -124,12 +127,12 @@ export const MON_FLAG_TX = 1;
 export const MON_FLAG_RX = 2;
 export const MON_FLAG_ZCOPY = 4;
 /**
- * Every kind (after the overlays, 112..127): monitors watching this port, and a generation
- * set to a new registry token whenever one comes or goes. The data path loads PE_MONITORS once per batch; nothing
- * else is done while it is 0.
+ * Every kind (after the overlays, 120..127): monitors watching this port, and a generation set
+ * to a new registry token whenever one comes or goes. The data path loads PE_MONITORS once per
+ * batch; nothing else is done while it is 0.
  */
-export const PE_MONITORS = 112;
-export const PE_MON_GEN = 116;
+export const PE_MONITORS = 120;
+export const PE_MON_GEN = 124;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
