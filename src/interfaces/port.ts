@@ -166,6 +166,12 @@ function askedBackend(port: Port): InterfaceBackend | null {
   return env === 'xdp' || env === 'packet' ? env : null;
 }
 
+/** sp.u32 index of kring word `field` (KR_IF_XDP_*) of NIC RX ring 0: the process's XDP descriptors. */
+function xdpWord(port: Port, field: number): number {
+  const reg = registry();
+  return (reg.ringOffset(port.index, port.numTxRings + port.numHostTxRings) + field) >>> 2;
+}
+
 /** Why AF_XDP cannot serve `port` (a sentence), or null when it can be tried. */
 function xdpUnfit(port: Port): string | null {
   const info = interfaceInfo(port.name);
@@ -197,12 +203,9 @@ function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null):
       st.backendNote = e.message;
     }
   }
-  const reg = registry();
-  const x = st.xdp;
-  reg.locked(() => {
-    reg.portSet(port.index, L.PE_IF_XDP_MAP_FD, x?.mapFd ?? 0);
-    reg.portSet(port.index, L.PE_IF_XDP_LINK, x === null ? 0 : (x.linkFd | (x.mode === 'skb' ? L.IF_XDP_SKB : 0)) >>> 0);
-  });
+  const x = st.xdp, u32 = port.sp.u32;
+  u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)] = x?.mapFd ?? 0;
+  u32[xdpWord(port, L.KR_IF_XDP_LINK)] = x === null ? 0 : (x.linkFd | (x.mode === 'skb' ? L.IF_XDP_SKB : 0)) >>> 0;
 }
 
 /**
@@ -329,8 +332,8 @@ function openState(port: Port): IfState {
         const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
         if (owner === process.pid && hostFd > 0) {
           st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
-          st.xdpMapFd = reg.portGet(port.index, L.PE_IF_XDP_MAP_FD);
-          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (reg.portGet(port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
+          st.xdpMapFd = port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
+          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
           break;
         }
         // a thread of ours may be installing it right now; another process would have its pid
@@ -489,7 +492,7 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
   }
   if (sock.zeroCopy) {
     const reg = registry();
-    reg.locked(() => reg.portSet(port.index, L.PE_IF_XDP_LINK, (reg.portGet(port.index, L.PE_IF_XDP_LINK) | L.IF_XDP_ZEROCOPY) >>> 0));
+    Atomics.or(port.sp.i32, xdpWord(port, L.KR_IF_XDP_LINK), L.IF_XDP_ZEROCOPY | 0);
   }
   const driver = driverName(st.ifname);
   return {
@@ -596,9 +599,11 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     const fds = {
       sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD),
       ingress: reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD), egress: reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD),
-      xdp: { mapFd: reg.portGet(port.index, L.PE_IF_XDP_MAP_FD), linkFd: reg.portGet(port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_FD_MASK },
+      xdp: { mapFd: port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!, linkFd: port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_FD_MASK },
     };
-    for (const w of [L.PE_IF_OWNER, L.PE_IF_SINK_FD, L.PE_IF_HOST_FD, L.PE_IF_INGRESS_LINK_FD, L.PE_IF_EGRESS_LINK_FD, L.PE_IF_XDP_MAP_FD, L.PE_IF_XDP_LINK]) reg.portSet(port.index, w, 0);
+    for (const w of [L.PE_IF_OWNER, L.PE_IF_SINK_FD, L.PE_IF_HOST_FD, L.PE_IF_INGRESS_LINK_FD, L.PE_IF_EGRESS_LINK_FD]) reg.portSet(port.index, w, 0);
+    port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)] = 0;
+    port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)] = 0;
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
@@ -695,7 +700,7 @@ class InterfaceAdapter implements PortAdapter {
     const st = this.st;
     if (st.tap !== null) return 'tap';
     if (st.backend === IF_BACKEND_PACKET) return 'packet';
-    const zc = (registry().portGet(this.port.index, L.PE_IF_XDP_LINK) & L.IF_XDP_ZEROCOPY) !== 0;
+    const zc = (this.port.sp.u32[xdpWord(this.port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_ZEROCOPY) !== 0;
     return `xdp ${st.backend === IF_BACKEND_XDP_NATIVE ? 'native' : 'skb'} ${zc ? 'zerocopy' : 'copy'}`;
   }
 
