@@ -577,10 +577,11 @@ function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
       continue;
     }
     const q = st.xsk[r.id];
-    if (r.dir === L.RING_DIR_RX) Atomics.compareExchange(port.sp.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
     if (q === undefined || --q.refs > 0) continue;
     q.sock.close();
     st.xsk[r.id] = undefined;
+    // the queue's RX ring is served by nobody now (the socket served it for every handle)
+    Atomics.compareExchange(port.sp.i32, (registry().ringOffset(port.index, port.numTxRings + port.numHostTxRings + r.id) + L.KR_RX_SERVER) >>> 2, me, 0);
   }
 }
 
@@ -1059,6 +1060,12 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
     const s = r.stats();
     rxDrops += s.drops;
     rxPackets += s.packets;
+  }
+  for (const q of st.xsk) {
+    if (q === undefined) continue;
+    // AF_XDP counts no received frames; its drops: too long, RX ring full, fill ring empty
+    const s = q.sock.stats();
+    rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
   }
   return { rxDrops, rxPackets };
 }
