@@ -12,7 +12,7 @@ import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { argHelpers } from './args.js';
 
-const USAGE = `usage: netmap kipfw [-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]
+const USAGE = `usage: netmap kipfw [-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [--rt PRIO] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]
   PORT_A PORT_B  a pair of ports (netmap:IF, netmap:IF^, valeX:P, pipes, single rings): frames
                  received on one go through the ruleset and, when they pass, out of the other
   -s NAME    the firewall's name, for 'netmap ipfw -s NAME' (default: $NETMAP_IPFW or 'ipfw')
@@ -23,15 +23,17 @@ const USAGE = `usage: netmap kipfw [-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v
   -c         copy frames even when the two ports share memory (no buffer swapping)
   -I         interpret rulesets instead of compiling them to JavaScript
   -b POOL    extra buffers each port lends dummynet for waiting packets (0..65536, default ${PATH_POOL_DEFAULT})
+  --rt PRIO  run the data path and dummynet in a real-time thread (SCHED_FIFO, 1..99; root):
+             packets leave their pipes on time even when the CPUs are busy (-p 1 only)
   -v         a status line every second
   --duration SECS  stop after SECS seconds (default: until SIGINT/SIGTERM)`;
 
-interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; verbose: boolean; duration: number }
+interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; rt: number; verbose: boolean; duration: number }
 
 const { bad, num } = argHelpers(USAGE);
 
 export function parseArgs(argv: string[]): Args | null {
-  const a: Args = { workers: 1, name: process.env.NETMAP_IPFW || 'ipfw', ports: [], deny: false, copy: false, interpret: false, pool: PATH_POOL_DEFAULT, verbose: false, duration: 0 };
+  const a: Args = { workers: 1, name: process.env.NETMAP_IPFW || 'ipfw', ports: [], deny: false, copy: false, interpret: false, pool: PATH_POOL_DEFAULT, rt: 0, verbose: false, duration: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     switch (arg) {
@@ -47,6 +49,7 @@ export function parseArgs(argv: string[]): Args | null {
       case '-c': a.copy = true; break;
       case '-I': a.interpret = true; break;
       case '-b': a.pool = Math.floor(num(argv[++i], '-b', 0, 65536)); break;
+      case '--rt': a.rt = Math.floor(num(argv[++i], '--rt', 1, 99)); break;
       case '-v': a.verbose = true; break;
       case '--duration': a.duration = num(argv[++i], '--duration', 0, 1e9); break;
       default:
@@ -75,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     k = await Kipfw.start({
       name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
-      zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers,
+      zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt,
     }, makeDaemonDummynet);
   } catch (e) {
     if (e instanceof NetmapError) {
