@@ -219,6 +219,10 @@ test('kipfw: dummynet pipes delay ping by their configured delay; pipe show coun
   assert.match(show, /^00001: +unlimited +20 ms burst 0$/m, show);
   const row = show.trim().split('\n').at(-1)!.trim().split(/\s+/);
   assert.equal(row[4], '5', `5 echo requests through pipe 1: ${show}`);
+  // FreeBSD: `pipe zero` clears the rule counters (ipfw_zero), not dummynet's
+  assert.equal(must('dn', 'pipe', 'zero'), 'Accounting cleared.\n');
+  assert.match(must('dn', 'show', '100'), /^00100 +0 +0 pipe 1 /m);
+  assert.equal(must('dn', 'pipe', '1', 'show').trim().split('\n').at(-1)!.trim().split(/\s+/)[4], '5', 'Tot_pkt kept');
 }));
 
 test('kipfw --rt: the data path runs SCHED_FIFO and still shapes; refused with -p 2 or out of range', opts, () => withLab(async (lab) => {
