@@ -214,10 +214,20 @@ export class Kipfw {
 
   /** A control request: an ipfw command or a rules file. */
   handle(req: ControlRequest): ControlReply {
-    const dn = this.dummynet?.command;
+    const dn = this.dummynet?.command ?? (this.workers.length > 0 ? this.noDummynet : undefined);
     const r = 'argv' in req ? this.firewall.command(req.argv, dn) : this.firewall.file(req.file, dn);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
+
+  /**
+   * With -p N > 1 there is no dummynet: its pipes would have to be fed by N threads, and they live
+   * in the one thread that runs the data path. A rule's `pipe N`/`queue N` then names a pipe that
+   * does not exist, and drops (as in FreeBSD); the pipe commands say why.
+   */
+  private readonly noDummynet: NonNullable<FirewallAccess['dummynet']> = (_argv, config) => ({
+    status: 69, stdout: '', config,
+    stderr: `ipfw: EINVAL: dummynet needs kipfw -p 1: its pipes live in the one thread that runs the data path, and this kipfw runs ${this.workers.length} worker threads\n`,
+  });
 
   /** The start-up lines: each pair and whether it swaps buffers or copies. */
   describe(): string[] {
