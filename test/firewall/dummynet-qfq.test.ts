@@ -60,7 +60,7 @@ function serve(type: 'qfq' | 'wf2q+', flows: Flow[], total: number, seed: number
 /** Bytes served to each flow after each packet of `order`. */
 function cumulative(order: Array<[number, number]>, flows: number): Float64Array[] {
   const served = new Float64Array(flows);
-  return order.map(([k, len]) => { served[k] += len; return Float64Array.from(served); });
+  return order.map(([k, len]) => { served[k] = served[k]! + len; return Float64Array.from(served); });
 }
 
 function check(flows: Flow[], total: number, seed: number, compareWf2q: boolean): void {

@@ -129,8 +129,8 @@ export class QfqSched {
         // the group's start moves back: make room at the front of its bucket list
         this.slotRotate(g, roundedS, shift);
         // the group was surely ineligible
-        this.bitmaps[IR] &= ~(1 << g);
-        this.bitmaps[IB] &= ~(1 << g);
+        this.bitmaps[IR] = this.bitmaps[IR]! & ~(1 << g);
+        this.bitmaps[IB] = this.bitmaps[IB]! & ~(1 << g);
         this.setGroupStart(g, roundedS, shift);
       }
     } else {
@@ -143,7 +143,8 @@ export class QfqSched {
   private setGroupStart(g: number, roundedS: number, shift: number): void {
     this.gS[g] = roundedS;
     this.gF[g] = roundedS + 2 * P2[shift]!;
-    this.bitmaps[this.calcState(g)] |= 1 << g;
+    const set = this.calcState(g);
+    this.bitmaps[set] = this.bitmaps[set]! | (1 << g);
   }
 
   /** The class to serve next (the front class of the lowest eligible ready group), or null. */
@@ -173,11 +174,11 @@ export class QfqSched {
       const oldF = this.gF[g]!;
       const first = this.slotScan(g);
       if (first === null) {
-        this.bitmaps[ER] &= ~(1 << g);
+        this.bitmaps[ER] = this.bitmaps[ER]! & ~(1 << g);
       } else {
         const roundedS = roundDown(first.S, shift);
         if (this.gS[g] === roundedS) { this.updateEligible(oldV); this.maybeRebase(); return; }
-        this.bitmaps[ER] &= ~(1 << g);
+        this.bitmaps[ER] = this.bitmaps[ER]! & ~(1 << g);
         this.setGroupStart(g, roundedS, shift);
       }
       // unblock even when the group has gone away
@@ -231,8 +232,8 @@ export class QfqSched {
   }
 
   private moveGroups(mask: number, src: number, dst: number): void {
-    this.bitmaps[dst] |= this.bitmaps[src]! & mask;
-    this.bitmaps[src] &= ~mask;
+    this.bitmaps[dst] = this.bitmaps[dst]! | (this.bitmaps[src]! & mask);
+    this.bitmaps[src] = this.bitmaps[src]! & ~mask;
   }
 
   private unblockGroups(g: number, oldF: number): void {
