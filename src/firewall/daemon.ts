@@ -21,7 +21,6 @@ import type { Interfaces } from './engine.js';
 import type { FirewallAccess } from './commands.js';
 import * as native from '../native/index.js';
 import fs from 'node:fs';
-import v8 from 'node:v8';
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { shmDirectory } from '../memory/space.js';
@@ -42,7 +41,9 @@ export interface KipfwOptions {
   workers?: number;
   /**
    * SCHED_FIFO priority (1..99) for the thread that runs the data path and dummynet (`--rt P`;
-   * 0 or absent: an ordinary thread). Only with workers = 1. See dummynet/README.md (TIMING).
+   * 0 or absent: an ordinary thread). Only with workers = 1. Run node with --single-threaded-gc
+   * as well (the kipfw tool does): V8's parallel GC phases would make this thread wait for
+   * ordinary helper threads. See dummynet/README.md (TIMING).
    */
   realtime?: number;
   /** Log lines go here (default stderr). */
@@ -160,14 +161,7 @@ export class Kipfw {
         // this thread runs the data path: its timed sleeps (futex timeouts before a packet is
         // due) end when asked, not up to 50 µs later (the default timer slack)
         native.setTimerSlack(1);
-        if (rt > 0) {
-          native.setRealtime(rt);
-          // V8's parallel GC phases make this thread wait for helper threads, which stay ordinary
-          // (CFS) threads: on a busy machine a real-time thread then waits for them to get a CPU.
-          // Doing the GC work in this thread alone took kipfw's p90 release lateness from 1-8 ms
-          // to under 256 µs at load 13-17 (dummynet/README.md, TIMING).
-          for (const f of ['--no-parallel-scavenge', '--no-parallel-marking', '--no-parallel-compaction', '--no-parallel-pointer-update']) v8.setFlagsFromString(f);
-        }
+        if (rt > 0) native.setRealtime(rt);
       }
       for (let ring = 0; ring < (workers === 1 ? 0 : workers); ring++) await k.startWorker(opts, names, ring);
       const kk = k;

@@ -340,6 +340,25 @@ export function setTimerSlack(ns: number): void {
   check(prctlFn(PR_SET_TIMERSLACK, 'unsigned long', ns, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number, 'prctl(PR_SET_TIMERSLACK)');
 }
 
+// ---- re-executing node with V8 flags (kipfw --rt) -------------------------------------------
+const execvFn = libc.func('int execv(const char *path, const char **argv)');
+const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
+const F_SETFD = 2;
+
+/**
+ * Replaces this process (same pid) by `node NODE_FLAGS... SCRIPT ARGS...` with the same script and
+ * arguments: for V8 flags that must be set before the heap exists (kipfw --rt runs with
+ * --single-threaded-gc; setting GC flags at run time crashed V8). stdin/out/err are kept (libuv
+ * marks them close-on-exec). Returns only on failure, by throwing.
+ */
+export function reexecNode(nodeFlags: string[]): never {
+  for (let fd = 0; fd <= 2; fd++) fcntlFn(fd, F_SETFD, 'int', 0);
+  const argv = [process.execPath, ...process.execArgv, ...nodeFlags, ...process.argv.slice(1), null];
+  execvFn(process.execPath, argv);
+  const errno = koffi.errno();
+  throw new NetmapError(errnoName(errno), `execv(${process.execPath}) failed: errno ${errno}`);
+}
+
 // ---- capture: read-only file mappings (src/capture/reader.ts) --------------------------------
 const munmapPtr = libc.func('int munmap(void *addr, size_t length)');
 

@@ -7,6 +7,7 @@
  */
 import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
+import { reexecNode } from '../native/index.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
@@ -55,6 +56,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function run(args: Args): Promise<number> {
+  // A real-time data path does V8's GC work itself: parallel GC phases would make it wait for
+  // ordinary helper threads (dummynet/README.md, TIMING). GC flags must be set before the heap
+  // exists, so kipfw re-executes itself, same pid, with --single-threaded-gc.
+  if (args.rt > 0 && !process.execArgv.includes('--single-threaded-gc')) reexecNode(['--single-threaded-gc']);
   const k = await Kipfw.start({
     name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
     zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt,

@@ -232,6 +232,8 @@ test('kipfw --rt: the data path runs SCHED_FIFO and still shapes; refused with -
   const policy = spawnSync('chrt', ['-p', String(d.pid)], { encoding: 'utf8' }).stdout;
   assert.match(policy, /SCHED_FIFO/, policy);
   assert.match(policy, /priority: 20/, policy);
+  // re-executed in place with V8's GC in the one thread
+  assert.match(fs.readFileSync(`/proc/${d.pid}/cmdline`, 'utf8'), /--single-threaded-gc/);
   must('rt', 'pipe', '1', 'config', 'delay', '10ms');
   must('rt', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
   const out = ping(lab, l, '198.18.0.2', 5);
