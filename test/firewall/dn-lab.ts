@@ -61,6 +61,18 @@ export function within(actual: number, expected: number, rel: number, what: stri
   assert.ok(Math.abs(actual - expected) <= rel * expected, `${what}: ${actual.toFixed(4)} vs expected ${expected.toFixed(4)} ± ${(rel * 100).toFixed(1)}%`);
 }
 
+/**
+ * A ping's wait behind a full queue: the median RTT minus the base RTT should be `cap` ± rel. The
+ * base is measured while kipfw idles, and an idle daemon on a loaded machine answers its first
+ * frame late (it sleeps until a helper thread wakes it): a base of several ms was seen where the
+ * path under load takes under one. So the wait is taken to lie between median − base and the
+ * median itself, and `cap` must fall within rel of that interval.
+ */
+export function queueWaitNear(rtts: number[], base: number, cap: number, rel: number, what: string): void {
+  const m = median(rtts);
+  assert.ok(m - base <= cap * (1 + rel) && m >= cap * (1 - rel), `${what}: median RTT ${m} ms, base ${base} ms, so a wait of ${(m - base).toFixed(2)}..${m} ms, vs ${cap.toFixed(2)} ms ± ${rel * 100}%`);
+}
+
 export const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 /** One interval or the summary of an iperf3 JSON report (the fields these tests read). */
