@@ -2,7 +2,8 @@
  * Section-5 benchmarks of the interfaces work, each side by side with the Linux reference, in
  * namespaces made here (JSON lines; see bench/interfaces.ts for the raw AF_PACKET layer):
  *  - pkt-gen tx into a veth vs trafgen (frames counted by the kernel on the peer);
- *  - pkt-gen rx vs `tcpdump -w /dev/null`, both fed by trafgen from the peer;
+ *  - pkt-gen rx and `netmap dump -w /dev/null` vs `tcpdump -w /dev/null`, all fed by trafgen from
+ *    the peer (the share of trafgen's frames each captures);
  *  - VALE between two veths (vale-ctl -a) vs a Linux bridge: trafgen frames through it, counted
  *    on the far side;
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
@@ -15,54 +16,12 @@ import path from 'node:path';
 
 process.env.NETMAP_TS_DIR ??= fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-bench-ift-'));
 const { Lab, skipReason, sleep } = await import('../test/helpers/netns.js');
+const { CLI, PKTGEN_FRAME, emitter, secondsSince, pinned, trafgen, reportedPps, pair } = await import('./lib/veth.js');
 type LabT = InstanceType<typeof Lab>;
 
 const BENCH = 'interfaces-tools';
-const CLI = new URL('../src/tools/cli.js', import.meta.url).pathname;
 const IFACES = new URL('../src/bwrap/index.js', import.meta.url).pathname;
-// 60-byte IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 to an unknown unicast MAC (flooded by both
-// switches; a Linux bridge drops frames with a malformed IPv4 header, so the header is valid)
-const FRAME = '{ 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, c16(0x0800), 0x45, 0, c16(46), c16(0), c16(0), 64, 17, csumip(14, 33), '
-  + '198, 18, 0, 1, 198, 18, 0, 2, c16(9), c16(9), c16(26), c16(0), fill(0x41, 18) }';
-
-function emit(metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
-  console.log(JSON.stringify({ bench: BENCH, metric, value: Number(value.toFixed(4)), unit, ...extra }));
-}
-
-function secondsSince(t0: bigint): number {
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-/**
- * On a machine with two CPUs or more, the traffic source runs on CPU 0 and the tool measured
- * against it (pkt-gen rx, tcpdump) on CPU 1, so that a heavier capturer does not show up as a
- * slower generator; both TX tools (pkt-gen tx, trafgen) run on CPU 1.
- */
-const PIN = os.cpus().length >= 2;
-function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
-  return PIN ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
-}
-
-/** Runs trafgen; returns the seconds it reports for its own send loop (its start-up excluded). */
-function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0): number {
-  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', FRAME]), 120_000);
-  if (r.status !== 0) throw new Error(`trafgen: ${r.stderr}`);
-  const m = /(\d+) sec, (\d+) usec on CPU/.exec(r.stdout + r.stderr);
-  return m === null ? NaN : Number(m[1]) + Number(m[2]) / 1e6;
-}
-
-/** The rate pkt-gen printed in its final `Speed:` line. */
-function reportedPps(out: string): number {
-  const speed = /Speed: ([\d.]+) ([KMG]?)pps/.exec(out);
-  const mult: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9 };
-  return speed === null ? 0 : Number(speed[1]) * mult[speed[2]!]!;
-}
-
-function pair(lab: LabT): { a: string; b: string } {
-  const a = lab.ns('a'), b = lab.ns('b');
-  lab.veth(a, 'a0', b, 'b0');
-  return { a, b };
-}
+const emit = emitter(BENCH);
 
 function txBench(frames: number): void {
   const lab = new Lab();
@@ -70,7 +29,7 @@ function txBench(frames: number): void {
     const { a, b } = pair(lab);
     let before = lab.counters(b, 'b0').rxPackets;
     let t0 = process.hrtime.bigint();
-    const r = lab.run(a, ...pinned(1, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), '-s', '198.18.0.1:9', '-d', '198.18.0.2:9', '-S', '02:00:00:00:00:01', '-D', '02:00:00:00:00:02', '-w', '0', '-T', '0']), 120_000);
+    const r = lab.run(a, ...pinned(1, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), ...PKTGEN_FRAME, '-w', '0', '-T', '0']), 120_000);
     let secs = secondsSince(t0);
     if (r.status !== 0) throw new Error(`pkt-gen tx: ${r.stderr}`);
     const counted = lab.counters(b, 'b0').rxPackets - before;
@@ -107,9 +66,14 @@ async function rxOurs(lab: LabT, a: string, b: string, frames: number): Promise<
   return { got: Number(/Received (\d+) packets/.exec(out)?.[1] ?? 0), secs, own: reportedPps(out) };
 }
 
-/** `tcpdump -w /dev/null` on a0 while trafgen sends `frames` from b0. */
-async function rxTcpdump(lab: LabT, a: string, b: string, frames: number): Promise<{ got: number; secs: number }> {
-  const dump = lab.spawn(a, ...pinned(1, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']));
+/**
+ * A tcpdump-like capturer on a0 (`tcpdump -w /dev/null`, or `netmap dump -w /dev/null`: both say
+ * "listening" when ready and "N packets captured" at SIGINT) while trafgen sends `frames` from b0.
+ */
+async function rxCapture(lab: LabT, a: string, b: string, frames: number, netmapDump: boolean): Promise<{ got: number; secs: number }> {
+  const dump = netmapDump
+    ? lab.spawn(a, ...pinned(1, process.execPath, [CLI, 'dump', '-i', 'netmap:a0', '-w', '/dev/null']))
+    : lab.spawn(a, ...pinned(1, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']));
   let err = '';
   dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   const t3 = Date.now();
@@ -126,19 +90,25 @@ async function rxTcpdump(lab: LabT, a: string, b: string, frames: number): Promi
 
 /**
  * Each capturer twice, alternating (trafgen's own rate varies by a fifth from run to run): rate =
- * frames captured / trafgen's wall time, summed over both runs.
+ * frames captured / trafgen's wall time, summed over both runs. pkt-gen rx and `netmap dump`
+ * (issue 14 §4: the share of trafgen's frames dump captures, beside tcpdump's) against tcpdump.
  */
 async function rxBench(frames: number): Promise<void> {
   const lab = new Lab();
   try {
     const { a, b } = pair(lab);
-    const ours = { got: 0, secs: 0 }, ref = { got: 0, secs: 0 };
+    const ours = { got: 0, secs: 0 }, ref = { got: 0, secs: 0 }, dump = { got: 0, secs: 0 };
     for (let round = 0; round < 2; round++) {
       const o = await rxOurs(lab, a, b, frames);
       ours.got += o.got; ours.secs += o.secs;
-      const r = await rxTcpdump(lab, a, b, frames);
+      const r = await rxCapture(lab, a, b, frames, false);
       ref.got += r.got; ref.secs += r.secs;
+      const d = await rxCapture(lab, a, b, frames, true);
+      dump.got += d.got; dump.secs += d.secs;
     }
+    const dumpPps = dump.got / dump.secs;
+    emit('dump_rx_veth_pps', dumpPps, 'pps', { frames: dump.got, sent: 2 * frames, captured_share: Number((dump.got / (2 * frames)).toFixed(4)), note: '`netmap dump -i netmap:a0 -w /dev/null`: captured / trafgen wall time, two runs' });
+    emit('rx_share_ratio_dump_vs_tcpdump', dump.got / Math.max(ref.got, 1), 'ratio', { dump_share: Number((dump.got / (2 * frames)).toFixed(4)), tcpdump_share: Number((ref.got / (2 * frames)).toFixed(4)) });
     const oursPps = ours.got / ours.secs, refPps = ref.got / ref.secs;
     emit('pktgen_rx_veth_pps', oursPps, 'pps', { frames: ours.got, sent: 2 * frames, captured_share: Number((ours.got / (2 * frames)).toFixed(4)), note: 'captured / trafgen wall time, two runs' });
     emit('tcpdump_rx_veth_pps', refPps, 'pps', { frames: ref.got, sent: 2 * frames, captured_share: Number((ref.got / (2 * frames)).toFixed(4)), note: 'captured / trafgen wall time, two runs' });

@@ -5,7 +5,7 @@
  * with txsync in batches. A packet longer than a netmap buffer is cut to the buffer size.
  */
 import { fail } from '../errors.js';
-import { POLLOUT, type Port } from '../ports/index.js';
+import { POLLOUT, type Port } from '../ports/port.js';
 import { openCaptureFile } from './reader.js';
 import { mapFileReadOnly } from '../native/index.js';
 
