@@ -31,7 +31,7 @@ const skip = skipReason(['tc', 'ping']);
 if (skip !== null) console.log(`# skipping AF_XDP tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 90_000 };
 const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
-const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+const PORTS = new URL('../../src/index.js', import.meta.url).pathname; // the top: openPort and the port types
 const TYPES = new URL('../../src/port-types.js', import.meta.url).pathname;
 type LabT = InstanceType<typeof Lab>;
 type PortT = ReturnType<typeof openPort>;

@@ -203,7 +203,7 @@ test('persistent VALE port: monitored as valeX:P and as netmap:P', () => {
 test('a monitor in another process, SIGKILLed mid-capture: the port goes on, the slot is reclaimed', async () => {
   const a = openPort('vale11:a'), b = openPort('vale11:b');
   const child = spawn(process.execPath, ['--input-type=module', '-e', `
-    const { openPort, POLLIN } = await import(${JSON.stringify(new URL('../../src/ports/index.js', import.meta.url).pathname)});
+    const { openPort, POLLIN } = await import(${JSON.stringify(new URL('../../src/index.js', import.meta.url).pathname)});
     const m = openPort('vale11:a/r');
     let n = 0;
     process.stdout.write('open\\n');
