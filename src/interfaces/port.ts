@@ -32,7 +32,7 @@ import { shmDirectory } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
-import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js';
+import { requestedVnetHdr, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
@@ -134,7 +134,7 @@ function geometry(spec: PortSpec, queues: number): { rings: number; txRings: num
 }
 
 /** Finds or creates the port entry of interface `spec.name` (under the registry lock). */
-function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): number {
+function resolveInterface(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const name = spec.parentName || spec.name;
   const existing = reg.findPort(name);
   if (existing >= 0) {
@@ -155,6 +155,8 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   if (isHelperDevice(name)) fail('EINVAL', `${spec.spec}: '${name}' is a netmap-ts helper device`);
   const info = interfaceInfo(name);
   const tap = isTapDevice(name);
+  const vnetHdr = requestedVnetHdr(spec, opts) ?? 0;
+  if (vnetHdr !== 0 && !tap) fail('EINVAL', `${spec.spec}: only TAP devices carry a virtio-net header ('${name}' is not one)`);
   const g = geometry(spec, tap ? 1 : Math.max(info.rxQueues, info.txQueues));
   const memId = reg.globalRegion({ numBufs: GLOBAL_BUFS, numPages: GLOBAL_PAGES, bufSize: L.DEFAULT_BUF_SIZE });
   const index = reg.createPort({
@@ -166,6 +168,7 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   reg.portSet(index, L.PE_IF_NETNS, currentNetnsId() >>> 0);
   reg.portSet(index, L.PE_IF_OWNER, 0);
   reg.portSet(index, L.PE_IF_TAP, tap ? 1 : 0);
+  reg.portSet(index, L.PE_HDR_LEN, vnetHdr);
   reg.portSet(index, L.PE_MFS, Math.min(info.mtu + 18, L.DEFAULT_BUF_SIZE));
   return index;
 }
@@ -188,7 +191,7 @@ function openState(port: Port): IfState {
   const reg = registry();
   if (port.numHostTxRings === 0 && isTapDevice(ifname)) {
     try {
-      st.tap = TapDevice.open(ifname, { existing: true, up: true });
+      st.tap = TapDevice.open(ifname, { existing: true, up: true, vnetHdr: port.vnetHdrLen });
     } catch (e) {
       if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: TAP device '${ifname}' is held by another process or thread`);
       throw e;
@@ -371,6 +374,19 @@ function closeState(st: IfState): void {
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
+/** Longest TAP frame with a virtio-net header: 64 KiB of IP packet, Ethernet + VLAN header, the header. */
+const TAP_FRAME_MAX = 65535 + 18 + 12;
+/** Longest chain a TAP write gathers (netmap's NETMAP_MAX_FRAGS). */
+const IOV_MAX_CHAIN = L.NETMAP_MAX_FRAGS;
+
+/** Sets struct iovec `k` of `iov` to `len` bytes at absolute address `address` (no allocation). */
+function setIovec(iov: Buffer, k: number, address: number, len: number): void {
+  const at = k * native.IOVEC_SIZE;
+  iov.writeUInt32LE(address % 0x100000000, at);
+  iov.writeUInt32LE(Math.floor(address / 0x100000000), at + 4);
+  iov.writeUInt32LE(len, at + 8);
+  iov.writeUInt32LE(0, at + 12);
+}
 
 class InterfaceAdapter implements PortAdapter {
   private readonly port: Port;
@@ -379,6 +395,8 @@ class InterfaceAdapter implements PortAdapter {
   private readonly watchKey: number;
   /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
+  /** struct iovec array for a TAP's chains (readv/writev). */
+  private readonly iov = Buffer.alloc(IOV_MAX_CHAIN * native.IOVEC_SIZE);
 
   constructor(port: Port) {
     this.port = port;
@@ -436,28 +454,25 @@ class InterfaceAdapter implements PortAdapter {
     if (cur !== head) {
       const u8 = this.u8;
       if (st.tap !== null) {
-        const tap = st.tap;
+        // a TAP takes one frame per write: an NS_MOREFRAG chain (a super-frame with its
+        // virtio-net header) goes as one writev of its buffers
+        const tap = st.tap, iov = this.iov, address = ring.sp.address;
         while (cur !== head) {
-          // a TAP takes one frame per write: fragments are gathered in the first slot's buffer
-          // only if they fit, otherwise the packet is dropped
-          let j = cur, len = 0;
-          const first = ring.slotBufOffset(cur);
-          let complete = false, fits = true;
+          let j = cur, len = 0, count = 0, complete = false;
           for (;;) {
             const l = ring.slotLen(j), f = ring.slotFlags(j);
-            const src = ring.slotBufOffset(j);
-            if (j !== cur) {
-              if (len + l <= ring.bufSize) u8.copyWithin(first + len, src, src + l);
-              else fits = false;
+            if (count < IOV_MAX_CHAIN) {
+              setIovec(iov, count, address + ring.slotBufOffset(j), l);
             }
+            count++;
             len += l;
-            ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
+            if (f & NS_BUF_CHANGED) ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
             j = ring.next(j);
             if ((f & NS_MOREFRAG) === 0) { complete = true; break; }
             if (j === head) break;
           }
           if (!complete) break;
-          if (fits && len > 0 && tap.write(first, len)) { packets++; bytes += len; } else drops++;
+          if (count <= IOV_MAX_CHAIN && len > 0 && tap.writev(iov, count, len)) { packets++; bytes += len; } else drops++;
           cur = j;
         }
       } else {
@@ -501,7 +516,27 @@ class InterfaceAdapter implements PortAdapter {
     if (tail >= n) tail = hwcur;
     let packets = 0, bytes = 0;
     const bufSize = ring.bufSize;
-    if (st.tap !== null || ring.host) {
+    if (st.tap !== null && st.tap.vnetHdr !== 0) {
+      // frames with a virtio-net header may be 64 KiB super-frames: each is read into a chain of
+      // up to TAP_CHAIN buffers (one readv), NS_MOREFRAG on all but its last slot
+      const tap = st.tap, iov = this.iov, address = ring.sp.address;
+      const chain = Math.min(IOV_MAX_CHAIN, Math.ceil(TAP_FRAME_MAX / bufSize));
+      for (;;) {
+        let free = hwcur - tail - 1;
+        if (free < 0) free += n;
+        if (free < chain) break;
+        for (let k = 0, j = tail; k < chain; k++, j = ring.next(j)) setIovec(iov, k, address + ring.slotBufOffset(j), bufSize);
+        const len = tap.readv(iov, chain);
+        if (len <= 0) break;
+        for (let left = len; left > 0; left -= bufSize) {
+          ring.setSlotLen(tail, left > bufSize ? bufSize : left);
+          ring.setSlotFlags(tail, left > bufSize ? NS_MOREFRAG : 0);
+          tail = ring.next(tail);
+        }
+        packets++;
+        bytes += len;
+      }
+    } else if (st.tap !== null || ring.host) {
       const dev = st.tap ?? st.hostRead!;
       while (ring.next(tail) !== hwcur) {
         const len = dev.read(ring.slotBufOffset(tail), bufSize);
@@ -624,6 +659,14 @@ export function setRingDiverter(port: Port, k: number, diverter: RingDiverter | 
   if (st.nicRx[k] === undefined || !st.nicRx[k]!.perFrame) fail('EINVAL', `${port.spec}: NIC RX ring ${k} is not bound here with a per-frame receiver`);
   st.rxDiverters[k]?.close();
   st.rxDiverters[k] = diverter ?? undefined;
+}
+
+/**
+ * Whether the TAP device behind `port` (a TAP port of this thread) went away under its descriptor
+ * (deleted, for instance with the network namespace it was moved into). False for other ports.
+ */
+export function tapGone(port: Port): boolean {
+  return states.get(port.index)?.tap?.gone ?? false;
 }
 
 /** Frames the ring diverters of `port` (this handle) have taken so far. */

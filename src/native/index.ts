@@ -201,6 +201,8 @@ const net = {
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   read: libc.func('intptr_t read(int fd, uintptr_t buf, size_t count)'),
   write: libc.func('intptr_t write(int fd, uintptr_t buf, size_t count)'),
+  readv: libc.func('intptr_t readv(int fd, void *iov, int iovcnt)'),
+  writev: libc.func('intptr_t writev(int fd, void *iov, int iovcnt)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
   setns: libc.func('int setns(int fd, int nstype)'),
 };
@@ -277,6 +279,24 @@ export function readAt(fd: number, address: number, len: number): number {
 /** write(2) from absolute address `address`; returns bytes or -errno (no throw). */
 export function writeAt(fd: number, address: number, len: number): number {
   const r = Number(net.write(fd, address, len));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** Bytes of one struct iovec { void *base; size_t len } (64-bit). */
+export const IOVEC_SIZE = 16;
+
+/**
+ * readv(2) into the `count` struct iovec of `iov` (absolute addresses: a TAP frame with its
+ * virtio-net header into a chain of ring buffers); returns bytes or -errno (no throw).
+ */
+export function readvAt(fd: number, iov: Buffer, count: number): number {
+  const r = Number(net.readv(fd, iov, count));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** writev(2) of the `count` struct iovec of `iov`; returns bytes or -errno (no throw). */
+export function writevAt(fd: number, iov: Buffer, count: number): number {
+  const r = Number(net.writev(fd, iov, count));
   return r < 0 ? -koffi.errno() : r;
 }
 

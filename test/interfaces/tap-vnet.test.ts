@@ -1,0 +1,100 @@
+/**
+ * TAP devices attached to a VALE switch as virtio-net header ports: two containers (network
+ * namespaces), each behind a TAP whose other end (the descriptor) is held by the attach daemon,
+ * talk through one switch with their offloads on: ping, and iperf3 with TSO super-frames passing
+ * whole between the two header ports.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-tapvnet-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+
+const skip = skipReason(['ping', 'tun', 'iperf3']);
+if (skip !== null) console.log(`# skipping TAP vnet tests: ${skip}`);
+type LabT = InstanceType<typeof Lab>;
+
+const VALECTL = new URL('../../src/tools/vale-ctl.js', import.meta.url).pathname;
+const IFACES = new URL('../../src/bwrap/index.js', import.meta.url).pathname;
+const SWITCH = new URL('../../src/switch/index.js', import.meta.url).pathname;
+const RUN_VALECTL = `await import(${JSON.stringify(IFACES)}); const v = await import(${JSON.stringify(VALECTL)}); process.exitCode = await v.main(process.argv.slice(1));`;
+const RUN_COUNTERS = `const v = await import(${JSON.stringify(SWITCH)}); console.log(JSON.stringify(v.portCounters(process.argv[1])));`;
+
+function node(lab: LabT, ns: string, script: string, args: string[]): { status: number; out: string } {
+  const r = lab.run(ns, process.execPath, ['--input-type=module', '-e', script, '--', ...args], 30_000);
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+/**
+ * The switch host `m` (where the daemons run) and two containers c1, c2, each behind a TAP made
+ * in m, attached to vale0, then moved into its container (the descriptor stays with the daemon).
+ */
+function containers(lab: LabT): { m: string; c1: string; c2: string } {
+  const m = lab.ns('m'), c1 = lab.ns('c1'), c2 = lab.ns('c2');
+  for (const [dev, c, addr] of [['tva', c1, '198.18.7.1/24'], ['tvb', c2, '198.18.7.2/24']] as const) {
+    lab.must(m, 'ip', ['tuntap', 'add', 'dev', dev, 'mode', 'tap']);
+    const a = node(lab, m, RUN_VALECTL, ['-a', `vale0:${dev}`]);
+    assert.equal(a.status, 0, a.out);
+    lab.must(m, 'ip', ['link', 'set', dev, 'netns', c]);
+    lab.addr(c, dev, addr);
+    lab.must(c, 'ip', ['link', 'set', dev, 'up']);
+  }
+  return { m, c1, c2 };
+}
+
+interface Counters { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number; rxDrops: number; txDrops: number }
+function counters(lab: LabT, m: string, port: string): Counters {
+  const r = node(lab, m, RUN_COUNTERS, [port]);
+  assert.equal(r.status, 0, r.out);
+  return JSON.parse(r.out.trim()) as Counters;
+}
+
+test('TAP vnet: containers behind TAPs on one VALE switch ping each other and run TCP with super-frames', { skip: skip ?? false, timeout: 120_000 }, () => withLab(async (lab) => {
+  const { m, c1, c2 } = containers(lab);
+  // the TAP came with offloads: the container's stack may send 64 KB TCP frames
+  const features = lab.run(c1, 'ethtool', ['-k', 'tva']).stdout;
+  if (features !== '') assert.match(features, /tcp-segmentation-offload: on/);
+  assert.equal(lab.run(c1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.7.2']).status, 0, 'ping through the switch');
+  lab.spawn(c2, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
+  await sleep(500);
+  const before = counters(lab, m, 'vale0:tva');
+  const res = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-J'], 30_000);
+  assert.equal(res.status, 0, res.stderr + res.stdout.slice(0, 500));
+  const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } };
+  const after = counters(lab, m, 'vale0:tva');
+  const bps = j.end.sum_received.bits_per_second;
+  const frames = after.txPackets - before.txPackets, bytes = after.txBytes - before.txBytes;
+  console.log(`# iperf3 between two TAP vnet ports: ${(bps / 1e9).toFixed(2)} Gbit/s, ${j.end.sum_sent.retransmits} retransmissions, ${frames} frames of ${(bytes / frames).toFixed(0)} bytes on average into the switch`);
+  assert.ok(j.end.sum_received.bytes > 10e6, `TCP moved ${j.end.sum_received.bytes} bytes`);
+  // super-frames went into the switch whole (a frame of wire size is at most 1526 bytes here)
+  assert.ok(bytes / frames > 4000, `frames of ${(bytes / frames).toFixed(0)} bytes on average: no super-frames`);
+  const back = counters(lab, m, 'vale0:tvb');
+  assert.ok(back.rxBytes - 0 > j.end.sum_received.bytes, 'the receiving port counted what TCP delivered');
+}));
+
+test('TAP vnet: a container behind a TAP reaches a veth attached to the same switch (super-frames cut, checksums completed)', { skip: skip ?? false, timeout: 120_000 }, () => withLab(async (lab) => {
+  const m = lab.ns('m'), c1 = lab.ns('c1'), r = lab.ns('r');
+  lab.must(m, 'ip', ['tuntap', 'add', 'dev', 'tva', 'mode', 'tap']);
+  let a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:tva']);
+  assert.equal(a.status, 0, a.out);
+  lab.must(m, 'ip', ['link', 'set', 'tva', 'netns', c1]);
+  lab.addr(c1, 'tva', '198.18.7.1/24');
+  lab.must(c1, 'ip', ['link', 'set', 'tva', 'up']);
+  lab.veth(m, 'mv', r, 'rv');
+  lab.addr(r, 'rv', '198.18.7.2/24');
+  a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:mv']);
+  assert.equal(a.status, 0, a.out);
+  assert.equal(lab.run(c1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.7.2']).status, 0, 'ping TAP -> veth');
+  lab.spawn(r, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
+  await sleep(500);
+  const res = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-J'], 30_000);
+  assert.equal(res.status, 0, res.stderr + res.stdout.slice(0, 500));
+  const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } };
+  console.log(`# iperf3 TAP vnet -> veth: ${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end.sum_sent.retransmits} retransmissions`);
+  assert.ok(j.end.sum_received.bytes > 5e6, `TCP moved ${j.end.sum_received.bytes} bytes`);
+}));
