@@ -15,7 +15,7 @@ import { setReceiveHook, hookedFrames } from './receive-hook.js';
 import { Bridge, waitPorts } from '../interfaces/bridge.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from '../interfaces/ifinfo.js';
-import { isTapDevice, tapGone } from '../interfaces/port.js';
+import { isTapDevice, tapGone, tapDescriptor } from '../interfaces/port.js';
 import { PacketTransmitter } from '../interfaces/packet.js';
 import { TcpCoalescer } from './coalesce.js';
 import type { ValeAdapter } from '../switch/forward.js';
@@ -70,11 +70,14 @@ process.on('SIGINT', () => { stop = true; });
 
 /**
  * Marks switch port `p` as owned by this daemon; `ifindex` (wire side only) lets other daemons
- * in this namespace transmit straight onto the interface (direct.ts enableDirect).
+ * in this namespace transmit straight onto the interface, `tapFd` (a TAP's descriptor) lets any
+ * daemon write into the TAP (direct.ts enableDirect).
  */
-function own(p: Port, ifindex: number): void {
+function own(p: Port, ifindex: number, tapFd = 0): void {
   const reg = registry();
   reg.locked(() => {
+    reg.portSet(p.index, L.PE_VALE_DIRECT_TAP_PID, tapFd > 0 ? process.pid : 0);
+    reg.portSet(p.index, L.PE_VALE_DIRECT_TAP_FD, tapFd);
     reg.portSet(p.index, L.PE_VALE_DIRECT_IF, ifindex);
     reg.portSet(p.index, L.PE_VALE_DIRECT_NETNS, currentNetnsId() >>> 0);
     reg.portSet(p.index, L.PE_FLAGS, reg.portGet(p.index, L.PE_FLAGS) | L.PORT_FLAG_ATTACHED);
@@ -109,7 +112,10 @@ async function main(): Promise<number> {
       ports.push(nic);
       const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF},vnet-hdr=${TAP_VNET_HDR}`, { owner: true });
       ports.push(vNic);
-      own(vNic, 0); // nobody writes onto a TAP directly: frames go through this port
+      // other daemons may write into the TAP themselves (a copy of its descriptor); this one
+      // writes into theirs, and onto attached interfaces of its namespace for ports without header
+      own(vNic, 0, tapDescriptor(nic));
+      enableDirect(vNic.adapter as ValeAdapter, openDirectSink, currentNetnsId());
       hookedPort = nic;
       bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     } else {

@@ -11,6 +11,9 @@ import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import type { OutsideDelivery, ValeAdapter } from '../switch/forward.js';
+import * as native from '../native/index.js';
+import { space } from '../memory/space.js';
+import { mapScratch } from '../interfaces/packet.js';
 
 /**
  * A transmit ring a sender writes into directly (an attached interface's wire side: a packet
@@ -33,8 +36,47 @@ export interface DirectSink {
 /** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
 export type DirectSinkOpener = (ifindex: number, portName: string) => DirectSink | null;
 
-/** A switch port the last refresh found attached in this namespace. */
-interface Candidate { switchPort: number; ifindex: number; name: string }
+/** A switch port the last refresh found attached in this namespace (ifindex), or an attached TAP (tapPid). */
+interface Candidate { switchPort: number; ifindex: number; name: string; tapPid: number; tapFd: number; key: number }
+
+/** Longest frame a TapSink takes: a 64 KiB super-frame, its Ethernet header and virtio-net header. */
+const TAP_SINK_MAX = 65535 + 18 + 12;
+const TAP_SINK_SCRATCH = 1 << 17;
+
+/**
+ * Frames written straight into an attached TAP through a copy of its daemon's descriptor
+ * (pidfd_getfd): the kernel receives each on the TAP at once, in this process, instead of this
+ * process handing it to the TAP's daemon through the switch port's RX ring and waking it. Frames
+ * keep the virtio-net header the switch ports share (the switch only uses this sink between
+ * ports of the same header length).
+ */
+class TapSink implements DirectSink {
+  readonly maxFrame = TAP_SINK_MAX;
+  private readonly fd: number;
+  private readonly scratch: number;
+  private readonly address: number;
+
+  constructor(pid: number, fd: number) {
+    this.fd = native.duplicateFdOf(pid, fd);
+    try {
+      this.scratch = mapScratch(TAP_SINK_SCRATCH);
+    } catch (e) {
+      native.closeFd(this.fd);
+      throw e;
+    }
+    this.address = space().address;
+  }
+
+  reclaim(): number { return 1; }
+  slot(): number { return this.scratch; }
+  /** Writes the frame at once (a TAP takes one frame per write); a refused one is lost, as on a full ring. */
+  commit(len: number): void { native.writeAt(this.fd, this.address + this.scratch, len); }
+  kick(): void { /* each frame went at commit() */ }
+  close(): void {
+    native.closeFd(this.fd);
+    space().unmapLocal(this.scratch, TAP_SINK_SCRATCH);
+  }
+}
 
 /** The OutsideDelivery of one VALE handle: sinks for the attached interfaces on its switch. */
 class DirectDelivery implements OutsideDelivery {
@@ -42,7 +84,7 @@ class DirectDelivery implements OutsideDelivery {
   private readonly netns: number;
   /** Sink of each switch port number, null: through the switch. */
   private readonly sinkOfPort: (DirectSink | null)[] = new Array<DirectSink | null>(L.MAX_SWITCH_PORTS).fill(null);
-  /** Open sinks by ifindex (kept across refreshes; closed when their port leaves the switch). */
+  /** Open sinks by ifindex, or -1 - registry index for TAPs (kept across refreshes; closed when their port leaves the switch). */
   private readonly sinkOfInterface = new Map<number, DirectSink>();
   private readonly candidates: Candidate[] = [];
 
@@ -58,26 +100,32 @@ class DirectDelivery implements OutsideDelivery {
   consider(reg: Registry, switchPort: number, index: number): void {
     if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) === 0) return;
     const ifindex = reg.portGet(index, L.PE_VALE_DIRECT_IF);
-    if (ifindex !== 0 && reg.portGet(index, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.netns) this.candidates.push({ switchPort, ifindex, name: reg.portName(index) });
+    const tapPid = reg.portGet(index, L.PE_VALE_DIRECT_TAP_PID);
+    if (ifindex !== 0 && reg.portGet(index, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.netns) {
+      this.candidates.push({ switchPort, ifindex, name: reg.portName(index), tapPid: 0, tapFd: 0, key: ifindex });
+    } else if (tapPid !== 0 && tapPid !== process.pid) {
+      // a TAP's descriptor works from any namespace
+      this.candidates.push({ switchPort, ifindex: 0, name: reg.portName(index), tapPid, tapFd: reg.portGet(index, L.PE_VALE_DIRECT_TAP_FD), key: -1 - index });
+    }
   }
 
   /** Opens sinks for the attached interfaces now on the switch, closes those gone (no lock held). */
   commit(): void {
     this.sinkOfPort.fill(null);
     const keep = new Set<number>();
-    for (const { switchPort, ifindex, name } of this.candidates) {
-      let sink = this.sinkOfInterface.get(ifindex) ?? null;
+    for (const { switchPort, ifindex, name, tapPid, tapFd, key } of this.candidates) {
+      let sink = this.sinkOfInterface.get(key) ?? null;
       if (sink === null) {
-        try { sink = this.open(ifindex, name); } catch { sink = null; }
+        try { sink = tapPid !== 0 ? new TapSink(tapPid, tapFd) : this.open(ifindex, name); } catch { sink = null; }
         if (sink === null) continue; // through the switch port then
-        this.sinkOfInterface.set(ifindex, sink);
+        this.sinkOfInterface.set(key, sink);
       }
       this.sinkOfPort[switchPort] = sink;
-      keep.add(ifindex);
+      keep.add(key);
     }
     this.candidates.length = 0;
-    for (const [ifindex, sink] of this.sinkOfInterface) {
-      if (!keep.has(ifindex)) { sink.close(); this.sinkOfInterface.delete(ifindex); }
+    for (const [key, sink] of this.sinkOfInterface) {
+      if (!keep.has(key)) { sink.close(); this.sinkOfInterface.delete(key); }
     }
   }
 

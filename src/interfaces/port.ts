@@ -669,6 +669,11 @@ export function tapGone(port: Port): boolean {
   return states.get(port.index)?.tap?.gone ?? false;
 }
 
+/** The descriptor of the TAP device behind `port` (a TAP port of this thread), -1 for other ports. */
+export function tapDescriptor(port: Port): number {
+  return states.get(port.index)?.tap?.fd ?? -1;
+}
+
 /** Frames the ring diverters of `port` (this handle) have taken so far. */
 export function divertedFrames(port: Port): number {
   return port.adapter instanceof InterfaceAdapter ? port.adapter.diverted : 0;

@@ -282,6 +282,22 @@ export function writeAt(fd: number, address: number, len: number): number {
   return r < 0 ? -koffi.errno() : r;
 }
 
+const syscall3 = libc.func('long syscall(long nr, long a, long b, long c)');
+const SYS_pidfd_open = 434, SYS_pidfd_getfd = 438;
+
+/**
+ * A copy, in this process, of descriptor `fd` of process `pid` (pidfd_open + pidfd_getfd, Linux
+ * 5.6; needs ptrace rights over it: root, or the same user without restrictions).
+ */
+export function duplicateFdOf(pid: number, fd: number): number {
+  const pidfd = check(Number(syscall3(SYS_pidfd_open, pid, 0, 0)), 'pidfd_open');
+  try {
+    return check(Number(syscall3(SYS_pidfd_getfd, pidfd, fd, 0)), 'pidfd_getfd');
+  } finally {
+    closeFd(pidfd);
+  }
+}
+
 /** Bytes of one struct iovec { void *base; size_t len } (64-bit). */
 export const IOVEC_SIZE = 16;
 

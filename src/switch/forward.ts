@@ -33,7 +33,6 @@ import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
 import { VnetConverter } from './vnet.js';
-import { fail } from '../errors.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -170,8 +169,6 @@ export class ValeAdapter implements PortAdapter {
 
   /** Hands the packets of the ports `delivery` takes to it from now on (see the header). */
   setOutsideDelivery(delivery: OutsideDelivery | null): void {
-    // an outside delivery writes frames onto a wire as they are: no header may precede them
-    if (delivery !== null && this.myHdr !== 0) fail('EINVAL', `${this.port.name}: a port with a virtio-net header cannot deliver outside the switch`);
     this.outside?.close();
     this.outside = delivery;
     this.switchGeneration = -1; // look at the ports again
@@ -455,11 +452,13 @@ export class ValeAdapter implements PortAdapter {
   private deliverAll(ringId: number): void {
     const dstHead = this.dstHead, bcHead = this.bcHead, me = this.myPort;
     const active = this.active, nActive = this.nActive, outside = this.outside;
+    const pHdr = this.pHdr, mine = this.myHdr;
     for (let k = 0; k < nActive; k++) {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
-      if (outside !== null && outside.takes(d)) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
+      // outside, frames go as they are: only to a port of this port's header length
+      if (outside !== null && pHdr[d] === mine && outside.takes(d)) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
       // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
       const ru = ringId % this.pNumRx[d]!;
       if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
