@@ -13,7 +13,7 @@ import * as sync from '../rings/sync.js';
 import type { OutsideDelivery, ValeAdapter } from '../switch/forward.js';
 import * as native from '../native/index.js';
 import { space } from '../memory/space.js';
-import { mapScratch } from '../interfaces/packet.js';
+import { mapScratch, VNET_HDR_LEN } from '../interfaces/packet.js';
 
 /**
  * A transmit ring a sender writes into directly (an attached interface's wire side: a packet
@@ -37,7 +37,7 @@ export interface DirectSink {
 export type DirectSinkOpener = (ifindex: number, portName: string) => DirectSink | null;
 
 /** A switch port the last refresh found attached in this namespace (ifindex), or an attached TAP (tapPid). */
-interface Candidate { switchPort: number; ifindex: number; name: string; tapPid: number; tapFd: number; key: number }
+interface Candidate { switchPort: number; ifindex: number; name: string; tapPid: number; tapFd: number; key: number; hdr: number }
 
 /** Longest frame a TapSink takes: a 64 KiB super-frame, its Ethernet header and virtio-net header. */
 const TAP_SINK_MAX = 65535 + 18 + 12;
@@ -55,8 +55,12 @@ class TapSink implements DirectSink {
   private readonly fd: number;
   private readonly scratch: number;
   private readonly address: number;
+  /** The TAP's virtio-net header length (its switch port's). */
+  private readonly hdr: number;
+  private readonly iov = Buffer.alloc(3 * native.IOVEC_SIZE);
 
-  constructor(pid: number, fd: number) {
+  constructor(pid: number, fd: number, hdr: number) {
+    this.hdr = hdr;
     this.fd = native.duplicateFdOf(pid, fd);
     try {
       this.scratch = mapScratch(TAP_SINK_SCRATCH);
@@ -72,6 +76,24 @@ class TapSink implements DirectSink {
   /** Writes the frame at once (a TAP takes one frame per write); a refused one is lost, as on a full ring. */
   commit(len: number): void { native.writeAt(this.fd, this.address + this.scratch, len); }
   kick(): void { /* each frame went at commit() */ }
+
+  /**
+   * A super-frame from a port without header (a veth's GSO frame, or TCP segments merged): its
+   * 10-byte virtio-net header at `hdrAt`, the frame after it; written whole, the header padded to
+   * the TAP's 12 bytes (num_buffers 0) by a writev.
+   */
+  sendWhole(hdrAt: number, total: number): boolean {
+    const a = this.address;
+    if (this.hdr === VNET_HDR_LEN) return native.writeAt(this.fd, a + hdrAt, total) === total;
+    if (this.hdr !== VNET_HDR_LEN + 2) return false;
+    const iov = this.iov;
+    const zeros = this.scratch + TAP_SINK_SCRATCH - 64; // never written: a frame ends before
+    native.setIovec(iov, 0, a + hdrAt, VNET_HDR_LEN);
+    native.setIovec(iov, 1, a + zeros, 2);
+    native.setIovec(iov, 2, a + hdrAt + VNET_HDR_LEN, total - VNET_HDR_LEN);
+    return native.writevAt(this.fd, iov, 3) === total + 2;
+  }
+
   close(): void {
     native.closeFd(this.fd);
     space().unmapLocal(this.scratch, TAP_SINK_SCRATCH);
@@ -102,10 +124,10 @@ class DirectDelivery implements OutsideDelivery {
     const ifindex = reg.portGet(index, L.PE_VALE_DIRECT_IF);
     const tapPid = reg.portGet(index, L.PE_VALE_DIRECT_TAP_PID);
     if (ifindex !== 0 && reg.portGet(index, L.PE_VALE_DIRECT_NETNS) >>> 0 === this.netns) {
-      this.candidates.push({ switchPort, ifindex, name: reg.portName(index), tapPid: 0, tapFd: 0, key: ifindex });
+      this.candidates.push({ switchPort, ifindex, name: reg.portName(index), tapPid: 0, tapFd: 0, key: ifindex, hdr: 0 });
     } else if (tapPid !== 0 && tapPid !== process.pid) {
       // a TAP's descriptor works from any namespace
-      this.candidates.push({ switchPort, ifindex: 0, name: reg.portName(index), tapPid, tapFd: reg.portGet(index, L.PE_VALE_DIRECT_TAP_FD), key: -1 - index });
+      this.candidates.push({ switchPort, ifindex: 0, name: reg.portName(index), tapPid, tapFd: reg.portGet(index, L.PE_VALE_DIRECT_TAP_FD), key: -1 - index, hdr: reg.portGet(index, L.PE_HDR_LEN) });
     }
   }
 
@@ -113,10 +135,10 @@ class DirectDelivery implements OutsideDelivery {
   commit(): void {
     this.sinkOfPort.fill(null);
     const keep = new Set<number>();
-    for (const { switchPort, ifindex, name, tapPid, tapFd, key } of this.candidates) {
+    for (const { switchPort, ifindex, name, tapPid, tapFd, key, hdr } of this.candidates) {
       let sink = this.sinkOfInterface.get(key) ?? null;
       if (sink === null) {
-        try { sink = tapPid !== 0 ? new TapSink(tapPid, tapFd) : this.open(ifindex, name); } catch { sink = null; }
+        try { sink = tapPid !== 0 ? new TapSink(tapPid, tapFd, hdr) : this.open(ifindex, name); } catch { sink = null; }
         if (sink === null) continue; // through the switch port then
         this.sinkOfInterface.set(key, sink);
       }

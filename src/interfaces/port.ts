@@ -379,14 +379,6 @@ const TAP_FRAME_MAX = 65535 + 18 + 12;
 /** Longest chain a TAP write gathers (netmap's NETMAP_MAX_FRAGS). */
 const IOV_MAX_CHAIN = L.NETMAP_MAX_FRAGS;
 
-/** Sets struct iovec `k` of `iov` to `len` bytes at absolute address `address` (no allocation). */
-function setIovec(iov: Buffer, k: number, address: number, len: number): void {
-  const at = k * native.IOVEC_SIZE;
-  iov.writeUInt32LE(address % 0x100000000, at);
-  iov.writeUInt32LE(Math.floor(address / 0x100000000), at + 4);
-  iov.writeUInt32LE(len, at + 8);
-  iov.writeUInt32LE(0, at + 12);
-}
 
 class InterfaceAdapter implements PortAdapter {
   private readonly port: Port;
@@ -462,7 +454,7 @@ class InterfaceAdapter implements PortAdapter {
           for (;;) {
             const l = ring.slotLen(j), f = ring.slotFlags(j);
             if (count < IOV_MAX_CHAIN) {
-              setIovec(iov, count, address + ring.slotBufOffset(j), l);
+              native.setIovec(iov, count, address + ring.slotBufOffset(j), l);
             }
             count++;
             len += l;
@@ -525,7 +517,7 @@ class InterfaceAdapter implements PortAdapter {
         let free = hwcur - tail - 1;
         if (free < 0) free += n;
         if (free < chain) break;
-        for (let k = 0, j = tail; k < chain; k++, j = ring.next(j)) setIovec(iov, k, address + ring.slotBufOffset(j), bufSize);
+        for (let k = 0, j = tail; k < chain; k++, j = ring.next(j)) native.setIovec(iov, k, address + ring.slotBufOffset(j), bufSize);
         const len = tap.readv(iov, chain);
         if (len <= 0) break;
         for (let left = len; left > 0; left -= bufSize) {

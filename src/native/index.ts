@@ -301,6 +301,15 @@ export function duplicateFdOf(pid: number, fd: number): number {
 /** Bytes of one struct iovec { void *base; size_t len } (64-bit). */
 export const IOVEC_SIZE = 16;
 
+/** Sets struct iovec `k` of `iov` to `len` bytes at absolute address `address` (no allocation). */
+export function setIovec(iov: Buffer, k: number, address: number, len: number): void {
+  const at = k * IOVEC_SIZE;
+  iov.writeUInt32LE(address % 0x100000000, at);
+  iov.writeUInt32LE(Math.floor(address / 0x100000000), at + 4);
+  iov.writeUInt32LE(len, at + 8);
+  iov.writeUInt32LE(0, at + 12);
+}
+
 /**
  * readv(2) into the `count` struct iovec of `iov` (absolute addresses: a TAP frame with its
  * virtio-net header into a chain of ring buffers); returns bytes or -errno (no throw).

@@ -97,4 +97,16 @@ test('TAP vnet: a container behind a TAP reaches a veth attached to the same swi
   const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } };
   console.log(`# iperf3 TAP vnet -> veth: ${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end.sum_sent.retransmits} retransmissions`);
   assert.ok(j.end.sum_received.bytes > 5e6, `TCP moved ${j.end.sum_received.bytes} bytes`);
+  // the other way: the veth's GSO frames (and merged segments) go into the TAP whole
+  lab.spawn(r, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
+  await sleep(500);
+  const before = counters(lab, m, 'vale0:tva');
+  const rev = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-R', '-J'], 30_000);
+  assert.equal(rev.status, 0, rev.stderr + rev.stdout.slice(0, 500));
+  const k = JSON.parse(rev.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+  const after = counters(lab, m, 'vale0:tva');
+  const frames = after.rxPackets - before.rxPackets, bytes = after.rxBytes - before.rxBytes;
+  console.log(`# iperf3 veth -> TAP vnet: ${(k.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${frames} frames of ${(bytes / frames).toFixed(0)} bytes on average into the TAP`);
+  assert.ok(k.end.sum_received.bytes > 5e6, `TCP moved ${k.end.sum_received.bytes} bytes`);
+  assert.ok(bytes / frames > 3000, 'super-frames reached the TAP whole');
 }));
