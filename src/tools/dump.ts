@@ -66,7 +66,7 @@ function parseArgs(argv: string[]): Args {
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+    const arg = argv[i]!;
     if (rest.length > 0 || !arg.startsWith('-') || arg === '-') { rest.push(arg); continue; }
     if (arg === '--') { rest.push(...argv.slice(i + 1)); break; }
     if (arg.startsWith('--')) {
@@ -87,7 +87,7 @@ function parseArgs(argv: string[]): Args {
     }
     // Clustered short options, tcpdump style: -nr FILE, -c5, -xx, -ddd.
     for (let j = 1; j < arg.length; j++) {
-      const c = arg[j];
+      const c = arg[j]!;
       const takesArg = 'irwcsF'.includes(c);
       if (takesArg) {
         const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
