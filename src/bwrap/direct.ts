@@ -31,6 +31,12 @@ export interface DirectSink {
    * virtio-net header and the frame (optional; false: not sent).
    */
   sendWhole?(hdrAt: number, total: number): boolean;
+  /**
+   * Sends one packet straight from its fragments (`frags` entries of `offs`/`lens` from
+   * `first`: space offsets and lengths), without copying it into slot() first (optional;
+   * false: not sent).
+   */
+  sendFragments?(offs: Float64Array, lens: Uint16Array, first: number, frags: number): boolean;
   close(): void;
 }
 /** Opens a DirectSink on interface `ifindex`, behind the switch port named `portName` (null: none). */
@@ -48,7 +54,8 @@ const TAP_SINK_SCRATCH = 1 << 17;
  * (pidfd_getfd): the kernel receives each on the TAP at once, in this process, instead of this
  * process handing it to the TAP's daemon through the switch port's RX ring and waking it. Frames
  * keep the virtio-net header the switch ports share (the switch only uses this sink between
- * ports of the same header length).
+ * ports of the same header length); a packet goes with one writev of its buffers
+ * (sendFragments), a super-frame from a port without header with its header padded (sendWhole).
  */
 class TapSink implements DirectSink {
   readonly maxFrame = TAP_SINK_MAX;
@@ -58,6 +65,7 @@ class TapSink implements DirectSink {
   /** The TAP's virtio-net header length (its switch port's). */
   private readonly hdr: number;
   private readonly iov = Buffer.alloc(3 * native.IOVEC_SIZE);
+  private readonly fragIov = Buffer.alloc(L.NETMAP_MAX_FRAGS * native.IOVEC_SIZE);
 
   constructor(pid: number, fd: number, hdr: number) {
     this.hdr = hdr;
@@ -76,6 +84,20 @@ class TapSink implements DirectSink {
   /** Writes the frame at once (a TAP takes one frame per write); a refused one is lost, as on a full ring. */
   commit(len: number): void { native.writeAt(this.fd, this.address + this.scratch, len); }
   kick(): void { /* each frame went at commit() */ }
+
+  /** One writev of the packet's buffers (a super-frame's chain): no copy in this process. */
+  sendFragments(offs: Float64Array, lens: Uint16Array, first: number, frags: number): boolean {
+    if (frags > L.NETMAP_MAX_FRAGS) return false;
+    const a = this.address, iov = this.fragIov;
+    let total = 0;
+    for (let k = 0; k < frags; k++) {
+      const at = offs[first + k]!;
+      if (at < 0) return false;
+      native.setIovec(iov, k, a + at, lens[first + k]!);
+      total += lens[first + k]!;
+    }
+    return native.writevAt(this.fd, iov, frags) === total;
+  }
 
   /**
    * A super-frame from a port without header (a veth's GSO frame, or TCP segments merged): its
@@ -174,6 +196,13 @@ class DirectDelivery implements OutsideDelivery {
     while (unicast >= 0 || broadcast >= 0) {
       let packet: number;
       if (broadcast < 0 || (unicast >= 0 && unicast < broadcast)) { packet = unicast; unicast = ftNext[unicast]!; } else { packet = broadcast; broadcast = ftNext[broadcast]!; }
+      const frags = ftFrags[packet]!;
+      if (sink.sendFragments !== undefined) {
+        let len = 0;
+        for (let entry = packet; entry < packet + frags; entry++) len += ftLen[entry]!;
+        if (sink.sendFragments(ftOff, ftLen, packet, frags)) { sent++; bytes += len; } else dropped++;
+        continue;
+      }
       let at = sink.slot();
       if (at < 0 && !kicked) {
         sink.kick();
@@ -182,7 +211,6 @@ class DirectDelivery implements OutsideDelivery {
         at = sink.slot();
       }
       if (at < 0) { dropped++; continue; }
-      const frags = ftFrags[packet]!;
       let len = 0;
       for (let entry = packet; entry < packet + frags; entry++) {
         const src = ftOff[entry]!, fragmentLength = ftLen[entry]!;
