@@ -48,6 +48,8 @@ interface Candidate { switchPort: number; ifindex: number; name: string; tapPid:
 /** Longest frame a TapSink takes: a 64 KiB super-frame, its Ethernet header and virtio-net header. */
 const TAP_SINK_MAX = 65535 + 18 + 12;
 const TAP_SINK_SCRATCH = 1 << 17;
+/** deliverWhole's gathering area: the longest chain (64 buffers of 2 KiB) and a header. */
+const WHOLE_SCRATCH = (64 << 11) + 4096;
 
 /**
  * Frames written straight into an attached TAP through a copy of its daemon's descriptor
@@ -131,6 +133,8 @@ class DirectDelivery implements OutsideDelivery {
   /** Open sinks by ifindex, or -1 - registry index for TAPs (kept across refreshes; closed when their port leaves the switch). */
   private readonly sinkOfInterface = new Map<number, DirectSink>();
   private readonly candidates: Candidate[] = [];
+  /** Where deliverWhole() gathers a packet (-1: not made yet). */
+  private wholeScratch = -1;
 
   constructor(open: DirectSinkOpener, netns: number) {
     this.open = open;
@@ -175,6 +179,46 @@ class DirectDelivery implements OutsideDelivery {
 
   takes(switchPort: number): boolean {
     return this.sinkOfPort[switchPort] !== null;
+  }
+
+  /** An attached interface's sink takes frames with a virtio-net header whole (PACKET_VNET_HDR). */
+  takesWhole(switchPort: number, hdr: number): boolean {
+    const sink = this.sinkOfPort[switchPort];
+    return sink !== null && sink !== undefined && !(sink instanceof TapSink) && sink.sendWhole !== undefined && hdr >= VNET_HDR_LEN;
+  }
+
+  /**
+   * From a port with a `hdr`-byte virtio-net header onto an attached interface: each packet is
+   * gathered after the first 10 bytes of its header (what a packet socket takes) and sent whole
+   * (sendWhole): the kernel cuts a super-frame, or completes a partial checksum, for the wire or
+   * hands it to the stack behind a veth as it is. A refused packet is dropped.
+   */
+  deliverWhole(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number, hdr: number): void {
+    const sink = this.sinkOfPort[switchPort]!;
+    const sp = vale.space;
+    if (this.wholeScratch < 0) this.wholeScratch = mapScratch(WHOLE_SCRATCH);
+    const frame = this.wholeScratch + 64 + 2, hdrAt = frame - VNET_HDR_LEN;
+    const ftFrags = vale.ftFrags, ftOff = vale.ftOff, ftLen = vale.ftLen, ftNext = vale.ftNext;
+    let unicast = unicastHead, broadcast = broadcastHead;
+    let dropped = 0, sent = 0, bytes = 0;
+    while (unicast >= 0 || broadcast >= 0) {
+      let packet: number;
+      if (broadcast < 0 || (unicast >= 0 && unicast < broadcast)) { packet = unicast; unicast = ftNext[unicast]!; } else { packet = broadcast; broadcast = ftNext[broadcast]!; }
+      const frags = ftFrags[packet]!;
+      const first = ftOff[packet]!;
+      let len = 0;
+      for (let entry = packet; entry < packet + frags; entry++) {
+        const skip = entry === packet ? hdr : 0;
+        const src = ftOff[entry]!, l = ftLen[entry]! - skip;
+        if (src < 0 || l < 0 || len + l > WHOLE_SCRATCH - 128) { len = -1; break; }
+        sp.u8.copyWithin(frame + len, src + skip, src + skip + l);
+        len += l;
+      }
+      if (len < 14) { dropped++; continue; }
+      sp.u8.copyWithin(hdrAt, first, first + VNET_HDR_LEN);
+      if (sink.sendWhole!(hdrAt, VNET_HDR_LEN + len)) { sent++; bytes += len; } else dropped++;
+    }
+    vale.countDelivered(switchPort, dropped, sent, bytes);
   }
 
   sinkFor(switchPort: number): DirectSink | null {
@@ -228,6 +272,8 @@ class DirectDelivery implements OutsideDelivery {
   }
 
   close(): void {
+    if (this.wholeScratch >= 0) space().unmapLocal(this.wholeScratch, WHOLE_SCRATCH);
+    this.wholeScratch = -1;
     for (const sink of this.sinkOfInterface.values()) sink.close();
     this.sinkOfInterface.clear();
     this.sinkOfPort.fill(null);

@@ -65,6 +65,13 @@ export interface OutsideDelivery {
   deliver(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number): void;
   /** Whether it takes any port at all. */
   readonly active: boolean;
+  /**
+   * Optional: whether it takes the packets for port `switchPort` (without header) from a port
+   * with a `hdr`-byte virtio-net header, header and all (a super-frame handed to the kernel
+   * whole); then deliverWhole() instead of deliver().
+   */
+  takesWhole?(switchPort: number, hdr: number): boolean;
+  deliverWhole?(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number, hdr: number): void;
   close(): void;
 }
 
@@ -458,7 +465,10 @@ export class ValeAdapter implements PortAdapter {
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
       // outside, frames go as they are: only to a port of this port's header length
-      if (outside !== null && pHdr[d] === mine && outside.takes(d)) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
+      if (outside !== null && outside.takes(d)) {
+        if (pHdr[d] === mine) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
+        if (pHdr[d] === 0 && outside.takesWhole?.(d, mine) === true) { outside.deliverWhole!(this, d, dstHead[d]!, bcHead, mine); dstHead[d] = -1; continue; }
+      }
       // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
       const ru = ringId % this.pNumRx[d]!;
       if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
