@@ -36,15 +36,30 @@ function node(lab: LabT, ns: string, script: string, args: string[]): { status: 
  */
 function containers(lab: LabT): { m: string; c1: string; c2: string } {
   const m = lab.ns('m'), c1 = lab.ns('c1'), c2 = lab.ns('c2');
-  for (const [dev, c, addr] of [['tva', c1, '198.18.7.1/24'], ['tvb', c2, '198.18.7.2/24']] as const) {
-    lab.must(m, 'ip', ['tuntap', 'add', 'dev', dev, 'mode', 'tap']);
-    const a = node(lab, m, RUN_VALECTL, ['-a', `vale0:${dev}`]);
-    assert.equal(a.status, 0, a.out);
-    lab.must(m, 'ip', ['link', 'set', dev, 'netns', c]);
-    lab.addr(c, dev, addr);
-    lab.must(c, 'ip', ['link', 'set', dev, 'up']);
-  }
+  tapInto(lab, m, 'tva', c1, '198.18.7.1/24');
+  tapInto(lab, m, 'tvb', c2, '198.18.7.2/24');
   return { m, c1, c2 };
+}
+
+/** TAP `dev` made in `m`, attached to vale0 there, then moved into container `c` with `addr`. */
+function tapInto(lab: LabT, m: string, dev: string, c: string, addr: string): void {
+  lab.must(m, 'ip', ['tuntap', 'add', 'dev', dev, 'mode', 'tap']);
+  const a = node(lab, m, RUN_VALECTL, ['-a', `vale0:${dev}`]);
+  assert.equal(a.status, 0, a.out);
+  lab.must(m, 'ip', ['link', 'set', dev, 'netns', c]);
+  lab.addr(c, dev, addr);
+  lab.must(c, 'ip', ['link', 'set', dev, 'up']);
+}
+
+interface IperfResult { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } }
+
+/** iperf3 for 2 s from `client` to a server started in `server` on 198.18.7.2 (`extra`: -R...). */
+async function iperf(lab: LabT, server: string, client: string, extra: string[] = []): Promise<IperfResult> {
+  lab.spawn(server, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
+  await sleep(500);
+  const res = lab.run(client, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-J', ...extra], 30_000);
+  assert.equal(res.status, 0, res.stderr + res.stdout.slice(0, 500));
+  return JSON.parse(res.stdout) as IperfResult;
 }
 
 interface Counters { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number; rxDrops: number; txDrops: number }
@@ -60,12 +75,8 @@ test('TAP vnet: containers behind TAPs on one VALE switch ping each other and ru
   const features = lab.run(c1, 'ethtool', ['-k', 'tva']).stdout;
   if (features !== '') assert.match(features, /tcp-segmentation-offload: on/);
   assert.equal(lab.run(c1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.7.2']).status, 0, 'ping through the switch');
-  lab.spawn(c2, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
-  await sleep(500);
   const before = counters(lab, m, 'vale0:tva');
-  const res = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-J'], 30_000);
-  assert.equal(res.status, 0, res.stderr + res.stdout.slice(0, 500));
-  const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } };
+  const j = await iperf(lab, c2, c1);
   const after = counters(lab, m, 'vale0:tva');
   const bps = j.end.sum_received.bits_per_second;
   const frames = after.txPackets - before.txPackets, bytes = after.txBytes - before.txBytes;
@@ -74,40 +85,27 @@ test('TAP vnet: containers behind TAPs on one VALE switch ping each other and ru
   // super-frames went into the switch whole (a frame of wire size is at most 1526 bytes here)
   assert.ok(bytes / frames > 4000, `frames of ${(bytes / frames).toFixed(0)} bytes on average: no super-frames`);
   const back = counters(lab, m, 'vale0:tvb');
-  assert.ok(back.rxBytes - 0 > j.end.sum_received.bytes, 'the receiving port counted what TCP delivered');
+  assert.ok(back.rxBytes > j.end.sum_received.bytes, 'the receiving port counted what TCP delivered');
 }));
 
 test('TAP vnet: a container behind a TAP and a veth attached to the same switch exchange TCP super-frames whole both ways', { skip: skip ?? false, timeout: 120_000 }, () => withLab(async (lab) => {
   const m = lab.ns('m'), c1 = lab.ns('c1'), r = lab.ns('r');
-  lab.must(m, 'ip', ['tuntap', 'add', 'dev', 'tva', 'mode', 'tap']);
-  let a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:tva']);
-  assert.equal(a.status, 0, a.out);
-  lab.must(m, 'ip', ['link', 'set', 'tva', 'netns', c1]);
-  lab.addr(c1, 'tva', '198.18.7.1/24');
-  lab.must(c1, 'ip', ['link', 'set', 'tva', 'up']);
+  tapInto(lab, m, 'tva', c1, '198.18.7.1/24');
   lab.veth(m, 'mv', r, 'rv');
   lab.addr(r, 'rv', '198.18.7.2/24');
-  a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:mv']);
+  const a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:mv']);
   assert.equal(a.status, 0, a.out);
   assert.equal(lab.run(c1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.7.2']).status, 0, 'ping TAP -> veth');
-  lab.spawn(r, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
-  await sleep(500);
   const mvBefore = counters(lab, m, 'vale0:mv');
-  const res = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-J'], 30_000);
-  assert.equal(res.status, 0, res.stderr + res.stdout.slice(0, 500));
-  const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits: number } } };
+  const j = await iperf(lab, r, c1);
   const mvAfter = counters(lab, m, 'vale0:mv');
   // the TAP's daemon hands the super-frames to the veth whole (the kernel cuts them or not)
   assert.ok((mvAfter.rxBytes - mvBefore.rxBytes) / (mvAfter.rxPackets - mvBefore.rxPackets) > 3000, 'super-frames onto the veth whole');
   console.log(`# iperf3 TAP vnet -> veth: ${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end.sum_sent.retransmits} retransmissions`);
   assert.ok(j.end.sum_received.bytes > 5e6, `TCP moved ${j.end.sum_received.bytes} bytes`);
   // the other way: the veth's GSO frames (and merged segments) go into the TAP whole
-  lab.spawn(r, 'iperf3', ['-s', '-1', '-B', '198.18.7.2']);
-  await sleep(500);
   const before = counters(lab, m, 'vale0:tva');
-  const rev = lab.run(c1, 'iperf3', ['-c', '198.18.7.2', '-t', '2', '-R', '-J'], 30_000);
-  assert.equal(rev.status, 0, rev.stderr + rev.stdout.slice(0, 500));
-  const k = JSON.parse(rev.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+  const k = await iperf(lab, r, c1, ['-R']);
   const after = counters(lab, m, 'vale0:tva');
   const frames = after.rxPackets - before.rxPackets, bytes = after.rxBytes - before.rxBytes;
   console.log(`# iperf3 veth -> TAP vnet: ${(k.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${frames} frames of ${(bytes / frames).toFixed(0)} bytes on average into the TAP`);
