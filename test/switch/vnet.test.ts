@@ -359,3 +359,19 @@ test('vnet-hdr: what ports without header got passes tshark checksum validation'
     fs.rmSync(file, { force: true });
   }
 });
+
+test('vnet-hdr 12 -> 0: an RX monitor of the port without header sees the segments it got', () => {
+  const { a, b } = pair(12, 0);
+  const mon = openPort(`valevh${sw - 1}:b/r`);
+  try {
+    const sup = build({ payload: 20_000, gso: 1, mss: 1448 });
+    send(a, withHeader(12, sup));
+    const got = receive(b);
+    checkSegments(sup, got, 1448, false, false);
+    assert.deepEqual(receive(mon), got, 'the monitor copy is what the port received');
+  } finally {
+    mon.close();
+    a.close();
+    b.close();
+  }
+});
