@@ -16,7 +16,7 @@
 import * as L from '../memory/layout.js';
 import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
 import { GsoSplitter, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN } from '../interfaces/gso.js';
-import { completePartialChecksum } from '../interfaces/csum.js';
+import { completeChecksumAt } from '../interfaces/csum.js';
 import { mapScratch } from '../interfaces/packet-socket.js';
 import { space } from '../memory/space.js';
 
@@ -125,7 +125,7 @@ export class VnetConverter {
       return;
     }
     if (dstHdr === 0 && (flags & VNET_F_NEEDS_CSUM) !== 0) {
-      completePartialChecksum(u8, frame, len, u8[h + VH_CSUM_START]! | (u8[h + VH_CSUM_START + 1]! << 8), u8[h + VH_CSUM_OFFSET]! | (u8[h + VH_CSUM_OFFSET + 1]! << 8));
+      completeChecksumAt(u8, frame, len, u8[h + VH_CSUM_START]! | (u8[h + VH_CSUM_START + 1]! << 8), u8[h + VH_CSUM_OFFSET]! | (u8[h + VH_CSUM_OFFSET + 1]! << 8));
     }
     // the destination's header just before the frame
     const out = frame - dstHdr;

@@ -64,20 +64,25 @@ function iperf(lab: LabT, server: string, client: string, addr: string): Promise
 
 const hasIperf = skipReason(['iperf3']) === null;
 
-/** A veth a0 (namespace a) / b0 (namespace b): a transmitter on b0, and netmap:a0 opened in a (entered). */
-function portWithPeer(lab: LabT): { a: string; b: string; ptx: InstanceType<typeof PacketTransmitter>; p: ReturnType<typeof openPort> } {
+/**
+ * A veth a0 (namespace a) / b0 (namespace b): a transmitter on b0, and netmap:a0 opened in a
+ * (entered), with `suffix` after the name.
+ */
+function portWithPeer(lab: LabT, suffix = ''): { a: string; b: string; ptx: InstanceType<typeof PacketTransmitter>; p: ReturnType<typeof openPort> } {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   lab.enter(b);
   const ptx = new PacketTransmitter('b0');
   lab.enter(a);
-  return { a, b, ptx, p: openPort('netmap:a0') };
+  return { a, b, ptx, p: openPort(`netmap:a0${suffix}`) };
 }
 
 test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by poll', opts, () => withLab(async (lab) => {
   const { a, b, ptx, p } = portWithPeer(lab);
   try {
     assert.equal(p.memId, 1);
+    // the backend: AF_XDP unless NETMAP_TS_IF_BACKEND says otherwise (veth has native XDP, copy mode)
+    assert.equal(p.backend, process.env.NETMAP_TS_IF_BACKEND === 'packet' ? 'packet' : 'xdp native copy');
     assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 1, 1]);
     assert.deepEqual([p.txRings.length, p.rxRings.length], [1, 1]);
     assert.throws(() => openPort('netmap:nmtsnone0'), isCode('ENXIO'));
@@ -161,7 +166,7 @@ test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by
 }));
 
 test('netmap:IF receive hook: frames go to the hook where they lie, in order, the ring stays empty; null gives them back to the ring', opts, () => withLab(async (lab) => {
-  const { a, b, ptx, p } = portWithPeer(lab);
+  const { a, b, ptx, p } = portWithPeer(lab, '@conf:backend=packet'); // receive hooks read AF_PACKET rings
   const seqs: number[] = [];
   let bad = 0;
   try {
