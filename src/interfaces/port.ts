@@ -36,7 +36,7 @@ import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js'
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
@@ -197,14 +197,18 @@ function openState(port: Port): IfState {
     const deadline = Date.now() + SPLIT_WAIT_MS;
     for (;;) {
       try {
-        st.split = HostSplit.install(ifname, { capture: true });
-        st.hostRead = st.split.host;
-        const split = st.split;
+        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+        // the start (switching later would spawn tc again).
+        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
+        st.split = split;
+        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+        if (split.capture) st.hostRead = split.host;
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
@@ -213,11 +217,8 @@ function openState(port: Port): IfState {
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
-        if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
-          break;
-        }
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+        if (owner === process.pid) break; // the host TAP, if any, is adopted when a host ring is bound
         // a thread of ours may be installing it right now; another process would have its pid here
         if ((owner !== 0 && owner !== process.pid) || Date.now() > deadline) throw e;
         pause(10);
@@ -250,7 +251,10 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   const i32 = port.sp.i32;
   const n = port.numRxRings;
   for (const r of port.rxRings) {
-    if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
+    if (r.host) { // the host TAP is read by whichever thread syncs the ring
+      hostCapture(port, st);
+      continue;
+    }
     const k = r.id;
     const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
@@ -307,6 +311,31 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   }
 }
 
+/**
+ * Gives this thread the host TAP (the host RX ring's frames): the process's, adopted by
+ * descriptor, or made now if the split was installed without capture — by the installer's split,
+ * or from another thread through the egress link's descriptor.
+ */
+function hostCapture(port: Port, st: IfState): void {
+  if (st.hostRead !== null) return;
+  const reg = registry();
+  reg.locked(() => {
+    const ifindex = reg.portGet(port.index, L.PE_IF_IFINDEX);
+    const fd = reg.portGet(port.index, L.PE_IF_HOST_FD);
+    if (fd > 0) {
+      st.hostRead = TapDevice.adopt(fd, hostDeviceName(ifindex));
+      return;
+    }
+    if (st.split !== null) {
+      st.split.setCapture(true);
+      st.hostRead = st.split.host;
+    } else {
+      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
+    }
+    reg.portSet(port.index, L.PE_IF_HOST_FD, st.hostRead.fd);
+  });
+}
+
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
 function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
   if (st.tap !== null) return;
@@ -353,9 +382,9 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     return fds;
   });
   if (last === null) return;
+  // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 
