@@ -11,7 +11,7 @@ import { openPort, type Port } from '../ports/port.js';
 import { formatPortSpec, parsePortSpec } from '../ports/name.js';
 import { formatMac, formatRange } from './addr.js';
 import type { GenConfig, WorkerJob } from './config.js';
-import { loadPortTypes } from './porttypes.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
 import { nowMs } from './rate.js';
 import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
@@ -62,7 +62,7 @@ function verbOf(fn: GenConfig['fn']): string {
 
 export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<RunResult> {
   validateConfig(cfg);
-  await loadPortTypes();
+  await loadPortTypesFor([cfg.ifname]);
   // a plugged-in VALE lookup is loaded before a send loop that never yields (an inline send runs here)
   await prepareLookup(cfg.ifname);
   // A short transmission on one thread runs on this thread with this very handle: opening an

@@ -9,9 +9,13 @@ import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
 
-const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-s snaplen] [-w file]
-                   [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]
-  -i PORT        capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...)
+const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-Q in|out|inout] [-s snaplen]
+                   [-w file] [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec]
+                   [expression]
+  -i PORT        capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...); a port that
+                 is in use is watched through a copy monitor (PORT/rt), without disturbing it
+  -Q DIR         direction on a watched port: in (what it receives), out (what it sends),
+                 inout (both, the default); printed as In/Out, in pcapng as epb_flags
   -r FILE        read packets from a pcap or pcapng file ('-' = standard input)
   -w FILE        write accepted packets to FILE (pcap; '-' = standard output)
   -c N           stop after N accepted packets
@@ -48,6 +52,7 @@ interface Args {
   interpreted: boolean;
   duration: number;
   expression: string;
+  direction: 'in' | 'out' | 'inout';
 }
 
 class UsageError extends Error {}
@@ -56,6 +61,7 @@ function parseArgs(argv: string[]): Args {
   const a: Args = {
     count: 0, snaplen: MAXIMUM_SNAPLEN, dump: 0, ether: false, quick: false, hex: 0, optimize: true,
     pcapng: false, nano: false, utc: false, interpreted: false, duration: Infinity, expression: '',
+    direction: 'inout',
   };
   const rest: string[] = [];
   let filterFile: string | undefined;
@@ -66,7 +72,7 @@ function parseArgs(argv: string[]): Args {
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+    const arg = argv[i]!;
     if (rest.length > 0 || !arg.startsWith('-') || arg === '-') { rest.push(arg); continue; }
     if (arg === '--') { rest.push(...argv.slice(i + 1)); break; }
     if (arg.startsWith('--')) {
@@ -87,8 +93,8 @@ function parseArgs(argv: string[]): Args {
     }
     // Clustered short options, tcpdump style: -nr FILE, -c5, -xx, -ddd.
     for (let j = 1; j < arg.length; j++) {
-      const c = arg[j];
-      const takesArg = 'irwcsF'.includes(c);
+      const c = arg[j]!;
+      const takesArg = 'irwcsFQ'.includes(c);
       if (takesArg) {
         const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
         if (v === undefined) throw new UsageError(`option -${c} needs an argument`);
@@ -99,6 +105,10 @@ function parseArgs(argv: string[]): Args {
           case 'c': a.count = num(v, '-c', 1, Number.MAX_SAFE_INTEGER); break;
           case 's': a.snaplen = num(v, '-s', 0, MAXIMUM_SNAPLEN) || MAXIMUM_SNAPLEN; break;
           case 'F': filterFile = v; break;
+          case 'Q':
+            if (v !== 'in' && v !== 'out' && v !== 'inout') throw new UsageError(`-Q takes in, out or inout, not '${v}'`);
+            a.direction = v;
+            break;
         }
         break;
       }
@@ -123,6 +133,7 @@ function parseArgs(argv: string[]): Args {
     }
   }
   if (a.iface !== undefined && a.read !== undefined) throw new UsageError('-i and -r are exclusive');
+  if (a.read !== undefined && a.direction !== 'inout') throw new UsageError('-Q applies to a port (-i), not to a file');
   if (a.iface === undefined && a.read === undefined && a.dump === 0) throw new UsageError('give a port (-i) or a file (-r)');
   return a;
 }
@@ -205,10 +216,17 @@ async function run(args: Args): Promise<number> {
   let status = 0;
   let stop = false;
 
+  // Direction of the packet being handled, 0 unknown (a file, a port opened itself), 1 in, 2 out.
+  let direction = 0;
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
-    if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
-    else if (formatPacket !== null) text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+    if (writer instanceof PcapngWriter) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec, 0, direction);
+    else if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
+    else if (formatPacket !== null) {
+      const line = formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts);
+      if (direction === 0) text.line(line);
+      else { const sp = line.indexOf(' '); text.line(`${line.slice(0, sp)} ${direction === 2 ? 'Out' : 'In'}${line.slice(sp)}`); }
+    }
     accepted++;
     if (args.count > 0 && accepted >= args.count) stop = true;
   };
@@ -256,18 +274,23 @@ async function run(args: Args): Promise<number> {
       }
     } else if (args.iface !== undefined) {
       const { openLive } = await import('../capture/live.js');
-      const cap = openLive(args.iface, { snaplen });
+      const { monitorNameFor } = await import('../monitor/monitor.js');
+      // A port in use is watched through a copy monitor; one nobody has open is opened itself.
+      const watch = monitorNameFor(args.iface, args.direction);
+      const cap = openLive(watch ?? args.iface, { snaplen, direction: args.direction });
+      let handler = handle;
+      if (watch !== null) handler = (u8, o, caplen, wirelen, tsSec, tsNsec): void => { direction = cap.direction; handle(u8, o, caplen, wirelen, tsSec, tsNsec); };
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
         openWriter(1, snaplen);
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        console.error(`netmap dump: listening on ${args.iface}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
+        console.error(`netmap dump: listening on ${args.iface}${watch !== null ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
           while (!stop) {
-            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, handle, deadline);
+            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, handler, deadline);
             text.flush();
             if (r === -2 || Date.now() >= deadline || (args.count > 0 && accepted >= args.count)) break;
           }
