@@ -36,7 +36,7 @@ import { requestedVnetHdr, type OpenOptions, type Port, type PortAdapter, type P
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
@@ -310,20 +310,24 @@ function openState(port: Port): IfState {
     const deadline = Date.now() + SPLIT_WAIT_MS;
     for (;;) {
       try {
-        st.split = HostSplit.install(ifname, { capture: true });
-        st.hostRead = st.split.host;
-        const split = st.split;
+        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+        // the start (switching later would spawn tc again).
+        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
+        st.split = split;
+        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+        if (split.capture) st.hostRead = split.host;
         try {
           chooseBackend(port, st, askedBackend(port));
         } catch (e) {
-          st.split.remove();
+          split.remove();
           throw e;
         }
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
@@ -332,9 +336,10 @@ function openState(port: Port): IfState {
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
-        if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+        if (owner === process.pid) {
+          // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
+          // adopted when a host ring is bound
           st.xdpMapFd = port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
           st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
           break;
@@ -378,7 +383,10 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   const i32 = port.sp.i32;
   const n = port.numRxRings;
   for (const r of port.rxRings) {
-    if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
+    if (r.host) { // the host TAP is read by whichever thread syncs the ring
+      hostCapture(port, st);
+      continue;
+    }
     const k = r.id;
     const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
@@ -449,6 +457,8 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
         st.hostTx ??= new PacketTransmitter(st.ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
         st.hostTxRefs++;
         done.push(r);
+      } else {
+        hostCapture(port, st); // the host TAP is read by whichever thread syncs the ring
       }
       continue;
     }
@@ -502,6 +512,31 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
     sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
     fixPartial: driver === 'veth' || driver === 'tun', inChain: false,
   };
+}
+
+/**
+ * Gives this thread the host TAP (the host RX ring's frames): the process's, adopted by
+ * descriptor, or made now if the split was installed without capture — by the installer's split,
+ * or from another thread through the egress link's descriptor.
+ */
+function hostCapture(port: Port, st: IfState): void {
+  if (st.hostRead !== null) return;
+  const reg = registry();
+  reg.locked(() => {
+    const ifindex = reg.portGet(port.index, L.PE_IF_IFINDEX);
+    const fd = reg.portGet(port.index, L.PE_IF_HOST_FD);
+    if (fd > 0) {
+      st.hostRead = TapDevice.adopt(fd, hostDeviceName(ifindex));
+      return;
+    }
+    if (st.split !== null) {
+      st.split.setCapture(true);
+      st.hostRead = st.split.host;
+    } else {
+      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
+    }
+    reg.portSet(port.index, L.PE_IF_HOST_FD, st.hostRead.fd);
+  });
 }
 
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
@@ -615,9 +650,9 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
   // the XDP link first: the wire's frames go back to the stack's path at once
   detachXdp(st.xdp ?? last.xdp);
   st.xdp = null;
+  // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 
