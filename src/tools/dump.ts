@@ -9,117 +9,178 @@ import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
 
-const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-s snaplen] [-w file]
-                   [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]
-  -i PORT        capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...)
-  -r FILE        read packets from a pcap or pcapng file ('-' = standard input)
-  -w FILE        write accepted packets to FILE (pcap; '-' = standard output)
-  -c N           stop after N accepted packets
-  -s SNAPLEN     keep at most SNAPLEN bytes of each captured packet (default 262144;
-                 like tcpdump, records read with -r are not cut)
-  -n             numeric output (always; accepted for compatibility)
-  -e             print the link-level header
-  -q             quick output (less protocol detail)
-  -x, -xx        hex dump of each packet (without / with its link header)
-  -d, -dd, -ddd  print the compiled BPF program in tcpdump's formats and exit
-  -O             do not optimise the filter
-  -F FILE        read the filter expression from FILE
-  --pcapng       write pcapng instead of pcap (with -w)
-  --nano         nanosecond timestamps (output file and printing)
-  --utc          print times in UTC
-  --interpreted  run the filter in the BPF interpreter instead of compiling it
-  --duration S   stop a live capture after S seconds
-  expression     a pcap-filter expression, or a raw program in -ddd format`;
+type Direction = 'in' | 'out' | 'inout';
 
 interface Args {
   iface?: string;
   read?: string;
   write?: string;
+  filterFile?: string;
   count: number;
   snaplen: number;
   dump: 0 | 1 | 2 | 3;
   ether: boolean;
   quick: boolean;
+  verbose: number;
   hex: 0 | 1 | 2;
   optimize: boolean;
+  /** -U: flush the output file after each packet (pcap to a pipe). */
+  packetBuffered: boolean;
+  /** -l: flush printed lines after each packet. */
+  lineBuffered: boolean;
+  /** -Q: which direction of a monitored port to capture. */
+  direction: Direction;
   pcapng: boolean;
   nano: boolean;
   utc: boolean;
   interpreted: boolean;
   duration: number;
   expression: string;
+  help: boolean;
 }
 
 class UsageError extends Error {}
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: 0, ether: false, quick: false, hex: 0, optimize: true,
-    pcapng: false, nano: false, utc: false, interpreted: false, duration: Infinity, expression: '',
-  };
-  const rest: string[] = [];
-  let filterFile: string | undefined;
-  const num = (v: string | undefined, what: string, min: number, max: number): number => {
-    if (v === undefined || !/^\d+$/.test(v)) throw new UsageError(`${what} needs a number, got '${v ?? ''}'`);
-    const n = Number(v);
-    if (n < min || n > max) throw new UsageError(`${what} must be ${min}..${max}, got ${n}`);
-    return n;
-  };
+/**
+ * One option of the command line: a short letter and/or a long name, whether it takes a value
+ * (`arg` names it in the help), its help text, and what it does to Args. The table below drives
+ * both the parser and `--help`, getopt_long-style, so it can move to a shared parser as it is.
+ */
+interface OptionSpec {
+  short?: string;
+  long?: string;
+  arg?: string;
+  help: string;
+  set(a: Args, value: string): void;
+}
+
+const num = (v: string, what: string, min: number, max: number): number => {
+  if (!/^\d+$/.test(v)) throw new UsageError(`invalid ${what} ${v}`);
+  const n = Number(v);
+  if (n < min || n > max) throw new UsageError(`invalid ${what} ${v} (must be ${min}..${max})`);
+  return n;
+};
+
+const OPTIONS: OptionSpec[] = [
+  { short: 'i', arg: 'PORT', help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...)', set: (a, v) => { a.iface = v; } },
+  { short: 'r', arg: 'FILE', help: "read packets from a pcap or pcapng file ('-' = standard input)", set: (a, v) => { a.read = v; } },
+  { short: 'w', arg: 'FILE', help: "write accepted packets to FILE (pcap; '-' = standard output)", set: (a, v) => { a.write = v; } },
+  { short: 'U', help: 'packet-buffered output: flush -w output after each packet', set: (a) => { a.packetBuffered = true; } },
+  { short: 'c', arg: 'N', help: 'stop after N accepted packets', set: (a, v) => { a.count = num(v, 'packet count', 1, Number.MAX_SAFE_INTEGER); } },
+  { short: 's', arg: 'SNAPLEN', help: 'keep at most SNAPLEN bytes of each captured packet (0 or default: 262144;\n' +
+    'like tcpdump, records read with -r are not cut)', set: (a, v) => { a.snaplen = num(v, 'snaplen', 0, MAXIMUM_SNAPLEN) || MAXIMUM_SNAPLEN; } },
+  { short: 'Q', long: 'direction', arg: 'in|out|inout', help: 'direction to capture when watching an existing port (monitor /r, /t, /rt);\n' +
+    'ignored with -r, as tcpdump does', set: (a, v) => {
+    const d = v.toLowerCase();
+    if (d !== 'in' && d !== 'out' && d !== 'inout') throw new UsageError(`unknown capture direction \`${v}'`);
+    a.direction = d;
+  } },
+  { short: 'n', help: 'numeric output (always; accepted for compatibility)', set: () => undefined },
+  { short: 'S', help: 'absolute TCP sequence numbers (always; accepted)', set: () => undefined },
+  { short: 'p', help: 'no promiscuous mode (netmap ports have none; accepted)', set: () => undefined },
+  { short: 'e', help: 'print the link-level header', set: (a) => { a.ether = true; } },
+  { short: 'q', help: 'quick output (less protocol detail)', set: (a) => { a.quick = true; } },
+  { short: 'v', help: 'verbose (accepted, may repeat; lines stay in the -n -S form)', set: (a) => { a.verbose++; } },
+  { short: 'l', help: 'line-buffered printing: flush each line', set: (a) => { a.lineBuffered = true; } },
+  { short: 'x', help: 'hex dump of each packet (-xx: with its link header)', set: (a) => { a.hex = Math.min(2, a.hex + 1) as 1 | 2; } },
+  { short: 'd', help: "print the compiled BPF program in tcpdump's formats and exit (-dd, -ddd)", set: (a) => { a.dump = Math.min(3, a.dump + 1) as 1 | 2 | 3; } },
+  { short: 'O', help: 'do not optimise the filter', set: (a) => { a.optimize = false; } },
+  { short: 'F', arg: 'FILE', help: 'read the filter expression from FILE', set: (a, v) => { a.filterFile = v; } },
+  { long: 'pcapng', help: 'write pcapng instead of pcap (with -w)', set: (a) => { a.pcapng = true; } },
+  { long: 'nano', help: 'nanosecond timestamps (output file and printing)', set: (a) => { a.nano = true; } },
+  { long: 'utc', help: 'print times in UTC', set: (a) => { a.utc = true; } },
+  { long: 'interpreted', help: 'run the filter in the BPF interpreter instead of compiling it', set: (a) => { a.interpreted = true; } },
+  { long: 'duration', arg: 'SEC', help: 'stop a live capture after SEC seconds', set: (a, v) => {
+    if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`invalid duration ${v}`);
+    a.duration = Number(v);
+  } },
+  { short: 'h', long: 'help', help: 'this text', set: (a) => { a.help = true; } },
+];
+
+function usageText(): string {
+  const flags = OPTIONS.filter((o) => o.short !== undefined && o.arg === undefined && o.short !== 'h').map((o) => o.short).join('');
+  const lines = [
+    `usage: netmap dump [-${flags}] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]`,
+    '                   [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]',
+    '  (options may also follow the expression, as with tcpdump on Linux; -- ends the options)',
+  ];
+  for (const o of OPTIONS) {
+    const names = [o.short !== undefined ? `-${o.short}` : '', o.long !== undefined ? `--${o.long}` : ''].filter((n) => n !== '').join(', ');
+    const head = `  ${names}${o.arg !== undefined ? ` ${o.arg}` : ''}`;
+    const [first, ...more] = o.help.split('\n');
+    lines.push(head.length < 17 ? `${head.padEnd(17)}${first}` : `${head}\n${''.padEnd(17)}${first}`);
+    for (const m of more) lines.push(`${''.padEnd(17)}${m}`);
+  }
+  lines.push("  expression     a pcap-filter expression, or a raw program in -ddd format");
+  return lines.join('\n');
+}
+
+const USAGE = usageText();
+
+/**
+ * getopt_long with GNU permutation, as tcpdump on Linux parses: options may come before, between
+ * or after the words of the expression; `--` ends the options; a lone `-` is a word. Short
+ * options cluster (`-nr FILE`, `-c5`, `-xx`, `-ddd`); long options take `--opt=V` or `--opt V`
+ * and may be abbreviated to a unique prefix. POSIXLY_CORRECT stops at the first word, as getopt.
+ * Returns the words (the expression).
+ */
+function getopt(table: OptionSpec[], argv: string[], a: Args): string[] {
+  const words: string[] = [];
+  const stopAtWord = process.env.POSIXLY_CORRECT !== undefined;
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (rest.length > 0 || !arg.startsWith('-') || arg === '-') { rest.push(arg); continue; }
-    if (arg === '--') { rest.push(...argv.slice(i + 1)); break; }
+    const arg = argv[i]!;
+    if (arg === '--') { words.push(...argv.slice(i + 1)); break; }
+    if (!arg.startsWith('-') || arg === '-') {
+      if (stopAtWord) { words.push(...argv.slice(i)); break; }
+      words.push(arg);
+      continue;
+    }
     if (arg.startsWith('--')) {
-      switch (arg) {
-        case '--pcapng': a.pcapng = true; break;
-        case '--nano': a.nano = true; break;
-        case '--utc': a.utc = true; break;
-        case '--interpreted': a.interpreted = true; break;
-        case '--duration': {
-          const v = argv[++i];
-          if (v === undefined || !/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`--duration needs seconds, got '${v ?? ''}'`);
-          a.duration = Number(v);
-          break;
-        }
-        default: throw new UsageError(`unknown option '${arg}'`);
+      const eq = arg.indexOf('=');
+      const name = arg.slice(2, eq < 0 ? undefined : eq);
+      const exact = table.find((o) => o.long === name);
+      const matches = exact !== undefined ? [exact] : table.filter((o) => o.long?.startsWith(name) === true);
+      if (matches.length === 0) throw new UsageError(`unrecognized option '${arg}'`);
+      if (matches.length > 1) throw new UsageError(`option '${arg}' is ambiguous`);
+      const o = matches[0]!;
+      if (o.arg === undefined) {
+        if (eq >= 0) throw new UsageError(`option '--${o.long}' doesn't allow an argument`);
+        o.set(a, '');
+      } else {
+        const v = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+        if (v === undefined) throw new UsageError(`option '--${o.long}' requires an argument`);
+        o.set(a, v);
       }
       continue;
     }
-    // Clustered short options, tcpdump style: -nr FILE, -c5, -xx, -ddd.
     for (let j = 1; j < arg.length; j++) {
-      const c = arg[j];
-      const takesArg = 'irwcsF'.includes(c);
-      if (takesArg) {
-        const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
-        if (v === undefined) throw new UsageError(`option -${c} needs an argument`);
-        switch (c) {
-          case 'i': a.iface = v; break;
-          case 'r': a.read = v; break;
-          case 'w': a.write = v; break;
-          case 'c': a.count = num(v, '-c', 1, Number.MAX_SAFE_INTEGER); break;
-          case 's': a.snaplen = num(v, '-s', 0, MAXIMUM_SNAPLEN) || MAXIMUM_SNAPLEN; break;
-          case 'F': filterFile = v; break;
-        }
-        break;
-      }
-      switch (c) {
-        case 'd': a.dump = Math.min(3, a.dump + 1) as 1 | 2 | 3; break;
-        case 'e': a.ether = true; break;
-        case 'q': a.quick = true; break;
-        case 'n': case 'S': case 'p': break;
-        case 'x': a.hex = Math.min(2, a.hex + 1) as 1 | 2; break;
-        case 'O': a.optimize = false; break;
-        default: throw new UsageError(`unknown option '-${c}'`);
-      }
+      const c = arg[j]!;
+      const o = table.find((x) => x.short === c);
+      if (o === undefined) throw new UsageError(`invalid option -- '${c}'`);
+      if (o.arg === undefined) { o.set(a, ''); continue; }
+      const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
+      if (v === undefined) throw new UsageError(`option requires an argument -- '${c}'`);
+      o.set(a, v);
+      break;
     }
   }
-  a.expression = rest.join(' ');
-  if (filterFile !== undefined) {
+  return words;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: 0, ether: false, quick: false, verbose: 0, hex: 0, optimize: true,
+    packetBuffered: false, lineBuffered: false, direction: 'inout',
+    pcapng: false, nano: false, utc: false, interpreted: false, duration: Infinity, expression: '', help: false,
+  };
+  a.expression = getopt(OPTIONS, argv, a).join(' ');
+  if (a.help) return a;
+  if (a.filterFile !== undefined) {
     if (a.expression !== '') throw new UsageError('-F and an expression on the command line are exclusive');
     try {
-      a.expression = fs.readFileSync(filterFile, 'utf8').replace(/#.*$/gm, '').trim();
+      a.expression = fs.readFileSync(a.filterFile, 'utf8').replace(/#.*$/gm, '').trim();
     } catch (e) {
-      throw new UsageError(`cannot read filter file ${filterFile}: ${(e as Error).message}`);
+      throw new UsageError(`cannot read filter file ${a.filterFile}: ${(e as Error).message}`);
     }
   }
   if (a.iface !== undefined && a.read !== undefined) throw new UsageError('-i and -r are exclusive');
@@ -131,39 +192,46 @@ function parseArgs(argv: string[]): Args {
 class TextOut {
   private buf: string[] = [];
   private size = 0;
-  constructor(private readonly fd: number) {}
+  /** Set when the reader of a pipe went away (EPIPE): nothing more is written. */
+  closed = false;
+  constructor(private readonly fd: number, private readonly eachLine = false) {}
   line(s: string): void {
     this.buf.push(s);
     this.size += s.length;
-    if (this.size > 65536) this.flush();
+    if (this.eachLine || this.size > 65536) this.flush();
   }
   flush(): void {
     if (this.buf.length === 0) return;
     const data = this.buf.join('\n') + '\n';
     this.buf = [];
     this.size = 0;
+    if (this.closed) return;
     try {
       fs.writeSync(this.fd, data);
     } catch (e) {
       if ((e as { code?: string }).code !== 'EPIPE') throw e;
+      this.closed = true;
     }
   }
 }
 
+/** Exit status for a bad command line (tcpdump's is 1; the tools of this project use 2). */
+export const EXIT_USAGE = 2;
+
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
   let args: Args;
   try {
     args = parseArgs(argv);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`netmap dump: ${e.message}\n${USAGE}`);
-      return 2;
+      return EXIT_USAGE;
     }
     throw e;
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
   }
   try {
     return await run(args);
@@ -196,7 +264,7 @@ async function run(args: Args): Promise<number> {
   }
   const snaplen = args.snaplen;
   let writer: PcapWriter | PcapngWriter | null = null;
-  const text = new TextOut(1);
+  const text = new TextOut(1, args.lineBuffered);
   const popts: PrintOptions = { ether: args.ether, quick: args.quick, nano: args.nano, hex: args.hex, utc: args.utc };
   // The printer is loaded only when packets are printed (`-w` alone never needs it).
   const { formatPacket } = args.write === undefined ? await import('../capture/print.js') : { formatPacket: null };
@@ -205,10 +273,34 @@ async function run(args: Args): Promise<number> {
   let status = 0;
   let stop = false;
 
+  // The reader of our standard output went away (`dump -w - | head -c 100`): stop quietly.
+  let pipeGone = false;
+  const isEpipe = (e: unknown): boolean => e instanceof NetmapError && e.code === 'EIO' && /EPIPE/.test(e.message);
+  const flushWriter = (): void => {
+    try {
+      (writer as PcapWriter | PcapngWriter | null)?.flush();
+    } catch (e) {
+      if (!isEpipe(e)) throw e;
+      pipeGone = true;
+      stop = true;
+    }
+  };
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
-    if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
-    else if (formatPacket !== null) text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+    if (writer !== null) {
+      try {
+        writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
+      } catch (e) {
+        if (!isEpipe(e)) throw e;
+        pipeGone = true;
+        stop = true;
+        return;
+      }
+      if (args.packetBuffered) flushWriter();
+    } else if (formatPacket !== null) {
+      text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+      if (text.closed) { pipeGone = true; stop = true; }
+    }
     accepted++;
     if (args.count > 0 && accepted >= args.count) stop = true;
   };
@@ -218,6 +310,8 @@ async function run(args: Args): Promise<number> {
     writer = args.pcapng
       ? new PcapngWriter(args.write, { interfaces: [{ linktype, snaplen: fileSnaplen, nanosecond: args.nano, name: args.iface }] })
       : new PcapWriter(args.write, { linktype, snaplen: fileSnaplen, nanosecond: args.nano });
+    // With -U the file header goes out at once: a reader on a pipe (tshark -r -) starts now.
+    if (args.packetBuffered) flushWriter();
   };
 
   let dropped = 0;
@@ -247,16 +341,21 @@ async function run(args: Args): Promise<number> {
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
-          console.error(`netmap dump: ${e.message}`);
-          status = 1;
+          if (isEpipe(e)) pipeGone = true;
+          else {
+            console.error(`netmap dump: ${e.message}`);
+            status = 1;
+          }
         }
         seen = rd.delivered;
       } finally {
         rd.close();
       }
     } else if (args.iface !== undefined) {
-      const { openLive } = await import('../capture/live.js');
-      const cap = openLive(args.iface, { snaplen });
+      const [{ openLive }, { watchName }] = await Promise.all([import('../capture/live.js'), import('../capture/watch.js')]);
+      // An existing port is watched through its monitor (-Q picks /r, /t or /rt); a new name is
+      // opened as a port of its own.
+      const cap = openLive(watchName(args.iface, args.direction), { snaplen });
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
         openWriter(1, snaplen);
@@ -266,8 +365,12 @@ async function run(args: Args): Promise<number> {
         console.error(`netmap dump: listening on ${args.iface}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
+          const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
+            handle(u8, o, caplen, wirelen, tsSec, tsNsec);
+            if (pipeGone) cap.breakloop();
+          };
           while (!stop) {
-            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, handle, deadline);
+            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, onPacket, deadline);
             text.flush();
             if (r === -2 || Date.now() >= deadline || (args.count > 0 && accepted >= args.count)) break;
           }
@@ -284,7 +387,11 @@ async function run(args: Args): Promise<number> {
     }
   } finally {
     text.flush();
-    (writer as PcapWriter | PcapngWriter | null)?.close();
+    try {
+      (writer as PcapWriter | PcapngWriter | null)?.close();
+    } catch (e) {
+      if (!isEpipe(e)) throw e;
+    }
   }
   console.error(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
   return status;
