@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
+import { spawn } from 'node:child_process';
 import * as pcap from '../../src/capture/pcap-compat.js';
 import { openPort, type Port } from '../../src/ports/index.js';
 import { PcapWriter } from '../../src/capture/writer.js';
@@ -221,4 +222,25 @@ test('createOfflineSession: filtered records as packet events, then complete; fi
     a.close();
     p.close();
   }
+});
+
+test('an open session keeps the process alive, as node_pcap\'s does; close() lets it exit', async () => {
+  const mod = new URL('../../src/capture/pcap-compat.js', import.meta.url).href;
+  const script = (close: boolean): string => `import * as pcap from '${mod}';
+const s = pcap.createSession('netmap:pk}1');
+${close ? 's.close();' : ''}`;
+  const run = (close: boolean): Promise<{ code: number | null; aliveAfterMs: boolean }> => new Promise((resolve) => {
+    // a file, not -e: workers inherit execArgv, and --input-type is refused without -e
+    const file = path.join(work, `alive-${close ? 'closed' : 'open'}.mjs`);
+    fs.writeFileSync(file, script(close));
+    const c = spawn(process.execPath, [file], { env: { ...process.env, NETMAP_TS_DIR: shmDir }, stdio: 'ignore' });
+    let alive = true;
+    const timer = setTimeout(() => { c.kill('SIGTERM'); }, 8000);
+    c.on('exit', (code) => { clearTimeout(timer); alive = false; resolve({ code, aliveAfterMs: false }); });
+    // the open session: still running after 8 s, then killed
+    setTimeout(() => { if (alive) resolve({ code: null, aliveAfterMs: true }); }, 7500);
+  });
+  const [open, closed] = await Promise.all([run(false), run(true)]);
+  assert.equal(open.aliveAfterMs, true, 'an open session must keep its process alive');
+  assert.equal(closed.code, 0, 'a closed session must let its process exit');
 });
