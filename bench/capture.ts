@@ -46,7 +46,7 @@ function filterRate(f: PacketFilter, mem: ReturnType<typeof packetsInMemory>, ms
   const t0 = performance.now();
   let now = t0;
   while (now - t0 < ms) {
-    for (let i = 0; i < n; i++) if (f(u8, off[i], cap[i], len[i]) !== 0) accepted++;
+    for (let i = 0; i < n; i++) if (f(u8, off[i]!, cap[i]!, len[i]!) !== 0) accepted++;
     done += n;
     now = performance.now();
   }
@@ -77,7 +77,7 @@ function writeLargeFile(file: string, packets: number): void {
   });
   const w = new PcapWriter(file);
   for (let i = 0; i < packets; i++) {
-    const p = corpus[i & 4095];
+    const p = corpus[i & 4095]!;
     w.write(p.frame, 0, p.caplen, p.frame.length, 1700000000 + Math.floor(i / 1000000), (i % 1000000) * 1000);
   }
   w.close();

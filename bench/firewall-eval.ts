@@ -57,7 +57,7 @@ function measure(cfg: FirewallConfig, compiled: boolean, pk: ReturnType<typeof f
     let m = 0;
     while (Date.now() < deadline) {
       now += 1;
-      for (let b = 0; b < 4096; b++, n++, m++) verdicts[ev.check(u8, (n % count) * STRIDE, len, true, 0, -1, now)]++;
+      for (let b = 0; b < 4096; b++, n++, m++) verdicts[ev.check(u8, (n % count) * STRIDE, len, true, 0, -1, now)]!++;
     }
     windows.push(Number(process.hrtime.bigint() - t0) / m);
   }
@@ -80,11 +80,11 @@ function lockWorker(job: LockJob): void {
   const settings = { ...DEFAULT_SETTINGS, dynMax: job.capacity, dynUdpLifetime: 3600 };
   const decoded: PacketInfo[] = [];
   for (let i = 0; i < 1024; i++) { const q = new PacketInfo(); q.decode(job.frames, ((i * 7) % 10_000) * STRIDE, job.len); decoded.push(q); }
-  for (let i = 0; i < 200_000; i++) dyn.lookupPacket(decoded[i & 1023], 0, 2000, settings);
+  for (let i = 0; i < 200_000; i++) dyn.lookupPacket(decoded[i & 1023]!, 0, 2000, settings);
   let n = 0;
   const t0 = process.hrtime.bigint();
   const deadline = Date.now() + job.ms;
-  while (Date.now() < deadline) for (let b = 0; b < 16384; b++, n++) dyn.lookupPacket(decoded[n & 1023], 0, 2000, settings);
+  while (Date.now() < deadline) for (let b = 0; b < 16384; b++, n++) dyn.lookupPacket(decoded[n & 1023]!, 0, 2000, settings);
   parentPort!.postMessage({ n, ns: Number(process.hrtime.bigint() - t0) });
 }
 
@@ -119,10 +119,10 @@ const base = 0xc6120000; // 198.18.0.0
     const t = new LookupTable({ name: 'big', type: 'addr', entries });
     const keys = Uint32Array.from({ length: 4096 }, (_, i) => base + ((i * 7919) % 200_000));
     let hits = 0, n = 0;
-    for (let i = 0; i < 1_000_000; i++) if (t.lookup4(keys[i & 4095]) >= 0) hits++;
+    for (let i = 0; i < 1_000_000; i++) if (t.lookup4(keys[i & 4095]!) >= 0) hits++;
     const t0 = process.hrtime.bigint();
     const deadline = Date.now() + MS;
-    while (Date.now() < deadline) for (let b = 0; b < 65536; b++, n++) if (t.lookup4(keys[n & 4095]) >= 0) hits++;
+    while (Date.now() < deadline) for (let b = 0; b < 65536; b++, n++) if (t.lookup4(keys[n & 4095]!) >= 0) hits++;
     emit('firewall-eval', 'table lookup4, 100k entries, 4096 distinct keys', Number(process.hrtime.bigint() - t0) / n, 'ns/lookup', { hits });
   }
   {
@@ -136,7 +136,7 @@ const base = 0xc6120000; // 198.18.0.0
     let n = 0, hits = 0;
     const t0 = process.hrtime.bigint();
     const deadline = Date.now() + MS;
-    while (Date.now() < deadline) for (let b = 0; b < 16384; b++, n++) if (shared.dyn.lookupPacket(decoded[n & 1023], 0, 2000, settings) >= 0) hits++;
+    while (Date.now() < deadline) for (let b = 0; b < 16384; b++, n++) if (shared.dyn.lookupPacket(decoded[n & 1023]!, 0, 2000, settings) >= 0) hits++;
     emit('firewall-eval', 'state lookupPacket (lock + find + update), 10k states', Number(process.hrtime.bigint() - t0) / n, 'ns/lookup', { hits });
   }
   

@@ -112,7 +112,7 @@ export function validateProgram(prog: readonly BpfInsn[], options: ValidateOptio
   if (n === 0) fail('EINVAL', 'BPF program is empty');
   if (n > max) fail('EINVAL', `BPF program has ${n} instructions, more than the limit of ${max}`);
   for (let i = 0; i < n; i++) {
-    const { code, jt, jf, k } = prog[i];
+    const { code, jt, jf, k } = prog[i]!;
     const where = `BPF instruction ${i} (code 0x${hex(code)})`;
     if (!Number.isInteger(code) || code < 0 || code > 0xffff) fail('EINVAL', `${where}: opcode is not a 16-bit number`);
     if (!Number.isInteger(jt) || jt < 0 || jt > 255 || !Number.isInteger(jf) || jf < 0 || jf > 255) {
@@ -144,7 +144,7 @@ export function validateProgram(prog: readonly BpfInsn[], options: ValidateOptio
       }
     }
   }
-  if (bpfClass(prog[n - 1].code) !== BPF_RET) fail('EINVAL', `BPF program does not end in a return (instruction ${n - 1})`);
+  if (bpfClass(prog[n - 1]!.code) !== BPF_RET) fail('EINVAL', `BPF program does not end in a return (instruction ${n - 1})`);
 }
 
 function hex(v: number): string {
@@ -195,7 +195,7 @@ export function parseDddProgram(text: string): BpfProgram {
     if (v > max) fail('EINVAL', `raw BPF program: token ${at + 1} '${t}' is larger than ${max}`);
     return v;
   };
-  const count = num(tokens[0], 0, BPF_MAXINSNS);
+  const count = num(tokens[0]!, 0, BPF_MAXINSNS);
   if (tokens.length !== 1 + 4 * count) {
     fail('EINVAL', `raw BPF program announces ${count} instructions but has ${(tokens.length - 1) / 4} (${tokens.length - 1} numbers)`);
   }
@@ -203,8 +203,8 @@ export function parseDddProgram(text: string): BpfProgram {
   for (let i = 0; i < count; i++) {
     const b = 1 + 4 * i;
     prog.push({
-      code: num(tokens[b], b, 0xffff), jt: num(tokens[b + 1], b + 1, 255),
-      jf: num(tokens[b + 2], b + 2, 255), k: num(tokens[b + 3], b + 3, 0xffffffff),
+      code: num(tokens[b]!, b, 0xffff), jt: num(tokens[b + 1]!, b + 1, 255),
+      jf: num(tokens[b + 2]!, b + 2, 255), k: num(tokens[b + 3]!, b + 3, 0xffffffff),
     });
   }
   validateProgram(prog, { backwardJumps: true });

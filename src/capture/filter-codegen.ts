@@ -126,7 +126,7 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
       const n = stack.pop() as number;
       if (n < 0 || reachable[n]) continue;
       reachable[n] = 1;
-      stack.push(nodes[n].t, nodes[n].f);
+      stack.push(nodes[n]!.t, nodes[n]!.f);
     }
   };
   mark(entry);
@@ -135,19 +135,19 @@ export function generateProgram(root: Cond, snaplen: number, optimize = true): B
   // A test that computes the same thing as the one jumping to it is entered after its loads:
   // the registers already hold that value (jumps do not change them).
   const afterLoads = (id: number): number => nodes.length + 2 + id;
-  const edge = (from: Node, to: number): number => (optimize && to >= 0 && nodes[to].sig === from.sig ? afterLoads(to) : label(to));
+  const edge = (from: Node, to: number): number => (optimize && to >= 0 && nodes[to]!.sig === from.sig ? afterLoads(to) : label(to));
   // Whether some edge (or the entry) enters a test at its start, i.e. its loads are needed.
   const enteredAtStart = new Uint8Array(nodes.length);
   if (entry >= 0) enteredAtStart[entry] = 1;
   for (let id = 0; id < nodes.length; id++) {
     if (!reachable[id]) continue;
-    for (const to of [nodes[id].t, nodes[id].f]) if (to >= 0 && edge(nodes[id], to) === to) enteredAtStart[to] = 1;
+    for (const to of [nodes[id]!.t, nodes[id]!.f]) if (to >= 0 && edge(nodes[id]!, to) === to) enteredAtStart[to] = 1;
   }
   if (entry < 0) items.push({ t: 'ja', label: label(entry) });
   let nextLabel = 2 * nodes.length + 2; // labels inside blocks
   for (let id = nodes.length - 1; id >= 0; id--) {
     if (!reachable[id]) continue;
-    const n = nodes[id];
+    const n = nodes[id]!;
     items.push({ t: 'label', id });
     if (n.block !== undefined) {
       const base = nextLabel;
@@ -182,7 +182,7 @@ function acceptReachable(nodes: Node[], entry: number): boolean {
     if (id === ACCEPT) return true;
     if (id < 0 || seen[id]) continue;
     seen[id] = 1;
-    const n = nodes[id];
+    const n = nodes[id]!;
     stack.push(n.t);
     if (n.alwaysTrue !== true) stack.push(n.f);
   }
@@ -240,7 +240,7 @@ function optimizeGraph(nodes: Node[], entry: number): number {
     const thread = (target: number, facts: Facts): number => {
       let guard = 0;
       while (target >= 0 && guard++ < nodes.length) {
-        const m = nodes[target];
+        const m = nodes[target]!;
         if (m.t === m.f) { target = m.t; continue; }
         const r = known(facts, m);
         if (r === undefined) break;
@@ -254,7 +254,7 @@ function optimizeGraph(nodes: Node[], entry: number): number {
     for (let id = nodes.length - 1; id >= 0; id--) {
       const facts = inFacts[id];
       if (facts === undefined) continue; // unreachable in this round
-      const n = nodes[id];
+      const n = nodes[id]!;
       const ft = withOutcome(facts, n, true);
       const ff = withOutcome(facts, n, false);
       const nt = thread(n.t, ft);
@@ -282,7 +282,7 @@ function layout(items: Item[], labels: number): BpfProgram {
     let pc = 0;
     const at = new Int32Array(items.length);
     for (let i = 0; i < items.length; i++) {
-      const it = items[i];
+      const it = items[i]!;
       at[i] = pc;
       if (it.t === 'label') pos[it.id] = pc;
       else if (it.t === 'cj') pc += far.has(i) ? 3 : 1;
@@ -290,11 +290,11 @@ function layout(items: Item[], labels: number): BpfProgram {
     }
     let changed = false;
     for (let i = 0; i < items.length; i++) {
-      const it = items[i];
+      const it = items[i]!;
       if (it.t !== 'cj' || far.has(i)) continue;
-      const from = at[i] + 1;
-      if (pos[it.lt] < from || pos[it.lf] < from) fail('EINVAL', 'filter: internal error: a conditional jump goes backward');
-      if (pos[it.lt] - from > 255 || pos[it.lf] - from > 255) {
+      const from = at[i]! + 1;
+      if (pos[it.lt]! < from || pos[it.lf]! < from) fail('EINVAL', 'filter: internal error: a conditional jump goes backward');
+      if (pos[it.lt]! - from > 255 || pos[it.lf]! - from > 255) {
         far.add(i);
         changed = true;
       }
@@ -303,17 +303,17 @@ function layout(items: Item[], labels: number): BpfProgram {
     if (pc > BPF_MAXINSNS) fail('E2BIG', `filter compiles to ${pc} BPF instructions, more than the limit of ${BPF_MAXINSNS}`);
     const prog: BpfProgram = [];
     for (let i = 0; i < items.length; i++) {
-      const it = items[i];
+      const it = items[i]!;
       const here = prog.length;
       if (it.t === 'insn') prog.push(it.insn);
-      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: (pos[it.label] - here - 1) >>> 0 }); // backward: negative k
+      else if (it.t === 'ja') prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: (pos[it.label]! - here - 1) >>> 0 }); // backward: negative k
       else if (it.t === 'cj') {
         if (far.has(i)) {
           prog.push({ code: it.code, jt: 0, jf: 1, k: it.k });
-          prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.lt] - here - 2 });
-          prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.lf] - here - 3 });
+          prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.lt]! - here - 2 });
+          prog.push({ code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: pos[it.lf]! - here - 3 });
         } else {
-          prog.push({ code: it.code, jt: pos[it.lt] - here - 1, jf: pos[it.lf] - here - 1, k: it.k });
+          prog.push({ code: it.code, jt: pos[it.lt]! - here - 1, jf: pos[it.lf]! - here - 1, k: it.k });
         }
       }
     }

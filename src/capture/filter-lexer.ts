@@ -111,7 +111,7 @@ export function tokenize(expr: string): Token[] {
     if (ch === '\\') {
       // Backslash-escaped word: always a name (e.g. `ether proto \ip`).
       let j = i + 1;
-      while (j < n && !' \t\n\r!()'.includes(expr[j])) j++;
+      while (j < n && !' \t\n\r!()'.includes(expr[j]!)) j++;
       if (j === i + 1) fail('EINVAL', `filter: syntax error at position ${i}: '\\' must be followed by a name`);
       out.push({ kind: 'id', text: expr.slice(i + 1, j), value: 0, pos: i });
       i = j;
@@ -145,7 +145,7 @@ export function tokenize(expr: string): Token[] {
     const op = OPERATORS.find((o) => expr.startsWith(o, i));
     if (op === undefined) fail('EINVAL', `filter: syntax error at position ${i}: unexpected character '${ch}'`);
     out.push({ kind: 'op', text: op === '&&' ? 'and' : op === '||' ? 'or' : op === '!' ? 'not' : op === '==' ? '=' : op, value: 0, pos: i });
-    if (op === '&&' || op === '||' || op === '!') out[out.length - 1].kind = 'kw';
+    if (op === '&&' || op === '||' || op === '!') out[out.length - 1]!.kind = 'kw';
     i += op.length;
   }
   out.push({ kind: 'eof', text: '', value: 0, pos: n });

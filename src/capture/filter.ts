@@ -155,7 +155,7 @@ function services(): Map<string, { tcp?: number; udp?: number; sctp?: number }> 
     if (line === '') continue;
     const [name, portProto, ...aliases] = line.split(/\s+/);
     const m = /^(\d+)\/(tcp|udp|sctp)$/.exec(portProto ?? '');
-    if (m === null) continue;
+    if (m === null || name === undefined) continue;
     for (const n of [name, ...aliases]) {
       const e = map.get(n) ?? {};
       const key = m[2] as 'tcp' | 'udp' | 'sctp';
@@ -280,11 +280,12 @@ class Parser {
 
   // ---- token helpers ----
 
+  // The lexer ends every token list with an 'eof' token, and `i` never moves past it.
   private peek(n = 0): Token {
-    return this.toks[Math.min(this.i + n, this.toks.length - 1)];
+    return this.toks[Math.min(this.i + n, this.toks.length - 1)]!;
   }
   private next(): Token {
-    const t = this.toks[this.i];
+    const t = this.toks[this.i]!;
     if (this.i < this.toks.length - 1) this.i++;
     return t;
   }
@@ -668,7 +669,7 @@ class Parser {
       const c = (holds !== reversed) ? TRUE : FALSE;
       return conds.length > 0 ? and(andAll(conds), c) : c;
     }
-    const last = a0.code[a0.code.length - 1];
+    const last = a0.code[a0.code.length - 1]!;
     if (this.fold && jop === BPF_JEQ && a1.literal === 0 && last.code === (BPF_ALU | BPF_AND | BPF_K) && last.k === 0xffffffff) {
       // libpcap 1.10's optimizer turns `x & 0xffffffff == 0` into `jset #0xffffffff` with the
       // branches swapped, then takes that jset as always true: so `= 0` never matches and `!= 0`
@@ -696,7 +697,7 @@ class Parser {
     let left = this.parseArith(level + 1);
     for (;;) {
       const t = this.peek();
-      if (!(t.kind === 'op' && Parser.LEVELS[level].includes(t.text))) return left;
+      if (!(t.kind === 'op' && Parser.LEVELS[level]!.includes(t.text))) return left;
       this.next();
       const right = this.parseArith(level + 1);
       left = this.genArth(t, left, right);
@@ -766,6 +767,7 @@ class Parser {
       '^': BPF_XOR, '<<': BPF_LSH, '>>': BPF_RSH,
     };
     const op = ops[t.text];
+    if (op === undefined) this.error(t, `'${t.text}' is not an arithmetic operator`);
     const conds = [...a.conds, ...b.conds];
     const first = a.firstImm;
     if (op === BPF_DIV && b.firstImm === 0) this.error(t, 'division by zero');
@@ -905,7 +907,7 @@ class Parser {
   /** `llc [kind]`: an 802.2 LLC frame (not raw 802.3 IPX), with a control field of that kind. */
   private genLlc(): Cond {
     const o = this.off;
-    if (o.ppp) this.error(this.toks[this.i - 1], "'llc' not supported for PPP");
+    if (o.ppp) this.error(this.toks[this.i - 1]!, "'llc' not supported for PPP");
     const isLlc = and(not(leaf([stmt(BPF_LD | BPF_H | BPF_ABS, o.linktype)], BPF_JMP | BPF_JGT | BPF_K, 1500)), not(this.cmp(o.linkpl, BPF_H, 0xffff)));
     const t = this.peek();
     if (!(t.kind === 'id' || this.isKw(t, 'rnr'))) return isLlc;
@@ -1213,8 +1215,8 @@ class Parser {
 
   /** Compares 6 bytes at `off` of the link header (4 at off+2 first, then 2 at off, as libpcap). */
   private ehostBytes(off: number, mac: number[]): Cond {
-    const w = ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0;
-    return and(this.cmp(off + 2, BPF_W, w), this.cmp(off, BPF_H, (mac[0] << 8) | mac[1]));
+    const w = ((mac[2]! << 24) | (mac[3]! << 16) | (mac[4]! << 8) | mac[5]!) >>> 0;
+    return and(this.cmp(off + 2, BPF_W, w), this.cmp(off, BPF_H, (mac[0]! << 8) | mac[1]!));
   }
 
   private genEhost(mac: number[], dir: Dir, t: Token): Cond {
@@ -1272,7 +1274,7 @@ class Parser {
     const nl = this.off.linkpl + this.off.nl;
     const side = (base: number): Cond => {
       const parts: Cond[] = [];
-      for (let w = 0; w < 4; w++) if (maskWords[w] !== 0) parts.push(this.mcmp(nl + base + 4 * w, BPF_W, words[w], maskWords[w]));
+      for (let w = 0; w < 4; w++) if (maskWords[w] !== 0) parts.push(this.mcmp(nl + base + 4 * w, BPF_W, words[w]!, maskWords[w]!));
       return parts.length === 0 ? TRUE : andAll(parts);
     };
     let c: Cond;
@@ -1395,10 +1397,10 @@ class Parser {
     const words: number[] = [];
     const maskWords: number[] = [];
     for (let w = 0; w < 4; w++) {
-      words.push(((bytes[4 * w] << 24) | (bytes[4 * w + 1] << 16) | (bytes[4 * w + 2] << 8) | bytes[4 * w + 3]) >>> 0);
+      words.push(((bytes[4 * w]! << 24) | (bytes[4 * w + 1]! << 16) | (bytes[4 * w + 2]! << 8) | bytes[4 * w + 3]!) >>> 0);
       const bits = Math.max(0, Math.min(32, masklen - 32 * w));
       maskWords.push(bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0);
-      if ((words[w] & ~maskWords[w]) !== 0) this.error(t, `non-network bits set in "${t.text}/${masklen}"`);
+      if ((words[w]! & ~maskWords[w]!) !== 0) this.error(t, `non-network bits set in "${t.text}/${masklen}"`);
     }
     if (q.addr === 'default' || q.addr === 'host') {
       if (masklen !== 128) this.error(t, 'Mask syntax for networks only');
@@ -1424,8 +1426,8 @@ class Parser {
         if (q.proto !== 'default' && q.proto !== 'tcp' && q.proto !== 'udp' && q.proto !== 'sctp') this.error(t, "illegal qualifier of 'portrange'");
         const m = /^([^-]+)-([^-]+)$/.exec(name);
         if (m === null) this.error(t, `unknown port in range '${name}'`);
-        const a = this.lookupPort(m[1], q, t, 'range');
-        const b = this.lookupPort(m[2], q, t, 'range');
+        const a = this.lookupPort(m[1]!, q, t, 'range');
+        const b = this.lookupPort(m[2]!, q, t, 'range');
         const proto = a.proto !== undefined && a.proto === b.proto ? a.proto : undefined;
         return this.genPort(a.port, b.port, q, t, proto);
       }
@@ -1523,8 +1525,8 @@ export function parseV6(text: string): number[] {
   // Embedded IPv4 tail.
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
   if (v4 !== null) {
-    const b = v4[1].split('.').map(Number);
-    s = s.slice(0, v4.index) + ((b[0] << 8) | b[1]).toString(16) + ':' + ((b[2] << 8) | b[3]).toString(16);
+    const b = v4[1]!.split('.').map(Number);
+    s = s.slice(0, v4.index) + ((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16);
   }
   const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
   const h = head === '' ? [] : head.split(':');

@@ -4,7 +4,10 @@
  * LEN is the wire length, the return value is the snap length (0 = reject).
  *
  * The program is validated first and copied into flat typed arrays, so running it allocates
- * nothing per packet.
+ * nothing per packet. Reads are unchecked (`!`): the validator keeps `pc` inside the program and
+ * `k` of M[k] below 16, and every packet load is behind its caplen check (the caller's contract:
+ * offset + caplen <= u8.length; a read past the array would give undefined, which the bit
+ * operations turn into 0).
  */
 import {
   type BpfProgram, type PacketFilter, validateProgram, BPF_ST, BPF_STX, BPF_RET, BPF_MISC, BPF_MEMWORDS,
@@ -20,10 +23,10 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
   const jfs = new Uint8Array(n);
   const ks = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
-    codes[i] = prog[i].code;
-    jts[i] = prog[i].jt;
-    jfs[i] = prog[i].jf;
-    ks[i] = prog[i].k;
+    codes[i] = prog[i]!.code;
+    jts[i] = prog[i]!.jt;
+    jfs[i] = prog[i]!.jf;
+    ks[i] = prog[i]!.k;
   }
   const mem = new Uint32Array(BPF_MEMWORDS);
 
@@ -35,7 +38,7 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
     let backward = 0;
     for (;;) {
       const code = codes[pc];
-      const k = ks[pc];
+      const k = ks[pc]!;
       let idx: number;
       switch (code) {
         case BPF_RET | 0x00: return k;
@@ -44,44 +47,44 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
         case 0x20:
           if (k + 4 > caplen) return 0;
           idx = offset + k;
-          a = ((u8[idx] << 24) | (u8[idx + 1] << 16) | (u8[idx + 2] << 8) | u8[idx + 3]) >>> 0;
+          a = ((u8[idx]! << 24) | (u8[idx + 1]! << 16) | (u8[idx + 2]! << 8) | u8[idx + 3]!) >>> 0;
           break;
         case 0x28:
           if (k + 2 > caplen) return 0;
           idx = offset + k;
-          a = (u8[idx] << 8) | u8[idx + 1];
+          a = (u8[idx]! << 8) | u8[idx + 1]!;
           break;
         case 0x30:
           if (k >= caplen) return 0;
-          a = u8[offset + k];
+          a = u8[offset + k]!;
           break;
         // LD W/H/B IND
         case 0x40:
           idx = x + k;
           if (idx + 4 > caplen) return 0;
           idx += offset;
-          a = ((u8[idx] << 24) | (u8[idx + 1] << 16) | (u8[idx + 2] << 8) | u8[idx + 3]) >>> 0;
+          a = ((u8[idx]! << 24) | (u8[idx + 1]! << 16) | (u8[idx + 2]! << 8) | u8[idx + 3]!) >>> 0;
           break;
         case 0x48:
           idx = x + k;
           if (idx + 2 > caplen) return 0;
           idx += offset;
-          a = (u8[idx] << 8) | u8[idx + 1];
+          a = (u8[idx]! << 8) | u8[idx + 1]!;
           break;
         case 0x50:
           idx = x + k;
           if (idx >= caplen) return 0;
-          a = u8[offset + idx];
+          a = u8[offset + idx]!;
           break;
         case 0x80: a = wirelen >>> 0; break; // ld #pktlen
         case 0x00: a = k; break; // ld #k
-        case 0x60: a = mem[k]; break; // ld M[k]
+        case 0x60: a = mem[k]!; break; // ld M[k]
         case 0x01: x = k; break; // ldx #k
-        case 0x61: x = mem[k]; break; // ldx M[k]
+        case 0x61: x = mem[k]!; break; // ldx M[k]
         case 0x81: x = wirelen >>> 0; break; // ldx #pktlen
         case 0xb1: // ldxb 4*([k]&0xf)
           if (k >= caplen) return 0;
-          x = (u8[offset + k] & 0xf) << 2;
+          x = (u8[offset + k]! & 0xf) << 2;
           break;
         case BPF_ST: mem[k] = a; break;
         case BPF_STX: mem[k] = x; break;
@@ -114,14 +117,14 @@ export function interpretProgram(prog: BpfProgram): PacketFilter {
           if (++backward > BPF_MAX_BACKWARD_JUMPS) return 0;
           pc += k - 0x100000000;
           break;
-        case 0x15: pc += a === k ? jts[pc] : jfs[pc]; break;
-        case 0x25: pc += a > k ? jts[pc] : jfs[pc]; break;
-        case 0x35: pc += a >= k ? jts[pc] : jfs[pc]; break;
-        case 0x45: pc += (a & k) !== 0 ? jts[pc] : jfs[pc]; break;
-        case 0x1d: pc += a === x ? jts[pc] : jfs[pc]; break;
-        case 0x2d: pc += a > x ? jts[pc] : jfs[pc]; break;
-        case 0x3d: pc += a >= x ? jts[pc] : jfs[pc]; break;
-        case 0x4d: pc += (a & x) !== 0 ? jts[pc] : jfs[pc]; break;
+        case 0x15: pc += a === k ? jts[pc]! : jfs[pc]!; break;
+        case 0x25: pc += a > k ? jts[pc]! : jfs[pc]!; break;
+        case 0x35: pc += a >= k ? jts[pc]! : jfs[pc]!; break;
+        case 0x45: pc += (a & k) !== 0 ? jts[pc]! : jfs[pc]!; break;
+        case 0x1d: pc += a === x ? jts[pc]! : jfs[pc]!; break;
+        case 0x2d: pc += a > x ? jts[pc]! : jfs[pc]!; break;
+        case 0x3d: pc += a >= x ? jts[pc]! : jfs[pc]!; break;
+        case 0x4d: pc += (a & x) !== 0 ? jts[pc]! : jfs[pc]!; break;
         // MISC
         case BPF_MISC | 0x00: x = a; break;
         case BPF_MISC | 0x80: a = x; break;

@@ -22,7 +22,7 @@ export function programToSource(prog: BpfProgram): string {
   const targets = new Set<number>();
   const memUsed = new Set<number>();
   for (let i = 0; i < n; i++) {
-    const { code, jt, jf, k } = prog[i];
+    const { code, jt, jf, k } = prog[i]!;
     if (bpfClass(code) === BPF_JMP) {
       if (bpfOp(code) === BPF_JA) targets.add(i + 1 + k);
       else { targets.add(i + 1 + jt); targets.add(i + 1 + jf); }
@@ -40,8 +40,8 @@ export function programToSource(prog: BpfProgram): string {
   const br = (from: number, to: number): string => (to === from + 1 ? '' : `break L${to};`);
   for (let i = 0; i < n; i++) {
     if (targets.has(i)) out.push(`} // L${i}`);
-    const { code, jt, jf } = prog[i];
-    const k = prog[i].k >>> 0;
+    const { code, jt, jf } = prog[i]!;
+    const k = prog[i]!.k >>> 0;
     const ks = k | 0; // signed view of k, to compare with the signed registers
     let s: string;
     switch (code) {

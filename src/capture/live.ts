@@ -98,7 +98,7 @@ export class LiveCapture {
     const snaplen = this.snaplen;
     let seen = 0;
     for (let r = 0; r < rings.length && seen < limit; r++) {
-      const ring = rings[r];
+      const ring = rings[r]!;
       if (ring.empty()) continue;
       let tsSec = ring.tsSec, tsNsec = ring.tsUsec * 1000;
       if (tsSec === 0) {

@@ -28,7 +28,7 @@ const ETHERTYPES: Record<number, string> = {
 const hex2 = (v: number): string => v.toString(16).padStart(2, '0');
 
 export function formatMac(u8: Uint8Array, o: number): string {
-  return `${hex2(u8[o])}:${hex2(u8[o + 1])}:${hex2(u8[o + 2])}:${hex2(u8[o + 3])}:${hex2(u8[o + 4])}:${hex2(u8[o + 5])}`;
+  return `${hex2(u8[o]!)}:${hex2(u8[o + 1]!)}:${hex2(u8[o + 2]!)}:${hex2(u8[o + 3]!)}:${hex2(u8[o + 4]!)}:${hex2(u8[o + 5]!)}`;
 }
 
 export function formatIp4(u8: Uint8Array, o: number): string {
@@ -38,7 +38,7 @@ export function formatIp4(u8: Uint8Array, o: number): string {
 /** RFC 5952 text of the IPv6 address at o (longest zero run of 2+ groups compressed). */
 export function formatIp6(u8: Uint8Array, o: number): string {
   const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((u8[o + 2 * i] << 8) | u8[o + 2 * i + 1]);
+  for (let i = 0; i < 8; i++) g.push((u8[o + 2 * i]! << 8) | u8[o + 2 * i + 1]!);
   let bestStart = -1, bestLen = 0;
   for (let i = 0; i < 8;) {
     if (g[i] !== 0) { i++; continue; }
@@ -73,14 +73,14 @@ export function hexLines(u8: Uint8Array, o: number, len: number): string {
   const lines: string[] = [];
   for (let i = 0; i < len; i += 16) {
     const groups: string[] = [];
-    for (let j = i; j < Math.min(i + 16, len); j += 2) groups.push(j + 1 < len ? hex2(u8[o + j]) + hex2(u8[o + j + 1]) : hex2(u8[o + j]));
+    for (let j = i; j < Math.min(i + 16, len); j += 2) groups.push(j + 1 < len ? hex2(u8[o + j]!) + hex2(u8[o + j + 1]!) : hex2(u8[o + j]!));
     lines.push(`\t0x${i.toString(16).padStart(4, '0')}:  ${groups.join(' ')}`);
   }
   return lines.join('\n');
 }
 
-const be16 = (u8: Uint8Array, o: number): number => (u8[o] << 8) | u8[o + 1];
-const be32 = (u8: Uint8Array, o: number): number => ((u8[o] << 24) | (u8[o + 1] << 16) | (u8[o + 2] << 8) | u8[o + 3]) >>> 0;
+const be16 = (u8: Uint8Array, o: number): number => (u8[o]! << 8) | u8[o + 1]!;
+const be32 = (u8: Uint8Array, o: number): number => ((u8[o]! << 24) | (u8[o + 1]! << 16) | (u8[o + 2]! << 8) | u8[o + 3]!) >>> 0;
 
 /** A packet view: bytes [o, end) are captured; `len` is the original length of this layer. */
 interface Layer { u8: Uint8Array; o: number; end: number; len: number }
@@ -106,7 +106,7 @@ function tcpOptions(u8: Uint8Array, o: number, end: number): string {
     if (kind === 0) { out.push('eol'); break; }
     if (kind === 1) { out.push('nop'); i++; continue; }
     if (i + 1 >= end) { out.push(`opt-${kind}`); break; }
-    const len = u8[i + 1];
+    const len = u8[i + 1]!;
     if (len < 2 || i + len > end) { out.push(`opt-${kind}:bad length ${len}`); break; }
     switch (kind) {
       case 2: out.push(len === 4 ? `mss ${be16(u8, i + 2)}` : 'mss'); break;
@@ -132,11 +132,11 @@ function printTcp(l: Layer, src: string, dst: string, quick: boolean): string {
   const sport = be16(u8, o), dport = be16(u8, o + 2);
   const head = `${src}.${sport} > ${dst}.${dport}:`;
   if (end - o < 20) return `${head} [|tcp]`;
-  const hl = (u8[o + 12] >> 4) * 4;
+  const hl = (u8[o + 12]! >> 4) * 4;
   const payload = l.len - hl;
   if (quick) return `${head} tcp ${Math.max(0, payload)}`;
   if (hl < 20) return `${head} tcp ${payload} [bad hdr length ${hl} - too short, < 20]`;
-  const flags = u8[o + 13];
+  const flags = u8[o + 13]!;
   const seq = be32(u8, o + 4), ack = be32(u8, o + 8), win = be16(u8, o + 14), urp = be16(u8, o + 18);
   let s = `${head} Flags [${tcpFlags(flags)}]`;
   if (payload > 0 || (flags & 0x07) !== 0) {
@@ -168,7 +168,7 @@ const ICMP_TYPES: Record<number, string> = {
 function printIcmp(l: Layer, src: string, dst: string): string {
   const { u8, o, end } = l;
   if (end - o < 4) return `${src} > ${dst}:  [|icmp]`;
-  const type = u8[o], code = u8[o + 1];
+  const type = u8[o]!, code = u8[o + 1];
   let what: string;
   if ((type === 0 || type === 8) && end - o >= 8) what = `${ICMP_TYPES[type]}, id ${be16(u8, o + 4)}, seq ${be16(u8, o + 6)}`;
   else if (type === 3 || type === 11 || type === 5) what = `${ICMP_TYPES[type]} code ${code}`;
@@ -186,7 +186,7 @@ const ICMP6_TYPES: Record<number, string> = {
 function printIcmp6(l: Layer, src: string, dst: string): string {
   const { u8, o, end } = l;
   if (end - o < 1) return `${src} > ${dst}: ICMP6 [|icmp6]`;
-  const type = u8[o];
+  const type = u8[o]!;
   const name = ICMP6_TYPES[type];
   let what = name === undefined ? `unknown icmp6 type (${type})` : name;
   if ((type === 128 || type === 129) && end - o >= 8) what += `, id ${be16(u8, o + 4)}, seq ${be16(u8, o + 6)}`;
@@ -212,12 +212,12 @@ function printTransport(proto: number, l: Layer, src: string, dst: string, quick
 function printIp4(l: Layer, quick: boolean): string {
   const { u8, o, end } = l;
   if (end - o < 20) return ' [|ip]';
-  const hl = (u8[o] & 0x0f) * 4;
+  const hl = (u8[o]! & 0x0f) * 4;
   const total = be16(u8, o + 2);
   const src = formatIp4(u8, o + 12), dst = formatIp4(u8, o + 16);
   if (hl < 20) return ` ${src} > ${dst}: [bad hdr length ${hl} - too short, < 20]`;
   const frag = be16(u8, o + 6) & 0x1fff;
-  const proto = u8[o + 9];
+  const proto = u8[o + 9]!;
   if (frag !== 0) return ` ${src} > ${dst}: ip-proto-${proto}`;
   const len = Math.max(0, Math.min(total, l.len) - hl);
   return ' ' + printTransport(proto, { u8, o: o + hl, end, len }, src, dst, quick);
@@ -227,7 +227,7 @@ function printIp6(l: Layer, quick: boolean): string {
   const { u8, o, end } = l;
   if (end - o < 40) return ' [|ip6]';
   const src = formatIp6(u8, o + 8), dst = formatIp6(u8, o + 24);
-  let nh = u8[o + 6];
+  let nh = u8[o + 6]!;
   let p = o + 40;
   let len = be16(u8, o + 4);
   const prefix: string[] = [];
@@ -238,14 +238,14 @@ function printIp6(l: Layer, quick: boolean): string {
       const off = be16(u8, p + 2);
       prefix.push(`frag (${(off >> 3) * 8}|${len - 8})`);
       if ((off >> 3) !== 0) return ` ${src} > ${dst}: ${prefix.join(' ')}`;
-      nh = u8[p];
+      nh = u8[p]!;
       p += 8;
       len -= 8;
       continue;
     }
-    const hlen = (u8[p + 1] + 1) * 8;
+    const hlen = (u8[p + 1]! + 1) * 8;
     prefix.push(nh === 0 ? 'HBH' : nh === 43 ? 'RT6' : 'DSTOPT');
-    nh = u8[p];
+    nh = u8[p]!;
     p += hlen;
     len -= hlen;
   }
@@ -308,7 +308,7 @@ export function summarizeEthernet(u8: Uint8Array, o: number, caplen: number, wir
         q += 4;
         if (bos) break;
       }
-      const v = u8[q] >> 4;
+      const v = u8[q]! >> 4;
       const inner: Layer = { u8, o: q, end, len: len - (q - p) };
       const body = v === 4 ? `IP${printIp4(inner, opts.quick === true)}` : v === 6 ? `IP6${printIp6(inner, opts.quick === true)}` : 'unknown payload';
       return `${s}MPLS ${labels.join(' ')} ${body}`;

@@ -138,7 +138,7 @@ export class CaptureFileReader {
         this.nanosecond = false;
         // Read blocks up to the first interface so that linktype/snaplen are known up front.
         this.readUntilInterface();
-        this.nanosecond = this.interfaces.length > 0 && this.interfaces[0].unitsPerSec > 1e6;
+        this.nanosecond = this.interfaces.length > 0 && this.interfaces[0]!.unitsPerSec > 1e6;
       } else {
         this.format = 'pcap';
         const le = this.dv.getUint32(0, true);
@@ -165,12 +165,12 @@ export class CaptureFileReader {
 
   /** Link type of the first interface (pcap: the file's). */
   get linktype(): number {
-    return this.interfaces.length > 0 ? this.interfaces[0].linktype : LINKTYPE_ETHERNET;
+    return this.interfaces.length > 0 ? this.interfaces[0]!.linktype : LINKTYPE_ETHERNET;
   }
 
   /** Snapshot length of the first interface (pcap: the file's). */
   get snaplen(): number {
-    return this.interfaces.length > 0 ? this.interfaces[0].snaplen : MAXIMUM_SNAPLEN;
+    return this.interfaces.length > 0 ? this.interfaces[0]!.snaplen : MAXIMUM_SNAPLEN;
   }
 
   /**
@@ -215,7 +215,7 @@ export class CaptureFileReader {
     const le = this.littleEndian;
     const mult = this.nanosecond ? 1 : 1000;
     const fracLimit = this.nanosecond ? 1e9 : 1e6;
-    const maxCap = Math.max(this.interfaces[0].snaplen, MAXIMUM_SNAPLEN);
+    const maxCap = Math.max(this.interfaces[0]!.snaplen, MAXIMUM_SNAPLEN);
     let count = 0;
     // The hot loop keeps the buffer state in locals and writes the position back before
     // anything that reads it (fill, errors) and when it leaves, even through an exception.
@@ -277,7 +277,7 @@ export class CaptureFileReader {
     if (this.format !== 'pcap' || !this.littleEndian || this.kuznetzov) fail('EINVAL', 'copyAccepted needs a little-endian classic pcap file');
     const limit = max <= 0 ? Infinity : max;
     const fracLimit = this.nanosecond ? 1e9 : 1e6;
-    const maxCap = Math.max(this.interfaces[0].snaplen, MAXIMUM_SNAPLEN);
+    const maxCap = Math.max(this.interfaces[0]!.snaplen, MAXIMUM_SNAPLEN);
     const compact = !this.mapped;
     let count = 0;
     let pos = this.pos, end = this.end, buf = this.buf, dv = this.dv;
@@ -400,7 +400,7 @@ export class CaptureFileReader {
       if (code === 0) break;
       if (o + 4 + olen > stop) this.corrupt(this.bufFileOff + o, `pcapng option ${code} overruns its block`);
       if (code === 9 && olen >= 1) {
-        const r = this.buf[o + 4];
+        const r = this.buf[o + 4]!;
         const n = r & 0x7f;
         iface.unitsPerSec = r & 0x80 ? 2 ** n : 10 ** n;
         if (n === 0 || (r & 0x80 ? n > 63 : n > 18)) this.corrupt(this.bufFileOff + o, `pcapng if_tsresol ${r} is out of range`);
@@ -457,7 +457,7 @@ export class CaptureFileReader {
         const caplen = dv.getUint32(p + 20, le);
         const wirelen = dv.getUint32(p + 24, le);
         if (28 + caplen > len - 4) this.corrupt(this.bufFileOff + p, `pcapng packet block claims ${caplen} captured bytes, more than its length ${len} holds`);
-        const iface = this.interfaces[ifIndex];
+        const iface = this.interfaces[ifIndex]!;
         this.deliverTs(dv.getUint32(p + 12, le), dv.getUint32(p + 16, le), iface);
         this.delivered++;
         count++;
@@ -465,7 +465,7 @@ export class CaptureFileReader {
       } else if (type === BT_SPB) {
         if (len < 16) this.corrupt(this.bufFileOff + p, `pcapng simple packet block length ${len} is too short`);
         if (this.sectionBase >= this.interfaces.length) this.corrupt(this.bufFileOff + p, 'pcapng simple packet block appears before any interface description');
-        const iface = this.interfaces[this.sectionBase];
+        const iface = this.interfaces[this.sectionBase]!;
         const wirelen = dv.getUint32(p + 8, le);
         const caplen = Math.min(wirelen, len - 16, iface.snaplen);
         this.delivered++;

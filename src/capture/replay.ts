@@ -5,7 +5,7 @@
  * with txsync in batches. A packet longer than a netmap buffer is cut to the buffer size.
  */
 import { fail } from '../errors.js';
-import { POLLOUT, type Port } from '../ports/index.js';
+import { POLLOUT, type Port } from '../ports/port.js';
 import { openCaptureFile } from './reader.js';
 import { mapFileReadOnly } from '../native/index.js';
 
@@ -104,7 +104,7 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
     }
     // Find a TX slot, syncing and waiting (bounded by the deadline) when the rings are full.
     let guard = 0;
-    while (rings[r].space() === 0) {
+    while (rings[r]!.space() === 0) {
       r = r + 1 === rings.length ? 0 : r + 1;
       if (++guard % rings.length !== 0) continue;
       flush();
@@ -113,12 +113,12 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
       port.poll(POLLOUT, 100);
       if (performance.now() >= deadline) { stop = true; return; }
     }
-    const tx = rings[r];
+    const tx = rings[r]!;
     const i = tx.head;
     const dst = tx.slotBufOffset(i);
     let len = caplen;
     if (len > tx.bufSize) { len = tx.bufSize; res.truncated++; }
-    if (len <= 128) for (let k = 0; k < len; k++) u8[dst + k] = src[o + k];
+    if (len <= 128) for (let k = 0; k < len; k++) u8[dst + k] = src[o + k]!;
     else u8.set(src.subarray(o, o + len), dst);
     tx.setSlotLen(i, len);
     tx.setSlotFlags(i, 0);

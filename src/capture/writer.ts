@@ -307,7 +307,7 @@ export class PcapngWriter {
   /** Appends a simple packet block (no timestamp; interface 0). */
   writeSimple(u8: Uint8Array, offset: number, caplen: number, wirelen: number): void {
     if (this.ifs.length === 0) fail('EINVAL', 'pcapng simple packet block needs an interface');
-    const cap = Math.min(caplen, this.ifs[0].snaplen, wirelen);
+    const cap = Math.min(caplen, this.ifs[0]!.snaplen, wirelen);
     const padded = (cap + 3) & ~3;
     const len = 16 + padded;
     const out = this.out;

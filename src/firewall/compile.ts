@@ -85,7 +85,7 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
         const alts = cmd.list.map((e) => {
           const parts: string[] = [];
           for (let w = 0; w < 4; w++) {
-            const m = e.mask[w] >>> 0, v = (e.addr[w] & e.mask[w]) >>> 0;
+            const m = e.mask[w]! >>> 0, v = (e.addr[w]! & e.mask[w]!) >>> 0;
             if (m === 0) continue;
             parts.push(m === 0xffffffff ? `${a}[${w}] === ${v}` : `((${a}[${w}] & ${m | 0}) >>> 0) === ${v}`);
           }
@@ -184,19 +184,19 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
     // first are still entered directly by jumps, and still test their protocol themselves).
     const runEnd = new Int32Array(hi - lo).fill(-1);
     for (let i = lo; i < hi;) {
-      const proto = leadingProto(rules[i]);
+      const proto = leadingProto(rules[i]!);
       if (proto < 0) { i++; continue; }
       let j = i + 1, enabled = 1;
-      while (j < hi && (!rules[j].enabled || leadingProto(rules[j]) === proto)) { if (rules[j].enabled) enabled++; j++; }
-      while (j > i + 1 && !rules[j - 1].enabled) j--; // a run ends on an enabled rule (tablearg is 0 after it)
+      while (j < hi && (!rules[j]!.enabled || leadingProto(rules[j]!) === proto)) { if (rules[j]!.enabled) enabled++; j++; }
+      while (j > i + 1 && !rules[j - 1]!.enabled) j--; // a run ends on an enabled rule (tablearg is 0 after it)
       if (enabled >= 2) runEnd[i - lo] = j;
       i = j;
     }
     for (let i = lo; i < hi; i++) {
-      const r = rules[i];
+      const r = rules[i]!;
       out.push(`case ${i}:`);
       if (!r.enabled) continue; // disabled: falls through, tablearg kept (as ipfw's skip loop)
-      const end = runEnd[i - lo];
+      const end = runEnd[i - lo]!;
       if (end >= 0) {
         const skip = end < hi ? `pc = ${end}; ta = 0; continue;` : `R.pc = ${end}; R.ta = 0; return -1;`;
         out.push(`if (!(p.ipVersion !== 0 && p.proto === ${leadingProto(r)})) { ${skip} }`);
@@ -235,7 +235,7 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
     // Off the end of the chunk: on with the next one (not a jump: uncounted).
     out.push(`R.pc = ${hi}; R.ta = ta; return -1;`);
     for (let i = lo; i < hi; i++) {
-      const r = rules[i];
+      const r = rules[i]!;
       const after = `ta = 0; ${gotoConst(r.index + 1)}`;
       out.push(`case ${n + 1 + r.index}: { ${actionCode(r, after)} }`);
       out.push(after);
@@ -253,7 +253,7 @@ const CALL_DEPTH = 16;
 /** The protocol an enabled rule without prob starts by testing (`proto X`, plain), or -1. */
 function leadingProto(r: PRule): number {
   if (!r.enabled || r.rule.prob < 1 || r.cmds.length === 0) return -1;
-  const first = r.cmds[0].cmd;
+  const first = r.cmds[0]!.cmd;
   return first.op === 'proto' && !first.neg && !first.or ? first.proto : -1;
 }
 
@@ -272,10 +272,10 @@ export function compileRuleset(prep: Prepared, R: Runtime, chunkRules = CHUNK_RU
   });
   // Which chunk holds each pc: rules 0..n-1, the end n, action copies n+1..2n.
   const chunkOf = new Int32Array(2 * n + 1);
-  for (let i = 0; i < n; i++) { chunkOf[i] = Math.floor(i / chunkRules); chunkOf[n + 1 + i] = chunkOf[i]; }
+  for (let i = 0; i < n; i++) { chunkOf[i] = Math.floor(i / chunkRules); chunkOf[n + 1 + i] = chunkOf[i]!; }
   chunkOf[n] = -1;
   if (fns.length === 1) {
-    const only = fns[0];
+    const only = fns[0]!;
     return (start: number): number => {
       R.guard = 1; R.ta = 0;
       if (start >= n) { R.ruleIndex = -1; return V_DENY; }
@@ -290,7 +290,7 @@ export function compileRuleset(prep: Prepared, R: Runtime, chunkRules = CHUNK_RU
     let pc = start;
     for (;;) {
       if (pc === n || pc < 0 || pc > 2 * n) { R.ruleIndex = -1; return V_DENY; } // "skip past end of rules"
-      const v = fns[chunkOf[pc]](pc);
+      const v = fns[chunkOf[pc]!]!(pc);
       if (v >= 0) return v;
       pc = R.pc;
     }

@@ -23,7 +23,7 @@ import {
 } from './runtime.js';
 
 function inRanges(x: number, ranges: [number, number][]): boolean {
-  for (let i = 0; i < ranges.length; i++) if (x >= ranges[i][0] && x <= ranges[i][1]) return true;
+  for (let i = 0; i < ranges.length; i++) if (x >= ranges[i]![0] && x <= ranges[i]![1]) return true;
   return false;
 }
 
@@ -57,7 +57,7 @@ export class Interpreter {
     this.iterations = 1;
     let reentered = false; // true when pc was set by skipto/call/return: tablearg is kept
     while (pc < n) {
-      const r = rules[pc];
+      const r = rules[pc]!;
       if (!reentered) this.ta = 0;
       reentered = false;
       if (!r.enabled) { pc++; reentered = true; continue; } // disabled rules neither run nor reset tablearg
@@ -98,7 +98,7 @@ export class Interpreter {
     const cmds = r.cmds;
     let skipOr = false;
     for (let k = 0; k < cmds.length; k++) {
-      const pc = cmds[k];
+      const pc = cmds[k]!;
       if (skipOr) { if (!pc.or) skipOr = false; continue; }
       const kind = pc.kind;
       if (kind === CK_PROBE) {
@@ -121,7 +121,7 @@ export class Interpreter {
   /** A state hit: run parent rule j's action part; if it continues, continue after j. */
   private parentAction(j: number): number {
     if (++this.iterations > jumpLimit(this.R.prep.rules.length)) return LOOP;
-    const res = this.action(this.R.prep.rules[j]);
+    const res = this.action(this.R.prep.rules[j]!);
     if (res === CONTINUE) this.jumpedFrom = j;
     return res;
   }
@@ -152,7 +152,7 @@ export class Interpreter {
       case A_RETURN:
         if (R.sp === 0) return CONTINUE;
         R.count(r.index);
-        this.pcNext = R.findRule(R.stack[--R.sp] + 1);
+        this.pcNext = R.findRule(R.stack[--R.sp]! + 1);
         return JUMP;
       case A_CHECK_STATE: {
         const j = R.probe(r.stateNameId);
@@ -172,13 +172,13 @@ export class Interpreter {
       case CK_IP_ADDR: {
         if (p.ipVersion !== 4) return false;
         const a = pc.src ? p.src4 : p.dst4, list = pc.list4!;
-        for (let k = 0; k < list.length; k += 2) if (((a & list[k + 1]) >>> 0) === list[k]) return true;
+        for (let k = 0; k < list.length; k += 2) if (((a & list[k + 1]!) >>> 0) === list[k]) return true;
         return false;
       }
       case CK_PORTS: {
         if ((p.proto !== 6 && p.proto !== 17) || p.fragOffset !== 0 || p.l4 < 0) return false;
         const x = pc.src ? p.srcPort : p.dstPort, ranges = pc.ranges!;
-        for (let k = 0; k < ranges.length; k += 2) if (x >= ranges[k] && x <= ranges[k + 1]) return true;
+        for (let k = 0; k < ranges.length; k += 2) if (x >= ranges[k]! && x <= ranges[k + 1]!) return true;
         return false;
       }
       default: return this.matchOther(r, pc);
@@ -203,14 +203,14 @@ export class Interpreter {
       case 'ip-set': {
         if (p.ipVersion !== 4) return false;
         const a = (cmd.dir === 'src' ? p.src4 : p.dst4) - (cmd.base >>> 0);
-        return a >= 0 && a < cmd.bits && (pc.bitmap![a >> 5] & (1 << (a & 31))) !== 0;
+        return a >= 0 && a < cmd.bits && (pc.bitmap![a >> 5]! & (1 << (a & 31))) !== 0;
       }
       case 'ip6-addr': {
         if (p.ipVersion !== 6) return false;
         const a = cmd.dir === 'src' ? p.src6 : p.dst6;
         for (const e of cmd.list) {
           let ok = true;
-          for (let w = 0; w < 4 && ok; w++) ok = ((a[w] & e.mask[w]) >>> 0) === ((e.addr[w] & e.mask[w]) >>> 0);
+          for (let w = 0; w < 4 && ok; w++) ok = ((a[w]! & e.mask[w]!) >>> 0) === ((e.addr[w]! & e.mask[w]!) >>> 0);
           if (ok) return true;
         }
         return false;

@@ -42,6 +42,8 @@ export const EXT_AH = 0x10, EXT_ESP = 0x20, EXT_RTHDR0 = 0x40, EXT_RTHDR2 = 0x80
 /** More IPv6 extension headers than this is treated as a pullup failure (bounds the walk). */
 const MAX_EXT_HEADERS = 16;
 
+// Byte reads are unchecked (`u8[i]!`): decode() first clamps len to the array, and every read
+// sits behind the length check of the header it belongs to.
 export class PacketInfo {
   /** The frame: bytes u8[off .. off+len). */
   u8: Uint8Array = new Uint8Array(0);
@@ -103,7 +105,7 @@ export class PacketInfo {
    * these keep stale values: only commands that do not read them may run.
    */
   decodeBasic(u8: Uint8Array, off: number, len: number): void {
-    if (len < 34 || off < 0 || off + len > u8.length || u8[off + 12] !== 0x08 || u8[off + 13] !== 0x00 || (u8[off + 14] >> 4) !== 4) {
+    if (len < 34 || off < 0 || off + len > u8.length || u8[off + 12] !== 0x08 || u8[off + 13] !== 0x00 || (u8[off + 14]! >> 4) !== 4) {
       this.decode(u8, off, len);
       return;
     }
@@ -111,17 +113,17 @@ export class PacketInfo {
     this.etype = ETHERTYPE_IP; this.ipVersion = 4;
     const l3 = off + ETH_HLEN, avail = len - ETH_HLEN;
     this.l3 = l3; this.l3len = avail;
-    const hlen = (u8[l3] & 0x0f) << 2;
+    const hlen = (u8[l3]! & 0x0f) << 2;
     this.hlen = hlen;
-    const ipLen = (u8[l3 + 2] << 8) | u8[l3 + 3];
+    const ipLen = (u8[l3 + 2]! << 8) | u8[l3 + 3]!;
     this.ipLen = ipLen;
     this.pktlen = ipLen < avail ? ipLen : avail;
-    const fragOffset = ((u8[l3 + 6] << 8) | u8[l3 + 7]) & 0x1fff;
+    const fragOffset = ((u8[l3 + 6]! << 8) | u8[l3 + 7]!) & 0x1fff;
     this.fragOffset = fragOffset;
-    const proto = u8[l3 + 9];
+    const proto = u8[l3 + 9]!;
     this.proto = proto;
-    this.src4 = ((u8[l3 + 12] << 24) | (u8[l3 + 13] << 16) | (u8[l3 + 14] << 8) | u8[l3 + 15]) >>> 0;
-    this.dst4 = ((u8[l3 + 16] << 24) | (u8[l3 + 17] << 16) | (u8[l3 + 18] << 8) | u8[l3 + 19]) >>> 0;
+    this.src4 = ((u8[l3 + 12]! << 24) | (u8[l3 + 13]! << 16) | (u8[l3 + 14]! << 8) | u8[l3 + 15]!) >>> 0;
+    this.dst4 = ((u8[l3 + 16]! << 24) | (u8[l3 + 17]! << 16) | (u8[l3 + 18]! << 8) | u8[l3 + 19]!) >>> 0;
     this.pullupFailed = false;
     this.l4 = -1; this.srcPort = 0; this.dstPort = 0; this.tcpFlags = 0; this.icmpType = 0;
     if (fragOffset !== 0 || hlen < 20 || hlen > avail) return;
@@ -130,13 +132,13 @@ export class PacketInfo {
     if (need === 0) return;
     const l4 = l3 + hlen;
     this.l4 = l4;
-    if (proto === PROTO_ICMP) { this.icmpType = u8[l4]; return; }
-    this.srcPort = (u8[l4] << 8) | u8[l4 + 1];
-    this.dstPort = (u8[l4 + 2] << 8) | u8[l4 + 3];
+    if (proto === PROTO_ICMP) { this.icmpType = u8[l4]!; return; }
+    this.srcPort = (u8[l4]! << 8) | u8[l4 + 1]!;
+    this.dstPort = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
     if (proto === PROTO_TCP) {
-      this.tcpFlags = u8[l4 + 13];
+      this.tcpFlags = u8[l4 + 13]!;
       // The ack number feeds the dynamic-state lifetimes (both ACKs seen).
-      this.tcpAck = ((u8[l4 + 8] << 24) | (u8[l4 + 9] << 16) | (u8[l4 + 10] << 8) | u8[l4 + 11]) >>> 0;
+      this.tcpAck = ((u8[l4 + 8]! << 24) | (u8[l4 + 9]! << 16) | (u8[l4 + 10]! << 8) | u8[l4 + 11]!) >>> 0;
     }
   }
 
@@ -152,13 +154,13 @@ export class PacketInfo {
       len = Math.max(0, Math.min(len, u8.length - off)); this.len = len;
     }
     if (len < ETH_HLEN) { this.etype = 0; this.l3 = off; this.l3len = 0; this.notIp(0); return; }
-    const etype = (u8[off + 12] << 8) | u8[off + 13];
+    const etype = (u8[off + 12]! << 8) | u8[off + 13]!;
     this.etype = etype;
     const l3 = off + ETH_HLEN;
     const avail = len - ETH_HLEN;
     this.l3 = l3; this.l3len = avail;
-    if (etype === ETHERTYPE_IP && avail >= 20 && (u8[l3] >> 4) === 4) this.decode4(u8, l3, avail);
-    else if (etype === ETHERTYPE_IPV6 && avail >= 40 && (u8[l3] >> 4) === 6) this.decode6(u8, l3, avail);
+    if (etype === ETHERTYPE_IP && avail >= 20 && (u8[l3]! >> 4) === 4) this.decode4(u8, l3, avail);
+    else if (etype === ETHERTYPE_IPV6 && avail >= 40 && (u8[l3]! >> 4) === 6) this.decode6(u8, l3, avail);
     else this.notIp(avail);
   }
 
@@ -171,19 +173,19 @@ export class PacketInfo {
 
   private decode4(u8: Uint8Array, l3: number, avail: number): void {
     this.ipVersion = 4; this.flow6 = 0; this.ext6 = 0;
-    const hlen = (u8[l3] & 0x0f) << 2;
+    const hlen = (u8[l3]! & 0x0f) << 2;
     this.hlen = hlen;
-    this.tos = u8[l3 + 1];
-    const ipLen = (u8[l3 + 2] << 8) | u8[l3 + 3];
+    this.tos = u8[l3 + 1]!;
+    const ipLen = (u8[l3 + 2]! << 8) | u8[l3 + 3]!;
     this.ipLen = ipLen;
-    this.ipId = (u8[l3 + 4] << 8) | u8[l3 + 5];
-    const offField = (u8[l3 + 6] << 8) | u8[l3 + 7];
+    this.ipId = (u8[l3 + 4]! << 8) | u8[l3 + 5]!;
+    const offField = (u8[l3 + 6]! << 8) | u8[l3 + 7]!;
     this.fragOffset = offField & 0x1fff;
     this.moreFrags = (offField & 0x2000) !== 0;
-    this.ttl = u8[l3 + 8];
-    this.proto = u8[l3 + 9];
-    this.src4 = ((u8[l3 + 12] << 24) | (u8[l3 + 13] << 16) | (u8[l3 + 14] << 8) | u8[l3 + 15]) >>> 0;
-    this.dst4 = ((u8[l3 + 16] << 24) | (u8[l3 + 17] << 16) | (u8[l3 + 18] << 8) | u8[l3 + 19]) >>> 0;
+    this.ttl = u8[l3 + 8]!;
+    this.proto = u8[l3 + 9]!;
+    this.src4 = ((u8[l3 + 12]! << 24) | (u8[l3 + 13]! << 16) | (u8[l3 + 14]! << 8) | u8[l3 + 15]!) >>> 0;
+    this.dst4 = ((u8[l3 + 16]! << 24) | (u8[l3 + 17]! << 16) | (u8[l3 + 18]! << 8) | u8[l3 + 19]!) >>> 0;
     this.pktlen = ipLen < avail ? ipLen : avail;
     if (this.fragOffset !== 0) return;
     if (hlen < 20 || hlen > avail) return; // bad IHL: no L4 (see header comment)
@@ -196,41 +198,41 @@ export class PacketInfo {
     } else if (proto === PROTO_UDP) {
       if (rest < 8) { this.pullupFailed = true; return; }
       this.l4 = l4;
-      this.srcPort = (u8[l4] << 8) | u8[l4 + 1];
-      this.dstPort = (u8[l4 + 2] << 8) | u8[l4 + 3];
+      this.srcPort = (u8[l4]! << 8) | u8[l4 + 1]!;
+      this.dstPort = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
     } else if (proto === PROTO_ICMP) {
       if (rest < 4) { this.pullupFailed = true; return; }
       this.l4 = l4;
-      this.icmpType = u8[l4];
+      this.icmpType = u8[l4]!;
     }
   }
 
   private decodeTcp(u8: Uint8Array, l4: number): void {
     this.l4 = l4;
-    this.srcPort = (u8[l4] << 8) | u8[l4 + 1];
-    this.dstPort = (u8[l4 + 2] << 8) | u8[l4 + 3];
-    this.tcpSeq = ((u8[l4 + 4] << 24) | (u8[l4 + 5] << 16) | (u8[l4 + 6] << 8) | u8[l4 + 7]) >>> 0;
-    this.tcpAck = ((u8[l4 + 8] << 24) | (u8[l4 + 9] << 16) | (u8[l4 + 10] << 8) | u8[l4 + 11]) >>> 0;
-    this.tcpHlen = (u8[l4 + 12] >> 4) << 2;
-    this.tcpFlags = u8[l4 + 13];
-    this.tcpWin = (u8[l4 + 14] << 8) | u8[l4 + 15];
+    this.srcPort = (u8[l4]! << 8) | u8[l4 + 1]!;
+    this.dstPort = (u8[l4 + 2]! << 8) | u8[l4 + 3]!;
+    this.tcpSeq = ((u8[l4 + 4]! << 24) | (u8[l4 + 5]! << 16) | (u8[l4 + 6]! << 8) | u8[l4 + 7]!) >>> 0;
+    this.tcpAck = ((u8[l4 + 8]! << 24) | (u8[l4 + 9]! << 16) | (u8[l4 + 10]! << 8) | u8[l4 + 11]!) >>> 0;
+    this.tcpHlen = (u8[l4 + 12]! >> 4) << 2;
+    this.tcpFlags = u8[l4 + 13]!;
+    this.tcpWin = (u8[l4 + 14]! << 8) | u8[l4 + 15]!;
   }
 
   private decode6(u8: Uint8Array, l3: number, avail: number): void {
     this.ipVersion = 6; this.src4 = 0; this.dst4 = 0; this.ipLen = 0; this.ipId = 0;
     this.fragOffset = 0; this.moreFrags = false; this.ext6 = 0;
-    const w0 = ((u8[l3] << 24) | (u8[l3 + 1] << 16) | (u8[l3 + 2] << 8) | u8[l3 + 3]) >>> 0;
+    const w0 = ((u8[l3]! << 24) | (u8[l3 + 1]! << 16) | (u8[l3 + 2]! << 8) | u8[l3 + 3]!) >>> 0;
     this.tos = (w0 >>> 20) & 0xff;
     this.flow6 = w0 & 0xfffff;
-    const plen = (u8[l3 + 4] << 8) | u8[l3 + 5];
-    this.ttl = u8[l3 + 7];
+    const plen = (u8[l3 + 4]! << 8) | u8[l3 + 5]!;
+    this.ttl = u8[l3 + 7]!;
     for (let i = 0; i < 4; i++) {
       const s = l3 + 8 + 4 * i, d = l3 + 24 + 4 * i;
-      this.src6[i] = ((u8[s] << 24) | (u8[s + 1] << 16) | (u8[s + 2] << 8) | u8[s + 3]) >>> 0;
-      this.dst6[i] = ((u8[d] << 24) | (u8[d + 1] << 16) | (u8[d + 2] << 8) | u8[d + 3]) >>> 0;
+      this.src6[i] = ((u8[s]! << 24) | (u8[s + 1]! << 16) | (u8[s + 2]! << 8) | u8[s + 3]!) >>> 0;
+      this.dst6[i] = ((u8[d]! << 24) | (u8[d + 1]! << 16) | (u8[d + 2]! << 8) | u8[d + 3]!) >>> 0;
     }
     this.pktlen = 40 + plen < avail ? 40 + plen : avail;
-    let proto = u8[l3 + 6];
+    let proto = u8[l3 + 6]!;
     let hlen = 40;
     // ipfw's loop: walk extension headers until an upper layer is found or a non-first fragment.
     for (let n = 0; n <= MAX_EXT_HEADERS; n++) {
@@ -243,26 +245,26 @@ export class PacketInfo {
       } else if (proto === PROTO_UDP) {
         if (rest < 8) { this.pullupFailed = true; break; }
         this.l4 = at;
-        this.srcPort = (u8[at] << 8) | u8[at + 1];
-        this.dstPort = (u8[at + 2] << 8) | u8[at + 3];
+        this.srcPort = (u8[at]! << 8) | u8[at + 1]!;
+        this.dstPort = (u8[at + 2]! << 8) | u8[at + 3]!;
         break;
       } else if (proto === PROTO_ICMPV6) {
         if (rest < 8) { this.pullupFailed = true; break; }
-        this.l4 = at; this.icmpType = u8[at]; break;
+        this.l4 = at; this.icmpType = u8[at]!; break;
       } else if (proto === 0 /* hop-by-hop */ || proto === 60 /* destination options */) {
         if (rest < 2) { this.pullupFailed = true; break; }
         this.ext6 |= proto === 0 ? EXT_HOPOPTS : EXT_DSTOPTS;
-        proto = u8[at]; hlen += (u8[at + 1] + 1) << 3;
+        proto = u8[at]!; hlen += (u8[at + 1]! + 1) << 3;
       } else if (proto === 43 /* routing */) {
         if (rest < 4) { this.pullupFailed = true; break; }
         const type = u8[at + 2];
         this.ext6 |= EXT_ROUTING | (type === 0 ? EXT_RTHDR0 : type === 2 ? EXT_RTHDR2 : 0);
-        proto = u8[at]; hlen += (u8[at + 1] + 1) << 3;
+        proto = u8[at]!; hlen += (u8[at + 1]! + 1) << 3;
       } else if (proto === 44 /* fragment */) {
         if (rest < 8) { this.pullupFailed = true; break; }
         this.ext6 |= EXT_FRAGMENT;
-        proto = u8[at];
-        const offlg = (u8[at + 2] << 8) | u8[at + 3];
+        proto = u8[at]!;
+        const offlg = (u8[at + 2]! << 8) | u8[at + 3]!;
         this.fragOffset = offlg & 0xfff8;
         this.moreFrags = (offlg & 1) !== 0;
         hlen += 8;
@@ -270,7 +272,7 @@ export class PacketInfo {
       } else if (proto === 51 /* AH */) {
         if (rest < 2) { this.pullupFailed = true; break; }
         this.ext6 |= EXT_AH;
-        proto = u8[at]; hlen += (u8[at + 1] + 2) << 2;
+        proto = u8[at]!; hlen += (u8[at + 1]! + 2) << 2;
       } else if (proto === 50 /* ESP */) {
         if (rest < 4) { this.pullupFailed = true; break; }
         this.ext6 |= EXT_ESP; this.l4 = at; break;
@@ -289,7 +291,7 @@ export class PacketInfo {
   /** TCP payload length (tcpdatalen): IPv4 ip_len - (ihl + th_off) * 4 as ipfw computes it (16-bit); IPv6 payload after all headers. */
   tcpDataLen(): number {
     if (this.ipVersion === 4) return (this.ipLen - this.hlen - this.tcpHlen) & 0xffff;
-    const plen = (this.u8[this.l3 + 4] << 8) | this.u8[this.l3 + 5];
+    const plen = (this.u8[this.l3 + 4]! << 8) | this.u8[this.l3 + 5]!;
     return (40 + plen - this.hlen - this.tcpHlen) & 0xffff;
   }
 
@@ -304,7 +306,7 @@ export class PacketInfo {
       let optlen = 1;
       if (opt !== 1) {
         if (at + 1 >= end) break;
-        optlen = u8[at + 1];
+        optlen = u8[at + 1]!;
         if (optlen <= 0) break;
       }
       if (opt === 2) bits |= 0x01; else if (opt === 3) bits |= 0x02;
@@ -325,7 +327,7 @@ export class PacketInfo {
       let optlen = 1;
       if (opt !== 1) {
         if (x < 2) return -1;
-        optlen = u8[at + 1];
+        optlen = u8[at + 1]!;
         if (optlen <= 0 || optlen > x) return -1;
       }
       if (opt === 137) bits |= 0x01; else if (opt === 131) bits |= 0x02;
@@ -347,21 +349,21 @@ export function rewriteDscp(p: PacketInfo, code: number): void {
   const u8 = p.u8, l3 = p.l3;
   code &= 0x3f;
   if (p.ipVersion === 4) {
-    const oldTos = u8[l3 + 1];
+    const oldTos = u8[l3 + 1]!;
     const newTos = (code << 2) | (oldTos & 0x03);
     u8[l3 + 1] = newTos;
     // The TOS byte is the low byte of the first 16-bit word; HC' = ~(~HC + ~m + m').
-    const oldWord = (u8[l3] << 8) | oldTos;
-    const newWord = (u8[l3] << 8) | newTos;
-    let sum = (~((u8[l3 + 10] << 8) | u8[l3 + 11]) & 0xffff) + (~oldWord & 0xffff) + newWord;
+    const oldWord = (u8[l3]! << 8) | oldTos;
+    const newWord = (u8[l3]! << 8) | newTos;
+    let sum = (~((u8[l3 + 10]! << 8) | u8[l3 + 11]!) & 0xffff) + (~oldWord & 0xffff) + newWord;
     sum = (sum & 0xffff) + (sum >>> 16);
     sum = (sum & 0xffff) + (sum >>> 16);
     const ck = ~sum & 0xffff;
     u8[l3 + 10] = ck >> 8; u8[l3 + 11] = ck & 0xff;
     p.tos = newTos;
   } else if (p.ipVersion === 6) {
-    u8[l3] = (u8[l3] & 0xf0) | (code >> 2);
-    u8[l3 + 1] = (u8[l3 + 1] & 0x3f) | ((code & 0x03) << 6);
+    u8[l3] = (u8[l3]! & 0xf0) | (code >> 2);
+    u8[l3 + 1] = (u8[l3 + 1]! & 0x3f) | ((code & 0x03) << 6);
     p.tos = (code << 2) | (p.tos & 0x03);
   }
 }

@@ -104,7 +104,7 @@ function globToRegExp(glob: string): RegExp {
 function parseMac(text: string, out: Uint8Array, at: number): void {
   const parts = text.split(':');
   if (parts.length !== 6 || parts.some((x) => !/^[0-9a-fA-F]{1,2}$/.test(x))) fail('EINVAL', `bad MAC address "${text}"`);
-  for (let i = 0; i < 6; i++) out[at + i] = parseInt(parts[i], 16);
+  for (let i = 0; i < 6; i++) out[at + i] = parseInt(parts[i]!, 16);
 }
 
 function flatRanges(ranges: Range[]): Int32Array {
@@ -119,7 +119,7 @@ export function findRuleIndex(numbers: Int32Array, num: number): number {
   if (hi < 0) return 0;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (numbers[mid] < num) lo = mid + 1; else hi = mid;
+    if (numbers[mid]! < num) lo = mid + 1; else hi = mid;
   }
   return lo;
 }
@@ -132,12 +132,12 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
   if (rules.length === 0) fail('EINVAL', 'a ruleset holds at least the default rule');
   if (rules.length > MAX_RULES) fail('E2BIG', `${rules.length} rules, more than ${MAX_RULES}`);
   const numbers = Int32Array.from(rules.map((r) => r.number));
-  for (let i = 1; i < numbers.length; i++) if (numbers[i] < numbers[i - 1]) fail('EINVAL', 'rules are not sorted by number');
+  for (let i = 1; i < numbers.length; i++) if (numbers[i]! < numbers[i - 1]!) fail('EINVAL', 'rules are not sorted by number');
   const slots = Int32Array.from(rules.map((r) => r.slot));
   const slotToIndex = new Int32Array(MAX_RULES).fill(-1);
   rules.forEach((r, i) => {
     if (r.slot < 0 || r.slot >= MAX_RULES || !Number.isInteger(r.slot)) fail('EINVAL', `rule ${r.number}: counter slot ${r.slot} out of range`);
-    if (slotToIndex[r.slot] >= 0) fail('EINVAL', `rule ${r.number}: counter slot ${r.slot} used twice`);
+    if (slotToIndex[r.slot]! >= 0) fail('EINVAL', `rule ${r.number}: counter slot ${r.slot} used twice`);
     slotToIndex[r.slot] = i;
   });
   const tables = buildTables(config.tables);
@@ -170,7 +170,7 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
           break;
         case 'ip-set': {
           const bm = new Uint32Array(Math.max(1, Math.ceil(cmd.bits / 32)));
-          for (const m of cmd.members) if (m >= 0 && m < cmd.bits) bm[m >> 5] |= 1 << (m & 31);
+          for (const m of cmd.members) if (m >= 0 && m < cmd.bits) bm[m >> 5]! |= 1 << (m & 31);
           pc.bitmap = bm;
           break;
         }
@@ -194,7 +194,7 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     });
     rule.cmds.forEach((cmd, k) => {
       const isState = cmd.op === 'probe-state' || cmd.op === 'keep-state' || cmd.op === 'limit';
-      if (isState && (cmd.neg || cmd.or || (k > 0 && rule.cmds[k - 1].or))) {
+      if (isState && (cmd.neg || cmd.or || (k > 0 && rule.cmds[k - 1]!.or))) {
         fail('EINVAL', `rule ${rule.number}: ${cmd.op} cannot be negated or in an or-block`);
       }
     });
@@ -293,12 +293,12 @@ export class Runtime {
 
   /** `log`: counts the logged packet against logamount (nothing is printed; see README-eval.md). */
   log(i: number): void {
-    const r = this.prep.rules[i].rule;
-    this.counters.logOne(this.prep.slots[i], r.logAmount > 0 ? r.logAmount : this.settings.verboseLimit);
+    const r = this.prep.rules[i]!.rule;
+    this.counters.logOne(this.prep.slots[i]!, r.logAmount > 0 ? r.logAmount : this.settings.verboseLimit);
   }
 
   count(i: number): void {
-    this.counters.add(this.stripe, this.prep.slots[i], this.p.pktlen, this.nowSec);
+    this.counters.add(this.stripe, this.prep.slots[i]!, this.p.pktlen, this.nowSec);
   }
 
   /** A terminal action of rule i: counts it and returns the verdict (arg and ruleIndex set). */
@@ -336,7 +336,7 @@ export class Runtime {
       const t = p.icmpType;
       if (t !== 8 && t !== 10 && t !== 13 && t !== 15 && t !== 17) return false;
     }
-    if ((p.u8[p.off] & 1) !== 0) return false; // Ethernet broadcast/multicast (M_BCAST|M_MCAST)
+    if ((p.u8[p.off]! & 1) !== 0) return false; // Ethernet broadcast/multicast (M_BCAST|M_MCAST)
     return (p.dst4 >>> 28) !== 0xe;
   }
 
@@ -348,8 +348,8 @@ export class Runtime {
       const t = p.icmpType;
       if (t !== 128 && t !== 130 && t !== 139) return false;
     }
-    if ((p.u8[p.off] & 1) !== 0) return false;
-    return (p.dst6[0] >>> 24) !== 0xff;
+    if ((p.u8[p.off]! & 1) !== 0) return false;
+    return (p.dst6[0]! >>> 24) !== 0xff;
   }
 
   /** setdscp: rewrites IP packets and counts the rule; non-IP packets are left alone, uncounted (as ipfw). */
@@ -366,14 +366,14 @@ export class Runtime {
 
   untag(value: number): void {
     for (let k = 0; k < this.ntags; k++) {
-      if (this.tags[k] === value) { this.tags[k] = this.tags[--this.ntags]; return; }
+      if (this.tags[k] === value) { this.tags[k] = this.tags[--this.ntags]!; return; }
     }
   }
 
   tagged(ranges: Int32Array): boolean {
     for (let k = 0; k < this.ntags; k++) {
-      const t = this.tags[k];
-      for (let r = 0; r < ranges.length; r += 2) if (t >= ranges[r] && t <= ranges[r + 1]) return true;
+      const t = this.tags[k]!;
+      for (let r = 0; r < ranges.length; r += 2) if (t >= ranges[r]! && t <= ranges[r + 1]!) return true;
     }
     return false;
   }
@@ -382,7 +382,7 @@ export class Runtime {
   findRule(num: number): number { return findRuleIndex(this.prep.numbers, num); }
 
   skipTarget(i: number, num: number): number {
-    const cur = this.prep.numbers[i];
+    const cur = this.prep.numbers[i]!;
     return findRuleIndex(this.prep.numbers, num <= cur ? cur + 1 : num);
   }
 
@@ -392,7 +392,7 @@ export class Runtime {
     const q = this.dyn.lookupPacket(this.p, nameId, this.nowMs, this.settings);
     if (q < 0) { this.dynDir = DYN_NONE; return -1; }
     this.dynDir = DYN_HIT;
-    const idx = this.prep.slotToIndex[this.dyn.lastSlot];
+    const idx = this.prep.slotToIndex[this.dyn.lastSlot]!;
     if (idx < 0 || this.prep.numbers[idx] !== this.dyn.lastRule) return -1; // parent gone: removeRule pending
     return idx;
   }
@@ -403,7 +403,7 @@ export class Runtime {
     let limit = 0;
     if (cmd.op === 'limit') limit = cmd.limit === 0 ? tablearg : cmd.limit; // limit 0 stands for tablearg
     if (cmd.op === 'limit' && limit <= 0) return false;
-    return this.dyn.install(this.p, this.prep.slots[i], this.prep.numbers[i], pc.nameId, limit, pc.maskBits, this.nowMs, this.settings);
+    return this.dyn.install(this.p, this.prep.slots[i]!, this.prep.numbers[i]!, pc.nameId, limit, pc.maskBits, this.nowMs, this.settings);
   }
 
   /** from/to table(T): the value, or -1. */
@@ -421,7 +421,7 @@ export class Runtime {
       case 0: return this.tableAddr(t, false);
       case 1: return this.tableAddr(t, true);
       case 6: return p.ipVersion === 0 ? -1 : t.lookupNumber(p.tos >> 2);
-      case 7: return t.lookupNumber(this.prep.numbers[this.ruleIndexForLookup]);
+      case 7: return t.lookupNumber(this.prep.numbers[this.ruleIndexForLookup]!);
       case 2: case 3:
         if (p.ipVersion === 0 || p.fragOffset !== 0 || p.l4 < 0 || (p.proto !== 6 && p.proto !== 17)) return -1;
         return t.lookupNumber(pc.keyCode === 2 ? p.dstPort : p.srcPort);
@@ -437,7 +437,7 @@ export class Runtime {
     if (id < 0) return false;
     const cache = pc.cache!;
     if (id < IFACE_CACHE) {
-      const c = cache[id];
+      const c = cache[id]!;
       if (c !== 0) { if (c < 0) return false; this.lastValue = c - 1; return true; }
     }
     const v = this.ifaceSlow(pc, id);
@@ -461,7 +461,7 @@ export class Runtime {
   mac(pc: PCmd): boolean {
     const p = this.p, m = pc.mac!;
     if (p.len < 12) return false;
-    for (let k = 0; k < 12; k++) if ((p.u8[p.off + k] & m[12 + k]) !== (m[k] & m[12 + k])) return false;
+    for (let k = 0; k < 12; k++) if ((p.u8[p.off + k]! & m[12 + k]!) !== (m[k]! & m[12 + k]!)) return false;
     return true;
   }
 }

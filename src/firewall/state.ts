@@ -139,8 +139,8 @@ export class Counters {
   /** One match of rule `slot`: the data-path update (owner of `stripe` only). */
   add(stripe: number, slot: number, bytes: number, nowSec: number): void {
     const i = stripe * this.slots + slot;
-    this.packets[i] += 1;
-    this.bytes[i] += bytes;
+    this.packets[i]! += 1;
+    this.bytes[i]! += bytes;
     this.last[i] = nowSec;
   }
 
@@ -149,10 +149,10 @@ export class Counters {
     assert(slot >= 0 && slot < this.slots, 'counter slot out of range');
     let packets = 0, bytes = 0, last = 0;
     for (let s = 0, i = slot; s < this.stripes; s++, i += this.slots) {
-      packets += this.packets[i]; bytes += this.bytes[i];
-      if (this.last[i] > last) last = this.last[i];
+      packets += this.packets[i]!; bytes += this.bytes[i]!;
+      if (this.last[i]! > last) last = this.last[i]!;
     }
-    return { packets: packets - this.basePackets[slot], bytes: bytes - this.baseBytes[slot], lastMatch: last };
+    return { packets: packets - this.basePackets[slot]!, bytes: bytes - this.baseBytes[slot]!, lastMatch: last };
   }
 
   /** Zeroes the rule's counters (ipfw zero N; also done when a slot is given to a new rule). */
@@ -160,7 +160,7 @@ export class Counters {
     assert(slot >= 0 && slot < this.slots, 'counter slot out of range');
     let packets = 0, bytes = 0;
     for (let s = 0, i = slot; s < this.stripes; s++, i += this.slots) {
-      packets += this.packets[i]; bytes += this.bytes[i]; this.last[i] = 0;
+      packets += this.packets[i]!; bytes += this.bytes[i]!; this.last[i] = 0;
     }
     this.basePackets[slot] = packets; this.baseBytes[slot] = bytes;
     this.logged[slot] = 0;
@@ -240,7 +240,7 @@ function fmt4(a: number): string { return `${a >>> 24}.${(a >>> 16) & 255}.${(a 
 /** RFC 5952 text of an IPv6 address given as 4 words. */
 export function formatIp6(w: ArrayLike<number>): string {
   const g: number[] = [];
-  for (let i = 0; i < 4; i++) g.push((w[i] >>> 16) & 0xffff, w[i] & 0xffff);
+  for (let i = 0; i < 4; i++) g.push((w[i]! >>> 16) & 0xffff, w[i]! & 0xffff);
   let bestAt = -1, bestLen = 1;
   for (let i = 0; i < 8;) {
     if (g[i] !== 0) { i++; continue; }
@@ -328,7 +328,7 @@ export class DynTable {
     if (bytes.length >= NAME_BYTES) fail('EINVAL', `state name "${name}" is longer than ${NAME_BYTES - 1} bytes`);
     this.lock();
     try {
-      const n = Math.max(1, this.hdr[H_NAMES]);
+      const n = Math.max(1, this.hdr[H_NAMES]!);
       for (let i = 1; i < n; i++) if (this.nameAt(i) === name) return i;
       if (n >= NAME_SLOTS) fail('ENOSPC', `more than ${NAME_SLOTS} state names`);
       const at = n * NAME_BYTES;
@@ -343,7 +343,7 @@ export class DynTable {
     if (id === 0) return 'default';
     if (id < 0 || id >= NAME_SLOTS) return 'any';
     const at = id * NAME_BYTES;
-    return Buffer.from(this.names.subarray(at + 1, at + 1 + this.names[at])).toString('utf8');
+    return Buffer.from(this.names.subarray(at + 1, at + 1 + this.names[at]!)).toString('utf8');
   }
 
   /**
@@ -354,8 +354,8 @@ export class DynTable {
   private hashPacket(p: PacketInfo): number {
     let a: number, b: number;
     if (p.ipVersion === 6) {
-      a = p.src6[0] ^ p.src6[1] ^ p.src6[2] ^ p.src6[3];
-      b = p.dst6[0] ^ p.dst6[1] ^ p.dst6[2] ^ p.dst6[3];
+      a = p.src6[0]! ^ p.src6[1]! ^ p.src6[2]! ^ p.src6[3]!;
+      b = p.dst6[0]! ^ p.dst6[1]! ^ p.dst6[2]! ^ p.dst6[3]!;
     } else { a = p.src4; b = p.dst4; }
     const h = (endpointHash(a, p.srcPort) + endpointHash(b, p.dstPort) + p.proto) | 0;
     return (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0) >>> (32 - this.bucketBits);
@@ -384,11 +384,11 @@ export class DynTable {
   /** Finds a live state (not a limit parent) of `nameId` (NAME_ANY: any) for the packet; index or -1. */
   private find(p: PacketInfo, nameId: number, nowMs: number, h: number): number {
     const e = this.e32, f = this.f64;
-    for (let n = this.bucket[h], guard = 0; n !== 0 && guard <= this.capacity; guard++) {
+    for (let n = this.bucket[h]!, guard = 0; n !== 0 && guard <= this.capacity; guard++) {
       const i = n - 1, b = i * E_WORDS;
-      n = e[b + E_NEXT];
+      n = e[b + E_NEXT]!;
       if (e[b + E_KIND] === KIND_PARENT) continue;
-      if (f[i * (E_WORDS / 2) + E_F64_EXPIRE] <= nowMs) continue; // expired, awaiting expire()
+      if (f[i * (E_WORDS / 2) + E_F64_EXPIRE]! <= nowMs) continue; // expired, awaiting expire()
       if (nameId !== NAME_ANY && e[b + E_NAME] !== nameId) continue;
       const dir = this.direction(b, p);
       if (dir < 0) continue;
@@ -403,7 +403,7 @@ export class DynTable {
     const e = this.e32, b = i * E_WORDS, fx = i * (E_WORDS / 2) + E_F64_EXPIRE;
     if (p.proto === 6) {
       const flags = p.tcpFlags & (TH_FIN | TH_SYN | TH_RST);
-      let st = e[b + E_TCP] | (forward ? flags : flags << 8);
+      let st = e[b + E_TCP]! | (forward ? flags : flags << 8);
       switch (st & TCP_FLAGS) {
         case TH_SYN:
           this.f64[fx] = nowMs + s.dynSynLifetime * 1000; break;
@@ -411,10 +411,10 @@ export class DynTable {
           if (p.l4 < 0) break;
           const ack = p.tcpAck;
           if (forward) {
-            const prev = e[b + E_ACKF];
+            const prev = e[b + E_ACKF]!;
             if (prev === 0 || ((ack - prev) | 0) >= 0) { e[b + E_ACKF] = ack; st |= ACK_FWD; }
           } else {
-            const prev = e[b + E_ACKR];
+            const prev = e[b + E_ACKR]!;
             if (prev === 0 || ((ack - prev) | 0) >= 0) { e[b + E_ACKR] = ack; st |= ACK_REV; }
           }
           if ((st & (ACK_FWD | ACK_REV)) === (ACK_FWD | ACK_REV)) {
@@ -450,43 +450,43 @@ export class DynTable {
       const i = this.find(p, nameId, nowMs, h);
       if (i < 0) return -1;
       const fb = i * (E_WORDS / 2);
-      this.f64[fb + E_F64_PACKETS] += 1;
-      this.f64[fb + E_F64_BYTES] += p.pktlen;
+      this.f64[fb + E_F64_PACKETS]! += 1;
+      this.f64[fb + E_F64_BYTES]! += p.pktlen;
       this.refresh(i, p, this.lastForward, nowMs, s);
       // Read under the lock: once it is released, expire() may free and reuse the entry.
-      this.lastSlot = this.e32[i * E_WORDS + E_SLOT];
-      this.lastRule = this.e32[i * E_WORDS + E_RULE];
+      this.lastSlot = this.e32[i * E_WORDS + E_SLOT]!;
+      this.lastRule = this.e32[i * E_WORDS + E_RULE]!;
       return i;
     } finally { spinUnlock(this.locks, l); }
   }
 
-  ruleSlot(i: number): number { return this.e32[i * E_WORDS + E_SLOT]; }
-  ruleNumber(i: number): number { return this.e32[i * E_WORDS + E_RULE]; }
+  ruleSlot(i: number): number { return this.e32[i * E_WORDS + E_SLOT]!; }
+  ruleNumber(i: number): number { return this.e32[i * E_WORDS + E_RULE]!; }
 
   /** An entry from the free list (global lock taken here); -1 when full (counted). */
   private alloc(s: Settings): number {
     this.lock();
     try {
       const i = this.allocLocked(s);
-      if (i < 0) this.stats[0]++;
+      if (i < 0) this.stats[0]!++;
       return i;
     } finally { this.unlock(); }
   }
 
   private allocLocked(s: Settings): number {
     const hdr = this.hdr;
-    if (hdr[H_COUNT] >= Math.min(s.dynMax, this.capacity)) return -1;
+    if (hdr[H_COUNT]! >= Math.min(s.dynMax, this.capacity)) return -1;
     let i: number;
-    if (hdr[H_FREE] !== 0) { i = hdr[H_FREE] - 1; hdr[H_FREE] = this.e32[i * E_WORDS + E_NEXT]; }
-    else if (hdr[H_HIGH] < this.capacity) { i = hdr[H_HIGH]; hdr[H_HIGH] = i + 1; }
+    if (hdr[H_FREE] !== 0) { i = hdr[H_FREE]! - 1; hdr[H_FREE] = this.e32[i * E_WORDS + E_NEXT]!; }
+    else if (hdr[H_HIGH]! < this.capacity) { i = hdr[H_HIGH]!; hdr[H_HIGH] = i + 1; }
     else return -1;
-    hdr[H_COUNT]++;
+    hdr[H_COUNT]!++;
     this.e32.fill(0, i * E_WORDS, (i + 1) * E_WORDS);
     return i;
   }
 
   private link(i: number, h: number): void {
-    this.e32[i * E_WORDS + E_NEXT] = this.bucket[h];
+    this.e32[i * E_WORDS + E_NEXT] = this.bucket[h]!;
     this.bucket[h] = i + 1;
   }
 
@@ -494,7 +494,7 @@ export class DynTable {
     const e = this.e32;
     e[b + E_PROTO] = p.proto; e[b + E_AF] = p.ipVersion;
     if (p.ipVersion === 4) { e[b + E_SRC] = srcA ? p.src4 : 0; e[b + E_DST] = dstA ? p.dst4 : 0; }
-    else for (let k = 0; k < 4; k++) { e[b + E_SRC + k] = srcA ? p.src6[k] : 0; e[b + E_DST + k] = dstA ? p.dst6[k] : 0; }
+    else for (let k = 0; k < 4; k++) { e[b + E_SRC + k] = srcA ? p.src6[k]! : 0; e[b + E_DST + k] = dstA ? p.dst6[k]! : 0; }
     e[b + E_SPORT] = srcP ? p.srcPort : 0; e[b + E_DPORT] = dstP ? p.dstPort : 0;
   }
 
@@ -528,8 +528,8 @@ export class DynTable {
         }
         const pb = parent * E_WORDS;
         this.f64[parent * (E_WORDS / 2) + E_F64_EXPIRE] = nowMs + s.dynShortLifetime * 1000;
-        if (this.e32[pb + E_COUNT] >= limit) {
-          this.lock(); this.stats[1]++; this.unlock();
+        if (this.e32[pb + E_COUNT]! >= limit) {
+          this.lock(); this.stats[1]!++; this.unlock();
           return false;
         }
       }
@@ -540,7 +540,7 @@ export class DynTable {
       this.e32[b + E_SLOT] = ruleSlot; this.e32[b + E_RULE] = ruleNumber;
       this.e32[b + E_NAME] = nameId < 0 ? 0 : nameId;
       this.setKey(b, p, true, true, true, true);
-      if (parent >= 0) { this.e32[b + E_PARENT] = parent + 1; this.e32[parent * E_WORDS + E_COUNT]++; }
+      if (parent >= 0) { this.e32[b + E_PARENT] = parent + 1; this.e32[parent * E_WORDS + E_COUNT]!++; }
       this.link(i, h);
       this.refresh(i, p, true, nowMs, s); // ipfw: "just set lifetime" with the installing packet
       return true;
@@ -554,8 +554,8 @@ export class DynTable {
   private parentBucket(p: PacketInfo, ruleSlot: number, maskBits: number): number {
     const sa = (maskBits & 1) !== 0, da = (maskBits & 4) !== 0, sp = (maskBits & 2) !== 0, dp = (maskBits & 8) !== 0;
     const v6 = p.ipVersion === 6;
-    const s0 = sa ? (v6 ? p.src6[0] : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0] : p.dst4) : 0;
-    const s3 = v6 && sa ? p.src6[3] : 0, d3 = v6 && da ? p.dst6[3] : 0;
+    const s0 = sa ? (v6 ? p.src6[0]! : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0]! : p.dst4) : 0;
+    const s3 = v6 && sa ? p.src6[3]! : 0, d3 = v6 && da ? p.dst6[3]! : 0;
     let h = s0 ^ d0 ^ s3 ^ d3 ^ (sp ? p.srcPort : 0) ^ ((dp ? p.dstPort : 0) << 3) ^ (ruleSlot << 17) ^ 0x5bd1e995;
     h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
     return ((h ^ (h >>> 13)) >>> 0) & (this.buckets - 1);
@@ -565,11 +565,11 @@ export class DynTable {
     const e = this.e32;
     const sa = (maskBits & 1) !== 0, da = (maskBits & 4) !== 0, sp = (maskBits & 2) !== 0, dp = (maskBits & 8) !== 0;
     const v6 = p.ipVersion === 6;
-    const s0 = sa ? (v6 ? p.src6[0] : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0] : p.dst4) : 0;
+    const s0 = sa ? (v6 ? p.src6[0]! : p.src4) : 0, d0 = da ? (v6 ? p.dst6[0]! : p.dst4) : 0;
     const spv = sp ? p.srcPort : 0, dpv = dp ? p.dstPort : 0;
-    for (let n = this.bucket[h], guard = 0; n !== 0 && guard <= this.capacity; guard++) {
+    for (let n = this.bucket[h]!, guard = 0; n !== 0 && guard <= this.capacity; guard++) {
       const i = n - 1, b = i * E_WORDS;
-      n = e[b + E_NEXT];
+      n = e[b + E_NEXT]!;
       if (e[b + E_KIND] !== KIND_PARENT || e[b + E_SLOT] !== ruleSlot || e[b + E_TCP] !== maskBits) continue;
       if (e[b + E_PROTO] !== p.proto || e[b + E_AF] !== p.ipVersion) continue;
       if (e[b + E_SPORT] !== spv || e[b + E_DPORT] !== dpv) continue;
@@ -592,17 +592,17 @@ export class DynTable {
     for (let pass = 0; pass < 2; pass++) {
       for (let h = 0; h < this.buckets; h++) {
         let prev = -1;
-        for (let n = this.bucket[h], guard = 0; n !== 0 && guard <= this.capacity; guard++) {
+        for (let n = this.bucket[h]!, guard = 0; n !== 0 && guard <= this.capacity; guard++) {
           const i = n - 1, b = i * E_WORDS;
-          n = e[b + E_NEXT];
+          n = e[b + E_NEXT]!;
           const isParent = e[b + E_KIND] === KIND_PARENT;
           if (isParent === (pass === 0) || !drop(i)) { prev = i; continue; }
           if (prev < 0) this.bucket[h] = n; else e[prev * E_WORDS + E_NEXT] = n;
-          if (e[b + E_PARENT] !== 0) { const pb = (e[b + E_PARENT] - 1) * E_WORDS; if (e[pb + E_COUNT] > 0) e[pb + E_COUNT]--; }
+          if (e[b + E_PARENT] !== 0) { const pb = (e[b + E_PARENT]! - 1) * E_WORDS; if (e[pb + E_COUNT]! > 0) e[pb + E_COUNT]!--; }
           e[b + E_KIND] = 0;
-          e[b + E_NEXT] = this.hdr[H_FREE];
+          e[b + E_NEXT] = this.hdr[H_FREE]!;
           this.hdr[H_FREE] = i + 1;
-          this.hdr[H_COUNT]--;
+          this.hdr[H_COUNT]!--;
           removed++;
         }
       }
@@ -615,7 +615,7 @@ export class DynTable {
     this.lockAll();
     try {
       const e = this.e32, f = this.f64;
-      return this.sweep((i) => f[i * (E_WORDS / 2) + E_F64_EXPIRE] <= nowMs && (e[i * E_WORDS + E_KIND] !== KIND_PARENT || e[i * E_WORDS + E_COUNT] === 0));
+      return this.sweep((i) => f[i * (E_WORDS / 2) + E_F64_EXPIRE]! <= nowMs && (e[i * E_WORDS + E_KIND] !== KIND_PARENT || e[i * E_WORDS + E_COUNT] === 0));
     } finally { this.unlockAll(); }
   }
 
@@ -638,7 +638,7 @@ export class DynTable {
   }
 
   statistics(): DynStats {
-    return { count: Atomics.load(this.hdr, H_COUNT), capacity: this.capacity, full: this.stats[0], limitDrops: this.stats[1] };
+    return { count: Atomics.load(this.hdr, H_COUNT), capacity: this.capacity, full: this.stats[0]!, limitDrops: this.stats[1]! };
   }
 
   /** Every entry (expired ones too, until expire() removes them), for `ipfw -d` / `-e`. */
@@ -648,21 +648,21 @@ export class DynTable {
     try {
       const e = this.e32, f = this.f64;
       for (let h = 0; h < this.buckets; h++) {
-        for (let n = this.bucket[h], guard = 0; n !== 0 && guard <= this.capacity; guard++) {
+        for (let n = this.bucket[h]!, guard = 0; n !== 0 && guard <= this.capacity; guard++) {
           const i = n - 1, b = i * E_WORDS, fb = i * (E_WORDS / 2);
-          n = e[b + E_NEXT];
+          n = e[b + E_NEXT]!;
           const v6 = e[b + E_AF] === 6;
           const kind = e[b + E_KIND];
-          const remainingMs = f[fb + E_F64_EXPIRE] - nowMs;
+          const remainingMs = f[fb + E_F64_EXPIRE]! - nowMs;
           out.push({
-            ruleNumber: e[b + E_RULE], ruleSlot: e[b + E_SLOT], packets: f[fb + E_F64_PACKETS], bytes: f[fb + E_F64_BYTES],
+            ruleNumber: e[b + E_RULE]!, ruleSlot: e[b + E_SLOT]!, packets: f[fb + E_F64_PACKETS]!, bytes: f[fb + E_F64_BYTES]!,
             remaining: Math.ceil(remainingMs / 1000),
             kind: kind === KIND_PARENT ? 'PARENT' : kind === KIND_LIMIT ? 'LIMIT' : 'STATE',
-            count: kind === KIND_PARENT ? e[b + E_COUNT] : 0,
-            proto: e[b + E_PROTO],
-            src: v6 ? formatIp6(e.subarray(b + E_SRC, b + E_SRC + 4)) : fmt4(e[b + E_SRC]), srcPort: e[b + E_SPORT],
-            dst: v6 ? formatIp6(e.subarray(b + E_DST, b + E_DST + 4)) : fmt4(e[b + E_DST]), dstPort: e[b + E_DPORT],
-            name: this.nameAtUnlocked(e[b + E_NAME]),
+            count: kind === KIND_PARENT ? e[b + E_COUNT]! : 0,
+            proto: e[b + E_PROTO]!,
+            src: v6 ? formatIp6(e.subarray(b + E_SRC, b + E_SRC + 4)) : fmt4(e[b + E_SRC]!), srcPort: e[b + E_SPORT]!,
+            dst: v6 ? formatIp6(e.subarray(b + E_DST, b + E_DST + 4)) : fmt4(e[b + E_DST]!), dstPort: e[b + E_DPORT]!,
+            name: this.nameAtUnlocked(e[b + E_NAME]!),
             expired: remainingMs <= 0,
           });
         }
@@ -673,7 +673,7 @@ export class DynTable {
   }
 
   private nameAtUnlocked(id: number): string {
-    if (id >= this.hdr[H_NAMES]) return 'default'; // an id from a region flushed since (cannot happen today)
+    if (id >= this.hdr[H_NAMES]!) return 'default'; // an id from a region flushed since (cannot happen today)
     return this.nameAt(id);
   }
 }

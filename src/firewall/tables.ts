@@ -49,8 +49,8 @@ export function parseIp6(text: string): [number, number, number, number] | null 
     }
     return out;
   };
-  const a = groups(halves[0]);
-  const b = halves.length === 2 ? groups(halves[1]) : [];
+  const a = groups(halves[0]!);
+  const b = halves.length === 2 ? groups(halves[1]!) : [];
   if (a === null || b === null) return null;
   let all: number[];
   if (halves.length === 2) {
@@ -61,7 +61,7 @@ export function parseIp6(text: string): [number, number, number, number] | null 
     all = a;
   }
   if (all.length !== 8) return null;
-  return [0, 1, 2, 3].map((i) => ((all[2 * i] << 16) | all[2 * i + 1]) >>> 0) as [number, number, number, number];
+  return [0, 1, 2, 3].map((i) => ((all[2 * i]! << 16) | all[2 * i + 1]!) >>> 0) as [number, number, number, number];
 }
 
 /** The 32-bit mask of the top `len` bits. */
@@ -115,7 +115,7 @@ class Hash32 {
     for (;;) {
       const b = i << 2;
       if (slots[b] === 0) return -1;
-      if (slots[b + 1] === key) return slots[b + 2];
+      if (slots[b + 1] === key) return slots[b + 2]!;
       i = (i + 1) & this.maskIdx;
     }
   }
@@ -140,11 +140,11 @@ class Hash128 {
     return hash32(a ^ hash32(b ^ hash32(c ^ hash32(d, 7), 5), 3), 1) >>> (32 - this.bits);
   }
   set(w: ArrayLike<number>, value: number): void {
-    let i = this.slot(w[0], w[1], w[2], w[3]);
+    let i = this.slot(w[0]!, w[1]!, w[2]!, w[3]!);
     for (;;) {
       const k = i * 4;
       if (this.used[i] === 0) {
-        this.used[i] = 1; this.keys[k] = w[0]; this.keys[k + 1] = w[1]; this.keys[k + 2] = w[2]; this.keys[k + 3] = w[3];
+        this.used[i] = 1; this.keys[k] = w[0]!; this.keys[k + 1] = w[1]!; this.keys[k + 2] = w[2]!; this.keys[k + 3] = w[3]!;
         this.vals[i] = value; return;
       }
       if (this.keys[k] === w[0] && this.keys[k + 1] === w[1] && this.keys[k + 2] === w[2] && this.keys[k + 3] === w[3]) { this.vals[i] = value; return; }
@@ -157,7 +157,7 @@ class Hash128 {
     for (;;) {
       if (this.used[i] === 0) return -1;
       const k = i * 4;
-      if (keys[k] === a && keys[k + 1] === b && keys[k + 2] === c && keys[k + 3] === d) return this.vals[i];
+      if (keys[k] === a && keys[k + 1] === b && keys[k + 2] === c && keys[k + 3] === d) return this.vals[i]!;
       i = (i + 1) & this.maskIdx;
     }
   }
@@ -202,7 +202,7 @@ export class LookupTable {
           if (w === null || !Number.isInteger(len) || len < 0 || len > 128) fail('EINVAL', `table ${config.name}: bad IPv6 key "${key}"`);
           const m = mask6(len);
           const list = v6.get(len) ?? [];
-          list.push([w.map((x, i) => (x & m[i]) >>> 0), val]);
+          list.push([w.map((x, i) => (x & m[i]!) >>> 0), val]);
           v6.set(len, list);
         } else {
           const a = parseIp4(addr);
@@ -242,7 +242,7 @@ export class LookupTable {
     if (this.type === 'number') return this.numbers.get(addr >>> 0);
     const lens = this.v4Lens, masks = this.v4Masks, hashes = this.v4Hashes;
     for (let i = 0; i < lens.length; i++) {
-      const v = hashes[i].get((addr & masks[i]) >>> 0);
+      const v = hashes[i]!.get((addr & masks[i]!) >>> 0);
       if (v >= 0) return v;
     }
     return -1;
@@ -252,7 +252,7 @@ export class LookupTable {
   lookup6(w: Uint32Array): number {
     const lens = this.v6Lens, hashes = this.v6Hashes, m = this.v6Masks;
     for (let i = 0, k = 0; i < lens.length; i++, k += 4) {
-      const v = hashes[i].get((w[0] & m[k]) >>> 0, (w[1] & m[k + 1]) >>> 0, (w[2] & m[k + 2]) >>> 0, (w[3] & m[k + 3]) >>> 0);
+      const v = hashes[i]!.get((w[0]! & m[k]!) >>> 0, (w[1]! & m[k + 1]!) >>> 0, (w[2]! & m[k + 2]!) >>> 0, (w[3]! & m[k + 3]!) >>> 0);
       if (v >= 0) return v;
     }
     return -1;

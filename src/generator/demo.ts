@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../errors.js';
-import { loadPortTypes } from './porttypes.js';
+import '../port-types-lazy.js'; // pipes and VALE ports
 import * as S from './stats.js';
 
 export interface DemoOptions {
@@ -143,13 +143,12 @@ const pct = (part: number, whole: number): string => `${whole > 0 ? ((100 * part
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const { out } = opts;
   if (!(opts.seconds > 0 && opts.seconds <= 60)) fail('EINVAL', `demo duration ${opts.seconds} s is out of range (0..60]`);
-  const types = await loadPortTypes();
   const tag = process.pid.toString(36);
-  const vale = types.includes('switch') && opts.pipe !== true;
+  const vale = opts.pipe !== true;
   // a fresh switch (or pipe) per run: ephemeral ports vanish with their processes
   const names = (k: number): { tx: string; rx: string; medium: string } => vale
     ? { tx: `valedemo${tag}${k}:tx`, rx: `valedemo${tag}${k}:rx`, medium: `VALE switch valedemo${tag}${k}` }
-    : { tx: `netmap:demo${tag}{${k}`, rx: `netmap:demo${tag}}${k}`, medium: `netmap pipe demo${tag}${types.includes('switch') ? '' : ' (VALE is not in this build)'}` };
+    : { tx: `netmap:demo${tag}{${k}`, rx: `netmap:demo${tag}}${k}`, medium: `netmap pipe demo${tag}` };
   const first = names(0);
   out(`netmap-ts demo: pkt-gen tx -> ${first.medium} -> pkt-gen rx, ${opts.size}-byte frames\n`);
   out(`\n1. unpaced, ${opts.seconds} s: the sender's top speed. ${vale

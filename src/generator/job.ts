@@ -1,16 +1,22 @@
 /** Runs one worker's share of a pkt-gen run on its own port handle. */
-import { openPort } from '../ports/port.js';
+import { openPort, type OpenOptions, type Port } from '../ports/port.js';
 import { CpuWaitMeter } from './cpuwait.js';
-import type { WorkerJob } from './config.js';
+import type { GenFunction, WorkerJob } from './config.js';
 import { pingLoop, pongLoop, rxLoop, txLoop, type LoopArgs } from './loops.js';
 import { S_ON_CPU_MS, S_RUN_DELAY_MS } from './stats.js';
 
-export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (line: string) => void, ready: () => void = () => {}): void {
-  const fn = job.cfg.fn;
+/** How a job opens its port: an extra buffer for the frame template of senders. */
+export function jobOpenOptions(fn: GenFunction): OpenOptions {
   const needsTemplate = fn === 'tx' || fn === 'txseq' || fn === 'ping';
   // A receiver never sends: its polls need not flush TX rings (netmap's NR_NO_TX_POLL).
   const receiveOnly = fn === 'rx' || fn === 'rxseq';
-  const port = openPort(job.portName, { extraBuffers: needsTemplate ? 1 : 0, noTxPoll: receiveOnly });
+  return { extraBuffers: needsTemplate ? 1 : 0, noTxPoll: receiveOnly };
+}
+
+/** Runs the job on `given` (opened with jobOpenOptions; closed here) or on a handle it opens. */
+export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (line: string) => void, ready: () => void = () => {}, given: Port | null = null): void {
+  const fn = job.cfg.fn;
+  const port = given ?? openPort(job.portName, jobOpenOptions(fn));
   // opened here, in the worker thread, so that it measures this thread
   const cpuWait = new CpuWaitMeter();
   const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();

@@ -11,9 +11,9 @@ import { openPort, type Port } from '../ports/port.js';
 import { formatPortSpec, parsePortSpec } from '../ports/name.js';
 import { formatMac, formatRange } from './addr.js';
 import type { GenConfig, WorkerJob } from './config.js';
-import { loadPortTypes } from './porttypes.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
 import { nowMs } from './rate.js';
-import { runJob } from './job.js';
+import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
 
@@ -62,10 +62,13 @@ function verbOf(fn: GenConfig['fn']): string {
 
 export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<RunResult> {
   validateConfig(cfg);
-  await loadPortTypes();
+  await loadPortTypesFor([cfg.ifname]);
   // a plugged-in VALE lookup is loaded before a send loop that never yields (an inline send runs here)
   await prepareLookup(cfg.ifname);
-  const main: Port = openPort(cfg.ifname);
+  // A short transmission on one thread runs on this thread with this very handle: opening an
+  // interface cuts it from its host stack, so a second open would cut it again.
+  const inline = runsInline(cfg);
+  const main: Port = openPort(cfg.ifname, inline ? jobOpenOptions(cfg.fn) : {});
   let mainOpen = true;
   const closeMain = (): void => { if (mainOpen) { mainOpen = false; main.close(); } };
   try {
@@ -74,7 +77,7 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
     if (cfg.threads > 1 && main.parsed.mode !== 'ALL_NIC') fail('EINVAL', `-p ${cfg.threads}: give the port without a ring selector (${cfg.ifname})`);
     if (cfg.threads > rings) fail('EINVAL', `-p ${cfg.threads}: ${cfg.ifname} has only ${rings} ${txLike ? 'TX' : 'RX'} ring${rings === 1 ? '' : 's'}`);
     // The workers open their own handles; some ports (interfaces, /x) admit one holder at a time.
-    closeMain();
+    if (!inline) closeMain();
     if (cfg.waitSecs > 0) {
       if (cfg.verbose > 0) io.err(`Wait ${cfg.waitSecs} secs for phy reset\n`);
       await delay(cfg.waitSecs * 1000);
@@ -92,13 +95,26 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
         io.out(`${formatRange(cfg.src)} -> ${formatRange(cfg.dst)} (${formatMac(cfg.srcMac)} -> ${formatMac(cfg.dstMac)})\n`);
       }
     };
-    return await runWorkers(cfg, io, rings, announce);
+    // the inline job takes the handle over and closes it
+    const given = inline ? main : null;
+    mainOpen = !inline;
+    return await runWorkers(cfg, io, rings, announce, given);
   } finally {
     closeMain();
   }
 }
 
-async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: () => void): Promise<RunResult> {
+/**
+ * Whether the run is a short transmission on one thread (a bounded count, no rate, no pinning),
+ * run on the calling thread: a worker would load the whole module graph again, most of pkt-gen's
+ * start-up. It cannot block for long, so reports and signals are not missed.
+ */
+function runsInline(cfg: GenConfig): boolean {
+  return cfg.threads === 1 && (cfg.fn === 'tx' || cfg.fn === 'txseq') && cfg.count > 0 && cfg.count <= INLINE_MAX_PACKETS &&
+    cfg.rate === 0 && cfg.affinity < 0;
+}
+
+async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: () => void, given: Port | null): Promise<RunResult> {
   const n = cfg.threads;
   const statsBuf = new SharedArrayBuffer(n * S.STATS_WORDS * 8);
   const stopBuf = new SharedArrayBuffer(4);
@@ -115,11 +131,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
   const workerReady = (): void => {
     if (++readyCount === n && errors.length === 0 && !announced) { announced = true; announce(); }
   };
-  // A short transmission on one thread (a bounded count, no rate, no pinning) runs on this
-  // thread: a worker would load the whole module graph again, most of pkt-gen's start-up. It
-  // cannot block for long, so reports and signals are not missed.
-  const inline = n === 1 && (cfg.fn === 'tx' || cfg.fn === 'txseq') && cfg.count > 0 && cfg.count <= INLINE_MAX_PACKETS &&
-    cfg.rate === 0 && cfg.affinity < 0;
+  const inline = given !== null;
   try {
     const workers: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
@@ -136,7 +148,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
       if (inline) {
         const c = new Float64Array(statsBuf, k * S.STATS_WORDS * 8, S.STATS_WORDS);
         try {
-          runJob(job, c, stop, (line) => io.err(S.logPrefix(nowMs(), `worker_${k}`) + line + '\n'), workerReady);
+          runJob(job, c, stop, (line) => io.err(S.logPrefix(nowMs(), `worker_${k}`) + line + '\n'), workerReady, given);
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
           errors.push({ code: e.code, message: e.message });

@@ -8,7 +8,7 @@ import { NetmapError } from '../errors.js';
 import * as native from '../native/index.js';
 import type { WorkerJob } from './config.js';
 import { STATS_WORDS, S_DONE } from './stats.js';
-import { loadPortTypes } from './porttypes.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
 import { runJob } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 
@@ -16,7 +16,7 @@ const job = workerData as WorkerJob;
 const port = parentPort!;
 
 async function main(): Promise<void> {
-  await loadPortTypes();
+  await loadPortTypesFor([job.portName]);
   // a plugged-in VALE lookup must be loaded before the send loop, which never yields
   await prepareLookup(job.portName);
   if (job.cpu >= 0) native.setAffinity(native.gettid(), job.cpu);

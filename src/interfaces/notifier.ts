@@ -1,8 +1,8 @@
 /**
  * Wake-ups for interface ports. Port.poll() sleeps on the rings' futex words and relies on the
  * side that makes progress to call notify(); for an interface that side is the kernel. One
- * worker thread per thread that opens interface ports (started with the first watched ring,
- * stopped with the last) waits in epoll_wait on the rings' descriptors and notifies a ring whose
+ * worker thread per thread that opens interface ports (started when a sleeper first arms a watched
+ * ring, stopped with the last watched ring) waits in epoll_wait on the rings' descriptors and notifies a ring whose
  * descriptor became ready while somebody sleeps on it. The worker maps the ring memory itself
  * (same offsets in every thread's address space).
  *
@@ -107,9 +107,12 @@ function interest(fd: number): number {
   return events;
 }
 
-/** Starts watching `list`; returns a key for unwatch(). */
+/**
+ * Starts watching `list`; returns a key for unwatch(). The thread itself starts with the first
+ * sleeper (rearm): a port opened and closed without ever sleeping (pkt-gen -n 1) costs no thread,
+ * whose start-up, under load, took longer than everything else an open does.
+ */
 export function watch(list: Watch[]): number {
-  const c = start();
   const key = nextKey++;
   const mine: number[] = [];
   for (const w of list) {
@@ -121,14 +124,14 @@ export function watch(list: Watch[]): number {
     if (same === undefined) byFd.set(w.fd, [s]); else same.push(s);
   }
   keys.set(key, mine);
-  publish(c);
+  if (ctrl !== null) publish(ctrl);
   return key;
 }
 
 /** Stops watching (before the descriptors close: their numbers may be reused at once). */
 export function unwatch(key: number): void {
   const mine = keys.get(key);
-  if (mine === undefined || ctrl === null) return;
+  if (mine === undefined) return;
   keys.delete(key);
   for (const s of mine) {
     const fd = slots[s]!.fd;
@@ -141,7 +144,7 @@ export function unwatch(key: number): void {
     }
   }
   if (keys.size === 0) stop();
-  else publish(ctrl);
+  else if (ctrl !== null) publish(ctrl);
 }
 
 /**
@@ -150,9 +153,10 @@ export function unwatch(key: number): void {
  * then on, and readiness already there, wakes it.
  */
 export function rearm(fd: number): void {
-  if (epfd < 0 || !byFd.has(fd)) return;
+  if (!byFd.has(fd)) return;
   const events = interest(fd);
   if (events === 0) return;
+  if (ctrl === null) publish(start());
   const op = registered.has(fd) ? native.EPOLL_CTL_MOD : native.EPOLL_CTL_ADD;
   if (native.epollCtl(epfd, op, fd, events | native.EPOLLONESHOT, fd) === 0) registered.add(fd);
 }

@@ -205,6 +205,8 @@ function openState(port: Port): IfState {
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
           reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
+          reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
         });
         break;
@@ -342,17 +344,18 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     const users = Math.max(0, reg.portGet(port.index, L.PE_IF_USERS) + delta);
     reg.portSet(port.index, L.PE_IF_USERS, users);
     if (users > 0 || delta > 0 || reg.portGet(port.index, L.PE_IF_OWNER) !== process.pid) return null;
-    const fds = { sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD) };
-    reg.portSet(port.index, L.PE_IF_OWNER, 0);
-    reg.portSet(port.index, L.PE_IF_SINK_FD, 0);
-    reg.portSet(port.index, L.PE_IF_HOST_FD, 0);
+    const fds = {
+      sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD),
+      ingress: reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD), egress: reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD),
+    };
+    for (const w of [L.PE_IF_OWNER, L.PE_IF_SINK_FD, L.PE_IF_HOST_FD, L.PE_IF_INGRESS_LINK_FD, L.PE_IF_EGRESS_LINK_FD]) reg.portSet(port.index, w, 0);
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
   if (last === null) return;
   try {
     if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host);
+    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 

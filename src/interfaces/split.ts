@@ -1,23 +1,30 @@
 /**
- * netmap's split between the wire and the host stack, made of tc rules on the interface.
+ * netmap's split between the wire and the host stack of interface IF.
  *
  * While a split is installed on IF:
- *  - frames from the wire no longer reach the stack: a tc ingress filter in direct-action mode
- *    drops every frame without our mark (classic BPF returning TC_ACT_SHOT: no action module,
- *    and cheaper per frame than a redirect). Packet sockets on IF still receive those frames
- *    (they see frames before tc ingress) — that is the NIC RX ring;
- *  - frames the stack sends no longer reach the wire: a tc egress filter redirects them to
- *    `nmh<ifindex>`, a TAP whose descriptor we read (the host RX ring) — or to `nmd<ifindex>`
- *    (dropped) while nobody wants them;
+ *  - frames from the wire no longer reach the stack: an ingress program drops every frame without
+ *    our mark. Packet sockets on IF still receive those frames (they see frames before tc
+ *    ingress) — that is the NIC RX ring;
+ *  - frames the stack sends no longer reach the wire: an egress program redirects them to
+ *    `nmh<ifindex>`, a TAP whose descriptor we read (the host RX ring) — or drops them while
+ *    nobody wants them;
  *  - frames for the wire are sent with PACKET_QDISC_BYPASS, which skips tc egress (NIC TX ring);
- *  - frames for the stack (host TX ring) are sent on IF carrying skb mark SPLIT_MARK; an egress
- *    filter turns them around into IF's ingress, where the ingress filter lets marked frames
+ *  - frames for the stack (host TX ring) are sent on IF carrying skb mark SPLIT_MARK; the egress
+ *    program turns them around into IF's ingress, where the ingress program lets marked frames
  *    through to the stack. Receivers of the NIC RX ring drop marked frames (dropMark option).
  *
+ * Two implementations, chosen at run time (splitMethod()):
+ *  - 'tcx' (kernel 6.6+): two eBPF SCHED_CLS programs assembled here, attached with
+ *    BPF_LINK_CREATE at BPF_TCX_INGRESS / BPF_TCX_EGRESS. The links are descriptors of the owning
+ *    process: they go away with it, also on SIGKILL, so a crash leaves nothing on IF. No process
+ *    is spawned.
+ *  - 'tc' (older kernels, or NETMAP_TS_SPLIT=tc): classic-BPF cls_bpf filters and mirred actions
+ *    on a clsact qdisc, installed by spawning `tc`. These stay after a crash until the next
+ *    install or removeStaleSplits() removes them; ours are recognised by their preferences
+ *    (SPLIT_PREF, +1), looked up over rtnetlink.
+ *
  * Both TAPs are non-persistent: they vanish with the process that holds them. So `nmd<ifindex>`
- * existing means "a live owner holds IF" (EBUSY for anyone else), and filters of ours on an
- * interface without its `nmd` device are leftovers of a crash, removed by the next install or by
- * removeStaleSplits(). Our filters are recognised by their preferences (SPLIT_PREF, +1).
+ * existing means "a live owner holds IF" (EBUSY for anyone else).
  */
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -25,12 +32,106 @@ import { NetmapError, fail } from '../errors.js';
 import { interfaceInfo, interfaceExists, setInterfaceUp, checkInterfaceName } from './ifinfo.js';
 import { TapDevice } from './tap.js';
 import * as native from '../native/index.js';
+import * as bpf from '../native/bpf.js';
+import { links, tcFilterPrefs, TC_PARENT_INGRESS, TC_PARENT_EGRESS } from '../native/netlink.js';
 
 /** skb mark of frames we hand to the host stack ('NMTS'). */
 export const SPLIT_MARK = 0x4e4d5453;
 /** tc filter preference of our rules ('NM'); the egress capture rule uses SPLIT_PREF + 1. */
 export const SPLIT_PREF = 0x4e4d;
+/** Names of our tcx programs (kept by the kernel, shown by bpftool). */
+export const TCX_INGRESS_NAME = 'nmts_cut', TCX_EGRESS_NAME = 'nmts_out';
+/** Environment variable forcing one implementation: 'tc' or 'tcx'. */
+export const SPLIT_ENV = 'NETMAP_TS_SPLIT';
 const TC_TIMEOUT_MS = 10_000;
+
+export type SplitMethod = 'tcx' | 'tc';
+
+/** Whether tcx links worked on this kernel (null: not tried yet in this thread). */
+let tcxWorks: boolean | null = null;
+
+/**
+ * The implementation installs use: NETMAP_TS_SPLIT=tc|tcx forces one; otherwise tcx unless a
+ * link attempt found the kernel without it (then tc for the rest of the thread's life).
+ */
+export function splitMethod(): SplitMethod {
+  const forced = process.env[SPLIT_ENV];
+  if (forced === 'tc' || forced === 'tcx') return forced;
+  return tcxWorks === false ? 'tc' : 'tcx';
+}
+
+// ---- tcx: eBPF programs on BPF links --------------------------------------------------------
+
+/** Ingress: frames without SPLIT_MARK are dropped; marked ones go on (TCX_NEXT) to the stack. */
+export function ingressProgram(): Buffer {
+  return new bpf.Asm()
+    .load(4, 2, 1, bpf.SKB_MARK)
+    .movImm(0, bpf.TCX_NEXT)
+    .jeqImm(2, SPLIT_MARK, 'out')
+    .movImm(0, bpf.TCX_DROP)
+    .label('out').exit()
+    .build();
+}
+
+/**
+ * Egress of interface `ifindex`: frames with SPLIT_MARK are redirected into its own ingress
+ * (host TX ring -> stack); every other frame the stack sends is redirected to `hostIfindex`
+ * (the host TAP), or dropped when that is 0.
+ */
+export function egressProgram(ifindex: number, hostIfindex: number): Buffer {
+  const a = new bpf.Asm()
+    .load(4, 2, 1, bpf.SKB_MARK)
+    .jneImm(2, SPLIT_MARK, 'host')
+    .movImm(1, ifindex)
+    .movImm(2, bpf.BPF_F_INGRESS)
+    .call(bpf.BPF_FUNC_redirect)
+    .exit()
+    .label('host');
+  if (hostIfindex === 0) return a.movImm(0, bpf.TCX_DROP).exit().build();
+  return a.movImm(1, hostIfindex).movImm(2, 0).call(bpf.BPF_FUNC_redirect).exit().build();
+}
+
+function loadTcx(insns: Buffer, name: string, attachType: number): number {
+  return bpf.loadProgram({ type: bpf.BPF_PROG_TYPE_SCHED_CLS, insns, name, expectedAttachType: attachType });
+}
+
+/**
+ * Loads `insns` and links it to `attachType` of `ifindex`; returns the link's descriptor (the
+ * program is held by the link). EOPNOTSUPP when this kernel has no tcx.
+ */
+function attachTcx(ifindex: number, insns: Buffer, name: string, attachType: number): number {
+  const prog = loadTcx(insns, name, attachType);
+  try {
+    const link = bpf.createLinkTry(prog, ifindex, attachType);
+    if (link >= 0) return link;
+    if (link === -22 /* EINVAL */ || link === -95 /* EOPNOTSUPP */) fail('EOPNOTSUPP', `this kernel cannot link a program to tcx ${attachType === bpf.BPF_TCX_INGRESS ? 'ingress' : 'egress'} (errno ${-link}; tcx needs Linux 6.6+)`);
+    if (link === -1 || link === -13) fail('EPERM', `cannot attach a tcx program: needs root or CAP_BPF + CAP_NET_ADMIN (errno ${-link})`);
+    if (link === -19) fail('ENXIO', `interface ${ifindex} is gone`);
+    throw new NetmapError('EIO', `BPF_LINK_CREATE (tcx) failed: errno ${-link}`);
+  } finally {
+    native.closeFd(prog);
+  }
+}
+
+/** Ids of our tcx programs attached to `ifindex` (any process's). */
+function ourTcxPrograms(ifindex: number): number[] {
+  const out: number[] = [];
+  for (const type of [bpf.BPF_TCX_INGRESS, bpf.BPF_TCX_EGRESS]) {
+    let ids: number[];
+    try {
+      ids = bpf.queryPrograms(ifindex, type);
+    } catch {
+      continue; // no tcx on this kernel, or not allowed to look
+    }
+    for (const id of ids) {
+      const name = bpf.programName(id);
+      if (name === TCX_INGRESS_NAME || name === TCX_EGRESS_NAME) out.push(id);
+    }
+  }
+  return out;
+}
+
+// ---- tc: classic BPF filters installed by the tc command -------------------------------------
 
 // Classic BPF for cls_bpf: `ld mark` is ancillary load SKF_AD_OFF + SKF_AD_MARK (0xfffff014).
 // Ingress, direct action: frames without our mark -> TC_ACT_SHOT (2), marked ones -> TC_ACT_UNSPEC
@@ -55,7 +156,7 @@ interface TcResult { status: number; out: string; err: string }
 function tc(args: string[]): TcResult {
   const r = spawnSync('tc', args, { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
   if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
-    fail('EOPNOTSUPP', 'the tc command (iproute2) is needed to split an interface from its host stack');
+    fail('EOPNOTSUPP', 'the tc command (iproute2) is needed to split an interface from its host stack on a kernel without tcx');
   }
   return { status: r.status ?? -1, out: r.stdout ?? '', err: (r.stderr ?? '') + (r.error ? String(r.error) : '') };
 }
@@ -73,15 +174,19 @@ function hasClsact(ifname: string): boolean {
   return /qdisc clsact/.test(r.out);
 }
 
-function filtersOf(ifname: string, dir: 'ingress' | 'egress'): string {
-  const r = tc(['filter', 'show', 'dev', ifname, dir]);
-  return r.status === 0 ? r.out : '';
+/** Whether tc rules of ours are on interface `ifindex` (rtnetlink: nothing spawned). */
+function hasTcRules(ifindex: number): boolean {
+  const ours = (p: number): boolean => p === SPLIT_PREF || p === SPLIT_PREF + 1;
+  return tcFilterPrefs(ifindex, TC_PARENT_INGRESS).some(ours) || tcFilterPrefs(ifindex, TC_PARENT_EGRESS).some(ours);
 }
 
-/** Whether rules of ours are on `ifname` (installed by a live owner or left by a crash). */
+/**
+ * Whether anything of ours is on `ifname`: tc rules (installed by a live owner or left by a crash)
+ * or tcx programs (only ever a live owner's).
+ */
 export function hasSplitRules(ifname: string): boolean {
-  const pref = new RegExp(`pref (${SPLIT_PREF}|${SPLIT_PREF + 1}) `);
-  return pref.test(filtersOf(ifname, 'ingress')) || pref.test(filtersOf(ifname, 'egress'));
+  const index = interfaceInfo(ifname).index;
+  return hasTcRules(index) || ourTcxPrograms(index).length > 0;
 }
 
 /** Removes our tc rules from `ifname` (idempotent), and its clsact qdisc if no filter is left. */
@@ -89,9 +194,26 @@ function removeRules(ifname: string): void {
   tc(['filter', 'del', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF)]);
   tc(['filter', 'del', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF)]);
   tc(['filter', 'del', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1)]);
-  if (hasClsact(ifname) && filtersOf(ifname, 'ingress').trim() === '' && filtersOf(ifname, 'egress').trim() === '') {
+  const index = native.ifNameToIndex(ifname);
+  if (index !== 0 && tcFilterPrefs(index, TC_PARENT_INGRESS).length === 0 && tcFilterPrefs(index, TC_PARENT_EGRESS).length === 0 && hasClsact(ifname)) {
     tc(['qdisc', 'del', 'dev', ifname, 'clsact']);
   }
+}
+
+/** Removes tc rules of ours left on `ifname` by a crashed owner; spawns tc only when there are some. */
+function removeTcLeftovers(ifname: string, ifindex: number): boolean {
+  if (!hasTcRules(ifindex)) return false;
+  removeRules(ifname);
+  return true;
+}
+
+function installTcRules(ifname: string, hostName: string, sinkName: string, capture: boolean): void {
+  if (!hasClsact(ifname)) tcMust(['qdisc', 'add', 'dev', ifname, 'clsact'], `add a clsact qdisc to '${ifname}'`);
+  tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'da', 'bytecode', BPF_DROP_UNMARKED], `cut '${ifname}' off from its host stack (ingress)`);
+  tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_MARK,
+    'action', 'mirred', 'ingress', 'redirect', 'dev', ifname], `route host-ring frames into the stack of '${ifname}'`);
+  tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
+    'action', 'mirred', 'egress', 'redirect', 'dev', capture ? hostName : sinkName], `cut '${ifname}' off from its host stack (egress)`);
 }
 
 function disableIpv6(dev: string): void {
@@ -106,28 +228,37 @@ export interface SplitOptions {
 }
 
 /**
- * An installed split. Holds the two helper TAPs; `host` delivers the frames the stack sends (when
- * capturing). Remove with remove(); a crash leaves rules that the next install cleans.
+ * An installed split. Holds the two helper TAPs (and, with tcx, the two links); `host` delivers
+ * the frames the stack sends (when capturing). Remove with remove().
  */
 export class HostSplit {
   readonly ifname: string;
   readonly ifindex: number;
   readonly sink: TapDevice;
   readonly host: TapDevice;
+  /** Which implementation this split uses. */
+  readonly method: SplitMethod;
+  /** tcx link descriptors (-1 with tc). */
+  readonly ingressLink: number;
+  readonly egressLink: number;
   private capturing: boolean;
   private removed = false;
 
-  private constructor(ifname: string, ifindex: number, sink: TapDevice, host: TapDevice, capture: boolean) {
+  private constructor(ifname: string, ifindex: number, sink: TapDevice, host: TapDevice, capture: boolean, links: [number, number] | null) {
     this.ifname = ifname;
     this.ifindex = ifindex;
     this.sink = sink;
     this.host = host;
     this.capturing = capture;
+    this.method = links === null ? 'tc' : 'tcx';
+    this.ingressLink = links?.[0] ?? -1;
+    this.egressLink = links?.[1] ?? -1;
   }
 
   /**
    * Cuts `ifname` off its host stack. ENXIO: no such interface; EBUSY: another live process holds
-   * it; EPERM: not root; EINVAL: one of our own helper devices.
+   * it; EPERM: not root; EINVAL: one of our own helper devices; EOPNOTSUPP: NETMAP_TS_SPLIT=tcx
+   * on a kernel without tcx.
    */
   static install(ifname: string, opts: SplitOptions = {}): HostSplit {
     checkInterfaceName(ifname);
@@ -142,23 +273,35 @@ export class HostSplit {
       throw e;
     }
     let host: TapDevice | null = null;
+    let method = splitMethod();
+    const made: number[] = [];
     try {
-      removeRules(ifname); // leftovers of a crashed owner
+      removeTcLeftovers(ifname, info.index); // of a crashed owner on the tc path
       const hostName = hostDeviceName(info.index);
       host = TapDevice.open(hostName, { up: false });
       disableIpv6(hostName);
       disableIpv6(sink.name);
       setInterfaceUp(hostName, true);
       const capture = opts.capture === true;
-      if (!hasClsact(ifname)) tcMust(['qdisc', 'add', 'dev', ifname, 'clsact'], `add a clsact qdisc to '${ifname}'`);
-      tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'da', 'bytecode', BPF_DROP_UNMARKED], `cut '${ifname}' off from its host stack (ingress)`);
-      tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_MARK,
-        'action', 'mirred', 'ingress', 'redirect', 'dev', ifname], `route host-ring frames into the stack of '${ifname}'`);
-      tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-        'action', 'mirred', 'egress', 'redirect', 'dev', capture ? hostName : sink.name], `cut '${ifname}' off from its host stack (egress)`);
-      return new HostSplit(ifname, info.index, sink, host, capture);
+      if (method === 'tcx') {
+        try {
+          made.push(attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS));
+          made.push(attachTcx(info.index, egressProgram(info.index, capture ? host.ifindex : 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS));
+          tcxWorks = true;
+          return new HostSplit(ifname, info.index, sink, host, capture, [made[0]!, made[1]!]);
+        } catch (e) {
+          // A kernel without tcx (or one refusing our programs): today's tc path, unless forced.
+          if (!(e instanceof NetmapError) || e.code === 'EPERM' || e.code === 'ENXIO' || process.env[SPLIT_ENV] === 'tcx') throw e;
+          for (const fd of made.splice(0)) native.closeFd(fd);
+          tcxWorks = false;
+          method = 'tc';
+        }
+      }
+      installTcRules(ifname, hostName, sink.name, capture);
+      return new HostSplit(ifname, info.index, sink, host, capture, null);
     } catch (e) {
-      try { removeRules(ifname); } catch { /* best effort */ }
+      for (const fd of made) native.closeFd(fd);
+      if (method === 'tc') try { removeRules(ifname); } catch { /* best effort */ }
       host?.close();
       sink.close();
       throw e;
@@ -169,12 +312,21 @@ export class HostSplit {
     return this.capturing;
   }
 
-  /** Switches what the stack sends between the host TAP (true) and the drop sink (false). */
+  /** Switches what the stack sends between the host TAP (true) and a drop (false). */
   setCapture(on: boolean): void {
     if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
     if (on === this.capturing) return;
-    tcMust(['filter', 'replace', 'dev', this.ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-      'action', 'mirred', 'egress', 'redirect', 'dev', on ? this.host.name : this.sink.name], `switch host capture on '${this.ifname}'`);
+    if (this.method === 'tcx') {
+      const prog = loadTcx(egressProgram(this.ifindex, on ? this.host.ifindex : 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
+      try {
+        bpf.updateLink(this.egressLink, prog);
+      } finally {
+        native.closeFd(prog);
+      }
+    } else {
+      tcMust(['filter', 'replace', 'dev', this.ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
+        'action', 'mirred', 'egress', 'redirect', 'dev', on ? this.host.name : this.sink.name], `switch host capture on '${this.ifname}'`);
+    }
     this.capturing = on;
   }
 
@@ -182,23 +334,23 @@ export class HostSplit {
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    try {
-      if (interfaceExists(this.ifname)) removeRules(this.ifname);
-    } finally {
-      this.host.close();
-      this.sink.close();
-    }
+    removeSplitOfThisProcess(this.ifname, this.sink.fd, this.host.fd, this.ingressLink, this.egressLink);
   }
 }
 
 /**
- * Removes the split on `ifname` that another thread of this process installed and left in place
- * for the threads still using the interface: our rules, then its two TAP descriptors (by number:
- * descriptors belong to the process, not to the thread that opened them).
+ * Removes the split of `ifname` that this process installed, possibly from another thread than
+ * the installer's (descriptors belong to the process, not to the thread that opened them): its
+ * tcx links (or, when there are none, our tc rules), then its two TAP descriptors.
  */
-export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd: number): void {
+export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd: number, ingressLink = -1, egressLink = -1): void {
   try {
-    if (interfaceExists(ifname)) removeRules(ifname);
+    if (ingressLink > 0 || egressLink > 0) {
+      if (ingressLink > 0) native.closeFd(ingressLink);
+      if (egressLink > 0) native.closeFd(egressLink);
+    } else if (interfaceExists(ifname)) {
+      removeRules(ifname);
+    }
   } finally {
     if (hostFd > 0) native.closeFd(hostFd);
     if (sinkFd > 0) native.closeFd(sinkFd);
@@ -206,26 +358,23 @@ export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd:
 }
 
 /**
- * Removes a split left by a dead owner on `ifname`. Returns true when leftovers were removed; false
- * when there were none; EBUSY when a live process holds the interface.
+ * Removes a split left by a dead owner on `ifname` (tc rules; tcx links never outlive their
+ * owner). Returns true when leftovers were removed; false when there were none; EBUSY when a live
+ * process holds the interface.
  */
 export function removeStaleSplit(ifname: string): boolean {
   const info = interfaceInfo(ifname);
   if (interfaceExists(sinkDeviceName(info.index))) fail('EBUSY', `interface '${ifname}' is held by a live netmap-ts process`);
-  if (!hasSplitRules(ifname)) return false;
-  removeRules(ifname);
-  return true;
+  return removeTcLeftovers(ifname, info.index);
 }
 
 /** Cleans every interface of this network namespace left split by a dead owner; returns their names. */
 export function removeStaleSplits(): string[] {
-  const r = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
   const cleaned: string[] = [];
-  for (const line of (r.stdout ?? '').split('\n')) {
-    const m = /^\d+:\s+([^:@\s]+)[@:]/.exec(line);
-    if (m === null || isHelperDevice(m[1]!)) continue;
+  for (const { name } of links()) {
+    if (isHelperDevice(name)) continue;
     try {
-      if (removeStaleSplit(m[1]!)) cleaned.push(m[1]!);
+      if (removeStaleSplit(name)) cleaned.push(name);
     } catch { /* live owner or gone: leave it */ }
   }
   return cleaned;

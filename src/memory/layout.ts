@@ -111,6 +111,9 @@ export const PE_IF_USERS = PE_EXTRA + 16;
 export const PE_IF_SINK_FD = PE_EXTRA + 20;
 export const PE_IF_HOST_FD = PE_EXTRA + 24;
 export const PE_IF_FANOUT = PE_EXTRA + 28;
+/** Interface ports, for the process holding a tcx split: the descriptors of its two links (0 with tc). */
+export const PE_IF_INGRESS_LINK_FD = PE_EXTRA + 32;
+export const PE_IF_EGRESS_LINK_FD = PE_EXTRA + 36;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records

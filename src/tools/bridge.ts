@@ -3,65 +3,61 @@
  * With one port, bridges an interface with its own host stack (`a` and `a^`).
  * The work is done by src/interfaces/bridge.ts.
  */
-import { NetmapError } from '../errors.js';
-import '../port-types.js';
-import { openPort, type Port } from '../ports/index.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
+import { openPort, type Port } from '../ports/port.js';
 import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/bridge.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
-import { argHelpers } from './args.js';
+import { parseNumber, parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 import { prepareLookup } from '../switch/control.js';
 
-const USAGE = `usage: netmap bridge [-v] [-c] [-b burst] [-w wait_link] -i port_a [-i port_b]
-       netmap bridge [options] port_a [port_b [burst]]
-  -i PORT    a port (netmap:IF, netmap:IF^, valeX:P, pipes...); twice for the two sides.
-             With one port the other side is its host stack: 'netmap:IF' <-> 'netmap:IF^'
-  -b BURST   slots moved per ring pair and pass (1..${BRIDGE_MAX_BURST}, default ${BRIDGE_DEFAULT_BURST})
-  -w SECS    wait up to SECS seconds for interface links to come up (default 2)
-  -c         disable zero copy (copy payloads even when the ports share memory)
-  -v         verbose: a status line every second
-  --duration SECS  stop after SECS seconds (default: until SIGINT/SIGTERM)`;
+const BRIDGE: ToolSpec = {
+  name: 'bridge',
+  synopsis: ['[-v] [-c] [-L] [-b burst] [-w wait_link] -i port_a [-i port_b]', '[options] port_a [port_b [burst]]'],
+  options: [
+    { short: 'i', value: 'PORT', many: true, help: 'a port (netmap:IF, netmap:IF^, valeX:P, pipes...); twice for the two sides.\nWith one port the other side is its host stack: \'netmap:IF\' <-> \'netmap:IF^\'' },
+    { short: 'b', value: 'BURST', help: `slots moved per ring pair and pass (1..${BRIDGE_MAX_BURST}, default ${BRIDGE_DEFAULT_BURST})` },
+    { short: 'w', value: 'SECS', help: 'wait up to SECS seconds for interface links to come up (default 2)' },
+    { short: 'c', help: 'disable zero copy (copy payloads even when the ports share memory)' },
+    { short: 'L', help: 'with one port (or the same twice): loop its traffic back out of it\ninstead of bridging it with its host stack' },
+    { short: 'v', many: true, help: 'verbose: a status line every second' },
+    { long: 'duration', value: 'SECS', help: 'stop after SECS seconds (default: until SIGINT/SIGTERM)' },
+  ],
+};
 
-interface Args { ports: string[]; burst: number; wait: number; zeroCopy: boolean; verbose: boolean; duration: number }
-
-const { bad, num } = argHelpers(USAGE);
+/** The two sides; the same name twice with -L (one port, looped back). */
+interface Args { ports: string[]; loopback: boolean; burst: number; wait: number; zeroCopy: boolean; verbose: boolean; duration: number }
 
 export function parseArgs(argv: string[]): Args | null {
-  const a: Args = { ports: [], burst: BRIDGE_DEFAULT_BURST, wait: 2, zeroCopy: true, verbose: false, duration: 0 };
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    switch (arg) {
-      case '-h': case '--help': return null;
-      case '-i': {
-        const v = argv[++i];
-        if (v === undefined) bad('option -i needs a port name');
-        a.ports.push(v);
-        break;
-      }
-      case '-b': a.burst = Math.floor(num(argv[++i], '-b', 1, BRIDGE_MAX_BURST)); break;
-      case '-w': a.wait = num(argv[++i], '-w', 0, 3600); break;
-      case '-c': a.zeroCopy = false; break;
-      case '-v': a.verbose = true; break;
-      case '--duration': a.duration = num(argv[++i], '--duration', 0, 1e9); break;
-      default:
-        if (arg.startsWith('-')) bad(`unknown option '${arg}'`);
-        positional.push(arg);
-    }
+  return parseTool(BRIDGE, argv, toArgs);
+}
+
+function toArgs(p: ParsedArgs): Args {
+  const burstRule = { min: 1, max: BRIDGE_MAX_BURST };
+  const a: Args = {
+    ports: p.values('i'), loopback: p.has('L'), burst: p.number('b', BRIDGE_DEFAULT_BURST, burstRule),
+    wait: p.number('w', 2, { min: 0, max: 3600, fraction: true }), zeroCopy: !p.has('c'), verbose: p.has('v'),
+    duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
+  };
+  // netmap's second form: bridge [options] port_a [port_b [burst]]
+  const ops = p.operands;
+  if (a.ports.length > 0 && ops.length > 0) usageFail(`unexpected argument '${ops[0]}'`);
+  if (ops.length > 3) usageFail('too many arguments');
+  if (ops.length > 0) {
+    a.ports = ops.slice(0, 2);
+    if (ops[2] !== undefined) a.burst = parseNumber(ops[2], 'burst', burstRule);
   }
-  if (a.ports.length === 0 && positional.length > 0) {
-    a.ports.push(positional[0]!);
-    if (positional[1] !== undefined) a.ports.push(positional[1]);
-    if (positional[2] !== undefined) a.burst = Math.floor(num(positional[2], 'burst', 1, BRIDGE_MAX_BURST));
-    if (positional.length > 3) bad(`too many arguments`);
-  } else if (positional.length > 0) {
-    bad(`unexpected argument '${positional[0]}'`);
-  }
-  if (a.ports.length === 0) bad('missing port (-i)');
-  if (a.ports.length > 2) bad('at most two ports (-i twice)');
+  if (a.ports.length === 0) usageFail('missing port (-i)');
+  if (a.ports.length > 2) usageFail('at most two ports (-i twice)');
   if (a.ports.length === 1 || a.ports[0] === a.ports[1]) {
-    const p = a.ports[0]!;
-    if (p.endsWith('^')) bad(`with one port, give the interface itself ('${p.slice(0, -1)}'), not its host rings`);
-    a.ports = [p, `${p}^`];
+    const port = a.ports[0]!;
+    if (a.loopback) {
+      a.ports = [port, port];
+    } else {
+      if (port.endsWith('^')) usageFail(`with one port, give the interface itself ('${port.slice(0, -1)}'), not its host rings`);
+      a.ports = [port, `${port}^`];
+    }
+  } else if (a.loopback) {
+    usageFail('-L loops one port back to itself: give one port');
   }
   return a;
 }
@@ -86,23 +82,18 @@ function ringsText(p: Port): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let args: Args | null;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    console.error(`netmap bridge: ${(e as Error).message}`);
-    return 2;
-  }
-  if (args === null) {
-    console.log(USAGE);
-    return 0;
-  }
+  return runTool(BRIDGE, argv, toArgs, run);
+}
+
+async function run(args: Args): Promise<number> {
   let a: Port | null = null, b: Port | null = null;
   try {
+    await loadPortTypesFor(args.ports);
     // a switch's plugged-in lookup is loaded before forwarding (frames sent meanwhile would drop)
     for (const p of args.ports) await prepareLookup(p);
     a = openPort(args.ports[0]!);
-    b = openPort(args.ports[1]!);
+    // -L: one port, forwarding between its own RX and TX rings
+    b = args.loopback ? a : openPort(args.ports[1]!);
     const bridge = new Bridge(a, b, { burst: args.burst, zeroCopy: args.zeroCopy });
     console.error(`------- zerocopy ${bridge.zeroCopy ? 'supported' : 'NOT supported'}`);
     await Promise.all([waitLink(a, args.wait), waitLink(b, args.wait)]);
@@ -135,14 +126,8 @@ export async function main(argv: string[]): Promise<number> {
     process.removeListener('SIGTERM', onSignal);
     console.error(`${bridge.forwardedAB} packets ${args.ports[0]} -> ${args.ports[1]}, ${bridge.forwardedBA} packets ${args.ports[1]} -> ${args.ports[0]}`);
     return 0;
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap bridge: ${e.message}`);
-      return 1;
-    }
-    throw e;
   } finally {
-    b?.close();
+    if (b !== a) b?.close();
     a?.close();
   }
 }

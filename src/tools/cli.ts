@@ -5,6 +5,7 @@
  * stay thin and call the library for everything they do.
  */
 import { NetmapError } from '../errors.js';
+import { EX_USAGE } from './args.js';
 
 interface ToolEntry { module: string; summary: string }
 
@@ -30,13 +31,14 @@ function usage(): string {
 async function run(argv: string[]): Promise<number> {
   const [tool, ...rest] = argv;
   if (tool === undefined || tool === '--help' || tool === '-h' || tool === 'help') {
+    if (tool === undefined) { console.error(usage()); return EX_USAGE; }
     console.log(usage());
-    return tool === undefined ? 1 : 0;
+    return 0;
   }
   const entry = TOOLS[tool];
   if (entry === undefined) {
     console.error(`netmap: unknown tool '${tool}'\n${usage()}`);
-    return 2;
+    return EX_USAGE;
   }
   let mod: { main(argv: string[]): Promise<number> };
   try {
@@ -44,7 +46,7 @@ async function run(argv: string[]): Promise<number> {
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
       console.error(`netmap: tool '${tool}' is not available in this build`);
-      return 2;
+      return 69; // EX_UNAVAILABLE
     }
     throw e;
   }

@@ -8,8 +8,9 @@ import { formatProgram, MAXIMUM_SNAPLEN, type BpfProgram, type PacketFilter } fr
 import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
+import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-type Direction = 'in' | 'out' | 'inout';
+import type { Direction } from '../capture/watch.js';
 
 interface Args {
   iface?: string;
@@ -36,155 +37,90 @@ interface Args {
   interpreted: boolean;
   duration: number;
   expression: string;
-  help: boolean;
 }
-
-class UsageError extends Error {}
 
 /**
- * One option of the command line: a short letter and/or a long name, whether it takes a value
- * (`arg` names it in the help), its help text, and what it does to Args. The table below drives
- * both the parser and `--help`, getopt_long-style, so it can move to a shared parser as it is.
+ * The options, in the tools' one table format (args.ts): it drives the parser and `--help`.
+ * `permute`: options may follow the expression, as tcpdump on Linux (GNU getopt) allows.
+ * Options tcpdump lets one repeat (the last value wins) are `many`.
  */
-interface OptionSpec {
-  short?: string;
-  long?: string;
-  arg?: string;
-  help: string;
-  set(a: Args, value: string): void;
-}
-
-const num = (v: string, what: string, min: number, max: number): number => {
-  if (!/^\d+$/.test(v)) throw new UsageError(`invalid ${what} ${v}`);
-  const n = Number(v);
-  if (n < min || n > max) throw new UsageError(`invalid ${what} ${v} (must be ${min}..${max})`);
-  return n;
+const DUMP: ToolSpec = {
+  name: 'dump',
+  synopsis: [
+    '[-UnSpeqvlxdO] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]',
+    '[-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]',
+  ],
+  permute: true,
+  preamble: ['options may also follow the expression (as tcpdump on Linux); -- ends them'],
+  options: [
+    { short: 'i', value: 'PORT', many: true, help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...);\nan existing port is watched through its monitor (/rt; see -Q)' },
+    { short: 'r', value: 'FILE', many: true, help: "read packets from a pcap or pcapng file ('-' = standard input)" },
+    { short: 'w', value: 'FILE', many: true, help: "write accepted packets to FILE (pcap; '-' = standard output)" },
+    { short: 'U', many: true, help: 'packet-buffered output: the -w header at once, then a flush after each packet' },
+    { short: 'c', value: 'N', many: true, help: 'stop after N accepted packets' },
+    { short: 's', value: 'SNAPLEN', many: true, help: 'keep at most SNAPLEN bytes of each captured packet (0 or default: 262144;\nlike tcpdump, records read with -r are not cut)' },
+    { short: 'Q', long: 'direction', value: 'in|out|inout', many: true, help: 'what to watch of an existing port: received, sent or both (its monitor\n/r, /t, /rt); ignored with -r, as tcpdump does' },
+    { short: 'n', many: true, help: 'numeric output (always; accepted)' },
+    { short: 'S', many: true, help: 'absolute TCP sequence numbers (always; accepted)' },
+    { short: 'p', many: true, help: 'no promiscuous mode (netmap ports have none; accepted)' },
+    { short: 'e', many: true, help: 'print the link-level header' },
+    { short: 'q', many: true, help: 'quick output (less protocol detail)' },
+    { short: 'v', many: true, help: 'verbose (accepted, may repeat; lines stay in the -n -S form)' },
+    { short: 'l', many: true, help: 'line-buffered printing: flush each line' },
+    { short: 'x', many: true, help: 'hex dump of each packet (-xx: with its link header)' },
+    { short: 'd', many: true, help: "print the compiled BPF program in tcpdump's formats and exit (-dd, -ddd)" },
+    { short: 'O', many: true, help: 'do not optimise the filter' },
+    { short: 'F', value: 'FILE', many: true, help: 'read the filter expression from FILE' },
+    { long: 'pcapng', many: true, help: 'write pcapng instead of pcap (with -w)' },
+    { long: 'nano', many: true, help: 'nanosecond timestamps (output file and printing)' },
+    { long: 'utc', many: true, help: 'print times in UTC' },
+    { long: 'interpreted', many: true, help: 'run the filter in the BPF interpreter instead of compiling it' },
+    { long: 'duration', value: 'SEC', many: true, help: 'stop a live capture after SEC seconds' },
+  ],
+  epilogue: ['expression      a pcap-filter expression, or a raw program in -ddd format'],
 };
 
-const OPTIONS: OptionSpec[] = [
-  { short: 'i', arg: 'PORT', help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...)', set: (a, v) => { a.iface = v; } },
-  { short: 'r', arg: 'FILE', help: "read packets from a pcap or pcapng file ('-' = standard input)", set: (a, v) => { a.read = v; } },
-  { short: 'w', arg: 'FILE', help: "write accepted packets to FILE (pcap; '-' = standard output)", set: (a, v) => { a.write = v; } },
-  { short: 'U', help: 'packet-buffered output: flush -w output after each packet', set: (a) => { a.packetBuffered = true; } },
-  { short: 'c', arg: 'N', help: 'stop after N accepted packets', set: (a, v) => { a.count = num(v, 'packet count', 1, Number.MAX_SAFE_INTEGER); } },
-  { short: 's', arg: 'SNAPLEN', help: 'keep at most SNAPLEN bytes of each captured packet (0 or default: 262144;\n' +
-    'like tcpdump, records read with -r are not cut)', set: (a, v) => { a.snaplen = num(v, 'snaplen', 0, MAXIMUM_SNAPLEN) || MAXIMUM_SNAPLEN; } },
-  { short: 'Q', long: 'direction', arg: 'in|out|inout', help: 'direction to capture when watching an existing port (monitor /r, /t, /rt);\n' +
-    'ignored with -r, as tcpdump does', set: (a, v) => {
-    const d = v.toLowerCase();
-    if (d !== 'in' && d !== 'out' && d !== 'inout') throw new UsageError(`unknown capture direction \`${v}'`);
-    a.direction = d;
-  } },
-  { short: 'n', help: 'numeric output (always; accepted for compatibility)', set: () => undefined },
-  { short: 'S', help: 'absolute TCP sequence numbers (always; accepted)', set: () => undefined },
-  { short: 'p', help: 'no promiscuous mode (netmap ports have none; accepted)', set: () => undefined },
-  { short: 'e', help: 'print the link-level header', set: (a) => { a.ether = true; } },
-  { short: 'q', help: 'quick output (less protocol detail)', set: (a) => { a.quick = true; } },
-  { short: 'v', help: 'verbose (accepted, may repeat; lines stay in the -n -S form)', set: (a) => { a.verbose++; } },
-  { short: 'l', help: 'line-buffered printing: flush each line', set: (a) => { a.lineBuffered = true; } },
-  { short: 'x', help: 'hex dump of each packet (-xx: with its link header)', set: (a) => { a.hex = Math.min(2, a.hex + 1) as 1 | 2; } },
-  { short: 'd', help: "print the compiled BPF program in tcpdump's formats and exit (-dd, -ddd)", set: (a) => { a.dump = Math.min(3, a.dump + 1) as 1 | 2 | 3; } },
-  { short: 'O', help: 'do not optimise the filter', set: (a) => { a.optimize = false; } },
-  { short: 'F', arg: 'FILE', help: 'read the filter expression from FILE', set: (a, v) => { a.filterFile = v; } },
-  { long: 'pcapng', help: 'write pcapng instead of pcap (with -w)', set: (a) => { a.pcapng = true; } },
-  { long: 'nano', help: 'nanosecond timestamps (output file and printing)', set: (a) => { a.nano = true; } },
-  { long: 'utc', help: 'print times in UTC', set: (a) => { a.utc = true; } },
-  { long: 'interpreted', help: 'run the filter in the BPF interpreter instead of compiling it', set: (a) => { a.interpreted = true; } },
-  { long: 'duration', arg: 'SEC', help: 'stop a live capture after SEC seconds', set: (a, v) => {
-    if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`invalid duration ${v}`);
-    a.duration = Number(v);
-  } },
-  { short: 'h', long: 'help', help: 'this text', set: (a) => { a.help = true; } },
-];
-
-function usageText(): string {
-  const flags = OPTIONS.filter((o) => o.short !== undefined && o.arg === undefined && o.short !== 'h').map((o) => o.short).join('');
-  const lines = [
-    `usage: netmap dump [-${flags}] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]`,
-    '                   [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]',
-    '  (options may also follow the expression, as with tcpdump on Linux; -- ends the options)',
-  ];
-  for (const o of OPTIONS) {
-    const names = [o.short !== undefined ? `-${o.short}` : '', o.long !== undefined ? `--${o.long}` : ''].filter((n) => n !== '').join(', ');
-    const head = `  ${names}${o.arg !== undefined ? ` ${o.arg}` : ''}`;
-    const [first, ...more] = o.help.split('\n');
-    lines.push(head.length < 17 ? `${head.padEnd(17)}${first}` : `${head}\n${''.padEnd(17)}${first}`);
-    for (const m of more) lines.push(`${''.padEnd(17)}${m}`);
-  }
-  lines.push("  expression     a pcap-filter expression, or a raw program in -ddd format");
-  return lines.join('\n');
-}
-
-const USAGE = usageText();
-
-/**
- * getopt_long with GNU permutation, as tcpdump on Linux parses: options may come before, between
- * or after the words of the expression; `--` ends the options; a lone `-` is a word. Short
- * options cluster (`-nr FILE`, `-c5`, `-xx`, `-ddd`); long options take `--opt=V` or `--opt V`
- * and may be abbreviated to a unique prefix. POSIXLY_CORRECT stops at the first word, as getopt.
- * Returns the words (the expression).
- */
-function getopt(table: OptionSpec[], argv: string[], a: Args): string[] {
-  const words: string[] = [];
-  const stopAtWord = process.env.POSIXLY_CORRECT !== undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') { words.push(...argv.slice(i + 1)); break; }
-    if (!arg.startsWith('-') || arg === '-') {
-      if (stopAtWord) { words.push(...argv.slice(i)); break; }
-      words.push(arg);
-      continue;
-    }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = arg.slice(2, eq < 0 ? undefined : eq);
-      const exact = table.find((o) => o.long === name);
-      const matches = exact !== undefined ? [exact] : table.filter((o) => o.long?.startsWith(name) === true);
-      if (matches.length === 0) throw new UsageError(`unrecognized option '${arg}'`);
-      if (matches.length > 1) throw new UsageError(`option '${arg}' is ambiguous`);
-      const o = matches[0]!;
-      if (o.arg === undefined) {
-        if (eq >= 0) throw new UsageError(`option '--${o.long}' doesn't allow an argument`);
-        o.set(a, '');
-      } else {
-        const v = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-        if (v === undefined) throw new UsageError(`option '--${o.long}' requires an argument`);
-        o.set(a, v);
-      }
-      continue;
-    }
-    for (let j = 1; j < arg.length; j++) {
-      const c = arg[j]!;
-      const o = table.find((x) => x.short === c);
-      if (o === undefined) throw new UsageError(`invalid option -- '${c}'`);
-      if (o.arg === undefined) { o.set(a, ''); continue; }
-      const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
-      if (v === undefined) throw new UsageError(`option requires an argument -- '${c}'`);
-      o.set(a, v);
-      break;
-    }
-  }
-  return words;
-}
-
-function parseArgs(argv: string[]): Args {
+function toArgs(p: ParsedArgs): Args {
   const a: Args = {
-    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: 0, ether: false, quick: false, verbose: 0, hex: 0, optimize: true,
-    packetBuffered: false, lineBuffered: false, direction: 'inout',
-    pcapng: false, nano: false, utc: false, interpreted: false, duration: Infinity, expression: '', help: false,
+    iface: p.value('i'), read: p.value('r'), write: p.value('w'), filterFile: p.value('F'),
+    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: Math.min(3, p.count('d')) as 0 | 1 | 2 | 3, ether: p.has('e'), quick: p.has('q'),
+    verbose: p.count('v'), hex: Math.min(2, p.count('x')) as 0 | 1 | 2, optimize: !p.has('O'),
+    packetBuffered: p.has('U'), lineBuffered: p.has('l'), direction: 'inout',
+    pcapng: p.has('pcapng'), nano: p.has('nano'), utc: p.has('utc'), interpreted: p.has('interpreted'), duration: Infinity,
+    expression: p.operands.join(' '),
   };
-  a.expression = getopt(OPTIONS, argv, a).join(' ');
-  if (a.help) return a;
+  // tcpdump's words for its own checks
+  const c = p.value('c');
+  if (c !== undefined) {
+    if (!/^\d+$/.test(c) || Number(c) < 1 || Number(c) > Number.MAX_SAFE_INTEGER) usageFail(`invalid packet count ${c}`);
+    a.count = Number(c);
+  }
+  const s = p.value('s');
+  if (s !== undefined) {
+    if (!/^\d+$/.test(s) || Number(s) > MAXIMUM_SNAPLEN) usageFail(`invalid snaplen ${s} (must be 0..${MAXIMUM_SNAPLEN})`);
+    a.snaplen = Number(s) || MAXIMUM_SNAPLEN;
+  }
+  const q = p.value('Q');
+  if (q !== undefined) {
+    const d = q.toLowerCase();
+    if (d !== 'in' && d !== 'out' && d !== 'inout') usageFail(`unknown capture direction \`${q}'`);
+    a.direction = d;
+  }
+  const dur = p.value('duration');
+  if (dur !== undefined) {
+    if (!/^\d+(\.\d+)?$/.test(dur)) usageFail(`invalid duration ${dur}`);
+    a.duration = Number(dur);
+  }
   if (a.filterFile !== undefined) {
-    if (a.expression !== '') throw new UsageError('-F and an expression on the command line are exclusive');
+    if (a.expression !== '') usageFail('-F and an expression on the command line are exclusive');
     try {
       a.expression = fs.readFileSync(a.filterFile, 'utf8').replace(/#.*$/gm, '').trim();
     } catch (e) {
-      throw new UsageError(`cannot read filter file ${a.filterFile}: ${(e as Error).message}`);
+      usageFail(`cannot read filter file ${a.filterFile}: ${(e as Error).message}`);
     }
   }
-  if (a.iface !== undefined && a.read !== undefined) throw new UsageError('-i and -r are exclusive');
-  if (a.iface === undefined && a.read === undefined && a.dump === 0) throw new UsageError('give a port (-i) or a file (-r)');
+  if (a.iface !== undefined && a.read !== undefined) usageFail('-i and -r are exclusive');
+  if (a.iface === undefined && a.read === undefined && a.dump === 0) usageFail('give a port (-i) or a file (-r)');
   return a;
 }
 
@@ -215,33 +151,8 @@ class TextOut {
   }
 }
 
-/** Exit status for a bad command line (tcpdump's is 1; the tools of this project use 2). */
-export const EXIT_USAGE = 2;
-
 export async function main(argv: string[]): Promise<number> {
-  let args: Args;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`netmap dump: ${e.message}\n${USAGE}`);
-      return EXIT_USAGE;
-    }
-    throw e;
-  }
-  if (args.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  try {
-    return await run(args);
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap dump: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  return runTool(DUMP, argv, toArgs, run);
 }
 
 /** The filter of an empty expression on the byte-for-byte path. */

@@ -18,85 +18,81 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { NetmapError } from '../errors.js';
 import { MAXIMUM_SNAPLEN } from '../capture/bpf.js';
+import type { Direction } from '../capture/watch.js';
+import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap extcap --extcap-interfaces
-       netmap extcap --extcap-dlts --extcap-interface PORT
-       netmap extcap --extcap-config --extcap-interface PORT
-       netmap extcap --capture --extcap-interface PORT --fifo PATH [--extcap-capture-filter EXPR]
-                     [--snaplen N] [--direction in|out|inout]
-       netmap extcap --install [--extcap-dir DIR]     put the wrapper into Wireshark's extcap folder
-       netmap extcap --uninstall [--extcap-dir DIR]   remove it
-  Wireshark calls the first four; a port is named as openPort names it, with '{', '}' and '%'
-  written %7B, %7D, %25 (tshark -i 'netmap:p%7B1' captures on netmap:p{1).
-  --install finds the folder with 'tshark -G folders' ("Personal Extcap path", Wireshark 4.2+;
-  before 4.2 the only "Extcap path", which WIRESHARK_EXTCAP_DIR replaces for non-root users).`;
+const EXTCAP: ToolSpec = {
+  name: 'extcap',
+  synopsis: [
+    '--extcap-interfaces',
+    '--extcap-dlts --extcap-interface PORT',
+    '--extcap-config --extcap-interface PORT',
+    '--capture --extcap-interface PORT --fifo PATH [--extcap-capture-filter EXPR] [--snaplen N] [--direction D]',
+    '--install | --uninstall [--extcap-dir DIR]',
+  ],
+  preamble: [
+    "Wireshark calls the first four; a port is named as openPort names it, with '{', '}' and '%'",
+    "written %7B, %7D, %25 (tshark -i 'netmap:p%7B1' captures on netmap:p{1).",
+  ],
+  options: [
+    { long: 'extcap-interfaces', help: 'list the ports in use as extcap interfaces' },
+    { long: 'extcap-dlts', help: "the interface's link type (Ethernet)" },
+    { long: 'extcap-config', help: 'the capture options Wireshark offers (--snaplen, --direction)' },
+    { long: 'capture', help: 'capture into --fifo until Wireshark stops us (SIGTERM)' },
+    { long: 'extcap-interface', value: 'PORT', many: true, help: 'the port' },
+    { long: 'fifo', value: 'PATH', many: true, help: 'where the pcap stream goes' },
+    { long: 'extcap-capture-filter', value: 'EXPR', many: true, help: 'a pcap-filter expression' },
+    { long: 'snaplen', value: 'N', many: true, help: `bytes kept of each packet (1..${MAXIMUM_SNAPLEN})` },
+    { long: 'direction', value: 'in|out|inout', many: true, help: 'what to watch of the port (its monitor /r, /t, /rt)' },
+    { long: 'install', help: "put the wrapper into Wireshark's extcap folder: the one 'tshark -G folders'\nreports as \"Personal Extcap path\" (Wireshark 4.2+), before 4.2 the only \"Extcap\npath\" (WIRESHARK_EXTCAP_DIR replaces it for non-root users)" },
+    { long: 'uninstall', help: 'remove the wrapper' },
+    { long: 'extcap-dir', value: 'DIR', many: true, help: 'the folder for --install and --uninstall' },
+    { long: 'extcap-version', value: 'V', many: true, help: "Wireshark's version (accepted, ignored)" },
+    { long: 'extcap-control-in', value: 'PATH', many: true, help: 'accepted, ignored (no toolbar controls)' },
+    { long: 'extcap-control-out', value: 'PATH', many: true, help: 'accepted, ignored' },
+    { long: 'extcap-reload-option', value: 'NAME', many: true, help: 'accepted, ignored' },
+    { long: 'debug', many: true, help: 'accepted, ignored' },
+    { long: 'debug-file', value: 'PATH', many: true, help: 'accepted, ignored' },
+  ],
+};
 
 /** File name of the wrapper script in the extcap folder. */
 export const WRAPPER_NAME = 'netmap-ts-extcap';
 
 interface ExtcapArgs {
-  op: 'interfaces' | 'dlts' | 'config' | 'capture' | 'install' | 'uninstall' | 'help' | null;
+  op: 'interfaces' | 'dlts' | 'config' | 'capture' | 'install' | 'uninstall';
   iface?: string;
   fifo?: string;
   filter?: string;
   snaplen: number;
-  direction: 'in' | 'out' | 'inout';
+  direction: Direction;
   dir?: string;
 }
 
-class UsageError extends Error {}
-
-const OPS: Record<string, ExtcapArgs['op']> = {
-  '--extcap-interfaces': 'interfaces', '--extcap-dlts': 'dlts', '--extcap-config': 'config', '--capture': 'capture',
-  '--install': 'install', '--uninstall': 'uninstall', '--help': 'help', '-h': 'help',
-};
-/** Options Wireshark may pass that we accept and ignore (with a value or not). */
-const IGNORED_WITH_VALUE = new Set(['--extcap-control-in', '--extcap-control-out', '--debug-file', '--extcap-reload-option']);
-const IGNORED = new Set(['--debug', '--extcap-version']);
-
-function parse(argv: string[]): ExtcapArgs {
-  const a: ExtcapArgs = { op: null, snaplen: MAXIMUM_SNAPLEN, direction: 'inout' };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq < 0 ? arg : arg.slice(0, eq);
-    const value = (): string => {
-      const v = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-      if (v === undefined) throw new UsageError(`option '${name}' requires an argument`);
-      return v;
-    };
-    const op = OPS[name];
-    if (op !== undefined) {
-      // --capture may come with --extcap-interface alone; the first operation named wins otherwise
-      if (a.op === null || op === 'capture' || op === 'help') a.op = op;
-      continue;
-    }
-    switch (name) {
-      case '--extcap-interface': a.iface = decodeInterface(value()); break;
-      case '--fifo': a.fifo = value(); break;
-      case '--extcap-capture-filter': a.filter = value(); break;
-      case '--extcap-dir': a.dir = value(); break;
-      case '--snaplen': {
-        const v = value();
-        if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAXIMUM_SNAPLEN) throw new UsageError(`invalid snapshot length ${v} (1..${MAXIMUM_SNAPLEN})`);
-        a.snaplen = Number(v);
-        break;
-      }
-      case '--direction': {
-        const v = value().toLowerCase();
-        if (v !== 'in' && v !== 'out' && v !== 'inout') throw new UsageError(`unknown capture direction \`${v}'`);
-        a.direction = v;
-        break;
-      }
-      default:
-        if (IGNORED.has(name)) break;
-        if (IGNORED_WITH_VALUE.has(name)) { value(); break; }
-        throw new UsageError(arg.startsWith('-') ? `unrecognized option '${arg}'` : `unexpected argument '${arg}'`);
-    }
+function toArgs(p: ParsedArgs): ExtcapArgs {
+  // --capture wins (Wireshark may add the others' options); then the first of the rest
+  const ops = (['capture', 'extcap-interfaces', 'extcap-dlts', 'extcap-config', 'install', 'uninstall'] as const).filter((o) => p.has(o));
+  if (ops.length === 0) usageFail('give --extcap-interfaces, --extcap-dlts, --extcap-config, --capture, --install or --uninstall');
+  if (p.operands.length > 0) usageFail(`unexpected argument '${p.operands[0]!}'`);
+  const op = ({ 'capture': 'capture', 'extcap-interfaces': 'interfaces', 'extcap-dlts': 'dlts', 'extcap-config': 'config', 'install': 'install', 'uninstall': 'uninstall' } as const)[ops[0]!];
+  const iface = p.value('extcap-interface');
+  const a: ExtcapArgs = {
+    op, iface: iface === undefined ? undefined : decodeInterface(iface), fifo: p.value('fifo'), filter: p.value('extcap-capture-filter'),
+    snaplen: MAXIMUM_SNAPLEN, direction: 'inout', dir: p.value('extcap-dir'),
+  };
+  const s = p.value('snaplen');
+  if (s !== undefined) {
+    if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > MAXIMUM_SNAPLEN) usageFail(`invalid snapshot length ${s} (1..${MAXIMUM_SNAPLEN})`);
+    a.snaplen = Number(s);
   }
-  if (a.op === null) throw new UsageError('give --extcap-interfaces, --extcap-dlts, --extcap-config, --capture, --install or --uninstall');
-  if ((a.op === 'dlts' || a.op === 'config' || a.op === 'capture') && a.iface === undefined) throw new UsageError('--extcap-interface is required');
-  if (a.op === 'capture' && a.fifo === undefined) throw new UsageError('--capture needs --fifo');
+  const d = p.value('direction');
+  if (d !== undefined) {
+    const v = d.toLowerCase();
+    if (v !== 'in' && v !== 'out' && v !== 'inout') usageFail(`unknown capture direction \`${d}'`);
+    a.direction = v;
+  }
+  if ((op === 'dlts' || op === 'config' || op === 'capture') && a.iface === undefined) usageFail('--extcap-interface is required');
+  if (op === 'capture' && a.fifo === undefined) usageFail('--capture needs --fifo');
   return a;
 }
 
@@ -254,31 +250,13 @@ function install(a: ExtcapArgs): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let a: ExtcapArgs;
-  try {
-    a = parse(argv);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`netmap extcap: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  try {
+  return runTool(EXTCAP, argv, toArgs, async (a) => {
     switch (a.op) {
-      case 'help': console.log(USAGE); return 0;
       case 'interfaces': await listInterfaces(); return 0;
       case 'dlts': process.stdout.write('dlt {number=1}{name=EN10MB}{display=Ethernet}\n'); return 0;
       case 'config': printConfig(); return 0;
-      case 'capture': return await capture(a);
+      case 'capture': return capture(a);
       case 'install': case 'uninstall': return install(a);
-      default: return 2;
     }
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap extcap: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  });
 }

@@ -9,15 +9,37 @@ import readline from 'node:readline';
 import { NetmapError } from '../errors.js';
 import { daemonRunning, sendControl, type ControlReply, type ControlRequest } from '../firewall/control.js';
 import { FirewallStore } from '../firewall/store.js';
+import { EX_USAGE, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap ipfw [-s NAME] [-acdefnNqStT] COMMAND ...     (ipfw(8) syntax)
-       netmap ipfw [-s NAME] [-q] FILE                  apply a rules file (one command a line), all or nothing
-       netmap ipfw attach valeX [-D]                    plug a firewall named valeX into switch valeX's lookup
-       netmap ipfw detach valeX                         unplug it (the learning bridge comes back)
-  -s NAME   the firewall: a kipfw daemon's name, or a switch the firewall is attached to
-            (default: $NETMAP_IPFW or 'ipfw'); must come first
-commands: add, delete, list, show, flush, zero, resetlog, set, table, pipe, queue, sched
-          (see src/firewall/README.md)`;
+const IPFW: ToolSpec = {
+  name: 'ipfw',
+  synopsis: [
+    '[-s NAME] [-acdefnNqStT] COMMAND ...     (ipfw(8) syntax)',
+    '[-s NAME] [-q] FILE                  apply a rules file (one command a line), all or nothing',
+    'attach valeX [-D]                    plug a firewall named valeX into switch valeX\'s lookup',
+    'detach valeX                         unplug it (the learning bridge comes back)',
+  ],
+  preamble: [
+    '-s NAME   as the first option: the firewall, a kipfw daemon\'s name or a switch the firewall',
+    '          is attached to (default: $NETMAP_IPFW or \'ipfw\')',
+  ],
+  // ipfw(8)'s global options; the firewall's command interpreter (src/firewall/commands.ts) acts on them
+  options: [
+    { short: 'a', help: 'list: with counters, as show' },
+    { short: 'c', help: 'compact output: rules as they were entered' },
+    { short: 'd', help: 'list: dynamic rules too' },
+    { short: 'e', help: 'list -d: expired dynamic rules too' },
+    { short: 'f', help: 'flush without asking' },
+    { short: 'n', help: 'check the syntax only; change nothing' },
+    { short: 'N', help: 'print addresses and services by name' },
+    { short: 'q', help: 'quiet: no output for add, delete, flush, zero (implies -f)' },
+    { short: 's', value: 'FIELD', help: 'after the first option: sort order of dummynet listings' },
+    { short: 'S', help: 'show the set of each rule' },
+    { short: 't', help: 'list: last match time of each rule' },
+    { short: 'T', help: 'list: last match time in seconds since the epoch' },
+  ],
+  epilogue: ['commands: add, delete, list, show, flush, zero, resetlog, set, table, pipe, queue, sched', '          (see src/firewall/README.md)'],
+};
 
 const COMMANDS = new Set(['add', 'delete', 'list', 'show', 'flush', 'zero', 'resetlog', 'set', 'table', 'pipe', 'queue', 'sched', 'enable', 'disable', 'sysctl', 'attach', 'detach']);
 
@@ -27,10 +49,9 @@ function print(r: ControlReply): number {
   return r.status;
 }
 
-async function confirmFlush(argv: string[]): Promise<boolean> {
+async function confirmFlush(): Promise<boolean> {
   // FreeBSD asks before `flush` unless -f or -q, or when standard input is no terminal
-  const flags = argv.filter((a) => /^-[a-zA-Z]+$/.test(a)).join('');
-  if (!argv.includes('flush') || flags.includes('f') || flags.includes('q') || !process.stdin.isTTY) return true;
+  if (!process.stdin.isTTY) return true;
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
   const answer = await new Promise<string>((r) => rl.question('Are you sure? [yn] ', r));
   rl.close();
@@ -55,42 +76,67 @@ export async function request(name: string, req: ControlRequest): Promise<Contro
   }
 }
 
+interface Args {
+  name: string;
+  /** The words after `-s NAME`, as ipfw's interpreter reads them (global options first). */
+  words: string[];
+  /** attach/detach valeX [-D]; a rules file; or a command. */
+  what: { attach: boolean; sw: string; deny: boolean } | { file: string } | { command: string };
+  quiet: boolean;
+  force: boolean;
+}
+
+function toArgs(name: string, words: string[], p: ParsedArgs): Args {
+  const [command, ...rest] = p.operands;
+  if (command === undefined) usageFail('a command or a rules file is needed');
+  const base = { name, words, quiet: p.has('q'), force: p.has('f') || p.has('q') };
+  if (command === 'attach' || command === 'detach') {
+    const sw = rest[0];
+    if (sw === undefined || rest.length > 2 || (rest[1] !== undefined && (command === 'detach' || rest[1] !== '-D'))) {
+      usageFail(`${command} valeX${command === 'attach' ? ' [-D]' : ''}`);
+    }
+    return { ...base, what: { attach: command === 'attach', sw, deny: rest[1] === '-D' } };
+  }
+  // a rules file: one word naming an existing file after the global options
+  if (rest.length === 0 && !COMMANDS.has(command) && fs.existsSync(command) && fs.statSync(command).isFile()) {
+    return { ...base, what: { file: command } };
+  }
+  return { ...base, what: { command } };
+}
+
 export async function main(argv: string[]): Promise<number> {
   let name = process.env.NETMAP_IPFW || 'ipfw';
-  if (argv[0] === '-s') {
-    if (argv[1] === undefined) { console.error(`ipfw: option -s needs a firewall name\n${USAGE}`); return 64; }
+  if (argv[0] === '-s' && argv[1] !== undefined) {
     name = argv[1];
     argv = argv.slice(2);
   }
-  if (argv.length === 0 || argv[0] === '-h' || argv[0] === '--help') {
-    console.log(USAGE);
-    return argv.length === 0 ? 64 : 0;
-  }
+  const words = argv;
+  return runTool(IPFW, words, (p) => toArgs(name, words, p), run);
+}
+
+async function run(args: Args): Promise<number> {
+  const { name, what } = args;
   try {
-    if (argv[0] === 'attach' || argv[0] === 'detach') {
+    if ('attach' in what) {
       const { attachFirewall, detachFirewall } = await import('../firewall/attach.js');
-      const sw = argv[1];
-      if (sw === undefined || argv.length > 3 || (argv[2] !== undefined && argv[2] !== '-D')) { console.error(`ipfw: usage: ${argv[0]} valeX${argv[0] === 'attach' ? ' [-D]' : ''}`); return 64; }
-      if (argv[0] === 'attach') await attachFirewall(sw, { defaultAccept: argv[2] !== '-D' });
-      else await detachFirewall(sw);
+      if (what.attach) await attachFirewall(what.sw, { defaultAccept: !what.deny });
+      else await detachFirewall(what.sw);
       return 0;
     }
-    // a rules file: the last word names an existing file and everything before it is flags
-    const last = argv[argv.length - 1]!;
-    if (argv.slice(0, -1).every((a) => /^-[a-zA-Z]+$/.test(a)) && !/^-/.test(last) && !COMMANDS.has(last) && fs.existsSync(last) && fs.statSync(last).isFile()) {
-      const r = await request(name, { file: fs.readFileSync(last, 'utf8') });
-      const quiet = argv.slice(0, -1).join('').includes('q');
-      return print(quiet ? { ...r, stdout: '' } : r);
+    if ('file' in what) {
+      const r = await request(name, { file: fs.readFileSync(what.file, 'utf8') });
+      return print(args.quiet ? { ...r, stdout: '' } : r);
     }
-    if (!(await confirmFlush(argv))) return 0;
-    const flags = argv.filter((a) => /^-[a-zA-Z]+$/.test(a)).join('');
-    const sent = argv.includes('flush') && !flags.includes('f') && !flags.includes('q') ? ['-f', ...argv] : argv;
-    return print(await request(name, { argv: sent }));
+    // as before the table: any command with a flush in it (flush, pipe flush, table N flush)
+    const flush = args.words.includes('flush');
+    if (flush && !args.force && !(await confirmFlush())) return 0;
+    // the daemon has no terminal to ask on: a confirmed flush goes as -f
+    return print(await request(name, { argv: flush && !args.force ? ['-f', ...args.words] : args.words }));
   } catch (e) {
     if (e instanceof NetmapError) {
       console.error(`ipfw: ${e.message}`);
       // sysexits: a bad argument is a usage error, a missing firewall or switch unavailable
-      return e.code === 'EINVAL' ? 64 : e.code === 'ENXIO' || e.code === 'ENOENT' ? 69 : 71;
+      return e.code === 'EINVAL' ? EX_USAGE : e.code === 'ENXIO' || e.code === 'ENOENT' ? 69 : 71;
     }
     throw e;
   }

@@ -5,85 +5,58 @@
  * or until an interface under one of its ports is deleted (exit status 1). The work is done
  * by src/firewall/daemon.ts; rules are managed with `netmap ipfw`.
  */
-import { NetmapError } from '../errors.js';
 import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
-import { argHelpers } from './args.js';
+import { parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap kipfw [-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]
-  PORT_A PORT_B  a pair of ports (netmap:IF, netmap:IF^, valeX:P, pipes, single rings): frames
-                 received on one go through the ruleset and, when they pass, out of the other
-  -s NAME    the firewall's name, for 'netmap ipfw -s NAME' (default: $NETMAP_IPFW or 'ipfw')
-  -p N       N worker threads (1..16), each on its own ring pair of every port (name-K), one
-             ruleset, one set of counters and one state table; the ports need N ring pairs
-             (valeX:P@conf:rings=N). Dummynet runs with -p 1 only
-  -D         rule 65535 is 'deny ip from any to any' (default: allow, as netmap-ipfw)
-  -c         copy frames even when the two ports share memory (no buffer swapping)
-  -I         interpret rulesets instead of compiling them to JavaScript
-  -b POOL    extra buffers each port lends dummynet for waiting packets (0..65536, default ${PATH_POOL_DEFAULT})
-  -v         a status line every second
-  --duration SECS  stop after SECS seconds (default: until SIGINT/SIGTERM)`;
+const KIPFW: ToolSpec = {
+  name: 'kipfw',
+  synopsis: ['[-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]'],
+  preamble: [
+    'PORT_A PORT_B  a pair of ports (netmap:IF, netmap:IF^, valeX:P, pipes, single rings): frames',
+    '               received on one go through the ruleset and, when they pass, out of the other',
+  ],
+  options: [
+    { short: 's', value: 'NAME', help: 'the firewall\'s name, for \'netmap ipfw -s NAME\' (default: $NETMAP_IPFW or \'ipfw\')' },
+    { short: 'p', value: 'N', help: 'N worker threads (1..16), each on its own ring pair of every port (name-K), one\nruleset, one set of counters and one state table; the ports need N ring pairs\n(valeX:P@conf:rings=N). Dummynet runs with -p 1 only' },
+    { short: 'D', help: 'rule 65535 is \'deny ip from any to any\' (default: allow, as netmap-ipfw)' },
+    { short: 'c', help: 'copy frames even when the two ports share memory (no buffer swapping)' },
+    { short: 'I', help: 'interpret rulesets instead of compiling them to JavaScript' },
+    { short: 'b', value: 'POOL', help: `extra buffers each port lends dummynet for waiting packets (0..65536, default ${PATH_POOL_DEFAULT})` },
+    { short: 'v', many: true, help: 'a status line every second' },
+    { long: 'duration', value: 'SECS', help: 'stop after SECS seconds (default: until SIGINT/SIGTERM)' },
+  ],
+  permute: true,
+};
 
 interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; verbose: boolean; duration: number }
 
-const { bad, num } = argHelpers(USAGE);
-
 export function parseArgs(argv: string[]): Args | null {
-  const a: Args = { workers: 1, name: process.env.NETMAP_IPFW || 'ipfw', ports: [], deny: false, copy: false, interpret: false, pool: PATH_POOL_DEFAULT, verbose: false, duration: 0 };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    switch (arg) {
-      case '-h': case '--help': return null;
-      case '-s': {
-        const v = argv[++i];
-        if (v === undefined) bad('option -s needs a name');
-        a.name = v;
-        break;
-      }
-      case '-p': a.workers = Math.floor(num(argv[++i], '-p', 1, 16)); break;
-      case '-D': a.deny = true; break;
-      case '-c': a.copy = true; break;
-      case '-I': a.interpret = true; break;
-      case '-b': a.pool = Math.floor(num(argv[++i], '-b', 0, 65536)); break;
-      case '-v': a.verbose = true; break;
-      case '--duration': a.duration = num(argv[++i], '--duration', 0, 1e9); break;
-      default:
-        if (arg.startsWith('-') && arg.length > 1) bad(`unknown option '${arg}'`);
-        a.ports.push(arg);
-    }
-  }
-  if (a.ports.length === 0) bad('missing ports');
-  if (a.ports.length % 2 !== 0) bad(`ports go in pairs: '${a.ports.at(-1)}' has no partner`);
-  return a;
+  return parseTool(KIPFW, argv, toArgs);
+}
+
+function toArgs(p: ParsedArgs): Args {
+  const ports = p.operands;
+  if (ports.length === 0) usageFail('missing ports');
+  if (ports.length % 2 !== 0) usageFail(`ports go in pairs: '${ports.at(-1)}' has no partner`);
+  return {
+    workers: p.number('p', 1, { min: 1, max: 16 }), name: p.value('s') ?? (process.env.NETMAP_IPFW || 'ipfw'), ports,
+    deny: p.has('D'), copy: p.has('c'), interpret: p.has('I'), pool: p.number('b', PATH_POOL_DEFAULT, { min: 0, max: 65536 }),
+    verbose: p.has('v'), duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let args: Args | null;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    console.error(`netmap kipfw: ${(e as Error).message}`);
-    return 64;
-  }
-  if (args === null) {
-    console.log(USAGE);
-    return 0;
-  }
-  let k: Kipfw;
-  try {
-    k = await Kipfw.start({
-      name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
-      zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers,
-    }, makeDaemonDummynet);
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap kipfw: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  return runTool(KIPFW, argv, toArgs, run);
+}
+
+async function run(args: Args): Promise<number> {
+  const k = await Kipfw.start({
+    name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
+    zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers,
+  }, makeDaemonDummynet);
   for (const line of k.describe()) console.error(line);
   const onSignal = (): void => k.stop();
   process.once('SIGINT', onSignal);

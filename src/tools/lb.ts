@@ -2,61 +2,55 @@
  * `netmap lb`: spreads the flows of one port over groups of pipes by a symmetric 5-tuple hash
  * (netmap's lb). Consumers open `netmap:NAME}K`. The work is done by src/interfaces/lb.ts.
  */
-import { NetmapError } from '../errors.js';
-import '../port-types.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
 import { LoadBalancer, type LbGroup } from '../interfaces/lb.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parsePortSpec } from '../ports/name.js';
-import { argHelpers } from './args.js';
+import { parseNumber, parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap lb [options] -i port [-p [name:]N]...
-  -i PORT        input port (netmap:IF, valeX:P, ...), required
-  -p [NAME:]N    add a group of N pipes netmap:NAME{K (NAME defaults to the input's name);
-                 every group receives every packet (default: one group of 2)
-  -B N           extra buffers for overflow queues (default 0: drop when a pipe is full)
-  -b N           batch: slots handled per pass (default 2048)
-  -w SECS        wait up to SECS seconds for the input link (default 2)
-  -W             busy wait (never sleep)
-  -o SECS        print JSON statistics to stdout every SECS seconds
-  -s SECS        same, to stderr (netmap lb sends these to syslog)
-  --duration S   stop after S seconds (default: until SIGINT/SIGTERM)`;
+const LB: ToolSpec = {
+  name: 'lb',
+  synopsis: ['[options] -i port [-p [name:]N]...'],
+  options: [
+    { short: 'i', value: 'PORT', help: 'input port (netmap:IF, valeX:P, ...), required' },
+    { short: 'p', value: '[NAME:]N', many: true, help: 'add a group of N pipes netmap:NAME{K (NAME defaults to the input\'s name);\nevery group receives every packet (default: one group of 2)' },
+    { short: 'B', value: 'N', help: 'extra buffers for overflow queues (default 0: drop when a pipe is full)' },
+    { short: 'b', value: 'N', help: 'batch: slots handled per pass (default 2048)' },
+    { short: 'w', value: 'SECS', help: 'wait up to SECS seconds for the input link (default 2)' },
+    { short: 'W', help: 'busy wait (never sleep)' },
+    { short: 'o', value: 'SECS', help: 'print JSON statistics to stdout every SECS seconds' },
+    { short: 's', value: 'SECS', help: 'same, to stderr (netmap lb sends these to syslog)' },
+    { long: 'duration', value: 'SECS', help: 'stop after SECS seconds (default: until SIGINT/SIGTERM)' },
+  ],
+};
 
 interface Args {
   input: string; groups: LbGroup[]; extra: number; batch: number; wait: number; busy: boolean;
   stdoutEvery: number; stderrEvery: number; duration: number;
 }
 
-const { bad, num } = argHelpers(USAGE);
-
 export function parseArgs(argv: string[]): Args | null {
-  const a: Args = { input: '', groups: [], extra: 0, batch: 2048, wait: 2, busy: false, stdoutEvery: 0, stderrEvery: 0, duration: 0 };
-  const groupSpecs: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    switch (arg) {
-      case '-h': case '--help': return null;
-      case '-i': { const v = argv[++i]; if (v === undefined) bad('option -i needs a port'); a.input = v; break; }
-      case '-p': { const v = argv[++i]; if (v === undefined) bad('option -p needs [name:]N'); groupSpecs.push(v); break; }
-      case '-B': a.extra = Math.floor(num(argv[++i], '-B', 0, 524288)); break;
-      case '-b': a.batch = Math.floor(num(argv[++i], '-b', 1, 65536)); break;
-      case '-w': a.wait = num(argv[++i], '-w', 0, 3600); break;
-      case '-W': a.busy = true; break;
-      case '-o': a.stdoutEvery = num(argv[++i], '-o', 0.001, 86400); break;
-      case '-s': a.stderrEvery = num(argv[++i], '-s', 0.001, 86400); break;
-      case '--duration': a.duration = num(argv[++i], '--duration', 0, 1e9); break;
-      default: bad(arg.startsWith('-') ? `unknown option '${arg}'` : `unexpected argument '${arg}'`);
-    }
-  }
-  if (a.input === '') bad('missing input port (-i)');
-  const spec = ((): ReturnType<typeof parsePortSpec> => {
-    try { return parsePortSpec(a.input); } catch (e) { return bad((e as Error).message); }
-  })();
-  const defaultName = spec.parentName;
+  return parseTool(LB, argv, toArgs);
+}
+
+function toArgs(p: ParsedArgs): Args {
+  if (p.operands.length > 0) usageFail(`unexpected argument '${p.operands[0]}'`);
+  const input = p.value('i');
+  if (input === undefined) usageFail('missing input port (-i)');
+  const period = { min: 0.001, max: 86400, fraction: true };
+  const a: Args = {
+    input, groups: [], extra: p.number('B', 0, { min: 0, max: 524288 }), batch: p.number('b', 2048, { min: 1, max: 65536 }),
+    wait: p.number('w', 2, { min: 0, max: 3600, fraction: true }), busy: p.has('W'),
+    stdoutEvery: p.number('o', 0, period), stderrEvery: p.number('s', 0, period),
+    duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
+  };
+  const defaultName = parsePortSpec(input).parentName;
+  const groupSpecs = p.values('p');
   for (const g of groupSpecs.length > 0 ? groupSpecs : ['2']) {
     const colon = g.lastIndexOf(':');
     const name = colon >= 0 ? g.slice(0, colon) : defaultName;
-    const n = Math.floor(num(colon >= 0 ? g.slice(colon + 1) : g, '-p', 1, 64));
-    if (name === '') bad(`empty pipe name in -p ${g}`);
+    const n = parseNumber(colon >= 0 ? g.slice(colon + 1) : g, '-p', { min: 1, max: 64 });
+    if (name === '') usageFail(`empty pipe name in -p ${g}`);
     a.groups.push({ name, pipes: n });
   }
   return a;
@@ -91,27 +85,12 @@ function statsLines(lb: LoadBalancer, input: string, prev: Map<string, [number, 
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let args: Args | null;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    console.error(`netmap lb: ${(e as Error).message}`);
-    return 2;
-  }
-  if (args === null) {
-    console.log(USAGE);
-    return 0;
-  }
-  let lb: LoadBalancer;
-  try {
-    lb = new LoadBalancer({ input: args.input, groups: args.groups, extraBuffers: args.extra, batch: args.batch });
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap lb: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  return runTool(LB, argv, toArgs, run);
+}
+
+async function run(args: Args): Promise<number> {
+  await loadPortTypesFor([args.input, ...args.groups.map((g) => `netmap:${g.name}{0`)]);
+  const lb = new LoadBalancer({ input: args.input, groups: args.groups, extraBuffers: args.extra, batch: args.batch });
   try {
     const deadline = Date.now() + args.wait * 1000;
     for (;;) {

@@ -2,70 +2,51 @@
  * `netmap nmreplay`: replay a pcap/pcapng file onto a netmap port. The work is done by
  * src/capture/replay.ts.
  */
-import { NetmapError } from '../errors.js';
-import '../port-types.js';
-import { openPort } from '../ports/index.js';
+import { loadPortTypesFor } from '../port-types-lazy.js';
+import { openPort } from '../ports/port.js';
 import { replayFile, type ReplayOptions } from '../capture/replay.js';
+import { parseNumber, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap nmreplay -f FILE -i PORT [-b BW | -r PPS | -F] [-l LOOPS] [-t SECONDS] [-c COUNT]
-  -f FILE      capture file to replay (pcap or pcapng)
-  -i PORT      netmap port to send on (netmap:p{1, vale0:a, netmap:eth1, ...)
-  -b BW        fixed bandwidth in bit/s, with k/M/G suffixes (e.g. 100M), counting 24 bytes of framing
-  -r PPS       fixed packet rate (packets per second, k/M suffixes)
-  -F           as fast as possible
-               (default: the timing recorded in the file)
-  -l LOOPS     passes over the file (default 1; 0 = until -t or -c)
-  -t SECONDS   stop after SECONDS
-  -c COUNT     stop after COUNT packets`;
+const NMREPLAY: ToolSpec = {
+  name: 'nmreplay',
+  synopsis: ['-f FILE -i PORT [-b BW | -r PPS | -F] [-l LOOPS] [-t SECONDS] [-c COUNT]'],
+  options: [
+    { short: 'f', value: 'FILE', help: 'capture file to replay (pcap or pcapng)' },
+    { short: 'i', value: 'PORT', help: 'netmap port to send on (netmap:p{1, vale0:a, netmap:eth1, ...)' },
+    { short: 'b', value: 'BW', help: 'fixed bandwidth in bit/s, with k/M/G suffixes (e.g. 100M), counting 24 bytes of framing' },
+    { short: 'r', value: 'PPS', help: 'fixed packet rate (packets per second, k/M suffixes)' },
+    { short: 'F', help: 'as fast as possible\n(default: the timing recorded in the file)' },
+    { short: 'l', value: 'LOOPS', help: 'passes over the file (default 1; 0 = until -t or -c)' },
+    { short: 't', value: 'SECONDS', help: 'stop after SECONDS' },
+    { short: 'c', value: 'COUNT', help: 'stop after COUNT packets' },
+  ],
+};
 
-function parseUnits(v: string | undefined, what: string): number {
-  const m = v === undefined ? null : /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(v);
-  if (m === null) throw new Error(`${what} needs a number with an optional k/M/G suffix, got '${v ?? ''}'`);
-  const mult = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 }[m[2]] as number;
-  const n = Number(m[1]) * mult;
-  if (!(n > 0)) throw new Error(`${what} must be positive`);
-  return n;
+interface Args { file: string; port: string; opts: ReplayOptions }
+
+function toArgs(p: ParsedArgs): Args {
+  if (p.operands.length > 0) usageFail(`unexpected argument '${p.operands[0]}'`);
+  const file = p.value('f'), port = p.value('i');
+  if (file === undefined) usageFail('give the file to replay (-f)');
+  if (port === undefined) usageFail('give the port to send on (-i)');
+  const opts: ReplayOptions = { mode: 'timed' };
+  // the last pacing option wins
+  for (const g of p.given) {
+    if (g.key === 'b') { opts.mode = 'bandwidth'; opts.bandwidth = parseNumber(g.value, '-b', POSITIVE); }
+    if (g.key === 'r') { opts.mode = 'rate'; opts.rate = parseNumber(g.value, '-r', POSITIVE); }
+    if (g.key === 'F') opts.mode = 'fast';
+  }
+  if (p.has('l')) opts.loops = p.number('l', 1, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  if (p.has('t')) opts.durationMs = p.number('t', 0, POSITIVE) * 1000;
+  if (p.has('c')) opts.count = p.number('c', 0, { ...POSITIVE, fraction: false });
+  return { file, port, opts };
 }
 
+const POSITIVE = { min: 0.001, max: 1e15, fraction: true, units: true };
+
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
-  let file: string | undefined, port: string | undefined;
-  const opts: ReplayOptions = { mode: 'timed' };
-  try {
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i];
-      const val = (): string => {
-        const v = argv[++i];
-        if (v === undefined) throw new Error(`option ${a} needs an argument`);
-        return v;
-      };
-      switch (a) {
-        case '-f': file = val(); break;
-        case '-i': port = val(); break;
-        case '-b': opts.mode = 'bandwidth'; opts.bandwidth = parseUnits(val(), '-b'); break;
-        case '-r': opts.mode = 'rate'; opts.rate = parseUnits(val(), '-r'); break;
-        case '-F': opts.mode = 'fast'; break;
-        case '-l': {
-          const v = val();
-          if (!/^\d+$/.test(v)) throw new Error(`-l needs a whole number, got '${v}'`);
-          opts.loops = Number(v);
-          break;
-        }
-        case '-t': opts.durationMs = parseUnits(val(), '-t') * 1000; break;
-        case '-c': opts.count = Math.floor(parseUnits(val(), '-c')); break;
-        default: throw new Error(`unknown argument '${a}'`);
-      }
-    }
-    if (file === undefined) throw new Error('give the file to replay (-f)');
-    if (port === undefined) throw new Error('give the port to send on (-i)');
-  } catch (e) {
-    console.error(`netmap nmreplay: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  try {
+  return runTool(NMREPLAY, argv, toArgs, async ({ file, port, opts }) => {
+    await loadPortTypesFor([port]);
     const p = openPort(port);
     try {
       const r = replayFile(file, p, opts);
@@ -75,11 +56,5 @@ export async function main(argv: string[]): Promise<number> {
       p.close();
     }
     return 0;
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap nmreplay: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  });
 }

@@ -2,48 +2,42 @@
  * `netmap pkt-gen`: netmap's packet generator and sink. Parses pkt-gen's options and hands the
  * run to the library (src/generator).
  */
-import { NetmapError, fail } from '../errors.js';
+import { fail } from '../errors.js';
 import { parseMac, parseRange } from '../generator/addr.js';
 import { DEFAULTS, FUNCTIONS, type GenConfig, type GenFunction } from '../generator/config.js';
-import { runPktGen } from '../generator/run.js';
+import { parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-export const USAGE = `usage: netmap pkt-gen -i port [-f function] [options]
-  -i port        netmap:IF, valeX:P, pipes NAME{N / NAME}N (a bare name gets netmap: prepended)
-  -f function    tx, rx (default), ping, pong, txseq, rxseq
-  -n count       packets to send/receive, 0 = forever (default 0); k/M/G suffixes accepted
-  -l size        frame length without CRC, 42..buffer size (default 60)
-  -b burst       batch per ring per poll (default 512; ping/pong 1)
-  -R rate        packets per second (tx, txseq); k/M/G suffixes accepted
-  -p threads     worker threads, each on its own ring (name-K) (default 1)
-  -d dst         ip[:port][-[ip][:port]] destination range (default 10.1.0.1:1234)
-  -s src         ip[:port][-[ip][:port]] source range (default 10.0.0.1:1234)
-  -D dst_mac     destination MAC (default ff:ff:ff:ff:ff:ff)
-  -S src_mac     source MAC (default 00:00:00:00:00:00)
-  -z / -Z        random source / destination address and port within the range
-  -w secs        wait before starting (default 0 for VALE ports and pipes, 2 otherwise)
-  -T ms          report interval (default 1000, 0 = none)
-  -W             rx, pong: exit after 1 s without traffic once traffic started
-                 (until the first frame it waits without limit, as netmap's pkt-gen does)
-  -a cpu         pin thread K to CPU (cpu + K) mod cpus
-  -c cpus        CPUs to use for pinning (default: all)
-  -N             do not normalise units in reports
-  -X             rx, rxseq: dump every frame received (hex, on stderr)
-  -v             verbose (repeat for more)
-  --json         machine-readable JSON lines on stdout instead of text
-  --spin us      busy-poll up to us microseconds before sleeping in poll (default 0)
-  -h, --help     this help`;
+const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
-const WITH_VALUE = new Set(['--spin', '-i', '-f', '-n', '-l', '-b', '-R', '-p', '-d', '-s', '-D', '-S', '-w', '-T', '-a', '-c']);
-const FLAGS = new Set(['-X', '-z', '-Z', '-W', '-N', '-v', '--json', '-h', '--help']);
-
-function parseCount(text: string, opt: string, min: number, max: number, suffixes: boolean): number {
-  const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(text);
-  if (m === null || (!suffixes && (m[2] !== '' || m[1]!.includes('.')))) fail('EINVAL', `${opt}: '${text}' is not ${suffixes ? 'a number (k/M/G suffixes allowed)' : 'an integer'}`);
-  const mult = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 }[m[2]!]!;
-  const v = Math.round(Number(m[1]) * mult);
-  if (v < min || v > max) fail('EINVAL', `${opt}: ${text} is out of range (${min}..${max})`);
-  return v;
-}
+export const PKT_GEN: ToolSpec = {
+  name: 'pkt-gen',
+  synopsis: ['-i port [-f function] [options]'],
+  options: [
+    { short: 'i', value: 'port', help: 'netmap:IF, valeX:P, pipes NAME{N / NAME}N (a bare name gets netmap: prepended)' },
+    { short: 'f', value: 'function', help: 'tx, rx (default), ping, pong, txseq, rxseq' },
+    { short: 'n', value: 'count', help: 'packets to send/receive, 0 = forever (default 0); k/M/G suffixes accepted' },
+    { short: 'l', value: 'size', help: 'frame length without CRC, 42..buffer size (default 60)' },
+    { short: 'b', value: 'burst', help: 'batch per ring per poll (default 512; ping/pong 1)' },
+    { short: 'R', value: 'rate', help: 'packets per second (tx, txseq); k/M/G suffixes accepted' },
+    { short: 'p', value: 'threads', help: 'worker threads, each on its own ring (name-K) (default 1)' },
+    { short: 'd', value: 'dst', help: 'ip[:port][-[ip][:port]] destination range (default 10.1.0.1:1234)' },
+    { short: 's', value: 'src', help: 'ip[:port][-[ip][:port]] source range (default 10.0.0.1:1234)' },
+    { short: 'D', value: 'dst_mac', help: 'destination MAC (default ff:ff:ff:ff:ff:ff)' },
+    { short: 'S', value: 'src_mac', help: 'source MAC (default 00:00:00:00:00:00)' },
+    { short: 'z', help: 'random source address and port within the range' },
+    { short: 'Z', help: 'random destination address and port within the range' },
+    { short: 'w', value: 'secs', help: 'wait before starting (default 0 for VALE ports and pipes, 2 otherwise)' },
+    { short: 'T', value: 'ms', help: 'report interval (default 1000, 0 = none)' },
+    { short: 'W', help: 'rx, pong: exit after 1 s without traffic once traffic started\n(until the first frame it waits without limit, as netmap\'s pkt-gen does)' },
+    { short: 'a', value: 'cpu', help: 'pin thread K to CPU (cpu + K) mod cpus' },
+    { short: 'c', value: 'cpus', help: 'CPUs to use for pinning (default: all)' },
+    { short: 'N', help: 'do not normalise units in reports' },
+    { short: 'X', help: 'rx, rxseq: dump every frame received (hex, on stderr)' },
+    { short: 'v', help: 'verbose (repeat for more)' },
+    { long: 'json', help: 'machine-readable JSON lines on stdout instead of text' },
+    { long: 'spin', value: 'us', help: 'busy-poll up to us microseconds before sleeping in poll (default 0)' },
+  ],
+};
 
 /** Turns pkt-gen's port argument into a port name. */
 export function portName(text: string): string {
@@ -53,92 +47,53 @@ export function portName(text: string): string {
   return `netmap:${text}`;
 }
 
-/** Parses pkt-gen's argument list; returns null for --help. Throws NetmapError (EINVAL) on bad input. */
+/** Parses pkt-gen's argument list; returns null for --help. Throws a UsageError on bad input. */
 export function parseArgs(argv: string[]): GenConfig | null {
-  const opts = new Map<string, string[]>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    let key = a, val: string | undefined;
-    if (!FLAGS.has(a) && !WITH_VALUE.has(a) && a.length > 2 && a[0] === '-' && a[1] !== '-' && WITH_VALUE.has(a.slice(0, 2))) {
-      key = a.slice(0, 2); val = a.slice(2); // -n100
-    }
-    if (FLAGS.has(key)) {
-      if (key === '-h' || key === '--help') return null;
-      opts.set(key, [...(opts.get(key) ?? []), '']);
-      continue;
-    }
-    if (!WITH_VALUE.has(key)) fail('EINVAL', a.startsWith('-') ? `unknown option '${a}'` : `unexpected argument '${a}'`);
-    if (val === undefined) {
-      val = argv[++i];
-      if (val === undefined) fail('EINVAL', `option ${key} needs a value`);
-    }
-    opts.set(key, [...(opts.get(key) ?? []), val]);
-  }
-  const one = (k: string): string | undefined => {
-    const v = opts.get(k);
-    if (v === undefined) return undefined;
-    if (v.length > 1 && k !== '-v') fail('EINVAL', `option ${k} given ${v.length} times`);
-    return v[0];
-  };
-  const ifText = one('-i');
-  if (ifText === undefined) fail('EINVAL', 'missing -i port (e.g. -i netmap:p{0 or -i vale0:a)');
+  return parseTool(PKT_GEN, argv, toConfig);
+}
+
+function toConfig(p: ParsedArgs): GenConfig {
+  if (p.operands.length > 0) usageFail(`unexpected argument '${p.operands[0]}'`);
+  const ifText = p.value('i');
+  if (ifText === undefined) usageFail('missing -i port (e.g. -i netmap:p{0 or -i vale0:a)');
   const ifname = portName(ifText);
-  const fnText = one('-f') ?? 'rx';
-  if (!(FUNCTIONS as readonly string[]).includes(fnText)) fail('EINVAL', `-f ${fnText}: unrecognised function (use ${FUNCTIONS.join(', ')})`);
+  const fnText = p.value('f') ?? 'rx';
+  if (!(FUNCTIONS as readonly string[]).includes(fnText)) usageFail(`-f ${fnText}: unrecognised function (use ${FUNCTIONS.join(', ')})`);
   const fn = fnText as GenFunction;
   const pingPong = fn === 'ping' || fn === 'pong';
-  const num = (k: string, def: number, min: number, max: number, suffixes = false): number => {
-    const v = one(k);
-    return v === undefined ? def : parseCount(v, k, min, max, suffixes);
-  };
   const isSoftPort = ifname.startsWith('vale') || /[{}]/.test(ifname);
   const cfg: GenConfig = {
     fn, ifname,
-    count: num('-n', 0, 0, Number.MAX_SAFE_INTEGER, true),
-    size: num('-l', DEFAULTS.size, 42, 65535),
-    burst: num('-b', pingPong ? DEFAULTS.pingBurst : DEFAULTS.burst, 1, DEFAULTS.maxBurst),
-    rate: num('-R', 0, 0, 1e10, true),
-    threads: num('-p', 1, 1, DEFAULTS.maxThreads),
-    src: parseRange(one('-s') ?? DEFAULTS.src, '-s'),
-    dst: parseRange(one('-d') ?? DEFAULTS.dst, '-d'),
-    srcMac: parseMac(one('-S') ?? DEFAULTS.srcMac, '-S'),
-    dstMac: parseMac(one('-D') ?? DEFAULTS.dstMac, '-D'),
-    randomSrc: opts.has('-z'),
-    randomDst: opts.has('-Z'),
-    waitSecs: num('-w', isSoftPort ? 0 : 2, 0, 3600),
-    reportMs: num('-T', DEFAULTS.reportMs, 0, 3600_000),
-    verbose: opts.get('-v')?.length ?? 0,
-    normalize: !opts.has('-N'),
-    json: opts.has('--json'),
-    idleExit: opts.has('-W'),
-    affinity: num('-a', -1, 0, 1023),
-    cpus: num('-c', 0, 0, 1024),
-    spinUs: num('--spin', 0, 0, 100_000),
-    dump: opts.has('-X'),
+    count: p.number('n', 0, { min: 0, max: NO_LIMIT, units: true }),
+    size: p.number('l', DEFAULTS.size, { min: 42, max: 65535 }),
+    burst: p.number('b', pingPong ? DEFAULTS.pingBurst : DEFAULTS.burst, { min: 1, max: DEFAULTS.maxBurst }),
+    rate: p.number('R', 0, { min: 0, max: 1e10, units: true }),
+    threads: p.number('p', 1, { min: 1, max: DEFAULTS.maxThreads }),
+    src: parseRange(p.value('s') ?? DEFAULTS.src, '-s'),
+    dst: parseRange(p.value('d') ?? DEFAULTS.dst, '-d'),
+    srcMac: parseMac(p.value('S') ?? DEFAULTS.srcMac, '-S'),
+    dstMac: parseMac(p.value('D') ?? DEFAULTS.dstMac, '-D'),
+    randomSrc: p.has('z'),
+    randomDst: p.has('Z'),
+    waitSecs: p.number('w', isSoftPort ? 0 : 2, { min: 0, max: 3600 }),
+    reportMs: p.number('T', DEFAULTS.reportMs, { min: 0, max: 3600_000 }),
+    verbose: p.count('v'),
+    normalize: !p.has('N'),
+    json: p.has('json'),
+    idleExit: p.has('W'),
+    affinity: p.number('a', -1, { min: 0, max: 1023 }),
+    cpus: p.number('c', 0, { min: 0, max: 1024 }),
+    spinUs: p.number('spin', 0, { min: 0, max: 100_000 }),
+    dump: p.has('X'),
   };
-  if (cfg.reportMs > 0 && cfg.reportMs < 10) fail('EINVAL', `-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
+  if (cfg.reportMs > 0 && cfg.reportMs < 10) usageFail(`-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
   return cfg;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let cfg: GenConfig | null;
-  try {
-    cfg = parseArgs(argv);
-  } catch (e) {
-    if (!(e instanceof NetmapError)) throw e;
-    console.error(`pkt-gen: ${e.message}\n${USAGE}`);
-    return 2;
-  }
-  if (cfg === null) {
-    console.log(USAGE);
-    return 0;
-  }
-  try {
-    const r = await runPktGen(cfg);
-    return r.status;
-  } catch (e) {
-    if (!(e instanceof NetmapError)) throw e;
-    console.error(`pkt-gen: ${e.message}`);
-    return 1;
-  }
+  // the generator (and with it every port type) is loaded only to run, not for --help or a bad argument
+  return runTool(PKT_GEN, argv, toConfig, async (cfg) => {
+    const { runPktGen } = await import('../generator/run.js');
+    return (await runPktGen(cfg)).status;
+  });
 }

@@ -3,20 +3,31 @@
  */
 import { NetmapError } from '../errors.js';
 import * as vale from '../switch/index.js';
+import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap vale-ctl [-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]
-  (no option)       list every port of every switch: <name> bridge_idx <b> port_idx <p>
-  -n port           create persistent VALE port 'port' (its own memory; -C sets its geometry)
-  -r port           remove persistent port 'port' (EBUSY while attached or open)
-  -a valeSW:port    attach persistent port (or interface) 'port' to switch valeSW
-  -h valeSW:port    attach an interface and its host stack (interfaces only)
-  -d valeSW:port    detach 'port' from switch valeSW
-  -l valeSW:port    print bridge and port index of valeSW:port
-  -s [valeSW]       print per-port counters (tx/rx packets, bytes, drops) of one or every switch
-  -C tx_slots[,rx_slots[,tx_rings[,rx_rings]]]
-                    geometry for -n (1 number: both slot counts; 3 numbers: 3rd is both ring counts)
-  -v                verbose
-  --help            this text`;
+const VALE_CTL: ToolSpec = {
+  name: 'vale-ctl',
+  synopsis: ['[-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]'],
+  preamble: ['with no option: list every port of every switch, \'<name> bridge_idx <b> port_idx <p>\''],
+  // netmap's vale-ctl options (getopt "d:a:h:g:l:n:r:C:p:P:m:v"), plus -s
+  options: [
+    { short: 'n', value: 'port', many: true, help: 'create persistent VALE port \'port\' (its own memory; -C sets its geometry)' },
+    { short: 'r', value: 'port', many: true, help: 'remove persistent port \'port\' (EBUSY while attached or open)' },
+    { short: 'a', value: 'valeSW:port', many: true, help: 'attach persistent port (or interface) \'port\' to switch valeSW' },
+    { short: 'h', value: 'valeSW:port', many: true, help: 'attach an interface and its host stack (interfaces only)' },
+    { short: 'd', value: 'valeSW:port', many: true, help: 'detach \'port\' from switch valeSW' },
+    { short: 'l', value: 'valeSW:port', many: true, help: 'print bridge and port index of valeSW:port' },
+    { short: 's', help: 'print per-port counters (tx/rx packets, bytes, drops) of the switch given\nas operand (-s valeSW), or of every switch' },
+    { short: 'C', value: 'spec', many: true, help: 'tx_slots[,rx_slots[,tx_rings[,rx_rings]]]: geometry for -n\n(1 number: both slot counts; 3 numbers: 3rd is both ring counts)' },
+    { short: 'g', value: 'port', many: true, help: 'netmap: port info (not supported here)' },
+    { short: 'p', value: 'port', many: true, help: 'netmap: start polling kernel threads (not supported here)' },
+    { short: 'P', value: 'port', many: true, help: 'netmap: stop polling (not supported here)' },
+    { short: 'm', value: 'memid', many: true, help: 'netmap: memory region of -n (not supported here)' },
+    { short: 'v', many: true, help: 'verbose' },
+  ],
+  // netmap's getopt on Linux permutes: the switch of -s may come anywhere
+  permute: true,
+};
 
 const STRERROR: Record<string, string> = {
   EEXIST: 'File exists', EBUSY: 'Device or resource busy', ENXIO: 'No such device or address',
@@ -37,42 +48,35 @@ function parseConf(text: string): vale.ValeGeometry | string {
   return g;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let action: Action = 'list';
-  let arg = '';
-  let conf: vale.ValeGeometry | null = null;
-  let verbose = false;
-  const bad = (msg: string): number => { console.error(`vale-ctl: ${msg}\n${USAGE}`); return 1; };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--help') { console.log(USAGE); return 0; }
-    if (a === '-v') { verbose = true; continue; }
-    const m = /^-([nrahdlsCmpPg])(.*)$/.exec(a);
-    if (m === null) return bad(a.startsWith('-') ? `bad option ${a}` : `unexpected argument '${a}'`);
-    const opt = m[1]!;
-    let value = m[2]!;
-    if (value === '') {
-      const nextArg = argv[i + 1];
-      if (opt === 's' && (nextArg === undefined || nextArg.startsWith('-'))) { action = 's'; arg = ''; continue; }
-      if (nextArg === undefined) return bad(`option -${opt} needs an argument`);
-      value = nextArg;
-      i++;
-    }
-    if (opt === 'C') {
-      const g = parseConf(value);
-      if (typeof g === 'string') return bad(g);
-      conf = g;
-    } else if (opt === 'm' || opt === 'p' || opt === 'P' || opt === 'g') {
-      return bad(`option -${opt} is not supported by netmap-ts vale-ctl`);
-    } else {
-      action = opt as Action; // the last action option wins, as in netmap's vale-ctl
-      arg = value;
-    }
+interface Args { action: Action; arg: string; conf: vale.ValeGeometry | null; verbose: boolean }
+
+const ACTIONS = new Set<string>(['n', 'r', 'a', 'h', 'd', 'l', 's']);
+
+function toArgs(p: ParsedArgs): Args {
+  const a: Args = { action: 'list', arg: '', conf: null, verbose: p.has('v') };
+  for (const unsupported of ['g', 'p', 'P', 'm']) if (p.has(unsupported)) usageFail(`option -${unsupported} is not supported by netmap-ts vale-ctl`);
+  // the last action option wins, as in netmap's vale-ctl
+  for (const g of p.given) if (ACTIONS.has(g.key)) { a.action = g.key as Action; a.arg = g.value; }
+  if (p.operands.length > (a.action === 's' ? 1 : 0)) usageFail(`unexpected argument '${p.operands.at(-1)}'`);
+  if (a.action === 's') a.arg = p.operands[0] ?? '';
+  if (a.action === 'l' && !a.arg.startsWith('vale')) usageFail(`invalid vale port name: '${a.arg}'`);
+  const confText = p.value('C');
+  if (confText !== undefined) {
+    const g = parseConf(confText);
+    if (typeof g === 'string') usageFail(g);
+    a.conf = g;
   }
+  return a;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  return runTool(VALE_CTL, argv, toArgs, run);
+}
+
+async function run({ action, arg, conf, verbose }: Args): Promise<number> {
   try {
-    // Every port type and the interfaces layer's attach hook, for the actions that create,
-    // attach or detach; listing reads the switches only (and starts faster without them).
-    // every port type (the interface type's switchAttach serves -a/-h/-d); listing needs none (start-up time)
+    // every port type (the interface type's switchAttach serves -a/-h/-d); listing reads the
+    // switches only and starts faster without them
     if (action !== 'list' && action !== 's' && action !== 'l') await import('../port-types.js');
     switch (action) {
       case 'list':
@@ -87,7 +91,6 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'l': {
-        if (!arg.startsWith('vale')) return bad(`invalid vale port name: '${arg}'`);
         const r = vale.locate(arg);
         console.log(`bridge_idx: ${r.bridge}`);
         console.log(`port_idx:   ${r.port}`);

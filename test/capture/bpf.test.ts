@@ -105,7 +105,7 @@ function randomProgram(r: () => number, len: number): BpfProgram {
     0x1d, 0x2d, 0x3d, 0x4d, 0x06, 0x16];
   const prog: BpfProgram = [];
   for (let i = 0; i < len - 1; i++) {
-    const code = ops[Math.floor(r() * ops.length)];
+    const code = ops[Math.floor(r() * ops.length)]!;
     let k = r() < 0.5 ? Math.floor(r() * 80) : Math.floor(r() * 0x100000000);
     if (code === 0x60 || code === 0x61 || code === 0x02 || code === 0x03) k %= 16;
     if ((code === 0x34 || code === 0x94) && k === 0) k = 3;

@@ -30,7 +30,7 @@ const PORTS = [20, 21, 22, 53, 67, 68, 80, 123, 443, 1024, 5000, 8080, 65535];
 
 export function buildCorpus(count = 600, seed = 1): CorpusPacket[] {
   const r = rng(seed);
-  const pick = <T>(a: T[]): T => a[Math.floor(r() * a.length)];
+  const pick = <T>(a: T[]): T => a[Math.floor(r() * a.length)]!;
   const int = (lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
   const port = (): number => (r() < 0.8 ? pick(PORTS) : int(1, 65535));
   const tcpOpts = (): Bytes => {

@@ -61,9 +61,9 @@ test('pcap round trip (microseconds and nanoseconds), small read buffer gives th
       recs.forEach((r, i) => {
         assert.equal(r.sec, TS_BASE + i);
         assert.equal(r.nsec, nano ? 123456789 : 123456000);
-        assert.equal(r.caplen, packets[i].caplen);
-        assert.equal(r.wirelen, packets[i].frame.length);
-        assert.equal(r.hex, Buffer.from(packets[i].frame.subarray(0, packets[i].caplen)).toString('hex'));
+        assert.equal(r.caplen, packets[i]!.caplen);
+        assert.equal(r.wirelen, packets[i]!.frame.length);
+        assert.equal(r.hex, Buffer.from(packets[i]!.frame.subarray(0, packets[i]!.caplen)).toString('hex'));
       });
       assert.deepEqual(readAll(file, 4096).recs, recs);
     }
@@ -82,8 +82,8 @@ test('snapshot length truncates written records; big-endian and modified pcap he
     w.close();
     const { recs, reader } = readAll(file);
     assert.equal(reader.snaplen, 20);
-    assert.equal(recs[0].caplen, 20);
-    assert.equal(recs[0].wirelen, 100);
+    assert.equal(recs[0]!.caplen, 20);
+    assert.equal(recs[0]!.wirelen, 100);
     // Big-endian nanosecond file, built by hand.
     const be = Buffer.alloc(24 + 16 + 4);
     be.writeUInt32BE(0xa1b23c4d, 0); be.writeUInt16BE(2, 4); be.writeUInt16BE(4, 6); be.writeUInt32BE(65535, 16); be.writeUInt32BE(1, 20);
@@ -112,8 +112,8 @@ test('pcapng: several interfaces, nanosecond resolution, simple packet blocks, r
     const { recs, reader } = readAll(file);
     assert.equal(reader.format, 'pcapng');
     assert.equal(reader.interfaces.length, 2);
-    assert.equal(reader.interfaces[0].name, 'vale0:a');
-    assert.equal(reader.interfaces[1].unitsPerSec, 1e9);
+    assert.equal(reader.interfaces[0]!.name, 'vale0:a');
+    assert.equal(reader.interfaces[1]!.unitsPerSec, 1e9);
     assert.deepEqual(recs.map((r) => [r.sec, r.nsec, r.caplen, r.wirelen, r.ifIndex]), [
       [TS_BASE, 1000, 60, 60, 0], [TS_BASE + 1, 999999999, 128, 200, 1], [4000000000, 5, 61, 61, 1], [0, 0, 62, 62, 0],
     ]);
@@ -149,7 +149,7 @@ test('files we write are read identically by tcpdump, tshark and capinfos', (t) 
       const theirs = tsharkFields(file);
       assert.equal(theirs.length, ours.length);
       ours.forEach((r, i) => {
-        const [epoch, cap, len, ifid] = theirs[i].split('\t');
+        const [epoch, cap, len, ifid] = theirs[i]!.split('\t');
         const frac = String(r.nsec).padStart(9, '0').slice(0, digits);
         assert.equal(epoch, `${r.sec}.${frac.padEnd(9, '0')}`, `${file} packet ${i}`);
         assert.equal(Number(cap), r.caplen);
@@ -186,7 +186,7 @@ test('files tcpdump, tshark and editcap write (nanosecond pcap, pcapng) are read
       ['tshark.pcapng', ['tshark', '-r', src, '-F', 'pcapng', '-w', path.join(dir, 'tshark.pcapng')]],
     ];
     for (const [name, cmd] of variants) {
-      const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: 60000 });
+      const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 60000 });
       assert.equal(r.status, 0, `${cmd.join(' ')}: ${r.stderr}`);
       const { recs, reader } = readAll(path.join(dir, name));
       assert.equal(reader.format, name.endsWith('pcapng') ? 'pcapng' : 'pcap', name);
@@ -197,7 +197,7 @@ test('files tcpdump, tshark and editcap write (nanosecond pcap, pcapng) are read
     if (have('mergecap')) {
       const b = path.join(dir, 'b.pcapng');
       const wb = new PcapngWriter(b, { interfaces: [{ name: 'other', linktype: 1 }] });
-      wb.write(packets[0].frame, 0, 60, 60, TS_BASE + 1000, 0, 0);
+      wb.write(packets[0]!.frame, 0, 60, 60, TS_BASE + 1000, 0, 0);
       wb.close();
       const merged = path.join(dir, 'merged.pcapng');
       assert.equal(spawnSync('mergecap', ['-I', 'none', '-w', merged, path.join(dir, 'editcap.pcapng'), b]).status, 0);
@@ -220,7 +220,7 @@ test('corrupt or truncated files: clear error naming the offset, earlier records
     const bytes = fs.readFileSync(good);
     // Truncated inside the 10th record.
     let off = 24;
-    for (let i = 0; i < 9; i++) off += 16 + packets[i].caplen;
+    for (let i = 0; i < 9; i++) off += 16 + packets[i]!.caplen;
     const cut = path.join(dir, 'cut.pcap');
     fs.writeFileSync(cut, bytes.subarray(0, off + 20));
     const rd = openCaptureFile(cut);
@@ -248,7 +248,7 @@ test('corrupt or truncated files: clear error naming the offset, earlier records
     // pcapng with a damaged block length.
     const ng = path.join(dir, 'x.pcapng');
     const w = new PcapngWriter(ng);
-    for (let i = 0; i < 5; i++) w.write(packets[i].frame, 0, packets[i].caplen, packets[i].frame.length, i, 0);
+    for (let i = 0; i < 5; i++) w.write(packets[i]!.frame, 0, packets[i]!.caplen, packets[i]!.frame.length, i, 0);
     w.close();
     const ngBytes = fs.readFileSync(ng);
     const shbLen = ngBytes.readUInt32LE(4);
@@ -276,7 +276,7 @@ test('large files read through the sliding mapping give the same records as read
     const w = new PcapWriter(file);
     let n = 0;
     while (w.bytesWritten < 70 * 1024 * 1024) { // crosses the 64 MiB window
-      const p = packets[n % packets.length];
+      const p = packets[n % packets.length]!;
       w.write(p.frame, 0, p.caplen, p.frame.length, TS_BASE + n, 0);
       n++;
     }
@@ -285,7 +285,7 @@ test('large files read through the sliding mapping give the same records as read
       const rd = openCaptureFile(f, mmap ? { mapper: mapFileReadOnly } : { mmap: false });
       let count = 0, sum = 0, last = -1, error = '';
       try {
-        rd.dispatch(0, (u8, o, c, _w, s) => { count++; sum = (sum + u8[o + (c >> 1)] * count + c) % 1000000007; last = s; });
+        rd.dispatch(0, (u8, o, c, _w, s) => { count++; sum = (sum + u8[o + (c >> 1)]! * count + c) % 1000000007; last = s; });
       } catch (e) {
         error = (e as Error).message;
       } finally {

@@ -118,7 +118,7 @@ function indicesOf(records: Rec[], body: Buffer): number[] {
   const sel: number[] = [];
   let o = 0;
   for (let i = 0; i < records.length && o < body.length; i++) {
-    const r = records[i].raw;
+    const r = records[i]!.raw;
     if (o + r.length <= body.length && Buffer.compare(body.subarray(o, o + r.length), r) === 0) {
       sel.push(i);
       o += r.length;
@@ -130,7 +130,7 @@ function indicesOf(records: Rec[], body: Buffer): number[] {
 function ourSelection(records: Rec[], filter: (u8: Uint8Array, o: number, c: number, w: number) => number): number[] {
   const sel: number[] = [];
   for (let i = 0; i < records.length; i++) {
-    const r = records[i];
+    const r = records[i]!;
     if (filter(r.raw, 16, r.caplen, r.wirelen) !== 0) sel.push(i);
   }
   return sel;
@@ -139,7 +139,7 @@ function ourSelection(records: Rec[], filter: (u8: Uint8Array, o: number, c: num
 function sameBody(records: Rec[], sel: number[], body: Buffer): boolean {
   let o = 0;
   for (const i of sel) {
-    const r = records[i].raw;
+    const r = records[i]!.raw;
     if (o + r.length > body.length || Buffer.compare(body.subarray(o, o + r.length), r) !== 0) return false;
     o += r.length;
   }
@@ -169,7 +169,7 @@ export async function runOracle(dir: string, parallel = 2): Promise<OracleReport
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < todo.length) {
-      const { expr } = todo[next++];
+      const { expr } = todo[next++]!;
       const theirs = await tcpdumpRun(pcap, expr);
       let prog;
       let ourError = '';

@@ -21,7 +21,7 @@ const stripe = counters.acquireStripe();
 const ev = buildEvaluator(job.config, { counters, dyn, stripe }, { name: (id) => (id === 0 ? 'veth0' : null), generation: 1 }, { compiled: job.compiled, seed: 7 });
 const frames = job.frames.map((f) => Uint8Array.from(f));
 for (let i = 0; i < job.packets; i++) {
-  const f = frames[i % frames.length];
+  const f = frames[i % frames.length]!;
   ev.check(f, 0, f.length, true, 0, -1, 1_700_000_000_000);
 }
 if (!job.keepStripe) counters.releaseStripe(stripe);

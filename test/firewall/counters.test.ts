@@ -25,15 +25,15 @@ for (const compiled of [false, true]) {
     const cfg = ruleset();
     const { ev, shared } = build(cfg, compiled);
     const n = 3000;
-    for (let i = 0; i < n; i++) verdict(ev, frames[i % 3], { now: 1_700_000_123_456 });
-    const read = (k: number) => shared.counters.read(cfg.rules[k].slot);
+    for (let i = 0; i < n; i++) verdict(ev, frames[i % 3]!, { now: 1_700_000_123_456 });
+    const read = (k: number) => shared.counters.read(cfg.rules[k]!.slot);
     assert.deepEqual(read(0), { packets: n, bytes: 1000 * (40 + 40 + 28), lastMatch: 1_700_000_123 });
     assert.deepEqual(read(1), { packets: 1000, bytes: 1000 * 40, lastMatch: 1_700_000_123 });
     assert.deepEqual(read(2), { packets: 1000, bytes: 1000 * 40, lastMatch: 1_700_000_123 });
     assert.deepEqual(read(3), { packets: 1000, bytes: 1000 * 28, lastMatch: 1_700_000_123 }, 'ICMP falls to the default rule');
-    shared.counters.zero(cfg.rules[0].slot);
+    shared.counters.zero(cfg.rules[0]!.slot);
     assert.deepEqual(read(0), { packets: 0, bytes: 0, lastMatch: 0 });
-    verdict(ev, frames[0]);
+    verdict(ev, frames[0]!);
     assert.equal(read(0).packets, 1, 'counting resumes from zero');
     assert.equal(shared.counters.logOne(5, 2) && shared.counters.logOne(5, 2), true);
     assert.equal(shared.counters.logOne(5, 2), false, 'logamount reached');
@@ -67,19 +67,19 @@ test('two worker threads on one SharedArrayBuffer add up exactly; a dead stripe 
   assert.notEqual(a.stripe, b.stripe, 'each thread counts into its own stripe');
   assert.ok(a.stripe > 0 && b.stripe > 0);
   const counters = new Counters(sab, cOff, cLen, stripes);
-  assert.equal(counters.read(cfg.rules[0].slot).packets, 2 * n, 'the count rule saw every packet of both threads');
+  assert.equal(counters.read(cfg.rules[0]!.slot).packets, 2 * n, 'the count rule saw every packet of both threads');
   // Exact split: n = 200000 packets per worker cycle over 3 frames: TCP gets ceil(n/3), UDP and ICMP the rest.
   const tcpPer = Math.ceil(n / 3), udpPer = Math.floor((n + 1) / 3), icmpPer = Math.floor(n / 3);
-  assert.equal(counters.read(cfg.rules[2].slot).packets, 2 * tcpPer);
-  assert.equal(counters.read(cfg.rules[1].slot).packets, 2 * udpPer);
-  assert.equal(counters.read(cfg.rules[3].slot).packets, 2 * icmpPer);
-  assert.equal(counters.read(cfg.rules[0].slot).bytes, 2 * (tcpPer * 40 + udpPer * 40 + icmpPer * 28));
+  assert.equal(counters.read(cfg.rules[2]!.slot).packets, 2 * tcpPer);
+  assert.equal(counters.read(cfg.rules[1]!.slot).packets, 2 * udpPer);
+  assert.equal(counters.read(cfg.rules[3]!.slot).packets, 2 * icmpPer);
+  assert.equal(counters.read(cfg.rules[0]!.slot).bytes, 2 * (tcpPer * 40 + udpPer * 40 + icmpPer * 28));
   // Both workers exited holding their stripes: this thread takes one over, sums intact.
   const s = counters.acquireStripe();
   assert.ok(s === a.stripe || s === b.stripe, `took over a dead thread's stripe (${s})`);
-  const before = counters.read(cfg.rules[0].slot).packets;
-  counters.add(s, cfg.rules[0].slot, 10, 1);
-  assert.equal(counters.read(cfg.rules[0].slot).packets, before + 1);
+  const before = counters.read(cfg.rules[0]!.slot).packets;
+  counters.add(s, cfg.rules[0]!.slot, 10, 1);
+  assert.equal(counters.read(cfg.rules[0]!.slot).packets, before + 1);
   counters.releaseStripe(s);
 });
 
@@ -145,7 +145,7 @@ test('two threads installing and hitting the same 500 flows at once: 500 states,
   const dyn = new DynTable(sab, dOff, dLen, capacity);
   const states = dyn.list(1_700_000_000_000);
   assert.equal(states.length, 500, 'one state per flow, however the two threads raced');
-  assert.equal(counters.read(cfg.rules[1].slot).packets, 2 * n, 'every packet passed by rule 200');
+  assert.equal(counters.read(cfg.rules[1]!.slot).packets, 2 * n, 'every packet passed by rule 200');
   const onStates = states.reduce((s, x) => s + x.packets, 0);
   assert.ok(onStates >= 2 * n - 1000 && onStates <= 2 * n - 500, `state hits ${onStates}: all but the installing packets`);
 });

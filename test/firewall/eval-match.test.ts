@@ -248,17 +248,17 @@ for (const compiled of [false, true]) {
     const f = ip4(A, B, tcp(1, 2));
     for (let i = 0; i < 5; i++) assert.equal(verdict(ev, f), V_PIPE);
     assert.equal(ev.arg, 7);
-    assert.equal(cfg.rules[ev.ruleIndex].number, 700);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 700);
     const counts = cfg.rules.map((r) => [r.number, shared.counters.read(r.slot).packets]);
     assert.deepEqual(counts, [[100, 5], [200, 5], [300, 0], [400, 5], [500, 5], [600, 0], [700, 5], [1000, 5], [1100, 5], [1200, 0], [65535, 0]]);
-    assert.equal(shared.counters.read(cfg.rules[0].slot).bytes, 5 * 40);
+    assert.equal(shared.counters.read(cfg.rules[0]!.slot).bytes, 5 * 40);
     assert.equal(verdict(ev, ip4(A, B, udp(1, 2))), V_DENY);
-    assert.equal(cfg.rules[ev.ruleIndex].number, 300);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 300);
     // return with an empty stack goes on with the next rule, uncounted.
     const r2 = config([rule(100, 'return', 0, []), rule(200, 'deny', 0, [])]);
     const t = build(r2, compiled);
     assert.equal(verdict(t.ev, f), V_DENY);
-    assert.equal(t.shared.counters.read(r2.rules[0].slot).packets, 0);
+    assert.equal(t.shared.counters.read(r2.rules[0]!.slot).packets, 0);
   });
 
   test(`${mode}: tags, prob, tablearg, tables with longest-prefix match and values`, () => {
@@ -278,14 +278,14 @@ for (const compiled of [false, true]) {
     });
     const { ev } = build(cfg, compiled);
     assert.equal(verdict(ev, ip4(A, B, udp(1, 80))), V_DENY);
-    assert.equal(cfg.rules[ev.ruleIndex].number, 200, 'tag 5 from rule 100 seen by tagged 4-6');
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 200, 'tag 5 from rule 100 seen by tagged 4-6');
     assert.equal(verdict(ev, ip4(A, '198.18.2.9', tcp(1, 80))), V_PIPE, '/16 value 500: skipto 500, dst-port 80 → pipe 9');
     assert.equal(ev.arg, 9);
     assert.equal(verdict(ev, ip4(A, '198.18.1.77', tcp(1, 81))), V_RESET, '/24 value 600: skipto 600; src is /16 (500), not 650');
     assert.equal(verdict(ev, ip4(A, B, tcp(1, 81))), V_RESET, '/32 value 650: skipto 650 lands on 700');
-    assert.equal(cfg.rules[ev.ruleIndex].number, 700);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 700);
     assert.equal(verdict(ev, ip4(B, '198.18.1.77', tcp(1, 81))), V_PASS, 'dst /24: skipto 600; src /32 value 650 matches table(T,650)');
-    assert.equal(cfg.rules[ev.ruleIndex].number, 600);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 600);
     assert.equal(verdict(ev, ip4(A, '10.0.0.1', tcp(1, 81))), V_DENY, 'no table entry: rule 400');
     assert.equal(verdict(ev, ip6(A6, '2001:db8::99', tcp(1, 81))), V_RESET, 'IPv6 prefix: value 600');
     // prob: about half of 2000 packets.
@@ -329,7 +329,7 @@ for (const compiled of [false, true]) {
     assert.equal(verdict(ev, ip4(A, B, udp(1, 9))), V_PIPE); assert.equal(ev.arg, 3, 'rulenum 300 is in N');
     const vale = { dirIn: false, recvIf: 0, xmitIf: 2 };
     assert.equal(verdict(ev, ip4(A, B, tcp(1, 9)), vale), V_PIPE, 'rule 300 still first');
-    const cfg2 = config([cfg.rules[3], cfg.rules[4]].map((r) => ({ ...r, slot: -1 })), { tables: cfg.tables });
+    const cfg2 = config([cfg.rules[3]!, cfg.rules[4]!].map((r) => ({ ...r, slot: -1 })), { tables: cfg.tables });
     const t = build(cfg2, compiled);
     assert.equal(verdict(t.ev, ip4(A, B, tcp(1, 9)), vale), V_RESET, 'xmit valeA:p0 on the output path');
     assert.equal(verdict(t.ev, ip4(A, B, tcp(1, 9))), V_PASS, 'kipfw path: no output interface');
@@ -351,7 +351,7 @@ for (const compiled of [false, true]) {
     const { ev, shared } = build(cfg, compiled);
     const f = ip4(A, B, udp(1, 2), { tos: 0x03 });
     assert.equal(verdict(ev, f), V_DENY);
-    assert.equal(cfg.rules[ev.ruleIndex].number, 200);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 200);
     assert.equal(f[15], (46 << 2) | 3);
     assert.equal(ipv4Checksum(f), 0, 'header checksum still verifies');
     const g = ip6(A6, B6, udp(1, 2), { tclass: 0x01 });
@@ -359,7 +359,7 @@ for (const compiled of [false, true]) {
     const p = new PacketInfo(); p.decode(g, 0, g.length);
     assert.equal(p.tos, (46 << 2) | 1);
     assert.equal(verdict(ev, arp), V_PASS);
-    assert.equal(shared.counters.read(cfg.rules[0].slot).packets, 2, 'non-IP frames are not counted by setdscp');
+    assert.equal(shared.counters.read(cfg.rules[0]!.slot).packets, 2, 'non-IP frames are not counted by setdscp');
   });
 
   test(`${mode}: resume after a pipe rule continues with the next rule`, () => {

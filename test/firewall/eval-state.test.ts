@@ -37,23 +37,23 @@ for (const compiled of [false, true]) {
     const t0 = 5_000_000;
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1234, TH.SYN)), { now: t0 }), V_DENY, 'B may not open');
     assert.equal(verdict(ev, ip4(A, B, tcp(1234, 80, TH.SYN)), { now: t0 }), V_PASS);
-    assert.equal(cfg.rules[ev.ruleIndex].number, 200);
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 200);
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1234, TH.SYN | TH.ACK, 1001)), { now: t0 + 10 }), V_PASS, 'the reply rides the state');
-    assert.equal(cfg.rules[ev.ruleIndex].number, 200, 'the parent rule decides');
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 200, 'the parent rule decides');
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1235, TH.SYN | TH.ACK)), { now: t0 + 10 }), V_DENY, 'another port: no state');
     const list = shared.dyn.list(t0 + 10);
     assert.equal(list.length, 1);
-    assert.equal(list[0].ruleNumber, 200);
-    assert.equal(list[0].kind, 'STATE');
-    assert.equal(list[0].src, A); assert.equal(list[0].srcPort, 1234);
-    assert.equal(list[0].dst, B); assert.equal(list[0].dstPort, 80);
-    assert.equal(list[0].packets, 1, 'the reply counted on the state (the installing packet is not, as ipfw 2014)');
-    assert.equal(list[0].bytes, 40);
-    assert.equal(list[0].remaining, 20, 'SYNs only: dyn_syn_lifetime');
-    assert.equal(list[0].name, 'default');
+    assert.equal(list[0]!.ruleNumber, 200);
+    assert.equal(list[0]!.kind, 'STATE');
+    assert.equal(list[0]!.src, A); assert.equal(list[0]!.srcPort, 1234);
+    assert.equal(list[0]!.dst, B); assert.equal(list[0]!.dstPort, 80);
+    assert.equal(list[0]!.packets, 1, 'the reply counted on the state (the installing packet is not, as ipfw 2014)');
+    assert.equal(list[0]!.bytes, 40);
+    assert.equal(list[0]!.remaining, 20, 'SYNs only: dyn_syn_lifetime');
+    assert.equal(list[0]!.name, 'default');
     // counters: rule 200 counted the SYN and the reply; check-state itself is never counted.
-    assert.equal(shared.counters.read(cfg.rules[1].slot).packets, 2);
-    assert.equal(shared.counters.read(cfg.rules[0].slot).packets, 0);
+    assert.equal(shared.counters.read(cfg.rules[1]!.slot).packets, 2);
+    assert.equal(shared.counters.read(cfg.rules[0]!.slot).packets, 0);
   });
 
   test(`${mode}: TCP lifetimes: SYN 20 s, established 300 s, both FINs 1 s; expire() removes`, () => {
@@ -63,21 +63,21 @@ for (const compiled of [false, true]) {
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.SYN)), { now: t0 });
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.SYN | TH.ACK, 1)), { now: t0 + 19_000 }), V_PASS, 'alive at 19 s');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 1)), { now: t0 + 19_100 });
-    assert.equal(shared.dyn.list(t0 + 19_100)[0].remaining, 300, 'ACKs both ways: dyn_ack_lifetime');
+    assert.equal(shared.dyn.list(t0 + 19_100)[0]!.remaining, 300, 'ACKs both ways: dyn_ack_lifetime');
     // An ACK number going backwards (by sequence arithmetic) does not count as an ACK seen.
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 0x80000001)), { now: t0 + 200_000 });
     verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 1)), { now: t0 + 200_100 });
-    assert.equal(shared.dyn.list(t0 + 200_100)[0].remaining, 119, 'only the reply ACK counted: lifetime not extended');
+    assert.equal(shared.dyn.list(t0 + 200_100)[0]!.remaining, 119, 'only the reply ACK counted: lifetime not extended');
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 2)), { now: t0 + 319_000 }), V_PASS, 'alive 299.9 s later');
-    assert.equal(shared.dyn.list(t0 + 319_000)[0].remaining, 1, 'an ACK one way only does not extend the lifetime (ipfw needs both)');
+    assert.equal(shared.dyn.list(t0 + 319_000)[0]!.remaining, 1, 'an ACK one way only does not extend the lifetime (ipfw needs both)');
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.ACK, 2)), { now: t0 + 319_050 });
-    assert.equal(shared.dyn.list(t0 + 319_050)[0].remaining, 300);
+    assert.equal(shared.dyn.list(t0 + 319_050)[0]!.remaining, 300);
     verdict(ev, ip4(A, B, tcp(1000, 80, TH.FIN | TH.ACK, 2)), { now: t0 + 320_000 });
-    assert.equal(shared.dyn.list(t0 + 320_000)[0].remaining, 300, 'one FIN: still the ack lifetime');
+    assert.equal(shared.dyn.list(t0 + 320_000)[0]!.remaining, 300, 'one FIN: still the ack lifetime');
     verdict(ev, ip4(B, A, tcp(80, 1000, TH.FIN | TH.ACK, 3)), { now: t0 + 320_100 });
-    assert.equal(shared.dyn.list(t0 + 320_100)[0].remaining, 1, 'both FINs: dyn_fin_lifetime');
+    assert.equal(shared.dyn.list(t0 + 320_100)[0]!.remaining, 1, 'both FINs: dyn_fin_lifetime');
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 1000, TH.ACK, 3)), { now: t0 + 321_200 }), V_DENY, 'expired');
-    assert.equal(shared.dyn.list(t0 + 321_200)[0].expired, true, 'listed as expired until the timer runs');
+    assert.equal(shared.dyn.list(t0 + 321_200)[0]!.expired, true, 'listed as expired until the timer runs');
     assert.equal(shared.dyn.expire(t0 + 321_200), 1);
     assert.equal(shared.dyn.list(t0 + 321_200).length, 0);
     // A SYN-only state dies after 20 s.
@@ -95,7 +95,7 @@ for (const compiled of [false, true]) {
     const { ev, shared } = build(cfg, compiled);
     const t0 = 1_000_000;
     assert.equal(verdict(ev, ip4(A, B, { kind: 'udp', sport: 53, dport: 53 }), { now: t0 }), V_PASS);
-    assert.equal(shared.dyn.list(t0)[0].remaining, 7);
+    assert.equal(shared.dyn.list(t0)[0]!.remaining, 7);
     assert.equal(verdict(ev, ip4(B, A, { kind: 'udp', sport: 53, dport: 53 }), { now: t0 + 6_900 }), V_PASS);
     assert.equal(verdict(ev, ip4(B, A, { kind: 'udp', sport: 53, dport: 53 }), { now: t0 + 6_900 + 7_001 }), V_DENY);
   });
@@ -119,7 +119,7 @@ for (const compiled of [false, true]) {
     const { ev } = build(cfg, compiled, { shared });
     for (let i = 0; i < 3; i++) assert.equal(verdict(ev, ip4(A, B, tcp(2000 + i, 80, TH.SYN))), V_PASS);
     assert.equal(verdict(ev, ip4(A, B, tcp(2003, 80, TH.SYN))), V_DENY, 'dyn_max reached');
-    assert.equal(cfg.rules[ev.ruleIndex].number, 200, 'denied by the keep-state rule');
+    assert.equal(cfg.rules[ev.ruleIndex]!.number, 200, 'denied by the keep-state rule');
     assert.equal(shared.dyn.statistics().full, 1);
     assert.equal(shared.dyn.statistics().count, 3);
     const big = statefulConfig({ dynMax: 100 });
@@ -167,7 +167,7 @@ for (const compiled of [false, true]) {
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 5, TH.SYN | TH.ACK))), V_PASS);
     assert.equal(verdict(ev, ip4(B, A, tcp(22, 6, TH.SYN | TH.ACK))), V_DENY, 'the :ssh state is not seen by check-state :web');
     assert.deepEqual(shared.dyn.list(1_000_000).map((s) => s.name).sort(), ['ssh', 'web']);
-    assert.equal(shared.dyn.removeRule(cfg.rules[1].slot), 1);
+    assert.equal(shared.dyn.removeRule(cfg.rules[1]!.slot), 1);
     assert.equal(verdict(ev, ip4(B, A, tcp(80, 5, TH.ACK))), V_DENY);
   });
 }

@@ -23,7 +23,7 @@ const PORTS = [22, 53, 80, 443, 1234, 65535];
 function fuzzCase(seed: number): void {
   const r = rng(seed);
   const int = (n: number) => Math.floor(r() * n);
-  const pick = <T>(a: readonly T[]): T => a[int(a.length)];
+  const pick = <T>(a: readonly T[]): T => a[int(a.length)]!;
   const chance = (p: number) => r() < p;
   const ranges = (vals: number[], max: number): Range[] => {
     const out: Range[] = [];
@@ -34,7 +34,7 @@ function fuzzCase(seed: number): void {
     return out;
   };
   const addr4 = () => {
-    const [a, b, cc, d] = pick(ADDRS4).split('.').map(Number);
+    const [a = 0, b = 0, cc = 0, d = 0] = pick(ADDRS4).split('.').map(Number);
     const len = pick([32, 24, 16, 8, 0, 31]);
     const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
     return { addr: (((a << 24) | (b << 16) | (cc << 8) | d) >>> 0), mask };
@@ -114,7 +114,7 @@ function fuzzCase(seed: number): void {
     for (let i = 0, n = int(5); i < n; i++) cmds.push(c(basicOnly ? basicBody() : body(), { neg: chance(0.2), or: chance(0.25) }));
     if (kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
-      if (cmds.length) cmds[cmds.length - 1].or = false;
+      if (cmds.length) cmds[cmds.length - 1]!.or = false;
       cmds.push(c({ op: 'probe-state', name }));
       cmds.push(chance(0.7) ? c({ op: 'keep-state', name, record: false })
         : c({ op: 'limit', name, mask: { srcAddr: chance(0.7), srcPort: chance(0.3), dstAddr: chance(0.3), dstPort: chance(0.5) }, limit: 1 + int(3), record: false }));
@@ -159,8 +159,8 @@ function fuzzCase(seed: number): void {
   const reversed = (g: Uint8Array): Uint8Array => {
     const f = Uint8Array.from(g);
     if (f.length < 38 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] !== 0x45) return f;
-    for (let i = 0; i < 4; i++) { const t = f[26 + i]; f[26 + i] = f[30 + i]; f[30 + i] = t; }
-    for (let i = 0; i < 2; i++) { const t = f[34 + i]; f[34 + i] = f[36 + i]; f[36 + i] = t; }
+    for (let i = 0; i < 4; i++) { const t = f[26 + i]!; f[26 + i] = f[30 + i]!; f[30 + i] = t; }
+    for (let i = 0; i < 2; i++) { const t = f[34 + i]!; f[34 + i] = f[36 + i]!; f[36 + i] = t; }
     return f;
   };
   const recent: Uint8Array[] = [];

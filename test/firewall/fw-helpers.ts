@@ -20,13 +20,13 @@ export interface L4 {
 
 function checksum(b: Uint8Array, start: number, end: number): number {
   let s = 0;
-  for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
+  for (let i = start; i < end; i += 2) s += (b[i]! << 8) | (i + 1 < end ? b[i + 1]! : 0);
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return ~s & 0xffff;
 }
 
 export function ipv4Checksum(frame: Uint8Array, l3 = 14): number {
-  const ihl = (frame[l3] & 0x0f) * 4;
+  const ihl = (frame[l3]! & 0x0f) * 4;
   return checksum(frame, l3, l3 + ihl);
 }
 
@@ -114,7 +114,7 @@ export function c(body: CmdBody, opts: { neg?: boolean; or?: boolean } = {}): Cm
 }
 
 export function addr4(text: string): { addr: number; mask: number } {
-  const [a, len] = text.split('/');
+  const [a = '', len] = text.split('/');
   const l = len === undefined ? 32 : Number(len);
   return { addr: parseIp4(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0 };
 }

@@ -15,7 +15,10 @@ if (process.argv.length < 10) {
   console.log('# process-worker: child of counters.test.ts; nothing to do without arguments');
   process.exit(0);
 }
-const [file, cOff, cLen, dOff, dLen, capacity, flowBase, packets] = process.argv.slice(2).map((x, i) => (i === 0 ? x : Number(x))) as [string, ...number[]];
+const [file = '', ...args] = process.argv.slice(2);
+const numbers = args.map(Number);
+if (numbers.length !== 7 || !numbers.every(Number.isInteger)) throw new Error(`process-worker: expected a file and 7 integers, got '${args.join(' ')}'`);
+const [cOff, cLen, dOff, dLen, capacity, flowBase, packets] = numbers as [number, number, number, number, number, number, number];
 const size = fs.statSync(file).size;
 const fd = native.openFile(file, fs.constants.O_RDWR);
 const { address, buffer } = native.reserveAddressSpace(size);
@@ -33,7 +36,7 @@ const flows = 500;
 const frames = Array.from({ length: flows }, (_, i) => ip4('198.18.0.1', '198.19.0.1', { kind: 'udp', sport: flowBase + i, dport: 53 }));
 let passed = 0;
 for (let i = 0; i < packets; i++) {
-  const f = frames[i % flows];
+  const f = frames[i % flows]!;
   if (ev.check(f, 0, f.length, true, 0, -1, 1_000_000) === 0) passed++;
 }
 counters.releaseStripe(stripe);

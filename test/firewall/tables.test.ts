@@ -18,7 +18,7 @@ test('100k IPv4 entries: longest-prefix match equals a brute-force reference', (
   const ref = new Map<string, number>(); // `${len}/${masked}` → value
   const lens = new Set<number>();
   for (let i = 0; i < 100_000; i++) {
-    const len = i < 90_000 ? 32 : [0, 8, 12, 16, 20, 24, 28, 31][i % 8];
+    const len = i < 90_000 ? 32 : [0, 8, 12, 16, 20, 24, 28, 31][i % 8]!;
     if (len === 0 && lens.has(0)) continue;
     const a = (u32() & mask4(len)) >>> 0;
     const value = i + 1;
@@ -35,8 +35,8 @@ test('100k IPv4 entries: longest-prefix match equals a brute-force reference', (
   let hits = 0;
   for (let i = 0; i < 50_000; i++) {
     // Half the queries are inserted /32s (and neighbours of inserted prefixes), half random.
-    const e = entries[Math.floor(r() * entries.length)];
-    const base = Number(e.key.split('/')[0].split('.').reduce((acc, x) => acc * 256 + Number(x), 0));
+    const e = entries[Math.floor(r() * entries.length)]!;
+    const base = Number(e.key.split('/')[0]!.split('.').reduce((acc, x) => acc * 256 + Number(x), 0));
     const a = i % 2 === 0 ? (base + (i % 4 === 0 ? 0 : Math.floor(r() * 16))) >>> 0 : u32();
     const want = expected(a);
     assert.equal(t.lookup4(a), want, `lookup ${fmt4(a)}`);
@@ -53,7 +53,7 @@ test('10k IPv6 prefixes: longest-prefix match equals a brute-force reference', (
   const refs: Array<{ a: number[]; len: number; value: number }> = [];
   const lens = [128, 64, 48, 32, 127, 96, 56];
   for (let i = 0; i < 10_000; i++) {
-    const len = lens[i % lens.length];
+    const len = lens[i % lens.length]!;
     const a = [0x20010db8, w() & 0xff, w(), w()].map((x, k) => (x & mask4(Math.max(0, Math.min(32, len - 32 * k)))) >>> 0);
     entries.push({ key: `${formatIp6(a)}/${len}`, value: i });
     refs.push({ a, len, value: i });
@@ -63,14 +63,14 @@ test('10k IPv6 prefixes: longest-prefix match equals a brute-force reference', (
     let best = -1, bestLen = -1;
     for (const e of refs) {
       let ok = true;
-      for (let k = 0; k < 4 && ok; k++) { const m = mask4(Math.max(0, Math.min(32, e.len - 32 * k))); ok = ((q[k] & m) >>> 0) === e.a[k]; }
+      for (let k = 0; k < 4 && ok; k++) { const m = mask4(Math.max(0, Math.min(32, e.len - 32 * k))); ok = ((q[k]! & m) >>> 0) === e.a[k]; }
       if (ok && (e.len > bestLen || (e.len === bestLen))) { if (e.len > bestLen) { best = e.value; bestLen = e.len; } else best = e.value; }
     }
     return best;
   };
   let hits = 0;
   for (let i = 0; i < 600; i++) {
-    const e = refs[Math.floor(r() * refs.length)];
+    const e = refs[Math.floor(r() * refs.length)]!;
     const q = Uint32Array.from(e.a);
     if (i % 3 === 1) q[3] = w();
     if (i % 3 === 2) q[1] = w() & 0xff;

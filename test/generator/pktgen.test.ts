@@ -152,12 +152,15 @@ test('bad arguments: clear error, usage, non-zero exit; --help exits 0', async (
       [['-i', 'netmap:x{0', '-f', 'tx', '-D', 'ff:ff'], /-D: 'ff:ff' is not a MAC address/],
       [['-i', 'netmap:x{0', '-f', 'tx', '-q'], /unknown option '-q'/],
       [['-i', 'netmap:x{0', '-f', 'tx', '-n'], /option -n needs a value/],
+      [['-i', 'netmap:x{0', '-f', 'tx', '-n', '1', '-n', '2'], /option -n given twice/],
+      [['-i', 'netmap:x{0', '-f', 'tx', '-vq'], /unknown option '-q' in '-vq'/],
+      [['-i', 'netmap:x{0', '-f', 'tx', 'extra'], /unexpected argument 'extra'/],
       [['-i', 'netmap:x{0', '-f', 'tx', '-b', '0'], /-b: 0 is out of range/],
       [['-i', 'tap:foo', '-f', 'tx'], /not supported/],
     ];
     for (const [args, re] of cases) {
       const r = await run(['pkt-gen', ...args], dir);
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.code, 64, `EX_USAGE for ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, re, args.join(' '));
       assert.match(r.stderr, /usage: netmap pkt-gen/);
     }

@@ -93,7 +93,7 @@ test('FrameTemplate: valid IPv4/UDP frames for every size; per-packet header and
   assert.ok(ipOk(g) && udpOk(g));
   assert.deepEqual([...g.subarray(0, 6)], [0, 0, 0, 0, 0, 0]);
   assert.equal(checkUdpFrame(g, 0, 60), null);
-  g[50] ^= 1;
+  g[50]! ^= 1;
   assert.equal(checkUdpFrame(g, 0, 60), 'bad UDP checksum');
 });
 

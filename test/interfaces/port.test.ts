@@ -15,7 +15,7 @@ const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces
 const { space } = await import('../../src/memory/space.js');
 const L = await import('../../src/memory/layout.js');
 const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
-const { hasSplitRules } = await import('../../src/interfaces/split.js');
+const { hasSplitRules, splitMethod } = await import('../../src/interfaces/split.js');
 const { NetmapError } = await import('../../src/errors.js');
 const { udpFrame, parseUdpFrame, arpRequest, mac } = await import('./frames.js');
 
@@ -296,12 +296,70 @@ test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface 
   lab.leave();
   child.kill('SIGKILL');
   while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
+  // the ping while cut off left b0's neighbour entry probing (1 s apart): start it afresh
+  lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
+  if (splitMethod() === 'tcx') {
+    // links die with their process: nothing of ours is left and the stack works before any open
+    lab.enter(a);
+    assert.equal(hasSplitRules('a0'), false, 'nothing of ours on a0 after SIGKILL');
+    lab.leave();
+    assert.ok(ping(lab, b, '198.18.0.1'), 'the stack works at once after SIGKILL, without a next open');
+  }
   lab.enter(a);
   const p = openPort('netmap:a0');
   p.close();
   assert.equal(hasSplitRules('a0'), false);
   lab.leave();
+  // the ping while cut off left b0's neighbour entry probing (1 s apart): start it afresh
+  lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
   assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
+}));
+
+test('netmap:IF open and close spawn no process with tcx (tc spawns: the count is real); pkt-gen -f tx -n 1 installs the split once', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const SPLIT = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
+  const PKTGEN = new URL('../../src/tools/pkt-gen.js', import.meta.url).pathname;
+  // every way node:child_process starts a process is counted (patched before anything imports it)
+  const script = `
+    const { createRequire, syncBuiltinESMExports } = await import('node:module');
+    const cp = createRequire(import.meta.url)('node:child_process');
+    let spawns = 0;
+    for (const k of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
+      const f = cp[k];
+      cp[k] = function (...args) { spawns++; return f.apply(this, args); };
+    }
+    syncBuiltinESMExports();
+    const split = await import(${JSON.stringify(SPLIT)});
+    let installs = 0;
+    const install = split.HostSplit.install;
+    split.HostSplit.install = function (...args) { installs++; return install.apply(this, args); };
+    const nm = await import(${JSON.stringify(PORTS)});
+    await import(${JSON.stringify(IFPORT)});
+    const p = nm.openPort('netmap:a0');
+    const held = split.hasSplitRules('a0');
+    p.close();
+    const open = { spawns, installs, held, after: split.hasSplitRules('a0'), method: split.splitMethod() };
+    spawns = 0; installs = 0;
+    const pg = await import(${JSON.stringify(PKTGEN)});
+    const status = await pg.main(['-i', 'netmap:a0', '-f', 'tx', '-n', '1', '-w', '0']);
+    console.log('RESULT ' + JSON.stringify({ open, pktgen: { status, spawns, installs, after: split.hasSplitRules('a0') } }));
+  `;
+  const r = lab.run(a, process.execPath, ['--input-type=module', '-e', script], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line !== undefined, r.stdout + r.stderr);
+  const res = JSON.parse(line.slice(7)) as { open: { spawns: number; installs: number; held: boolean; after: boolean; method: string }; pktgen: { status: number; spawns: number; installs: number; after: boolean } };
+  assert.equal(res.open.method, splitMethod());
+  assert.equal(res.open.held, true, 'the split was there while open');
+  assert.equal(res.open.after, false, 'and gone after close');
+  assert.equal(res.open.installs, 1);
+  if (res.open.method === 'tcx') assert.equal(res.open.spawns, 0, 'no process spawned by open + close');
+  else assert.ok(res.open.spawns > 0, 'the tc path spawns tc (so the counter counts)');
+  assert.equal(res.pktgen.status, 0);
+  assert.equal(res.pktgen.installs, 1, 'pkt-gen installs the split once');
+  if (res.open.method === 'tcx') assert.equal(res.pktgen.spawns, 0, 'pkt-gen spawns nothing');
+  assert.equal(res.pktgen.after, false);
 }));
 
 test('the same interface name in two network namespaces: the second is EBUSY, never the first one\'s port', opts, () => withLab((lab) => {

@@ -1,4 +1,4 @@
-/** Starting helper processes and threads from the core tests, and reading their reports. */
+/** Starting helper processes and threads from the ports, rings, pipes and memory tests, and reading their reports. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';

@@ -3,13 +3,13 @@
  * on packets from other processes and threads, time out, and keep the process alive only while
  * waits are pending.
  */
-import { dir } from './helpers/env.js';
+import { dir } from '../helpers/ports/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, waitPort, portEvents, pendingWaits, POLLIN, POLLOUT, POLLERR, NetmapError, layout as L } from './helpers/lib.js';
+import { openPort, waitPort, portEvents, pendingWaits, POLLIN, POLLOUT, POLLERR, NetmapError, layout as L } from '../helpers/ports/lib.js';
 import type { Port } from '../../src/ports/port.js';
-import { spawnHelper, startWorker } from './helpers/proc.js';
+import { spawnHelper, startWorker } from '../helpers/ports/proc.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -1,4 +1,4 @@
-/** Child process entry of the core tests: `node child.js ROLE ARGS...`, one JSON line per report. */
+/** Child process entry of the ports, rings, pipes and memory tests: `node child.js ROLE ARGS...`, one JSON line per report. */
 import { runRole } from './roles.js';
 
 // Without arguments (the test runner loads every file under test/), do nothing.

@@ -3,15 +3,15 @@
  * the others; the memory of dead ports is reclaimed; a registry of another layout version is
  * refused with a clear error.
  */
-import { dir, shmFiles } from './helpers/env.js';
+import { dir, shmFiles } from '../helpers/ports/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openPort, NetmapError, layout as L } from './helpers/lib.js';
+import { openPort, NetmapError, layout as L } from '../helpers/ports/lib.js';
 import { registry } from '../../src/memory/registry.js';
-import { spawnHelper, startWorker } from './helpers/proc.js';
-import { sendPackets, receivePackets } from './helpers/roles.js';
+import { spawnHelper, startWorker } from '../helpers/ports/proc.js';
+import { sendPackets, receivePackets } from '../helpers/ports/roles.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

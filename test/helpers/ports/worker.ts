@@ -1,4 +1,4 @@
-/** Worker-thread entry of the core tests: workerData = role arguments, reports as messages. */
+/** Worker-thread entry of the ports, rings, pipes and memory tests: workerData = role arguments, reports as messages. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { runRole } from './roles.js';
 

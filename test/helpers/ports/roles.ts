@@ -1,5 +1,5 @@
 /**
- * What the child processes and worker threads of the core tests do, selected by argv-like
+ * What the child processes and worker threads of the ports, rings, pipes and memory tests do, selected by argv-like
  * arguments. `emit` reports a JSON-able object to the test (a stdout line or a worker message).
  * Every loop is bounded in time.
  */

@@ -2,14 +2,14 @@
  * Pipes and ports: names, shared and exclusive opens, 64 pipes per parent, several rings, one end
  * opened before the other, extra buffers; between worker threads and between processes.
  */
-import { dir, shmFiles } from './helpers/env.js';
+import { dir, shmFiles } from '../helpers/ports/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, NetmapError, POLLIN, POLLOUT, layout as L, openHandleCount, type Port } from './helpers/lib.js';
+import { openPort, NetmapError, POLLIN, POLLOUT, layout as L, openHandleCount, type Port } from '../helpers/ports/lib.js';
 import { registry } from '../../src/memory/registry.js';
-import { spawnHelper, startWorker } from './helpers/proc.js';
-import { sendPackets, receivePackets } from './helpers/roles.js';
+import { spawnHelper, startWorker } from '../helpers/ports/proc.js';
+import { sendPackets, receivePackets } from '../helpers/ports/roles.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -2,11 +2,11 @@
  * Ring API (head/cur/tail ownership, any num_slots, helpers, flags, timestamps, zero copy) and
  * txsync/rxsync validation (reinit on illegal head/cur, slot repair, others untouched).
  */
-import { dir } from './helpers/env.js';
+import { dir } from '../helpers/ports/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, POLLIN, POLLOUT, POLLERR, layout as L } from './helpers/lib.js';
+import { openPort, POLLIN, POLLOUT, POLLERR, layout as L } from '../helpers/ports/lib.js';
 import type { Port } from '../../src/ports/port.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

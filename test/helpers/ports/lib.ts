@@ -1,7 +1,7 @@
 /**
- * The core library as the core tests use it: ports, pipes, the event-loop API and the layout,
- * imported directly so that work in progress in other layers (switch, interfaces) cannot break
- * the core suite.
+ * The library's lower layers as the ports, rings, pipes and memory tests use them: ports, pipes,
+ * the event-loop API and the layout, imported directly so that work in progress in other layers
+ * (switch, interfaces) cannot break these tests.
  */
 import { registerPortTypes } from '../../../src/ports/port.js';
 import { pipePortType, parentPortType } from '../../../src/pipes/pipe.js';

@@ -1,10 +1,10 @@
 /**
- * Imported first by every core test: gives the test file its own shared-memory directory under
+ * Imported first by every test that uses these helpers: gives the test file its own shared-memory directory under
  * /dev/shm (before the library is used) and removes it when the process exits.
  */
 import fs from 'node:fs';
 
-export const dir = fs.mkdtempSync('/dev/shm/nmts-core-');
+export const dir = fs.mkdtempSync('/dev/shm/nmts-test-');
 process.env.NETMAP_TS_DIR = dir;
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -4,14 +4,14 @@
  * extra-buffer lists at close. Each must end in a clean error or a repair: no crash, no hang, no
  * damage to another port.
  */
-import { dir } from './helpers/env.js';
+import { dir } from '../helpers/ports/env.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { openPort, NetmapError, POLLIN, layout as L, openHandleCount, type Port } from './helpers/lib.js';
+import { openPort, NetmapError, POLLIN, layout as L, openHandleCount, type Port } from '../helpers/ports/lib.js';
 import { registry } from '../../src/memory/registry.js';
-import { spawnHelper } from './helpers/proc.js';
-import { rng, sendPackets, receivePackets } from './helpers/roles.js';
+import { spawnHelper } from '../helpers/ports/proc.js';
+import { rng, sendPackets, receivePackets } from '../helpers/ports/roles.js';
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

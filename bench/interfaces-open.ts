@@ -1,0 +1,90 @@
+/**
+ * What opening an interface costs (issue 15): open + close of `netmap:IF` (a veth in a namespace
+ * made here) against a VALE port, for each host-stack split implementation (tcx links, tc rules:
+ * NETMAP_TS_SPLIT), two ways:
+ *  - whole process: `pkt-gen -i PORT -f tx -n 1 -w 0`, wall time from spawn to exit;
+ *  - in process: openPort(PORT) + close() on this thread (inside the namespace), module loading
+ *    excluded.
+ * Each figure is the median of RUNS runs, with min and max; `extra_ms` is the interface's median
+ * minus the VALE port's (target: 50 ms or less). JSON lines.
+ * Usage: node dist/bench/interfaces-open.js [runs]   (default 9)
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR ??= fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-bench-open-'));
+const { Lab, skipReason } = await import('../test/helpers/netns.js');
+const { openPort } = await import('../src/ports/index.js');
+await import('../src/port-types.js');
+const { splitMethod, SPLIT_ENV } = await import('../src/interfaces/split.js');
+
+const BENCH = 'interfaces-open';
+const CLI = new URL('../src/tools/cli.js', import.meta.url).pathname;
+const RUNS = Math.max(1, Number(process.argv[2] ?? 9) | 0);
+
+interface Stats { median: number; min: number; max: number }
+
+function stats(xs: number[]): Stats {
+  const s = [...xs].sort((x, y) => x - y);
+  return { median: s[s.length >> 1]!, min: s[0]!, max: s[s.length - 1]! };
+}
+
+function emit(metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ bench: BENCH, metric, value: Number(value.toFixed(2)), unit, ...extra }));
+}
+
+function ms(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+const skip = skipReason(['tun']);
+if (skip !== null) {
+  console.log(JSON.stringify({ bench: BENCH, skipped: skip }));
+  process.exit(0);
+}
+
+const lab = new Lab();
+try {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const ports = { interface: 'netmap:a0', vale: 'valeo:p' };
+  for (const method of ['tcx', 'tc'] as const) {
+    process.env[SPLIT_ENV] = method;
+    // whole process, alternating the two ports so that load drifts hit both alike
+    const whole: Record<string, number[]> = { interface: [], vale: [] };
+    for (let k = 0; k < RUNS; k++) {
+      for (const [kind, port] of Object.entries(ports)) {
+        const t0 = process.hrtime.bigint();
+        const r = lab.run(a, process.execPath, [CLI, 'pkt-gen', '-i', port, '-f', 'tx', '-n', '1', '-w', '0', '-T', '0'], 60_000);
+        const t = ms(t0);
+        if (r.status !== 0) throw new Error(`pkt-gen -i ${port}: ${r.stderr}`);
+        whole[kind]!.push(t);
+      }
+    }
+    // in process: this thread enters the namespace
+    const inproc: Record<string, number[]> = { interface: [], vale: [] };
+    lab.enter(a);
+    try {
+      for (let k = 0; k < RUNS; k++) {
+        for (const [kind, port] of Object.entries(ports)) {
+          const t0 = process.hrtime.bigint();
+          openPort(port).close();
+          inproc[kind]!.push(ms(t0));
+        }
+      }
+      if (splitMethod() !== method) throw new Error(`asked for ${method}, ran ${splitMethod()}`);
+    } finally {
+      lab.leave();
+    }
+    for (const [how, xs] of [['pktgen_process', whole], ['open_close_in_process', inproc]] as const) {
+      const i = stats(xs.interface!), v = stats(xs.vale!);
+      emit(`${how}_interface_ms`, i.median, 'ms', { split: method, runs: RUNS, min: Number(i.min.toFixed(2)), max: Number(i.max.toFixed(2)) });
+      emit(`${how}_vale_ms`, v.median, 'ms', { split: method, runs: RUNS, min: Number(v.min.toFixed(2)), max: Number(v.max.toFixed(2)) });
+      emit(`${how}_extra_ms`, i.median - v.median, 'ms', { split: method, target: '<= 50 ms', note: 'interface median minus VALE median' });
+    }
+  }
+} finally {
+  delete process.env[SPLIT_ENV];
+  lab.cleanup();
+}

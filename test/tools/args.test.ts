@@ -1,0 +1,192 @@
+/**
+ * The tools' argument parser (src/tools/args.ts): getopt's forms, the help made from the table,
+ * usage errors; and each converted tool keeps its original tool's flags.
+ */
+import fs from 'node:fs';
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+const dir = fs.mkdtempSync('/dev/shm/nmts-args-');
+process.env.NETMAP_TS_DIR = dir;
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+import { parseCommandLine, parseNumber, helpText, parseTool, UsageError, EX_USAGE, type ToolSpec } from '../../src/tools/args.js';
+import { fail } from '../../src/errors.js';
+
+const SPEC: ToolSpec = {
+  name: 'demo-tool',
+  synopsis: ['[-v] -i port [operand...]'],
+  options: [
+    { short: 'i', value: 'port', help: 'the port' },
+    { short: 'n', value: 'count', help: 'how many' },
+    { short: 'v', help: 'verbose' },
+    { short: 'z', help: 'zeros' },
+    { short: 'p', value: 'spec', many: true, help: 'groups\nsecond line' },
+    { long: 'json', help: 'JSON' },
+    { long: 'spin', value: 'us', help: 'spin' },
+  ],
+};
+
+function usage(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof UsageError, `a UsageError, not ${String(e)}`);
+    return e.reason;
+  }
+  return 'no error';
+}
+
+test('getopt forms: separate and attached values, clusters, long options, operands, --', () => {
+  const p = parseCommandLine(SPEC, ['-vv', '-zn100', '-i', 'vale0:a', '--json', '--spin=20', '-p', 'a:2', '-pb:3', 'x', '--', '-y']);
+  assert.equal(p.count('v'), 2);
+  assert.equal(p.has('z'), true);
+  assert.equal(p.value('n'), '100');
+  assert.equal(p.value('i'), 'vale0:a');
+  assert.equal(p.has('json'), true);
+  assert.equal(p.number('spin', 0, { min: 0, max: 100 }), 20);
+  assert.deepEqual(p.values('p'), ['a:2', 'b:3']);
+  // POSIX: options end at 'x', so the '--' after it is an operand as well
+  assert.deepEqual(p.operands, ['x', '--', '-y']);
+  assert.deepEqual(parseCommandLine(SPEC, ['-v', '--', '-y']).operands, ['-y']);
+  assert.equal(p.help, false);
+  assert.equal(parseCommandLine(SPEC, ['--spin', '5']).value('spin'), '5');
+  // a value may start with '-' (getopt takes the next word whatever it is)
+  assert.equal(parseCommandLine(SPEC, ['-i', '-x']).value('i'), '-x');
+  // '-' alone is an operand (standard input, for tools that read files)
+  assert.deepEqual(parseCommandLine(SPEC, ['-']).operands, ['-']);
+});
+
+test('POSIX order by default (the first operand ends the options); permute lets options follow operands', () => {
+  assert.deepEqual(parseCommandLine(SPEC, ['a', '-v']).operands, ['a', '-v']);
+  const p = parseCommandLine({ ...SPEC, permute: true }, ['a', '-v', 'b', '--', '-z']);
+  assert.deepEqual(p.operands, ['a', 'b', '-z']);
+  assert.equal(p.count('v'), 1);
+  assert.equal(p.has('z'), false);
+});
+
+test('--help and -h; -h stays the tool\'s own where it declares one', () => {
+  assert.equal(parseCommandLine(SPEC, ['-v', '--help']).help, true);
+  assert.equal(parseCommandLine(SPEC, ['-vh']).help, true);
+  assert.equal(parseTool(SPEC, ['-h'], () => 1), null);
+  const own: ToolSpec = { ...SPEC, options: [...SPEC.options, { short: 'h', value: 'port', help: 'attach with host' }] };
+  const p = parseCommandLine(own, ['-h', 'vale0:x']);
+  assert.equal(p.help, false);
+  assert.equal(p.value('h'), 'vale0:x');
+  assert.match(helpText(own), /^ {2}--help +this help$/m);
+  assert.match(helpText(SPEC), /^ {2}-h, --help +this help$/m);
+});
+
+test('bad arguments: unknown options, missing values, repeats, values given to flags', () => {
+  assert.equal(usage(() => parseCommandLine(SPEC, ['-q'])), "unknown option '-q'");
+  assert.equal(usage(() => parseCommandLine(SPEC, ['-vq'])), "unknown option '-q' in '-vq'");
+  assert.equal(usage(() => parseCommandLine(SPEC, ['--nope'])), "unknown option '--nope'");
+  assert.equal(usage(() => parseCommandLine(SPEC, ['-i'])), 'option -i needs a value');
+  assert.equal(usage(() => parseCommandLine(SPEC, ['--spin'])), 'option --spin needs a value');
+  assert.equal(usage(() => parseCommandLine(SPEC, ['--json=1'])), 'option --json takes no value');
+  assert.equal(usage(() => parseCommandLine(SPEC, ['-n', '1', '-n2'])), 'option -n given twice');
+  assert.equal(EX_USAGE, 64);
+  // a library parser's NetmapError while interpreting is a usage error too
+  assert.equal(usage(() => parseTool(SPEC, [], () => fail('EINVAL', '-d: bad range'))), '-d: bad range');
+});
+
+test('numbers: integers, fractions, k/M/G units, ranges, with the option in the message', () => {
+  assert.equal(parseNumber('60', '-l', { min: 42, max: 65535 }), 60);
+  assert.equal(parseNumber('1.5M', '-R', { min: 0, max: 1e10, units: true }), 1_500_000);
+  assert.equal(parseNumber('100k', '-n', { min: 0, max: 1e10, units: true }), 100_000);
+  assert.equal(parseNumber('0.25', '-w', { min: 0, max: 10, fraction: true }), 0.25);
+  assert.equal(usage(() => parseNumber('big', '-l', { min: 42, max: 65535 })), "-l: 'big' is not an integer");
+  assert.equal(usage(() => parseNumber('1.5', '-l', { min: 42, max: 65535 })), "-l: '1.5' is not an integer");
+  assert.equal(usage(() => parseNumber('1k', '-l', { min: 0, max: 65535 })), "-l: '1k' is not an integer");
+  assert.equal(usage(() => parseNumber('10', '-l', { min: 42, max: 65535 })), '-l: 10 is out of range (42..65535)');
+  assert.equal(usage(() => parseNumber('-1', '-b', { min: 1, max: 9 })), "-b: '-1' is not an integer");
+  assert.equal(usage(() => parseNumber('x', '-R', { min: 0, max: 9, units: true })), "-R: 'x' is not a number (k/M/G suffixes allowed)");
+});
+
+test('the help lists every option of the table, continuation lines indented under the first', () => {
+  const h = helpText(SPEC);
+  assert.match(h, /^usage: netmap demo-tool \[-v\] -i port/);
+  for (const o of ['-i port', '-n count', '-v', '-z', '-p spec', '--json', '--spin us']) assert.ok(h.includes(`  ${o} `), o);
+  assert.match(h, /^ {2}-p spec +groups\n {4,}second line$/m);
+});
+
+test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, kipfw, ipfw', async () => {
+  const { parseArgs: pktgen } = await import('../../src/tools/pkt-gen.js');
+  const cfg = pktgen(['-i', 'vale0:a', '-f', 'tx', '-n', '5', '-l', '64', '-b', '32', '-w', '1', '-R', '1k', '-W', '-p', '1',
+    '-zZ', '-s', '10.0.0.1', '-d', '10.1.0.2', '-S', '02:00:00:00:00:01', '-D', '02:00:00:00:00:02', '-T', '0', '-vv']);
+  assert.ok(cfg !== null);
+  assert.deepEqual([cfg.count, cfg.size, cfg.burst, cfg.waitSecs, cfg.rate, cfg.idleExit, cfg.randomSrc, cfg.randomDst, cfg.reportMs, cfg.verbose],
+    [5, 64, 32, 1, 1000, true, true, true, 0, 2]);
+  const { parseArgs: bridge } = await import('../../src/tools/bridge.js');
+  assert.deepEqual(bridge(['-i', 'netmap:a', '-i', 'netmap:b', '-b', '64', '-w', '0', '-c', '-v'])!.ports, ['netmap:a', 'netmap:b']);
+  assert.deepEqual(bridge(['-i', 'netmap:a'])!.ports, ['netmap:a', 'netmap:a^'], 'one port: its host stack');
+  const loop = bridge(['-L', '-i', 'netmap:a'])!;
+  assert.deepEqual([loop.ports, loop.loopback], [['netmap:a', 'netmap:a'], true]);
+  const positional = bridge(['netmap:a', 'netmap:b', '16'])!;
+  assert.deepEqual([positional.ports, positional.burst], [['netmap:a', 'netmap:b'], 16]);
+  assert.equal(usage(() => bridge(['-L', '-i', 'netmap:a', '-i', 'netmap:b'])), '-L loops one port back to itself: give one port');
+  const { parseArgs: kipfw } = await import('../../src/tools/kipfw.js');
+  const k = kipfw(['a{1', '-s', 'fw', 'a}1', '-p', '2', '-D', '-c', '-I', '-b', '10'])!;
+  assert.deepEqual([k.ports, k.name, k.workers, k.deny, k.copy, k.interpret, k.pool], [['a{1', 'a}1'], 'fw', 2, true, true, true, 10]);
+  const { parseArgs: lb } = await import('../../src/tools/lb.js');
+  const l = lb(['-i', 'netmap:eth9', '-p', 'x:3', '-p', '2', '-B', '100', '-b', '64', '-W'])!;
+  assert.deepEqual(l.groups, [{ name: 'x', pipes: 3 }, { name: 'eth9', pipes: 2 }]);
+});
+
+test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupported ones refused', async () => {
+  const { main } = await import('../../src/tools/vale-ctl.js');
+  const out: string[] = [], err: string[] = [];
+  const log = console.log, error = console.error;
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  try {
+    assert.equal(await main(['-n', 'va0', '-C', '256,128', '-v']), 0);
+    assert.match(out.join('\n'), /tx_slots: 256\nrx_slots: 128/);
+    assert.equal(await main(['-a', 'valeA0:va0', '-v']), 0);
+    assert.equal(await main(['-l', 'valeA0:va0']), 0);
+    assert.equal(await main(['-s', 'valeA0']), 0);
+    assert.match(out.join('\n'), /valeA0:va0 bridge_idx \d+ port_idx 0 tx_packets 0/);
+    assert.equal(await main(['-l', 'valeA0:va0', '-d', 'valeA0:va0']), 0, 'the last action (-d) wins');
+    assert.equal(await main(['-r', 'va0']), 0);
+    for (const bad of [['-p', 'x'], ['-m', '2', '-n', 'y'], ['-g', 'x'], ['-P', 'x'], ['-q'], ['-n'], ['-n', 'a', 'b'], ['-l', 'x:y'], ['-C', '1,x', '-n', 'z']]) {
+      err.length = 0;
+      assert.equal(await main(bad), EX_USAGE, bad.join(' '));
+      assert.match(err.join('\n'), /usage: netmap vale-ctl/, bad.join(' '));
+    }
+    assert.equal(await main(['-h', 'valeA0:nosuchif0']), 1, '-h is attach with the host stack, not help');
+    assert.match(err.join('\n'), /failed to attach valeA0:nosuchif0/);
+    assert.equal(await main(['--help']), 0);
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+});
+
+test('bridge -L loops a port back: what the peer of a pipe sends comes back to it', async () => {
+  const { main } = await import('../../src/tools/bridge.js');
+  const { openPort } = await import('../../src/ports/index.js');
+  const peer = openPort('netmap:lpx}1');
+  try {
+    // the bridge opens lpx{1 and forwards its RX ring to its own TX ring; the pipe crosses them over
+    const tx = peer.txRings[0]!;
+    for (let k = 0; k < 10; k++) {
+      tx.setSlotLen(tx.head, 60 + k);
+      tx.advance(tx.next(tx.head));
+    }
+    peer.txsync();
+    const error = console.error;
+    console.error = () => {};
+    try {
+      assert.equal(await main(['-L', '-w', '0', '--duration', '0.3', 'netmap:lpx{1']), 0);
+    } finally {
+      console.error = error;
+    }
+    peer.rxsync();
+    const rx = peer.rxRings[0]!;
+    const lens: number[] = [];
+    for (let j = rx.head; j !== rx.tail; j = rx.next(j)) lens.push(rx.slotLen(j));
+    assert.deepEqual(lens, [60, 61, 62, 63, 64, 65, 66, 67, 68, 69]);
+  } finally {
+    peer.close();
+  }
+});
