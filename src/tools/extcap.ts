@@ -60,7 +60,7 @@ const EXTCAP: ToolSpec = {
 export const WRAPPER_NAME = 'netmap-ts-extcap';
 
 interface ExtcapArgs {
-  op: 'interfaces' | 'dlts' | 'config' | 'capture' | 'install' | 'uninstall';
+  op: 'interfaces' | 'dlts' | 'config' | 'capture' | 'install' | 'uninstall' | 'validate';
   iface?: string;
   fifo?: string;
   filter?: string;
@@ -72,9 +72,11 @@ interface ExtcapArgs {
 function toArgs(p: ParsedArgs): ExtcapArgs {
   // --capture wins (Wireshark may add the others' options); then the first of the rest
   const ops = (['capture', 'extcap-interfaces', 'extcap-dlts', 'extcap-config', 'install', 'uninstall'] as const).filter((o) => p.has(o));
-  if (ops.length === 0) usageFail('give --extcap-interfaces, --extcap-dlts, --extcap-config, --capture, --install or --uninstall');
+  // Wireshark checks a capture filter with --extcap-capture-filter F --extcap-interface X alone
+  const validate = ops.length === 0 && p.has('extcap-capture-filter');
+  if (ops.length === 0 && !validate) usageFail('give --extcap-interfaces, --extcap-dlts, --extcap-config, --capture, --install or --uninstall');
   if (p.operands.length > 0) usageFail(`unexpected argument '${p.operands[0]!}'`);
-  const op = ({ 'capture': 'capture', 'extcap-interfaces': 'interfaces', 'extcap-dlts': 'dlts', 'extcap-config': 'config', 'install': 'install', 'uninstall': 'uninstall' } as const)[ops[0]!];
+  const op = validate ? 'validate' : ({ 'capture': 'capture', 'extcap-interfaces': 'interfaces', 'extcap-dlts': 'dlts', 'extcap-config': 'config', 'install': 'install', 'uninstall': 'uninstall' } as const)[ops[0]!];
   const iface = p.value('extcap-interface');
   const a: ExtcapArgs = {
     op, iface: iface === undefined ? undefined : decodeInterface(iface), fifo: p.value('fifo'), filter: p.value('extcap-capture-filter'),
@@ -91,7 +93,7 @@ function toArgs(p: ParsedArgs): ExtcapArgs {
     if (v !== 'in' && v !== 'out' && v !== 'inout') usageFail(`unknown capture direction \`${d}'`);
     a.direction = v;
   }
-  if ((op === 'dlts' || op === 'config' || op === 'capture') && a.iface === undefined) usageFail('--extcap-interface is required');
+  if ((op === 'dlts' || op === 'config' || op === 'capture' || op === 'validate') && a.iface === undefined) usageFail('--extcap-interface is required');
   if (op === 'capture' && a.fifo === undefined) usageFail('--capture needs --fifo');
   return a;
 }
@@ -257,6 +259,17 @@ export async function main(argv: string[]): Promise<number> {
       case 'config': printConfig(); return 0;
       case 'capture': return capture(a);
       case 'install': case 'uninstall': return install(a);
+      case 'validate': {
+        // Wireshark's rule: nothing on stdout for a valid filter, else the reason on its first line
+        const { compileFilter } = await import('../capture/filter.js');
+        try {
+          if (a.filter!.trim() !== '') compileFilter(a.filter!);
+        } catch (e) {
+          if (!(e instanceof NetmapError)) throw e;
+          process.stdout.write(`${e.message.replace(/ \([A-Z0-9]+\)$/, '').split('\n')[0]}\n`);
+        }
+        return 0;
+      }
     }
   });
 }

@@ -98,6 +98,12 @@ test('extcap sentences: our ports as interfaces (braces escaped), Ethernet, the 
     assert.equal(c.status, 0);
     assert.match(c.stdout, /^arg \{number=0\}\{call=--snaplen\}/m);
     assert.match(c.stdout, /^value \{arg=1\}\{value=inout\}.*\{default=true\}$/m);
+    // Wireshark's filter check: nothing on stdout when valid, the reason when not
+    const ok = extcap(['--extcap-capture-filter', 'udp port 53', '--extcap-interface', 'valext1:a']);
+    assert.deepEqual([ok.status, ok.stdout], [0, '']);
+    const bad = extcap(['--extcap-capture-filter', 'udp port', '--extcap-interface', 'valext1:a']);
+    assert.equal(bad.status, 0);
+    assert.match(bad.stdout, /^.+\n$/);
   } finally {
     a.close();
     p.close();
