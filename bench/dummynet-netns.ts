@@ -1,7 +1,8 @@
 /**
  * Dummynet shaping through kipfw against the kernel's tbf, on the same veth path, in one run
  * (JSON lines). l (198.18.0.1) — m0 [m] m1 — r (198.18.0.2):
- *   - kipfw: `kipfw netmap:m0 netmap:m1` with `pipe 1 config bw B queue 50` on l -> r UDP;
+ *   - kipfw: `kipfw netmap:m0 netmap:m1` with `pipe 1 config bw B queue 50` on l -> r UDP, as an
+ *            ordinary process and with `--rt 50` (its data path in a SCHED_FIFO thread);
  *   - tbf:   a Linux bridge m0—m1 in m and `tc qdisc add dev m1 root tbf rate B burst 1540
  *            limit 50·1514` (both count whole Ethernet frames and queue 50 full frames).
  * A UDP sender in l offers 1.2·B of 1400-byte datagrams for SECONDS; tcpdump on r0 stamps the
@@ -71,17 +72,17 @@ async function measure(lab: LabT, l: string, r: string, bw: number): Promise<num
 }
 
 let runs = 0;
-async function run(kind: 'kipfw' | 'tbf', mbit: number): Promise<Figures & { load: string; kipfw_release_lateness?: string }> {
+async function run(kind: 'kipfw' | 'kipfw-rt' | 'tbf', mbit: number): Promise<Figures & { load: string; kipfw_release_lateness?: string }> {
   const bw = mbit * 1e6;
   const lab = new Lab();
   let daemon: ChildProcess | null = null;
   let daemonErr = '';
   try {
     const { l, m, r } = lab.line(false);
-    if (kind === 'kipfw') {
+    if (kind !== 'tbf') {
       // a new name each run: the socket of a daemon the last lab killed may still be there
       const name = `dnb${++runs}`;
-      const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, 'netmap:m0', 'netmap:m1']);
+      const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...(kind === 'kipfw-rt' ? ['--rt', '50'] : []), 'netmap:m0', 'netmap:m1']);
       daemon = child;
       child.stderr?.on('data', (x: Buffer) => { daemonErr += x.toString(); });
       const sock = path.join(DIR, `ipfw-${name}.sock`);
@@ -122,8 +123,9 @@ try {
   } else {
     for (const mbit of RATES) {
       const ours = await run('kipfw', mbit);
+      const rt = await run('kipfw-rt', mbit);
       const ref = await run('tbf', mbit);
-      for (const [tool, f] of [['kipfw-pipe', ours], ['tc-tbf', ref]] as const) {
+      for (const [tool, f] of [['kipfw-pipe', ours], ['kipfw-pipe-rt', rt], ['tc-tbf', ref]] as const) {
         console.log(JSON.stringify({ bench: 'dummynet-netns', case: `bw-${mbit}Mbit`, tool, metric: 'delivered_rate', value: f.delivered_mbit, unit: 'Mbit/s (frames)', ...f, offered: '1.2 x bw, 1442-byte frames', seconds: SECONDS }));
       }
       console.log(JSON.stringify({
@@ -131,6 +133,8 @@ try {
         rate_ratio: Number((ours.delivered_mbit / ref.delivered_mbit).toFixed(4)),
         jitter_mad_ratio: Number((ours.jitter_mad_us / ref.jitter_mad_us).toFixed(3)),
         jitter_p99_ratio: Number((ours.jitter_p99_us / ref.jitter_p99_us).toFixed(3)),
+        rt_jitter_mad_ratio: Number((rt.jitter_mad_us / ref.jitter_mad_us).toFixed(3)),
+        rt_jitter_p99_ratio: Number((rt.jitter_p99_us / ref.jitter_p99_us).toFixed(3)),
       }));
     }
   }

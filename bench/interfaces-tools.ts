@@ -2,7 +2,8 @@
  * Section-5 benchmarks of the interfaces work, each side by side with the Linux reference, in
  * namespaces made here (JSON lines; see bench/interfaces.ts for the raw AF_PACKET layer):
  *  - pkt-gen tx into a veth vs trafgen (frames counted by the kernel on the peer);
- *  - pkt-gen rx vs `tcpdump -w /dev/null`, both fed by trafgen from the peer;
+ *  - pkt-gen rx and `netmap dump -w /dev/null` vs `tcpdump -w /dev/null`, all fed by trafgen from
+ *    the peer (the share of trafgen's frames each captures);
  *  - VALE between two veths (vale-ctl -a) vs a Linux bridge: trafgen frames through it, counted
  *    on the far side;
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
@@ -107,9 +108,14 @@ async function rxOurs(lab: LabT, a: string, b: string, frames: number): Promise<
   return { got: Number(/Received (\d+) packets/.exec(out)?.[1] ?? 0), secs, own: reportedPps(out) };
 }
 
-/** `tcpdump -w /dev/null` on a0 while trafgen sends `frames` from b0. */
-async function rxTcpdump(lab: LabT, a: string, b: string, frames: number): Promise<{ got: number; secs: number }> {
-  const dump = lab.spawn(a, ...pinned(1, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']));
+/**
+ * A tcpdump-like capturer on a0 (`tcpdump -w /dev/null`, or `netmap dump -w /dev/null`: both say
+ * "listening" when ready and "N packets captured" at SIGINT) while trafgen sends `frames` from b0.
+ */
+async function rxCapture(lab: LabT, a: string, b: string, frames: number, netmapDump: boolean): Promise<{ got: number; secs: number }> {
+  const dump = netmapDump
+    ? lab.spawn(a, ...pinned(1, process.execPath, [CLI, 'dump', '-i', 'netmap:a0', '-w', '/dev/null']))
+    : lab.spawn(a, ...pinned(1, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']));
   let err = '';
   dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   const t3 = Date.now();
@@ -126,19 +132,25 @@ async function rxTcpdump(lab: LabT, a: string, b: string, frames: number): Promi
 
 /**
  * Each capturer twice, alternating (trafgen's own rate varies by a fifth from run to run): rate =
- * frames captured / trafgen's wall time, summed over both runs.
+ * frames captured / trafgen's wall time, summed over both runs. pkt-gen rx and `netmap dump`
+ * (issue 14 §4: the share of trafgen's frames dump captures, beside tcpdump's) against tcpdump.
  */
 async function rxBench(frames: number): Promise<void> {
   const lab = new Lab();
   try {
     const { a, b } = pair(lab);
-    const ours = { got: 0, secs: 0 }, ref = { got: 0, secs: 0 };
+    const ours = { got: 0, secs: 0 }, ref = { got: 0, secs: 0 }, dump = { got: 0, secs: 0 };
     for (let round = 0; round < 2; round++) {
       const o = await rxOurs(lab, a, b, frames);
       ours.got += o.got; ours.secs += o.secs;
-      const r = await rxTcpdump(lab, a, b, frames);
+      const r = await rxCapture(lab, a, b, frames, false);
       ref.got += r.got; ref.secs += r.secs;
+      const d = await rxCapture(lab, a, b, frames, true);
+      dump.got += d.got; dump.secs += d.secs;
     }
+    const dumpPps = dump.got / dump.secs;
+    emit('dump_rx_veth_pps', dumpPps, 'pps', { frames: dump.got, sent: 2 * frames, captured_share: Number((dump.got / (2 * frames)).toFixed(4)), note: '`netmap dump -i netmap:a0 -w /dev/null`: captured / trafgen wall time, two runs' });
+    emit('rx_share_ratio_dump_vs_tcpdump', dump.got / Math.max(ref.got, 1), 'ratio', { dump_share: Number((dump.got / (2 * frames)).toFixed(4)), tcpdump_share: Number((ref.got / (2 * frames)).toFixed(4)) });
     const oursPps = ours.got / ours.secs, refPps = ref.got / ref.secs;
     emit('pktgen_rx_veth_pps', oursPps, 'pps', { frames: ours.got, sent: 2 * frames, captured_share: Number((ours.got / (2 * frames)).toFixed(4)), note: 'captured / trafgen wall time, two runs' });
     emit('tcpdump_rx_veth_pps', refPps, 'pps', { frames: ref.got, sent: 2 * frames, captured_share: Number((ref.got / (2 * frames)).toFixed(4)), note: 'captured / trafgen wall time, two runs' });

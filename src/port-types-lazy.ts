@@ -1,7 +1,7 @@
 /**
  * Port types on demand, for programs whose start-up time counts (the tools, pkt-gen's workers).
- * Importing this module registers the port types made of shared memory alone, pipes and VALE
- * ports (small modules, which those programs load anyway). The interface type pulls in the
+ * Importing this module registers the port types made of shared memory alone, pipes, VALE
+ * ports and monitors (small modules, which those programs load anyway). The interface type pulls in the
  * interfaces layer and src/bwrap (about 30 ms of start-up): loadPortTypesFor() loads it only
  * when a name needs it. src/port-types.ts registers every type at once, for the library's users.
  */
@@ -9,10 +9,11 @@ import { registerPortTypes, type PortType } from './ports/port.js';
 import { parsePortSpec } from './ports/name.js';
 import { pipePortType, parentPortType } from './pipes/pipe.js';
 import { valePortType } from './switch/control.js';
+import { monitorPortType } from './monitor/monitor.js';
 import { interfaceExists } from './interfaces/ifinfo.js';
 
-/** The port types that need no interface layer, registered on import. */
-export const SHARED_MEMORY_PORT_TYPES: readonly PortType[] = [pipePortType, parentPortType, valePortType];
+/** The port types that need no interface layer, registered on import (monitors watch any port). */
+export const SHARED_MEMORY_PORT_TYPES: readonly PortType[] = [pipePortType, parentPortType, valePortType, monitorPortType];
 registerPortTypes(SHARED_MEMORY_PORT_TYPES);
 
 /**

@@ -39,11 +39,13 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /**
  * pkt-gen `rxArgs` started first, then pkt-gen `txArgs` for `seconds`; the sender is stopped,
- * the receiver 300 ms later. Both summaries.
+ * the receiver 300 ms later. Both summaries. `afterRx` runs once the receiver started, before
+ * the sender (a watcher to start beside it: bench/monitor.ts).
  */
-export async function runPair(txArgs: string[], rxArgs: string[], dir: string, seconds: number): Promise<{ ts: Record<string, number | string>; rs: Record<string, number | string> }> {
+export async function runPair(txArgs: string[], rxArgs: string[], dir: string, seconds: number, afterRx?: () => Promise<void>): Promise<{ ts: Record<string, number | string>; rs: Record<string, number | string> }> {
   const r = startPktgen(rxArgs, dir, seconds);
   await r.started;
+  if (afterRx !== undefined) await afterRx();
   const t = startPktgen(txArgs, dir, seconds);
   await t.started;
   await sleep(seconds * 1000);

@@ -14,4 +14,4 @@ export { interpretProgram } from './interp.js';
 export { validateProgram, formatProgram, parseDddProgram, type BpfInsn, type BpfProgram, type PacketFilter } from './bpf.js';
 export { replayFile, type ReplayOptions, type ReplayResult } from './replay.js';
 export { formatPacket, type PrintOptions } from './print.js';
-export { watchablePorts, watchName, portExists, CapturePump, type WatchablePort, type Direction, type PumpOptions } from './watch.js';
+export { watchablePorts, watchName, CapturePump, type WatchablePort, type Direction, type PumpOptions } from './watch.js';

@@ -13,6 +13,7 @@ import { type BpfProgram, type PacketFilter, MAXIMUM_SNAPLEN } from './bpf.js';
 import { programFromText, type FilterMode } from './filter.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
+import * as L from '../memory/layout.js';
 
 /** Packet callback: bytes [offset, offset + caplen) of u8; valid until the next dispatch. */
 export type PacketHandler = (u8: Uint8Array, offset: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number) => void;
@@ -22,6 +23,11 @@ export interface LiveOptions {
   snaplen?: number;
   /** How long dispatch() waits for packets before returning 0 (ms, default 1000; -1 forever). */
   timeoutMs?: number;
+  /**
+   * pcap_setdirection (tcpdump -Q) on a monitor port: 'in' keeps what the watched port
+   * received, 'out' what it sent (slots with NS_TXMON), 'inout' both (the default).
+   */
+  direction?: 'in' | 'out' | 'inout';
 }
 
 export interface CaptureStats {
@@ -43,18 +49,28 @@ export class LiveCapture {
   private accepted = 0;
   private breakRequested = false;
   private closed = false;
+  /** NS_TXMON: the slot flag value dropped by the direction (-1: none dropped). */
+  private readonly skipDirection: number;
+  /**
+   * Direction of the packet being handed to the callback: 1 in, 2 out (a monitor's NS_TXMON),
+   * as pcapng's epb_flags; valid during the callback.
+   */
+  direction: 1 | 2 = 1;
 
   private constructor(port: Port, name: string, options: LiveOptions) {
     this.port = port;
     this.name = name;
     this.snaplen = options.snaplen ?? MAXIMUM_SNAPLEN;
     this.timeoutMs = options.timeoutMs ?? 1000;
+    const d = options.direction ?? 'inout';
+    this.skipDirection = d === 'in' ? L.NS_TXMON : d === 'out' ? 0 : -1;
   }
 
   /** Opens `name` (e.g. `netmap:p{1`, `vale0:a`, `netmap:eth1`). Link type is always Ethernet. */
   static open(name: string, options: LiveOptions = {}): LiveCapture {
     const snaplen = options.snaplen ?? MAXIMUM_SNAPLEN;
     if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > MAXIMUM_SNAPLEN) fail('EINVAL', `snapshot length ${snaplen} must be 1..${MAXIMUM_SNAPLEN}`);
+    if (options.direction !== undefined && !['in', 'out', 'inout'].includes(options.direction)) fail('EINVAL', `direction '${String(options.direction)}' must be in, out or inout`);
     return new LiveCapture(openPort(name), name, options);
   }
 
@@ -111,6 +127,9 @@ export class LiveCapture {
       while (i !== tail && seen < limit) {
         const off = ring.slotBufOffset(i);
         const len = ring.slotLen(i);
+        const dirFlag = ring.slotFlags(i) & L.NS_TXMON;
+        if (dirFlag === this.skipDirection) { i = ring.next(i); continue; }
+        this.direction = dirFlag !== 0 ? 2 : 1;
         seen++;
         let cap = len < snaplen ? len : snaplen;
         if (filter !== null) {

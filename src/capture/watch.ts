@@ -10,7 +10,8 @@
 import { fail } from '../errors.js';
 import * as L from '../memory/layout.js';
 import { registry } from '../memory/registry.js';
-import { parsePortSpec, formatPortSpec } from '../ports/name.js';
+import { parsePortSpec } from '../ports/name.js';
+import { monitorNameFor } from '../monitor/monitor.js';
 import { POLLIN } from '../ports/port.js';
 import { waitPort } from '../ports/events.js';
 import type { LiveCapture, PacketHandler } from './live.js';
@@ -26,6 +27,8 @@ export interface WatchablePort {
   description: string;
   /** Open handles on the port (0: nobody uses it right now). */
   users: number;
+  /** Monitor ports watching it (`NAME/r`, `/t`, `/rt`, `/z` open now). */
+  monitors: number;
 }
 
 /**
@@ -38,6 +41,15 @@ export function watchablePorts(): WatchablePort[] {
   reg.collectGarbage();
   return reg.locked(() => {
     const out: WatchablePort[] = [];
+    // monitors are registered as 'PORT/flags#n': count them by the name they watch
+    const watchers = new Map<string, number>();
+    for (const index of reg.livePorts()) {
+      if (reg.portGet(index, L.PE_KIND) !== L.PORT_KIND_MONITOR) continue;
+      const n = reg.portName(index);
+      const slash = n.indexOf('/');
+      if (slash > 0) watchers.set(n.slice(0, slash), (watchers.get(n.slice(0, slash)) ?? 0) + 1);
+    }
+    const monitorsOf = (portName: string): number => watchers.get(portName) ?? 0;
     for (const sw of reg.liveSwitches()) {
       const switchName = reg.switchName(sw);
       for (let p = 0; p < L.MAX_SWITCH_PORTS; p++) {
@@ -48,7 +60,7 @@ export function watchablePorts(): WatchablePort[] {
         const name = portName.startsWith(`${switchName}:`) ? portName : `${switchName}:${portName}`;
         const kind = reg.portGet(index, L.PE_KIND);
         const what = kind === L.PORT_KIND_VALE ? 'VALE port' : 'VALE port of interface';
-        out.push({ name, kind: 'vale', description: `${what} ${name.slice(switchName.length + 1)} of switch ${switchName}`, users: reg.portGet(index, L.PE_USERS) });
+        out.push({ name, kind: 'vale', description: `${what} ${name.slice(switchName.length + 1)} of switch ${switchName}`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
       }
     }
     for (const index of reg.livePorts()) {
@@ -58,45 +70,34 @@ export function watchablePorts(): WatchablePort[] {
         const name = /^vale[A-Za-z0-9_]*:/.test(portName) ? portName : `netmap:${portName}`;
         const brace = Math.max(portName.lastIndexOf('{'), portName.lastIndexOf('}'));
         const end = portName[brace] === '{' ? 'master' : 'slave';
-        out.push({ name, kind: 'pipe', description: `pipe ${portName.slice(brace + 1)} of ${portName.slice(0, brace)}, ${end} end`, users: reg.portGet(index, L.PE_USERS) });
+        out.push({ name, kind: 'pipe', description: `pipe ${portName.slice(brace + 1)} of ${portName.slice(0, brace)}, ${end} end`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
       } else if (kind === L.PORT_KIND_INTERFACE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) === 0) {
-        out.push({ name: `netmap:${portName}`, kind: 'interface', description: `interface ${portName} in netmap mode`, users: reg.portGet(index, L.PE_USERS) });
+        out.push({ name: `netmap:${portName}`, kind: 'interface', description: `interface ${portName} in netmap mode`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
       }
     }
     return out;
   });
 }
 
-/** Whether the port a name designates exists now (without creating anything). */
-export function portExists(name: string): boolean {
-  const spec = parsePortSpec(name);
-  const reg = registry();
-  return reg.locked(() => {
-    if (reg.findPort(spec.name) >= 0) return true;
-    // a persistent VALE port attached to the switch is registered under its own name
-    return spec.switchName !== null && spec.name === spec.parentName && reg.findPort(spec.portName) >= 0;
-  });
-}
-
 /**
- * The name to open to watch port `name` in `direction`: a port that exists is watched through
- * its copy monitor (`/r` received, `/t` sent, `/rt` both), as netmap-libpcap does; a name that
- * already carries monitor flags is kept (EINVAL if they contradict `direction`); a port that does
- * not exist is opened as such (a new port, which sees what is sent to it), and then only 'inout'
- * makes sense (EOPNOTSUPP otherwise).
+ * The name to open to watch port `name` in `direction`: a port somebody has open is watched
+ * through its copy monitor (`/r` received, `/t` sent, `/rt` both: monitorNameFor, as
+ * netmap-libpcap does); a name that already carries monitor flags is kept (EINVAL if they
+ * contradict `direction`); a port nobody has open is opened itself (it then sees what is sent to
+ * it), and then only 'inout' makes sense (EOPNOTSUPP otherwise).
  */
 export function watchName(name: string, direction: Direction = 'inout'): string {
   const spec = parsePortSpec(name);
-  const wantRx = direction !== 'out', wantTx = direction !== 'in';
   if (spec.monitorRx || spec.monitorTx || spec.zcopyMonitor) {
     const hasRx = spec.monitorRx || spec.zcopyMonitor, hasTx = spec.monitorTx || spec.zcopyMonitor;
-    if (direction !== 'inout' && (hasRx !== wantRx || hasTx !== wantTx)) {
+    if (direction !== 'inout' && (hasRx !== (direction !== 'out') || hasTx !== (direction !== 'in'))) {
       fail('EINVAL', `${name}: its monitor flags contradict direction '${direction}'`);
     }
     return name;
   }
-  if (portExists(name)) return formatPortSpec({ ...spec, monitorRx: wantRx, monitorTx: wantTx });
-  if (direction !== 'inout') fail('EOPNOTSUPP', `${name}: no such port to watch; direction '${direction}' applies to watching an existing port`);
+  const monitor = monitorNameFor(name, direction);
+  if (monitor !== null) return monitor;
+  if (direction !== 'inout') fail('EOPNOTSUPP', `${name}: no port in use to watch; direction '${direction}' applies to watching one`);
   return name;
 }
 

@@ -259,13 +259,16 @@ export class PcapngWriter {
     return this.ifs.length - 1;
   }
 
-  /** Appends an enhanced packet block for interface `ifIndex`. */
-  write(u8: Uint8Array, offset: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number, ifIndex = 0): void {
+  /**
+   * Appends an enhanced packet block for interface `ifIndex`; `direction` 1 inbound, 2 outbound
+   * becomes its epb_flags option (0: none).
+   */
+  write(u8: Uint8Array, offset: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number, ifIndex = 0, direction = 0): void {
     const iface = this.ifs[ifIndex];
     if (iface === undefined) fail('EINVAL', `pcapng interface ${ifIndex} was not added`);
     const cap = caplen < iface.snaplen ? caplen : iface.snaplen;
     const padded = (cap + 3) & ~3;
-    const len = 32 + padded;
+    const len = 32 + padded + (direction !== 0 ? 12 : 0);
     const out = this.out;
     out.reserve(len);
     const dv = out.dv;
@@ -299,6 +302,14 @@ export class PcapngWriter {
     out.len = p + 28;
     out.copy(u8, offset, cap);
     for (let i = cap; i < padded; i++) out.buf[out.len++] = 0;
+    if (direction !== 0) {
+      // epb_flags (code 2, 4 bytes: bits 0-1 the direction), then opt_endofopt
+      dv.setUint16(out.len, 2, true);
+      dv.setUint16(out.len + 2, 4, true);
+      dv.setUint32(out.len + 4, direction & 3, true);
+      dv.setUint32(out.len + 8, 0, true);
+      out.len += 12;
+    }
     dv.setUint32(out.len, len, true);
     out.len += 4;
     this.packets++;

@@ -157,6 +157,13 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
   const head = av[0]!;
   const isPrefix = (word: string, of: string): boolean => of.startsWith(word);
   if (isPrefix(head, 'pipe') || head === 'queue' || head === 'flowset' || head === 'sched') {
+    // `pipe|queue|sched [N] zero|resetlog`: FreeBSD's main.c sends these to ipfw_zero() whatever
+    // the object (its do_pipe flag is not looked at there), so they clear the *rule* counters,
+    // after the same swap of `N zero` into `zero N`. Dummynet's own counters have no zero command.
+    let dv = av.slice(1);
+    if (dv.length > 1 && /^[0-9]/.test(dv[0]!)) dv = [dv[1]!, dv[0]!, ...dv.slice(2)];
+    const w = dv[0] ?? '';
+    if (w !== '' && ('zero'.startsWith(w) || 'resetlog'.startsWith(w))) return cmdZero(dv.slice(1), config, run, 'resetlog'.startsWith(w));
     const access = run.access;
     if (access.dummynet === undefined) ipfwFail(EX.UNAVAILABLE, 'dummynet is not available in this firewall');
     const r = access.dummynet(input, config);

@@ -19,6 +19,7 @@ import { FirewallPath, PATH_POOL_DEFAULT, type PathDummynet, type PathStats } fr
 import { serveControl, socketPath, daemonRunning, type ControlReply, type ControlRequest } from './control.js';
 import type { Interfaces } from './engine.js';
 import type { FirewallAccess } from './commands.js';
+import * as native from '../native/index.js';
 import fs from 'node:fs';
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -38,6 +39,13 @@ export interface KipfwOptions {
   spinUs?: number;
   /** Worker threads, each on its own ring pair of every port (`-p N`, default 1: the data path runs in the main thread). */
   workers?: number;
+  /**
+   * SCHED_FIFO priority (1..99) for the thread that runs the data path and dummynet (`--rt P`;
+   * 0 or absent: an ordinary thread). Only with workers = 1. Run node with --single-threaded-gc
+   * as well (the kipfw tool does): V8's parallel GC phases would make this thread wait for
+   * ordinary helper threads. See dummynet/README.md (TIMING).
+   */
+  realtime?: number;
   /** Log lines go here (default stderr). */
   log?: (line: string) => void;
 }
@@ -120,6 +128,9 @@ export class Kipfw {
     if (await daemonRunning(name)) fail('EBUSY', `a firewall daemon named '${name}' is already running; pick another name with -s`);
     const workers = opts.workers ?? 1;
     if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) fail('EINVAL', `workers must be 1 to ${MAX_WORKERS}, not ${workers}`);
+    const rt = opts.realtime ?? 0;
+    if (!Number.isInteger(rt) || rt < 0 || rt > 99) fail('EINVAL', `the real-time priority must be 1 to 99, not ${rt}`);
+    if (rt > 0 && workers > 1) fail('EINVAL', `a real-time priority is for the thread that runs dummynet, which runs with -p 1 only (not -p ${workers})`);
     const ports: Port[] = [];
     let fw: Firewall | null = null;
     let k: Kipfw | null = null;
@@ -146,6 +157,12 @@ export class Kipfw {
         path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true, clockNs: dnNow });
       }
       k = new Kipfw(name, fw, ports, path, dn, opts);
+      if (path !== null) {
+        // this thread runs the data path: its timed sleeps (futex timeouts before a packet is
+        // due) end when asked, not up to 50 µs later (the default timer slack)
+        native.setTimerSlack(1);
+        if (rt > 0) native.setRealtime(rt);
+      }
       for (let ring = 0; ring < (workers === 1 ? 0 : workers); ring++) await k.startWorker(opts, names, ring);
       const kk = k;
       k.server = await serveControl(name, (req) => kk.handle(req));
@@ -191,10 +208,20 @@ export class Kipfw {
 
   /** A control request: an ipfw command or a rules file. */
   handle(req: ControlRequest): ControlReply {
-    const dn = this.dummynet?.command;
+    const dn = this.dummynet?.command ?? (this.workers.length > 0 ? this.noDummynet : undefined);
     const r = 'argv' in req ? this.firewall.command(req.argv, dn) : this.firewall.file(req.file, dn);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
+
+  /**
+   * With -p N > 1 there is no dummynet: its pipes would have to be fed by N threads, and they live
+   * in the one thread that runs the data path. A rule's `pipe N`/`queue N` then names a pipe that
+   * does not exist, and drops (as in FreeBSD); the pipe commands say why.
+   */
+  private readonly noDummynet: NonNullable<FirewallAccess['dummynet']> = (_argv, config) => ({
+    status: 69, stdout: '', config,
+    stderr: `ipfw: EINVAL: dummynet needs kipfw -p 1: its pipes live in the one thread that runs the data path, and this kipfw runs ${this.workers.length} worker threads\n`,
+  });
 
   /** The start-up lines: each pair and whether it swaps buffers or copies. */
   describe(): string[] {

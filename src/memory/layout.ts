@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -88,7 +88,7 @@ export const PE_USERS = 64; // live handles
 export const PE_GENERATION = 68; // bumped on create and destroy: stale handles notice
 export const PE_HDR_LEN = 72; // virtio-net header length (VALE)
 export const PE_MFS = 76; // max frame size (VALE)
-export const PE_EXTRA = 80; // kind-specific words 80..127, one overlay per kind (below)
+export const PE_EXTRA = 80; // kind-specific words 80..119, one overlay per kind (below); 120..127 every kind
 /**
  * VALE port of an attached interface's wire side (set by its attach daemon): the interface's
  * ifindex and network namespace id. A forwarding daemon in that namespace may then transmit
@@ -114,6 +114,25 @@ export const PE_IF_FANOUT = PE_EXTRA + 28;
 /** Interface ports, for the process holding a tcx split: the descriptors of its two links (0 with tc). */
 export const PE_IF_INGRESS_LINK_FD = PE_EXTRA + 32;
 export const PE_IF_EGRESS_LINK_FD = PE_EXTRA + 36;
+/**
+ * Monitor ports (src/monitor): what they watch. Bit 0 TX, bit 1 RX, bit 2 zero-copy; the
+ * monitored rings as a range of the monitor's own RX rings (first | end << 16: monitor RX ring k
+ * mirrors the parent's TX and RX ring k, NIC rings then host rings); the parent's PE_GENERATION
+ * when the monitor was made (a parent entry reused by another port is not the parent any more).
+ */
+export const PE_MON_FLAGS = PE_EXTRA;
+export const PE_MON_RANGE = PE_EXTRA + 4;
+export const PE_MON_PARENT_GEN = PE_EXTRA + 8;
+export const MON_FLAG_TX = 1;
+export const MON_FLAG_RX = 2;
+export const MON_FLAG_ZCOPY = 4;
+/**
+ * Every kind (after the overlays, 120..127): monitors watching this port, and a generation set
+ * to a new registry token whenever one comes or goes. The data path loads PE_MONITORS once per
+ * batch; nothing else is done while it is 0.
+ */
+export const PE_MONITORS = 120;
+export const PE_MON_GEN = 124;
 export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
@@ -138,6 +157,7 @@ export const PORT_KIND_PIPE = 2;
 export const PORT_KIND_PARENT = 3; // a memory-only parent for pipes of a name that is no port
 export const PORT_KIND_INTERFACE = 4;
 export const PORT_KIND_HOST = 5;
+export const PORT_KIND_MONITOR = 6;
 
 export const MAX_SWITCHES = 16;
 export const SWITCH_ENTRY_SIZE = 16384;
@@ -258,6 +278,11 @@ export const KR_LEASE_TABLE = 228;
  * or frames would be received twice.
  */
 export const KR_RX_SERVER = 180;
+
+// Overlay of monitor RX rings (see src/monitor/tap.ts). KR_SHADOW_TAIL is the next slot the
+// monitored side fills, KR_HWCUR what the monitor's user released.
+/** Lock of the monitored side's writers (several threads may feed one monitor ring): owner tid, 0 free. */
+export const KR_MON_LOCK = 180;
 
 export const KR_END = 256;
 

@@ -313,6 +313,52 @@ export function setAffinity(tid: number, cpu: number): void {
   check(schedSetaffinity(tid, mask.length, mask), `sched_setaffinity(cpu ${cpu})`);
 }
 
+// ---- scheduling of the calling thread (kipfw --rt, dummynet's timing) ------------------------
+const schedSetscheduler = libc.func('int sched_setscheduler(int pid, int policy, void *param)');
+const prctlFn = libc.func('int prctl(int option, ...)');
+const SCHED_OTHER = 0, SCHED_FIFO = 1, PR_SET_TIMERSLACK = 29;
+
+/**
+ * Puts the calling thread in SCHED_FIFO at `priority` (1..99), or back in SCHED_OTHER with 0.
+ * A real-time thread preempts every ordinary one the moment it wakes; the kernel's RT throttling
+ * (sched_rt_runtime_us, 95% by default) still leaves the other tasks some CPU. Needs root or
+ * CAP_SYS_NICE (EPERM otherwise).
+ */
+export function setRealtime(priority: number): void {
+  if (!Number.isInteger(priority) || priority < 0 || priority > 99) throw new NetmapError('EINVAL', `real-time priority ${priority} is out of range (0..99)`);
+  const param = Buffer.alloc(4);
+  param.writeInt32LE(priority, 0);
+  check(schedSetscheduler(0, priority === 0 ? SCHED_OTHER : SCHED_FIFO, param), `sched_setscheduler(${priority === 0 ? 'SCHED_OTHER' : `SCHED_FIFO ${priority}`})`);
+}
+
+/**
+ * Sets the calling thread's timer slack (PR_SET_TIMERSLACK, ns): how much later than asked the
+ * kernel may end its timed sleeps (futex timeouts) to merge wake-ups. The default is 50 µs.
+ */
+export function setTimerSlack(ns: number): void {
+  if (!Number.isInteger(ns) || ns < 1) throw new NetmapError('EINVAL', `timer slack ${ns} ns must be a positive integer`);
+  check(prctlFn(PR_SET_TIMERSLACK, 'unsigned long', ns, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number, 'prctl(PR_SET_TIMERSLACK)');
+}
+
+// ---- re-executing node with V8 flags (kipfw --rt) -------------------------------------------
+const execvFn = libc.func('int execv(const char *path, const char **argv)');
+const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
+const F_SETFD = 2;
+
+/**
+ * Replaces this process (same pid) by `node NODE_FLAGS... SCRIPT ARGS...` with the same script and
+ * arguments: for V8 flags that must be set before the heap exists (kipfw --rt runs with
+ * --single-threaded-gc; setting GC flags at run time crashed V8). stdin/out/err are kept (libuv
+ * marks them close-on-exec). Returns only on failure, by throwing.
+ */
+export function reexecNode(nodeFlags: string[]): never {
+  for (let fd = 0; fd <= 2; fd++) fcntlFn(fd, F_SETFD, 'int', 0);
+  const argv = [process.execPath, ...process.execArgv, ...nodeFlags, ...process.argv.slice(1), null];
+  execvFn(process.execPath, argv);
+  const errno = koffi.errno();
+  throw new NetmapError(errnoName(errno), `execv(${process.execPath}) failed: errno ${errno}`);
+}
+
 // ---- capture: read-only file mappings (src/capture/reader.ts) --------------------------------
 const munmapPtr = libc.func('int munmap(void *addr, size_t length)');
 

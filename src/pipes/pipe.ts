@@ -336,6 +336,7 @@ export const pipePortType: PortType = {
 /** A pipe's memory-only parent: made by resolvePipe, goes with its last pipe if made for them. */
 export const parentPortType: PortType = {
   name: 'pipe parent', kind: L.PORT_KIND_PARENT,
+  monitors: 'none',
   adapter: () => new NullAdapter(),
   lastUser: (reg, index) => {
     if (reg.portGet(index, L.PE_PIPES) === 0 && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_AUTODELETE) !== 0) reg.destroyPort(index);

@@ -14,6 +14,7 @@ import * as native from '../native/index.js';
 import * as L from '../memory/layout.js';
 import { parsePortSpec, type PortSpec } from './name.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
+import { tapsOf, type Taps } from '../monitor/tap.js';
 
 export const POLLIN = L.POLLIN;
 export const POLLOUT = L.POLLOUT;
@@ -53,7 +54,7 @@ export interface SwitchAttachRequest {
 }
 
 /** The names a port type resolves: pipes (`X{N`, `X}N`), VALE ports (`valeX:P`), or the rest. */
-export type NameFamily = 'pipe' | 'vale' | 'interface';
+export type NameFamily = 'pipe' | 'vale' | 'interface' | 'monitor';
 
 /**
  * One port type (netmap's struct netmap_adapter, as a record): everything the ports layer and
@@ -84,6 +85,13 @@ export interface PortType {
   readonly switchAttach?: (req: SwitchAttachRequest) => void;
   /** The sync functions of one handle. */
   readonly adapter: AdapterFactory;
+  /**
+   * How its frames reach monitor ports (src/monitor): 'sync' (default) — Port copies what each
+   * txsync handed over and each rxsync brought; 'self' — its data path feeds copy monitors
+   * itself (VALE: the forwarder, for frames that never pass a ring of the port); 'none' — it
+   * cannot be monitored. Zero-copy monitors are always served by Port's syncs.
+   */
+  readonly monitors?: 'sync' | 'self' | 'none';
   /** What happens when the port's last handle goes (ephemeral ports destroy themselves). */
   readonly lastUser?: (reg: Registry, index: number) => void;
   /** Cleanup before the port's registry entry goes (detach from a switch...). */
@@ -148,6 +156,7 @@ const POLL_SPIN_US = 30;
 /** futex_waitv's limit on words per wait. */
 const MAX_WAIT_WORDS = 128;
 const idleWord = new Int32Array(new SharedArrayBuffer(4));
+const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2;
 
 export class Port {
   /** The name as given to openPort. */
@@ -183,6 +192,10 @@ export class Port {
   private readonly generation: number;
   private readonly waitAddrs: number[] = [];
   private readonly waitVals: number[] = [];
+  /** The monitors of this port as this thread sees them; null for kinds that cannot have any. */
+  private readonly taps: Taps | null;
+  /** Whether syncs copy frames to copy monitors (else the port type's data path does). */
+  private readonly copyInSync: boolean;
 
   /** @internal use openPort() */
   constructor(init: {
@@ -212,6 +225,8 @@ export class Port {
     const type = typesByKind.get(this.kind);
     if (type === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
     this.adapter = type.adapter(this);
+    this.taps = type.monitors === 'none' ? null : tapsOf(this.index);
+    this.copyInSync = type.monitors !== 'self';
   }
 
   /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */
@@ -256,16 +271,44 @@ export class Port {
     // operations (two of them cost ~40 ns a sync in V8). A second handle that binds the ring
     // while this one is in a sync can overlap that one sync; the prologues repair whatever that
     // leaves, as they repair a user's scribbles.
-    if (i32[(ring.offset + L.KR_USERS) >>> 2]! <= 1) return tx ? this.adapter.txsync(ring) : this.adapter.rxsync(ring);
+    if (i32[(ring.offset + L.KR_USERS) >>> 2]! <= 1) return this.runSync(ring, tx);
     const w = (ring.offset + L.KR_BUSY) >>> 2;
     const me = this.me;
     const owner = Atomics.compareExchange(i32, w, 0, me);
     if (owner !== 0 && owner !== me && (ownerAlive(owner) || Atomics.compareExchange(i32, w, owner, me) !== owner)) return true;
     try {
-      return tx ? this.adapter.txsync(ring) : this.adapter.rxsync(ring);
+      return this.runSync(ring, tx);
     } finally {
       Atomics.store(i32, w, 0);
     }
+  }
+
+  /** The adapter's sync; with monitors watching the port, and what they are owed around it. */
+  private runSync(ring: Ring, tx: boolean): boolean {
+    const taps = this.taps;
+    if (taps === null || !taps.present()) return tx ? this.adapter.txsync(ring) : this.adapter.rxsync(ring);
+    const u32 = this.sp.u32, w = ring.offset >>> 2, n = ring.numSlots;
+    const zcopy = taps.zcopyTarget(ring.dir, ring.id) >= 0;
+    if (tx) {
+      const hwcur = u32[w + W_HWCUR]!, tail = u32[w + W_HWTAIL]!;
+      const ok = this.adapter.txsync(ring);
+      const newHwcur = u32[w + W_HWCUR]!, newTail = u32[w + W_HWTAIL]!;
+      if (hwcur < n && newHwcur < n && this.copyInSync) taps.copySlots(ring, hwcur, newHwcur);
+      // zero copy: the slots the port finished with ([old tail + 1, new tail + 1)) go to the monitor
+      if (zcopy && tail < n && newTail < n) taps.swapSlots(ring, tail + 1 === n ? 0 : tail + 1, newTail + 1 === n ? 0 : newTail + 1);
+      return ok;
+    }
+    const hwtail = u32[w + W_HWTAIL]!;
+    if (zcopy) {
+      // zero copy: the slots the user released ([hwcur, head)) go to the monitor before the port
+      // takes them back (a pipe then hands the monitor's buffers to the sender)
+      const hwcur = u32[w + W_HWCUR]!, head = ring.head;
+      if (hwcur < n && head < n && hwtail < n && (hwcur <= hwtail ? hwcur <= head && head <= hwtail : head >= hwcur || head <= hwtail)) taps.swapSlots(ring, hwcur, head);
+    }
+    const ok = this.adapter.rxsync(ring);
+    const newHwtail = u32[w + W_HWTAIL]!;
+    if (hwtail < n && newHwtail < n && this.copyInSync) taps.copySlots(ring, hwtail, newHwtail);
+    return ok;
   }
 
   /** One pass of netmap_poll without sleeping: returns the ready events (and POLLERR). */
@@ -458,12 +501,18 @@ function bindRings(reg: Registry, index: number, spec: PortSpec): Binding {
  */
 export function openPort(name: string, opts: OpenOptions = {}): Port {
   if (typeof name !== 'string') fail('EINVAL', 'the port name must be a string');
-  const spec = parsePortSpec(name, { strictNames: opts.relaxedNames !== true });
+  const parsed = parsePortSpec(name, { strictNames: opts.relaxedNames !== true });
   const reg = registry();
   reg.collectGarbage();
   const init = reg.locked(() => {
+    const spec = parsed.share === null ? parsed : sharing(reg, parsed, opts);
     let index = -1;
-    if (spec.pipe !== null) {
+    if (spec.zcopyMonitor || spec.monitorTx || spec.monitorRx) {
+      // as netmap_get_na: the monitor flags come first, whatever the rest of the name is
+      const monitors = typesByFamily.get('monitor');
+      if (monitors === undefined) fail('EOPNOTSUPP', `${name}: monitor ports are not available in this build`);
+      index = monitors.resolve!(reg, spec, opts);
+    } else if (spec.pipe !== null) {
       const pipes = typesByFamily.get('pipe');
       if (pipes === undefined) fail('EOPNOTSUPP', 'pipes are not available in this build');
       index = pipes.resolve!(reg, spec, opts);
@@ -561,6 +610,22 @@ function register(reg: Registry, index: number, spec: PortSpec, opts: OpenOption
   for (let k = b.tx[0]; k < b.tx[1]; k++) tx.push(new Ring(sp, reg.ringOffset(index, k), numBufs, k >= numTx));
   for (let k = b.rx[0]; k < b.rx[1]; k++) rx.push(new Ring(sp, reg.ringOffset(index, numTxAll + k), numBufs, k >= numRx));
   return { spec, index, token, nifp, tx, rx, extra: granted, noTxPoll: opts.noTxPoll === true };
+}
+
+/**
+ * `@share=PORT` (libnetmap): the memory region of the open port PORT, as if `@N` had named it
+ * (a conflicting `@N` is EINVAL). A port created by the open (a VALE port, a pipe's memory-only
+ * parent is not) is made in that region; an existing port must already be in it.
+ */
+function sharing(reg: Registry, spec: PortSpec, opts: OpenOptions): PortSpec {
+  const other = parsePortSpec(spec.share!, { strictNames: opts.relaxedNames !== true });
+  let index = reg.findPort(other.name);
+  if (index < 0 && other.subsystem === 'vale') index = reg.findPort(other.portName); // a persistent port
+  if (index < 0) fail('ENXIO', `${spec.spec}: @share names ${other.name}, which is not an open port`);
+  const memId = reg.portGet(index, L.PE_MEM_ID);
+  if (spec.memId !== 0 && spec.memId !== memId) fail('EINVAL', `${spec.spec}: @${spec.memId} conflicts with @share=${spec.share} (memory region ${memId})`);
+  if (spec.zcopyMonitor || spec.monitorTx || spec.monitorRx) fail('EINVAL', `${spec.spec}: @share does not apply to a monitor (a copy monitor has its own memory, /z the watched port's)`);
+  return { ...spec, memId };
 }
 
 /** Handles open in this thread (for tests and leak checks). */

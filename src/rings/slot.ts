@@ -42,3 +42,21 @@ export function slotFlagsAtWord(u16: Uint16Array, slotWord: number): number {
 export function setSlotFlagsAtWord(u16: Uint16Array, slotWord: number, flags: number): void {
   u16[2 * slotWord + FLAGS_HALF] = flags;
 }
+
+/** Frames up to this length are copied with copyBlocks' word loop, longer ones with copyWithin. */
+export const SMALL_COPY = 512;
+
+/**
+ * Copies `len` bytes rounded up to 64 (netmap's pkt_copy) as 8-byte words, from word index `s`
+ * to word index `t` of a Float64Array over the space. Netmap buffers are 64-byte aligned and a
+ * multiple of 64 bytes long, so the rounding stays inside both. Float64Array element copies keep
+ * every bit pattern (NaNs included) on V8: the test suite checks frames made of NaN patterns.
+ * (The VALE forwarder and the monitors' copies use it.)
+ */
+export function copyBlocks(f64: Float64Array, s: number, t: number, len: number): void {
+  const end = s + (((len + 63) >>> 6) << 3);
+  for (; s < end; s += 8, t += 8) {
+    f64[t] = f64[s]!; f64[t + 1] = f64[s + 1]!; f64[t + 2] = f64[s + 2]!; f64[t + 3] = f64[s + 3]!;
+    f64[t + 4] = f64[s + 4]!; f64[t + 5] = f64[s + 5]!; f64[t + 6] = f64[s + 6]!; f64[t + 7] = f64[s + 7]!;
+  }
+}

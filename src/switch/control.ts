@@ -250,6 +250,7 @@ function valeDestroy(reg: Registry, index: number): void {
 /** VALE ports (`valeX:PORT`). */
 export const valePortType: PortType = {
   name: 'vale', kind: L.PORT_KIND_VALE, family: 'vale', resolve: resolveVale,
+  monitors: 'self', // the forwarder feeds copy monitors (forward.ts)
   adapter: (port) => new ValeAdapter(port),
   lastUser: valeLastUser, destroy: valeDestroy,
 };

@@ -28,9 +28,10 @@ import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
-import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
+import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF, SMALL_COPY, copyBlocks } from '../rings/slot.js';
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
+import { tapsOf, type Taps } from '../monitor/tap.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
@@ -38,8 +39,7 @@ export const BATCH = 1024;
 const FT_SIZE = BATCH + L.NETMAP_MAX_FRAGS;
 const MAXP = L.MAX_SWITCH_PORTS;
 const MAX_RINGS = 16;
-/** Frames up to this length are copied with a word loop, longer ones with copyWithin. */
-export const SMALL_COPY = 512;
+export { SMALL_COPY };
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
 const W_USERS = L.KR_USERS >>> 2, W_FIRST = L.KR_LEASE_FIRST >>> 2, W_NEXT = L.KR_LEASE_NEXT >>> 2;
@@ -126,6 +126,14 @@ export class ValeAdapter implements PortAdapter {
   /** Delivery of some ports' packets outside the switch's rings (see the header); null none. */
   private outside: OutsideDelivery | null = null;
 
+  /**
+   * Monitors (src/monitor): of this port (what it sends, copied in flush) and of each
+   * destination (what it receives, copied where it is delivered). One load a batch each when
+   * no monitor is open.
+   */
+  private readonly myTaps: Taps;
+  private readonly pTaps: Array<Taps | null> = new Array<Taps | null>(MAXP).fill(null);
+
   // rxsync: dead-sender detection per bound RX ring
   private readonly rxStuckSince = new Float64Array(MAX_RINGS);
   private readonly rxStuckFirst = new Float64Array(MAX_RINGS).fill(-1);
@@ -140,6 +148,7 @@ export class ValeAdapter implements PortAdapter {
     this.i32 = sp.i32;
     this.f64 = sp.f64;
     this.leases = new LeaseOps(sp);
+    this.myTaps = tapsOf(port.index);
     const own = this.reg.region(port.memId);
     this.ownObjLo = own.pagesBase;
     this.ownObjHi = own.pagesBase + own.numPages * L.PAGE_SIZE;
@@ -204,6 +213,7 @@ export class ValeAdapter implements PortAdapter {
         }
         if (outside !== null && idx !== this.port.index) outside.consider(reg, p, idx);
         this.pIndex[p] = idx;
+        this.pTaps[p] = tapsOf(idx);
         this.pNumRx[p] = numRx;
         // copyBlocks writes whole 64-byte blocks at 8-byte word indices: a destination buffer
         // must start on a word and hold whole blocks, or the rounding would spill past it.
@@ -350,7 +360,46 @@ export class ValeAdapter implements PortAdapter {
   private flush(count: number, ringId: number): number {
     const drops = this.lookup(count);
     this.deliverAll(ringId);
+    if (this.myTaps.present()) this.tapSent(count, ringId);
     return drops;
+  }
+
+  /** Copies entries [0, count) (what this port sent on TX ring `ringId`) to its TX monitors. */
+  private tapSent(count: number, ringId: number): void {
+    const taps = this.myTaps;
+    const ids = taps.copyTargets(L.RING_DIR_TX, ringId);
+    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
+    for (let j = 0; j < ids.length; j++) {
+      taps.begin(ids[j]!, count);
+      for (let p = 0; p < count;) {
+        const f = ftFrags[p]!;
+        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, (e + 1 < p + f ? L.NS_MOREFRAG : 0) | L.NS_TXMON);
+        p += f;
+      }
+      taps.end();
+    }
+  }
+
+  /**
+   * Copies the first `maxPkts` packets of the unicast chain `u` merged with the broadcast chain
+   * `b` (what port number `d` was given on its RX ring `r`) to that port's RX monitors.
+   */
+  private tapReceived(d: number, r: number, u: number, b: number, slots: number, maxPkts: number): void {
+    const taps = this.pTaps[d]!;
+    const ids = taps.copyTargets(L.RING_DIR_RX, r);
+    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags, ftNext = this.ftNext;
+    const u0 = u, b0 = b;
+    for (let j = 0; j < ids.length; j++) {
+      taps.begin(ids[j]!, slots);
+      u = u0; b = b0;
+      for (let pkts = 0; (u >= 0 || b >= 0) && pkts < maxPkts; pkts++) {
+        let p: number;
+        if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+        const f = ftFrags[p]!;
+        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, e + 1 < p + f ? L.NS_MOREFRAG : 0);
+      }
+      taps.end();
+    }
   }
 
   /**
@@ -443,7 +492,12 @@ export class ValeAdapter implements PortAdapter {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
-      if (outside !== null && outside.takes(d)) { outside.deliver(this, d, dstHead[d]!, bcHead); dstHead[d] = -1; continue; }
+      if (outside !== null && outside.takes(d)) {
+        if (this.pTaps[d]!.present()) this.tapReceived(d, 0, dstHead[d]!, bcHead, (dstHead[d]! < 0 ? 0 : this.dstSlots[d]!) + (bcHead < 0 ? 0 : this.bcSlots), BATCH);
+        outside.deliver(this, d, dstHead[d]!, bcHead);
+        dstHead[d] = -1;
+        continue;
+      }
       // unicast goes to ring (source ring mod RX rings), broadcast to ring 0, as in netmap
       const ru = ringId % this.pNumRx[d]!;
       if (ru === 0 || dstHead[d]! < 0 || bcHead < 0) this.deliver(d, dstHead[d]! < 0 ? 0 : ru, true, true);
@@ -460,6 +514,7 @@ export class ValeAdapter implements PortAdapter {
     const u16 = this.u16, u32 = this.u32, u8 = this.u8, f64 = this.f64;
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     let u = unicast ? this.dstHead[d]! : -1, b = broadcast ? this.bcHead : -1;
+    const u0 = u, b0 = b;
     const needed = (u >= 0 ? this.dstSlots[d]! : 0) + (b >= 0 ? this.bcSlots : 0);
     const totalPkts = (u >= 0 ? this.dstPkts[d]! : 0) + (b >= 0 ? this.bcPkts : 0);
     const ring = this.pRx[d * MAX_RINGS + r]!;
@@ -522,6 +577,7 @@ export class ValeAdapter implements PortAdapter {
       used += frags;
       pkts++;
     }
+    if (this.pTaps[d]!.present()) this.tapReceived(d, r, u0, b0, used, pkts);
     // what did not fit is dropped (netmap stops at the first packet that does not fit)
     const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - pkts, f64);
     if (moved || lease.moved) sync.notify(this.port.sp, ring);
@@ -556,20 +612,6 @@ export class ValeAdapter implements PortAdapter {
     sync.setTail(ring, tail);
     sync.stampRx(ring, tail !== before);
     return ok;
-  }
-}
-
-/**
- * Copies `len` bytes rounded up to 64 (netmap's pkt_copy) as 8-byte words, from word index `s`
- * to word index `t`. Buffers are 64-byte aligned and a multiple of 64 bytes long, so the
- * rounding stays inside both. Float64Array element copies keep every bit pattern (NaNs
- * included) on V8: the test suite checks frames made of NaN patterns.
- */
-function copyBlocks(f64: Float64Array, s: number, t: number, len: number): void {
-  const end = s + (((len + 63) >>> 6) << 3);
-  for (; s < end; s += 8, t += 8) {
-    f64[t] = f64[s]!; f64[t + 1] = f64[s + 1]!; f64[t + 2] = f64[s + 2]!; f64[t + 3] = f64[s + 3]!;
-    f64[t + 4] = f64[s + 4]!; f64[t + 5] = f64[s + 5]!; f64[t + 6] = f64[s + 6]!; f64[t + 7] = f64[s + 7]!;
   }
 }
 

@@ -53,7 +53,7 @@ const DUMP: ToolSpec = {
   permute: true,
   preamble: ['options may also follow the expression (as tcpdump on Linux); -- ends them'],
   options: [
-    { short: 'i', value: 'PORT', many: true, help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...);\nan existing port is watched through its monitor (/rt; see -Q)' },
+    { short: 'i', value: 'PORT', many: true, help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...);\na port in use is watched through its copy monitor (/rt; see -Q)' },
     { short: 'r', value: 'FILE', many: true, help: "read packets from a pcap or pcapng file ('-' = standard input)" },
     { short: 'w', value: 'FILE', many: true, help: "write accepted packets to FILE (pcap; '-' = standard output)" },
     { short: 'U', many: true, help: 'packet-buffered output: the -w header at once, then a flush after each packet' },
@@ -196,11 +196,14 @@ async function run(args: Args): Promise<number> {
       stop = true;
     }
   };
+  // Direction of the packet being handled, 0 unknown (a file, a port opened itself), 1 in, 2 out.
+  let direction = 0;
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
     if (writer !== null) {
       try {
-        writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
+        if (writer instanceof PcapngWriter) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec, 0, direction);
+        else writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
       } catch (e) {
         if (!isEpipe(e)) throw e;
         pipeGone = true;
@@ -209,7 +212,9 @@ async function run(args: Args): Promise<number> {
       }
       if (args.packetBuffered) flushWriter();
     } else if (formatPacket !== null) {
-      text.line(formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts));
+      const line = formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts);
+      if (direction === 0) text.line(line);
+      else { const sp = line.indexOf(' '); text.line(`${line.slice(0, sp)} ${direction === 2 ? 'Out' : 'In'}${line.slice(sp)}`); }
       if (text.closed) { pipeGone = true; stop = true; }
     }
     accepted++;
@@ -264,19 +269,22 @@ async function run(args: Args): Promise<number> {
       }
     } else if (args.iface !== undefined) {
       const [{ openLive }, { watchName }] = await Promise.all([import('../capture/live.js'), import('../capture/watch.js')]);
-      // An existing port is watched through its monitor (-Q picks /r, /t or /rt); a new name is
-      // opened as a port of its own.
-      const cap = openLive(watchName(args.iface, args.direction), { snaplen });
+      // A port in use is watched through a copy monitor (-Q picks /r, /t or /rt); one nobody has
+      // open is opened itself.
+      const name = watchName(args.iface, args.direction);
+      const watching = name !== args.iface || /\/[a-zA-Z]*[rtz]/.test(args.iface);
+      const cap = openLive(name, { snaplen, direction: args.direction });
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
         openWriter(1, snaplen);
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        console.error(`netmap dump: listening on ${args.iface}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
+        console.error(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
           const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
+            if (watching) direction = cap.direction;
             handle(u8, o, caplen, wirelen, tsSec, tsNsec);
             if (pipeGone) cap.breakloop();
           };

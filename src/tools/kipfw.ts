@@ -7,13 +7,14 @@
  */
 import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
+import { reexecNode } from '../native/index.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
 const KIPFW: ToolSpec = {
   name: 'kipfw',
-  synopsis: ['[-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]'],
+  synopsis: ['[-s NAME] [-p N] [-D] [-c] [-I] [-b POOL] [--rt PRIO] [-v] [--duration SECS] PORT_A PORT_B [PORT_C PORT_D ...]'],
   preamble: [
     'PORT_A PORT_B  a pair of ports (netmap:IF, netmap:IF^, valeX:P, pipes, single rings): frames',
     '               received on one go through the ruleset and, when they pass, out of the other',
@@ -25,13 +26,14 @@ const KIPFW: ToolSpec = {
     { short: 'c', help: 'copy frames even when the two ports share memory (no buffer swapping)' },
     { short: 'I', help: 'interpret rulesets instead of compiling them to JavaScript' },
     { short: 'b', value: 'POOL', help: `extra buffers each port lends dummynet for waiting packets (0..65536, default ${PATH_POOL_DEFAULT})` },
+    { long: 'rt', value: 'PRIO', help: 'run the data path and dummynet in a real-time thread (SCHED_FIFO, 1..99; root):\npackets leave their pipes on time even when the CPUs are busy (-p 1 only)' },
     { short: 'v', many: true, help: 'a status line every second' },
     { long: 'duration', value: 'SECS', help: 'stop after SECS seconds (default: until SIGINT/SIGTERM)' },
   ],
   permute: true,
 };
 
-interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; verbose: boolean; duration: number }
+interface Args { workers: number; name: string; ports: string[]; deny: boolean; copy: boolean; interpret: boolean; pool: number; rt: number; verbose: boolean; duration: number }
 
 export function parseArgs(argv: string[]): Args | null {
   return parseTool(KIPFW, argv, toArgs);
@@ -44,6 +46,7 @@ function toArgs(p: ParsedArgs): Args {
   return {
     workers: p.number('p', 1, { min: 1, max: 16 }), name: p.value('s') ?? (process.env.NETMAP_IPFW || 'ipfw'), ports,
     deny: p.has('D'), copy: p.has('c'), interpret: p.has('I'), pool: p.number('b', PATH_POOL_DEFAULT, { min: 0, max: 65536 }),
+    rt: p.number('rt', 0, { min: 1, max: 99 }),
     verbose: p.has('v'), duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
   };
 }
@@ -53,9 +56,13 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function run(args: Args): Promise<number> {
+  // A real-time data path does V8's GC work itself: parallel GC phases would make it wait for
+  // ordinary helper threads (dummynet/README.md, TIMING). GC flags must be set before the heap
+  // exists, so kipfw re-executes itself, same pid, with --single-threaded-gc.
+  if (args.rt > 0 && !process.execArgv.includes('--single-threaded-gc')) reexecNode(['--single-threaded-gc']);
   const k = await Kipfw.start({
     name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
-    zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers,
+    zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt,
   }, makeDaemonDummynet);
   for (const line of k.describe()) console.error(line);
   const onSignal = (): void => k.stop();

@@ -100,7 +100,7 @@ test('-Q: ignored on files (as tcpdump), refused for a port that does not exist 
   for (const d of ['in', 'out', 'INOUT']) assert.equal(dump(['-r', corpus, '-c', '5', '--utc', '-Q', d]).stdout, plain.stdout);
   const r = dump(['-i', 'valedq:nobody', '-Q', 'in', '--duration', '1']);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /valedq:nobody: no such port to watch; direction 'in' applies to watching an existing port/);
+  assert.match(r.stderr, /valedq:nobody: no port in use to watch; direction 'in' applies to watching one/);
 });
 
 test('-w - -U streams pcap records as they are captured; tshark -r - reads the stream', async (t) => {

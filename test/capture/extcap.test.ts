@@ -46,11 +46,11 @@ function extcap(args: string[]): { status: number | null; stdout: string; stderr
 const frame = (i: number, isUdp: boolean): Uint8Array => Uint8Array.from(padFrame(ether('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:0a', 0x0800,
   ip4({ src: '198.18.0.10', dst: '198.18.0.255', proto: isUdp ? 17 : 6 }, isUdp ? udp(3000 + i, 4000, [i & 0xff, i >> 8]) : tcp({ sport: 3000 + i, dport: 80, flags: TCP_SYN })))));
 
-/** Waits until `name` has at least `users` handles (the capture opened it), bounded by `ms`. */
-async function waitUsers(name: string, users: number, ms: number): Promise<boolean> {
+/** Waits until a monitor watches port `name` (the capture opened it), bounded by `ms`. */
+async function waitWatched(name: string, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if ((watchablePorts().find((p) => p.name === name)?.users ?? 0) >= users) return true;
+    if ((watchablePorts().find((p) => p.name === name)?.monitors ?? 0) >= 1) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
@@ -133,7 +133,7 @@ test('extcap --capture writes the filtered frames into the FIFO and ends on SIGT
   const reader = fs.createReadStream(fifo);
   reader.on('data', (d) => chunks.push(d as Buffer));
   try {
-    assert.ok(await waitUsers('valext2:cap', 2, 20000), `the capture did not open the port: ${stderr}`);
+    assert.ok(await waitWatched('valext2:cap', 20000), `the capture did not open the port: ${stderr}`);
     const frames = Array.from({ length: 40 }, (_, i) => frame(i, i % 4 !== 0));
     await sendFrames(src, frames);
     const want = frames.filter((_, i) => i % 4 !== 0).map((f) => Buffer.from(f).toString('hex'));
@@ -192,7 +192,7 @@ test('tshark: --install into a temporary extcap folder, tshark -D lists our port
     const N = 50;
     const out = path.join(work, 'tshark.pcap');
     const capture = run(['tshark', '-i', 'valext3:cap', '-c', String(N), '-w', out], 120000);
-    const started = await waitUsers('valext3:cap', 2, 90000);
+    const started = await waitWatched('valext3:cap', 90000);
     if (!started) { const r = await capture; assert.fail(`tshark did not start the capture: ${r.stderr}`); }
     const frames = Array.from({ length: N }, (_, i) => frame(i, i % 2 === 0));
     await sendFrames(src, frames);

@@ -1,6 +1,6 @@
 /**
- * Traffic tools for the dummynet namespace tests and benchmark (iperf3 is not installed here, and
- * these give the raw arrival times the checks need). Run as a child in a namespace:
+ * Traffic tools for the dummynet namespace tests and benchmark: unlike iperf3 they give the raw
+ * arrival time of every packet, which the timing and sharing checks need. Run as a child in a namespace:
  *   node dn-traffic.js udp-send '{"flows":[{"dst":"198.18.0.2","port":5001,"pps":800,"src":"198.18.0.1"}],"payload":1400,"durationMs":2500,"count":0}'
  *   node dn-traffic.js udp-recv '{"bind":"198.18.0.2","ports":[5001],"durationMs":4000,"idleMs":800}'
  *   node dn-traffic.js tcp-send '{"dst":"198.18.0.2","port":5201,"durationMs":2500,"bytes":0}'

@@ -3,7 +3,8 @@
  * m1 — r (198.18.0.2). Every expected figure is the arithmetic of ref ipfw-pcap.md §3.4 with
  * dummynet counting whole Ethernet frames (no FCS), as the daemon's L2 path does: a UDP datagram
  * of P payload bytes is a frame of P + 42 bytes, a full TCP segment (MSS 1448 + timestamps) 1514.
- * Traffic comes from dn-traffic.ts (iperf3 is not installed here); receivers record arrival times.
+ * Traffic comes from dn-traffic.ts, whose receivers record every arrival time (the iperf3 versions of
+ * these cases are in dummynet-iperf3.test.ts).
  * Rates are measured from the first to the last arrival of a backlogged flow, so the start-up and
  * the senders' pacing do not enter. Neighbour entries are static so that ARP never crosses a pipe.
  */
@@ -12,7 +13,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 
 process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-dnnet-'));
@@ -26,27 +26,11 @@ const opts = { skip: skip ?? false, timeout: 60_000 };
 type LabT = InstanceType<typeof Lab>;
 
 const { CLI, startKipfw, must } = await import('./kipfw-lab.js');
+const { topo, runAsync, pingRtts, pingSent, median, quantile, flowRow, within, load, queueWaitNear } = await import('./dn-lab.js');
 type Daemon = Awaited<ReturnType<typeof startKipfw>>;
 const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
 /** Ethernet + IPv4 + UDP headers: a datagram of P bytes is a frame of P + 42. */
 const UDP_OVERHEAD = 42;
-
-interface Topo { l: string; m: string; r: string }
-
-function macOf(lab: LabT, ns: string, dev: string): string {
-  return (JSON.parse(lab.must(ns, 'ip', ['-j', 'link', 'show', dev]).stdout) as Array<{ address: string }>)[0]!.address;
-}
-
-/** The line l — m — r, a second address 198.18.0.3 in l, static neighbours both ways. */
-function topo(lab: LabT): Topo {
-  const t = lab.line(false);
-  lab.addr(t.l, 'l0', '198.18.0.3/24');
-  const lmac = macOf(lab, t.l, 'l0'), rmac = macOf(lab, t.r, 'r0');
-  lab.must(t.l, 'ip', ['neigh', 'replace', '198.18.0.2', 'lladdr', rmac, 'dev', 'l0', 'nud', 'permanent']);
-  for (const a of ['198.18.0.1', '198.18.0.3']) lab.must(t.r, 'ip', ['neigh', 'replace', a, 'lladdr', lmac, 'dev', 'r0', 'nud', 'permanent']);
-  return t;
-}
-
 
 /** Ends kipfw with SIGTERM and returns its closing line about dummynet's release lateness. */
 async function stopForLateness(d: Daemon): Promise<string> {
@@ -54,17 +38,6 @@ async function stopForLateness(d: Daemon): Promise<string> {
   d.child.kill('SIGTERM');
   await Promise.race([ended, sleep(5000)]);
   return /dummynet released .*/.exec(d.stderr())?.[0] ?? `no lateness line: ${d.stderr()}`;
-}
-
-
-/** Runs a command in `ns` without blocking the event loop; resolves with its output. */
-function runAsync(lab: LabT, ns: string, cmd: string, args: string[], timeoutMs = 20_000): Promise<{ status: number; out: string; err: string }> {
-  const child = lab.spawn(ns, cmd, args);
-  let out = '', err = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
-  const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve) => child.on('close', (code) => { clearTimeout(killer); resolve({ status: code ?? -1, out, err }); }));
 }
 
 /** Starts a dn-traffic receiver and waits until it listens; the promise gives its report. */
@@ -117,26 +90,6 @@ function goodput(f: Flow | undefined, payload: number): number {
 function countIn(f: Flow | undefined, from: number, to: number): number {
   return f === undefined ? 0 : f.times.filter((t) => t >= from && t < to).length;
 }
-
-/** Minimum / median RTT (ms) of `count` pings at `intervalS`. */
-function pingRtts(out: string): number[] {
-  return [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-}
-
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
-const quantile = (xs: number[], q: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN; };
-
-/** The flow row of `pipe N show` (the last line): [total packets, bytes, drops]. */
-function flowRow(show: string): [number, number, number] {
-  const f = show.trim().split('\n').at(-1)!.trim().split(/\s+/);
-  return [Number(f[4]), Number(f[5]), Number(f[8])];
-}
-
-function within(actual: number, expected: number, rel: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= rel * expected, `${what}: ${actual.toFixed(4)} vs expected ${expected.toFixed(4)} ± ${(rel * 100).toFixed(1)}%`);
-}
-
-const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 test('dummynet netns: delay 20 ms each way adds 40 ms to the ping RTT; release lateness measured with tcpdump', opts, () => withLab(async (lab) => {
   const { l, m, r } = topo(lab);
@@ -236,7 +189,7 @@ test('dummynet netns: 50 Mbit/s into 10 Mbit/s loses ~80%; a ping waits the queu
   assert.ok(Math.abs(loss - expectedLoss) <= 0.03, `loss ${loss} ≈ ${expectedLoss}`);
   assert.ok(loss > 0.75 && loss < 0.85, `about 80% loss: ${loss}`);
   assert.ok(rtts.length >= 3, `some pings got through the full queue: ${pings.out}`);
-  within(median(rtts) - base, cap, 0.10, 'queueing delay of a ping behind a full queue');
+  queueWaitNear(rtts, base, cap, 0.10, 'queueing delay of a ping behind a full queue');
   // p90, not the maximum: a reply can also wait for a CPU in l or r on this loaded machine
   assert.ok(quantile(rtts, 0.9) - base <= cap * 1.1, `pings wait no longer than the cap: p90 ${quantile(rtts, 0.9)} ms`);
 }));
@@ -409,14 +362,14 @@ test('dummynet netns: FreeBSD dummynet.sh queue: weights 99 and 1, TCP completes
   // the transfer's own time at the receiver, first byte to close (not the sender's start-up)
   const secs = (rep.closedAt - rep.samples[0]!) / 1000;
   const fl = await flood;
-  const pingSent = Number(/(\d+) packets transmitted/.exec(fl.out)?.[1] ?? 0);
+  const nPing = pingSent(fl.out);
   // 2 MB in 1415 frames of 1514 bytes (1448 of payload) at 8 Mbit/s: 2.14 s with the whole link
-  console.log(`# weights 99/1: ${rep.bytes} bytes in ${secs.toFixed(2)} s under a flood of ${pingSent} pings (load ${load()})`);
+  console.log(`# weights 99/1: ${rep.bytes} bytes in ${secs.toFixed(2)} s under a flood of ${nPing} pings (load ${load()})`);
   assert.equal(rep.bytes, bytes, 'the whole transfer arrived');
   assert.ok(secs <= 3, `TCP finished within 3 s (${secs.toFixed(2)} s)`);
   const ideal = Math.ceil(bytes / 1448) * 1514 * 8 / 8e6;
   assert.ok(secs >= ideal * 0.98, `and no faster than the link allows (${ideal.toFixed(2)} s)`);
-  assert.ok(pingSent > 100, 'the flood ran');
+  assert.ok(nPing > 100, 'the flood ran');
 }));
 
 test('dummynet netns: an interface removed while packets wait in a pipe does not crash kipfw', opts, () => withLab(async (lab) => {

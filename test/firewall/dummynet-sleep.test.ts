@@ -44,6 +44,21 @@ test('sleepUntilNs never returns early and is late by well under 50 us in the me
   assert.ok(busy.p50 < 50_000, `busy mode median lateness ${us(busy.p50)} us`);
 });
 
+test('sleepUntilNs in a real-time thread (SCHED_FIFO, what kipfw --rt does): lateness printed', { skip: process.getuid?.() !== 0 ? 'needs root (SCHED_FIFO)' : false }, async () => {
+  const native = await import('../../src/native/index.js');
+  native.setTimerSlack(1);
+  native.setRealtime(10);
+  let m: ReturnType<typeof measure>;
+  try {
+    m = measure(DEFAULT_BUSY_WAIT_NS, 400, 12);
+  } finally {
+    native.setRealtime(0);
+  }
+  console.log(`sleepUntilNs SCHED_FIFO, ${DEFAULT_BUSY_WAIT_NS / 1000} us busy tail: lateness p50 ${us(m.p50)} us, p90 ${us(m.p90)} us, p99 ${us(m.p99)} us, max ${us(m.max)} us (400 waits of 0.1-3 ms)`);
+  assert.equal(m.early, 0, 'never early');
+  assert.ok(m.p50 < 50_000, `median lateness ${us(m.p50)} us`);
+});
+
 test('sleepUntilNs returns at once for a deadline in the past', () => {
   const t = nowNs();
   sleepUntilNs(t - 1e6);

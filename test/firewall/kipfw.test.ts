@@ -219,6 +219,32 @@ test('kipfw: dummynet pipes delay ping by their configured delay; pipe show coun
   assert.match(show, /^00001: +unlimited +20 ms burst 0$/m, show);
   const row = show.trim().split('\n').at(-1)!.trim().split(/\s+/);
   assert.equal(row[4], '5', `5 echo requests through pipe 1: ${show}`);
+  // FreeBSD: `pipe zero` clears the rule counters (ipfw_zero), not dummynet's
+  assert.equal(must('dn', 'pipe', 'zero'), 'Accounting cleared.\n');
+  assert.match(must('dn', 'show', '100'), /^00100 +0 +0 pipe 1 /m);
+  assert.equal(must('dn', 'pipe', '1', 'show').trim().split('\n').at(-1)!.trim().split(/\s+/)[4], '5', 'Tot_pkt kept');
+}));
+
+test('kipfw --rt: the data path runs SCHED_FIFO and still shapes; refused with -p 2 or out of range', opts, () => withLab(async (lab) => {
+  const { l, m } = topo(lab);
+  const d = await startKipfw(lab, m, 'rt', ['--rt', '20']);
+  // `ip netns exec` execs kipfw in place: the child's pid is kipfw's main (data-path) thread
+  const policy = spawnSync('chrt', ['-p', String(d.pid)], { encoding: 'utf8' }).stdout;
+  assert.match(policy, /SCHED_FIFO/, policy);
+  assert.match(policy, /priority: 20/, policy);
+  // re-executed in place with V8's GC in the one thread
+  assert.match(fs.readFileSync(`/proc/${d.pid}/cmdline`, 'utf8'), /--single-threaded-gc/);
+  must('rt', 'pipe', '1', 'config', 'delay', '10ms');
+  must('rt', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
+  const out = ping(lab, l, '198.18.0.2', 5);
+  assert.ok(out.ok, out.out);
+  const min = Number(/= ([\d.]+)\//.exec(out.out)?.[1] ?? NaN);
+  assert.ok(min >= 10 && min < 12, `RTT through a 10 ms pipe: ${min} ms`);
+  for (const [args, msg] of [[['--rt', '5', '-p', '2'], /runs with -p 1 only/], [['--rt', '100'], /--rt/]] as const) {
+    const r = spawnSync(process.execPath, [CLI, 'kipfw', '-s', 'rtbad', ...args, 'netmap:m0', 'netmap:m1'], { encoding: 'utf8', timeout: 20_000 });
+    assert.notEqual(r.status, 0, `kipfw ${args.join(' ')} is refused`);
+    assert.match(r.stderr, msg, r.stderr);
+  }
 }));
 
 test('kipfw: layer2 rules (MAC, mac-type) and lookup dst-port on a number table', opts, () => withLab(async (lab) => {

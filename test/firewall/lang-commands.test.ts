@@ -127,6 +127,22 @@ test('zero and resetlog: messages, per-rule entries, counters cleared through ac
   assert.equal(fw.config.version, version, 'zero does not change the ruleset');
 });
 
+test('pipe|queue|sched [N] zero and resetlog clear rule counters, as FreeBSD main.c hands them to ipfw_zero()', () => {
+  const fw = new Fw();
+  fw.ok('-q', 'add', '1 pipe 1 ip from any to any');
+  fw.ok('-q', 'add', '100 allow ip from any to any');
+  fw.access.set(fw.slot(1), 5, 500);
+  fw.access.set(fw.slot(100), 7, 700);
+  // `pipe 1 zero` is swapped into `zero 1`: rule 1, not pipe 1
+  assert.equal(fw.ok('pipe', '1', 'zero'), 'Entry 1 cleared.\n');
+  assert.equal(fw.access.counters(fw.slot(1)).packets, 0);
+  assert.equal(fw.access.counters(fw.slot(100)).packets, 7);
+  assert.equal(fw.ok('queue', 'zero'), 'Accounting cleared.\n');
+  assert.equal(fw.access.counters(fw.slot(100)).packets, 0);
+  assert.equal(fw.ok('sched', 'resetlog'), 'Logging counts reset.\n');
+  assert.equal(fw.run('pipe', '7', 'zero').stdout, 'Entry 7 not found\n');
+});
+
 test('list/show of missing rules and bad ranges', () => {
   const fw = new Fw();
   fw.ok('-q', 'add', '100 allow ip from any to any');

@@ -11,6 +11,7 @@
  */
 import { assert } from '../../errors.js';
 import { FlowKey, maskedFlowHash, maskFromJSON } from './flowkey.js';
+import { QfqSched, type QfqClass } from './qfq.js';
 import { DN_MAX_ID, PLR_ONE, SCALE_RED, type FlowsetConf, type SchedConf, type SchedType, boundQueueParams } from './config.js';
 
 /** Why enqueue() refused a packet (0 = queued). The caller still owns a refused handle. */
@@ -64,7 +65,7 @@ function orMask(dst: FlowKey, src: FlowKey): void {
   dst.flowId6 = (dst.flowId6 | src.flowId6) >>> 0;
 }
 
-/** A min-heap of queues keyed by a float (WF2Q+/QFQ's eligible and waiting sets). Grows by doubling, never per packet. */
+/** A min-heap of queues keyed by a float (WF2Q+'s eligible and waiting sets). Grows by doubling, never per packet. */
 class QueueHeap {
   keys = new Float64Array(8);
   items: Array<FlowQueue | null> = new Array<FlowQueue | null>(8).fill(null);
@@ -103,7 +104,7 @@ class QueueHeap {
 }
 
 /** A per-flow queue (FreeBSD's dn_queue): packets, counters and the scheduler's per-queue state. */
-export class FlowQueue {
+export class FlowQueue implements QfqClass {
   fs: RtFlowset | null = null;
   si: Instance | null = null;
   readonly fid = new FlowKey();
@@ -125,8 +126,11 @@ export class FlowQueue {
   S = 0;
   F = 0;
   epoch = 0;
-  /** QFQ: timestamp granularity of the class (2^shift virtual bytes). */
-  slot = 1;
+  // QFQ (qfq.ts): S and F above are its fixed-point timestamps.
+  qfqInvW = 0;
+  qfqW = 0;
+  qfqGroup = 0;
+  qfqNext: QfqClass | null = null;
   deficit = 0;
   quantum = 1500;
   inList = false;
@@ -177,12 +181,14 @@ export class Instance {
   lenBytes = 0;
   drops = 0;
   lastUse = 0;
-  // WF2Q+ / QFQ.
+  // WF2Q+.
   V = 0;
   wsum = 0;
   epoch = 1;
   readonly eligible = new QueueHeap();
   readonly waiting = new QueueHeap();
+  // QFQ: made with the first QFQ use of this object, kept when it is reused.
+  qfq: QfqSched | null = null;
   // RR.
   rrHead: FlowQueue | null = null;
   rrTail: FlowQueue | null = null;
@@ -487,6 +493,7 @@ export class Engine {
   }
 
   private releaseQueue(q: FlowQueue): void {
+    if (q.si !== null && q.si.sched !== null && q.si.sched.typeCode === T_QFQ) q.si.qfq!.removeClass(q);
     q.fs = null; q.si = null; q.hashNext = null; q.siNext = null; q.listNext = null; q.inList = false;
     this.queueCount--;
     this.freeQueues.push(q);
@@ -515,8 +522,14 @@ export class Engine {
     q.weight = fs ? Math.max(fs.weight, 1) : 1;
     q.lmax = fs ? Math.max(fs.lmax, 1) : 1500;
     q.S = 0; q.F = 0; q.epoch = 0;
-    // QFQ groups classes by lmax/weight rounded up to a power of two; timestamps use that grain.
-    q.slot = 2 ** Math.ceil(Math.log2(Math.max(q.lmax / q.weight, 1)));
+    q.qfqW = 0; q.qfqNext = null;
+    if (si.sched !== null && si.sched.typeCode === T_QFQ && !si.qfq!.addClass(q, q.weight, q.lmax)) {
+      // FreeBSD's qfq_new_queue: EINVAL when the weights of the instance's queues would pass QFQ_MAX_WSUM
+      q.fs = null; q.si = null;
+      this.queueCount--;
+      this.freeQueues.push(q);
+      return null;
+    }
     q.quantum = (fs ? Math.max(fs.weight, 1) : 1) * (fs ? Math.max(fs.lmax, 64) : 1500);
     q.deficit = q.quantum;
     q.inList = false; q.listNext = null; q.hashNext = null; q.siNext = null;
@@ -538,6 +551,15 @@ export class Engine {
     si.dlHead = si.dlTail = -1; si.heapIndex = -1; si.eventKey = Infinity;
     si.totPkts = 0; si.totBytes = 0; si.length = 0; si.lenBytes = 0; si.drops = 0; si.lastUse = now;
     si.V = 0; si.wsum = 0; si.epoch = 1;
+    if (s.typeCode === T_QFQ) {
+      if (si.qfq === null) {
+        const st = new QfqSched();
+        const inst = si;
+        st.forEachClass = (f) => { for (let q = inst.queues; q; q = q.siNext) f(q); };
+        si.qfq = st;
+      }
+      si.qfq.reset();
+    }
     si.rrHead = si.rrTail = null; si.prioLo = si.prioHi = 0;
     si.fq = null;
     if (s.typeCode === T_FIFO || s.typeCode === T_FQCODEL) {
@@ -633,7 +655,8 @@ export class Engine {
     if (r !== 0) return this.refuse(r);
     this.enqueued++;
     switch (type) {
-      case T_WF2Q: case T_QFQ: if (q.length === 1) this.wfActivate(si, q, type === T_QFQ); break;
+      case T_WF2Q: if (q.length === 1) this.wfActivate(si, q); break;
+      case T_QFQ: if (q.length === 1) si.qfq!.activate(q, this.pLen[q.head]!); break;
       case T_RR: if (!q.inList) this.rrAppend(si, q); break;
       case T_PRIO: {
         const prio = fs.weight;
@@ -745,18 +768,16 @@ export class Engine {
 
   // ---- schedulers ------------------------------------------------------------------------
 
-  /** WF2Q+ (and QFQ's timestamps): a queue becomes backlogged. */
-  private wfActivate(si: Instance, q: FlowQueue, qfq: boolean): void {
+  /** WF2Q+: a queue becomes backlogged. */
+  private wfActivate(si: Instance, q: FlowQueue): void {
     if (q.epoch !== si.epoch) { q.F = 0; q.epoch = si.epoch; }
     q.S = q.F > si.V ? q.F : si.V;
     q.F = q.S + this.pLen[q.head]! / q.weight;
     si.wsum += q.weight;
-    // QFQ tests eligibility on the start time rounded down to the class's group grain.
-    const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
-    if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
+    if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
   }
 
-  private wfDequeue(si: Instance, qfq: boolean): number {
+  private wfDequeue(si: Instance): number {
     if (si.eligible.size === 0) {
       if (si.waiting.size === 0) return -1;
       const minS = si.waiting.topKey();
@@ -772,8 +793,7 @@ export class Engine {
     if (q.head >= 0) {
       q.S = q.F;
       q.F = q.S + this.pLen[q.head]! / q.weight;
-      const Se = qfq ? Math.floor(q.S / q.slot) * q.slot : q.S;
-      if (Se <= si.V) si.eligible.push(q.F, q); else si.waiting.push(Se, q);
+      if (q.S <= si.V) si.eligible.push(q.F, q); else si.waiting.push(q.S, q);
     } else {
       si.wsum -= q.weight;
       if (si.wsum <= 0) {
@@ -976,8 +996,15 @@ export class Engine {
   private schedDequeue(si: Instance): number {
     switch (si.sched!.typeCode) {
       case T_FIFO: { const q = si.main!; return q.head >= 0 ? this.dnDequeue(q) : -1; }
-      case T_WF2Q: return this.wfDequeue(si, false);
-      case T_QFQ: return this.wfDequeue(si, true);
+      case T_WF2Q: return this.wfDequeue(si);
+      case T_QFQ: {
+        const st = si.qfq!;
+        const q = st.next() as FlowQueue | null;
+        if (q === null) return -1;
+        const p = this.dnDequeue(q);
+        st.served(q, this.pLen[p]!, q.head >= 0 ? this.pLen[q.head]! : -1);
+        return p;
+      }
       case T_RR: return this.rrDequeue(si);
       case T_PRIO: return this.prioDequeue(si);
       default: return this.fqDequeue(si);

@@ -1,0 +1,106 @@
+/**
+ * `netmap dump -i PORT` on a port in use watches it through a copy monitor: both directions,
+ * marked In/Out (and in pcapng's epb_flags), -Q selecting one.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { spawn } from 'node:child_process';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync('/dev/shm/nmts-mondump-');
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { openPort } = await import('../../src/ports/index.js');
+const { registry } = await import('../../src/memory/registry.js');
+const L = await import('../../src/memory/layout.js');
+const { openCaptureFile } = await import('../../src/capture/reader.js');
+const { sleep } = await import('../helpers/netns.js');
+type Port = ReturnType<typeof openPort>;
+
+const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
+
+function queue(p: Port, dst: number, src: number, tag: number): void {
+  const r = p.txRings[0]!;
+  const u8 = p.mem.u8;
+  const o = r.slotBufOffset(r.head);
+  for (let j = 0; j < 6; j++) { u8[o + j] = dst === 255 ? 255 : j === 0 ? 2 : j === 5 ? dst : 0; u8[o + 6 + j] = j === 0 ? 2 : j === 5 ? src : 0; }
+  u8[o + 12] = 0x08; u8[o + 13] = 0x00; // IPv4, UDP 198.18.0.src -> 198.18.0.dst, dst port 1234 + tag
+  const ip = [0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, src, 198, 18, 0, dst === 255 ? 2 : dst];
+  for (let j = 0; j < 20; j++) u8[o + 14 + j] = ip[j]!;
+  const v = p.mem.view;
+  v.setUint16(o + 34, 999); v.setUint16(o + 36, 1234 + tag); v.setUint16(o + 38, 26); v.setUint16(o + 40, 0);
+  r.setSlotLen(r.head, 60);
+  r.setSlotFlags(r.head, 0);
+  r.advance(r.next(r.head));
+}
+
+async function runDump(args: string[], act: () => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, 'dump', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  let stdout = '', stderr = '';
+  child.stdout.on('data', (d) => { stdout += String(d); });
+  child.stderr.on('data', (d) => { stderr += String(d); });
+  const done = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  for (let t = 0; t < 400 && !stderr.includes('listening'); t++) await sleep(25);
+  assert.ok(stderr.includes('listening'), `dump started: ${stderr}`);
+  act();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const status = await done;
+  clearTimeout(timer);
+  return { status, stdout, stderr };
+}
+
+test('dump -i vale15:a watches a\'s traffic both ways through vale15:a/rt, not as a new switch port', async () => {
+  const a = openPort('vale15:a'), b = openPort('vale15:b'), c = openPort('vale15:c');
+  try {
+    const drain = (p: Port): number => { p.rxsync(); let n = 0; const r = p.rxRings[0]!; while (!r.empty()) { n++; r.advance(r.next(r.head)); } p.rxsync(); return n; };
+    // b and c learn each other first: their unicast frames never reach a (nor its monitor)
+    queue(b, 255, 2, 0); b.txsync(); queue(c, 255, 3, 0); c.txsync();
+    drain(a); drain(b); drain(c);
+    const out = await runDump(['-i', 'vale15:a', '-c', '4', '--duration', '10'], () => {
+      queue(b, 3, 2, 7); b.txsync();           // b -> c: not a's traffic
+      queue(b, 255, 2, 1); b.txsync();         // broadcast: a receives it
+      queue(a, 2, 1, 2); a.txsync();           // a -> b
+      queue(c, 255, 3, 3); c.txsync();
+      queue(a, 3, 1, 4); a.txsync();           // a -> c
+      drain(a); drain(b); drain(c);
+    });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stderr, /listening on vale15:a \(through vale15:a\/rt#\d+\)/);
+    const lines = out.stdout.trim().split('\n');
+    assert.equal(lines.length, 4, out.stdout);
+    assert.deepEqual(lines.map((l) => l.split(' ')[1]), ['In', 'Out', 'In', 'Out']);
+    assert.deepEqual(lines.map((l) => /\.(\d+): UDP/.exec(l)?.[1]), ['1235', '1236', '1237', '1238']);
+    // -Q out, pcapng: only what a sends, flagged outbound
+    const file = `${process.env.NETMAP_TS_DIR}/out.pcapng`;
+    const out2 = await runDump(['-i', 'vale15:a', '-Q', 'out', '-c', '2', '--pcapng', '-w', file, '--duration', '10'], () => {
+      queue(b, 255, 2, 11); b.txsync();
+      queue(a, 2, 1, 12); a.txsync();
+      queue(a, 255, 1, 13); a.txsync();
+      drain(a); drain(b); drain(c);
+    });
+    assert.equal(out2.status, 0, out2.stderr);
+    const rd = openCaptureFile(file);
+    const ports: number[] = [];
+    rd.dispatch(0, (u8, o) => { ports.push((u8[o + 36]! << 8) | u8[o + 37]!); });
+    rd.close();
+    assert.deepEqual(ports, [1246, 1247]);
+    const raw = fs.readFileSync(file);
+    // the enhanced packet blocks carry epb_flags = 2 (outbound)
+    let flagged = 0;
+    for (let p = 0; p + 12 <= raw.length;) {
+      const type = raw.readUInt32LE(p), len = raw.readUInt32LE(p + 4);
+      if (type === 6) {
+        const cap = raw.readUInt32LE(p + 20);
+        const opt = p + 28 + ((cap + 3) & ~3);
+        if (raw.readUInt16LE(opt) === 2 && raw.readUInt32LE(opt + 4) === 2) flagged++;
+      }
+      p += len;
+    }
+    assert.equal(flagged, 2);
+    for (let t = 0; t < 40 && registry().portGet(registry().findPort('vale15:a'), L.PE_MONITORS) !== 0; t++) await sleep(25);
+    registry().collectGarbage();
+    assert.equal(registry().portGet(registry().findPort('vale15:a'), L.PE_MONITORS), 0, 'the monitors went with dump');
+  } finally {
+    a.close(); b.close(); c.close();
+  }
+});
