@@ -65,6 +65,23 @@ export interface ReaderOptions {
   mmap?: boolean;
 }
 
+/**
+ * Ends a run of consecutive accepted records [start, end) of copyAccepted: handed to `sink` as
+ * it is (mapped, read-only buffer), or moved down to `to` in the read buffer (compact mode).
+ * Returns the new end of the gathered block.
+ */
+function endRun(
+  buf: Uint8Array, compact: boolean, sink: (u8: Uint8Array, offset: number, length: number, records: number) => void,
+  start: number, end: number, records: number, to: number,
+): number {
+  if (!compact) {
+    sink(buf, start, end - start, records);
+    return to;
+  }
+  if (start !== to) buf.copyWithin(to, start, end);
+  return to + end - start;
+}
+
 export class CaptureFileReader {
   readonly path: string;
   readonly format: FileFormat;
@@ -287,7 +304,8 @@ export class CaptureFileReader {
       while (count < limit) {
         const buf = this.buf, dv = this.dv, end = this.end;
         let pos = this.pos;
-        // Compact mode: accepted bytes gathered at the front of the consumed part, from this.pos.
+        // Compact mode: accepted bytes gathered at the front of the consumed part, from this.pos;
+        // the records accepted in this round.
         let blockEnd = pos, blockRecords = 0;
         // The current run of consecutive accepted records.
         let runStart = 0, runEnd = 0, runRecords = 0;
@@ -299,17 +317,11 @@ export class CaptureFileReader {
           if (next > end) break;
           count++;
           if (filter(buf, pos + 16, caplen, dv.getUint32(pos + 12, true)) !== 0) {
+            blockRecords++;
             if (runRecords > 0 && runEnd === pos) {
               runRecords++;
             } else {
-              if (runRecords > 0) {
-                if (!compact) sink(buf, runStart, runEnd - runStart, runRecords);
-                else {
-                  if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-                  blockEnd += runEnd - runStart;
-                  blockRecords += runRecords;
-                }
-              }
+              if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
               runStart = pos;
               runRecords = 1;
             }
@@ -318,15 +330,8 @@ export class CaptureFileReader {
           pos = next;
         }
         // Hand over what this round gathered before the buffer is refilled (or at the end).
-        if (runRecords > 0) {
-          if (!compact) sink(buf, runStart, runEnd - runStart, runRecords);
-          else {
-            if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-            blockEnd += runEnd - runStart;
-            blockRecords += runRecords;
-          }
-        }
-        if (blockRecords > 0) sink(buf, this.pos, blockEnd - this.pos, blockRecords);
+        if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
+        if (compact && blockRecords > 0) sink(buf, this.pos, blockEnd - this.pos, blockRecords);
         this.pos = pos;
         if (bad) this.dispatchPcap(1, () => undefined); // raises the same error as dispatch
         if (count >= limit) break;
