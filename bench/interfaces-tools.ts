@@ -16,54 +16,12 @@ import path from 'node:path';
 
 process.env.NETMAP_TS_DIR ??= fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-bench-ift-'));
 const { Lab, skipReason, sleep } = await import('../test/helpers/netns.js');
+const { CLI, PKTGEN_FRAME, emitter, secondsSince, pinned, trafgen, reportedPps, pair } = await import('./lib/veth.js');
 type LabT = InstanceType<typeof Lab>;
 
 const BENCH = 'interfaces-tools';
-const CLI = new URL('../src/tools/cli.js', import.meta.url).pathname;
 const IFACES = new URL('../src/bwrap/index.js', import.meta.url).pathname;
-// 60-byte IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 to an unknown unicast MAC (flooded by both
-// switches; a Linux bridge drops frames with a malformed IPv4 header, so the header is valid)
-const FRAME = '{ 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, c16(0x0800), 0x45, 0, c16(46), c16(0), c16(0), 64, 17, csumip(14, 33), '
-  + '198, 18, 0, 1, 198, 18, 0, 2, c16(9), c16(9), c16(26), c16(0), fill(0x41, 18) }';
-
-function emit(metric: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
-  console.log(JSON.stringify({ bench: BENCH, metric, value: Number(value.toFixed(4)), unit, ...extra }));
-}
-
-function secondsSince(t0: bigint): number {
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-/**
- * On a machine with two CPUs or more, the traffic source runs on CPU 0 and the tool measured
- * against it (pkt-gen rx, tcpdump) on CPU 1, so that a heavier capturer does not show up as a
- * slower generator; both TX tools (pkt-gen tx, trafgen) run on CPU 1.
- */
-const PIN = os.cpus().length >= 2;
-function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
-  return PIN ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
-}
-
-/** Runs trafgen; returns the seconds it reports for its own send loop (its start-up excluded). */
-function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0): number {
-  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', FRAME]), 120_000);
-  if (r.status !== 0) throw new Error(`trafgen: ${r.stderr}`);
-  const m = /(\d+) sec, (\d+) usec on CPU/.exec(r.stdout + r.stderr);
-  return m === null ? NaN : Number(m[1]) + Number(m[2]) / 1e6;
-}
-
-/** The rate pkt-gen printed in its final `Speed:` line. */
-function reportedPps(out: string): number {
-  const speed = /Speed: ([\d.]+) ([KMG]?)pps/.exec(out);
-  const mult: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9 };
-  return speed === null ? 0 : Number(speed[1]) * mult[speed[2]!]!;
-}
-
-function pair(lab: LabT): { a: string; b: string } {
-  const a = lab.ns('a'), b = lab.ns('b');
-  lab.veth(a, 'a0', b, 'b0');
-  return { a, b };
-}
+const emit = emitter(BENCH);
 
 function txBench(frames: number): void {
   const lab = new Lab();
@@ -71,7 +29,7 @@ function txBench(frames: number): void {
     const { a, b } = pair(lab);
     let before = lab.counters(b, 'b0').rxPackets;
     let t0 = process.hrtime.bigint();
-    const r = lab.run(a, ...pinned(1, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), '-s', '198.18.0.1:9', '-d', '198.18.0.2:9', '-S', '02:00:00:00:00:01', '-D', '02:00:00:00:00:02', '-w', '0', '-T', '0']), 120_000);
+    const r = lab.run(a, ...pinned(1, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'tx', '-n', String(frames), ...PKTGEN_FRAME, '-w', '0', '-T', '0']), 120_000);
     let secs = secondsSince(t0);
     if (r.status !== 0) throw new Error(`pkt-gen tx: ${r.stderr}`);
     const counted = lab.counters(b, 'b0').rxPackets - before;

@@ -93,7 +93,8 @@ async function main(): Promise<number> {
   try {
     // The interface first, then its switch ports in the interface's memory (`@memId`), so each
     // bridge swaps buffers instead of copying them.
-    const nic = openPort(`netmap:${ifName}`);
+    // AF_PACKET: the receive hooks below read the kernel's packet ring (see RingDiverter)
+    const nic = openPort(`netmap:${ifName}@conf:backend=packet`);
     ports.push(nic);
     const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
     ports.push(vNic);

@@ -76,6 +76,8 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
     const rings = txLike ? main.txRings.length : main.rxRings.length;
     if (cfg.threads > 1 && main.parsed.mode !== 'ALL_NIC') fail('EINVAL', `-p ${cfg.threads}: give the port without a ring selector (${cfg.ifname})`);
     if (cfg.threads > rings) fail('EINVAL', `-p ${cfg.threads}: ${cfg.ifname} has only ${rings} ${txLike ? 'TX' : 'RX'} ring${rings === 1 ? '' : 's'}`);
+    const backend = main.backend;
+    const note = (main.adapter as { backendNote?: string }).backendNote ?? '';
     // The workers open their own handles; some ports (interfaces, /x) admit one holder at a time.
     if (!inline) closeMain();
     if (cfg.waitSecs > 0) {
@@ -87,10 +89,11 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
     // printed once every worker holds its port: a peer may start as soon as it sees this
     const announce = (): void => {
       if (cfg.json) {
-        io.out(JSON.stringify({ type: 'start', function: cfg.fn, interface: cfg.ifname, queues: rings, threads: cfg.threads, cpus: ncpu }) + '\n');
+        io.out(JSON.stringify({ type: 'start', function: cfg.fn, interface: cfg.ifname, queues: rings, threads: cfg.threads, cpus: ncpu, ...(backend !== null ? { backend } : {}) }) + '\n');
         return;
       }
       io.out(`${what} ${cfg.ifname}: ${rings} queues, ${cfg.threads} threads and ${ncpu} cpus.\n`);
+      if (cfg.verbose > 0 && backend !== null) io.out(`Backend: ${backend}${note !== '' ? ` (AF_XDP not used: ${note})` : ''}\n`);
       if (cfg.fn !== 'rx' && cfg.fn !== 'rxseq' && cfg.fn !== 'pong') {
         io.out(`${formatRange(cfg.src)} -> ${formatRange(cfg.dst)} (${formatMac(cfg.srcMac)} -> ${formatMac(cfg.dstMac)})\n`);
       }

@@ -12,11 +12,15 @@ const ETH_P_IP = 0x0800, ETH_P_IPV6 = 0x86dd, ETH_P_8021Q = 0x8100, ETH_P_8021AD
 const IPPROTO_TCP = 6, IPPROTO_UDP = 17;
 
 
+// Where locate() found the L4 header of the last frame it looked at (no allocation per frame).
+let l4At = 0, fieldAt = 0, l4Proto = 0, ipAt = 0, ipv6 = false;
+
 /**
- * Finishes the TCP or UDP checksum of the Ethernet frame at u8[at, at+len) in place. Returns true
- * when a checksum was written, false when the frame is not TCP/UDP over IPv4/IPv6 (left as is).
+ * Finds the TCP or UDP header of the Ethernet frame at u8[at, at+len) (up to two VLAN tags, IPv4
+ * without fragments, IPv6 with up to four hop-by-hop/routing/destination-options headers). Returns
+ * false when the frame is anything else; sets l4At, fieldAt (its checksum field), l4Proto, ipAt.
  */
-export function completeChecksum(u8: Uint8Array, at: number, len: number): boolean {
+function locate(u8: Uint8Array, at: number, len: number): boolean {
   const end = at + len;
   let p = at + 12;
   if (p + 2 > end) return false;
@@ -54,11 +58,51 @@ export function completeChecksum(u8: Uint8Array, at: number, len: number): boole
   else if (proto === IPPROTO_UDP) field = l4 + 6;
   else return false;
   if (field + 2 > end) return false;
-  let s = sum16(u8, l4, end);
+  l4At = l4; fieldAt = field; l4Proto = proto; ipAt = p; ipv6 = type === ETH_P_IPV6;
+  return true;
+}
+
+function fold(s: number): number {
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  let c = ~s & 0xffff;
-  if (c === 0 && proto === IPPROTO_UDP) c = 0xffff;
-  u8[field] = c >>> 8;
-  u8[field + 1] = c & 0xff;
+  return s;
+}
+
+/** Writes the complete checksum of the located segment u8[l4At, end), its field holding the partial sum. */
+function finish(u8: Uint8Array, end: number): void {
+  let c = ~fold(sum16(u8, l4At, end)) & 0xffff;
+  if (c === 0 && l4Proto === IPPROTO_UDP) c = 0xffff;
+  u8[fieldAt] = c >>> 8;
+  u8[fieldAt + 1] = c & 0xff;
+}
+
+/**
+ * Finishes the TCP or UDP checksum of the Ethernet frame at u8[at, at+len) in place. Returns true
+ * when a checksum was written, false when the frame is not TCP/UDP over IPv4/IPv6 (left as is).
+ */
+export function completeChecksum(u8: Uint8Array, at: number, len: number): boolean {
+  if (!locate(u8, at, len)) return false;
+  finish(u8, at + len);
+  return true;
+}
+
+/**
+ * For frames that come with no word on their checksum state (AF_XDP): completes the TCP/UDP
+ * checksum of the frame at u8[at, at+len) if its field holds exactly the pseudo-header sum that a
+ * stack leaves for the device to finish (CHECKSUM_PARTIAL), unless the checksum is right as it
+ * stands (a complete checksum equal to that sum by chance). Returns true when it wrote one. A
+ * frame that is not of that form is left alone, whatever its checksum.
+ */
+export function completePartialChecksum(u8: Uint8Array, at: number, len: number): boolean {
+  if (!locate(u8, at, len)) return false;
+  const end = at + len;
+  const l4len = end - l4At;
+  let pseudo = l4Proto + l4len;
+  if (ipv6) pseudo += sum16(u8, ipAt + 8, ipAt + 40);
+  else pseudo += sum16(u8, ipAt + 12, ipAt + 20);
+  pseudo = fold(fold(pseudo));
+  const field = (u8[fieldAt]! << 8) | u8[fieldAt + 1]!;
+  if (field !== pseudo && !(field === 0 && pseudo === 0xffff) && !(field === 0xffff && pseudo === 0)) return false;
+  if (fold(fold(sum16(u8, l4At, end) + pseudo)) === 0xffff) return false; // already right
+  finish(u8, end);
   return true;
 }

@@ -36,14 +36,19 @@ import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js'
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
+import { completePartialChecksum } from './csum.js';
 import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
+import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP } from './xdp-socket.js';
+import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-program.js';
 
 export const IF_DEFAULT_SLOTS = 1024;
 export const IF_MAX_RINGS = 16;
 export const IF_MAX_SLOTS = 4096;
+/** Buffers the default RX rings of one interface port hold in all (see geometry()). */
+const IF_RX_BUFFERS = 16384;
 /** Frames in the kernel ring behind a NIC RX ring (16 MiB at MTU 1500). */
 const IF_RX_FRAMES = 8192;
 /** Geometry of the global region (mem_id 1), made by the first interface port. */
@@ -57,6 +62,11 @@ const ETHTOOL_GDRVINFO = 0x3, SIOCETHTOOL = 0x8946;
 
 /** Whether `ifname` is a TAP device (ethtool driver name "tun"). */
 export function isTapDevice(ifname: string): boolean {
+  return driverName(ifname) === 'tun';
+}
+
+/** The driver of `ifname` as ethtool names it ('veth', 'tun', ...), '' when it cannot tell. */
+export function driverName(ifname: string): string {
   const info = Buffer.alloc(196);
   info.writeUInt32LE(ETHTOOL_GDRVINFO, 0);
   const ifr = Buffer.alloc(40);
@@ -66,9 +76,9 @@ export function isTapDevice(ifname: string): boolean {
   try {
     fd = native.socket(native.AF_INET, native.SOCK_DGRAM, 0);
     native.ioctl(fd, SIOCETHTOOL, ifr);
-    return info.toString('latin1', 4, 36).replace(/\0.*$/s, '') === 'tun';
+    return info.toString('latin1', 4, 36).replace(/\0.*$/s, '');
   } catch {
-    return false;
+    return '';
   } finally {
     if (fd >= 0) native.closeFd(fd);
   }
@@ -99,6 +109,103 @@ interface IfState {
   gsoNext: number[];
   /** Per NIC RX ring: what takes received frames instead of the ring's slots (bwrap). */
   rxDiverters: (RingDiverter | undefined)[];
+  /** The process's backend of the NIC rings (IF_BACKEND_*). */
+  backend: number;
+  /** Why AF_XDP is not used ('' when it is, or when AF_PACKET was asked for). */
+  backendNote: string;
+  /** What the installing thread attached (AF_XDP); other threads use the map by descriptor. */
+  xdp: XdpAttachment | null;
+  xdpMapFd: number;
+  /** AF_XDP: queue k's socket in this thread, counted per ring that binds it. */
+  xsk: (XdpQueue | undefined)[];
+}
+
+/**
+ * One AF_XDP socket (queue k) in this thread, serving NIC RX ring k and NIC TX ring k.
+ *
+ * RX by buffer swap: the fill ring holds the buffers of the RX ring's free slots (the slots the
+ * kernel may fill, [tail, hwcur - 1)), each posted 256 bytes before its start so the frame lands
+ * at offset 0. A frame received into buffer X goes to slot `tail`; if X was lent from another
+ * free slot S, S takes tail's old buffer instead. So every buffer always belongs to one slot (a
+ * crash loses nothing), and `lentBy[X]` (the slot that lent X, NO_SLOT when X is not out) keeps
+ * track. TX by address: slot [hwcur, head) are posted as descriptors of their own buffers; a
+ * slot is given back once the completion ring has counted it (in order).
+ */
+interface XdpQueue {
+  sock: XskSocket;
+  refs: number;
+  /** Per buffer index: the RX slot whose free place it fills while the kernel has it. */
+  lentBy: Uint16Array;
+  /** Next RX slot to post (the posted slots are [tail, postEnd)); -1 before the first rxsync. */
+  postEnd: number;
+  txInFlight: number;
+  /**
+   * veth and TAP: frames a local stack sent arrive with the checksum it left for a device to
+   * finish, and AF_XDP says nothing of it (AF_PACKET says TP_STATUS_CSUMNOTREADY): complete
+   * those (csum.ts, completePartialChecksum).
+   */
+  fixPartial: boolean;
+  /** The last descriptor taken had XDP_PKT_CONTD: the next one continues a frame. */
+  inChain: boolean;
+}
+
+const NO_SLOT = 0xffff;
+/** IfState.backend: the process's backend of the NIC rings. */
+const IF_BACKEND_PACKET = 0, IF_BACKEND_XDP_NATIVE = 1, IF_BACKEND_XDP_SKB = 2;
+/** Descriptors per frame in copy mode (MAX_SKB_FRAGS + 1 on a default kernel, one kept spare). */
+const XDP_MAX_FRAGS = 17;
+const EAGAIN = 11;
+
+export type InterfaceBackend = 'xdp' | 'packet';
+
+/** The backend a name asks for: @conf:backend, else NETMAP_TS_IF_BACKEND, else null (choose). */
+function askedBackend(port: Port): InterfaceBackend | null {
+  const c = port.parsed.conf.backend;
+  if (c !== undefined) return c;
+  const env = process.env.NETMAP_TS_IF_BACKEND;
+  return env === 'xdp' || env === 'packet' ? env : null;
+}
+
+/** sp.u32 index of kring word `field` (KR_IF_XDP_*) of NIC RX ring 0: the process's XDP descriptors. */
+function xdpWord(port: Port, field: number): number {
+  const reg = registry();
+  return (reg.ringOffset(port.index, port.numTxRings + port.numHostTxRings) + field) >>> 2;
+}
+
+/** Why AF_XDP cannot serve `port` (a sentence), or null when it can be tried. */
+function xdpUnfit(port: Port): string | null {
+  const info = interfaceInfo(port.name);
+  const r = port.txRings.find((x) => !x.host) ?? port.rxRings.find((x) => !x.host);
+  const bufSize = r?.bufSize ?? L.DEFAULT_BUF_SIZE;
+  if (port.numTxRings !== port.numRxRings) return `AF_XDP needs as many TX as RX rings (${port.numTxRings} and ${port.numRxRings})`;
+  if (port.numRxRings !== info.rxQueues) return `AF_XDP serves ring k with queue k: ${port.numRxRings} rings for ${info.rxQueues} RX queues`;
+  if (bufSize < 2048 || bufSize > L.PAGE_SIZE) return `AF_XDP chunks are 2048 to ${L.PAGE_SIZE} bytes, buffers here are ${bufSize}`;
+  return null;
+}
+
+/**
+ * Attaches the XDP redirect program for the process (the installing thread), recording it in
+ * the registry; returns null after a failure when AF_XDP was not asked for (AF_PACKET then), with
+ * the reason in st.backendNote.
+ */
+function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null): void {
+  st.backend = IF_BACKEND_PACKET;
+  st.backendNote = '';
+  if (asked !== 'packet') {
+    const unfit = xdpUnfit(port);
+    try {
+      if (unfit !== null) fail('EOPNOTSUPP', `${port.spec}: ${unfit}`);
+      st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings);
+      st.xdpMapFd = st.xdp.mapFd;
+      st.backend = st.xdp.mode === 'native' ? IF_BACKEND_XDP_NATIVE : IF_BACKEND_XDP_SKB;
+    } catch (e) {
+      if (asked === 'xdp' || !(e instanceof NetmapError)) throw e;
+      st.backendNote = e.message;
+    }
+  }
+  const x = st.xdp, u32 = port.sp.u32;
+  u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)] = x?.mapFd ?? 0;
+  u32[xdpWord(port, L.KR_IF_XDP_LINK)] = x === null ? 0 : (x.linkFd | (x.mode === 'skb' ? L.IF_XDP_SKB : 0)) >>> 0;
 }
 
 /**
@@ -122,7 +229,10 @@ function geometry(spec: PortSpec, queues: number): { rings: number; txRings: num
   const rings = c.txRings ?? c.rxRings ?? queues;
   const txRings = c.txRings ?? rings, rxRings = c.rxRings ?? rings;
   const hostRings = Math.max(c.hostTxRings ?? 1, c.hostRxRings ?? 1);
-  const txSlots = c.txSlots ?? IF_DEFAULT_SLOTS, rxSlots = c.rxSlots ?? IF_DEFAULT_SLOTS;
+  // RX rings are the only buffer an AF_XDP socket has (the fill ring lends the ring's free slots):
+  // 4096 slots (8 MiB) up to 4 rings, fewer with more rings (16384 buffers at most in all)
+  const rxDefault = Math.max(IF_DEFAULT_SLOTS, Math.min(IF_MAX_SLOTS, 2 ** Math.floor(Math.log2(IF_RX_BUFFERS / rxRings))));
+  const txSlots = c.txSlots ?? IF_DEFAULT_SLOTS, rxSlots = c.rxSlots ?? rxDefault;
   for (const [v, what] of [[txRings, 'tx rings'], [rxRings, 'rx rings']] as const) {
     if (!Number.isInteger(v) || v < 1 || v > IF_MAX_RINGS) fail('EINVAL', `${spec.spec}: ${what} must be 1 to ${IF_MAX_RINGS}, not ${v}`);
   }
@@ -182,7 +292,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxDiverters: [],
+    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [],
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -197,14 +307,24 @@ function openState(port: Port): IfState {
     const deadline = Date.now() + SPLIT_WAIT_MS;
     for (;;) {
       try {
-        st.split = HostSplit.install(ifname, { capture: true });
-        st.hostRead = st.split.host;
-        const split = st.split;
+        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+        // the start (switching later would spawn tc again).
+        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
+        st.split = split;
+        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+        if (split.capture) st.hostRead = split.host;
+        try {
+          chooseBackend(port, st, askedBackend(port));
+        } catch (e) {
+          split.remove();
+          throw e;
+        }
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
@@ -213,13 +333,19 @@ function openState(port: Port): IfState {
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
-        if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+        if (owner === process.pid) {
+          // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
+          // adopted when a host ring is bound
+          st.xdpMapFd = port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
+          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
           break;
         }
-        // a thread of ours may be installing it right now; another process would have its pid here
-        if ((owner !== 0 && owner !== process.pid) || Date.now() > deadline) throw e;
+        // a thread of ours may be installing it right now; another process would have its pid
+        // here. A dead owner's devices go with its descriptors, which the kernel may still be
+        // closing (an AF_XDP socket's release waits for RCU): wait for them too.
+        const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
+        if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
         pause(10);
       }
     }
@@ -244,13 +370,20 @@ function bindRings(port: Port, st: IfState): void {
 }
 
 function bindRingList(port: Port, st: IfState, done: Ring[]): void {
+  if (st.backend !== IF_BACKEND_PACKET) {
+    bindXdpRings(port, st, done);
+    return;
+  }
   const reg = registry();
   const ifname = st.ifname;
   const me = selfTid();
   const i32 = port.sp.i32;
   const n = port.numRxRings;
   for (const r of port.rxRings) {
-    if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
+    if (r.host) { // the host TAP is read by whichever thread syncs the ring
+      hostCapture(port, st);
+      continue;
+    }
     const k = r.id;
     const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
@@ -307,9 +440,109 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   }
 }
 
+/**
+ * AF_XDP: makes queue k's socket for each NIC ring k `port` binds (one socket per queue serves
+ * both directions); host rings as with AF_PACKET. A thread serving an RX ring claims it as with
+ * AF_PACKET; queue k's socket of another thread makes the bind fail with EBUSY.
+ */
+function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
+  const me = selfTid();
+  const i32 = port.sp.i32;
+  for (const r of [...port.rxRings, ...port.txRings]) {
+    if (r.host) {
+      if (r.dir === L.RING_DIR_TX) {
+        st.hostTx ??= new PacketTransmitter(st.ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+        st.hostTxRefs++;
+        done.push(r);
+      } else {
+        hostCapture(port, st); // the host TAP is read by whichever thread syncs the ring
+      }
+      continue;
+    }
+    const k = r.id;
+    if (r.dir === L.RING_DIR_RX) {
+      const w = (r.offset + L.KR_RX_SERVER) >>> 2;
+      const server = Atomics.compareExchange(i32, w, 0, me);
+      if (server !== 0 && server !== me && (ownerAlive(server) || Atomics.compareExchange(i32, w, server, me) !== server)) {
+        fail('EBUSY', `${port.spec}: RX ring ${k} of ${st.ifname} is served by another thread (${server}); bind other rings (-N) in each thread`);
+      }
+    }
+    let q = st.xsk[k];
+    if (q === undefined) {
+      try {
+        q = openQueue(port, st, r);
+      } catch (e) {
+        if (r.dir === L.RING_DIR_RX) Atomics.compareExchange(i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
+        if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: queue ${k} of ${st.ifname} has an AF_XDP socket already (another thread binds ring ${k}?): ${e.message}`);
+        throw e;
+      }
+      st.xsk[k] = q;
+    }
+    // netmap rings receive from the moment they are bound, not from their first rxsync
+    if (r.dir === L.RING_DIR_RX) lendFree(r, q);
+    q.refs++;
+    done.push(r);
+  }
+}
+
+/** Opens queue k's socket (sharing the UMEM of another socket of this thread when there is one). */
+function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
+  const other = st.xsk.find((x) => x !== undefined);
+  const slots = Math.max(...[...port.txRings, ...port.rxRings].map((x) => x.numSlots));
+  const sock = XskSocket.open({
+    ifindex: interfaceInfo(st.ifname).index, queue: r.id,
+    umemOffset: r.bufBase, umemLength: r.numBufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
+    sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer,
+  });
+  try {
+    setQueueSocket(st.xdpMapFd, r.id, sock.fd);
+  } catch (e) {
+    sock.close();
+    throw e;
+  }
+  if (sock.zeroCopy) {
+    const reg = registry();
+    Atomics.or(port.sp.i32, xdpWord(port, L.KR_IF_XDP_LINK), L.IF_XDP_ZEROCOPY | 0);
+  }
+  const driver = driverName(st.ifname);
+  return {
+    sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
+    fixPartial: driver === 'veth' || driver === 'tun', inChain: false,
+  };
+}
+
+/**
+ * Gives this thread the host TAP (the host RX ring's frames): the process's, adopted by
+ * descriptor, or made now if the split was installed without capture — by the installer's split,
+ * or from another thread through the egress link's descriptor.
+ */
+function hostCapture(port: Port, st: IfState): void {
+  if (st.hostRead !== null) return;
+  const reg = registry();
+  reg.locked(() => {
+    const ifindex = reg.portGet(port.index, L.PE_IF_IFINDEX);
+    const fd = reg.portGet(port.index, L.PE_IF_HOST_FD);
+    if (fd > 0) {
+      st.hostRead = TapDevice.adopt(fd, hostDeviceName(ifindex));
+      return;
+    }
+    if (st.split !== null) {
+      st.split.setCapture(true);
+      st.hostRead = st.split.host;
+    } else {
+      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
+    }
+    reg.portSet(port.index, L.PE_IF_HOST_FD, st.hostRead.fd);
+  });
+}
+
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
 function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
   if (st.tap !== null) return;
+  if (st.backend !== IF_BACKEND_PACKET) {
+    unbindXdpRings(port, st, rings);
+    return;
+  }
   const me = selfTid();
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_RX || r.host) continue;
@@ -333,6 +566,61 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
 }
 
 /**
+ * AF_XDP: lends the buffers of RX ring slots [postEnd, hwcur - 1) — the slots the kernel may fill
+ * that it has no buffer for yet — to the fill ring, each 256 bytes before its start.
+ */
+function lendFree(ring: Ring, q: XdpQueue): void {
+  const sock = q.sock, fill = sock.fill;
+  const i32 = ring.sp.i32, u32 = ring.sp.u32;
+  const n = ring.numSlots, bufSize = ring.bufSize, numBufs = ring.numBufs;
+  const lentBy = q.lentBy;
+  const hwcur = sync.hwcur(ring);
+  let tail = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
+  if (tail >= n) tail = hwcur;
+    if (q.postEnd < 0 || q.postEnd >= n) q.postEnd = tail;
+    const stop = hwcur === 0 ? n - 1 : hwcur - 1;
+    if (q.postEnd !== stop) {
+      let prod = Atomics.load(i32, fill.prodWord);
+      const room = fill.size - ((prod - Atomics.load(i32, fill.consWord)) | 0);
+      let posted = 0;
+      let p = q.postEnd;
+      while (p !== stop && posted < room) {
+        const idx = ring.slotBufIdx(p);
+        if (idx >= 2 && idx < numBufs) {
+          const d = (fill.desc + ((prod & fill.mask) << 3)) >>> 2;
+          u32[d] = idx * bufSize - XDP_HEADROOM;
+          u32[d + 1] = 0;
+          lentBy[idx] = p;
+          prod = (prod + 1) | 0;
+          posted++;
+        }
+        p = ring.next(p);
+      }
+      q.postEnd = p;
+      if (posted > 0) {
+        Atomics.store(i32, fill.prodWord, prod);
+        if ((u32[fill.flagsWord]! & XDP_RING_NEED_WAKEUP) !== 0) sock.wakeRx();
+      }
+    }
+}
+
+function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
+  const me = selfTid();
+  for (const r of rings) {
+    if (r.host) {
+      if (r.dir === L.RING_DIR_TX && st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      continue;
+    }
+    const q = st.xsk[r.id];
+    if (q === undefined || --q.refs > 0) continue;
+    q.sock.close();
+    st.xsk[r.id] = undefined;
+    // the queue's RX ring is served by nobody now (the socket served it for every handle)
+    Atomics.compareExchange(port.sp.i32, (registry().ringOffset(port.index, port.numTxRings + port.numHostTxRings + r.id) + L.KR_RX_SERVER) >>> 2, me, 0);
+  }
+}
+
+/**
  * Counts an adapter of this process in or out (L.PE_IF_USERS). The last one out puts the interface
  * back in the stack's hands, from whichever thread it closes: the installer removes its split;
  * another thread removes the rules and closes the TAPs by descriptor number.
@@ -347,15 +635,21 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     const fds = {
       sink: reg.portGet(port.index, L.PE_IF_SINK_FD), host: reg.portGet(port.index, L.PE_IF_HOST_FD),
       ingress: reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD), egress: reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD),
+      xdp: { mapFd: port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!, linkFd: port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_FD_MASK },
     };
     for (const w of [L.PE_IF_OWNER, L.PE_IF_SINK_FD, L.PE_IF_HOST_FD, L.PE_IF_INGRESS_LINK_FD, L.PE_IF_EGRESS_LINK_FD]) reg.portSet(port.index, w, 0);
+    port.sp.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)] = 0;
+    port.sp.u32[xdpWord(port, L.KR_IF_XDP_LINK)] = 0;
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
   if (last === null) return;
+  // the XDP link first: the wire's frames go back to the stack's path at once
+  detachXdp(st.xdp ?? last.xdp);
+  st.xdp = null;
+  // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 
@@ -388,6 +682,11 @@ class InterfaceAdapter implements PortAdapter {
     const st = openState(port);
     this.st = st;
     st.users++;
+    const asked = askedBackend(port);
+    if (asked !== null && st.tap === null && [...port.rxRings, ...port.txRings].some((r) => !r.host) && (asked === 'xdp') !== (st.backend !== IF_BACKEND_PACKET)) {
+      if (--st.users <= 0) closeState(st);
+      fail('EBUSY', `${port.spec}: ${port.name} is open in this process with the ${asked === 'xdp' ? 'AF_PACKET' : 'AF_XDP'} backend`);
+    }
     try {
       countProcessUser(port, st, +1);
     } catch (e) {
@@ -418,20 +717,167 @@ class InterfaceAdapter implements PortAdapter {
     const st = this.st;
     if (st.tap !== null) return st.tap.fd;
     if (r.host) return st.hostRead?.fd ?? -1;
-    return st.nicRx[r.id]?.fd ?? -1;
+    return st.xsk[r.id]?.sock.fd ?? st.nicRx[r.id]?.fd ?? -1;
   }
 
   private txFd(r: Ring): number {
     const st = this.st;
     if (st.tap !== null) return -1; // a TAP write never waits
     if (r.host) return st.hostTx?.fd ?? -1;
-    return st.nicTx[r.id]?.fd ?? -1;
+    return st.xsk[r.id]?.sock.fd ?? st.nicTx[r.id]?.fd ?? -1;
+  }
+
+  /**
+   * How the NIC rings reach the interface: 'tap' (the port is a TAP's descriptor), 'packet'
+   * (AF_PACKET sockets), or 'xdp native|skb copy|zerocopy' (AF_XDP: the XDP program's mode, then
+   * the sockets' bind mode).
+   */
+  get backend(): string {
+    const st = this.st;
+    if (st.tap !== null) return 'tap';
+    if (st.backend === IF_BACKEND_PACKET) return 'packet';
+    const zc = (this.port.sp.u32[xdpWord(this.port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_ZEROCOPY) !== 0;
+    return `xdp ${st.backend === IF_BACKEND_XDP_NATIVE ? 'native' : 'skb'} ${zc ? 'zerocopy' : 'copy'}`;
+  }
+
+  /** Why AF_XDP is not in use when it was not ruled out by the name ('' otherwise). */
+  get backendNote(): string {
+    return this.st.backendNote;
+  }
+
+  /**
+   * AF_XDP txsync: counts the completions (in order: one per descriptor), posts [hwcur, head) by
+   * address (an NS_MOREFRAG chain as one frame of several descriptors, with multi-buffer; dropped
+   * without), kicks the kernel (copy mode transmits in sendto, 32 frames a call: loop while it
+   * says EAGAIN), and gives back the slots whose descriptors completed.
+   */
+  private txsyncXdp(ring: Ring, q: XdpQueue, head: number): void {
+    const sock = q.sock, tx = sock.tx, comp = sock.comp;
+    const sp = ring.sp, i32 = sp.i32, u32 = sp.u32;
+    const n = ring.numSlots;
+    const done = (Atomics.load(i32, comp.prodWord) - Atomics.load(i32, comp.consWord)) | 0;
+    if (done > 0) {
+      Atomics.store(i32, comp.consWord, (Atomics.load(i32, comp.consWord) + done) | 0);
+      q.txInFlight = Math.max(0, q.txInFlight - done);
+    }
+    let cur = sync.hwcur(ring);
+    if (cur >= n) cur = 0;
+    let packets = 0, bytes = 0, drops = 0;
+    if (cur !== head) {
+      let prod = Atomics.load(i32, tx.prodWord);
+      const free = tx.size - ((prod - Atomics.load(i32, tx.consWord)) | 0);
+      let used = 0;
+      const numBufs = ring.numBufs, bufSize = ring.bufSize, sg = sock.multiBuffer;
+      while (cur !== head) {
+        // the frame: slots cur .. last (NS_MOREFRAG on all but the last)
+        let j = cur, count = 1, len = 0, ok = true;
+        for (;;) {
+          const l = ring.slotLen(j), idx = ring.slotBufIdx(j);
+          if (idx < 2 || idx >= numBufs || l === 0 || l > bufSize) ok = false;
+          len += l;
+          if ((ring.slotFlags(j) & NS_MOREFRAG) === 0) break;
+          j = ring.next(j);
+          if (j === head) { count = -1; break; }
+          count++;
+        }
+        if (count < 0) break; // an incomplete chain waits for its end
+        if (count > 1 && (!sg || count > XDP_MAX_FRAGS)) ok = false;
+        if (ok && used + count > free) break;
+        const after = ring.next(j);
+        if (ok) {
+          for (let s = cur, c = 0; c < count; c++, s = ring.next(s)) {
+            const d = (tx.desc + ((prod & tx.mask) << 4)) >>> 2;
+            const f = ring.slotFlags(s);
+            u32[d] = ring.slotBufIdx(s) * bufSize;
+            u32[d + 1] = 0;
+            u32[d + 2] = ring.slotLen(s);
+            u32[d + 3] = (f & NS_MOREFRAG) !== 0 ? XDP_PKT_CONTD : 0;
+            if (f & NS_BUF_CHANGED) ring.setSlotFlags(s, f & ~NS_BUF_CHANGED);
+            prod = (prod + 1) | 0;
+          }
+          used += count;
+          packets++;
+          bytes += len;
+        } else {
+          drops++;
+        }
+        cur = after;
+      }
+      if (used > 0) {
+        Atomics.store(i32, tx.prodWord, prod);
+        q.txInFlight += used;
+      }
+      sync.setHwcur(ring, cur);
+      sync.count(sp, ring.offset, packets, bytes, drops);
+    }
+    // copy mode sends in sendto only, 32 descriptors a call; zero-copy when the flag asks
+    if (Atomics.load(i32, tx.prodWord) !== Atomics.load(i32, tx.consWord) && (!sock.zeroCopy || (u32[tx.flagsWord]! & XDP_RING_NEED_WAKEUP) !== 0)) {
+      for (let tries = (q.txInFlight >>> 5) + 2; tries > 0; tries--) {
+        if (sock.kick() !== -EAGAIN) break;
+        if (Atomics.load(i32, tx.prodWord) === Atomics.load(i32, tx.consWord)) break;
+      }
+    }
+    const t = cur - q.txInFlight - 1;
+    sync.setTail(ring, ((t % n) + n) % n);
+  }
+
+  /**
+   * AF_XDP rxsync: lends the buffers of the slots that became free to the fill ring, then takes
+   * received descriptors into slots from tail by buffer swap (see XdpQueue), XDP_PKT_CONTD as
+   * NS_MOREFRAG.
+   */
+  private rxsyncXdp(ring: Ring, q: XdpQueue): number {
+    const sock = q.sock, rx = sock.rx;
+    const sp = ring.sp, i32 = sp.i32, u32 = sp.u32;
+    const n = ring.numSlots, bufSize = ring.bufSize, numBufs = ring.numBufs;
+    const lentBy = q.lentBy;
+    const hwcur = sync.hwcur(ring);
+    let tail = u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
+    if (tail >= n) tail = hwcur;
+    lendFree(ring, q);
+    let cons = Atomics.load(i32, rx.consWord);
+    const avail = (Atomics.load(i32, rx.prodWord) - cons) | 0;
+    let packets = 0, bytes = 0, drops = 0;
+    for (let i = 0; i < avail && ring.next(tail) !== hwcur; i++) {
+      const d = (rx.desc + ((cons & rx.mask) << 4)) >>> 2;
+      cons = (cons + 1) | 0;
+      // unaligned-mode address: the chunk's address, plus the frame's offset in the top 16 bits
+      const data = u32[d]! + (u32[d + 1]! >>> 16);
+      const len = u32[d + 2]!, options = u32[d + 3]!;
+      const x = data / bufSize;
+      const from = x >= 2 && x < numBufs && x === Math.floor(x) ? lentBy[x]! : NO_SLOT;
+      if (from === NO_SLOT) { drops++; continue; } // not a buffer we lent: never ours to place
+      const old = ring.slotBufIdx(tail);
+      if (old !== x) {
+        ring.setSlotBufIdx(from, old);
+        if (old < numBufs) lentBy[old] = from;
+      }
+      lentBy[x] = NO_SLOT;
+      ring.setSlotBufIdx(tail, x);
+      ring.setSlotLen(tail, len);
+      ring.setSlotFlags(tail, (options & XDP_PKT_CONTD) !== 0 ? NS_MOREFRAG : 0);
+      if (q.fixPartial && !q.inChain && (options & XDP_PKT_CONTD) === 0) completePartialChecksum(sp.u8, ring.bufOffset(x), len);
+      q.inChain = (options & XDP_PKT_CONTD) !== 0;
+      tail = ring.next(tail);
+      if ((options & XDP_PKT_CONTD) === 0) packets++;
+      bytes += len;
+    }
+    Atomics.store(i32, rx.consWord, cons);
+    if (drops > 0) this.oversize += drops;
+    if (packets > 0 || bytes > 0 || drops > 0) sync.count(sp, ring.offset, packets, bytes, drops);
+    sync.setTail(ring, tail);
+    return packets;
   }
 
   txsync(ring: Ring): boolean {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const st = this.st;
+    const q = ring.host ? undefined : st.xsk[ring.id];
+    if (q !== undefined) {
+      this.txsyncXdp(ring, q, head);
+      return true;
+    }
     const n = ring.numSlots;
     let cur = sync.hwcur(ring);
     if (cur >= n) cur = 0;
@@ -499,6 +945,11 @@ class InterfaceAdapter implements PortAdapter {
     const st = this.st;
     const n = ring.numSlots;
     if (ok) sync.setHwcur(ring, head);
+    const q = ring.host ? undefined : st.xsk[ring.id];
+    if (q !== undefined) {
+      sync.stampRx(ring, this.rxsyncXdp(ring, q) > 0);
+      return ok;
+    }
     const hwcur = sync.hwcur(ring);
     let tail = ring.sp.u32[(ring.offset + L.KR_HWTAIL) >>> 2]!;
     if (tail >= n) tail = hwcur;
@@ -644,6 +1095,12 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
     const s = r.stats();
     rxDrops += s.drops;
     rxPackets += s.packets;
+  }
+  for (const q of st.xsk) {
+    if (q === undefined) continue;
+    // AF_XDP counts no received frames; its drops: too long, RX ring full, fill ring empty
+    const s = q.sock.stats();
+    rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
   }
   return { rxDrops, rxPackets };
 }

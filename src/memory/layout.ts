@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -278,6 +278,15 @@ export const KR_LEASE_TABLE = 228;
  * or frames would be received twice.
  */
 export const KR_RX_SERVER = 180;
+/**
+ * NIC RX ring 0 of an interface port with the AF_XDP backend, for the process holding the split:
+ * the XSKMAP's descriptor (0: AF_PACKET; threads of the owner update the map through it), and the
+ * XDP link's descriptor with IF_XDP_SKB (SKB mode) and IF_XDP_ZEROCOPY (a socket bound zero-copy)
+ * above it.
+ */
+export const KR_IF_XDP_MAP_FD = 184;
+export const KR_IF_XDP_LINK = 188;
+export const IF_XDP_FD_MASK = 0x3fffffff, IF_XDP_SKB = 0x40000000, IF_XDP_ZEROCOPY = 0x80000000;
 
 // Overlay of monitor RX rings (see src/monitor/tap.ts). KR_SHADOW_TAIL is the next slot the
 // monitored side fills, KR_HWCUR what the monitor's user released.

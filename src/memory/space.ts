@@ -111,10 +111,10 @@ export class AddressSpace {
   }
 
   /**
-   * Maps `length` bytes of `fd` (an AF_PACKET ring, say) privately to this thread and returns the
-   * offset of the mapping in the views.
+   * Maps `length` bytes of `fd` from `fileOffset` (an AF_PACKET ring, an AF_XDP ring's page offset)
+   * privately to this thread and returns the offset of the mapping in the views.
    */
-  mapLocal(fd: number, length: number): number {
+  mapLocal(fd: number, length: number, fileOffset = 0): number {
     const size = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     let offset = -1;
     const reuse = this.localFree.findIndex((f) => f.size >= size);
@@ -126,7 +126,12 @@ export class AddressSpace {
       offset = this.localNext;
       this.localNext += size;
     }
-    native.mapFileAt(this.address + offset, size, fd);
+    try {
+      native.mapFileAt(this.address + offset, size, fd, fileOffset);
+    } catch (e) {
+      this.localFree.push({ offset, size });
+      throw e;
+    }
     return offset;
   }
 

@@ -168,7 +168,12 @@ export interface ProgramSpec {
   expectedAttachType?: number;
   /** Default "BSD-2-Clause" (enough for the helpers used here). */
   license?: string;
+  /** prog_flags (BPF_F_XDP_HAS_FRAGS: an XDP program that handles multi-buffer frames). */
+  flags?: number;
 }
+
+/** prog_flags of an XDP program that accepts multi-buffer (fragmented) frames (5.18+). */
+export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
 
 /**
  * BPF_PROG_LOAD: returns the program's descriptor. A refusal by the verifier throws with the
@@ -181,6 +186,7 @@ export function loadProgram(spec: ProgramSpec): number {
   attr.writeUInt32LE(spec.insns.length / 8, 4);
   attr.writeBigUInt64LE(address(spec.insns), 8);
   attr.writeBigUInt64LE(address(license), 16);
+  attr.writeUInt32LE(spec.flags ?? 0, 44);
   if (spec.name !== undefined) attr.write(spec.name.slice(0, 15), 48, 15, 'latin1');
   attr.writeUInt32LE(spec.expectedAttachType ?? 0, 68);
   const r = bpfTry(BPF_PROG_LOAD, attr);

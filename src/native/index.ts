@@ -84,9 +84,12 @@ export function reserveAddressSpace(length: number): { address: number; buffer: 
   return { address, buffer: koffi.view(ptr, length) as ArrayBuffer };
 }
 
-/** Maps `length` bytes of file `fd` (from offset 0) read-write and shared at exactly `address`. */
-export function mapFileAt(address: number, length: number, fd: number): void {
-  const r = c.mmapAt(address, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+/**
+ * Maps `length` bytes of file `fd` from `offset` (0 by default; a multiple of the page size, or an
+ * AF_XDP ring's page offset) read-write and shared at exactly `address`.
+ */
+export function mapFileAt(address: number, length: number, fd: number, offset = 0): void {
+  const r = c.mmapAt(address, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, offset);
   if (Number(r) !== address) {
     const e = koffi.errno();
     throw new NetmapError(errnoName(e), `mmap of ${length} bytes failed: errno ${e}`);

@@ -45,8 +45,9 @@
  *     @conf:key=N,...                 keys rings, host-rings, slots (fill both directions) and
  *                                     tx-rings, rx-rings, host-tx-rings, host-rx-rings, tx-slots,
  *                                     rx-slots (override the generic key, whatever the order), and
- *                                     our extension extra-bufs (number of extra buffers to request;
- *                                     libnetmap has no portspec syntax for that). In key names '-'
+ *                                     our extensions extra-bufs (number of extra buffers to request;
+ *                                     libnetmap has no portspec syntax for that) and backend=xdp|packet
+ *                                     (interfaces: AF_XDP or AF_PACKET sockets). In key names '-'
  *                                     and '_' are the same (host_rings == host-rings).
  *     @extmem..., @offset...          recognised but not supported: EOPNOTSUPP.
  *   Each option at most once, each key at most once per option.
@@ -107,6 +108,8 @@ export interface PortConf {
   txSlots?: number;
   rxSlots?: number;
   extraBufs?: number;
+  /** Interfaces: the backend of the NIC rings (`backend=xdp|packet`); unset: AF_XDP where it works. */
+  backend?: 'xdp' | 'packet';
 }
 
 export interface PortSpec {
@@ -166,7 +169,10 @@ const CONF_KEYS: ReadonlyMap<string, KeyBounds> = new Map([
   ['rings', RINGS], ['host_rings', RINGS], ['slots', SLOTS],
   ['tx_rings', RINGS], ['rx_rings', RINGS], ['host_tx_rings', RINGS], ['host_rx_rings', RINGS],
   ['tx_slots', SLOTS], ['rx_slots', SLOTS], ['extra_bufs', EXTRA],
+  ['backend', { lo: 0, hi: 0 }],
 ]);
+/** Values of the one conf key that takes a word, not a number. */
+const BACKENDS: readonly string[] = ['xdp', 'packet'];
 
 const MODE_SEPARATORS = '-*^/@';
 const FLAG_ORDER = 'xztrRT';
@@ -416,6 +422,11 @@ function parseOption(
   // conf: validate numbers, then generic keys first, specific keys override.
   const num = new Map<string, number>();
   for (const [key, { raw, value, at }] of values) {
+    if (key === 'backend') {
+      if (!BACKENDS.includes(value)) bad(spec, `option 'conf': key '${raw}' must be xdp or packet, not '${show(value)}'`, at);
+      result.conf.backend = value as 'xdp' | 'packet';
+      continue;
+    }
     const bounds = CONF_KEYS.get(key)!;
     if (digitsEnd(value, 0, value.length) !== value.length) {
       bad(spec, `option 'conf': key '${raw}' needs a decimal integer, got '${show(value)}'`, at);
@@ -427,7 +438,7 @@ function parseOption(
     num.set(key, v);
   }
   const conf = result.conf;
-  const set = (key: string, ...fields: (keyof PortConf)[]): void => {
+  const set = (key: string, ...fields: Exclude<keyof PortConf, 'backend'>[]): void => {
     const v = num.get(key);
     if (v !== undefined) for (const f of fields) conf[f] = v;
   };
@@ -586,7 +597,7 @@ export function parsePortSpec(spec: string, opts?: { strictNames?: boolean }): P
 // ---- the formatter ------------------------------------------------------------------------------
 
 const CONF_FIELDS: readonly (keyof PortConf)[] = [
-  'txRings', 'rxRings', 'hostTxRings', 'hostRxRings', 'txSlots', 'rxSlots', 'extraBufs',
+  'txRings', 'rxRings', 'hostTxRings', 'hostRxRings', 'txSlots', 'rxSlots', 'extraBufs', 'backend',
 ];
 
 function confText(c: PortConf): string {
@@ -602,6 +613,7 @@ function confText(c: PortConf): string {
   pair('host-rings', 'host-tx-rings', 'host-rx-rings', c.hostTxRings, c.hostRxRings);
   pair('slots', 'tx-slots', 'rx-slots', c.txSlots, c.rxSlots);
   if (c.extraBufs !== undefined) parts.push(`extra-bufs=${c.extraBufs}`);
+  if (c.backend !== undefined) parts.push(`backend=${c.backend}`);
   return parts.join(',');
 }
 

@@ -33,6 +33,8 @@ export interface PortAdapter {
   armed?(ring: Ring): void;
   /** Called when a sleeper has left `ring` (after armed; optional). */
   disarmed?(ring: Ring): void;
+  /** How the port reaches its data (interfaces: 'xdp native copy', 'packet', 'tap'; optional). */
+  readonly backend?: string;
 }
 
 export type AdapterFactory = (port: Port) => PortAdapter;
@@ -227,6 +229,14 @@ export class Port {
     this.adapter = type.adapter(this);
     this.taps = type.monitors === 'none' ? null : tapsOf(this.index);
     this.copyInSync = type.monitors !== 'self';
+  }
+
+  /**
+   * The backend of an interface port's NIC rings: 'xdp native copy' (AF_XDP: program mode, bind
+   * mode), 'packet' (AF_PACKET), 'tap'; null for other kinds of ports.
+   */
+  get backend(): string | null {
+    return this.adapter.backend ?? null;
   }
 
   /** Head of this handle's extra-buffer list (ni_bufs_head); 0 when empty. */

@@ -64,20 +64,25 @@ function iperf(lab: LabT, server: string, client: string, addr: string): Promise
 
 const hasIperf = skipReason(['iperf3']) === null;
 
-/** A veth a0 (namespace a) / b0 (namespace b): a transmitter on b0, and netmap:a0 opened in a (entered). */
-function portWithPeer(lab: LabT): { a: string; b: string; ptx: InstanceType<typeof PacketTransmitter>; p: ReturnType<typeof openPort> } {
+/**
+ * A veth a0 (namespace a) / b0 (namespace b): a transmitter on b0, and netmap:a0 opened in a
+ * (entered), with `suffix` after the name.
+ */
+function portWithPeer(lab: LabT, suffix = ''): { a: string; b: string; ptx: InstanceType<typeof PacketTransmitter>; p: ReturnType<typeof openPort> } {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   lab.enter(b);
   const ptx = new PacketTransmitter('b0');
   lab.enter(a);
-  return { a, b, ptx, p: openPort('netmap:a0') };
+  return { a, b, ptx, p: openPort(`netmap:a0${suffix}`) };
 }
 
 test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by poll', opts, () => withLab(async (lab) => {
   const { a, b, ptx, p } = portWithPeer(lab);
   try {
     assert.equal(p.memId, 1);
+    // the backend: AF_XDP unless NETMAP_TS_IF_BACKEND says otherwise (veth has native XDP, copy mode)
+    assert.equal(p.backend, process.env.NETMAP_TS_IF_BACKEND === 'packet' ? 'packet' : 'xdp native copy');
     assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 1, 1]);
     assert.deepEqual([p.txRings.length, p.rxRings.length], [1, 1]);
     assert.throws(() => openPort('netmap:nmtsnone0'), isCode('ENXIO'));
@@ -161,7 +166,7 @@ test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by
 }));
 
 test('netmap:IF receive hook: frames go to the hook where they lie, in order, the ring stays empty; null gives them back to the ring', opts, () => withLab(async (lab) => {
-  const { a, b, ptx, p } = portWithPeer(lab);
+  const { a, b, ptx, p } = portWithPeer(lab, '@conf:backend=packet'); // receive hooks read AF_PACKET rings
   const seqs: number[] = [];
   let bad = 0;
   try {
@@ -395,6 +400,8 @@ test('netmap bridge between two veths carries ping and TCP (iperf3), offloads le
   assert.equal(ping(lab, l, '198.18.0.2'), false, 'no path without the bridge');
   const tool = await startTool(lab, m, ['bridge', '-i', 'netmap:m0', '-i', 'netmap:m1']);
   assert.match(tool.output(), /zerocopy supported/);
+  // the ping without the bridge left l0's neighbour entry probing (1 s apart): start it afresh
+  lab.run(l, 'ip', ['neigh', 'flush', 'dev', 'l0']);
   assert.ok(ping(lab, l, '198.18.0.2', 3), 'ping through the bridge');
   if (hasIperf) {
     const bps = await iperf(lab, r, l, '198.18.0.2');
@@ -423,6 +430,66 @@ test('netmap bridge between an interface and its host stack: the wire side reach
   assert.equal(hasSplitRules('a0'), false);
   lab.leave();
   assert.ok(ping(lab, b, '198.18.0.1'), 'stack restored after the bridge exits');
+}));
+
+test('netmap:IF^ bound by another thread than the installer\'s: the host RX ring gets what the stack sends; everything goes at the last close', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  const SPLIT = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
+  const IFINFO = new URL('../../src/interfaces/ifinfo.js', import.meta.url).pathname;
+  const script = `
+    const { Worker } = await import('node:worker_threads');
+    const { spawn } = await import('node:child_process');
+    const nm = await import(${JSON.stringify(PORTS)});
+    await import(${JSON.stringify(IFPORT)});
+    const split = await import(${JSON.stringify(SPLIT)});
+    const { interfaceExists, interfaceInfo } = await import(${JSON.stringify(IFINFO)});
+    const p0 = nm.openPort('netmap:a0');
+    const host = 'nmh' + interfaceInfo('a0').index;
+    const hostBefore = interfaceExists(host);
+    const w = new Worker(\`
+      const { parentPort, workerData } = await import('node:worker_threads');
+      const nm = await import(workerData.ports);
+      await import(workerData.ifport);
+      const p = nm.openPort('netmap:a0^');
+      parentPort.postMessage('open');
+      const r = p.rxRings[0];
+      let n = 0;
+      const t0 = Date.now();
+      while (n === 0 && Date.now() - t0 < 8000) {
+        p.poll(nm.POLLIN, 200);
+        p.rxsync();
+        while (!r.empty()) { n++; r.advance(r.next(r.head)); }
+      }
+      p.close();
+      parentPort.postMessage('got ' + n);\`, { eval: true, workerData: { ports: ${JSON.stringify(PORTS)}, ifport: ${JSON.stringify(IFPORT)} } });
+    const messages = [];
+    const next = () => new Promise((resolve) => w.once('message', resolve));
+    messages.push(await next());
+    const hostMade = interfaceExists(host);
+    // the stack of a sends ARP requests for 198.18.0.2 on a0: the host RX ring's frames
+    const ping = spawn('ping', ['-c', '3', '-i', '0.5', '-W', '1', '198.18.0.2'], { stdio: 'ignore' });
+    messages.push(await next());
+    ping.kill();
+    await new Promise((resolve) => w.once('exit', resolve));
+    const held = split.hasSplitRules('a0');
+    p0.close();
+    console.log('RESULT ' + JSON.stringify({ hostBefore, hostMade, messages, held, after: split.hasSplitRules('a0'), hostAfter: interfaceExists(host), method: split.splitMethod() }));
+  `;
+  const r = lab.run(a, process.execPath, ['--input-type=module', '-e', script], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line !== undefined, r.stdout + r.stderr);
+  const res = JSON.parse(line.slice(7)) as { hostBefore: boolean; hostMade: boolean; messages: string[]; held: boolean; after: boolean; hostAfter: boolean; method: string };
+  if (res.method === 'tcx') assert.equal(res.hostBefore, false, 'with tcx, netmap:a0 alone makes no host TAP');
+  assert.equal(res.hostMade, true, 'the worker\'s netmap:a0^ made (or found) the host TAP');
+  assert.equal(res.messages[0], 'open');
+  assert.ok(Number(res.messages[1]!.split(' ')[1]) >= 1, `the host RX ring got what the stack sent: ${res.messages[1]}`);
+  assert.equal(res.held, true, 'still split while the installer holds netmap:a0');
+  assert.equal(res.after, false, 'nothing left after the last close');
+  assert.equal(res.hostAfter, false, 'the host TAP made by the worker was closed with the split');
 }));
 
 test('bridge tool: bad arguments give usage and a non-zero status', opts, async () => {

@@ -90,6 +90,12 @@ test('§2.5 table: mem_id and options', () => {
   expectSpec('vale1:a@share=netmap:eth0', {
     name: 'vale1:a', switchName: 'vale1', portName: 'a', parentName: 'vale1:a', share: 'netmap:eth0',
   });
+  // interfaces: the backend of the NIC rings, a word
+  const b = expectSpec('netmap:eth0@conf:backend=xdp,rings=2', { name: 'eth0', conf: { backend: 'xdp', txRings: 2, rxRings: 2 } });
+  assert.equal(formatPortSpec(b), 'netmap:eth0@conf:rings=2,backend=xdp');
+  expectSpec('netmap:eth0@conf:backend=packet', { name: 'eth0', conf: { backend: 'packet' } });
+  rejects('netmap:eth0@conf:backend=afxdp', 'EINVAL', "key 'backend' must be xdp or packet, not 'afxdp'", 25);
+  rejects('netmap:eth0@conf:backend=xdp,backend=packet', 'EINVAL', "duplicate key 'backend'", 29);
 });
 
 test('§2.5 table: bad prefixes and empty names', () => {

@@ -1,0 +1,342 @@
+/**
+ * The AF_XDP backend of netmap:IF (src/interfaces/xdp-socket.ts, xdp-program.ts, port.ts): the
+ * default choice on a veth, the fallbacks (hook taken, geometry, forced backend), one socket per
+ * queue on a multi-queue veth, multi-buffer (jumbo) frames both ways, and a SIGKILLed owner
+ * leaving the interface's XDP hook free.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import dgram from 'node:dgram';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-xdp-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+// this file tests the backends by name: the suite-wide default must not force one
+delete process.env.NETMAP_TS_IF_BACKEND;
+
+const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+const { openPort, POLLIN, POLLOUT } = await import('../../src/ports/index.js');
+await import('../../src/port-types.js');
+const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces/packet.js');
+const { attachXdp, detachXdp } = await import('../../src/interfaces/xdp-program.js');
+const { interfaceIndex } = await import('../../src/interfaces/ifinfo.js');
+const { space } = await import('../../src/memory/space.js');
+const L = await import('../../src/memory/layout.js');
+const { NetmapError } = await import('../../src/errors.js');
+const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
+
+const skip = skipReason(['tc', 'ping']);
+if (skip !== null) console.log(`# skipping AF_XDP tests: ${skip}`);
+const opts = { skip: skip ?? false, timeout: 90_000 };
+const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
+const PORTS = new URL('../../src/ports/index.js', import.meta.url).pathname;
+const TYPES = new URL('../../src/port-types.js', import.meta.url).pathname;
+type LabT = InstanceType<typeof Lab>;
+type PortT = ReturnType<typeof openPort>;
+
+/** Whether an XDP program is attached to `dev` in `ns` (ip link shows "prog/xdp"). */
+function hasXdp(lab: LabT, ns: string, dev: string): boolean {
+  return /prog\/xdp/.test(lab.must(ns, 'ip', ['-d', 'link', 'show', 'dev', dev]).stdout);
+}
+
+/** Sleeps on `p` for RX and takes every frame of every RX ring: { ring, at, len, flags }. */
+async function receive(p: PortT, want: number, ms = 5000): Promise<{ ring: number; at: number; len: number; flags: number }[]> {
+  const got: { ring: number; at: number; len: number; flags: number }[] = [];
+  const deadline = Date.now() + ms;
+  while (got.length < want && Date.now() < deadline) {
+    p.poll(POLLIN, 100);
+    for (const r of p.rxRings) {
+      if (r.host) continue;
+      while (!r.empty()) {
+        const i = r.head;
+        got.push({ ring: r.id, at: r.slotBufOffset(i), len: r.slotLen(i), flags: r.slotFlags(i) });
+        r.advance(r.next(i));
+      }
+    }
+    await sleep(0);
+  }
+  return got;
+}
+
+
+test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap and out by address; the hook is free after close', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.enter(b);
+  const peerTx = new PacketTransmitter('b0');
+  const peerRx = new PacketReceiver('b0');
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  try {
+    assert.equal(p.backend, 'xdp native copy');
+    assert.ok(hasXdp(lab, a, 'a0'), 'the redirect program is on a0');
+    const r = p.rxRings[0]!;
+    // in: 300 frames, each once, each in a buffer no other slot of the ring holds
+    const scratch = p.txRings[0]!.slotBufOffset(0);
+    const n = 300;
+    let sent = 0;
+    lab.enter(b);
+    for (let s = 0; s < n; s++) {
+      udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, s);
+      if (peerTx.send(scratch, 60)) sent++;
+      if (s % 64 === 63) { peerTx.kick(); await sleep(2); }
+    }
+    peerTx.kick();
+    lab.enter(a);
+    const got = await receive(p, sent);
+    const seqs = new Set<number>();
+    for (const f of got) {
+      const u = parseUdpFrame(f.at, f.len);
+      if (u !== null) { assert.equal(seqs.has(u.seq), false, `frame ${u.seq} received twice`); seqs.add(u.seq); }
+    }
+    assert.ok(seqs.size >= sent * 0.95, `received ${seqs.size} of ${sent}`);
+    const bufs = new Set<number>();
+    for (let i = 0; i < r.numSlots; i++) {
+      const idx = r.slotBufIdx(i);
+      assert.ok(r.validBuf(idx), `slot ${i} has a valid buffer`);
+      assert.equal(bufs.has(idx), false, `buffer ${idx} is in two slots`);
+      bufs.add(idx);
+    }
+    // out: 100 frames posted by address, counted by the peer
+    const t = p.txRings[0]!;
+    for (let s = 0; s < 100; s++) {
+      p.poll(POLLOUT, 1000);
+      const i = t.head;
+      t.setSlotLen(i, udpFrame(t.slotBufOffset(i), mac('02:00:00:00:00:02'), mac('02:00:00:00:00:01'), 2, s));
+      t.advance(t.next(i));
+      if (s % 32 === 31) p.txsync();
+    }
+    p.txsync();
+    lab.enter(b);
+    const out = new Set<number>();
+    const deadline = Date.now() + 5000;
+    while (out.size < 100 && Date.now() < deadline) {
+      peerRx.wait(50);
+      while (peerRx.next() >= 0) {
+        const u = parseUdpFrame(peerRx.data, peerRx.length);
+        if (u !== null && u.flow === 2) out.add(u.seq);
+      }
+    }
+    lab.enter(a);
+    assert.equal(out.size, 100, 'every frame sent by address reached the peer');
+    // completions give the slots back
+    const until = Date.now() + 2000;
+    while (t.space() < t.numSlots - 1 && Date.now() < until) { p.txsync(); await sleep(5); }
+    assert.equal(t.space(), t.numSlots - 1, 'every TX slot came back');
+  } finally {
+    p.close();
+    peerTx.close();
+    peerRx.close();
+    lab.leave();
+  }
+  assert.equal(hasXdp(lab, a, 'a0'), false, 'the XDP link went with the port');
+}));
+
+test('another XDP program on the hook: AF_PACKET instead, EBUSY when backend=xdp is asked; EOPNOTSUPP when the geometry cannot be served', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.enter(a);
+  try {
+    const other = attachXdp('a0', interfaceIndex('a0'), 1);
+    try {
+      const p = openPort('netmap:a0');
+      assert.equal(p.backend, 'packet');
+      assert.match((p.adapter as unknown as { backendNote: string }).backendNote, /another XDP program/);
+      p.close();
+      assert.throws(() => openPort('netmap:a0@conf:backend=xdp'), (e: unknown) => isCode('EBUSY')(e) && /another XDP program/.test((e as Error).message));
+      assert.ok(hasXdp(lab, a, 'a0'), 'the other program is still there');
+    } finally {
+      detachXdp(other);
+    }
+    const x = openPort('netmap:a0@conf:backend=xdp');
+    assert.equal(x.backend, 'xdp native copy');
+    // a second handle of the process asking for the other backend: EBUSY
+    assert.throws(() => openPort('netmap:a0@conf:backend=packet'), isCode('EBUSY'));
+    x.close();
+    // two RX rings on a one-queue veth: AF_XDP cannot map ring k to queue k
+    const f = openPort('netmap:a0@conf:rings=2');
+    assert.equal(f.backend, 'packet');
+    f.close();
+    assert.throws(() => openPort('netmap:a0@conf:rings=2,backend=xdp'), (e: unknown) => isCode('EOPNOTSUPP')(e) && /queue/.test((e as Error).message));
+    assert.throws(() => openPort('netmap:a0@conf:backend=afxdp'), isCode('EINVAL'));
+    const pk = openPort('netmap:a0@conf:backend=packet');
+    assert.equal(pk.backend, 'packet');
+    assert.equal(hasXdp(lab, a, 'a0'), false);
+    pk.close();
+  } finally {
+    lab.leave();
+  }
+}));
+
+test('a driver without native XDP (a bridge device): the program runs in SKB mode, TX completes', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a');
+  lab.must(a, 'ip', ['link', 'add', 'd0', 'type', 'bridge']);
+  lab.must(a, 'ip', ['link', 'set', 'd0', 'up']);
+  lab.enter(a);
+  try {
+    const p = openPort('netmap:d0');
+    try {
+      assert.equal(p.backend, 'xdp skb copy');
+      const t = p.txRings[0]!;
+      for (let s = 0; s < 40; s++) {
+        const i = t.head;
+        t.setSlotLen(i, udpFrame(t.slotBufOffset(i), mac('02:00:00:00:00:02'), mac('02:00:00:00:00:01'), 3, s));
+        t.advance(t.next(i));
+      }
+      p.txsync();
+      const until = Date.now() + 2000;
+      while (t.space() < t.numSlots - 1 && Date.now() < until) { p.txsync(); await sleep(5); }
+      assert.equal(t.space(), t.numSlots - 1, '40 frames (more than the 32 of one sendto) completed');
+      assert.equal(t.packets, 40);
+    } finally {
+      p.close();
+    }
+  } finally {
+    lab.leave();
+  }
+}));
+
+test('a veth with 4 queues: 4 rings, one socket per queue, every frame delivered once, a flow on one ring', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.must(a, 'ip', ['link', 'add', 'm0', 'numtxqueues', '4', 'numrxqueues', '4', 'type', 'veth', 'peer', 'name', 'n0', 'numtxqueues', '4', 'numrxqueues', '4', 'netns', b]);
+  lab.must(a, 'ip', ['link', 'set', 'm0', 'up']);
+  lab.must(b, 'ip', ['link', 'set', 'n0', 'up']);
+  lab.addr(b, 'n0', '198.18.0.2/24');
+  lab.must(b, 'ip', ['neigh', 'add', '198.18.0.1', 'lladdr', '02:00:00:00:00:01', 'dev', 'n0']);
+  lab.enter(a);
+  const p = openPort('netmap:m0');
+  try {
+    assert.equal(p.backend, 'xdp native copy');
+    assert.equal(p.rxRings.filter((r) => !r.host).length, 4);
+    // one AF_XDP socket per queue: a queue without one would pass its frames to the stack (and the
+    // split's ingress cut), so "every frame delivered, over several rings" below needs all four
+    // 64 UDP flows from b's stack: the veth picks the queue by flow hash
+    const flows = 64, per = 8;
+    lab.enter(b);
+    const socks = [];
+    for (let f = 0; f < flows; f++) {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((ok) => s.bind(3000 + f, '198.18.0.2', ok));
+      socks.push(s);
+    }
+    lab.enter(a);
+    let sent = 0;
+    for (let q = 0; q < per; q++) {
+      await Promise.all(socks.map((s, f) => new Promise<void>((ok) => {
+        const m = Buffer.alloc(8);
+        m.writeUInt32BE(f, 0);
+        m.writeUInt32BE(q, 4);
+        s.send(m, 2000, '198.18.0.1', (err) => { if (err === null) sent++; ok(); });
+      })));
+      await sleep(5);
+    }
+    for (const s of socks) s.close();
+    const got = await receive(p, sent);
+    const seen = new Set<string>();
+    const perRing = [0, 0, 0, 0];
+    const ringOf = new Map<number, number>();
+    const v = space().view;
+    for (const g of got) {
+      if (g.len < 50 || v.getUint16(g.at + 12) !== 0x0800 || space().u8[g.at + 23] !== 17) continue;
+      const flow = v.getUint32(g.at + 42), seq = v.getUint32(g.at + 46);
+      const key = `${flow}/${seq}`;
+      assert.equal(seen.has(key), false, `frame ${key} delivered twice`);
+      seen.add(key);
+      perRing[g.ring]!++;
+      const was = ringOf.get(flow);
+      if (was !== undefined) assert.equal(g.ring, was, `flow ${flow} stays on one ring`);
+      ringOf.set(flow, g.ring);
+    }
+    assert.equal(seen.size, sent, `every frame delivered (${seen.size} of ${sent}; per ring ${perRing.join(' ')})`);
+    assert.ok(perRing.filter((x) => x > 0).length >= 2, `flows spread over the queues: ${perRing.join(' ')}`);
+  } finally {
+    p.close();
+    lab.leave();
+  }
+}));
+
+test('jumbo frames (MTU 9000): in as NS_MOREFRAG chains of 1792-byte pieces, out from a chain as one frame', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.must(a, 'ip', ['link', 'set', 'a0', 'mtu', '9000']);
+  lab.must(b, 'ip', ['link', 'set', 'b0', 'mtu', '9000']);
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  lab.must(b, 'ip', ['neigh', 'add', '198.18.0.1', 'lladdr', '02:00:00:00:00:01', 'dev', 'b0']);
+  lab.enter(b);
+  const peerRx = new PacketReceiver('b0');
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  try {
+    assert.equal(p.backend, 'xdp native copy');
+    // in: a 4000-byte ping is a 4042-byte frame: 1792 + 1792 + 458
+    lab.spawn(b, 'ping', ['-c', '1', '-s', '4000', '-W', '1', '198.18.0.1']);
+    const got = await receive(p, 3);
+    const chain = got.slice(0, 3);
+    assert.deepEqual(chain.map((f) => f.len), [1792, 1792, 458]);
+    assert.deepEqual(chain.map((f) => f.flags & L.NS_MOREFRAG), [L.NS_MOREFRAG, L.NS_MOREFRAG, 0]);
+    const u8 = space().u8;
+    assert.equal(u8[chain[0]!.at + 12]! << 8 | u8[chain[0]!.at + 13]!, 0x0800);
+    assert.equal(u8[chain[0]!.at + 14 + 9], 1, 'ICMP');
+    // out: a 5000-byte UDP frame written as three slots
+    const t = p.txRings[0]!;
+    const big = Buffer.alloc(5000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+    Buffer.from([0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01, 0x88, 0xb5]).copy(big, 0); // local experimental ethertype
+    let off = 0, i = t.head;
+    const pieces = [2048, 2048, 904];
+    pieces.forEach((len, k) => {
+      u8.set(big.subarray(off, off + len), t.slotBufOffset(i));
+      t.setSlotLen(i, len);
+      t.setSlotFlags(i, k < pieces.length - 1 ? L.NS_MOREFRAG : 0);
+      off += len;
+      i = t.next(i);
+    });
+    t.advance(i);
+    p.txsync();
+    lab.enter(b);
+    let seen = -1;
+    const deadline = Date.now() + 3000;
+    while (seen < 0 && Date.now() < deadline) {
+      peerRx.wait(50);
+      while (peerRx.next() >= 0) {
+        if (peerRx.length === 5000 && Buffer.from(space().u8.subarray(peerRx.data, peerRx.data + 5000)).equals(big)) seen = peerRx.length;
+      }
+    }
+    lab.enter(a);
+    assert.equal(seen, 5000, 'the chain left as one 5000-byte frame, byte for byte');
+  } finally {
+    p.close();
+    peerRx.close();
+    lab.leave();
+  }
+}));
+
+test('SIGKILL of the owner: no XDP link is left on the interface, which opens with AF_XDP at once', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(TYPES)}); const port = p.openPort('netmap:a0'); console.log('ready ' + port.backend); setInterval(() => {}, 1000);`;
+  const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  assert.match(out, /ready xdp native copy/);
+  assert.ok(hasXdp(lab, a, 'a0'));
+  child.kill('SIGKILL');
+  while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
+  // the link's last descriptor closed with the process: the hook is free without any open
+  let free = false;
+  for (const until = Date.now() + 2000; !free && Date.now() < until; await sleep(20)) free = !hasXdp(lab, a, 'a0');
+  assert.ok(free, 'no XDP program left on a0');
+  lab.enter(a);
+  try {
+    const p = openPort('netmap:a0@conf:backend=xdp');
+    assert.equal(p.backend, 'xdp native copy');
+    p.close();
+  } finally {
+    lab.leave();
+  }
+}));
