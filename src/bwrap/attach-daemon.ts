@@ -15,6 +15,7 @@ import { setReceiveHook, hookedFrames } from './receive-hook.js';
 import { Bridge, waitPorts } from '../interfaces/bridge.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from '../interfaces/ifinfo.js';
+import { isTapDevice, tapGone, tapDescriptor } from '../interfaces/port.js';
 import { PacketTransmitter } from '../interfaces/packet.js';
 import { TcpCoalescer } from './coalesce.js';
 import type { ValeAdapter } from '../switch/forward.js';
@@ -35,6 +36,13 @@ const DAEMON_BURST = 128;
  * about 1% of its segments to such drops (and a third of its throughput to the retransmissions).
  */
 const SWITCH_PORT_CONF = '@conf:rx-slots=4096';
+
+/**
+ * A TAP device is attached as a virtio-net header port (netmap's VALE ports of VMs): the TAP
+ * gets IFF_VNET_HDR with a 12-byte header and offloads (TSO4/6, USO, partial checksums), and so
+ * does its switch port, so the stack behind the TAP sends and receives 64 KiB super-frames.
+ */
+const TAP_VNET_HDR = 12;
 
 /**
  * Wake-up moderation (a NIC's interrupt coalescing): after a short burst (fewer than
@@ -62,11 +70,14 @@ process.on('SIGINT', () => { stop = true; });
 
 /**
  * Marks switch port `p` as owned by this daemon; `ifindex` (wire side only) lets other daemons
- * in this namespace transmit straight onto the interface (direct.ts enableDirect).
+ * in this namespace transmit straight onto the interface, `tapFd` (a TAP's descriptor) lets any
+ * daemon write into the TAP (direct.ts enableDirect).
  */
-function own(p: Port, ifindex: number): void {
+function own(p: Port, ifindex: number, tapFd = 0): void {
   const reg = registry();
   reg.locked(() => {
+    reg.portSet(p.index, L.PE_VALE_DIRECT_TAP_PID, tapFd > 0 ? process.pid : 0);
+    reg.portSet(p.index, L.PE_VALE_DIRECT_TAP_FD, tapFd);
     reg.portSet(p.index, L.PE_VALE_DIRECT_IF, ifindex);
     reg.portSet(p.index, L.PE_VALE_DIRECT_NETNS, currentNetnsId() >>> 0);
     reg.portSet(p.index, L.PE_FLAGS, reg.portGet(p.index, L.PE_FLAGS) | L.PORT_FLAG_ATTACHED);
@@ -90,39 +101,57 @@ async function main(): Promise<number> {
   }
   const bridges: Bridge[] = [];
   let hookedPort: Port | null = null;
+  let tap = false;
   try {
-    // The interface first, then its switch ports in the interface's memory (`@memId`), so each
-    // bridge swaps buffers instead of copying them.
-    // AF_PACKET: the receive hooks below read the kernel's packet ring (see RingDiverter)
-    const nic = openPort(`netmap:${ifName}@conf:backend=packet`);
-    ports.push(nic);
-    const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
-    ports.push(vNic);
-    own(vNic, interfaceIndex(ifName));
-    // what this daemon forwards to another attached interface goes straight onto its wire
-    const vale = vNic.adapter as ValeAdapter;
-    enableDirect(vale, openDirectSink, currentNetnsId());
-    // and what the interface receives goes into the switch from the kernel's ring, without
-    // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
-    for (const r of nic.rxRings) {
-      if (r.host) continue;
-      const via = vNic.txRings[r.id % vNic.txRings.length]!;
-      // GSO super-frames for another attached interface go to it whole, and so do runs of TCP
-      // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
-      const whole = (at: number, len: number, hdrAt: number): boolean => injectWhole(vale, via, at, len, hdrAt);
-      const merger = new TcpCoalescer((offs, lens, n, from) => vale.inject(via, offs, lens, n, from), whole);
-      setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
-    }
-    hookedPort = nic;
-    bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
-    if (mode === 'host') {
-      const host = openPort(`netmap:${ifName}^`);
-      ports.push(host);
-      const vHost = openPort(`${switchName}:${hostPortName(ifName)}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
-      ports.push(vHost);
-      own(vHost, 0);
-      enableDirect(vHost.adapter as ValeAdapter, openDirectSink, currentNetnsId());
-      bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
+    if (isTapDevice(ifName)) {
+      if (mode === 'host') throw new NetmapError('EINVAL', `${ifName} is a TAP device: it has no host stack rings to attach (use -a)`);
+      tap = true;
+      // a TAP: its port and its switch port carry virtio-net headers; the bridge swaps buffers
+      // (NS_MOREFRAG chains of super-frames whole), the switch converts for ports without header
+      const nic = openPort(`netmap:${ifName}@conf:vnet-hdr=${TAP_VNET_HDR}`);
+      ports.push(nic);
+      const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF},vnet-hdr=${TAP_VNET_HDR}`, { owner: true });
+      ports.push(vNic);
+      // other daemons may write into the TAP themselves (a copy of its descriptor); this one
+      // writes into theirs, and onto attached interfaces of its namespace for ports without header
+      own(vNic, 0, tapDescriptor(nic));
+      enableDirect(vNic.adapter as ValeAdapter, openDirectSink, currentNetnsId());
+      hookedPort = nic;
+      bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
+    } else {
+      // The interface first, then its switch ports in the interface's memory (`@memId`), so each
+      // bridge swaps buffers instead of copying them.
+      // AF_PACKET: the receive hooks below read the kernel's packet ring (see RingDiverter)
+      const nic = openPort(`netmap:${ifName}@conf:backend=packet`);
+      ports.push(nic);
+      const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
+      ports.push(vNic);
+      own(vNic, interfaceIndex(ifName));
+      // what this daemon forwards to another attached interface goes straight onto its wire
+      const vale = vNic.adapter as ValeAdapter;
+      enableDirect(vale, openDirectSink, currentNetnsId());
+      // and what the interface receives goes into the switch from the kernel's ring, without
+      // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
+      for (const r of nic.rxRings) {
+        if (r.host) continue;
+        const via = vNic.txRings[r.id % vNic.txRings.length]!;
+        // GSO super-frames for another attached interface go to it whole, and so do runs of TCP
+        // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
+        const whole = (at: number, len: number, hdrAt: number): boolean => injectWhole(vale, via, at, len, hdrAt);
+        const merger = new TcpCoalescer((offs, lens, n, from) => vale.inject(via, offs, lens, n, from), whole);
+        setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
+      }
+      hookedPort = nic;
+      bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
+      if (mode === 'host') {
+        const host = openPort(`netmap:${ifName}^`);
+        ports.push(host);
+        const vHost = openPort(`${switchName}:${hostPortName(ifName)}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
+        ports.push(vHost);
+        own(vHost, 0);
+        enableDirect(vHost.adapter as ValeAdapter, openDirectSink, currentNetnsId());
+        bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
+      }
     }
     fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });
     console.log('ready');
@@ -137,7 +166,9 @@ async function main(): Promise<number> {
   while (!stop) {
     if (Date.now() >= nextCheck) {
       nextCheck = Date.now() + 1000;
-      if (!interfaceExists(ifName)) break; // the interface went away: nothing left to forward
+      // the interface went away: nothing left to forward (a TAP may have been moved into another
+      // namespace, a container's: its descriptor tells when the device is deleted)
+      if (tap ? tapGone(hookedPort!) : !interfaceExists(ifName)) break;
     }
     const turnEnd = Date.now() + 50;
     do {

@@ -65,6 +65,23 @@ export interface ReaderOptions {
   mmap?: boolean;
 }
 
+/**
+ * Ends a run of consecutive accepted records [start, end) of copyAccepted: handed to `sink` as
+ * it is (mapped, read-only buffer), or moved down to `to` in the read buffer (compact mode).
+ * Returns the new end of the gathered block.
+ */
+function endRun(
+  buf: Uint8Array, compact: boolean, sink: (u8: Uint8Array, offset: number, length: number, records: number) => void,
+  start: number, end: number, records: number, to: number,
+): number {
+  if (!compact) {
+    sink(buf, start, end - start, records);
+    return to;
+  }
+  if (start !== to) buf.copyWithin(to, start, end);
+  return to + end - start;
+}
+
 export class CaptureFileReader {
   readonly path: string;
   readonly format: FileFormat;
@@ -280,76 +297,55 @@ export class CaptureFileReader {
     const maxCap = Math.max(this.interfaces[0]!.snaplen, MAXIMUM_SNAPLEN);
     const compact = !this.mapped;
     let count = 0;
-    let pos = this.pos, end = this.end, buf = this.buf, dv = this.dv;
-    // The current run of consecutive accepted records, and (compact mode) the block of accepted
-    // bytes gathered at the front of the consumed part of the buffer.
-    let runStart = 0, runEnd = 0, runRecords = 0;
-    let blockStart = pos, blockEnd = pos, blockRecords = 0;
-    const endRun = (): void => {
-      if (runRecords === 0) return;
-      if (!compact) {
-        sink(buf, runStart, runEnd - runStart, runRecords);
-      } else {
-        if (runStart !== blockEnd) buf.copyWithin(blockEnd, runStart, runEnd);
-        blockEnd += runEnd - runStart;
-        blockRecords += runRecords;
-      }
-      runRecords = 0;
-    };
-    // Before the buffer is refilled (or at the end): hand over what was gathered.
-    const flush = (): void => {
-      endRun();
-      if (blockRecords > 0) sink(buf, blockStart, blockEnd - blockStart, blockRecords);
-      blockRecords = 0;
-    };
-    const refilled = (): void => {
-      pos = this.pos; end = this.end; buf = this.buf; dv = this.dv;
-      blockStart = blockEnd = pos;
-    };
     try {
+      // One round per buffer fill: a tight scan of the whole records in the buffer, with its
+      // state in locals only (no closure captures them, so they stay in registers), then a
+      // refill for the record cut by the end of the buffer.
       while (count < limit) {
+        const buf = this.buf, dv = this.dv, end = this.end;
+        let pos = this.pos;
+        // Compact mode: accepted bytes gathered at the front of the consumed part, from this.pos;
+        // the records accepted in this round.
+        let blockEnd = pos, blockRecords = 0;
+        // The current run of consecutive accepted records.
+        let runStart = 0, runEnd = 0, runRecords = 0;
+        let bad = false;
+        while (count < limit && end - pos >= 16) {
+          const caplen = dv.getUint32(pos + 8, true);
+          if (caplen > maxCap || dv.getUint32(pos + 4, true) >= fracLimit) { bad = true; break; }
+          const next = pos + 16 + caplen;
+          if (next > end) break;
+          count++;
+          if (filter(buf, pos + 16, caplen, dv.getUint32(pos + 12, true)) !== 0) {
+            blockRecords++;
+            if (runRecords > 0 && runEnd === pos) {
+              runRecords++;
+            } else {
+              if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
+              runStart = pos;
+              runRecords = 1;
+            }
+            runEnd = next;
+          }
+          pos = next;
+        }
+        // Hand over what this round gathered before the buffer is refilled (or at the end).
+        if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
+        if (compact && blockRecords > 0) sink(buf, this.pos, blockEnd - this.pos, blockRecords);
+        this.pos = pos;
+        if (bad) this.dispatchPcap(1, () => undefined); // raises the same error as dispatch
+        if (count >= limit) break;
         if (end - pos < 16) {
-          flush();
-          this.pos = pos;
-          const ok = this.fill(16);
-          refilled();
-          if (!ok) {
-            if (end !== pos) this.truncated(end - pos, 16, 'record header');
+          if (!this.fill(16)) {
+            if (this.end !== this.pos) this.truncated(this.end - this.pos, 16, 'record header');
             break;
           }
+          continue; // the header is in: its checks are made by the scan
         }
-        const caplen = dv.getUint32(pos + 8, true);
-        if (caplen > maxCap || dv.getUint32(pos + 4, true) >= fracLimit) {
-          flush();
-          this.pos = pos;
-          this.dispatchPcap(1, () => undefined); // raises the same error as dispatch
-        }
-        const total = 16 + caplen;
-        if (end - pos < total) {
-          flush();
-          this.pos = pos;
-          const ok = this.fill(total);
-          refilled();
-          if (!ok) this.truncated(end - pos, total, 'record');
-        }
-        const q = pos;
-        pos = q + total;
-        count++;
-        if (filter(buf, q + 16, caplen, dv.getUint32(q + 12, true)) !== 0) {
-          if (runRecords > 0 && runEnd === q) {
-            runEnd = pos;
-            runRecords++;
-          } else {
-            endRun();
-            runStart = q;
-            runEnd = pos;
-            runRecords = 1;
-          }
-        }
+        const total = 16 + dv.getUint32(pos + 8, true);
+        if (!this.fill(total)) this.truncated(this.end - this.pos, total, 'record');
       }
-      flush();
     } finally {
-      this.pos = pos;
       this.delivered += count;
     }
     return count;

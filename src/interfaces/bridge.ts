@@ -57,6 +57,16 @@ export function moveSlots(rx: Ring, tx: Ring, limit: number, zeroCopy: boolean, 
   if (m > limit) m = limit;
   if (m <= 0) return 0;
   let j = rx.head, k = tx.head;
+  // never split an NS_MOREFRAG chain (a super-frame) between passes: the other side would take
+  // its first part for a packet. Trim to the last whole packet; a chain longer than `limit`
+  // still goes in parts.
+  const n = rx.numSlots;
+  if ((rx.slotFlags((j + m - 1) % n) & L.NS_MOREFRAG) !== 0) {
+    let whole = m - 1;
+    while (whole > 0 && (rx.slotFlags((j + whole - 1) % n) & L.NS_MOREFRAG) !== 0) whole--;
+    if (whole > 0) m = whole;
+    else if (m < limit) return 0;
+  }
   for (let n = 0; n < m; n++) {
     passSlot(rx, j, tx, k, zeroCopy, sp);
     j = rx.next(j);

@@ -106,3 +106,20 @@ export function completePartialChecksum(u8: Uint8Array, at: number, len: number)
   finish(u8, end);
   return true;
 }
+
+/**
+ * Finishes a checksum left partial as a virtio-net header describes it (VIRTIO_NET_HDR_F_NEEDS_CSUM,
+ * Linux's CHECKSUM_PARTIAL): the one's-complement sum of the frame u8[at, at+len) from `csumStart`
+ * to its end (the field holds the pseudo-header sum already), complemented, stored at
+ * `csumStart + csumOffset`. A UDP result of 0 (csumOffset 6) is sent as 0xffff. Returns false,
+ * writing nothing, when the offsets do not fit the frame.
+ */
+export function completeChecksumAt(u8: Uint8Array, at: number, len: number, csumStart: number, csumOffset: number): boolean {
+  if (csumStart >= len || csumStart + csumOffset + 2 > len) return false;
+  const field = at + csumStart + csumOffset;
+  let c = ~fold(sum16(u8, at + csumStart, at + len)) & 0xffff;
+  if (c === 0 && csumOffset === 6) c = 0xffff;
+  u8[field] = c >>> 8;
+  u8[field + 1] = c & 0xff;
+  return true;
+}

@@ -75,6 +75,11 @@ export class GsoSplitter {
     return true;
   }
 
+  /** Bytes of Ethernet, IP and TCP/UDP headers every segment repeats (after begin()). */
+  get headerLength(): number {
+    return this.hdrEnd - this.src;
+  }
+
   /** Length segment `i` will have. */
   segmentLength(i: number): number {
     const payload = this.src + this.len - this.hdrEnd;

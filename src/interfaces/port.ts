@@ -32,11 +32,11 @@ import { shmDirectory } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
 import * as sync from '../rings/sync.js';
 import * as native from '../native/index.js';
-import type { OpenOptions, Port, PortAdapter, PortType } from '../ports/port.js';
+import { requestedVnetHdr, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess } from './split.js';
+import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
@@ -244,7 +244,7 @@ function geometry(spec: PortSpec, queues: number): { rings: number; txRings: num
 }
 
 /** Finds or creates the port entry of interface `spec.name` (under the registry lock). */
-function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): number {
+function resolveInterface(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   const name = spec.parentName || spec.name;
   const existing = reg.findPort(name);
   if (existing >= 0) {
@@ -265,6 +265,8 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   if (isHelperDevice(name)) fail('EINVAL', `${spec.spec}: '${name}' is a netmap-ts helper device`);
   const info = interfaceInfo(name);
   const tap = isTapDevice(name);
+  const vnetHdr = requestedVnetHdr(spec, opts) ?? 0;
+  if (vnetHdr !== 0 && !tap) fail('EINVAL', `${spec.spec}: only TAP devices carry a virtio-net header ('${name}' is not one)`);
   const g = geometry(spec, tap ? 1 : Math.max(info.rxQueues, info.txQueues));
   const memId = reg.globalRegion({ numBufs: GLOBAL_BUFS, numPages: GLOBAL_PAGES, bufSize: L.DEFAULT_BUF_SIZE });
   const index = reg.createPort({
@@ -276,6 +278,7 @@ function resolveInterface(reg: Registry, spec: PortSpec, _opts: OpenOptions): nu
   reg.portSet(index, L.PE_IF_NETNS, currentNetnsId() >>> 0);
   reg.portSet(index, L.PE_IF_OWNER, 0);
   reg.portSet(index, L.PE_IF_TAP, tap ? 1 : 0);
+  reg.portSet(index, L.PE_HDR_LEN, vnetHdr);
   reg.portSet(index, L.PE_MFS, Math.min(info.mtu + 18, L.DEFAULT_BUF_SIZE));
   return index;
 }
@@ -298,7 +301,7 @@ function openState(port: Port): IfState {
   const reg = registry();
   if (port.numHostTxRings === 0 && isTapDevice(ifname)) {
     try {
-      st.tap = TapDevice.open(ifname, { existing: true, up: true });
+      st.tap = TapDevice.open(ifname, { existing: true, up: true, vnetHdr: port.vnetHdrLen });
     } catch (e) {
       if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `${port.spec}: TAP device '${ifname}' is held by another process or thread`);
       throw e;
@@ -307,20 +310,24 @@ function openState(port: Port): IfState {
     const deadline = Date.now() + SPLIT_WAIT_MS;
     for (;;) {
       try {
-        st.split = HostSplit.install(ifname, { capture: true });
-        st.hostRead = st.split.host;
-        const split = st.split;
+        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+        // the start (switching later would spawn tc again).
+        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
+        st.split = split;
+        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+        if (split.capture) st.hostRead = split.host;
         try {
           chooseBackend(port, st, askedBackend(port));
         } catch (e) {
-          st.split.remove();
+          split.remove();
           throw e;
         }
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
           reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.host.fd);
+          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
           reg.portSet(port.index, L.PE_IF_FANOUT, 0);
@@ -329,9 +336,10 @@ function openState(port: Port): IfState {
       } catch (e) {
         if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
         // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER), hostFd = reg.portGet(port.index, L.PE_IF_HOST_FD);
-        if (owner === process.pid && hostFd > 0) {
-          st.hostRead = TapDevice.adopt(hostFd, hostDeviceName(reg.portGet(port.index, L.PE_IF_IFINDEX)));
+        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+        if (owner === process.pid) {
+          // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
+          // adopted when a host ring is bound
           st.xdpMapFd = port.mem.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
           st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.mem.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
           break;
@@ -375,7 +383,10 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   const i32 = port.mem.i32;
   const n = port.numRxRings;
   for (const r of port.rxRings) {
-    if (r.host) continue; // the host TAP is read by whichever thread syncs the ring
+    if (r.host) { // the host TAP is read by whichever thread syncs the ring
+      hostCapture(port, st);
+      continue;
+    }
     const k = r.id;
     const w = (r.offset + L.KR_RX_SERVER) >>> 2;
     const server = Atomics.compareExchange(i32, w, 0, me);
@@ -446,6 +457,8 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
         st.hostTx ??= new PacketTransmitter(st.ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
         st.hostTxRefs++;
         done.push(r);
+      } else {
+        hostCapture(port, st); // the host TAP is read by whichever thread syncs the ring
       }
       continue;
     }
@@ -499,6 +512,31 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
     sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
     fixPartial: driver === 'veth' || driver === 'tun', inChain: false,
   };
+}
+
+/**
+ * Gives this thread the host TAP (the host RX ring's frames): the process's, adopted by
+ * descriptor, or made now if the split was installed without capture — by the installer's split,
+ * or from another thread through the egress link's descriptor.
+ */
+function hostCapture(port: Port, st: IfState): void {
+  if (st.hostRead !== null) return;
+  const reg = registry();
+  reg.locked(() => {
+    const ifindex = reg.portGet(port.index, L.PE_IF_IFINDEX);
+    const fd = reg.portGet(port.index, L.PE_IF_HOST_FD);
+    if (fd > 0) {
+      st.hostRead = TapDevice.adopt(fd, hostDeviceName(ifindex));
+      return;
+    }
+    if (st.split !== null) {
+      st.split.setCapture(true);
+      st.hostRead = st.split.host;
+    } else {
+      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
+    }
+    reg.portSet(port.index, L.PE_IF_HOST_FD, st.hostRead.fd);
+  });
 }
 
 /** Undoes bindRings for `rings` (default: every ring `port` binds). */
@@ -612,9 +650,9 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
   // the XDP link first: the wire's frames go back to the stack's path at once
   detachXdp(st.xdp ?? last.xdp);
   st.xdp = null;
+  // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    if (st.split !== null) st.split.remove();
-    else removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
   } catch { /* the interface may be gone */ }
 }
 
@@ -633,6 +671,11 @@ function closeState(st: IfState): void {
 }
 
 const NS_MOREFRAG = L.NS_MOREFRAG, NS_BUF_CHANGED = L.NS_BUF_CHANGED;
+/** Longest TAP frame with a virtio-net header: 64 KiB of IP packet, Ethernet + VLAN header, the header. */
+const TAP_FRAME_MAX = 65535 + 18 + 12;
+/** Longest chain a TAP write gathers (netmap's NETMAP_MAX_FRAGS). */
+const IOV_MAX_CHAIN = L.NETMAP_MAX_FRAGS;
+
 
 class InterfaceAdapter implements PortAdapter {
   private readonly port: Port;
@@ -641,6 +684,8 @@ class InterfaceAdapter implements PortAdapter {
   private readonly watchKey: number;
   /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
+  /** struct iovec array for a TAP's chains (readv/writev). */
+  private readonly iov = Buffer.alloc(IOV_MAX_CHAIN * native.IOVEC_SIZE);
 
   constructor(port: Port) {
     this.port = port;
@@ -850,28 +895,25 @@ class InterfaceAdapter implements PortAdapter {
     if (cur !== head) {
       const u8 = this.u8;
       if (st.tap !== null) {
-        const tap = st.tap;
+        // a TAP takes one frame per write: an NS_MOREFRAG chain (a super-frame with its
+        // virtio-net header) goes as one writev of its buffers
+        const tap = st.tap, iov = this.iov, address = ring.sp.address;
         while (cur !== head) {
-          // a TAP takes one frame per write: fragments are gathered in the first slot's buffer
-          // only if they fit, otherwise the packet is dropped
-          let j = cur, len = 0;
-          const first = ring.slotBufOffset(cur);
-          let complete = false, fits = true;
+          let j = cur, len = 0, count = 0, complete = false;
           for (;;) {
             const l = ring.slotLen(j), f = ring.slotFlags(j);
-            const src = ring.slotBufOffset(j);
-            if (j !== cur) {
-              if (len + l <= ring.bufSize) u8.copyWithin(first + len, src, src + l);
-              else fits = false;
+            if (count < IOV_MAX_CHAIN) {
+              native.setIovec(iov, count, address + ring.slotBufOffset(j), l);
             }
+            count++;
             len += l;
-            ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
+            if (f & NS_BUF_CHANGED) ring.setSlotFlags(j, f & ~NS_BUF_CHANGED);
             j = ring.next(j);
             if ((f & NS_MOREFRAG) === 0) { complete = true; break; }
             if (j === head) break;
           }
           if (!complete) break;
-          if (fits && len > 0 && tap.write(first, len)) { packets++; bytes += len; } else drops++;
+          if (count <= IOV_MAX_CHAIN && len > 0 && tap.writev(iov, count, len)) { packets++; bytes += len; } else drops++;
           cur = j;
         }
       } else {
@@ -920,7 +962,27 @@ class InterfaceAdapter implements PortAdapter {
     if (tail >= n) tail = hwcur;
     let packets = 0, bytes = 0;
     const bufSize = ring.bufSize;
-    if (st.tap !== null || ring.host) {
+    if (st.tap !== null && st.tap.vnetHdr !== 0) {
+      // frames with a virtio-net header may be 64 KiB super-frames: each is read into a chain of
+      // up to TAP_CHAIN buffers (one readv), NS_MOREFRAG on all but its last slot
+      const tap = st.tap, iov = this.iov, address = ring.sp.address;
+      const chain = Math.min(IOV_MAX_CHAIN, Math.ceil(TAP_FRAME_MAX / bufSize));
+      for (;;) {
+        let free = hwcur - tail - 1;
+        if (free < 0) free += n;
+        if (free < chain) break;
+        for (let k = 0, j = tail; k < chain; k++, j = ring.next(j)) native.setIovec(iov, k, address + ring.slotBufOffset(j), bufSize);
+        const len = tap.readv(iov, chain);
+        if (len <= 0) break;
+        for (let left = len; left > 0; left -= bufSize) {
+          ring.setSlotLen(tail, left > bufSize ? bufSize : left);
+          ring.setSlotFlags(tail, left > bufSize ? NS_MOREFRAG : 0);
+          tail = ring.next(tail);
+        }
+        packets++;
+        bytes += len;
+      }
+    } else if (st.tap !== null || ring.host) {
       const dev = st.tap ?? st.hostRead!;
       while (ring.next(tail) !== hwcur) {
         const len = dev.read(ring.slotBufOffset(tail), bufSize);
@@ -1043,6 +1105,19 @@ export function setRingDiverter(port: Port, k: number, diverter: RingDiverter | 
   if (st.nicRx[k] === undefined || !st.nicRx[k]!.perFrame) fail('EINVAL', `${port.spec}: NIC RX ring ${k} is not bound here with a per-frame receiver`);
   st.rxDiverters[k]?.close();
   st.rxDiverters[k] = diverter ?? undefined;
+}
+
+/**
+ * Whether the TAP device behind `port` (a TAP port of this thread) went away under its descriptor
+ * (deleted, for instance with the network namespace it was moved into). False for other ports.
+ */
+export function tapGone(port: Port): boolean {
+  return states.get(port.index)?.tap?.gone ?? false;
+}
+
+/** The descriptor of the TAP device behind `port` (a TAP port of this thread), -1 for other ports. */
+export function tapDescriptor(port: Port): number {
+  return states.get(port.index)?.tap?.fd ?? -1;
 }
 
 /** Frames the ring diverters of `port` (this handle) have taken so far. */

@@ -227,28 +227,78 @@ export interface SplitOptions {
   capture?: boolean;
 }
 
+/** Makes the host TAP `nmh<ifindex>`: up, without IPv6 (nothing of its own to send). */
+function openHostTap(ifindex: number): TapDevice {
+  const name = hostDeviceName(ifindex);
+  const host = TapDevice.open(name, { up: false });
+  try {
+    disableIpv6(name);
+    setInterfaceUp(name, true);
+  } catch (e) {
+    host.close();
+    throw e;
+  }
+  return host;
+}
+
 /**
- * An installed split. Holds the two helper TAPs (and, with tcx, the two links); `host` delivers
- * the frames the stack sends (when capturing). Remove with remove().
+ * Switches what the stack sends on `ifname` to the host TAP (`host`) or to a drop (null): with
+ * tcx by replacing the program of link `egressLink` (BPF_LINK_UPDATE, atomic), with tc by
+ * replacing the capture rule. Usable from any thread of the process that holds the split.
+ */
+export function switchCapture(ifname: string, ifindex: number, egressLink: number, host: TapDevice | null): void {
+  if (egressLink > 0) {
+    const prog = loadTcx(egressProgram(ifindex, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
+    try {
+      bpf.updateLink(egressLink, prog);
+    } finally {
+      native.closeFd(prog);
+    }
+  } else {
+    tcMust(['filter', 'replace', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
+      'action', 'mirred', 'egress', 'redirect', 'dev', host?.name ?? sinkDeviceName(ifindex)], `switch host capture on '${ifname}'`);
+  }
+}
+
+/**
+ * Starts capturing what the stack sends on `ifname` into a new host TAP, for a split of this
+ * process installed without capture (possibly by another thread: the link is known by its
+ * descriptor). Returns the TAP; it is the process's, closed with the split.
+ */
+export function startCaptureOfThisProcess(ifname: string, ifindex: number, egressLink: number): TapDevice {
+  const host = openHostTap(ifindex);
+  try {
+    switchCapture(ifname, ifindex, egressLink, host);
+  } catch (e) {
+    host.close();
+    throw e;
+  }
+  return host;
+}
+
+/**
+ * An installed split. Holds the sink TAP (the ownership token), the host TAP once capturing (with
+ * tc always), and with tcx the two links; `host` delivers the frames the stack sends. Remove with
+ * remove().
  */
 export class HostSplit {
   readonly ifname: string;
   readonly ifindex: number;
   readonly sink: TapDevice;
-  readonly host: TapDevice;
   /** Which implementation this split uses. */
   readonly method: SplitMethod;
   /** tcx link descriptors (-1 with tc). */
   readonly ingressLink: number;
   readonly egressLink: number;
+  private hostTap: TapDevice | null;
   private capturing: boolean;
   private removed = false;
 
-  private constructor(ifname: string, ifindex: number, sink: TapDevice, host: TapDevice, capture: boolean, links: [number, number] | null) {
+  private constructor(ifname: string, ifindex: number, sink: TapDevice, host: TapDevice | null, capture: boolean, links: [number, number] | null) {
     this.ifname = ifname;
     this.ifindex = ifindex;
     this.sink = sink;
-    this.host = host;
+    this.hostTap = host;
     this.capturing = capture;
     this.method = links === null ? 'tc' : 'tcx';
     this.ingressLink = links?.[0] ?? -1;
@@ -258,7 +308,8 @@ export class HostSplit {
   /**
    * Cuts `ifname` off its host stack. ENXIO: no such interface; EBUSY: another live process holds
    * it; EPERM: not root; EINVAL: one of our own helper devices; EOPNOTSUPP: NETMAP_TS_SPLIT=tcx
-   * on a kernel without tcx.
+   * on a kernel without tcx. With tcx and no capture, no host TAP is made (one device less to
+   * create and destroy: each costs milliseconds of RCU waits).
    */
   static install(ifname: string, opts: SplitOptions = {}): HostSplit {
     checkInterfaceName(ifname);
@@ -275,18 +326,15 @@ export class HostSplit {
     let host: TapDevice | null = null;
     let method = splitMethod();
     const made: number[] = [];
+    const capture = opts.capture === true;
     try {
       removeTcLeftovers(ifname, info.index); // of a crashed owner on the tc path
-      const hostName = hostDeviceName(info.index);
-      host = TapDevice.open(hostName, { up: false });
-      disableIpv6(hostName);
       disableIpv6(sink.name);
-      setInterfaceUp(hostName, true);
-      const capture = opts.capture === true;
+      if (capture) host = openHostTap(info.index);
       if (method === 'tcx') {
         try {
           made.push(attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS));
-          made.push(attachTcx(info.index, egressProgram(info.index, capture ? host.ifindex : 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS));
+          made.push(attachTcx(info.index, egressProgram(info.index, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS));
           tcxWorks = true;
           return new HostSplit(ifname, info.index, sink, host, capture, [made[0]!, made[1]!]);
         } catch (e) {
@@ -297,7 +345,8 @@ export class HostSplit {
           method = 'tc';
         }
       }
-      installTcRules(ifname, hostName, sink.name, capture);
+      host ??= openHostTap(info.index);
+      installTcRules(ifname, host.name, sink.name, capture);
       return new HostSplit(ifname, info.index, sink, host, capture, null);
     } catch (e) {
       for (const fd of made) native.closeFd(fd);
@@ -312,21 +361,23 @@ export class HostSplit {
     return this.capturing;
   }
 
-  /** Switches what the stack sends between the host TAP (true) and a drop (false). */
+  /** The host TAP: what the stack sends, while capturing. ENXIO when none was made yet. */
+  get host(): TapDevice {
+    if (this.hostTap === null) fail('ENXIO', `the split of '${this.ifname}' has no host TAP: it was installed without capture`);
+    return this.hostTap;
+  }
+
+  /** Descriptor of the host TAP, -1 when there is none. */
+  get hostFd(): number {
+    return this.hostTap?.fd ?? -1;
+  }
+
+  /** Switches what the stack sends between the host TAP (true; made now if needed) and a drop (false). */
   setCapture(on: boolean): void {
     if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
     if (on === this.capturing) return;
-    if (this.method === 'tcx') {
-      const prog = loadTcx(egressProgram(this.ifindex, on ? this.host.ifindex : 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
-      try {
-        bpf.updateLink(this.egressLink, prog);
-      } finally {
-        native.closeFd(prog);
-      }
-    } else {
-      tcMust(['filter', 'replace', 'dev', this.ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-        'action', 'mirred', 'egress', 'redirect', 'dev', on ? this.host.name : this.sink.name], `switch host capture on '${this.ifname}'`);
-    }
+    if (on && this.hostTap === null) this.hostTap = startCaptureOfThisProcess(this.ifname, this.ifindex, this.egressLink);
+    else switchCapture(this.ifname, this.ifindex, this.egressLink, on ? this.hostTap : null);
     this.capturing = on;
   }
 
@@ -334,7 +385,7 @@ export class HostSplit {
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    removeSplitOfThisProcess(this.ifname, this.sink.fd, this.host.fd, this.ingressLink, this.egressLink);
+    removeSplitOfThisProcess(this.ifname, this.sink.fd, this.hostFd, this.ingressLink, this.egressLink);
   }
 }
 

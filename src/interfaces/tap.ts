@@ -10,10 +10,14 @@ import { space, type AddressSpace } from '../memory/space.js';
 import { NetmapError, fail } from '../errors.js';
 import { checkInterfaceName, interfaceExists, interfaceIndex, setInterfaceUp } from './ifinfo.js';
 
-const TUNSETIFF = 0x400454ca, TUNSETPERSIST = 0x400454cb;
-const IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_TUN_EXCL = 0x8000;
+const TUNSETIFF = 0x400454ca, TUNSETPERSIST = 0x400454cb, TUNSETOFFLOAD = 0x400454d0, TUNSETVNETHDRSZ = 0x400454d8;
+const IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000, IFF_TUN_EXCL = 0x8000;
+/** TUNSETOFFLOAD bits: what the stack behind the TAP may hand us unfinished. */
+export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40;
+/** The offloads a TAP with a virtio-net header is given: partial checksums, TSO4/6 (with ECN), USO4/6. */
+export const TAP_VNET_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6;
 const O_NONBLOCK = 0o4000;
-const EAGAIN = 11;
+const EAGAIN = 11, EBADFD = 77;
 
 export interface TapOptions {
   /** Keep the device after close (default false). */
@@ -24,6 +28,13 @@ export interface TapOptions {
   existing?: boolean;
   /** Bring the interface up (default true). */
   up?: boolean;
+  /**
+   * Frames carry a virtio-net header of this many bytes (10 or 12: IFF_VNET_HDR, TUNSETVNETHDRSZ),
+   * and the stack behind the TAP may send what `offloads` allows unfinished (TUNSETOFFLOAD, default
+   * TAP_VNET_OFFLOADS; kernels without USO get the rest). 0 (default): plain frames.
+   */
+  vnetHdr?: number;
+  offloads?: number;
 }
 
 export class TapDevice {
@@ -36,13 +47,18 @@ export class TapDevice {
   private closed = false;
   /** Whether close() closes the descriptor (false for one adopted from another thread). */
   private readonly owned: boolean;
+  /** virtio-net header length of every frame read or written (0: none). */
+  readonly vnetHdr: number;
+  /** Set when the device went away under the descriptor (EBADFD: deleted, e.g. with its namespace). */
+  gone = false;
   /** Frames read / written / writes refused by the kernel. */
   received = 0;
   sent = 0;
   writeErrors = 0;
 
-  private constructor(fd: number, name: string, persistent: boolean, owned = true) {
+  private constructor(fd: number, name: string, persistent: boolean, owned = true, vnetHdr = 0) {
     this.fd = fd;
+    this.vnetHdr = vnetHdr;
     this.owned = owned;
     this.name = name;
     this.persistent = persistent;
@@ -56,6 +72,8 @@ export class TapDevice {
   static open(name: string, opts: TapOptions = {}): TapDevice {
     if (name !== '') checkInterfaceName(name);
     if (opts.existing === true && (name === '' || !interfaceExists(name))) fail('ENXIO', `no TAP device named '${name}'`);
+    const vnetHdr = opts.vnetHdr ?? 0;
+    if (vnetHdr !== 0 && vnetHdr !== 10 && vnetHdr !== 12) fail('EINVAL', `a virtio-net header is 0, 10 or 12 bytes, not ${vnetHdr}`);
     let fd: number;
     try {
       fd = native.openFile('/dev/net/tun', native.O_RDWR | O_NONBLOCK);
@@ -67,7 +85,7 @@ export class TapDevice {
     try {
       const ifr = Buffer.alloc(40);
       ifr.write(name, 0, 15, 'utf8');
-      ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | (opts.exclusive === true ? IFF_TUN_EXCL : 0), 16);
+      ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | (opts.exclusive === true ? IFF_TUN_EXCL : 0) | (vnetHdr !== 0 ? IFF_VNET_HDR : 0), 16);
       try {
         native.ioctl(fd, TUNSETIFF, ifr);
       } catch (e) {
@@ -79,7 +97,20 @@ export class TapDevice {
       const actual = ifr.toString('utf8', 0, 16).replace(/\0.*$/s, '');
       const persist = opts.persist === true;
       if (persist) native.ioctlValue(fd, TUNSETPERSIST, 1);
-      const tap = new TapDevice(fd, actual, persist);
+      if (vnetHdr !== 0) {
+        const size = Buffer.alloc(4);
+        size.writeInt32LE(vnetHdr, 0);
+        native.ioctl(fd, TUNSETVNETHDRSZ, size);
+        const offloads = opts.offloads ?? TAP_VNET_OFFLOADS;
+        try {
+          native.ioctlValue(fd, TUNSETOFFLOAD, offloads);
+        } catch (e) {
+          // kernels before 6.2 know no USO bits
+          if (!(e instanceof NetmapError) || e.code !== 'EINVAL') throw e;
+          native.ioctlValue(fd, TUNSETOFFLOAD, offloads & ~(TUN_F_USO4 | TUN_F_USO6));
+        }
+      }
+      const tap = new TapDevice(fd, actual, persist, true, vnetHdr);
       if (opts.up ?? true) setInterfaceUp(actual, true);
       return tap;
     } catch (e) {
@@ -106,7 +137,35 @@ export class TapDevice {
       this.received++;
       return r;
     }
+    if (r === -EBADFD) this.gone = true;
     return r === -EAGAIN ? 0 : r;
+  }
+
+  /**
+   * Reads one frame (with its virtio-net header, if any) into the `count` buffers described by
+   * the struct iovec array `iov` (absolute addresses), filling each before the next. Returns its
+   * length, 0 when none is waiting, -errno on error.
+   */
+  readv(iov: Buffer, count: number): number {
+    const r = native.readvAt(this.fd, iov, count);
+    if (r > 0) {
+      this.received++;
+      return r;
+    }
+    if (r === -EBADFD) this.gone = true;
+    return r === -EAGAIN ? 0 : r;
+  }
+
+  /** Writes one frame gathered from the `count` buffers of `iov` (`len` bytes in all); false when refused. */
+  writev(iov: Buffer, count: number, len: number): boolean {
+    const r = native.writevAt(this.fd, iov, count);
+    if (r === len) {
+      this.sent++;
+      return true;
+    }
+    if (r === -EBADFD) this.gone = true;
+    this.writeErrors++;
+    return false;
   }
 
   /** Writes one frame of `len` bytes from address-space offset `src`; false when refused. */

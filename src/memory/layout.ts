@@ -96,6 +96,13 @@ export const PE_EXTRA = 80; // kind-specific words 80..119, one overlay per kind
  */
 export const PE_VALE_DIRECT_IF = PE_EXTRA;
 export const PE_VALE_DIRECT_NETNS = PE_EXTRA + 4;
+/**
+ * VALE port of an attached TAP (a virtio-net header port): the attach daemon's pid and its TAP
+ * descriptor. Another forwarding daemon may take a copy of the descriptor (pidfd_getfd) and write
+ * frames for that port straight into the TAP (src/bwrap/direct.ts).
+ */
+export const PE_VALE_DIRECT_TAP_PID = PE_EXTRA + 8;
+export const PE_VALE_DIRECT_TAP_FD = PE_EXTRA + 12;
 /** Interface ports: the interface's index and network namespace id (the entry is per namespace). */
 export const PE_IF_IFINDEX = PE_EXTRA;
 export const PE_IF_NETNS = PE_EXTRA + 4;

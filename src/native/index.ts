@@ -204,6 +204,8 @@ const net = {
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   read: libc.func('intptr_t read(int fd, uintptr_t buf, size_t count)'),
   write: libc.func('intptr_t write(int fd, uintptr_t buf, size_t count)'),
+  readv: libc.func('intptr_t readv(int fd, void *iov, int iovcnt)'),
+  writev: libc.func('intptr_t writev(int fd, void *iov, int iovcnt)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
   setns: libc.func('int setns(int fd, int nstype)'),
 };
@@ -280,6 +282,49 @@ export function readAt(fd: number, address: number, len: number): number {
 /** write(2) from absolute address `address`; returns bytes or -errno (no throw). */
 export function writeAt(fd: number, address: number, len: number): number {
   const r = Number(net.write(fd, address, len));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+const syscall3 = libc.func('long syscall(long nr, long a, long b, long c)');
+const SYS_pidfd_open = 434, SYS_pidfd_getfd = 438;
+
+/**
+ * A copy, in this process, of descriptor `fd` of process `pid` (pidfd_open + pidfd_getfd, Linux
+ * 5.6; needs ptrace rights over it: root, or the same user without restrictions).
+ */
+export function duplicateFdOf(pid: number, fd: number): number {
+  const pidfd = check(Number(syscall3(SYS_pidfd_open, pid, 0, 0)), 'pidfd_open');
+  try {
+    return check(Number(syscall3(SYS_pidfd_getfd, pidfd, fd, 0)), 'pidfd_getfd');
+  } finally {
+    closeFd(pidfd);
+  }
+}
+
+/** Bytes of one struct iovec { void *base; size_t len } (64-bit). */
+export const IOVEC_SIZE = 16;
+
+/** Sets struct iovec `k` of `iov` to `len` bytes at absolute address `address` (no allocation). */
+export function setIovec(iov: Buffer, k: number, address: number, len: number): void {
+  const at = k * IOVEC_SIZE;
+  iov.writeUInt32LE(address % 0x100000000, at);
+  iov.writeUInt32LE(Math.floor(address / 0x100000000), at + 4);
+  iov.writeUInt32LE(len, at + 8);
+  iov.writeUInt32LE(0, at + 12);
+}
+
+/**
+ * readv(2) into the `count` struct iovec of `iov` (absolute addresses: a TAP frame with its
+ * virtio-net header into a chain of ring buffers); returns bytes or -errno (no throw).
+ */
+export function readvAt(fd: number, iov: Buffer, count: number): number {
+  const r = Number(net.readv(fd, iov, count));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** writev(2) of the `count` struct iovec of `iov`; returns bytes or -errno (no throw). */
+export function writevAt(fd: number, iov: Buffer, count: number): number {
+  const r = Number(net.writev(fd, iov, count));
   return r < 0 ? -koffi.errno() : r;
 }
 

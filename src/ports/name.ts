@@ -46,8 +46,10 @@
  *                                     tx-rings, rx-rings, host-tx-rings, host-rx-rings, tx-slots,
  *                                     rx-slots (override the generic key, whatever the order), and
  *                                     our extensions extra-bufs (number of extra buffers to request;
- *                                     libnetmap has no portspec syntax for that) and backend=xdp|packet
- *                                     (interfaces: AF_XDP or AF_PACKET sockets). In key names '-'
+ *                                     libnetmap has no portspec syntax for that), backend=xdp|packet
+ *                                     (interfaces: AF_XDP or AF_PACKET sockets) and vnet-hdr (0, 10
+ *                                     or 12: the port's virtio-net header length, netmap's
+ *                                     NETMAP_REQ_PORT_HDR_SET at open). In key names '-'
  *                                     and '_' are the same (host_rings == host-rings).
  *     @extmem..., @offset...          recognised but not supported: EOPNOTSUPP.
  *   Each option at most once, each key at most once per option.
@@ -108,6 +110,8 @@ export interface PortConf {
   txSlots?: number;
   rxSlots?: number;
   extraBufs?: number;
+  /** virtio-net header length of the port's frames: 0, 10 or 12 (`vnet-hdr`, our extension). */
+  vnetHdr?: number;
   /** Interfaces: the backend of the NIC rings (`backend=xdp|packet`); unset: AF_XDP where it works. */
   backend?: 'xdp' | 'packet';
 }
@@ -163,12 +167,13 @@ interface KeyBounds {
 const RINGS: KeyBounds = { lo: 1, hi: 256 };
 const SLOTS: KeyBounds = { lo: 2, hi: 16384 };
 const EXTRA: KeyBounds = { lo: 0, hi: 1048576 };
+const VNET_HDR: KeyBounds = { lo: 0, hi: 12 };
 
 /** conf keys (normalised: '-' → '_') and their bounds. */
 const CONF_KEYS: ReadonlyMap<string, KeyBounds> = new Map([
   ['rings', RINGS], ['host_rings', RINGS], ['slots', SLOTS],
   ['tx_rings', RINGS], ['rx_rings', RINGS], ['host_tx_rings', RINGS], ['host_rx_rings', RINGS],
-  ['tx_slots', SLOTS], ['rx_slots', SLOTS], ['extra_bufs', EXTRA],
+  ['tx_slots', SLOTS], ['rx_slots', SLOTS], ['extra_bufs', EXTRA], ['vnet_hdr', VNET_HDR],
   ['backend', { lo: 0, hi: 0 }],
 ]);
 /** Values of the one conf key that takes a word, not a number. */
@@ -435,6 +440,9 @@ function parseOption(
     if (v < bounds.lo || v > bounds.hi) {
       bad(spec, `option 'conf': key '${raw}' value ${show(value)} out of range [${bounds.lo}, ${bounds.hi}]`, at);
     }
+    if (key === 'vnet_hdr' && v !== 0 && v !== 10 && v !== 12) {
+      bad(spec, `option 'conf': key '${raw}' must be 0, 10 or 12 (a virtio-net header length), got ${show(value)}`, at);
+    }
     num.set(key, v);
   }
   const conf = result.conf;
@@ -452,6 +460,7 @@ function parseOption(
   set('tx_slots', 'txSlots');
   set('rx_slots', 'rxSlots');
   set('extra_bufs', 'extraBufs');
+  set('vnet_hdr', 'vnetHdr');
 }
 
 /** The value of @share must be a port name with nothing after it. */
@@ -597,7 +606,7 @@ export function parsePortSpec(spec: string, opts?: { strictNames?: boolean }): P
 // ---- the formatter ------------------------------------------------------------------------------
 
 const CONF_FIELDS: readonly (keyof PortConf)[] = [
-  'txRings', 'rxRings', 'hostTxRings', 'hostRxRings', 'txSlots', 'rxSlots', 'extraBufs', 'backend',
+  'txRings', 'rxRings', 'hostTxRings', 'hostRxRings', 'txSlots', 'rxSlots', 'extraBufs', 'backend', 'vnetHdr',
 ];
 
 function confText(c: PortConf): string {
@@ -614,6 +623,7 @@ function confText(c: PortConf): string {
   pair('slots', 'tx-slots', 'rx-slots', c.txSlots, c.rxSlots);
   if (c.extraBufs !== undefined) parts.push(`extra-bufs=${c.extraBufs}`);
   if (c.backend !== undefined) parts.push(`backend=${c.backend}`);
+  if (c.vnetHdr !== undefined) parts.push(`vnet-hdr=${c.vnetHdr}`);
   return parts.join(',');
 }
 

@@ -150,6 +150,19 @@ export interface OpenOptions {
   noTxPoll?: boolean;
   /** Allow opening a port owned by a switch daemon (used by the daemon itself). */
   owner?: boolean;
+  /**
+   * virtio-net header length of the port's frames, 0, 10 or 12 (netmap's NETMAP_REQ_PORT_HDR_SET);
+   * also `@conf:vnet-hdr=N`. Set when the port is made (VALE ports, TAP ports); opening an
+   * existing port with another length is EINVAL. Not given: whatever the port has.
+   */
+  vnetHdr?: number;
+}
+
+/** The virtio-net header length asked for by `opts` or the name (undefined: none asked). */
+export function requestedVnetHdr(spec: PortSpec, opts: OpenOptions): number | undefined {
+  const v = opts.vnetHdr ?? spec.conf.vnetHdr;
+  if (v !== undefined && v !== 0 && v !== 10 && v !== 12) fail('EINVAL', `${spec.spec}: a virtio-net header is 0, 10 or 12 bytes, not ${String(v)}`);
+  return v;
 }
 
 let openHandles = 0;
@@ -186,6 +199,8 @@ export class Port {
   readonly extraBuffers: number;
   readonly exclusive: boolean;
   readonly noTxPoll: boolean;
+  /** Length of the virtio-net header every frame of this port starts with (0: none). */
+  readonly vnetHdrLen: number;
   readonly adapter: PortAdapter;
   private closed = false;
   /** Thread id of the thread that opened this handle; it marks the rings it is syncing. */
@@ -222,6 +237,7 @@ export class Port {
     this.extraBuffers = init.extra;
     this.exclusive = init.spec.exclusive;
     this.noTxPoll = init.noTxPoll;
+    this.vnetHdrLen = reg.portGet(init.index, L.PE_HDR_LEN);
     const type = typesByKind.get(this.kind);
     if (type === undefined) fail('EOPNOTSUPP', `ports of kind ${this.kind} (${this.name}) are not supported in this build`);
     this.adapter = type.adapter(this);
@@ -515,12 +531,14 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
   const init = reg.locked(() => {
     const spec = parsed.share === null ? parsed : sharing(reg, parsed, opts);
     let index = -1;
+    const vnetHdr = requestedVnetHdr(spec, opts);
     if (spec.zcopyMonitor || spec.monitorTx || spec.monitorRx) {
       // as netmap_get_na: the monitor flags come first, whatever the rest of the name is
       const monitors = typesByFamily.get('monitor');
       if (monitors === undefined) fail('EOPNOTSUPP', `${name}: monitor ports are not available in this build`);
       index = monitors.resolve!(reg, spec, opts);
     } else if (spec.pipe !== null) {
+      if (vnetHdr !== undefined && vnetHdr !== 0) fail('EINVAL', `${name}: pipes carry no virtio-net header`);
       const pipes = typesByFamily.get('pipe');
       if (pipes === undefined) fail('EOPNOTSUPP', 'pipes are not available in this build');
       index = pipes.resolve!(reg, spec, opts);
@@ -537,6 +555,9 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
     assert(reg.portLive(index), 'resolver returned a dead port');
     if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0 && opts.owner !== true) {
       fail('EBUSY', `${name}: port ${reg.portName(index)} is attached to a switch and owned by it`);
+    }
+    if (vnetHdr !== undefined && vnetHdr !== reg.portGet(index, L.PE_HDR_LEN)) {
+      fail('EINVAL', `${name}: port ${reg.portName(index)} has a virtio-net header of ${reg.portGet(index, L.PE_HDR_LEN)} bytes, not ${vnetHdr}`);
     }
     if (spec.memId !== 0 && spec.memId !== reg.portGet(index, L.PE_MEM_ID)) {
       fail('EINVAL', `${name}: port ${reg.portName(index)} uses memory region ${reg.portGet(index, L.PE_MEM_ID)}, not ${spec.memId}`);

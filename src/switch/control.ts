@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fail, NetmapError } from '../errors.js';
 import { registry, writeLatin1, Registry } from '../memory/registry.js';
 import * as L from '../memory/layout.js';
-import { portTypeOfFamily, type OpenOptions, type PortType, type SwitchAttachRequest } from '../ports/port.js';
+import { portTypeOfFamily, requestedVnetHdr, type OpenOptions, type PortType, type SwitchAttachRequest } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { LEASE_TABLE_BYTES, LeaseOps, initLeases } from './lease.js';
 import { ValeAdapter, readString } from './forward.js';
@@ -32,6 +32,8 @@ const SW_FLAG_KEEP = 1;
 
 export interface ValeGeometry {
   txRings: number; rxRings: number; txSlots: number; rxSlots: number; extraBufs: number;
+  /** virtio-net header length of every frame on the port: 0 (default), 10 or 12. */
+  vnetHdr?: number;
 }
 
 function checkGeometry(what: string, g: ValeGeometry): void {
@@ -42,6 +44,8 @@ function checkGeometry(what: string, g: ValeGeometry): void {
   ] as const) {
     if (!Number.isInteger(v) || v < lo || v > hi) fail('EINVAL', `${what}: ${k} ${v} out of range [${lo}, ${hi}]`);
   }
+  const h = g.vnetHdr ?? 0;
+  if (h !== 0 && h !== 10 && h !== 12) fail('EINVAL', `${what}: a virtio-net header is 0, 10 or 12 bytes, not ${String(h)}`);
 }
 
 function geometryOf(spec: PortSpec, opts: OpenOptions): ValeGeometry {
@@ -50,6 +54,7 @@ function geometryOf(spec: PortSpec, opts: OpenOptions): ValeGeometry {
     txRings: c.txRings ?? VALE_DEFAULT_RINGS, rxRings: c.rxRings ?? VALE_DEFAULT_RINGS,
     txSlots: c.txSlots ?? VALE_DEFAULT_SLOTS, rxSlots: c.rxSlots ?? VALE_DEFAULT_SLOTS,
     extraBufs: opts.extraBuffers ?? c.extraBufs ?? 0,
+    vnetHdr: requestedVnetHdr(spec, opts) ?? 0,
   };
   checkGeometry(spec.spec, g);
   return g;
@@ -85,6 +90,10 @@ function createValePort(reg: Registry, name: string, g: ValeGeometry, flags: num
     throw e;
   }
   const region = reg.region(memId);
+  // netmap's PORT_HDR_SET: a port with a header takes frames up to its buffer size
+  const hdr = g.vnetHdr ?? 0;
+  reg.portSet(index, L.PE_HDR_LEN, hdr);
+  if (hdr !== 0) reg.portSet(index, L.PE_MFS, region.bufSize);
   const u32 = reg.sp.u32;
   for (let r = 0; r < g.rxRings; r++) {
     const ring = reg.ringOffset(index, g.txRings + r);
@@ -264,7 +273,7 @@ export function createPersistentPort(name: string, geometry: Partial<ValeGeometr
   const g: ValeGeometry = {
     txRings: geometry.txRings ?? VALE_DEFAULT_RINGS, rxRings: geometry.rxRings ?? VALE_DEFAULT_RINGS,
     txSlots: geometry.txSlots ?? VALE_DEFAULT_SLOTS, rxSlots: geometry.rxSlots ?? VALE_DEFAULT_SLOTS,
-    extraBufs: geometry.extraBufs ?? 0,
+    extraBufs: geometry.extraBufs ?? 0, vnetHdr: geometry.vnetHdr ?? 0,
   };
   checkGeometry(name, g);
   const reg = registry();

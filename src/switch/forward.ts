@@ -33,6 +33,7 @@ import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
+import { VnetConverter } from './vnet.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -64,6 +65,13 @@ export interface OutsideDelivery {
   deliver(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number): void;
   /** Whether it takes any port at all. */
   readonly active: boolean;
+  /**
+   * Optional: whether it takes the packets for port `switchPort` (without header) from a port
+   * with a `hdr`-byte virtio-net header, header and all (a super-frame handed to the kernel
+   * whole); then deliverWhole() instead of deliver().
+   */
+  takesWhole?(switchPort: number, hdr: number): boolean;
+  deliverWhole?(vale: ValeAdapter, switchPort: number, unicastHead: number, broadcastHead: number, hdr: number): void;
   close(): void;
 }
 
@@ -88,6 +96,8 @@ export class ValeAdapter implements PortAdapter {
   /** Per packet, indexed by the entry of its first fragment: its fragments, the next packet of its chain. */
   readonly ftFrags = new Uint8Array(FT_SIZE);
   readonly ftNext = new Int32Array(FT_SIZE);
+  /** Per packet: destination slots it takes after a header conversion (vnet.ts), 0 dropped. */
+  private readonly ftNeed = new Int32Array(FT_SIZE);
   // per destination port: unicast chain, its slot count
   private readonly dstHead = new Int32Array(MAXP).fill(-1);
   private readonly dstTail = new Int32Array(MAXP);
@@ -116,6 +126,12 @@ export class ValeAdapter implements PortAdapter {
   private readonly pBufBase = new Int32Array(MAXP);
   private readonly pBufSize = new Int32Array(MAXP);
   private readonly pNumBufs = new Int32Array(MAXP);
+  /** virtio-net header length of each port (PE_HDR_LEN); frames are converted between lengths. */
+  private readonly pHdr = new Int32Array(MAXP);
+  /** This port's header length: every frame it sends starts with that many header bytes. */
+  private readonly myHdr: number;
+  /** Header conversions (made when first needed). */
+  private converter: VnetConverter | null = null;
   private readonly pNumSlots = new Int32Array(MAXP * MAX_RINGS);
   /** Lease table of each RX ring as checked at refresh (hidden ring state is user-writable). */
   private readonly pTable = new Int32Array(MAXP * MAX_RINGS);
@@ -152,6 +168,7 @@ export class ValeAdapter implements PortAdapter {
     const own = this.reg.region(port.memId);
     this.ownObjLo = own.pagesBase;
     this.ownObjHi = own.pagesBase + own.numPages * L.PAGE_SIZE;
+    this.myHdr = this.reg.portGet(port.index, L.PE_HDR_LEN);
   }
 
   // ---- switch view ------------------------------------------------------------------------------
@@ -175,6 +192,7 @@ export class ValeAdapter implements PortAdapter {
 
   close(): void {
     this.outside?.close();
+    this.converter?.close();
   }
 
   /** Re-reads the switch's port list (under the registry lock). */
@@ -221,6 +239,7 @@ export class ValeAdapter implements PortAdapter {
         this.pBufBase[p] = region.bufBase;
         this.pBufSize[p] = region.bufSize;
         this.pNumBufs[p] = region.numBufs;
+        this.pHdr[p] = reg.portGet(idx, L.PE_HDR_LEN);
         this.active[this.nActive++] = p;
       }
     });
@@ -406,6 +425,25 @@ export class ValeAdapter implements PortAdapter {
   }
 
   /**
+   * Copies `used` slots of RX ring `r` of port `d` from slot `start` (what a header conversion
+   * wrote there: the monitors see what the port got) to that port's RX monitors.
+   */
+  private tapConverted(d: number, r: number, ring: number, n: number, start: number, used: number): void {
+    const taps = this.pTaps[d]!;
+    const ids = taps.copyTargets(L.RING_DIR_RX, r);
+    const u16 = this.u16, u32 = this.u32, dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!;
+    const slots = (ring + L.RING_SLOTS) >>> 2;
+    for (let j = 0; j < ids.length; j++) {
+      taps.begin(ids[j]!, used);
+      for (let k = 0, pos = start; k < used; k++, pos = pos + 1 === n ? 0 : pos + 1) {
+        const slotWord = slots + SLOT_WORDS * pos;
+        taps.put(dBase + u32[slotWord]! * dSize, u16[2 * slotWord + SLOT_LEN_HALF]!, u16[2 * slotWord + SLOT_FLAGS_HALF]! & L.NS_MOREFRAG);
+      }
+      taps.end();
+    }
+  }
+
+  /**
    * Pass 1 of a flush: looks up entries [0, count), chaining them per destination (dstHead...,
    * bcHead). Returns the packets dropped (all of them with no switch, or while a plugged lookup
    * is loading: then nothing is chained).
@@ -414,7 +452,7 @@ export class ValeAdapter implements PortAdapter {
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     const dstHead = this.dstHead, dstTail = this.dstTail, dstSlots = this.dstSlots, dstPkts = this.dstPkts, pIndex = this.pIndex;
     const u8 = this.u8, u16 = this.u16, i32 = this.i32;
-    const me = this.myPort;
+    const me = this.myPort, hdr = this.myHdr;
     let drops = 0;
     if (this.switchIndex < 0 || this.customPending) {
       for (let p = 0; p < count; p += ftFrags[p]!) drops++;
@@ -430,8 +468,9 @@ export class ValeAdapter implements PortAdapter {
     let lastDstLo = 0, lastDstHi = -1, lastDstH = hashW;
     // pass 1: lookup
     for (let p = 0; p < count; p += ftFrags[p]!) {
-      const off = ftOff[p]!;
-      const len = off < 0 ? 0 : ftLen[p]!;
+      // the Ethernet header follows the port's virtio-net header (if any) in the first fragment
+      const off = ftOff[p]! + hdr;
+      const len = off < hdr ? 0 : ftLen[p]! - hdr;
       let dst: number;
       if (len < 14) dst = DROP;
       else if (custom !== null) {
@@ -491,13 +530,17 @@ export class ValeAdapter implements PortAdapter {
   private deliverAll(ringId: number): void {
     const dstHead = this.dstHead, bcHead = this.bcHead, me = this.myPort;
     const active = this.active, nActive = this.nActive, outside = this.outside;
+    const pHdr = this.pHdr, mine = this.myHdr;
     for (let k = 0; k < nActive; k++) {
       const d = active[k]!;
       if (d === me) continue;
       if (dstHead[d]! < 0 && bcHead < 0) continue;
-      if (outside !== null && outside.takes(d)) {
+      // outside, frames go as they are (a port of this port's header length), or whole with their
+      // header (deliverWhole, from a header port to an attached interface)
+      if (outside !== null && outside.takes(d) && (pHdr[d] === mine || (pHdr[d] === 0 && outside.takesWhole?.(d, mine) === true))) {
         if (this.pTaps[d]!.present()) this.tapReceived(d, 0, dstHead[d]!, bcHead, (dstHead[d]! < 0 ? 0 : this.dstSlots[d]!) + (bcHead < 0 ? 0 : this.bcSlots), BATCH);
-        outside.deliver(this, d, dstHead[d]!, bcHead);
+        if (pHdr[d] === mine) outside.deliver(this, d, dstHead[d]!, bcHead);
+        else outside.deliverWhole!(this, d, dstHead[d]!, bcHead, mine);
         dstHead[d] = -1;
         continue;
       }
@@ -514,6 +557,7 @@ export class ValeAdapter implements PortAdapter {
    * `broadcast`) into RX ring `r` of port d.
    */
   private deliver(d: number, r: number, unicast: boolean, broadcast: boolean): void {
+    if (this.pHdr[d] !== this.myHdr) { this.deliverConverted(d, r, unicast, broadcast); return; }
     const u16 = this.u16, u32 = this.u32, u8 = this.u8, f64 = this.f64;
     const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
     let u = unicast ? this.dstHead[d]! : -1, b = broadcast ? this.bcHead : -1;
@@ -583,6 +627,60 @@ export class ValeAdapter implements PortAdapter {
     if (this.pTaps[d]!.present()) this.tapReceived(d, r, u0, b0, used, pkts);
     // what did not fit is dropped (netmap stops at the first packet that does not fit)
     const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - pkts, f64);
+    if (moved || lease.moved) sync.notify(this.port.mem, ring);
+  }
+
+  /**
+   * deliver() between ports of different virtio-net header lengths (vnet.ts): each packet is
+   * planned (the slots it takes after conversion, 0: dropped), the total leased at once, then
+   * converted into the leased slots in order; what does not fit is dropped, as in deliver().
+   */
+  private deliverConverted(d: number, r: number, unicast: boolean, broadcast: boolean): void {
+    const u32 = this.u32, f64 = this.f64;
+    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext, ftNeed = this.ftNeed;
+    const conv = this.converter ??= new VnetConverter(this.u8, this.u16);
+    const srcHdr = this.myHdr, dstHdr = this.pHdr[d]!;
+    const dBase = this.pBufBase[d]!, dSize = this.pBufSize[d]!, dNum = this.pNumBufs[d]!;
+    const ring = this.pRx[d * MAX_RINGS + r]!;
+    const n = this.pNumSlots[d * MAX_RINGS + r]!;
+    // pass 1: what each packet needs
+    let needed = 0, totalPkts = 0;
+    for (let u = unicast ? this.dstHead[d]! : -1, b = broadcast ? this.bcHead : -1; u >= 0 || b >= 0;) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      const need = conv.plan(ftOff, ftLen, p, ftFrags[p]!, srcHdr, dstHdr, dSize);
+      ftNeed[p] = need;
+      needed += need;
+      totalPkts++;
+    }
+    if (u32[(ring + L.KR_LEASE_TABLE) >>> 2] !== this.pTable[d * MAX_RINGS + r] || u32[(ring >>> 2) + W_USERS] === 0 || needed === 0) {
+      this.leases.countOnly(ring, totalPkts, f64);
+      return;
+    }
+    const lease = this.lease;
+    this.leases.reserve(ring, n, needed, lease, totalPkts, f64);
+    if (lease.count === 0) {
+      if (lease.moved) sync.notify(this.port.mem, ring);
+      return;
+    }
+    const slots = (ring + L.RING_SLOTS) >>> 2;
+    let pos = lease.start, used = 0, pkts = 0, bytes = 0, delivered = 0;
+    const room = lease.count;
+    for (let u = unicast ? this.dstHead[d]! : -1, b = broadcast ? this.bcHead : -1; u >= 0 || b >= 0;) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      const need = ftNeed[p]!;
+      if (need === 0) continue;
+      if (used + need > room) break;
+      conv.convert(ftOff, ftLen, p, ftFrags[p]!, srcHdr, dstHdr, need, slots, pos, n, dBase, dSize, dNum, u32);
+      pkts += conv.packets;
+      bytes += conv.bytes;
+      delivered++;
+      used += need;
+      pos = (pos + need) % n;
+    }
+    if (this.pTaps[d]!.present()) this.tapConverted(d, r, ring, n, lease.start, used);
+    const moved = this.leases.complete(ring, n, lease, used, pkts, bytes, totalPkts - delivered, f64);
     if (moved || lease.moved) sync.notify(this.port.mem, ring);
   }
 

@@ -17,6 +17,7 @@ const TOOLS: Record<string, ToolEntry> = {
   'lb': { module: './lb.js', summary: 'spread flows of one port over pipes by a symmetric 5-tuple hash' },
   'dump': { module: './dump.js', summary: 'tcpdump-like capture on a port or a pcap file, with filters' },
   'nmreplay': { module: './nmreplay.js', summary: 'replay a pcap file onto a port' },
+  'extcap': { module: './extcap.js', summary: 'Wireshark/tshark extcap: list and capture the ports in use (--install)' },
   'kipfw': { module: './kipfw.js', summary: 'the firewall daemon: ipfw + dummynet between pairs of ports' },
   'ipfw': { module: './ipfw.js', summary: 'manage a kipfw daemon or a VALE switch\'s firewall (ipfw(8) syntax)' },
 };

@@ -8,133 +8,119 @@ import { formatProgram, MAXIMUM_SNAPLEN, type BpfProgram, type PacketFilter } fr
 import { openCaptureFile } from '../capture/reader.js';
 import { PcapWriter, PcapngWriter } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
+import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
-const USAGE = `usage: netmap dump [-deqnOSx] [-c count] [-i port | -r file] [-Q in|out|inout] [-s snaplen]
-                   [-w file] [-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec]
-                   [expression]
-  -i PORT        capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...); a port that
-                 is in use is watched through a copy monitor (PORT/rt), without disturbing it
-  -Q DIR         direction on a watched port: in (what it receives), out (what it sends),
-                 inout (both, the default); printed as In/Out, in pcapng as epb_flags
-  -r FILE        read packets from a pcap or pcapng file ('-' = standard input)
-  -w FILE        write accepted packets to FILE (pcap; '-' = standard output)
-  -c N           stop after N accepted packets
-  -s SNAPLEN     keep at most SNAPLEN bytes of each captured packet (default 262144;
-                 like tcpdump, records read with -r are not cut)
-  -n             numeric output (always; accepted for compatibility)
-  -e             print the link-level header
-  -q             quick output (less protocol detail)
-  -x, -xx        hex dump of each packet (without / with its link header)
-  -d, -dd, -ddd  print the compiled BPF program in tcpdump's formats and exit
-  -O             do not optimise the filter
-  -F FILE        read the filter expression from FILE
-  --pcapng       write pcapng instead of pcap (with -w)
-  --nano         nanosecond timestamps (output file and printing)
-  --utc          print times in UTC
-  --interpreted  run the filter in the BPF interpreter instead of compiling it
-  --duration S   stop a live capture after S seconds
-  expression     a pcap-filter expression, or a raw program in -ddd format`;
+import type { Direction } from '../capture/watch.js';
 
 interface Args {
   iface?: string;
   read?: string;
   write?: string;
+  filterFile?: string;
   count: number;
   snaplen: number;
   dump: 0 | 1 | 2 | 3;
   ether: boolean;
   quick: boolean;
+  verbose: number;
   hex: 0 | 1 | 2;
   optimize: boolean;
+  /** -U: flush the output file after each packet (pcap to a pipe). */
+  packetBuffered: boolean;
+  /** -l: flush printed lines after each packet. */
+  lineBuffered: boolean;
+  /** -Q: which direction of a monitored port to capture. */
+  direction: Direction;
   pcapng: boolean;
   nano: boolean;
   utc: boolean;
   interpreted: boolean;
   duration: number;
   expression: string;
-  direction: 'in' | 'out' | 'inout';
 }
 
-class UsageError extends Error {}
+/**
+ * The options, in the tools' one table format (args.ts): it drives the parser and `--help`.
+ * `permute`: options may follow the expression, as tcpdump on Linux (GNU getopt) allows.
+ * Options tcpdump lets one repeat (the last value wins) are `many`.
+ */
+const DUMP: ToolSpec = {
+  name: 'dump',
+  synopsis: [
+    '[-UnSpeqvlxdO] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]',
+    '[-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]',
+  ],
+  permute: true,
+  preamble: ['options may also follow the expression (as tcpdump on Linux); -- ends them'],
+  options: [
+    { short: 'i', value: 'PORT', many: true, help: 'capture on a netmap port (netmap:p{1, vale0:a, netmap:eth1, ...);\na port in use is watched through its copy monitor (/rt; see -Q)' },
+    { short: 'r', value: 'FILE', many: true, help: "read packets from a pcap or pcapng file ('-' = standard input)" },
+    { short: 'w', value: 'FILE', many: true, help: "write accepted packets to FILE (pcap; '-' = standard output)" },
+    { short: 'U', many: true, help: 'packet-buffered output: the -w header at once, then a flush after each packet' },
+    { short: 'c', value: 'N', many: true, help: 'stop after N accepted packets' },
+    { short: 's', value: 'SNAPLEN', many: true, help: 'keep at most SNAPLEN bytes of each captured packet (0 or default: 262144;\nlike tcpdump, records read with -r are not cut)' },
+    { short: 'Q', long: 'direction', value: 'in|out|inout', many: true, help: 'what to watch of an existing port: received, sent or both (its monitor\n/r, /t, /rt); ignored with -r, as tcpdump does' },
+    { short: 'n', many: true, help: 'numeric output (always; accepted)' },
+    { short: 'S', many: true, help: 'absolute TCP sequence numbers (always; accepted)' },
+    { short: 'p', many: true, help: 'no promiscuous mode (netmap ports have none; accepted)' },
+    { short: 'e', many: true, help: 'print the link-level header' },
+    { short: 'q', many: true, help: 'quick output (less protocol detail)' },
+    { short: 'v', many: true, help: 'verbose (accepted, may repeat; lines stay in the -n -S form)' },
+    { short: 'l', many: true, help: 'line-buffered printing: flush each line' },
+    { short: 'x', many: true, help: 'hex dump of each packet (-xx: with its link header)' },
+    { short: 'd', many: true, help: "print the compiled BPF program in tcpdump's formats and exit (-dd, -ddd)" },
+    { short: 'O', many: true, help: 'do not optimise the filter' },
+    { short: 'F', value: 'FILE', many: true, help: 'read the filter expression from FILE' },
+    { long: 'pcapng', many: true, help: 'write pcapng instead of pcap (with -w)' },
+    { long: 'nano', many: true, help: 'nanosecond timestamps (output file and printing)' },
+    { long: 'utc', many: true, help: 'print times in UTC' },
+    { long: 'interpreted', many: true, help: 'run the filter in the BPF interpreter instead of compiling it' },
+    { long: 'duration', value: 'SEC', many: true, help: 'stop a live capture after SEC seconds' },
+  ],
+  epilogue: ['expression      a pcap-filter expression, or a raw program in -ddd format'],
+};
 
-function parseArgs(argv: string[]): Args {
+function toArgs(p: ParsedArgs): Args {
   const a: Args = {
-    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: 0, ether: false, quick: false, hex: 0, optimize: true,
-    pcapng: false, nano: false, utc: false, interpreted: false, duration: Infinity, expression: '',
-    direction: 'inout',
+    iface: p.value('i'), read: p.value('r'), write: p.value('w'), filterFile: p.value('F'),
+    count: 0, snaplen: MAXIMUM_SNAPLEN, dump: Math.min(3, p.count('d')) as 0 | 1 | 2 | 3, ether: p.has('e'), quick: p.has('q'),
+    verbose: p.count('v'), hex: Math.min(2, p.count('x')) as 0 | 1 | 2, optimize: !p.has('O'),
+    packetBuffered: p.has('U'), lineBuffered: p.has('l'), direction: 'inout',
+    pcapng: p.has('pcapng'), nano: p.has('nano'), utc: p.has('utc'), interpreted: p.has('interpreted'), duration: Infinity,
+    expression: p.operands.join(' '),
   };
-  const rest: string[] = [];
-  let filterFile: string | undefined;
-  const num = (v: string | undefined, what: string, min: number, max: number): number => {
-    if (v === undefined || !/^\d+$/.test(v)) throw new UsageError(`${what} needs a number, got '${v ?? ''}'`);
-    const n = Number(v);
-    if (n < min || n > max) throw new UsageError(`${what} must be ${min}..${max}, got ${n}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (rest.length > 0 || !arg.startsWith('-') || arg === '-') { rest.push(arg); continue; }
-    if (arg === '--') { rest.push(...argv.slice(i + 1)); break; }
-    if (arg.startsWith('--')) {
-      switch (arg) {
-        case '--pcapng': a.pcapng = true; break;
-        case '--nano': a.nano = true; break;
-        case '--utc': a.utc = true; break;
-        case '--interpreted': a.interpreted = true; break;
-        case '--duration': {
-          const v = argv[++i];
-          if (v === undefined || !/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`--duration needs seconds, got '${v ?? ''}'`);
-          a.duration = Number(v);
-          break;
-        }
-        default: throw new UsageError(`unknown option '${arg}'`);
-      }
-      continue;
-    }
-    // Clustered short options, tcpdump style: -nr FILE, -c5, -xx, -ddd.
-    for (let j = 1; j < arg.length; j++) {
-      const c = arg[j]!;
-      const takesArg = 'irwcsFQ'.includes(c);
-      if (takesArg) {
-        const v = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
-        if (v === undefined) throw new UsageError(`option -${c} needs an argument`);
-        switch (c) {
-          case 'i': a.iface = v; break;
-          case 'r': a.read = v; break;
-          case 'w': a.write = v; break;
-          case 'c': a.count = num(v, '-c', 1, Number.MAX_SAFE_INTEGER); break;
-          case 's': a.snaplen = num(v, '-s', 0, MAXIMUM_SNAPLEN) || MAXIMUM_SNAPLEN; break;
-          case 'F': filterFile = v; break;
-          case 'Q':
-            if (v !== 'in' && v !== 'out' && v !== 'inout') throw new UsageError(`-Q takes in, out or inout, not '${v}'`);
-            a.direction = v;
-            break;
-        }
-        break;
-      }
-      switch (c) {
-        case 'd': a.dump = Math.min(3, a.dump + 1) as 1 | 2 | 3; break;
-        case 'e': a.ether = true; break;
-        case 'q': a.quick = true; break;
-        case 'n': case 'S': case 'p': break;
-        case 'x': a.hex = Math.min(2, a.hex + 1) as 1 | 2; break;
-        case 'O': a.optimize = false; break;
-        default: throw new UsageError(`unknown option '-${c}'`);
-      }
-    }
+  // tcpdump's words for its own checks
+  const c = p.value('c');
+  if (c !== undefined) {
+    if (!/^\d+$/.test(c) || Number(c) < 1 || Number(c) > Number.MAX_SAFE_INTEGER) usageFail(`invalid packet count ${c}`);
+    a.count = Number(c);
   }
-  a.expression = rest.join(' ');
-  if (filterFile !== undefined) {
-    if (a.expression !== '') throw new UsageError('-F and an expression on the command line are exclusive');
+  const s = p.value('s');
+  if (s !== undefined) {
+    if (!/^\d+$/.test(s) || Number(s) > MAXIMUM_SNAPLEN) usageFail(`invalid snaplen ${s} (must be 0..${MAXIMUM_SNAPLEN})`);
+    a.snaplen = Number(s) || MAXIMUM_SNAPLEN;
+  }
+  const q = p.value('Q');
+  if (q !== undefined) {
+    const d = q.toLowerCase();
+    if (d !== 'in' && d !== 'out' && d !== 'inout') usageFail(`unknown capture direction \`${q}'`);
+    a.direction = d;
+  }
+  const dur = p.value('duration');
+  if (dur !== undefined) {
+    if (!/^\d+(\.\d+)?$/.test(dur)) usageFail(`invalid duration ${dur}`);
+    a.duration = Number(dur);
+  }
+  if (a.filterFile !== undefined) {
+    if (a.expression !== '') usageFail('-F and an expression on the command line are exclusive');
     try {
-      a.expression = fs.readFileSync(filterFile, 'utf8').replace(/#.*$/gm, '').trim();
+      a.expression = fs.readFileSync(a.filterFile, 'utf8').replace(/#.*$/gm, '').trim();
     } catch (e) {
-      throw new UsageError(`cannot read filter file ${filterFile}: ${(e as Error).message}`);
+      usageFail(`cannot read filter file ${a.filterFile}: ${(e as Error).message}`);
     }
   }
-  if (a.iface !== undefined && a.read !== undefined) throw new UsageError('-i and -r are exclusive');
-  if (a.read !== undefined && a.direction !== 'inout') throw new UsageError('-Q applies to a port (-i), not to a file');
-  if (a.iface === undefined && a.read === undefined && a.dump === 0) throw new UsageError('give a port (-i) or a file (-r)');
+  if (a.iface !== undefined && a.read !== undefined) usageFail('-i and -r are exclusive');
+  if (a.iface === undefined && a.read === undefined && a.dump === 0) usageFail('give a port (-i) or a file (-r)');
   return a;
 }
 
@@ -142,49 +128,31 @@ function parseArgs(argv: string[]): Args {
 class TextOut {
   private buf: string[] = [];
   private size = 0;
-  constructor(private readonly fd: number) {}
+  /** Set when the reader of a pipe went away (EPIPE): nothing more is written. */
+  closed = false;
+  constructor(private readonly fd: number, private readonly eachLine = false) {}
   line(s: string): void {
     this.buf.push(s);
     this.size += s.length;
-    if (this.size > 65536) this.flush();
+    if (this.eachLine || this.size > 65536) this.flush();
   }
   flush(): void {
     if (this.buf.length === 0) return;
     const data = this.buf.join('\n') + '\n';
     this.buf = [];
     this.size = 0;
+    if (this.closed) return;
     try {
       fs.writeSync(this.fd, data);
     } catch (e) {
       if ((e as { code?: string }).code !== 'EPIPE') throw e;
+      this.closed = true;
     }
   }
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
-  let args: Args;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`netmap dump: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  try {
-    return await run(args);
-  } catch (e) {
-    if (e instanceof NetmapError) {
-      console.error(`netmap dump: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  return runTool(DUMP, argv, toArgs, run);
 }
 
 /** The filter of an empty expression on the byte-for-byte path. */
@@ -207,7 +175,7 @@ async function run(args: Args): Promise<number> {
   }
   const snaplen = args.snaplen;
   let writer: PcapWriter | PcapngWriter | null = null;
-  const text = new TextOut(1);
+  const text = new TextOut(1, args.lineBuffered);
   const popts: PrintOptions = { ether: args.ether, quick: args.quick, nano: args.nano, hex: args.hex, utc: args.utc };
   // The printer is loaded only when packets are printed (`-w` alone never needs it).
   const { formatPacket } = args.write === undefined ? await import('../capture/print.js') : { formatPacket: null };
@@ -216,16 +184,38 @@ async function run(args: Args): Promise<number> {
   let status = 0;
   let stop = false;
 
+  // The reader of our standard output went away (`dump -w - | head -c 100`): stop quietly.
+  let pipeGone = false;
+  const isEpipe = (e: unknown): boolean => e instanceof NetmapError && e.code === 'EIO' && /EPIPE/.test(e.message);
+  const flushWriter = (): void => {
+    try {
+      (writer as PcapWriter | PcapngWriter | null)?.flush();
+    } catch (e) {
+      if (!isEpipe(e)) throw e;
+      pipeGone = true;
+      stop = true;
+    }
+  };
   // Direction of the packet being handled, 0 unknown (a file, a port opened itself), 1 in, 2 out.
   let direction = 0;
   const handle = (u8: Uint8Array, o: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number): void => {
     if (stop) return;
-    if (writer instanceof PcapngWriter) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec, 0, direction);
-    else if (writer !== null) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
-    else if (formatPacket !== null) {
+    if (writer !== null) {
+      try {
+        if (writer instanceof PcapngWriter) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec, 0, direction);
+        else writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
+      } catch (e) {
+        if (!isEpipe(e)) throw e;
+        pipeGone = true;
+        stop = true;
+        return;
+      }
+      if (args.packetBuffered) flushWriter();
+    } else if (formatPacket !== null) {
       const line = formatPacket(u8, o, caplen, wirelen, tsSec, tsNsec, popts);
       if (direction === 0) text.line(line);
       else { const sp = line.indexOf(' '); text.line(`${line.slice(0, sp)} ${direction === 2 ? 'Out' : 'In'}${line.slice(sp)}`); }
+      if (text.closed) { pipeGone = true; stop = true; }
     }
     accepted++;
     if (args.count > 0 && accepted >= args.count) stop = true;
@@ -236,6 +226,8 @@ async function run(args: Args): Promise<number> {
     writer = args.pcapng
       ? new PcapngWriter(args.write, { interfaces: [{ linktype, snaplen: fileSnaplen, nanosecond: args.nano, name: args.iface }] })
       : new PcapWriter(args.write, { linktype, snaplen: fileSnaplen, nanosecond: args.nano });
+    // With -U the file header goes out at once: a reader on a pipe (tshark -r -) starts now.
+    if (args.packetBuffered) flushWriter();
   };
 
   let dropped = 0;
@@ -265,33 +257,40 @@ async function run(args: Args): Promise<number> {
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
-          console.error(`netmap dump: ${e.message}`);
-          status = 1;
+          if (isEpipe(e)) pipeGone = true;
+          else {
+            console.error(`netmap dump: ${e.message}`);
+            status = 1;
+          }
         }
         seen = rd.delivered;
       } finally {
         rd.close();
       }
     } else if (args.iface !== undefined) {
-      const [{ openLive }, { loadPortTypesFor }] = await Promise.all([import('../capture/live.js'), import('../port-types-lazy.js')]);
+      const [{ openLive }, { watchName }, { loadPortTypesFor }] = await Promise.all([import('../capture/live.js'), import('../capture/watch.js'), import('../port-types-lazy.js')]);
       await loadPortTypesFor([args.iface]);
-      const { monitorNameFor } = await import('../monitor/monitor.js');
-      // A port in use is watched through a copy monitor; one nobody has open is opened itself.
-      const watch = monitorNameFor(args.iface, args.direction);
-      const cap = openLive(watch ?? args.iface, { snaplen, direction: args.direction });
-      let handler = handle;
-      if (watch !== null) handler = (u8, o, caplen, wirelen, tsSec, tsNsec): void => { direction = cap.direction; handle(u8, o, caplen, wirelen, tsSec, tsNsec); };
+      // A port in use is watched through a copy monitor (-Q picks /r, /t or /rt); one nobody has
+      // open is opened itself.
+      const name = watchName(args.iface, args.direction);
+      const watching = name !== args.iface || /\/[a-zA-Z]*[rtz]/.test(args.iface);
+      const cap = openLive(name, { snaplen, direction: args.direction });
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
         openWriter(1, snaplen);
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        console.error(`netmap dump: listening on ${args.iface}${watch !== null ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
+        console.error(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
+          const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
+            if (watching) direction = cap.direction;
+            handle(u8, o, caplen, wirelen, tsSec, tsNsec);
+            if (pipeGone) cap.breakloop();
+          };
           while (!stop) {
-            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, handler, deadline);
+            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, onPacket, deadline);
             text.flush();
             if (r === -2 || Date.now() >= deadline || (args.count > 0 && accepted >= args.count)) break;
           }
@@ -308,7 +307,11 @@ async function run(args: Args): Promise<number> {
     }
   } finally {
     text.flush();
-    (writer as PcapWriter | PcapngWriter | null)?.close();
+    try {
+      (writer as PcapWriter | PcapngWriter | null)?.close();
+    } catch (e) {
+      if (!isEpipe(e)) throw e;
+    }
   }
   console.error(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
   return status;

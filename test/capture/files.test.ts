@@ -296,11 +296,106 @@ test('large files read through the sliding mapping give the same records as read
     const mapped = digest(true), plain = digest(false);
     assert.equal(mapped.count, n);
     assert.deepEqual(mapped, plain);
+    // The raw-copy path gives the same bytes from the mapping (runs) and from read(2) (blocks).
+    const rawDigest = (mmap: boolean): { read: number; records: number; bytes: number; sum: number } => {
+      const rd = openCaptureFile(file, mmap ? { mapper: mapFileReadOnly } : { mmap: false });
+      let read = 0, records = 0, total = 0, sum = 0;
+      try {
+        for (let k; (k = rd.copyAccepted(0, (u8, o) => (u8[o + 12] === 8 ? 1 : 0), (u8, o, l, r) => {
+          records += r;
+          // every 61st byte of the output, whatever the cuts between calls
+          for (let i = (61 - (total % 61)) % 61; i < l; i += 61) sum = (sum * 31 + u8[o + i]!) % 1000000007;
+          total += l;
+        })) > 0;) read += k;
+      } finally {
+        rd.close();
+      }
+      return { read, records, bytes: total, sum };
+    };
+    const rawMapped = rawDigest(true);
+    assert.equal(rawMapped.read, n);
+    assert.ok(rawMapped.records > 0 && rawMapped.records < n);
+    assert.deepEqual(rawMapped, rawDigest(false));
     const cut = path.join(dir, 'cut.pcap');
     fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, 66 * 1024 * 1024 + 7));
     const a = digest(true, cut), b = digest(false, cut);
     assert.match(a.error, /truncated capture file at offset \d+/);
     assert.deepEqual(a, b);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('copyAccepted hands over exactly the accepted records as raw bytes, any buffer size, limit, mapping, damage', () => {
+  const dir = tmpdir();
+  try {
+    const packets = buildCorpus(400, 21);
+    const file = path.join(dir, 'raw.pcap');
+    const w = new PcapWriter(file);
+    packets.forEach((p, i) => w.write(p.frame, 0, p.caplen, p.frame.length, TS_BASE + i, i * 1000));
+    w.close();
+    const bytes = fs.readFileSync(file);
+    // The raw record boundaries, from the file itself.
+    const bounds: Array<[number, number]> = [];
+    for (let p = 24; p < bytes.length;) {
+      const end = p + 16 + bytes.readUInt32LE(p + 8);
+      bounds.push([p, end]);
+      p = end;
+    }
+    assert.equal(bounds.length, packets.length);
+    // Accepts runs and isolated records (by the wire length and one data byte), and rejects the rest.
+    const filter = (u8: Uint8Array, o: number, caplen: number, wirelen: number): number =>
+      (wirelen % 3 === 0 || (caplen > 20 && u8[o + 20]! % 5 < 2)) ? 65535 : 0;
+    const ok = ([s]: [number, number]): boolean => filter(bytes, s + 16, bytes.readUInt32LE(s + 8), bytes.readUInt32LE(s + 12)) !== 0;
+    const rawOf = (recs: Array<[number, number]>): Buffer => Buffer.concat(recs.filter(ok).map(([s, e]) => bytes.subarray(s, e)));
+    const expected = rawOf(bounds);
+    assert.ok(expected.length > 0 && expected.length < bytes.length - 24);
+    const collect = (f: string, opts: Parameters<typeof openCaptureFile>[1], max: number): { out: Buffer; records: number; read: number; error: string } => {
+      const rd = openCaptureFile(f, opts);
+      const parts: Buffer[] = [];
+      let records = 0, read = 0, error = '';
+      try {
+        for (let n; (n = rd.copyAccepted(max, filter, (u8, o, l, r) => { parts.push(Buffer.from(u8.subarray(o, o + l))); records += r; })) > 0;) {
+          assert.ok(max <= 0 || n <= max);
+          read += n;
+        }
+      } catch (e) {
+        error = (e as Error).message;
+      } finally {
+        rd.close();
+      }
+      return { out: Buffer.concat(parts), records, read, error };
+    };
+    const nAccepted = bounds.filter(ok).length;
+    for (const opts of [{}, { bufferSize: 4096 }, { bufferSize: 5001 }]) {
+      for (const max of [0, 1, 7]) {
+        const r = collect(file, opts, max);
+        assert.equal(r.error, '');
+        assert.equal(r.read, packets.length);
+        assert.equal(r.records, nAccepted);
+        assert.ok(r.out.equals(expected), `bytes differ (${JSON.stringify(opts)}, max ${max})`);
+      }
+    }
+    // A file cut inside a record: the accepted records before it are handed over, then the error.
+    const cutAt = bounds[300]![0] + 20;
+    const cut = path.join(dir, 'cut.pcap');
+    fs.writeFileSync(cut, bytes.subarray(0, cutAt));
+    const before = rawOf(bounds.slice(0, 300));
+    for (const opts of [{}, { bufferSize: 4096 }]) {
+      const r = collect(cut, opts, 0);
+      assert.match(r.error, /truncated capture file at offset \d+/);
+      assert.ok(r.out.equals(before));
+    }
+    // A record with an impossible length: the same error as dispatch, after the earlier records.
+    const bad = Buffer.from(bytes);
+    bad.writeUInt32LE(0x7fffffff, bounds[200]![0] + 8);
+    const badFile = path.join(dir, 'bad.pcap');
+    fs.writeFileSync(badFile, bad);
+    const viaDispatch = (() => { try { readAll(badFile); return ''; } catch (e) { return (e as Error).message; } })();
+    assert.notEqual(viaDispatch, '');
+    const rb = collect(badFile, { bufferSize: 4096 }, 0);
+    assert.equal(rb.error, viaDispatch);
+    assert.ok(rb.out.equals(rawOf(bounds.slice(0, 200))));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

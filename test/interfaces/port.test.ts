@@ -401,6 +401,8 @@ test('netmap bridge between two veths carries ping and TCP (iperf3), offloads le
   assert.equal(ping(lab, l, '198.18.0.2'), false, 'no path without the bridge');
   const tool = await startTool(lab, m, ['bridge', '-i', 'netmap:m0', '-i', 'netmap:m1']);
   assert.match(tool.output(), /zerocopy supported/);
+  // the ping without the bridge left l0's neighbour entry probing (1 s apart): start it afresh
+  lab.run(l, 'ip', ['neigh', 'flush', 'dev', 'l0']);
   assert.ok(ping(lab, l, '198.18.0.2', 3), 'ping through the bridge');
   if (hasIperf) {
     const bps = await iperf(lab, r, l, '198.18.0.2');
@@ -429,6 +431,66 @@ test('netmap bridge between an interface and its host stack: the wire side reach
   assert.equal(hasSplitRules('a0'), false);
   lab.leave();
   assert.ok(ping(lab, b, '198.18.0.1'), 'stack restored after the bridge exits');
+}));
+
+test('netmap:IF^ bound by another thread than the installer\'s: the host RX ring gets what the stack sends; everything goes at the last close', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  const SPLIT = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
+  const IFINFO = new URL('../../src/interfaces/ifinfo.js', import.meta.url).pathname;
+  const script = `
+    const { Worker } = await import('node:worker_threads');
+    const { spawn } = await import('node:child_process');
+    const nm = await import(${JSON.stringify(PORTS)});
+    await import(${JSON.stringify(IFPORT)});
+    const split = await import(${JSON.stringify(SPLIT)});
+    const { interfaceExists, interfaceInfo } = await import(${JSON.stringify(IFINFO)});
+    const p0 = nm.openPort('netmap:a0');
+    const host = 'nmh' + interfaceInfo('a0').index;
+    const hostBefore = interfaceExists(host);
+    const w = new Worker(\`
+      const { parentPort, workerData } = await import('node:worker_threads');
+      const nm = await import(workerData.ports);
+      await import(workerData.ifport);
+      const p = nm.openPort('netmap:a0^');
+      parentPort.postMessage('open');
+      const r = p.rxRings[0];
+      let n = 0;
+      const t0 = Date.now();
+      while (n === 0 && Date.now() - t0 < 8000) {
+        p.poll(nm.POLLIN, 200);
+        p.rxsync();
+        while (!r.empty()) { n++; r.advance(r.next(r.head)); }
+      }
+      p.close();
+      parentPort.postMessage('got ' + n);\`, { eval: true, workerData: { ports: ${JSON.stringify(PORTS)}, ifport: ${JSON.stringify(IFPORT)} } });
+    const messages = [];
+    const next = () => new Promise((resolve) => w.once('message', resolve));
+    messages.push(await next());
+    const hostMade = interfaceExists(host);
+    // the stack of a sends ARP requests for 198.18.0.2 on a0: the host RX ring's frames
+    const ping = spawn('ping', ['-c', '3', '-i', '0.5', '-W', '1', '198.18.0.2'], { stdio: 'ignore' });
+    messages.push(await next());
+    ping.kill();
+    await new Promise((resolve) => w.once('exit', resolve));
+    const held = split.hasSplitRules('a0');
+    p0.close();
+    console.log('RESULT ' + JSON.stringify({ hostBefore, hostMade, messages, held, after: split.hasSplitRules('a0'), hostAfter: interfaceExists(host), method: split.splitMethod() }));
+  `;
+  const r = lab.run(a, process.execPath, ['--input-type=module', '-e', script], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line !== undefined, r.stdout + r.stderr);
+  const res = JSON.parse(line.slice(7)) as { hostBefore: boolean; hostMade: boolean; messages: string[]; held: boolean; after: boolean; hostAfter: boolean; method: string };
+  if (res.method === 'tcx') assert.equal(res.hostBefore, false, 'with tcx, netmap:a0 alone makes no host TAP');
+  assert.equal(res.hostMade, true, 'the worker\'s netmap:a0^ made (or found) the host TAP');
+  assert.equal(res.messages[0], 'open');
+  assert.ok(Number(res.messages[1]!.split(' ')[1]) >= 1, `the host RX ring got what the stack sent: ${res.messages[1]}`);
+  assert.equal(res.held, true, 'still split while the installer holds netmap:a0');
+  assert.equal(res.after, false, 'nothing left after the last close');
+  assert.equal(res.hostAfter, false, 'the host TAP made by the worker was closed with the split');
 }));
 
 test('bridge tool: bad arguments give usage and a non-zero status', opts, async () => {

@@ -1,0 +1,159 @@
+/**
+ * Watching ports that exist: which ports there are (VALE ports, pipe ends, interfaces in netmap
+ * mode), the name to open to watch one (its copy monitor, `NAME/rt`, or `/r`, `/t` for one
+ * direction), and an event-loop capture pump that never blocks the thread (waitPort between
+ * batches). Used by `netmap extcap`, the pcap-compatible session API and `netmap dump -Q`.
+ *
+ * Everything opens ports by name through the library: the monitor semantics of `/r`, `/t`,
+ * `/rt` are openPort's (src/ports), not this file's.
+ */
+import { fail } from '../errors.js';
+import * as L from '../memory/layout.js';
+import { registry } from '../memory/registry.js';
+import { parsePortSpec } from '../ports/name.js';
+import { monitorNameFor } from '../monitor/monitor.js';
+import { POLLIN } from '../ports/port.js';
+import { waitPort } from '../ports/events.js';
+import type { LiveCapture, PacketHandler } from './live.js';
+
+/** tcpdump -Q: what a watcher sees of the port, received (in), sent (out) or both. */
+export type Direction = 'in' | 'out' | 'inout';
+
+export interface WatchablePort {
+  /** The name openPort() takes: 'vale0:a', 'netmap:p{1', 'netmap:eth1'. */
+  name: string;
+  kind: 'vale' | 'pipe' | 'interface';
+  /** One line for people ('VALE port a of switch vale0', ...). */
+  description: string;
+  /** Open handles on the port (0: nobody uses it right now). */
+  users: number;
+  /** Monitor ports watching it (`NAME/r`, `/t`, `/rt`, `/z` open now). */
+  monitors: number;
+}
+
+/**
+ * The ports in use under the shared-memory directory, in registry order: every port of every
+ * VALE switch (what `vale-ctl` lists), every pipe end, every interface in netmap mode. Memory-only
+ * pipe parents and host-stack ports are left out.
+ */
+export function watchablePorts(): WatchablePort[] {
+  const reg = registry();
+  reg.collectGarbage();
+  return reg.locked(() => {
+    const out: WatchablePort[] = [];
+    // monitors are registered as 'PORT/flags#n': count them by the name they watch
+    const watchers = new Map<string, number>();
+    for (const index of reg.livePorts()) {
+      if (reg.portGet(index, L.PE_KIND) !== L.PORT_KIND_MONITOR) continue;
+      const n = reg.portName(index);
+      const slash = n.indexOf('/');
+      if (slash > 0) watchers.set(n.slice(0, slash), (watchers.get(n.slice(0, slash)) ?? 0) + 1);
+    }
+    const monitorsOf = (portName: string): number => watchers.get(portName) ?? 0;
+    for (const sw of reg.liveSwitches()) {
+      const switchName = reg.switchName(sw);
+      for (let p = 0; p < L.MAX_SWITCH_PORTS; p++) {
+        const plus = reg.sp.u32[reg.switchWord(sw, L.SW_PORTS + 4 * p)]!;
+        if (plus === 0 || !reg.portLive(plus - 1)) continue;
+        const index = plus - 1;
+        const portName = reg.portName(index);
+        const name = portName.startsWith(`${switchName}:`) ? portName : `${switchName}:${portName}`;
+        const kind = reg.portGet(index, L.PE_KIND);
+        const what = kind === L.PORT_KIND_VALE ? 'VALE port' : 'VALE port of interface';
+        out.push({ name, kind: 'vale', description: `${what} ${name.slice(switchName.length + 1)} of switch ${switchName}`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
+      }
+    }
+    for (const index of reg.livePorts()) {
+      const kind = reg.portGet(index, L.PE_KIND);
+      const portName = reg.portName(index);
+      if (kind === L.PORT_KIND_PIPE) {
+        const name = /^vale[A-Za-z0-9_]*:/.test(portName) ? portName : `netmap:${portName}`;
+        const brace = Math.max(portName.lastIndexOf('{'), portName.lastIndexOf('}'));
+        const end = portName[brace] === '{' ? 'master' : 'slave';
+        out.push({ name, kind: 'pipe', description: `pipe ${portName.slice(brace + 1)} of ${portName.slice(0, brace)}, ${end} end`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
+      } else if (kind === L.PORT_KIND_INTERFACE && (reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) === 0) {
+        out.push({ name: `netmap:${portName}`, kind: 'interface', description: `interface ${portName} in netmap mode`, users: reg.portGet(index, L.PE_USERS), monitors: monitorsOf(portName) });
+      }
+    }
+    return out;
+  });
+}
+
+/**
+ * The name to open to watch port `name` in `direction`: a port somebody has open is watched
+ * through its copy monitor (`/r` received, `/t` sent, `/rt` both: monitorNameFor, as
+ * netmap-libpcap does); a name that already carries monitor flags is kept (EINVAL if they
+ * contradict `direction`); a port nobody has open is opened itself (it then sees what is sent to
+ * it), and then only 'inout' makes sense (EOPNOTSUPP otherwise).
+ */
+export function watchName(name: string, direction: Direction = 'inout'): string {
+  const spec = parsePortSpec(name);
+  if (spec.monitorRx || spec.monitorTx || spec.zcopyMonitor) {
+    const hasRx = spec.monitorRx || spec.zcopyMonitor, hasTx = spec.monitorTx || spec.zcopyMonitor;
+    if (direction !== 'inout' && (hasRx !== (direction !== 'out') || hasTx !== (direction !== 'in'))) {
+      fail('EINVAL', `${name}: its monitor flags contradict direction '${direction}'`);
+    }
+    return name;
+  }
+  const monitor = monitorNameFor(name, direction);
+  if (monitor !== null) return monitor;
+  if (direction !== 'inout') fail('EOPNOTSUPP', `${name}: no port in use to watch; direction '${direction}' applies to watching one`);
+  return name;
+}
+
+export interface PumpOptions {
+  /** Packets per dispatch (default 256): the event loop runs between batches. */
+  batch?: number;
+  /** Batches in a row before yielding to the event loop with setImmediate (default 4). */
+  burst?: number;
+}
+
+/**
+ * Runs `cap.dispatch` on the event loop until stop(): batches while packets are waiting, and
+ * `waitPort` (a worker thread sleeps on the rings, this thread does not) when the rings are
+ * empty. `handler` is called synchronously for each accepted packet, zero-copy as dispatch gives.
+ * Errors end the pump and reject `done`.
+ */
+export class CapturePump {
+  readonly done: Promise<void>;
+  private stopped = false;
+  private abort = new AbortController();
+
+  constructor(private readonly cap: LiveCapture, handler: PacketHandler, opts: PumpOptions = {}) {
+    const batch = opts.batch ?? 256;
+    const burst = opts.burst ?? 4;
+    if (!Number.isInteger(batch) || batch < 1) fail('EINVAL', `pump batch ${batch} must be a positive integer`);
+    cap.timeoutMs = 0; // dispatch never sleeps: waitPort does, off this thread
+    this.done = this.run(handler, batch, burst);
+    this.done.catch(() => undefined); // the caller reads it; never an unhandled rejection
+  }
+
+  private async run(handler: PacketHandler, batch: number, burst: number): Promise<void> {
+    let busy = 0;
+    while (!this.stopped) {
+      const n = this.cap.dispatch(batch, handler);
+      if (n === -2 || this.stopped) return;
+      if (n > 0) {
+        if (++busy >= burst) { busy = 0; await new Promise<void>((resolve) => setImmediate(resolve)); }
+        continue;
+      }
+      busy = 0;
+      try {
+        await waitPort(this.cap.port, POLLIN, 1000, { signal: this.abort.signal });
+      } catch (e) {
+        if (this.stopped) return;
+        throw e;
+      }
+    }
+  }
+
+  /** Ends the pump after the current batch; resolves when it has ended. */
+  stop(): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      this.cap.breakloop();
+      this.abort.abort();
+    }
+    return this.done.catch(() => undefined);
+  }
+}
