@@ -41,10 +41,10 @@ function containers(lab: LabT): { m: string; c1: string; c2: string } {
   return { m, c1, c2 };
 }
 
-/** TAP `dev` made in `m`, attached to vale0 there, then moved into container `c` with `addr`. */
-function tapInto(lab: LabT, m: string, dev: string, c: string, addr: string): void {
+/** TAP `dev` made in `m`, attached to switch `sw` there, then moved into container `c` with `addr`. */
+function tapInto(lab: LabT, m: string, dev: string, c: string, addr: string, sw = 'vale0'): void {
   lab.must(m, 'ip', ['tuntap', 'add', 'dev', dev, 'mode', 'tap']);
-  const a = node(lab, m, RUN_VALECTL, ['-a', `vale0:${dev}`]);
+  const a = node(lab, m, RUN_VALECTL, ['-a', `${sw}:${dev}`]);
   assert.equal(a.status, 0, a.out);
   lab.must(m, 'ip', ['link', 'set', dev, 'netns', c]);
   lab.addr(c, dev, addr);
@@ -89,24 +89,26 @@ test('TAP vnet: containers behind TAPs on one VALE switch ping each other and ru
 }));
 
 test('TAP vnet: a container behind a TAP and a veth attached to the same switch exchange TCP super-frames whole both ways', { skip: skip ?? false, timeout: 120_000 }, () => withLab(async (lab) => {
+  // its own switch and TAP name: the first test's daemons leave vale0 only once they notice
+  // their TAPs went with that test's namespaces
   const m = lab.ns('m'), c1 = lab.ns('c1'), r = lab.ns('r');
-  tapInto(lab, m, 'tva', c1, '198.18.7.1/24');
+  tapInto(lab, m, 'tvc', c1, '198.18.7.1/24', 'vale1');
   lab.veth(m, 'mv', r, 'rv');
   lab.addr(r, 'rv', '198.18.7.2/24');
-  const a = node(lab, m, RUN_VALECTL, ['-a', 'vale0:mv']);
+  const a = node(lab, m, RUN_VALECTL, ['-a', 'vale1:mv']);
   assert.equal(a.status, 0, a.out);
   assert.equal(lab.run(c1, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.7.2']).status, 0, 'ping TAP -> veth');
-  const mvBefore = counters(lab, m, 'vale0:mv');
+  const mvBefore = counters(lab, m, 'vale1:mv');
   const j = await iperf(lab, r, c1);
-  const mvAfter = counters(lab, m, 'vale0:mv');
+  const mvAfter = counters(lab, m, 'vale1:mv');
   // the TAP's daemon hands the super-frames to the veth whole (the kernel cuts them or not)
   assert.ok((mvAfter.rxBytes - mvBefore.rxBytes) / (mvAfter.rxPackets - mvBefore.rxPackets) > 3000, 'super-frames onto the veth whole');
   console.log(`# iperf3 TAP vnet -> veth: ${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end.sum_sent.retransmits} retransmissions`);
   assert.ok(j.end.sum_received.bytes > 5e6, `TCP moved ${j.end.sum_received.bytes} bytes`);
   // the other way: the veth's GSO frames (and merged segments) go into the TAP whole
-  const before = counters(lab, m, 'vale0:tva');
+  const before = counters(lab, m, 'vale1:tvc');
   const k = await iperf(lab, r, c1, ['-R']);
-  const after = counters(lab, m, 'vale0:tva');
+  const after = counters(lab, m, 'vale1:tvc');
   const frames = after.rxPackets - before.rxPackets, bytes = after.rxBytes - before.rxBytes;
   console.log(`# iperf3 veth -> TAP vnet: ${(k.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${frames} frames of ${(bytes / frames).toFixed(0)} bytes on average into the TAP`);
   assert.ok(k.end.sum_received.bytes > 5e6, `TCP moved ${k.end.sum_received.bytes} bytes`);
