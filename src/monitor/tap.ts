@@ -22,7 +22,7 @@ import * as sync from '../rings/sync.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
 import type { AddressSpace } from '../memory/space.js';
 import type { Ring } from '../rings/ring.js';
-import { SMALL_COPY, copyBlocks } from '../rings/slot.js';
+import { SMALL_COPY, copyBlocks, SLOT_WORDS, SLOT_WORD_BUF_IDX as BUF, SLOT_WORD_LEN_FLAGS as LEN_FLAGS, SLOT_LEN_HALF, SLOT_FLAGS_HALF } from '../rings/slot.js';
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2, W_LOCK = L.KR_MON_LOCK >>> 2;
 /** Spins on a held writer lock before the frames are dropped instead. */
@@ -202,8 +202,8 @@ export class Taps {
     const t = this.t;
     if (t === null || this.wrote >= this.room) return;
     const u32 = this.u32;
-    const word = ((t.ring + L.RING_SLOTS) >>> 2) + 4 * this.pos;
-    const idx = u32[word]!;
+    const word = ((t.ring + L.RING_SLOTS) >>> 2) + SLOT_WORDS * this.pos;
+    const idx = u32[word + BUF]!;
     if (idx < 2 || idx >= t.numBufs || src < 0) len = 0;
     else {
       if (len > t.bufSize) len = t.bufSize;
@@ -212,7 +212,7 @@ export class Taps {
       if (len <= SMALL_COPY && ((src | dst) & 7) === 0 && (t.bufSize & 63) === 0) copyBlocks(this.f64, src >>> 3, dst >>> 3, len);
       else this.u8.copyWithin(dst, src, src + len);
     }
-    u32[word + 1] = len | (flags << 16);
+    u32[word + LEN_FLAGS] = len | (flags << 16);
     this.lastWord = word;
     this.bytes += len;
     this.wrote++;
@@ -226,7 +226,7 @@ export class Taps {
     this.t = null;
     // a fragment chain cut by a full ring must not run into whatever comes next
     if (this.wrote < this.room + this.dropped && this.lastWord >= 0) {
-      this.u16[2 * (this.lastWord + 1) + 1] = this.u16[2 * (this.lastWord + 1) + 1]! & ~L.NS_MOREFRAG;
+      this.u16[2 * this.lastWord + SLOT_FLAGS_HALF] = this.u16[2 * this.lastWord + SLOT_FLAGS_HALF]! & ~L.NS_MOREFRAG;
     }
     const rw = t.ring >>> 2;
     if (this.wrote > 0) Atomics.store(this.u32, rw + W_SHADOW, this.pos);
@@ -251,8 +251,8 @@ export class Taps {
     for (let j = 0; j < ids.length; j++) {
       this.begin(ids[j]!, count);
       for (let i = from, c = 0; c < count; c++) {
-        const w = slots + 4 * i;
-        const idx = u32[w]!, lf = u32[w + 1]!;
+        const w = slots + SLOT_WORDS * i;
+        const idx = u32[w + BUF]!, lf = u32[w + LEN_FLAGS]!;
         const len = lf & 0xffff;
         const ok = idx >= 2 && idx < numBufs && len <= bufSize;
         this.put(ok ? bufBase + idx * bufSize : -1, len, ((lf >>> 16) & L.NS_MOREFRAG) | txmon);
@@ -283,17 +283,17 @@ export class Taps {
     const numBufs = ring.numBufs;
     let i = from;
     for (let c = 0; c < room; c++) {
-      const pw = pSlots + 4 * i, mw = mSlots + 4 * this.pos;
-      const pIdx = u32[pw]!, mIdx = u32[mw]!;
-      const len = u16[2 * (pw + 1)]!, pFlags = u16[2 * (pw + 1) + 1]!;
+      const pw = pSlots + SLOT_WORDS * i, mw = mSlots + SLOT_WORDS * this.pos;
+      const pIdx = u32[pw + BUF]!, mIdx = u32[mw + BUF]!;
+      const len = u16[2 * pw + SLOT_LEN_HALF]!, pFlags = u16[2 * pw + SLOT_FLAGS_HALF]!;
       if (pIdx >= 2 && pIdx < numBufs && mIdx >= 2 && mIdx < numBufs && len <= ring.bufSize) {
-        u32[mw] = pIdx;
-        u32[mw + 1] = len | (((pFlags & L.NS_MOREFRAG) | txmon | L.NS_BUF_CHANGED) << 16);
-        u32[pw] = mIdx;
-        u16[2 * (pw + 1) + 1] = pFlags | L.NS_BUF_CHANGED;
+        u32[mw + BUF] = pIdx;
+        u32[mw + LEN_FLAGS] = len | (((pFlags & L.NS_MOREFRAG) | txmon | L.NS_BUF_CHANGED) << 16);
+        u32[pw + BUF] = mIdx;
+        u16[2 * pw + SLOT_FLAGS_HALF] = pFlags | L.NS_BUF_CHANGED;
         this.bytes += len;
       } else {
-        u32[mw + 1] = (txmon << 16); // nothing to hand over: an empty slot keeps the count
+        u32[mw + LEN_FLAGS] = (txmon << 16); // nothing to hand over: an empty slot keeps the count
       }
       this.lastWord = mw;
       this.wrote++;
