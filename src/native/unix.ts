@@ -4,7 +4,7 @@
  * it, send a reply. Node's `net` module cannot pass descriptors, so these go through libc.
  * Thin wrappers: a failure is a NetmapError with the errno name, except where noted.
  */
-import { koffi, libc, bufferAddress, closeFd, ioctl } from './index.js';
+import { koffi, libc, bufferAddress, closeFd, ioctl, ftruncate } from './index.js';
 import { NetmapError, errnoName } from '../errors.js';
 
 const u = {
@@ -121,4 +121,56 @@ export function sendBytes(fd: number, buf: Buffer, len: number): number {
 export function peekReadable(fd: number, scratch: Buffer): boolean {
   const r = Number(u.recv(fd, bufferAddress(scratch), 1, MSG_DONTWAIT | 2 /* MSG_PEEK */));
   return r >= 0 || koffi.errno() !== 11;
+}
+
+// ---- the frontend's side (tests play QEMU) ---------------------------------------------------
+const f = {
+  connect: libc.func('int connect(int fd, const void *addr, uint32_t len)'),
+  sendmsg: libc.func('intptr_t sendmsg(int fd, void *msg, int flags)'),
+  memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+};
+
+/** A blocking AF_UNIX stream socket connected to `path`. */
+export function connectUnix(path: string): number {
+  const fd = u.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail('socket(AF_UNIX)');
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  addr.write(path, 2, 'utf8');
+  if (f.connect(fd, addr, 2 + Buffer.byteLength(path) + 1) < 0) { const e = koffi.errno(); closeFd(fd); throw new NetmapError(errnoName(e), `connect(${path}) failed: errno ${e}`); }
+  return fd;
+}
+
+/** Sends `len` bytes of `buf` in one sendmsg with `fds` alongside (SCM_RIGHTS); returns the count or -errno. */
+export function sendWithFds(fd: number, buf: Buffer, len: number, fds: readonly number[]): number {
+  if (fds.length > MAX_FDS) throw new NetmapError('EINVAL', `at most ${MAX_FDS} descriptors per message`);
+  const iov = Buffer.alloc(IOV_SIZE), msg = Buffer.alloc(MSGHDR_SIZE);
+  const control = Buffer.alloc(fds.length > 0 ? ((CMSG_HDR + 4 * fds.length + 7) & ~7) : 8);
+  iov.writeBigUInt64LE(BigInt(bufferAddress(buf)), 0);
+  iov.writeBigUInt64LE(BigInt(len), 8);
+  msg.writeBigUInt64LE(BigInt(bufferAddress(iov)), 16);
+  msg.writeBigUInt64LE(1n, 24);
+  if (fds.length > 0) {
+    control.writeBigUInt64LE(BigInt(CMSG_HDR + 4 * fds.length), 0);
+    control.writeInt32LE(SOL_SOCKET, 8);
+    control.writeInt32LE(SCM_RIGHTS, 12);
+    fds.forEach((d, k) => control.writeInt32LE(d, CMSG_HDR + 4 * k));
+    msg.writeBigUInt64LE(BigInt(bufferAddress(control)), 32);
+    msg.writeBigUInt64LE(BigInt(control.length), 40);
+  }
+  const r = Number(f.sendmsg(fd, msg, MSG_NOSIGNAL));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** memfd_create(2) of `size` bytes (close-on-exec): guest memory for a test's frontend. */
+export function memfd(name: string, size: number): number {
+  const fd = f.memfdCreate(name, 1 /* MFD_CLOEXEC */);
+  if (fd < 0) fail('memfd_create');
+  try {
+    ftruncate(fd, size);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
 }

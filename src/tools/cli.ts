@@ -19,6 +19,7 @@ const TOOLS: Record<string, ToolEntry> = {
   'nmreplay': { module: './nmreplay.js', summary: 'replay a pcap file onto a port' },
   'extcap': { module: './extcap.js', summary: 'Wireshark/tshark extcap: list and capture the ports in use (--install)' },
   'kipfw': { module: './kipfw.js', summary: 'the firewall daemon: ipfw + dummynet between pairs of ports' },
+  'vhost-user': { module: './vhost-user.js', summary: 'serve a QEMU virtio-net device (vhost-user) on a VALE port' },
   'ipfw': { module: './ipfw.js', summary: 'manage a kipfw daemon or a VALE switch\'s firewall (ipfw(8) syntax)' },
 };
 
