@@ -103,12 +103,22 @@ async function main(): Promise<number> {
   let hookedPort: Port | null = null;
   let tap = false;
   try {
+    // a TAP whose descriptor another process holds (a QEMU guest's -netdev tap) is attached by
+    // its network device, as any interface (AF_PACKET): the guest is then behind it as behind a veth
+    let tapNic: Port | null = null;
     if (isTapDevice(ifName)) {
       if (mode === 'host') throw new NetmapError('EINVAL', `${ifName} is a TAP device: it has no host stack rings to attach (use -a)`);
+      try {
+        tapNic = openPort(`netmap:${ifName}@conf:vnet-hdr=${TAP_VNET_HDR}`);
+      } catch (e) {
+        if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
+      }
+    }
+    if (tapNic !== null) {
       tap = true;
       // a TAP: its port and its switch port carry virtio-net headers; the bridge swaps buffers
       // (NS_MOREFRAG chains of super-frames whole), the switch converts for ports without header
-      const nic = openPort(`netmap:${ifName}@conf:vnet-hdr=${TAP_VNET_HDR}`);
+      const nic = tapNic;
       ports.push(nic);
       const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF},vnet-hdr=${TAP_VNET_HDR}`, { owner: true });
       ports.push(vNic);

@@ -264,7 +264,8 @@ function resolveInterface(reg: Registry, spec: PortSpec, opts: OpenOptions): num
   if (!interfaceExists(name)) fail('ENXIO', `${spec.spec}: no interface named '${name}' in this network namespace`);
   if (isHelperDevice(name)) fail('EINVAL', `${spec.spec}: '${name}' is a netmap-ts helper device`);
   const info = interfaceInfo(name);
-  const tap = isTapDevice(name);
+  // backend=packet on a TAP: its network device, as any interface (see bindInterface)
+  const tap = isTapDevice(name) && spec.conf.backend !== 'packet';
   const vnetHdr = requestedVnetHdr(spec, opts) ?? 0;
   if (vnetHdr !== 0 && !tap) fail('EINVAL', `${spec.spec}: only TAP devices carry a virtio-net header ('${name}' is not one)`);
   const g = geometry(spec, tap ? 1 : Math.max(info.rxQueues, info.txQueues));
@@ -299,7 +300,9 @@ function openState(port: Port): IfState {
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
-  if (port.numHostTxRings === 0 && isTapDevice(ifname)) {
+  // a TAP is opened by its descriptor (TUNSETIFF), unless backend=packet asks for its network
+  // device (a TAP another process holds, such as a QEMU guest's: the attach daemon's fallback)
+  if (port.numHostTxRings === 0 && isTapDevice(ifname) && port.parsed.conf.backend !== 'packet') {
     try {
       st.tap = TapDevice.open(ifname, { existing: true, up: true, vnetHdr: port.vnetHdrLen });
     } catch (e) {
