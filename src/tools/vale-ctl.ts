@@ -19,6 +19,7 @@ const VALE_CTL: ToolSpec = {
     { short: 'l', value: 'valeSW:port', many: true, help: 'print bridge and port index of valeSW:port' },
     { short: 's', help: 'print per-port counters (tx/rx packets, bytes, drops) of the switch given\nas operand (-s valeSW), or of every switch' },
     { short: 'C', value: 'spec', many: true, help: 'tx_slots[,rx_slots[,tx_rings[,rx_rings]]]: geometry for -n\n(1 number: both slot counts; 3 numbers: 3rd is both ring counts)' },
+    { short: 'H', value: 'len', help: 'virtio-net header length of the port -n makes: 0, 10 or 12 (ours;\nnetmap sets it with NETMAP_REQ_PORT_HDR_SET at open, as pkt-gen -H does)' },
     { short: 'g', value: 'port', many: true, help: 'netmap: port info (not supported here)' },
     { short: 'p', value: 'port', many: true, help: 'netmap: start polling kernel threads (not supported here)' },
     { short: 'P', value: 'port', many: true, help: 'netmap: stop polling (not supported here)' },
@@ -48,12 +49,12 @@ function parseConf(text: string): vale.ValeGeometry | string {
   return g;
 }
 
-interface Args { action: Action; arg: string; conf: vale.ValeGeometry | null; verbose: boolean }
+interface Args { action: Action; arg: string; conf: vale.ValeGeometry | null; verbose: boolean; vnetHdr: number | null }
 
 const ACTIONS = new Set<string>(['n', 'r', 'a', 'h', 'd', 'l', 's']);
 
 function toArgs(p: ParsedArgs): Args {
-  const a: Args = { action: 'list', arg: '', conf: null, verbose: p.has('v') };
+  const a: Args = { action: 'list', arg: '', conf: null, verbose: p.has('v'), vnetHdr: null };
   for (const unsupported of ['g', 'p', 'P', 'm']) if (p.has(unsupported)) usageFail(`option -${unsupported} is not supported by netmap-ts vale-ctl`);
   // the last action option wins, as in netmap's vale-ctl
   for (const g of p.given) if (ACTIONS.has(g.key)) { a.action = g.key as Action; a.arg = g.value; }
@@ -66,6 +67,12 @@ function toArgs(p: ParsedArgs): Args {
     if (typeof g === 'string') usageFail(g);
     a.conf = g;
   }
+  const hdr = p.value('H');
+  if (hdr !== undefined) {
+    if (a.action !== 'n') usageFail('-H sets the header length of a port made with -n (a port\'s length is fixed when it is made)');
+    if (hdr !== '0' && hdr !== '10' && hdr !== '12') usageFail(`-H: a virtio-net header is 0, 10 or 12 bytes, not '${hdr}'`);
+    a.vnetHdr = Number(hdr);
+  }
   return a;
 }
 
@@ -73,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   return runTool(VALE_CTL, argv, toArgs, run);
 }
 
-async function run({ action, arg, conf, verbose }: Args): Promise<number> {
+async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<number> {
   try {
     // every port type (the interface type's switchAttach serves -a/-h/-d); listing reads the
     // switches only and starts faster without them
@@ -97,10 +104,11 @@ async function run({ action, arg, conf, verbose }: Args): Promise<number> {
         return 0;
       }
       case 'n': {
-        vale.createPersistentPort(arg, conf ?? {});
+        vale.createPersistentPort(arg, { ...(conf ?? {}), ...(vnetHdr !== null ? { vnetHdr } : {}) });
         if (verbose) {
           const g = conf ?? { txSlots: vale.VALE_DEFAULT_SLOTS, rxSlots: vale.VALE_DEFAULT_SLOTS, txRings: 1, rxRings: 1 };
           console.log(`tx_slots: ${g.txSlots}\nrx_slots: ${g.rxSlots}\ntx_rings: ${g.txRings}\nrx_ring:  ${g.rxRings}`);
+          if (vnetHdr !== null) console.log(`vnet_hdr: ${vnetHdr}`);
         }
         return 0;
       }

@@ -162,6 +162,60 @@ test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupporte
   }
 });
 
+test('vale-ctl -H: a persistent port made with a virtio-net header length; bad lengths and -H without -n refused', async () => {
+  const { main } = await import('../../src/tools/vale-ctl.js');
+  await import('../../src/port-types.js');
+  const { openPort } = await import('../../src/ports/index.js');
+  const out: string[] = [], err: string[] = [];
+  const log = console.log, error = console.error;
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  try {
+    assert.equal(await main(['-n', 'vh0', '-H', '12', '-v']), 0);
+    assert.match(out.join('\n'), /vnet_hdr: 12/);
+    assert.equal(await main(['-a', 'valeH0:vh0']), 0);
+    const p = openPort('valeH0:vh0');
+    assert.equal(p.vnetHdrLen, 12);
+    p.close();
+    assert.equal(await main(['-d', 'valeH0:vh0']), 0);
+    assert.equal(await main(['-r', 'vh0']), 0);
+    for (const bad of [['-n', 'vh1', '-H', '7'], ['-a', 'valeH0:vh1', '-H', '12'], ['-n', 'vh1', '-H', 'x']]) {
+      err.length = 0;
+      assert.equal(await main(bad), EX_USAGE, bad.join(' '));
+      assert.match(err.join('\n'), /-H/, bad.join(' '));
+    }
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+});
+
+test('vhost-user tool: serves until --duration, bad arguments exit EX_USAGE', async () => {
+  const { main } = await import('../../src/tools/vhost-user.js');
+  const out: string[] = [], err: string[] = [];
+  const log = console.log, error = console.error;
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  const sock = `${dir}/vu.sock`;
+  try {
+    assert.equal(await main(['--socket', sock, '--duration', '0.2', 'valeU0:vm1']), 0);
+    assert.match(out.join('\n'), /vhost-user valeU0:vm1: listening on .*vu.sock/);
+    assert.match(out.at(-1)!, /"txFrames":0/);
+    assert.ok(!fs.existsSync(sock), 'the socket is removed at the end');
+    for (const bad of [['valeU0:vm1'], ['--socket', sock], ['--socket', sock, 'a', 'b']]) {
+      err.length = 0;
+      assert.equal(await main(bad), EX_USAGE, bad.join(' '));
+      assert.match(err.join('\n'), /usage: netmap vhost-user/);
+    }
+    err.length = 0;
+    assert.equal(await main(['--socket', sock, 'netmap:eth0']), 1);
+    assert.match(err.join('\n'), /not a VALE port/);
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+});
+
 test('bridge -L loops a port back: what the peer of a pipe sends comes back to it', async () => {
   const { main } = await import('../../src/tools/bridge.js');
   await import('../../src/port-types.js'); // every port type, plugged into openPort

@@ -43,7 +43,7 @@ test('VM: two guests on one VALE switch through vhost-user ping, move 4 MB over 
   const guests: InstanceType<typeof vm.Guest>[] = [];
   try {
     const t0 = Date.now();
-    // g2 serves 10 MB on TCP port 5001; g1 pings it (until 3 replies, 40 s at most), then reads it all
+    // g2 serves 4 MB on TCP port 5001; g1 pings it (until 3 replies, 40 s at most), then reads it all
     const g2 = new vm.Guest(files!, initrd, { name: 'g2', ip: '198.18.9.2/24', netdev: vm.vhostUserNet(sb, '52:54:00:00:09:02'), run: 'dd,if=/dev/zero,bs=64k,count=64|nc,-l,-p,5001' });
     guests.push(g2);
     const g1 = new vm.Guest(files!, initrd, { name: 'g1', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), run: 'ping,-c,3,-w,40,198.18.9.2&&cat,/proc/uptime&&nc,198.18.9.2,5001|wc,-c&&cat,/proc/uptime' });
