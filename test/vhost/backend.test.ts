@@ -327,6 +327,79 @@ test('vhost-user: bad rings and messages (a descriptor loop, a misaligned ring, 
   }
 });
 
+test('vhost-user: a guest without the receive offloads gets a port without header; its partial checksums are completed', async () => {
+  const { udpFrame } = await import('../interfaces/frames.js');
+  const { pseudoSum, fold, udpChecksumOk } = await import('../../src/packet/checksum.js');
+  const logs: string[] = [];
+  const sock = path.join(sockDir, 'd.sock');
+  const b = serveVhostUser({ socket: sock, port: 'valev:g4', onLog: (l) => logs.push(l) });
+  const fe = new Frontend(sock);
+  try {
+    // VERSION_1, MRG_RXBUF, CSUM and HOST_TSO4, but none of GUEST_CSUM/GUEST_TSO4/GUEST_TSO6
+    const bit = (n: number): bigint => 1n << BigInt(n);
+    fe.setUp(bit(P.F_VERSION_1) | bit(P.F_MRG_RXBUF) | bit(P.F_CSUM) | bit(P.F_HOST_TSO4) | bit(P.F_PROTOCOL_FEATURES));
+    const plain = openPort('valev:plain'), hdr12 = openPort('valev:h12@conf:vnet-hdr=12');
+    const u8 = space().u8, v = space().view;
+    // guest -> switch: a UDP frame with a partial checksum (the field holds the pseudo-header sum)
+    const at = fe.at + BUFS;
+    u8.fill(0, at, at + 12);
+    udpFrame(at + 12, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [0x52, 0x54, 0, 0, 0, 5], 9, 1);
+    v.setUint16(at + 12 + 40, fold(pseudoSum(u8, at + 12 + 14, 17, 26)));
+    u8[at] = 1; // NEEDS_CSUM
+    v.setUint16(at + 6, 34, true);
+    v.setUint16(at + 8, 6, true);
+    fe.desc(1, 0, GPA + BUFS, 72, 0);
+    fe.offer(1, 0);
+    await fe.waitUsed(1, 1);
+    await waitLog(logs, /port valev:g4 open, virtio-net header 0 bytes \(guest's: 12/);
+    const got = await receiveOn(plain);
+    assert.equal(got.length, 60, 'no header on the port');
+    const g = Buffer.from(got);
+    assert.ok(udpChecksumOk(g, 14), 'the checksum was completed');
+    const got12 = await receiveOn(hdr12);
+    assert.equal(got12.length, 72, 'a header port gets a zeroed header from a port without');
+    assert.ok(got12.subarray(0, 12).every((x) => x === 0));
+    // a GSO frame from this guest cannot go (the switch cuts only frames that come with a header)
+    u8[at] = 0;
+    u8[at + 1] = 1; // GSO TCPV4
+    fe.desc(1, 1, GPA + BUFS, 72, 0);
+    fe.offer(1, 1);
+    await fe.waitUsed(1, 2);
+    const end = Date.now() + 2000;
+    while (b.counters().txDrops !== 1 && Date.now() < end) await sleep(5);
+    assert.equal(b.counters().txDrops, 1);
+    // switch -> guest: from the header port, a frame with a partial checksum arrives complete,
+    // behind a zeroed 12-byte header with num_buffers 1
+    fe.desc(0, 0, GPA + BUFS + 0x1000, 2048, 2);
+    fe.offer(0, 0);
+    const out = Buffer.alloc(72);
+    const t = hdr12.txRings[0]!;
+    const o = t.slotBufOffset(t.head);
+    u8.fill(0, o, o + 12);
+    udpFrame(o + 12, [0x52, 0x54, 0, 0, 0, 5], [0x52, 0x54, 0, 0, 0, 6], 9, 2);
+    v.setUint16(o + 12 + 40, fold(pseudoSum(u8, o + 12 + 14, 17, 26)));
+    u8[o] = 1;
+    v.setUint16(o + 6, 34, true);
+    v.setUint16(o + 8, 6, true);
+    out.set(u8.subarray(o, o + 72));
+    t.setSlotLen(t.head, 72);
+    t.setSlotFlags(t.head, 0);
+    t.advance(t.next(t.head));
+    hdr12.txsync();
+    await fe.waitUsed(0, 1);
+    assert.deepEqual(fe.used(0, 0), { id: 0, len: 72 });
+    const seen = Buffer.from(u8.subarray(fe.at + BUFS + 0x1000, fe.at + BUFS + 0x1000 + 72));
+    assert.equal(seen.readUInt16LE(10), 1, 'num_buffers');
+    assert.ok(seen.subarray(0, 10).every((x) => x === 0), 'a zeroed header');
+    assert.ok(udpChecksumOk(seen.subarray(12), 14), 'the switch completed the checksum for the guest');
+    plain.close();
+    hdr12.close();
+  } finally {
+    fe.close();
+    await b.close();
+  }
+});
+
 test('vhost-user: bad arguments', async () => {
   assert.throws(() => serveVhostUser({ socket: path.join(sockDir, 'x.sock'), port: 'netmap:eth0' }), /EINVAL/);
   assert.throws(() => serveVhostUser({ socket: path.join(sockDir, 'x.sock'), port: 'vale0:a@conf:vnet-hdr=12' }), /EINVAL/);
