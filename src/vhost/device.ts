@@ -287,6 +287,11 @@ export class VhostDevice {
     }
   }
 
+  /** The VALE port while it is open. */
+  get openPort(): Port | null {
+    return this.port;
+  }
+
   private openPortIfReady(): Port | null {
     if (this.port !== null) return this.port;
     if (!this.featuresSet || this.failed !== '') return null;

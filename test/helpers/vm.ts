@@ -10,8 +10,9 @@
  * cpio binary is needed.
  *
  * A guest's /init loads the virtio modules (in the order the cloud kernel needs), sets eth0's
- * address from the kernel command line (`nmts.ip=`), prints NMTS-READY, then runs the command
- * given as `nmts.run=` (words joined by commas) and prints NMTS-DONE; its console is QEMU's stdout.
+ * address from the kernel command line (`nmts.ip=`), prints NMTS-READY, waits until `nmts.wait=`
+ * answers a ping if given, then runs the command given as `nmts.run=` (words joined by commas) and
+ * prints NMTS-DONE; its console is QEMU's stdout.
  * Guests use addresses in 198.18.0.0/15 only.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -162,12 +163,18 @@ for w in $(cat /proc/cmdline); do
   case "$w" in
     nmts.ip=*) IP="\${w#nmts.ip=}" ;;
     nmts.run=*) RUN="\$(echo "\${w#nmts.run=}" | tr , ' ')" ;;
+    nmts.wait=*) WAIT="\${w#nmts.wait=}" ;;
   esac
 done
 ip link set lo up
 ip link set eth0 up || echo "NMTS-ERROR no eth0"
 ip addr add "$IP" dev eth0
 echo "NMTS-READY $(cat /sys/class/net/eth0/address) features $(cat /sys/class/net/eth0/device/features 2>/dev/null)"
+if [ -n "$WAIT" ]; then
+  n=0
+  until ping -c 1 -W 1 "$WAIT" >/dev/null 2>&1 || [ $n -ge 120 ]; do n=$((n + 1)); done
+  echo "NMTS-PEER $WAIT after $n tries"
+fi
 if [ -n "$RUN" ]; then sh -c "$RUN"; echo "NMTS-DONE status $?"; fi
 while true; do sleep 3600; done
 `;
@@ -214,6 +221,8 @@ export interface GuestOptions {
   netdev: string[];
   /** A shell command the guest runs once its network is up (no spaces: commas stand for them). */
   run?: string;
+  /** Before `run`, wait until this address answers a ping (at most 120 tries, about 2 minutes). */
+  waitFor?: string;
   /** QEMU runs inside this network namespace (TAP guests). */
   netns?: string;
 }
@@ -247,6 +256,7 @@ export class Guest {
     this.name = opts.name;
     const append = ['console=ttyS0', 'quiet', 'panic=-1', `nmts.ip=${opts.ip}`];
     if (opts.run !== undefined) append.push(`nmts.run=${opts.run}`);
+    if (opts.waitFor !== undefined) append.push(`nmts.wait=${opts.waitFor}`);
     const args = [
       ...f.dataDirs.flatMap((d) => ['-L', d]),
       '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot',

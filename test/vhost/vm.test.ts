@@ -43,10 +43,10 @@ test('VM: two guests on one VALE switch through vhost-user ping, move 4 MB over 
   const guests: InstanceType<typeof vm.Guest>[] = [];
   try {
     const t0 = Date.now();
-    // g2 serves 4 MB on TCP port 5001; g1 pings it (until 3 replies, 40 s at most), then reads it all
+    // g2 serves 4 MB on TCP port 5001; g1 waits until g2 answers, pings it 3 times, then reads it all
     const g2 = new vm.Guest(files!, initrd, { name: 'g2', ip: '198.18.9.2/24', netdev: vm.vhostUserNet(sb, '52:54:00:00:09:02'), run: 'dd,if=/dev/zero,bs=64k,count=64|nc,-l,-p,5001' });
     guests.push(g2);
-    const g1 = new vm.Guest(files!, initrd, { name: 'g1', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), run: 'ping,-c,3,-w,40,198.18.9.2&&cat,/proc/uptime&&nc,198.18.9.2,5001|wc,-c&&cat,/proc/uptime' });
+    const g1 = new vm.Guest(files!, initrd, { name: 'g1', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), waitFor: '198.18.9.2', run: 'ping,-c,3,198.18.9.2&&cat,/proc/uptime&&nc,198.18.9.2,5001|wc,-c&&cat,/proc/uptime' });
     guests.push(g1);
     const ready = (await g1.waitFor(/NMTS-READY .*/, 60_000))[0];
     // the guest took the offloads: HOST_TSO4 (11), GUEST_TSO4 (7), MRG_RXBUF (15), VERSION_1 (32)
@@ -67,7 +67,7 @@ test('VM: two guests on one VALE switch through vhost-user ping, move 4 MB over 
     const deadline = Date.now() + 10_000;
     while (!logs.includes('vm1: disconnected') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.ok(logs.includes('vm1: disconnected'), logs.join('\n'));
-    const g1b = new vm.Guest(files!, initrd, { name: 'g1b', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), run: 'ping,-c,3,-w,40,198.18.9.2' });
+    const g1b = new vm.Guest(files!, initrd, { name: 'g1b', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), waitFor: '198.18.9.2', run: 'ping,-c,3,198.18.9.2' });
     guests.push(g1b);
     await g1b.waitFor(/3 packets transmitted, 3 packets received/, 90_000);
     assert.equal(logs.filter((l) => l === 'vm1: connected').length, 2, logs.join('\n'));
@@ -90,7 +90,7 @@ test('VM: a guest on a TAP with virtio-net headers, attached to a VALE switch, p
     assert.equal(res.status, 0, res.stdout + res.stderr);
   };
   valeCtl(['-a', 'vale8:mv']);
-  const g = new vm.Guest(files!, initrd, { name: 'gt', ip: '198.18.8.1/24', netdev: vm.tapNet('tvm0', '52:54:00:00:08:01'), netns: m, run: 'ping,-c,3,-w,40,198.18.8.2' });
+  const g = new vm.Guest(files!, initrd, { name: 'gt', ip: '198.18.8.1/24', netdev: vm.tapNet('tvm0', '52:54:00:00:08:01'), netns: m, waitFor: '198.18.8.2', run: 'ping,-c,3,198.18.8.2' });
   try {
     // QEMU makes the TAP and holds its descriptor: the switch takes it by its network device
     const end = Date.now() + 20_000;
