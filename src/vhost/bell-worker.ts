@@ -10,16 +10,18 @@ import { workerData } from 'node:worker_threads';
 import * as native from '../native/index.js';
 import { space } from '../memory/space.js';
 
+import { C_STOP, C_BELL_DONE, C_COUNTERS } from './control.js';
+
 interface Data { ep: number; bellFd: number; ctrl: SharedArrayBuffer }
 const data = workerData as Data;
-const stop = new Int32Array(data.ctrl, 0, 1);
+const ctrl = new Int32Array(data.ctrl, 0, C_COUNTERS);
 const sp = space();
 const page = sp.mapLocal(data.bellFd, 4096);
 const word = page >>> 2;
 const address = sp.absolute(page);
 const events = Buffer.alloc(native.EPOLL_EVENT_SIZE * 8);
 try {
-  while (Atomics.load(stop, 0) === 0) {
+  while (Atomics.load(ctrl, C_STOP) === 0) {
     const n = native.epollWait(data.ep, events, 8, 100);
     if (n <= 0) continue;
     sp.u32[word] = (sp.u32[word]! + 1) >>> 0;
@@ -27,4 +29,7 @@ try {
   }
 } finally {
   sp.unmapLocal(page, 4096);
+  // the backend's thread waits for this before it closes the epoll set and leaves
+  Atomics.store(ctrl, C_BELL_DONE, 1);
+  Atomics.notify(ctrl, C_BELL_DONE);
 }

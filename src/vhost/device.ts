@@ -280,8 +280,8 @@ export class VhostDevice {
   private stop(reason: string): void {
     if (this.failed !== '') return;
     this.failed = reason;
-    this.log(`port ${this.portName} stopped: ${reason}`);
     this.closePort();
+    this.log(`port ${this.portName} stopped: ${reason}`);
     for (const r of this.rings) {
       if (r.errFd >= 0) { this.bell.writeUInt32LE(1, 0); native.writeAt(r.errFd, this.bellAddress, 8); }
     }

@@ -16,7 +16,7 @@ import { acceptUnix, FdReceiver, memfd, peekReadable } from '../native/unix.js';
 import { space } from '../memory/space.js';
 import { POLLIN } from '../ports/port.js';
 import { VhostDevice } from './device.js';
-import { C_STOP, C_CONNECTED, C_COUNTERS, COUNTER_NAMES } from './control.js';
+import { C_STOP, C_CONNECTED, C_BELL_DONE, C_COUNTERS, COUNTER_NAMES } from './control.js';
 
 interface Data { socketFd: number; port: string; ctrl: SharedArrayBuffer }
 const data = workerData as Data;
@@ -105,7 +105,8 @@ try {
       for (let k = 0; k < n; k++) { addrs.push(w.addresses[k]!); vals.push(w.values[k]!); }
       // a frame that came before the arming would not wake us
       if (device.poll() === 0) native.futexWaitAny(addrs, vals, addrs.length, 100);
-      port.disarmWait(POLLIN);
+      // that pass may have stopped the port (a bad ring): its rings' memory is gone then
+      if (!port.isClosed) port.disarmWait(POLLIN);
     } else {
       native.futexWaitAny(addrs, vals, 1, 100);
     }
@@ -115,8 +116,10 @@ try {
   device.close();
   for (const [, fd] of watched) native.epollCtl(ep, native.EPOLL_CTL_DEL, fd, 0, 0);
   Atomics.store(ctrl, C_STOP, 1);
+  // the doorbell thread leaves its epoll_wait within 100 ms: no thread is in a native call on
+  // these descriptors or mappings when they go
+  Atomics.wait(ctrl, C_BELL_DONE, 0, 2000);
   sp.unmapLocal(bellPage, 4096);
   native.closeFd(bellFd);
-  // the doorbell thread leaves within its 100 ms epoll timeout; it holds the epoll descriptor
-  bell.on('exit', () => native.closeFd(ep));
+  native.closeFd(ep);
 }

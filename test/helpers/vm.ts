@@ -254,7 +254,8 @@ export class Guest {
 
   constructor(f: VmFiles, initrd: string, opts: GuestOptions) {
     this.name = opts.name;
-    const append = ['console=ttyS0', 'quiet', 'panic=-1', `nmts.ip=${opts.ip}`];
+    // no_timer_check: under a loaded TCG the kernel's IO-APIC timer check can fail and panic
+    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'no_timer_check', `nmts.ip=${opts.ip}`];
     if (opts.run !== undefined) append.push(`nmts.run=${opts.run}`);
     if (opts.waitFor !== undefined) append.push(`nmts.wait=${opts.waitFor}`);
     const args = [
