@@ -133,12 +133,18 @@ test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, 
   assert.deepEqual(l.groups, [{ name: 'x', pipes: 3 }, { name: 'eth9', pipes: 2 }]);
 });
 
-test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupported ones refused', async () => {
-  const { main } = await import('../../src/tools/vale-ctl.js');
+/** console.log and console.error collected into `out` and `err` until restore(). */
+function captureConsole(): { out: string[]; err: string[]; restore: () => void } {
   const out: string[] = [], err: string[] = [];
   const log = console.log, error = console.error;
   console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
   console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  return { out, err, restore: () => { console.log = log; console.error = error; } };
+}
+
+test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupported ones refused', async () => {
+  const { main } = await import('../../src/tools/vale-ctl.js');
+  const { out, err, restore } = captureConsole();
   try {
     assert.equal(await main(['-n', 'va0', '-C', '256,128', '-v']), 0);
     assert.match(out.join('\n'), /tx_slots: 256\nrx_slots: 128/);
@@ -157,8 +163,7 @@ test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupporte
     assert.match(err.join('\n'), /failed to attach valeA0:nosuchif0/);
     assert.equal(await main(['--help']), 0);
   } finally {
-    console.log = log;
-    console.error = error;
+    restore();
   }
 });
 
@@ -166,10 +171,7 @@ test('vale-ctl -H: a persistent port made with a virtio-net header length; bad l
   const { main } = await import('../../src/tools/vale-ctl.js');
   await import('../../src/port-types.js');
   const { openPort } = await import('../../src/ports/index.js');
-  const out: string[] = [], err: string[] = [];
-  const log = console.log, error = console.error;
-  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
-  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  const { out, err, restore } = captureConsole();
   try {
     assert.equal(await main(['-n', 'vh0', '-H', '12', '-v']), 0);
     assert.match(out.join('\n'), /vnet_hdr: 12/);
@@ -185,17 +187,13 @@ test('vale-ctl -H: a persistent port made with a virtio-net header length; bad l
       assert.match(err.join('\n'), /-H/, bad.join(' '));
     }
   } finally {
-    console.log = log;
-    console.error = error;
+    restore();
   }
 });
 
 test('vhost-user tool: serves until --duration, bad arguments exit EX_USAGE', async () => {
   const { main } = await import('../../src/tools/vhost-user.js');
-  const out: string[] = [], err: string[] = [];
-  const log = console.log, error = console.error;
-  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
-  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  const { out, err, restore } = captureConsole();
   const sock = `${dir}/vu.sock`;
   try {
     assert.equal(await main(['--socket', sock, '--duration', '0.2', 'valeU0:vm1']), 0);
@@ -211,8 +209,7 @@ test('vhost-user tool: serves until --duration, bad arguments exit EX_USAGE', as
     assert.equal(await main(['--socket', sock, 'netmap:eth0']), 1);
     assert.match(err.join('\n'), /not a VALE port/);
   } finally {
-    console.log = log;
-    console.error = error;
+    restore();
   }
 });
 

@@ -159,6 +159,13 @@ class Frontend {
   }
 }
 
+/** A backend for `port` on socket TAG.sock, its log lines collected. */
+function backend(tag: string, port: string): { b: ReturnType<typeof serveVhostUser>; logs: string[]; sock: string } {
+  const logs: string[] = [];
+  const sock = path.join(sockDir, `${tag}.sock`);
+  return { b: serveVhostUser({ socket: sock, port, onLog: (l) => logs.push(l) }), logs, sock };
+}
+
 const FEATURES = OFFERED_FEATURES; // everything offered: VERSION_1, MRG_RXBUF, the offloads
 /** A 60-byte Ethernet frame from `src` to `dst` (last MAC bytes), `tag` in its payload. */
 function frame(dst: number, src: number, tag: number): Buffer {
@@ -196,9 +203,7 @@ function sendFrom(p: PortT, bytes: Buffer): void {
 }
 
 test('vhost-user: frames cross between a guest and a VALE port both ways, header and all', async () => {
-  const logs: string[] = [];
-  const sock = path.join(sockDir, 'a.sock');
-  const b = serveVhostUser({ socket: sock, port: 'valev:g1', onLog: (l) => logs.push(l) });
+  const { b, logs, sock } = backend('a', 'valev:g1');
   const fe = new Frontend(sock);
   try {
     fe.setUp(FEATURES);
@@ -253,9 +258,7 @@ test('vhost-user: frames cross between a guest and a VALE port both ways, header
 });
 
 test('vhost-user: a descriptor outside the memory table stops the port with a logged reason', async () => {
-  const logs: string[] = [];
-  const sock = path.join(sockDir, 'b.sock');
-  const b = serveVhostUser({ socket: sock, port: 'valev:g2', onLog: (l) => logs.push(l) });
+  const { b, logs, sock } = backend('b', 'valev:g2');
   const fe = new Frontend(sock);
   try {
     fe.setUp(FEATURES);
@@ -287,9 +290,7 @@ test('vhost-user: a descriptor outside the memory table stops the port with a lo
 });
 
 test('vhost-user: bad rings and messages (a descriptor loop, a misaligned ring, an unknown request)', async () => {
-  const logs: string[] = [];
-  const sock = path.join(sockDir, 'c.sock');
-  const b = serveVhostUser({ socket: sock, port: 'valev:g3', onLog: (l) => logs.push(l) });
+  const { b, logs, sock } = backend('c', 'valev:g3');
   try {
     let fe = new Frontend(sock);
     fe.setUp(FEATURES);
@@ -330,9 +331,7 @@ test('vhost-user: bad rings and messages (a descriptor loop, a misaligned ring, 
 test('vhost-user: a guest without the receive offloads gets a port without header; its partial checksums are completed', async () => {
   const { udpFrame } = await import('../interfaces/frames.js');
   const { pseudoSum, fold, udpChecksumOk } = await import('../../src/packet/checksum.js');
-  const logs: string[] = [];
-  const sock = path.join(sockDir, 'd.sock');
-  const b = serveVhostUser({ socket: sock, port: 'valev:g4', onLog: (l) => logs.push(l) });
+  const { b, logs, sock } = backend('d', 'valev:g4');
   const fe = new Frontend(sock);
   try {
     // VERSION_1, MRG_RXBUF, CSUM and HOST_TSO4, but none of GUEST_CSUM/GUEST_TSO4/GUEST_TSO6
