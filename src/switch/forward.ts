@@ -98,6 +98,8 @@ export class ValeAdapter implements PortAdapter {
   readonly ftNext = new Int32Array(FT_SIZE);
   /** Per packet: destination slots it takes after a header conversion (vnet.ts), 0 dropped. */
   private readonly ftNeed = new Int32Array(FT_SIZE);
+  /** The entries a batch hands to monitors, in order, each `entry << 1 | more fragments` (tap.ts copyEntries). */
+  private readonly tapList = new Int32Array(FT_SIZE);
   // per destination port: unicast chain, its slot count
   private readonly dstHead = new Int32Array(MAXP).fill(-1);
   private readonly dstTail = new Int32Array(MAXP);
@@ -390,16 +392,14 @@ export class ValeAdapter implements PortAdapter {
   private tapSent(count: number, ringId: number): void {
     const taps = this.myTaps;
     const ids = taps.copyTargets(L.RING_DIR_TX, ringId);
-    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
-    for (let j = 0; j < ids.length; j++) {
-      taps.begin(ids[j]!, count);
-      for (let p = 0; p < count;) {
-        const f = ftFrags[p]!;
-        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, (e + 1 < p + f ? L.NS_MOREFRAG : 0) | L.NS_TXMON);
-        p += f;
-      }
-      taps.end();
+    if (ids.length === 0) return;
+    const ftFrags = this.ftFrags, list = this.tapList;
+    for (let p = 0; p < count;) {
+      const f = ftFrags[p]!;
+      for (let e = p; e < p + f; e++) list[e] = (e << 1) | (e + 1 < p + f ? 1 : 0);
+      p += f;
     }
+    for (let j = 0; j < ids.length; j++) taps.copyEntries(ids[j]!, count, list, this.ftOff, this.ftLen, L.NS_TXMON);
   }
 
   /**
@@ -409,19 +409,16 @@ export class ValeAdapter implements PortAdapter {
   private tapReceived(d: number, r: number, u: number, b: number, slots: number, maxPkts: number): void {
     const taps = this.pTaps[d]!;
     const ids = taps.copyTargets(L.RING_DIR_RX, r);
-    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags, ftNext = this.ftNext;
-    const u0 = u, b0 = b;
-    for (let j = 0; j < ids.length; j++) {
-      taps.begin(ids[j]!, slots);
-      u = u0; b = b0;
-      for (let pkts = 0; (u >= 0 || b >= 0) && pkts < maxPkts; pkts++) {
-        let p: number;
-        if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
-        const f = ftFrags[p]!;
-        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, e + 1 < p + f ? L.NS_MOREFRAG : 0);
-      }
-      taps.end();
+    if (ids.length === 0) return;
+    const ftFrags = this.ftFrags, ftNext = this.ftNext, list = this.tapList;
+    let k = 0;
+    for (let pkts = 0; (u >= 0 || b >= 0) && pkts < maxPkts && k < slots; pkts++) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      const f = ftFrags[p]!;
+      for (let e = p; e < p + f; e++) list[k++] = (e << 1) | (e + 1 < p + f ? 1 : 0);
     }
+    for (let j = 0; j < ids.length; j++) taps.copyEntries(ids[j]!, k, list, this.ftOff, this.ftLen, 0);
   }
 
   /**
