@@ -105,13 +105,10 @@ export class LiveCapture {
       return -2;
     }
     let n = this.drain(max, handler);
-    if (n === 0) {
-      this.port.poll(POLLIN, this.timeoutMs);
-      n = this.drain(max, handler);
-    }
-    // hand the slots read back at once (and see what came meanwhile): a monitor or a NIC ring
-    // the reader sits on fills up and drops while they stay unreleased
-    if (n > 0) this.port.rxsync();
+    if (n > 0) return n;
+    // (the poll's rxsync also hands back the slots read by the previous dispatch)
+    this.port.poll(POLLIN, this.timeoutMs);
+    n = this.drain(max, handler);
     return n;
   }
 
