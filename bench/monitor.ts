@@ -11,7 +11,10 @@
  * shares cores: read the figures as such.
  * First, the cost in one thread, which core sharing disturbs less: a sender and a receiver on
  * one VALE switch in this process, 60-byte frames in batches of 256, with no monitor and with a
- * /r monitor on the receiver drained in the same loop; ns a frame for the whole loop.
+ * /r monitor on the receiver drained in the same loop; CPU ns a frame for the whole loop.
+ * Each round also gives CPU time: the sender's a frame it sent (tx_cpu_ns_per_frame: forwarding
+ * and monitor copies; frames the full receiver ring drops cost no copy), how long it waited
+ * for a CPU, and dump's CPU a frame it saw (start-up excluded: sampled once it listens).
  * Usage: node dist/bench/monitor.js [seconds] [--rounds N] [--slots N]
  *   (seconds per case, default 3; --slots: monitor ring size, vale0:rx/r@conf:slots=N)
  */
@@ -55,15 +58,17 @@ function startDump(port: string, filter: string): DumpProc {
 
 async function round(k: number, monitored: boolean): Promise<{ mpps: number; received: number; captured: number; seen: number; dropped: number; txCpuNs: number }> {
   let dump: DumpProc | null = null;
+  let dumpCpu0 = NaN;
   const watch = async (): Promise<void> => {
     dump = startDump(`vale0:rx/r${SLOTS > 0 ? `@conf:slots=${SLOTS}` : ''}`, 'udp and dst port 1234');
     if (!(await dump.started)) throw new Error('dump did not start');
+    dumpCpu0 = dump.cpuMs();
   };
   const { ts, rs } = await runPair(['-i', 'vale0:tx', '-f', 'tx', '-l', '60', '-d', '198.18.0.2:1234', '-s', '198.18.0.1:1234'], ['-i', 'vale0:rx', '-f', 'rx'], DIR, SECONDS, monitored ? watch : undefined);
   let d = { captured: NaN, received: NaN, dropped: NaN };
   const running = dump as DumpProc | null;
   let dumpCpu = NaN;
-  if (running !== null) { await sleep(200); dumpCpu = running.cpuMs(); running.stop(); d = await running.done; }
+  if (running !== null) { await sleep(200); dumpCpu = running.cpuMs() - dumpCpu0; running.stop(); d = await running.done; }
   // CPU time a frame: what the sender's thread spent (forwarding and monitor copies included)
   // a frame it sent, what dump spent a frame it saw; and how long the sender waited for a CPU
   const txCpuNs = Number(ts.cpu_ms) * 1e6 / Number(ts.packets);
@@ -99,7 +104,8 @@ async function inThread(frames: number, monitored: boolean): Promise<number> {
     const rt = r.txRings[0]!;
     u8.set([255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 2], rt.slotBufOffset(rt.head));
     rt.setSlotLen(rt.head, 60); rt.advance(rt.next(rt.head)); r.txsync(); drain(s);
-    const t0 = process.hrtime.bigint();
+    // CPU time rather than wall time: on a shared machine the wall clock counts other processes' turns
+    const c0 = process.cpuUsage();
     for (let sent = 0; sent < frames;) {
       let i = t.head;
       for (let k = 0; k < 256; k++) { t.setSlotLen(i, 60); i = i + 1 === t.numSlots ? 0 : i + 1; }
@@ -109,7 +115,8 @@ async function inThread(frames: number, monitored: boolean): Promise<number> {
       if (m !== null) drain(m);
       sent += 256;
     }
-    const ns = Number(process.hrtime.bigint() - t0) / frames;
+    const c = process.cpuUsage(c0);
+    const ns = (c.user + c.system) * 1000 / frames;
     if (m !== null && m.rxRings[0]!.packets < frames) throw new Error(`the monitor copied ${m.rxRings[0]!.packets} of ${frames}`);
     return ns;
   } finally {

@@ -23,6 +23,15 @@ const LOOP_BURST = 64;
 /** loop(): at most this long (ms) between turns of the event loop while packets flow. */
 const LOOP_YIELD_MS = 20;
 
+/**
+ * loop(): after a dispatch that found fewer packets than this, wait COALESCE_MS before the next
+ * (interrupt moderation): at high rates dump otherwise spent its CPU on a poll, a futex wait
+ * and a wake-up per packet or two, and the writer a futex wake per batch.
+ */
+const COALESCE_BELOW = 32;
+const COALESCE_MS = 0.2;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 export interface LiveOptions {
   /** Bytes kept of each packet (default 262144). */
   snaplen?: number;
@@ -174,6 +183,9 @@ export class LiveCapture {
         if (r === -2) return -2;
         const now = Date.now();
         if (now >= deadlineMs) return this.accepted - start;
+        // a short batch: let frames gather for a moment rather than poll for each one (while we
+        // are not armed, writers skip the wake-up too); the monitor ring holds what comes meanwhile
+        if (r > 0 && r < COALESCE_BELOW) Atomics.wait(pause, 0, 0, COALESCE_MS);
         if (r > 0 && ++busy < LOOP_BURST && now - since < LOOP_YIELD_MS) continue;
         busy = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
