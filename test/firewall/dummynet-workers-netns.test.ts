@@ -1,0 +1,105 @@
+/**
+ * Dummynet with kipfw -p 2 between namespaces: l (198.18.0.1) — m0 [kipfw -p 2 in m] m1 — r
+ * (198.18.0.2), each interface port with two ring pairs (`netmap:m0@conf:rings=2`: a flow-hash
+ * fanout spreads received flows over the two RX rings, so over the two workers). Worker 0 owns the
+ * pipes; worker 1 hands its frames over. Checked as for -p 1 (dummynet-netns.test.ts): the delay a
+ * ping sees, the goodput of a 10 Mbit/s pipe fed from both workers, `pipe show` equal to the
+ * offered load, and that worker 1 did hand frames over.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-dnwnet-'));
+after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
+
+const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+
+const skip = skipReason(['ping']);
+if (skip !== null) console.log(`# skipping dummynet -p 2 namespace tests: ${skip}`);
+const opts = { skip: skip ?? false, timeout: 60_000 };
+type LabT = InstanceType<typeof Lab>;
+
+const { startKipfw, must } = await import('./kipfw-lab.js');
+const { topo, runAsync, pingRtts, median, flowRow, within, load } = await import('./dn-lab.js');
+type Daemon = Awaited<ReturnType<typeof startKipfw>>;
+const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
+const PORTS = ['netmap:m0@conf:rings=2', 'netmap:m1@conf:rings=2'];
+
+/** Ends kipfw with SIGTERM; returns its closing lines. */
+async function stop(d: Daemon): Promise<string> {
+  const ended = new Promise((res) => d.child.once('close', res));
+  d.child.kill('SIGTERM');
+  await Promise.race([ended, sleep(8000)]);
+  return d.stderr();
+}
+
+async function receiver<T>(lab: LabT, ns: string, mode: string, o: object): Promise<{ done: Promise<T> }> {
+  const child = lab.spawn(ns, process.execPath, [TRAFFIC, mode, JSON.stringify(o)]);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  const done = new Promise<T>((resolve, reject) => child.on('close', (code) => {
+    const last = out.trim().split('\n').at(-1) ?? '';
+    if (code !== 0 || last.includes('"ready"')) reject(new Error(`${mode} ended ${code}: ${out}`));
+    else resolve(JSON.parse(last) as T);
+  }));
+  for (let i = 0; i < 100 && !out.includes('"ready"') && child.exitCode === null; i++) await sleep(20);
+  assert.match(out, /"ready"/, `${mode} listens`);
+  return { done };
+}
+
+interface Flow { n: number; bytes: number; times: number[] }
+
+test('dummynet netns, kipfw -p 2: delay 20 ms each way adds 40 ms to the ping RTT', opts, () => withLab(async (lab) => {
+  const { l, m } = topo(lab);
+  const d = await startKipfw(lab, m, 'pwd', ['-p', '2'], PORTS);
+  const base = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '1', '198.18.0.2']).stdout);
+  assert.equal(base.length, 10, 'base pings');
+  must('pwd', 'pipe', '1', 'config', 'delay', '20ms');
+  must('pwd', 'pipe', '2', 'config', 'delay', '20ms');
+  must('pwd', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
+  must('pwd', 'add', '200', 'pipe', '2', 'icmp', 'from', '198.18.0.2', 'to', 'any');
+  const slow = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '2', '198.18.0.2']).stdout);
+  assert.equal(slow.length, 10, 'delayed pings');
+  const b0 = Math.min(...base), s0 = Math.min(...slow);
+  for (const p of ['1', '2']) assert.deepEqual(flowRow(must('pwd', 'pipe', p, 'show')).slice(0, 1), [10], `pipe ${p}: the 10 echo requests or replies`);
+  const closing = await stop(d);
+  console.log(`# -p 2 delay: base RTT min ${b0} ms, with 2 x 20 ms min ${s0} median ${median(slow)} ms (load ${load()}); ${/dummynet released .*/.exec(closing)?.[0] ?? closing}`);
+  assert.ok(Math.abs(s0 - b0 - 40) <= 1, `RTT ${s0} ms = base ${b0} ms + 40 ms ± 1`);
+  assert.match(closing, /dummynet released 20 packets/);
+}));
+
+test('dummynet netns, kipfw -p 2: bw 10 Mbit/s fed by both workers gives the layer-2 goodput ± 2%; pipe show counts the offered load', opts, () => withLab(async (lab) => {
+  const { l, m, r } = topo(lab);
+  const d = await startKipfw(lab, m, 'pwb', ['-p', '2'], PORTS);
+  must('pwb', 'pipe', '1', 'config', 'bw', '10Mbit/s');
+  must('pwb', 'add', '100', 'pipe', '1', 'ip', 'from', '198.18.0.1', 'to', '198.18.0.2');
+  const P = 1400, FLOWS = 12;
+  const ports = Array.from({ length: FLOWS }, (_, i) => 5001 + i);
+  const got = await receiver<{ flows: Record<string, Flow> }>(lab, r, 'udp-recv', { bind: '198.18.0.2', ports, durationMs: 8000, idleMs: 700 });
+  // 11 Mbit/s of payload offered in 12 flows (the fanout hash spreads them over both rings):
+  // the pipe stays backlogged
+  const pps = Math.round(11e6 / 8 / P / FLOWS);
+  const sender = await runAsync(lab, l, process.execPath, [TRAFFIC, 'udp-send', JSON.stringify({ flows: ports.map((port) => ({ dst: '198.18.0.2', port, pps })), payload: P, durationMs: 2500 })], 25_000);
+  assert.equal(sender.status, 0, sender.err);
+  const sent = (JSON.parse(sender.out.trim().split('\n').at(-1)!) as { sent: number[] }).sent.reduce((x, y) => x + y, 0);
+  const rep = await got.done;
+  // goodput of all flows together: payload bytes over the span of all arrivals, past the first 0.3 s
+  const times = Object.values(rep.flows).flatMap((f) => f.times).sort((x, y) => x - y);
+  const from = times.findIndex((t) => t >= times[0]! + 300);
+  const span = times.at(-1)! - times[from]!;
+  const udp = (times.length - 1 - from) * P * 8 / span / 1000;
+  const expected = 10 * P / (P + 42); // 9.709
+  console.log(`# -p 2 bw: UDP goodput ${udp.toFixed(3)} Mbit/s over ${Object.keys(rep.flows).length} flows, computed ${expected.toFixed(3)} (load ${load()})`);
+  within(udp, expected, 0.02, 'UDP goodput');
+  const [pkts, bytes, drops] = flowRow(must('pwb', 'pipe', '1', 'show'));
+  assert.equal(pkts, sent, 'Tot_pkt = the datagrams sent');
+  assert.equal(bytes, sent * (P + 42), 'bytes = their frames');
+  assert.equal(pkts - drops, times.length + (pkts - drops - times.length), 'passed');
+  const closing = await stop(d);
+  const handed = Number(/\((\d+) handed to worker 0/.exec(closing)?.[1] ?? -1);
+  console.log(`# -p 2 bw: ${handed} frames handed from worker 1 to worker 0; ${/dummynet released .*/.exec(closing)?.[0] ?? ''}`);
+  assert.ok(handed > 0, `worker 1 handed frames over: ${closing}`);
+}));
