@@ -69,7 +69,7 @@ function collect(p: Port, want: number, ms: number, seqs: number[] = []): number
 async function withKipfw(tag: string, fn: (k: Awaited<ReturnType<typeof Kipfw.start>>, a: Port, b: Port) => Promise<void>): Promise<void> {
   const a = openPort(`valeW${tag}a:a@conf:rings=2`);
   const b = openPort(`valeW${tag}b:b@conf:rings=2`);
-  const k = await Kipfw.start({ name: `dnw${tag}`, ports: [`valeW${tag}a:f@conf:rings=2`, `valeW${tag}b:f@conf:rings=2`], workers: Number(process.env.DNW_WORKERS ?? 2), log: () => {} }, makeDaemonDummynet);
+  const k = await Kipfw.start({ name: `dnw${tag}`, ports: [`valeW${tag}a:f@conf:rings=2`, `valeW${tag}b:f@conf:rings=2`], workers: 2, log: () => {} }, makeDaemonDummynet);
   const running = k.run();
   try {
     // b's broadcast from MAC 9 crosses kipfw into a's switch, which learns MAC 9 at kipfw's port
