@@ -25,9 +25,10 @@
  */
 import fs from 'node:fs';
 import * as native from '../native/index.js';
-import { fail, NetmapError } from '../errors.js';
+import { fail } from '../errors.js';
 import { space, type AddressSpace } from '../memory/space.js';
-import { checkStoreName } from './store.js';
+import { pow2AtLeast } from '../interfaces/packet-socket.js';
+import { storeFile, createMapped, openMapped } from './store.js';
 
 const MAGIC = 0x4e4d4448; // 'NMDH'
 const H_MAGIC = 0, H_WORKERS = 1, H_HC = 2, H_RC = 3;
@@ -47,15 +48,8 @@ export const HANDOFF_RING = 512;
 /** Buffers each worker (but the owner) keeps per port to swap into its RX slots. */
 export const HANDOFF_STOCK = 512;
 
-function pow2AtLeast(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 export function handoffFile(name: string, sp: AddressSpace = space()): string {
-  checkStoreName(name);
-  return sp.filePath(`fwdn-${name}`);
+  return storeFile(name, sp, 'fwdn-');
 }
 
 export class DnHandoff {
@@ -120,21 +114,13 @@ export class DnHandoff {
     const file = handoffFile(name, sp);
     const hc = pow2AtLeast(HANDOFF_RING), rc = pow2AtLeast(HANDOFF_STOCK * ports);
     const total = DnHandoff.bytes(workers, hc, rc);
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fd = native.openFile(tmp, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
-    let base = -1;
-    try {
-      native.ftruncate(fd, total);
-      base = sp.mapLocal(fd, total);
-    } finally {
-      native.closeFd(fd);
-    }
+    const { base, publish } = createMapped(sp, file, total);
     const w = base >>> 2;
     sp.u32[w + H_WORKERS] = workers;
     sp.u32[w + H_HC] = hc;
     sp.u32[w + H_RC] = rc;
     Atomics.store(sp.i32, w + H_MAGIC, MAGIC);
-    fs.renameSync(tmp, file);
+    publish();
     return new DnHandoff(sp, base, total);
   }
 
@@ -142,21 +128,7 @@ export class DnHandoff {
   static open(name: string): DnHandoff {
     const sp = space();
     const file = handoffFile(name, sp);
-    let fd: number;
-    try {
-      fd = native.openFile(file, native.O_RDWR);
-    } catch (e) {
-      if (e instanceof NetmapError && e.code === 'ENOENT') fail('ENXIO', `no dummynet hand-off file for firewall '${name}'`);
-      throw e;
-    }
-    let base = -1, total = 0;
-    try {
-      total = fs.fstatSync(fd).size;
-      if (total < HEADER) fail('EINVAL', `${file} is truncated`);
-      base = sp.mapLocal(fd, total);
-    } finally {
-      native.closeFd(fd);
-    }
+    const { base, total } = openMapped(sp, file, HEADER, `no dummynet hand-off file for firewall '${name}'`);
     const w = base >>> 2;
     if (sp.u32[w + H_MAGIC] !== MAGIC || DnHandoff.bytes(sp.u32[w + H_WORKERS]!, sp.u32[w + H_HC]!, sp.u32[w + H_RC]!) !== total) {
       sp.unmapLocal(base, total);

@@ -15,17 +15,15 @@ import path from 'node:path';
 process.env.NETMAP_TS_DIR = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nmts-dnwnet-'));
 after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true }));
 
-const { skipReason, withLab, sleep, Lab } = await import('../helpers/netns.js');
+const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
 
 const skip = skipReason(['ping']);
 if (skip !== null) console.log(`# skipping dummynet -p 2 namespace tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 60_000 };
-type LabT = InstanceType<typeof Lab>;
 
 const { startKipfw, must } = await import('./kipfw-lab.js');
-const { topo, runAsync, pingRtts, median, flowRow, within, load } = await import('./dn-lab.js');
+const { topo, runAsync, pingRtts, median, flowRow, within, load, receiver, TRAFFIC, delayedPings } = await import('./dn-lab.js');
 type Daemon = Awaited<ReturnType<typeof startKipfw>>;
-const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
 const PORTS = ['netmap:m0@conf:rings=2', 'netmap:m1@conf:rings=2'];
 
 /** Ends kipfw with SIGTERM; returns its closing lines. */
@@ -36,34 +34,12 @@ async function stop(d: Daemon): Promise<string> {
   return d.stderr();
 }
 
-async function receiver<T>(lab: LabT, ns: string, mode: string, o: object): Promise<{ done: Promise<T> }> {
-  const child = lab.spawn(ns, process.execPath, [TRAFFIC, mode, JSON.stringify(o)]);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  const done = new Promise<T>((resolve, reject) => child.on('close', (code) => {
-    const last = out.trim().split('\n').at(-1) ?? '';
-    if (code !== 0 || last.includes('"ready"')) reject(new Error(`${mode} ended ${code}: ${out}`));
-    else resolve(JSON.parse(last) as T);
-  }));
-  for (let i = 0; i < 100 && !out.includes('"ready"') && child.exitCode === null; i++) await sleep(20);
-  assert.match(out, /"ready"/, `${mode} listens`);
-  return { done };
-}
-
 interface Flow { n: number; bytes: number; times: number[] }
 
 test('dummynet netns, kipfw -p 2: delay 20 ms each way adds 40 ms to the ping RTT', opts, () => withLab(async (lab) => {
   const { l, m } = topo(lab);
   const d = await startKipfw(lab, m, 'pwd', ['-p', '2'], PORTS);
-  const base = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '1', '198.18.0.2']).stdout);
-  assert.equal(base.length, 10, 'base pings');
-  must('pwd', 'pipe', '1', 'config', 'delay', '20ms');
-  must('pwd', 'pipe', '2', 'config', 'delay', '20ms');
-  must('pwd', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
-  must('pwd', 'add', '200', 'pipe', '2', 'icmp', 'from', '198.18.0.2', 'to', 'any');
-  const slow = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '2', '198.18.0.2']).stdout);
-  assert.equal(slow.length, 10, 'delayed pings');
-  const b0 = Math.min(...base), s0 = Math.min(...slow);
+  const { b0, s0, slow } = delayedPings(lab, l, 'pwd');
   for (const p of ['1', '2']) assert.deepEqual(flowRow(must('pwd', 'pipe', p, 'show')).slice(0, 1), [10], `pipe ${p}: the 10 echo requests or replies`);
   const closing = await stop(d);
   console.log(`# -p 2 delay: base RTT min ${b0} ms, with 2 x 20 ms min ${s0} median ${median(slow)} ms (load ${load()}); ${/dummynet released .*/.exec(closing)?.[0] ?? closing}`);
