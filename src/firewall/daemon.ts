@@ -279,7 +279,12 @@ export class Kipfw {
 
   /** How late dummynet's packets left their due time (null without dummynet in this thread). */
   releaseLateness(): ReleaseLateness | null {
-    if (this.link !== null && this.workers.length > 0) return this.link.ask({ lateness: true }) as ReleaseLateness;
+    if (this.link !== null && this.workers.length > 0) {
+      // JSON has no Infinity (the overflow bucket's bound): it comes back as null
+      const r = this.link.ask({ lateness: true }) as Record<keyof ReleaseLateness, number | null>;
+      const v = (x: number | null): number => x ?? Infinity;
+      return { packets: v(r.packets), p50Us: v(r.p50Us), p90Us: v(r.p90Us), p99Us: v(r.p99Us), maxUs: v(r.maxUs) };
+    }
     return this.dummynet?.lateness() ?? null;
   }
 
