@@ -3,7 +3,7 @@
  * for one thread (compiled, or the reference interpreter), working on the shared counters and
  * dynamic-state table. A new ruleset is a new Evaluator; the caller swaps it in between batches.
  */
-import { Runtime, prepare, type Interfaces, type SharedState, V_DENY } from './runtime.js';
+import { Runtime, prepare, type Interfaces, type SharedState, V_DENY, DECODE_FULL, DECODE_BASIC, DECODE_LENGTH } from './runtime.js';
 import { Interpreter } from './interp.js';
 import { compileRuleset, MAX_COMPILED_RULES, type RunFunction } from './compile.js';
 import type { FirewallConfig } from './rule.js';
@@ -66,7 +66,10 @@ export function buildEvaluator(config: FirewallConfig, shared: SharedState, ifac
   const R = new Runtime(prep, shared, ifaces, opts.seed ?? ((Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0));
   const compiled = opts.compiled && prep.rules.length <= MAX_COMPILED_RULES;
   let run: RunFunction;
-  if (compiled) { run = compileRuleset(prep, R, opts.chunkRules); R.basicDecode = prep.basicDecode; }
+  if (compiled) {
+    run = compileRuleset(prep, R, opts.chunkRules);
+    R.decodeLevel = prep.lengthDecode ? DECODE_LENGTH : prep.basicDecode ? DECODE_BASIC : DECODE_FULL;
+  }
   else {
     const interp = new Interpreter(R);
     run = (start: number) => interp.run(start);
