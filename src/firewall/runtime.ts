@@ -250,6 +250,8 @@ export class Runtime {
   readonly prep: Prepared;
   readonly counters: Counters;
   readonly stripe: number;
+  /** Counters index of slot 0 in this runtime's stripe. */
+  private readonly counterBase: number;
   readonly dyn: DynTable;
   readonly settings: Settings;
   readonly ifaces: Interfaces;
@@ -284,6 +286,7 @@ export class Runtime {
     this.prep = prep;
     this.counters = shared.counters;
     this.stripe = shared.stripe;
+    this.counterBase = shared.counters.indexOf(shared.stripe, 0);
     this.dyn = shared.dyn;
     this.settings = prep.config.settings;
     this.ifaces = ifaces;
@@ -292,19 +295,29 @@ export class Runtime {
 
   /** Per-packet reset; returns false when the packet is denied before any rule (pullup failed). */
   begin(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number): boolean {
-    const level = this.decodeLevel;
-    if (level === DECODE_LENGTH) this.p.decodeLength(u8, off, len);
-    else if (level === DECODE_BASIC) this.p.decodeBasic(u8, off, len);
-    else this.p.decode(u8, off, len);
-    this.ntags = 0; this.sp = 0; this.dynDir = DYN_UNKNOWN;
+    this.beginBatch(nowMs);
     this.dirIn = dirIn; this.recvIf = recvIf; this.xmitIf = xmitIf;
+    return this.beginPacket(u8, off, len);
+  }
+
+  /** What stays the same for a batch of packets: the clock, the interfaces' names. */
+  beginBatch(nowMs: number): void {
     if (nowMs !== this.nowMs) { this.nowMs = nowMs; this.nowSec = Math.floor(nowMs / 1000) >>> 0; }
-    this.arg = 0; this.ruleIndex = -1;
     const gen = this.ifaces.generation;
     if (gen !== this.ifaceGeneration) {
       this.ifaceGeneration = gen;
       for (const r of this.prep.rules) for (const c of r.cmds) if (c.cache !== null) c.cache.fill(0);
     }
+  }
+
+  /** begin() after beginBatch() and with dirIn, recvIf, xmitIf already set. */
+  beginPacket(u8: Uint8Array, off: number, len: number): boolean {
+    const level = this.decodeLevel;
+    if (level === DECODE_LENGTH) this.p.decodeLength(u8, off, len);
+    else if (level === DECODE_BASIC) this.p.decodeBasic(u8, off, len);
+    else this.p.decode(u8, off, len);
+    this.ntags = 0; this.sp = 0; this.dynDir = DYN_UNKNOWN;
+    this.arg = 0; this.ruleIndex = -1;
     return !this.p.pullupFailed;
   }
 
@@ -323,7 +336,7 @@ export class Runtime {
   }
 
   count(i: number): void {
-    this.counters.add(this.stripe, this.prep.slots[i]!, this.p.pktlen, this.nowSec);
+    this.counters.addAt(this.counterBase + this.prep.slots[i]!, this.p.pktlen, this.nowSec);
   }
 
   /** A terminal action of rule i: counts it and returns the verdict (arg and ruleIndex set). */

@@ -17,7 +17,7 @@
  */
 import { BROADCAST, DROP, type LookupBatch, type LookupContext, type BatchLookupFn } from '../switch/lookup.js';
 import { Firewall } from './firewall.js';
-import { V_PASS, type Evaluator, type Interfaces } from './engine.js';
+import { type Evaluator, type Interfaces } from './engine.js';
 
 export function createBatchLookup(config: string, ctx: LookupContext): BatchLookupFn {
   const fw = Firewall.open(config.trim());
@@ -44,12 +44,8 @@ export function createBatchLookup(config: string, ctx: LookupContext): BatchLook
     if (g !== gen) { gen = g; evaluator = fw.evaluator(ifaces).evaluator; }
     const sg = ctx.generation();
     if (sg !== namesGen) { namesGen = sg; names.length = 0; ifaces.generation++; }
-    const nowMs = Date.now();
-    const u8 = b.u8, off = b.off, len = b.len, dst = b.dst, src = b.srcPort, n = b.count;
-    for (let i = 0; i < n; i++) {
-      const d = dst[i]!;
-      if (d === DROP) continue; // shorter than an Ethernet header: the switch drops it before any rule
-      if (evaluator.check(u8, off[i]!, len[i]!, false, src, d === BROADCAST ? -1 : d, nowMs) !== V_PASS) dst[i] = DROP;
-    }
+    // a DROP from the bridge (shorter than an Ethernet header) is skipped: the switch drops it
+    // before any rule; a flood has no xmit interface
+    evaluator.filterBatch(b.u8, b.off, b.len, b.dst, b.count, b.srcPort, Date.now(), BROADCAST, DROP);
   };
 }
