@@ -83,6 +83,11 @@ export interface XskOptions {
    */
   sharedUmemFd?: number;
   sharedMultiBuffer?: boolean;
+  /**
+   * Give the socket this descriptor number (one that retire() left holding a placeholder), so
+   * that whoever knows the old socket by its number (epoll sets, other handles) finds the new one.
+   */
+  fdNumber?: number;
 }
 
 /** Registers the UMEM (unaligned chunks, no extra headroom) on socket `fd`. */
@@ -139,7 +144,8 @@ export class XskSocket {
       const deadline = Date.now() + BIND_BUSY_MS;
       for (;;) {
         try {
-          return XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
+          const sock = XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
+          return o.fdNumber === undefined || o.fdNumber === sock.fd ? sock : sock.renumber(o.fdNumber);
         } catch (e) {
           last = e;
           if (e instanceof NetmapError && e.code === 'EBUSY' && Date.now() < deadline) { pause(5); continue; }
@@ -220,6 +226,31 @@ export class XskSocket {
     }
     const n = (i: number): number => Number(b.readBigUInt64LE(i * 8));
     return { rxDropped: n(0), rxInvalid: n(1), txInvalid: n(2), rxRingFull: n(3), fillEmpty: n(4), txRingEmpty: n(5) };
+  }
+
+  /** This socket under descriptor number `fd` (dup3 onto it, closing what it held); this object is spent. */
+  private renumber(fd: number): XskSocket {
+    native.dup3(this.fd, fd);
+    native.closeFd(this.fd);
+    this.closed = true;
+    return new XskSocket(this.sp, fd, [this.rx, this.tx, this.fill, this.comp], this.zeroCopy, this.multiBuffer);
+  }
+
+  /**
+   * Closes the socket but keeps its descriptor number taken (it then names /dev/null), for a
+   * socket remade in its place with `fdNumber` (or closeFd once given up).
+   */
+  retire(): number {
+    if (this.closed) return -1;
+    this.closed = true;
+    for (const r of [this.rx, this.tx, this.fill, this.comp]) this.sp.unmapLocal(r.mapOffset, r.mapLength);
+    const placeholder = native.openFile('/dev/null', native.O_RDONLY);
+    try {
+      native.dup3(placeholder, this.fd);
+    } finally {
+      native.closeFd(placeholder);
+    }
+    return this.fd;
   }
 
   close(): void {
