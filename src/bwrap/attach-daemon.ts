@@ -120,9 +120,11 @@ async function main(): Promise<number> {
       bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     } else {
       // The interface first, then its switch ports in the interface's memory (`@memId`), so each
-      // bridge swaps buffers instead of copying them.
-      // AF_PACKET: the receive hooks below read the kernel's packet ring (see RingDiverter)
-      const nic = openPort(`netmap:${ifName}@conf:backend=packet`);
+      // bridge swaps buffers instead of copying them. The interface's default backend: AF_XDP
+      // where it works (frames land in netmap buffers, which the bridge swaps into the switch
+      // port: no copy on the way in), else AF_PACKET with receive hooks (below).
+      const nic = openPort(`netmap:${ifName}`);
+      const xdp = nic.backend?.startsWith('xdp') === true;
       ports.push(nic);
       const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
       ports.push(vNic);
@@ -130,10 +132,11 @@ async function main(): Promise<number> {
       // what this daemon forwards to another attached interface goes straight onto its wire
       const vale = vNic.adapter as ValeAdapter;
       enableDirect(vale, openDirectSink, currentNetnsId());
-      // and what the interface receives goes into the switch from the kernel's ring, without
-      // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
+      // and, with AF_PACKET, what the interface receives goes into the switch from the kernel's
+      // ring, without becoming a slot of netmap:IF first (the bridge then only carries switch ->
+      // interface); with AF_XDP the bridge carries both ways (RX slots are swapped, not copied)
       for (const r of nic.rxRings) {
-        if (r.host) continue;
+        if (r.host || xdp) continue;
         const via = vNic.txRings[r.id % vNic.txRings.length]!;
         // GSO super-frames for another attached interface go to it whole, and so do runs of TCP
         // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
@@ -153,7 +156,8 @@ async function main(): Promise<number> {
         bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
       }
     }
-    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });
+    const backend = hookedPort?.backend ?? undefined;
+    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host', backend }), { mode: 0o600 });
     console.log('ready');
   } catch (e) {
     const code = e instanceof NetmapError ? e.code : 'EIO';
