@@ -330,7 +330,7 @@ function openState(port: Port): IfState {
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
-          reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
+          reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
           reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
