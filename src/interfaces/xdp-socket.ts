@@ -133,24 +133,20 @@ export class XskSocket {
    * binds zero-copy where the driver can and falls back to copy mode itself (one UMEM
    * registration, where asking zero-copy first would pin the memory twice); XDP_OPTIONS then says
    * which it is. Multi-buffer is asked for and dropped when refused. EBUSY from the bind (a socket
-   * of this queue closed a moment ago is released by the kernel in the background) is retried for
-   * up to a second. Throws the bind's error (EBUSY: the queue has another socket; EINVAL: no such
+   * of this queue closed a moment ago is released by the kernel in the background) makes the bind
+   * alone be retried, every millisecond, for up to a second (one RCU grace period and a work item
+   * are usually 5-40 ms). Throws the bind's error (EBUSY: the queue has another socket; EINVAL: no such
    * queue).
    */
   static open(o: XskOptions): XskSocket {
     const attempts = o.multiBuffer !== false ? [XDP_USE_SG, 0] : [0];
     let last: unknown = null;
     for (const sg of attempts) {
-      const deadline = Date.now() + BIND_BUSY_MS;
-      for (;;) {
-        try {
-          const sock = XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
-          return o.fdNumber === undefined || o.fdNumber === sock.fd ? sock : sock.renumber(o.fdNumber);
-        } catch (e) {
-          last = e;
-          if (e instanceof NetmapError && e.code === 'EBUSY' && Date.now() < deadline) { pause(5); continue; }
-          break;
-        }
+      try {
+        const sock = XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
+        return o.fdNumber === undefined || o.fdNumber === sock.fd ? sock : sock.renumber(o.fdNumber);
+      } catch (e) {
+        last = e;
       }
       // only a refused multi-buffer is worth another try; anything else fails every attempt alike
       if (!(last instanceof NetmapError) || (last.code !== 'EOPNOTSUPP' && last.code !== 'EINVAL') || o.sharedUmemFd !== undefined) break;
@@ -188,7 +184,20 @@ export class XskSocket {
       addr.writeUInt32LE(o.ifindex, 4);
       addr.writeUInt32LE(o.queue, 8);
       addr.writeUInt32LE(o.sharedUmemFd ?? 0, 12);
-      native.bind(fd, addr);
+      // EBUSY: the queue still has a socket. If it was closed a moment ago (a reopen), the kernel
+      // lets go of the queue only after an RCU grace period and a work item that takes the RTNL
+      // lock (xsk_destruct -> xp_release_deferred -> xp_clear_dev): retry the bind alone, every
+      // millisecond (the UMEM stays registered, the rings mapped), for up to BIND_BUSY_MS.
+      const deadline = Date.now() + BIND_BUSY_MS;
+      for (;;) {
+        try {
+          native.bind(fd, addr);
+          break;
+        } catch (e) {
+          if (!(e instanceof NetmapError) || e.code !== 'EBUSY' || Date.now() >= deadline) throw e;
+          pause(1);
+        }
+      }
       let zeroCopy = false;
       try {
         const opt = Buffer.alloc(4);
