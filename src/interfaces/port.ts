@@ -547,7 +547,7 @@ function growUmem(port: Port, st: IfState): void {
   const sp = port.mem;
   const queues: [number, XdpQueue][] = [];
   st.xsk.forEach((q, k) => { if (q !== undefined) queues.push([k, q]); });
-  // the UMEM owner (the first socket opened) is the one that did not share
+  // what the old RX rings still hold (the handle took what its rings had room for) is lost
   for (const [k, q] of queues) {
     const rx = q.sock.rx;
     const lost = (Atomics.load(sp.i32, rx.prodWord) - Atomics.load(sp.i32, rx.consWord)) | 0;
