@@ -20,6 +20,8 @@ export interface BridgeOptions {
   burst?: number;
   /** Allow zero copy when possible (default true; netmap bridge -c turns it off). */
   zeroCopy?: boolean;
+  /** Only b -> a (the caller takes what a receives itself; default false: both ways). */
+  onlyBtoA?: boolean;
 }
 
 /**
@@ -86,6 +88,7 @@ export class Bridge {
   forwardedAB = 0;
   forwardedBA = 0;
   private readonly sp: AddressSpace;
+  private readonly onlyBtoA: boolean;
 
   constructor(a: Port, b: Port, opts: BridgeOptions = {}) {
     const burst = opts.burst ?? BRIDGE_DEFAULT_BURST;
@@ -98,6 +101,7 @@ export class Bridge {
     this.burst = burst;
     this.zeroCopy = (opts.zeroCopy ?? true) && a.memId === b.memId;
     this.sp = a.mem;
+    this.onlyBtoA = opts.onlyBtoA === true;
   }
 
   private forward(src: Port, dst: Port): number {
@@ -118,7 +122,7 @@ export class Bridge {
   step(): number {
     this.a.pollOnce(POLLIN);
     this.b.pollOnce(POLLIN);
-    const ab = this.forward(this.a, this.b);
+    const ab = this.onlyBtoA ? 0 : this.forward(this.a, this.b);
     const ba = this.forward(this.b, this.a);
     this.forwardedAB += ab;
     this.forwardedBA += ba;
