@@ -250,6 +250,7 @@ export class Port {
    * mode), 'packet' (AF_PACKET), 'tap'; null for other kinds of ports.
    */
   get backend(): string | null {
+    this.checkOpen(); // an interface's backend reads its shared state, unmapped once closed
     return this.adapter.backend ?? null;
   }
 

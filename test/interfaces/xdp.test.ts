@@ -132,6 +132,8 @@ test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap 
     peerRx.close();
     lab.leave();
   }
+  // a closed handle's properties fail with ENXIO, never read unmapped memory
+  assert.throws(() => p.backend, (e: unknown) => (e as { code?: string }).code === 'ENXIO');
   assert.equal(hasXdp(lab, a, 'a0'), false, 'the XDP link went with the port');
 }));
 
