@@ -40,27 +40,27 @@ export function fillConstant(
   filled: Int32Array, bufBase: number, bufSize: number, numBufs: number, tplAt: number, size: number,
   firstLap: boolean,
 ): number {
-  // p walks the len|flags words, a ring segment at a time ([from, end) then [0, rest) on a wrap)
-  const lf0 = slotWord + LF;
-  let seg = numSlots - from < k ? numSlots - from : k;
-  let p = lf0 + SLOT_WORDS * from;
-  for (let pass = 0; pass < 2; pass++) {
-    const end = p + SLOT_WORDS * seg;
+  let i = from;
+  let left = k;
+  while (left > 0) {
+    const seg = numSlots - i < left ? numSlots - i : left;
+    const end = i + seg, end4 = end - 3;
+    let w = slotWord + SLOT_WORDS * i;
     if (firstLap) {
-      for (; p < end; p += SLOT_WORDS) fillSlot(u8, u32, p - LF, (p - lf0) / SLOT_WORDS, filled, bufBase, bufSize, numBufs, tplAt, size);
+      for (; i < end; i++, w += SLOT_WORDS) fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
     } else {
-      for (const end4 = end - S3; p < end4; p += 4 * SLOT_WORDS) {
-        if (u32[p] !== size || u32[p + S1] !== size || u32[p + S2] !== size || u32[p + S3] !== size) {
-          for (let q = p; q <= p + S3; q += SLOT_WORDS) if (u32[q] !== size) fillSlot(u8, u32, q - LF, (q - lf0) / SLOT_WORDS, filled, bufBase, bufSize, numBufs, tplAt, size);
-        }
+      for (; i < end4; i += 4, w += 4 * SLOT_WORDS) {
+        if (((u32[w + LF]! ^ size) | (u32[w + S1 + LF]! ^ size) | (u32[w + S2 + LF]! ^ size) | (u32[w + S3 + LF]! ^ size)) === 0) continue;
+        for (let j = 0; j < 4; j++) fillSlot(u8, u32, w + SLOT_WORDS * j, i + j, filled, bufBase, bufSize, numBufs, tplAt, size);
       }
-      for (; p < end; p += SLOT_WORDS) if (u32[p] !== size) fillSlot(u8, u32, p - LF, (p - lf0) / SLOT_WORDS, filled, bufBase, bufSize, numBufs, tplAt, size);
+      for (; i < end; i++, w += SLOT_WORDS) {
+        if (u32[w + LF] !== size) fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
+      }
     }
-    seg = k - seg;
-    if (seg === 0) break;
-    p = lf0;
+    left -= seg;
+    if (i === numSlots) i = 0;
   }
-  return slotAfter(from, k, numSlots);
+  return i;
 }
 
 function fillSlot(
