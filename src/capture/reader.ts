@@ -119,6 +119,24 @@ function scanRecords(
   out[SCAN_POS] = pos; out[SCAN_COUNT] = count; out[SCAN_STOP] = stop; out[SCAN_RUNS] = runs;
 }
 
+/**
+ * Moves the runs of the last scan down to `to` (copyWithin: memmove, no allocation); returns
+ * the end of the block. Leaves the number of records in scanOut[SCAN_POS] (the position was
+ * read already). A function of its own, as scanRecords, so that its loop is compiled alone.
+ */
+function compactRuns(buf: Uint8Array, to: number, runs: number): number {
+  const out = scanOut;
+  let records = 0;
+  for (let r = SCAN_FIRST_RUN; r < SCAN_FIRST_RUN + 3 * runs; r += 3) {
+    const s = out[r]!, e = out[r + 1]!;
+    if (s !== to) buf.copyWithin(to, s, e);
+    to += e - s;
+    records += out[r + 2]!;
+  }
+  out[SCAN_POS] = records;
+  return to;
+}
+
 export class CaptureFileReader {
   readonly path: string;
   readonly format: FileFormat;
@@ -350,14 +368,8 @@ export class CaptureFileReader {
         if (compact) {
           // Accepted records are moved down over the rejected ones (the consumed part of the
           // buffer) and handed over as one block.
-          let to = start, records = 0;
-          for (let r = SCAN_FIRST_RUN; r < SCAN_FIRST_RUN + 3 * runs; r += 3) {
-            const s = out[r]!, e = out[r + 1]!;
-            if (s !== to) buf.copyWithin(to, s, e);
-            to += e - s;
-            records += out[r + 2]!;
-          }
-          sink(buf, start, to - start, records);
+          const to = compactRuns(buf, start, runs);
+          sink(buf, start, to - start, out[SCAN_POS]!);
         } else {
           // A mapping is read-only: each run goes out as it lies.
           for (let r = SCAN_FIRST_RUN; r < SCAN_FIRST_RUN + 3 * runs; r += 3) sink(buf, out[r]!, out[r + 1]! - out[r]!, out[r + 2]!);
