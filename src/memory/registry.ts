@@ -49,6 +49,47 @@ export interface PortInfo {
   users: number;
 }
 
+/**
+ * Pids of the live processes other than this one that map a file of `dir` (from /proc/PID/maps:
+ * a process of any netmap-ts build maps the registry while it has a port open). A user can read
+ * the maps of their own processes, and the directory is one user's.
+ */
+export function processesMapping(dir: string): number[] {
+  const needle = ` ${dir.endsWith('/') ? dir : `${dir}/`}`;
+  const pids: number[] = [];
+  let entries: string[];
+  try { entries = fs.readdirSync('/proc'); } catch { return pids; }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    let maps: string;
+    try { maps = fs.readFileSync(`/proc/${e}/maps`, 'latin1'); } catch { continue; }
+    if (maps.includes(needle)) pids.push(pid);
+  }
+  return pids;
+}
+
+function refuseIfInUse(dir: string, what: string): void {
+  const users = processesMapping(dir);
+  if (users.length > 0) {
+    fail('EINVAL', `${what}; process ${users.slice(0, 5).join(', ')} still uses it: close the other users or use another NETMAP_TS_DIR`);
+  }
+}
+
+/** The files netmap-ts itself makes in its directory (nothing else there is ever removed). */
+const OWN_FILE = /^(mem-\d+|fw-[^/]+|scratch-[^/]+|attach-[^/]+\.(json|log)|ipfw-[^/]+\.sock)$/;
+
+/** Empties a directory of another layout that no process uses; the registry (open as `fd`) is cut to nothing. */
+function resetDirectory(dir: string, fd: number): void {
+  for (const name of fs.readdirSync(dir)) {
+    if (OWN_FILE.test(name)) {
+      try { fs.unlinkSync(`${dir}/${name}`); } catch { /* gone already */ }
+    }
+  }
+  native.ftruncate(fd, 0);
+}
+
 type Hook = (reg: Registry, portIndex: number) => void;
 
 /**
@@ -75,11 +116,15 @@ export class Registry {
     const fd = native.openFile(file, native.O_RDWR | native.O_CREAT, 0o600);
     try {
       native.flock(fd, native.LOCK_EX);
-      const size = fs.fstatSync(fd).size;
-      if (size === 0) native.ftruncate(fd, L.REGISTRY_SIZE);
-      else if (size !== L.REGISTRY_SIZE) {
-        fail('EINVAL', `the registry ${file} has size ${size}, this netmap-ts expects ${L.REGISTRY_SIZE} (another layout version?)`);
+      let size = fs.fstatSync(fd).size;
+      if (size !== 0 && size !== L.REGISTRY_SIZE) {
+        // Another layout. Left behind by an earlier build whose processes are all gone (the usual
+        // case after an upgrade), it is reset; with a live user it is refused, never misread.
+        refuseIfInUse(sp.dir, `the registry ${file} has size ${size}, this netmap-ts expects ${L.REGISTRY_SIZE} (another layout version)`);
+        resetDirectory(sp.dir, fd);
+        size = 0;
       }
+      if (size === 0) native.ftruncate(fd, L.REGISTRY_SIZE);
       sp.mapShared('registry', this.base, L.REGISTRY_SIZE, 0);
       const u32 = sp.u32;
       if (u32[this.word(L.REG_MAGIC)] === 0) {
@@ -91,7 +136,14 @@ export class Registry {
       if (u32[this.word(L.REG_MAGIC)] !== L.MAGIC_REGISTRY) fail('EINVAL', `${file} is not a netmap-ts registry`);
       const layout = u32[this.word(L.REG_LAYOUT)];
       if (layout !== L.LAYOUT_VERSION) {
-        fail('EINVAL', `shared memory in ${sp.dir} has layout version ${layout}, this netmap-ts uses layout version ${L.LAYOUT_VERSION} (NETMAP_API ${L.NETMAP_API}); close the other users or use another NETMAP_TS_DIR`);
+        refuseIfInUse(sp.dir, `shared memory in ${sp.dir} has layout version ${layout}, this netmap-ts uses layout version ${L.LAYOUT_VERSION} (NETMAP_API ${L.NETMAP_API})`);
+        // nobody maps it: start afresh in the same file (other openers wait on its flock)
+        resetDirectory(sp.dir, fd);
+        native.ftruncate(fd, L.REGISTRY_SIZE); // back to its size, all zero, before the mapping is touched
+        u32[this.word(L.REG_LAYOUT)] = L.LAYOUT_VERSION;
+        u32[this.word(L.REG_API)] = L.NETMAP_API;
+        u32[this.word(L.REG_SIZE)] = L.REGISTRY_SIZE;
+        u32[this.word(L.REG_MAGIC)] = L.MAGIC_REGISTRY;
       }
     } finally {
       native.flock(fd, native.LOCK_UN);

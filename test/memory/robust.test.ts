@@ -99,21 +99,21 @@ test('a process SIGKILLed while holding the registry lock does not wedge the oth
   await d.exited();
 });
 
-test('a registry of another layout version is refused with an error naming both versions', async () => {
+test('a registry of another layout version is refused while a process uses it, and reset once none does', async () => {
   const other = fs.mkdtempSync('/dev/shm/nmts-core-layout-');
+  const env = { ...process.env, NETMAP_TS_DIR: other };
+  let holder: ReturnType<typeof spawnHelper> | null = null;
   try {
-    const env = { ...process.env, NETMAP_TS_DIR: other };
-    const a = spawnHelper(['open', 'netmap:lv{1'], env);
-    assert.deepEqual(await a.next(), { ok: true });
-    await a.exited();
-    // pretend another build of netmap-ts made it
+    // a process of "another build" keeps a port open (it maps the registry)
+    holder = spawnHelper(['hold', 'netmap:lv{1'], env);
+    assert.equal((await holder.next()).ready, true);
     const file = path.join(other, 'registry');
     const fd = fs.openSync(file, 'r+');
     const word = Buffer.alloc(4);
     word.writeUInt32LE(L.LAYOUT_VERSION + 97, 0);
     fs.writeSync(fd, word, 0, 4, L.REG_LAYOUT);
     fs.closeSync(fd);
-    const b = spawnHelper(['open', 'netmap:lv{1'], env);
+    const b = spawnHelper(['open', 'netmap:lv2{1'], env);
     const r = await b.next();
     await b.exited();
     assert.equal(r.ok, false);
@@ -122,15 +122,38 @@ test('a registry of another layout version is refused with an error naming both 
     const msg = String(r.message);
     assert.match(msg, new RegExp(`layout version ${L.LAYOUT_VERSION + 97}\\b`));
     assert.match(msg, new RegExp(`layout version ${L.LAYOUT_VERSION}\\b`));
-    // a registry file of the wrong size (an older layout) is refused too
-    fs.truncateSync(file, 4096);
-    const c = spawnHelper(['open', 'netmap:lv{1'], env);
+    assert.match(msg, new RegExp(`process ${holder.pid}\\b`), 'the refusal names the live user');
+    // a registry file of the wrong size (an older layout) is refused too while it is used
+    fs.truncateSync(file, L.REGISTRY_SIZE + 4096);
+    const c = spawnHelper(['open', 'netmap:lv2{1'], env);
     const r2 = await c.next();
     await c.exited();
     assert.equal(r2.ok, false);
     assert.equal(r2.code, 'EINVAL');
     assert.match(String(r2.message), /layout/);
+    // the old build's last user goes: the next open resets the directory and works
+    holder.kill();
+    await holder.exited();
+    holder = null;
+    fs.writeFileSync(path.join(other, 'keep-me.txt'), 'not ours');
+    const d = spawnHelper(['open', 'netmap:lv2{1'], env);
+    assert.deepEqual(await d.next(), { ok: true });
+    await d.exited();
+    assert.equal(fs.statSync(file).size, L.REGISTRY_SIZE);
+    const now = Buffer.alloc(4);
+    const fd2 = fs.openSync(file, 'r');
+    fs.readSync(fd2, now, 0, 4, L.REG_LAYOUT);
+    fs.closeSync(fd2);
+    assert.equal(now.readUInt32LE(0), L.LAYOUT_VERSION);
+    assert.ok(fs.existsSync(path.join(other, 'keep-me.txt')), 'files netmap-ts did not make are left alone');
+    // and the reset happens for a wrong-size file as well
+    fs.truncateSync(file, 4096);
+    const e = spawnHelper(['open', 'netmap:lv3{1'], env);
+    assert.deepEqual(await e.next(), { ok: true });
+    await e.exited();
+    assert.equal(fs.statSync(file).size, L.REGISTRY_SIZE);
   } finally {
+    holder?.kill();
     fs.rmSync(other, { recursive: true, force: true });
   }
 });
