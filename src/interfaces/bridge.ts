@@ -145,9 +145,10 @@ const waitVals: number[] = [];
 /**
  * Sleeps until any of `ports` may have received something (or may send again, for ports with
  * transmissions pending), at most `timeoutMs`. Arms every port first and checks once more, so a
- * wake-up that comes in between is not lost. Blocks the calling thread.
+ * wake-up that comes in between is not lost. Blocks the calling thread. `extra`: one more futex
+ * word (absolute address) to wake on when it no longer holds `value` (a doorbell of the caller's).
  */
-export function waitPorts(ports: Port[], timeoutMs: number): void {
+export function waitPorts(ports: Port[], timeoutMs: number, extra?: { address: number; value: number }): void {
   const events = ports.map((p) => POLLIN | (txPending(p) ? POLLOUT : 0));
   waitAddrs.length = 0;
   waitVals.length = 0;
@@ -159,6 +160,7 @@ export function waitPorts(ports: Port[], timeoutMs: number): void {
       waitAddrs.push(...w.addresses);
       waitVals.push(...w.values);
     }
+    if (extra !== undefined) { waitAddrs.push(extra.address); waitVals.push(extra.value); }
     for (const p of ports) if ((p.pollOnce(POLLIN) & POLLIN) !== 0) return;
     native.futexWaitAny(waitAddrs, waitVals, waitAddrs.length, timeoutMs);
   } finally {
