@@ -132,6 +132,18 @@ function toArgs(p: ParsedArgs): Args {
   return a;
 }
 
+/**
+ * A line on standard error, written to the descriptor: process.stderr (console.error) would load
+ * Node's stream and net modules, a good part of `dump -r`'s start-up.
+ */
+function warn(line: string): void {
+  try {
+    fs.writeSync(2, `${line}\n`);
+  } catch {
+    // standard error closed: nothing to tell
+  }
+}
+
 /** Buffered text output on a file descriptor (console.log per packet is far too slow). */
 class TextOut {
   private buf: string[] = [];
@@ -267,7 +279,7 @@ async function run(args: Args): Promise<number> {
           if (!(e instanceof NetmapError)) throw e;
           if (isEpipe(e)) pipeGone = true;
           else {
-            console.error(`netmap dump: ${e.message}`);
+            warn(`netmap dump: ${e.message}`);
             status = 1;
           }
         }
@@ -289,7 +301,7 @@ async function run(args: Args): Promise<number> {
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        console.error(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
+        warn(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
           const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
@@ -321,6 +333,6 @@ async function run(args: Args): Promise<number> {
       if (!isEpipe(e)) throw e;
     }
   }
-  console.error(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
+  warn(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
   return status;
 }
