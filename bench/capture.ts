@@ -4,7 +4,11 @@
  *  - `netmap dump -r FILE -w /dev/null FILTER` against `tcpdump -r FILE -w /dev/null FILTER` on the
  *    same large generated file (mixed frames of about 300 bytes, 2 M by default: about 600 MB, read
  *    once first so that it is in the page cache), whole process, in the same run, with the ratio;
- *    bare Node's start-up (`node -e 0`) is measured alongside, as the floor of any Node tool.
+ *    bare Node's start-up (`node -e 0`) is measured alongside, as the floor of any Node tool;
+ *  - the engines alone: ours is the same read-filter-write loop run in this (warm) process on the
+ *    same file (copyAccepted into a PcapWriter on /dev/null, the best of 5); tcpdump's is its
+ *    whole process on the large file minus its whole process on the first 100 records of it
+ *    (start-up and file opening), and ours is also given that way (`engine_by_difference`).
  * Environment: CAPTURE_BENCH_PACKETS (file size in packets, default 2000000).
  */
 import { spawnSync } from 'node:child_process';
@@ -12,10 +16,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileFilter } from '../src/capture/filter.js';
+import { compileFilter, programFromText } from '../src/capture/filter.js';
 import { compileProgram } from '../src/capture/jit.js';
 import { interpretProgram } from '../src/capture/interp.js';
 import { PcapWriter } from '../src/capture/writer.js';
+import { openCaptureFile } from '../src/capture/reader.js';
 import type { PacketFilter } from '../src/capture/bpf.js';
 import { buildCorpus } from '../test/capture/corpus.js';
 
@@ -104,6 +109,24 @@ function timeRun(cmd: string, args: string[], runs = 7): { seconds: number; cpu:
   return { seconds: best, cpu: bestCpu, ok: true, stderr: '' };
 }
 
+/** Our read-filter-write loop in this process (as `dump -r F -w /dev/null FILTER` runs it): the best of `runs`, ms. */
+function engineMs(file: string, expr: string, runs = 5): { ms: number; accepted: number } {
+  const filter: PacketFilter = expr === '' ? () => 262144 : compileProgram(programFromText(expr, {}));
+  let best = Infinity, accepted = 0;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const rd = openCaptureFile(file);
+    const w = new PcapWriter('/dev/null', { snaplen: rd.snaplen });
+    accepted = 0;
+    const sink = (u8: Uint8Array, off: number, len: number, records: number): void => { w.writeRaw(u8, off, len, records); accepted += records; };
+    while (rd.copyAccepted(0, filter, sink) > 0) { /* to the end */ }
+    w.close();
+    rd.close();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return { ms: best, accepted };
+}
+
 function benchDumpVsTcpdump(): void {
   const packets = Number(process.env.CAPTURE_BENCH_PACKETS ?? 2000000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netmap-capture-bench-'));
@@ -112,27 +135,46 @@ function benchDumpVsTcpdump(): void {
     writeLargeFile(file, packets);
     const size = fs.statSync(file).size;
     const haveTcpdump = spawnSync('sh', ['-c', 'command -v tcpdump']).status === 0;
+    // The first 100 records: the same start-up and file opening, next to no packets.
+    const small = path.join(dir, 'small.pcap');
+    const head = fs.readFileSync(file).subarray(0, 24);
+    const rd = openCaptureFile(file);
+    const firstRecords: Buffer[] = [Buffer.from(head)];
+    rd.copyAccepted(100, () => 1, (u8, off, len) => { firstRecords.push(Buffer.from(u8.subarray(off, off + len))); });
+    rd.close();
+    fs.writeFileSync(small, Buffer.concat(firstRecords));
     fs.readFileSync(file); // into the page cache
     const bare = timeRun(process.execPath, ['-e', '0'], 5);
-    emit('capture.dump', 'node_startup', bare.seconds * 1000, 'ms', { tool: 'node -e 0' });
+    emit('capture.dump', 'node_startup', bare.seconds * 1000, 'ms', { tool: 'node -e 0', cpu_ms: Math.round(bare.cpu * 1000) });
     for (const expr of ['', 'ip', 'udp and dst port 53', 'tcp port 80']) {
       const filterArgs = expr === '' ? [] : [expr];
       const ours = timeRun(process.execPath, [CLI, 'dump', '-r', file, '-w', '/dev/null', ...filterArgs]);
       if (!ours.ok) throw new Error(`netmap dump failed: ${ours.stderr}`);
+      const oursStart = timeRun(process.execPath, [CLI, 'dump', '-r', small, '-w', '/dev/null', ...filterArgs]);
+      const engine = engineMs(file, expr);
       emit('capture.dump', 'whole_process', ours.seconds * 1000, 'ms', { tool: 'netmap dump', filter: expr, packets, bytes: size, cpu_ms: Math.round(ours.cpu * 1000) });
+      emit('capture.dump', 'startup', oursStart.seconds * 1000, 'ms', { tool: 'netmap dump', filter: expr, packets: 100, cpu_ms: Math.round(oursStart.cpu * 1000) });
+      emit('capture.dump', 'engine', engine.ms, 'ms', { tool: 'netmap dump', filter: expr, packets, accepted: engine.accepted, mpps: Number((packets / engine.ms / 1000).toFixed(2)) });
+      emit('capture.dump', 'engine_by_difference', (ours.seconds - oursStart.seconds) * 1000, 'ms', { tool: 'netmap dump', filter: expr, cpu_ms: Math.round((ours.cpu - oursStart.cpu) * 1000) });
       if (!haveTcpdump) {
         console.log(JSON.stringify({ bench: 'capture.dump', skipped: 'tcpdump is not installed' }));
         continue;
       }
       const theirs = timeRun('tcpdump', ['-r', file, '-w', '/dev/null', ...filterArgs]);
       if (!theirs.ok) throw new Error(`tcpdump failed: ${theirs.stderr}`);
+      const theirStart = timeRun('tcpdump', ['-r', small, '-w', '/dev/null', ...filterArgs]);
+      const theirEngine = (theirs.seconds - theirStart.seconds) * 1000;
       emit('capture.dump', 'whole_process', theirs.seconds * 1000, 'ms', { tool: 'tcpdump', filter: expr, packets, bytes: size, cpu_ms: Math.round(theirs.cpu * 1000) });
+      emit('capture.dump', 'engine_by_difference', theirEngine, 'ms', { tool: 'tcpdump', filter: expr, cpu_ms: Math.round((theirs.cpu - theirStart.cpu) * 1000), mpps: Number((packets / theirEngine / 1000).toFixed(2)) });
       emit('capture.dump', 'speedup_vs_tcpdump', theirs.seconds / ours.seconds, 'x', { filter: expr, cpu_ratio: Number((theirs.cpu / ours.cpu).toFixed(3)) });
+      emit('capture.dump', 'engine_speedup_vs_tcpdump', theirEngine / engine.ms, 'x', { filter: expr });
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
+emit('capture', 'load_average', os.loadavg()[0]!, '1 min', { cpus: os.cpus().length });
 if (!process.argv.includes('--dump-only')) benchFilters();
 benchDumpVsTcpdump();
+emit('capture', 'load_average', os.loadavg()[0]!, '1 min', { cpus: os.cpus().length });

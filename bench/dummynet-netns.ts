@@ -2,15 +2,19 @@
  * Dummynet shaping through kipfw against the kernel's tbf, on the same veth path, in one run
  * (JSON lines). l (198.18.0.1) — m0 [m] m1 — r (198.18.0.2):
  *   - kipfw: `kipfw netmap:m0 netmap:m1` with `pipe 1 config bw B queue 50` on l -> r UDP, as an
- *            ordinary process and with `--rt 50` (its data path in a SCHED_FIFO thread);
+ *            ordinary process, with `--spin` (busy-waits while packets wait), with `--rt 50` (its
+ *            data path in a SCHED_FIFO thread), with both, and with `-p 2` (two workers, ports
+ *            with two ring pairs: the pipe in worker 0, fed by both);
  *   - tbf:   a Linux bridge m0—m1 in m and `tc qdisc add dev m1 root tbf rate B burst 1540
  *            limit 50·1514` (both count whole Ethernet frames and queue 50 full frames).
  * A UDP sender in l offers 1.2·B of 1400-byte datagrams for SECONDS; tcpdump on r0 stamps the
  * arrivals (kernel time). Figures over the steady part (from 0.3 s after the first arrival):
  * delivered layer-2 rate, its ratio to B, and the jitter of the inter-arrival gaps against the
- * ideal 8·L/B (mean absolute deviation, p99). The ratio line compares kipfw with tbf.
+ * ideal 8·L/B (mean absolute deviation, p99), and kipfw's own count of how late it released
+ * packets (quarter-octave buckets). The ratio line compares kipfw with tbf.
  * Needs root, tc, tcpdump. Usage: node dist/bench/dummynet-netns.js [seconds] [Mbit/s ...]
- * (default 3 s at 10 and 50 Mbit/s).
+ * (default 3 s at 10 and 50 Mbit/s); DN_BENCH_VARIANTS=kipfw-pipe,kipfw-pipe-spin runs only those
+ * kipfw variants (tbf always runs).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -72,17 +76,35 @@ async function measure(lab: LabT, l: string, r: string, bw: number): Promise<num
 }
 
 let runs = 0;
-async function run(kind: 'kipfw' | 'kipfw-rt' | 'tbf', mbit: number): Promise<Figures & { load: string; kipfw_release_lateness?: string }> {
+const VARIANTS: Record<string, string[]> = {
+  'kipfw-pipe': [], 'kipfw-pipe-spin': ['--spin'], 'kipfw-pipe-rt': ['--rt', '50'], 'kipfw-pipe-rt-spin': ['--rt', '50', '--spin'], 'kipfw-pipe-p2': ['-p', '2'],
+};
+
+interface Lateness { lateness_p50_us?: number; lateness_p90_us?: number; lateness_p99_us?: number; lateness_max_us?: number }
+
+/** kipfw's closing line `dummynet released N packets late by p50 ≤X µs, ...` as numbers (0: under 1 µs). */
+function lateness(line: string): Lateness {
+  const q = (name: string): number | undefined => {
+    const m = new RegExp(`${name} (<1 µs|≤([\\d.]+) µs|>1 s)`).exec(line);
+    return m === null ? undefined : m[1] === '<1 µs' ? 0 : m[1] === '>1 s' ? Infinity : Number(m[2]);
+  };
+  return { lateness_p50_us: q('p50'), lateness_p90_us: q('p90'), lateness_p99_us: q('p99'), lateness_max_us: q('max') };
+}
+
+async function run(kind: string, mbit: number): Promise<Figures & Lateness & { load_before: string; load: string; kipfw_release_lateness?: string }> {
+  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const bw = mbit * 1e6;
   const lab = new Lab();
   let daemon: ChildProcess | null = null;
   let daemonErr = '';
   try {
     const { l, m, r } = lab.line(false);
-    if (kind !== 'tbf') {
+    if (kind !== 'tc-tbf') {
       // a new name each run: the socket of a daemon the last lab killed may still be there
       const name = `dnb${++runs}`;
-      const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...(kind === 'kipfw-rt' ? ['--rt', '50'] : []), 'netmap:m0', 'netmap:m1']);
+      const extra = VARIANTS[kind]!;
+      const ports = extra.includes('-p') ? ['netmap:m0@conf:rings=2', 'netmap:m1@conf:rings=2'] : ['netmap:m0', 'netmap:m1'];
+      const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...extra, ...ports]);
       daemon = child;
       child.stderr?.on('data', (x: Buffer) => { daemonErr += x.toString(); });
       const sock = path.join(DIR, `ipfw-${name}.sock`);
@@ -101,16 +123,16 @@ async function run(kind: 'kipfw' | 'kipfw-rt' | 'tbf', mbit: number): Promise<Fi
     while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
     const stamps = await measure(lab, l, r, bw);
     if (stamps.length < 100) throw new Error(`${kind}: only ${stamps.length} frames arrived`);
-    let lateness = '';
+    let late = '';
     if (daemon !== null) {
       // kipfw's own figure, printed when it ends: how late its loop released packets
       const d = daemon;
       const ended = new Promise((res) => d.once('close', res));
       d.kill('SIGTERM');
       await Promise.race([ended, sleep(5000)]);
-      lateness = /dummynet released .*/.exec(daemonErr)?.[0] ?? '';
+      late = /dummynet released .*/.exec(daemonErr)?.[0] ?? '';
     }
-    return { ...figures(stamps, bw), load: os.loadavg().map((x) => x.toFixed(2)).join(' '), ...(lateness !== '' ? { kipfw_release_lateness: lateness } : {}) };
+    return { ...figures(stamps, bw), load_before: loadBefore, load: os.loadavg().map((x) => x.toFixed(2)).join(' '), ...(late !== '' ? { kipfw_release_lateness: late, ...lateness(late) } : {}) };
   } finally {
     lab.cleanup();
   }
@@ -121,21 +143,24 @@ try {
   if (skip !== null) {
     console.log(JSON.stringify({ bench: 'dummynet-netns', skipped: skip }));
   } else {
+    const only = process.env.DN_BENCH_VARIANTS?.split(',');
+    const kinds = [...Object.keys(VARIANTS).filter((k) => only === undefined || only.includes(k)), 'tc-tbf'];
     for (const mbit of RATES) {
-      const ours = await run('kipfw', mbit);
-      const rt = await run('kipfw-rt', mbit);
-      const ref = await run('tbf', mbit);
-      for (const [tool, f] of [['kipfw-pipe', ours], ['kipfw-pipe-rt', rt], ['tc-tbf', ref]] as const) {
-        console.log(JSON.stringify({ bench: 'dummynet-netns', case: `bw-${mbit}Mbit`, tool, metric: 'delivered_rate', value: f.delivered_mbit, unit: 'Mbit/s (frames)', ...f, offered: '1.2 x bw, 1442-byte frames', seconds: SECONDS }));
+      const res: Record<string, Figures> = {};
+      for (const kind of kinds) {
+        const f = await run(kind, mbit);
+        res[kind] = f;
+        console.log(JSON.stringify({ bench: 'dummynet-netns', case: `bw-${mbit}Mbit`, tool: kind, metric: 'delivered_rate', value: f.delivered_mbit, unit: 'Mbit/s (frames)', ...f, offered: '1.2 x bw, 1442-byte frames', seconds: SECONDS }));
       }
-      console.log(JSON.stringify({
-        bench: 'dummynet-netns', case: `bw-${mbit}Mbit`, metric: 'kipfw_vs_tbf', unit: 'ratio',
-        rate_ratio: Number((ours.delivered_mbit / ref.delivered_mbit).toFixed(4)),
-        jitter_mad_ratio: Number((ours.jitter_mad_us / ref.jitter_mad_us).toFixed(3)),
-        jitter_p99_ratio: Number((ours.jitter_p99_us / ref.jitter_p99_us).toFixed(3)),
-        rt_jitter_mad_ratio: Number((rt.jitter_mad_us / ref.jitter_mad_us).toFixed(3)),
-        rt_jitter_p99_ratio: Number((rt.jitter_p99_us / ref.jitter_p99_us).toFixed(3)),
-      }));
+      const ref = res['tc-tbf']!;
+      const ratios: Record<string, number> = {};
+      for (const kind of kinds.slice(0, -1)) {
+        const f = res[kind]!;
+        ratios[`${kind}_rate_ratio`] = Number((f.delivered_mbit / ref.delivered_mbit).toFixed(4));
+        ratios[`${kind}_jitter_mad_ratio`] = Number((f.jitter_mad_us / ref.jitter_mad_us).toFixed(3));
+        ratios[`${kind}_jitter_p99_ratio`] = Number((f.jitter_p99_us / ref.jitter_p99_us).toFixed(3));
+      }
+      console.log(JSON.stringify({ bench: 'dummynet-netns', case: `bw-${mbit}Mbit`, metric: 'kipfw_vs_tbf', unit: 'ratio', ...ratios }));
     }
   }
 } finally {

@@ -247,22 +247,42 @@ function emit(o: Record<string, unknown>): void {
 /**
  * Both ends in one thread, alternating batches: no cross-core traffic and no scheduling, so its
  * CPU time per packet (sender + receiver + both syncs) is a load-independent figure of the code.
+ * `loops`: this bench's slot loops, or pkt-gen's (generator/slots.ts) over the same pipe.
  */
-async function sameThread(dir: string, batch: number, ms: number): Promise<{ mpps: number; cpuNs: number; packets: number }> {
+async function sameThread(dir: string, batch: number, ms: number, loops: 'pipes' | 'pkt-gen'): Promise<{ mpps: number; cpuNs: number; packets: number }> {
   process.env.NETMAP_TS_DIR = dir;
   const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
+  const slots = await import('../src/generator/slots.js');
   nm.registerPortTypes([pipePortType, parentPortType]);
-  const m = nm.openPort(`netmap:bst${batch}{1`), s = nm.openPort(`netmap:bst${batch}}1`, { noTxPoll: true });
+  const name = `bst${loops === 'pipes' ? '' : 'g'}${batch}`;
+  const m = nm.openPort(`netmap:${name}{1`, { extraBuffers: 1 }), s = nm.openPort(`netmap:${name}}1`, { noTxPoll: true });
   const tx = m.txRings[0]!, rx = s.rxRings[0]!;
   const n = tx.numSlots;
-  const u8 = s.mem.u8, u16 = s.mem.u16;
+  const u8 = s.mem.u8, u16 = s.mem.u16, u32 = m.mem.u32;
+  // pkt-gen's sender (slots.ts fillConstant: buffers filled once, then only checked) writes
+  // its frame from an extra buffer; its receiver adds up lengths with slots.ts sumLengths
+  const filled = new Int32Array(n).fill(-1), tplAt = m.bufOffset(m.bufsHead);
+  let firstLap = n;
   let got = 0, bytes = 0, probe = 0;
   const loop = (until: number): void => {
     for (let iter = 0; ; iter++) {
       if ((iter & 255) === 0 && performance.now() > until) break;
       let k = tx.space();
       if (k > batch) k = batch;
+      if (loops === 'pkt-gen') {
+        tx.advance(slots.fillConstant(m.mem.u8, u32, tx.slotWord, n, tx.head, k, filled, tx.bufBase, tx.bufSize, tx.numBufs, tplAt, PKT_LEN, firstLap > 0));
+        if (firstLap > 0) firstLap -= k;
+        m.txsync();
+        s.rxsync();
+        let a = rx.space();
+        if (a > batch) a = batch;
+        const i = rx.head;
+        bytes += slots.sumLengths(u16, rx.slotWord, n, i, a);
+        rx.advance(slots.slotAfter(i, a, n));
+        got += a;
+        continue;
+      }
       tx.advance(writeLengths(u16, tx, tx.head, k, PKT_LEN));
       m.txsync();
       s.rxsync();
@@ -310,8 +330,10 @@ async function main(): Promise<void> {
   let seq = 0;
   try {
     for (const batch of only === undefined || only === 'same-thread' ? batches : []) {
-      const r = await sameThread(dir, batch, Math.min(ms, 1000));
-      emit({ metric: 'cpu_per_packet', mode: 'same-thread', batch, pkt_len: PKT_LEN, value: Number(r.cpuNs.toFixed(2)), unit: 'ns', mpps: Number(r.mpps.toFixed(2)), note: 'sender+receiver+both syncs in one thread' });
+      for (const loops of ['pipes', 'pkt-gen'] as const) {
+        const r = await sameThread(dir, batch, Math.min(ms, 1000), loops);
+        emit({ metric: 'cpu_per_packet', mode: 'same-thread', loops, batch, pkt_len: PKT_LEN, value: Number(r.cpuNs.toFixed(2)), unit: 'ns', mpps: Number(r.mpps.toFixed(2)), note: `sender+receiver+both syncs in one thread; ${loops === 'pipes' ? 'this bench\'s slot loops' : 'pkt-gen\'s slot loops (generator/slots.ts)'}` });
+      }
     }
     for (const mode of ['process', 'thread'] as const) {
       if (only !== undefined && only !== mode) continue;

@@ -12,7 +12,7 @@ import './port-types.js'; // every port type of the build, plugged into openPort
 
 // Monitor ports are opened with openPort('PORT/r' | '/t' | '/rt' | '/z'); this names the
 // monitor of a port in use (what `netmap dump -i` does).
-export { monitorNameFor } from './monitor/monitor.js';
+export { monitorNameFor, monitorWithBuffer } from './monitor/monitor.js';
 
 // VALE switches: control API (ports themselves are opened with openPort('valeX:NAME')).
 export * as vale from './switch/index.js';

@@ -12,7 +12,8 @@ import { registry } from '../memory/registry.js';
 import { pause } from '../memory/lock.js';
 import * as L from '../memory/layout.js';
 import { setReceiveHook, hookedFrames } from './receive-hook.js';
-import { Bridge, waitPorts } from '../interfaces/bridge.js';
+import { Bridge, waitPorts, passSlot } from '../interfaces/bridge.js';
+import type { Ring } from '../rings/ring.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from '../interfaces/ifinfo.js';
 import { isTapDevice, tapGone, tapDescriptor } from '../interfaces/port.js';
@@ -94,6 +95,57 @@ function openDirectSink(ifindex: number, portName: string): DirectSink | null {
   return new PacketTransmitter(name, { frames: 1024 });
 }
 
+/** An AF_XDP NIC RX ring whose frames the daemon puts into the switch itself (intake()). */
+interface Intake { ring: Ring; merger: TcpCoalescer; via: Ring }
+const intakes: Intake[] = [];
+const intakeOffs = new Float64Array(DAEMON_BURST), intakeLens = new Uint16Array(DAEMON_BURST);
+
+/**
+ * AF_XDP: takes up to DAEMON_BURST frames from each NIC RX ring (the bridge's step synced them)
+ * into the switch, where they lie in their netmap buffers: through the TCP coalescer, as the
+ * receive hooks do with AF_PACKET's ring; a fragment chain (NS_MOREFRAG, a frame over 1792 bytes)
+ * goes as one frame through the switch port's TX ring. Returns the frames taken.
+ */
+function intake(list: Intake[], nic: Port, vNic: Port): number {
+  let taken = 0, chains = 0;
+  for (const { ring, merger, via } of list) {
+    let n = 0, i = ring.head;
+    const tail = ring.tail;
+    while (i !== tail && n < DAEMON_BURST) {
+      if ((ring.slotFlags(i) & L.NS_MOREFRAG) !== 0) break;
+      intakeOffs[n] = ring.slotBufOffset(i);
+      intakeLens[n] = ring.slotLen(i);
+      n++;
+      i = ring.next(i);
+    }
+    if (n > 0) {
+      merger.forward(intakeOffs, intakeLens, n);
+      ring.advance(i);
+      taken += n;
+    }
+    if (i !== tail && (ring.slotFlags(i) & L.NS_MOREFRAG) !== 0) chains += passChain(ring, via, nic);
+  }
+  if (chains > 0) vNic.txsync();
+  return taken + chains;
+}
+
+/** Moves the NS_MOREFRAG chain at `ring`'s head to switch port TX ring `via` (buffer swaps, as the bridge does). */
+function passChain(ring: Ring, via: Ring, nic: Port): number {
+  let end = ring.head, count = 0, complete = false;
+  while (end !== ring.tail) {
+    count++;
+    complete = (ring.slotFlags(end) & L.NS_MOREFRAG) === 0;
+    end = ring.next(end);
+    if (complete) break;
+  }
+  if (!complete || via.space() < count) return 0; // the rest of the chain is not in yet, or no room
+  let k = via.head;
+  for (let j = ring.head; j !== end; j = ring.next(j), k = via.next(k)) passSlot(ring, j, via, k, true, nic.mem);
+  ring.advance(end);
+  via.advance(k);
+  return 1;
+}
+
 async function main(): Promise<number> {
   if (switchName === undefined || ifName === undefined) {
     console.log('error EINVAL: usage: attach-daemon SWITCH IF nic|host');
@@ -130,9 +182,11 @@ async function main(): Promise<number> {
       bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
     } else {
       // The interface first, then its switch ports in the interface's memory (`@memId`), so each
-      // bridge swaps buffers instead of copying them.
-      // AF_PACKET: the receive hooks below read the kernel's packet ring (see RingDiverter)
-      const nic = openPort(`netmap:${ifName}@conf:backend=packet`);
+      // bridge swaps buffers instead of copying them. The interface's default backend: AF_XDP
+      // where it works (frames land in netmap buffers, which the bridge swaps into the switch
+      // port: no copy on the way in), else AF_PACKET with receive hooks (below).
+      const nic = openPort(`netmap:${ifName}`);
+      const xdp = nic.backend?.startsWith('xdp') === true;
       ports.push(nic);
       const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
       ports.push(vNic);
@@ -140,8 +194,10 @@ async function main(): Promise<number> {
       // what this daemon forwards to another attached interface goes straight onto its wire
       const vale = vNic.adapter as ValeAdapter;
       enableDirect(vale, openDirectSink, currentNetnsId());
-      // and what the interface receives goes into the switch from the kernel's ring, without
-      // becoming a slot of netmap:IF first (the bridge then only carries switch -> interface)
+      // and what the interface receives goes into the switch without passing through a slot of
+      // the switch port: with AF_PACKET from the kernel's ring (receive hooks), with AF_XDP from
+      // the netmap buffers the frames landed in (intake()); the bridge then only carries switch
+      // -> interface
       for (const r of nic.rxRings) {
         if (r.host) continue;
         const via = vNic.txRings[r.id % vNic.txRings.length]!;
@@ -149,10 +205,11 @@ async function main(): Promise<number> {
         // segments, merged (coalesce.ts); the rest goes into the switch frame by frame
         const whole = (at: number, len: number, hdrAt: number): boolean => injectWhole(vale, via, at, len, hdrAt);
         const merger = new TcpCoalescer((offs, lens, n, from) => vale.inject(via, offs, lens, n, from), whole);
-        setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
+        if (xdp) intakes.push({ ring: r, merger, via });
+        else setReceiveHook(nic, r.id, (offs, lens, n) => merger.forward(offs, lens, n), DAEMON_BURST, whole);
       }
       hookedPort = nic;
-      bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST }));
+      bridges.push(new Bridge(nic, vNic, { burst: DAEMON_BURST, onlyBtoA: true }));
       if (mode === 'host') {
         const host = openPort(`netmap:${ifName}^`);
         ports.push(host);
@@ -163,7 +220,8 @@ async function main(): Promise<number> {
         bridges.push(new Bridge(host, vHost, { burst: DAEMON_BURST }));
       }
     }
-    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host' }), { mode: 0o600 });
+    const backend = hookedPort?.backend ?? undefined;
+    fs.writeFileSync(recordPath(ifName), JSON.stringify({ pid: process.pid, switchName, ifName, host: mode === 'host', backend }), { mode: 0o600 });
     console.log('ready');
   } catch (e) {
     const code = e instanceof NetmapError ? e.code : 'EIO';
@@ -184,6 +242,7 @@ async function main(): Promise<number> {
     do {
       let moved = -hookedFrames(hookedPort!);
       for (const b of bridges) moved += b.step();
+      if (intakes.length > 0) moved += intake(intakes, hookedPort!, ports[1]!);
       moved += hookedFrames(hookedPort!);
       if (moved === 0) {
         idle++;

@@ -20,7 +20,11 @@ import { isHelperDevice, removeStaleSplit } from '../interfaces/split.js';
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-export interface AttachRecord { pid: number; switchName: string; ifName: string; host: boolean }
+export interface AttachRecord {
+  pid: number; switchName: string; ifName: string; host: boolean;
+  /** The interface port's backend ('xdp native copy', 'packet', 'tap', ...: Port.backend). */
+  backend?: string;
+}
 
 export function recordPath(ifName: string): string {
   return path.join(shmDirectory(), `attach-${currentNetnsId()}-${ifName}.json`);

@@ -8,7 +8,6 @@
  * and lays out the BPF program.
  */
 import * as fs from 'node:fs';
-import { isIPv6 } from 'node:net';
 import { fail, NetmapError } from '../errors.js';
 import {
   type BpfInsn, stmt,
@@ -17,7 +16,7 @@ import {
   BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_TAX, BPF_TXA, BPF_MEMWORDS, BPF_STX,
 } from './bpf.js';
 import { type Cond, type BlockItem, TRUE, FALSE, and, or, not, andAll, orAll, leaf } from './filter-codegen.js';
-import type { Token } from './filter-lexer.js';
+import { type Token, isIPv6Text } from './filter-lexer.js';
 
 /** A bad expression: EINVAL naming the position of token `t`. */
 export function filterError(t: Token, message: string): never {
@@ -880,7 +879,7 @@ export class CodeGen {
   }
 
   genMcode6(t: Token, masklen: number, q: Qual): Cond {
-    if (!isIPv6(t.text)) filterError(t, `invalid ip6 address ${t.text}`);
+    if (!isIPv6Text(t.text)) filterError(t, `invalid ip6 address ${t.text}`);
     if (masklen > 128) filterError(t, 'mask length must be <= 128');
     const bytes = parseV6(t.text);
     const words: number[] = [];
@@ -1007,7 +1006,7 @@ export function parseMac(text: string): number[] {
   return text.split(/[:.-]/).map((b) => parseInt(b, 16));
 }
 
-/** 16 bytes of an IPv6 address (text already checked with isIPv6). */
+/** 16 bytes of an IPv6 address (text already checked with isIPv6Text). */
 export function parseV6(text: string): number[] {
   let s = text;
   // Embedded IPv4 tail.

@@ -3,7 +3,6 @@
  * `tcp-syn` is one named constant, `80-90` one word (a port range), `len-1` one (unknown) word;
  * on equal length numbers and addresses win over words.
  */
-import { isIPv6 } from 'node:net';
 import { fail } from '../errors.js';
 
 export type TokKind =
@@ -80,12 +79,42 @@ function matchAt(re: RegExp, s: string, pos: number): string {
   return m === null ? '' : m[0];
 }
 
+const V4_PART = /^(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$/;
+const V6_GROUP = /^[0-9A-Fa-f]{1,4}$/;
+
+/**
+ * Whether `text` is an IPv6 address in text form: groups of 1 to 4 hex digits, at most one `::`,
+ * a dotted IPv4 address as the last two groups allowed (what node:net's isIPv6 accepts, without
+ * zone ids, which the lexer never hands over; node:net itself is not imported: it loads Node's
+ * whole stream stack, a few milliseconds of every filter's start-up).
+ */
+export function isIPv6Text(text: string): boolean {
+  const gap = text.indexOf('::');
+  if (gap !== -1 && text.indexOf('::', gap + 1) !== -1) return false;
+  const sides = gap === -1 ? [text] : [text.slice(0, gap), text.slice(gap + 2)];
+  let groups = 0;
+  for (let side = 0; side < sides.length; side++) {
+    if (sides[side] === '') continue;
+    const parts = sides[side]!.split(':');
+    for (let i = 0; i < parts.length; i++) {
+      const g = parts[i]!;
+      if (V6_GROUP.test(g)) { groups++; continue; }
+      // An IPv4 tail: only the address's last group.
+      if (side !== sides.length - 1 || i !== parts.length - 1) return false;
+      const bytes = g.split('.');
+      if (bytes.length !== 4 || !bytes.every((b) => V4_PART.test(b))) return false;
+      groups += 2;
+    }
+  }
+  return gap === -1 ? groups === 8 : groups <= 7;
+}
+
 /** Longest prefix of `text` (cut at ':' or '.' boundaries) that is a valid IPv6 address. */
 function longestV6(text: string): string {
   if (!text.includes(':')) return '';
   for (let end = text.length; end > 1; end--) {
     const cand = text.slice(0, end);
-    if (cand.includes(':') && isIPv6(cand)) return cand;
+    if (cand.includes(':') && isIPv6Text(cand)) return cand;
   }
   return '';
 }

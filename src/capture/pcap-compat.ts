@@ -58,7 +58,7 @@ export interface CommonSessionOptions {
 }
 
 export interface LiveSessionOptions extends CommonSessionOptions {
-  /** Accepted for compatibility: ring sizes are the port's (see README). Default 10 MB. */
+  /** Bytes of the monitor's ring buffers when watching a port in use (2048 a frame; default 10 MB). */
   buffer_size?: number;
   /** Bytes kept of each packet and the size of `buf` (default 65535). */
   snap_length?: number;
@@ -106,7 +106,7 @@ export class PcapSession extends EventEmitter {
     this.buf = Buffer.alloc(this.snap_length);
     this.header = Buffer.alloc(16);
     if (isLive) {
-      this.port_name = watchName(device);
+      this.port_name = watchName(device, 'inout', this.buffer_size);
       const cap = openLive(this.port_name, { snaplen: this.snap_length, timeoutMs: 0 });
       try {
         if (this.filter !== '') cap.setFilter(this.filter);

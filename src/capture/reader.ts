@@ -65,21 +65,76 @@ export interface ReaderOptions {
   mmap?: boolean;
 }
 
+/** Runs of accepted records one scan of copyAccepted notes at most (it stops early when full). */
+const SCAN_MAX_RUNS = 4096;
+const SCAN_POS = 0, SCAN_COUNT = 1, SCAN_STOP = 2, SCAN_RUNS = 3, SCAN_FIRST_RUN = 4;
+/** Why a scan stopped: the next record is not (wholly) in the buffer, a bad record header, a full run table or the limit. */
+const STOP_NEED_DATA = 0, STOP_BAD = 1, STOP_EARLY = 2;
 /**
- * Ends a run of consecutive accepted records [start, end) of copyAccepted: handed to `sink` as
- * it is (mapped, read-only buffer), or moved down to `to` in the read buffer (compact mode).
- * Returns the new end of the gathered block.
+ * The scan's results (one table for every reader: a scan never runs inside another): the next
+ * position, the records read, why it stopped, the number of runs, then (start, end, records) per
+ * run of consecutive accepted records.
  */
-function endRun(
-  buf: Uint8Array, compact: boolean, sink: (u8: Uint8Array, offset: number, length: number, records: number) => void,
-  start: number, end: number, records: number, to: number,
-): number {
-  if (!compact) {
-    sink(buf, start, end - start, records);
-    return to;
+const scanOut = new Int32Array(SCAN_FIRST_RUN + 3 * SCAN_MAX_RUNS);
+
+/**
+ * The hot loop of copyAccepted: reads the whole little-endian pcap records of u8[pos, end), at
+ * most `limit`, runs the filter on each and notes the runs of consecutive accepted records in
+ * scanOut. It decodes nothing but the lengths, copies nothing, reads no object property and
+ * calls nothing but the filter: V8 compiles it once, small, with the filter inlined, and no
+ * path of it is first taken after that (which would throw the compiled code away).
+ */
+function scanRecords(
+  u8: Uint8Array, dv: DataView, pos: number, end: number, limit: number, maxCap: number, fracLimit: number, filter: PacketFilter,
+): void {
+  const out = scanOut;
+  let count = 0, runs = 0, runStart = 0, runEnd = -1, runRecords = 0, stop = STOP_NEED_DATA;
+  while (end - pos >= 16) {
+    // The table keeps a slot for the run still open.
+    if (count >= limit || runs >= SCAN_MAX_RUNS - 1) { stop = STOP_EARLY; break; }
+    const caplen = dv.getUint32(pos + 8, true);
+    if (caplen > maxCap || dv.getUint32(pos + 4, true) >= fracLimit) { stop = STOP_BAD; break; }
+    const next = pos + 16 + caplen;
+    if (next > end) break;
+    count++;
+    if (filter(u8, pos + 16, caplen, dv.getUint32(pos + 12, true)) !== 0) {
+      if (runEnd === pos) {
+        runRecords++;
+      } else {
+        if (runRecords > 0) {
+          const r = SCAN_FIRST_RUN + 3 * runs++;
+          out[r] = runStart; out[r + 1] = runEnd; out[r + 2] = runRecords;
+        }
+        runStart = pos;
+        runRecords = 1;
+      }
+      runEnd = next;
+    }
+    pos = next;
   }
-  if (start !== to) buf.copyWithin(to, start, end);
-  return to + end - start;
+  if (runRecords > 0) {
+    const r = SCAN_FIRST_RUN + 3 * runs++;
+    out[r] = runStart; out[r + 1] = runEnd; out[r + 2] = runRecords;
+  }
+  out[SCAN_POS] = pos; out[SCAN_COUNT] = count; out[SCAN_STOP] = stop; out[SCAN_RUNS] = runs;
+}
+
+/**
+ * Moves the runs of the last scan down to `to` (copyWithin: memmove, no allocation); returns
+ * the end of the block. Leaves the number of records in scanOut[SCAN_POS] (the position was
+ * read already). A function of its own, as scanRecords, so that its loop is compiled alone.
+ */
+function compactRuns(buf: Uint8Array, to: number, runs: number): number {
+  const out = scanOut;
+  let records = 0;
+  for (let r = SCAN_FIRST_RUN; r < SCAN_FIRST_RUN + 3 * runs; r += 3) {
+    const s = out[r]!, e = out[r + 1]!;
+    if (s !== to) buf.copyWithin(to, s, e);
+    to += e - s;
+    records += out[r + 2]!;
+  }
+  out[SCAN_POS] = records;
+  return to;
 }
 
 export class CaptureFileReader {
@@ -279,11 +334,13 @@ export class CaptureFileReader {
   /**
    * Fast path of `dump -r IN -w OUT FILTER` for classic little-endian pcap input: every record
    * the filter accepts is handed to `sink` as its raw bytes (16-byte header and data, exactly as
-   * in the file), with no per-record decoding beyond the lengths. Returns the records read; 0 at
-   * the end of the file. Throws EINVAL for other formats (use dispatch) and EIO like dispatch.
+   * in the file), with no per-record decoding beyond the lengths. Reads up to `max` records
+   * (all when max <= 0) of what the buffer holds (call again until it returns 0) and returns how
+   * many it read; 0 at the end of the file. Throws EINVAL for other formats (use dispatch) and EIO like dispatch.
    *
    * When reading with read(2), accepted records are moved down over the rejected ones inside
-   * the read buffer (copyWithin: no allocation) and `sink` gets one block per buffer fill; from a
+   * the read buffer (copyWithin: no allocation) and `sink` gets one block per buffer fill (or per
+   * 4095 runs); from a
    * mapping (read-only) it gets each run of consecutive accepted records. Either way the bytes
    * are valid only during the call.
    */
@@ -292,61 +349,45 @@ export class CaptureFileReader {
   ): number {
     if (this.closed) fail('EINVAL', `capture file ${this.path} is closed`);
     if (this.format !== 'pcap' || !this.littleEndian || this.kuznetzov) fail('EINVAL', 'copyAccepted needs a little-endian classic pcap file');
-    const limit = max <= 0 ? Infinity : max;
+    const limit = max <= 0 ? 0x7fffffff : Math.min(max, 0x7fffffff);
     const fracLimit = this.nanosecond ? 1e9 : 1e6;
     const maxCap = Math.max(this.interfaces[0]!.snaplen, MAXIMUM_SNAPLEN);
     const compact = !this.mapped;
+    const out = scanOut;
     let count = 0;
-    try {
-      // One round per buffer fill: a tight scan of the whole records in the buffer, with its
-      // state in locals only (no closure captures them, so they stay in registers), then a
-      // refill for the record cut by the end of the buffer.
-      while (count < limit) {
-        const buf = this.buf, dv = this.dv, end = this.end;
-        let pos = this.pos;
-        // Compact mode: accepted bytes gathered at the front of the consumed part, from this.pos;
-        // the records accepted in this round.
-        let blockEnd = pos, blockRecords = 0;
-        // The current run of consecutive accepted records.
-        let runStart = 0, runEnd = 0, runRecords = 0;
-        let bad = false;
-        while (count < limit && end - pos >= 16) {
-          const caplen = dv.getUint32(pos + 8, true);
-          if (caplen > maxCap || dv.getUint32(pos + 4, true) >= fracLimit) { bad = true; break; }
-          const next = pos + 16 + caplen;
-          if (next > end) break;
-          count++;
-          if (filter(buf, pos + 16, caplen, dv.getUint32(pos + 12, true)) !== 0) {
-            blockRecords++;
-            if (runRecords > 0 && runEnd === pos) {
-              runRecords++;
-            } else {
-              if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
-              runStart = pos;
-              runRecords = 1;
-            }
-            runEnd = next;
-          }
-          pos = next;
+    // One scan of the buffer, the hand-over of what it accepted, then a refill for the record
+    // cut by the end of the buffer. A second round only when the first found no whole record
+    // (the refill brings one, or the end of the file). No loop runs long here: V8 optimises
+    // scanRecords alone, and this as an ordinary function, never by on-stack replacement.
+    while (count === 0) {
+      const buf = this.buf, start = this.pos;
+      scanRecords(buf, this.dv, start, this.end, limit, maxCap, fracLimit, filter);
+      const pos = out[SCAN_POS]!, stop = out[SCAN_STOP]!, runs = out[SCAN_RUNS]!;
+      count = out[SCAN_COUNT]!;
+      if (runs > 0) {
+        if (compact) {
+          // Accepted records are moved down over the rejected ones (the consumed part of the
+          // buffer) and handed over as one block.
+          const to = compactRuns(buf, start, runs);
+          sink(buf, start, to - start, out[SCAN_POS]!);
+        } else {
+          // A mapping is read-only: each run goes out as it lies.
+          for (let r = SCAN_FIRST_RUN; r < SCAN_FIRST_RUN + 3 * runs; r += 3) sink(buf, out[r]!, out[r + 1]! - out[r]!, out[r + 2]!);
         }
-        // Hand over what this round gathered before the buffer is refilled (or at the end).
-        if (runRecords > 0) blockEnd = endRun(buf, compact, sink, runStart, runEnd, runRecords, blockEnd);
-        if (compact && blockRecords > 0) sink(buf, this.pos, blockEnd - this.pos, blockRecords);
-        this.pos = pos;
-        if (bad) this.dispatchPcap(1, () => undefined); // raises the same error as dispatch
-        if (count >= limit) break;
-        if (end - pos < 16) {
-          if (!this.fill(16)) {
-            if (this.end !== this.pos) this.truncated(this.end - this.pos, 16, 'record header');
-            break;
-          }
-          continue; // the header is in: its checks are made by the scan
-        }
-        const total = 16 + dv.getUint32(pos + 8, true);
-        if (!this.fill(total)) this.truncated(this.end - this.pos, total, 'record');
       }
-    } finally {
+      this.pos = pos;
       this.delivered += count;
+      if (stop === STOP_BAD) this.dispatchPcap(1, () => undefined); // raises the same error as dispatch
+      if (stop === STOP_EARLY) break;
+      if (this.end - pos < 16) {
+        if (!this.fill(16)) {
+          if (this.end !== this.pos) this.truncated(this.end - this.pos, 16, 'record header');
+          break;
+        }
+        continue; // the header is in: its checks are made by the scan
+      }
+      const total = 16 + this.dv.getUint32(pos + 8, true);
+      if (!this.fill(total)) this.truncated(this.end - this.pos, total, 'record');
     }
     return count;
   }

@@ -11,7 +11,7 @@ import { fail } from '../errors.js';
 import * as L from '../memory/layout.js';
 import { registry } from '../memory/registry.js';
 import { parsePortSpec } from '../ports/name.js';
-import { monitorNameFor } from '../monitor/monitor.js';
+import { monitorNameFor, monitorWithBuffer } from '../monitor/monitor.js';
 import { POLLIN } from '../ports/port.js';
 import { waitPort } from '../ports/events.js';
 import type { LiveCapture, PacketHandler } from './live.js';
@@ -80,23 +80,30 @@ export function watchablePorts(): WatchablePort[] {
 }
 
 /**
+ * Bytes of monitor ring buffers a watcher asks for by default (tcpdump's -B in bytes): 32 MiB,
+ * 16384 frames on a port of one ring each way (see monitorWithBuffer).
+ */
+export const DEFAULT_WATCH_BUFFER = 32 * 1024 * 1024;
+
+/**
  * The name to open to watch port `name` in `direction`: a port somebody has open is watched
  * through its copy monitor (`/r` received, `/t` sent, `/rt` both: monitorNameFor, as
  * netmap-libpcap does); a name that already carries monitor flags is kept (EINVAL if they
  * contradict `direction`); a port nobody has open is opened itself (it then sees what is sent to
- * it), and then only 'inout' makes sense (EOPNOTSUPP otherwise).
+ * it), and then only 'inout' makes sense (EOPNOTSUPP otherwise). A copy monitor without slots=
+ * of its own gets rings of about `bufferBytes` in all (monitorWithBuffer).
  */
-export function watchName(name: string, direction: Direction = 'inout'): string {
+export function watchName(name: string, direction: Direction = 'inout', bufferBytes: number = DEFAULT_WATCH_BUFFER): string {
   const spec = parsePortSpec(name);
   if (spec.monitorRx || spec.monitorTx || spec.zcopyMonitor) {
     const hasRx = spec.monitorRx || spec.zcopyMonitor, hasTx = spec.monitorTx || spec.zcopyMonitor;
     if (direction !== 'inout' && (hasRx !== (direction !== 'out') || hasTx !== (direction !== 'in'))) {
       fail('EINVAL', `${name}: its monitor flags contradict direction '${direction}'`);
     }
-    return name;
+    return monitorWithBuffer(name, bufferBytes);
   }
   const monitor = monitorNameFor(name, direction);
-  if (monitor !== null) return monitor;
+  if (monitor !== null) return monitorWithBuffer(monitor, bufferBytes);
   if (direction !== 'inout') fail('EOPNOTSUPP', `${name}: no port in use to watch; direction '${direction}' applies to watching one`);
   return name;
 }

@@ -14,6 +14,8 @@ import { LINKTYPE_ETHERNET, MAX_RECORD } from './reader.js';
 const DEFAULT_BUFFER = 1024 * 1024;
 /** Runs of raw records at least this long are written from the caller's buffer, not copied. */
 const RAW_WRITE_THROUGH = 64 * 1024;
+/** Records up to this length are copied word by word (see OutputBuffer.copy). */
+const SMALL_RECORD = 128;
 
 /** Buffered output file shared by both writers. '-' is standard output. */
 class OutputBuffer {
@@ -79,9 +81,24 @@ class OutputBuffer {
     this.bytesWritten += length;
   }
 
-  /** Copies packet bytes into the buffer at this.len (room reserved by the caller). */
+  /** DataView over the last source array given to copy() (small records are copied through it). */
+  private src: Uint8Array | null = null;
+  private srcDv: DataView | null = null;
+
+  /**
+   * Copies packet bytes into the buffer at this.len (room reserved by the caller). Records up to
+   * SMALL_RECORD bytes are copied 4 bytes at a time through DataViews, which allocates nothing
+   * (a subarray for set() is an object per packet); longer ones with set().
+   */
   copy(u8: Uint8Array, offset: number, n: number): void {
-    if (n > 0) this.buf.set(u8.subarray(offset, offset + n), this.len);
+    if (n > SMALL_RECORD) this.buf.set(u8.subarray(offset, offset + n), this.len);
+    else if (n > 0) {
+      if (u8 !== this.src) { this.src = u8; this.srcDv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength); }
+      const from = this.srcDv!, to = this.dv, buf = this.buf, p = this.len;
+      let i = 0;
+      for (; i + 4 <= n; i += 4) to.setInt32(p + i, from.getInt32(offset + i, true), true);
+      for (; i < n; i++) buf[p + i] = u8[offset + i]!;
+    }
     this.len += n;
   }
 

@@ -16,8 +16,8 @@
 import { fail } from '../errors.js';
 import { MAX_RULES, type Range } from './rule.js';
 import {
-  type Prepared, type PRule, type PCmd, Runtime, V_DENY,
-  A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
+  type Prepared, type PRule, type PCmd, Runtime, V_DENY, V_PASS,
+  A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_CHECK_STATE, A_SETDSCP,
 } from './runtime.js';
 import { jumpLimit } from './interp.js';
 
@@ -166,6 +166,9 @@ export function rulesetToSource(prep: Prepared, chunkRules = CHUNK_RULES): { chu
         s.push(`t = R.probe(${r.stateNameId}); if (t >= 0) { ${gotoExpr(`${n + 1} + t`)} } ${next}`);
         break;
       case A_SETDSCP: s.push(`R.setDscp(${i}, ${arg}); ${next}`); break;
+      // allow and deny inline (terminal()'s other cases make it too large to be inlined)
+      case A_ALLOW: s.push(`R.count(${i}); R.ruleIndex = ${i}; return ${V_PASS};`); break;
+      case A_DENY: s.push(`R.count(${i}); R.ruleIndex = ${i}; return ${V_DENY};`); break;
       default: s.push(`return R.terminal(${i}, ${r.action}, ${arg});`); break;
     }
     return s.join(' ');

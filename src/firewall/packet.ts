@@ -142,6 +142,28 @@ export class PacketInfo {
     }
   }
 
+  /**
+   * Less still, for a ruleset that reads no packet field at all (runtime.ts lengthDecodeSuffices:
+   * `allow ip from any to any`, interface and direction matches, tags): the frame, `pktlen` for
+   * the byte counters, and ipfw's pullup check (a truncated header denies the packet whatever the
+   * rules). IPv4 only; anything else takes the full decode. Other fields keep stale values.
+   */
+  decodeLength(u8: Uint8Array, off: number, len: number): void {
+    if (len < 34 || off < 0 || off + len > u8.length || u8[off + 12] !== 0x08 || u8[off + 13] !== 0x00 || (u8[off + 14]! >> 4) !== 4) {
+      this.decode(u8, off, len);
+      return;
+    }
+    this.u8 = u8; this.off = off; this.len = len;
+    const l3 = off + ETH_HLEN, avail = len - ETH_HLEN;
+    const ipLen = (u8[l3 + 2]! << 8) | u8[l3 + 3]!;
+    this.pktlen = ipLen < avail ? ipLen : avail;
+    const hlen = (u8[l3]! & 0x0f) << 2;
+    // as decodeBasic: no L4 to check for a later fragment or a bad IHL
+    if ((((u8[l3 + 6]! << 8) | u8[l3 + 7]!) & 0x1fff) !== 0 || hlen < 20 || hlen > avail) { this.pullupFailed = false; return; }
+    const proto = u8[l3 + 9]!;
+    this.pullupFailed = avail - hlen < (proto === PROTO_TCP ? 20 : proto === PROTO_UDP ? 8 : proto === PROTO_ICMP ? 4 : 0);
+  }
+
   /** Decodes the frame u8[off .. off+len). Never throws; never allocates. */
   decode(u8: Uint8Array, off: number, len: number): void {
     this.u8 = u8; this.off = off; this.len = len;

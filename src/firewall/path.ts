@@ -12,7 +12,11 @@
  *
  * One FirewallPath serves one thread; kipfw -p N runs one per worker, each on its own ring pair,
  * all on one store (one ruleset, one set of counters, one state table). The ruleset generation is
- * checked once per pass: a new ruleset takes effect between batches.
+ * checked once per pass: a new ruleset takes effect between batches. With workers, worker 0's
+ * path owns the dummynet and the others hand their pipe/queue frames to it (handoff.ts): a
+ * producer path swaps a buffer of its stock into the RX slot and posts the frame; the owner's
+ * path takes the posted frames into dummynet at the start of each pass, with the time they
+ * were received, and gives one free buffer back for each.
  */
 import { assert } from '../errors.js';
 import * as L from '../memory/layout.js';
@@ -23,6 +27,7 @@ import { passSlot } from '../interfaces/bridge.js';
 import type { FirewallConfig, Settings } from './rule.js';
 import { nowNs as dummynetNow } from './dummynet/timing.js';
 import { V_PASS, V_DENY, V_REJECT, V_RESET, V_PIPE, V_QUEUE, type Evaluator } from './engine.js';
+import type { DnHandoff } from './handoff.js';
 
 
 /** What the data path needs of dummynet (dummynet/index.ts). */
@@ -44,7 +49,17 @@ export const PATH_POOL_DEFAULT = 2048;
 export interface PathStats {
   received: number; passed: number; denied: number; rejected: number; repliesSent: number; repliesLost: number;
   toDummynet: number; poolFull: number; fromDummynet: number; dummynetLost: number; txFull: number;
+  /** Frames handed to dummynet's thread (kipfw -p N, workers but 0), and those dropped because the hand-off ring was full. */
+  handedOff: number; handoffFull: number;
 }
+
+/**
+ * A path's place in the hand-off between workers (kipfw -p N > 1): worker 0 owns dummynet, the
+ * others feed it. `stock`: the buffers per port each feeding worker swaps into its RX slots; worker
+ * 0 hands them out of its own extra buffers at start (so only it needs to open its ports with
+ * extra buffers: pool + (workers - 1) * stock each).
+ */
+export interface PathHandoff { link: DnHandoff; worker: number; stock: number }
 
 interface Side {
   port: Port;
@@ -59,7 +74,7 @@ interface Side {
 export class FirewallPath {
   readonly stats: PathStats = {
     received: 0, passed: 0, denied: 0, rejected: 0, repliesSent: 0, repliesLost: 0,
-    toDummynet: 0, poolFull: 0, fromDummynet: 0, dummynetLost: 0, txFull: 0,
+    toDummynet: 0, poolFull: 0, fromDummynet: 0, dummynetLost: 0, txFull: 0, handedOff: 0, handoffFull: 0,
   };
   private readonly sides: Side[];
   private readonly u8: Uint8Array;
@@ -74,6 +89,16 @@ export class FirewallPath {
   /** Free handles per side: a handle's buffer always belongs to the region of the side it was taken from. */
   private readonly poolFree: Int32Array[];
   private readonly poolFreeCount: Int32Array;
+  /** A producer's stock per side: free buffers of that side's region to swap into RX slots. */
+  private readonly stock: Int32Array[];
+  private readonly stockCount: Int32Array;
+  /** The owner's buffers taken back from the hand-off rings at shutdown, per side. */
+  private readonly orphans: number[][];
+  private readonly handoff: PathHandoff | null;
+  private posted = false;
+  /** The latest time given to dummynet: frames from other workers enter no earlier (dummynet's time must not go back). */
+  private lastNs = 0;
+  private readonly onReturn = (buf: number, side: number): void => { this.stock[side]![this.stockCount[side]!++] = buf; };
   private readonly dueHandles = new Int32Array(1024);
   private readonly dueRules = new Int32Array(1024);
   /** Dummynet's clock (ns), read after the RX sync of each pass; null: the time given to step(). */
@@ -84,7 +109,7 @@ export class FirewallPath {
     ports: Port[],
     private readonly source: { generation(): number; evaluator(): { evaluator: Evaluator; config: FirewallConfig } },
     private readonly dummynet: PathDummynet | null,
-    opts: { zeroCopy?: boolean; ids?: number[]; clockNs?: () => number } = {},
+    opts: { zeroCopy?: boolean; ids?: number[]; clockNs?: () => number; handoff?: PathHandoff } = {},
   ) {
     this.clockNs = opts.clockNs ?? dummynetNow;
     assert(ports.length >= 2 && ports.length % 2 === 0, 'ports come in pairs');
@@ -96,13 +121,37 @@ export class FirewallPath {
     this.evaluator = first.evaluator;
     this.config = first.config;
     dummynet?.settings(first.config.settings);
-    // take every extra buffer the ports hold into the pool
+    this.handoff = opts.handoff ?? null;
+    assert(this.handoff === null || (dummynet !== null) === (this.handoff.worker === 0), 'worker 0 owns dummynet, the others hand off');
+    this.orphans = ports.map(() => []);
+    // a producer's stock comes from the owner, through its return ring
+    const producer = dummynet === null && this.handoff !== null;
+    this.stock = ports.map(() => new Int32Array(producer ? this.handoff!.stock : 0));
+    this.stockCount = new Int32Array(ports.length);
     let total = 0;
-    for (const p of ports) total += p.extraBuffers;
+    if (this.handoff !== null && !producer) {
+      const { link, stock } = this.handoff;
+      for (let i = 0; i < ports.length; i++) {
+        const p = ports[i]!;
+        let left = p.extraBuffers;
+        for (let k = 1; k < link.workers; k++) {
+          for (let j = 0; j < stock && p.bufsHead !== 0; j++, left--) {
+            const idx = p.bufsHead;
+            p.bufsHead = p.mem.u32[p.bufOffset(idx) >>> 2]!;
+            link.giveBack(k, idx, i);
+          }
+        }
+        total += left;
+      }
+      for (let k = 1; k < link.workers; k++) link.publishReturns(k);
+    } else if (!producer) {
+      // every extra buffer the ports hold goes into the pool
+      for (const p of ports) total += p.extraBuffers;
+    }
     this.poolBuf = new Int32Array(total);
     this.poolSide = new Int32Array(total);
     this.poolLen = new Int32Array(total);
-    this.poolFree = ports.map((p) => new Int32Array(p.extraBuffers));
+    this.poolFree = ports.map((p) => new Int32Array(producer ? 0 : p.extraBuffers));
     this.poolFreeCount = new Int32Array(ports.length);
     let h = 0;
     for (let i = 0; i < ports.length; i++) {
@@ -118,12 +167,19 @@ export class FirewallPath {
         h++;
         idx = next;
       }
-      p.bufsHead = 0;
+      if (!producer) p.bufsHead = 0;
     }
   }
 
   get poolSize(): number {
     return this.poolBuf.length;
+  }
+
+  /** Buffers this path holds to swap into RX slots for frames handed to another thread (a producer's stock). */
+  get stockSize(): number {
+    let n = 0;
+    for (const s of this.stock) n += s.length;
+    return n;
   }
 
   /** One pass: sync the RX rings, filter and forward what arrived, release what dummynet has due, sync TX. `nowMs`: Date.now(), read once per pass. */
@@ -139,13 +195,21 @@ export class FirewallPath {
     const sides = this.sides;
     let moved = 0;
     for (let i = 0; i < sides.length; i++) sides[i]!.port.rxsync();
+    const ho = this.handoff;
+    if (ho !== null) {
+      if (this.dummynet !== null) moved += this.ingest(ho.link);
+      else ho.link.takeReturned(ho.worker, this.onReturn);
+    }
     // Dummynet stamps each packet with the time it is taken in; a time read before rxsync can be
     // older than the frames the sync brings (the thread may be preempted in between on a loaded
     // machine), and such a frame would leave its pipe early: kipfw released datagrams of a
-    // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). So the clock is read here.
-    const nowNs = this.dummynet !== null ? this.clockNs() : 0;
+    // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). So the clock is read here
+    // (also after ingest(): later than every frame other workers handed over).
+    const nowNs = this.dummynet !== null || ho !== null ? this.clockNs() : 0;
+    if (nowNs > this.lastNs) this.lastNs = nowNs;
     for (let i = 0; i < sides.length; i++) moved += this.forward(i, nowMs, nowNs);
     if (this.dummynet !== null) moved += this.release(nowNs);
+    if (this.posted) { this.posted = false; ho!.link.publish(ho!.worker); }
     for (let i = 0; i < sides.length; i++) {
       const s = sides[i]!;
       if (s.needTxsync) { s.needTxsync = false; s.port.txsync(); }
@@ -217,6 +281,72 @@ export class FirewallPath {
     return handled;
   }
 
+  /**
+   * The owner: takes the frames other workers handed over into dummynet, each at the time it was
+   * received (no earlier than the latest time dummynet has seen), and gives each worker one free
+   * buffer of the same port back per frame. A full pool drops (counted here, as for own frames).
+   */
+  private ingest(link: DnHandoff): number {
+    const dn = this.dummynet!;
+    const stats = this.stats, sides = this.sides;
+    let total = 0;
+    for (let k = 1; k < link.workers; k++) {
+      const n = link.pending(k);
+      if (n === 0) continue;
+      for (let i = 0; i < n; i++) {
+        const e = link.entry(k, i);
+        const x = link.buf(e), len = link.len(e), si = link.port(e);
+        if (si >= sides.length) continue; // not one of our ports: cannot happen between our threads
+        let t = link.stampNs(e);
+        if (t < this.lastNs) t = this.lastNs; else this.lastNs = t;
+        if (this.poolFreeCount[si] === 0) { stats.poolFull++; link.giveBack(k, x, si); continue; }
+        const h = this.poolFree[si]![--this.poolFreeCount[si]!]!;
+        link.giveBack(k, this.poolBuf[h]!, si);
+        this.poolBuf[h] = x;
+        this.poolLen[h] = len;
+        const r = dn.enqueue(link.isQueue(e) ? 'queue' : 'pipe', link.number(e), h, len, this.u8, sides[si]!.port.bufOffset(x), link.rule(e), t);
+        if (r !== 0) { this.freeHandle(h); continue; } // dropped by dummynet (counted there)
+        stats.toDummynet++;
+      }
+      link.consumed(k, n);
+      link.publishReturns(k);
+      total += n;
+    }
+    return total;
+  }
+
+  /** A producer: hands a frame for pipe/queue `n` to dummynet's thread, its buffer swapped for one of the stock. */
+  private handOff(si: number, rx: Ring, j: number, len: number, rflags: number, nowNs: number, queue: boolean): void {
+    const ho = this.handoff!;
+    const stats = this.stats;
+    if (this.stockCount[si] === 0) { stats.poolFull++; return; }
+    if (ho.link.room(ho.worker) === 0) { stats.handoffFull++; return; }
+    const fresh = this.stock[si]![--this.stockCount[si]!]!;
+    const held = rx.slotBufIdx(j);
+    rx.setSlotBufIdx(j, fresh);
+    rx.setSlotFlags(j, rflags | L.NS_BUF_CHANGED);
+    ho.link.post(ho.worker, held, len, si, queue, this.evaluator.arg, this.evaluator.ruleIndex, nowNs);
+    this.posted = true;
+    stats.handedOff++;
+  }
+
+  /**
+   * The owner, once the other workers have stopped: takes what is left in the hand-off rings
+   * (frames never taken in, buffers given back but not taken) so that returnBuffers() frees it.
+   */
+  drainHandoff(): void {
+    const ho = this.handoff;
+    if (ho === null || this.dummynet === null) return;
+    const link = ho.link;
+    const keep = (buf: number, side: number): void => { if (side < this.orphans.length) this.orphans[side]!.push(buf); };
+    for (let k = 1; k < link.workers; k++) {
+      const n = link.pending(k);
+      for (let i = 0; i < n; i++) { const e = link.entry(k, i); keep(link.buf(e), link.port(e)); }
+      link.consumed(k, n);
+      link.untaken(k, keep);
+    }
+  }
+
   /** Everything but a pass: deny, reply, or hand over to dummynet. */
   private divert(verdict: number, si: number, rx: Ring, j: number, off: number, len: number, rflags: number, nowNs: number): void {
     const stats = this.stats;
@@ -238,6 +368,10 @@ export class FirewallPath {
       this.poolBuf[h] = held;
       this.poolLen[h] = len;
       stats.toDummynet++;
+      return;
+    }
+    if ((verdict === V_PIPE || verdict === V_QUEUE) && this.handoff !== null && (rflags & L.NS_MOREFRAG) === 0) {
+      this.handOff(si, rx, j, len, rflags, nowNs, verdict === V_QUEUE);
       return;
     }
     stats.denied++;
@@ -347,15 +481,22 @@ export class FirewallPath {
    */
   returnBuffers(): void {
     const heads = this.sides.map(() => 0);
-    for (let h = 0; h < this.poolBuf.length; h++) {
-      const si = this.poolSide[h]!;
+    const give = (si: number, idx: number): void => {
       const p = this.sides[si]!.port;
-      const idx = this.poolBuf[h]!;
       p.mem.u32[p.bufOffset(idx) >>> 2] = heads[si]!;
       heads[si] = idx;
+    };
+    for (let h = 0; h < this.poolBuf.length; h++) give(this.poolSide[h]!, this.poolBuf[h]!);
+    const ho = this.handoff;
+    if (ho !== null && this.dummynet === null) ho.link.takeReturned(ho.worker, this.onReturn);
+    for (let si = 0; si < this.sides.length; si++) {
+      for (let i = 0; i < this.stockCount[si]!; i++) give(si, this.stock[si]![i]!);
+      for (const idx of this.orphans[si]!) give(si, idx);
     }
     for (let i = 0; i < this.sides.length; i++) this.sides[i]!.port.bufsHead = heads[i]!;
     this.poolFreeCount.fill(0);
+    this.stockCount.fill(0);
+    for (const o of this.orphans) o.length = 0;
   }
 
   private freeHandle(h: number): void {

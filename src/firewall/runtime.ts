@@ -33,6 +33,8 @@ const ACTION_CODES: Record<string, number> = {
 export const MAX_TAGS = 16;
 /** Interfaces whose match results are cached per command (ids beyond are matched by name each time). */
 const IFACE_CACHE = 256;
+/** Runtime.decodeLevel values: PacketInfo.decode, decodeBasic, decodeLength. */
+export const DECODE_FULL = 0, DECODE_BASIC = 1, DECODE_LENGTH = 2;
 /** dynDir values. */
 export const DYN_UNKNOWN = 0, DYN_NONE = 1, DYN_HIT = 2;
 
@@ -85,6 +87,8 @@ export interface Prepared {
   config: FirewallConfig;
   /** The ruleset reads no packet field beyond PacketInfo.decodeBasic's. */
   basicDecode: boolean;
+  /** The ruleset reads no packet field at all: PacketInfo.decodeLength suffices. */
+  lengthDecode: boolean;
   rules: PRule[];
   numbers: Int32Array;
   slots: Int32Array;
@@ -200,7 +204,10 @@ export function prepare(config: FirewallConfig, dyn: DynTable): Prepared {
     });
     return { rule, index, enabled: (config.disabledSets & (1 << rule.set)) === 0 || rule.set === 31, action, target, stateNameId, cmds };
   });
-  return { config, rules: prepared, numbers, slots, slotToIndex, basicDecode: prepared.every(basicDecodeSuffices) };
+  return {
+    config, rules: prepared, numbers, slots, slotToIndex,
+    basicDecode: prepared.every(basicDecodeSuffices), lengthDecode: prepared.every(lengthDecodeSuffices),
+  };
 }
 
 /** Commands and actions that read only what decodeBasic fills in (or the frame bytes themselves). */
@@ -212,6 +219,18 @@ const BASIC_ACTIONS = new Set<number>([A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CAL
 
 export function basicDecodeSuffices(r: PRule): boolean {
   return BASIC_ACTIONS.has(r.action) && r.cmds.every((c) => BASIC_OPS.has(c.op));
+}
+
+/**
+ * Commands and actions that read no packet field (the frame's own bytes for `mac`, the byte
+ * count for the counters): setdscp, reject/reset (they look at the IP header) and the states
+ * are not among them.
+ */
+const LENGTH_OPS = new Set<string>(['in', 'layer2', 'iface', 'mac', 'tagged']);
+const LENGTH_ACTIONS = new Set<number>([A_ALLOW, A_DENY, A_COUNT, A_SKIPTO, A_CALL, A_RETURN, A_PIPE, A_QUEUE]);
+
+export function lengthDecodeSuffices(r: PRule): boolean {
+  return LENGTH_ACTIONS.has(r.action) && r.cmds.every((c) => LENGTH_OPS.has(c.op));
 }
 
 /** The ICMPv6 code a `reject`/`unreach CODE` rule sends to an IPv6 packet (see README-eval.md). */
@@ -231,6 +250,8 @@ export class Runtime {
   readonly prep: Prepared;
   readonly counters: Counters;
   readonly stripe: number;
+  /** Counters index of slot 0 in this runtime's stripe. */
+  private readonly counterBase: number;
   readonly dyn: DynTable;
   readonly settings: Settings;
   readonly ifaces: Interfaces;
@@ -247,8 +268,11 @@ export class Runtime {
   xmitIf = -1;
   /** Value of the last table/interface-table match (tablearg candidate). */
   lastValue = 0;
-  /** Decode only what the ruleset reads (compiled evaluators; the interpreter decodes everything, so the fuzz test cross-checks the two). */
-  basicDecode = false;
+  /**
+   * Decode only what the ruleset reads (compiled evaluators; the interpreter decodes everything,
+   * so the fuzz test cross-checks the two): DECODE_FULL, DECODE_BASIC or DECODE_LENGTH.
+   */
+  decodeLevel = DECODE_FULL;
   /** xorshift32 state for `prob`. */
   private rng: number;
   arg = 0;
@@ -262,6 +286,7 @@ export class Runtime {
     this.prep = prep;
     this.counters = shared.counters;
     this.stripe = shared.stripe;
+    this.counterBase = shared.counters.indexOf(shared.stripe, 0);
     this.dyn = shared.dyn;
     this.settings = prep.config.settings;
     this.ifaces = ifaces;
@@ -270,16 +295,29 @@ export class Runtime {
 
   /** Per-packet reset; returns false when the packet is denied before any rule (pullup failed). */
   begin(u8: Uint8Array, off: number, len: number, dirIn: boolean, recvIf: number, xmitIf: number, nowMs: number): boolean {
-    if (this.basicDecode) this.p.decodeBasic(u8, off, len); else this.p.decode(u8, off, len);
-    this.ntags = 0; this.sp = 0; this.dynDir = DYN_UNKNOWN;
+    this.beginBatch(nowMs);
     this.dirIn = dirIn; this.recvIf = recvIf; this.xmitIf = xmitIf;
+    return this.beginPacket(u8, off, len);
+  }
+
+  /** What stays the same for a batch of packets: the clock, the interfaces' names. */
+  beginBatch(nowMs: number): void {
     if (nowMs !== this.nowMs) { this.nowMs = nowMs; this.nowSec = Math.floor(nowMs / 1000) >>> 0; }
-    this.arg = 0; this.ruleIndex = -1;
     const gen = this.ifaces.generation;
     if (gen !== this.ifaceGeneration) {
       this.ifaceGeneration = gen;
       for (const r of this.prep.rules) for (const c of r.cmds) if (c.cache !== null) c.cache.fill(0);
     }
+  }
+
+  /** begin() after beginBatch() and with dirIn, recvIf, xmitIf already set. */
+  beginPacket(u8: Uint8Array, off: number, len: number): boolean {
+    const level = this.decodeLevel;
+    if (level === DECODE_LENGTH) this.p.decodeLength(u8, off, len);
+    else if (level === DECODE_BASIC) this.p.decodeBasic(u8, off, len);
+    else this.p.decode(u8, off, len);
+    this.ntags = 0; this.sp = 0; this.dynDir = DYN_UNKNOWN;
+    this.arg = 0; this.ruleIndex = -1;
     return !this.p.pullupFailed;
   }
 
@@ -298,7 +336,7 @@ export class Runtime {
   }
 
   count(i: number): void {
-    this.counters.add(this.stripe, this.prep.slots[i]!, this.p.pktlen, this.nowSec);
+    this.counters.addAt(this.counterBase + this.prep.slots[i]!, this.p.pktlen, this.nowSec);
   }
 
   /** A terminal action of rule i: counts it and returns the verdict (arg and ruleIndex set). */

@@ -138,7 +138,16 @@ export class Counters {
 
   /** One match of rule `slot`: the data-path update (owner of `stripe` only). */
   add(stripe: number, slot: number, bytes: number, nowSec: number): void {
-    const i = stripe * this.slots + slot;
+    this.addAt(stripe * this.slots + slot, bytes, nowSec);
+  }
+
+  /** The index of (stripe, slot) for addAt. */
+  indexOf(stripe: number, slot: number): number {
+    return stripe * this.slots + slot;
+  }
+
+  /** add() at index indexOf(stripe, slot). */
+  addAt(i: number, bytes: number, nowSec: number): void {
     this.packets[i]! += 1;
     this.bytes[i]! += bytes;
     this.last[i] = nowSec;

@@ -59,9 +59,45 @@ export function checkStoreName(name: string): void {
   }
 }
 
-export function storeFile(name: string, sp: AddressSpace = space()): string {
+export function storeFile(name: string, sp: AddressSpace = space(), prefix = 'fw-'): string {
   checkStoreName(name);
-  return sp.filePath(`fw-${name}`);
+  return sp.filePath(`${prefix}${name}`);
+}
+
+/**
+ * Creates `file` of `total` bytes under a temporary name and maps it into `sp`; `publish()` then
+ * renames it into place (atomic: an opener sees no file or a complete one). Returns the mapping's
+ * offset in the views.
+ */
+export function createMapped(sp: AddressSpace, file: string, total: number): { base: number; publish(): void } {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = native.openFile(tmp, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
+  let base = -1;
+  try {
+    native.ftruncate(fd, total);
+    base = sp.mapLocal(fd, total);
+  } finally {
+    native.closeFd(fd);
+  }
+  return { base, publish: () => fs.renameSync(tmp, file) };
+}
+
+/** Maps an existing `file` (at least `min` bytes) into `sp`; `missing` is the ENXIO message when there is none. */
+export function openMapped(sp: AddressSpace, file: string, min: number, missing: string): { base: number; total: number } {
+  let fd: number;
+  try {
+    fd = native.openFile(file, native.O_RDWR);
+  } catch (e) {
+    if (e instanceof NetmapError && e.code === 'ENOENT') fail('ENXIO', missing);
+    throw e;
+  }
+  try {
+    const total = fs.fstatSync(fd).size;
+    if (total < min) fail('EINVAL', `${file} is truncated (${total} bytes)`);
+    return { base: sp.mapLocal(fd, total), total };
+  } finally {
+    native.closeFd(fd);
+  }
 }
 
 export class FirewallStore {
@@ -102,15 +138,7 @@ export class FirewallStore {
     const dynOff = countersOff + roundPage(geometry.countersBytes);
     const total = dynOff + roundPage(geometry.dynBytes);
     if (total >= 0x7fffffff) fail('EINVAL', 'firewall store too large');
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fd = native.openFile(tmp, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
-    let base = -1;
-    try {
-      native.ftruncate(fd, total);
-      base = sp.mapLocal(fd, total);
-    } finally {
-      native.closeFd(fd);
-    }
+    const { base, publish } = createMapped(sp, file, total);
     const u32 = sp.u32, w = base >>> 2;
     u32[w + H_LAYOUT / 4] = STORE_LAYOUT;
     u32[w + H_TEXT_MAX / 4] = STORE_TEXT_MAX;
@@ -122,8 +150,7 @@ export class FirewallStore {
     const store = new FirewallStore(name, sp, base, total);
     store.writeText(JSON.stringify(initial));
     Atomics.store(sp.i32, w + H_MAGIC / 4, STORE_MAGIC);
-    // rename is atomic: an opener sees no file or a complete one
-    fs.renameSync(tmp, file);
+    publish();
     return store;
   }
 
@@ -131,22 +158,7 @@ export class FirewallStore {
   static open(name: string): FirewallStore {
     const sp = space();
     const file = storeFile(name, sp);
-    let fd: number;
-    try {
-      fd = native.openFile(file, native.O_RDWR);
-    } catch (e) {
-      if (e instanceof NetmapError && e.code === 'ENOENT') fail('ENXIO', `no firewall named '${name}' (start one with 'netmap kipfw' or 'netmap ipfw attach valeX')`);
-      throw e;
-    }
-    let base = -1, total = 0;
-    try {
-      const st = fs.fstatSync(fd);
-      total = st.size;
-      if (total < STORE_HEADER) fail('EINVAL', `firewall store ${file} is truncated (${total} bytes)`);
-      base = sp.mapLocal(fd, total);
-    } finally {
-      native.closeFd(fd);
-    }
+    const { base, total } = openMapped(sp, file, STORE_HEADER, `no firewall named '${name}' (start one with 'netmap kipfw' or 'netmap ipfw attach valeX')`);
     const u32 = sp.u32, w = base >>> 2;
     const bad = (why: string): never => {
       sp.unmapLocal(base, total);

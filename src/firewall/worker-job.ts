@@ -14,6 +14,16 @@ export interface WorkerJob {
   ring: number;
   zeroCopy: boolean;
   compiled: boolean;
+  /** Extra buffers per port worker 0 opens its ports with: its dummynet pool and every other worker's stock. */
+  extraBuffers: number;
+  /** Buffers per port each worker but 0 swaps into its RX slots for the frames it hands to worker 0. */
+  stock: number;
+  /** Worker 0 (the owner of dummynet): re-check instead of sleeping this many µs before a due packet. */
+  spinUs: number;
+  /** Worker 0: never sleep while dummynet holds packets. */
+  spin: boolean;
+  /** Worker 0: SCHED_FIFO priority (0: an ordinary thread). */
+  realtime: number;
   /** [0] stop flag (set by the daemon), [1] started (1) or failed (-1). */
   control: SharedArrayBuffer;
   /** The PathStats fields, in STAT_FIELDS order. */
@@ -21,7 +31,7 @@ export interface WorkerJob {
   error: SharedArrayBuffer;
 }
 
-export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull'];
+export const STAT_FIELDS: Array<keyof PathStats> = ['received', 'passed', 'denied', 'rejected', 'repliesSent', 'repliesLost', 'toDummynet', 'poolFull', 'fromDummynet', 'dummynetLost', 'txFull', 'handedOff', 'handoffFull'];
 
 /** The name of ring pair `ring` of port `name` (netmap's `name-K`); not exclusive: the daemon's main thread holds every ring too. */
 export function ringName(name: string, ring: number): string {
@@ -30,4 +40,3 @@ export function ringName(name: string, ring: number): string {
   spec.ringId = ring;
   return formatPortSpec(spec);
 }
-

@@ -20,9 +20,12 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** The last part of a wait is spent spinning: a sleep's wake-up is late by up to ~0.1 ms. */
 const SPIN_TAIL_MS = 0.1;
 
+/** performance.timeOrigin is a getter that calls into C++: read once. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** Milliseconds since the epoch with sub-millisecond resolution (comparable across threads). */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  return TIME_ORIGIN + performance.now();
 }
 
 /** Sleeps (blocking the thread) until performance.now() reaches `until`, spinning for the last SPIN_TAIL_MS. */

@@ -1,15 +1,15 @@
 /**
  * The per-slot work of pkt-gen's tx and rx when the frames do not change from one packet to the
  * next (no -z/-Z, no ranges, no sequence number): as netmap's pkt-gen, the sender writes each
- * frame into a buffer once and afterwards only sets slot lengths, and the receiver only adds up
- * slot lengths. Both walk the slot words directly, a ring segment at a time (no wrap test per
- * slot) and four slots per iteration: in V8 a loop's own overhead costs more than a slot's load
+ * frame into a buffer once and afterwards only checks that the slot still holds it (its
+ * len|flags word unchanged), and the receiver only adds up slot lengths. Both walk the slot words
+ * directly, a ring segment at a time (no wrap test per slot) and four slots per iteration: in V8 a loop's own overhead costs more than a slot's load
  * or store, and at pipe speed (over 100 Mpps) these loops are most of pkt-gen's time.
  *
  * Slot i of a ring is the SLOT_WORDS u32 words from `slotWord + SLOT_WORDS * i` (rings/slot.ts):
  * buf_idx, len | flags << 16, ptr (two words). These loops index the words with slot.ts's named
- * offsets instead of calling its accessors: the sender sets len and clears flags with one 32-bit
- * store (the accessors would make it two 16-bit ones), and the receiver strides over the len
+ * offsets instead of calling its accessors: the sender tests and sets len and flags as one 32-bit
+ * word (the accessors would make it two 16-bit ones), and the receiver strides over the len
  * halves; the accessors were measured not to inline in VALE's loops of the same shape
  * (switch/forward.ts), and these are pkt-gen's hottest.
  */
@@ -22,15 +22,23 @@ const BUF = SLOT_WORD_BUF_IDX, LF = SLOT_WORD_LEN_FLAGS;
 const H1 = 2 * SLOT_WORDS, H2 = 4 * SLOT_WORDS, H3 = 6 * SLOT_WORDS;
 
 /**
- * Makes `k` slots from `from` (wrapping at `numSlots`) carry the template frame: a slot whose
- * buffer index differs from `filled[slot]` (first use, or a buffer that changed hands) gets the
- * template copied in (u8[tplAt, tplAt + size)) and is remembered; every slot gets length `size`
- * and no flags. Returns the slot after the last one. Buffer indices out of range are written
- * through buffer 0 (the port's txsync turns such a slot into an empty one).
+ * Makes `k` slots from `from` (wrapping at `numSlots`) carry the template frame, with length
+ * `size` and no flags; returns the slot after the last one. A slot whose buffer index differs
+ * from `filled[slot]` (first use, or a buffer that changed hands) gets the template copied in
+ * (u8[tplAt, tplAt + size)) and is remembered. Buffer indices out of range are written through
+ * buffer 0 (the port's txsync turns such a slot into an empty one).
+ *
+ * `firstLap`: every slot's buffer index is looked at (the first time round the ring: its slots
+ * may hold buffers and lengths an earlier holder left). Afterwards, as netmap's pkt-gen, a slot
+ * whose len|flags word is still exactly `size` holds the buffer this loop filled: a buffer
+ * that changed hands since comes with NS_BUF_CHANGED (a pipe's receiver that swapped it, a
+ * zero-copy monitor) or another length (a sync that repaired the slot). So the common case reads
+ * one word per slot and writes nothing, four slots per test.
  */
 export function fillConstant(
   u8: Uint8Array, u32: Uint32Array, slotWord: number, numSlots: number, from: number, k: number,
   filled: Int32Array, bufBase: number, bufSize: number, numBufs: number, tplAt: number, size: number,
+  firstLap: boolean,
 ): number {
   let i = from;
   let left = k;
@@ -38,17 +46,16 @@ export function fillConstant(
     const seg = numSlots - i < left ? numSlots - i : left;
     const end = i + seg, end4 = end - 3;
     let w = slotWord + SLOT_WORDS * i;
-    // Common case: the four slots hold the buffers filled last time round (one test for four).
-    for (; i < end4; i += 4, w += 4 * SLOT_WORDS) {
-      if (((u32[w + BUF]! ^ filled[i]!) | (u32[w + S1 + BUF]! ^ filled[i + 1]!) | (u32[w + S2 + BUF]! ^ filled[i + 2]!) | (u32[w + S3 + BUF]! ^ filled[i + 3]!)) === 0) {
-        u32[w + LF] = size; u32[w + S1 + LF] = size; u32[w + S2 + LF] = size; u32[w + S3 + LF] = size;
-        continue;
+    if (firstLap) {
+      for (; i < end; i++, w += SLOT_WORDS) fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
+    } else {
+      for (; i < end4; i += 4, w += 4 * SLOT_WORDS) {
+        if (((u32[w + LF]! ^ size) | (u32[w + S1 + LF]! ^ size) | (u32[w + S2 + LF]! ^ size) | (u32[w + S3 + LF]! ^ size)) === 0) continue;
+        for (let j = 0; j < 4; j++) fillSlot(u8, u32, w + SLOT_WORDS * j, i + j, filled, bufBase, bufSize, numBufs, tplAt, size);
       }
-      for (let j = 0; j < 4; j++) fillSlot(u8, u32, w + SLOT_WORDS * j, i + j, filled, bufBase, bufSize, numBufs, tplAt, size);
-    }
-    for (; i < end; i++, w += SLOT_WORDS) {
-      if (u32[w + BUF] === filled[i]) u32[w + LF] = size;
-      else fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
+      for (; i < end; i++, w += SLOT_WORDS) {
+        if (u32[w + LF] !== size) fillSlot(u8, u32, w, i, filled, bufBase, bufSize, numBufs, tplAt, size);
+      }
     }
     left -= seg;
     if (i === numSlots) i = 0;

@@ -20,6 +20,8 @@ export interface BridgeOptions {
   burst?: number;
   /** Allow zero copy when possible (default true; netmap bridge -c turns it off). */
   zeroCopy?: boolean;
+  /** Only b -> a (the caller takes what a receives itself; default false: both ways). */
+  onlyBtoA?: boolean;
 }
 
 /**
@@ -86,6 +88,7 @@ export class Bridge {
   forwardedAB = 0;
   forwardedBA = 0;
   private readonly sp: AddressSpace;
+  private readonly onlyBtoA: boolean;
 
   constructor(a: Port, b: Port, opts: BridgeOptions = {}) {
     const burst = opts.burst ?? BRIDGE_DEFAULT_BURST;
@@ -98,6 +101,7 @@ export class Bridge {
     this.burst = burst;
     this.zeroCopy = (opts.zeroCopy ?? true) && a.memId === b.memId;
     this.sp = a.mem;
+    this.onlyBtoA = opts.onlyBtoA === true;
   }
 
   private forward(src: Port, dst: Port): number {
@@ -118,7 +122,7 @@ export class Bridge {
   step(): number {
     this.a.pollOnce(POLLIN);
     this.b.pollOnce(POLLIN);
-    const ab = this.forward(this.a, this.b);
+    const ab = this.onlyBtoA ? 0 : this.forward(this.a, this.b);
     const ba = this.forward(this.b, this.a);
     this.forwardedAB += ab;
     this.forwardedBA += ba;
@@ -145,9 +149,10 @@ const waitVals: number[] = [];
 /**
  * Sleeps until any of `ports` may have received something (or may send again, for ports with
  * transmissions pending), at most `timeoutMs`. Arms every port first and checks once more, so a
- * wake-up that comes in between is not lost. Blocks the calling thread.
+ * wake-up that comes in between is not lost. Blocks the calling thread. `extra`: one more futex
+ * word (absolute address) to wake on when it no longer holds `value` (a doorbell of the caller's).
  */
-export function waitPorts(ports: Port[], timeoutMs: number): void {
+export function waitPorts(ports: Port[], timeoutMs: number, extra?: { address: number; value: number }): void {
   const events = ports.map((p) => POLLIN | (txPending(p) ? POLLOUT : 0));
   waitAddrs.length = 0;
   waitVals.length = 0;
@@ -159,6 +164,7 @@ export function waitPorts(ports: Port[], timeoutMs: number): void {
       waitAddrs.push(...w.addresses);
       waitVals.push(...w.values);
     }
+    if (extra !== undefined) { waitAddrs.push(extra.address); waitVals.push(extra.value); }
     for (const p of ports) if ((p.pollOnce(POLLIN) & POLLIN) !== 0) return;
     native.futexWaitAny(waitAddrs, waitVals, waitAddrs.length, timeoutMs);
   } finally {

@@ -158,7 +158,11 @@ export function rearm(fd: number): void {
   if (events === 0) return;
   if (ctrl === null) publish(start());
   const op = registered.has(fd) ? native.EPOLL_CTL_MOD : native.EPOLL_CTL_ADD;
-  if (native.epollCtl(epfd, op, fd, events | native.EPOLLONESHOT, fd) === 0) registered.add(fd);
+  let r = native.epollCtl(epfd, op, fd, events | native.EPOLLONESHOT, fd);
+  // ENOENT: the number now names another file than the one registered (an AF_XDP socket remade
+  // over a larger UMEM in its place, port.ts growUmem): the kernel dropped the old entry
+  if (r === -2 && op === native.EPOLL_CTL_MOD) r = native.epollCtl(epfd, native.EPOLL_CTL_ADD, fd, events | native.EPOLLONESHOT, fd);
+  if (r === 0) registered.add(fd);
 }
 
 /** Takes `fd` out of the epoll set once nobody sleeps on its rings (after the waiter left). */

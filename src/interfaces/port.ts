@@ -147,6 +147,10 @@ interface XdpQueue {
   fixPartial: boolean;
   /** The last descriptor taken had XDP_PKT_CONTD: the next one continues a frame. */
   inChain: boolean;
+  /** Buffers [0, umemBufs) of the pool are the UMEM (the same for every socket of the thread). */
+  umemBufs: number;
+  /** A slot holds a buffer beyond the UMEM: remake the sockets over the whole pool (growUmem). */
+  grow: boolean;
 }
 
 const NO_SLOT = 0xffff;
@@ -329,7 +333,7 @@ function openState(port: Port): IfState {
         reg.locked(() => {
           reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
           reg.portSet(port.index, L.PE_IF_USERS, 0);
-          reg.portSet(port.index, L.PE_IF_SINK_FD, split.sink.fd);
+          reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
           reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
           reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
           reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
@@ -491,17 +495,33 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
   }
 }
 
+/**
+ * How many buffers, from buffer 0, the UMEM of a socket opened now covers: what the region holds
+ * in use (on a fresh region the lowest indices, so this port's rings) and as many again, for
+ * ports opened after this one whose buffers will be swapped into its rings (the other interface
+ * of a bridge, the attach daemon's switch port, pipes). The kernel pins (allocates) every page of
+ * a UMEM when it is registered: the whole 128 MiB pool cost about 0.1 s per open, and as much
+ * again to free at close. A buffer beyond it later makes the sockets grow (growUmem).
+ */
+function umemWindow(port: Port, r: Ring): number {
+  const reg = registry();
+  const high = reg.locked(() => reg.region(port.memId).highestInUse());
+  const perPage = Math.max(1, Math.floor(L.PAGE_SIZE / r.bufSize));
+  return Math.min(r.numBufs, Math.ceil(2 * (high + 1) / perPage) * perPage);
+}
+
 /** Opens queue k's socket (sharing the UMEM of another socket of this thread when there is one). */
-function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
-  const other = st.xsk.find((x) => x !== undefined);
+function openQueue(port: Port, st: IfState, r: Ring, queue = r.id, umemBufs = 0, fdNumber?: number): XdpQueue {
+  const other = st.xsk.find((x) => x !== undefined && x.sock.fd !== fdNumber);
   const slots = Math.max(...[...port.txRings, ...port.rxRings].map((x) => x.numSlots));
+  const bufs = other?.umemBufs ?? (umemBufs > 0 ? umemBufs : umemWindow(port, r));
   const sock = XskSocket.open({
-    ifindex: interfaceInfo(st.ifname).index, queue: r.id,
-    umemOffset: r.bufBase, umemLength: r.numBufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
-    sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer,
+    ifindex: interfaceInfo(st.ifname).index, queue,
+    umemOffset: r.bufBase, umemLength: bufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
+    sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer, fdNumber,
   });
   try {
-    setQueueSocket(st.xdpMapFd, r.id, sock.fd);
+    setQueueSocket(st.xdpMapFd, queue, sock.fd);
   } catch (e) {
     sock.close();
     throw e;
@@ -513,8 +533,46 @@ function openQueue(port: Port, st: IfState, r: Ring): XdpQueue {
   const driver = driverName(st.ifname);
   return {
     sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
-    fixPartial: driver === 'veth' || driver === 'tun', inChain: false,
+    fixPartial: driver === 'veth' || driver === 'tun', inChain: false, umemBufs: bufs, grow: false,
   };
+}
+
+/**
+ * A slot of this thread's AF_XDP rings holds a buffer beyond the UMEM (swapped in from a port
+ * opened after the UMEM was registered, or an extra buffer): remakes every socket of the thread
+ * (they share one UMEM) over the whole buffer pool, under the same descriptor numbers. What the
+ * old sockets had received and no RX ring had room for is lost (counted as drops of the RX ring);
+ * slots in flight on TX are given back. The kernel frees a closed socket's queue in the
+ * background: the bind waits for it (XskSocket.open, up to a second). Once per thread and port.
+ */
+function growUmem(port: Port, st: IfState): void {
+  const reg = registry();
+  const sp = port.mem;
+  const queues: [number, XdpQueue][] = [];
+  st.xsk.forEach((q, k) => { if (q !== undefined) queues.push([k, q]); });
+  // what the old RX rings still hold (the handle took what its rings had room for) is lost
+  for (const [k, q] of queues) {
+    const rx = q.sock.rx;
+    const lost = (Atomics.load(sp.i32, rx.prodWord) - Atomics.load(sp.i32, rx.consWord)) | 0;
+    if (lost > 0) sync.count(sp, reg.ringOffset(port.index, port.numTxRings + port.numHostTxRings + k), 0, 0, lost);
+  }
+  const numbers = queues.map(([, q]) => q.sock.retire());
+  for (const [k] of queues) st.xsk[k] = undefined;
+  const r = port.rxRings[0] ?? port.txRings[0]!; // the geometry of the pool (any ring of the port)
+  queues.forEach(([k, q], i) => {
+    let fresh: XdpQueue;
+    try {
+      fresh = openQueue(port, st, r, k, r.numBufs, numbers[i]);
+    } catch (e) {
+      for (const n of numbers.slice(i)) native.closeFd(n);
+      throw e;
+    }
+    fresh.refs = q.refs;
+    st.xsk[k] = fresh;
+  });
+  // the new fill rings get the free RX slots' buffers now, as at bind (rings of other handles
+  // of this thread at their next rxsync)
+  for (const rx of port.rxRings) if (!rx.host && st.xsk[rx.id] !== undefined) lendFree(rx, st.xsk[rx.id]!);
 }
 
 /**
@@ -592,6 +650,7 @@ function lendFree(ring: Ring, q: XdpQueue): void {
       let p = q.postEnd;
       while (p !== stop && posted < room) {
         const idx = ring.slotBufIdx(p);
+        if (idx >= q.umemBufs && idx < numBufs) { q.grow = true; break; } // not in the UMEM (yet)
         if (idx >= 2 && idx < numBufs) {
           const d = (fill.desc + ((prod & fill.mask) << 3)) >>> 2;
           u32[d] = idx * bufSize - XDP_HEADROOM;
@@ -780,12 +839,13 @@ class InterfaceAdapter implements PortAdapter {
       let prod = Atomics.load(i32, tx.prodWord);
       const free = tx.size - ((prod - Atomics.load(i32, tx.consWord)) | 0);
       let used = 0;
-      const numBufs = ring.numBufs, bufSize = ring.bufSize, sg = sock.multiBuffer;
+      const numBufs = ring.numBufs, bufSize = ring.bufSize, sg = sock.multiBuffer, umemBufs = q.umemBufs;
       while (cur !== head) {
         // the frame: slots cur .. last (NS_MOREFRAG on all but the last)
         let j = cur, count = 1, len = 0, ok = true;
         for (;;) {
           const l = ring.slotLen(j), idx = ring.slotBufIdx(j);
+          if (idx >= umemBufs && idx < numBufs) { q.grow = true; count = -1; break; } // sent once the UMEM grew
           if (idx < 2 || idx >= numBufs || l === 0 || l > bufSize) ok = false;
           len += l;
           if ((ring.slotFlags(j) & NS_MOREFRAG) === 0) break;
@@ -793,7 +853,7 @@ class InterfaceAdapter implements PortAdapter {
           if (j === head) { count = -1; break; }
           count++;
         }
-        if (count < 0) break; // an incomplete chain waits for its end
+        if (count < 0) break; // an incomplete chain waits for its end (or for the UMEM to grow)
         if (count > 1 && (!sg || count > XDP_MAX_FRAGS)) ok = false;
         if (ok && used + count > free) break;
         const after = ring.next(j);
@@ -886,9 +946,10 @@ class InterfaceAdapter implements PortAdapter {
     const head = sync.txPrologue(ring);
     if (head < 0) return false;
     const st = this.st;
-    const q = ring.host ? undefined : st.xsk[ring.id];
+    const q = ring.host ? undefined : this.xdpQueue(ring);
     if (q !== undefined) {
       this.txsyncXdp(ring, q, head);
+      if (q.grow) { this.growUmem(); this.txsyncXdp(ring, st.xsk[ring.id]!, head); }
       return true;
     }
     const n = ring.numSlots;
@@ -955,9 +1016,10 @@ class InterfaceAdapter implements PortAdapter {
     const st = this.st;
     const n = ring.numSlots;
     if (ok) sync.setHwcur(ring, head);
-    const q = ring.host ? undefined : st.xsk[ring.id];
+    const q = ring.host ? undefined : this.xdpQueue(ring);
     if (q !== undefined) {
-      sync.stampRx(ring, this.rxsyncXdp(ring, q) > 0);
+      if (q.grow) this.growUmem();
+      sync.stampRx(ring, this.rxsyncXdp(ring, st.xsk[ring.id]!) > 0);
       return ok;
     }
     const hwcur = sync.hwcur(ring);
@@ -1056,6 +1118,27 @@ class InterfaceAdapter implements PortAdapter {
   /** Frames taken by ring diverters so far. */
   diverted = 0;
 
+  /**
+   * Remakes this thread's AF_XDP sockets over the whole pool (growUmem), after taking into the
+   * RX rings of this handle what the old sockets had received.
+   */
+  private growUmem(): void {
+    const st = this.st;
+    for (const rx of this.port.rxRings) {
+      const q = rx.host ? undefined : st.xsk[rx.id];
+      if (q !== undefined) this.rxsyncXdp(rx, q);
+    }
+    growUmem(this.port, st);
+  }
+
+  /** Queue k's AF_XDP socket for NIC ring `ring` (undefined with AF_PACKET; EIO if it was lost). */
+  private xdpQueue(ring: Ring): XdpQueue | undefined {
+    const st = this.st;
+    const q = st.xsk[ring.id];
+    if (q === undefined && st.backend !== IF_BACKEND_PACKET && st.tap === null) fail('EIO', `${this.port.spec}: the AF_XDP socket of queue ${ring.id} was lost (remaking it over a larger UMEM failed)`);
+    return q;
+  }
+
   armed(ring: Ring): void {
     const fd = ring.dir === L.RING_DIR_TX ? this.txFd(ring) : this.rxFd(ring);
     if (fd >= 0) rearm(fd);
@@ -1129,10 +1212,10 @@ export function divertedFrames(port: Port): number {
 }
 
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */
-export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number } | null {
+export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number } | null {
   const st = states.get(port.index);
   if (st === undefined) return null;
-  let rxDrops = 0, rxPackets = 0;
+  let rxDrops = 0, rxPackets = 0, umemBuffers = 0;
   for (const r of st.nicRx) {
     if (r === undefined) continue;
     const s = r.stats();
@@ -1144,6 +1227,7 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
     // AF_XDP counts no received frames; its drops: too long, RX ring full, fill ring empty
     const s = q.sock.stats();
     rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
+    umemBuffers = q.umemBufs; // AF_XDP: buffers [0, umemBuffers) of the pool are the UMEM
   }
-  return { rxDrops, rxPackets };
+  return { rxDrops, rxPackets, umemBuffers };
 }

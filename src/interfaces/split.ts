@@ -23,8 +23,11 @@
  *    install or removeStaleSplits() removes them; ours are recognised by their preferences
  *    (SPLIT_PREF, +1), looked up over rtnetlink.
  *
- * Both TAPs are non-persistent: they vanish with the process that holds them. So `nmd<ifindex>`
- * existing means "a live owner holds IF" (EBUSY for anyone else).
+ * Ownership: the owner binds an abstract AF_UNIX socket name, `netmap-ts/if/<ifindex>` (such
+ * names belong to the network namespace and go with their last descriptor, at once, also when the
+ * process dies): a second binder gets EADDRINUSE, which is EBUSY here. The host TAP is
+ * non-persistent, so it vanishes with its process too. (The lock was a TAP device `nmd<ifindex>`:
+ * creating and destroying a net device costs several RCU grace periods per open and close.)
  */
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -140,8 +143,43 @@ const BPF_DROP_UNMARKED = `4,32 0 0 4294963220,21 1 0 ${SPLIT_MARK},6 0 0 2,6 0 
 const BPF_MARK = `4,32 0 0 4294963220,21 0 1 ${SPLIT_MARK},6 0 0 4294967295,6 0 0 0`;
 const BPF_ALL = '1,6 0 0 4294967295';
 
+/** Name of the former sink TAP (the ownership lock before interfaceLock); reserved still. */
 export function sinkDeviceName(ifindex: number): string {
   return `nmd${ifindex}`;
+}
+
+const AF_UNIX = 1;
+
+/**
+ * Takes the ownership lock of interface `ifindex` of this network namespace: binds the abstract
+ * AF_UNIX name `netmap-ts/if/<ifindex>`; returns the socket's descriptor (closing it, or the
+ * process ending, frees the lock). EBUSY when a live process holds it.
+ */
+export function takeInterfaceLock(ifindex: number): number {
+  const name = `netmap-ts/if/${ifindex}`;
+  const addr = Buffer.alloc(3 + name.length);
+  addr.writeUInt16LE(AF_UNIX, 0); // sun_path[0] = 0: an abstract name
+  addr.write(name, 3, 'latin1');
+  const fd = native.socket(AF_UNIX, native.SOCK_DGRAM, 0);
+  try {
+    native.bind(fd, addr);
+  } catch (e) {
+    native.closeFd(fd);
+    if (e instanceof NetmapError && e.code === 'EADDRINUSE') fail('EBUSY', `interface ${ifindex} is held in netmap mode by a live process`);
+    throw e;
+  }
+  return fd;
+}
+
+/** Whether a live process holds interface `ifindex` of this network namespace (takeInterfaceLock). */
+export function interfaceLockHeld(ifindex: number): boolean {
+  try {
+    native.closeFd(takeInterfaceLock(ifindex));
+    return false;
+  } catch (e) {
+    if (e instanceof NetmapError && e.code === 'EBUSY') return true;
+    throw e;
+  }
 }
 export function hostDeviceName(ifindex: number): string {
   return `nmh${ifindex}`;
@@ -207,13 +245,18 @@ function removeTcLeftovers(ifname: string, ifindex: number): boolean {
   return true;
 }
 
-function installTcRules(ifname: string, hostName: string, sinkName: string, capture: boolean): void {
+/** The tc action for what the stack sends: to the host TAP, or dropped. */
+function captureAction(hostName: string | null): string[] {
+  return hostName !== null ? ['action', 'mirred', 'egress', 'redirect', 'dev', hostName] : ['action', 'drop'];
+}
+
+function installTcRules(ifname: string, hostName: string, capture: boolean): void {
   if (!hasClsact(ifname)) tcMust(['qdisc', 'add', 'dev', ifname, 'clsact'], `add a clsact qdisc to '${ifname}'`);
   tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'da', 'bytecode', BPF_DROP_UNMARKED], `cut '${ifname}' off from its host stack (ingress)`);
   tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_MARK,
     'action', 'mirred', 'ingress', 'redirect', 'dev', ifname], `route host-ring frames into the stack of '${ifname}'`);
   tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-    'action', 'mirred', 'egress', 'redirect', 'dev', capture ? hostName : sinkName], `cut '${ifname}' off from its host stack (egress)`);
+    ...captureAction(capture ? hostName : null)], `cut '${ifname}' off from its host stack (egress)`);
 }
 
 function disableIpv6(dev: string): void {
@@ -256,7 +299,7 @@ export function switchCapture(ifname: string, ifindex: number, egressLink: numbe
     }
   } else {
     tcMust(['filter', 'replace', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-      'action', 'mirred', 'egress', 'redirect', 'dev', host?.name ?? sinkDeviceName(ifindex)], `switch host capture on '${ifname}'`);
+      ...captureAction(host?.name ?? null)], `switch host capture on '${ifname}'`);
   }
 }
 
@@ -277,14 +320,15 @@ export function startCaptureOfThisProcess(ifname: string, ifindex: number, egres
 }
 
 /**
- * An installed split. Holds the sink TAP (the ownership token), the host TAP once capturing (with
- * tc always), and with tcx the two links; `host` delivers the frames the stack sends. Remove with
- * remove().
+ * An installed split. Holds the ownership lock (takeInterfaceLock), the host TAP once capturing
+ * (with tc always), and with tcx the two links; `host` delivers the frames the stack sends.
+ * Remove with remove().
  */
 export class HostSplit {
   readonly ifname: string;
   readonly ifindex: number;
-  readonly sink: TapDevice;
+  /** Descriptor of the ownership lock (closed by remove()). */
+  readonly lockFd: number;
   /** Which implementation this split uses. */
   readonly method: SplitMethod;
   /** tcx link descriptors (-1 with tc). */
@@ -294,10 +338,10 @@ export class HostSplit {
   private capturing: boolean;
   private removed = false;
 
-  private constructor(ifname: string, ifindex: number, sink: TapDevice, host: TapDevice | null, capture: boolean, links: [number, number] | null) {
+  private constructor(ifname: string, ifindex: number, lockFd: number, host: TapDevice | null, capture: boolean, links: [number, number] | null) {
     this.ifname = ifname;
     this.ifindex = ifindex;
-    this.sink = sink;
+    this.lockFd = lockFd;
     this.hostTap = host;
     this.capturing = capture;
     this.method = links === null ? 'tc' : 'tcx';
@@ -315,10 +359,9 @@ export class HostSplit {
     checkInterfaceName(ifname);
     if (isHelperDevice(ifname)) fail('EINVAL', `'${ifname}' is a netmap-ts helper device and cannot be opened`);
     const info = interfaceInfo(ifname);
-    let sink: TapDevice;
+    let lock: number;
     try {
-      // The exclusive, non-persistent sink device is the ownership lock.
-      sink = TapDevice.open(sinkDeviceName(info.index), { exclusive: true, up: false });
+      lock = takeInterfaceLock(info.index);
     } catch (e) {
       if (e instanceof NetmapError && e.code === 'EBUSY') fail('EBUSY', `interface '${ifname}' is already in netmap mode, held by another process`);
       throw e;
@@ -329,14 +372,13 @@ export class HostSplit {
     const capture = opts.capture === true;
     try {
       removeTcLeftovers(ifname, info.index); // of a crashed owner on the tc path
-      disableIpv6(sink.name);
       if (capture) host = openHostTap(info.index);
       if (method === 'tcx') {
         try {
           made.push(attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS));
           made.push(attachTcx(info.index, egressProgram(info.index, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS));
           tcxWorks = true;
-          return new HostSplit(ifname, info.index, sink, host, capture, [made[0]!, made[1]!]);
+          return new HostSplit(ifname, info.index, lock, host, capture, [made[0]!, made[1]!]);
         } catch (e) {
           // A kernel without tcx (or one refusing our programs): today's tc path, unless forced.
           if (!(e instanceof NetmapError) || e.code === 'EPERM' || e.code === 'ENXIO' || process.env[SPLIT_ENV] === 'tcx') throw e;
@@ -346,13 +388,13 @@ export class HostSplit {
         }
       }
       host ??= openHostTap(info.index);
-      installTcRules(ifname, host.name, sink.name, capture);
-      return new HostSplit(ifname, info.index, sink, host, capture, null);
+      installTcRules(ifname, host.name, capture);
+      return new HostSplit(ifname, info.index, lock, host, capture, null);
     } catch (e) {
       for (const fd of made) native.closeFd(fd);
       if (method === 'tc') try { removeRules(ifname); } catch { /* best effort */ }
       host?.close();
-      sink.close();
+      native.closeFd(lock);
       throw e;
     }
   }
@@ -385,7 +427,7 @@ export class HostSplit {
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    removeSplitOfThisProcess(this.ifname, this.sink.fd, this.hostFd, this.ingressLink, this.egressLink);
+    removeSplitOfThisProcess(this.ifname, this.lockFd, this.hostFd, this.ingressLink, this.egressLink);
   }
 }
 
@@ -394,7 +436,7 @@ export class HostSplit {
  * the installer's (descriptors belong to the process, not to the thread that opened them): its
  * tcx links (or, when there are none, our tc rules), then its two TAP descriptors.
  */
-export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd: number, ingressLink = -1, egressLink = -1): void {
+export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd: number, ingressLink = -1, egressLink = -1): void {
   try {
     if (ingressLink > 0 || egressLink > 0) {
       if (ingressLink > 0) native.closeFd(ingressLink);
@@ -404,7 +446,7 @@ export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd:
     }
   } finally {
     if (hostFd > 0) native.closeFd(hostFd);
-    if (sinkFd > 0) native.closeFd(sinkFd);
+    if (lockFd > 0) native.closeFd(lockFd);
   }
 }
 
@@ -415,7 +457,7 @@ export function removeSplitOfThisProcess(ifname: string, sinkFd: number, hostFd:
  */
 export function removeStaleSplit(ifname: string): boolean {
   const info = interfaceInfo(ifname);
-  if (interfaceExists(sinkDeviceName(info.index))) fail('EBUSY', `interface '${ifname}' is held by a live netmap-ts process`);
+  if (interfaceLockHeld(info.index)) fail('EBUSY', `interface '${ifname}' is held by a live netmap-ts process`);
   return removeTcLeftovers(ifname, info.index);
 }
 

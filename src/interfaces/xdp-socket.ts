@@ -83,6 +83,11 @@ export interface XskOptions {
    */
   sharedUmemFd?: number;
   sharedMultiBuffer?: boolean;
+  /**
+   * Give the socket this descriptor number (one that retire() left holding a placeholder), so
+   * that whoever knows the old socket by its number (epoll sets, other handles) finds the new one.
+   */
+  fdNumber?: number;
 }
 
 /** Registers the UMEM (unaligned chunks, no extra headroom) on socket `fd`. */
@@ -128,23 +133,20 @@ export class XskSocket {
    * binds zero-copy where the driver can and falls back to copy mode itself (one UMEM
    * registration, where asking zero-copy first would pin the memory twice); XDP_OPTIONS then says
    * which it is. Multi-buffer is asked for and dropped when refused. EBUSY from the bind (a socket
-   * of this queue closed a moment ago is released by the kernel in the background) is retried for
-   * up to a second. Throws the bind's error (EBUSY: the queue has another socket; EINVAL: no such
+   * of this queue closed a moment ago is released by the kernel in the background) makes the bind
+   * alone be retried, every millisecond, for up to a second (one RCU grace period and a work item
+   * are usually 5-40 ms). Throws the bind's error (EBUSY: the queue has another socket; EINVAL: no such
    * queue).
    */
   static open(o: XskOptions): XskSocket {
     const attempts = o.multiBuffer !== false ? [XDP_USE_SG, 0] : [0];
     let last: unknown = null;
     for (const sg of attempts) {
-      const deadline = Date.now() + BIND_BUSY_MS;
-      for (;;) {
-        try {
-          return XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
-        } catch (e) {
-          last = e;
-          if (e instanceof NetmapError && e.code === 'EBUSY' && Date.now() < deadline) { pause(5); continue; }
-          break;
-        }
+      try {
+        const sock = XskSocket.tryOpen(o, o.sharedUmemFd !== undefined ? XDP_SHARED_UMEM : XDP_USE_NEED_WAKEUP | sg);
+        return o.fdNumber === undefined || o.fdNumber === sock.fd ? sock : sock.renumber(o.fdNumber);
+      } catch (e) {
+        last = e;
       }
       // only a refused multi-buffer is worth another try; anything else fails every attempt alike
       if (!(last instanceof NetmapError) || (last.code !== 'EOPNOTSUPP' && last.code !== 'EINVAL') || o.sharedUmemFd !== undefined) break;
@@ -182,7 +184,20 @@ export class XskSocket {
       addr.writeUInt32LE(o.ifindex, 4);
       addr.writeUInt32LE(o.queue, 8);
       addr.writeUInt32LE(o.sharedUmemFd ?? 0, 12);
-      native.bind(fd, addr);
+      // EBUSY: the queue still has a socket. If it was closed a moment ago (a reopen), the kernel
+      // lets go of the queue only after an RCU grace period and a work item that takes the RTNL
+      // lock (xsk_destruct -> xp_release_deferred -> xp_clear_dev): retry the bind alone, every
+      // millisecond (the UMEM stays registered, the rings mapped), for up to BIND_BUSY_MS.
+      const deadline = Date.now() + BIND_BUSY_MS;
+      for (;;) {
+        try {
+          native.bind(fd, addr);
+          break;
+        } catch (e) {
+          if (!(e instanceof NetmapError) || e.code !== 'EBUSY' || Date.now() >= deadline) throw e;
+          pause(1);
+        }
+      }
       let zeroCopy = false;
       try {
         const opt = Buffer.alloc(4);
@@ -220,6 +235,31 @@ export class XskSocket {
     }
     const n = (i: number): number => Number(b.readBigUInt64LE(i * 8));
     return { rxDropped: n(0), rxInvalid: n(1), txInvalid: n(2), rxRingFull: n(3), fillEmpty: n(4), txRingEmpty: n(5) };
+  }
+
+  /** This socket under descriptor number `fd` (dup3 onto it, closing what it held); this object is spent. */
+  private renumber(fd: number): XskSocket {
+    native.dup3(this.fd, fd);
+    native.closeFd(this.fd);
+    this.closed = true;
+    return new XskSocket(this.sp, fd, [this.rx, this.tx, this.fill, this.comp], this.zeroCopy, this.multiBuffer);
+  }
+
+  /**
+   * Closes the socket but keeps its descriptor number taken (it then names /dev/null), for a
+   * socket remade in its place with `fdNumber` (or closeFd once given up).
+   */
+  retire(): number {
+    if (this.closed) return -1;
+    this.closed = true;
+    for (const r of [this.rx, this.tx, this.fill, this.comp]) this.sp.unmapLocal(r.mapOffset, r.mapLength);
+    const placeholder = native.openFile('/dev/null', native.O_RDONLY);
+    try {
+      native.dup3(placeholder, this.fd);
+    } finally {
+      native.closeFd(placeholder);
+    }
+    return this.fd;
   }
 
   close(): void {

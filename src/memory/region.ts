@@ -96,6 +96,22 @@ export class Region {
     return idx >= 2 && idx < this.numBufs && (this.sp.u8[this.bitsBase + (idx >>> 3)]! & (1 << (idx & 7))) !== 0;
   }
 
+  /**
+   * The highest buffer index not in the free pool (held by a ring slot, a user's extra buffers,
+   * or reserved: at least 1). A fresh region hands out its lowest indices first, so this is the
+   * extent of what is in use.
+   */
+  highestInUse(): number {
+    const u8 = this.sp.u8, bits = this.bitsBase;
+    let idx = this.numBufs - 1;
+    while (idx >= 2) {
+      if ((idx & 7) === 7 && u8[bits + (idx >>> 3)] === 0xff) { idx -= 8; continue; }
+      if ((u8[bits + (idx >>> 3)]! & (1 << (idx & 7))) === 0) return idx;
+      idx--;
+    }
+    return 1;
+  }
+
   freeBuffers(): number {
     return this.sp.u32[(this.base + RH_FREE_TOP) >>> 2]!;
   }

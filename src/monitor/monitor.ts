@@ -227,3 +227,28 @@ export function monitorNameFor(name: string, direction: 'in' | 'out' | 'inout' =
   if (!inUse) return null;
   return formatPortSpec({ ...spec, monitorRx: direction !== 'out', monitorTx: direction !== 'in' });
 }
+
+/**
+ * A copy monitor's name (`PORT/r`, `/t`, `/rt`, with no slots= of its own) given slots= so that
+ * its rings hold about `bytes` of 2048-byte buffers in all (tcpdump's -B, libpcap's buffer
+ * size): bytes / (2048 x the monitor's rings), 2 to MAX_MONITOR_SLOTS. A capture tool needs
+ * the room: the monitored port never waits, so whatever arrives while the capturing process
+ * waits for a CPU (milliseconds on a busy machine, tens of thousands of frames at 10 Mpps)
+ * must fit in the ring. Any other name (no monitor, `/z`, slots= given, a port not open) is
+ * returned as it is.
+ */
+export function monitorWithBuffer(name: string, bytes: number, opts: OpenOptions = {}): string {
+  const spec = parsePortSpec(name, { strictNames: opts.relaxedNames !== true });
+  if (!(spec.monitorRx || spec.monitorTx) || spec.zcopyMonitor || spec.conf.rxSlots !== undefined || spec.conf.txSlots !== undefined) return name;
+  if (!Number.isFinite(bytes) || bytes <= 0) return name;
+  const reg = registry();
+  const rings = reg.locked(() => {
+    let index: number;
+    try { index = findParent(reg, spec); } catch { return 0; }
+    return Math.max(reg.portGet(index, L.PE_NUM_TX), reg.portGet(index, L.PE_NUM_RX)) +
+      Math.max(reg.portGet(index, L.PE_NUM_HOST_TX), reg.portGet(index, L.PE_NUM_HOST_RX));
+  });
+  if (rings === 0) return name;
+  const slots = Math.max(2, Math.min(MAX_MONITOR_SLOTS, Math.floor(bytes / (L.DEFAULT_BUF_SIZE * rings))));
+  return formatPortSpec({ ...spec, conf: { ...spec.conf, rxSlots: slots, txSlots: slots } });
+}

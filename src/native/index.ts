@@ -285,6 +285,16 @@ export function writeAt(fd: number, address: number, len: number): number {
   return r < 0 ? -koffi.errno() : r;
 }
 
+const dup3Fn = libc.func('int dup3(int oldfd, int newfd, int flags)');
+
+/**
+ * dup3(oldfd, newfd, O_CLOEXEC): makes descriptor number `newfd` refer to `oldfd`'s file, closing
+ * what `newfd` referred to in the same step (no other thread can take the number in between).
+ */
+export function dup3(oldfd: number, newfd: number): void {
+  check(dup3Fn(oldfd, newfd, O_CLOEXEC), 'dup3');
+}
+
 const syscall3 = libc.func('long syscall(long nr, long a, long b, long c)');
 const SYS_pidfd_open = 434, SYS_pidfd_getfd = 438;
 

@@ -152,8 +152,9 @@ class PipeAdapter implements PortAdapter {
   /**
    * Gives the released slots [hwcur, head) back to the sender and fetches what it published.
    * As in netmap, a released slot is copied back into the sender's TX ring only when the
-   * receiver swapped its buffer (NS_BUF_CHANGED); otherwise the sender's slot already holds it,
-   * and leaving it alone keeps the sender's cache lines where they are.
+   * receiver swapped its buffer (NS_BUF_CHANGED, which the sender's slot then carries too, as in
+   * netmap: the receiver's copy of the flag is cleared); otherwise the sender's slot already holds
+   * it, and leaving it alone keeps the sender's cache lines where they are.
    */
   rxsync(ring: Ring): boolean {
     const head = sync.rxPrologue(ring);
@@ -187,7 +188,9 @@ class PipeAdapter implements PortAdapter {
               const idx = u32[sourceWord]!;
               if (idx < 2 || idx >= numBufs) continue; // invalid: the sender keeps its buffer
               u32[destWord] = idx;
-              u32[destWord + 1] = slotLenAtWord(u16, sourceWord) | (clean << 16);
+              // the sender's slot reports the change (netmap copies the whole slot, flag included):
+              // a sender that fills each buffer once (pkt-gen) refills only slots flagged so
+              u32[destWord + 1] = slotLenAtWord(u16, sourceWord) | ((clean | L.NS_BUF_CHANGED) << 16);
               u32[destWord + 2] = u32[sourceWord + 2]!;
               u32[destWord + 3] = u32[sourceWord + 3]!;
             }

@@ -32,7 +32,7 @@ import { SLOT_WORDS, SLOT_LEN_HALF, SLOT_FLAGS_HALF, SMALL_COPY, copyBlocks } fr
 import type { Port, PortAdapter } from '../ports/port.js';
 import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
-import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, type LookupFn } from './lookup.js';
+import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, LookupBatch, type LookupFn, type BatchLookupFn } from './lookup.js';
 import { VnetConverter } from './vnet.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
@@ -40,6 +40,9 @@ export const BATCH = 1024;
 const FT_SIZE = BATCH + L.NETMAP_MAX_FRAGS;
 const MAXP = L.MAX_SWITCH_PORTS;
 const MAX_RINGS = 16;
+/** Stand-ins for a LookupBatch's arrays while there is no batch lookup (typed arrays, so the loop's loads stay monomorphic). */
+const NO_ENTRIES = new Int32Array(0);
+const NO_OFFS = new Float64Array(0);
 export { SMALL_COPY };
 
 const W_HWCUR = L.KR_HWCUR >>> 2, W_HWTAIL = L.KR_HWTAIL >>> 2, W_SHADOW = L.KR_SHADOW_TAIL >>> 2;
@@ -98,12 +101,15 @@ export class ValeAdapter implements PortAdapter {
   readonly ftNext = new Int32Array(FT_SIZE);
   /** Per packet: destination slots it takes after a header conversion (vnet.ts), 0 dropped. */
   private readonly ftNeed = new Int32Array(FT_SIZE);
+  /** The entries a batch hands to monitors, in order, each `entry << 1 | more fragments` (tap.ts copyEntries). */
+  private readonly tapList = new Int32Array(FT_SIZE);
   // per destination port: unicast chain, its slot count
   private readonly dstHead = new Int32Array(MAXP).fill(-1);
   private readonly dstTail = new Int32Array(MAXP);
   private readonly dstSlots = new Int32Array(MAXP);
   private readonly dstPkts = new Int32Array(MAXP);
   private bcHead = -1;
+  private bcTail = -1;
   private bcSlots = 0;
   private bcPkts = 0;
 
@@ -114,6 +120,10 @@ export class ValeAdapter implements PortAdapter {
   private lookupGen = -1;
   private myPort = -1;
   private custom: LookupFn | null = null;
+  /** A plugged-in batch lookup (lookup.ts), its batch (made when first needed) and each batch entry's forwarding-table entry. */
+  private customBatch: BatchLookupFn | null = null;
+  private batch: LookupBatch | null = null;
+  private batchEntry: Int32Array | null = null;
   /** Last source MAC learnt by this handle (a local copy of the per-port cache). */
   private lastSrcLo = 0;
   private lastSrcHi = -1;
@@ -255,13 +265,15 @@ export class ValeAdapter implements PortAdapter {
     this.lastSrcHi = -1; // the learning table may have been cleared
     const base = this.switchBase;
     const module = readString(this.u8, base + L.SW_LOOKUP_MODULE, L.SW_LOOKUP_MODULE_MAX);
-    if (module === '') { this.custom = null; this.customPending = false; return; }
+    if (module === '') { this.custom = null; this.customBatch = null; this.customPending = false; return; }
     const config = readString(this.u8, base + L.SW_LOOKUP_CONFIG, L.SW_LOOKUP_CONFIG_MAX);
     const switchName = reg.switchName(this.switchIndex);
     const l = loadedLookup(module, config, lookupContext(switchName));
     this.custom = l.fn;
-    this.customPending = l.fn === null;
-    if (l.fn === null && l.error === null) {
+    this.customBatch = l.batch;
+    if (l.batch !== null && this.batch === null) { this.batch = new LookupBatch(this.u8); this.batchEntry = new Int32Array(BATCH); }
+    this.customPending = l.fn === null && l.batch === null;
+    if (this.customPending && l.error === null) {
       // loading: look again once it is there
       void l.promise.then(() => { if (this.lookupGen === gen) this.lookupGen = -1; });
     }
@@ -356,7 +368,7 @@ export class ValeAdapter implements PortAdapter {
    */
   destinationOfWhole(at: number, len: number): number {
     this.checkView();
-    if (this.outside === null || !this.outside.active || this.custom !== null) return -1;
+    if (this.outside === null || !this.outside.active || this.custom !== null || this.customBatch !== null) return -1;
     this.ftOff[0] = at;
     this.ftLen[0] = len;
     this.ftFrags[0] = 1;
@@ -390,16 +402,14 @@ export class ValeAdapter implements PortAdapter {
   private tapSent(count: number, ringId: number): void {
     const taps = this.myTaps;
     const ids = taps.copyTargets(L.RING_DIR_TX, ringId);
-    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags;
-    for (let j = 0; j < ids.length; j++) {
-      taps.begin(ids[j]!, count);
-      for (let p = 0; p < count;) {
-        const f = ftFrags[p]!;
-        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, (e + 1 < p + f ? L.NS_MOREFRAG : 0) | L.NS_TXMON);
-        p += f;
-      }
-      taps.end();
+    if (ids.length === 0) return;
+    const ftFrags = this.ftFrags, list = this.tapList;
+    for (let p = 0; p < count;) {
+      const f = ftFrags[p]!;
+      for (let e = p; e < p + f; e++) list[e] = (e << 1) | (e + 1 < p + f ? 1 : 0);
+      p += f;
     }
+    for (let j = 0; j < ids.length; j++) taps.copyEntries(ids[j]!, count, list, this.ftOff, this.ftLen, L.NS_TXMON);
   }
 
   /**
@@ -409,19 +419,16 @@ export class ValeAdapter implements PortAdapter {
   private tapReceived(d: number, r: number, u: number, b: number, slots: number, maxPkts: number): void {
     const taps = this.pTaps[d]!;
     const ids = taps.copyTargets(L.RING_DIR_RX, r);
-    const ftOff = this.ftOff, ftLen = this.ftLen, ftFrags = this.ftFrags, ftNext = this.ftNext;
-    const u0 = u, b0 = b;
-    for (let j = 0; j < ids.length; j++) {
-      taps.begin(ids[j]!, slots);
-      u = u0; b = b0;
-      for (let pkts = 0; (u >= 0 || b >= 0) && pkts < maxPkts; pkts++) {
-        let p: number;
-        if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
-        const f = ftFrags[p]!;
-        for (let e = p; e < p + f; e++) taps.put(ftOff[e]!, ftLen[e]!, e + 1 < p + f ? L.NS_MOREFRAG : 0);
-      }
-      taps.end();
+    if (ids.length === 0) return;
+    const ftFrags = this.ftFrags, ftNext = this.ftNext, list = this.tapList;
+    let k = 0;
+    for (let pkts = 0; (u >= 0 || b >= 0) && pkts < maxPkts && k < slots; pkts++) {
+      let p: number;
+      if (b < 0 || (u >= 0 && u < b)) { p = u; u = ftNext[u]!; } else { p = b; b = ftNext[b]!; }
+      const f = ftFrags[p]!;
+      for (let e = p; e < p + f; e++) list[k++] = (e << 1) | (e + 1 < p + f ? 1 : 0);
     }
+    for (let j = 0; j < ids.length; j++) taps.copyEntries(ids[j]!, k, list, this.ftOff, this.ftLen, 0);
   }
 
   /**
@@ -449,8 +456,7 @@ export class ValeAdapter implements PortAdapter {
    * is loading: then nothing is chained).
    */
   private lookup(count: number): number {
-    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen, ftNext = this.ftNext;
-    const dstHead = this.dstHead, dstTail = this.dstTail, dstSlots = this.dstSlots, dstPkts = this.dstPkts, pIndex = this.pIndex;
+    const ftFrags = this.ftFrags, ftOff = this.ftOff, ftLen = this.ftLen;
     const u8 = this.u8, u16 = this.u16, i32 = this.i32;
     const me = this.myPort, hdr = this.myHdr;
     let drops = 0;
@@ -459,8 +465,11 @@ export class ValeAdapter implements PortAdapter {
       this.bcHead = -1;
       return drops;
     }
-    const custom = this.custom;
-    let bcHead = -1, bcTail = -1, bcSlots = 0, bcPkts = 0;
+    const custom = this.custom, batchFn = this.customBatch;
+    const batch = this.batch, bEntry = this.batchEntry ?? NO_ENTRIES;
+    const bOff = batch !== null ? batch.off : NO_OFFS, bLen = batch !== null ? batch.len : NO_ENTRIES, bDst = batch !== null ? batch.dst : NO_ENTRIES;
+    let nb = 0;
+    this.bcHead = -1; this.bcSlots = 0; this.bcPkts = 0;
     // netmap_vale_learning, inlined (see lookup.ts for the table format)
     const hashW = (this.switchBase + L.SW_HASH) >>> 2;
     const cacheW = (this.switchBase + L.SW_LAST_SRC + 8 * me) >>> 2;
@@ -506,24 +515,43 @@ export class ValeAdapter implements PortAdapter {
           dst = (e0 >>> 16) === dHi && i32[lastDstH + 1] === dLo && (e0 & 0xffff) !== 0 ? (e0 & 0xffff) - 1 : BROADCAST;
         }
       }
-      ftNext[p] = -1;
-      if (dst === BROADCAST) {
-        if (bcHead < 0) bcHead = p; else ftNext[bcTail] = p;
-        bcTail = p;
-        bcSlots += ftFrags[p]!;
-        bcPkts++;
-      } else if (dst >= MAXP || dst < 0 || dst === me || pIndex[dst]! < 0) {
-        drops++;
-      } else {
-        if (dstHead[dst]! < 0) { dstHead[dst] = p; dstSlots[dst] = 0; dstPkts[dst] = 0; } else ftNext[dstTail[dst]!] = p;
-        dstTail[dst] = p;
-        dstSlots[dst] = dstSlots[dst]! + ftFrags[p]!;
-        dstPkts[dst] = dstPkts[dst]! + 1;
+      if (batchFn !== null) { // a batch lookup decides once the whole batch is learnt (below)
+        bOff[nb] = off; bLen[nb] = len; bDst[nb] = dst; bEntry[nb] = p; nb++;
+        continue;
       }
+      drops += this.chain(p, dst);
     }
     this.lastSrcLo = lastSrcLo; this.lastSrcHi = lastSrcHi;
-    this.bcHead = bcHead; this.bcSlots = bcSlots; this.bcPkts = bcPkts;
+    if (batchFn !== null && nb > 0) {
+      batch!.count = nb; batch!.srcPort = me;
+      // as for a per-frame lookup: a throw drops the batch, anything but a port number drops the frame
+      try { batchFn(batch!); } catch { bDst.fill(DROP, 0, nb); }
+      for (let i = 0; i < nb; i++) drops += this.chain(bEntry[i]!, bLen[i]! < 14 ? DROP : bDst[i]!);
+    }
     return drops;
+  }
+
+  /**
+   * Pass 1's chaining: packet `p` (its first entry) goes to port `dst`, BROADCAST or is dropped
+   * (DROP, no such port, its own port). Returns 1 when it is dropped.
+   */
+  private chain(p: number, dst: number): number {
+    const ftNext = this.ftNext, ftFrags = this.ftFrags;
+    ftNext[p] = -1;
+    if (dst === BROADCAST) {
+      if (this.bcHead < 0) this.bcHead = p; else ftNext[this.bcTail] = p;
+      this.bcTail = p;
+      this.bcSlots += ftFrags[p]!;
+      this.bcPkts++;
+      return 0;
+    }
+    if (dst >= MAXP || dst < 0 || dst === this.myPort || this.pIndex[dst]! < 0) return 1;
+    const dstHead = this.dstHead, dstTail = this.dstTail;
+    if (dstHead[dst]! < 0) { dstHead[dst] = p; this.dstSlots[dst] = 0; this.dstPkts[dst] = 0; } else ftNext[dstTail[dst]!] = p;
+    dstTail[dst] = p;
+    this.dstSlots[dst] = this.dstSlots[dst]! + ftFrags[p]!;
+    this.dstPkts[dst] = this.dstPkts[dst]! + 1;
+    return 0;
   }
 
   /** Pass 2 of a flush: one copy pass per destination of what lookup() chained. */

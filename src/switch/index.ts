@@ -9,6 +9,6 @@ export {
   portCounters, persistentPorts, setLookup, getLookup, loadLookup, prepareLookup, splitValeName,
   type ValeGeometry, type PortCounters, type SwitchPortInfo, type InterfaceAttachRequest,
 } from './control.js';
-export { BROADCAST, DROP, macHash, type LookupFn, type LookupContext, type LookupModule } from './lookup.js';
+export { BROADCAST, DROP, macHash, LookupBatch, type LookupFn, type BatchLookupFn, type LookupContext, type LookupModule } from './lookup.js';
 export { BATCH, SMALL_COPY } from './forward.js';
 export { LEASE_RECORDS } from './lease.js';

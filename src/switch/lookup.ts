@@ -15,6 +15,16 @@
  * the switch. It returns a port number (0..MAX_SWITCH_PORTS-1), BROADCAST (flood to every
  * other port) or DROP. Returning the source port or an empty port number drops the frame.
  * It must not allocate or block: it runs in the sender's txsync.
+ *
+ * A module may export instead (or as well: the batch form is then used)
+ *     export function createBatchLookup(config: string, ctx: LookupContext): BatchLookupFn
+ * A BatchLookupFn is called once per forwarding batch (up to 1024 packets) with a LookupBatch
+ * whose `dst` already holds the switch's own learning-bridge answer for every packet (learnt on
+ * the switch's table as for the default lookup; DROP for a frame shorter than 14 bytes); it
+ * leaves or overwrites each answer with a port number, BROADCAST or DROP. A filter (the firewall)
+ * keeps the bridge's answers it passes and turns the others into DROP; a router overwrites all.
+ * One call per batch instead of one per frame: per-batch work (version checks, clocks) is done
+ * once, and the per-frame work runs in the module's own monomorphic loop.
  */
 import * as L from '../memory/layout.js';
 import { registry } from '../memory/registry.js';
@@ -23,6 +33,27 @@ export const BROADCAST = 254; // NM_BDG_BROADCAST
 export const DROP = 255; // NM_BDG_NOPORT
 
 export type LookupFn = (u8: Uint8Array, offset: number, len: number, srcPort: number) => number;
+
+/** The packets of one forwarding batch, for a BatchLookupFn (one object per sender handle, reused). */
+export class LookupBatch {
+  /** The shared byte view of the address space (every port's buffers). */
+  readonly u8: Uint8Array;
+  /** Packets in this batch: entries [0, count) below are valid. */
+  count = 0;
+  /** The sender's port number on the switch. */
+  srcPort = -1;
+  /** Per packet: byte offset in u8 of the Ethernet header (after any virtio-net header) of its first fragment. */
+  readonly off = new Float64Array(LOOKUP_BATCH);
+  /** Per packet: bytes of its first fragment from `off`. */
+  readonly len = new Int32Array(LOOKUP_BATCH);
+  /** Per packet: in, the learning bridge's answer; out, the lookup's (port number, BROADCAST or DROP). */
+  readonly dst = new Int32Array(LOOKUP_BATCH);
+  constructor(u8: Uint8Array) { this.u8 = u8; }
+}
+/** Most packets a LookupBatch holds (the switch's batch). */
+export const LOOKUP_BATCH = 1024;
+
+export type BatchLookupFn = (batch: LookupBatch) => void;
 
 export interface LookupContext {
   /** The switch name, e.g. 'vale0'. */
@@ -42,7 +73,8 @@ export interface LookupContext {
 }
 
 export interface LookupModule {
-  createLookup(config: string, ctx: LookupContext): LookupFn;
+  createLookup?(config: string, ctx: LookupContext): LookupFn;
+  createBatchLookup?(config: string, ctx: LookupContext): BatchLookupFn;
 }
 
 /**
@@ -105,26 +137,32 @@ export function learnAndLookup(i32: Int32Array, hashAt: number, u8: Uint8Array, 
  */
 // ---- loaded pluggable lookups of this process ------------------------------------------------
 
-interface Loaded { key: string; fn: LookupFn | null; error: string | null; promise: Promise<void> }
+/** A loaded lookup: `fn` (per frame) or `batch` once loaded (`batch` when the module has both). */
+interface Loaded { key: string; fn: LookupFn | null; batch: BatchLookupFn | null; error: string | null; promise: Promise<void> }
 const loaded = new Map<string, Loaded>();
 
 /**
- * The lookup for (module, config) in this process: the function once the module is loaded,
- * null while it loads (an import is started on first call), or null with `error` set if it failed.
+ * The lookup for (module, config) in this process: `fn` or `batch` once the module is loaded,
+ * both null while it loads (an import is started on first call), or with `error` set if it failed.
  */
 export function loadedLookup(module: string, config: string, ctx: LookupContext): Loaded {
   const key = `${module}\u0000${config}`;
   let l = loaded.get(key);
   if (l !== undefined) return l;
-  const entry: Loaded = { key, fn: null, error: null, promise: Promise.resolve() };
+  const entry: Loaded = { key, fn: null, batch: null, error: null, promise: Promise.resolve() };
   entry.promise = import(module).then(
-    (m: Partial<LookupModule>) => {
-      if (typeof m.createLookup !== 'function') { entry.error = `module ${module} does not export createLookup()`; return; }
+    (m: LookupModule) => {
+      const batch = typeof m.createBatchLookup === 'function';
+      const create = batch ? m.createBatchLookup : m.createLookup;
+      const what = batch ? 'createBatchLookup()' : 'createLookup()';
+      if (typeof create !== 'function') { entry.error = `module ${module} exports neither createLookup() nor createBatchLookup()`; return; }
       try {
-        entry.fn = m.createLookup(config, ctx);
-        if (typeof entry.fn !== 'function') { entry.fn = null; entry.error = `createLookup() of ${module} did not return a function`; }
+        const f: unknown = create(config, ctx);
+        if (typeof f !== 'function') entry.error = `${what} of ${module} did not return a function`;
+        else if (batch) entry.batch = f as BatchLookupFn;
+        else entry.fn = f as LookupFn;
       } catch (e) {
-        entry.error = `createLookup() of ${module} failed: ${(e as Error).message}`;
+        entry.error = `${what} of ${module} failed: ${(e as Error).message}`;
       }
     },
     (e: unknown) => { entry.error = `cannot import lookup module ${module}: ${(e as Error).message}`; },

@@ -13,8 +13,9 @@ const DEMO: ToolSpec = {
   preamble: [
     'runs pkt-gen rx and pkt-gen tx (two processes) across a fresh VALE switch and prints their rates:',
     '1. unpaced: the sender\'s top speed; the switch drops what the receiver cannot take',
-    '2. paced (-R): short runs from 90% of what the receiver took, 30% slower after each loss,',
-    '   until one loses nothing: the highest lossless rate found (VALE only; a pipe never drops)',
+    '2. paced (-R, bursts of 64): short runs from 90% of what the receiver',
+    '   took, halved after each loss until one loses nothing, then two between the last loss and it:',
+    '   the highest lossless rate found (VALE only; a pipe never drops)',
   ],
   options: [
     { short: 't', value: 'seconds', help: 'how long tx sends unpaced (default 4, at most 60; paced runs take 0.6 s each)' },

@@ -29,6 +29,8 @@ interface Args {
   packetBuffered: boolean;
   /** -l: flush printed lines after each packet. */
   lineBuffered: boolean;
+  /** -B: bytes of monitor ring buffers when watching a port in use (undefined: watch.ts's default). */
+  bufferBytes?: number;
   /** -Q: which direction of a monitored port to capture. */
   direction: Direction;
   pcapng: boolean;
@@ -47,7 +49,7 @@ interface Args {
 const DUMP: ToolSpec = {
   name: 'dump',
   synopsis: [
-    '[-UnSpeqvlxdO] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]',
+    '[-UnSpeqvlxdO] [-B size] [-c count] [-i port | -r file] [-s snaplen] [-w file] [-Q in|out|inout]',
     '[-F file] [--pcapng] [--nano] [--utc] [--interpreted] [--duration sec] [expression]',
   ],
   permute: true,
@@ -59,6 +61,7 @@ const DUMP: ToolSpec = {
     { short: 'U', many: true, help: 'packet-buffered output: the -w header at once, then a flush after each packet' },
     { short: 'c', value: 'N', many: true, help: 'stop after N accepted packets' },
     { short: 's', value: 'SNAPLEN', many: true, help: 'keep at most SNAPLEN bytes of each captured packet (0 or default: 262144;\nlike tcpdump, records read with -r are not cut)' },
+    { short: 'B', long: 'buffer-size', value: 'KiB', many: true, help: "the watching monitor's ring buffers in KiB (tcpdump's -B; default 32768: 16384\nframes a ring on a VALE port); a name with its own @conf:slots= keeps them" },
     { short: 'Q', long: 'direction', value: 'in|out|inout', many: true, help: 'what to watch of an existing port: received, sent or both (its monitor\n/r, /t, /rt); ignored with -r, as tcpdump does' },
     { short: 'n', many: true, help: 'numeric output (always; accepted)' },
     { short: 'S', many: true, help: 'absolute TCP sequence numbers (always; accepted)' },
@@ -100,6 +103,11 @@ function toArgs(p: ParsedArgs): Args {
     if (!/^\d+$/.test(s) || Number(s) > MAXIMUM_SNAPLEN) usageFail(`invalid snaplen ${s} (must be 0..${MAXIMUM_SNAPLEN})`);
     a.snaplen = Number(s) || MAXIMUM_SNAPLEN;
   }
+  const b = p.value('B');
+  if (b !== undefined) {
+    if (!/^\d+$/.test(b) || Number(b) < 1 || Number(b) > 4 * 1024 * 1024) usageFail(`invalid buffer size ${b} (KiB, 1..${4 * 1024 * 1024})`);
+    a.bufferBytes = Number(b) * 1024;
+  }
   const q = p.value('Q');
   if (q !== undefined) {
     const d = q.toLowerCase();
@@ -122,6 +130,18 @@ function toArgs(p: ParsedArgs): Args {
   if (a.iface !== undefined && a.read !== undefined) usageFail('-i and -r are exclusive');
   if (a.iface === undefined && a.read === undefined && a.dump === 0) usageFail('give a port (-i) or a file (-r)');
   return a;
+}
+
+/**
+ * A line on standard error, written to the descriptor: process.stderr (console.error) would load
+ * Node's stream and net modules, a good part of `dump -r`'s start-up.
+ */
+function warn(line: string): void {
+  try {
+    fs.writeSync(2, `${line}\n`);
+  } catch {
+    // standard error closed: nothing to tell
+  }
 }
 
 /** Buffered text output on a file descriptor (console.log per packet is far too slow). */
@@ -259,7 +279,7 @@ async function run(args: Args): Promise<number> {
           if (!(e instanceof NetmapError)) throw e;
           if (isEpipe(e)) pipeGone = true;
           else {
-            console.error(`netmap dump: ${e.message}`);
+            warn(`netmap dump: ${e.message}`);
             status = 1;
           }
         }
@@ -272,7 +292,7 @@ async function run(args: Args): Promise<number> {
       await loadPortTypesFor([args.iface]);
       // A port in use is watched through a copy monitor (-Q picks /r, /t or /rt); one nobody has
       // open is opened itself.
-      const name = watchName(args.iface, args.direction);
+      const name = watchName(args.iface, args.direction, args.bufferBytes);
       const watching = name !== args.iface || /\/[a-zA-Z]*[rtz]/.test(args.iface);
       const cap = openLive(name, { snaplen, direction: args.direction });
       try {
@@ -281,7 +301,7 @@ async function run(args: Args): Promise<number> {
         const onSig = (): void => { stop = true; cap.breakloop(); };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        console.error(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
+        warn(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
           const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
@@ -313,6 +333,6 @@ async function run(args: Args): Promise<number> {
       if (!isEpipe(e)) throw e;
     }
   }
-  console.error(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
+  warn(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);
   return status;
 }

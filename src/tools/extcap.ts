@@ -126,15 +126,17 @@ function packageVersion(): string {
   }
 }
 
-function printConfig(): void {
-  process.stdout.write([
-    `arg {number=0}{call=--snaplen}{display=Snapshot length}{type=unsigned}{default=${MAXIMUM_SNAPLEN}}{range=1,${MAXIMUM_SNAPLEN}}{tooltip=Bytes kept of each packet}`,
-    'arg {number=1}{call=--direction}{display=Direction}{type=selector}{tooltip=What to see of an existing port: received, sent or both (its monitor /r, /t, /rt)}',
-    'value {arg=1}{value=inout}{display=received and sent}{default=true}',
-    'value {arg=1}{value=in}{display=received (in)}{default=false}',
-    'value {arg=1}{value=out}{display=sent (out)}{default=false}',
-  ].join('\n') + '\n');
-}
+/** --extcap-config's answer (the same for every port). */
+const CONFIG_TEXT = [
+  `arg {number=0}{call=--snaplen}{display=Snapshot length}{type=unsigned}{default=${MAXIMUM_SNAPLEN}}{range=1,${MAXIMUM_SNAPLEN}}{tooltip=Bytes kept of each packet}`,
+  'arg {number=1}{call=--direction}{display=Direction}{type=selector}{tooltip=What to see of an existing port: received, sent or both (its monitor /r, /t, /rt)}',
+  'value {arg=1}{value=inout}{display=received and sent}{default=true}',
+  'value {arg=1}{value=in}{display=received (in)}{default=false}',
+  'value {arg=1}{value=out}{display=sent (out)}{default=false}',
+].join('\n') + '\n';
+
+/** --extcap-dlts's answer (every port is Ethernet). */
+const DLTS_TEXT = 'dlt {number=1}{name=EN10MB}{display=Ethernet}\n';
 
 async function capture(a: ExtcapArgs): Promise<number> {
   const [{ openLive }, { watchName, CapturePump }, { PcapWriter }] = await Promise.all([
@@ -211,6 +213,42 @@ export function extcapFolder(): { dir: string; source: string } {
   return { dir: path.join(os.homedir(), '.local', 'lib', 'wireshark', 'extcap'), source: 'the Wireshark 4.2+ default (tshark not found)' };
 }
 
+/**
+ * The wrapper's own answers to --extcap-dlts and --extcap-config (the same text as main()'s,
+ * written at install): Wireshark asks them for every port at every start, and each answer from
+ * Node costs a Node start (0.2-0.5 s on a busy 2-core machine), before the capture's own. Only
+ * argument lists made of exactly those options (with --extcap-interface PORT, --extcap-version,
+ * --debug) are answered here; anything else goes to Node as before.
+ */
+function staticAnswers(): string[] {
+  const heredoc = (text: string): string[] => ["cat <<'NETMAP_TS_EOF'", ...text.replace(/\n$/, '').split('\n'), 'NETMAP_TS_EOF'];
+  return [
+    'op= port= skip= skip_port=',
+    'for arg in "$@"; do',
+    '  if [ -n "$skip" ]; then skip=; [ "$skip_port" = 1 ] && port=1; skip_port=; continue; fi',
+    '  case "$arg" in',
+    '    --extcap-dlts) op=dlts ;;',
+    '    --extcap-config) [ "$op" = dlts ] || op=config ;;',
+    '    --extcap-interface) skip=1 skip_port=1 ;;',
+    '    --extcap-interface=?*) port=1 ;;',
+    '    --extcap-version) skip=1 ;;',
+    '    --extcap-version=*|--debug) ;;',
+    '    *) op=node; break ;;',
+    '  esac',
+    'done',
+    'if [ -n "$port" ] && [ -z "$skip" ]; then',
+    '  case "$op" in',
+    '    dlts)',
+    ...heredoc(DLTS_TEXT),
+    '      exit 0 ;;',
+    '    config)',
+    ...heredoc(CONFIG_TEXT),
+    '      exit 0 ;;',
+    '  esac',
+    'fi',
+  ];
+}
+
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -235,6 +273,7 @@ function install(a: ExtcapArgs): number {
     '#!/bin/sh',
     '# netmap-ts ports for Wireshark/tshark (extcap); written by `netmap extcap --install`.',
     ...(dirEnv !== undefined ? [`NETMAP_TS_DIR="\${NETMAP_TS_DIR:-${dirEnv.replace(/["\\$`]/g, '\\$&')}}"`, 'export NETMAP_TS_DIR'] : []),
+    ...staticAnswers(),
     `exec ${shellQuote(process.execPath)} ${shellQuote(cli)} extcap "$@"`,
     '',
   ].join('\n');
@@ -256,8 +295,8 @@ export async function main(argv: string[]): Promise<number> {
   return runTool(EXTCAP, argv, toArgs, async (a) => {
     switch (a.op) {
       case 'interfaces': await listInterfaces(); return 0;
-      case 'dlts': process.stdout.write('dlt {number=1}{name=EN10MB}{display=Ethernet}\n'); return 0;
-      case 'config': printConfig(); return 0;
+      case 'dlts': process.stdout.write(DLTS_TEXT); return 0;
+      case 'config': process.stdout.write(CONFIG_TEXT); return 0;
       case 'capture': return capture(a);
       case 'install': case 'uninstall': return install(a);
       case 'validate': {

@@ -2,7 +2,7 @@
  * netmap vale-ctl: manage VALE switches (netmap's vale-ctl options). Logic is in src/switch.
  */
 import { NetmapError } from '../errors.js';
-import * as vale from '../switch/index.js';
+import type * as Vale from '../switch/index.js';
 import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
 const VALE_CTL: ToolSpec = {
@@ -39,17 +39,17 @@ const STRERROR: Record<string, string> = {
 type Action = 'n' | 'r' | 'a' | 'h' | 'd' | 'l' | 's' | 'list';
 const ACTION_WORD: Record<Action, string> = { n: 'create', r: 'remove', a: 'attach', h: 'attach', d: 'detach', l: 'list', s: 'list', list: 'list' };
 
-function parseConf(text: string): vale.ValeGeometry | string {
+function parseConf(text: string): Vale.ValeGeometry | string {
   if (!/^\d+(,\d+){0,3}$/.test(text)) return `invalid -C '${text}' (expected tx_slots[,rx_slots[,tx_rings[,rx_rings]]])`;
   const v = text.split(',').map(Number);
-  const g: vale.ValeGeometry = { txSlots: v[0]!, rxSlots: v[0]!, txRings: 1, rxRings: 1, extraBufs: 0 };
+  const g: Vale.ValeGeometry = { txSlots: v[0]!, rxSlots: v[0]!, txRings: 1, rxRings: 1, extraBufs: 0 };
   if (v.length >= 2) g.rxSlots = v[1]!;
   if (v.length >= 3) { g.txRings = v[2]!; g.rxRings = v[2]!; }
   if (v.length >= 4) g.rxRings = v[3]!;
   return g;
 }
 
-interface Args { action: Action; arg: string; conf: vale.ValeGeometry | null; verbose: boolean; vnetHdr: number | null }
+interface Args { action: Action; arg: string; conf: Vale.ValeGeometry | null; verbose: boolean; vnetHdr: number | null }
 
 const ACTIONS = new Set<string>(['n', 'r', 'a', 'h', 'd', 'l', 's']);
 
@@ -82,15 +82,19 @@ export async function main(argv: string[]): Promise<number> {
 
 async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<number> {
   try {
-    // every port type (the interface type's switchAttach serves -a/-h/-d); listing reads the
-    // switches only and starts faster without them
-    if (action !== 'list' && action !== 's' && action !== 'l') await import('../port-types.js');
+    // Listing reads the registry only (switch/listing.ts); the other commands load the switch and
+    // every port type (the interface type's switchAttach serves -a/-h/-d).
+    const listing = await import('../switch/listing.js');
+    const control = async (): Promise<typeof Vale> => {
+      await import('../port-types.js');
+      return import('../switch/index.js');
+    };
     switch (action) {
       case 'list':
-        for (const p of vale.listAll()) console.log(`${p.name} bridge_idx ${p.bridge} port_idx ${p.port}`);
+        for (const p of listing.listAll()) console.log(`${p.name} bridge_idx ${p.bridge} port_idx ${p.port}`);
         return 0;
       case 's': {
-        const ports = arg === '' ? vale.listAll() : vale.switchPorts(arg);
+        const ports = arg === '' ? listing.listAll() : listing.switchPorts(arg);
         for (const p of ports) {
           const c = p.counters;
           console.log(`${p.name} bridge_idx ${p.bridge} port_idx ${p.port} tx_packets ${c.txPackets} tx_bytes ${c.txBytes} tx_drops ${c.txDrops} rx_packets ${c.rxPackets} rx_bytes ${c.rxBytes} rx_drops ${c.rxDrops}`);
@@ -98,12 +102,13 @@ async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<numbe
         return 0;
       }
       case 'l': {
-        const r = vale.locate(arg);
+        const r = listing.locate(arg);
         console.log(`bridge_idx: ${r.bridge}`);
         console.log(`port_idx:   ${r.port}`);
         return 0;
       }
       case 'n': {
+        const vale = await control();
         vale.createPersistentPort(arg, { ...(conf ?? {}), ...(vnetHdr !== null ? { vnetHdr } : {}) });
         if (verbose) {
           const g = conf ?? { txSlots: vale.VALE_DEFAULT_SLOTS, rxSlots: vale.VALE_DEFAULT_SLOTS, txRings: 1, rxRings: 1 };
@@ -112,14 +117,14 @@ async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<numbe
         }
         return 0;
       }
-      case 'r': vale.removePersistentPort(arg); return 0;
+      case 'r': (await control()).removePersistentPort(arg); return 0;
       case 'a':
       case 'h': {
-        const p = vale.attach(arg, { host: action === 'h' });
+        const p = (await control()).attach(arg, { host: action === 'h' });
         if (verbose) console.log(`port_index: ${p}`);
         return 0;
       }
-      case 'd': vale.detach(arg); return 0;
+      case 'd': (await control()).detach(arg); return 0;
     }
   } catch (e) {
     if (!(e instanceof NetmapError)) throw e;

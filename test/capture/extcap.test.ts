@@ -120,6 +120,37 @@ test('extcap sentences: our ports as interfaces (braces escaped), Ethernet, the 
   assert.match(bad.stderr, /invalid port name/);
 });
 
+test('the installed wrapper answers --extcap-dlts and --extcap-config itself, as Node does, and hands everything else to Node', () => {
+  const dir = path.join(work, 'wrapper');
+  const ins = extcap(['--install', '--extcap-dir', dir]);
+  assert.equal(ins.status, 0, ins.stderr);
+  const wrapper = path.join(dir, 'netmap-ts-extcap');
+  const a = openPort('valext3:a');
+  try {
+    const cases = [
+      ['--extcap-dlts', '--extcap-interface', 'valext3:a'],
+      ['--extcap-config', '--extcap-interface', 'valext3:a', '--extcap-version=4.0'],
+      ['--extcap-version', '4.0', '--extcap-config', '--extcap-interface=netmap:xc%7D4', '--debug'],
+      ['--extcap-config', '--extcap-dlts', '--extcap-interface', 'x'],
+      // not answered by the wrapper: Node's answer or usage error
+      ['--extcap-config'], ['--extcap-config', '--extcap-interface'], ['--extcap-config', '--extcap-interface', 'x', '--bogus'],
+      ['--extcap-interfaces'], ['--extcap-dlts', '--extcap-interface', 'x', '--capture'],
+    ];
+    for (const args of cases) {
+      const n = extcap(args);
+      const w = spawnSync(wrapper, args, { encoding: 'utf8', timeout: 30000, env: { ...process.env, NETMAP_TS_DIR: shmDir } });
+      assert.deepEqual([w.status, w.stdout, w.stderr], [n.status, n.stdout, n.stderr], args.join(' '));
+    }
+    // which answers came without Node: the same wrapper with its Node line replaced by exit 99
+    const noNode = path.join(dir, 'no-node');
+    fs.writeFileSync(noNode, fs.readFileSync(wrapper, 'utf8').replace(/^exec .*$/m, 'exit 99'), { mode: 0o755 });
+    const answered = cases.map((args) => spawnSync(noNode, args, { encoding: 'utf8', timeout: 30000 }).status);
+    assert.deepEqual(answered, [0, 0, 0, 0, 99, 99, 99, 99, 99]);
+  } finally {
+    a.close();
+  }
+});
+
 test('extcap --capture writes the filtered frames into the FIFO and ends on SIGTERM', async () => {
   const cap = openPort('valext2:cap');
   const src = openPort('valext2:src');

@@ -130,3 +130,32 @@ test('random, corrupted and truncated capture files give EIO with an offset, nev
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the lexer's IPv6 check agrees with node:net's isIPv6 on the characters an address token can hold", async () => {
+  const { isIPv6 } = await import('node:net');
+  const { isIPv6Text } = await import('../../src/capture/filter-lexer.js');
+  const made = ['::', '::1', '1::', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1::2:3:4:5:6:7:8', '1:2:3:4:5:6:7',
+    '1:2:3:4:5:6:7:8:9', ':::', '1:::2', '1::2::3', ':1::', '::1:', '1:2', 'fe80::1', 'FE80::abcd:EF01', '12345::',
+    '::ffff:198.18.0.1', '::198.18.0.1', '1:2:3:4:5:6:198.18.0.1', '1:2:3:4:5:6:7:198.18.0.1', '::1.2.3', '::1.2.3.4.5',
+    '::256.1.1.1', '::01.1.1.1', '::0.0.0.0', '1.2.3.4::', '1.2.3.4:1::', '2001:db8::', '2001:db8:0:0:0:0:0:1', '.', ':', ''];
+  for (const s of made) assert.equal(isIPv6Text(s), isIPv6(s), s);
+  const rand = rng(17);
+  const alphabet = '0123456789abcdefABCDEF::::....';
+  let valid = 0;
+  for (let i = 0; i < 50000; i++) {
+    // Random strings, and valid addresses with one character changed.
+    let s = '';
+    if (i % 2 === 0) {
+      const n = 1 + Math.floor(rand() * 24);
+      for (let k = 0; k < n; k++) s += alphabet[Math.floor(rand() * alphabet.length)];
+    } else {
+      const base = made[Math.floor(rand() * made.length)]!;
+      const at = Math.floor(rand() * (base.length + 1));
+      s = base.slice(0, at) + alphabet[Math.floor(rand() * alphabet.length)] + base.slice(at + (rand() < 0.5 ? 1 : 0));
+    }
+    const want = isIPv6(s);
+    if (want) valid++;
+    assert.equal(isIPv6Text(s), want, s);
+  }
+  assert.ok(valid > 1000, `only ${valid} valid addresses generated`);
+});

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { sleep, type Lab } from '../helpers/netns.js';
+import { must } from './kipfw-lab.js';
 
 export interface Topo { l: string; m: string; r: string }
 
@@ -74,6 +75,41 @@ export function queueWaitNear(rtts: number[], base: number, cap: number, rel: nu
 }
 
 export const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+/**
+ * The `delay 20ms` each-way case on daemon `name` (already running in m): ten pings from l
+ * without pipes, then through pipe 1 (l's echo requests) and pipe 2 (r's replies), 20 ms each.
+ * Returns the smallest RTT of each series and the delayed RTTs.
+ */
+export function delayedPings(lab: Lab, l: string, name: string): { b0: number; s0: number; slow: number[] } {
+  const base = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '1', '198.18.0.2']).stdout);
+  assert.equal(base.length, 10, 'base pings');
+  must(name, 'pipe', '1', 'config', 'delay', '20ms');
+  must(name, 'pipe', '2', 'config', 'delay', '20ms');
+  must(name, 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
+  must(name, 'add', '200', 'pipe', '2', 'icmp', 'from', '198.18.0.2', 'to', 'any');
+  const slow = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '2', '198.18.0.2']).stdout);
+  assert.equal(slow.length, 10, 'delayed pings');
+  return { b0: Math.min(...base), s0: Math.min(...slow), slow };
+}
+
+/** dn-traffic.ts's compiled path (the traffic tools the dummynet namespace tests run). */
+export const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
+
+/** Starts a dn-traffic receiver in `ns` and waits until it listens; the promise gives its report. */
+export async function receiver<T>(lab: Lab, ns: string, mode: string, o: object): Promise<{ done: Promise<T> }> {
+  const child = lab.spawn(ns, process.execPath, [TRAFFIC, mode, JSON.stringify(o)]);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  const done = new Promise<T>((resolve, reject) => child.on('close', (code) => {
+    const last = out.trim().split('\n').at(-1) ?? '';
+    if (code !== 0 || last.includes('"ready"')) reject(new Error(`${mode} ended ${code}: ${out}`));
+    else resolve(JSON.parse(last) as T);
+  }));
+  for (let i = 0; i < 100 && !out.includes('"ready"') && child.exitCode === null; i++) await sleep(20);
+  assert.match(out, /"ready"/, `${mode} listens`);
+  return { done }; // wrapped: an async function would otherwise wait for the report itself
+}
 
 /** One interval or the summary of an iperf3 JSON report (the fields these tests read). */
 export interface IperfSum { start: number; end: number; seconds: number; bytes: number; bits_per_second: number; packets?: number; lost_packets?: number; jitter_ms?: number }

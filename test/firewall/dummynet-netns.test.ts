@@ -26,9 +26,8 @@ const opts = { skip: skip ?? false, timeout: 60_000 };
 type LabT = InstanceType<typeof Lab>;
 
 const { CLI, startKipfw, must } = await import('./kipfw-lab.js');
-const { topo, runAsync, pingRtts, pingSent, median, quantile, flowRow, within, load, queueWaitNear } = await import('./dn-lab.js');
+const { topo, runAsync, pingRtts, pingSent, median, quantile, flowRow, within, load, queueWaitNear, receiver, TRAFFIC, delayedPings } = await import('./dn-lab.js');
 type Daemon = Awaited<ReturnType<typeof startKipfw>>;
-const TRAFFIC = new URL('./dn-traffic.js', import.meta.url).pathname;
 /** Ethernet + IPv4 + UDP headers: a datagram of P bytes is a frame of P + 42. */
 const UDP_OVERHEAD = 42;
 
@@ -38,21 +37,6 @@ async function stopForLateness(d: Daemon): Promise<string> {
   d.child.kill('SIGTERM');
   await Promise.race([ended, sleep(5000)]);
   return /dummynet released .*/.exec(d.stderr())?.[0] ?? `no lateness line: ${d.stderr()}`;
-}
-
-/** Starts a dn-traffic receiver and waits until it listens; the promise gives its report. */
-async function receiver<T>(lab: LabT, ns: string, mode: string, o: object): Promise<{ done: Promise<T> }> {
-  const child = lab.spawn(ns, process.execPath, [TRAFFIC, mode, JSON.stringify(o)]);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  const done = new Promise<T>((resolve, reject) => child.on('close', (code) => {
-    const last = out.trim().split('\n').at(-1) ?? '';
-    if (code !== 0 || last.includes('"ready"')) reject(new Error(`${mode} ended ${code}: ${out}`));
-    else resolve(JSON.parse(last) as T);
-  }));
-  for (let i = 0; i < 100 && !out.includes('"ready"') && child.exitCode === null; i++) await sleep(20);
-  assert.match(out, /"ready"/, `${mode} listens`);
-  return { done }; // wrapped: an async function would otherwise wait for the report itself
 }
 
 async function traffic<T>(lab: LabT, ns: string, mode: string, o: object): Promise<T> {
@@ -94,15 +78,7 @@ function countIn(f: Flow | undefined, from: number, to: number): number {
 test('dummynet netns: delay 20 ms each way adds 40 ms to the ping RTT; release lateness measured with tcpdump', opts, () => withLab(async (lab) => {
   const { l, m, r } = topo(lab);
   const d = await startKipfw(lab, m, 'dl');
-  const base = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '1', '198.18.0.2']).stdout);
-  assert.equal(base.length, 10, 'base pings');
-  must('dl', 'pipe', '1', 'config', 'delay', '20ms');
-  must('dl', 'pipe', '2', 'config', 'delay', '20ms');
-  must('dl', 'add', '100', 'pipe', '1', 'icmp', 'from', '198.18.0.1', 'to', 'any');
-  must('dl', 'add', '200', 'pipe', '2', 'icmp', 'from', '198.18.0.2', 'to', 'any');
-  const slow = pingRtts(lab.run(l, 'ping', ['-4', '-c', '10', '-i', '0.05', '-W', '2', '198.18.0.2']).stdout);
-  assert.equal(slow.length, 10, 'delayed pings');
-  const b0 = Math.min(...base), s0 = Math.min(...slow);
+  const { b0, s0, slow } = delayedPings(lab, l, 'dl');
   console.log(`# delay: base RTT min ${b0} ms, with 2 x 20 ms min ${s0} median ${median(slow)} ms (load ${load()})`);
   assert.ok(Math.abs(s0 - b0 - 40) <= 1, `RTT ${s0} ms = base ${b0} ms + 40 ms ± 1`);
 

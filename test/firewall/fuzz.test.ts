@@ -10,11 +10,14 @@ import assert from 'node:assert/strict';
 import { rng } from '../helpers/prng.js';
 import type { Cmd, CmdBody, Rule, Action, TableConfig, Range } from '../../src/firewall/rule.js';
 import { c, rule, config, build, ip4, ip6, eth, makeShared, Names } from './fw-helpers.js';
+import { prepare } from '../../src/firewall/runtime.js';
 
 const SEED = Number(process.env.FW_FUZZ_SEED ?? 20261202);
 const RULESETS = Number(process.env.FW_FUZZ_RULESETS ?? 1200);
 const FRAMES = 150;
 let basicRulesets = 0;
+let lengthRulesets = 0;
+let batchChecks = 0;
 
 const ADDRS4 = ['198.18.0.1', '198.18.0.2', '198.18.1.1', '198.19.255.254', '10.0.0.1'];
 const ADDRS6 = ['2001:db8::1', '2001:db8::2', '2001:db8:1::1', 'fe80::1'];
@@ -81,6 +84,16 @@ function fuzzCase(seed: number): void {
   // A quarter of the rulesets use only the commands and actions for which the compiled
   // evaluator decodes the bare minimum (decodeBasic), so that path is cross-checked too.
   const basicOnly = chance(0.25);
+  // And some of the others only commands and actions that read no packet field (decodeLength).
+  const lengthOnly = !basicOnly && chance(0.2);
+  const lengthBody = (): CmdBody => {
+    switch (int(4)) {
+      case 0: return { op: 'in' };
+      case 1: return { op: 'iface', which: pick(['recv', 'xmit', 'via'] as const), name: pick(['veth0', 'veth*', 'valeA:*']), table: null, addr: null };
+      case 2: return { op: 'tagged', ranges: ranges([1, 2, 3], 10) };
+      default: return { op: 'layer2' };
+    }
+  };
   const basicBody = (): CmdBody => {
     switch (int(16)) {
       case 9: return { op: 'ip-addr', dir: pick(['src', 'dst'] as const), list: [addr4()] };
@@ -101,18 +114,18 @@ function fuzzCase(seed: number): void {
       default: return { op: 'layer2' };
     }
   };
-  const kinds: Action['kind'][] = basicOnly
+  const kinds: Action['kind'][] = lengthOnly ? ['allow', 'deny', 'count', 'skipto', 'call', 'return', 'pipe', 'queue'] : basicOnly
     ? ['allow', 'deny', 'count', 'skipto', 'call', 'return', 'setdscp', 'pipe', 'queue', 'reject', 'unreach', 'reset', 'unreach6', 'reset6', 'check-state']
     : ['allow', 'deny', 'reject', 'unreach', 'unreach6', 'reset', 'reset6', 'count', 'count', 'skipto', 'skipto', 'call', 'return', 'check-state', 'setdscp', 'pipe', 'queue'];
   const numbers = Array.from({ length: 1 + int(25) }, () => 1 + int(2000)).sort((a, b) => a - b);
   const rules: Rule[] = numbers.map((number) => {
     const kind = pick(kinds);
-    const tablearg = !basicOnly && ['skipto', 'call', 'pipe', 'queue', 'setdscp'].includes(kind) && chance(0.2);
+    const tablearg = !basicOnly && !lengthOnly && ['skipto', 'call', 'pipe', 'queue', 'setdscp'].includes(kind) && chance(0.2);
     const arg = kind === 'skipto' || kind === 'call' ? 1 + int(2200) : kind === 'unreach' ? int(16) : kind === 'unreach6' ? pick([0, 1, 3, 4]) : kind === 'reject' ? 1 : int(64);
     const cmds: Cmd[] = [];
-    if (chance(0.4)) cmds.push(c({ op: 'proto', proto: pick([6, 17]) }, { neg: chance(0.1), or: chance(0.1) })); // protocol runs
-    for (let i = 0, n = int(5); i < n; i++) cmds.push(c(basicOnly ? basicBody() : body(), { neg: chance(0.2), or: chance(0.25) }));
-    if (kind !== 'check-state' && chance(0.3)) {
+    if (!lengthOnly && chance(0.4)) cmds.push(c({ op: 'proto', proto: pick([6, 17]) }, { neg: chance(0.1), or: chance(0.1) })); // protocol runs
+    for (let i = 0, n = int(5); i < n; i++) cmds.push(c(lengthOnly ? lengthBody() : basicOnly ? basicBody() : body(), { neg: chance(0.2), or: chance(0.25) }));
+    if (!lengthOnly && kind !== 'check-state' && chance(0.3)) {
       const name = pick(names);
       if (cmds.length) cmds[cmds.length - 1]!.or = false;
       cmds.push(c({ op: 'probe-state', name }));
@@ -121,7 +134,7 @@ function fuzzCase(seed: number): void {
     }
     return rule(number, kind, arg, cmds, {
       set: chance(0.1) ? 1 + int(4) : 0, log: chance(0.1), prob: chance(0.1) ? 0.5 : 1, tablearg,
-      tag: chance(0.15) ? { untag: chance(0.3), value: 1 + int(4), tablearg: !basicOnly && chance(0.1) } : null,
+      tag: chance(0.15) ? { untag: chance(0.3), value: 1 + int(4), tablearg: !basicOnly && !lengthOnly && chance(0.1) } : null,
       stateName: kind === 'check-state' ? pick([...names, 'any']) : undefined,
     });
   });
@@ -137,6 +150,10 @@ function fuzzCase(seed: number): void {
   const compiled = build(cfg, true, { shared: makeShared(capacity, 2), ifaces, seed: seed ^ 0x55, chunkRules: chance(0.5) ? 1 + int(6) : undefined });
   assert.equal(compiled.ev.compiled, true);
   if (basicOnly) basicRulesets++;
+  if (lengthOnly) {
+    lengthRulesets++;
+    assert.equal(prepare(cfg, makeShared(8, 1).dyn).lengthDecode, true, `seed ${seed}: a ruleset reading no field decodes the length only`);
+  }
 
   const template = (): Uint8Array => {
     const a = pick(ADDRS4), b = pick(ADDRS4), a6 = pick(ADDRS6), b6 = pick(ADDRS6);
@@ -180,14 +197,24 @@ function fuzzCase(seed: number): void {
     const bi = new Uint8Array(fi.length + off); bi.set(fi, off);
     const bc = new Uint8Array(fc.length + off); bc.set(fc, off);
     const vi = interp.ev.check(bi, off, fi.length, dirIn, recvIf, xmitIf, now);
-    const vc = compiled.ev.check(bc, off, fc.length, dirIn, recvIf, xmitIf, now);
     const what = `seed ${seed} frame ${k}`;
-    assert.equal(vc, vi, `${what}: verdict`);
+    // forwarded packets (VALE's lookup) go through filterBatch half the time: a batch of one,
+    // 254 standing for a flood (no xmit interface), 255 for a drop
+    const viaBatch = !dirIn && chance(0.5);
+    if (viaBatch) {
+      const dst = Int32Array.of(xmitIf < 0 ? 254 : xmitIf);
+      compiled.ev.filterBatch(bc, Float64Array.of(off), Int32Array.of(fc.length), dst, 1, recvIf, now, 254, 255);
+      assert.equal(dst[0] !== 255, vi === 0, `${what}: filterBatch passes what check() passes`);
+      assert.equal(dst[0], vi === 0 ? (xmitIf < 0 ? 254 : xmitIf) : 255, `${what}: filterBatch leaves a passed destination`);
+      batchChecks++;
+    } else {
+      assert.equal(compiled.ev.check(bc, off, fc.length, dirIn, recvIf, xmitIf, now), vi, `${what}: verdict`);
+    }
     assert.equal(compiled.ev.ruleIndex, interp.ev.ruleIndex, `${what}: deciding rule`);
     if (vi === 2 || vi === 4 || vi === 5) assert.equal(compiled.ev.arg, interp.ev.arg, `${what}: arg`);
     assert.deepEqual(bc, bi, `${what}: packet bytes after setdscp`);
     if (chance(0.05)) { interp.shared.dyn.expire(now); compiled.shared.dyn.expire(now); }
-    if (vi === 4 && chance(0.5)) { // one_pass = 0: back from the pipe
+    if (vi === 4 && !viaBatch && chance(0.5)) { // one_pass = 0: back from the pipe
       const ri = interp.ev.resume(bi, off, fi.length, dirIn, recvIf, xmitIf, now, interp.ev.ruleIndex);
       const rc = compiled.ev.resume(bc, off, fc.length, dirIn, recvIf, xmitIf, now, compiled.ev.ruleIndex);
       assert.equal(rc, ri, `${what}: resumed verdict`);
@@ -210,4 +237,6 @@ test(`fuzz: ${RULESETS} random rulesets × ${FRAMES} random frames, compiled ≡
     if (Date.now() - t0 > 40_000) { console.log(`fuzz: time bound reached after ${i + 1} rulesets`); break; }
   }
   assert.ok(basicRulesets > 0, 'some rulesets took the minimal-decode path');
+  assert.ok(lengthRulesets > 0, 'some rulesets took the length-only decode path');
+  assert.ok(batchChecks > 0, 'some packets went through filterBatch');
 });

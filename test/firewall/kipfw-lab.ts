@@ -14,9 +14,9 @@ export const CLI = new URL('../../src/tools/cli.js', import.meta.url).pathname;
 
 export interface Daemon { child: ChildProcess; stderr(): string }
 
-/** Starts `netmap kipfw -s NAME [extra] netmap:m0 netmap:m1` in namespace `m` and waits for its control socket. */
-export async function startKipfw(lab: Lab, m: string, name: string, extra: string[] = []): Promise<Daemon> {
-  const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...extra, 'netmap:m0', 'netmap:m1']);
+/** Starts `netmap kipfw -s NAME [extra] netmap:m0 netmap:m1` (or `ports`) in namespace `m` and waits for its control socket. */
+export async function startKipfw(lab: Lab, m: string, name: string, extra: string[] = [], ports = ['netmap:m0', 'netmap:m1']): Promise<Daemon> {
+  const child = lab.spawn(m, process.execPath, [CLI, 'kipfw', '-s', name, ...extra, ...ports]);
   let err = '';
   child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
   const sock = path.join(process.env.NETMAP_TS_DIR!, `ipfw-${name}.sock`);

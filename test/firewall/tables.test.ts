@@ -84,6 +84,29 @@ test('10k IPv6 prefixes: longest-prefix match equals a brute-force reference', (
   assert.equal(formatIp6(parseIp6('2001:db8:0:0:1:0:0:1')!), '2001:db8::1:0:0:1');
 });
 
+test('one IPv4 prefix length (one hash, no loop over lengths): 100k host addresses, the top keys, duplicates, values up to 2^32-1', () => {
+  const r = rng(12);
+  const ref = new Map<number, number>();
+  const entries: TableEntry[] = [];
+  const add = (a: number, value: number): void => { entries.push({ key: `${fmt4(a)}/32`, value }); ref.set(a, value); };
+  for (let i = 0; i < 100_000; i++) add(Math.floor(r() * 4294967296) >>> 0, i);
+  add(0xffffffff, 0xffffffff); add(0xfffffffe, 7); add(0, 9);
+  add(0xfffffffe, 8); // a later duplicate replaces the earlier
+  const t = new LookupTable({ name: 'hosts', type: 'addr', entries });
+  for (const [a, v] of ref) assert.equal(t.lookup4(a), v, `lookup ${fmt4(a)}`);
+  assert.equal(t.lookup4(0xfffffffe), 8);
+  assert.equal(t.lookup4(0xfffffffd), ref.get(0xfffffffd) ?? -1, 'the key marking empty slots is not in the table');
+  for (let i = 0; i < 50_000; i++) {
+    const a = Math.floor(r() * 4294967296) >>> 0;
+    assert.equal(t.lookup4(a), ref.get(a) ?? -1, `lookup ${fmt4(a)}`);
+  }
+  // a /24 table: the address is masked before the probe
+  const net = new LookupTable({ name: 'nets', type: 'addr', entries: [{ key: '198.18.5.0/24', value: 5 }] });
+  assert.equal(net.lookup4(0xc6120563), 5);
+  assert.equal(net.lookup4(0xc6120663), -1);
+  assert.equal(new LookupTable({ name: 'e', type: 'addr', entries: [] }).lookup4(0), -1);
+});
+
 test('number and iface tables; bad keys are refused with EINVAL', () => {
   const n = new LookupTable({ name: 'n', type: 'number', entries: [{ key: '80', value: 1 }, { key: '4294967295', value: 2 }] });
   assert.equal(n.lookupNumber(80), 1);

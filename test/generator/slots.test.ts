@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fillConstant, slotAfter, sumLengths } from '../../src/generator/slots.js';
 import { rng } from '../helpers/prng.js';
+import * as L from '../../src/memory/layout.js';
 
 const NUM_SLOTS = 13; // odd, so that the four-at-a-time loop leaves remainders
 const BUF_SIZE = 64, NUM_BUFS = 40, SIZE = 60;
@@ -24,29 +25,43 @@ function frameIn(u8: Uint8Array, at: number, tplAt: number): boolean {
 test('fillConstant: every slot gets the frame once, its length and no flags; a changed buffer is filled again; wrap-around', () => {
   const m = memory();
   const { u8, u32, slotWord, bufBase, tplAt } = m;
-  for (let i = 0; i < NUM_SLOTS; i++) { u32[slotWord + 4 * i] = 2 + i; u32[slotWord + 4 * i + 1] = 0xffff0000; } // flags set, len 0
+  // what an earlier holder left: slot 11 already has len SIZE and no flags, its buffer another frame
+  for (let i = 0; i < NUM_SLOTS; i++) { u32[slotWord + 4 * i] = 2 + i; u32[slotWord + 4 * i + 1] = i === 11 ? SIZE : 0xffff0000; }
   const filled = new Int32Array(NUM_SLOTS).fill(-1);
-  // 6 slots from slot 10: 10, 11, 12, 0, 1, 2
-  const next = fillConstant(u8, u32, slotWord, NUM_SLOTS, 10, 6, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  // first lap, 6 slots from slot 10: 10, 11, 12, 0, 1, 2
+  const next = fillConstant(u8, u32, slotWord, NUM_SLOTS, 10, 6, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE, true);
   assert.equal(next, 3);
   for (let i = 0; i < NUM_SLOTS; i++) {
     const inRange = i >= 10 || i < 3;
     assert.equal(frameIn(u8, bufBase + (2 + i) * BUF_SIZE, tplAt), inRange, `slot ${i}`);
     assert.equal(u32[slotWord + 4 * i + 1], inRange ? SIZE : 0xffff0000, `slot ${i} len|flags`);
   }
-  // the rest of the ring, then all of it again: already filled buffers are not rewritten
-  fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, 7, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  // the rest of the first lap, then the whole ring again: filled buffers are not rewritten
+  fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, 7, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE, true);
+  for (let i = 0; i < NUM_SLOTS; i++) assert.ok(frameIn(u8, bufBase + (2 + i) * BUF_SIZE, tplAt), `slot ${i} after the first lap`);
   u8[bufBase + 5 * BUF_SIZE] = 0; // slot 3's buffer, scribbled on
-  // slot 4 now holds another buffer (a receiver swapped it): that one must be filled
+  // slot 4 now holds another buffer, as a pipe's receiver that swapped it hands it back (flagged)
   u32[slotWord + 4 * 4] = 30;
-  u32[slotWord + 4 * 7] = NUM_BUFS + 5; // out of range: written through buffer 0, not beyond
-  const after = fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, NUM_SLOTS, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE);
+  u32[slotWord + 4 * 4 + 1] = SIZE | (L.NS_BUF_CHANGED << 16);
+  // slot 7: a sync repaired a bad slot (buffer 0, length 0): written through buffer 0, not beyond
+  u32[slotWord + 4 * 7] = 0;
+  u32[slotWord + 4 * 7 + 1] = 0;
+  // slot 9: a length the loop did not write sends it to the careful path, same buffer: no copy
+  u32[slotWord + 4 * 9 + 1] = 61;
+  u8[bufBase + 11 * BUF_SIZE] = 1;
+  const after = fillConstant(u8, u32, slotWord, NUM_SLOTS, 3, NUM_SLOTS, filled, bufBase, BUF_SIZE, NUM_BUFS, tplAt, SIZE, false);
   assert.equal(after, 3);
   assert.equal(u8[bufBase + 5 * BUF_SIZE], 0, 'a buffer filled before is not copied again (netmap pkt-gen fills once)');
+  assert.equal(u8[bufBase + 11 * BUF_SIZE], 1, 'nor one whose slot only had another length');
   assert.ok(frameIn(u8, bufBase + 30 * BUF_SIZE, tplAt), 'the swapped-in buffer got the frame');
-  assert.ok(frameIn(u8, bufBase, tplAt), 'an out-of-range index goes to buffer 0');
-  for (let i = 0; i < NUM_SLOTS; i++) assert.equal(u32[slotWord + 4 * i + 1], SIZE);
+  assert.ok(frameIn(u8, bufBase, tplAt), 'the repaired slot is written through buffer 0');
+  for (let i = 0; i < NUM_SLOTS; i++) assert.equal(u32[slotWord + 4 * i + 1], SIZE, `slot ${i}: len ${SIZE}, no flags`);
   assert.equal(filled[4], 30);
+  // out-of-range index on the first lap: through buffer 0 as well
+  const m2 = memory();
+  m2.u32[m2.slotWord] = NUM_BUFS + 5;
+  fillConstant(m2.u8, m2.u32, m2.slotWord, NUM_SLOTS, 0, 1, new Int32Array(NUM_SLOTS).fill(-1), m2.bufBase, BUF_SIZE, NUM_BUFS, m2.tplAt, SIZE, true);
+  assert.ok(frameIn(m2.u8, m2.bufBase, m2.tplAt), 'an out-of-range index goes to buffer 0');
 });
 
 test('sumLengths and slotAfter agree with a slot-by-slot walk, wrapping anywhere', () => {

@@ -10,7 +10,7 @@ after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true
 const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
 const { PacketReceiver, PacketTransmitter } = await import('../../src/interfaces/packet.js');
 const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
-const { HostSplit, SPLIT_MARK, hasSplitRules, removeStaleSplits, sinkDeviceName, splitMethod, ingressProgram, egressProgram } = await import('../../src/interfaces/split.js');
+const { HostSplit, SPLIT_MARK, hasSplitRules, removeStaleSplits, sinkDeviceName, splitMethod, ingressProgram, egressProgram, interfaceLockHeld } = await import('../../src/interfaces/split.js');
 const { BPF_TCX_INGRESS, BPF_TCX_EGRESS, BPF_PROG_TYPE_SCHED_CLS, SKB_MARK, TCX_DROP, TCX_NEXT, TCX_REDIRECT, queryPrograms, loadProgram, testRun } = await import('../../src/native/bpf.js');
 const { closeFd } = await import('../../src/native/index.js');
 const { interfaceExists, interfaceInfo } = await import('../../src/interfaces/ifinfo.js');
@@ -93,6 +93,7 @@ test('split: the stack stops seeing the wire (ping fails, our receiver still see
   try {
     assert.ok(hasSplitRules('a0'));
     assert.throws(() => HostSplit.install('a0'), isCode('EBUSY'));
+    assert.equal(interfaceLockHeld(interfaceInfo('a0').index), true, 'the owner holds the lock');
     assert.throws(() => HostSplit.install('nmts-none'), isCode('ENXIO'));
     assert.throws(() => HostSplit.install(sinkDeviceName(interfaceInfo('a0').index)), isCode('EINVAL'));
     assert.equal(ping(lab, b, '198.18.0.1'), false, 'ping fails while split');
@@ -105,7 +106,8 @@ test('split: the stack stops seeing the wire (ping fails, our receiver still see
     split.remove();
   }
   assert.equal(hasSplitRules('a0'), false);
-  assert.equal(interfaceExists(sinkDeviceName(interfaceInfo('a0').index)), false);
+  assert.equal(interfaceLockHeld(interfaceInfo('a0').index), false, 'the ownership lock went with remove()');
+  assert.equal(interfaceExists(sinkDeviceName(interfaceInfo('a0').index)), false, 'no helper device is left');
   lab.leave();
   assert.ok(ping(lab, b, '198.18.0.1'), 'ping works after');
 }));
@@ -187,7 +189,7 @@ test('split: after SIGKILL of the owner, tcx leaves nothing and the stack works 
     await sleep(100);
     lab.enter(a);
     const index = interfaceInfo('a0').index;
-    assert.equal(interfaceExists(sinkDeviceName(index)), false, 'the EBUSY token went with its holder');
+    assert.equal(interfaceLockHeld(index), false, 'the EBUSY token (the ownership lock) went with its holder');
     if (method === 'tcx') {
       // nothing of ours: no tcx program, no tc filter, no qdisc; the stack works without an install
       for (const hook of [BPF_TCX_INGRESS, BPF_TCX_EGRESS]) assert.deepEqual(queryPrograms(index, hook), [], `no program left at tcx hook ${hook}`);

@@ -41,11 +41,19 @@ function ping(lab: LabT, ns: string, addr: string, count = 1): boolean {
   return lab.run(ns, 'ping', ['-c', String(count), '-i', '0.2', '-W', '1', addr]).status === 0;
 }
 
-function daemonPid(lab: LabT, ns: string, ifName: string): number {
+function daemonRecord(lab: LabT, ns: string, ifName: string): { pid: number; backend?: string } | null {
   const script = `const i = await import(${JSON.stringify(IFACES)}); console.log(JSON.stringify(i.attachRecord(${JSON.stringify(ifName)})));`;
   const r = lab.run(ns, process.execPath, ['--input-type=module', '-e', script]);
-  const rec = JSON.parse(r.stdout.trim()) as { pid: number } | null;
-  return rec?.pid ?? 0;
+  return JSON.parse(r.stdout.trim()) as { pid: number; backend?: string } | null;
+}
+
+function daemonPid(lab: LabT, ns: string, ifName: string): number {
+  return daemonRecord(lab, ns, ifName)?.pid ?? 0;
+}
+
+/** Logs the backend of `ifName`'s daemon (AF_XDP by default on a veth, AF_PACKET when forced). */
+function logBackend(lab: LabT, ns: string, ifName: string): void {
+  console.log(`# ${ifName}'s daemon: backend ${daemonRecord(lab, ns, ifName)?.backend ?? '?'}`);
 }
 
 test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the forwarding', opts, () => withLab(async (lab) => {
@@ -72,6 +80,8 @@ test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the
       console.log(`# iperf3 through VALE: ${(bps / 1e6).toFixed(0)} Mbit/s, frames of ${mean.toFixed(0)} bytes on average at r0`);
       assert.ok(bps > 10e6);
       // l sends wire-sized segments (its offloads are off); m0's daemon merges runs of them
+      // (from AF_PACKET's ring through a receive hook, or from AF_XDP's netmap buffers)
+      logBackend(lab, m, 'm0');
       assert.ok(mean > 3000, 'TCP segments reach r0 merged');
     }
     // Frames for an attached interface go straight onto its wire from the sender's daemon, as
@@ -176,6 +186,8 @@ test('VALE: with the end points\' offloads on, TCP goes through: GSO super-frame
   try {
     assert.ok(ping(lab, l, '198.18.0.2', 2), 'ping through the switch');
     // the learning bridge sends l's super-frames to m1, an attached interface: they go whole
+    // (AF_PACKET: as received; AF_XDP, which gets them as wire-sized frames: merged again)
+    logBackend(lab, m, 'm0');
     assert.ok(await transfer('learning bridge') > 3000, 'super-frames reach r0 whole');
     // a plugged-in lookup (here: flood everything) gets wire-sized frames: super-frames are cut
     const module = new URL('../../src/switch/lookups/static-mac.js', import.meta.url).pathname;

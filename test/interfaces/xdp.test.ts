@@ -22,6 +22,7 @@ await import('../../src/port-types.js');
 const { PacketTransmitter, PacketReceiver } = await import('../../src/interfaces/packet.js');
 const { attachXdp, detachXdp } = await import('../../src/interfaces/xdp-program.js');
 const { interfaceIndex } = await import('../../src/interfaces/ifinfo.js');
+const { interfacePortStats } = await import('../../src/interfaces/port.js');
 const { space } = await import('../../src/memory/space.js');
 const L = await import('../../src/memory/layout.js');
 const { NetmapError } = await import('../../src/errors.js');
@@ -131,7 +132,122 @@ test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap 
     peerRx.close();
     lab.leave();
   }
+  // a closed handle's properties fail with ENXIO, never read unmapped memory
+  assert.throws(() => p.backend, (e: unknown) => (e as { code?: string }).code === 'ENXIO');
   assert.equal(hasXdp(lab, a, 'a0'), false, 'the XDP link went with the port');
+}));
+
+test('the UMEM covers the buffers in use and as many again; a buffer from beyond (a third interface\'s) makes it grow, and frames flow both ways', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.veth(a, 'c0', b, 'd0');
+  lab.veth(a, 'e0', b, 'f0');
+  lab.enter(b);
+  const peerTx = new PacketTransmitter('b0');
+  const peerRx = new PacketReceiver('b0');
+  lab.enter(a);
+  const p = openPort('netmap:a0');
+  const others: PortT[] = [];
+  try {
+    assert.equal(p.backend, 'xdp native copy');
+    const r = p.rxRings[0]!, t = p.txRings[0]!;
+    const window = interfacePortStats(p)!.umemBuffers;
+    assert.ok(window > 0 && window < r.numBufs, `the UMEM is part of the pool (${window} of ${r.numBufs} buffers)`);
+    for (const ring of [...p.rxRings, ...p.txRings]) {
+      for (let i = 0; i < ring.numSlots; i++) assert.ok(ring.slotBufIdx(i) < window, 'the port\'s own buffers are in its UMEM');
+    }
+    others.push(openPort('netmap:c0'), openPort('netmap:e0', { extraBuffers: 30000 }));
+    const far = others[1]!.txRings[0]!;
+    const foreign: number[] = [];
+    for (let i = 0; i < far.numSlots && foreign.length < 2; i++) if (far.slotBufIdx(i) >= window) foreign.push(i);
+    assert.equal(foreign.length, 2, 'the third interface\'s buffers lie beyond the first one\'s UMEM');
+    // TX: a slot given a buffer from beyond the UMEM (netmap's zero-copy swap) is sent all the same
+    const swapIn = (ring: typeof t, i: number, j: number): void => {
+      const mine = ring.slotBufIdx(i);
+      ring.setSlotBufIdx(i, far.slotBufIdx(j));
+      far.setSlotBufIdx(j, mine);
+      ring.setSlotFlags(i, ring.slotFlags(i) | L.NS_BUF_CHANGED);
+    };
+    const i = t.head;
+    swapIn(t, i, foreign[0]!);
+    t.setSlotLen(i, udpFrame(t.slotBufOffset(i), mac('02:00:00:00:00:02'), mac('02:00:00:00:00:01'), 7, 1));
+    t.advance(t.next(i));
+    p.txsync();
+    assert.equal(interfacePortStats(p)!.umemBuffers, r.numBufs, 'the UMEM grew to the whole pool');
+    assert.equal(p.backend, 'xdp native copy');
+    lab.enter(b);
+    let seen = false;
+    const deadline = Date.now() + 5000;
+    while (!seen && Date.now() < deadline) {
+      peerRx.wait(50);
+      while (peerRx.next() >= 0) { const u = parseUdpFrame(peerRx.data, peerRx.length); if (u !== null && u.flow === 7) seen = true; }
+    }
+    assert.ok(seen, 'the frame in the foreign buffer reached the peer');
+    // RX: frames still arrive after the sockets were remade (same descriptor numbers, woken by poll)
+    const scratch = t.slotBufOffset(t.next(t.head));
+    let sent = 0;
+    for (let s = 0; s < 50; s++) {
+      udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 8, s);
+      if (peerTx.send(scratch, 60)) sent++;
+    }
+    peerTx.kick();
+    lab.enter(a);
+    const got = await receive(p, sent);
+    const seqs = new Set(got.map((f) => parseUdpFrame(f.at, f.len)).filter((u) => u !== null && u.flow === 8).map((u) => u!.seq));
+    assert.ok(seqs.size >= sent * 0.95, `received ${seqs.size} of ${sent} after the growth`);
+    // every slot of the RX ring still has its own valid buffer
+    const bufs = new Set<number>();
+    for (let k = 0; k < r.numSlots; k++) { assert.ok(r.validBuf(r.slotBufIdx(k))); bufs.add(r.slotBufIdx(k)); }
+    assert.equal(bufs.size, r.numSlots, 'no buffer is in two RX slots');
+    // RX: c0's UMEM (opened second) grows when a received slot is given back with an extra
+    // buffer of e0 from beyond it; frames keep coming in
+    const c = others[0]!, e = others[1]!, cr = c.rxRings[0]!;
+    const cWindow = interfacePortStats(c)!.umemBuffers;
+    assert.ok(cWindow < cr.numBufs, `c0's UMEM is part of the pool (${cWindow})`);
+    let prev = 0, x = e.bufsHead;
+    while (x !== 0 && x < cWindow) { prev = x; x = c.mem.u32[e.bufOffset(x) >>> 2]!; }
+    assert.ok(x !== 0, 'an extra buffer of e0 lies beyond c0\'s UMEM');
+    const sendFlow = async (flow: number, count: number): Promise<number> => {
+      lab.enter(b);
+      const tx = new PacketTransmitter('d0');
+      let ok = 0;
+      for (let s = 0; s < count; s++) {
+        udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), flow, s);
+        if (tx.send(scratch, 60)) ok++;
+      }
+      tx.kick();
+      tx.close();
+      lab.enter(a);
+      return ok;
+    };
+    await sendFlow(9, 1);
+    for (let k = 0; k < 50 && cr.empty(); k++) { c.poll(POLLIN, 100); await sleep(0); }
+    assert.ok(!cr.empty(), 'c0 received a frame');
+    // the received slot (in [head, tail): the user's) is given back with buffer X instead
+    const h = cr.head, y = cr.slotBufIdx(h);
+    const next = c.mem.u32[e.bufOffset(x) >>> 2]!;
+    if (prev === 0) e.bufsHead = next; else c.mem.u32[e.bufOffset(prev) >>> 2] = next;
+    c.mem.u32[e.bufOffset(y) >>> 2] = e.bufsHead; // c0's buffer takes the extra's place in e0's list
+    e.bufsHead = y;
+    cr.setSlotBufIdx(h, x);
+    cr.setSlotFlags(h, cr.slotFlags(h) | L.NS_BUF_CHANGED);
+    cr.advance(cr.next(h));
+    // the slot before hwcur is the ring's gap: X is lent once the ring moves on past it
+    for (const flow of [10, 11]) {
+      const more = await sendFlow(flow, 50);
+      const got = new Set((await receive(c, more)).map((f) => parseUdpFrame(f.at, f.len)).filter((u) => u !== null && u.flow === flow).map((u) => u!.seq));
+      assert.ok(got.size >= more * 0.95, `c0 received ${got.size} of ${more} (flow ${flow})`);
+      c.rxsync();
+    }
+    assert.equal(interfacePortStats(c)!.umemBuffers, cr.numBufs, 'c0\'s UMEM grew to the whole pool');
+    assert.ok([...Array(cr.numSlots).keys()].some((k) => cr.slotBufIdx(k) === x), 'the extra buffer is in a slot of c0\'s RX ring');
+  } finally {
+    for (const o of others) o.close();
+    p.close();
+    peerTx.close();
+    peerRx.close();
+    lab.leave();
+  }
 }));
 
 test('another XDP program on the hook: AF_PACKET instead, EBUSY when backend=xdp is asked; EOPNOTSUPP when the geometry cannot be served', opts, () => withLab(async (lab) => {

@@ -141,6 +141,44 @@ test('a full monitor ring drops the newest and counts them; the monitored port n
   }
 });
 
+test('monitorWithBuffer sizes a copy monitor for capture by bytes; other names are kept as they are', async () => {
+  const { monitorWithBuffer } = await import('../../src/monitor/monitor.js');
+  const a = openPort('vale10:a'), b = openPort('vale10:b');
+  try {
+    assert.equal(monitorWithBuffer('vale10:a/rt', 32 << 20), 'vale10:a/tr@conf:slots=16384');
+    assert.equal(monitorWithBuffer('vale10:a/r', 1 << 20), 'vale10:a/r@conf:slots=512');
+    assert.equal(monitorWithBuffer('vale10:a/r', 2 ** 40), 'vale10:a/r@conf:slots=16384', 'at most 16384 slots');
+    assert.equal(monitorWithBuffer('vale10:a/t', 100), 'vale10:a/t@conf:slots=2', 'at least 2');
+    for (const kept of ['vale10:a', 'vale10:a/r@conf:slots=64', 'vale10:a/z', 'vale10:nobody/rt']) assert.equal(monitorWithBuffer(kept, 1 << 20), kept);
+    const m = openPort(monitorWithBuffer('vale10:a/r', 1 << 20));
+    try {
+      assert.equal(m.rxRings[0]!.numSlots, 512);
+      send(b, 600, BC, mac(2));
+      take(a);
+      assert.equal(take(m).tags.length, 511, 'a ring of 512 holds 511');
+      // a fragment chain keeps its NS_MOREFRAG flags in the monitor (/r and /t)
+      const t = openPort('vale10:b/t');
+      try {
+        const r = b.txRings[0]!;
+        for (let f = 0; f < 3; f++) { const i = r.head; queue(b, BC, mac(2), 900 + f); r.setSlotFlags(i, f < 2 ? L.NS_MOREFRAG : 0); }
+        b.txsync();
+        take(a);
+        const flags = (x: Seen): number[] => x.flags.map((v) => v & (L.NS_MOREFRAG | L.NS_TXMON));
+        const got = take(m), sent = take(t);
+        assert.deepEqual(got.tags, [900, 901, 902]);
+        assert.deepEqual(flags(got), [L.NS_MOREFRAG, L.NS_MOREFRAG, 0]);
+        assert.deepEqual(flags(sent), [L.NS_MOREFRAG | L.NS_TXMON, L.NS_MOREFRAG | L.NS_TXMON, L.NS_TXMON]);
+      } finally {
+        t.close();
+      }
+    } finally {
+      m.close();
+    }
+  } finally {
+    a.close(); b.close();
+  }
+});
+
 test('pipes: /t of the sending end, /r of the receiving end (copied at its rxsync), exact counts', () => {
   const tx = openPort('netmap:mp{1'), rx = openPort('netmap:mp}1');
   const mt = openPort('netmap:mp{1/t'), mr = openPort('netmap:mp}1/r'), mrt = openPort('netmap:mp{1/rt');

@@ -135,6 +135,8 @@ test('NS_BUF_CHANGED: a buffer swapped in by the receiver goes back to the sende
   s.rxsync();
   m.txsync();
   assert.equal(tx.slotBufIdx(0), extra, 'the sender\'s slot now holds the swapped-in buffer');
+  assert.notEqual(tx.slotFlags(0) & L.NS_BUF_CHANGED, 0, 'and says so (NS_BUF_CHANGED), as netmap\'s pipes do');
+  assert.equal(rx.slotFlags(0) & L.NS_BUF_CHANGED, 0, 'the receiver\'s copy of the flag is cleared');
   m.close();
   s.close();
 });

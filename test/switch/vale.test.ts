@@ -406,6 +406,44 @@ test('pluggable lookup: the static MAC table example, loaded in every sender pro
   } finally { a.close(); b.close(); c.close(); }
 });
 
+test('batch lookup: one call per batch with the learning bridge\'s answers; it filters, routes, and a throw or a bad answer drops', async () => {
+  const a = openPort('vale15:a'), b = openPort('vale15:b'), c = openPort('vale15:c');
+  try {
+    send(b, BC, mac(0x0b)); send(c, BC, mac(0x0c)); // learnt: b, c
+    drain(a); drain(b); drain(c);
+    const num = (name: string): number => vale.switchPorts('vale15').find((p) => p.name === name)!.port;
+    const module = path.join(here, 'helpers', 'batch-lookup.js');
+    const helper = await import(module) as typeof import('./helpers/batch-lookup.js');
+    await vale.setLookup('vale15', module, 'drop-id 15');
+    // the learning table is cleared with a new lookup: learn again (these go through the lookup)
+    send(b, BC, mac(0x0b)); send(c, BC, mac(0x0c));
+    drain(a); drain(b); drain(c);
+    helper.seen.length = 0;
+    const drops0 = vale.portCounters('vale15:a').txDrops;
+    send(a, mac(0x0b), mac(1), 3); // byte 14 of the frames: 14, 15, 16
+    assert.equal(helper.seen.length, 1, 'one call for the batch');
+    assert.deepEqual(helper.seen[0], { count: 3, srcPort: num('vale15:a'), dst: [num('vale15:b'), num('vale15:b'), num('vale15:b')] });
+    assert.deepEqual(drain(b).map((f) => f[14]), [14, 16], 'the bridge\'s answer kept, the filtered frame dropped');
+    assert.equal(drain(c).length, 0);
+    assert.equal(vale.portCounters('vale15:a').txDrops - drops0, 1);
+    send(a, BC, mac(1));
+    assert.equal(helper.seen.at(-1)!.dst[0], vale.BROADCAST, 'a flood is BROADCAST');
+    assert.equal(drain(b).length, 1); assert.equal(drain(c).length, 1);
+    await vale.setLookup('vale15', module, `to ${num('vale15:c')}`);
+    send(a, mac(0x0b), mac(1), 2);
+    assert.equal(drain(c).length, 2, 'routed to c whatever the bridge said');
+    assert.equal(drain(b).length, 0);
+    for (const [config, what] of [['throw', 'a throw'], ['bad', 'an answer that is no port']]) {
+      await vale.setLookup('vale15', module, config);
+      const before = vale.portCounters('vale15:a').txDrops;
+      send(a, mac(0x0b), mac(1), 2);
+      assert.equal(vale.portCounters('vale15:a').txDrops - before, 2, `${what} drops`);
+      assert.equal(drain(b).length + drain(c).length, 0);
+    }
+    await vale.setLookup('vale15', null);
+  } finally { a.close(); b.close(); c.close(); }
+});
+
 // ---- several processes ------------------------------------------------------------------------
 
 test('four sender processes into one port: no loss and per-sender order when there is room', async () => {

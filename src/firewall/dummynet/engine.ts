@@ -47,8 +47,16 @@ function typeCode(t: SchedType): number {
 
 /** Credit tolerance in bits: float rounding must not turn "exactly paid" into "still owing". */
 const CREDIT_EPS = 1e-6;
-/** Buckets of the release-lateness histogram (Engine.lateness): up to 2^20 µs ≈ 1 s, then overflow. */
-export const LATE_BUCKETS = 22;
+/** Buckets of the release-lateness histogram (Engine.lateness): under 1 µs, four per power of two up to 2^21 µs ≈ 2 s, then overflow. */
+export const LATE_BUCKETS = 1 + 4 * 21 + 1;
+
+/** Upper bound (µs) of lateness bucket i (0: under 1 µs; the last: Infinity). */
+export function lateBucketBound(i: number): number {
+  if (i <= 0) return 0;
+  if (i >= LATE_BUCKETS - 1) return Infinity;
+  const e = (i - 1) >> 2, sub = (i - 1) & 3;
+  return 2 ** e * (1 + (sub + 1) / 4);
+}
 /** io_fast gives an idle instance one FreeBSD tick (hz=1000) of credit. */
 const IO_FAST_CREDIT_NS = 1e6;
 /** RED's idle decay uses the time of a medium packet, as FreeBSD's red_avg_pkt_size. */
@@ -342,9 +350,10 @@ export class Engine {
   delivered = 0;
   tableFull = 0;
   /**
-   * How late dequeueDue handed packets out (now − output time), in buckets: [0] under 1 µs,
-   * [i] from 2^(i−1) to 2^i µs, the last one everything from 2^(LATE_BUCKETS−2) µs up. This is
-   * the caller's wake-up error, which the engine cannot see otherwise (issue 12 §2: ≤ 50 µs).
+   * How late dequeueDue handed packets out (now − output time), in buckets: [0] under 1 µs, then
+   * four per power of two (2^e·(1 + s/4) to 2^e·(1 + (s+1)/4) µs in [1 + 4e + s]: 32–40, 40–48,
+   * 48–56, 56–64 µs...), the last one everything from 2^21 µs up (lateBucketBound). This is the
+   * caller's wake-up error, which the engine cannot see otherwise (issue 12 §2: ≤ 50 µs).
    */
   readonly lateness = new Float64Array(LATE_BUCKETS);
 
@@ -1097,8 +1106,15 @@ export class Engine {
         n++;
         this.delivered++;
         const lateUs = (now - this.pOut[p]!) / 1000;
-        const b = lateUs < 1 ? 0 : 32 - Math.clz32(lateUs);
-        this.lateness[b < LATE_BUCKETS ? b : LATE_BUCKETS - 1]!++;
+        let b = 0;
+        if (lateUs >= 1) {
+          if (lateUs >= 2097152) b = LATE_BUCKETS - 1;
+          else {
+            const e = 31 - Math.clz32(lateUs);
+            b = 1 + 4 * e + (((lateUs / (1 << e)) - 1) * 4 | 0);
+          }
+        }
+        this.lateness[b]!++;
         this.freePacket(p);
       }
       this.heapUpdate(si);

@@ -8,7 +8,7 @@
  */
 import { assert, fail } from '../../errors.js';
 import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE } from './config.js';
-import { Engine, DROP, DROP_NAMES } from './engine.js';
+import { Engine, DROP, DROP_NAMES, lateBucketBound } from './engine.js';
 import { FlowKey } from './flowkey.js';
 import { showText } from './show.js';
 
@@ -185,7 +185,7 @@ export class Dummynet {
   /**
    * Release lateness so far (how long after its output time dequeueDue handed each packet out):
    * the number of packets and the upper bound of the bucket holding the p50, p90, p99 and the
-   * worst, in µs (power-of-two buckets: "≤ 4 µs" means 2 to 4 µs; 0 means under 1 µs).
+   * worst, in µs (four buckets per power of two: "≤ 48 µs" means 40 to 48 µs; 0 means under 1 µs).
    */
   releaseLateness(): { packets: number; p50Us: number; p90Us: number; p99Us: number; maxUs: number } {
     const h = this.engine.lateness;
@@ -196,7 +196,7 @@ export class Dummynet {
       let seen = 0;
       for (let i = 0; i < h.length; i++) {
         seen += h[i]!;
-        if (seen >= q * total) return i === 0 ? 0 : i === h.length - 1 ? Infinity : 2 ** i;
+        if (seen >= q * total) return lateBucketBound(i);
       }
       return Infinity;
     };
