@@ -185,7 +185,8 @@ async function main(): Promise<number> {
       // bridge swaps buffers instead of copying them. The interface's default backend: AF_XDP
       // where it works (frames land in netmap buffers, which the bridge swaps into the switch
       // port: no copy on the way in), else AF_PACKET with receive hooks (below).
-      const nic = openPort(`netmap:${ifName}`);
+      // (a TAP held by another process: by its network device, which backend=packet asks for)
+      const nic = openPort(isTapDevice(ifName) ? `netmap:${ifName}@conf:backend=packet` : `netmap:${ifName}`);
       const xdp = nic.backend?.startsWith('xdp') === true;
       ports.push(nic);
       const vNic = openPort(`${switchName}:${ifName}@${nic.memId}${SWITCH_PORT_CONF}`, { owner: true });
