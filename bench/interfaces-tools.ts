@@ -169,14 +169,14 @@ function pingRtt(lab: LabT, l: string, count: number): { avg: number; min: numbe
   return { min: Number(m?.[1] ?? NaN), avg: Number(m?.[2] ?? NaN), max: Number(m?.[3] ?? NaN), received: Number(rec?.[1] ?? 0) };
 }
 
-async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = false, backend?: 'packet'): Promise<{ pps: number; bps: number }> {
+async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = false, backend?: 'xdp'): Promise<{ pps: number; bps: number }> {
   const lab = new Lab();
   const saved = process.env.NETMAP_TS_IF_BACKEND;
   try {
     const { l, m, r } = lab.line(offloads);
     let tag: Record<string, unknown> = {};
     if (kind === 'vale') {
-      // the daemons inherit the environment: NETMAP_TS_IF_BACKEND=packet forces AF_PACKET
+      // the daemons inherit the environment: AF_PACKET by default, NETMAP_TS_IF_BACKEND=xdp for AF_XDP
       if (backend !== undefined) process.env.NETMAP_TS_IF_BACKEND = backend;
       attach(lab, m, 'vale0', 'm0', 'attachInterface');
       attach(lab, m, 'vale0', 'm1', 'attachInterface');
@@ -239,10 +239,10 @@ async function main(): Promise<number> {
       emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
       if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
       if (only === 'switch' || process.argv[4] === 'packet-too') {
-        // the same through daemons on AF_PACKET (receive hooks, TCP coalescing), for comparison
-        const valeP = await switchBench(frames, 'vale', false, 'packet');
-        emit('switch_pps_ratio_vale_packet_vs_linux_bridge', valeP.pps / linux.pps, 'ratio');
-        if (valeP.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_packet_vs_linux_bridge', valeP.bps / linux.bps, 'ratio');
+        // the same through daemons on AF_XDP (frames swapped from netmap buffers), for comparison
+        const valeX = await switchBench(frames, 'vale', false, 'xdp');
+        emit('switch_pps_ratio_vale_xdp_vs_linux_bridge', valeX.pps / linux.pps, 'ratio');
+        if (valeX.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_xdp_vs_linux_bridge', valeX.bps / linux.bps, 'ratio');
       }
       if (skipReason(['iperf3']) === null) {
         const valeOn = await switchBench(frames, 'vale', true);

@@ -51,17 +51,24 @@ function daemonPid(lab: LabT, ns: string, ifName: string): number {
   return daemonRecord(lab, ns, ifName)?.pid ?? 0;
 }
 
-/** Logs the backend of `ifName`'s daemon (AF_XDP by default on a veth, AF_PACKET when forced). */
+/** Logs the backend of `ifName`'s daemon (AF_PACKET by default, AF_XDP when NETMAP_TS_IF_BACKEND=xdp). */
 function logBackend(lab: LabT, ns: string, ifName: string): void {
   console.log(`# ${ifName}'s daemon: backend ${daemonRecord(lab, ns, ifName)?.backend ?? '?'}`);
 }
 
-test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the forwarding', opts, () => withLab(async (lab) => {
+// The daemons run on AF_PACKET unless NETMAP_TS_IF_BACKEND names a backend (they inherit it).
+for (const want of ['packet', 'xdp'] as const) {
+test(`VALE (${want} daemons): two veths attached with vale-ctl -a carry ping and TCP; -d stops the forwarding`, opts, async () => {
+  const saved = process.env.NETMAP_TS_IF_BACKEND;
+  if (want === 'xdp') process.env.NETMAP_TS_IF_BACKEND = 'xdp'; else delete process.env.NETMAP_TS_IF_BACKEND;
+  try { await withLab(async (lab) => {
   const { l, m, r } = lab.line(false);
   for (const dev of ['m0', 'm1']) {
     const a = valeCtl(lab, m, ['-a', `vale0:${dev}`]);
     assert.equal(a.status, 0, a.out);
   }
+  const used = daemonRecord(lab, m, 'm0')?.backend ?? '?';
+  assert.ok(want === 'xdp' ? used.startsWith('xdp') : used === 'packet', `m0's daemon runs on ${used}, asked ${want}`);
   try {
     assert.notEqual(valeCtl(lab, m, ['-a', 'vale0:m0']).status, 0, 'attaching twice fails');
     assert.notEqual(valeCtl(lab, m, ['-a', 'vale0:nmtsnone']).status, 0, 'no such interface');
@@ -110,7 +117,11 @@ test('VALE: two veths attached with vale-ctl -a carry ping and TCP; -d stops the
   lab.enter(m);
   assert.equal(hasSplitRules('m0') || hasSplitRules('m1'), false, 'interfaces restored');
   lab.leave();
-}));
+  }); } finally {
+    if (saved === undefined) delete process.env.NETMAP_TS_IF_BACKEND; else process.env.NETMAP_TS_IF_BACKEND = saved;
+  }
+});
+}
 
 test('VALE: -h attaches the host stack too; after SIGKILL of the forwarder -d cleans up', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
