@@ -21,7 +21,8 @@
  *   header (4 KiB)  magic, workers, ring sizes; doorbell, owner-sleeping flag; mailbox state, length
  *   per worker k    hand-off ring: head, tail (own cache lines), HC entries of 8 words
  *                   return ring:   head, tail, RC entries of 2 words (buffer, port)
- *   mailbox text    MAILBOX_MAX bytes (a JSON request, then the JSON reply)
+ *   mailbox text    MAILBOX_MAX bytes of JSON request, then MAILBOX_MAX of JSON reply (apart, so
+ *                   that the late reply to a withdrawn request can never overwrite the next one)
  */
 import fs from 'node:fs';
 import * as native from '../native/index.js';
@@ -33,7 +34,7 @@ import { storeFile, createMapped, openMapped } from './store.js';
 const MAGIC = 0x4e4d4448; // 'NMDH'
 const H_MAGIC = 0, H_WORKERS = 1, H_HC = 2, H_RC = 3;
 const H_BELL = 16, H_SLEEPING = 17;
-const H_MBOX_STATE = 32, H_MBOX_LEN = 33;
+const H_MBOX_STATE = 32, H_MBOX_LEN = 33, H_MBOX_REPLY_LEN = 34;
 const HEADER = 4096;
 /** Words of a hand-off entry: buffer, length, port, kind (0 pipe, 1 queue), number, rule, time (hi, lo). */
 const E_WORDS = 8;
@@ -41,7 +42,8 @@ const RING_HDR = 32; // words: head at 0, tail at 16 (separate cache lines)
 const TAIL = 16;
 export const MAILBOX_MAX = 8 << 20;
 
-const MBOX_IDLE = 0, MBOX_REQUEST = 1, MBOX_REPLY = 2;
+/** IDLE -> REQUEST (asked) -> TAKEN (the owner works on it) -> REPLY -> IDLE; a withdrawn request goes back to IDLE. */
+const MBOX_IDLE = 0, MBOX_REQUEST = 1, MBOX_REPLY = 2, MBOX_TAKEN = 3;
 
 /** Frames a worker may have in its hand-off ring at once. */
 export const HANDOFF_RING = 512;
@@ -105,7 +107,7 @@ export class DnHandoff {
   }
 
   private static bytes(workers: number, hc: number, rc: number): number {
-    return HEADER + workers * 4 * (RING_HDR + hc * E_WORDS + RING_HDR + rc * 2) + MAILBOX_MAX;
+    return HEADER + workers * 4 * (RING_HDR + hc * E_WORDS + RING_HDR + rc * 2) + 2 * MAILBOX_MAX;
   }
 
   /** Creates the file for `workers` threads serving `ports` ports (the return rings hold every port's stock). */
@@ -266,20 +268,20 @@ export class DnHandoff {
     return Atomics.load(this.i32, this.mboxWord) === MBOX_REQUEST;
   }
 
-  /** The owner: the pending request (parsed JSON) or null. */
+  /** The owner: takes the pending request (parsed JSON), or null when none waits (or it was withdrawn). */
   request(): unknown {
-    if (Atomics.load(this.i32, this.mboxWord) !== MBOX_REQUEST) return null;
+    if (Atomics.compareExchange(this.i32, this.mboxWord, MBOX_REQUEST, MBOX_TAKEN) !== MBOX_REQUEST) return null;
     const len = this.u32[this.mboxWord + 1]!;
     return JSON.parse(Buffer.from(this.sp.buffer, this.mboxText, len).toString('utf8'));
   }
 
-  /** The owner: answers the pending request. */
+  /** The owner: answers the request it took (dropped if the asker withdrew it meanwhile). */
   reply(value: unknown): void {
     let text = JSON.stringify(value);
     if (Buffer.byteLength(text) > MAILBOX_MAX) text = JSON.stringify({ error: `the reply exceeds ${MAILBOX_MAX} bytes` });
-    const n = Buffer.from(this.sp.buffer, this.mboxText, MAILBOX_MAX).write(text, 'utf8');
-    this.u32[this.mboxWord + 1] = n;
-    Atomics.store(this.i32, this.mboxWord, MBOX_REPLY);
+    const n = Buffer.from(this.sp.buffer, this.mboxText + MAILBOX_MAX, MAILBOX_MAX).write(text, 'utf8');
+    this.u32[this.mboxWord + (H_MBOX_REPLY_LEN - H_MBOX_STATE)] = n;
+    if (Atomics.compareExchange(this.i32, this.mboxWord, MBOX_TAKEN, MBOX_REPLY) !== MBOX_TAKEN) return;
     native.futexWake(this.sp.absolute(this.mboxWord * 4));
   }
 
@@ -302,16 +304,17 @@ export class DnHandoff {
       if (s === MBOX_REPLY) break;
       const left = deadline - Date.now();
       if (left <= 0) {
-        // withdraw, unless the answer came meanwhile
-        if (Atomics.compareExchange(this.i32, this.mboxWord, MBOX_REQUEST, MBOX_IDLE) === MBOX_REQUEST) {
+        // withdraw (waiting or taken), unless the answer came meanwhile
+        if (Atomics.compareExchange(this.i32, this.mboxWord, MBOX_REQUEST, MBOX_IDLE) === MBOX_REQUEST ||
+            Atomics.compareExchange(this.i32, this.mboxWord, MBOX_TAKEN, MBOX_IDLE) === MBOX_TAKEN) {
           fail('ETIMEDOUT', `dummynet's thread (worker 0) did not answer within ${timeoutMs} ms`);
         }
         continue;
       }
       native.futexWait(address, s, Math.min(left, 100));
     }
-    const len = this.u32[this.mboxWord + 1]!;
-    const reply = JSON.parse(Buffer.from(this.sp.buffer, this.mboxText, len).toString('utf8')) as unknown;
+    const len = this.u32[this.mboxWord + (H_MBOX_REPLY_LEN - H_MBOX_STATE)]!;
+    const reply = JSON.parse(Buffer.from(this.sp.buffer, this.mboxText + MAILBOX_MAX, len).toString('utf8')) as unknown;
     Atomics.store(this.i32, this.mboxWord, MBOX_IDLE);
     return reply;
   }
