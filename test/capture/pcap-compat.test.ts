@@ -228,7 +228,7 @@ test('createOfflineSession: filtered records as packet events, then complete; fi
 test('an open session keeps the process alive, as node_pcap\'s does; close() lets it exit', async () => {
   const mod = new URL('../../src/capture/pcap-compat.js', import.meta.url).href;
   const script = (close: boolean): string => `import * as pcap from '${mod}';
-const s = pcap.createSession('netmap:pk}1');
+const s = pcap.createSession('netmap:pk}${close ? 2 : 1}');
 ${close ? 's.close();' : ''}`;
   const run = (close: boolean): Promise<{ code: number | null; aliveAfterMs: boolean }> => new Promise((resolve) => {
     // a file, not -e: workers inherit execArgv, and --input-type is refused without -e
@@ -241,6 +241,7 @@ ${close ? 's.close();' : ''}`;
     // the open session: still running after 8 s, then killed
     setTimeout(() => { if (alive) resolve({ code: null, aliveAfterMs: true }); }, 7500);
   });
+  // the two run at once, so each has a pipe end of its own (an end is opened by one process at a time)
   const [open, closed] = await Promise.all([run(false), run(true)]);
   assert.equal(open.aliveAfterMs, true, 'an open session must keep its process alive');
   assert.equal(closed.code, 0, 'a closed session must let its process exit');
