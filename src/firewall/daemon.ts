@@ -307,7 +307,7 @@ export class Kipfw {
     let lastExpire = 0;
     const loop = this.path !== null ? new PathLoop(this.path, this.ports, { ...this.loopOptions, bell: null }) : null;
     while (!this.stopped && performance.now() < end) {
-      const turnEnd = performance.now() + 20;
+      const turnEndNs = dnNow() + 20e6;
       if (this.path === null) {
         // the workers forward; this thread serves control requests and expires states
         await new Promise((r) => setTimeout(r, 20));
@@ -315,7 +315,7 @@ export class Kipfw {
         if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
         continue;
       }
-      do loop!.turn(); while (!this.stopped && performance.now() < turnEnd);
+      loop!.turnUntil(turnEndNs, this.isStopped);
       const now = Date.now();
       if (now - lastExpire >= 1000) { lastExpire = now; this.firewall.expire(now); this.checkInterfaces(); }
       await new Promise((r) => setImmediate(r));
@@ -325,6 +325,8 @@ export class Kipfw {
   stop(): void {
     this.stopped = true;
   }
+
+  private readonly isStopped = (): boolean => this.stopped;
 
   /** Closes the socket, drops what dummynet holds, returns the buffers, closes the ports, removes the store. */
   async close(): Promise<void> {

@@ -247,8 +247,13 @@ export class DnHandoff {
    */
   sleeping(): { address: number; value: number } {
     Atomics.store(this.i32, this.base / 4 + H_SLEEPING, 1);
-    return { address: this.bellAddress, value: Atomics.load(this.i32, this.bellWord) };
+    // one object, refilled: the owner's loop sleeps here between packets and allocates nothing
+    const w = this.sleepWord;
+    w.address = this.bellAddress;
+    w.value = Atomics.load(this.i32, this.bellWord);
+    return w;
   }
+  private readonly sleepWord = { address: 0, value: 0 };
 
   awake(): void {
     Atomics.store(this.i32, this.base / 4 + H_SLEEPING, 0);

@@ -143,8 +143,10 @@ function txPending(p: Port): boolean {
   return false;
 }
 
+// the sleeper's working arrays, reused: waitPorts runs in data-path loops and allocates nothing
 const waitAddrs: number[] = [];
 const waitVals: number[] = [];
+const waitEvents: number[] = [];
 
 /**
  * Sleeps until any of `ports` may have received something (or may send again, for ports with
@@ -153,16 +155,16 @@ const waitVals: number[] = [];
  * word (absolute address) to wake on when it no longer holds `value` (a doorbell of the caller's).
  */
 export function waitPorts(ports: Port[], timeoutMs: number, extra?: { address: number; value: number }): void {
-  const events = ports.map((p) => POLLIN | (txPending(p) ? POLLOUT : 0));
+  const events = waitEvents;
+  events.length = 0;
+  for (let i = 0; i < ports.length; i++) events.push(POLLIN | (txPending(ports[i]!) ? POLLOUT : 0));
   waitAddrs.length = 0;
   waitVals.length = 0;
   let armed = 0;
   try {
     for (; armed < ports.length; armed++) {
       ports[armed]!.armWait(events[armed]!);
-      const w = ports[armed]!.armedWords();
-      waitAddrs.push(...w.addresses);
-      waitVals.push(...w.values);
+      ports[armed]!.appendArmedWords(waitAddrs, waitVals);
     }
     if (extra !== undefined) { waitAddrs.push(extra.address); waitVals.push(extra.value); }
     for (const p of ports) if ((p.pollOnce(POLLIN) & POLLIN) !== 0) return;

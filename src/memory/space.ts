@@ -16,10 +16,15 @@ import { SPACE_SIZE, SPACE_LOCAL_START, SPACE_LOCAL_END, PAGE_SIZE } from './lay
 
 /** The directory holding this user's shared-memory files (NETMAP_TS_DIR overrides). */
 export function shmDirectory(): string {
-  const fromEnv = process.env.NETMAP_TS_DIR;
-  if (fromEnv !== undefined && fromEnv !== '') return path.resolve(fromEnv);
-  return `/dev/shm/netmap-ts-${os.userInfo().uid}`;
+  const fromEnv = process.env.NETMAP_TS_DIR ?? '';
+  // remembered per value of the variable: space() calls this on every use, some of them in
+  // data-path loops (a sleeper's arming), where resolving a path each time made garbage
+  if (fromEnv === lastEnv && lastDir !== '') return lastDir;
+  lastDir = fromEnv !== '' ? path.resolve(fromEnv) : `/dev/shm/netmap-ts-${os.userInfo().uid}`;
+  lastEnv = fromEnv;
+  return lastDir;
 }
+let lastEnv = '', lastDir = '';
 
 function ensureDirectory(dir: string): void {
   try {

@@ -26,6 +26,7 @@ const c = {
   // prototype is safe and far cheaper per call than koffi's variadic path.
   futex: libc.func('long syscall(long nr, uintptr_t uaddr, long op, long val, void *timeout, uintptr_t uaddr2, long val3)'),
   futexWaitv: libc.func('long syscall(long nr, void *waiters, long count, long flags, void *timeout, long clockid)'),
+  clockGettime: libc.func('int clock_gettime(int clockid, _Out_ void *ts)'),
 };
 
 export const O_RDONLY = 0, O_RDWR = 2, O_CREAT = 0o100, O_EXCL = 0o200, O_CLOEXEC = 0o2000000;
@@ -117,6 +118,7 @@ export function processAlive(pid: number): boolean {
 }
 
 const timespec = Buffer.alloc(16);
+const timespecWords = new Uint32Array(timespec.buffer, timespec.byteOffset, 4);
 
 /**
  * Sleeps while the 32-bit word at `address` equals `expected`, at most `timeoutMs` (negative:
@@ -126,8 +128,12 @@ const timespec = Buffer.alloc(16);
 export function futexWait(address: number, expected: number, timeoutMs: number): boolean {
   let ts: Buffer | null = null;
   if (timeoutMs >= 0) {
-    timespec.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
-    timespec.writeBigInt64LE(BigInt(Math.floor((timeoutMs % 1000) * 1e6)), 8);
+    // relative timeout; written as 32-bit words, no BigInt (this runs in data-path loops)
+    const sec = Math.floor(timeoutMs / 1000);
+    timespecWords[0] = sec % 0x1_0000_0000;
+    timespecWords[1] = Math.floor(sec / 0x1_0000_0000);
+    timespecWords[2] = Math.floor((timeoutMs - sec * 1000) * 1e6);
+    timespecWords[3] = 0;
     ts = timespec;
   }
   const r = c.futex(SYS_futex, address, FUTEX_WAIT, expected | 0, ts, 0, 0);
@@ -142,27 +148,54 @@ export function futexWake(address: number, count = 0x7fffffff): number {
 
 const MAX_WAITV = 128;
 const waitvBuffer = Buffer.alloc(MAX_WAITV * 24);
+const waitvWords = new Uint32Array(waitvBuffer.buffer, waitvBuffer.byteOffset, MAX_WAITV * 6);
 const waitvTimeout = Buffer.alloc(16);
+const waitvTimeoutWords = new Uint32Array(waitvTimeout.buffer, waitvTimeout.byteOffset, 4);
+const TWO_32 = 0x1_0000_0000;
+
+/** clock_gettime's timespec (little-endian 64-bit seconds, 64-bit nanoseconds), read as words. */
+const clockWords = new Uint32Array(4);
+const CLOCK_MONOTONIC = 1;
+
+/**
+ * CLOCK_MONOTONIC in nanoseconds as a float64 (exact to the ns for 104 days of uptime; the same
+ * clock as process.hrtime.bigint() and futex_waitv's deadlines). Allocates nothing, unlike
+ * process.hrtime.bigint() (a BigInt a call) and, on Node 20, performance.now() (an array a call):
+ * in a loop that reads the clock between passes that garbage meant a minor GC every few tens of
+ * milliseconds, whose pauses showed up as late dummynet releases.
+ */
+export function monotonicNs(): number {
+  c.clockGettime(CLOCK_MONOTONIC, clockWords);
+  return (clockWords[0]! + clockWords[1]! * TWO_32) * 1e9 + clockWords[2]!;
+}
 
 /**
  * Sleeps until any of the words changes from its expected value (futex_waitv, Linux 5.16+),
- * at most `timeoutMs`. Returns false on timeout.
+ * at most `timeoutMs`. Returns false on timeout. Allocates nothing (it runs in data-path loops).
  */
 export function futexWaitAny(addresses: ArrayLike<number>, expected: ArrayLike<number>, count: number, timeoutMs: number): boolean {
   if (count === 1) return futexWait(addresses[0]!, expected[0]!, timeoutMs);
   if (count > MAX_WAITV) count = MAX_WAITV;
+  const w = waitvWords;
   for (let i = 0; i < count; i++) {
-    waitvBuffer.writeBigUInt64LE(BigInt(expected[i]! >>> 0), i * 24);
-    waitvBuffer.writeBigUInt64LE(BigInt(addresses[i]!), i * 24 + 8);
-    waitvBuffer.writeUInt32LE(FUTEX_32, i * 24 + 16);
-    waitvBuffer.writeUInt32LE(0, i * 24 + 20);
+    const a = addresses[i]!, k = i * 6;
+    w[k] = expected[i]! >>> 0;
+    w[k + 1] = 0;
+    w[k + 2] = a % TWO_32;
+    w[k + 3] = Math.floor(a / TWO_32);
+    w[k + 4] = FUTEX_32;
+    w[k + 5] = 0;
   }
   let ts: Buffer | null = null;
   if (timeoutMs >= 0) {
     // futex_waitv takes an absolute CLOCK_MONOTONIC deadline.
-    const deadlineNs = process.hrtime.bigint() + BigInt(Math.floor(timeoutMs * 1e6));
-    waitvTimeout.writeBigInt64LE(deadlineNs / 1000000000n, 0);
-    waitvTimeout.writeBigInt64LE(deadlineNs % 1000000000n, 8);
+    const deadlineNs = monotonicNs() + Math.floor(timeoutMs * 1e6);
+    const sec = Math.floor(deadlineNs / 1e9);
+    const t = waitvTimeoutWords;
+    t[0] = sec % TWO_32;
+    t[1] = Math.floor(sec / TWO_32);
+    t[2] = deadlineNs - sec * 1e9;
+    t[3] = 0;
     ts = waitvTimeout;
   }
   const r = c.futexWaitv(SYS_futex_waitv, waitvBuffer, count, 0, ts, 1 /* CLOCK_MONOTONIC */);

@@ -126,10 +126,9 @@ class Waiter {
     const addresses: number[] = [this.ctlAddress];
     const values: number[] = [Atomics.load(this.sp.i32, this.ctl >>> 2)];
     for (const [port, events] of union) {
-      const n = port.armWait(events);
+      port.armWait(events);
       this.armed.set(port, events);
-      const w = port.armedWords();
-      for (let i = 0; i < n; i++) { addresses.push(w.addresses[i]!); values.push(w.values[i]!); }
+      port.appendArmedWords(addresses, values);
     }
     if (this.checkAll() === 0) { this.disarmAll(); this.setRef(false); return; }
     let capMs = WORKER_CAP_MS;

@@ -406,33 +406,45 @@ export class Port {
    * words and current values; returns how many. Always pair with disarmWait().
    */
   armWait(events: number): number {
+    // plain loops, no closure: sleepers run in data-path loops, which allocate nothing
     let n = 0;
-    const add = (r: Ring): void => {
-      sync.addWaiter(this.mem, r.offset, 1);
-      this.waitAddrs[n] = this.mem.absolute(r.offset + L.KR_WAKE);
-      this.waitVals[n] = sync.wakeSeq(this.mem, r.offset);
-      n++;
-      this.adapter.armed?.(r);
-    };
-    if ((events & POLLOUT) !== 0) for (const r of this.txRings) add(r);
-    if ((events & POLLIN) !== 0) for (const r of this.rxRings) add(r);
-    this.waitAddrs.length = n;
-    this.waitVals.length = n;
+    const a = this.waitAddrs, v = this.waitVals, mem = this.mem;
+    for (let pass = 0; pass < 2; pass++) {
+      if ((events & (pass === 0 ? POLLOUT : POLLIN)) === 0) continue;
+      const rings = pass === 0 ? this.txRings : this.rxRings;
+      for (let i = 0; i < rings.length; i++) {
+        const r = rings[i]!;
+        sync.addWaiter(mem, r.offset, 1);
+        a[n] = mem.absolute(r.offset + L.KR_WAKE);
+        v[n] = sync.wakeSeq(mem, r.offset);
+        n++;
+        this.adapter.armed?.(r);
+      }
+    }
+    a.length = n;
+    v.length = n;
     return n;
   }
 
   disarmWait(events: number): void {
-    const leave = (r: Ring): void => {
-      sync.addWaiter(this.mem, r.offset, -1);
-      this.adapter.disarmed?.(r);
-    };
-    if ((events & POLLOUT) !== 0) for (const r of this.txRings) leave(r);
-    if ((events & POLLIN) !== 0) for (const r of this.rxRings) leave(r);
+    for (let pass = 0; pass < 2; pass++) {
+      if ((events & (pass === 0 ? POLLOUT : POLLIN)) === 0) continue;
+      const rings = pass === 0 ? this.txRings : this.rxRings;
+      for (let i = 0; i < rings.length; i++) {
+        sync.addWaiter(this.mem, rings[i]!.offset, -1);
+        this.adapter.disarmed?.(rings[i]!);
+      }
+    }
   }
 
-  /** Absolute addresses and values of the armed wake words (for the event-loop waiter). */
-  armedWords(): { addresses: number[]; values: number[] } {
-    return { addresses: this.waitAddrs.slice(), values: this.waitVals.slice() };
+  /**
+   * Appends the absolute addresses and values of the wake words armWait() armed to `addresses`
+   * and `values` (for a caller that sleeps on several ports at once). Allocates nothing once the
+   * caller's arrays have grown to their working size: sleepers run in data-path loops.
+   */
+  appendArmedWords(addresses: number[], values: number[]): void {
+    const a = this.waitAddrs, v = this.waitVals;
+    for (let i = 0; i < a.length; i++) { addresses.push(a[i]!); values.push(v[i]!); }
   }
 
   /**

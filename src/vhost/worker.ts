@@ -100,9 +100,8 @@ try {
     addrs.push(sp.absolute(bellPage)); vals.push(seq);
     const port = device.running ? device.openPort : null;
     if (port !== null) {
-      const n = port.armWait(POLLIN);
-      const w = port.armedWords();
-      for (let k = 0; k < n; k++) { addrs.push(w.addresses[k]!); vals.push(w.values[k]!); }
+      port.armWait(POLLIN);
+      port.appendArmedWords(addrs, vals);
       // a frame that came before the arming would not wake us
       if (device.poll() === 0) native.futexWaitAny(addrs, vals, addrs.length, 100);
       // that pass may have stopped the port (a bad ring): its rings' memory is gone then

@@ -5,12 +5,12 @@
  * `busyWaitNs`, then spin on the monotonic clock for the remainder. busyWaitNs = Infinity spins
  * for the whole wait (lowest error, one core busy).
  */
+import { monotonicNs } from '../../native/index.js';
+
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-/** Monotonic time in nanoseconds as a float64 (exact to the ns for about 104 days of uptime). */
-export function nowNs(): number {
-  return Number(process.hrtime.bigint());
-}
+/** Monotonic time in nanoseconds as a float64 (exact to the ns for about 104 days of uptime); allocates nothing. */
+export const nowNs = monotonicNs;
 
 /** Default spin tail: covers the kernel's wake-up latency seen on this machine (dummynet/README.md). */
 export const DEFAULT_BUSY_WAIT_NS = 300_000;
