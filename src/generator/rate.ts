@@ -13,31 +13,33 @@
  * SPIN_TAIL_MS, for precise spacing without burning a core between batches: a core the sender
  * does not need is one the receiver or another program can have, on a machine with few cores.
  */
-import { performance } from 'node:perf_hooks';
 import { assert } from '../errors.js';
+import { monotonicMs, realtimeMs } from '../native/index.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** The last part of a wait is spent spinning: a sleep's wake-up is late by up to ~0.1 ms. */
 const SPIN_TAIL_MS = 0.1;
 
-/** performance.timeOrigin is a getter that calls into C++: read once. */
-const TIME_ORIGIN = performance.timeOrigin;
+/**
+ * Milliseconds since the epoch with sub-millisecond resolution (comparable across threads, as
+ * gettimeofday() is for netmap's pkt-gen). Allocates nothing: the loops read it per batch.
+ */
+export const nowMs = realtimeMs;
 
-/** Milliseconds since the epoch with sub-millisecond resolution (comparable across threads). */
-export function nowMs(): number {
-  return TIME_ORIGIN + performance.now();
-}
-
-/** Sleeps (blocking the thread) until performance.now() reaches `until`, spinning for the last SPIN_TAIL_MS. */
+/**
+ * Sleeps (blocking the thread) until the monotonic clock (monotonicMs) reaches `until`, spinning
+ * for the last SPIN_TAIL_MS. That clock allocates nothing: performance.now() made garbage on
+ * every read of the spin, and the minor GCs it caused stopped the thread for milliseconds.
+ */
 export function sleepUntil(until: number): void {
-  const ms = until - performance.now();
+  const ms = until - monotonicMs();
   if (ms > SPIN_TAIL_MS) Atomics.wait(sleeper, 0, 0, ms - SPIN_TAIL_MS);
-  while (performance.now() < until) { /* spin */ }
+  while (monotonicMs() < until) { /* spin */ }
 }
 
 /** Sleeps (blocking the thread) for `ms` milliseconds. */
 export function sleepMs(ms: number): void {
-  sleepUntil(performance.now() + ms);
+  sleepUntil(monotonicMs() + ms);
 }
 
 /** pkt-gen clips the batch to rate/300 packets (at least 1) when a rate is set. */
@@ -46,13 +48,13 @@ export function clipBurst(burst: number, pps: number): number {
   return Math.max(1, Math.min(burst, Math.floor(pps / 300)));
 }
 
-/** The time source of a RateLimiter: performance.now() and sleepUntil(), or a test's own. */
+/** The time source of a RateLimiter: monotonicMs() and sleepUntil(), or a test's own. */
 export interface Clock {
   now(): number;
   sleepUntil(until: number): void;
 }
 
-const realClock: Clock = { now: () => performance.now(), sleepUntil };
+const realClock: Clock = { now: monotonicMs, sleepUntil };
 
 export class RateLimiter {
   /** When the next batch is due (clock ms); NaN before the first. */

@@ -155,18 +155,40 @@ const TWO_32 = 0x1_0000_0000;
 
 /** clock_gettime's timespec (little-endian 64-bit seconds, 64-bit nanoseconds), read as words. */
 const clockWords = new Uint32Array(4);
-const CLOCK_MONOTONIC = 1;
+const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1;
 
 /**
  * CLOCK_MONOTONIC in nanoseconds as a float64 (exact to the ns for 104 days of uptime; the same
  * clock as process.hrtime.bigint() and futex_waitv's deadlines). Allocates nothing, unlike
  * process.hrtime.bigint() (a BigInt a call) and, on Node 20, performance.now() (an array a call):
  * in a loop that reads the clock between passes that garbage meant a minor GC every few tens of
- * milliseconds, whose pauses showed up as late dummynet releases.
+ * milliseconds, each a pause of the thread (a late dummynet release, a receive ring overflowing).
  */
 export function monotonicNs(): number {
   c.clockGettime(CLOCK_MONOTONIC, clockWords);
   return (clockWords[0]! + clockWords[1]! * TWO_32) * 1e9 + clockWords[2]!;
+}
+
+/** CLOCK_MONOTONIC in milliseconds (fractional), allocating nothing: for spin and pacing loops. */
+export function monotonicMs(): number {
+  c.clockGettime(CLOCK_MONOTONIC, clockWords);
+  return (clockWords[0]! + clockWords[1]! * TWO_32) * 1e3 + clockWords[2]! * 1e-6;
+}
+
+/** CLOCK_REALTIME in milliseconds since the epoch (fractional: µs resolution), allocating nothing. */
+export function realtimeMs(): number {
+  c.clockGettime(CLOCK_REALTIME, clockWords);
+  return (clockWords[0]! + clockWords[1]! * TWO_32) * 1e3 + clockWords[2]! * 1e-6;
+}
+
+/**
+ * Reads CLOCK_REALTIME into `out`: out[0] seconds since the epoch (low 32 bits: until 2106),
+ * out[1] microseconds. Allocates nothing (a ring's timestamp is set on every receive sync).
+ */
+export function realtimeUs(out: Uint32Array): void {
+  c.clockGettime(CLOCK_REALTIME, clockWords);
+  out[0] = clockWords[0]!;
+  out[1] = (clockWords[2]! / 1000) >>> 0;
 }
 
 /**

@@ -14,8 +14,6 @@ import * as native from '../native/index.js';
 import * as L from '../memory/layout.js';
 import { parsePortSpec, type PortSpec } from './name.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
-// (imported: the global `performance` is a lazy getter, ~25 ns more per use on the hot paths)
-import { performance } from 'node:perf_hooks';
 import { tapsOf, type Taps } from '../monitor/tap.js';
 
 export const POLLIN = L.POLLIN;
@@ -373,11 +371,11 @@ export class Port {
     // Spin briefly before sleeping: a peer that is busy moving packets usually makes progress
     // within microseconds, and a futex sleep/wake costs tens of them. Bounded (POLL_SPIN_US per
     // call), so an idle poller still sleeps at once for all practical purposes.
-    const spinUntil = performance.now() + POLL_SPIN_US / 1000;
+    const spinUntil = native.monotonicMs() + POLL_SPIN_US / 1000;
     for (let k = 1; ; k++) {
       revents = this.pollOnce(events);
       if ((revents & (events | POLLERR)) !== 0) return revents;
-      if ((k & 7) === 0 && performance.now() > spinUntil) break;
+      if ((k & 7) === 0 && native.monotonicMs() > spinUntil) break;
     }
     const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
     for (;;) {

@@ -10,8 +10,6 @@ import type { AddressSpace } from '../memory/space.js';
 import * as native from '../native/index.js';
 import * as L from '../memory/layout.js';
 import type { Ring } from './ring.js';
-// (imported: the global `performance` is a lazy getter, ~25 ns more per use on the hot paths)
-import { performance } from 'node:perf_hooks';
 
 const HEAD = L.RING_HEAD >>> 2, CUR = L.RING_CUR >>> 2, TAIL = L.RING_TAIL >>> 2;
 const HWCUR = L.KR_HWCUR >>> 2, HWTAIL = L.KR_HWTAIL >>> 2, RHEAD = L.KR_RHEAD >>> 2, RCUR = L.KR_RCUR >>> 2, RTAIL = L.KR_RTAIL >>> 2;
@@ -121,14 +119,14 @@ export function stampRx(ring: Ring, fetched: boolean): void {
 
 /** Sets ring->ts to now (struct timeval). */
 export function stamp(ring: Ring): void {
-  // microseconds of wall-clock time, as gettimeofday() gives (Date.now() has milliseconds only)
-  const us = Math.floor((TIME_ORIGIN + performance.now()) * 1000);
-  const sec = Math.floor(us / 1e6);
+  // wall-clock seconds and microseconds, as gettimeofday() gives (Date.now() has milliseconds
+  // only; performance.now() made garbage on every receive sync)
+  native.realtimeUs(stampWords);
   const u32 = ring.sp.u32;
-  u32[(ring.offset + L.RING_TS_SEC) >>> 2] = sec;
-  u32[(ring.offset + L.RING_TS_USEC) >>> 2] = us - sec * 1e6;
+  u32[(ring.offset + L.RING_TS_SEC) >>> 2] = stampWords[0]!;
+  u32[(ring.offset + L.RING_TS_USEC) >>> 2] = stampWords[1]!;
 }
-const TIME_ORIGIN = performance.timeOrigin;
+const stampWords = new Uint32Array(2);
 
 // ---- wake-ups ----------------------------------------------------------------------------------
 // Whoever makes progress for a ring's owner (a peer publishing packets, a receiver freeing slots)
