@@ -7,7 +7,7 @@
 import { fail } from '../errors.js';
 import { POLLOUT, type Port } from '../ports/port.js';
 import { openCaptureFile } from './reader.js';
-import { mapFileReadOnly } from '../native/index.js';
+import { mapFileReadOnly, monotonicMs } from '../native/index.js';
 
 export type ReplayMode = 'timed' | 'rate' | 'bandwidth' | 'fast';
 
@@ -41,10 +41,10 @@ export interface ReplayResult {
 const WIRE_OVERHEAD = 24;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-/** Waits until performance.now() >= target: sleeps for long waits, spins for the last 2 ms. */
+/** Waits until monotonicMs() >= target: sleeps for long waits, spins for the last 2 ms. */
 function waitUntil(target: number): void {
   for (;;) {
-    const left = target - performance.now();
+    const left = target - monotonicMs();
     if (left <= 0) return;
     if (left > 2) Atomics.wait(sleeper, 0, 0, left - 1.5);
   }
@@ -61,14 +61,14 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
   if (ring === undefined) fail('EINVAL', `port ${port.spec} has no TX ring`);
   const rings = port.txRings;
   const u8 = port.mem.u8;
-  const start = performance.now();
+  const start = monotonicMs();
   const deadline = options.durationMs === undefined ? Infinity : start + options.durationMs;
   const maxPackets = options.count ?? Infinity;
   const res: ReplayResult = { packets: 0, bytes: 0, seconds: 0, loops: 0, truncated: 0, pps: 0, bps: 0 };
   let bits = 0;
   let pending = 0;
   let stop = false;
-  let timeBase = start; // performance.now() that the first packet of this pass maps to
+  let timeBase = start; // monotonicMs() that the first packet of this pass maps to
   let fileT0 = -1; // ms timestamp of the first packet of this pass
   let lastTarget = start;
   let r = 0; // current TX ring
@@ -95,7 +95,7 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
       case 'fast': break;
     }
     if (target > 0) {
-      if (target > performance.now()) {
+      if (target > monotonicMs()) {
         flush();
         if (target >= deadline) { stop = true; return; }
         waitUntil(target);
@@ -111,7 +111,7 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
       port.txsync();
       if (rings.some((x) => x.space() > 0)) continue;
       port.poll(POLLOUT, 100);
-      if (performance.now() >= deadline) { stop = true; return; }
+      if (monotonicMs() >= deadline) { stop = true; return; }
     }
     const tx = rings[r]!;
     const i = tx.head;
@@ -127,16 +127,16 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
     res.bytes += len;
     bits += (wirelen + WIRE_OVERHEAD) * 8;
     if (++pending >= batch) flush();
-    if (res.packets >= maxPackets || (res.packets & 1023) === 0 && performance.now() >= deadline) stop = true;
+    if (res.packets >= maxPackets || (res.packets & 1023) === 0 && monotonicMs() >= deadline) stop = true;
   };
 
   for (let pass = 0; (loops === 0 || pass < loops) && !stop; pass++) {
     const rd = openCaptureFile(path, { mapper: mapFileReadOnly });
     try {
       fileT0 = -1;
-      timeBase = Math.max(lastTarget, performance.now());
+      timeBase = Math.max(lastTarget, monotonicMs());
       while (!stop && rd.dispatch(256, onRecord) > 0) {
-        if (performance.now() >= deadline) stop = true;
+        if (monotonicMs() >= deadline) stop = true;
       }
       if (rd.delivered === 0) stop = true; // an empty file would loop forever
     } finally {
@@ -145,10 +145,10 @@ export function replayFile(path: string, port: Port, options: ReplayOptions): Re
     res.loops++;
   }
   flush();
-  res.seconds = (performance.now() - start) / 1000;
+  res.seconds = (monotonicMs() - start) / 1000;
   // Give the port a moment to take what is still in the rings (bounded, not counted).
-  const drainUntil = performance.now() + 200;
-  while (rings.some((x) => x.txPending()) && performance.now() < drainUntil) port.poll(POLLOUT, 10);
+  const drainUntil = monotonicMs() + 200;
+  while (rings.some((x) => x.txPending()) && monotonicMs() < drainUntil) port.poll(POLLOUT, 10);
   res.pps = res.seconds > 0 ? res.packets / res.seconds : 0;
   res.bps = res.seconds > 0 ? (res.bytes * 8) / res.seconds : 0;
   return res;
