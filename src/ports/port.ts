@@ -377,12 +377,12 @@ export class Port {
       if ((revents & (events | POLLERR)) !== 0) return revents;
       if ((k & 7) === 0 && native.monotonicMs() > spinUntil) break;
     }
-    const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
+    const deadline = timeoutMs < 0 ? Infinity : native.monotonicMs() + timeoutMs;
     for (;;) {
       const n = this.armWait(events);
       revents = this.pollOnce(events);
       if ((revents & (events | POLLERR)) === 0) {
-        const left = deadline === Infinity ? -1 : deadline - Date.now();
+        const left = deadline === Infinity ? -1 : deadline - native.monotonicMs();
         if (left > 0 || left === -1) {
           const slice = left === -1 ? 1000 : Math.min(left, 1000);
           // No ring to watch (POLLOUT on an RX-only binding...): nothing can wake us, wait it out
@@ -395,7 +395,7 @@ export class Port {
       this.disarmWait(events);
       if ((revents & (events | POLLERR)) !== 0) return revents;
       revents = this.pollOnce(events);
-      if ((revents & (events | POLLERR)) !== 0 || Date.now() >= deadline) return revents;
+      if ((revents & (events | POLLERR)) !== 0 || native.monotonicMs() >= deadline) return revents;
     }
   }
 

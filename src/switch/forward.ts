@@ -34,6 +34,7 @@ import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, LookupBatch, type LookupFn, type BatchLookupFn } from './lookup.js';
 import { VnetConverter } from './vnet.js';
+import { monotonicMs } from '../native/index.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -730,9 +731,9 @@ export class ValeAdapter implements PortAdapter {
       // whether its sender died (a live sender completes a lease in microseconds)
       if (first !== this.rxStuckFirst[k]) {
         this.rxStuckFirst[k] = first;
-        this.rxStuckSince[k] = Date.now();
-      } else if (Date.now() - this.rxStuckSince[k]! > 5) {
-        this.rxStuckSince[k] = Date.now();
+        this.rxStuckSince[k] = monotonicMs();
+      } else if (monotonicMs() - this.rxStuckSince[k]! > 5) {
+        this.rxStuckSince[k] = monotonicMs();
         const table = u32[ringWord + (L.KR_LEASE_TABLE >>> 2)]!;
         if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, ringWord + W_SHADOW);
       }

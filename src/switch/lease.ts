@@ -172,8 +172,8 @@ export class LeaseOps {
         // microseconds, and a full ring is the normal state of a slow receiver.
         attempt = 1;
         if (this.stuckRing !== ring || this.stuckFirst !== first) {
-          this.stuckRing = ring; this.stuckFirst = first; this.stuckSince = Date.now();
-        } else if (Date.now() - this.stuckSince > 1 && this.reclaimDead(ring, n)) {
+          this.stuckRing = ring; this.stuckFirst = first; this.stuckSince = native.monotonicMs();
+        } else if (native.monotonicMs() - this.stuckSince > 1 && this.reclaimDead(ring, n)) {
           out.moved = true;
           continue;
         }
