@@ -10,7 +10,7 @@
  * ranges, the sequence number, the ping stamp) with checksums recomputed arithmetically.
  */
 import { fail } from '../errors.js';
-import { monotonicMs } from '../native/index.js';
+import { clock, monotonicMs, readClock } from '../native/index.js';
 import { POLLIN, POLLOUT, POLLERR, type Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
 import { AddrWalker } from './addr.js';
@@ -59,11 +59,13 @@ export interface LoopArgs {
 export function pollSpin(port: Port, events: number, timeoutMs: number, spinUs: number): number {
   let rev = port.pollOnce(events);
   if ((rev & (events | POLLERR)) !== 0 || spinUs <= 0) return (rev & (events | POLLERR)) !== 0 ? rev : port.poll(events, timeoutMs);
-  const until = monotonicMs() + spinUs / 1000;
+  readClock();
+  const until = clock[0]! + spinUs / 1000;
   do {
     rev = port.pollOnce(events);
     if ((rev & (events | POLLERR)) !== 0) return rev;
-  } while (monotonicMs() < until);
+    readClock();
+  } while (clock[0]! < until);
   return port.poll(events, timeoutMs);
 }
 

@@ -371,11 +371,12 @@ export class Port {
     // Spin briefly before sleeping: a peer that is busy moving packets usually makes progress
     // within microseconds, and a futex sleep/wake costs tens of them. Bounded (POLL_SPIN_US per
     // call), so an idle poller still sleeps at once for all practical purposes.
-    const spinUntil = native.monotonicMs() + POLL_SPIN_US / 1000;
+    native.readClock();
+    const spinUntil = native.clock[0]! + POLL_SPIN_US / 1000;
     for (let k = 1; ; k++) {
       revents = this.pollOnce(events);
       if ((revents & (events | POLLERR)) !== 0) return revents;
-      if ((k & 7) === 0 && native.monotonicMs() > spinUntil) break;
+      if ((k & 7) === 0 && (native.readClock(), native.clock[0]! > spinUntil)) break;
     }
     const deadline = timeoutMs < 0 ? Infinity : native.monotonicMs() + timeoutMs;
     for (;;) {

@@ -34,7 +34,7 @@ import { Lease, LeaseOps, LEASE_TABLE_BYTES } from './lease.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
 import { BROADCAST, DROP, macHash32, loadedLookup, lookupContext, LookupBatch, type LookupFn, type BatchLookupFn } from './lookup.js';
 import { VnetConverter } from './vnet.js';
-import { monotonicMs } from '../native/index.js';
+import { clock, readClock } from '../native/index.js';
 
 /** Slots per forwarding batch (netmap's bridge_batch default and maximum). */
 export const BATCH = 1024;
@@ -729,11 +729,12 @@ export class ValeAdapter implements PortAdapter {
     if (tail === before && first !== Atomics.load(u32, ringWord + W_NEXT)) {
       // leases outstanding and nothing new: if the oldest stays outstanding for a few ms, see
       // whether its sender died (a live sender completes a lease in microseconds)
+      readClock();
       if (first !== this.rxStuckFirst[k]) {
         this.rxStuckFirst[k] = first;
-        this.rxStuckSince[k] = monotonicMs();
-      } else if (monotonicMs() - this.rxStuckSince[k]! > 5) {
-        this.rxStuckSince[k] = monotonicMs();
+        this.rxStuckSince[k] = clock[0]!;
+      } else if (clock[0]! - this.rxStuckSince[k]! > 5) {
+        this.rxStuckSince[k] = clock[0]!;
         const table = u32[ringWord + (L.KR_LEASE_TABLE >>> 2)]!;
         if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, ringWord + W_SHADOW);
       }

@@ -172,8 +172,9 @@ export class LeaseOps {
         // microseconds, and a full ring is the normal state of a slow receiver.
         attempt = 1;
         if (this.stuckRing !== ring || this.stuckFirst !== first) {
-          this.stuckRing = ring; this.stuckFirst = first; this.stuckSince = native.monotonicMs();
-        } else if (native.monotonicMs() - this.stuckSince > 1 && this.reclaimDead(ring, n)) {
+          native.readClock();
+          this.stuckRing = ring; this.stuckFirst = first; this.stuckSince = native.clock[0]!;
+        } else if ((native.readClock(), native.clock[0]! - this.stuckSince > 1) && this.reclaimDead(ring, n)) {
           out.moved = true;
           continue;
         }
