@@ -396,12 +396,23 @@ export class PacketReceiver {
   }
 
   close(): void {
-    if (this.closed) return;
+    const fd = this.detach();
+    if (fd >= 0) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the ring and gives the descriptor to the caller to close (-1 when closed already). The
+   * ring's mapping holds the socket too, so the last of the two to go releases it, and that
+   * waits for an RCU grace period: unmapped first, the wait is in the close, which the caller
+   * can run at the same time as others (closeConcurrently).
+   */
+  detach(): number {
+    if (this.closed) return -1;
     this.stats();
     this.closed = true;
-    native.closeFd(this.fd);
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
     if (this.queuedAt >= 0) this.sp.unmapLocal(this.queuedAt, QUEUED_FRAME_MAX);
+    return this.fd;
   }
 
   /**

@@ -236,11 +236,21 @@ export class PacketTransmitter {
   }
 
   close(): void {
-    if (this.closed) return;
+    for (const fd of this.detach()) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the ring and gives the descriptors to the caller to close (none when closed already):
+   * the release of a socket with a ring waits for an RCU grace period, in whichever of the unmap
+   * and the close comes last, so unmapped first the wait is in the close, which the caller can
+   * run at the same time as others (closeConcurrently).
+   */
+  detach(): number[] {
+    if (this.closed) return [];
     this.closed = true;
-    native.closeFd(this.fd);
-    if (this.wholeFd >= 0) native.closeFd(this.wholeFd);
-    this.wholeFd = -2;
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
+    const fds = this.wholeFd >= 0 ? [this.fd, this.wholeFd] : [this.fd];
+    this.wholeFd = -2;
+    return fds;
   }
 }

@@ -151,6 +151,12 @@ interface XdpQueue {
   umemBufs: number;
   /** A slot holds a buffer beyond the UMEM: remake the sockets over the whole pool (growUmem). */
   grow: boolean;
+  /**
+   * RX descriptors whose address is no buffer this queue lent to the fill ring (never placed in
+   * a slot; counted as drops of the ring too). None are expected: a count here means a kernel or
+   * bookkeeping surprise.
+   */
+  strayDescriptors: number;
 }
 
 const NO_SLOT = 0xffff;
@@ -192,14 +198,14 @@ function xdpUnfit(port: Port): string | null {
  * the registry; returns null after a failure when AF_XDP was not asked for (AF_PACKET then), with
  * the reason in st.backendNote.
  */
-function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null): void {
+function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null, unfit: string | null): void {
   st.backend = IF_BACKEND_PACKET;
   st.backendNote = '';
   if (asked !== 'packet') {
-    const unfit = xdpUnfit(port);
     try {
       if (unfit !== null) fail('EOPNOTSUPP', `${port.spec}: ${unfit}`);
-      st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings);
+      // in driver mode the program is the wire cut too: it drops what it does not redirect
+      st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings, { dropUnbound: true });
       st.xdpMapFd = st.xdp.mapFd;
       st.backend = st.xdp.mode === 'native' ? IF_BACKEND_XDP_NATIVE : IF_BACKEND_XDP_SKB;
     } catch (e) {
@@ -315,18 +321,26 @@ function openState(port: Port): IfState {
     }
   } else {
     const deadline = Date.now() + SPLIT_WAIT_MS;
+    const asked = askedBackend(port);
+    const unfit = asked === 'packet' ? null : xdpUnfit(port);
     for (;;) {
       try {
         // With tcx what the stack sends is captured once a handle binds the host RX ring (the
         // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
-        // the start (switching later would spawn tc again).
-        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
+        // the start (switching later would spawn tc again). Where AF_XDP will likely serve, its
+        // program cuts the wire (no tcx ingress link; added below if it does not).
+        const split = HostSplit.install(ifname, {
+          capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc',
+          ingressCut: asked === 'packet' || unfit !== null,
+        });
         st.split = split;
         if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
         if (split.capture) st.hostRead = split.host;
         try {
-          chooseBackend(port, st, askedBackend(port));
+          chooseBackend(port, st, asked, unfit);
+          if (st.xdp === null || !st.xdp.dropsUnbound) split.addIngressCut();
         } catch (e) {
+          if (st.xdp !== null) { detachXdp(st.xdp); st.xdp = null; }
           split.remove();
           throw e;
         }
@@ -533,7 +547,7 @@ function openQueue(port: Port, st: IfState, r: Ring, queue = r.id, umemBufs = 0,
   const driver = driverName(st.ifname);
   return {
     sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
-    fixPartial: driver === 'veth' || driver === 'tun', inChain: false, umemBufs: bufs, grow: false,
+    fixPartial: driver === 'veth' || driver === 'tun', inChain: false, umemBufs: bufs, grow: false, strayDescriptors: 0,
   };
 }
 
@@ -568,6 +582,7 @@ function growUmem(port: Port, st: IfState): void {
       throw e;
     }
     fresh.refs = q.refs;
+    fresh.strayDescriptors = q.strayDescriptors;
     st.xsk[k] = fresh;
   });
   // the new fill rings get the free RX slots' buffers now, as at bind (rings of other handles
@@ -600,11 +615,24 @@ function hostCapture(port: Port, st: IfState): void {
   });
 }
 
-/** Undoes bindRings for `rings` (default: every ring `port` binds). */
-function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
+/**
+ * Undoes bindRings for `rings` (default: every ring `port` binds). The sockets' descriptors go
+ * into `closer` when given (the caller closes them all at once: each close waits for an RCU grace
+ * period), else they are closed here.
+ */
+function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings], closer?: number[]): void {
   if (st.tap !== null) return;
+  const fds = closer ?? [];
+  try {
+    unbindRingList(port, st, rings, fds);
+  } finally {
+    if (closer === undefined) native.closeConcurrently(fds);
+  }
+}
+
+function unbindRingList(port: Port, st: IfState, rings: Ring[], closer: number[]): void {
   if (st.backend !== IF_BACKEND_PACKET) {
-    unbindXdpRings(port, st, rings);
+    unbindXdpRings(port, st, rings, closer);
     return;
   }
   const me = selfTid();
@@ -612,19 +640,19 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     if (r.dir !== L.RING_DIR_RX || r.host) continue;
     const k = r.id;
     if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
-    st.nicRx[k]!.close();
+    closer.push(st.nicRx[k]!.detach());
     st.nicRx[k] = undefined;
     Atomics.compareExchange(port.mem.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
   }
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_TX) continue;
     if (r.host) {
-      if (st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      if (st.hostTx !== null && --st.hostTxRefs <= 0) { closer.push(...st.hostTx.detach()); st.hostTx = null; st.hostTxRefs = 0; }
       continue;
     }
     const k = r.id;
     if (st.nicTx[k] === undefined || --st.txRefs[k]! > 0) continue;
-    st.nicTx[k]!.close();
+    closer.push(...st.nicTx[k]!.detach());
     st.nicTx[k] = undefined;
   }
 }
@@ -669,16 +697,16 @@ function lendFree(ring: Ring, q: XdpQueue): void {
     }
 }
 
-function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
+function unbindXdpRings(port: Port, st: IfState, rings: Ring[], closer: number[]): void {
   const me = selfTid();
   for (const r of rings) {
     if (r.host) {
-      if (r.dir === L.RING_DIR_TX && st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      if (r.dir === L.RING_DIR_TX && st.hostTx !== null && --st.hostTxRefs <= 0) { closer.push(...st.hostTx.detach()); st.hostTx = null; st.hostTxRefs = 0; }
       continue;
     }
     const q = st.xsk[r.id];
     if (q === undefined || --q.refs > 0) continue;
-    q.sock.close();
+    closer.push(q.sock.detach());
     st.xsk[r.id] = undefined;
     // the queue's RX ring is served by nobody now (the socket served it for every handle)
     Atomics.compareExchange(port.mem.i32, (registry().ringOffset(port.index, port.numTxRings + port.numHostTxRings + r.id) + L.KR_RX_SERVER) >>> 2, me, 0);
@@ -688,10 +716,12 @@ function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
 /**
  * Counts an adapter of this process in or out (L.PE_IF_USERS). The last one out puts the interface
  * back in the stack's hands, from whichever thread it closes: the installer removes its split;
- * another thread removes the rules and closes the TAPs by descriptor number.
+ * another thread removes the rules and closes the TAPs by descriptor number. The descriptors in
+ * `closer` (the leaving handle's sockets) are closed here, at the same time as the split's links
+ * and TAP when this is the last one out; the ownership lock goes after all of them.
  */
-function countProcessUser(port: Port, st: IfState, delta: number): void {
-  if (st.tap !== null) return;
+function countProcessUser(port: Port, st: IfState, delta: number, closer: number[] = []): void {
+  if (st.tap !== null) { native.closeConcurrently(closer); return; }
   const reg = registry();
   const last = reg.locked(() => {
     const users = Math.max(0, reg.portGet(port.index, L.PE_IF_USERS) + delta);
@@ -708,13 +738,15 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
-  if (last === null) return;
-  // the XDP link first: the wire's frames go back to the stack's path at once
-  detachXdp(st.xdp ?? last.xdp);
+  if (last === null) { native.closeConcurrently(closer); return; }
+  // the XDP link and map, the sockets, the tcx links and the host TAP all at once (each close
+  // of a socket, link or TAP waits for an RCU grace period), the lock last: whoever opens next
+  // finds the hook and the queues free
+  const x = st.xdp ?? last.xdp;
   st.xdp = null;
   // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress, [x.linkFd, x.mapFd, ...closer]);
   } catch { /* the interface may be gone */ }
 }
 
@@ -744,7 +776,7 @@ class InterfaceAdapter implements PortAdapter {
   private readonly st: IfState;
   private readonly u8: Uint8Array;
   private readonly watchKey: number;
-  /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
+  /** AF_PACKET: frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
   /** struct iovec array for a TAP's chains (readv/writev). */
   private readonly iov = Buffer.alloc(IOV_MAX_CHAIN * native.IOVEC_SIZE);
@@ -936,7 +968,7 @@ class InterfaceAdapter implements PortAdapter {
       bytes += len;
     }
     Atomics.store(i32, rx.consWord, cons);
-    if (drops > 0) this.oversize += drops;
+    if (drops > 0) q.strayDescriptors += drops;
     if (packets > 0 || bytes > 0 || drops > 0) sync.count(sp, ring.offset, packets, bytes, drops);
     sync.setTail(ring, tail);
     return packets;
@@ -1154,16 +1186,20 @@ class InterfaceAdapter implements PortAdapter {
     this.release();
   }
 
-  /** Gives back this handle's rings, then leaves. */
+  /** Gives back this handle's rings, then leaves (the sockets are closed at once, with the split's descriptors when it goes). */
   private release(): void {
-    unbindRings(this.port, this.st);
-    this.leave();
+    const closer: number[] = [];
+    try {
+      unbindRings(this.port, this.st, undefined, closer);
+    } finally {
+      this.leave(closer);
+    }
   }
 
-  /** Counts this handle out of the process and the thread (the last one removes the split). */
-  private leave(): void {
+  /** Counts this handle out of the process and the thread (the last one removes the split), closing `closer`'s descriptors. */
+  private leave(closer: number[] = []): void {
     const st = this.st;
-    countProcessUser(this.port, st, -1);
+    countProcessUser(this.port, st, -1, closer);
     if (--st.users <= 0) closeState(st);
   }
 }
@@ -1212,10 +1248,10 @@ export function divertedFrames(port: Port): number {
 }
 
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */
-export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number } | null {
+export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number; strayDescriptors: number } | null {
   const st = states.get(port.index);
   if (st === undefined) return null;
-  let rxDrops = 0, rxPackets = 0, umemBuffers = 0;
+  let rxDrops = 0, rxPackets = 0, umemBuffers = 0, strayDescriptors = 0;
   for (const r of st.nicRx) {
     if (r === undefined) continue;
     const s = r.stats();
@@ -1228,6 +1264,7 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
     const s = q.sock.stats();
     rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
     umemBuffers = q.umemBufs; // AF_XDP: buffers [0, umemBuffers) of the pool are the UMEM
+    strayDescriptors += q.strayDescriptors;
   }
-  return { rxDrops, rxPackets, umemBuffers };
+  return { rxDrops, rxPackets, umemBuffers, strayDescriptors };
 }

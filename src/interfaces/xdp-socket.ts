@@ -263,9 +263,19 @@ export class XskSocket {
   }
 
   close(): void {
-    if (this.closed) return;
+    const fd = this.detach();
+    if (fd >= 0) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the rings and gives the descriptor to the caller to close (-1 when closed already):
+   * the close is what waits for the kernel's release (an RCU grace period), so several sockets
+   * are closed at once (closeConcurrently). Until then the socket stays bound.
+   */
+  detach(): number {
+    if (this.closed) return -1;
     this.closed = true;
     for (const r of [this.rx, this.tx, this.fill, this.comp]) this.sp.unmapLocal(r.mapOffset, r.mapLength);
-    native.closeFd(this.fd);
+    return this.fd;
   }
 }

@@ -24,7 +24,10 @@
  * ucontext layout is not known here) or NETMAP_TS_THREADS=0 is set, the call runs in the caller's
  * thread instead: slower, same result.
  */
-import { koffi, libc } from './index.js';
+import koffi from 'koffi';
+
+// libc bound here rather than imported from index.ts, which re-exports this module
+const libc = koffi.load('libc.so.6');
 
 const pt = {
   create: libc.func('int pthread_create(void *thread, void *attr, uintptr_t start, uintptr_t arg)'),
