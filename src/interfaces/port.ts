@@ -35,13 +35,14 @@ import * as native from '../native/index.js';
 import { requestedVnetHdr, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast, type ReceiverOptions, type TransmitterOptions } from './packet.js';
+import { abandonPacketRing, type PendingRing } from './packet-socket.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
 import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
-import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP } from './xdp-socket.js';
+import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP, type PreparedUmem } from './xdp-socket.js';
 import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-program.js';
 
 export const IF_DEFAULT_SLOTS = 1024;
@@ -118,6 +119,19 @@ interface IfState {
   xdpMapFd: number;
   /** AF_XDP: queue k's socket in this thread, counted per ring that binds it. */
   xsk: (XdpQueue | undefined)[];
+  /**
+   * Set-ups begun by openState before the split (beginAhead), so that their waits overlap with
+   * the links': the first AF_XDP socket's UMEM registration, or the packet sockets' rings. Taken
+   * over by bindRings; what is left is given up when the first handle's open ends.
+   */
+  begun: Begun | null;
+}
+
+interface Begun {
+  umem: PreparedUmem | null;
+  rx: (PendingRing | undefined)[];
+  tx: (PendingRing | undefined)[];
+  hostTx: PendingRing | undefined;
 }
 
 /**
@@ -306,7 +320,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [],
+    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [], begun: null,
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -323,6 +337,8 @@ function openState(port: Port): IfState {
     const deadline = Date.now() + SPLIT_WAIT_MS;
     const asked = askedBackend(port);
     const unfit = asked === 'packet' ? null : xdpUnfit(port);
+    beginAhead(port, st, asked === 'packet' || unfit !== null);
+    try {
     for (;;) {
       try {
         // With tcx what the stack sends is captured once a handle binds the host RX ring (the
@@ -373,9 +389,71 @@ function openState(port: Port): IfState {
         pause(10);
       }
     }
+    } catch (e) {
+      dropBegun(st);
+      throw e;
+    }
   }
   states.set(port.index, st);
   return st;
+}
+
+/** The options of NIC RX ring k's receiver (AF_PACKET) on `ifname`, for `n` RX rings; the fanout group is added by the caller. */
+function nicReceiverOptions(ifname: string, n: number): ReceiverOptions {
+  const info = interfaceInfo(ifname);
+  const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
+  // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel has
+  // written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole through
+  // the socket queue; the virtio-net header says how to cut it.
+  const frameSize = pow2AtLeast(Math.max(2048, info.mtu + 128));
+  return {
+    dropMark: SPLIT_MARK, fanoutMode: mode,
+    frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
+  };
+}
+
+const NIC_TX_OPTIONS: TransmitterOptions = { frames: 1024 };
+const HOST_TX_OPTIONS: TransmitterOptions = { frames: 256, qdiscBypass: false, mark: SPLIT_MARK };
+
+/**
+ * Starts, on native threads, the set-ups of the first handle of this thread that wait in the
+ * kernel, before the split is installed (its links wait for RCU grace periods too, one after the
+ * other): with AF_PACKET (`packet`) each ring's PACKET_RX_RING / PACKET_TX_RING
+ * (synchronize_net), with AF_XDP the UMEM registration (the kernel pins the pages). bindRings
+ * takes them over; nothing here is visible outside this process until then. A failure to begin
+ * only means the work is done later, where its error is reported.
+ */
+function beginAhead(port: Port, st: IfState, packet: boolean): void {
+  const nic = [...port.rxRings, ...port.txRings].filter((r) => !r.host);
+  const b: Begun = { umem: null, rx: [], tx: [], hostTx: undefined };
+  st.begun = b;
+  try {
+    if (port.txRings.some((r) => r.host)) b.hostTx = PacketTransmitter.begin(st.ifname, HOST_TX_OPTIONS);
+    if (packet) {
+      for (const r of port.rxRings) if (!r.host) b.rx[r.id] = PacketReceiver.begin(st.ifname, nicReceiverOptions(st.ifname, port.numRxRings));
+      for (const r of port.txRings) if (!r.host) b.tx[r.id] = PacketTransmitter.begin(st.ifname, NIC_TX_OPTIONS);
+    } else if (nic.length > 0) {
+      const r = nic[0]!;
+      b.umem = XskSocket.prepare({ umemOffset: r.bufBase, umemLength: umemWindow(port, r) * r.bufSize, chunkSize: r.bufSize });
+    }
+  } catch { /* made later, where the error is reported */ }
+}
+
+/** Gives up what beginAhead began and bindRings did not take (joins the threads, closes the sockets). */
+function dropBegun(st: IfState): void {
+  const b = st.begun;
+  if (b === null) return;
+  st.begun = null;
+  if (b.umem !== null) XskSocket.abandon(b.umem);
+  for (const p of [...b.rx, ...b.tx, b.hostTx]) if (p !== undefined) abandonPacketRing(p);
+}
+
+/** Takes `list[k]` out of `list` (a begun ring for the constructor). */
+function take(list: (PendingRing | undefined)[] | undefined, k: number): PendingRing | undefined {
+  if (list === undefined) return undefined;
+  const p = list[k];
+  list[k] = undefined;
+  return p;
 }
 
 /**
@@ -416,19 +494,12 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
     }
     if (st.nicRx[k] === undefined) {
       try {
-        const info = interfaceInfo(ifname);
-        const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
-        // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel
-        // has written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole
-        // through the socket queue; the virtio-net header says how to cut it. The first socket
-        // makes the fanout group, the others (any thread) join it: under the registry lock, or
-        // two threads opening at once would make a group each (and every frame would be
-        // received twice).
-        const frameSize = pow2AtLeast(Math.max(2048, info.mtu + 128));
-        const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, {
-          dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
-          frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
-        });
+        // The first socket makes the fanout group, the others (any thread) join it: under the
+        // registry lock, or two threads opening at once would make a group each (and every frame
+        // would be received twice).
+        const options = nicReceiverOptions(ifname, n);
+        const begun = take(st.begun?.rx, k);
+        const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, { ...options, fanoutGroup: group, begun });
         const rx = n === 1 ? make(undefined) : reg.locked(() => {
           const fanout = reg.portGet(port.index, L.PE_IF_FANOUT);
           const r = make(fanout > 0 ? fanout - 1 : -1);
@@ -449,19 +520,26 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   }
   for (const r of port.txRings) {
     if (r.host) {
-      st.hostTx ??= new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+      st.hostTx ??= new PacketTransmitter(ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
       st.hostTxRefs++;
       done.push(r);
       continue;
     }
     const k = r.id;
     if (st.nicTx[k] === undefined) {
-      st.nicTx[k] = new PacketTransmitter(ifname, { frames: 1024 });
+      st.nicTx[k] = new PacketTransmitter(ifname, { ...NIC_TX_OPTIONS, begun: take(st.begun?.tx, k) });
       st.txRefs[k] = 0;
     }
     st.txRefs[k]!++;
     done.push(r);
   }
+}
+
+/** The host TX ring's begun transmitter, taken out of st.begun. */
+function takeHostTx(st: IfState): PendingRing | undefined {
+  const p = st.begun?.hostTx;
+  if (st.begun !== null) st.begun.hostTx = undefined;
+  return p;
 }
 
 /**
@@ -475,7 +553,7 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
   for (const r of [...port.rxRings, ...port.txRings]) {
     if (r.host) {
       if (r.dir === L.RING_DIR_TX) {
-        st.hostTx ??= new PacketTransmitter(st.ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+        st.hostTx ??= new PacketTransmitter(st.ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
         st.hostTxRefs++;
         done.push(r);
       } else {
@@ -528,12 +606,20 @@ function umemWindow(port: Port, r: Ring): number {
 function openQueue(port: Port, st: IfState, r: Ring, queue = r.id, umemBufs = 0, fdNumber?: number): XdpQueue {
   const other = st.xsk.find((x) => x !== undefined && x.sock.fd !== fdNumber);
   const slots = Math.max(...[...port.txRings, ...port.rxRings].map((x) => x.numSlots));
-  const bufs = other?.umemBufs ?? (umemBufs > 0 ? umemBufs : umemWindow(port, r));
-  const sock = XskSocket.open({
-    ifindex: interfaceInfo(st.ifname).index, queue,
-    umemOffset: r.bufBase, umemLength: bufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
-    sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer, fdNumber,
-  });
+  // the first socket of the thread: the one whose UMEM registration beginAhead started, if any
+  const prepared = other === undefined && umemBufs === 0 ? st.begun?.umem ?? undefined : undefined;
+  if (prepared !== undefined) st.begun!.umem = null;
+  const bufs = other?.umemBufs ?? (umemBufs > 0 ? umemBufs : prepared !== undefined ? prepared.umemLength / r.bufSize : umemWindow(port, r));
+  let sock: XskSocket;
+  try {
+    sock = XskSocket.open({
+      ifindex: interfaceInfo(st.ifname).index, queue,
+      umemOffset: r.bufBase, umemLength: bufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
+      sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer, fdNumber, prepared,
+    });
+  } finally {
+    if (prepared !== undefined) XskSocket.abandon(prepared); // when open did not take it over
+  }
   try {
     setQueueSocket(st.xdpMapFd, queue, sock.fd);
   } catch (e) {
@@ -756,6 +842,7 @@ function countProcessUser(port: Port, st: IfState, delta: number, closer: number
  */
 function closeState(st: IfState): void {
   states.delete(st.index);
+  dropBegun(st);
   st.hostRead = null;
   st.split = null;
   st.tap?.close();
@@ -788,21 +875,25 @@ class InterfaceAdapter implements PortAdapter {
     st.users++;
     const asked = askedBackend(port);
     if (asked !== null && st.tap === null && [...port.rxRings, ...port.txRings].some((r) => !r.host) && (asked === 'xdp') !== (st.backend !== IF_BACKEND_PACKET)) {
+      dropBegun(st);
       if (--st.users <= 0) closeState(st);
       fail('EBUSY', `${port.spec}: ${port.name} is open in this process with the ${asked === 'xdp' ? 'AF_PACKET' : 'AF_XDP'} backend`);
     }
     try {
       countProcessUser(port, st, +1);
     } catch (e) {
+      dropBegun(st);
       if (--st.users <= 0) closeState(st);
       throw e;
     }
     try {
       bindRings(port, st); // undoes its own partial work on failure
     } catch (e) {
+      dropBegun(st);
       this.leave();
       throw e;
     }
+    dropBegun(st); // what the first handle's rings did not take (AF_XDP did not serve after all)
     this.u8 = port.mem.u8;
     const watches: Watch[] = [];
     const memId = port.memId;
