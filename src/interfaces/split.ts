@@ -30,7 +30,7 @@
  * creating and destroying a net device costs several RCU grace periods per open and close.)
  */
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { NetmapError, fail } from '../errors.js';
 import { interfaceInfo, interfaceExists, setInterfaceUp, checkInterfaceName } from './ifinfo.js';
 import { TapDevice } from './tap.js';
@@ -191,8 +191,12 @@ export function isHelperDevice(name: string): boolean {
 
 interface TcResult { status: number; out: string; err: string }
 
+/** child_process, loaded on the tc path only (a tcx open spawns nothing: no need to load it at start). */
+let spawnSyncFn: typeof import('node:child_process').spawnSync | null = null;
+
 function tc(args: string[]): TcResult {
-  const r = spawnSync('tc', args, { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
+  spawnSyncFn ??= (createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')).spawnSync;
+  const r = spawnSyncFn('tc', args, { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
   if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
     fail('EOPNOTSUPP', 'the tc command (iproute2) is needed to split an interface from its host stack on a kernel without tcx');
   }
