@@ -9,7 +9,7 @@
  * 2.2 Mpps through a pipe, README; i7-3400).
  * As root with nft installed: kipfw between two veths (AF_PACKET) against a Linux bridge with
  * an equivalent nftables ruleset (bridge family), trafgen sending 60-byte frames through each.
- * Usage: node dist/bench/firewall.js [seconds] [case ...]   (default 3 s, all cases)
+ * Usage: node dist/bench/firewall.js [--tx-rate PPS] [seconds] [case ...]   (default 3 s, all cases)
  */
 import fs from 'node:fs';
 import { startPktgen, runPair, type PktgenProc } from './lib/pktgen.js';
@@ -19,6 +19,9 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 
 const CLI = fileURLToPath(new URL('../src/tools/cli.js', import.meta.url));
+const rateAt = process.argv.indexOf('--tx-rate');
+/** `--tx-rate PPS`: the kipfw cases' sender paces itself (pkt-gen -R), leaving the CPU it would spend flooding valeA to kipfw and the receiver. */
+const TX_RATE = rateAt > 0 ? process.argv.splice(rateAt, 2)[1]! : null;
 const SECONDS = Math.min(30, Math.max(1, Number(process.argv[2] ?? 3) || 3));
 const ONLY = process.argv.slice(3);
 const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-fw-');
@@ -97,7 +100,7 @@ async function kipfwCase(name: string, target: number, published: number | null,
     const setupMs = performance.now() - t0;
     const before = ruleCount(fw, countRule);
     const cpu0 = cpuSeconds(k.child.pid!);
-    const f = await flow(`${a}:s${conf}`, `${b}:d${conf}`, [...threads, ...txArgs], threads);
+    const f = await flow(`${a}:s${conf}`, `${b}:d${conf}`, [...threads, ...(TX_RATE !== null ? ['-R', TX_RATE] : []), ...txArgs], threads);
     const cpu = cpuSeconds(k.child.pid!) - cpu0;
     const counted = ruleCount(fw, countRule) - before;
     console.log(JSON.stringify({
@@ -107,7 +110,7 @@ async function kipfwCase(name: string, target: number, published: number | null,
       // share of the two cores the three processes of this set-up got
       kipfw_mpps_per_core: Number((counted / cpu / 1e6).toFixed(3)),
       target_mpps: target, met: counted / cpu / 1e6 >= target,
-      kipfw_workers: workers, kipfw_start_ms: Math.round(k.startMs), rules_setup_ms: Math.round(setupMs),
+      kipfw_workers: workers, tx_rate: TX_RATE ?? 'unpaced', kipfw_start_ms: Math.round(k.startMs), rules_setup_ms: Math.round(setupMs),
       ...(published !== null ? { netmap_ipfw_published_mpps: published, ratio_to_published: Number((f.rx_mpps / published).toFixed(3)) } : {}),
     }));
   } finally {
