@@ -339,56 +339,7 @@ function openState(port: Port): IfState {
     const unfit = asked === 'packet' ? null : xdpUnfit(port);
     beginAhead(port, st, asked === 'packet' || unfit !== null);
     try {
-    for (;;) {
-      try {
-        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
-        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
-        // the start (switching later would spawn tc again). Where AF_XDP will likely serve, its
-        // program cuts the wire (no tcx ingress link; added below if it does not).
-        const split = HostSplit.install(ifname, {
-          capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc',
-          ingressCut: asked === 'packet' || unfit !== null,
-        });
-        st.split = split;
-        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
-        if (split.capture) st.hostRead = split.host;
-        try {
-          chooseBackend(port, st, asked, unfit);
-          if (st.xdp === null || !st.xdp.dropsUnbound) split.addIngressCut();
-        } catch (e) {
-          if (st.xdp !== null) { detachXdp(st.xdp); st.xdp = null; }
-          split.remove();
-          throw e;
-        }
-        reg.locked(() => {
-          reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
-          reg.portSet(port.index, L.PE_IF_USERS, 0);
-          reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
-          reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
-          reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
-          reg.portSet(port.index, L.PE_IF_FANOUT, 0);
-        });
-        break;
-      } catch (e) {
-        if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
-        // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
-        if (owner === process.pid) {
-          // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
-          // adopted when a host ring is bound
-          st.xdpMapFd = port.mem.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
-          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.mem.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
-          break;
-        }
-        // a thread of ours may be installing it right now; another process would have its pid
-        // here. A dead owner's devices go with its descriptors, which the kernel may still be
-        // closing (an AF_XDP socket's release waits for RCU): wait for them too.
-        const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
-        if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
-        pause(10);
-      }
-    }
+      installSplit(port, st, asked, unfit, deadline);
     } catch (e) {
       dropBegun(st);
       throw e;
@@ -396,6 +347,66 @@ function openState(port: Port): IfState {
   }
   states.set(port.index, st);
   return st;
+}
+
+/**
+ * Installs the split for the process (the first thread), or finds it installed by another thread
+ * of the process (waiting up to `deadline` for one that is installing it), and chooses the
+ * backend. EBUSY when another live process holds the interface.
+ */
+function installSplit(port: Port, st: IfState, asked: InterfaceBackend | null, unfit: string | null, deadline: number): void {
+  const reg = registry();
+  const ifname = st.ifname;
+  for (;;) {
+    try {
+      // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+      // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+      // the start (switching later would spawn tc again). Where AF_XDP will likely serve, its
+      // program cuts the wire (no tcx ingress link; added below if it does not).
+      const split = HostSplit.install(ifname, {
+        capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc',
+        ingressCut: asked === 'packet' || unfit !== null,
+      });
+      st.split = split;
+      if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+      if (split.capture) st.hostRead = split.host;
+      try {
+        chooseBackend(port, st, asked, unfit);
+        if (st.xdp === null || !st.xdp.dropsUnbound) split.addIngressCut();
+      } catch (e) {
+        if (st.xdp !== null) { detachXdp(st.xdp); st.xdp = null; }
+        split.remove();
+        throw e;
+      }
+      reg.locked(() => {
+        reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
+        reg.portSet(port.index, L.PE_IF_USERS, 0);
+        reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
+        reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
+        reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
+        reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
+        reg.portSet(port.index, L.PE_IF_FANOUT, 0);
+      });
+      break;
+    } catch (e) {
+      if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
+      // held: by another thread of this process (share it), or by another process
+      const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+      if (owner === process.pid) {
+        // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
+        // adopted when a host ring is bound
+        st.xdpMapFd = port.mem.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
+        st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.mem.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
+        break;
+      }
+      // a thread of ours may be installing it right now; another process would have its pid
+      // here. A dead owner's devices go with its descriptors, which the kernel may still be
+      // closing (an AF_XDP socket's release waits for RCU): wait for them too.
+      const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
+      if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
+      pause(10);
+    }
+  }
 }
 
 /** The options of NIC RX ring k's receiver (AF_PACKET) on `ifname`, for `n` RX rings; the fanout group is added by the caller. */
