@@ -81,6 +81,13 @@ function threadsWanted(): boolean {
 /** Threads started and joined so far (tests check that work went through them). */
 export const threadStats = { started: 0, joined: 0, inline: 0 };
 
+/**
+ * Threads not joined yet: their memory (stacks, contexts, arguments) stays reachable from here, so
+ * that a caller that lost its handle leaks it rather than letting the collector free memory a
+ * running thread uses.
+ */
+const running = new Set<NativeThread>();
+
 /** A native thread; join() waits for its end and returns its exit value (close: close's result). */
 class NativeThread {
   private readonly id: bigint;
@@ -90,6 +97,7 @@ class NativeThread {
   constructor(id: bigint, keep: unknown[]) {
     this.id = id;
     this.keep = keep;
+    running.add(this);
   }
 
   join(): number {
@@ -97,6 +105,7 @@ class NativeThread {
     const ret = Buffer.alloc(8);
     pt.join(this.id, ret);
     this.keep = null;
+    running.delete(this);
     threadStats.joined++;
     return ret.readInt32LE(0);
   }
