@@ -67,7 +67,8 @@ export interface NumberRule {
   readonly max: number;
   /** Fractions allowed (default: integers only). */
   readonly fraction?: boolean;
-  /** k/M/G suffixes (×1e3, ×1e6, ×1e9) allowed, as pkt-gen's -n and -R take them. */
+  /** k/M/G suffixes (×1e3, ×1e6, ×1e9) allowed, as pkt-gen's -n and -R take them; without
+   * `fraction` the value must still come out whole ('1.5k' yes, '1.5' no). */
   readonly units?: boolean;
 }
 
@@ -81,7 +82,12 @@ export function parseNumber(text: string, what: string, rule: NumberRule): numbe
     usageFail(`${what}: '${text}' is not ${integerOnly ? 'an integer' : rule.units === true ? 'a number (k/M/G suffixes allowed)' : 'a number'}`);
   }
   let v = Number(m[1]) * UNIT[m[2]!]!;
-  if (rule.fraction !== true) v = Math.round(v);
+  if (rule.fraction !== true) {
+    // '1.5k' is 1500, but '1.5' (or '1.0005k') is not a whole count: refuse it rather than round
+    const whole = Math.round(v);
+    if (Math.abs(v - whole) > 1e-9 * Math.max(1, whole)) usageFail(`${what}: '${text}' is not a whole number`);
+    v = whole;
+  }
   if (!(v >= rule.min && v <= rule.max)) usageFail(`${what}: ${text} is out of range (${rule.min}..${rule.max})`);
   return v;
 }

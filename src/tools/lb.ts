@@ -12,7 +12,7 @@ const LB: ToolSpec = {
   name: 'lb',
   synopsis: ['[options] -i port [-p [name:]N]...'],
   options: [
-    { short: 'i', value: 'PORT', help: 'input port (netmap:IF, valeX:P, ...), required' },
+    { short: 'i', value: 'PORT', help: 'input port (netmap:IF, a pipe end; not a VALE port), required' },
     { short: 'p', value: '[NAME:]N', many: true, help: 'add a group of N pipes netmap:NAME{K (NAME defaults to the input\'s name);\nevery group receives every packet (default: one group of 2)' },
     { short: 'B', value: 'N', help: 'extra buffers for overflow queues (default 0: drop when a pipe is full)' },
     { short: 'b', value: 'N', help: 'batch: slots handled per pass (default 2048)' },
@@ -44,13 +44,24 @@ function toArgs(p: ParsedArgs): Args {
     stdoutEvery: p.number('o', 0, period), stderrEvery: p.number('s', 0, period),
     duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
   };
-  const defaultName = parsePortSpec(input).parentName;
+  // The pipes (netmap:NAME{K) are opened in the input's memory region: an interface's pipes, or a
+  // pipe's siblings, are there; a VALE port's region has no pipes (netmap:in{K made in a region of
+  // its own failed at start with 'uses memory region 3, not 2'), so say so before starting.
+  const spec = parsePortSpec(input);
+  if (spec.subsystem === 'vale') {
+    usageFail(`-i ${input}: a VALE port cannot be lb's input (its pipes would not share the port's memory); ` +
+      `bridge it to a pipe and balance the pipe's other end, whose siblings carry the output: ` +
+      `netmap bridge -i ${input} -i 'netmap:in{9' & netmap lb -i 'netmap:in}9' (consumers open netmap:in}0, netmap:in}1)`);
+  }
+  const defaultName = spec.portName;
   const groupSpecs = p.values('p');
   for (const g of groupSpecs.length > 0 ? groupSpecs : ['2']) {
     const colon = g.lastIndexOf(':');
     const name = colon >= 0 ? g.slice(0, colon) : defaultName;
     const n = parseNumber(colon >= 0 ? g.slice(colon + 1) : g, '-p', { min: 1, max: 64 });
     if (name === '') usageFail(`empty pipe name in -p ${g}`);
+    // a name the pipes cannot have is a bad argument (the parser's EINVAL names the fault)
+    parsePortSpec(`netmap:${name}{${n - 1}`);
     a.groups.push({ name, pipes: n });
   }
   return a;

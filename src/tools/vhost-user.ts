@@ -8,6 +8,8 @@ import { parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from '.
 const SPEC: ToolSpec = {
   name: 'vhost-user',
   synopsis: ['--socket PATH [-v] [--duration SECS] valeX:PORT'],
+  // options may also follow the port (glibc getopt), as in `... valeX:PORT --duration 5`
+  permute: true,
   preamble: [
     'valeX:PORT  the VALE port the guest joins (made once QEMU has negotiated the features)',
     'QEMU side: -chardev socket,id=c0,path=PATH,reconnect=1 -netdev vhost-user,id=n0,chardev=c0',

@@ -83,6 +83,8 @@ test('burst uses expand_number (powers of 1024); delay over 10000 is refused', (
   const r = run(d, 'pipe 2 config delay 20000');
   assert.deepEqual([r.status, r.stderr], [65, 'ipfw: delay must be < 10000\n']);
   assert.equal(schedOf(d, 2).link.burstBytes, 512000, 'a refused command changes nothing');
+  const neg = run(d, 'pipe 2 config delay -5ms');
+  assert.deepEqual([neg.status, neg.stderr], [65, 'ipfw: delay must be < 10000\n'], 'no negative delay');
 });
 
 test('errors: messages and exit statuses as ipfw', () => {

@@ -101,6 +101,11 @@ test('numbers: integers, fractions, k/M/G units, ranges, with the option in the 
   assert.equal(usage(() => parseNumber('10', '-l', { min: 42, max: 65535 })), '-l: 10 is out of range (42..65535)');
   assert.equal(usage(() => parseNumber('-1', '-b', { min: 1, max: 9 })), "-b: '-1' is not an integer");
   assert.equal(usage(() => parseNumber('x', '-R', { min: 0, max: 9, units: true })), "-R: 'x' is not a number (k/M/G suffixes allowed)");
+  // a count with units is still a count: pkt-gen -n 1.5 sent 2 packets before
+  assert.equal(usage(() => parseNumber('1.5', '-n', { min: 0, max: 1e10, units: true })), "-n: '1.5' is not a whole number");
+  assert.equal(usage(() => parseNumber('1.0005k', '-n', { min: 0, max: 1e10, units: true })), "-n: '1.0005k' is not a whole number");
+  assert.equal(parseNumber('1.1k', '-n', { min: 0, max: 1e10, units: true }), 1100);
+  assert.equal(parseNumber('2.5', '-b', { min: 0, max: 1e10, units: true, fraction: true }), 2.5);
 });
 
 test('the help lists every option of the table, continuation lines indented under the first', () => {
@@ -131,6 +136,10 @@ test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, 
   const { parseArgs: lb } = await import('../../src/tools/lb.js');
   const l = lb(['-i', 'netmap:eth9', '-p', 'x:3', '-p', '2', '-B', '100', '-b', '64', '-W'])!;
   assert.deepEqual(l.groups, [{ name: 'x', pipes: 3 }, { name: 'eth9', pipes: 2 }]);
+  // a VALE input is refused at once: its pipes could not share its memory (it failed at start)
+  assert.match(usage(() => lb(['-i', 'vale0:in'])), /a VALE port cannot be lb's input/);
+  assert.deepEqual(lb(['-i', 'netmap:p{1', '-p', '3'])!.groups, [{ name: 'p', pipes: 3 }]);
+  assert.match(usage(() => lb(['-i', 'vale0:in', '-p', 'a{b:3'])), /invalid port name 'netmap:a\{b\{2'/);
 });
 
 /** console.log and console.error collected into `out` and `err` until restore(). */
@@ -200,6 +209,9 @@ test('vhost-user tool: serves until --duration, bad arguments exit EX_USAGE', as
     assert.match(out.join('\n'), /vhost-user valeU0:vm1: listening on .*vu.sock/);
     assert.match(out.at(-1)!, /"txFrames":0/);
     assert.ok(!fs.existsSync(sock), 'the socket is removed at the end');
+    out.length = 0;
+    assert.equal(await main(['--socket', sock, 'valeU0:vm1', '--duration', '0.1']), 0, 'options after the port');
+    assert.match(out.join('\n'), /listening on/);
     for (const bad of [['valeU0:vm1'], ['--socket', sock], ['--socket', sock, 'a', 'b']]) {
       err.length = 0;
       assert.equal(await main(bad), EX_USAGE, bad.join(' '));

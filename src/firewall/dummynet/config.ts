@@ -560,7 +560,8 @@ export class DummynetConfig {
     }
 
     // Validity checks of ipfw_config_pipe().
-    if (link && link.delayMs > 10000) dataerr('delay must be < 10000');
+    // 'delay -5ms' (strtoul reads the sign) is refused with the same message, not kept as -5 ms
+    if (link && (link.delayMs > 10000 || link.delayMs < 0)) dataerr('delay must be < 10000');
     if (fs) {
       if (given.has('ecn-pending') && !fs.red) usage('enable red/gred for ECN');
       const r = fs.red;
