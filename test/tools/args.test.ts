@@ -139,7 +139,7 @@ test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, 
   // a VALE input is refused at once: its pipes could not share its memory (it failed at start)
   assert.match(usage(() => lb(['-i', 'vale0:in'])), /a VALE port cannot be lb's input/);
   assert.deepEqual(lb(['-i', 'netmap:p{1', '-p', '3'])!.groups, [{ name: 'p', pipes: 3 }]);
-  assert.match(usage(() => lb(['-i', 'vale0:in', '-p', 'a{b:3'])), /invalid port name 'netmap:a\{b\{2'/);
+  assert.match(usage(() => lb(['-i', 'netmap:p}1', '-p', 'a{b:3'])), /invalid port name 'netmap:a\{b\{2'/);
 });
 
 /** console.log and console.error collected into `out` and `err` until restore(). */
