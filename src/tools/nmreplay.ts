@@ -39,6 +39,8 @@ function toArgs(p: ParsedArgs): Args {
   if (p.has('l')) opts.loops = p.number('l', 1, { min: 0, max: Number.MAX_SAFE_INTEGER });
   if (p.has('t')) opts.durationMs = p.number('t', 0, POSITIVE) * 1000;
   if (p.has('c')) opts.count = p.number('c', 0, { ...POSITIVE, fraction: false });
+  // checked here too so that it is a usage error (64), not a failed replay (1) after the file is read
+  if (opts.loops === 0 && opts.durationMs === undefined && opts.count === undefined) usageFail('-l 0 (endless) needs -t SECONDS or -c COUNT');
   return { file, port, opts };
 }
 

@@ -254,3 +254,21 @@ test('bridge -L loops a port back: what the peer of a pipe sends comes back to i
     peer.close();
   }
 });
+
+test('nmreplay -l 0 without -t or -c is a usage error before any file is read; pkt-gen -n takes whole counts', async () => {
+  const { main } = await import('../../src/tools/nmreplay.js');
+  const { err, restore } = captureConsole();
+  try {
+    assert.equal(await main(['-f', '/nonexistent.pcap', '-i', 'netmap:rp{1', '-l', '0']), EX_USAGE);
+    assert.match(err.join('\n'), /-l 0 \(endless\) needs -t SECONDS or -c COUNT/);
+    err.length = 0;
+    // with a bound it gets as far as the file
+    assert.equal(await main(['-f', '/nonexistent.pcap', '-i', 'netmap:rp{1', '-l', '0', '-c', '5']), 1);
+    assert.match(err.join('\n'), /ENOENT/);
+  } finally {
+    restore();
+  }
+  const { parseArgs: pktgen } = await import('../../src/tools/pkt-gen.js');
+  assert.equal(pktgen(['-i', 'vale0:a', '-n', '1.5k'])!.count, 1500);
+  assert.match(usage(() => pktgen(['-i', 'vale0:a', '-n', '1.5'])), /-n: '1\.5' is not a whole number/);
+});
