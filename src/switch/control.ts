@@ -382,7 +382,8 @@ export async function setLookup(switchName: string, module: string | null, confi
   const reg = registry();
   reg.locked(() => {
     const switchIndex = reg.findSwitch(switchName);
-    if (switchIndex < 0) fail('ENXIO', `no switch ${switchName}`);
+    // a switch lives while a port is open on it or attached to it: say how to have one
+    if (switchIndex < 0) fail('ENXIO', `no switch ${switchName} (a switch exists while one of its ports is open or attached: keep one with 'netmap vale-ctl -n P' and 'netmap vale-ctl -a ${switchName}:P')`);
     const base = reg.base + reg.switchEntry(switchIndex);
     const u8 = reg.sp.u8, u32 = reg.sp.u32;
     u8.fill(0, base + L.SW_LOOKUP_MODULE, base + L.SW_LOOKUP_MODULE + L.SW_LOOKUP_MODULE_MAX + L.SW_LOOKUP_CONFIG_MAX);

@@ -272,3 +272,16 @@ test('nmreplay -l 0 without -t or -c is a usage error before any file is read; p
   assert.equal(pktgen(['-i', 'vale0:a', '-n', '1.5k'])!.count, 1500);
   assert.match(usage(() => pktgen(['-i', 'vale0:a', '-n', '1.5'])), /-n: '1\.5' is not a whole number/);
 });
+
+test('ipfw attach of a switch that does not exist: exit 69, and how to keep a switch', async () => {
+  const { main } = await import('../../src/tools/ipfw.js');
+  const { err, restore } = captureConsole();
+  let status: number;
+  try {
+    status = await main(['attach', 'valeNoSuch7']);
+  } finally {
+    restore();
+  }
+  assert.equal(status, 69);
+  assert.match(err.join('\n'), /no switch valeNoSuch7 .*netmap vale-ctl -n P.*netmap vale-ctl -a valeNoSuch7:P.*\(ENXIO\)/);
+});
