@@ -158,9 +158,11 @@ export class Kipfw {
           sizer?.close();
         }
       }
-      for (const p of ports) {
+      for (const [k, p] of ports.entries()) {
         if (p.rxRings.length < workers || p.txRings.length < workers) {
-          fail('EINVAL', `${p.name} has ${p.rxRings.length} RX and ${p.txRings.length} TX rings: -p ${workers} needs ${workers} of each (for a VALE port: ${p.name}@conf:rings=${workers})`);
+          // the hint names the port as given (netmap:IF, valeX:P), without its own @ options
+          const asGiven = opts.ports[k]!.replace(/@.*$/, '');
+          fail('EINVAL', `${p.name} has ${p.rxRings.length} RX and ${p.txRings.length} TX rings: -p ${workers} needs ${workers} of each (ask for them in the name: ${asGiven}@conf:rings=${workers})`);
         }
         portInfo.push({ name: p.name, memId: p.memId });
       }

@@ -7,7 +7,7 @@ import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
 const VALE_CTL: ToolSpec = {
   name: 'vale-ctl',
-  synopsis: ['[-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-v]'],
+  synopsis: ['[-n port | -r port | -a valeSW:port | -h valeSW:port | -d valeSW:port | -l valeSW:port | -s [valeSW]] [-C spec] [-H len] [-v]'],
   preamble: ['with no option: list every port of every switch, \'<name> bridge_idx <b> port_idx <p>\''],
   // netmap's vale-ctl options (getopt "d:a:h:g:l:n:r:C:p:P:m:v"), plus -s
   options: [

@@ -285,3 +285,16 @@ test('ipfw attach of a switch that does not exist: exit 69, and how to keep a sw
   assert.equal(status, 69);
   assert.match(err.join('\n'), /no switch valeNoSuch7 .*netmap vale-ctl -n P.*netmap vale-ctl -a valeNoSuch7:P.*\(ENXIO\)/);
 });
+
+test('kipfw -p 2 on ports with one ring pair: the hint names each port as given (netmap:IF too), with @conf:rings=2', async () => {
+  const { main } = await import('../../src/tools/kipfw.js');
+  const { err, restore } = captureConsole();
+  let status: number;
+  try {
+    status = await main(['-s', 'argsfw', '-p', '2', 'valeKA:g', 'valeKB:g@conf:slots=512', '--duration', '0.1']);
+  } finally {
+    restore();
+  }
+  assert.equal(status, 1);
+  assert.match(err.join('\n'), /valeKA:g has 1 RX and 1 TX rings: -p 2 needs 2 of each \(ask for them in the name: valeKA:g@conf:rings=2\) \(EINVAL\)/);
+});
