@@ -42,16 +42,22 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`vhost-user ${a.port}: listening on ${a.socket}`);
     let stop: () => void = () => {};
     const stopped = new Promise<void>((r) => { stop = r; });
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // `on`, not `once`, and kept until the backend is closed: a second SIGINT (timeout(1) signals
+    // the child and then its process group; a user pressing ^C twice) during the asynchronous
+    // close killed the process and left the socket behind
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
     const timers: NodeJS.Timeout[] = [];
-    if (a.duration > 0) timers.push(setTimeout(stop, a.duration * 1000));
-    if (a.verbose) timers.push(setInterval(() => console.log(JSON.stringify({ port: a.port, connected: backend.connected, ...backend.counters() })), 1000));
-    await Promise.race([stopped, backend.whenStopped()]);
-    for (const t of timers) clearTimeout(t);
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGTERM', stop);
-    await backend.close();
+    try {
+      if (a.duration > 0) timers.push(setTimeout(stop, a.duration * 1000));
+      if (a.verbose) timers.push(setInterval(() => console.log(JSON.stringify({ port: a.port, connected: backend.connected, ...backend.counters() })), 1000));
+      await Promise.race([stopped, backend.whenStopped()]);
+      for (const t of timers) clearTimeout(t);
+      await backend.close();
+    } finally {
+      process.removeListener('SIGINT', stop);
+      process.removeListener('SIGTERM', stop);
+    }
     console.log(JSON.stringify({ port: a.port, ...backend.counters() }));
     return 0;
   });

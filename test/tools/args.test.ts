@@ -298,3 +298,26 @@ test('kipfw -p 2 on ports with one ring pair: the hint names each port as given 
   assert.equal(status, 1);
   assert.match(err.join('\n'), /valeKA:g has 1 RX and 1 TX rings: -p 2 needs 2 of each \(ask for them in the name: valeKA:g@conf:rings=2\) \(EINVAL\)/);
 });
+
+test('vhost-user: two SIGINTs in a row (timeout(1) signals the child, then its group) still close and remove the socket', async () => {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const cli = fileURLToPath(new URL('../../src/tools/cli.js', import.meta.url));
+  const sock = `${dir}/vu2.sock`;
+  const child = spawn(process.execPath, [cli, 'vhost-user', '--socket', sock, 'valeU2:vm1', '--duration', '20'], { env: { ...process.env, NETMAP_TS_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | string | null>((r) => child.on('exit', (code, sig) => r(code ?? sig)));
+  const t0 = Date.now();
+  while (!out.includes('listening') && Date.now() - t0 < 15_000) await new Promise((r) => setTimeout(r, 20));
+  assert.match(out, /listening on/);
+  child.kill('SIGINT');
+  // the second while the first one's close runs (before this change it killed the process there)
+  await new Promise((r) => setTimeout(r, 2));
+  child.kill('SIGINT');
+  const status = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('hang'), 15_000))]);
+  if (status === 'hang') child.kill('SIGKILL');
+  assert.equal(status, 0, `exit ${String(status)}; stdout ${out}`);
+  assert.match(out, /"txFrames":0/);
+  assert.ok(!fs.existsSync(sock), 'the socket is removed');
+});
