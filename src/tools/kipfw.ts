@@ -68,8 +68,10 @@ async function run(args: Args): Promise<number> {
   }, makeDaemonDummynet);
   for (const line of k.describe()) console.error(line);
   const onSignal = (): void => k.stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, kept until k.close() is done: a second SIGINT during the asynchronous close (^C twice,
+  // timeout -s INT) killed the daemon and left its control socket, store and memory behind
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let timer: NodeJS.Timeout | null = null;
   if (args.verbose) {
     let last = { ...k.stats };
@@ -83,8 +85,6 @@ async function run(args: Args): Promise<number> {
     await k.run(args.duration > 0 ? args.duration * 1000 : Infinity);
   } finally {
     if (timer !== null) clearInterval(timer);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
     const s = k.stats;
     console.error(`kipfw ${k.name}: ${s.received} received, ${s.passed} passed, ${s.denied} denied, ${s.rejected} rejected (${s.repliesSent} replies), ${s.toDummynet} through dummynet${args.workers > 1 ? ` (${s.handedOff} handed to worker 0 by the others)` : ''}`);
     if (s.poolFull > 0 || s.dummynetLost > 0 || s.handoffFull > 0) console.error(`kipfw ${k.name}: dummynet dropped ${s.poolFull} packets for want of a pool buffer, ${s.handoffFull} for a full hand-off ring (-p N), ${s.dummynetLost} at its output (a full TX ring, or dropped by the pipe)`);
@@ -93,7 +93,12 @@ async function run(args: Args): Promise<number> {
       const us = (x: number): string => (x === Infinity ? '>1 s' : x === 0 ? '<1 µs' : `≤${x} µs`);
       console.error(`kipfw ${k.name}: dummynet released ${late.packets} packets late by p50 ${us(late.p50Us)}, p90 ${us(late.p90Us)}, p99 ${us(late.p99Us)}, max ${us(late.maxUs)}`);
     }
-    await k.close();
+    try {
+      await k.close();
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
   }
   return k.failure === null ? 0 : 1;
 }
