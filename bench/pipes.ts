@@ -14,6 +14,15 @@
  * --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
  * at one batch beside pkt-gen, to compare them in one run).
  *
+ * One side on its own (bench/pktgen-callgrind.sh runs each side under valgrind this way):
+ *
+ *   NETMAP_TS_DIR=DIR node dist/bench/pipes.js --child '{"role":"rx","name":"p","batch":512}'
+ *   NETMAP_TS_DIR=DIR node dist/bench/pipes.js --child '{"role":"tx","name":"p","batch":512,"count":1000000}'
+ *
+ * The tx side sends `count` packets (or runs for `ms`, 1500 by default) and then an end marker; the
+ * rx side runs until that marker. Started this way (not forked by this bench), a side prints its
+ * result as one JSON line on stdout.
+ *
  * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
  */
 import { fork } from 'node:child_process';
@@ -25,8 +34,12 @@ interface Role {
   role: 'tx' | 'rx' | 'ping' | 'pong';
   name: string;
   batch: number;
-  ms: number;
-  dir: string;
+  /** tx: how long to send (ignored with `count`). */
+  ms?: number;
+  /** tx: send exactly this many packets, then the end marker. */
+  count?: number;
+  /** The shared-memory directory (NETMAP_TS_DIR); the environment's when absent. */
+  dir?: string;
   blocking?: boolean;
   rounds?: number;
   slots?: number;
@@ -83,7 +96,7 @@ function conf(r: Role): string {
 }
 
 async function runRole(r: Role): Promise<Result> {
-  process.env.NETMAP_TS_DIR = r.dir;
+  if (r.dir !== undefined) process.env.NETMAP_TS_DIR = r.dir;
   const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
   nm.registerPortTypes([pipePortType, parentPortType]);
@@ -101,10 +114,11 @@ async function runRole(r: Role): Promise<Result> {
     const tx = port.txRings[0]!;
     const u16 = port.mem.u16;
     const batch = r.batch;
-    const deadline = performance.now() + r.ms;
+    const count = r.count ?? 0;
+    const deadline = count > 0 ? Infinity : performance.now() + (r.ms ?? 1500);
     let sent = 0;
     for (let iter = 0; ; iter++) {
-      if ((iter & 1023) === 0 && performance.now() > deadline) break;
+      if (count > 0 ? sent >= count : (iter & 1023) === 0 && performance.now() > deadline) break;
       let room = tx.space();
       if (room === 0) {
         if (r.blocking === false) { port.txsync(); continue; }
@@ -112,7 +126,8 @@ async function runRole(r: Role): Promise<Result> {
         room = tx.space();
         if (room === 0) continue;
       }
-      const k = room < batch ? room : batch;
+      let k = room < batch ? room : batch;
+      if (count > 0 && k > count - sent) k = count - sent;
       tx.advance(writeLengths(u16, tx, tx.head, k, PKT_LEN));
       port.txsync();
       sent += k;
@@ -376,7 +391,16 @@ async function main(): Promise<void> {
 if (!isMainThread) {
   runRole(workerData as Role).then((res) => parentPort!.postMessage(res), (e) => { throw e; });
 } else if (process.argv[2] === '--child') {
-  runRole(JSON.parse(process.argv[3]!) as Role).then((res) => { if (process.connected) process.send!(res); }, (e) => { console.error(e); process.exit(1); });
+  const role = JSON.parse(process.argv[3] ?? '{}') as Role;
+  if (!['tx', 'rx', 'ping', 'pong'].includes(role.role) || typeof role.name !== 'string' || !(role.batch >= 1 && role.batch <= 4096) ||
+      (role.count !== undefined && !(Number.isInteger(role.count) && role.count > 0)) || (role.dir === undefined && process.env.NETMAP_TS_DIR === undefined && !process.connected)) {
+    console.error('usage: NETMAP_TS_DIR=DIR node pipes.js --child \'{"role":"tx|rx|ping|pong","name":"NAME","batch":1..4096[,"count":N][,"ms":MS][,"slots":S][,"blocking":false]}\'');
+    process.exit(64);
+  }
+  runRole(role).then((res) => {
+    if (process.connected) process.send!(res);
+    else process.stdout.write(JSON.stringify({ bench: 'pipes', metric: 'side', role: role.role, name: role.name, batch: role.batch, ...res }) + '\n');
+  }, (e) => { console.error(e); process.exit(1); });
 } else {
   main().catch((e) => { console.error(e); process.exit(1); });
 }
