@@ -286,7 +286,7 @@ async function sameThread(dir: string, batch: number, ms: number, loops: 'pipes'
       let k = tx.space();
       if (k > batch) k = batch;
       if (loops === 'pkt-gen') {
-        tx.advance(slots.fillConstant(m.mem.u8, u32, tx.slotWord, n, tx.head, k, filled, tx.bufBase, tx.bufSize, tx.numBufs, tplAt, PKT_LEN, firstLap > 0));
+        tx.advance(slots.fillConstant(m.mem.u8, m.mem.i32, tx.slotWord, n, tx.head, k, filled, tx.bufBase, tx.bufSize, tx.numBufs, tplAt, PKT_LEN, firstLap > 0));
         if (firstLap > 0) firstLap -= k;
         m.txsync();
         s.rxsync();

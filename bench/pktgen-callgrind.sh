@@ -16,6 +16,9 @@
 # Usage: bench/pktgen-callgrind.sh [--batch 512] [--warm 2000000] [--window 10000000]
 #                                  [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR]
 #   --root: the checkout whose dist/ is run (default: the one holding this script).
+#   --keep DIR: keep each window's callgrind file (with --dump-instr=yes) and node's
+#     --perf-basic-prof map of JIT code, as DIR/SIDE-PROG.cg and DIR/SIDE-PROG.map, to see where
+#     the instructions go (bench/lib/callgrind-jit.py DIR/tx-pkt-gen.cg DIR/tx-pkt-gen.map).
 # Prints JSON lines: {"bench":"pktgen-callgrind","side":"tx","prog":"pkt-gen","value":...} and one
 # {"metric":"ratio",...} line per side when both programs ran.
 # Needs valgrind (with vgdb) and a built tree (npx tsc -p .). Uses only netmap pipes, in its own
@@ -27,7 +30,7 @@ root=$(cd "$here/.." && pwd)
 # run from dist/bench/ (a copy tsc does not make) or from bench/: find the checkout either way
 [ -d "$root/dist" ] || root=$(cd "$here/../.." && pwd)
 batch=512 warm=2000000 window=10000000 sides=tx,rx progs=pkt-gen,pipes
-node_flags=${NODE_FLAGS_CG-}
+node_flags=${NODE_FLAGS_CG-} keep="" cg_opts=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) batch=$2; shift 2 ;;
@@ -36,12 +39,18 @@ while [ $# -gt 0 ]; do
     --sides) sides=$2; shift 2 ;;
     --progs) progs=$2; shift 2 ;;
     --root) root=$(cd "$2" && pwd); shift 2 ;;
-    *) echo "usage: $0 [--batch N] [--warm N] [--window N] [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR]" >&2; exit 64 ;;
+    --keep) keep=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
+    *) echo "usage: $0 [--batch N] [--warm N] [--window N] [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR] [--keep DIR]" >&2; exit 64 ;;
   esac
 done
 for v in "$batch" "$warm" "$window"; do
   [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --batch, --warm and --window are positive integers" >&2; exit 64; }
 done
+# The measured side optimizes on its own thread (V8 compiles in the background by default): under
+# valgrind, which runs one thread at a time, a background compile could spill into the window;
+# the code it makes is the same.
+side_flags="--no-concurrent-recompilation --no-concurrent-osr"
+[ -z "$keep" ] || { side_flags="$side_flags --perf-basic-prof"; cg_opts="--dump-instr=yes"; }
 command -v valgrind >/dev/null || { echo '{"bench":"pktgen-callgrind","skipped":"valgrind is not installed"}'; exit 0; }
 cli="$root/dist/src/tools/cli.js" pipes="$root/dist/bench/pipes.js" watch="$root/dist/bench/lib/callgrind-window.js"
 [ -f "$cli" ] && [ -f "$pipes" ] && [ -f "$watch" ] || { echo "$0: build first (npx tsc -p . in $root)" >&2; exit 1; }
@@ -58,7 +67,7 @@ trap 'exit 130' INT TERM
 
 # the command line of one side: prog side count pipe-name
 side_cmd() {
-  local prog=$1 side=$2 n=$3 name=$4
+  local prog=$1 side=$2 n=$3 name=$4 node_flags="$node_flags ${5-}"
   if [ "$prog" = pkt-gen ]; then
     if [ "$side" = tx ]; then echo node $node_flags "$cli" pkt-gen -f tx -l 60 -b "$batch" -i "netmap:$name{1" -n "$n" --json -T 0
     else echo node $node_flags "$cli" pkt-gen -f rx -b "$batch" -i "netmap:$name}1" -n "$n" --json -T 0; fi
@@ -80,7 +89,7 @@ measure() {
   timeout 900 $(side_cmd "$prog" "$other" "$total" "$name") >"$work/peer.log" 2>&1 &
   peer_pid=$!
   # shellcheck disable=SC2046
-  timeout 900 valgrind --tool=callgrind --callgrind-out-file="$out" $(side_cmd "$prog" "$side" "$total" "$name") >"$work/side.log" 2>&1 &
+  timeout 900 valgrind --tool=callgrind $cg_opts --callgrind-out-file="$out" $(side_cmd "$prog" "$side" "$total" "$name" "$side_flags") >"$work/side.log" 2>&1 &
   side_pid=$!
   local vg=""
   for _ in $(seq 1 500); do vg=$(pgrep -P "$side_pid" || true); [ -n "$vg" ] && break; sleep 0.01; done
@@ -98,6 +107,7 @@ measure() {
   [ -f "$out.1" ] || { echo "$0: callgrind wrote no dump for the window" >&2; return 1; }
   local ir
   ir=$(awk '/^summary:/ { print $2; exit }' "$out.1")
+  if [ -n "$keep" ]; then cp "$out.1" "$keep/$side-$prog.cg"; mv "/tmp/perf-$vg.map" "$keep/$side-$prog.map" 2>/dev/null || true; fi
   rm -f "$out" "$out.1"
   # Ir, the window's packets and their uncertainty
   echo >"$work/result" "$ir $(echo "$win" | grep -o '"packets":[0-9.]*' | cut -d: -f2) $(echo "$win" | grep -o '"uncertainty":[0-9.]*' | cut -d: -f2)"
