@@ -16,6 +16,8 @@
 # Usage: bench/pktgen-callgrind.sh [--batch 512] [--warm 2000000] [--window 10000000]
 #                                  [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR]
 #   --root: the checkout whose dist/ is run (default: the one holding this script).
+#   --pktgen-root: the checkout whose pkt-gen is measured (default: --root), e.g. an older commit
+#     built in its own worktree, beside this checkout's pipes bench.
 #   --keep DIR: keep each window's callgrind file (with --dump-instr=yes) and node's
 #     --perf-basic-prof map of JIT code, as DIR/SIDE-PROG.cg and DIR/SIDE-PROG.map, to see where
 #     the instructions go (bench/lib/callgrind-jit.py DIR/tx-pkt-gen.cg DIR/tx-pkt-gen.map).
@@ -30,7 +32,7 @@ root=$(cd "$here/.." && pwd)
 # run from dist/bench/ (a copy tsc does not make) or from bench/: find the checkout either way
 [ -d "$root/dist" ] || root=$(cd "$here/../.." && pwd)
 batch=512 warm=2000000 window=10000000 sides=tx,rx progs=pkt-gen,pipes
-node_flags=${NODE_FLAGS_CG-} keep="" cg_opts=""
+node_flags=${NODE_FLAGS_CG-} keep="" cg_opts="" pgroot=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) batch=$2; shift 2 ;;
@@ -39,8 +41,9 @@ while [ $# -gt 0 ]; do
     --sides) sides=$2; shift 2 ;;
     --progs) progs=$2; shift 2 ;;
     --root) root=$(cd "$2" && pwd); shift 2 ;;
+    --pktgen-root) pgroot=$(cd "$2" && pwd); shift 2 ;;
     --keep) keep=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
-    *) echo "usage: $0 [--batch N] [--warm N] [--window N] [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR] [--keep DIR]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--batch N] [--warm N] [--window N] [--sides tx,rx] [--progs pkt-gen,pipes] [--root DIR] [--pktgen-root DIR] [--keep DIR]" >&2; exit 64 ;;
   esac
 done
 for v in "$batch" "$warm" "$window"; do
@@ -52,7 +55,7 @@ done
 side_flags="--no-concurrent-recompilation --no-concurrent-osr"
 [ -z "$keep" ] || { side_flags="$side_flags --perf-basic-prof"; cg_opts="--dump-instr=yes"; }
 command -v valgrind >/dev/null || { echo '{"bench":"pktgen-callgrind","skipped":"valgrind is not installed"}'; exit 0; }
-cli="$root/dist/src/tools/cli.js" pipes="$root/dist/bench/pipes.js" watch="$root/dist/bench/lib/callgrind-window.js"
+cli="${pgroot:-$root}/dist/src/tools/cli.js" pipes="$root/dist/bench/pipes.js" watch="$root/dist/bench/lib/callgrind-window.js"
 [ -f "$cli" ] && [ -f "$pipes" ] && [ -f "$watch" ] || { echo "$0: build first (npx tsc -p . in $root)" >&2; exit 1; }
 
 work=$(mktemp -d /dev/shm/nmts-bench-pgcg-XXXXXX)
