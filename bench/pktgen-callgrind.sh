@@ -20,7 +20,7 @@
 #     built in its own worktree, beside this checkout's pipes bench.
 #   --keep DIR: keep each window's callgrind file (with --dump-instr=yes) and node's
 #     --perf-basic-prof map of JIT code, as DIR/SIDE-PROG.cg and DIR/SIDE-PROG.map, to see where
-#     the instructions go (bench/lib/callgrind-jit.py DIR/tx-pkt-gen.cg DIR/tx-pkt-gen.map).
+#     the instructions go (node dist/bench/lib/callgrind-jit.js DIR/tx-pkt-gen.cg DIR/tx-pkt-gen.map).
 # Prints JSON lines: {"bench":"pktgen-callgrind","side":"tx","prog":"pkt-gen","value":...} and one
 # {"metric":"ratio",...} line per side when both programs ran.
 # Needs valgrind (with vgdb) and a built tree (npx tsc -p .). Uses only netmap pipes, in its own
