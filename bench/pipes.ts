@@ -391,8 +391,9 @@ async function main(): Promise<void> {
 if (!isMainThread) {
   runRole(workerData as Role).then((res) => parentPort!.postMessage(res), (e) => { throw e; });
 } else if (process.argv[2] === '--child') {
-  const role = JSON.parse(process.argv[3] ?? '{}') as Role;
-  if (!['tx', 'rx', 'ping', 'pong'].includes(role.role) || typeof role.name !== 'string' || !(role.batch >= 1 && role.batch <= 4096) ||
+  let role = {} as Role;
+  try { role = JSON.parse(process.argv[3] ?? '{}') as Role; } catch { /* reported below */ }
+  if (role === null || typeof role !== 'object' || !['tx', 'rx', 'ping', 'pong'].includes(role.role) || typeof role.name !== 'string' || !(role.batch >= 1 && role.batch <= 4096) ||
       (role.count !== undefined && !(Number.isInteger(role.count) && role.count > 0)) || (role.dir === undefined && process.env.NETMAP_TS_DIR === undefined && !process.connected)) {
     console.error('usage: NETMAP_TS_DIR=DIR node pipes.js --child \'{"role":"tx|rx|ping|pong","name":"NAME","batch":1..4096[,"count":N][,"ms":MS][,"slots":S][,"blocking":false]}\'');
     process.exit(64);
