@@ -14,7 +14,7 @@ import { programFromText, type FilterMode } from './filter.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
 import * as L from '../memory/layout.js';
-import { clock, readClock, realtimeUs } from '../native/index.js';
+import { clock, readClock, realtimeUs, schedYield } from '../native/index.js';
 import { SLOT_WORDS, SLOT_WORD_BUF_IDX, SLOT_WORD_LEN_FLAGS } from '../rings/slot.js';
 
 /** Packet callback: bytes [offset, offset + caplen) of u8; valid until the next dispatch. */
@@ -35,6 +35,13 @@ const COALESCE_BELOW = 32;
 const PAUSE_MS = 0.2;
 const IDLE_ARM_MS = 10;
 const pause = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * loop(): packets a dispatch at most, each followed by sched_yield(): a capture on a CPU it
+ * shares with the watched port's receiver (2 cores, pkt-gen tx, rx and dump) otherwise held it
+ * for a whole ring's worth (16384 frames, about 1 ms) while the receiver's 1024-slot ring
+ * overflowed; the yield returns at once when nobody else waits for the CPU.
+ */
+const LOOP_BATCH = 1024;
 
 export interface LiveOptions {
   /** Bytes kept of each packet (default 262144). */
@@ -196,7 +203,7 @@ export class LiveCapture {
       for (;;) {
         const want = count > 0 ? count - (this.accepted - start) : 0;
         if (count > 0 && want <= 0) return this.accepted - start;
-        let r = this.dispatchNow(want, handler);
+        let r = this.dispatchNow(want === 0 || want > LOOP_BATCH ? LOOP_BATCH : want, handler);
         if (r === -2) return -2;
         readClock();
         let now = clock[0]!;
@@ -221,6 +228,7 @@ export class LiveCapture {
         // a short batch, or none for a moment while packets flow: let frames gather rather than
         // look for each one; the monitor ring holds what comes meanwhile
         if (r < COALESCE_BELOW) Atomics.wait(pause, 0, 0, PAUSE_MS);
+        else schedYield();
         if (now - since < LOOP_YIELD_MS) continue;
         await new Promise<void>((resolve) => setImmediate(resolve));
         readClock();
