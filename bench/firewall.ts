@@ -2,14 +2,14 @@
  * Firewall benchmark (JSON lines), netmap-ipfw's own set-up: pkt-gen tx -> valeA -> kipfw ->
  * valeB -> pkt-gen rx, 60-byte frames, three processes. Cases: the default rule alone (`allow ip
  * from any to any`), 100 non-matching rules then allow, a table of 100k addresses, keep-state
- * with 10k flows, and a pipe with no bw limit (dummynet). Each reports the receiver's rate and
+ * with 10k flows, and a pipe with no bw limit (dummynet), with one worker and with `-p 2`. Each reports the receiver's rate and
  * kipfw's own count. Then the same one-rule set as a VALE switch's lookup (`netmap ipfw attach`),
  * beside the plain learning switch in the same run (three rounds each, alternating; medians). netmap-ipfw cannot run here (it needs the
  * netmap kernel module): its published figures are printed beside ours (6.5 Mpps filtering,
  * 2.2 Mpps through a pipe, README; i7-3400).
  * As root with nft installed: kipfw between two veths (AF_PACKET) against a Linux bridge with
  * an equivalent nftables ruleset (bridge family), trafgen sending 60-byte frames through each.
- * Usage: node dist/bench/firewall.js [seconds] [case ...]   (default 3 s, all cases)
+ * Usage: node dist/bench/firewall.js [--tx-rate PPS] [seconds] [case ...]   (default 3 s, all cases)
  */
 import fs from 'node:fs';
 import { startPktgen, runPair, type PktgenProc } from './lib/pktgen.js';
@@ -19,6 +19,9 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 
 const CLI = fileURLToPath(new URL('../src/tools/cli.js', import.meta.url));
+const rateAt = process.argv.indexOf('--tx-rate');
+/** `--tx-rate PPS`: the kipfw cases' sender paces itself (pkt-gen -R), leaving the CPU it would spend flooding valeA to kipfw and the receiver. */
+const TX_RATE = rateAt > 0 ? process.argv.splice(rateAt, 2)[1]! : null;
 const SECONDS = Math.min(30, Math.max(1, Number(process.argv[2] ?? 3) || 3));
 const ONLY = process.argv.slice(3);
 const DIR = fs.mkdtempSync('/dev/shm/nmts-bench-fw-');
@@ -64,8 +67,8 @@ function ruleCount(name: string, n: number): number {
 }
 
 /** pkt-gen tx -> src switch port ... rx on dst; returns the receiver's and sender's rates. */
-async function flow(tx: string, rx: string, txArgs: string[] = []): Promise<{ rx_mpps: number; tx_mpps: number; received: number; sent: number }> {
-  const { ts, rs } = await runPair(['-i', tx, '-f', 'tx', '-l', '60', ...txArgs], ['-i', rx, '-f', 'rx'], DIR, SECONDS);
+async function flow(tx: string, rx: string, txArgs: string[] = [], rxArgs: string[] = []): Promise<{ rx_mpps: number; tx_mpps: number; received: number; sent: number }> {
+  const { ts, rs } = await runPair(['-i', tx, '-f', 'tx', '-l', '60', ...txArgs], ['-i', rx, '-f', 'rx', ...rxArgs], DIR, SECONDS);
   return { rx_mpps: Number((Number(rs.pps) / 1e6).toFixed(3)), tx_mpps: Number((Number(ts.pps) / 1e6).toFixed(3)), received: Number(rs.packets), sent: Number(ts.packets) };
 }
 
@@ -81,19 +84,23 @@ function cpuSeconds(pid: number): number {
 }
 
 let seq = 0;
-async function kipfwCase(name: string, target: number, published: number | null, setup: (fw: string) => void, txArgs: string[] = [], kipfwArgs: string[] = [], countRule = 65535): Promise<void> {
+async function kipfwCase(name: string, target: number, published: number | null, setup: (fw: string) => void, txArgs: string[] = [], kipfwArgs: string[] = [], countRule = 65535, workers = 1): Promise<void> {
   if (ONLY.length > 0 && !ONLY.includes(name)) return;
   const id = ++seq;
   const fw = `bfw${id}`;
   const a = `valeA${id}`, b = `valeB${id}`;
-  const k = await startKipfw(fw, [`${a}:f`, `${b}:f`], kipfwArgs);
+  // with workers > 1 every port has that many ring pairs and each side runs a thread per ring, so
+  // the sender's ring K reaches kipfw's RX ring K (worker K)
+  const conf = workers > 1 ? `@conf:rings=${workers}` : '';
+  const threads = workers > 1 ? ['-p', String(workers)] : [];
+  const k = await startKipfw(fw, [`${a}:f${conf}`, `${b}:f${conf}`], [...threads, ...kipfwArgs]);
   try {
     const t0 = performance.now();
     setup(fw);
     const setupMs = performance.now() - t0;
     const before = ruleCount(fw, countRule);
     const cpu0 = cpuSeconds(k.child.pid!);
-    const f = await flow(`${a}:s`, `${b}:d`, txArgs);
+    const f = await flow(`${a}:s${conf}`, `${b}:d${conf}`, [...threads, ...(TX_RATE !== null ? ['-R', TX_RATE] : []), ...txArgs], threads);
     const cpu = cpuSeconds(k.child.pid!) - cpu0;
     const counted = ruleCount(fw, countRule) - before;
     console.log(JSON.stringify({
@@ -103,7 +110,7 @@ async function kipfwCase(name: string, target: number, published: number | null,
       // share of the two cores the three processes of this set-up got
       kipfw_mpps_per_core: Number((counted / cpu / 1e6).toFixed(3)),
       target_mpps: target, met: counted / cpu / 1e6 >= target,
-      kipfw_start_ms: Math.round(k.startMs), rules_setup_ms: Math.round(setupMs),
+      kipfw_workers: workers, tx_rate: TX_RATE ?? 'unpaced', kipfw_start_ms: Math.round(k.startMs), rules_setup_ms: Math.round(setupMs),
       ...(published !== null ? { netmap_ipfw_published_mpps: published, ratio_to_published: Number((f.rx_mpps / published).toFixed(3)) } : {}),
     }));
   } finally {
@@ -239,6 +246,11 @@ try {
     ipfw(fw, ['pipe', '1', 'config']);
     ipfw(fw, ['add', '100', 'pipe', '1', 'ip', 'from', 'any', 'to', 'any']);
   }, [], [], 100);
+  // kipfw -p 2: worker 1 hands its frames to worker 0, which owns the dummynet (issue 11 §1)
+  await kipfwCase('pipe-no-bw-limit-p2', 3, 2.2, (fw) => {
+    ipfw(fw, ['pipe', '1', 'config']);
+    ipfw(fw, ['add', '100', 'pipe', '1', 'ip', 'from', 'any', 'to', 'any']);
+  }, [], [], 100, 2);
   await valeLookupCase();
   if (process.getuid?.() === 0) await vethCase(1_000_000);
 } finally {

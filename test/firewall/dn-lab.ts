@@ -52,6 +52,31 @@ export function pingSent(out: string): number {
 export const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
 export const quantile = (xs: number[], q: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN; };
 
+/**
+ * The time per frame of a paced departure, from arrival stamps `t[k]` (ms) of frames that left one
+ * per interval, the interval expected near `expect`: the pace g (within ±20% of `expect`, steps of
+ * 0.01%) whose schedule t[0]' + g·k has the most frames within `tolMs` of it, the schedule drawn
+ * as early as the stamps allow (through the earliest residual t[k] - g·k). A frame is never early
+ * and a stamp never precedes its arrival, so every error (a late release, a stall of the thread
+ * that stamps) lies above the true schedule, and the frames stamped on time all sit on it. A
+ * median of pairwise slopes is moved by a run of late frames: a stall late in the run delays the
+ * last frames, which take part in most of the long-baseline pairs.
+ */
+export function scheduleSlope(t: number[], expect: number, tolMs = 0.25): number {
+  const n = t.length;
+  if (n < 4) return NaN;
+  let best = -1, first = NaN, last = NaN;
+  for (let step = -2000; step <= 2000; step++) {
+    const g = expect * (1 + step / 10_000);
+    let floor = Infinity;
+    for (let k = 0; k < n; k++) floor = Math.min(floor, t[k]! - g * k);
+    let on = 0;
+    for (let k = 0; k < n; k++) if (t[k]! - g * k - floor <= tolMs) on++;
+    if (on > best) { best = on; first = last = g; } else if (on === best && step === Math.round((last / expect - 1) * 10_000) + 1) last = g;
+  }
+  return (first + last) / 2; // the middle of the best plateau
+}
+
 /** The flow row of `pipe N show` (the last line): [total packets, bytes, drops]. */
 export function flowRow(show: string): [number, number, number] {
   const f = show.trim().split('\n').at(-1)!.trim().split(/\s+/);

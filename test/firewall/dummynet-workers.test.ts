@@ -18,7 +18,7 @@ await import('../../src/port-types.js'); // every port type, plugged into openPo
 const { openPort } = await import('../../src/ports/index.js');
 const { Kipfw } = await import('../../src/firewall/daemon.js');
 const { makeDaemonDummynet } = await import('../../src/firewall/dummynet-glue.js');
-const { flowRow, quantile } = await import('./dn-lab.js');
+const { flowRow, quantile, scheduleSlope } = await import('./dn-lab.js');
 type Port = ReturnType<typeof openPort>;
 
 before(() => { fs.rmSync(DIR, { recursive: true, force: true }); });
@@ -132,12 +132,11 @@ test('kipfw -p 2: bw 2 Mbit/s fed by both workers keeps its rate; a queue of 100
   send(a, 1, 9, 1, 200, 1250);
   const got = collect(b, 400, 3000);
   assert.ok(got.length >= 100 && got.length < 300, `${got.length} passed`);
-  // the time per frame: the median slope over pairs of arrivals at least half the run apart (this
-  // thread stamps the arrivals, and a stall of it on a loaded machine bunches a few of them up;
-  // the median of long-baseline slopes is not moved by that, a least-squares fit is)
-  const n = got.length, slopes: number[] = [];
-  for (let i = 0; i < n; i++) for (let j = i + (n >> 1); j < n; j++) slopes.push((got[j]! - got[i]!) / (j - i));
-  const gap = quantile(slopes, 0.5);
+  // the time per frame: the pace that puts the most arrivals on the earliest schedule (this thread
+  // stamps them, and a stall of it, or of kipfw's worker, on a loaded machine makes frames late,
+  // never early; see scheduleSlope)
+  const n = got.length;
+  const gap = scheduleSlope(got, 5);
   console.log(`# -p 2, bw 2Mbit/s: ${gap.toFixed(4)} ms per 1250-byte frame (5.0000 expected; ${n} frames over ${(got[n - 1]! - got[0]!).toFixed(2)} ms; load ${load()})`);
   assert.ok(Math.abs(gap - 5) <= 0.1, `gap ${gap} ms within 2% of 5 ms`);
   const [pkts, bytes, drops] = flowRow(ok(['pipe', '2', 'show']));
