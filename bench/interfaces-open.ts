@@ -5,6 +5,8 @@
  *  - whole process: `pkt-gen -i PORT -f tx -n 1 -w 0`, wall time from spawn to exit;
  *  - in process: openPort(PORT) + close() on this thread (inside the namespace), module loading
  *    excluded.
+ * for each backend of the NIC rings (AF_XDP, AF_PACKET: NETMAP_TS_IF_BACKEND; BACKENDS=xdp,packet
+ * chooses, SPLITS=tcx,tc likewise).
  * Each figure is the median of RUNS runs, with min and max; `extra_ms` is the interface's median
  * minus the VALE port's (target: 50 ms or less). JSON lines.
  * Usage: node dist/bench/interfaces-open.js [runs]   (default 9)
@@ -49,8 +51,10 @@ try {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   const ports = { interface: 'netmap:a0', vale: 'valeo:p' };
-  for (const method of ['tcx', 'tc'] as const) {
+  const list = (v: string | undefined, all: string[]): string[] => (v ?? all.join(',')).split(',').filter((x) => all.includes(x));
+  for (const backend of list(process.env.BACKENDS, ['xdp', 'packet'])) for (const method of list(process.env.SPLITS, ['tcx', 'tc'])) {
     process.env[SPLIT_ENV] = method;
+    process.env.NETMAP_TS_IF_BACKEND = backend;
     // whole process, alternating the two ports so that load drifts hit both alike
     const whole: Record<string, number[]> = { interface: [], vale: [] };
     for (let k = 0; k < RUNS; k++) {
@@ -79,12 +83,13 @@ try {
     }
     for (const [how, xs] of [['pktgen_process', whole], ['open_close_in_process', inproc]] as const) {
       const i = stats(xs.interface!), v = stats(xs.vale!);
-      emit(`${how}_interface_ms`, i.median, 'ms', { split: method, runs: RUNS, min: Number(i.min.toFixed(2)), max: Number(i.max.toFixed(2)) });
-      emit(`${how}_vale_ms`, v.median, 'ms', { split: method, runs: RUNS, min: Number(v.min.toFixed(2)), max: Number(v.max.toFixed(2)) });
-      emit(`${how}_extra_ms`, i.median - v.median, 'ms', { split: method, target: '<= 50 ms', note: 'interface median minus VALE median' });
+      emit(`${how}_interface_ms`, i.median, 'ms', { backend, split: method, runs: RUNS, min: Number(i.min.toFixed(2)), max: Number(i.max.toFixed(2)) });
+      emit(`${how}_vale_ms`, v.median, 'ms', { backend, split: method, runs: RUNS, min: Number(v.min.toFixed(2)), max: Number(v.max.toFixed(2)) });
+      emit(`${how}_extra_ms`, i.median - v.median, 'ms', { backend, split: method, target: '<= 50 ms', note: 'interface median minus VALE median' });
     }
   }
 } finally {
   delete process.env[SPLIT_ENV];
+  delete process.env.NETMAP_TS_IF_BACKEND;
   lab.cleanup();
 }

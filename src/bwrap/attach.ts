@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { fail } from '../errors.js';
 import type { PortType, SwitchAttachRequest } from '../ports/port.js';
 import { interfacePortType } from '../interfaces/port.js';
@@ -59,6 +59,8 @@ export function attachInterface(switchName: string, ifName: string, host: boolea
   const daemon = new URL('./attach-daemon.js', import.meta.url).pathname;
   let pid = 0;
   try {
+    // child_process is loaded here, not at start: every netmap:IF open loads this module
+    const { spawn } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
     const child = spawn(process.execPath, [daemon, switchName, ifName, host ? 'host' : 'nic'], {
       detached: true, stdio: ['ignore', out, out], env: { ...process.env, NETMAP_TS_DIR: shmDirectory() },
     });

@@ -20,8 +20,40 @@ import {
   H2_STATUS, H2_LEN, H2_SNAPLEN, H2_MAC, H2_SEC, H2_NSEC, H2_VLAN_TCI, H2_VLAN_TPID,
   STRONG_ORDER, VNET_HDR_LEN, TP_STATUS_USER, TP_STATUS_COPY, TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_VALID,
   TP_STATUS_VLAN_TPID_VALID,
-  openPacketRing, setPromisc, attachFilter, dropMarkFilter, joinFanout, pow2AtLeast, checkCount, mapScratch,
+  openPacketRing, beginPacketRing, setPromisc, attachFilter, dropMarkFilter, joinFanout, pow2AtLeast, checkCount, mapScratch,
+  type PacketRingStart, type PendingRing,
 } from './packet-socket.js';
+
+/** The ring geometry of `opts` and the steps up to the ring (shared by the constructor and begin()). */
+function ringStart(ifname: string, opts: ReceiverOptions): PacketRingStart & { frameSize: number; blockSize: number; blockCount: number; frameCount: number } {
+  const perFrame = opts.perFrame === true;
+  const frame = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 24, 'frame size'));
+  const blockSize = checkCount(opts.blockSize ?? Math.max(1 << 15, frame), 4096, 1 << 24, 'block size');
+  if ((blockSize & (blockSize - 1)) !== 0) fail('EINVAL', `block size ${blockSize} is not a power of two`);
+  if (frame > blockSize) fail('EINVAL', `frame size ${frame} is larger than the block size ${blockSize}`);
+  const blockCount = checkCount(opts.blockCount ?? Math.max(8, Math.floor((8 << 20) / blockSize)), 2, 4096, 'block count');
+  const retire = checkCount(opts.retireMs ?? 1, 1, 10000, 'block retire timeout (ms)');
+  const frameCount = (blockSize / frame) * blockCount;
+  const request = Buffer.alloc(perFrame ? 16 : 28);
+  request.writeUInt32LE(blockSize, 0);
+  request.writeUInt32LE(blockCount, 4);
+  request.writeUInt32LE(frame, 8);
+  request.writeUInt32LE(frameCount, 12);
+  if (!perFrame) {
+    request.writeUInt32LE(retire, 16); // tp_retire_blk_tov
+    request.writeUInt32LE(0, 20); // tp_sizeof_priv
+    request.writeUInt32LE(0, 24); // tp_feature_req_word
+  }
+  const vnetHdr = opts.vnetHdr === true;
+  return {
+    ifname, direction: 'receive', version: perFrame ? TPACKET_V2 : TPACKET_V3, ringOption: PACKET_RX_RING, request,
+    ringBytes: blockSize * blockCount, options: `vnet-hdr=${vnetHdr}`,
+    beforeRing: (socket) => {
+      if (vnetHdr) native.setsockoptInt(socket, native.SOL_PACKET, PACKET_VNET_HDR, 1);
+    },
+    frameSize: frame, blockSize, blockCount, frameCount,
+  };
+}
 
 export interface ReceiverOptions {
   /** Bytes per block (multiple of 4096, power of two; default 32 KiB, or the frame size if larger). */
@@ -55,6 +87,8 @@ export interface ReceiverOptions {
    * one (a GSO super-frame) is read whole from the socket's queue (PACKET_COPY_THRESH).
    */
   perFrame?: boolean;
+  /** A ring begun ahead for the same interface and options (PacketReceiver.begin); taken over here. */
+  begun?: PendingRing;
 }
 
 /** Largest frame read from the socket queue in perFrame mode (a 64 KiB GSO frame and its header). */
@@ -132,43 +166,34 @@ export class PacketReceiver {
   /** Whether the frame returned by the last next()/nextKept() was read from the socket queue. */
   fromQueue = false;
 
+  /**
+   * Makes the socket of a receiver with `opts` and starts its ring's set-up on a native thread
+   * (it waits for an RCU grace period); the constructor given it as `begun` finishes it. Undo
+   * with abandonPacketRing when no receiver is made after all.
+   */
+  static begin(ifname: string, opts: ReceiverOptions = {}): PendingRing {
+    return beginPacketRing(ringStart(ifname, opts));
+  }
+
   constructor(ifname: string, opts: ReceiverOptions = {}) {
     this.ifname = ifname;
     this.perFrame = opts.perFrame === true;
     this.ifindex = interfaceIndex(ifname);
     this.vnetHdr = opts.vnetHdr === true;
-    const frame = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 24, 'frame size'));
-    this.blockSize = checkCount(opts.blockSize ?? Math.max(1 << 15, frame), 4096, 1 << 24, 'block size');
-    if ((this.blockSize & (this.blockSize - 1)) !== 0) fail('EINVAL', `block size ${this.blockSize} is not a power of two`);
-    if (frame > this.blockSize) fail('EINVAL', `frame size ${frame} is larger than the block size ${this.blockSize}`);
-    this.frameSize = frame;
-    this.blockCount = checkCount(opts.blockCount ?? Math.max(8, Math.floor((8 << 20) / this.blockSize)), 2, 4096, 'block count');
-    const retire = checkCount(opts.retireMs ?? 1, 1, 10000, 'block retire timeout (ms)');
-    this.ringBytes = this.blockSize * this.blockCount;
-    this.frameCount = (this.blockSize / this.frameSize) * this.blockCount;
+    const start = ringStart(ifname, opts);
+    this.blockSize = start.blockSize;
+    this.frameSize = start.frameSize;
+    this.blockCount = start.blockCount;
+    this.ringBytes = start.ringBytes;
+    this.frameCount = start.frameCount;
     this.sp = space();
     this.i32 = this.sp.i32;
     this.u32 = this.sp.u32;
     this.u16 = this.sp.u16;
 
-    const request = Buffer.alloc(this.perFrame ? 16 : 28);
-    request.writeUInt32LE(this.blockSize, 0);
-    request.writeUInt32LE(this.blockCount, 4);
-    request.writeUInt32LE(this.frameSize, 8);
-    request.writeUInt32LE(this.frameCount, 12);
-    if (!this.perFrame) {
-      request.writeUInt32LE(retire, 16); // tp_retire_blk_tov
-      request.writeUInt32LE(0, 20); // tp_sizeof_priv
-      request.writeUInt32LE(0, 24); // tp_feature_req_word
-    }
     let group = -1;
     const { fd, ringOffset } = openPacketRing(this.sp, {
-      ifname, ifindex: this.ifindex, direction: 'receive',
-      version: this.perFrame ? TPACKET_V2 : TPACKET_V3,
-      beforeRing: (socket) => {
-        if (opts.vnetHdr === true) native.setsockoptInt(socket, native.SOL_PACKET, PACKET_VNET_HDR, 1);
-      },
-      ringOption: PACKET_RX_RING, request, ringBytes: this.ringBytes,
+      ...start, ifindex: this.ifindex,
       beforeBind: (socket) => {
         if (this.perFrame) this.setUpQueuedFrames(socket);
         if (opts.ignoreOutgoing ?? true) native.setsockoptInt(socket, native.SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -179,7 +204,7 @@ export class PacketReceiver {
         if (opts.promisc ?? true) setPromisc(socket, this.ifindex);
         if (opts.fanoutGroup !== undefined) group = joinFanout(socket, opts.fanoutGroup, opts.fanoutMode ?? FANOUT_HASH);
       },
-    });
+    }, opts.begun);
     this.fd = fd;
     this.ringOffset = ringOffset;
     this.fanoutGroup = group;
@@ -396,12 +421,23 @@ export class PacketReceiver {
   }
 
   close(): void {
-    if (this.closed) return;
+    const fd = this.detach();
+    if (fd >= 0) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the ring and gives the descriptor to the caller to close (-1 when closed already). The
+   * ring's mapping holds the socket too, so the last of the two to go releases it, and that
+   * waits for an RCU grace period: unmapped first, the wait is in the close, which the caller
+   * can run at the same time as others (closeConcurrently).
+   */
+  detach(): number {
+    if (this.closed) return -1;
     this.stats();
     this.closed = true;
-    native.closeFd(this.fd);
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
     if (this.queuedAt >= 0) this.sp.unmapLocal(this.queuedAt, QUEUED_FRAME_MAX);
+    return this.fd;
   }
 
   /**

@@ -130,10 +130,9 @@ export function checkCount(value: number, min: number, max: number, what: string
   return value;
 }
 
-/** What openPacketRing sets up, step by step. */
-export interface PacketRingSetup {
+/** The first steps of openPacketRing, which beginPacketRing can run ahead: socket, options, ring. */
+export interface PacketRingStart {
   ifname: string;
-  ifindex: number;
   /** For messages. */
   direction: 'receive' | 'transmit';
   /** TPACKET_V2 or TPACKET_V3. */
@@ -144,6 +143,13 @@ export interface PacketRingSetup {
   ringBytes: number;
   /** Options the kernel takes only before the ring exists (PACKET_VNET_HDR, PACKET_LOSS...). */
   beforeRing?: (fd: number) => void;
+  /** What beforeRing sets, as text: a ring begun with other options is not taken over. */
+  options: string;
+}
+
+/** What openPacketRing sets up, step by step. */
+export interface PacketRingSetup extends PacketRingStart {
+  ifindex: number;
   /** Options once the ring is mapped at `ringOffset`, before the socket is bound. */
   beforeBind?: (fd: number, ringOffset: number) => void;
   /** Protocol bound, network order: ETH_P_ALL_BE to receive, 0 to receive nothing. */
@@ -157,14 +163,36 @@ export interface PacketRingSetup {
  * mapping, binding. On any failure the mapping and the socket go and a NetmapError naming the
  * interface is thrown (ENXIO when the interface vanished meanwhile).
  */
-export function openPacketRing(sp: AddressSpace, setup: PacketRingSetup): { fd: number; ringOffset: number } {
-  const fd = packetSocket(setup.ifname);
+export function openPacketRing(sp: AddressSpace, setup: PacketRingSetup, begun?: PendingRing): { fd: number; ringOffset: number } {
+  let pending = begun;
+  if (pending !== undefined && !sameStart(pending.start, setup)) {
+    abandonPacketRing(pending); // begun for other options: start again here
+    pending = undefined;
+  }
+  pending ??= beginPacketRing(setup, false);
+  const fd = pending.fd;
   let mapped = -1;
   try {
-    native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, setup.version);
-    setup.beforeRing?.(fd);
-    native.setsockoptBuffer(fd, native.SOL_PACKET, setup.ringOption, setup.request);
-    mapped = sp.mapLocal(fd, setup.ringBytes);
+    const call = pending.call;
+    pending.call = null;
+    if (call === null) {
+      native.setsockoptBuffer(fd, native.SOL_PACKET, setup.ringOption, setup.request);
+    } else {
+      call.join();
+      // the thread's result is not known: a ring that is not there cannot be mapped (EINVAL);
+      // its set-up is then made again here, for its errno (EBUSY: the ring is there after all,
+      // and the mapping's own error is the one to report)
+      try {
+        mapped = sp.mapLocal(fd, setup.ringBytes);
+      } catch (e) {
+        try {
+          native.setsockoptBuffer(fd, native.SOL_PACKET, setup.ringOption, setup.request);
+        } catch (again) {
+          throw again instanceof NetmapError && again.code === 'EBUSY' ? e : again;
+        }
+      }
+    }
+    if (mapped < 0) mapped = sp.mapLocal(fd, setup.ringBytes);
     setup.beforeBind?.(fd, mapped);
     bindPacketSocket(fd, setup.protocolBe, setup.ifindex);
     setup.afterBind?.(fd);
@@ -172,6 +200,51 @@ export function openPacketRing(sp: AddressSpace, setup: PacketRingSetup): { fd: 
     ringSetupFailed(e, sp, fd, mapped, setup.ringBytes, setup.ifname, setup.direction);
   }
   return { fd, ringOffset: mapped };
+}
+
+/**
+ * A packet socket whose ring is being set up: beginPacketRing made the socket, set its options and
+ * (`background`) started the ring's set-up on a native thread — PACKET_RX_RING/PACKET_TX_RING
+ * wait for an RCU grace period (synchronize_net) — for openPacketRing to finish (or
+ * abandonPacketRing to undo). Meanwhile the caller does other work, other rings' set-ups among it.
+ */
+export interface PendingRing {
+  readonly start: PacketRingStart;
+  readonly fd: number;
+  /** The ring's set-up, null until started (or once joined). */
+  call: native.BackgroundCall | null;
+}
+
+/** Socket, version, options and, on a native thread when `background`, the ring (see PendingRing). */
+export function beginPacketRing(start: PacketRingStart, background = true): PendingRing {
+  const fd = packetSocket(start.ifname);
+  try {
+    native.setsockoptInt(fd, native.SOL_PACKET, PACKET_VERSION, start.version);
+    start.beforeRing?.(fd);
+  } catch (e) {
+    native.closeFd(fd);
+    if (e instanceof NetmapError && e.code === 'ENODEV') fail('ENXIO', `interface '${start.ifname}' went away`);
+    if (e instanceof NetmapError) fail(e.code, `cannot set up a ${start.direction} ring on '${start.ifname}': ${e.message}`);
+    throw e;
+  }
+  const pending: PendingRing = { start, fd, call: null };
+  if (background) {
+    const call = native.startCall('setsockopt', [fd, native.SOL_PACKET, start.ringOption, start.request, start.request.length], () => {});
+    // inline (no thread could be made): nothing ran, openPacketRing sets the ring up itself
+    if (call.threaded) pending.call = call;
+  }
+  return pending;
+}
+
+/** Undoes a begun ring (waits for its set-up first). */
+export function abandonPacketRing(p: PendingRing): void {
+  p.call?.join();
+  p.call = null;
+  native.closeFd(p.fd);
+}
+
+function sameStart(a: PacketRingStart, b: PacketRingStart): boolean {
+  return a.ifname === b.ifname && a.options === b.options && a.version === b.version && a.ringOption === b.ringOption && a.ringBytes === b.ringBytes && a.request.equals(b.request);
 }
 
 /** The sending options of a transmit socket: qdisc bypass, virtio-net header, skb mark (0: none). */

@@ -12,7 +12,8 @@ import { interfaceIndex } from './ifinfo.js';
 import {
   PACKET_TX_RING, PACKET_LOSS, TPACKET_V2, H2_STATUS, H2_LEN, TX_DATA_OFFSET, STRONG_ORDER, VNET_HDR_LEN, VNET_HDR_LEN_FIELD,
   TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT,
-  openPacketRing, packetSocket, bindPacketSocket, setSendOptions, pow2AtLeast, checkCount,
+  openPacketRing, beginPacketRing, packetSocket, bindPacketSocket, setSendOptions, pow2AtLeast, checkCount,
+  type PacketRingStart, type PendingRing,
 } from './packet-socket.js';
 
 export interface TransmitterOptions {
@@ -32,6 +33,34 @@ export interface TransmitterOptions {
    * a copy and a free, more than the one small copy this costs.
    */
   linear?: boolean;
+  /** A ring begun ahead for the same interface and options (PacketTransmitter.begin); taken over here. */
+  begun?: PendingRing;
+}
+
+/** The ring geometry of `opts` and the steps up to the ring (shared by the constructor and begin()). */
+function ringStart(ifname: string, opts: TransmitterOptions): PacketRingStart & { frameSize: number; frames: number } {
+  const frameSize = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 16, 'frame size'));
+  const wanted = checkCount(opts.frames ?? 1024, 2, 1 << 16, 'ring frames');
+  const blockSize = Math.max(4096, frameSize);
+  const perBlock = blockSize / frameSize;
+  const blocks = Math.ceil(wanted / perBlock);
+  const frames = blocks * perBlock;
+  const request = Buffer.alloc(16);
+  request.writeUInt32LE(blockSize, 0);
+  request.writeUInt32LE(blocks, 4);
+  request.writeUInt32LE(frameSize, 8);
+  request.writeUInt32LE(frames, 12);
+  const linear = opts.linear ?? true, bypass = opts.qdiscBypass ?? true, mark = opts.mark ?? 0;
+  return {
+    ifname, direction: 'transmit', version: TPACKET_V2, ringOption: PACKET_TX_RING, request, ringBytes: blocks * blockSize,
+    options: `loss bypass=${bypass} vnet-hdr=${linear} mark=${mark}`,
+    beforeRing: (socket) => {
+      native.setsockoptInt(socket, native.SOL_PACKET, PACKET_LOSS, 1);
+      // (before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists)
+      setSendOptions(socket, bypass, linear, mark);
+    },
+    frameSize, frames,
+  };
 }
 
 /**
@@ -78,42 +107,37 @@ export class PacketTransmitter {
   kickErrors = 0;
   lastError = 0;
 
+  /**
+   * Makes the socket of a transmitter with `opts` and starts its ring's set-up on a native thread
+   * (it waits for an RCU grace period); the constructor given it as `begun` finishes it. Undo
+   * with abandonPacketRing when no transmitter is made after all.
+   */
+  static begin(ifname: string, opts: TransmitterOptions = {}): PendingRing {
+    return beginPacketRing(ringStart(ifname, opts));
+  }
+
   constructor(ifname: string, opts: TransmitterOptions = {}) {
     this.ifname = ifname;
     this.ifindex = interfaceIndex(ifname);
-    this.frameSize = pow2AtLeast(checkCount(opts.frameSize ?? 2048, 128, 1 << 16, 'frame size'));
-    const frames = checkCount(opts.frames ?? 1024, 2, 1 << 16, 'ring frames');
-    const blockSize = Math.max(4096, this.frameSize);
-    const perBlock = blockSize / this.frameSize;
-    const blocks = Math.ceil(frames / perBlock);
-    this.frames = blocks * perBlock;
+    const start = ringStart(ifname, opts);
+    this.frameSize = start.frameSize;
+    this.frames = start.frames;
     this.linear = opts.linear ?? true;
     this.bypass = opts.qdiscBypass ?? true;
     this.mark = opts.mark ?? 0;
     this.dataOffset = TX_DATA_OFFSET + (this.linear ? VNET_HDR_LEN : 0);
     this.maxFrame = this.frameSize - this.dataOffset;
-    this.ringBytes = blocks * blockSize;
+    this.ringBytes = start.ringBytes;
     this.sp = space();
     this.i32 = this.sp.i32;
     this.u32 = this.sp.u32;
     this.u16 = this.sp.u16;
 
-    const request = Buffer.alloc(16);
-    request.writeUInt32LE(blockSize, 0);
-    request.writeUInt32LE(blocks, 4);
-    request.writeUInt32LE(this.frameSize, 8);
-    request.writeUInt32LE(this.frames, 12);
     const { fd, ringOffset } = openPacketRing(this.sp, {
-      ifname, ifindex: this.ifindex, direction: 'transmit', version: TPACKET_V2,
-      beforeRing: (socket) => {
-        native.setsockoptInt(socket, native.SOL_PACKET, PACKET_LOSS, 1);
-        // (before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists)
-        setSendOptions(socket, this.bypass, this.linear, this.mark);
-      },
-      ringOption: PACKET_TX_RING, request, ringBytes: this.ringBytes,
+      ...start, ifindex: this.ifindex,
       // Protocol 0: the socket receives nothing (no per-frame clone for an unread queue).
       protocolBe: 0,
-    });
+    }, opts.begun);
     this.fd = fd;
     this.ringOffset = ringOffset;
     this.pollfd.writeInt32LE(fd, 0);
@@ -236,11 +260,21 @@ export class PacketTransmitter {
   }
 
   close(): void {
-    if (this.closed) return;
+    for (const fd of this.detach()) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the ring and gives the descriptors to the caller to close (none when closed already):
+   * the release of a socket with a ring waits for an RCU grace period, in whichever of the unmap
+   * and the close comes last, so unmapped first the wait is in the close, which the caller can
+   * run at the same time as others (closeConcurrently).
+   */
+  detach(): number[] {
+    if (this.closed) return [];
     this.closed = true;
-    native.closeFd(this.fd);
-    if (this.wholeFd >= 0) native.closeFd(this.wholeFd);
-    this.wholeFd = -2;
     this.sp.unmapLocal(this.ringOffset, this.ringBytes);
+    const fds = this.wholeFd >= 0 ? [this.fd, this.wholeFd] : [this.fd];
+    this.wholeFd = -2;
+    return fds;
   }
 }

@@ -35,13 +35,14 @@ import * as native from '../native/index.js';
 import { requestedVnetHdr, type OpenOptions, type Port, type PortAdapter, type PortType } from '../ports/port.js';
 import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
-import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast } from './packet.js';
+import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast, type ReceiverOptions, type TransmitterOptions } from './packet.js';
+import { abandonPacketRing, type PendingRing } from './packet-socket.js';
 import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
 import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
-import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP } from './xdp-socket.js';
+import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP, type PreparedUmem } from './xdp-socket.js';
 import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-program.js';
 
 export const IF_DEFAULT_SLOTS = 1024;
@@ -118,6 +119,19 @@ interface IfState {
   xdpMapFd: number;
   /** AF_XDP: queue k's socket in this thread, counted per ring that binds it. */
   xsk: (XdpQueue | undefined)[];
+  /**
+   * Set-ups begun by openState before the split (beginAhead), so that their waits overlap with
+   * the links': the first AF_XDP socket's UMEM registration, or the packet sockets' rings. Taken
+   * over by bindRings; what is left is given up when the first handle's open ends.
+   */
+  begun: Begun | null;
+}
+
+interface Begun {
+  umem: PreparedUmem | null;
+  rx: (PendingRing | undefined)[];
+  tx: (PendingRing | undefined)[];
+  hostTx: PendingRing | undefined;
 }
 
 /**
@@ -151,6 +165,12 @@ interface XdpQueue {
   umemBufs: number;
   /** A slot holds a buffer beyond the UMEM: remake the sockets over the whole pool (growUmem). */
   grow: boolean;
+  /**
+   * RX descriptors whose address is no buffer this queue lent to the fill ring (never placed in
+   * a slot; counted as drops of the ring too). None are expected: a count here means a kernel or
+   * bookkeeping surprise.
+   */
+  strayDescriptors: number;
 }
 
 const NO_SLOT = 0xffff;
@@ -192,14 +212,14 @@ function xdpUnfit(port: Port): string | null {
  * the registry; returns null after a failure when AF_XDP was not asked for (AF_PACKET then), with
  * the reason in st.backendNote.
  */
-function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null): void {
+function chooseBackend(port: Port, st: IfState, asked: InterfaceBackend | null, unfit: string | null): void {
   st.backend = IF_BACKEND_PACKET;
   st.backendNote = '';
   if (asked !== 'packet') {
-    const unfit = xdpUnfit(port);
     try {
       if (unfit !== null) fail('EOPNOTSUPP', `${port.spec}: ${unfit}`);
-      st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings);
+      // in driver mode the program is the wire cut too: it drops what it does not redirect
+      st.xdp = attachXdp(port.name, interfaceInfo(port.name).index, port.numRxRings, { dropUnbound: true });
       st.xdpMapFd = st.xdp.mapFd;
       st.backend = st.xdp.mode === 'native' ? IF_BACKEND_XDP_NATIVE : IF_BACKEND_XDP_SKB;
     } catch (e) {
@@ -300,7 +320,7 @@ function openState(port: Port): IfState {
   const st: IfState = {
     index: port.index, generation: 0, ifname, users: 0, split: null, hostRead: null, tap: null,
     nicRx: [], nicTx: [], hostTx: null, rxRefs: [], txRefs: [], hostTxRefs: 0, gso: [], gsoNext: [],
-    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [],
+    rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [], begun: null,
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   const reg = registry();
@@ -315,53 +335,136 @@ function openState(port: Port): IfState {
     }
   } else {
     const deadline = Date.now() + SPLIT_WAIT_MS;
-    for (;;) {
-      try {
-        // With tcx what the stack sends is captured once a handle binds the host RX ring (the
-        // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
-        // the start (switching later would spawn tc again).
-        const split = HostSplit.install(ifname, { capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc' });
-        st.split = split;
-        if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
-        if (split.capture) st.hostRead = split.host;
-        try {
-          chooseBackend(port, st, askedBackend(port));
-        } catch (e) {
-          split.remove();
-          throw e;
-        }
-        reg.locked(() => {
-          reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
-          reg.portSet(port.index, L.PE_IF_USERS, 0);
-          reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
-          reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
-          reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
-          reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
-          reg.portSet(port.index, L.PE_IF_FANOUT, 0);
-        });
-        break;
-      } catch (e) {
-        if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
-        // held: by another thread of this process (share it), or by another process
-        const owner = reg.portGet(port.index, L.PE_IF_OWNER);
-        if (owner === process.pid) {
-          // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
-          // adopted when a host ring is bound
-          st.xdpMapFd = port.mem.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
-          st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.mem.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
-          break;
-        }
-        // a thread of ours may be installing it right now; another process would have its pid
-        // here. A dead owner's devices go with its descriptors, which the kernel may still be
-        // closing (an AF_XDP socket's release waits for RCU): wait for them too.
-        const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
-        if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
-        pause(10);
-      }
+    const asked = askedBackend(port);
+    const unfit = asked === 'packet' ? null : xdpUnfit(port);
+    beginAhead(port, st, asked === 'packet' || unfit !== null);
+    try {
+      installSplit(port, st, asked, unfit, deadline);
+    } catch (e) {
+      dropBegun(st);
+      throw e;
     }
   }
   states.set(port.index, st);
   return st;
+}
+
+/**
+ * Installs the split for the process (the first thread), or finds it installed by another thread
+ * of the process (waiting up to `deadline` for one that is installing it), and chooses the
+ * backend. EBUSY when another live process holds the interface.
+ */
+function installSplit(port: Port, st: IfState, asked: InterfaceBackend | null, unfit: string | null, deadline: number): void {
+  const reg = registry();
+  const ifname = st.ifname;
+  for (;;) {
+    try {
+      // With tcx what the stack sends is captured once a handle binds the host RX ring (the
+      // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
+      // the start (switching later would spawn tc again). Where AF_XDP will likely serve, its
+      // program cuts the wire (no tcx ingress link; added below if it does not).
+      const split = HostSplit.install(ifname, {
+        capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc',
+        ingressCut: asked === 'packet' || unfit !== null,
+      });
+      st.split = split;
+      if (!split.capture && split.method === 'tc') split.setCapture(true); // this install found no tcx
+      if (split.capture) st.hostRead = split.host;
+      try {
+        chooseBackend(port, st, asked, unfit);
+        if (st.xdp === null || !st.xdp.dropsUnbound) split.addIngressCut();
+      } catch (e) {
+        if (st.xdp !== null) { detachXdp(st.xdp); st.xdp = null; }
+        split.remove();
+        throw e;
+      }
+      reg.locked(() => {
+        reg.portSet(port.index, L.PE_IF_OWNER, process.pid);
+        reg.portSet(port.index, L.PE_IF_USERS, 0);
+        reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
+        reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
+        reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
+        reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
+        reg.portSet(port.index, L.PE_IF_FANOUT, 0);
+      });
+      break;
+    } catch (e) {
+      if (!(e instanceof NetmapError) || e.code !== 'EBUSY') throw e;
+      // held: by another thread of this process (share it), or by another process
+      const owner = reg.portGet(port.index, L.PE_IF_OWNER);
+      if (owner === process.pid) {
+        // the owner's backend was chosen before it wrote its pid; the host TAP, if any, is
+        // adopted when a host ring is bound
+        st.xdpMapFd = port.mem.u32[xdpWord(port, L.KR_IF_XDP_MAP_FD)]!;
+        st.backend = st.xdpMapFd === 0 ? IF_BACKEND_PACKET : (port.mem.u32[xdpWord(port, L.KR_IF_XDP_LINK)]! & L.IF_XDP_SKB) !== 0 ? IF_BACKEND_XDP_SKB : IF_BACKEND_XDP_NATIVE;
+        break;
+      }
+      // a thread of ours may be installing it right now; another process would have its pid
+      // here. A dead owner's devices go with its descriptors, which the kernel may still be
+      // closing (an AF_XDP socket's release waits for RCU): wait for them too.
+      const deadOwner = owner !== 0 && owner !== process.pid && !native.processAlive(owner);
+      if ((owner !== 0 && owner !== process.pid && !deadOwner) || Date.now() > deadline) throw e;
+      pause(10);
+    }
+  }
+}
+
+/** The options of NIC RX ring k's receiver (AF_PACKET) on `ifname`, for `n` RX rings; the fanout group is added by the caller. */
+function nicReceiverOptions(ifname: string, n: number): ReceiverOptions {
+  const info = interfaceInfo(ifname);
+  const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
+  // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel has
+  // written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole through
+  // the socket queue; the virtio-net header says how to cut it.
+  const frameSize = pow2AtLeast(Math.max(2048, info.mtu + 128));
+  return {
+    dropMark: SPLIT_MARK, fanoutMode: mode,
+    frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
+  };
+}
+
+const NIC_TX_OPTIONS: TransmitterOptions = { frames: 1024 };
+const HOST_TX_OPTIONS: TransmitterOptions = { frames: 256, qdiscBypass: false, mark: SPLIT_MARK };
+
+/**
+ * Starts, on native threads, the set-ups of the first handle of this thread that wait in the
+ * kernel, before the split is installed (its links wait for RCU grace periods too, one after the
+ * other): with AF_PACKET (`packet`) each ring's PACKET_RX_RING / PACKET_TX_RING
+ * (synchronize_net), with AF_XDP the UMEM registration (the kernel pins the pages). bindRings
+ * takes them over; nothing here is visible outside this process until then. A failure to begin
+ * only means the work is done later, where its error is reported.
+ */
+function beginAhead(port: Port, st: IfState, packet: boolean): void {
+  const nic = [...port.rxRings, ...port.txRings].filter((r) => !r.host);
+  const b: Begun = { umem: null, rx: [], tx: [], hostTx: undefined };
+  st.begun = b;
+  try {
+    if (port.txRings.some((r) => r.host)) b.hostTx = PacketTransmitter.begin(st.ifname, HOST_TX_OPTIONS);
+    if (packet) {
+      for (const r of port.rxRings) if (!r.host) b.rx[r.id] = PacketReceiver.begin(st.ifname, nicReceiverOptions(st.ifname, port.numRxRings));
+      for (const r of port.txRings) if (!r.host) b.tx[r.id] = PacketTransmitter.begin(st.ifname, NIC_TX_OPTIONS);
+    } else if (nic.length > 0) {
+      const r = nic[0]!;
+      b.umem = XskSocket.prepare({ umemOffset: r.bufBase, umemLength: umemWindow(port, r) * r.bufSize, chunkSize: r.bufSize });
+    }
+  } catch { /* made later, where the error is reported */ }
+}
+
+/** Gives up what beginAhead began and bindRings did not take (joins the threads, closes the sockets). */
+function dropBegun(st: IfState): void {
+  const b = st.begun;
+  if (b === null) return;
+  st.begun = null;
+  if (b.umem !== null) XskSocket.abandon(b.umem);
+  for (const p of [...b.rx, ...b.tx, b.hostTx]) if (p !== undefined) abandonPacketRing(p);
+}
+
+/** Takes `list[k]` out of `list` (a begun ring for the constructor). */
+function take(list: (PendingRing | undefined)[] | undefined, k: number): PendingRing | undefined {
+  if (list === undefined) return undefined;
+  const p = list[k];
+  list[k] = undefined;
+  return p;
 }
 
 /**
@@ -402,19 +505,12 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
     }
     if (st.nicRx[k] === undefined) {
       try {
-        const info = interfaceInfo(ifname);
-        const mode = info.rxQueues === n && n > 1 ? FANOUT_QM : FANOUT_HASH;
-        // Frames are handed over one at a time (TPACKET_V2): a frame is ours as soon as the kernel
-        // has written it, where V3 blocks added up to 1 ms per hop. A GSO super-frame comes whole
-        // through the socket queue; the virtio-net header says how to cut it. The first socket
-        // makes the fanout group, the others (any thread) join it: under the registry lock, or
-        // two threads opening at once would make a group each (and every frame would be
-        // received twice).
-        const frameSize = pow2AtLeast(Math.max(2048, info.mtu + 128));
-        const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, {
-          dropMark: SPLIT_MARK, fanoutGroup: group, fanoutMode: mode,
-          frameSize, blockSize: Math.max(1 << 16, frameSize), blockCount: Math.max(2, IF_RX_FRAMES * frameSize >> 16), vnetHdr: true, perFrame: true,
-        });
+        // The first socket makes the fanout group, the others (any thread) join it: under the
+        // registry lock, or two threads opening at once would make a group each (and every frame
+        // would be received twice).
+        const options = nicReceiverOptions(ifname, n);
+        const begun = take(st.begun?.rx, k);
+        const make = (group: number | undefined): PacketReceiver => new PacketReceiver(ifname, { ...options, fanoutGroup: group, begun });
         const rx = n === 1 ? make(undefined) : reg.locked(() => {
           const fanout = reg.portGet(port.index, L.PE_IF_FANOUT);
           const r = make(fanout > 0 ? fanout - 1 : -1);
@@ -435,19 +531,26 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   }
   for (const r of port.txRings) {
     if (r.host) {
-      st.hostTx ??= new PacketTransmitter(ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+      st.hostTx ??= new PacketTransmitter(ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
       st.hostTxRefs++;
       done.push(r);
       continue;
     }
     const k = r.id;
     if (st.nicTx[k] === undefined) {
-      st.nicTx[k] = new PacketTransmitter(ifname, { frames: 1024 });
+      st.nicTx[k] = new PacketTransmitter(ifname, { ...NIC_TX_OPTIONS, begun: take(st.begun?.tx, k) });
       st.txRefs[k] = 0;
     }
     st.txRefs[k]!++;
     done.push(r);
   }
+}
+
+/** The host TX ring's begun transmitter, taken out of st.begun. */
+function takeHostTx(st: IfState): PendingRing | undefined {
+  const p = st.begun?.hostTx;
+  if (st.begun !== null) st.begun.hostTx = undefined;
+  return p;
 }
 
 /**
@@ -461,7 +564,7 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
   for (const r of [...port.rxRings, ...port.txRings]) {
     if (r.host) {
       if (r.dir === L.RING_DIR_TX) {
-        st.hostTx ??= new PacketTransmitter(st.ifname, { frames: 256, qdiscBypass: false, mark: SPLIT_MARK });
+        st.hostTx ??= new PacketTransmitter(st.ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
         st.hostTxRefs++;
         done.push(r);
       } else {
@@ -514,12 +617,20 @@ function umemWindow(port: Port, r: Ring): number {
 function openQueue(port: Port, st: IfState, r: Ring, queue = r.id, umemBufs = 0, fdNumber?: number): XdpQueue {
   const other = st.xsk.find((x) => x !== undefined && x.sock.fd !== fdNumber);
   const slots = Math.max(...[...port.txRings, ...port.rxRings].map((x) => x.numSlots));
-  const bufs = other?.umemBufs ?? (umemBufs > 0 ? umemBufs : umemWindow(port, r));
-  const sock = XskSocket.open({
-    ifindex: interfaceInfo(st.ifname).index, queue,
-    umemOffset: r.bufBase, umemLength: bufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
-    sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer, fdNumber,
-  });
+  // the first socket of the thread: the one whose UMEM registration beginAhead started, if any
+  const prepared = other === undefined && umemBufs === 0 ? st.begun?.umem ?? undefined : undefined;
+  if (prepared !== undefined) st.begun!.umem = null;
+  const bufs = other?.umemBufs ?? (umemBufs > 0 ? umemBufs : prepared !== undefined ? prepared.umemLength / r.bufSize : umemWindow(port, r));
+  let sock: XskSocket;
+  try {
+    sock = XskSocket.open({
+      ifindex: interfaceInfo(st.ifname).index, queue,
+      umemOffset: r.bufBase, umemLength: bufs * r.bufSize, chunkSize: r.bufSize, ringSize: pow2AtLeast(slots),
+      sharedUmemFd: other?.sock.fd, sharedMultiBuffer: other?.sock.multiBuffer, fdNumber, prepared,
+    });
+  } finally {
+    if (prepared !== undefined) XskSocket.abandon(prepared); // when open did not take it over
+  }
   try {
     setQueueSocket(st.xdpMapFd, queue, sock.fd);
   } catch (e) {
@@ -533,7 +644,7 @@ function openQueue(port: Port, st: IfState, r: Ring, queue = r.id, umemBufs = 0,
   const driver = driverName(st.ifname);
   return {
     sock, refs: 0, lentBy: new Uint16Array(r.numBufs).fill(NO_SLOT), postEnd: -1, txInFlight: 0,
-    fixPartial: driver === 'veth' || driver === 'tun', inChain: false, umemBufs: bufs, grow: false,
+    fixPartial: driver === 'veth' || driver === 'tun', inChain: false, umemBufs: bufs, grow: false, strayDescriptors: 0,
   };
 }
 
@@ -568,6 +679,7 @@ function growUmem(port: Port, st: IfState): void {
       throw e;
     }
     fresh.refs = q.refs;
+    fresh.strayDescriptors = q.strayDescriptors;
     st.xsk[k] = fresh;
   });
   // the new fill rings get the free RX slots' buffers now, as at bind (rings of other handles
@@ -600,11 +712,24 @@ function hostCapture(port: Port, st: IfState): void {
   });
 }
 
-/** Undoes bindRings for `rings` (default: every ring `port` binds). */
-function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings]): void {
+/**
+ * Undoes bindRings for `rings` (default: every ring `port` binds). The sockets' descriptors go
+ * into `closer` when given (the caller closes them all at once: each close waits for an RCU grace
+ * period), else they are closed here.
+ */
+function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, ...port.txRings], closer?: number[]): void {
   if (st.tap !== null) return;
+  const fds = closer ?? [];
+  try {
+    unbindRingList(port, st, rings, fds);
+  } finally {
+    if (closer === undefined) native.closeConcurrently(fds);
+  }
+}
+
+function unbindRingList(port: Port, st: IfState, rings: Ring[], closer: number[]): void {
   if (st.backend !== IF_BACKEND_PACKET) {
-    unbindXdpRings(port, st, rings);
+    unbindXdpRings(port, st, rings, closer);
     return;
   }
   const me = selfTid();
@@ -612,19 +737,19 @@ function unbindRings(port: Port, st: IfState, rings: Ring[] = [...port.rxRings, 
     if (r.dir !== L.RING_DIR_RX || r.host) continue;
     const k = r.id;
     if (st.nicRx[k] === undefined || --st.rxRefs[k]! > 0) continue;
-    st.nicRx[k]!.close();
+    closer.push(st.nicRx[k]!.detach());
     st.nicRx[k] = undefined;
     Atomics.compareExchange(port.mem.i32, (r.offset + L.KR_RX_SERVER) >>> 2, me, 0);
   }
   for (const r of rings) {
     if (r.dir !== L.RING_DIR_TX) continue;
     if (r.host) {
-      if (st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      if (st.hostTx !== null && --st.hostTxRefs <= 0) { closer.push(...st.hostTx.detach()); st.hostTx = null; st.hostTxRefs = 0; }
       continue;
     }
     const k = r.id;
     if (st.nicTx[k] === undefined || --st.txRefs[k]! > 0) continue;
-    st.nicTx[k]!.close();
+    closer.push(...st.nicTx[k]!.detach());
     st.nicTx[k] = undefined;
   }
 }
@@ -669,16 +794,16 @@ function lendFree(ring: Ring, q: XdpQueue): void {
     }
 }
 
-function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
+function unbindXdpRings(port: Port, st: IfState, rings: Ring[], closer: number[]): void {
   const me = selfTid();
   for (const r of rings) {
     if (r.host) {
-      if (r.dir === L.RING_DIR_TX && st.hostTx !== null && --st.hostTxRefs <= 0) { st.hostTx.close(); st.hostTx = null; st.hostTxRefs = 0; }
+      if (r.dir === L.RING_DIR_TX && st.hostTx !== null && --st.hostTxRefs <= 0) { closer.push(...st.hostTx.detach()); st.hostTx = null; st.hostTxRefs = 0; }
       continue;
     }
     const q = st.xsk[r.id];
     if (q === undefined || --q.refs > 0) continue;
-    q.sock.close();
+    closer.push(q.sock.detach());
     st.xsk[r.id] = undefined;
     // the queue's RX ring is served by nobody now (the socket served it for every handle)
     Atomics.compareExchange(port.mem.i32, (registry().ringOffset(port.index, port.numTxRings + port.numHostTxRings + r.id) + L.KR_RX_SERVER) >>> 2, me, 0);
@@ -688,10 +813,12 @@ function unbindXdpRings(port: Port, st: IfState, rings: Ring[]): void {
 /**
  * Counts an adapter of this process in or out (L.PE_IF_USERS). The last one out puts the interface
  * back in the stack's hands, from whichever thread it closes: the installer removes its split;
- * another thread removes the rules and closes the TAPs by descriptor number.
+ * another thread removes the rules and closes the TAPs by descriptor number. The descriptors in
+ * `closer` (the leaving handle's sockets) are closed here, at the same time as the split's links
+ * and TAP when this is the last one out; the ownership lock goes after all of them.
  */
-function countProcessUser(port: Port, st: IfState, delta: number): void {
-  if (st.tap !== null) return;
+function countProcessUser(port: Port, st: IfState, delta: number, closer: number[] = []): void {
+  if (st.tap !== null) { native.closeConcurrently(closer); return; }
   const reg = registry();
   const last = reg.locked(() => {
     const users = Math.max(0, reg.portGet(port.index, L.PE_IF_USERS) + delta);
@@ -708,13 +835,15 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
     reg.portSet(port.index, L.PE_IF_FANOUT, 0);
     return fds;
   });
-  if (last === null) return;
-  // the XDP link first: the wire's frames go back to the stack's path at once
-  detachXdp(st.xdp ?? last.xdp);
+  if (last === null) { native.closeConcurrently(closer); return; }
+  // the XDP link and map, the sockets, the tcx links and the host TAP all at once (each close
+  // of a socket, link or TAP waits for an RCU grace period), the lock last: whoever opens next
+  // finds the hook and the queues free
+  const x = st.xdp ?? last.xdp;
   st.xdp = null;
   // by the descriptors the registry holds: the host TAP may have been made by another thread
   try {
-    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress);
+    removeSplitOfThisProcess(st.ifname, last.sink, last.host, last.ingress, last.egress, [x.linkFd, x.mapFd, ...closer]);
   } catch { /* the interface may be gone */ }
 }
 
@@ -724,6 +853,7 @@ function countProcessUser(port: Port, st: IfState, delta: number): void {
  */
 function closeState(st: IfState): void {
   states.delete(st.index);
+  dropBegun(st);
   st.hostRead = null;
   st.split = null;
   st.tap?.close();
@@ -744,7 +874,7 @@ class InterfaceAdapter implements PortAdapter {
   private readonly st: IfState;
   private readonly u8: Uint8Array;
   private readonly watchKey: number;
-  /** Frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
+  /** AF_PACKET: frames dropped because they were longer than the kernel ring frame (GSO) or a buffer. */
   oversize = 0;
   /** struct iovec array for a TAP's chains (readv/writev). */
   private readonly iov = Buffer.alloc(IOV_MAX_CHAIN * native.IOVEC_SIZE);
@@ -756,21 +886,25 @@ class InterfaceAdapter implements PortAdapter {
     st.users++;
     const asked = askedBackend(port);
     if (asked !== null && st.tap === null && [...port.rxRings, ...port.txRings].some((r) => !r.host) && (asked === 'xdp') !== (st.backend !== IF_BACKEND_PACKET)) {
+      dropBegun(st);
       if (--st.users <= 0) closeState(st);
       fail('EBUSY', `${port.spec}: ${port.name} is open in this process with the ${asked === 'xdp' ? 'AF_PACKET' : 'AF_XDP'} backend`);
     }
     try {
       countProcessUser(port, st, +1);
     } catch (e) {
+      dropBegun(st);
       if (--st.users <= 0) closeState(st);
       throw e;
     }
     try {
       bindRings(port, st); // undoes its own partial work on failure
     } catch (e) {
+      dropBegun(st);
       this.leave();
       throw e;
     }
+    dropBegun(st); // what the first handle's rings did not take (AF_XDP did not serve after all)
     this.u8 = port.mem.u8;
     const watches: Watch[] = [];
     const memId = port.memId;
@@ -936,7 +1070,7 @@ class InterfaceAdapter implements PortAdapter {
       bytes += len;
     }
     Atomics.store(i32, rx.consWord, cons);
-    if (drops > 0) this.oversize += drops;
+    if (drops > 0) q.strayDescriptors += drops;
     if (packets > 0 || bytes > 0 || drops > 0) sync.count(sp, ring.offset, packets, bytes, drops);
     sync.setTail(ring, tail);
     return packets;
@@ -1154,16 +1288,20 @@ class InterfaceAdapter implements PortAdapter {
     this.release();
   }
 
-  /** Gives back this handle's rings, then leaves. */
+  /** Gives back this handle's rings, then leaves (the sockets are closed at once, with the split's descriptors when it goes). */
   private release(): void {
-    unbindRings(this.port, this.st);
-    this.leave();
+    const closer: number[] = [];
+    try {
+      unbindRings(this.port, this.st, undefined, closer);
+    } finally {
+      this.leave(closer);
+    }
   }
 
-  /** Counts this handle out of the process and the thread (the last one removes the split). */
-  private leave(): void {
+  /** Counts this handle out of the process and the thread (the last one removes the split), closing `closer`'s descriptors. */
+  private leave(closer: number[] = []): void {
     const st = this.st;
-    countProcessUser(this.port, st, -1);
+    countProcessUser(this.port, st, -1, closer);
     if (--st.users <= 0) closeState(st);
   }
 }
@@ -1212,10 +1350,10 @@ export function divertedFrames(port: Port): number {
 }
 
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */
-export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number } | null {
+export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number; strayDescriptors: number } | null {
   const st = states.get(port.index);
   if (st === undefined) return null;
-  let rxDrops = 0, rxPackets = 0, umemBuffers = 0;
+  let rxDrops = 0, rxPackets = 0, umemBuffers = 0, strayDescriptors = 0;
   for (const r of st.nicRx) {
     if (r === undefined) continue;
     const s = r.stats();
@@ -1228,6 +1366,7 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
     const s = q.sock.stats();
     rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
     umemBuffers = q.umemBufs; // AF_XDP: buffers [0, umemBuffers) of the pool are the UMEM
+    strayDescriptors += q.strayDescriptors;
   }
-  return { rxDrops, rxPackets, umemBuffers };
+  return { rxDrops, rxPackets, umemBuffers, strayDescriptors };
 }

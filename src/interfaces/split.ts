@@ -30,7 +30,7 @@
  * creating and destroying a net device costs several RCU grace periods per open and close.)
  */
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { NetmapError, fail } from '../errors.js';
 import { interfaceInfo, interfaceExists, setInterfaceUp, checkInterfaceName } from './ifinfo.js';
 import { TapDevice } from './tap.js';
@@ -191,8 +191,12 @@ export function isHelperDevice(name: string): boolean {
 
 interface TcResult { status: number; out: string; err: string }
 
+/** child_process, loaded on the tc path only (a tcx open spawns nothing: no need to load it at start). */
+let spawnSyncFn: typeof import('node:child_process').spawnSync | null = null;
+
 function tc(args: string[]): TcResult {
-  const r = spawnSync('tc', args, { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
+  spawnSyncFn ??= (createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')).spawnSync;
+  const r = spawnSyncFn('tc', args, { encoding: 'utf8', timeout: TC_TIMEOUT_MS, killSignal: 'SIGKILL' });
   if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
     fail('EOPNOTSUPP', 'the tc command (iproute2) is needed to split an interface from its host stack on a kernel without tcx');
   }
@@ -268,6 +272,14 @@ function disableIpv6(dev: string): void {
 export interface SplitOptions {
   /** Redirect what the stack sends to the host TAP for reading (true) or drop it (false, default). */
   capture?: boolean;
+  /**
+   * Cut the wire off the stack with the tcx ingress program (true, default). false: the caller
+   * cuts it another way — netmap:IF ports over AF_XDP, whose XDP program drops what it does not
+   * redirect to a socket — and one link fewer is made and closed (each costs an RCU grace period);
+   * `addIngressCut()` adds it later if that other way fails. The tc path installs its ingress rule
+   * whatever this says.
+   */
+  ingressCut?: boolean;
 }
 
 /** Makes the host TAP `nmh<ifindex>`: up, without IPv6 (nothing of its own to send). */
@@ -331,8 +343,8 @@ export class HostSplit {
   readonly lockFd: number;
   /** Which implementation this split uses. */
   readonly method: SplitMethod;
-  /** tcx link descriptors (-1 with tc). */
-  readonly ingressLink: number;
+  /** tcx link descriptors (-1 with tc, and ingress without its cut: SplitOptions.ingressCut). */
+  private ingress: number;
   readonly egressLink: number;
   private hostTap: TapDevice | null;
   private capturing: boolean;
@@ -345,8 +357,23 @@ export class HostSplit {
     this.hostTap = host;
     this.capturing = capture;
     this.method = links === null ? 'tc' : 'tcx';
-    this.ingressLink = links?.[0] ?? -1;
+    this.ingress = links?.[0] ?? -1;
     this.egressLink = links?.[1] ?? -1;
+  }
+
+  get ingressLink(): number {
+    return this.ingress;
+  }
+
+  /**
+   * Installs the tcx ingress cut of a split made without it (SplitOptions.ingressCut false), for
+   * a caller whose own cut did not happen. Nothing to do with tc (its rule is there) or when the
+   * cut is in place.
+   */
+  addIngressCut(): void {
+    if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
+    if (this.method !== 'tcx' || this.ingress > 0) return;
+    this.ingress = attachTcx(this.ifindex, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS);
   }
 
   /**
@@ -375,10 +402,12 @@ export class HostSplit {
       if (capture) host = openHostTap(info.index);
       if (method === 'tcx') {
         try {
-          made.push(attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS));
-          made.push(attachTcx(info.index, egressProgram(info.index, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS));
+          const ingress = opts.ingressCut === false ? -1 : attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS);
+          if (ingress > 0) made.push(ingress);
+          const egress = attachTcx(info.index, egressProgram(info.index, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
+          made.push(egress);
           tcxWorks = true;
-          return new HostSplit(ifname, info.index, lock, host, capture, [made[0]!, made[1]!]);
+          return new HostSplit(ifname, info.index, lock, host, capture, [ingress, egress]);
         } catch (e) {
           // A kernel without tcx (or one refusing our programs): today's tc path, unless forced.
           if (!(e instanceof NetmapError) || e.code === 'EPERM' || e.code === 'ENXIO' || process.env[SPLIT_ENV] === 'tcx') throw e;
@@ -434,19 +463,23 @@ export class HostSplit {
 /**
  * Removes the split of `ifname` that this process installed, possibly from another thread than
  * the installer's (descriptors belong to the process, not to the thread that opened them): its
- * tcx links (or, when there are none, our tc rules), then its two TAP descriptors.
+ * tcx links (or, when there are none, our tc rules), its host TAP, and `alsoClose` (the port's
+ * sockets, its XDP link), all closed at once on native threads (closeConcurrently: each waits for
+ * an RCU grace period, together they wait about one), then the ownership lock.
  */
-export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd: number, ingressLink = -1, egressLink = -1): void {
+export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd: number, ingressLink = -1, egressLink = -1, alsoClose: readonly number[] = []): void {
+  const fds = [...alsoClose];
   try {
-    if (ingressLink > 0 || egressLink > 0) {
-      if (ingressLink > 0) native.closeFd(ingressLink);
-      if (egressLink > 0) native.closeFd(egressLink);
-    } else if (interfaceExists(ifname)) {
+    if (ingressLink <= 0 && egressLink <= 0 && interfaceExists(ifname)) {
+      native.closeConcurrently(fds.splice(0));
       removeRules(ifname);
     }
   } finally {
-    if (hostFd > 0) native.closeFd(hostFd);
-    if (lockFd > 0) native.closeFd(lockFd);
+    try {
+      native.closeConcurrently([...fds, ingressLink, egressLink, hostFd]);
+    } finally {
+      if (lockFd > 0) native.closeFd(lockFd);
+    }
   }
 }
 

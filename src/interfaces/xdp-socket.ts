@@ -88,17 +88,43 @@ export interface XskOptions {
    * that whoever knows the old socket by its number (epoll sets, other handles) finds the new one.
    */
   fdNumber?: number;
+  /**
+   * A socket whose UMEM registration XskSocket.prepare started on a native thread, for the same
+   * UMEM: taken over (its registration joined) instead of making and registering one here.
+   */
+  prepared?: PreparedUmem;
 }
 
-/** Registers the UMEM (unaligned chunks, no extra headroom) on socket `fd`. */
-function registerUmem(sp: AddressSpace, fd: number, o: XskOptions): void {
+/** The UMEM registration's struct xdp_umem_reg: unaligned chunks, no extra headroom. */
+function umemReg(sp: AddressSpace, o: { umemOffset: number; umemLength: number; chunkSize: number }): Buffer {
   const reg = Buffer.alloc(32);
   reg.writeBigUInt64LE(BigInt(sp.absolute(o.umemOffset)), 0);
   reg.writeBigUInt64LE(BigInt(o.umemLength), 8);
   reg.writeUInt32LE(o.chunkSize, 16);
   reg.writeUInt32LE(0, 20); // headroom: none beyond XDP_PACKET_HEADROOM
   reg.writeUInt32LE(XDP_UMEM_UNALIGNED_CHUNK_FLAG, 24);
-  native.setsockoptBuffer(fd, SOL_XDP, XDP_UMEM_REG, reg);
+  return reg;
+}
+
+/** Registers the UMEM on socket `fd`. */
+function registerUmem(sp: AddressSpace, fd: number, o: XskOptions): void {
+  native.setsockoptBuffer(fd, SOL_XDP, XDP_UMEM_REG, umemReg(sp, o));
+}
+
+/**
+ * An AF_XDP socket whose UMEM registration runs on a native thread (XskSocket.prepare): the kernel
+ * pins, and so allocates, every page of the UMEM then, tens of milliseconds for tens of MiB,
+ * which overlap with the rest of an open (the split's and the XDP program's links). Taken over by
+ * XskSocket.open (`prepared`), or given up with XskSocket.abandon.
+ */
+export interface PreparedUmem {
+  readonly fd: number;
+  readonly umemOffset: number;
+  readonly umemLength: number;
+  readonly chunkSize: number;
+  /** The registration, until joined; null once taken over or given up. */
+  call: native.BackgroundCall | null;
+  taken: boolean;
 }
 
 export interface XskStats {
@@ -138,6 +164,33 @@ export class XskSocket {
    * are usually 5-40 ms). Throws the bind's error (EBUSY: the queue has another socket; EINVAL: no such
    * queue).
    */
+  /**
+   * Makes an AF_XDP socket and starts registering the UMEM [umemOffset, +umemLength) of this
+   * thread's address space with chunks of `chunkSize` on a native thread. Null when no socket
+   * can be made here (the open that would take it over then reports why).
+   */
+  static prepare(o: { umemOffset: number; umemLength: number; chunkSize: number }): PreparedUmem | null {
+    let fd = -1;
+    try {
+      fd = native.socket(AF_XDP, native.SOCK_RAW | native.SOCK_NONBLOCK, 0);
+    } catch {
+      return null;
+    }
+    const reg = umemReg(space(), o);
+    const call = native.startCall('setsockopt', [fd, SOL_XDP, XDP_UMEM_REG, reg, reg.length], () => {});
+    if (!call.threaded) { native.closeFd(fd); return null; } // no thread: the open registers it itself
+    return { fd, umemOffset: o.umemOffset, umemLength: o.umemLength, chunkSize: o.chunkSize, call, taken: false };
+  }
+
+  /** Gives up a prepared socket that no open took over (waits for its registration, then closes it). */
+  static abandon(p: PreparedUmem): void {
+    if (p.taken) return;
+    p.taken = true;
+    p.call?.join();
+    p.call = null;
+    native.closeFd(p.fd);
+  }
+
   static open(o: XskOptions): XskSocket {
     const attempts = o.multiBuffer !== false ? [XDP_USE_SG, 0] : [0];
     let last: unknown = null;
@@ -158,10 +211,28 @@ export class XskSocket {
     const sp = space();
     let fd = -1;
     const mapped: XskRing[] = [];
+    const p = o.prepared;
+    let ringOptions = [XDP_UMEM_FILL_RING, XDP_UMEM_COMPLETION_RING, XDP_RX_RING, XDP_TX_RING];
     try {
-      fd = native.socket(AF_XDP, native.SOCK_RAW | native.SOCK_NONBLOCK, 0);
-      if (o.sharedUmemFd === undefined) registerUmem(sp, fd, o);
-      for (const opt of [XDP_UMEM_FILL_RING, XDP_UMEM_COMPLETION_RING, XDP_RX_RING, XDP_TX_RING]) {
+      if (p !== undefined && !p.taken && o.sharedUmemFd === undefined && p.umemOffset === o.umemOffset && p.umemLength === o.umemLength && p.chunkSize === o.chunkSize) {
+        p.taken = true;
+        fd = p.fd;
+        p.call?.join();
+        p.call = null;
+        // the thread's result is not known: a socket without a UMEM refuses a fill ring (EINVAL);
+        // the registration is then made again here, for its errno
+        try {
+          native.setsockoptInt(fd, SOL_XDP, XDP_UMEM_FILL_RING, o.ringSize);
+          ringOptions = ringOptions.slice(1);
+        } catch (e) {
+          if (!(e instanceof NetmapError) || e.code !== 'EINVAL') throw e;
+          registerUmem(sp, fd, o);
+        }
+      } else {
+        fd = native.socket(AF_XDP, native.SOCK_RAW | native.SOCK_NONBLOCK, 0);
+        if (o.sharedUmemFd === undefined) registerUmem(sp, fd, o);
+      }
+      for (const opt of ringOptions) {
         native.setsockoptInt(fd, SOL_XDP, opt, o.ringSize);
       }
       // Where each ring's words are: read them, never assume them (they moved between kernels).
@@ -263,9 +334,19 @@ export class XskSocket {
   }
 
   close(): void {
-    if (this.closed) return;
+    const fd = this.detach();
+    if (fd >= 0) native.closeFd(fd);
+  }
+
+  /**
+   * Unmaps the rings and gives the descriptor to the caller to close (-1 when closed already):
+   * the close is what waits for the kernel's release (an RCU grace period), so several sockets
+   * are closed at once (closeConcurrently). Until then the socket stays bound.
+   */
+  detach(): number {
+    if (this.closed) return -1;
     this.closed = true;
     for (const r of [this.rx, this.tx, this.fill, this.comp]) this.sp.unmapLocal(r.mapOffset, r.mapLength);
-    native.closeFd(this.fd);
+    return this.fd;
   }
 }

@@ -172,6 +172,10 @@ export interface ProgramSpec {
   flags?: number;
 }
 
+const EAGAIN = 11;
+/** Loads made again after EAGAIN (a signal interrupted the verifier). */
+const PROG_LOAD_TRIES = 5;
+
 /** prog_flags of an XDP program that accepts multi-buffer (fragmented) frames (5.18+). */
 export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
 
@@ -189,14 +193,18 @@ export function loadProgram(spec: ProgramSpec): number {
   attr.writeUInt32LE(spec.flags ?? 0, 44);
   if (spec.name !== undefined) attr.write(spec.name.slice(0, 15), 48, 15, 'latin1');
   attr.writeUInt32LE(spec.expectedAttachType ?? 0, 68);
-  const r = bpfTry(BPF_PROG_LOAD, attr);
+  // EAGAIN: the verifier stops when a signal is pending for the thread (a profiler's SIGPROF, a
+  // SIGCHLD) and the load is to be made again, as libbpf does
+  let r = bpfTry(BPF_PROG_LOAD, attr);
+  for (let tries = 0; r === -EAGAIN && tries < PROG_LOAD_TRIES; tries++) r = bpfTry(BPF_PROG_LOAD, attr);
   if (r >= 0) return r;
   // Load again with the verifier's log to say why (only on failure: the log costs time).
   const log = Buffer.alloc(64 * 1024);
   attr.writeUInt32LE(1, 24);
   attr.writeUInt32LE(log.length, 28);
   attr.writeBigUInt64LE(address(log), 32);
-  const again = bpfTry(BPF_PROG_LOAD, attr);
+  let again = bpfTry(BPF_PROG_LOAD, attr);
+  for (let tries = 0; again === -EAGAIN && tries < PROG_LOAD_TRIES; tries++) again = bpfTry(BPF_PROG_LOAD, attr);
   if (again >= 0) return again;
   const text = log.toString('latin1', 0, Math.max(0, log.indexOf(0))).trim().split('\n').slice(-4).join(' | ');
   const code = errnoName(-r);

@@ -249,6 +249,9 @@ export function futexWaitAny(addresses: ArrayLike<number>, expected: ArrayLike<n
   return true;
 }
 
+/** Native threads for system calls that wait (closes, ring set-ups): threads.ts. */
+export { closeConcurrently, startCall, threadStats, type BackgroundCall, type CallArg } from './threads.js';
+
 /** The koffi module itself, for the socket and ioctl bindings of the interfaces layer. */
 export { koffi, libc };
 

@@ -15,6 +15,7 @@ const NLMSG_HDRLEN = 16;
 const RECV_TIMEOUT_MS = 2000;
 
 let seq = 1;
+let recvBuffer: Buffer | null = null;
 
 /**
  * Sends dump request `type` with `payload` (the family header: ifinfomsg, tcmsg...) and returns
@@ -33,7 +34,9 @@ export function dump(type: number, payload: Buffer): Buffer[] {
     const sent = native.sendto(fd, native.bufferAddress(req), req.length, 0);
     if (sent !== req.length) throw new NetmapError(errnoName(-sent), `netlink request ${type} failed: errno ${-sent}`);
     const out: Buffer[] = [];
-    const buf = Buffer.alloc(64 * 1024);
+    // one receive buffer for every dump of this thread (each open looks for tc leftovers: a fresh
+    // 64 KiB buffer for each of those dumps cost milliseconds of an interface open)
+    const buf = (recvBuffer ??= Buffer.alloc(64 * 1024));
     const pfd = Buffer.alloc(8);
     pfd.writeInt32LE(fd, 0);
     pfd.writeInt16LE(native.POLLIN, 4);

@@ -13,6 +13,8 @@ const { interfaceInfo, interfaceIndex, formatMac, checkInterfaceName } = await i
 const { NetmapError } = await import('../../src/errors.js');
 const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
 const { space } = await import('../../src/memory/space.js');
+const packetSocket = await import('../../src/interfaces/packet-socket.js');
+const native = await import('../../src/native/index.js');
 
 const skip = skipReason();
 if (skip !== null) console.log(`# skipping interface tests: ${skip}`);
@@ -304,4 +306,48 @@ test('a receiver waits without spinning and wakes up on traffic', opts, () => wi
   } finally {
     rx.close();
   }
+}));
+
+test('rings begun ahead (their set-up on a native thread) are taken over: frames flow; one begun with other options is not; a failed set-up reports its errno', opts, () => withLab((lab) => {
+  const { beginPacketRing, openPacketRing, abandonPacketRing, PACKET_TX_RING, TPACKET_V2 } = packetSocket;
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const before = lab.counters(b, 'b0');
+  lab.enter(a);
+  try {
+    const begun = PacketTransmitter.begin('a0', { frames: 512 });
+    assert.ok(begun.call !== null && begun.call.threaded, 'the ring is being set up on a thread');
+    const tx = new PacketTransmitter('a0', { frames: 512, begun });
+    assert.equal(tx.fd, begun.fd, 'the begun socket is the transmitter\'s');
+    const rxBegun = PacketReceiver.begin('a0', { perFrame: true, vnetHdr: true });
+    const rx = new PacketReceiver('a0', { perFrame: true, vnetHdr: true, begun: rxBegun });
+    assert.equal(rx.fd, rxBegun.fd);
+    rx.close();
+    try {
+      assert.equal(blast(tx, 1000), 1000);
+      const deadline = Date.now() + 5000;
+      while (tx.inFlight > 0 && Date.now() < deadline) tx.wait(5);
+    } finally {
+      tx.close();
+    }
+    // begun for a ring with a mark: a transmitter without one makes its own socket
+    const other = PacketTransmitter.begin('a0', { frames: 512, mark: 7 });
+    const plain = new PacketTransmitter('a0', { frames: 512, begun: other });
+    const markOf = (fd: number): number => { const v = Buffer.alloc(4); native.getsockoptBuffer(fd, native.SOL_SOCKET, native.SO_MARK, v); return v.readUInt32LE(0); };
+    assert.equal(markOf(plain.fd), 0, 'the socket begun with a mark was not taken over');
+    plain.close();
+    // a ring the kernel refuses (frame size not a multiple of 16): EINVAL from the thread's
+    // set-up, reported by openPacketRing as the kernel's errno
+    const request = Buffer.alloc(16);
+    request.writeUInt32LE(4096, 0); request.writeUInt32LE(2, 4); request.writeUInt32LE(1000, 8); request.writeUInt32LE(8, 12);
+    const start = { ifname: 'a0', direction: 'transmit' as const, version: TPACKET_V2, ringOption: PACKET_TX_RING, request, ringBytes: 8192, options: 'test' };
+    const bad = beginPacketRing(start);
+    assert.ok(bad.call !== null, 'its set-up runs on a thread');
+    assert.throws(() => openPacketRing(space(), { ...start, ifindex: interfaceIndex('a0'), protocolBe: 0 }, bad), (e: unknown) => e instanceof NetmapError && e.code === 'EINVAL' && /transmit ring/.test(e.message));
+    abandonPacketRing(beginPacketRing(start)); // joined and closed without being used
+  } finally {
+    lab.leave();
+  }
+  const arrived = lab.counters(b, 'b0').rxPackets - before.rxPackets;
+  assert.ok(arrived >= 1000, `peer counted ${arrived} of 1000`);
 }));

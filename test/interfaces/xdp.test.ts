@@ -27,6 +27,8 @@ const { space } = await import('../../src/memory/space.js');
 const L = await import('../../src/memory/layout.js');
 const { NetmapError } = await import('../../src/errors.js');
 const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
+const bpf = await import('../../src/native/bpf.js');
+const { TCX_INGRESS_NAME, TCX_EGRESS_NAME } = await import('../../src/interfaces/split.js');
 
 const skip = skipReason(['tc', 'ping']);
 if (skip !== null) console.log(`# skipping AF_XDP tests: ${skip}`);
@@ -40,6 +42,15 @@ type PortT = ReturnType<typeof openPort>;
 /** Whether an XDP program is attached to `dev` in `ns` (ip link shows "prog/xdp"). */
 function hasXdp(lab: LabT, ns: string, dev: string): boolean {
   return /prog\/xdp/.test(lab.must(ns, 'ip', ['-d', 'link', 'show', 'dev', dev]).stdout);
+}
+
+/** Names of the tcx programs on `dev` at `attachType` (this thread's namespace). */
+function tcxNames(dev: string, attachType: number): string[] {
+  return bpf.queryPrograms(interfaceIndex(dev), attachType).map((id) => bpf.programName(id) ?? '?');
+}
+
+function ping(lab: LabT, ns: string, addr: string): boolean {
+  return lab.run(ns, 'ping', ['-c', '1', '-W', '1', addr]).status === 0;
 }
 
 /** Sleeps on `p` for RX and takes every frame of every RX ring: { ring, at, len, flags }. */
@@ -93,6 +104,10 @@ test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap 
       if (u !== null) { assert.equal(seqs.has(u.seq), false, `frame ${u.seq} received twice`); seqs.add(u.seq); }
     }
     assert.ok(seqs.size >= sent * 0.95, `received ${seqs.size} of ${sent}`);
+    assert.equal(interfacePortStats(p)!.strayDescriptors, 0, 'every RX descriptor was a buffer the ring lent');
+    // the XDP program is the wire cut: no tcx ingress program, the egress one is there
+    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_INGRESS), []);
+    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_EGRESS), [TCX_EGRESS_NAME]);
     const bufs = new Set<number>();
     for (let i = 0; i < r.numSlots; i++) {
       const idx = r.slotBufIdx(i);
@@ -295,6 +310,8 @@ test('a driver without native XDP (a bridge device): the program runs in SKB mod
     const p = openPort('netmap:d0');
     try {
       assert.equal(p.backend, 'xdp skb copy');
+      // in SKB mode the program passes what it does not redirect: the tcx ingress program cuts
+      assert.deepEqual(tcxNames('d0', bpf.BPF_TCX_INGRESS), [TCX_INGRESS_NAME]);
       const t = p.txRings[0]!;
       for (let s = 0; s < 40; s++) {
         const i = t.head;
@@ -455,4 +472,44 @@ test('SIGKILL of the owner: no XDP link is left on the interface, which opens wi
   } finally {
     lab.leave();
   }
+}));
+
+test('the XDP program is the wire cut: with no socket on any queue (netmap:IF^) the stack sees nothing from the wire; after close, and at once after SIGKILL, it does', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.addr(a, 'a0', '198.18.0.1/24');
+  lab.addr(b, 'b0', '198.18.0.2/24');
+  assert.ok(ping(lab, b, '198.18.0.1'), 'ping works before');
+  lab.enter(a);
+  const p = openPort('netmap:a0^');
+  try {
+    assert.ok(hasXdp(lab, a, 'a0'), 'the program is attached though no ring has a socket');
+    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_INGRESS), [], 'no tcx ingress program: the XDP program cuts');
+    lab.leave();
+    assert.equal(ping(lab, b, '198.18.0.1'), false, 'the stack does not see the wire while the port is open');
+    lab.enter(a);
+  } finally {
+    p.close();
+    lab.leave();
+  }
+  assert.equal(hasXdp(lab, a, 'a0'), false);
+  lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
+  assert.ok(ping(lab, b, '198.18.0.1'), 'ping works after close');
+  // a SIGKILLed owner: the link goes with its process, and the cut with it
+  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(TYPES)}); const port = p.openPort('netmap:a0^'); console.log('ready ' + port.backend); setInterval(() => {}, 1000);`;
+  const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  assert.match(out, /ready xdp native/);
+  assert.equal(ping(lab, b, '198.18.0.1'), false, 'cut while the child holds the port');
+  child.kill('SIGKILL');
+  while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
+  let free = false;
+  for (const until = Date.now() + 2000; !free && Date.now() < until; await sleep(20)) free = !hasXdp(lab, a, 'a0');
+  assert.ok(free, 'no XDP program left on a0');
+  lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
+  assert.ok(ping(lab, b, '198.18.0.1'), 'the stack sees the wire at once after SIGKILL, without a next open');
 }));
