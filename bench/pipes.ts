@@ -8,10 +8,12 @@
  * (Ring.slotWord), a ring segment at a time and four slots per iteration, as a C compiler would
  * unroll them: in V8 a loop's own overhead costs more than a slot's load or store.
  *
- *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--slots 1024]
+ *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--poll-spin US] [--slots 1024]
  *                            [--only process|thread|same-thread] [--batches 256,512] [--no-rtt]
  *
- * --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
+ * --spin busy-polls with rxsync/txsync instead of poll(); --poll-spin US sets Port.pollSpinUs on
+ * every port (poll() re-checks for US µs before it sleeps; the default, 0, sleeps at once: until
+ * 2026-12-03 poll() always spun 30 µs). --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
  * at one batch beside pkt-gen, to compare them in one run).
  *
  * One side on its own (bench/pktgen-callgrind.sh runs each side under valgrind this way):
@@ -43,6 +45,8 @@ interface Role {
   blocking?: boolean;
   rounds?: number;
   slots?: number;
+  /** Port.pollSpinUs of the ports (undefined: the default). */
+  pollSpinUs?: number;
 }
 
 interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number; cpuWaitMs?: number; threadCpuMs?: number }
@@ -111,6 +115,7 @@ async function runRole(r: Role): Promise<Result> {
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1${conf(r)}`);
+    if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
     const tx = port.txRings[0]!;
     const u16 = port.mem.u16;
     const batch = r.batch;
@@ -146,6 +151,7 @@ async function runRole(r: Role): Promise<Result> {
   }
   if (r.role === 'rx') {
     const port = nm.openPort(`netmap:${r.name}}1${conf(r)}`, { noTxPoll: true });
+    if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
     const rx = port.rxRings[0]!;
     const u8 = port.mem.u8, u16 = port.mem.u16;
     const batch = r.batch;
@@ -192,6 +198,7 @@ async function runRole(r: Role): Promise<Result> {
   // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
   const isPing = r.role === 'ping';
   const port = nm.openPort(`netmap:${r.name}${isPing ? '{' : '}'}1`);
+  if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
   const tx = port.txRings[0]!, rx = port.rxRings[0]!;
   const rounds = r.rounds ?? 10000;
   const recv = (): number => {
@@ -329,6 +336,9 @@ async function main(): Promise<void> {
   const ms = msArg >= 0 ? Number(args[msArg + 1]) : 1500;
   const quick = args.includes('--quick');
   const spin = args.includes('--spin');
+  const pollSpinArg = args.indexOf('--poll-spin');
+  const pollSpinUs = pollSpinArg >= 0 ? Number(args[pollSpinArg + 1]) : undefined;
+  if (pollSpinUs !== undefined && !(Number.isFinite(pollSpinUs) && pollSpinUs >= 0 && pollSpinUs <= 100_000)) throw new Error('--poll-spin: microseconds, 0..100000');
   const slotsArg = args.indexOf('--slots');
   const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
   const onlyArg = args.indexOf('--only');
@@ -355,8 +365,8 @@ async function main(): Promise<void> {
       const run = mode === 'process' ? inProcess : inThread;
       for (const batch of batches) {
         const name = `bp${seq++}`;
-        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots });
-        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots });
+        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots, pollSpinUs });
+        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots, pollSpinUs });
         const [rr, tr] = await Promise.all([rx, tx]);
         const mpps = rr.packets / rr.seconds / 1e6;
         // CPU time per packet of each side (includes start-up and idle polling; a check on how
@@ -371,14 +381,14 @@ async function main(): Promise<void> {
           tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)),
           tx_thread_cpu_ms: Number((tr.threadCpuMs ?? -1).toFixed(3)), rx_thread_cpu_ms: Number((rr.threadCpuMs ?? -1).toFixed(3)),
         } : {};
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll' });
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll', poll_spin_us: pollSpinUs ?? 0 });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of rtt ? [false, true] : []) {
         const name = `bp${seq++}`;
         const rounds = blocking ? 5000 : 20000;
-        const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds });
-        const ping = run({ role: 'ping', name, batch: 1, ms, dir, blocking, rounds });
+        const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds, pollSpinUs });
+        const ping = run({ role: 'ping', name, batch: 1, ms, dir, blocking, rounds, pollSpinUs });
         const [pr] = await Promise.all([ping, pong]);
         emit({ metric: 'rtt', mode, wait: blocking ? 'poll' : 'busy', value: Number(((pr.rttNs ?? 0) / 1000).toFixed(2)), unit: 'us', rounds });
       }

@@ -21,6 +21,7 @@ const c = {
   getpid: libc.func('int getpid()'),
   gettid: libc.func('int gettid()'),
   kill: libc.func('int kill(int pid, int sig)'),
+  schedYield: libc.func('int sched_yield()'),
   flock: libc.func('int flock(int fd, int operation)'),
   // syscall(2) is written in assembly in glibc and reads its arguments from registers, so a fixed
   // prototype is safe and far cheaper per call than koffi's variadic path.
@@ -108,6 +109,15 @@ export function getpid(): number {
 
 export function gettid(): number {
   return c.gettid();
+}
+
+/**
+ * sched_yield(2): lets another thread that is ready to run on this CPU have it now (returns at
+ * once when none is). For a consumer that must not keep a shared CPU from the producers it
+ * watches (netmap dump between its batches).
+ */
+export function schedYield(): void {
+  c.schedYield();
 }
 
 /** True when process `pid` exists (kill(pid, 0) succeeds or fails with EPERM). */

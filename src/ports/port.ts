@@ -166,8 +166,6 @@ export function requestedVnetHdr(spec: PortSpec, opts: OpenOptions): number | un
 }
 
 let openHandles = 0;
-/** How long poll() re-checks before it goes to sleep, in microseconds. */
-const POLL_SPIN_US = 30;
 /** futex_waitv's limit on words per wait. */
 const MAX_WAIT_WORDS = 128;
 const idleWord = new Int32Array(new SharedArrayBuffer(4));
@@ -199,6 +197,15 @@ export class Port {
   readonly extraBuffers: number;
   readonly exclusive: boolean;
   readonly noTxPoll: boolean;
+  /**
+   * How long poll() keeps re-checking (one sync each time) before it sleeps on the futex, in
+   * microseconds; 0 (the default) sleeps at once. A peer busy on another core usually makes
+   * progress within microseconds, sooner than a sleep and wake-up round trip, so a spin can buy
+   * latency (a pipe's round trip); but it burns a CPU that, on a machine with fewer cores than
+   * busy threads, the peer needs (pkt-gen tx, rx and a monitor on 2 cores: the receiver's CPU a
+   * frame doubled). pkt-gen's --spin is the same for its loops.
+   */
+  pollSpinUs = 0;
   /** Length of the virtio-net header every frame of this port starts with (0: none). */
   readonly vnetHdrLen: number;
   readonly adapter: PortAdapter;
@@ -368,15 +375,15 @@ export class Port {
   poll(events: number, timeoutMs: number): number {
     let revents = this.pollOnce(events);
     if ((revents & (events | POLLERR)) !== 0 || timeoutMs === 0) return revents;
-    // Spin briefly before sleeping: a peer that is busy moving packets usually makes progress
-    // within microseconds, and a futex sleep/wake costs tens of them. Bounded (POLL_SPIN_US per
-    // call), so an idle poller still sleeps at once for all practical purposes.
-    native.readClock();
-    const spinUntil = native.clock[0]! + POLL_SPIN_US / 1000;
-    for (let k = 1; ; k++) {
-      revents = this.pollOnce(events);
-      if ((revents & (events | POLLERR)) !== 0) return revents;
-      if ((k & 7) === 0 && (native.readClock(), native.clock[0]! > spinUntil)) break;
+    // Optionally spin before sleeping (pollSpinUs): bounded, so an idle poller still sleeps.
+    if (this.pollSpinUs > 0) {
+      native.readClock();
+      const spinUntil = native.clock[0]! + this.pollSpinUs / 1000;
+      for (let k = 1; ; k++) {
+        revents = this.pollOnce(events);
+        if ((revents & (events | POLLERR)) !== 0) return revents;
+        if ((k & 7) === 0 && (native.readClock(), native.clock[0]! > spinUntil)) break;
+      }
     }
     const deadline = timeoutMs < 0 ? Infinity : native.monotonicMs() + timeoutMs;
     for (;;) {
