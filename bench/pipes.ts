@@ -381,7 +381,7 @@ async function main(): Promise<void> {
           tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)),
           tx_thread_cpu_ms: Number((tr.threadCpuMs ?? -1).toFixed(3)), rx_thread_cpu_ms: Number((rr.threadCpuMs ?? -1).toFixed(3)),
         } : {};
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll', poll_spin_us: pollSpinUs ?? 0 });
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll', poll_spin_us: pollSpinUs ?? 'default' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of rtt ? [false, true] : []) {

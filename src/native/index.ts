@@ -14,6 +14,8 @@ const libc = koffi.load('libc.so.6');
 const c = {
   open: libc.func('int open(const char *path, int flags, int mode)'),
   close: libc.func('int close(int fd)'),
+  // ssize_t read as int: only small reads go through here
+  pread: libc.func('int pread(int fd, void *buf, size_t count, int64_t offset)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
   mmapPtr: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   mmapAt: libc.func('uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
@@ -53,6 +55,12 @@ export function errno(): number {
 
 export function openFile(path: string, flags: number, mode = 0o600): number {
   return check(c.open(path, flags | O_CLOEXEC, mode), `open(${path})`);
+}
+
+/** pread(2) of up to `len` bytes at file offset `offset` into `buf`; returns bytes or -errno (no throw). */
+export function preadInto(fd: number, buf: Uint8Array, len: number, offset: number): number {
+  const r = c.pread(fd, buf, Math.min(len, buf.length), offset) as number;
+  return r < 0 ? -koffi.errno() : r;
 }
 
 export function closeFd(fd: number): void {
