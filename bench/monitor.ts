@@ -13,8 +13,9 @@
  * one VALE switch in this process, 60-byte frames in batches of 256, with no monitor and with a
  * /r monitor on the receiver drained in the same loop; CPU ns a frame for the whole loop.
  * Each round also gives CPU time: the sender's a frame it sent (tx_cpu_ns_per_frame: forwarding
- * and monitor copies; frames the full receiver ring drops cost no copy), how long it waited
- * for a CPU, and dump's CPU a frame it saw (start-up excluded: sampled once it listens).
+ * and monitor copies; frames the full receiver ring drops cost no copy), the receiver's a frame
+ * it received, how long each waited for a CPU, and dump's CPU a frame it saw (start-up
+ * excluded: sampled once it listens). The summary adds the load average at its end.
  * Usage: node dist/bench/monitor.js [seconds] [--rounds N] [--slots N]
  *   (seconds per case, default 3; --slots: monitor ring size, vale0:rx/r@conf:slots=N)
  */
@@ -56,7 +57,7 @@ function startDump(port: string, filter: string): DumpProc {
   return { stop: () => child.kill('SIGINT'), started, done, cpuMs: () => cpuMsOf(child.pid) };
 }
 
-async function round(k: number, monitored: boolean): Promise<{ mpps: number; received: number; captured: number; seen: number; dropped: number; txCpuNs: number }> {
+async function round(k: number, monitored: boolean): Promise<{ mpps: number; received: number; captured: number; seen: number; dropped: number; txCpuNs: number; rxCpuNs: number; dumpCpuNs: number }> {
   let dump: DumpProc | null = null;
   let dumpCpu0 = NaN;
   const watch = async (): Promise<void> => {
@@ -77,11 +78,12 @@ async function round(k: number, monitored: boolean): Promise<{ mpps: number; rec
     value: Number((Number(rs.pps) / 1e6).toFixed(4)), unit: 'Mpps',
     tx_mpps: Number((Number(ts.pps) / 1e6).toFixed(4)), sent: ts.packets, received: rs.packets,
     tx_cpu_ns_per_frame: Number(txCpuNs.toFixed(1)), tx_cpu_wait_ms: ts.cpu_wait_ms, rx_cpu_ms: rs.cpu_ms,
+    rx_cpu_ns_per_frame: Number((Number(rs.cpu_ms) * 1e6 / Number(rs.packets)).toFixed(1)), rx_cpu_wait_ms: rs.cpu_wait_ms,
     ...(monitored ? { dump_cpu_ms: dumpCpu, dump_cpu_ns_per_frame: Number((dumpCpu * 1e6 / d.received).toFixed(1)) } : {}),
     ...(monitored ? { captured: d.captured, monitor_seen: d.received, monitor_drops: d.dropped, captured_share: Number((d.captured / Number(rs.packets)).toFixed(4)) } : {}),
   };
   console.log(JSON.stringify(line));
-  return { mpps: Number(rs.pps) / 1e6, received: Number(rs.packets), captured: d.captured, seen: d.received, dropped: d.dropped, txCpuNs };
+  return { mpps: Number(rs.pps) / 1e6, received: Number(rs.packets), captured: d.captured, seen: d.received, dropped: d.dropped, txCpuNs, rxCpuNs: Number(rs.cpu_ms) * 1e6 / Number(rs.packets), dumpCpuNs: dumpCpu * 1e6 / d.received };
 }
 
 /** ns a frame of send + forward + receive (+ monitor copy and drain), one thread. */
@@ -136,13 +138,17 @@ try {
     rounds: ROUNDS + 2, note: 'send, forward and receive (and the monitor copy and its drain) in one thread, 60-byte frames, batch 256',
   }));
   const without: number[] = [], withMon: number[] = [], shares: number[] = [], cpuWithout: number[] = [], cpuWith: number[] = [];
+  const rxCpuWithout: number[] = [], rxCpuWith: number[] = [], dumpCpu: number[] = [];
   for (let k = 0; k < ROUNDS; k++) {
     const a = await round(k, false);
     without.push(a.mpps);
     cpuWithout.push(a.txCpuNs);
+    rxCpuWithout.push(a.rxCpuNs);
     const b = await round(k, true);
     withMon.push(b.mpps);
     cpuWith.push(b.txCpuNs);
+    rxCpuWith.push(b.rxCpuNs);
+    dumpCpu.push(b.dumpCpuNs);
     shares.push(b.captured / b.received);
   }
   const w = median(without), m = median(withMon);
@@ -152,6 +158,8 @@ try {
     rounds: ROUNDS, seconds: SECONDS, without_mpps: Number(w.toFixed(4)), with_mpps: Number(m.toFixed(4)),
     captured_share_median: Number(median(shares).toFixed(4)), goal_slowdown: 0.2, goal_capture_mpps: 10,
     tx_cpu_ns_without: Number(cw.toFixed(1)), tx_cpu_ns_with: Number(cm.toFixed(1)), cpu_slowdown: Number((1 - cw / cm).toFixed(4)),
+    rx_cpu_ns_without: Number(median(rxCpuWithout).toFixed(1)), rx_cpu_ns_with: Number(median(rxCpuWith).toFixed(1)), dump_cpu_ns: Number(median(dumpCpu).toFixed(1)),
+    load_average: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     note: 'shared 2-core machine: pkt-gen tx, pkt-gen rx and dump compete for cores; noisy',
   }));
 } finally {

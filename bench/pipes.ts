@@ -8,11 +8,22 @@
  * (Ring.slotWord), a ring segment at a time and four slots per iteration, as a C compiler would
  * unroll them: in V8 a loop's own overhead costs more than a slot's load or store.
  *
- *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--slots 1024]
+ *   node dist/bench/pipes.js [--ms 1500] [--quick] [--spin] [--poll-spin US] [--slots 1024]
  *                            [--only process|thread|same-thread] [--batches 256,512] [--no-rtt]
  *
- * --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
+ * --spin busy-polls with rxsync/txsync instead of poll(); --poll-spin US sets Port.pollSpinUs on
+ * every port (poll() re-checks for US µs before it sleeps; the default, 0, sleeps at once: until
+ * 2026-12-03 poll() always spun 30 µs). --only, --batches and --no-rtt pick a subset (bench/pktgen.ts runs the two-process throughput
  * at one batch beside pkt-gen, to compare them in one run).
+ *
+ * One side on its own (bench/pktgen-callgrind.sh runs each side under valgrind this way):
+ *
+ *   NETMAP_TS_DIR=DIR node dist/bench/pipes.js --child '{"role":"rx","name":"p","batch":512}'
+ *   NETMAP_TS_DIR=DIR node dist/bench/pipes.js --child '{"role":"tx","name":"p","batch":512,"count":1000000}'
+ *
+ * The tx side sends `count` packets (or runs for `ms`, 1500 by default) and then an end marker; the
+ * rx side runs until that marker. Started this way (not forked by this bench), a side prints its
+ * result as one JSON line on stdout.
  *
  * Prints JSON lines: {"bench":"pipes","metric":...,"value":...,"unit":...,...}.
  */
@@ -25,11 +36,17 @@ interface Role {
   role: 'tx' | 'rx' | 'ping' | 'pong';
   name: string;
   batch: number;
-  ms: number;
-  dir: string;
+  /** tx: how long to send (ignored with `count`). */
+  ms?: number;
+  /** tx: send exactly this many packets, then the end marker. */
+  count?: number;
+  /** The shared-memory directory (NETMAP_TS_DIR); the environment's when absent. */
+  dir?: string;
   blocking?: boolean;
   rounds?: number;
   slots?: number;
+  /** Port.pollSpinUs of the ports (undefined: the default). */
+  pollSpinUs?: number;
 }
 
 interface Result { packets: number; seconds: number; bytes: number; rttNs?: number; cpuMs?: number; cpuWaitMs?: number; threadCpuMs?: number }
@@ -83,7 +100,7 @@ function conf(r: Role): string {
 }
 
 async function runRole(r: Role): Promise<Result> {
-  process.env.NETMAP_TS_DIR = r.dir;
+  if (r.dir !== undefined) process.env.NETMAP_TS_DIR = r.dir;
   const { pipePortType, parentPortType } = await import('../src/pipes/pipe.js');
   const nm = await import('../src/ports/port.js');
   nm.registerPortTypes([pipePortType, parentPortType]);
@@ -98,13 +115,15 @@ async function runRole(r: Role): Promise<Result> {
   const cpuMs = (): number => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000; };
   if (r.role === 'tx') {
     const port = nm.openPort(`netmap:${r.name}{1${conf(r)}`);
+    if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
     const tx = port.txRings[0]!;
     const u16 = port.mem.u16;
     const batch = r.batch;
-    const deadline = performance.now() + r.ms;
+    const count = r.count ?? 0;
+    const deadline = count > 0 ? Infinity : performance.now() + (r.ms ?? 1500);
     let sent = 0;
     for (let iter = 0; ; iter++) {
-      if ((iter & 1023) === 0 && performance.now() > deadline) break;
+      if (count > 0 ? sent >= count : (iter & 1023) === 0 && performance.now() > deadline) break;
       let room = tx.space();
       if (room === 0) {
         if (r.blocking === false) { port.txsync(); continue; }
@@ -112,7 +131,8 @@ async function runRole(r: Role): Promise<Result> {
         room = tx.space();
         if (room === 0) continue;
       }
-      const k = room < batch ? room : batch;
+      let k = room < batch ? room : batch;
+      if (count > 0 && k > count - sent) k = count - sent;
       tx.advance(writeLengths(u16, tx, tx.head, k, PKT_LEN));
       port.txsync();
       sent += k;
@@ -131,6 +151,7 @@ async function runRole(r: Role): Promise<Result> {
   }
   if (r.role === 'rx') {
     const port = nm.openPort(`netmap:${r.name}}1${conf(r)}`, { noTxPoll: true });
+    if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
     const rx = port.rxRings[0]!;
     const u8 = port.mem.u8, u16 = port.mem.u16;
     const batch = r.batch;
@@ -177,6 +198,7 @@ async function runRole(r: Role): Promise<Result> {
   // ping-pong: ping sends on {1 and waits for the echo on its rx ring; pong echoes back.
   const isPing = r.role === 'ping';
   const port = nm.openPort(`netmap:${r.name}${isPing ? '{' : '}'}1`);
+  if (r.pollSpinUs !== undefined) port.pollSpinUs = r.pollSpinUs;
   const tx = port.txRings[0]!, rx = port.rxRings[0]!;
   const rounds = r.rounds ?? 10000;
   const recv = (): number => {
@@ -271,7 +293,7 @@ async function sameThread(dir: string, batch: number, ms: number, loops: 'pipes'
       let k = tx.space();
       if (k > batch) k = batch;
       if (loops === 'pkt-gen') {
-        tx.advance(slots.fillConstant(m.mem.u8, u32, tx.slotWord, n, tx.head, k, filled, tx.bufBase, tx.bufSize, tx.numBufs, tplAt, PKT_LEN, firstLap > 0));
+        tx.advance(slots.fillConstant(m.mem.u8, m.mem.i32, tx.slotWord, n, tx.head, k, filled, tx.bufBase, tx.bufSize, tx.numBufs, tplAt, PKT_LEN, firstLap > 0));
         if (firstLap > 0) firstLap -= k;
         m.txsync();
         s.rxsync();
@@ -314,6 +336,9 @@ async function main(): Promise<void> {
   const ms = msArg >= 0 ? Number(args[msArg + 1]) : 1500;
   const quick = args.includes('--quick');
   const spin = args.includes('--spin');
+  const pollSpinArg = args.indexOf('--poll-spin');
+  const pollSpinUs = pollSpinArg >= 0 ? Number(args[pollSpinArg + 1]) : undefined;
+  if (pollSpinUs !== undefined && !(Number.isFinite(pollSpinUs) && pollSpinUs >= 0 && pollSpinUs <= 100_000)) throw new Error('--poll-spin: microseconds, 0..100000');
   const slotsArg = args.indexOf('--slots');
   const slots = slotsArg >= 0 ? Number(args[slotsArg + 1]) : 1024;
   const onlyArg = args.indexOf('--only');
@@ -340,8 +365,8 @@ async function main(): Promise<void> {
       const run = mode === 'process' ? inProcess : inThread;
       for (const batch of batches) {
         const name = `bp${seq++}`;
-        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots });
-        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots });
+        const rx = run({ role: 'rx', name, batch, ms, dir, blocking: !spin, slots, pollSpinUs });
+        const tx = run({ role: 'tx', name, batch, ms, dir, blocking: !spin, slots, pollSpinUs });
         const [rr, tr] = await Promise.all([rx, tx]);
         const mpps = rr.packets / rr.seconds / 1e6;
         // CPU time per packet of each side (includes start-up and idle polling; a check on how
@@ -356,14 +381,14 @@ async function main(): Promise<void> {
           tx_cpu_wait_ms: Number((tr.cpuWaitMs ?? -1).toFixed(3)), rx_cpu_wait_ms: Number((rr.cpuWaitMs ?? -1).toFixed(3)),
           tx_thread_cpu_ms: Number((tr.threadCpuMs ?? -1).toFixed(3)), rx_thread_cpu_ms: Number((rr.threadCpuMs ?? -1).toFixed(3)),
         } : {};
-        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll' });
+        emit({ metric: 'throughput', mode, batch, pkt_len: PKT_LEN, slots, value: Number(mpps.toFixed(2)), unit: 'Mpps', packets: rr.packets, sent: tr.packets, seconds: Number(rr.seconds.toFixed(3)), ...cpu, ...waits, wait: spin ? 'busy' : 'poll', poll_spin_us: pollSpinUs ?? 'default' });
         if (batch === 1) emit({ metric: 'cost_per_packet', mode, batch, value: Number((1e9 / (rr.packets / rr.seconds)).toFixed(1)), unit: 'ns' });
       }
       for (const blocking of rtt ? [false, true] : []) {
         const name = `bp${seq++}`;
         const rounds = blocking ? 5000 : 20000;
-        const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds });
-        const ping = run({ role: 'ping', name, batch: 1, ms, dir, blocking, rounds });
+        const pong = run({ role: 'pong', name, batch: 1, ms, dir, blocking, rounds, pollSpinUs });
+        const ping = run({ role: 'ping', name, batch: 1, ms, dir, blocking, rounds, pollSpinUs });
         const [pr] = await Promise.all([ping, pong]);
         emit({ metric: 'rtt', mode, wait: blocking ? 'poll' : 'busy', value: Number(((pr.rttNs ?? 0) / 1000).toFixed(2)), unit: 'us', rounds });
       }
@@ -376,7 +401,17 @@ async function main(): Promise<void> {
 if (!isMainThread) {
   runRole(workerData as Role).then((res) => parentPort!.postMessage(res), (e) => { throw e; });
 } else if (process.argv[2] === '--child') {
-  runRole(JSON.parse(process.argv[3]!) as Role).then((res) => { if (process.connected) process.send!(res); }, (e) => { console.error(e); process.exit(1); });
+  let role = {} as Role;
+  try { role = JSON.parse(process.argv[3] ?? '{}') as Role; } catch { /* reported below */ }
+  if (role === null || typeof role !== 'object' || !['tx', 'rx', 'ping', 'pong'].includes(role.role) || typeof role.name !== 'string' || !(role.batch >= 1 && role.batch <= 4096) ||
+      (role.count !== undefined && !(Number.isInteger(role.count) && role.count > 0)) || (role.dir === undefined && process.env.NETMAP_TS_DIR === undefined && !process.connected)) {
+    console.error('usage: NETMAP_TS_DIR=DIR node pipes.js --child \'{"role":"tx|rx|ping|pong","name":"NAME","batch":1..4096[,"count":N][,"ms":MS][,"slots":S][,"blocking":false]}\'');
+    process.exit(64);
+  }
+  runRole(role).then((res) => {
+    if (process.connected) process.send!(res);
+    else process.stdout.write(JSON.stringify({ bench: 'pipes', metric: 'side', role: role.role, name: role.name, batch: role.batch, ...res }) + '\n');
+  }, (e) => { console.error(e); process.exit(1); });
 } else {
   main().catch((e) => { console.error(e); process.exit(1); });
 }

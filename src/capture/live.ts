@@ -14,23 +14,34 @@ import { programFromText, type FilterMode } from './filter.js';
 import { compileProgram } from './jit.js';
 import { interpretProgram } from './interp.js';
 import * as L from '../memory/layout.js';
+import { clock, readClock, realtimeUs, schedYield } from '../native/index.js';
+import { SLOT_WORDS, SLOT_WORD_BUF_IDX, SLOT_WORD_LEN_FLAGS } from '../rings/slot.js';
 
 /** Packet callback: bytes [offset, offset + caplen) of u8; valid until the next dispatch. */
 export type PacketHandler = (u8: Uint8Array, offset: number, caplen: number, wirelen: number, tsSec: number, tsNsec: number) => void;
 
-/** loop(): dispatches that found packets in a row before the event loop gets a turn. */
-const LOOP_BURST = 64;
 /** loop(): at most this long (ms) between turns of the event loop while packets flow. */
 const LOOP_YIELD_MS = 20;
 
 /**
- * loop(): after a dispatch that found fewer packets than this, wait COALESCE_MS before the next
- * (interrupt moderation): at high rates dump otherwise spent its CPU on a poll, a futex wait
- * and a wake-up per packet or two, and the writer a futex wake per batch.
+ * loop(): after a dispatch that found fewer packets than this, or none while packets came within
+ * the last IDLE_ARM_MS, wait PAUSE_MS before looking again (interrupt moderation): at high rates
+ * dump otherwise spent its CPU on a poll, a futex wait and a wake-up per packet or two. The pause
+ * is a sleep on a private word, not on the rings: the port's writers (a switch's senders) see no
+ * sleeper and make no wake-up system call per batch. After IDLE_ARM_MS without packets, loop()
+ * sleeps in poll() (armed: the first packet wakes it).
  */
 const COALESCE_BELOW = 32;
-const COALESCE_MS = 0.2;
+const PAUSE_MS = 0.2;
+const IDLE_ARM_MS = 10;
 const pause = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * loop(): packets a dispatch at most, each followed by sched_yield(): a capture on a CPU it
+ * shares with the watched port's receiver (2 cores, pkt-gen tx, rx and dump) otherwise held it
+ * for a whole ring's worth (16384 frames, about 1 ms) while the receiver's 1024-slot ring
+ * overflowed; the yield returns at once when nobody else waits for the CPU.
+ */
+const LOOP_BATCH = 1024;
 
 export interface LiveOptions {
   /** Bytes kept of each packet (default 262144). */
@@ -70,6 +81,8 @@ export class LiveCapture {
    * as pcapng's epb_flags; valid during the callback.
    */
   direction: 1 | 2 = 1;
+  /** realtimeUs() output for rings without a timestamp: seconds, microseconds. */
+  private readonly now = new Uint32Array(2);
 
   private constructor(port: Port, name: string, options: LiveOptions) {
     this.port = port;
@@ -123,42 +136,50 @@ export class LiveCapture {
 
   private drain(max: number, handler: PacketHandler): number {
     const limit = max <= 0 ? Infinity : max;
-    const u8 = this.port.mem.u8;
+    const mem = this.port.mem;
+    const u8 = mem.u8, u32 = mem.u32;
     const rings = this.port.rxRings;
     const filter = this.filter;
     const snaplen = this.snaplen;
-    let seen = 0;
+    const skip = this.skipDirection;
+    let seen = 0, accepted = 0;
     for (let r = 0; r < rings.length && seen < limit; r++) {
       const ring = rings[r]!;
       if (ring.empty()) continue;
       let tsSec = ring.tsSec, tsNsec = ring.tsUsec * 1000;
       if (tsSec === 0) {
-        const now = Date.now();
-        tsSec = Math.floor(now / 1000);
-        tsNsec = (now % 1000) * 1e6;
+        realtimeUs(this.now);
+        tsSec = this.now[0]!;
+        tsNsec = this.now[1]! * 1000;
       }
+      // slots read as words (buf_idx, len | flags << 16): no accessor call per packet
+      const slots = ring.slotWord, n = ring.numSlots, bufBase = ring.bufBase, bufSize = ring.bufSize, numBufs = ring.numBufs;
       let i = ring.head;
       const tail = ring.tail;
       while (i !== tail && seen < limit) {
-        const off = ring.slotBufOffset(i);
-        const len = ring.slotLen(i);
-        const dirFlag = ring.slotFlags(i) & L.NS_TXMON;
-        if (dirFlag === this.skipDirection) { i = ring.next(i); continue; }
-        this.direction = dirFlag !== 0 ? 2 : 1;
+        const w = slots + SLOT_WORDS * i;
+        i = i + 1 === n ? 0 : i + 1;
+        const lf = u32[w + SLOT_WORD_LEN_FLAGS]!;
+        const dirFlag = (lf >>> 16) & L.NS_TXMON;
+        if (dirFlag === skip) continue;
+        const idx = u32[w + SLOT_WORD_BUF_IDX]!;
+        const off = bufBase + (idx < numBufs ? idx : 0) * bufSize;
+        const len = lf & 0xffff;
         seen++;
         let cap = len < snaplen ? len : snaplen;
         if (filter !== null) {
           const keep = filter(u8, off, cap, len);
-          if (keep === 0) { i = ring.next(i); continue; }
+          if (keep === 0) continue;
           if (keep < cap) cap = keep;
         }
-        this.accepted++;
+        accepted++;
+        this.direction = dirFlag !== 0 ? 2 : 1;
         handler(u8, off, cap, len, tsSec, tsNsec);
-        i = ring.next(i);
       }
       ring.head = ring.cur = i;
     }
     this.received += seen;
+    this.accepted += accepted;
     return seen;
   }
 
@@ -171,30 +192,68 @@ export class LiveCapture {
     const start = this.accepted;
     const saved = this.timeoutMs;
     this.timeoutMs = Math.min(saved < 0 ? 100 : saved, 100);
+    // the caller's deadline (Date.now() time) on the monotonic clock, which reading allocates nothing
+    readClock();
+    const deadline = deadlineMs === Infinity ? Infinity : clock[0]! + (deadlineMs - Date.now());
     try {
-      // the event loop gets a turn (signal handlers, breakloop) every LOOP_BURST busy dispatches
-      // or ~LOOP_YIELD_MS, and after every poll that timed out: a turn costs microseconds, in
-      // which a ring at 10 Mpps takes hundreds of frames
-      let busy = 0, since = Date.now();
+      // the event loop gets a turn (signal handlers, breakloop) every ~LOOP_YIELD_MS while packets
+      // flow and after every poll that timed out: a turn costs microseconds, in which a ring at
+      // 10 Mpps takes hundreds of frames
+      let since = clock[0]!, lastPacket = -Infinity;
       for (;;) {
         const want = count > 0 ? count - (this.accepted - start) : 0;
         if (count > 0 && want <= 0) return this.accepted - start;
-        const r = this.dispatch(want, handler);
+        let r = this.dispatchNow(want === 0 || want > LOOP_BATCH ? LOOP_BATCH : want, handler);
         if (r === -2) return -2;
-        const now = Date.now();
-        if (now >= deadlineMs) return this.accepted - start;
-        // a short batch: let frames gather for a moment rather than poll for each one (while we
-        // are not armed, writers skip the wake-up too); the monitor ring holds what comes meanwhile
-        if (r > 0 && r < COALESCE_BELOW) Atomics.wait(pause, 0, 0, COALESCE_MS);
-        if (r > 0 && ++busy < LOOP_BURST && now - since < LOOP_YIELD_MS) continue;
-        busy = 0;
+        readClock();
+        let now = clock[0]!;
+        if (r > 0) lastPacket = now;
+        else if (now - lastPacket >= IDLE_ARM_MS) {
+          // idle: sleep in poll until packets come (armed: the first one wakes us) or the timeout
+          r = this.dispatch(want, handler);
+          if (r === -2) return -2;
+          readClock();
+          now = clock[0]!;
+          if (r > 0) lastPacket = now;
+        }
+        if (now >= deadline) return this.accepted - start;
+        if (r === 0 && now - lastPacket >= IDLE_ARM_MS) {
+          // the poll timed out: let the event loop run
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          readClock();
+          since = clock[0]!;
+          if (this.closed) return this.accepted - start;
+          continue;
+        }
+        // a short batch, or none for a moment while packets flow: let frames gather rather than
+        // look for each one; the monitor ring holds what comes meanwhile
+        if (r < COALESCE_BELOW) Atomics.wait(pause, 0, 0, PAUSE_MS);
+        else schedYield();
+        if (now - since < LOOP_YIELD_MS) continue;
         await new Promise<void>((resolve) => setImmediate(resolve));
-        since = Date.now();
+        readClock();
+        since = clock[0]!;
         if (this.closed) return this.accepted - start;
       }
     } finally {
       this.timeoutMs = saved;
     }
+  }
+
+  /**
+   * dispatch() that never sleeps: what the rings hold, else one rxsync (which also hands back
+   * the slots read before) and what it brought. -2 after breakloop().
+   */
+  private dispatchNow(max: number, handler: PacketHandler): number {
+    this.checkOpen();
+    if (this.breakRequested) {
+      this.breakRequested = false;
+      return -2;
+    }
+    const n = this.drain(max, handler);
+    if (n > 0) return n;
+    this.port.rxsync();
+    return this.drain(max, handler);
   }
 
   /** The next accepted packet, copied, or null on timeout (pcap_next). */

@@ -14,8 +14,8 @@ import { LINKTYPE_ETHERNET, MAX_RECORD } from './reader.js';
 const DEFAULT_BUFFER = 1024 * 1024;
 /** Runs of raw records at least this long are written from the caller's buffer, not copied. */
 const RAW_WRITE_THROUGH = 64 * 1024;
-/** Records up to this length are copied word by word (see OutputBuffer.copy). */
-const SMALL_RECORD = 128;
+/** Unaligned records up to this length are copied 4 bytes at a time (see OutputBuffer.copy). */
+const UNALIGNED_WORDS = 256;
 
 /** Buffered output file shared by both writers. '-' is standard output. */
 class OutputBuffer {
@@ -33,6 +33,8 @@ class OutputBuffer {
     this.path = path;
     this.buf = new Uint8Array(size);
     this.dv = new DataView(this.buf.buffer);
+    this.f64 = new Float64Array(this.buf.buffer, 0, size >>> 3);
+    this.i32 = new Int32Array(this.buf.buffer, 0, size >>> 2);
     if (path === '-') {
       this.fd = 1;
       this.ownsFd = false;
@@ -81,25 +83,66 @@ class OutputBuffer {
     this.bytesWritten += length;
   }
 
-  /** DataView over the last source array given to copy() (small records are copied through it). */
+  /** Views of the last source array given to copy() (null: not 8-byte aligned, no word views). */
   private src: Uint8Array | null = null;
   private srcDv: DataView | null = null;
+  private srcF64: Float64Array | null = null;
+  private srcI32: Int32Array | null = null;
+  /** Word views of buf. */
+  readonly f64: Float64Array;
+  readonly i32: Int32Array;
 
   /**
-   * Copies packet bytes into the buffer at this.len (room reserved by the caller). Records up to
-   * SMALL_RECORD bytes are copied 4 bytes at a time through DataViews, which allocates nothing
-   * (a subarray for set() is an object per packet); longer ones with set().
+   * Copies packet bytes into the buffer at this.len (room reserved by the caller), allocating
+   * nothing: 8 bytes at a time through Float64Arrays when source and destination are both 8-byte
+   * aligned (a bit-exact copy on V8, as the switch's copies), 4 at a time through Int32Arrays
+   * when both are 4-byte aligned, else 4 at a time through DataViews; long unaligned records with
+   * set(), whose subarray is an object a packet but a fraction of the copy's time. A 60-byte frame
+   * from a netmap buffer took 12-15 ns with words against 36 ns through DataViews and 50-60 ns
+   * with set() (1514 bytes: 95 ns with unrolled 8-byte words, 110-320 ns with set()).
    */
   copy(u8: Uint8Array, offset: number, n: number): void {
-    if (n > SMALL_RECORD) this.buf.set(u8.subarray(offset, offset + n), this.len);
-    else if (n > 0) {
-      if (u8 !== this.src) { this.src = u8; this.srcDv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength); }
-      const from = this.srcDv!, to = this.dv, buf = this.buf, p = this.len;
+    const p = this.len;
+    this.len = p + n;
+    if (n <= 0) return;
+    if (u8 !== this.src) this.viewsOf(u8);
+    const f64 = this.srcF64;
+    if (f64 !== null && ((offset | p) & 7) === 0) {
+      const to = this.f64;
+      let s = offset >>> 3, t = p >>> 3;
+      const end = s + (n >>> 3), end4 = s + ((n >>> 5) << 2);
+      for (; s < end4; s += 4, t += 4) { to[t] = f64[s]!; to[t + 1] = f64[s + 1]!; to[t + 2] = f64[s + 2]!; to[t + 3] = f64[s + 3]!; }
+      for (; s < end; s++, t++) to[t] = f64[s]!;
+      this.tail(u8, offset, p, n, n & ~7);
+    } else if (f64 !== null && ((offset | p) & 3) === 0) {
+      const from = this.srcI32!, to = this.i32;
+      let s = offset >>> 2, t = p >>> 2;
+      const end = s + (n >>> 2), end4 = s + ((n >>> 4) << 2);
+      for (; s < end4; s += 4, t += 4) { to[t] = from[s]!; to[t + 1] = from[s + 1]!; to[t + 2] = from[s + 2]!; to[t + 3] = from[s + 3]!; }
+      for (; s < end; s++, t++) to[t] = from[s]!;
+      this.tail(u8, offset, p, n, n & ~3);
+    } else if (n <= UNALIGNED_WORDS) {
+      const from = this.srcDv!, to = this.dv;
       let i = 0;
       for (; i + 4 <= n; i += 4) to.setInt32(p + i, from.getInt32(offset + i, true), true);
-      for (; i < n; i++) buf[p + i] = u8[offset + i]!;
+      this.tail(u8, offset, p, n, i);
+    } else {
+      this.buf.set(u8.subarray(offset, offset + n), p);
     }
-    this.len += n;
+  }
+
+  /** Bytes [from, n) of a record copy, one at a time. */
+  private tail(u8: Uint8Array, offset: number, p: number, n: number, from: number): void {
+    const buf = this.buf;
+    for (let i = from; i < n; i++) buf[p + i] = u8[offset + i]!;
+  }
+
+  private viewsOf(u8: Uint8Array): void {
+    this.src = u8;
+    this.srcDv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+    const aligned = (u8.byteOffset & 7) === 0;
+    this.srcF64 = aligned ? new Float64Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 3) : null;
+    this.srcI32 = aligned ? new Int32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2) : null;
   }
 
   close(): void {
@@ -161,12 +204,19 @@ export class PcapWriter {
     const cap = caplen < this.snaplen ? caplen : this.snaplen;
     const out = this.out;
     out.reserve(16 + cap);
-    const dv = out.dv;
     const p = out.len;
-    dv.setUint32(p, tsSec >>> 0, true);
-    dv.setUint32(p + 4, this.nanosecond ? tsNsec : Math.floor(tsNsec / 1000), true);
-    dv.setUint32(p + 8, cap, true);
-    dv.setUint32(p + 12, wirelen >>> 0, true);
+    const frac = this.nanosecond ? tsNsec : Math.floor(tsNsec / 1000);
+    if ((p & 3) === 0) {
+      // the host's byte order is the file's (little-endian hosts: see the top of this file)
+      const i32 = out.i32, w = p >>> 2;
+      i32[w] = tsSec; i32[w + 1] = frac; i32[w + 2] = cap; i32[w + 3] = wirelen;
+    } else {
+      const dv = out.dv;
+      dv.setUint32(p, tsSec >>> 0, true);
+      dv.setUint32(p + 4, frac, true);
+      dv.setUint32(p + 8, cap, true);
+      dv.setUint32(p + 12, wirelen >>> 0, true);
+    }
     out.len = p + 16;
     out.copy(u8, offset, cap);
     this.packets++;
@@ -288,7 +338,6 @@ export class PcapngWriter {
     const len = 32 + padded + (direction !== 0 ? 12 : 0);
     const out = this.out;
     out.reserve(len);
-    const dv = out.dv;
     const p = out.len;
     // 64-bit timestamp in units of 1e-6 or 1e-9 s, split into two 32-bit halves without BigInt.
     const unitsPerSec = iface.nanosecond ? 1e9 : 1e6;
@@ -309,26 +358,21 @@ export class PcapngWriter {
       lo = low32 - carry * 4294967296;
       hi = t1Hi + carry;
     }
-    dv.setUint32(p, 6, true);
-    dv.setUint32(p + 4, len, true);
-    dv.setUint32(p + 8, ifIndex, true);
-    dv.setUint32(p + 12, hi >>> 0, true);
-    dv.setUint32(p + 16, lo >>> 0, true);
-    dv.setUint32(p + 20, cap, true);
-    dv.setUint32(p + 24, wirelen >>> 0, true);
+    // blocks are whole 32-bit words: p is word aligned, written in the host's byte order
+    const i32 = out.i32, w = p >>> 2;
+    i32[w] = 6; i32[w + 1] = len; i32[w + 2] = ifIndex; i32[w + 3] = hi; i32[w + 4] = lo;
+    i32[w + 5] = cap; i32[w + 6] = wirelen;
     out.len = p + 28;
     out.copy(u8, offset, cap);
     for (let i = cap; i < padded; i++) out.buf[out.len++] = 0;
+    let e = out.len >>> 2;
     if (direction !== 0) {
       // epb_flags (code 2, 4 bytes: bits 0-1 the direction), then opt_endofopt
-      dv.setUint16(out.len, 2, true);
-      dv.setUint16(out.len + 2, 4, true);
-      dv.setUint32(out.len + 4, direction & 3, true);
-      dv.setUint32(out.len + 8, 0, true);
-      out.len += 12;
+      i32[e] = 2 | (4 << 16); i32[e + 1] = direction & 3; i32[e + 2] = 0;
+      e += 3;
     }
-    dv.setUint32(out.len, len, true);
-    out.len += 4;
+    i32[e] = len;
+    out.len = 4 * e + 4;
     this.packets++;
   }
 

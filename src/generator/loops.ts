@@ -111,7 +111,7 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
   const addrSum = sumOfAddrs(cfg.src.ipStart, cfg.dst.ipStart, cfg.src.port0, cfg.dst.port0);
   const tplAt = placeTemplate(port, tpl);
   const tplEnd = tplAt + size;
-  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16;
+  const u8 = port.mem.u8, u32 = port.mem.u32, u16 = port.mem.u16, i32 = port.mem.i32;
   // which buffer each slot held when we last wrote the whole frame into it
   const filled = rings.map((r) => new Int32Array(r.numSlots).fill(-1));
   // slots of each ring still to be written the first time (fillConstant looks at all of those)
@@ -144,7 +144,7 @@ export function txLoop(a: LoopArgs, withSeq: boolean): void {
       let i = r.head;
       if (constant) {
         const lap = firstLap[ri]!;
-        i = fillConstant(u8, u32, slotsWord, ns, i, n, fill, bufBase, bsz, nb, tplAt, size, lap > 0);
+        i = fillConstant(u8, i32, slotsWord, ns, i, n, fill, bufBase, bsz, nb, tplAt, size, lap > 0);
         if (lap > 0) firstLap[ri] = lap - n;
       }
       else for (let k = 0; k < n; k++) {

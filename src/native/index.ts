@@ -14,6 +14,8 @@ const libc = koffi.load('libc.so.6');
 const c = {
   open: libc.func('int open(const char *path, int flags, int mode)'),
   close: libc.func('int close(int fd)'),
+  // ssize_t read as int: only small reads go through here
+  pread: libc.func('int pread(int fd, void *buf, size_t count, int64_t offset)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
   mmapPtr: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   mmapAt: libc.func('uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
@@ -21,6 +23,7 @@ const c = {
   getpid: libc.func('int getpid()'),
   gettid: libc.func('int gettid()'),
   kill: libc.func('int kill(int pid, int sig)'),
+  schedYield: libc.func('int sched_yield()'),
   flock: libc.func('int flock(int fd, int operation)'),
   // syscall(2) is written in assembly in glibc and reads its arguments from registers, so a fixed
   // prototype is safe and far cheaper per call than koffi's variadic path.
@@ -52,6 +55,12 @@ export function errno(): number {
 
 export function openFile(path: string, flags: number, mode = 0o600): number {
   return check(c.open(path, flags | O_CLOEXEC, mode), `open(${path})`);
+}
+
+/** pread(2) of up to `len` bytes at file offset `offset` into `buf`; returns bytes or -errno (no throw). */
+export function preadInto(fd: number, buf: Uint8Array, len: number, offset: number): number {
+  const r = c.pread(fd, buf, Math.min(len, buf.length), offset) as number;
+  return r < 0 ? -koffi.errno() : r;
 }
 
 export function closeFd(fd: number): void {
@@ -108,6 +117,15 @@ export function getpid(): number {
 
 export function gettid(): number {
   return c.gettid();
+}
+
+/**
+ * sched_yield(2): lets another thread that is ready to run on this CPU have it now (returns at
+ * once when none is). For a consumer that must not keep a shared CPU from the producers it
+ * watches (netmap dump between its batches).
+ */
+export function schedYield(): void {
+  c.schedYield();
 }
 
 /** True when process `pid` exists (kill(pid, 0) succeeds or fails with EPERM). */

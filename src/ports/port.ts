@@ -15,6 +15,7 @@ import * as L from '../memory/layout.js';
 import { parsePortSpec, type PortSpec } from './name.js';
 import { ownerAlive, selfTid } from '../memory/lock.js';
 import { tapsOf, type Taps } from '../monitor/tap.js';
+import { spareCpu } from './spare-cpu.js';
 
 export const POLLIN = L.POLLIN;
 export const POLLOUT = L.POLLOUT;
@@ -166,7 +167,7 @@ export function requestedVnetHdr(spec: PortSpec, opts: OpenOptions): number | un
 }
 
 let openHandles = 0;
-/** How long poll() re-checks before it goes to sleep, in microseconds. */
+/** Port.pollSpinUs's default, µs: about two futex sleep/wake round trips on this VM's cores. */
 const POLL_SPIN_US = 30;
 /** futex_waitv's limit on words per wait. */
 const MAX_WAIT_WORDS = 128;
@@ -199,6 +200,16 @@ export class Port {
   readonly extraBuffers: number;
   readonly exclusive: boolean;
   readonly noTxPoll: boolean;
+  /**
+   * How long poll() keeps re-checking (one sync each time) before it sleeps on the futex, in
+   * microseconds, when the machine has a CPU to spare (spare-cpu.ts: no more runnable threads
+   * than CPUs); 0 sleeps at once. A peer busy on another core usually makes progress within
+   * microseconds, sooner than a sleep and wake-up round trip (two processes on a pipe, 2 vCPUs:
+   * ~15 Mpps sleeping at once, ~200 spinning); with more busy threads than cores the spinner would
+   * take the CPU its peers need (pkt-gen tx, rx and a monitor on 2 cores: the receiver's CPU a
+   * frame doubled), so then it sleeps at once. pkt-gen's --spin spins unconditionally.
+   */
+  pollSpinUs = POLL_SPIN_US;
   /** Length of the virtio-net header every frame of this port starts with (0: none). */
   readonly vnetHdrLen: number;
   readonly adapter: PortAdapter;
@@ -368,15 +379,15 @@ export class Port {
   poll(events: number, timeoutMs: number): number {
     let revents = this.pollOnce(events);
     if ((revents & (events | POLLERR)) !== 0 || timeoutMs === 0) return revents;
-    // Spin briefly before sleeping: a peer that is busy moving packets usually makes progress
-    // within microseconds, and a futex sleep/wake costs tens of them. Bounded (POLL_SPIN_US per
-    // call), so an idle poller still sleeps at once for all practical purposes.
-    native.readClock();
-    const spinUntil = native.clock[0]! + POLL_SPIN_US / 1000;
-    for (let k = 1; ; k++) {
-      revents = this.pollOnce(events);
-      if ((revents & (events | POLLERR)) !== 0) return revents;
-      if ((k & 7) === 0 && (native.readClock(), native.clock[0]! > spinUntil)) break;
+    // Spin before sleeping (pollSpinUs) while a CPU is to spare: bounded, so an idle poller still
+    // sleeps.
+    if (this.pollSpinUs > 0 && (native.readClock(), spareCpu(native.clock[0]!))) {
+      const spinUntil = native.clock[0]! + this.pollSpinUs / 1000;
+      for (let k = 1; ; k++) {
+        revents = this.pollOnce(events);
+        if ((revents & (events | POLLERR)) !== 0) return revents;
+        if ((k & 7) === 0 && (native.readClock(), native.clock[0]! > spinUntil)) break;
+      }
     }
     const deadline = timeoutMs < 0 ? Infinity : native.monotonicMs() + timeoutMs;
     for (;;) {

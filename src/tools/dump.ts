@@ -304,13 +304,29 @@ async function run(args: Args): Promise<number> {
         warn(`netmap dump: listening on ${args.iface}${name !== args.iface ? ` (through ${cap.port.name})` : ''}, link-type EN10MB (Ethernet), snapshot length ${snaplen} bytes`);
         const deadline = args.duration === Infinity ? Infinity : Date.now() + args.duration * 1000;
         try {
-          const onPacket: typeof handle = (u8, o, caplen, wirelen, tsSec, tsNsec) => {
-            if (watching) direction = cap.direction;
-            handle(u8, o, caplen, wirelen, tsSec, tsNsec);
-            if (pipeGone) cap.breakloop();
-          };
+          // A pcap file written with neither -c nor -U (the capture at full rate): each packet
+          // goes straight to the writer, which counts them; a closed pipe (EPIPE) ends the loop.
+          const pcap = writer as PcapWriter | PcapngWriter | null;
+          const direct = pcap instanceof PcapWriter && args.count === 0 && !args.packetBuffered ? pcap : null;
+          const onPacket: typeof handle = direct !== null
+            ? (u8, o, caplen, wirelen, tsSec, tsNsec) => { direct.write(u8, o, caplen, wirelen, tsSec, tsNsec); }
+            : (u8, o, caplen, wirelen, tsSec, tsNsec) => {
+              if (watching) direction = cap.direction;
+              handle(u8, o, caplen, wirelen, tsSec, tsNsec);
+              if (pipeGone) cap.breakloop();
+            };
+          const packets0 = direct?.packets ?? 0;
           while (!stop) {
-            const r = await cap.loop(args.count > 0 ? args.count - accepted : 0, onPacket, deadline);
+            let r: number;
+            try {
+              r = await cap.loop(args.count > 0 ? args.count - accepted : 0, onPacket, deadline);
+            } catch (e) {
+              if (direct === null || !isEpipe(e)) throw e;
+              pipeGone = true;
+              break;
+            } finally {
+              if (direct !== null) accepted = direct.packets - packets0;
+            }
             text.flush();
             if (r === -2 || Date.now() >= deadline || (args.count > 0 && accepted >= args.count)) break;
           }

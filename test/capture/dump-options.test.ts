@@ -156,3 +156,33 @@ test('-w - into a reader that goes away: dump ends quietly, status 0', async () 
   assert.equal(code, 0, stderr);
   assert.doesNotMatch(stderr, /EPIPE|error|Error/);
 });
+
+test('-w - live without -U (records straight to the writer) into a reader that goes away: dump ends quietly, status 0', async () => {
+  const tx = openPort('netmap:dqe{1');
+  const child = spawn(process.execPath, [CLI, 'dump', '-i', 'netmap:dqe}1', '-w', '-', '--duration', '30', 'udp'],
+    { env: { ...process.env, NETMAP_TS_DIR: shmDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  let gone = false;
+  child.stdout.once('data', () => { child.stdout.destroy(); gone = true; });
+  try {
+    const deadline = Date.now() + 20000;
+    while (!stderr.includes('listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(stderr.includes('listening'), stderr);
+    // 1 MiB of output buffer fills after ~14k records of 76 bytes: send until the reader went
+    // away and dump exited (bounded: 30 s, or 2M frames)
+    const f = Uint8Array.from(padFrame(ether('02:00:00:00:00:02', '02:00:00:00:00:01', 0x0800, ip4({ src: '198.18.0.1', dst: '198.18.0.2', proto: 17 }, udp(1, 2, [7])))));
+    for (let sent = 0; child.exitCode === null && sent < 2_000_000 && Date.now() < deadline + 10000;) {
+      for (let k = 0; k < 256 && tx.inject(f, 0, f.length) > 0; k++) sent++;
+      tx.txsync();
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await exited, 0, stderr);
+    assert.ok(gone, 'the reader saw data first');
+    assert.doesNotMatch(stderr, /EPIPE|error|Error/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    tx.close();
+  }
+});

@@ -122,6 +122,40 @@ test('pcapng: several interfaces, nanosecond resolution, simple packet blocks, r
   }
 });
 
+test('records copied from any source offset and length come out byte for byte (word copies at every alignment), pcap and pcapng', () => {
+  const dir = tmpdir();
+  try {
+    // one source array, as a port's address space: offsets of every alignment (the writer copies
+    // 8 or 4 bytes at a time when source and destination line up, else through DataViews or set())
+    const src = new Uint8Array(new ArrayBuffer(8192)).map((_, i) => (i * 131 + (i >>> 8)) & 0xff);
+    const f64 = new Float64Array(src.buffer);
+    f64[100] = NaN; // bit patterns that are NaNs, signalling included, survive the 8-byte copies
+    new Uint32Array(src.buffer).set([0x7ff00001, 0x7ff80000, 0xfff00001, 0xffffffff], 202);
+    const lens = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 59, 60, 61, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 513, 1514, 2000];
+    const cases: Array<[number, number]> = [];
+    for (const len of lens) for (let o = 0; o < 16; o++) cases.push([o + (len * 8 % 512), len]);
+    for (const [o, len] of [[800, 64], [808, 32], [800, 1514]] as const) cases.push([o, len]); // over the NaN words
+    for (const kind of ['pcap', 'pcapng'] as const) {
+      const file = path.join(dir, `align.${kind}`);
+      const w = kind === 'pcap' ? new PcapWriter(file) : new PcapngWriter(file);
+      cases.forEach(([o, len], i) => (w as PcapWriter).write(src, o, len, len + 3, TS_BASE + i, 1000 * i));
+      w.close();
+      const { recs } = readAll(file);
+      assert.equal(recs.length, cases.length);
+      recs.forEach((r, i) => {
+        const [o, len] = cases[i]!;
+        assert.equal(r.caplen, len);
+        assert.equal(r.wirelen, len + 3);
+        assert.equal(r.sec, TS_BASE + i);
+        assert.equal(r.nsec, 1000 * i);
+        assert.equal(r.hex, Buffer.from(src.subarray(o, o + len)).toString('hex'), `${kind}: offset ${o}, ${len} bytes`);
+      });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('files we write are read identically by tcpdump, tshark and capinfos', (t) => {
   if (!have('tshark') || !have('capinfos') || !have('tcpdump')) {
     t.skip('tshark/capinfos/tcpdump not installed');
