@@ -446,16 +446,22 @@ test('jumbo frames (MTU 9000): in as NS_MOREFRAG chains of 1792-byte pieces, out
   }
 }));
 
-test('SIGKILL of the owner: no XDP link is left on the interface, which opens with AF_XDP at once', opts, () => withLab(async (lab) => {
-  const a = lab.ns('a'), b = lab.ns('b');
-  lab.veth(a, 'a0', b, 'b0');
-  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(TYPES)}); const port = p.openPort('netmap:a0'); console.log('ready ' + port.backend); setInterval(() => {}, 1000);`;
-  const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
+/** A child process in namespace `ns` that opens `name` and holds it; resolves once it said 'ready BACKEND' (or exited, or 15 s passed). */
+async function spawnOwner(lab: LabT, ns: string, name: string): Promise<{ child: ReturnType<LabT['spawn']>; out: string; deadline: number }> {
+  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(TYPES)}); const port = p.openPort(${JSON.stringify(name)}); console.log('ready ' + port.backend); setInterval(() => {}, 1000);`;
+  const child = lab.spawn(ns, process.execPath, ['--input-type=module', '-e', script]);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   const deadline = Date.now() + 15_000;
   while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  return { child, out, deadline };
+}
+
+test('SIGKILL of the owner: no XDP link is left on the interface, which opens with AF_XDP at once', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const { child, out, deadline } = await spawnOwner(lab, a, 'netmap:a0');
   assert.match(out, /ready xdp native copy/);
   assert.ok(hasXdp(lab, a, 'a0'));
   child.kill('SIGKILL');
@@ -496,13 +502,7 @@ test('the XDP program is the wire cut: with no socket on any queue (netmap:IF^) 
   lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
   assert.ok(ping(lab, b, '198.18.0.1'), 'ping works after close');
   // a SIGKILLed owner: the link goes with its process, and the cut with it
-  const script = `const p = await import(${JSON.stringify(PORTS)}); await import(${JSON.stringify(TYPES)}); const port = p.openPort('netmap:a0^'); console.log('ready ' + port.backend); setInterval(() => {}, 1000);`;
-  const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const deadline = Date.now() + 15_000;
-  while (!out.includes('ready') && child.exitCode === null && Date.now() < deadline) await sleep(20);
+  const { child, out, deadline } = await spawnOwner(lab, a, 'netmap:a0^');
   assert.match(out, /ready xdp native/);
   assert.equal(ping(lab, b, '198.18.0.1'), false, 'cut while the child holds the port');
   child.kill('SIGKILL');

@@ -48,7 +48,7 @@ test('VM: two guests on one VALE switch through vhost-user ping, move 4 MB over 
     guests.push(g2);
     const g1 = new vm.Guest(files!, initrd, { name: 'g1', ip: '198.18.9.1/24', netdev: vm.vhostUserNet(sa, '52:54:00:00:09:01'), waitFor: '198.18.9.2', run: 'ping,-c,3,198.18.9.2&&cat,/proc/uptime&&nc,198.18.9.2,5001|wc,-c&&cat,/proc/uptime' });
     guests.push(g1);
-    const ready = (await g1.waitFor(/NMTS-READY .*/, 60_000))[0];
+    const ready = (await g1.waitFor(/NMTS-READY [^\r\n]*[\r\n]/, 60_000))[0]; // the whole line: output arrives in pieces
     // the guest took the offloads: HOST_TSO4 (11), GUEST_TSO4 (7), MRG_RXBUF (15), VERSION_1 (32)
     for (const bit of [7, 11, 15, 32]) assert.ok(guestFeature(ready, bit), `guest feature ${bit}: ${ready}`);
     await g1.waitFor(/3 packets transmitted, 3 packets received/, 60_000);
@@ -100,7 +100,7 @@ test('VM: a guest on a TAP with virtio-net headers, attached to a VALE switch, p
     }
     lab.must(m, 'ip', ['link', 'set', 'tvm0', 'up']);
     valeCtl(['-a', 'vale8:tvm0']);
-    const ready = (await g.waitFor(/NMTS-READY .*/, 60_000))[0];
+    const ready = (await g.waitFor(/NMTS-READY [^\r\n]*[\r\n]/, 60_000))[0]; // the whole line: output arrives in pieces
     assert.ok(guestFeature(ready, 11), `the guest got HOST_TSO4 through vnet_hdr=on: ${ready}`);
     await g.waitFor(/3 packets transmitted, 3 packets received/, 60_000);
   } finally {
