@@ -121,17 +121,25 @@ export class LiveCapture {
    * pcap_dispatch), 0 on timeout, -2 if breakloop() was called.
    */
   dispatch(max: number, handler: PacketHandler): number {
+    return this.take(max, handler, false);
+  }
+
+  /**
+   * dispatch(); with `now` it never sleeps: what the rings hold, else one rxsync and what it
+   * brought (loop()'s own pacing decides when to sleep).
+   */
+  private take(max: number, handler: PacketHandler, now: boolean): number {
     this.checkOpen();
     if (this.breakRequested) {
       this.breakRequested = false;
       return -2;
     }
-    let n = this.drain(max, handler);
+    const n = this.drain(max, handler);
     if (n > 0) return n;
-    // (the poll's rxsync also hands back the slots read by the previous dispatch)
-    this.port.poll(POLLIN, this.timeoutMs);
-    n = this.drain(max, handler);
-    return n;
+    // (the sync also hands back the slots read by the previous dispatch)
+    if (now) this.port.rxsync();
+    else this.port.poll(POLLIN, this.timeoutMs);
+    return this.drain(max, handler);
   }
 
   private drain(max: number, handler: PacketHandler): number {
@@ -203,7 +211,7 @@ export class LiveCapture {
       for (;;) {
         const want = count > 0 ? count - (this.accepted - start) : 0;
         if (count > 0 && want <= 0) return this.accepted - start;
-        let r = this.dispatchNow(want === 0 || want > LOOP_BATCH ? LOOP_BATCH : want, handler);
+        let r = this.take(want === 0 || want > LOOP_BATCH ? LOOP_BATCH : want, handler, true);
         if (r === -2) return -2;
         readClock();
         let now = clock[0]!;
@@ -238,22 +246,6 @@ export class LiveCapture {
     } finally {
       this.timeoutMs = saved;
     }
-  }
-
-  /**
-   * dispatch() that never sleeps: what the rings hold, else one rxsync (which also hands back
-   * the slots read before) and what it brought. -2 after breakloop().
-   */
-  private dispatchNow(max: number, handler: PacketHandler): number {
-    this.checkOpen();
-    if (this.breakRequested) {
-      this.breakRequested = false;
-      return -2;
-    }
-    const n = this.drain(max, handler);
-    if (n > 0) return n;
-    this.port.rxsync();
-    return this.drain(max, handler);
   }
 
   /** The next accepted packet, copied, or null on timeout (pcap_next). */
