@@ -169,7 +169,12 @@ function pingRtt(lab: LabT, l: string, count: number): { avg: number; min: numbe
   return { min: Number(m?.[1] ?? NaN), avg: Number(m?.[2] ?? NaN), max: Number(m?.[3] ?? NaN), received: Number(rec?.[1] ?? 0) };
 }
 
-async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = false, backend?: 'xdp'): Promise<{ pps: number; bps: number }> {
+/**
+ * One switch between two veths: trafgen's flood through it (its rate and how much arrived), ping,
+ * iperf3; with `offerPps` also trafgen paced at that rate (the bridge's own rate: issue 15's
+ * "every offered frame at least at the bridge's rate"), and the share that arrived.
+ */
+async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = false, backend?: 'xdp', offerPps = 0): Promise<{ pps: number; bps: number }> {
   const lab = new Lab();
   const saved = process.env.NETMAP_TS_IF_BACKEND;
   try {
@@ -200,6 +205,13 @@ async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = fa
         const secs = secondsSince(t0) - 0.2;
         pps = (lab.counters(r, 'r0').rxPackets - before) / secs;
         emit(`${kind}_veth_to_veth_pps`, pps, 'pps', { sent: frames, delivered: lab.counters(r, 'r0').rxPackets - before, ...tag });
+        if (offerPps > 0) {
+          const at = lab.counters(r, 'r0').rxPackets;
+          trafgen(lab, l, 'l0', frames, 0, offerPps);
+          await sleep(200);
+          const got = lab.counters(r, 'r0').rxPackets - at;
+          emit(`${kind}_veth_to_veth_delivered_share_at_bridge_rate`, got / frames, 'fraction', { offered_pps: Math.round(offerPps), sent: frames, delivered: got, ...tag });
+        }
         const rtt = pingRtt(lab, l, 40);
         emit(`${kind}_ping_rtt_ms`, rtt.avg, 'ms', { min: rtt.min, max: rtt.max, received: rtt.received, sent: 40, ...tag });
       }
@@ -234,13 +246,13 @@ async function main(): Promise<number> {
     if (only === undefined || only === 'tx') txBench(frames);
     if ((only === undefined || only === 'rx') && skipReason(['tcpdump']) === null) await rxBench(frames);
     if (only === undefined || only === 'switch') {
-      const vale = await switchBench(frames, 'vale');
       const linux = await switchBench(frames, 'linux');
+      const vale = await switchBench(frames, 'vale', false, undefined, linux.pps);
       emit('switch_pps_ratio_vale_vs_linux_bridge', vale.pps / linux.pps, 'ratio');
       if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio');
       if (only === 'switch' || process.argv[4] === 'packet-too') {
         // the same through daemons on AF_XDP (frames swapped from netmap buffers), for comparison
-        const valeX = await switchBench(frames, 'vale', false, 'xdp');
+        const valeX = await switchBench(frames, 'vale', false, 'xdp', linux.pps);
         emit('switch_pps_ratio_vale_xdp_vs_linux_bridge', valeX.pps / linux.pps, 'ratio');
         if (valeX.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_xdp_vs_linux_bridge', valeX.bps / linux.bps, 'ratio');
       }

@@ -36,8 +36,9 @@ export function pinned(cpu: number, cmd: string, args: string[]): [string, strin
 }
 
 /** Runs trafgen; returns the seconds it reports for its own send loop (its start-up excluded). */
-export function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0): number {
-  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), '-q', FRAME]), 120_000);
+export function trafgen(lab: LabT, ns: string, dev: string, frames: number, cpu = 0, ratePps = 0): number {
+  const rate = ratePps > 0 ? ['-b', `${Math.round(ratePps)}pps`] : [];
+  const r = lab.run(ns, ...pinned(cpu, 'trafgen', ['-o', dev, '-P', '1', '-n', String(frames), ...rate, '-q', FRAME]), 120_000);
   if (r.status !== 0) throw new Error(`trafgen: ${r.stderr}`);
   const m = /(\d+) sec, (\d+) usec on CPU/.exec(r.stdout + r.stderr);
   return m === null ? NaN : Number(m[1]) + Number(m[2]) / 1e6;
