@@ -44,6 +44,8 @@ export interface GenConfig {
   dump: boolean;
   /** Busy-poll this many microseconds before sleeping in poll (0: sleep at once). */
   spinUs: number;
+  /** --rt: SCHED_FIFO priority of the packet threads (0: ordinary threads). */
+  realtime: number;
 }
 
 export const DEFAULTS = {

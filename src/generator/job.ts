@@ -17,6 +17,9 @@ export function jobOpenOptions(fn: GenFunction): OpenOptions {
 export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (line: string) => void, ready: () => void = () => {}, given: Port | null = null): void {
   const fn = job.cfg.fn;
   const port = given ?? openPort(job.portName, jobOpenOptions(fn));
+  // A real-time thread must sleep when it has nothing to do: spinning, it would keep the threads
+  // it preempted off its CPU until the kernel throttles it, for tens of milliseconds at once.
+  if (job.cfg.realtime > 0) port.pollSpinUs = 0;
   // opened here, in the worker thread, so that it measures this thread
   const cpuWait = new CpuWaitMeter();
   const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();

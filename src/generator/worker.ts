@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   // a plugged-in VALE lookup must be loaded before the send loop, which never yields
   await prepareLookup(job.portName);
   if (job.cpu >= 0) native.setAffinity(native.gettid(), job.cpu);
+  if (job.cfg.realtime > 0) native.setRealtime(job.cfg.realtime);
   const c = new Float64Array(job.stats, job.index * STATS_WORDS * 8, STATS_WORDS);
   const stop = new Int32Array(job.stop);
   try {

@@ -476,7 +476,21 @@ export function setRealtime(priority: number): void {
   if (!Number.isInteger(priority) || priority < 0 || priority > 99) throw new NetmapError('EINVAL', `real-time priority ${priority} is out of range (0..99)`);
   const param = Buffer.alloc(4);
   param.writeInt32LE(priority, 0);
-  check(schedSetscheduler(0, priority === 0 ? SCHED_OTHER : SCHED_FIFO, param), `sched_setscheduler(${priority === 0 ? 'SCHED_OTHER' : `SCHED_FIFO ${priority}`})`);
+  const what = `sched_setscheduler(${priority === 0 ? 'SCHED_OTHER' : `SCHED_FIFO ${priority}`})`;
+  if (schedSetscheduler(0, priority === 0 ? SCHED_OTHER : SCHED_FIFO, param) < 0) {
+    const errno = koffi.errno();
+    const hint = errnoName(errno) === 'EPERM' ? ': real-time priority needs root or CAP_SYS_NICE' : '';
+    throw new NetmapError(errnoName(errno), `${what} failed: errno ${errno}${hint}`);
+  }
+}
+
+/**
+ * Fails as setRealtime would (EPERM with a hint) when this process may not use real-time
+ * priority `priority`: tries it on the calling thread and puts the thread back at once.
+ */
+export function checkRealtimeAllowed(priority: number): void {
+  setRealtime(priority);
+  setRealtime(0);
 }
 
 /**
@@ -501,10 +515,23 @@ const F_SETFD = 2;
  */
 export function reexecNode(nodeFlags: string[]): never {
   for (let fd = 0; fd <= 2; fd++) fcntlFn(fd, F_SETFD, 'int', 0);
+  // node reports a bare 'node' as its path when it could not resolve its own (seen as user
+  // nobody): the kernel's link to the running binary serves then
+  const path = process.execPath.startsWith('/') ? process.execPath : '/proc/self/exe';
   const argv = [process.execPath, ...process.execArgv, ...nodeFlags, ...process.argv.slice(1), null];
-  execvFn(process.execPath, argv);
+  execvFn(path, argv);
   const errno = koffi.errno();
-  throw new NetmapError(errnoName(errno), `execv(${process.execPath}) failed: errno ${errno}`);
+  throw new NetmapError(errnoName(errno), `execv(${path}) failed: errno ${errno}`);
+}
+
+/**
+ * For a process whose data path will run at real-time priority (kipfw --rt, pkt-gen --rt): makes
+ * sure node runs with --single-threaded-gc, re-executing it (same pid) if not. V8's parallel GC
+ * phases would otherwise make the real-time thread wait for ordinary helper threads, which it has
+ * itself pushed off its CPU; the flag must be set before the heap exists.
+ */
+export function ensureSingleThreadedGc(): void {
+  if (!process.execArgv.includes('--single-threaded-gc')) reexecNode(['--single-threaded-gc']);
 }
 
 // ---- capture: read-only file mappings (src/capture/reader.ts) --------------------------------

@@ -7,7 +7,7 @@
  */
 import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
-import { reexecNode } from '../native/index.js';
+import { checkRealtimeAllowed, ensureSingleThreadedGc } from '../native/index.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { HANDOFF_STOCK } from '../firewall/handoff.js';
@@ -58,10 +58,11 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function run(args: Args): Promise<number> {
-  // A real-time data path does V8's GC work itself: parallel GC phases would make it wait for
-  // ordinary helper threads (dummynet/README.md, TIMING). GC flags must be set before the heap
-  // exists, so kipfw re-executes itself, same pid, with --single-threaded-gc.
-  if (args.rt > 0 && !process.execArgv.includes('--single-threaded-gc')) reexecNode(['--single-threaded-gc']);
+  // A real-time data path does V8's GC work itself (dummynet/README.md, TIMING)
+  if (args.rt > 0) {
+    checkRealtimeAllowed(args.rt);
+    ensureSingleThreadedGc();
+  }
   const k = await Kipfw.start({
     name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
     zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt, spin: args.spin,

@@ -36,6 +36,7 @@ export const PKT_GEN: ToolSpec = {
     { short: 'v', help: 'verbose (repeat for more)' },
     { long: 'json', help: 'machine-readable JSON lines on stdout instead of text' },
     { long: 'spin', value: 'us', help: 'busy-poll up to us microseconds before sleeping in poll (default 0)' },
+    { long: 'rt', value: 'prio', help: 'run the packet threads at SCHED_FIFO priority prio (1..99; root or CAP_SYS_NICE):\na receiver then preempts other threads the moment frames arrive (see src/generator/README.md)' },
   ],
 };
 
@@ -84,6 +85,7 @@ function toConfig(p: ParsedArgs): GenConfig {
     affinity: p.number('a', -1, { min: 0, max: 1023 }),
     cpus: p.number('c', 0, { min: 0, max: 1024 }),
     spinUs: p.number('spin', 0, { min: 0, max: 100_000 }),
+    realtime: p.number('rt', 0, { min: 1, max: 99 }),
     dump: p.has('X'),
   };
   if (cfg.reportMs > 0 && cfg.reportMs < 10) usageFail(`-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
@@ -93,6 +95,11 @@ function toConfig(p: ParsedArgs): GenConfig {
 export async function main(argv: string[]): Promise<number> {
   // the generator (and with it every port type) is loaded only to run, not for --help or a bad argument
   return runTool(PKT_GEN, argv, toConfig, async (cfg) => {
+    if (cfg.realtime > 0) {
+      const native = await import('../native/index.js');
+      native.checkRealtimeAllowed(cfg.realtime);
+      native.ensureSingleThreadedGc();
+    }
     const { runPktGen } = await import('../generator/run.js');
     return (await runPktGen(cfg)).status;
   });
