@@ -25,6 +25,10 @@ test('bw units: K=1000, M=1e6, G=1e9; Byte/bytes x8, Bit/s and bare mean bits', 
     ['1Gbit/s', 1_000_000_000], ['2KByte/s', 16_000], ['100', 100], ['5bytes', 40], ['64kbit/s', 64_000], ['0x10', 16], ['7B', 56],
   ];
   for (const [arg, want] of cases) assert.equal(parseBandwidth(arg), want, arg);
+  // a fraction or an unknown multiplier was read as the digits before it (1.5Mbit/s: 1 bit/s)
+  for (const arg of ['1.5Mbit/s', '10Xbit/s', '10M5', '3 ']) {
+    assert.throws(() => parseBandwidth(arg), (e: unknown) => (e as { message?: string }).message === `bw ${arg}: a whole number of bit/s with K, M or G and a unit (1500Kbit/s, 2MByte/s)`, arg);
+  }
 });
 
 test('bw and delay land in the link of pipe N and of its FIFO twin N+65536', () => {

@@ -180,6 +180,8 @@ export function parseBandwidth(arg: string): number {
   if (end[0] === 'K' || end[0] === 'k') { end = end.slice(1); bw *= 1000; }
   else if (end[0] === 'M' || end[0] === 'm') { end = end.slice(1); bw *= 1000000; }
   else if (end[0] === 'G' || end[0] === 'g') { end = end.slice(1); bw *= 1000000000; }
+  // A unit or nothing may follow: ipfw's strtoul read '1.5Mbit/s' as 1 bit/s and '10Xbit/s' as 10.
+  if (end !== '' && end[0] !== 'b' && end[0] !== 'B') dataerr(`bw ${arg}: a whole number of bit/s with K, M or G and a unit (1500Kbit/s, 2MByte/s)`);
   if ((end[0] === 'B' && !substrcmp2(end, 'Bi', 'Bit/s')) || substrcmp2(end, 'by', 'bytes')) bw *= 8;
   if (bw < 0 || bw > 0xffffffff * 8) dataerr('bandwidth too large');
   return bw;
