@@ -598,6 +598,10 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
       if (index < 0) fail('ENXIO', `${name}: no such interface '${spec.name}'`);
     }
     assert(reg.portLive(index), 'resolver returned a dead port');
+    // a persistent VALE port opened by its own name (netmap:vp0) is known only now; it existed
+    // before this open, so nothing made here is left behind by the refusal
+    const kind = reg.portGet(index, L.PE_KIND);
+    if (kind === L.PORT_KIND_VALE && spec.subsystem === 'netmap' && spec.pipe === null) refuseConf(name, { ...spec, subsystem: 'vale' });
     if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0 && opts.owner !== true) {
       fail('EBUSY', `${name}: port ${reg.portName(index)} is attached to a switch and owned by it`);
     }

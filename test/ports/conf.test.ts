@@ -15,7 +15,7 @@ const refused = (name: string, re: RegExp): void => {
   assert.throws(() => openPort(name).close(), (e: unknown) => e instanceof NetmapError && e.code === 'EINVAL' && re.test(e.message), name);
 };
 
-test('VALE ports and pipes refuse host-rings and backend; monitors every key but slots and extra-bufs', () => {
+test('VALE ports and pipes refuse host-rings and backend; monitors every key but slots and extra-bufs', async () => {
   for (const key of ['host-rings=1', 'host-tx-rings=1', 'host_rx_rings=2']) {
     refused(`vale0:s@conf:${key}`, /a VALE port has no host rings; @conf:host-rings .*applies to interfaces/);
     refused(`netmap:cp{1@conf:${key}`, /a pipe has no host rings/);
@@ -23,6 +23,16 @@ test('VALE ports and pipes refuse host-rings and backend; monitors every key but
   }
   refused('vale0:s@conf:backend=xdp', /a VALE port has no sockets to choose; @conf:backend=xdp\|packet applies to interfaces/);
   refused('netmap:cp}1@conf:backend=packet', /a pipe has no sockets to choose/);
+  // a persistent VALE port opened by its own name
+  const { createPersistentPort, removePersistentPort } = await import('../../src/switch/index.js');
+  createPersistentPort('cvp0', {});
+  try {
+    refused('netmap:cvp0@conf:host-rings=1', /a VALE port has no host rings/);
+    refused('netmap:cvp0@conf:backend=xdp', /a VALE port has no sockets to choose/);
+    openPort('netmap:cvp0@conf:slots=1024').close();
+  } finally {
+    removePersistentPort('cvp0');
+  }
   // nothing was made by a refused open: the names are free, and what the kinds honour opens
   const a = openPort('vale0:s@conf:rings=2,slots=64,extra-bufs=4');
   const b = openPort('netmap:cp{1@conf:slots=128');
