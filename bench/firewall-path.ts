@@ -82,7 +82,7 @@ async function pathCase(name: string, lines: string[], opts: { flows?: number; c
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       const before = path.stats.received;
-      path.step(Date.now());
+      path.step();
       inPath += performance.now() - t0;
       const c = process.cpuUsage(c0);
       inCpu += (c.user + c.system) / 1000;

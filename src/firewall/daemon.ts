@@ -183,7 +183,7 @@ export class Kipfw {
       let dn: DaemonDummynet | null = null;
       if (workers === 1) {
         dn = makeDummynet?.() ?? null;
-        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true, clockNs: dnNow });
+        path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: opts.zeroCopy ?? true });
       }
       k = new Kipfw(name, fw, ports, portInfo, path, dn, opts);
       if (path !== null) {

@@ -7,7 +7,7 @@
  */
 import type { Port } from '../ports/port.js';
 import { waitPorts } from '../interfaces/bridge.js';
-import { nowNs } from './dummynet/timing.js';
+import * as native from '../native/index.js';
 import type { FirewallPath } from './path.js';
 import type { DnHandoff } from './handoff.js';
 
@@ -38,21 +38,25 @@ export class PathLoop {
    * 20 kpps, each a pause that released dummynet packets late).
    */
   turnUntil(untilNs: number, stopped: () => boolean): void {
-    do this.turn(); while (!stopped() && nowNs() < untilNs);
+    do this.turn(); while (!stopped() && (native.readClockNs(), native.clockNs[0]!) < untilNs);
   }
 
   /** One pass and, when nothing moved, a re-check or a bounded sleep. Returns what the pass moved. */
   turn(): number {
-    const moved = this.path.step(Date.now());
+    const moved = this.path.step();
     if (moved > 0) { this.idle = 0; this.idleSince = 0; return moved; }
     // re-check for a few tens of microseconds before sleeping: a sender's next batch is usually
     // that close, and a sleeper costs the sender a futex wake per batch
-    const t = nowNs() * 1e-6;
+    // clocks read into a typed array, never returned: a returned double the compiler did not
+    // inline is a heap number, garbage on every idle pass
+    native.readClockNs();
+    const t = native.clockNs[0]! * 1e-6;
     if (this.idleSince === 0) this.idleSince = t;
     if (t - this.idleSince < IDLE_SPIN_MS) return 0;
-    const due = this.path.nextDueNs();
+    const due = this.path.nextDue[0]!;
     if (due !== Infinity && this.o.spin) return 0;
-    const dueIn = due - nowNs();
+    native.readClockNs();
+    const dueIn = due - native.clockNs[0]!;
     if (dueIn <= this.o.spinNs) return 0; // due soon: keep re-checking
     this.idle++;
     let timeoutMs = this.idle > 2 ? 20 : 1;

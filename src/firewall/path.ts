@@ -19,13 +19,13 @@
  * were received, and gives one free buffer back for each.
  */
 import { assert } from '../errors.js';
+import * as native from '../native/index.js';
 import * as L from '../memory/layout.js';
 import type { Port } from '../ports/port.js';
 import type { Ring } from '../rings/ring.js';
 import { buildReply, REPLY_ICMP_UNREACH, REPLY_TCP_RST } from './reply.js';
 import { passSlot } from '../interfaces/bridge.js';
 import type { FirewallConfig, Settings } from './rule.js';
-import { nowNs as dummynetNow } from './dummynet/timing.js';
 import { V_PASS, V_DENY, V_REJECT, V_RESET, V_PIPE, V_QUEUE, type Evaluator } from './engine.js';
 import type { DnHandoff } from './handoff.js';
 
@@ -71,6 +71,9 @@ interface Side {
   needTxsync: boolean;
 }
 
+/** Slots of FirewallPath.now. */
+const NOW_MS = 0, NOW_NS = 1;
+
 export class FirewallPath {
   readonly stats: PathStats = {
     received: 0, passed: 0, denied: 0, rejected: 0, repliesSent: 0, repliesLost: 0,
@@ -101,17 +104,27 @@ export class FirewallPath {
   private readonly onReturn = (buf: number, side: number): void => { this.stock[side]![this.stockCount[side]!++] = buf; };
   private readonly dueHandles = new Int32Array(1024);
   private readonly dueRules = new Int32Array(1024);
-  /** Dummynet's clock (ns), read after the RX sync of each pass; null: the time given to step(). */
-  /** Dummynet's clock (ns); read by step() after its RX syncs. */
-  private readonly clockNs: () => number;
+  /**
+   * The pass's times, [NOW_MS] Date.now() and [NOW_NS] dummynet's clock, read by forward() and
+   * release() from here: a double handed to a call the compiler does not inline is boxed, and an
+   * idle kipfw re-checking its rings passes hundreds of thousands of times a second (the boxes
+   * made a 0.1-0.3 ms scavenge every 90-180 ms, each one late packets).
+   */
+  private readonly now = new Float64Array(2);
+  /**
+   * [0]: when dummynet next has something due (ns), as of its last change through this path;
+   * -Infinity: to be asked again (after an enqueue or a new configuration); Infinity: nothing
+   * held, or no dummynet. Asking dummynet, or a getter the compiler did not inline, returns a
+   * boxed double; idle passes and PathLoop read this array instead.
+   */
+  readonly nextDue = new Float64Array([-Infinity]);
 
   constructor(
     ports: Port[],
     private readonly source: { generation(): number; evaluator(): { evaluator: Evaluator; config: FirewallConfig } },
     private readonly dummynet: PathDummynet | null,
-    opts: { zeroCopy?: boolean; ids?: number[]; clockNs?: () => number; handoff?: PathHandoff } = {},
+    opts: { zeroCopy?: boolean; ids?: number[]; handoff?: PathHandoff } = {},
   ) {
-    this.clockNs = opts.clockNs ?? dummynetNow;
     assert(ports.length >= 2 && ports.length % 2 === 0, 'ports come in pairs');
     this.sides = ports.map((port, i) => ({ port, id: opts.ids?.[i] ?? i, peer: i ^ 1, txNext: 0, needTxsync: false }));
     this.u8 = ports[0]!.mem.u8;
@@ -122,6 +135,7 @@ export class FirewallPath {
     this.config = first.config;
     dummynet?.settings(first.config.settings);
     this.handoff = opts.handoff ?? null;
+    if (dummynet === null) this.nextDue[0] = Infinity;
     assert(this.handoff === null || (dummynet !== null) === (this.handoff.worker === 0), 'worker 0 owns dummynet, the others hand off');
     this.orphans = ports.map(() => []);
     // a producer's stock comes from the owner, through its return ring
@@ -182,10 +196,14 @@ export class FirewallPath {
     return n;
   }
 
-  /** One pass: sync the RX rings, filter and forward what arrived, release what dummynet has due, sync TX. `nowMs`: Date.now(), read once per pass. */
-  step(nowMs: number): number {
+  /** One pass: sync the RX rings, filter and forward what arrived, release what dummynet has due, sync TX. */
+  step(): number {
+    // Date.now()'s value, without the heap number Date.now() makes on every call
+    native.readRealClock();
+    this.now[NOW_MS] = Math.floor(native.realClock[0]!);
     const gen = this.source.generation();
     if (gen !== this.generation) {
+      if (this.dummynet !== null) this.nextDue[0] = -Infinity;
       const next = this.source.evaluator();
       this.evaluator = next.evaluator;
       this.config = next.config;
@@ -205,10 +223,13 @@ export class FirewallPath {
     // machine), and such a frame would leave its pipe early: kipfw released datagrams of a
     // 10 ms pipe after less than 10 ms (one-way, tcpdump on both ends). So the clock is read here
     // (also after ingest(): later than every frame other workers handed over).
-    const nowNs = this.dummynet !== null || ho !== null ? this.clockNs() : 0;
+    // (dummynet's clock is dummynet/timing.ts nowNs, CLOCK_MONOTONIC in ns, read without a returned double)
+    let nowNs = 0;
+    if (this.dummynet !== null || ho !== null) { native.readClockNs(); nowNs = native.clockNs[0]!; }
     if (nowNs > this.lastNs) this.lastNs = nowNs;
-    for (let i = 0; i < sides.length; i++) moved += this.forward(i, nowMs, nowNs);
-    if (this.dummynet !== null) moved += this.release(nowNs);
+    this.now[NOW_NS] = nowNs;
+    for (let i = 0; i < sides.length; i++) moved += this.forward(i);
+    if (this.dummynet !== null && nowNs >= this.nextDue[0]!) moved += this.release();
     if (this.posted) { this.posted = false; ho!.link.publish(ho!.worker); }
     for (let i = 0; i < sides.length; i++) {
       const s = sides[i]!;
@@ -217,12 +238,9 @@ export class FirewallPath {
     return moved;
   }
 
-  /** When dummynet next has a packet due (ns, on dummynet's clock: dummynet/timing.ts nowNs), Infinity if none. */
-  nextDueNs(): number {
-    return this.dummynet === null ? Infinity : this.dummynet.nextEventNs();
-  }
 
-  private forward(si: number, nowMs: number, nowNs: number): number {
+  private forward(si: number): number {
+    const nowMs = this.now[NOW_MS]!, nowNs = this.now[NOW_NS]!;
     const src = this.sides[si]!, dst = this.sides[src.peer]!;
     const rxs = src.port.rxRings, txs = dst.port.txRings;
     const u8 = this.u8, ev = this.evaluator, zc = this.zeroCopy[si]!, sp = src.port.mem;
@@ -305,6 +323,7 @@ export class FirewallPath {
         this.poolBuf[h] = x;
         this.poolLen[h] = len;
         const r = dn.enqueue(link.isQueue(e) ? 'queue' : 'pipe', link.number(e), h, len, this.u8, sides[si]!.port.bufOffset(x), link.rule(e), t);
+        this.nextDue[0] = -Infinity;
         if (r !== 0) { this.freeHandle(h); continue; } // dropped by dummynet (counted there)
         stats.toDummynet++;
       }
@@ -361,6 +380,7 @@ export class FirewallPath {
       if (this.poolFreeCount[si] === 0) { stats.poolFull++; return; }
       const h = this.poolFree[si]![--this.poolFreeCount[si]!]!;
       const r = this.dummynet.enqueue(verdict === V_PIPE ? 'pipe' : 'queue', this.evaluator.arg, h, len, this.u8, off, this.evaluator.ruleIndex, nowNs);
+      this.nextDue[0] = -Infinity;
       if (r !== 0) { this.freeHandle(h); return; } // dropped by dummynet (counted there)
       const held = rx.slotBufIdx(j);
       rx.setSlotBufIdx(j, this.poolBuf[h]!);
@@ -398,8 +418,8 @@ export class FirewallPath {
   }
 
   /** Sends what dummynet has due to the peer of the port each packet came from. */
-  private release(nowNs: number): number {
-    const dn = this.dummynet!;
+  private release(): number {
+    const dn = this.dummynet!, nowNs = this.now[NOW_NS]!;
     const sides = this.sides;
     let total = 0;
     for (;;) {
@@ -419,7 +439,8 @@ export class FirewallPath {
       const n = dn.dequeueDue(nowNs, this.dueHandles, this.dueRules, room);
       for (let i = 0; i < n; i++) this.emit(this.dueHandles[i]!, this.dueRules[i]!, nowNs);
       total += n;
-      if (n < room) return total;
+      // everything due is out (emit may have queued some into a next pipe): ask for the next time
+      if (n < room) { this.nextDue[0] = dn.nextEventNs(); return total; }
     }
   }
 
@@ -441,6 +462,7 @@ export class FirewallPath {
       if (v !== V_PASS) {
         if (v === V_PIPE || v === V_QUEUE) {
           const r = this.dummynet!.enqueue(v === V_PIPE ? 'pipe' : 'queue', this.evaluator.arg, h, len, this.u8, bufOff, this.evaluator.ruleIndex, nowNs);
+          this.nextDue[0] = -Infinity;
           if (r === 0) return;
         } else if (v === V_REJECT || v === V_RESET) {
           this.reply(si, bufOff, len, v === V_RESET ? REPLY_TCP_RST : REPLY_ICMP_UNREACH, this.evaluator.arg);

@@ -75,7 +75,7 @@ async function main(job: WorkerJob): Promise<void> {
       native.setTimerSlack(1);
       if (job.realtime > 0) native.setRealtime(job.realtime);
     }
-    path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: job.zeroCopy, clockNs: nowNs, handoff: { link, worker: job.ring, stock: job.stock } });
+    path = new FirewallPath(ports, { generation: () => f.generation(), evaluator: () => f.evaluator(ifaces) }, dn, { zeroCopy: job.zeroCopy, handoff: { link, worker: job.ring, stock: job.stock } });
     const loop = new PathLoop(path, ports, { spinNs: job.spinUs * 1000, spin: job.spin, bell: owner ? link : null });
     Atomics.store(control, 1, 1);
     Atomics.notify(control, 1);

@@ -167,7 +167,7 @@ export function waitPorts(ports: Port[], timeoutMs: number, extra?: { address: n
       ports[armed]!.appendArmedWords(waitAddrs, waitVals);
     }
     if (extra !== undefined) { waitAddrs.push(extra.address); waitVals.push(extra.value); }
-    for (const p of ports) if ((p.pollOnce(POLLIN) & POLLIN) !== 0) return;
+    for (let i = 0; i < ports.length; i++) if ((ports[i]!.pollOnce(POLLIN) & POLLIN) !== 0) return;
     native.futexWaitAny(waitAddrs, waitVals, waitAddrs.length, timeoutMs);
   } finally {
     for (let i = 0; i < armed; i++) ports[i]!.disarmWait(events[i]!);

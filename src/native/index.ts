@@ -207,6 +207,24 @@ export function readClock(): void {
   clock[0] = (clockWords[0]! + clockWords[1]! * TWO_32) * 1e3 + clockWords[2]! * 1e-6;
 }
 
+/** The last reading of readClockNs(): [0] CLOCK_MONOTONIC in nanoseconds (exact, as monotonicNs). */
+export const clockNs = new Float64Array(1);
+
+/** Reads CLOCK_MONOTONIC into clockNs[0] (ns): monotonicNs without a returned double (see readClock). */
+export function readClockNs(): void {
+  c.clockGettime(CLOCK_MONOTONIC, clockWords);
+  clockNs[0] = (clockWords[0]! + clockWords[1]! * TWO_32) * 1e9 + clockWords[2]!;
+}
+
+/** The last reading of readRealClock(): [0] CLOCK_REALTIME in milliseconds since the epoch (fractional). */
+export const realClock = new Float64Array(1);
+
+/** Reads CLOCK_REALTIME into realClock[0] (ms): Date.now() without its heap number (see readClock). */
+export function readRealClock(): void {
+  c.clockGettime(CLOCK_REALTIME, clockWords);
+  realClock[0] = (clockWords[0]! + clockWords[1]! * TWO_32) * 1e3 + clockWords[2]! * 1e-6;
+}
+
 /** CLOCK_REALTIME in milliseconds since the epoch (fractional: µs resolution), allocating nothing. */
 export function realtimeMs(): number {
   c.clockGettime(CLOCK_REALTIME, clockWords);
