@@ -90,8 +90,11 @@ export const DEFAULT_WATCH_BUFFER = 32 * 1024 * 1024;
  * The name to open to watch port `name` in `direction`: a port somebody has open is watched
  * through its copy monitor (`/r` received, `/t` sent, `/rt` both: monitorNameFor, as
  * netmap-libpcap does); a name that already carries monitor flags is kept (EINVAL if they
- * contradict `direction`); a port nobody has open is opened itself (it then sees what is sent to
- * it), and then only 'inout' makes sense (EOPNOTSUPP otherwise). A copy monitor without slots=
+ * contradict `direction`); a port nobody has open is opened itself, by the name as given (it then
+ * sees what is sent to it), and then only 'inout' makes sense (EOPNOTSUPP otherwise). The monitor
+ * of a port in use keeps the name's ring selection (`-N`, `^`, `*`) and @conf:slots=/extra-bufs=;
+ * a name asking more of the port's own open (`/x`, `/R`, `/T`, `@N`, `@share=`, other @conf keys)
+ * is refused (EBUSY for `/x`, EINVAL otherwise), never silently dropped. A copy monitor without slots=
  * of its own gets rings of about `bufferBytes` in all (monitorWithBuffer).
  */
 export function watchName(name: string, direction: Direction = 'inout', bufferBytes: number = DEFAULT_WATCH_BUFFER): string {
@@ -104,9 +107,37 @@ export function watchName(name: string, direction: Direction = 'inout', bufferBy
     return monitorWithBuffer(name, bufferBytes);
   }
   const monitor = monitorNameFor(name, direction);
-  if (monitor !== null) return monitorWithBuffer(monitor, bufferBytes);
+  if (monitor !== null) {
+    // The monitor honours the name's ring selection (-N, ^, ^N, *) and its slots= and
+    // extra-bufs=; whatever else the name asks of the port's own open cannot be had through a
+    // monitor: refused, never dropped (vale0:a/x used to become vale0:a/xrt, /x ignored).
+    const what = ownOpenSuffixes(spec);
+    if (what.length > 0) {
+      fail(spec.exclusive ? 'EBUSY' : 'EINVAL', `${name}: ${spec.name} is in use, so it is watched through its monitor (${spec.name}/${direction === 'in' ? 'r' : direction === 'out' ? 't' : 'rt'}), ` +
+        `which cannot honour ${what.join(', ')}; give the name without ${what.length > 1 ? 'them' : 'it'} (a monitor keeps -N, ^, * and @conf:slots=)`);
+    }
+    return monitorWithBuffer(monitor, bufferBytes);
+  }
   if (direction !== 'inout') fail('EOPNOTSUPP', `${name}: no port in use to watch; direction '${direction}' applies to watching one`);
   return name;
+}
+
+/** What a name asks of the port's own open that a monitor of the port cannot give, in words. */
+function ownOpenSuffixes(spec: ReturnType<typeof parsePortSpec>): string[] {
+  const out: string[] = [];
+  if (spec.exclusive) out.push("'/x' (exclusive use of the port)");
+  if (spec.rxRingsOnly) out.push("'/R' (the port's own RX rings)");
+  if (spec.txRingsOnly) out.push("'/T' (the port's own TX rings)");
+  if (spec.memId !== 0) out.push(`'@${spec.memId}' (the port's memory region)`);
+  if (spec.share !== null) out.push(`'@share=${spec.share}'`);
+  const c = spec.conf;
+  const keys: string[] = [];
+  if (c.txRings !== undefined || c.rxRings !== undefined) keys.push('rings');
+  if (c.hostTxRings !== undefined || c.hostRxRings !== undefined) keys.push('host-rings');
+  if (c.vnetHdr !== undefined) keys.push('vnet-hdr');
+  if (c.backend !== undefined) keys.push('backend');
+  if (keys.length > 0) out.push(`@conf: ${keys.join(', ')} (the configuration of the port itself)`);
+  return out;
 }
 
 /**

@@ -7,7 +7,7 @@
  * (little-endian) byte order, as libpcap does.
  */
 import * as fs from 'node:fs';
-import { fail } from '../errors.js';
+import { fail, NetmapError } from '../errors.js';
 import { MAXIMUM_SNAPLEN } from './bpf.js';
 import { LINKTYPE_ETHERNET, MAX_RECORD } from './reader.js';
 
@@ -16,6 +16,16 @@ const DEFAULT_BUFFER = 1024 * 1024;
 const RAW_WRITE_THROUGH = 64 * 1024;
 /** Unaligned records up to this length are copied 4 bytes at a time (see OutputBuffer.copy). */
 const UNALIGNED_WORDS = 256;
+
+/**
+ * Whether `e` is a writer's failure because the reader of its pipe or FIFO went away (EPIPE):
+ * `dump -w - | head`, tshark -c N closing the extcap's FIFO. Node ignores SIGPIPE, so the write
+ * fails with EPIPE and the tools stop quietly on this; a SIGPIPE listener must not be installed
+ * (removing the last one restores the default action, and the next write kills the process).
+ */
+export function isReaderGone(e: unknown): boolean {
+  return e instanceof NetmapError && e.code === 'EIO' && /EPIPE/.test(e.message);
+}
 
 /** Buffered output file shared by both writers. '-' is standard output. */
 class OutputBuffer {

@@ -10,7 +10,7 @@ import {
   type FirewallConfig, type Rule, type TableConfig, type TableEntry, type TableType,
   DEFAULT_RULE, DEFAULT_SETTINGS, MAX_RULES, MAX_RULE_NUMBER, RESVD_SET, defaultRule,
 } from './rule.js';
-import { EX, IpfwError, ipfwFail, parseRule, validTableName, type ParseEnv } from './parse.js';
+import { EX, IpfwError, ipfwFail, outOfRange, parseRule, validTableName, type ParseEnv } from './parse.js';
 import { ruleLine, stateLine, counterWidth, type PrintOptions } from './print.js';
 import { inetAton, inetPton6, inetNtoa, inetNtop6, hostV4, strtoul } from './names.js';
 
@@ -217,7 +217,7 @@ function cmdAdd(av: string[], config: FirewallConfig, run: Run): FirewallConfig 
     if (!run.flags.quiet) run.out((ruleLine(rule, false, printOpts) ?? '') + '\n');
     return config;
   }
-  if (parsed.number > MAX_RULE_NUMBER) ipfwFail(EX.UNAVAILABLE, 'getsockopt(IP_FW_XADD): Invalid argument');
+  if (parsed.number > MAX_RULE_NUMBER) ipfwFail(EX.UNAVAILABLE, `rule ${DEFAULT_RULE} is the default rule: it cannot be added (getsockopt(IP_FW_XADD): Invalid argument)`);
   const userRules = config.rules.filter((r) => !isDefault(r));
   let number = parsed.number;
   if (number === 0) {
@@ -261,8 +261,13 @@ function cmdDelete(av: string[], config: FirewallConfig, run: Run): FirewallConf
   for (; k < av.length && /^[0-9]/.test(av[k]!); k++) {
     const word = av[k]!;
     const m = /^([0-9]+)(?:-([0-9]+))?/.exec(word)!;
-    const lo = Number(m[1]) & 0xffff;
-    const hi = m[2] !== undefined ? Number(m[2]) & 0xffff : lo;
+    // ipfw kept 16 bits of a rule number (delete 70000 deleted rule 4464) and 5 of a set number
+    if (m[0] !== word) ipfwFail(EX.DATAERR, `invalid rule number ${word}`);
+    const lo = Number(m[1]);
+    const hi = m[2] !== undefined ? Number(m[2]) : lo;
+    if (deleteSet && lo > RESVD_SET) outOfRange('set number', m[1]!, `0..${RESVD_SET - 1}`);
+    for (const v of [lo, hi]) if (v > DEFAULT_RULE) outOfRange('rule number', String(v), `1..${MAX_RULE_NUMBER}`);
+    if (!deleteSet && lo === DEFAULT_RULE) ipfwFail(EX.UNAVAILABLE, `rule ${DEFAULT_RULE} is the default rule: it cannot be deleted`);
     let hits = 0;
     for (const r of config.rules) {
       if (isDefault(r)) continue;
@@ -556,7 +561,9 @@ function parseKey(type: TableType, arg: string): ParsedKey {
   if (type === 'addr') {
     const slash = arg.indexOf('/');
     const host = slash < 0 ? arg : arg.slice(0, slash);
-    const len = slash < 0 ? null : Number.parseInt(arg.slice(slash + 1), 10) || 0;
+    const lenText = arg.slice(slash + 1);
+    // digits only: '/abc' was read as /0 (every address)
+    const len = slash < 0 ? null : /^[0-9]+$/.test(lenText) ? Number(lenText) : 999;
     const v4 = /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host) ? inetAton(host) : null;
     if (v4 !== null) {
       if (len !== null && len > 32) ipfwFail(EX.DATAERR, `bad IPv4 mask width: ${arg.slice(slash + 1)}`);
@@ -580,7 +587,10 @@ function parseKey(type: TableType, arg: string): ParsedKey {
   }
   if (type === 'number') {
     if (!/^-?[0-9]+$/.test(arg)) ipfwFail(EX.DATAERR, `Invalid number: ${arg}`);
-    const n = Number.parseInt(arg, 10) >>> 0;
+    // 32 bits (ipfw wrapped 4294967296 to 0; a negative key read back as its 32-bit value)
+    const big = Number(arg);
+    if (big > 0xffffffff || big < -0x80000000) outOfRange('table key', arg, '0..4294967295');
+    const n = big >>> 0;
     return { key: String(n), sort: [0, n] };
   }
   const name = arg.slice(0, 15);
@@ -609,7 +619,7 @@ function compareEntries(type: TableType, a: TableEntry, b: TableEntry): number {
 /** Legacy table values: a number (base 0), a dotted quad, or a hosts-file name. */
 function parseValue(arg: string): number {
   const n = strtoul(arg);
-  if (n.used === arg.length && arg.length > 0) return n.value >>> 0;
+  if (n.used === arg.length && arg.length > 0) return n.value <= 0xffffffff ? n.value : outOfRange('table value', arg, '0..4294967295');
   const a = inetAton(arg) ?? hostV4(arg);
   if (a !== null) return a >>> 0;
   return ipfwFail(EX.OSERR, `Unable to parse value ${arg}`);

@@ -4,9 +4,11 @@
  * The parser walks the words with ipfw's grammar: `[set S] [prob P] ACTION [log [logamount L]]
  * [tag|untag T] [PROTO from SRC [PORTS] to DST [PORTS]] [OPTIONS]`, where every piece that ipfw
  * stores as a microinstruction becomes one Cmd, in ipfw's order. Where ipfw accepts odd input
- * (prefix matches of `any`/`me`/`all`, strtoul without checks on `iplen 12abc`, 16-bit
- * truncation) we accept it the same way, so a rules file that loads on FreeBSD loads here and
- * lists the same. Errors are IpfwError: ipfw's exact message and exit status; nothing is changed
+ * (prefix matches of `any`/`me`/`all`, strtoul without checks on `iplen 12abc`) we accept it
+ * the same way, so a rules file that loads on FreeBSD loads here and lists the same. Numbers ipfw
+ * would truncate silently (rule 70000 stored as 4464, port 65537 as 1, ipttl 300 as 44, a table
+ * value of 2^32 as 0) are refused instead (outOfRange: EX_DATAERR, a NetmapError EINVAL), with a
+ * sentence giving the field's range; where ipfw itself refuses, its own message is kept. Errors are IpfwError: ipfw's exact message and exit status; nothing is changed
  * by a failed parse (the parser only builds a new Rule).
  */
 import { NetmapError } from '../errors.js';
@@ -36,6 +38,22 @@ export class IpfwError extends NetmapError {
 
 export function ipfwFail(status: number, text: string): never {
   throw new IpfwError(status, text);
+}
+
+/**
+ * A number ipfw would have stored truncated to its field: refused, with the field's range
+ * (`rule number 70000 is out of range (1..65534; 65535 is the default rule)`).
+ */
+export function outOfRange(what: string, text: string, range: string): never {
+  return ipfwFail(EX.DATAERR, `${what} ${text} is out of range (${range})`);
+}
+
+/** A whole word of decimal digits (or base 0: 0x.., 0..) as a number in lo..hi; refused otherwise. */
+export function wholeNumber(word: string, what: string, lo: number, hi: number, base = 10, range = `${lo}..${hi}`): number {
+  const r = strtoul(word, base);
+  if (r.used !== word.length || word.length === 0) ipfwFail(EX.DATAERR, `${what}: invalid number ${word}`);
+  if (r.value < lo || r.value > hi) outOfRange(what, word, range);
+  return r.value;
 }
 
 /** IP_FW_TARG: the 16-bit value ipfw stores for `tablearg`. */
@@ -218,18 +236,21 @@ class RuleParser {
     let set = 0;
     let prob = 1;
     if (this.cur !== undefined && /^[0-9]/.test(this.cur)) {
-      number = Number.parseInt(this.cur, 10) & 0xffff;
+      // 0: numbered by the firewall, as ipfw's; 65535 is the default rule (ipfw masked to 16 bits)
+      number = wholeNumber(this.cur, 'rule number', 0, 65535, 10, '1..65534, 0 numbers the rule; 65535 is the default rule');
       this.i++;
     }
     if (this.cur !== undefined && av[this.i + 1] !== undefined && substr(this.cur, 'set', this.env)) {
-      const s = strtoul(av[this.i + 1]!, 10).value;
-      if (s > RESVD_SET) ipfwFail(EX.DATAERR, `illegal set ${av[this.i + 1]}`);
+      const r = strtoul(av[this.i + 1]!, 10);
+      const s = r.value;
+      if (s > RESVD_SET || r.used !== av[this.i + 1]!.length) ipfwFail(EX.DATAERR, `illegal set ${av[this.i + 1]}`);
       set = s;
       this.i += 2;
     }
     if (this.cur !== undefined && av[this.i + 1] !== undefined && substr(this.cur, 'prob', this.env)) {
-      const p = Number.parseFloat(av[this.i + 1]!);
-      const v = Number.isNaN(p) ? 0 : p;
+      // the whole word (ipfw's strtod read 'prob 0.5x' as 0.5)
+      const text = av[this.i + 1]!;
+      const v = /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(text) ? Number(text) : 0;
       if (v <= 0 || v > 1) ipfwFail(EX.DATAERR, `illegal match prob. ${av[this.i + 1]}`);
       prob = v;
       this.i += 2;
@@ -246,9 +267,9 @@ class RuleParser {
         logAmount = this.env.verboseLimit;
         if (this.cur !== undefined && substr(this.cur, 'logamount', this.env)) {
           this.i++;
-          const n = Number.parseInt(this.need('logamount requires argument'), 10);
-          if (n < 0) ipfwFail(EX.DATAERR, 'logamount must be positive');
-          logAmount = Number.isNaN(n) ? 0 : n;
+          const w = this.need('logamount requires argument');
+          if (w.startsWith('-')) ipfwFail(EX.DATAERR, 'logamount must be positive');
+          logAmount = wholeNumber(w, 'logamount', 0, 0xffffffff);
           this.i++;
         }
       } else if (w === 'tag' || w === 'untag') {
@@ -343,9 +364,11 @@ class RuleParser {
         if (a === undefined) ipfwFail(EX.USAGE, `missing argument for ${w}`);
         this.i++;
         if (/^[0-9]/.test(a)) {
-          const v = strtoul(a, 10).value % 65536;
-          if (v <= 0 || v >= TABLEARG) ipfwFail(EX.DATAERR, `illegal argument for ${w}`);
-          return act(w, v);
+          const r = strtoul(a, 10);
+          if (r.used !== a.length) ipfwFail(EX.DATAERR, `illegal argument for ${w}: ${a} is not a number`);
+          if (r.value > 0xffff) outOfRange(`illegal argument for ${w}:`, a, `1..65534; ipfw keeps 16 bits`);
+          if (r.value <= 0 || r.value >= TABLEARG) ipfwFail(EX.DATAERR, `illegal argument for ${w}`);
+          return act(w, r.value);
         }
         if (substr(a, 'tablearg', this.env)) return act(w, 0, true);
         return ipfwFail(EX.DATAERR, `illegal argument for ${w}`);
@@ -359,7 +382,7 @@ class RuleParser {
           if (e === undefined) ipfwFail(EX.DATAERR, 'Unknown DSCP code');
           return act('setdscp', e[1]);
         }
-        return act('setdscp', strtoul(a, 10).value & 0x3f);
+        return act('setdscp', wholeNumber(a, 'setdscp: DSCP value', 0, 63));
       }
       case 'divert': case 'tee': case 'netgraph': case 'ngtee': case 'fwd': case 'forward': case 'nat':
       case 'reass': case 'setfib':
@@ -477,7 +500,7 @@ class RuleParser {
       if (byName === null) return null;
       p = byName;
     }
-    p &= 0xff;
+    if (p > 0xff) outOfRange('protocol number', w, '1..255');
     this.proto = p;
     return { op: 'proto', proto: p };
   }
@@ -516,8 +539,9 @@ class RuleParser {
           if (m === null) ipfwFail(EX.DATAERR, `bad netmask \`\`${maskText}''`);
           mask = m;
         } else {
-          const len = Number.parseInt(maskText, 10) || 0;
-          if (len > 32) ipfwFail(EX.DATAERR, `bad width \`\`${maskText}''`);
+          // digits only: '/abc' was read as /0, a match of any address
+          const len = /^[0-9]+$/.test(maskText) ? Number(maskText) : -1;
+          if (len > 32 || len < 0) ipfwFail(EX.DATAERR, `bad width \`\`${maskText}''`);
           mask = lenMask(len < 0 ? 0 : len);
         }
         after = t < 0 ? '' : after.slice(t);
@@ -585,7 +609,9 @@ class RuleParser {
     const comma = inner.indexOf(',');
     const name = comma < 0 ? inner : inner.slice(0, comma);
     this.useTable(name, 'addr');
-    const value = comma < 0 ? null : strtoul(inner.slice(comma + 1)).value >>> 0;
+    const valueText = inner.slice(comma + 1);
+    const value = comma < 0 ? null : strtoul(valueText).value;
+    if (value !== null && value > 0xffffffff) outOfRange('table value', valueText, '0..4294967295');
     this.emit({ op: 'table', dir, table: name, value });
   }
 
@@ -606,7 +632,7 @@ class RuleParser {
       if (md === '/') {
         const c: number = p!.indexOf(',');
         const lenText = c < 0 ? p! : p!.slice(0, c);
-        len = Number.parseInt(lenText, 10) || 0;
+        len = /^[0-9]+$/.test(lenText) ? Number(lenText) : -1;
         if (len > 128 || len < 0) ipfwFail(EX.DATAERR, `bad width "${lenText}''`);
         p = c < 0 ? null : p!.slice(c + 1);
       }
@@ -634,7 +660,7 @@ class RuleParser {
   }
 
   /** fill_newports: `a[-b][,...]` with numbers (base 0), service names or ethernet type names. */
-  private portList(text: string, proto: number): Range[] | null {
+  private portList(text: string, proto: number, what = 'port', max = 0xffff): Range[] | null {
     const ranges: Range[] = [];
     let s = text;
     while (s.length > 0) {
@@ -652,10 +678,15 @@ class RuleParser {
         this.env.warnings.push(`port list: invalid separator <${s[0]}> in <${text}>`);
         return null;
       }
-      ranges.push([a.value & 0xffff, hi & 0xffff]);
+      ranges.push([a.value, hi]);
       s = s.slice(1);
     }
     if (ranges.length === 0) return null;
+    // a list that parsed, with a number past its field: refused (ipfw kept 16 bits: 65537 was 1)
+    for (const [lo, hi] of ranges) {
+      const bad = lo > max ? lo : hi > max ? hi : -1;
+      if (bad >= 0) outOfRange(proto === ETHERTYPE ? 'mac-type' : what, String(bad), `0..${max}`);
+    }
     // ipfw's instruction holds 62 ranges; its kernel refuses more than 30 (MAX_PORT_LIST).
     if (ranges.length > 62) ipfwFail(EX.DATAERR, 'too many ports/ranges');
     if (ranges.length > MAX_PORT_LIST) kernelRefuses();
@@ -684,13 +715,16 @@ class RuleParser {
 
   /** The single-value-or-list options (iplen, ipttl, ipid, tcpwin, tcpdatalen): strtoul without checks, or a list. */
   private valueList(op: 'iplen' | 'ipttl' | 'ipid' | 'tcpwin' | 'tcpdatalen', w: string, err: string): void {
+    const max = op === 'ipttl' ? 0xff : 0xffff;
     if (/[-,]/.test(w)) {
       if (RESERVED.has(w)) ipfwFail(EX.DATAERR, `${err} ${w}`);
-      const ranges = this.portList(w, 0);
+      const ranges = this.portList(w, 0, op, max);
       if (ranges === null) ipfwFail(EX.DATAERR, `${err} ${w}`);
       this.emit({ op, ranges });
     } else {
-      const v = strtoul(w).value & 0xffff;
+      // (ipfw reads '12abc' as 12, as here; it also kept 16 bits of the value, which we refuse)
+      const v = strtoul(w).value;
+      if (v > max) outOfRange(op, w, `0..${max}`);
       this.emit({ op, ranges: [[v, v]] });
     }
   }
@@ -768,13 +802,17 @@ class RuleParser {
         case 'ipver': {
           const a = this.need('ipver requires version');
           this.i++;
-          this.emit({ op: 'ipversion', version: strtoul(a).value & 0xffff });
+          const v = strtoul(a).value;
+          if (v > 15) outOfRange('ipver', a, '0..15');
+          this.emit({ op: 'ipversion', version: v });
           break;
         }
         case 'ipprecedence': {
           const a = this.need('ipprecedence requires value');
           this.i++;
-          this.emit({ op: 'ipprecedence', value: strtoul(a).value & 7 });
+          const v = strtoul(a).value;
+          if (v > 7) outOfRange('ipprecedence', a, '0..7');
+          this.emit({ op: 'ipprecedence', value: v });
           break;
         }
         case 'dscp': {
@@ -787,8 +825,9 @@ class RuleParser {
               if (e === undefined) ipfwFail(EX.DATAERR, 'Unknown DSCP code');
               codes.add(e[1]);
             } else {
-              const v = strtoul(part, 10).value;
-              if (v > 63) ipfwFail(EX.DATAERR, 'Invalid DSCP value');
+              const r = strtoul(part, 10);
+              const v = r.value;
+              if (v > 63 || r.used !== part.length) ipfwFail(EX.DATAERR, 'Invalid DSCP value');
               codes.add(v);
             }
           }
@@ -806,7 +845,10 @@ class RuleParser {
           this.i++;
           // strtoul takes a sign and wraps, so the negative numbers ipfw lists read back.
           const neg = a.startsWith('-');
-          const m = strtoul(neg ? a.slice(1) : a).value % 2 ** 32;
+          const raw = strtoul(neg ? a.slice(1) : a).value;
+          // 32 bits: -2147483648..4294967295 (what ipfw lists reads back); ipfw wrapped the rest
+          if (raw > (neg ? 2 ** 31 : 2 ** 32 - 1)) outOfRange(tok, a, '-2147483648..4294967295');
+          const m = raw % 2 ** 32;
           const v = neg ? (2 ** 32 - m) % 2 ** 32 : m;
           this.emit(tok === 'tcpseq' ? { op: 'tcpseq', value: v } : { op: 'tcpack', value: v });
           break;
@@ -919,7 +961,7 @@ class RuleParser {
         case 'tagged': {
           const a = this.cur;
           if (a !== undefined && /[-,]/.test(a)) {
-            const ranges = RESERVED.has(a) ? null : this.portList(a, 0);
+            const ranges = RESERVED.has(a) ? null : this.portList(a, 0, 'tag', 65534);
             if (ranges === null) ipfwFail(EX.DATAERR, `tagged: invalid tag list: ${a}`);
             this.emit({ op: 'tagged', ranges });
           } else {
@@ -964,8 +1006,9 @@ class RuleParser {
       const r = strtoul(s);
       s = s.slice(r.used);
       if (s.length > 0 && s[0] !== ',') ipfwFail(EX.DATAERR, bad);
-      if ((r.value & 0xff) > max) ipfwFail(EX.DATAERR, range);
-      types.add(r.value & 0xff);
+      if (r.value > 0xff) outOfRange(range.startsWith('ICMP6') ? 'ICMP6 type' : 'ICMP type', String(r.value), `0..${max}`); // ipfw kept 8 bits
+      if (r.value > max) ipfwFail(EX.DATAERR, range);
+      types.add(r.value);
     }
     return [...types].sort((x, y) => x - y);
   }

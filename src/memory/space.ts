@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import * as native from '../native/index.js';
 import { NetmapError, assert, fail } from '../errors.js';
 import { SPACE_SIZE, SPACE_LOCAL_START, SPACE_LOCAL_END, PAGE_SIZE } from './layout.js';
@@ -26,18 +27,61 @@ export function shmDirectory(): string {
 }
 let lastEnv = '', lastDir = '';
 
+/**
+ * Makes sure `dir` is a directory of this user that netmap-ts can keep its files in, mode 0700.
+ * The default (`/dev/shm/netmap-ts-<uid>`) is created as needed. A directory named by
+ * NETMAP_TS_DIR is created only in a parent that exists: a mistyped path is refused (ENOENT)
+ * rather than silently made into a tree. Errors name the variable (or the default) and the path:
+ * ENOTDIR not a directory, ENOENT no parent, EACCES not this user's, a shared sticky directory
+ * (/tmp, /dev/shm: it would be made 0700 under everybody), or one where files cannot be created
+ * (/proc, /sys, a read-only mount, no write permission).
+ */
 function ensureDirectory(dir: string): void {
+  const env = process.env.NETMAP_TS_DIR ?? '';
+  const explicit = env !== '';
+  const what = explicit ? `NETMAP_TS_DIR=${env}${path.resolve(env) !== env ? ` (${dir})` : ''}` : `the shared-memory directory ${dir} (the default; NETMAP_TS_DIR is not set)`;
+  const why = (e: unknown): string => (e as { code?: string }).code ?? (e as Error).message;
+  let st: fs.Stats | undefined;
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    st = fs.statSync(dir);
   } catch (e) {
-    fail('EACCES', `cannot create the shared-memory directory ${dir}: ${(e as Error).message}`);
+    if ((e as { code?: string }).code === 'ENOTDIR') fail('ENOTDIR', `${what}: a part of the path is not a directory`);
+    if ((e as { code?: string }).code !== 'ENOENT') fail('EACCES', `${what}: cannot look at it (${why(e)})`);
   }
-  const st = fs.statSync(dir);
-  if (!st.isDirectory()) fail('EINVAL', `${dir} is not a directory`);
+  if (st === undefined) {
+    if (explicit) {
+      const parent = path.dirname(dir);
+      let pst: fs.Stats | undefined;
+      try { pst = fs.statSync(parent); } catch { pst = undefined; }
+      if (pst === undefined) fail('ENOENT', `${what}: its parent ${parent} does not exist (a directory named by NETMAP_TS_DIR is created only in an existing one; check the path or create ${parent} first)`);
+      if (!pst.isDirectory()) fail('ENOTDIR', `${what}: its parent ${parent} is not a directory`);
+    }
+    try {
+      fs.mkdirSync(dir, { recursive: !explicit, mode: 0o700 });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'EEXIST') fail(code === 'ENOENT' ? 'ENOENT' : code === 'ENOTDIR' ? 'ENOTDIR' : 'EACCES', `${what}: cannot create it (${why(e)})`);
+    }
+    try { st = fs.statSync(dir); } catch (e) { fail('EACCES', `${what}: cannot look at it (${why(e)})`); }
+  }
+  if (!st.isDirectory()) fail('ENOTDIR', `${what}: not a directory`);
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    fail('EACCES', `the shared-memory directory ${dir} belongs to uid ${st.uid}, not to this user`);
+    fail('EACCES', `${what}: belongs to uid ${st.uid}, not to this user (uid ${process.getuid()})`);
   }
-  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+  if ((st.mode & 0o1000) !== 0) {
+    fail('EACCES', `${what}: a shared directory (sticky, mode ${(st.mode & 0o7777).toString(8)}); netmap-ts keeps its files in a directory of its own, mode 0700: name a new one (it is created) or unset NETMAP_TS_DIR`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    try { fs.chmodSync(dir, 0o700); } catch (e) { fail('EACCES', `${what}: cannot make it mode 0700 (${why(e)})`); }
+  }
+  // A file can be created there (not /proc or /sys, not read-only, writable): one probe, removed.
+  const probe = path.join(dir, `.probe-${process.pid}-${threadId}`);
+  try {
+    fs.closeSync(fs.openSync(probe, 'wx', 0o600));
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'EEXIST') fail('EACCES', `${what}: cannot create files in it (${why(e)}); give a writable directory on a tmpfs such as /dev/shm`);
+  }
+  try { fs.unlinkSync(probe); } catch { /* gone already */ }
 }
 
 interface Mapping { offset: number; size: number; generation: number }

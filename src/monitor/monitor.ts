@@ -69,7 +69,8 @@ function ringRange(spec: PortSpec, nic: number, host: number): [number, number] 
 function resolveMonitor(reg: Registry, spec: PortSpec, opts: OpenOptions): number {
   if (spec.txRingsOnly) fail('EINVAL', `${spec.spec}: a monitor has RX rings only, /T does not apply`);
   const c = spec.conf;
-  if (c.txRings !== undefined || c.rxRings !== undefined || c.hostTxRings !== undefined || c.hostRxRings !== undefined) {
+  if (c.txRings !== undefined || c.rxRings !== undefined || c.hostTxRings !== undefined || c.hostRxRings !== undefined ||
+      c.backend !== undefined || c.vnetHdr !== undefined) {
     fail('EINVAL', `${spec.spec}: a monitor's rings follow the watched port; only slots= and extra-bufs= apply`);
   }
   const parent = findParent(reg, spec);

@@ -545,6 +545,25 @@ function bindRings(reg: Registry, index: number, spec: PortSpec): Binding {
 }
 
 /**
+ * @conf: keys the named kind of port cannot honour are refused (EINVAL), never ignored: host
+ * rings exist only on interfaces (VALE ports and pipes have none: netmap's are a fake pair),
+ * backend= picks an interface's sockets. (Monitors refuse every key but slots= and extra-bufs=
+ * themselves; vnet-hdr= on a pipe is refused by openPort, on an existing port compared.)
+ */
+function refuseConf(name: string, spec: PortSpec): void {
+  if (spec.zcopyMonitor || spec.monitorTx || spec.monitorRx) return;
+  const c = spec.conf;
+  const what = spec.pipe !== null ? 'a pipe' : spec.subsystem === 'vale' ? 'a VALE port' : null;
+  if (what === null) return;
+  if (c.hostTxRings !== undefined || c.hostRxRings !== undefined) {
+    fail('EINVAL', `${name}: ${what} has no host rings; @conf:host-rings (host-tx-rings, host-rx-rings) applies to interfaces (netmap:IF)`);
+  }
+  if (c.backend !== undefined) {
+    fail('EINVAL', `${name}: ${what} has no sockets to choose; @conf:backend=xdp|packet applies to interfaces (netmap:IF)`);
+  }
+}
+
+/**
  * Opens a port by its netmap name (`netmap:IF`, `valeX:P`, `NAME{N`, `NAME}N`, with `-N ^ * /flags
  * @memid @conf:...`). Errors are NetmapErrors with netmap's errno names.
  */
@@ -557,6 +576,7 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
     const spec = parsed.share === null ? parsed : sharing(reg, parsed, opts);
     let index = -1;
     const vnetHdr = requestedVnetHdr(spec, opts);
+    refuseConf(name, spec);
     if (spec.zcopyMonitor || spec.monitorTx || spec.monitorRx) {
       // as netmap_get_na: the monitor flags come first, whatever the rest of the name is
       const monitors = typesByFamily.get('monitor');
@@ -578,6 +598,10 @@ export function openPort(name: string, opts: OpenOptions = {}): Port {
       if (index < 0) fail('ENXIO', `${name}: no such interface '${spec.name}'`);
     }
     assert(reg.portLive(index), 'resolver returned a dead port');
+    // a persistent VALE port opened by its own name (netmap:vp0) is known only now; it existed
+    // before this open, so nothing made here is left behind by the refusal
+    const kind = reg.portGet(index, L.PE_KIND);
+    if (kind === L.PORT_KIND_VALE && spec.subsystem === 'netmap' && spec.pipe === null) refuseConf(name, { ...spec, subsystem: 'vale' });
     if ((reg.portGet(index, L.PE_FLAGS) & L.PORT_FLAG_ATTACHED) !== 0 && opts.owner !== true) {
       fail('EBUSY', `${name}: port ${reg.portName(index)} is attached to a switch and owned by it`);
     }

@@ -9,6 +9,8 @@ import { Bridge, BRIDGE_DEFAULT_BURST, BRIDGE_MAX_BURST } from '../interfaces/br
 import { interfaceInfo } from '../interfaces/ifinfo.js';
 import { parseNumber, parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 import { prepareLookup } from '../switch/control.js';
+import { fail } from '../errors.js';
+import { formatPortSpec, parsePortSpec } from '../ports/name.js';
 
 const BRIDGE: ToolSpec = {
   name: 'bridge',
@@ -24,7 +26,7 @@ const BRIDGE: ToolSpec = {
   ],
 };
 
-/** The two sides; the same name twice with -L (one port, looped back). */
+/** The two sides; the same name twice with -L (one port, looped back); one: the port and its host stack. */
 interface Args { ports: string[]; loopback: boolean; burst: number; wait: number; zeroCopy: boolean; verbose: boolean; duration: number }
 
 export function parseArgs(argv: string[]): Args | null {
@@ -49,13 +51,9 @@ function toArgs(p: ParsedArgs): Args {
   if (a.ports.length === 0) usageFail('missing port (-i)');
   if (a.ports.length > 2) usageFail('at most two ports (-i twice)');
   if (a.ports.length === 1 || a.ports[0] === a.ports[1]) {
-    const port = a.ports[0]!;
-    if (a.loopback) {
-      a.ports = [port, port];
-    } else {
-      if (port.endsWith('^')) usageFail(`with one port, give the interface itself ('${port.slice(0, -1)}'), not its host rings`);
-      a.ports = [port, `${port}^`];
-    }
+    // one port: looped back (-L), or bridged with its host stack (named when bridge starts,
+    // hostSideOf: a name that cannot have one fails as an open does, exit 1)
+    a.ports = a.loopback ? [a.ports[0]!, a.ports[0]!] : [a.ports[0]!];
   } else if (a.loopback) {
     usageFail('-L loops one port back to itself: give one port');
   }
@@ -85,7 +83,19 @@ export async function main(argv: string[]): Promise<number> {
   return runTool(BRIDGE, argv, toArgs, run);
 }
 
-async function run(args: Args): Promise<number> {
+/**
+ * The host-stack side of `name` for bridge's one-port form: the same name with the host rings
+ * selected (`netmap:eth0` -> `netmap:eth0^`), every other suffix kept. EINVAL for a malformed name
+ * or one that already selects rings.
+ */
+export function hostSideOf(name: string): string {
+  const spec = parsePortSpec(name);
+  if (spec.mode !== 'ALL_NIC') fail('EINVAL', `${name}: with one port, give the interface itself ('${formatPortSpec({ ...spec, mode: 'ALL_NIC', ringId: 0 })}'), not a ring selection: its host rings are the other side`);
+  return formatPortSpec({ ...spec, mode: 'SW' });
+}
+
+async function run(given: Args): Promise<number> {
+  const args = given.ports.length === 1 ? { ...given, ports: [given.ports[0]!, hostSideOf(given.ports[0]!)] } : given;
   let a: Port | null = null, b: Port | null = null;
   try {
     await loadPortTypesFor(args.ports);

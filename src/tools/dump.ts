@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { NetmapError } from '../errors.js';
 import { formatProgram, MAXIMUM_SNAPLEN, type BpfProgram, type PacketFilter } from '../capture/bpf.js';
 import { openCaptureFile } from '../capture/reader.js';
-import { PcapWriter, PcapngWriter } from '../capture/writer.js';
+import { PcapWriter, PcapngWriter, isReaderGone } from '../capture/writer.js';
 import type { PrintOptions } from '../capture/print.js';
 import { runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
@@ -206,7 +206,7 @@ async function run(args: Args): Promise<number> {
 
   // The reader of our standard output went away (`dump -w - | head -c 100`): stop quietly.
   let pipeGone = false;
-  const isEpipe = (e: unknown): boolean => e instanceof NetmapError && e.code === 'EIO' && /EPIPE/.test(e.message);
+  const isEpipe = isReaderGone;
   const flushWriter = (): void => {
     try {
       (writer as PcapWriter | PcapngWriter | null)?.flush();

@@ -139,7 +139,7 @@ const CONFIG_TEXT = [
 const DLTS_TEXT = 'dlt {number=1}{name=EN10MB}{display=Ethernet}\n';
 
 async function capture(a: ExtcapArgs): Promise<number> {
-  const [{ openLive }, { watchName, CapturePump }, { PcapWriter }] = await Promise.all([
+  const [{ openLive }, { watchName, CapturePump }, { PcapWriter, isReaderGone }] = await Promise.all([
     import('../capture/live.js'), import('../capture/watch.js'), import('../capture/writer.js'),
   ]);
   await (await import('../port-types-lazy.js')).loadPortTypesFor([a.iface!]);
@@ -148,7 +148,10 @@ async function capture(a: ExtcapArgs): Promise<number> {
   let pump: InstanceType<typeof CapturePump> | null = null;
   let ended = false;
   let status = 0;
-  const isEpipe = (e: unknown): boolean => e instanceof NetmapError && /EPIPE/.test(e.message);
+  // The reader going away (tshark -c N, Wireshark's stop) is a write failing with EPIPE, as for
+  // dump -w -: no SIGPIPE listener (removing it would restore SIGPIPE's default action, and the
+  // last flush in close() then killed the process: exit 141).
+  const isEpipe = isReaderGone;
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => { finish = resolve; });
   const end = (): void => {
@@ -188,12 +191,10 @@ async function capture(a: ExtcapArgs): Promise<number> {
     pump.done.then(end, (e: unknown) => { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; end(); });
     process.on('SIGTERM', end);
     process.on('SIGINT', end);
-    process.on('SIGPIPE', end);
     await finished;
   } finally {
     process.off('SIGTERM', end);
     process.off('SIGINT', end);
-    process.off('SIGPIPE', end);
     await pump?.stop();
     try { writer?.close(); } catch (e) { if (!isEpipe(e)) throw e; }
     cap.close();

@@ -5,6 +5,7 @@
 import { loadPortTypesFor } from '../port-types-lazy.js';
 import { LoadBalancer, type LbGroup } from '../interfaces/lb.js';
 import { interfaceInfo } from '../interfaces/ifinfo.js';
+import { fail } from '../errors.js';
 import { parsePortSpec } from '../ports/name.js';
 import { parseNumber, parseTool, runTool, usageFail, type ParsedArgs, type ToolSpec } from './args.js';
 
@@ -44,24 +45,15 @@ function toArgs(p: ParsedArgs): Args {
     stdoutEvery: p.number('o', 0, period), stderrEvery: p.number('s', 0, period),
     duration: p.number('duration', 0, { min: 0, max: 1e9, fraction: true }),
   };
-  // The pipes (netmap:NAME{K) are opened in the input's memory region: an interface's pipes, or a
-  // pipe's siblings, are there; a VALE port's region has no pipes (netmap:in{K made in a region of
-  // its own failed at start with 'uses memory region 3, not 2'), so say so before starting.
-  const spec = parsePortSpec(input);
-  if (spec.subsystem === 'vale') {
-    usageFail(`-i ${input}: a VALE port cannot be lb's input (its pipes would not share the port's memory); ` +
-      `bridge it to a pipe and balance the pipe's other end, whose siblings carry the output: ` +
-      `netmap bridge -i ${input} -i 'netmap:in{9' & netmap lb -i 'netmap:in}9' (consumers open netmap:in}0, netmap:in}1)`);
-  }
-  const defaultName = spec.portName;
+  // The names are checked when lb starts (checkPorts): a port name that cannot serve fails as an
+  // open does (exit 1), not as a bad option (64). Here only the default group name is taken.
+  let defaultName = '';
+  try { defaultName = parsePortSpec(input).portName; } catch { /* checkPorts says why */ }
   const groupSpecs = p.values('p');
   for (const g of groupSpecs.length > 0 ? groupSpecs : ['2']) {
     const colon = g.lastIndexOf(':');
     const name = colon >= 0 ? g.slice(0, colon) : defaultName;
     const n = parseNumber(colon >= 0 ? g.slice(colon + 1) : g, '-p', { min: 1, max: 64 });
-    if (name === '') usageFail(`empty pipe name in -p ${g}`);
-    // a name the pipes cannot have is a bad argument (the parser's EINVAL names the fault)
-    parsePortSpec(`netmap:${name}{${n - 1}`);
     a.groups.push({ name, pipes: n });
   }
   return a;
@@ -99,7 +91,28 @@ export async function main(argv: string[]): Promise<number> {
   return runTool(LB, argv, toArgs, run);
 }
 
+/**
+ * The port names lb will open, checked before anything is opened: a malformed input, a VALE input,
+ * a group name no pipe can have. A NetmapError EINVAL, as openPort's (the tool exits 1).
+ */
+export function checkPorts(args: Args): void {
+  const spec = parsePortSpec(args.input);
+  // The pipes (netmap:NAME{K) are opened in the input's memory region: an interface's pipes, or a
+  // pipe's siblings, are there; a VALE port's region has no pipes (netmap:in{K made in a region of
+  // its own failed at start with 'uses memory region 3, not 2'), so say so before starting.
+  if (spec.subsystem === 'vale') {
+    fail('EINVAL', `-i ${args.input}: a VALE port cannot be lb's input (its pipes would not share the port's memory); ` +
+      `bridge it to a pipe and balance the pipe's other end, whose siblings carry the output: ` +
+      `netmap bridge -i ${args.input} -i 'netmap:in{9' & netmap lb -i 'netmap:in}9' (consumers open netmap:in}0, netmap:in}1)`);
+  }
+  for (const g of args.groups) {
+    if (g.name === '') fail('EINVAL', `-p: empty pipe name in '${g.name}:${g.pipes}'`);
+    parsePortSpec(`netmap:${g.name}{${g.pipes - 1}`); // the parser's EINVAL names the fault
+  }
+}
+
 async function run(args: Args): Promise<number> {
+  checkPorts(args);
   await loadPortTypesFor([args.input, ...args.groups.map((g) => `netmap:${g.name}{0`)]);
   const lb = new LoadBalancer({ input: args.input, groups: args.groups, extraBuffers: args.extra, batch: args.batch });
   try {

@@ -60,7 +60,6 @@ function toArgs(p: ParsedArgs): Args {
   for (const g of p.given) if (ACTIONS.has(g.key)) { a.action = g.key as Action; a.arg = g.value; }
   if (p.operands.length > (a.action === 's' ? 1 : 0)) usageFail(`unexpected argument '${p.operands.at(-1)}'`);
   if (a.action === 's') a.arg = p.operands[0] ?? '';
-  if (a.action === 'l' && !a.arg.startsWith('vale')) usageFail(`invalid vale port name: '${a.arg}'`);
   const confText = p.value('C');
   if (confText !== undefined) {
     const g = parseConf(confText);
@@ -102,6 +101,8 @@ async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<numbe
         return 0;
       }
       case 'l': {
+        // a port name that is not a VALE one fails as the lookup would (exit 1), not as a bad option
+        if (!arg.startsWith('vale')) throw new NetmapError('EINVAL', `invalid vale port name: '${arg}'`);
         const r = listing.locate(arg);
         console.log(`bridge_idx: ${r.bridge}`);
         console.log(`port_idx:   ${r.port}`);

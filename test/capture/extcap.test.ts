@@ -186,6 +186,44 @@ test('extcap --capture writes the filtered frames into the FIFO and ends on SIGT
   }
 });
 
+test('extcap --capture stops quietly (exit 0, no SIGPIPE) when the reader closes the FIFO mid-capture, as tshark -c N does', async () => {
+  const cap = openPort('valext4:cap');
+  const src = openPort('valext4:src');
+  const fifo = path.join(work, 'fifo-closing');
+  spawnSync('mkfifo', [fifo]);
+  const child = spawn(process.execPath, [CLI, 'extcap', '--capture', '--extcap-interface', 'valext4:cap', '--fifo', fifo],
+    { env: { ...process.env, NETMAP_TS_DIR: shmDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  let got = 0;
+  const reader = fs.createReadStream(fifo);
+  // the reader takes the header and a few records, then goes away (tshark -c 3)
+  reader.on('data', (d) => { got += (d as Buffer).length; if (got >= 24 + 3 * (16 + 60)) reader.destroy(); });
+  try {
+    assert.ok(await waitWatched('valext4:cap', 20000), `the capture did not open the port: ${stderr}`);
+    // keep sending until the capture notices the closed FIFO and exits (bounded: 20 s)
+    let result: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+    void exited.then((r) => { result = r; });
+    const deadline = Date.now() + 20000;
+    for (let i = 0; result === null && Date.now() < deadline; i++) {
+      await sendFrames(src, Array.from({ length: 8 }, (_, k) => frame((i * 8 + k) & 0x3ff, true)));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const r = await Promise.race([exited, new Promise<null>((res) => setTimeout(() => res(null), 5000))]);
+    assert.ok(r !== null, `the capture did not end after the reader went away: ${stderr}`);
+    assert.deepEqual(r, { code: 0, signal: null }, stderr);
+    assert.equal(stderr, '');
+    // the port was closed: no monitor watches it any more
+    assert.equal(watchablePorts().find((p) => p.name === 'valext4:cap')?.monitors ?? 0, 0);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    reader.destroy();
+    cap.close();
+    src.close();
+  }
+});
+
 test('tshark: --install into a temporary extcap folder, tshark -D lists our ports, tshark -i captures N frames (capinfos agrees), --uninstall', async (t) => {
   if (!has('tshark') || !has('capinfos')) { t.skip('tshark or capinfos is not installed'); return; }
   const root = process.getuid?.() === 0;

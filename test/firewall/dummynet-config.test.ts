@@ -25,6 +25,10 @@ test('bw units: K=1000, M=1e6, G=1e9; Byte/bytes x8, Bit/s and bare mean bits', 
     ['1Gbit/s', 1_000_000_000], ['2KByte/s', 16_000], ['100', 100], ['5bytes', 40], ['64kbit/s', 64_000], ['0x10', 16], ['7B', 56],
   ];
   for (const [arg, want] of cases) assert.equal(parseBandwidth(arg), want, arg);
+  // a fraction or an unknown multiplier was read as the digits before it (1.5Mbit/s: 1 bit/s)
+  for (const arg of ['1.5Mbit/s', '10Xbit/s', '10M5', '3 ']) {
+    assert.throws(() => parseBandwidth(arg), (e: unknown) => (e as { message?: string }).message === `bw ${arg}: a whole number of bit/s with K, M or G and a unit (1500Kbit/s, 2MByte/s)`, arg);
+  }
 });
 
 test('bw and delay land in the link of pipe N and of its FIFO twin N+65536', () => {
@@ -61,15 +65,18 @@ test('queue sizes: slots 1..100 (default 50), bytes 1500..1MiB (default 16384); 
   }
 });
 
-test('plr is clamped to [0,1] and stored as a fraction of 2^31-1', () => {
+test('plr is stored as a fraction of 2^31-1; one outside [0,1] or not a number is refused, nothing changed (ipfw clamped it silently)', () => {
   const d = new Dummynet();
-  run(d, 'pipe 1 config plr 1.5');
+  run(d, 'pipe 1 config plr 1');
   assert.equal(fsOf(d, 131073).plr, 0x7fffffff);
   run(d, 'pipe 1 config plr 0.05');
   assert.equal(fsOf(d, 131073).plr, Math.trunc(0.05 * 0x7fffffff));
   assert.match(run(d, 'pipe show').stdout, / 50 sl\.plr 0\.050000 0 flows/);
-  run(d, 'pipe 1 config plr -3');
-  assert.equal(fsOf(d, 131073).plr, 0);
+  for (const [arg, msg] of [['1.5', 'plr 1.5 is out of range (0..1)'], ['-3', 'plr: invalid number -3 (a probability, 0..1)'], ['abc', 'plr: invalid number abc (a probability, 0..1)']]) {
+    const r = run(d, `pipe 1 config plr ${arg}`);
+    assert.deepEqual([r.status, r.stderr], [65, `ipfw: ${msg}\n`], arg);
+    assert.equal(fsOf(d, 131073).plr, Math.trunc(0.05 * 0x7fffffff), arg);
+  }
 });
 
 test('burst uses expand_number (powers of 1024); delay over 10000 is refused', () => {
@@ -249,4 +256,36 @@ test('qfq bounds: weight 1..65536, maxlen 1..2000 (dn_sched_qfq.c)', () => {
   run(d, 'sched 1 config type qfq');
   assert.equal(run(d, 'queue 2 config pipe 1 weight 70000 lmax 3000').stderr, 'Clamp qfq weight to 65536 (was 70000)\nClamp qfq maxlen to 2000 (was 3000)\n');
   assert.match(run(d, 'queue 2 show').stdout, /weight 65536 lmax 2000 pri 0/);
+});
+
+test('dummynet numbers ipfw would truncate or misread are refused with their range, nothing changed', () => {
+  const d = new Dummynet();
+  run(d, 'pipe 1 config bw 1Mbit/s delay 20ms');
+  run(d, 'queue 1 config pipe 1 weight 5');
+  run(d, 'pipe 4464 config bw 2Mbit/s');
+  const before = JSON.stringify(d.configJSON());
+  for (const [cmd, msg] of [
+    ['pipe 1 config delay 2s', 'delay 2s: give milliseconds (delay 20 or delay 20ms), 0..10000'],
+    ['pipe 1 config delay abc', 'delay abc: give milliseconds (delay 20 or delay 20ms), 0..10000'],
+    ['pipe 1 config mask src-ip 0x100000000', 'ip mask must be 32 bit'],
+    ['pipe 1 config mask dst-ip /33', 'ip mask length 33 is out of range (0..32)'],
+    ['pipe 1 config mask src-port -1', 'mask -1: a mask is not negative'],
+    ['queue 1 config pipe 70000', 'pipe number 70000 is out of range (1..65535)'],
+    ['queue 1 config weight -1', 'weight: invalid number -1'],
+    ['queue 1 config weight 5x', 'weight: invalid number 5x'],
+    ['queue 1 config lmax 1.5', 'lmax: invalid number 1.5'],
+    ['pipe 5x config bw 1Mbit/s', 'invalid pipe number 5x'],
+    // pipe 70000 named the FIFO twin of pipe 4464 (4464 + 65536) and deleted it
+    ['pipe 70000 delete', 'pipe number 70000 is out of range (1..65535)'],
+    ['pipe delete 1 70000', 'pipe number 70000 is out of range (1..65535)'],
+    ['pipe delete 4464x', 'pipe number: invalid number 4464x'],
+  ] as const) {
+    const r = run(d, cmd);
+    assert.deepEqual([r.status, r.stderr], [65, `ipfw: ${msg}\n`], cmd);
+    assert.equal(JSON.stringify(d.configJSON()), before, cmd);
+  }
+  // the forms that were right stay right
+  assert.equal(run(d, 'pipe 1 config delay 30').status, 0);
+  assert.equal(run(d, 'pipe 1 config delay 30ms mask dst-ip /32 src-port 0xffff').status, 0);
+  assert.equal(run(d, 'queue 1 config pipe 1 weight 7').status, 0);
 });

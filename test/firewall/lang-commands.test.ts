@@ -79,6 +79,7 @@ test('delete: several numbers, ranges, shared numbers, the default rule stays', 
   assert.deepEqual(fw.numbers(), [100, 600, 65535]);
   const d = fw.run('delete', '65535');
   assert.equal(d.status, 69);
+  assert.equal(d.stderr, 'ipfw: rule 65535 is the default rule: it cannot be deleted\n');
   assert.deepEqual(fw.numbers(), [100, 600, 65535]);
   fw.ok('delete', '100', '600');
   assert.deepEqual(fw.numbers(), [65535]);

@@ -53,7 +53,7 @@ const BAD: ReadonlyArray<readonly [string, number, string]> = [
   ['add prob 2 allow ip from any to any', DATAERR, 'illegal match prob. 2'],
   ['add prob 0 allow ip from any to any', DATAERR, 'illegal match prob. 0'],
   ['add set 32 allow ip from any to any', DATAERR, 'illegal set 32'],
-  ['add 65535 allow ip from any to any', UNAVAILABLE, 'getsockopt(IP_FW_XADD): Invalid argument'],
+  ['add 65535 allow ip from any to any', UNAVAILABLE, 'rule 65535 is the default rule: it cannot be added (getsockopt(IP_FW_XADD): Invalid argument)'],
   ['add allow tcp from any to any keep-state limit src-addr 1', USAGE, 'only one of keep-state and limit is allowed'],
   ['add allow ip from any to any { in or keep-state }', USAGE, 'keep-state cannot be part of an or block'],
   ['add allow ip from any to any limit 10', USAGE, 'limit: missing limit mask'],
@@ -158,6 +158,88 @@ test(`malformed commands: ipfw's message and status, nothing changed (${BAD.leng
     assert.equal(r.config, config, `${line}: a failed command returns the same config`);
     assert.equal(JSON.stringify(config), before, `${line}: the config object was not mutated`);
     assert.deepEqual(access.calls, [], `${line}: no counter/state side effects`);
+  }
+});
+
+/**
+ * Numbers ipfw stores truncated to their field (add 70000 became rule 4464, port 65537 port 1,
+ * ipttl 300 ttl 44, a table value 2^32 value 0): refused with the field's range, EX_DATAERR (a
+ * NetmapError EINVAL), nothing changed. Each of these was accepted before.
+ */
+const OUT_OF_RANGE: ReadonlyArray<readonly [string, number, string]> = [
+  ['add 70000 allow ip from any to any', DATAERR, 'rule number 70000 is out of range (1..65534, 0 numbers the rule; 65535 is the default rule)'],
+  ['add 100x allow ip from any to any', DATAERR, 'rule number: invalid number 100x'],
+  ['add set 3x allow ip from any to any', DATAERR, 'illegal set 3x'],
+  ['add prob 0.5x allow ip from any to any', DATAERR, 'illegal match prob. 0.5x'],
+  ['add allow log logamount 4294967296 ip from any to any', DATAERR, 'logamount 4294967296 is out of range (0..4294967295)'],
+  ['add allow log logamount abc ip from any to any', DATAERR, 'logamount: invalid number abc'],
+  ['add skipto 65537 ip from any to any', DATAERR, 'illegal argument for skipto: 65537 is out of range (1..65534; ipfw keeps 16 bits)'],
+  ['add pipe 70000 ip from any to any', DATAERR, 'illegal argument for pipe: 70000 is out of range (1..65534; ipfw keeps 16 bits)'],
+  ['add queue 5x ip from any to any', DATAERR, 'illegal argument for queue: 5x is not a number'],
+  ['add setdscp 64 ip from any to any', DATAERR, 'setdscp: DSCP value 64 is out of range (0..63)'],
+  ['add allow 256 from any to any', DATAERR, 'protocol number 256 is out of range (1..255)'],
+  ['add allow tcp from any to any 65537', DATAERR, 'port 65537 is out of range (0..65535)'],
+  ['add allow tcp from any 1-70000 to any', DATAERR, 'port 70000 is out of range (0..65535)'],
+  ['add allow tcp from any to any dst-port 80,65536', DATAERR, 'port 65536 is out of range (0..65535)'],
+  ['add allow ip from any to any ipttl 300', DATAERR, 'ipttl 300 is out of range (0..255)'],
+  ['add allow ip from any to any ipttl 1,300', DATAERR, 'ipttl 300 is out of range (0..255)'],
+  ['add allow ip from any to any iplen 70000', DATAERR, 'iplen 70000 is out of range (0..65535)'],
+  ['add allow ip from any to any ipid 65536', DATAERR, 'ipid 65536 is out of range (0..65535)'],
+  ['add allow tcp from any to any tcpwin 65536', DATAERR, 'tcpwin 65536 is out of range (0..65535)'],
+  ['add allow tcp from any to any tcpdatalen 1-65536', DATAERR, 'tcpdatalen 65536 is out of range (0..65535)'],
+  ['add allow ip from any to any ipver 20', DATAERR, 'ipver 20 is out of range (0..15)'],
+  ['add allow ip from any to any ipprecedence 8', DATAERR, 'ipprecedence 8 is out of range (0..7)'],
+  ['add allow ip from any to any dscp 5x', DATAERR, 'Invalid DSCP value'],
+  ['add allow icmp from any to any icmptypes 256', DATAERR, 'ICMP type 256 is out of range (0..31)'],
+  ['add allow ipv6-icmp from any to any icmp6types 300', DATAERR, 'ICMP6 type 300 is out of range (0..201)'],
+  ['add allow tcp from any to any tcpseq 4294967296', DATAERR, 'tcpseq 4294967296 is out of range (-2147483648..4294967295)'],
+  ['add allow tcp from any to any tcpack -2147483649', DATAERR, 'tcpack -2147483649 is out of range (-2147483648..4294967295)'],
+  ['add allow ip from table(t,4294967296) to any', DATAERR, 'table value 4294967296 is out of range (0..4294967295)'],
+  ['add allow ip from 1.2.3.4/abc to any', DATAERR, "bad width ``abc''"],
+  ['add allow ip from 2001:db8::/x to any', DATAERR, 'bad width "x\'\''],
+  ['add allow ip from any to any tagged 1-70000', DATAERR, 'tag 70000 is out of range (0..65534)'],
+  ['add allow ip from any to any layer2 mac-type 0x10000', DATAERR, 'mac-type 65536 is out of range (0..65535)'],
+  ['delete 70000', DATAERR, 'rule number 70000 is out of range (1..65534)'],
+  ['delete 100-70000', DATAERR, 'rule number 70000 is out of range (1..65534)'],
+  ['delete 100x', DATAERR, 'invalid rule number 100x'],
+  ['delete set 40', DATAERR, 'set number 40 is out of range (0..30)'],
+  ['delete 65535', UNAVAILABLE, 'rule 65535 is the default rule: it cannot be deleted'],
+];
+
+test(`out-of-range and partly numeric values ipfw would truncate are refused (${OUT_OF_RANGE.length} cases), nothing changed`, () => {
+  for (const [line, status, message] of OUT_OF_RANGE) {
+    const { config, access } = populated();
+    const before = JSON.stringify(config);
+    const r = runCommand([line], config, access);
+    assert.equal(r.status, status, `${line}: status ${r.status}, stderr ${r.stderr}`);
+    assert.equal(r.stderr.trimEnd().split('\n').pop(), `ipfw: ${message}`, line);
+    assert.equal(r.config, config, line);
+    assert.equal(JSON.stringify(config), before, line);
+  }
+  // tables: 32-bit keys and values, digits-only mask widths
+  let { config } = populated();
+  const access = new FakeAccess();
+  for (const cmd of ['table n create type number', 'table a create type addr']) {
+    const r = runCommand([cmd], config, access);
+    assert.equal(r.status, 0, r.stderr);
+    config = r.config;
+  }
+  for (const [line, message] of [
+    ['table n add 4294967296', 'table key 4294967296 is out of range (0..4294967295)'],
+    ['table a add 1.2.3.4 4294967296', 'table value 4294967296 is out of range (0..4294967295)'],
+    ['table a add 1.2.3.0/abc', 'bad IPv4 mask width: abc'],
+  ] as const) {
+    const r = runCommand([line], config, access);
+    assert.deepEqual([r.status, r.stderr.trimEnd().split('\n').pop()], [DATAERR, `ipfw: ${message}`], line);
+    assert.equal(r.config, config, line);
+  }
+  // the edges are still accepted
+  for (const line of ['add 65534 allow tcp from any 0-65535 to any 65535 ipttl 255 iplen 65535 tcpseq 4294967295',
+    'add skipto 65534 ip from any to any', 'add setdscp 63 ip from any to any', 'add allow 255 from any to any',
+    'add allow ip from table(t,4294967295) to any', 'add allow log logamount 4294967295 ip from any to any',
+    'add allow icmp from any to any icmptypes 31', 'add allow ip from any to any ipver 15 ipprecedence 7 tagged 1-65534']) {
+    const r = runCommand([line], config, access);
+    assert.equal(r.status, 0, `${line}: ${r.stderr}`);
   }
 });
 

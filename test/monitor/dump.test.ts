@@ -137,3 +137,42 @@ test('dump capturing at full rate makes no garbage: scavenges after it listens, 
   console.log(`# dump: ${captured} frames captured, ${steady} scavenges after it listened`);
   assert.ok(steady <= 8, `dump made ${steady} scavenges in ~3 s of capture: garbage in its packet loop`);
 });
+
+test('dump -i keeps every suffix of the name: a port in use is watched with its ring selection and slots=, what a monitor cannot honour is refused with a reason; a port not in use is opened by the name as given', async () => {
+  const a = openPort('vale16:a');
+  const runQuick = (args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> => new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'dump', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += String(d); });
+    child.stderr.on('data', (d) => { stderr += String(d); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+  });
+  try {
+    // a port in use, with what its monitor cannot give: refused, status 1, the suffix named
+    for (const [suffix, said] of [['/x', /'\/x' \(exclusive.*\(EBUSY\)/], ['/R', /'\/R'/], ['/T', /'\/T'/], ['/Rx', /'\/x'.*'\/R'/],
+      ['@conf:rings=2', /@conf: rings/], ['@conf:host-rings=1', /@conf: host-rings/], ['@conf:vnet-hdr=12', /vnet-hdr/],
+      ['@share=vale16:a', /'@share=vale16:a'/]] as const) {
+      const r = await runQuick(['-i', `vale16:a${suffix}`, '--duration', '0.2']);
+      assert.equal(r.status, 1, `${suffix}: ${r.stderr}`);
+      assert.match(r.stderr, /^netmap dump: vale16:a.*: vale16:a is in use, so it is watched through its monitor \(vale16:a\/rt\), which cannot honour /, suffix);
+      assert.match(r.stderr, said, suffix);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+    // ring selection and slots= are the monitor's own: kept
+    const kept = await runQuick(['-i', 'vale16:a-0@conf:slots=64', '--duration', '0.2']);
+    assert.equal(kept.status, 0, kept.stderr);
+    assert.match(kept.stderr, /listening on vale16:a-0@conf:slots=64 \(through vale16:a\/rt#\d+\)/);
+    const hostRings = await runQuick(['-i', 'vale16:a^', '--duration', '0.2']);
+    assert.equal(hostRings.status, 1);
+    assert.match(hostRings.stderr, /has no host rings \(EINVAL\)/);
+    // a port nobody has open is opened by the name as given: /x makes it exclusive
+    const out = await runDump(['-i', 'vale16:n/x', '--duration', '1.5'], () => {
+      assert.throws(() => openPort('vale16:n'), /EBUSY/, 'dump holds vale16:n exclusively');
+    });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stderr, /listening on vale16:n\/x, link-type/);
+  } finally {
+    a.close();
+  }
+});

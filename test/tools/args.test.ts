@@ -11,7 +11,7 @@ process.env.NETMAP_TS_DIR = dir;
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 import { parseCommandLine, parseNumber, helpText, parseTool, UsageError, EX_USAGE, type ToolSpec } from '../../src/tools/args.js';
-import { fail } from '../../src/errors.js';
+import { fail, NetmapError } from '../../src/errors.js';
 
 const SPEC: ToolSpec = {
   name: 'demo-tool',
@@ -124,7 +124,11 @@ test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, 
     [5, 64, 32, 1, 1000, true, true, true, 0, 2]);
   const { parseArgs: bridge } = await import('../../src/tools/bridge.js');
   assert.deepEqual(bridge(['-i', 'netmap:a', '-i', 'netmap:b', '-b', '64', '-w', '0', '-c', '-v'])!.ports, ['netmap:a', 'netmap:b']);
-  assert.deepEqual(bridge(['-i', 'netmap:a'])!.ports, ['netmap:a', 'netmap:a^'], 'one port: its host stack');
+  assert.deepEqual(bridge(['-i', 'netmap:a'])!.ports, ['netmap:a'], 'one port: with its host stack, named when bridge starts');
+  const { hostSideOf } = await import('../../src/tools/bridge.js');
+  assert.equal(hostSideOf('netmap:a'), 'netmap:a^');
+  assert.equal(hostSideOf('netmap:a/x@conf:slots=64'), 'netmap:a^/x@conf:slots=64', 'the other suffixes are kept (not netmap:a/x@conf:slots=64^)');
+  assert.throws(() => hostSideOf('netmap:a^'), (e: unknown) => e instanceof NetmapError && !(e instanceof UsageError) && /give the interface itself \('netmap:a'\)/.test(e.message));
   const loop = bridge(['-L', '-i', 'netmap:a'])!;
   assert.deepEqual([loop.ports, loop.loopback], [['netmap:a', 'netmap:a'], true]);
   const positional = bridge(['netmap:a', 'netmap:b', '16'])!;
@@ -136,10 +140,17 @@ test('each tool keeps its original flags: netmap pkt-gen, bridge, vale-ctl, lb, 
   const { parseArgs: lb } = await import('../../src/tools/lb.js');
   const l = lb(['-i', 'netmap:eth9', '-p', 'x:3', '-p', '2', '-B', '100', '-b', '64', '-W'])!;
   assert.deepEqual(l.groups, [{ name: 'x', pipes: 3 }, { name: 'eth9', pipes: 2 }]);
-  // a VALE input is refused at once: its pipes could not share its memory (it failed at start)
-  assert.match(usage(() => lb(['-i', 'vale0:in'])), /a VALE port cannot be lb's input/);
+  // a VALE input is refused before anything opens: its pipes could not share its memory (it
+  // failed at start); as a port that cannot serve, not as a bad option (exit 1, not 64)
+  const { checkPorts } = await import('../../src/tools/lb.js');
+  const portError = (f: () => void): string => {
+    try { f(); } catch (e) { assert.ok(e instanceof NetmapError && !(e instanceof UsageError), String(e)); return e.message; }
+    return assert.fail('no error');
+  };
+  assert.match(portError(() => checkPorts(lb(['-i', 'vale0:in'])!)), /a VALE port cannot be lb's input/);
   assert.deepEqual(lb(['-i', 'netmap:p{1', '-p', '3'])!.groups, [{ name: 'p', pipes: 3 }]);
-  assert.match(usage(() => lb(['-i', 'netmap:p}1', '-p', 'a{b:3'])), /invalid port name 'netmap:a\{b\{2'/);
+  assert.match(portError(() => checkPorts(lb(['-i', 'netmap:p}1', '-p', 'a{b:3'])!)), /invalid port name 'netmap:a\{b\{2'/);
+  assert.match(portError(() => checkPorts(lb(['-i', 'netmap:bad name'])!)), /invalid port name 'netmap:bad name'/);
 });
 
 /** console.log and console.error collected into `out` and `err` until restore(). */
@@ -163,11 +174,15 @@ test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupporte
     assert.match(out.join('\n'), /valeA0:va0 bridge_idx \d+ port_idx 0 tx_packets 0/);
     assert.equal(await main(['-l', 'valeA0:va0', '-d', 'valeA0:va0']), 0, 'the last action (-d) wins');
     assert.equal(await main(['-r', 'va0']), 0);
-    for (const bad of [['-p', 'x'], ['-m', '2', '-n', 'y'], ['-g', 'x'], ['-P', 'x'], ['-q'], ['-n'], ['-n', 'a', 'b'], ['-l', 'x:y'], ['-C', '1,x', '-n', 'z']]) {
+    for (const bad of [['-p', 'x'], ['-m', '2', '-n', 'y'], ['-g', 'x'], ['-P', 'x'], ['-q'], ['-n'], ['-n', 'a', 'b'], ['-C', '1,x', '-n', 'z']]) {
       err.length = 0;
       assert.equal(await main(bad), EX_USAGE, bad.join(' '));
       assert.match(err.join('\n'), /usage: netmap vale-ctl/, bad.join(' '));
     }
+    // a name that is not a VALE port's fails as a lookup does (exit 1), not as a bad option
+    err.length = 0;
+    assert.equal(await main(['-l', 'x:y']), 1);
+    assert.match(err.join('\n'), /^failed to list x:y: Invalid argument \(invalid vale port name: 'x:y'\)$/);
     assert.equal(await main(['-h', 'valeA0:nosuchif0']), 1, '-h is attach with the host stack, not help');
     assert.match(err.join('\n'), /failed to attach valeA0:nosuchif0/);
     assert.equal(await main(['--help']), 0);

@@ -116,6 +116,17 @@ function usage(msg: string): never { throw new CommandError(EX_USAGE, msg); }
 function dataerr(msg: string): never { throw new CommandError(EX_DATAERR, msg); }
 
 /**
+ * A whole word of digits (base 0: 0x.., 0..) in lo..hi. ipfw's strtoul read '5x' as 5, '2s' as
+ * 2, '-1' as the 'never set' -1; here such words are refused with the field's range.
+ */
+export function wholeArg(word: string, what: string, lo: number, hi: number): number {
+  const { value, rest } = strtoul(word, 0);
+  if (rest !== '' || !/^[0-9]/.test(word)) dataerr(`${what}: invalid number ${word}`);
+  if (value < lo || value > hi) dataerr(`${what} ${word} is out of range (${lo}..${hi})`);
+  return value;
+}
+
+/**
  * C's strtoul(s, &end, base) for the bases ipfw uses (0 = auto: 0x hex, leading 0 octal, else
  * decimal). Returns the value and the unparsed rest. No digits gives 0 and the whole string as rest.
  */
@@ -169,6 +180,8 @@ export function parseBandwidth(arg: string): number {
   if (end[0] === 'K' || end[0] === 'k') { end = end.slice(1); bw *= 1000; }
   else if (end[0] === 'M' || end[0] === 'm') { end = end.slice(1); bw *= 1000000; }
   else if (end[0] === 'G' || end[0] === 'g') { end = end.slice(1); bw *= 1000000000; }
+  // A unit or nothing may follow: ipfw's strtoul read '1.5Mbit/s' as 1 bit/s and '10Xbit/s' as 10.
+  if (end !== '' && end[0] !== 'b' && end[0] !== 'B') dataerr(`bw ${arg}: a whole number of bit/s with K, M or G and a unit (1500Kbit/s, 2MByte/s)`);
   if ((end[0] === 'B' && !substrcmp2(end, 'Bi', 'Bit/s')) || substrcmp2(end, 'by', 'bytes')) bw *= 8;
   if (bw < 0 || bw > 0xffffffff * 8) dataerr('bandwidth too large');
   return bw;
@@ -328,6 +341,7 @@ export class DummynetConfig {
     let av = args;
     const n = /^[0-9]/.test(av[0] ?? '') ? parseInt(av[0]!, 10) : -1;
     if (n <= 0) usage('need a pipe/flowset/sched number');
+    if (!/^[0-9]+$/.test(av[0]!)) dataerr(`invalid ${kind} number ${av[0]!}`);
     if (n >= DN_MAX_ID) dataerr(`${kind} number ${n} out of range`);
     av = av.slice(1);
     if (av[0] === 'config') av = av.slice(1);
@@ -369,8 +383,11 @@ export class DummynetConfig {
         case 'plr': {
           const f = needFs('plr is only for pipes');
           need1('plr needs argument 0..1\n');
-          let d = strtod(av[0]!);
-          if (d > 1) d = 1; else if (d < 0) d = 0;
+          // (ipfw clamped 'plr 1.5' to 1 and read 'plr abc' as 0, silently)
+          const w = av[0]!;
+          if (!/^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(w)) dataerr(`plr: invalid number ${w} (a probability, 0..1)`);
+          const d = Number(w);
+          if (d > 1) dataerr(`plr ${w} is out of range (0..1)`);
           f.plr = Math.trunc(d * PLR_ONE);
           av = av.slice(1);
           break;
@@ -424,11 +441,18 @@ export class DummynetConfig {
             let a: number;
             if (v[0] === '/') {
               a = strtoul(v.slice(1), 0).value;
+              // (ipfw made /33 a /32 and a negative length a full mask, silently)
+              if (a < 0) dataerr(`mask ${v}: a length is not negative`);
+              if ((field === 'srcIp' || field === 'dstIp') && a > 32) dataerr(`ip mask length ${v.slice(1)} is out of range (0..32)`);
               if (field !== 'src6' && field !== 'dst6') a = a === 32 ? 0xffffffff : (2 ** a - 1) >>> 0;
             } else {
               a = strtoul(v, 0).value;
+              if (a < 0) dataerr(`mask ${v}: a mask is not negative`);
             }
-            if (field === 'srcIp' || field === 'dstIp') m[field] = a >>> 0;
+            if (field === 'srcIp' || field === 'dstIp') {
+              if (a > 0xffffffff) dataerr('ip mask must be 32 bit');
+              m[field] = a >>> 0;
+            }
             else if (field === 'srcPort' || field === 'dstPort') {
               if (a > 0xffff) dataerr('port mask must be 16 bit');
               m[field] = a;
@@ -490,7 +514,12 @@ export class DummynetConfig {
         case 'delay':
           if (!link) usage('delay is only for links');
           need1('delay needs argument 0..10000ms\n');
-          link.delayMs = strtoul(av[0]!, 0).value;
+          {
+            // milliseconds: '20' or '20ms' (ipfw read '2s' as 2 ms and 'abc' as 0, silently)
+            const { value, rest } = strtoul(av[0]!, 0);
+            if (!/^[-+]?[0-9]/.test(av[0]!) || (rest !== '' && rest !== 'ms')) dataerr(`delay ${av[0]!}: give milliseconds (delay 20 or delay 20ms), 0..10000`);
+            link.delayMs = value;
+          }
           av = av.slice(1);
           break;
         case 'type': {
@@ -529,13 +558,14 @@ export class DummynetConfig {
           }
           break;
         }
-        case 'weight': needFs('weight is only for flowsets'); need1('weight needs argument\n'); fs!.weight = strtoul(av[0]!, 0).value; av = av.slice(1); break;
-        case 'lmax': case 'maxlen': needFs('lmax is only for flowsets'); need1('lmax needs argument\n'); fs!.lmax = strtoul(av[0]!, 0).value; av = av.slice(1); break;
-        case 'pri': case 'priority': needFs('priority is only for flowsets'); need1('priority needs argument\n'); fs!.pri = strtoul(av[0]!, 0).value; av = av.slice(1); break;
+        // (bounded per scheduler below, with a notice; a negative one read as -1 was 'never set')
+        case 'weight': needFs('weight is only for flowsets'); need1('weight needs argument\n'); fs!.weight = wholeArg(av[0]!, 'weight', 0, 0xffffffff); av = av.slice(1); break;
+        case 'lmax': case 'maxlen': needFs('lmax is only for flowsets'); need1('lmax needs argument\n'); fs!.lmax = wholeArg(av[0]!, 'lmax', 0, 0xffffffff); av = av.slice(1); break;
+        case 'pri': case 'priority': needFs('priority is only for flowsets'); need1('priority needs argument\n'); fs!.pri = wholeArg(av[0]!, 'priority', 0, 0xffffffff); av = av.slice(1); break;
         case 'pipe': case 'sched': case 'link': case 'flowset': {
           if (kind !== 'queue') usage('pipe/sched');
           need1('pipe/link/sched needs number\n');
-          fs!.schedNr = strtoul(av[0]!, 0).value;
+          fs!.schedNr = wholeArg(av[0]!, `${tok} number`, 1, DN_MAX_ID - 1);
           av = av.slice(1);
           break;
         }

@@ -7,7 +7,7 @@
  * Packets are the caller's integer handles; dummynet never touches their bytes.
  */
 import { assert, fail } from '../../errors.js';
-import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE } from './config.js';
+import { CommandError, DummynetConfig, DN_MAX_ID, EX_USAGE, wholeArg } from './config.js';
 import { Engine, DROP, DROP_NAMES, lateBucketBound } from './engine.js';
 import { FlowKey } from './flowkey.js';
 import { showText } from './show.js';
@@ -89,11 +89,15 @@ export class Dummynet {
           break;
         }
         case 'delete': {
-          let any = false;
+          // 1..65535, every number checked before any is deleted (a larger number named an
+          // internal twin: pipe 70000 was the FIFO of pipe 4464)
+          const numbers: number[] = [];
           for (const a of rest) {
             if (!/^[0-9]/.test(a)) break;
-            any = true;
-            const n = parseInt(a, 10);
+            numbers.push(wholeArg(a, `${kind} number`, 1, 65535));
+          }
+          const any = numbers.length > 0;
+          for (const n of numbers) {
             if (!this.conf.delete(kind, n)) {
               // ipfw_delete_pipe() sets i = 1 before warn(): FreeBSD really prints "rule 1".
               res.stderr += 'ipfw: rule 1: setsockopt(IP_DUMMYNET_DEL): Invalid argument\n';
