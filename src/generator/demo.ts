@@ -204,7 +204,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   }
   const paced = !vale ? '' : lossless > 0
     ? `; paced: lossless at -R ${pps(lossless)} (rx ${pps(losslessRx)})`
-    : `; paced: no lossless rate found in ${tries} tries (the receiver was stopped longer than its ring lasts: a busy machine, or a VM whose vCPUs stall for milliseconds; see src/generator/README.md)`;
+    : `; paced: no lossless rate found in ${tries} tries (the receiver was stopped longer than its ring lasts: other threads, V8's compiler threads among them, took its CPU for whole time slices; a receiver at real-time priority, pkt-gen rx --rt as root, avoids most of it; see src/generator/README.md)`;
   out(`\ndemo: unpaced maximum tx ${pps(u.txPps)}, rx ${pps(u.rxPps)} over ${first.medium} (${pct(u.drops, u.sent)} dropped)${paced}; ` +
     `every run: sent = received + dropped: ${consistent ? 'consistent' : 'INCONSISTENT'}\n`);
   return consistent ? 0 : 1;
