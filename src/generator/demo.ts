@@ -115,12 +115,18 @@ const PACED_SECONDS = 0.6;
  * poll when its ring is empty).
  */
 const PACED_TX_ARGS = ['-b', '64'];
+/**
+ * As root the paced runs' receiver runs at real-time priority (pkt-gen --rt): an ordinary one
+ * waits out other threads' time slices, V8's compiler threads among them, for 1-5 ms at a time,
+ * longer than its ring lasts (generator/README.md FIGURES); without root it runs as by default.
+ */
+const PACED_RX_ARGS = process.getuid?.() === 0 ? ['--rt', '10'] : [];
 
 /** One pkt-gen rx + pkt-gen tx run; null (after printing why) when a process failed. */
 async function runOnce(txName: string, rxName: string, opts: DemoOptions, seconds: number, rate: number, verbose: boolean): Promise<RunFigures | null> {
   const { out } = opts;
   const quiet = (): void => {};
-  const rx = startChild('rx', ['-i', rxName, '-f', 'rx', '-T', verbose ? '1000' : '0'], verbose ? out : quiet);
+  const rx = startChild('rx', ['-i', rxName, '-f', 'rx', '-T', verbose ? '1000' : '0', ...(rate > 0 ? PACED_RX_ARGS : [])], verbose ? out : quiet);
   let tx: Child | null = null;
   try {
     await withTimeout(rx.started, CHILD_TIMEOUT_MS, 'pkt-gen rx to start');
@@ -175,7 +181,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   let lossless = 0, losslessRx = 0, tries = 0;
   if (vale && u.rxPps > 0) {
     const secs = Math.min(PACED_SECONDS, opts.seconds);
-    out(`\n2. paced (pkt-gen -R ${PACED_TX_ARGS.join(' ')}), ${secs} s each: the highest rate the receiver keeps up with. ` +
+    const receiver = PACED_RX_ARGS.length > 0 ? `; receiver: pkt-gen rx ${PACED_RX_ARGS.join(' ')}, real-time priority as root` : '';
+    out(`\n2. paced (pkt-gen -R ${PACED_TX_ARGS.join(' ')}${receiver}), ${secs} s each: the highest rate the receiver keeps up with. ` +
       `From ${Math.round(PACED_START * 100)}% of what it took unpaced, halved after a loss, then refined between the last loss and the lossless rate\n`);
     const tryRate = async (rate: number): Promise<boolean | null> => {
       const nm = names(++tries);
