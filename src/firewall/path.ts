@@ -108,7 +108,7 @@ export class FirewallPath {
    * The pass's times, [NOW_MS] Date.now() and [NOW_NS] dummynet's clock, read by forward() and
    * release() from here: a double handed to a call the compiler does not inline is boxed, and an
    * idle kipfw re-checking its rings passes hundreds of thousands of times a second (the boxes
-   * made a 0.1-0.3 ms scavenge every 90-180 ms, each one late packets).
+   * made a 0.1-0.4 ms scavenge every 90-250 ms, each one late packets).
    */
   private readonly now = new Float64Array(2);
   /**
@@ -237,7 +237,6 @@ export class FirewallPath {
     }
     return moved;
   }
-
 
   private forward(si: number): number {
     const nowMs = this.now[NOW_MS]!, nowNs = this.now[NOW_NS]!;

@@ -18,7 +18,6 @@ import { FirewallPath } from './path.js';
 import { PathLoop } from './loop.js';
 import { DnHandoff } from './handoff.js';
 import { makeDaemonDummynet } from './dummynet-glue.js';
-import { nowNs } from './dummynet/timing.js';
 import type { Interfaces } from './engine.js';
 import type { DaemonDummynet } from './daemon.js';
 import { STAT_FIELDS, ringName, type WorkerJob } from './worker-job.js';

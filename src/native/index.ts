@@ -502,14 +502,6 @@ export function setRealtime(priority: number): void {
   }
 }
 
-/**
- * Fails as setRealtime would (EPERM with a hint) when this process may not use real-time
- * priority `priority`: tries it on the calling thread and puts the thread back at once.
- */
-export function checkRealtimeAllowed(priority: number): void {
-  setRealtime(priority);
-  setRealtime(0);
-}
 
 /**
  * Sets the calling thread's timer slack (PR_SET_TIMERSLACK, ns): how much later than asked the
@@ -543,12 +535,17 @@ export function reexecNode(nodeFlags: string[]): never {
 }
 
 /**
- * For a process whose data path will run at real-time priority (kipfw --rt, pkt-gen --rt): makes
- * sure node runs with --single-threaded-gc, re-executing it (same pid) if not. V8's parallel GC
- * phases would otherwise make the real-time thread wait for ordinary helper threads, which it has
- * itself pushed off its CPU; the flag must be set before the heap exists.
+ * Readies a process whose data path will run at real-time priority `priority` (kipfw --rt,
+ * pkt-gen --rt), before anything starts. First it fails as setRealtime would (EPERM with a hint)
+ * when the process may not use that priority: it tries it on the calling thread and puts the
+ * thread back at once. Then it makes sure node runs with --single-threaded-gc, re-executing it
+ * (same pid) if not: V8's parallel GC phases would otherwise make the real-time thread wait for
+ * ordinary helper threads, which it has itself pushed off its CPU; the flag must be set before
+ * the heap exists.
  */
-export function ensureSingleThreadedGc(): void {
+export function prepareRealtimeProcess(priority: number): void {
+  setRealtime(priority);
+  setRealtime(0);
   if (!process.execArgv.includes('--single-threaded-gc')) reexecNode(['--single-threaded-gc']);
 }
 

@@ -206,12 +206,11 @@ async function run(args: Args): Promise<number> {
 
   // The reader of our standard output went away (`dump -w - | head -c 100`): stop quietly.
   let pipeGone = false;
-  const isEpipe = isReaderGone;
   const flushWriter = (): void => {
     try {
       (writer as PcapWriter | PcapngWriter | null)?.flush();
     } catch (e) {
-      if (!isEpipe(e)) throw e;
+      if (!isReaderGone(e)) throw e;
       pipeGone = true;
       stop = true;
     }
@@ -225,7 +224,7 @@ async function run(args: Args): Promise<number> {
         if (writer instanceof PcapngWriter) writer.write(u8, o, caplen, wirelen, tsSec, tsNsec, 0, direction);
         else writer.write(u8, o, caplen, wirelen, tsSec, tsNsec);
       } catch (e) {
-        if (!isEpipe(e)) throw e;
+        if (!isReaderGone(e)) throw e;
         pipeGone = true;
         stop = true;
         return;
@@ -277,7 +276,7 @@ async function run(args: Args): Promise<number> {
           else while (!stop && rd.dispatch(batch, onRecord) > 0) { /* until the end of the file or -c */ }
         } catch (e) {
           if (!(e instanceof NetmapError)) throw e;
-          if (isEpipe(e)) pipeGone = true;
+          if (isReaderGone(e)) pipeGone = true;
           else {
             warn(`netmap dump: ${e.message}`);
             status = 1;
@@ -321,7 +320,7 @@ async function run(args: Args): Promise<number> {
             try {
               r = await cap.loop(args.count > 0 ? args.count - accepted : 0, onPacket, deadline);
             } catch (e) {
-              if (direct === null || !isEpipe(e)) throw e;
+              if (direct === null || !isReaderGone(e)) throw e;
               pipeGone = true;
               break;
             } finally {
@@ -346,7 +345,7 @@ async function run(args: Args): Promise<number> {
     try {
       (writer as PcapWriter | PcapngWriter | null)?.close();
     } catch (e) {
-      if (!isEpipe(e)) throw e;
+      if (!isReaderGone(e)) throw e;
     }
   }
   warn(`${accepted} packets captured\n${seen} packets received by filter\n${dropped} packets dropped by kernel`);

@@ -148,10 +148,6 @@ async function capture(a: ExtcapArgs): Promise<number> {
   let pump: InstanceType<typeof CapturePump> | null = null;
   let ended = false;
   let status = 0;
-  // The reader going away (tshark -c N, Wireshark's stop) is a write failing with EPIPE, as for
-  // dump -w -: no SIGPIPE listener (removing it would restore SIGPIPE's default action, and the
-  // last flush in close() then killed the process: exit 141).
-  const isEpipe = isReaderGone;
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => { finish = resolve; });
   const end = (): void => {
@@ -172,7 +168,7 @@ async function capture(a: ExtcapArgs): Promise<number> {
       try {
         w.flush();
       } catch (e) {
-        if (!isEpipe(e)) { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; }
+        if (!isReaderGone(e)) { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; }
         end(); // the reader went away: Wireshark stopped the capture
       }
     };
@@ -181,7 +177,7 @@ async function capture(a: ExtcapArgs): Promise<number> {
       try {
         w.write(u8, o, caplen, wirelen, sec, nsec);
       } catch (e) {
-        if (!isEpipe(e)) { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; }
+        if (!isReaderGone(e)) { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; }
         end();
         return;
       }
@@ -189,6 +185,9 @@ async function capture(a: ExtcapArgs): Promise<number> {
       if (!dirty) { dirty = true; queueMicrotask(flush); }
     });
     pump.done.then(end, (e: unknown) => { console.error(`netmap extcap: ${(e as Error).message}`); status = 1; end(); });
+    // The reader going away (tshark -c N, Wireshark's stop) is a write failing with EPIPE, as for
+    // dump -w -: no SIGPIPE listener (removing it would restore SIGPIPE's default action, and the
+    // last flush in close() then killed the process: exit 141).
     process.on('SIGTERM', end);
     process.on('SIGINT', end);
     await finished;
@@ -196,7 +195,7 @@ async function capture(a: ExtcapArgs): Promise<number> {
     process.off('SIGTERM', end);
     process.off('SIGINT', end);
     await pump?.stop();
-    try { writer?.close(); } catch (e) { if (!isEpipe(e)) throw e; }
+    try { writer?.close(); } catch (e) { if (!isReaderGone(e)) throw e; }
     cap.close();
   }
   return status;

@@ -7,7 +7,7 @@
  */
 import '../port-types.js'; // every port type, plugged into openPort
 import { Kipfw } from '../firewall/daemon.js';
-import { checkRealtimeAllowed, ensureSingleThreadedGc } from '../native/index.js';
+import { prepareRealtimeProcess } from '../native/index.js';
 import { makeDaemonDummynet } from '../firewall/dummynet-glue.js';
 import { PATH_POOL_DEFAULT } from '../firewall/path.js';
 import { HANDOFF_STOCK } from '../firewall/handoff.js';
@@ -59,10 +59,7 @@ export async function main(argv: string[]): Promise<number> {
 
 async function run(args: Args): Promise<number> {
   // A real-time data path does V8's GC work itself (dummynet/README.md, TIMING)
-  if (args.rt > 0) {
-    checkRealtimeAllowed(args.rt);
-    ensureSingleThreadedGc();
-  }
+  if (args.rt > 0) prepareRealtimeProcess(args.rt);
   const k = await Kipfw.start({
     name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
     zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt, spin: args.spin,

@@ -95,11 +95,7 @@ function toConfig(p: ParsedArgs): GenConfig {
 export async function main(argv: string[]): Promise<number> {
   // the generator (and with it every port type) is loaded only to run, not for --help or a bad argument
   return runTool(PKT_GEN, argv, toConfig, async (cfg) => {
-    if (cfg.realtime > 0) {
-      const native = await import('../native/index.js');
-      native.checkRealtimeAllowed(cfg.realtime);
-      native.ensureSingleThreadedGc();
-    }
+    if (cfg.realtime > 0) (await import('../native/index.js')).prepareRealtimeProcess(cfg.realtime);
     const { runPktGen } = await import('../generator/run.js');
     return (await runPktGen(cfg)).status;
   });
