@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { RateLimiter, clipBurst } from '../../src/generator/rate.js';
+import { RateLimiter, SPIN_TAIL_MIN_PERIOD_MS, SPIN_TAIL_MS, clipBurst } from '../../src/generator/rate.js';
 import { freshDir, jsonOf, removeDir, run, start } from './helpers.js';
 
 const haveVale = fs.existsSync(new URL('../../src/switch/index.js', import.meta.url));
@@ -14,7 +14,8 @@ const haveVale = fs.existsSync(new URL('../../src/switch/index.js', import.meta.
 test('RateLimiter: batches go on schedule; after a stall at most the backlog goes at once (a test clock)', () => {
   const pps = 200_000, batch = 64, backlog = 512, perBatchMs = (batch * 1000) / pps;
   let t = 1000, waits = 0;
-  const clock = { now: () => t, sleepUntil: (until: number) => { if (until > t) { waits++; t = until; } } };
+  const tails = new Set<number>();
+  const clock = { now: () => t, sleepUntil: (until: number, spinTailMs: number) => { tails.add(spinTailMs); if (until > t) { waits++; t = until; } } };
   const lim = new RateLimiter(pps, backlog, clock);
   // on schedule: batch k goes at start + k * 0.32 ms, each after a wait of its own
   for (let k = 0; k < 40; k++) lim.take(batch);
@@ -34,6 +35,19 @@ test('RateLimiter: batches go on schedule; after a stall at most the backlog goe
   for (let k = 0; k < 100; k++) lim.take(batch);
   assert.ok(Math.abs(t - t0 - 100 * perBatchMs) < 1e-6, `100 batches after the catch-up took ${t - t0} ms`);
   assert.equal(clipBurst(64, pps), 64);
+  // batches 0.32 ms apart are paced by sleeping alone: a spin would fill the whole gap
+  assert.deepEqual([...tails], [0], 'no spin between batches 0.32 ms apart');
+});
+
+test('RateLimiter: only batches at least 1 ms apart spin the end of their wait (SPIN_TAIL_MS)', () => {
+  for (const [pps, batch, tail] of [[64_000, 64, SPIN_TAIL_MS], [64_001, 64, 0], [1000, 1, SPIN_TAIL_MS], [10_000_000, 512, 0]] as const) {
+    let t = 0;
+    const tails = new Set<number>();
+    const lim = new RateLimiter(pps, 512, { now: () => t, sleepUntil: (until: number, spinTailMs: number) => { tails.add(spinTailMs); t = Math.max(t, until); } });
+    for (let k = 0; k < 4; k++) lim.take(batch);
+    assert.deepEqual([...tails], [tail], `${pps} pps in batches of ${batch}: spin tail ${[...tails]}`);
+  }
+  assert.equal(SPIN_TAIL_MIN_PERIOD_MS, 1);
 });
 
 test('RateLimiter on the real clock: 40 batches of 64 at 200 kpps take at least 12.48 ms', () => {
@@ -42,6 +56,24 @@ test('RateLimiter on the real clock: 40 batches of 64 at 200 kpps take at least 
   for (let k = 0; k < 40; k++) lim.take(64);
   const took = performance.now() - t0;
   assert.ok(took >= 12.47, `40 batches took ${took.toFixed(3)} ms`);
+});
+
+test('a paced sender leaves its CPU idle between close batches: -R 2M -b 64 for 1 s uses at most half a core', { skip: haveVale ? false : 'src/switch is not in this build', timeout: 30_000 }, async (t) => {
+  // Spinning out every wait (before 2026-12-03) kept the sender on its CPU for the whole run
+  // (1.27 s of CPU in 1.28 s at 2.35 Mpps), pushing V8's compiler threads onto the receiver's.
+  const dir = freshDir('pace-cpu');
+  try {
+    const r = await run(['pkt-gen', '-i', 'valepacecpu:a', '-f', 'tx', '-R', '2M', '-b', '64', '-n', '2M', '--json', '-T', '0'], dir, 20_000);
+    assert.equal(r.code, 0, r.stderr);
+    const s = jsonOf(r.stdout);
+    const share = (s.cpu_ms as number) / ((s.seconds as number) * 1000);
+    t.diagnostic(`${s.packets} packets in ${s.seconds} s at ${Math.round(s.pps as number)} pps, ${s.cpu_ms} ms of CPU (${(share * 100).toFixed(0)}% of a core)`);
+    assert.equal(s.packets, 2_000_000);
+    assert.ok((s.pps as number) > 1_900_000 && (s.pps as number) < 2_050_000, `paced at ${s.pps} pps`);
+    assert.ok(share <= 0.5, `the sender was on its CPU ${(share * 100).toFixed(0)}% of the run`);
+  } finally {
+    removeDir(dir);
+  }
 });
 
 /** Per-port counters of one switch, from `vale-ctl -s`. */
@@ -159,12 +191,12 @@ test('pkt-gen --rt: the receiver\'s packet thread alone is SCHED_FIFO, and it fo
   }
 });
 
-test('pkt-gen --rt with -R on a sender is refused (EINVAL): a paced sender spins between bursts', async () => {
+test('pkt-gen --rt with -R on a sender is refused (EINVAL): it would take the receiver\'s CPU', async () => {
   const dir = freshDir('rt-tx');
   try {
     const r = await run(['pkt-gen', '-i', 'valertx:a', '-f', 'tx', '-R', '1M', '--rt', '10', '-n', '10'], dir);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /--rt with -R: .*give --rt to the receiver \(EINVAL\)/);
+    assert.match(r.stderr, /--rt with -R: .*takes the receiver's CPU .*give --rt to the receiver \(EINVAL\)/);
   } finally {
     removeDir(dir);
   }
