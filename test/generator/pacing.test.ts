@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { RateLimiter, SPIN_TAIL_MIN_PERIOD_MS, SPIN_TAIL_MS, clipBurst } from '../../src/generator/rate.js';
+import { RateLimiter, SPIN_TAIL_MIN_PERIOD_MS, SPIN_TAIL_MS, WAKE_LATE_MS, clipBurst } from '../../src/generator/rate.js';
 import { freshDir, jsonOf, removeDir, run, start } from './helpers.js';
 
 const haveVale = fs.existsSync(new URL('../../src/switch/index.js', import.meta.url));
@@ -39,8 +39,9 @@ test('RateLimiter: batches go on schedule; after a stall at most the backlog goe
   assert.deepEqual([...tails], [0], 'no spin between batches 0.32 ms apart');
 });
 
-test('RateLimiter: only batches at least 1 ms apart spin the end of their wait (SPIN_TAIL_MS)', () => {
-  for (const [pps, batch, tail] of [[64_000, 64, SPIN_TAIL_MS], [64_001, 64, 0], [1000, 1, SPIN_TAIL_MS], [10_000_000, 512, 0]] as const) {
+test('RateLimiter: only batches at least 1 ms apart spin the end of their wait (SPIN_TAIL_MS); above 3.4 Mpps every wait spins', () => {
+  // and rates whose catch-up bound (512 packets) lasts less than a late wake-up spin out every wait
+  for (const [pps, batch, tail] of [[64_000, 64, SPIN_TAIL_MS], [64_001, 64, 0], [1000, 1, SPIN_TAIL_MS], [3_400_000, 64, 0], [3_500_000, 64, Infinity], [10_000_000, 512, Infinity]] as const) {
     let t = 0;
     const tails = new Set<number>();
     const lim = new RateLimiter(pps, 512, { now: () => t, sleepUntil: (until: number, spinTailMs: number) => { tails.add(spinTailMs); t = Math.max(t, until); } });
@@ -48,6 +49,7 @@ test('RateLimiter: only batches at least 1 ms apart spin the end of their wait (
     assert.deepEqual([...tails], [tail], `${pps} pps in batches of ${batch}: spin tail ${[...tails]}`);
   }
   assert.equal(SPIN_TAIL_MIN_PERIOD_MS, 1);
+  assert.equal(WAKE_LATE_MS, 0.15);
 });
 
 test('RateLimiter on the real clock: 40 batches of 64 at 200 kpps take at least 12.48 ms', () => {
