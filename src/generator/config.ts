@@ -46,6 +46,8 @@ export interface GenConfig {
   spinUs: number;
   /** --rt: SCHED_FIFO priority of the packet threads (0: ordinary threads). */
   realtime: number;
+  /** not --no-reserve: receivers reserve a CPU, senders keep off reserved ones (placement.ts). */
+  reserveCpu: boolean;
 }
 
 export const DEFAULTS = {

@@ -16,6 +16,8 @@ import { nowMs } from './rate.js';
 import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
+import { placeThreads } from './placement.js';
+import { shmDirectory } from '../memory/space.js';
 
 export interface Output {
   out(text: string): void;
@@ -140,6 +142,8 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
     if (++readyCount === n && errors.length === 0 && !announced) { announced = true; announce(); }
   };
   const inline = given !== null;
+  const placement = placeThreads(cfg, shmDirectory());
+  if (cfg.verbose > 0 && placement.note !== '') io.err(`Placement: ${placement.note}\n`);
   try {
     const workers: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
@@ -151,7 +155,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
         rate: cfg.rate > 0 ? cfg.rate / n : 0,
         stats: statsBuf,
         stop: stopBuf,
-        cpu: cfg.affinity >= 0 ? (cfg.affinity + k) % ncpu : -1,
+        cpu: cfg.affinity >= 0 ? (cfg.affinity + k) % ncpu : placement.cpu,
       };
       if (inline) {
         const c = new Float64Array(statsBuf, k * S.STATS_WORDS * 8, S.STATS_WORDS);
@@ -181,6 +185,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
     if (cfg.idleExit && n > 1) idle = watchIdle(stats, n, stop);
     await Promise.all(workers);
   } finally {
+    placement.release();
     if (timer !== null) clearInterval(timer);
     if (idle !== null) clearInterval(idle);
     process.off('SIGINT', onSignal);

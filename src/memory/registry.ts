@@ -78,7 +78,7 @@ function refuseIfInUse(dir: string, what: string): void {
 }
 
 /** The files netmap-ts itself makes in its directory (nothing else there is ever removed). */
-const OWN_FILE = /^(mem-\d+|fw-[^/]+|scratch-[^/]+|attach-[^/]+\.(json|log)|ipfw-[^/]+\.sock)$/;
+const OWN_FILE = /^(mem-\d+|fw-[^/]+|scratch-[^/]+|attach-[^/]+\.(json|log)|ipfw-[^/]+\.sock|cpu-\d+-\d+)$/;
 
 /** Empties a directory of another layout that no process uses; the registry (open as `fd`) is cut to nothing. */
 function resetDirectory(dir: string, fd: number): void {

@@ -471,12 +471,35 @@ export function ioctlValue(fd: number, request: number, value: number): number {
 // ---- CPU affinity (pkt-gen -a/-c) ------------------------------------------------------------
 const schedSetaffinity = libc.func('int sched_setaffinity(int pid, size_t size, void *mask)');
 
+const schedGetaffinity = libc.func('int sched_getaffinity(int pid, size_t size, _Out_ void *mask)');
+const AFFINITY_BYTES = 128; // CPUs 0..1023
+
 /** Pins thread `tid` (0: the caller) to CPU `cpu` (0..1023). */
 export function setAffinity(tid: number, cpu: number): void {
-  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= 1024) throw new NetmapError('EINVAL', `CPU ${cpu} is out of range (0..1023)`);
-  const mask = Buffer.alloc(128);
-  mask[cpu >>> 3] = 1 << (cpu & 7);
-  check(schedSetaffinity(tid, mask.length, mask), `sched_setaffinity(cpu ${cpu})`);
+  setAffinitySet(tid, [cpu]);
+}
+
+/**
+ * Lets thread `tid` (0: the caller) run on the CPUs `cpus` only (each 0..1023, at least one).
+ * ESRCH when the thread is gone.
+ */
+export function setAffinitySet(tid: number, cpus: readonly number[]): void {
+  if (cpus.length === 0) throw new NetmapError('EINVAL', 'an empty CPU set');
+  const mask = Buffer.alloc(AFFINITY_BYTES);
+  for (const cpu of cpus) {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= AFFINITY_BYTES * 8) throw new NetmapError('EINVAL', `CPU ${cpu} is out of range (0..1023)`);
+    mask[cpu >>> 3]! |= 1 << (cpu & 7);
+  }
+  check(schedSetaffinity(tid, mask.length, mask), `sched_setaffinity(cpus ${cpus.join(',')})`);
+}
+
+/** The CPUs thread `tid` (0: the caller) may run on, in increasing order. */
+export function getAffinity(tid: number): number[] {
+  const mask = Buffer.alloc(AFFINITY_BYTES);
+  check(schedGetaffinity(tid, mask.length, mask), 'sched_getaffinity');
+  const cpus: number[] = [];
+  for (let cpu = 0; cpu < AFFINITY_BYTES * 8; cpu++) if ((mask[cpu >>> 3]! & (1 << (cpu & 7))) !== 0) cpus.push(cpu);
+  return cpus;
 }
 
 // ---- scheduling of the calling thread (kipfw --rt, dummynet's timing) ------------------------

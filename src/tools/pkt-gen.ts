@@ -36,6 +36,7 @@ export const PKT_GEN: ToolSpec = {
     { short: 'v', help: 'verbose (repeat for more)' },
     { long: 'json', help: 'machine-readable JSON lines on stdout instead of text' },
     { long: 'spin', value: 'us', help: 'busy-poll up to us microseconds before sleeping in poll (default 0)' },
+    { long: 'no-reserve', help: 'place no threads: by default (without -a, one thread) a receiver reserves a CPU for its\npacket thread and keeps its other threads off it, and a sender keeps all its threads off\nCPUs that receivers reserved (V8\'s helper threads would take the receiver\'s CPU)' },
     { long: 'rt', value: 'prio', help: 'run the packet threads at SCHED_FIFO priority prio (1..99; root or CAP_SYS_NICE):\na receiver then preempts other threads the moment frames arrive (see src/generator/README.md)' },
   ],
 };
@@ -86,6 +87,7 @@ function toConfig(p: ParsedArgs): GenConfig {
     cpus: p.number('c', 0, { min: 0, max: 1024 }),
     spinUs: p.number('spin', 0, { min: 0, max: 100_000 }),
     realtime: p.number('rt', 0, { min: 1, max: 99 }),
+    reserveCpu: !p.has('no-reserve'),
     dump: p.has('X'),
   };
   if (cfg.reportMs > 0 && cfg.reportMs < 10) usageFail(`-T ${cfg.reportMs}: report interval must be 0 or at least 10 ms`);
