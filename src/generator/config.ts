@@ -78,4 +78,6 @@ export interface WorkerJob {
   stop: SharedArrayBuffer;
   /** CPU to pin to, -1 none. */
   cpu: number;
+  /** Whether `cpu` is reserved for this thread (placement.ts): a receiver may then spin there longer. */
+  reserved: boolean;
 }

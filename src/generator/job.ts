@@ -25,7 +25,7 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
   const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();
   try {
     ready();
-    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait };
+    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait, reserved: job.reserved };
     switch (fn) {
       case 'tx': txLoop(a, false); break;
       case 'txseq': txLoop(a, true); break;

@@ -156,6 +156,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
         stats: statsBuf,
         stop: stopBuf,
         cpu: cfg.affinity >= 0 ? (cfg.affinity + k) % ncpu : placement.cpu,
+        reserved: cfg.affinity < 0 && placement.cpu >= 0,
       };
       if (inline) {
         const c = new Float64Array(statsBuf, k * S.STATS_WORDS * 8, S.STATS_WORDS);

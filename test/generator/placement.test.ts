@@ -79,12 +79,20 @@ test('a receiver reserves a CPU for its packet thread; its other threads and a s
   }
 });
 
-test('an ordinary receiver follows a paced sender: -R 2M, 1 M frames, at most 0.5% lost (in one of 3 runs)', { skip, timeout: 90_000 }, async (t) => {
-  // Measured on 2 vCPUs (2026-12-03, quiet): 0.08-0.24% lost; with --no-reserve on both sides
-  // 1.1-4.2%, V8's helper threads of both processes taking the receiver's CPU for 1-7 ms.
+/*
+ * Measured on 2 vCPUs (2026-12-03, quiet): nothing lost (3 M frames at 2 and 2.35 Mpps, five
+ * runs); before the receiver spun on its reserved CPU 0.08-0.24%; with --no-reserve on both sides
+ * 1.1-4.2%, V8's helper threads of both processes taking the receiver's CPU for 1-7 ms. The
+ * busy-machine tolerance: a run without loss passes; if none of 3 has one, up to 0.5% in the best
+ * run is accepted as the machine's (other work took the CPUs), with a diagnostic.
+ */
+const BUSY_TOLERANCE = 0.005;
+
+test('an ordinary receiver follows a paced sender: -R 2M, 1 M frames, nothing lost (busy machine: up to 0.5%)', { skip, timeout: 90_000 }, async (t) => {
   const dir = freshDir('place-loss');
   const n = 1_000_000;
   const losses: string[] = [];
+  let best = n;
   try {
     for (let attempt = 1; attempt <= 3; attempt++) {
       const sw = `valeplloss${attempt}`;
@@ -96,9 +104,11 @@ test('an ordinary receiver follows a paced sender: -R 2M, 1 M frames, at most 0.
       assert.equal(r.code, 0, r.stderr);
       const lost = n - (jsonOf(r.stdout).packets as number);
       losses.push(`${lost} (waits for a CPU: ${JSON.stringify(jsonOf(r.stdout).cpu_waits_ms)} ms)`);
-      if (lost <= n * 0.005) { t.diagnostic(`attempt ${attempt}: ${losses[losses.length - 1]} of ${n} lost`); return; }
+      best = Math.min(best, lost);
+      if (lost === 0) { t.diagnostic(`attempt ${attempt}: nothing lost (before: ${losses.join('; ')})`); return; }
     }
-    assert.fail(`more than 0.5% lost in every attempt: ${losses.join('; ')}`);
+    assert.ok(best <= n * BUSY_TOLERANCE, `more than 0.5% lost in every attempt: ${losses.join('; ')}`);
+    t.diagnostic(`frames lost in every attempt, accepted as a busy machine's: ${losses.join('; ')}`);
   } finally {
     removeDir(dir);
   }
