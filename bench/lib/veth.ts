@@ -27,8 +27,9 @@ export function secondsSince(t0: bigint): number {
 
 /**
  * On a machine with two CPUs or more, the traffic source runs on CPU 0 and the tool measured
- * against it (pkt-gen rx, tcpdump) on CPU 1, so that a heavier capturer does not show up as a
- * slower generator; both TX tools (pkt-gen tx, trafgen) run on CPU 1.
+ * against it (tcpdump, netmap dump) on CPU 1, so that a heavier capturer does not show up as a
+ * slower generator (pkt-gen rx places its own threads: src/generator/placement.ts); both TX
+ * tools (pkt-gen tx, trafgen) run on CPU 1.
  */
 const PIN = os.cpus().length >= 2;
 export function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
