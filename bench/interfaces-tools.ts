@@ -76,7 +76,7 @@ async function rxOurs(lab: LabT, a: string, b: string, frames: number): Promise<
  */
 async function rxCapture(lab: LabT, a: string, b: string, frames: number, netmapDump: boolean): Promise<{ got: number; secs: number }> {
   const dump = netmapDump
-    ? lab.spawn(a, ...pinned(1, process.execPath, [CLI, 'dump', '-i', 'netmap:a0', '-w', '/dev/null']))
+    ? lab.spawn(a, process.execPath, [CLI, 'dump', '-i', 'netmap:a0', '-w', '/dev/null']) // places its own threads, as pkt-gen rx
     : lab.spawn(a, ...pinned(1, 'tcpdump', ['-i', 'a0', '-n', '-w', '/dev/null']));
   let err = '';
   dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); });

@@ -28,7 +28,7 @@ export function secondsSince(t0: bigint): number {
 /**
  * On a machine with two CPUs or more, the traffic source runs on CPU 0 and the tool measured
  * against it (tcpdump, netmap dump) on CPU 1, so that a heavier capturer does not show up as a
- * slower generator (pkt-gen rx places its own threads: src/generator/placement.ts); both TX
+ * slower generator (pkt-gen rx places its own threads: src/ports/placement.ts); both TX
  * tools (pkt-gen tx, trafgen) run on CPU 1.
  */
 const PIN = os.cpus().length >= 2;

@@ -46,7 +46,7 @@ export interface GenConfig {
   spinUs: number;
   /** --rt: SCHED_FIFO priority of the packet threads (0: ordinary threads). */
   realtime: number;
-  /** not --no-reserve: receivers reserve a CPU, senders keep off reserved ones (placement.ts). */
+  /** not --no-reserve: receivers reserve a CPU, senders keep off reserved ones (src/ports/placement.ts). */
   reserveCpu: boolean;
 }
 
@@ -78,6 +78,6 @@ export interface WorkerJob {
   stop: SharedArrayBuffer;
   /** CPU to pin to, -1 none. */
   cpu: number;
-  /** Whether `cpu` is reserved for this thread (placement.ts): a receiver may then spin there longer. */
+  /** Whether `cpu` is reserved for this thread (src/ports/placement.ts): a receiver may then spin there longer. */
   reserved: boolean;
 }

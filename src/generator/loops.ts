@@ -32,7 +32,7 @@ const DRAIN_MS = 1000;
 /** rx: how often (at most) the thread's CPU wait is sampled, to find its longest stall. */
 const CPU_WAIT_SAMPLE_MS = 2;
 /**
- * A receiver on a CPU reserved for it (placement.ts) spins this long in poll before sleeping
+ * A receiver on a CPU reserved for it (src/ports/placement.ts) spins this long in poll before sleeping
  * while traffic comes fast enough to fill its ring within RING_FILL_FAST_MS: sleeping between
  * batches, each wake-up of a halted vCPU took long enough that an ordinary receiver at -R 2M
  * lost 0.08-0.24% of 3 M frames; spinning up to 2 ms, none in two runs (the CPU is its own, so
@@ -59,7 +59,7 @@ export interface LoopArgs {
   log: (line: string) => void;
   /** This thread's wait for a CPU (rx samples it to find its longest stall). */
   cpuWait: CpuWaitMeter;
-  /** The thread runs on a CPU reserved for it (placement.ts). */
+  /** The thread runs on a CPU reserved for it (src/ports/placement.ts). */
   reserved: boolean;
 }
 

@@ -16,7 +16,7 @@ import { nowMs } from './rate.js';
 import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
-import { placeThreads } from './placement.js';
+import { keepOffReservedCpus, reserveCpu, type Placement } from '../ports/placement.js';
 import { shmDirectory } from '../memory/space.js';
 
 export interface Output {
@@ -142,7 +142,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
     if (++readyCount === n && errors.length === 0 && !announced) { announced = true; announce(); }
   };
   const inline = given !== null;
-  const placement = placeThreads(cfg, shmDirectory());
+  const placement = placeThreads(cfg);
   if (cfg.verbose > 0 && placement.note !== '') io.err(`Placement: ${placement.note}\n`);
   try {
     const workers: Promise<void>[] = [];
@@ -198,6 +198,17 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
   const summary = S.summarize(verbOf(cfg.fn), pkts, t.bytes, t.events, t.seconds);
   printSummary(cfg, io, summary, t, rings);
   return { status: 0, summary, totals: t };
+}
+
+/**
+ * Thread placement (src/ports/placement.ts) unless -a, -p > 1 or --no-reserve: a receiver (rx,
+ * rxseq) reserves a CPU for its worker, whose thread pins itself there; senders (tx, txseq,
+ * ping) keep off receivers' CPUs; pong is both and is left alone.
+ */
+function placeThreads(cfg: GenConfig): Placement {
+  const none: Placement = { cpu: -1, note: '', release: () => {} };
+  if (!cfg.reserveCpu || cfg.affinity >= 0 || cfg.threads !== 1 || cfg.fn === 'pong') return none;
+  return cfg.fn === 'rx' || cfg.fn === 'rxseq' ? reserveCpu(shmDirectory(), false) : keepOffReservedCpus(shmDirectory());
 }
 
 /** -W with several threads: stop all once traffic started and no thread got anything for 1 s. */

@@ -37,6 +37,8 @@ interface Args {
   nano: boolean;
   utc: boolean;
   interpreted: boolean;
+  /** not --no-reserve: a live capture reserves a CPU for its loop (src/ports/placement.ts). */
+  reserveCpu: boolean;
   duration: number;
   expression: string;
 }
@@ -79,6 +81,7 @@ const DUMP: ToolSpec = {
     { long: 'utc', many: true, help: 'print times in UTC' },
     { long: 'interpreted', many: true, help: 'run the filter in the BPF interpreter instead of compiling it' },
     { long: 'duration', value: 'SEC', many: true, help: 'stop a live capture after SEC seconds' },
+    { long: 'no-reserve', many: true, help: 'place no threads: by default a live capture reserves a CPU for its loop and keeps\nits other threads (V8\'s helpers) off it, as pkt-gen rx does' },
   ],
   epilogue: ['expression      a pcap-filter expression, or a raw program in -ddd format'],
 };
@@ -89,7 +92,7 @@ function toArgs(p: ParsedArgs): Args {
     count: 0, snaplen: MAXIMUM_SNAPLEN, dump: Math.min(3, p.count('d')) as 0 | 1 | 2 | 3, ether: p.has('e'), quick: p.has('q'),
     verbose: p.count('v'), hex: Math.min(2, p.count('x')) as 0 | 1 | 2, optimize: !p.has('O'),
     packetBuffered: p.has('U'), lineBuffered: p.has('l'), direction: 'inout',
-    pcapng: p.has('pcapng'), nano: p.has('nano'), utc: p.has('utc'), interpreted: p.has('interpreted'), duration: Infinity,
+    pcapng: p.has('pcapng'), nano: p.has('nano'), utc: p.has('utc'), interpreted: p.has('interpreted'), reserveCpu: !p.has('no-reserve'), duration: Infinity,
     expression: p.operands.join(' '),
   };
   // tcpdump's words for its own checks
@@ -287,13 +290,18 @@ async function run(args: Args): Promise<number> {
         rd.close();
       }
     } else if (args.iface !== undefined) {
-      const [{ openLive }, { watchName }, { loadPortTypesFor }] = await Promise.all([import('../capture/live.js'), import('../capture/watch.js'), import('../port-types-lazy.js')]);
+      const [{ openLive }, { watchName }, { loadPortTypesFor }, { reserveCpu }, { shmDirectory }] = await Promise.all([
+        import('../capture/live.js'), import('../capture/watch.js'), import('../port-types-lazy.js'), import('../ports/placement.js'), import('../memory/space.js'),
+      ]);
       await loadPortTypesFor([args.iface]);
       // A port in use is watched through a copy monitor (-Q picks /r, /t or /rt); one nobody has
       // open is opened itself.
       const name = watchName(args.iface, args.direction, args.bufferBytes);
       const watching = name !== args.iface || /\/[a-zA-Z]*[rtz]/.test(args.iface);
       const cap = openLive(name, { snaplen, direction: args.direction });
+      // the capture loop runs on this thread: it is the one pinned to the reserved CPU
+      const placement = args.reserveCpu ? reserveCpu(shmDirectory(), true) : null;
+      if (placement !== null && placement.note !== '' && args.verbose > 0) warn(`netmap dump: placement: ${placement.note}`);
       try {
         if (filter !== null) cap.setFilter(prog, args.interpreted ? 'interpreted' : 'compiled');
         openWriter(1, snaplen);
@@ -337,6 +345,7 @@ async function run(args: Args): Promise<number> {
         seen = st.received;
         dropped = st.dropped;
       } finally {
+        placement?.release();
         cap.close();
       }
     }

@@ -1,14 +1,14 @@
 /**
- * pkt-gen's thread placement (src/generator/placement.ts): a receiver reserves a CPU for its
- * packet thread and keeps its other threads off it; a sender keeps all its threads off it; the
- * reservation goes with the receiver; and an ordinary receiver then follows a paced sender.
+ * Thread placement (src/ports/placement.ts): a receiver (pkt-gen rx, netmap dump) reserves a CPU
+ * for its packet thread and keeps its other threads off it; a sender keeps all its threads off
+ * it; the reservation goes with the receiver; and an ordinary receiver then follows a paced sender.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { getAffinity } from '../../src/native/index.js';
-import { reservedCpus } from '../../src/generator/placement.js';
+import { reservedCpus } from '../../src/ports/placement.js';
 import { freshDir, jsonOf, removeDir, run, start } from './helpers.js';
 
 const haveVale = fs.existsSync(new URL('../../src/switch/index.js', import.meta.url));
@@ -87,6 +87,29 @@ test('a receiver reserves a CPU for its packet thread; its other threads and a s
  * run is accepted as the machine's (other work took the CPUs), with a diagnostic.
  */
 const BUSY_TOLERANCE = 0.005;
+
+test('netmap dump reserves a CPU for its capture loop (the main thread) and keeps its other threads off it', { skip, timeout: 30_000 }, async () => {
+  const dir = freshDir('place-dump');
+  try {
+    const d = start(['dump', '-i', 'valeplacedump:b', '-w', '/dev/null', '-v'], dir, 20_000);
+    const t0 = Date.now();
+    while (reservationFiles(dir).length === 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    const files = reservationFiles(dir);
+    assert.equal(files.length, 1, `one reservation (${files.join(' ')})`);
+    const cpu = Number(/^cpu-(\d+)-(\d+)$/.exec(files[0]!)![1]);
+    for (const t of threadCpus(d.proc.pid!)) {
+      if (t.tid === d.proc.pid) assert.deepEqual(t.cpus, [cpu], 'the main thread runs the capture loop on the reserved CPU');
+      else assert.ok(!t.cpus.includes(cpu), `thread ${t.tid} may run on the reserved CPU ${cpu}: ${t.cpus}`);
+    }
+    d.proc.kill('SIGINT');
+    const r = await d.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`placement: CPU ${cpu} reserved`));
+    assert.deepEqual(reservationFiles(dir), [], 'released at the end');
+  } finally {
+    removeDir(dir);
+  }
+});
 
 test('an ordinary receiver follows a paced sender: -R 2M, 1 M frames, nothing lost (busy machine: up to 0.5%)', { skip, timeout: 90_000 }, async (t) => {
   const dir = freshDir('place-loss');
