@@ -92,4 +92,6 @@ try {
   delete process.env[SPLIT_ENV];
   delete process.env.NETMAP_TS_IF_BACKEND;
   lab.cleanup();
+  // the shared-memory directory made above (a user's own NETMAP_TS_DIR is left alone)
+  if (process.env.NETMAP_TS_DIR?.includes('nmts-bench-open-')) fs.rmSync(process.env.NETMAP_TS_DIR, { recursive: true, force: true });
 }
