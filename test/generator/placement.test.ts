@@ -54,6 +54,10 @@ test('a receiver reserves a CPU for its packet thread; its other threads and a s
     assert.equal(pinned.length, 1, `one thread on CPU ${cpu} alone (${JSON.stringify(rxThreads)})`);
     for (const t of rxThreads) if (t !== pinned[0]) assert.ok(!t.cpus.includes(cpu), `receiver thread ${t.tid} may run on the reserved CPU ${cpu}: ${t.cpus}`);
     assert.deepEqual([...reservedCpus(dir)], [cpu]);
+    // the receiver warmed its path on a private switch (job.ts): nothing of it is left
+    const listing = await run(['vale-ctl'], dir);
+    assert.equal(listing.code, 0, listing.stderr);
+    assert.deepEqual(listing.stdout.trim().split('\n').map((l) => l.split(' ')[0]), ['valeplace0:b'], `only the receiver's port is listed:\n${listing.stdout}`);
 
     const tx = start(['pkt-gen', '-i', 'valeplace0:a', '-f', 'tx', '-R', '100k', '-n', '150k', '--json', '-T', '0', '-v'], dir, 30_000);
     await tx.waitFor('"type":"start"');
