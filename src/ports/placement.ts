@@ -46,8 +46,8 @@ export function reservedCpus(dir: string): Set<number> {
 
 /**
  * Lets every thread of this process run on `cpus` only (threads made later inherit it). False
- * when the threads cannot be listed: /proc/self/task is unreadable in a process that changed its
- * user (setpriv, su without a new exec of a set-up binary) and so is no longer dumpable.
+ * when the threads cannot be listed: on the development VM a non-root process may not read its
+ * own /proc/self at all (not even /proc/self/status).
  */
 function confineProcess(cpus: readonly number[]): boolean {
   let tids: string[];
