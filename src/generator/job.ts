@@ -14,7 +14,7 @@ const WARM_ROUNDS = 2000;
  * of this thread, gone at the end) before the receiver announces itself, so that V8 has compiled
  * its hot path for these very classes when traffic starts. Cold, the receiver ran interpreted
  * code for its first tens of milliseconds of traffic: at -R 5M (3 M frames) it lost 19-23 k
- * frames, warmed 4.7 k (2026-12-03). Best effort: a switch that cannot be made skips it.
+ * frames, warmed 4.7-6 k (2026-12-03). Best effort: a switch that cannot be made skips it.
  */
 function warmReceivePath(job: WorkerJob, withSeq: boolean, cpuWait: CpuWaitMeter): void {
   let tx: Port | null = null, rx: Port | null = null;
@@ -24,7 +24,9 @@ function warmReceivePath(job: WorkerJob, withSeq: boolean, cpuWait: CpuWaitMeter
     rx = openPort(`${sw}:r`, jobOpenOptions('rx'));
     const tr = tx.txRings[0]!, u8 = tx.mem.u8;
     const args: LoopArgs = {
-      port: rx, cfg: { ...job.cfg, idleExit: false, dump: false }, count: 64, rate: 0,
+      // job.cfg itself, so that rxLoop sees one object shape: with 64 frames always waiting,
+      // -W's idle exit cannot trigger; -X (a hex dump a frame) skips the warm-up
+      port: rx, cfg: job.cfg, count: 64, rate: 0,
       c: new Float64Array(STATS_WORDS), stop: new Int32Array(1), seed: 1, log: () => {}, cpuWait, reserved: false,
     };
     for (let k = 0; k < WARM_ROUNDS; k++) {
@@ -67,7 +69,7 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
   const cpuWait = new CpuWaitMeter();
   const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();
   try {
-    if ((fn === 'rx' || fn === 'rxseq') && port.parsed.subsystem === 'vale') warmReceivePath(job, fn === 'rxseq', cpuWait);
+    if ((fn === 'rx' || fn === 'rxseq') && port.parsed.subsystem === 'vale' && !job.cfg.dump) warmReceivePath(job, fn === 'rxseq', cpuWait);
     ready();
     const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait, reserved: job.reserved };
     switch (fn) {

@@ -35,7 +35,7 @@ const CPU_WAIT_SAMPLE_MS = 2;
  * A receiver on a CPU reserved for it (src/ports/placement.ts) spins this long in poll before sleeping
  * while traffic comes fast enough to fill its ring within RING_FILL_FAST_MS: sleeping between
  * batches, each wake-up of a halted vCPU took long enough that an ordinary receiver at -R 2M
- * lost 0.08-0.24% of 3 M frames; spinning up to 2 ms, none in two runs (the CPU is its own, so
+ * lost 0.08-0.24% of 3 M frames; spinning up to 2 ms, none in five runs at 2 and 2.35 Mpps (the CPU is its own, so
  * the spin takes it from nobody of ours; slower traffic gets Port.pollSpinUs's default).
  */
 const RESERVED_SPIN_US = 2000;

@@ -16,7 +16,7 @@ import { nowMs } from './rate.js';
 import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
-import { keepOffReservedCpus, reserveCpu, type Placement } from '../ports/placement.js';
+import { NO_PLACEMENT, keepOffReservedCpus, reserveCpu, type Placement } from '../ports/placement.js';
 import { shmDirectory } from '../memory/space.js';
 
 export interface Output {
@@ -156,7 +156,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
         stats: statsBuf,
         stop: stopBuf,
         cpu: cfg.affinity >= 0 ? (cfg.affinity + k) % ncpu : placement.cpu,
-        reserved: cfg.affinity < 0 && placement.cpu >= 0,
+        reserved: placement.cpu >= 0, // (never with -a)
       };
       if (inline) {
         const c = new Float64Array(statsBuf, k * S.STATS_WORDS * 8, S.STATS_WORDS);
@@ -206,8 +206,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
  * ping) keep off receivers' CPUs; pong is both and is left alone.
  */
 function placeThreads(cfg: GenConfig): Placement {
-  const none: Placement = { cpu: -1, note: '', release: () => {} };
-  if (!cfg.reserveCpu || cfg.affinity >= 0 || cfg.threads !== 1 || cfg.fn === 'pong') return none;
+  if (!cfg.reserveCpu || cfg.affinity >= 0 || cfg.threads !== 1 || cfg.fn === 'pong') return NO_PLACEMENT;
   return cfg.fn === 'rx' || cfg.fn === 'rxseq' ? reserveCpu(shmDirectory(), false) : keepOffReservedCpus(shmDirectory());
 }
 

@@ -69,7 +69,8 @@ export interface Placement {
   release(): void;
 }
 
-const NONE: Placement = { cpu: -1, note: '', release: () => {} };
+/** No placement: nothing reserved, nothing moved. */
+export const NO_PLACEMENT: Placement = { cpu: -1, note: '', release: () => {} };
 
 /**
  * Reserves a CPU for a receiver's packet thread (see above) and moves this process's threads
@@ -81,17 +82,17 @@ const NONE: Placement = { cpu: -1, note: '', release: () => {} };
 export function reserveCpu(dir: string, pinCaller: boolean): Placement {
   try {
     const allowed = native.getAffinity(0);
-    if (allowed.length < 2) return NONE;
+    if (allowed.length < 2) return NO_PLACEMENT;
     const taken = reservedCpus(dir);
     let cpu = -1;
     for (let k = allowed.length - 1; k >= 0 && cpu < 0; k--) if (!taken.has(allowed[k]!)) cpu = allowed[k]!;
-    if (cpu < 0) return { ...NONE, note: 'every CPU is reserved by another receiver: none reserved' };
+    if (cpu < 0) return { ...NO_PLACEMENT, note: 'every CPU is reserved by another receiver: none reserved' };
     const file = path.join(dir, `cpu-${cpu}-${process.pid}`);
     fs.writeFileSync(file, '', { mode: 0o600 });
     const others = allowed.filter((c) => c !== cpu);
     if (!confineProcess(others)) {
       try { fs.unlinkSync(file); } catch { /* gone */ }
-      return { ...NONE, note: UNLISTED };
+      return { ...NO_PLACEMENT, note: UNLISTED };
     }
     if (pinCaller) native.setAffinity(0, cpu);
     let held = true;
@@ -99,7 +100,7 @@ export function reserveCpu(dir: string, pinCaller: boolean): Placement {
     process.once('exit', release);
     return { cpu, note: `CPU ${cpu} reserved for the packet thread, the other threads on ${others.join(',')}`, release };
   } catch (e) {
-    return { ...NONE, note: `threads not placed: ${(e as Error).message}` };
+    return { ...NO_PLACEMENT, note: `threads not placed: ${(e as Error).message}` };
   }
 }
 
@@ -110,11 +111,11 @@ export function keepOffReservedCpus(dir: string): Placement {
     const taken = reservedCpus(dir);
     const avoid = allowed.filter((c) => taken.has(c));
     const free = allowed.filter((c) => !taken.has(c));
-    if (avoid.length === 0) return NONE;
-    if (free.length === 0) return { ...NONE, note: `receivers reserved every CPU (${avoid.join(',')}): threads not moved` };
-    if (!confineProcess(free)) return { ...NONE, note: UNLISTED };
-    return { ...NONE, note: `threads kept off CPU ${avoid.join(',')} (reserved by receivers)` };
+    if (avoid.length === 0) return NO_PLACEMENT;
+    if (free.length === 0) return { ...NO_PLACEMENT, note: `receivers reserved every CPU (${avoid.join(',')}): threads not moved` };
+    if (!confineProcess(free)) return { ...NO_PLACEMENT, note: UNLISTED };
+    return { ...NO_PLACEMENT, note: `threads kept off CPU ${avoid.join(',')} (reserved by receivers)` };
   } catch (e) {
-    return { ...NONE, note: `threads not placed: ${(e as Error).message}` };
+    return { ...NO_PLACEMENT, note: `threads not placed: ${(e as Error).message}` };
   }
 }
