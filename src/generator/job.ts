@@ -2,36 +2,56 @@
 import { openPort, type OpenOptions, type Port } from '../ports/port.js';
 import { CpuWaitMeter } from './cpuwait.js';
 import type { GenFunction, WorkerJob } from './config.js';
-import { pingLoop, pongLoop, rxLoop, txLoop, type LoopArgs } from './loops.js';
+import { RUN_TIMES, pingLoop, pongLoop, rxLoop, txLoop, type LoopArgs, type LoopTimes } from './loops.js';
 import { S_ON_CPU_MS, S_RUN_DELAY_MS, STATS_WORDS } from './stats.js';
 import { threadId } from 'node:worker_threads';
 
-/** Batches of 64 frames a VALE receiver takes from a private switch before it starts (~57 ms; 1000 were too few: 8.5-31 k lost at 5M). */
-const WARM_ROUNDS = 2000;
+/**
+ * Batches (1..127 frames, 64 on average) a VALE receiver takes from a private switch before it
+ * starts, ~100 ms: V8 takes 30-50 ms (on a helper thread) to compile the receive loop, and with
+ * 2000 the code was not ready when traffic came.
+ */
+const WARM_ROUNDS = 4000;
+/** Every WARM_IDLE_EVERY-th warm-up round ends in an idle poll (the sleeping path). */
+const WARM_IDLE_EVERY = 16;
+/** The warm-up's waits: every period of the loop near zero, so that each branch runs (see LoopTimes). */
+const WARM_TIMES: LoopTimes = { pollSliceUs: 20, idleExitMs: 0, reservedSpinUs: 5, rateWindowMs: 0, cpuWaitSampleMs: 0 };
 
 /**
- * Runs the receive loop over WARM_ROUNDS batches of a private VALE switch (two ephemeral ports
- * of this thread, gone at the end) before the receiver announces itself, so that V8 has compiled
- * its hot path for these very classes when traffic starts. Cold, the receiver ran interpreted
- * code for its first tens of milliseconds of traffic: at -R 5M (3 M frames) it lost 19-23 k
- * frames, warmed 4.7-6 k (2026-12-03). Best effort: a switch that cannot be made skips it.
+ * Runs the receive loop over WARM_ROUNDS batches of a private VALE switch (ports of this thread,
+ * gone at the end) before the receiver announces itself, so that V8 has compiled its hot path
+ * for these very classes when traffic starts. Cold, the receiver ran interpreted code for its
+ * first tens of milliseconds of traffic: at -R 5M (3 M frames) it lost 19-23 k frames.
+ * What the compiled loop had never seen sent it back to the interpreter (--trace-deopt) until
+ * V8 compiled it again, 100-200 ms into the traffic; so the warm-up shows it everything:
+ *  - batches of varying size, which wrap the ring at any slot and do not always drain it;
+ *  - idle polls that sleep, with and without the reserved CPU's spin (every WARM_IDLE_EVERY-th
+ *    round), and every periodic branch (WARM_TIMES);
+ *  - a port closed before the loop is compiled, and the run's own LoopArgs made before the
+ *    warm-up's (runJob): closing a port and a second LoopArgs changed fields that the code being
+ *    compiled depended on, and V8 dropped it.
+ * Left: rxsync's check of a lease left outstanding by a sender (never the case in one thread)
+ * sends rxsync alone back, for a few milliseconds. Best effort: a switch that cannot be made
+ * skips the warm-up.
  */
 function warmReceivePath(job: WorkerJob, withSeq: boolean, cpuWait: CpuWaitMeter): void {
   let tx: Port | null = null, rx: Port | null = null;
   try {
     const sw = `valew${process.pid.toString(36)}t${threadId}`;
+    // closing writes fields (Port.closed...) that V8 compiles as constants while never written
+    openPort(`${sw}:c`, jobOpenOptions('rx')).close();
     tx = openPort(`${sw}:t`);
     rx = openPort(`${sw}:r`, jobOpenOptions('rx'));
     const tr = tx.txRings[0]!, u8 = tx.mem.u8;
     const args: LoopArgs = {
-      // job.cfg itself, so that rxLoop sees one object shape: with 64 frames always waiting,
-      // -W's idle exit cannot trigger; -X (a hex dump a frame) skips the warm-up
-      port: rx, cfg: job.cfg, count: 64, rate: 0,
-      c: new Float64Array(STATS_WORDS), stop: new Int32Array(1), seed: 1, log: () => {}, cpuWait, reserved: false,
+      // job.cfg itself, so that rxLoop sees one object shape; -X (a hex dump a frame) skips the warm-up
+      port: rx, cfg: job.cfg, count: 0, rate: 0, c: new Float64Array(STATS_WORDS), stop: new Int32Array(1),
+      seed: 1, log: () => {}, cpuWait, reserved: job.reserved, times: WARM_TIMES,
     };
     for (let k = 0; k < WARM_ROUNDS; k++) {
+      const n = 1 + ((k * 37) % 127);
       let h = tr.head;
-      for (let j = 0; j < 64; j++) {
+      for (let j = 0; j < n; j++) {
         const o = tr.slotBufOffset(h);
         u8.fill(0xff, o, o + 6); // broadcast: the switch hands it to the other port
         u8.fill(0, o + 6, o + 60);
@@ -40,6 +60,12 @@ function warmReceivePath(job: WorkerJob, withSeq: boolean, cpuWait: CpuWaitMeter
       }
       tr.head = h; tr.cur = h;
       tx.txsync();
+      // count 0: no limit, the loop ends at its idle poll (idleExitMs 0); every other idle round
+      // as an unreserved receiver, whose poll does not spin first. Every third round leaves a
+      // frame behind (a batch that did not drain the ring; the idle rounds take what is left).
+      const idle = k % WARM_IDLE_EVERY === WARM_IDLE_EVERY - 1;
+      args.count = idle ? 0 : k % 3 === 0 && n > 1 ? n - 1 : n;
+      args.reserved = job.reserved && !(idle && (k & WARM_IDLE_EVERY) !== 0);
       rxLoop(args, withSeq);
     }
   } catch {
@@ -69,9 +95,10 @@ export function runJob(job: WorkerJob, c: Float64Array, stop: Int32Array, log: (
   const cpuWait = new CpuWaitMeter();
   const wait0 = cpuWait.sampleNs(), ran0 = cpuWait.onCpuNs();
   try {
+    // made before the warm-up's own: V8 compiles the loop for the field types of both
+    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait, reserved: job.reserved, times: RUN_TIMES };
     if ((fn === 'rx' || fn === 'rxseq') && port.parsed.subsystem === 'vale' && !job.cfg.dump) warmReceivePath(job, fn === 'rxseq', cpuWait);
     ready();
-    const a: LoopArgs = { port, cfg: job.cfg, count: job.count, rate: job.rate, c, stop, seed: 0x9e3779b9 ^ (job.index * 0x85ebca6b), log, cpuWait, reserved: job.reserved };
     switch (fn) {
       case 'tx': txLoop(a, false); break;
       case 'txseq': txLoop(a, true); break;

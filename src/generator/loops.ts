@@ -46,6 +46,30 @@ const RESERVED_SPIN_US = 2000;
 const RING_FILL_FAST_MS = 5;
 /** How often (ms of traffic) a receiver on a reserved CPU re-estimates the incoming rate. */
 const RATE_WINDOW_MS = 10;
+
+/**
+ * The waits and periods of rxLoop. A run uses RUN_TIMES; the receiver's warm-up (job.ts) runs the
+ * same loop with every period near zero, so that each of its branches has run (and V8 has seen
+ * it) before traffic comes: a branch first taken under traffic sends the optimized loop back to
+ * the interpreter until V8 compiles it again.
+ */
+export interface LoopTimes {
+  /** How long one poll may sleep before the stop flag is looked at again, µs. */
+  pollSliceUs: number;
+  /** Idle time after which the loop ends once traffic came, ms (-1: -W's IDLE_EXIT_MS, or never). */
+  idleExitMs: number;
+  /** The spin of a receiver on a reserved CPU while traffic is fast, µs. */
+  reservedSpinUs: number;
+  /** How often the incoming rate is re-estimated (reserved CPU), ms of traffic. */
+  rateWindowMs: number;
+  /** How often (at most) the receiver's CPU wait is sampled, ms. */
+  cpuWaitSampleMs: number;
+}
+
+/** (Integers only: a field holding a double in one object and not in the other gave them different maps.) */
+export const RUN_TIMES: LoopTimes = {
+  pollSliceUs: POLL_SLICE_MS * 1000, idleExitMs: -1, reservedSpinUs: RESERVED_SPIN_US, rateWindowMs: RATE_WINDOW_MS, cpuWaitSampleMs: CPU_WAIT_SAMPLE_MS,
+};
 /** ping: how long to wait for the replies of one batch. */
 const PING_TIMEOUT_MS = 1000;
 
@@ -65,6 +89,8 @@ export interface LoopArgs {
   cpuWait: CpuWaitMeter;
   /** The thread runs on a CPU reserved for it (src/ports/placement.ts). */
   reserved: boolean;
+  /** rxLoop's waits and periods (RUN_TIMES but in the warm-up). */
+  times: LoopTimes;
 }
 
 /**
@@ -228,19 +254,22 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   let lastWait = a.cpuWait.sampleNs(), lastWaitSample = (readRealClock(), realClock[0]!), fullBatch = false;
   // a receiver on its own CPU spins longer while traffic is fast (RESERVED_SPIN_US)
   // (assumed fast until a window of traffic says otherwise, so that traffic starting fast
-  // finds the receiver spinning: an idle one spins 2 ms every POLL_SLICE_MS, 2% of its CPU)
+  // finds the receiver spinning: an idle one spins 2 ms every poll slice, 2% of its CPU)
+  const { reservedSpinUs, rateWindowMs, cpuWaitSampleMs } = a.times, pollSliceMs = a.times.pollSliceUs / 1000;
+  const runIdleExitMs = cfg.idleExit ? IDLE_EXIT_MS : Infinity; // (read in the warm-up too: see LoopTimes)
+  const idleExitMs = a.times.idleExitMs >= 0 ? a.times.idleExitMs : runIdleExitMs;
   const baseSpinUs = port.pollSpinUs, fastFrames = rings[0]!.numSlots;
-  const startSpinUs = a.reserved && baseSpinUs > 0 ? RESERVED_SPIN_US : baseSpinUs;
+  const startSpinUs = a.reserved && baseSpinUs > 0 ? reservedSpinUs : baseSpinUs;
   port.pollSpinUs = startSpinUs;
   let windowStart = lastWaitSample, windowGot = 0;
   while (!stopped(stop) && (limit === 0 || got < limit)) {
-    const rev = pollSpin(port, POLLIN, POLL_SLICE_MS, cfg.spinUs);
+    const rev = pollSpin(port, POLLIN, pollSliceMs, cfg.spinUs);
     checkPoll(rev, port);
     if ((rev & POLLIN) === 0) {
       // idle: restart the CPU-wait window, so that it covers only waits while traffic flows
       lastWait = a.cpuWait.sampleNs(); lastWaitSample = (readRealClock(), realClock[0]!);
       port.pollSpinUs = startSpinUs; windowStart = lastWaitSample; windowGot = got;
-      if (cfg.idleExit && lastPkt > 0 && lastWaitSample - lastPkt > IDLE_EXIT_MS) break;
+      if (lastPkt > 0 && lastWaitSample - lastPkt > idleExitMs) break;
       continue;
     }
     fullBatch = true;
@@ -295,16 +324,16 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
     // may pause here, and its end needs the time) and every 16th batch otherwise: at pipe speed
     // a batch takes 2-3 µs.
     if (!fullBatch || (events & 15) === 0) lastPkt = (readRealClock(), realClock[0]!);
-    if (a.reserved && lastPkt - windowStart >= RATE_WINDOW_MS) {
+    if (a.reserved && lastPkt - windowStart >= rateWindowMs) {
       // fast: the ring would fill within RING_FILL_FAST_MS at this window's rate
       const fast = (got - windowGot) * RING_FILL_FAST_MS >= fastFrames * (lastPkt - windowStart);
-      port.pollSpinUs = fast && baseSpinUs > 0 ? RESERVED_SPIN_US : baseSpinUs;
+      port.pollSpinUs = fast && baseSpinUs > 0 ? reservedSpinUs : baseSpinUs;
       windowStart = lastPkt; windowGot = got;
     }
-    if (lastPkt - lastWaitSample >= CPU_WAIT_SAMPLE_MS) {
+    if (lastPkt - lastWaitSample >= cpuWaitSampleMs) {
       // the longest the receiver was kept from running (ready, but no CPU) between two samples
       const w = a.cpuWait.sampleNs();
-      if (w >= 0 && lastWait >= 0) S.keepCpuWait(c, S.S_CPU_WAITS, (w - lastWait) / 1e6);
+      if (w >= 0 && lastWait >= 0) S.keepCpuWait(c, S.S_CPU_WAITS, (w - lastWait) * 1e-6); // (times a double: 0 / 1e6 in the warm-up taught V8 an integer division)
       lastWait = w; lastWaitSample = lastPkt;
     }
     c[S.S_PKTS] = got; c[S.S_BYTES] = bytes; c[S.S_EVENTS] = events;
