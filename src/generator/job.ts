@@ -30,8 +30,8 @@ const WARM_TIMES: LoopTimes = { pollSliceUs: 20, idleExitMs: 0, reservedSpinUs: 
  *  - a port closed before the loop is compiled, and the run's own LoopArgs made before the
  *    warm-up's (runJob): closing a port and a second LoopArgs changed fields that the code being
  *    compiled depended on, and V8 dropped it.
- * Left: rxsync's check of a lease left outstanding by a sender (never the case in one thread)
- * sends rxsync alone back, for a few milliseconds. Best effort: a switch that cannot be made
+ * (VALE's rxsync checks for a lease a sender left outstanding, which one thread never has,
+ * without a branch that only traffic would take.) Best effort: a switch that cannot be made
  * skips the warm-up.
  */
 function warmReceivePath(job: WorkerJob, withSeq: boolean, cpuWait: CpuWaitMeter): void {

@@ -725,16 +725,22 @@ export class ValeAdapter implements PortAdapter {
     let tail = Atomics.load(u32, ringWord + W_SHADOW);
     const before = u32[ringWord + W_HWTAIL]!;
     const k = ring.id < MAX_RINGS ? ring.id : 0;
-    const first = Atomics.load(u32, ringWord + W_FIRST);
-    if (tail === before && first !== Atomics.load(u32, ringWord + W_NEXT)) {
-      // leases outstanding and nothing new: if the oldest stays outstanding for a few ms, see
-      // whether its sender died (a live sender completes a lease in microseconds)
+    if (tail === before) {
+      // Nothing new. If leases stay outstanding for a few ms, see whether their sender died (a
+      // live sender completes a lease in microseconds). Written with one rare branch only: a
+      // receiver's warm-up (generator/job.ts) never has a lease outstanding, and code first run
+      // under traffic sent the optimized rxsync back to the interpreter.
+      const first = Atomics.load(u32, ringWord + W_FIRST);
+      const outstanding = first !== Atomics.load(u32, ringWord + W_NEXT);
       readClock();
-      if (first !== this.rxStuckFirst[k]) {
-        this.rxStuckFirst[k] = first;
-        this.rxStuckSince[k] = clock[0]!;
-      } else if (clock[0]! - this.rxStuckSince[k]! > 5) {
-        this.rxStuckSince[k] = clock[0]!;
+      // (every load and comparison made whatever the case: V8 keeps feedback per operation)
+      const now = clock[0]!, since = this.rxStuckSince[k]!, prev = this.rxStuckFirst[k]!;
+      const late = now - since > 5, sameLease = first === prev;
+      const same = outstanding && sameLease;
+      const stuck = same && late;
+      this.rxStuckSince[k] = same && !stuck ? since : now;
+      this.rxStuckFirst[k] = outstanding ? first : -1;
+      if (stuck) {
         const table = u32[ringWord + (L.KR_LEASE_TABLE >>> 2)]!;
         if (table >= this.ownObjLo && table + LEASE_TABLE_BYTES <= this.ownObjHi && this.leases.rescue(ring.offset, n)) tail = Atomics.load(u32, ringWord + W_SHADOW);
       }
