@@ -64,12 +64,13 @@ async function run(args: Args): Promise<number> {
     name: args.name, ports: args.ports, defaultAccept: !args.deny, compiled: !args.interpret,
     zeroCopy: !args.copy, poolBuffers: args.pool, workers: args.workers, realtime: args.rt, spin: args.spin,
   }, makeDaemonDummynet);
-  for (const line of k.describe()) console.error(line);
   const onSignal = (): void => k.stop();
   // `on`, kept until k.close() is done: a second SIGINT during the asynchronous close (^C twice,
-  // timeout -s INT) killed the daemon and left its control socket, store and memory behind
+  // timeout -s INT) killed the daemon and left its control socket, store and memory behind.
+  // Before the lines that say the daemon is up: a signal sent on seeing them killed it otherwise.
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  for (const line of k.describe()) console.error(line);
   let timer: NodeJS.Timeout | null = null;
   if (args.verbose) {
     let last = { ...k.stats };

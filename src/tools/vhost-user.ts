@@ -39,14 +39,15 @@ export function parseArgs(argv: string[]): Args | null {
 export async function main(argv: string[]): Promise<number> {
   return runTool(SPEC, argv, toArgs, async (a) => {
     const backend = serveVhostUser({ socket: a.socket, port: a.port, onLog: (l) => console.log(`vhost-user ${a.port}: ${l}`) });
-    console.log(`vhost-user ${a.port}: listening on ${a.socket}`);
     let stop: () => void = () => {};
     const stopped = new Promise<void>((r) => { stop = r; });
     // `on`, not `once`, and kept until the backend is closed: a second SIGINT (timeout(1) signals
     // the child and then its process group; a user pressing ^C twice) during the asynchronous
-    // close killed the process and left the socket behind
+    // close killed the process and left the socket behind. Before the line saying it listens: a
+    // signal sent on seeing it would kill the process otherwise.
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    console.log(`vhost-user ${a.port}: listening on ${a.socket}`);
     const timers: NodeJS.Timeout[] = [];
     try {
       if (a.duration > 0) timers.push(setTimeout(stop, a.duration * 1000));
