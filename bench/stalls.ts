@@ -18,6 +18,7 @@
 import os from 'node:os';
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
 import * as native from '../src/native/index.js';
+import { cpuCount } from '../src/ports/placement.js';
 
 const BENCH = 'stalls';
 
@@ -54,7 +55,7 @@ if (!isMainThread) {
   parentPort!.postMessage(spin(workerData as SpinJob));
 } else {
   const seconds = Math.min(120, Math.max(1, Number(process.argv[2] ?? 10) || 10));
-  const cpus = os.cpus().length;
+  const cpus = cpuCount();
   const last = cpus - 1;
   const root = process.getuid?.() === 0;
   const inWorker = (job: SpinJob): Promise<SpinResult> => new Promise((resolve, reject) => {

@@ -3,7 +3,6 @@
  * ring (-p), report every -T ms, stop on -n / SIGINT / SIGTERM, and print the final summary in
  * netmap's format (or JSON lines with --json).
  */
-import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { setTimeout as delay } from 'node:timers/promises';
 import { NetmapError, fail, type ErrnoName } from '../errors.js';
@@ -16,7 +15,7 @@ import { nowMs } from './rate.js';
 import { runJob, jobOpenOptions } from './job.js';
 import { prepareLookup } from '../switch/control.js';
 import * as S from './stats.js';
-import { NO_PLACEMENT, keepOffReservedCpus, reserveCpu, type Placement } from '../ports/placement.js';
+import { NO_PLACEMENT, cpuCount, keepOffReservedCpus, reserveCpu, type Placement } from '../ports/placement.js';
 import { shmDirectory } from '../memory/space.js';
 
 export interface Output {
@@ -44,7 +43,7 @@ export function validateConfig(cfg: GenConfig): void {
   // CPU at once, from the receiver too (measured at -R 2.35M: 1.2-1.7% lost with both sides at
   // --rt, 0-0.002% with the receiver alone; before the sender slept between close batches, 4-14%).
   if (cfg.realtime > 0 && cfg.rate > 0 && (cfg.fn === 'tx' || cfg.fn === 'txseq')) fail('EINVAL', `--rt with -R: a paced sender at real-time priority takes the receiver's CPU at every wake-up; give --rt to the receiver`);
-  const ncpu = os.cpus().length;
+  const ncpu = cpuCount();
   if (cfg.cpus > ncpu) fail('EINVAL', `-c ${cfg.cpus}: this machine has ${ncpu} CPUs`);
   if (cfg.affinity >= ncpu) fail('EINVAL', `-a ${cfg.affinity}: this machine has CPUs 0..${ncpu - 1}`);
 }
@@ -90,7 +89,7 @@ export async function runPktGen(cfg: GenConfig, io: Output = stdio): Promise<Run
       if (cfg.verbose > 0) io.err(`Wait ${cfg.waitSecs} secs for phy reset\n`);
       await delay(cfg.waitSecs * 1000);
     }
-    const ncpu = cfg.cpus > 0 ? cfg.cpus : os.cpus().length;
+    const ncpu = cfg.cpus > 0 ? cfg.cpus : cpuCount();
     const what = txLike ? 'Sending on' : cfg.fn === 'rx' || cfg.fn === 'rxseq' ? 'Receiving from' : 'Working on';
     // printed once every worker holds its port: a peer may start as soon as it sees this
     const announce = (): void => {
@@ -131,7 +130,7 @@ async function runWorkers(cfg: GenConfig, io: Output, rings: number, announce: (
   const stats = new Float64Array(statsBuf);
   const stop = new Int32Array(stopBuf);
   for (let k = 0; k < n; k++) stats[k * S.STATS_WORDS + S.S_MIN_SPACE] = S.SPACE_UNSET;
-  const ncpu = cfg.cpus > 0 ? cfg.cpus : os.cpus().length;
+  const ncpu = cfg.cpus > 0 ? cfg.cpus : cpuCount();
   const errors: { code: ErrnoName; message: string }[] = [];
   const onSignal = (): void => { Atomics.store(stop, 0, 1); };
   process.on('SIGINT', onSignal);

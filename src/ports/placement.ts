@@ -20,6 +20,7 @@
  * another user (another directory) do not see them.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as native from '../native/index.js';
 
@@ -28,6 +29,16 @@ const FILE = /^cpu-(\d+)-(\d+)$/;
 function alive(pid: number): boolean {
   if (pid === process.pid) return true;
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/**
+ * How many CPUs this machine has. os.cpus() reads /proc/cpuinfo, which a non-root user cannot
+ * read on some machines (this VM: os.cpus() is empty, and `pkt-gen -a 1` said "CPUs 0..-1");
+ * then the number of CPUs this process may run on.
+ */
+export function cpuCount(): number {
+  const n = os.cpus().length;
+  return n > 0 ? n : Math.max(1, os.availableParallelism());
 }
 
 /** CPUs reserved by live receivers in `dir` (files of dead ones are removed). */

@@ -11,12 +11,12 @@
  * fell from ~50 to ~13 Mpps). The count is sampled at most every SAMPLE_MS, by whichever poller
  * asks; a reading costs one pread of a small file (a few µs) and allocates nothing.
  */
-import os from 'node:os';
 import * as native from '../native/index.js';
+import { cpuCount } from './placement.js';
 
 /** How long a reading stays valid, ms. */
 const SAMPLE_MS = 4;
-const CPUS = Math.max(1, os.cpus().length);
+const CPUS = cpuCount();
 const buf = new Uint8Array(128);
 let fd = -2; // -2 not opened yet, -1 not readable (no /proc: never spin)
 let validUntilMs = -Infinity;
