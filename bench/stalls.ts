@@ -19,6 +19,7 @@ import os from 'node:os';
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
 import * as native from '../src/native/index.js';
 import { cpuCount } from '../src/ports/placement.js';
+import { sleepMs } from '../src/generator/rate.js';
 
 const BENCH = 'stalls';
 
@@ -40,7 +41,7 @@ function spin(job: SpinJob): SpinResult {
     if (t - t0 >= job.ms) break;
     if (job.realtime && t >= nextRest) {
       // below the kernel's real-time budget: 10 ms of sleep after 90 of spinning (not a gap)
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      sleepMs(10);
       native.readClock();
       nextRest = native.clock[0]! + 90;
       last = native.clock[0]!;

@@ -252,7 +252,7 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
   const drops0 = rings.reduce((s, r) => s + r.drops, 0);
   let lastWait = a.cpuWait.sampleNs(), lastWaitSample = (readRealClock(), realClock[0]!), fullBatch = false;
-  // a receiver on its own CPU spins longer while traffic is fast (RESERVED_SPIN_US)
+  // a receiver on its own CPU spins longer while traffic is fast (times.reservedSpinUs)
   // (assumed fast until a window of traffic says otherwise, so that traffic starting fast
   // finds the receiver spinning: an idle one spins 2 ms every poll slice, 2% of its CPU)
   const { reservedSpinUs, rateWindowMs, cpuWaitSampleMs } = a.times, pollSliceMs = a.times.pollSliceUs / 1000;
