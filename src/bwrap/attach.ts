@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { fail } from '../errors.js';
 import type { PortType, SwitchAttachRequest } from '../ports/port.js';
 import { interfacePortType } from '../interfaces/port.js';
-import { shmDirectory } from '../memory/space.js';
+import { shmDirectory, ensureShmDirectory } from '../memory/space.js';
 import { pause } from '../memory/lock.js';
 import * as native from '../native/index.js';
 import { interfaceExists, currentNetnsId, checkInterfaceName } from '../interfaces/ifinfo.js';
@@ -53,7 +53,7 @@ export function attachInterface(switchName: string, ifName: string, host: boolea
   const old = readRecord(ifName);
   if (old !== null && native.processAlive(old.pid)) fail('EBUSY', `${ifName} is already attached to ${old.switchName}`);
   if (old !== null) fs.rmSync(recordPath(ifName), { force: true });
-  const log = path.join(shmDirectory(), `attach-${currentNetnsId()}-${ifName}.log`);
+  const log = path.join(ensureShmDirectory(), `attach-${currentNetnsId()}-${ifName}.log`);
   fs.rmSync(log, { force: true });
   const out = fs.openSync(log, 'w', 0o600);
   const daemon = new URL('./attach-daemon.js', import.meta.url).pathname;

@@ -28,6 +28,16 @@ export function shmDirectory(): string {
 let lastEnv = '', lastDir = '';
 
 /**
+ * shmDirectory(), made (mode 0700) or checked as a port's open does: for code that writes a file
+ * there before any port is open (the attach daemon's log and record).
+ */
+export function ensureShmDirectory(): string {
+  const dir = shmDirectory();
+  ensureDirectory(dir);
+  return dir;
+}
+
+/**
  * Makes sure `dir` is a directory of this user that netmap-ts can keep its files in, mode 0700.
  * The default (`/dev/shm/netmap-ts-<uid>`) is created as needed. A directory named by
  * NETMAP_TS_DIR is created only in a parent that exists: a mistyped path is refused (ENOENT)

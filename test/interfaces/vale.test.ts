@@ -215,3 +215,20 @@ test('VALE: with the end points\' offloads on, TCP goes through: GSO super-frame
     detach(lab, m, 'vale0', 'm1');
   }
 }));
+
+test('VALE: attachInterface from the library makes a NETMAP_TS_DIR that does not exist yet (mode 0700), as opening a port does', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const dir = path.join(process.env.NETMAP_TS_DIR!, 'not-yet');
+  const env = `process.env.NETMAP_TS_DIR = ${JSON.stringify(dir)};`;
+  const attachCode = `${env} const i = await import(${JSON.stringify(IFACES)}); i.attachInterface('vale7', 'a0', false);`;
+  const r = lab.run(a, process.execPath, ['--input-type=module', '-e', attachCode], 30_000);
+  assert.equal(r.status, 0, r.stderr);
+  try {
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('attach-') && f.endsWith('-a0.json')), 'the attach record is there');
+  } finally {
+    const d = lab.run(a, process.execPath, ['--input-type=module', '-e', `${env} ${RUN_DETACH}`, '--', 'vale7', 'a0'], 30_000);
+    assert.equal(d.status, 0, d.stderr);
+  }
+}));
