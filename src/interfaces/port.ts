@@ -1362,9 +1362,10 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
   }
   for (const q of st.xsk) {
     if (q === undefined) continue;
-    // AF_XDP counts no received frames; its drops: too long, RX ring full, fill ring empty
+    // AF_XDP counts no received frames. Its drops: rx_dropped (too long, or no buffer: a frame
+    // dropped for an empty fill ring is counted there and again in fillEmpty) and RX ring full
     const s = q.sock.stats();
-    rxDrops += s.rxDropped + s.rxRingFull + s.fillEmpty;
+    rxDrops += s.rxDropped + s.rxRingFull;
     umemBuffers = q.umemBufs; // AF_XDP: buffers [0, umemBuffers) of the pool are the UMEM
     strayDescriptors += q.strayDescriptors;
   }

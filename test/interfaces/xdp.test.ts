@@ -73,6 +73,42 @@ async function receive(p: PortT, want: number, ms = 5000): Promise<{ ring: numbe
 }
 
 
+test('AF_XDP: frames the kernel had no buffer for are counted once in the port\'s drops', opts, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  lab.enter(b);
+  const peerTx = new PacketTransmitter('b0');
+  lab.enter(a);
+  // 64 RX slots: the kernel has 63 buffers to fill, the rest of a burst finds the fill ring empty
+  const p = openPort('netmap:a0@conf:rx_slots=64');
+  try {
+    assert.equal(p.backend, 'xdp native copy');
+    p.rxsync(); // lends the free slots' buffers
+    const scratch = p.txRings[0]!.slotBufOffset(0);
+    const n = 300;
+    let sent = 0;
+    lab.enter(b);
+    for (let s = 0; s < n; s++) {
+      udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, s);
+      if (peerTx.send(scratch, 60)) sent++;
+    }
+    peerTx.kick();
+    await sleep(200);
+    lab.enter(a);
+    const r = p.rxRings[0]!;
+    p.rxsync();
+    let got = 0;
+    while (!r.empty()) { got++; r.advance(r.next(r.head)); }
+    assert.ok(sent === n && got > 0 && got < sent, `a burst larger than the ring: ${got} of ${sent} taken`);
+    assert.equal(interfacePortStats(p)!.rxDrops, sent - got, 'each frame not received is one drop');
+  } finally {
+    p.close();
+    lab.enter(b);
+    peerTx.close();
+    lab.leave();
+  }
+}));
+
 test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap and out by address; the hook is free after close', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
