@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -19,12 +19,22 @@ export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 // Every thread reserves one range of address space and maps the shared files into it at offsets
 // assigned by the registry, so that one ArrayBuffer covers the memory of every port: buffers of
 // different ports are copied with one memmove, and every offset means the same thing in every
-// process. Offsets of shared regions stay below 2^31 so indices stay small integers for V8.
+// process. Offsets of shared regions stay below 2^31 (32-bit integer arithmetic on them).
+// What the data paths touch first lies below 2^30: V8 keeps integers up to that as small integers,
+// and a larger offset handed to a builtin (copyWithin, in every frame copy of more than a few
+// words) made a heap number per call — garbage per packet. So regions (the global one of netmap:IF
+// ports among them) are placed first-fit from the bottom, and a thread's first private mappings
+// (AF_PACKET rings: 18 MiB for a one-queue interface) just below 2^30. Beyond about 0.8 GiB of
+// regions, or 128 MiB of private mappings in a thread, offsets pass 2^30 (correct, only boxed).
 export const SPACE_REGISTRY_OFFSET = 0;
 export const REGISTRY_SIZE = 16 << 20;
+export const SPACE_SMI_LIMIT = 1 << 30;
 export const SPACE_REGIONS_START = 32 << 20;
 export const SPACE_REGIONS_END = 0x80000000; // 2 GiB
-/** Private per-thread mappings (AF_PACKET rings and the like) live above the shared ones. */
+/** Private per-thread mappings (AF_PACKET rings and the like): first here, a hole in the shared range... */
+export const SPACE_LOCAL_LOW_START = SPACE_SMI_LIMIT - (128 << 20);
+export const SPACE_LOCAL_LOW_END = SPACE_SMI_LIMIT;
+/** ...then above the shared range. */
 export const SPACE_LOCAL_START = 0x80000000;
 export const SPACE_LOCAL_END = 0xc0000000; // 3 GiB
 export const SPACE_SIZE = SPACE_LOCAL_END;

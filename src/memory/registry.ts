@@ -231,13 +231,33 @@ export class Registry {
     const bytes = Math.ceil(regionBytes(g) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
     const u32 = this.sp.u32;
     let memId = 0;
-    const used: Array<[number, number]> = [];
+    for (let id = 2; id <= L.MAX_REGIONS && memId === 0; id++) { // mem_id 1 is netmap's global allocator: kept for interfaces
+      if (u32[this.word(this.regionEntry(id) + L.RE_STATE)] !== L.REGION_STATE_LIVE) memId = id;
+    }
+    if (memId === 0) fail('ENOMEM', `all ${L.MAX_REGIONS} memory regions are in use`);
+    return this.createRegionAt(memId, this.place(bytes), bytes, g);
+  }
+
+  /** Creates the global region (mem_id 1) if missing; shared by all interface ports. */
+  globalRegion(g: RegionGeometry): number {
+    this.assertLocked();
+    if (this.regionLive(1)) return 1;
+    const bytes = Math.ceil(regionBytes(g) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
+    const offset = this.place(bytes);
+    return this.createRegionAt(1, offset, bytes, g);
+  }
+
+  /**
+   * The lowest free place for `bytes` in the shared range (first fit), outside the threads' low
+   * private mappings (layout.ts: what lies below 2^30 is cheapest for the data paths).
+   */
+  private place(bytes: number): number {
+    const u32 = this.sp.u32;
+    const used: Array<[number, number]> = [[L.SPACE_LOCAL_LOW_START, L.SPACE_LOCAL_LOW_END - L.SPACE_LOCAL_LOW_START]];
     for (let id = 1; id <= L.MAX_REGIONS; id++) {
       const e = this.regionEntry(id);
       if (u32[this.word(e + L.RE_STATE)] === L.REGION_STATE_LIVE) used.push([u32[this.word(e + L.RE_SPACE_OFFSET)]!, u32[this.word(e + L.RE_SIZE)]!]);
-      else if (memId === 0 && id > 1) memId = id; // mem_id 1 is netmap's global allocator: kept for interfaces
     }
-    if (memId === 0) fail('ENOMEM', `all ${L.MAX_REGIONS} memory regions are in use`);
     used.sort((a, b) => a[0] - b[0]);
     let offset = L.SPACE_REGIONS_START;
     for (const [o, s] of used) {
@@ -247,24 +267,7 @@ export class Registry {
     if (offset + bytes > L.SPACE_REGIONS_END) {
       fail('ENOMEM', `no room in the shared address space for a ${(bytes / 1048576).toFixed(0)} MiB region`);
     }
-    return this.createRegionAt(memId, offset, bytes, g);
-  }
-
-  /** Creates the global region (mem_id 1) if missing; shared by all interface ports. */
-  globalRegion(g: RegionGeometry): number {
-    this.assertLocked();
-    if (this.regionLive(1)) return 1;
-    const bytes = Math.ceil(regionBytes(g) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
-    // Placed at the top of the shared range, out of the way of the first-fit placement.
-    const offset = Math.floor((L.SPACE_REGIONS_END - bytes) / L.SPACE_GRANULE) * L.SPACE_GRANULE;
-    const u32 = this.sp.u32;
-    for (let id = 2; id <= L.MAX_REGIONS; id++) {
-      const e = this.regionEntry(id);
-      if (u32[this.word(e + L.RE_STATE)] === L.REGION_STATE_LIVE && u32[this.word(e + L.RE_SPACE_OFFSET)]! + u32[this.word(e + L.RE_SIZE)]! > offset) {
-        fail('ENOMEM', 'no room in the shared address space for the global region');
-      }
-    }
-    return this.createRegionAt(1, offset, bytes, g);
+    return offset;
   }
 
   private createRegionAt(memId: number, offset: number, bytes: number, g: RegionGeometry): number {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import * as native from '../native/index.js';
 import { NetmapError, assert, fail } from '../errors.js';
-import { SPACE_SIZE, SPACE_LOCAL_START, SPACE_LOCAL_END, PAGE_SIZE } from './layout.js';
+import { SPACE_SIZE, SPACE_LOCAL_START, SPACE_LOCAL_END, SPACE_LOCAL_LOW_START, SPACE_LOCAL_LOW_END, PAGE_SIZE } from './layout.js';
 
 /** The directory holding this user's shared-memory files (NETMAP_TS_DIR overrides). */
 export function shmDirectory(): string {
@@ -108,7 +108,8 @@ export class AddressSpace {
   readonly dir: string;
   /** Shared files mapped in this thread, by file name. */
   private readonly mappings = new Map<string, Mapping>();
-  private localNext = SPACE_LOCAL_START;
+  /** Next unused offset for a private mapping: the low range first, then the high one. */
+  private localNext = SPACE_LOCAL_LOW_START;
   private readonly localFree: Array<{ offset: number; size: number }> = [];
 
   constructor(dir: string) {
@@ -181,6 +182,7 @@ export class AddressSpace {
       offset = this.localFree[reuse]!.offset;
       this.localFree.splice(reuse, 1);
     } else {
+      if (this.localNext < SPACE_LOCAL_LOW_END && this.localNext + size > SPACE_LOCAL_LOW_END) this.localNext = SPACE_LOCAL_START;
       if (this.localNext + size > SPACE_LOCAL_END) fail('ENOMEM', `no room left for a ${size}-byte local mapping`);
       offset = this.localNext;
       this.localNext += size;
@@ -196,7 +198,7 @@ export class AddressSpace {
 
   unmapLocal(offset: number, length: number): void {
     const size = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    assert(offset >= SPACE_LOCAL_START && offset + size <= SPACE_LOCAL_END, 'local mapping out of range');
+    assert((offset >= SPACE_LOCAL_LOW_START && offset + size <= SPACE_LOCAL_LOW_END) || (offset >= SPACE_LOCAL_START && offset + size <= SPACE_LOCAL_END), 'local mapping out of range');
     native.unmapToReserved(this.address + offset, size);
     this.localFree.push({ offset, size });
   }
