@@ -11,6 +11,7 @@ import { STATS_WORDS, S_DONE } from './stats.js';
 import { loadPortTypesFor } from '../port-types-lazy.js';
 import { runJob } from './job.js';
 import { prepareLookup } from '../switch/control.js';
+import { pinThread } from '../ports/placement.js';
 
 const job = workerData as WorkerJob;
 const port = parentPort!;
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
   await loadPortTypesFor([job.portName]);
   // a plugged-in VALE lookup must be loaded before the send loop, which never yields
   await prepareLookup(job.portName);
-  if (job.cpu >= 0) native.setAffinity(native.gettid(), job.cpu);
+  if (job.cpu >= 0) pinThread(job.cpu);
   if (job.cfg.realtime > 0) native.setRealtime(job.cfg.realtime);
   const c = new Float64Array(job.stats, job.index * STATS_WORDS * 8, STATS_WORDS);
   const stop = new Int32Array(job.stop);

@@ -19,6 +19,7 @@ import { Worker } from 'node:worker_threads';
 import * as native from '../native/index.js';
 import { shmDirectory, space } from '../memory/space.js';
 import * as L from '../memory/layout.js';
+import { offPinnedCpu } from '../ports/placement.js';
 
 export const MAX_WATCH = 512;
 export const C_GEN = 0, C_COUNT = 1, C_STOP = 2, C_DONE = 3, C_EPOLL = 4, C_EVENT = 5, C_ENTRIES = 8, ENTRY_WORDS = 4;
@@ -68,9 +69,10 @@ function start(): Int32Array {
   c[C_EPOLL] = epfd;
   c[C_EVENT] = evfd;
   ctrl = c;
-  worker = new Worker(new URL('./notifier-worker.js', import.meta.url), {
+  // (off a pinned packet thread's CPU: placement.ts)
+  worker = offPinnedCpu(() => new Worker(new URL('./notifier-worker.js', import.meta.url), {
     workerData: { dir: shmDirectory(), ctrl: c.buffer },
-  });
+  }));
   worker.unref();
   worker.on('error', () => { worker = null; ctrl = null; });
   return c;

@@ -18,6 +18,7 @@ import * as native from '../native/index.js';
 import { space, type AddressSpace } from '../memory/space.js';
 import { NetmapError } from '../errors.js';
 import { Port, POLLIN, POLLOUT, POLLERR } from './port.js';
+import { offPinnedCpu } from './placement.js';
 
 /** futex_waitv takes at most 128 words; beyond that the waiter also wakes on this period. */
 const MAX_WORDS = 128;
@@ -58,7 +59,7 @@ class Waiter {
       native.closeFd(fd);
     }
     this.ctlAddress = this.sp.absolute(this.ctl);
-    this.worker = new Worker(new URL('./events-worker.js', import.meta.url));
+    this.worker = offPinnedCpu(() => new Worker(new URL('./events-worker.js', import.meta.url))); // (placement.ts)
     this.worker.unref();
     this.worker.on('message', () => this.onWake());
     this.worker.on('error', (e) => this.onDeath(e));

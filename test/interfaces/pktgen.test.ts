@@ -146,3 +146,43 @@ test('pkt-gen -p 2 on an interface ending at once, twelve times: never an abort'
     assert.equal(r.status, 0, `run ${k}: ${r.stderr.slice(0, 400)}`);
   }
 }));
+
+/** CPUs each thread of `pid` may run on. */
+function threadCpus(pid: number): { tid: number; cpus: number[] }[] {
+  return fs.readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]!;
+    const cpus: number[] = [];
+    for (const part of list.split(',')) {
+      const [lo, hi] = part.split('-').map(Number);
+      for (let c = lo!; c <= (hi ?? lo!); c++) cpus.push(c);
+    }
+    return { tid: Number(tid), cpus };
+  });
+}
+
+test('a receiver on an interface (pkt-gen rx, netmap dump) keeps the thread it starts when it first sleeps off its reserved CPU', { ...opts, skip: opts.skip !== false ? opts.skip : (os.availableParallelism() < 2 ? 'one CPU: nothing to reserve' : false) }, () => withLab(async (lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  for (const args of [['pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-v'], ['dump', '-i', 'netmap:a0', '-w', '/dev/null', '-v']]) {
+    const p = lab.spawn(a, process.execPath, [CLI, ...args]);
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      const t0 = Date.now();
+      while (!/CPU (\d+) reserved/.test(out) && p.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
+      const cpu = Number(/CPU (\d+) reserved/.exec(out)?.[1] ?? NaN);
+      assert.ok(Number.isInteger(cpu), `${args[0]}: a CPU reserved (${out})`);
+      // no traffic: the packet thread sleeps, which starts the interface notifier (a worker)
+      await sleep(1500);
+      const threads = threadCpus(p.pid!);
+      const onIt = threads.filter((t) => t.cpus.includes(cpu));
+      assert.equal(onIt.length, 1, `${args[0]}: only the packet thread may run on CPU ${cpu}, not ${onIt.map((t) => `${t.tid} (${t.cpus})`).join(', ')}`);
+      assert.deepEqual(onIt[0]!.cpus, [cpu]);
+    } finally {
+      p.kill('SIGINT');
+      const t1 = Date.now();
+      while (p.exitCode === null && Date.now() - t1 < 5000) await sleep(20);
+    }
+  }
+}));
