@@ -7,13 +7,13 @@
  */
 import { workerData } from 'node:worker_threads';
 
-const data = workerData as { dir: string; ctrl: SharedArrayBuffer };
+const data = workerData as { dir: string; ctrl: SharedArrayBuffer; joinCpu: number };
 process.env.NETMAP_TS_DIR = data.dir;
 const native = await import('../native/index.js');
 const { registry } = await import('../memory/registry.js');
 const sync = await import('../rings/sync.js');
 const L = await import('../memory/layout.js');
-const { MAX_WATCH, C_GEN, C_COUNT, C_STOP, C_DONE, C_EPOLL, C_EVENT, C_ENTRIES, ENTRY_WORDS } = await import('./notifier.js');
+const { MAX_WATCH, C_GEN, C_COUNT, C_STOP, C_DONE, C_EPOLL, C_EVENT, C_READY, C_ENTRIES, ENTRY_WORDS } = await import('./notifier.js');
 
 const ctrl = new Int32Array(data.ctrl);
 const reg = registry();
@@ -41,6 +41,9 @@ function reload(): void {
 
 try {
   const epfd = ctrl[C_EPOLL]!, evfd = ctrl[C_EVENT]!;
+  // started off a pinned packet thread's CPU; it runs only while that thread sleeps: join it there
+  if (data.joinCpu >= 0) { try { native.setAffinity(0, data.joinCpu); } catch { /* stay where we are */ } }
+  Atomics.store(ctrl, C_READY, 1); // sleepers may sleep long from now on
   while (Atomics.load(ctrl, C_STOP) === 0) {
     // the timeout is a safety net only: stop() writes the eventfd
     const n = native.epollWait(epfd, events, MAX_EVENTS, 1000);

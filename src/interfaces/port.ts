@@ -41,7 +41,7 @@ import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThi
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
-import { watch, unwatch, rearm, release, type Watch } from './notifier.js';
+import { watch, unwatch, rearm, release, notifierReady, type Watch } from './notifier.js';
 import { XskSocket, XDP_HEADROOM, XDP_PKT_CONTD, XDP_RING_NEED_WAKEUP, type PreparedUmem } from './xdp-socket.js';
 import { attachXdp, detachXdp, setQueueSocket, type XdpAttachment } from './xdp-program.js';
 
@@ -1281,6 +1281,11 @@ class InterfaceAdapter implements PortAdapter {
   disarmed(ring: Ring): void {
     const fd = ring.dir === L.RING_DIR_TX ? this.txFd(ring) : this.rxFd(ring);
     if (fd >= 0) release(fd);
+  }
+
+  /** 1 ms slices until the notifier thread waits on the descriptors (notifier.ts notifierReady). */
+  sleepCapMs(): number {
+    return notifierReady() ? 1000 : 1;
   }
 
   close(): void {

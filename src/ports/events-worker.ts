@@ -4,8 +4,12 @@
  * thread answers once any word changed, a bounded time passed, or the control word was bumped.
  * It blocks in futex_waitv, so an idle wait costs no CPU; the main thread never blocks.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import * as native from '../native/index.js';
+
+// made off a pinned thread's CPU; it runs only while that thread waits: join it there (placement.ts)
+const joinCpu = (workerData as { joinCpu?: number } | null)?.joinCpu ?? -1;
+if (joinCpu >= 0) { try { native.setAffinity(0, joinCpu); } catch { /* stay where we are */ } }
 
 interface WaitRequest { addresses: number[]; values: number[]; capMs: number }
 

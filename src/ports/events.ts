@@ -18,7 +18,7 @@ import * as native from '../native/index.js';
 import { space, type AddressSpace } from '../memory/space.js';
 import { NetmapError } from '../errors.js';
 import { Port, POLLIN, POLLOUT, POLLERR } from './port.js';
-import { offPinnedCpu } from './placement.js';
+import { offPinnedCpu, pinnedCpuOfThread } from './placement.js';
 
 /** futex_waitv takes at most 128 words; beyond that the waiter also wakes on this period. */
 const MAX_WORDS = 128;
@@ -59,7 +59,8 @@ class Waiter {
       native.closeFd(fd);
     }
     this.ctlAddress = this.sp.absolute(this.ctl);
-    this.worker = offPinnedCpu(() => new Worker(new URL('./events-worker.js', import.meta.url))); // (placement.ts)
+    // started off a pinned thread's CPU, then onto it (placement.ts)
+    this.worker = offPinnedCpu(() => new Worker(new URL('./events-worker.js', import.meta.url), { workerData: { joinCpu: pinnedCpuOfThread() } }));
     this.worker.unref();
     this.worker.on('message', () => this.onWake());
     this.worker.on('error', (e) => this.onDeath(e));

@@ -73,11 +73,14 @@ const UNLISTED = 'the process cannot list its threads (/proc/self/task): threads
 
 /**
  * The CPUs this thread ran on before pinThread() pinned it (less the pinned one), or null when
- * it is not pinned. A thread inherits the CPU set of the thread that makes it: a worker made by
- * a pinned packet thread (the interface notifier or the event-loop waiter, started at its first
- * sleep) would run its start-up — tens of milliseconds of module loading and GC — on the packet
- * thread's CPU, while traffic comes in. `netmap dump` lost 3.5-4.7% of 1 M frames at 1.4 Mpps so
- * (2026-12-03), none once that start-up was over.
+ * it is not pinned. A thread inherits the CPU set of the thread that makes it. The helpers a
+ * pinned packet thread starts at its first sleep (the interface notifier, the event-loop waiter)
+ * run only while it sleeps, so they belong on its CPU: there they wake it at once (on the other
+ * CPU, beside a busy sender, a wake-up waited for a time slice: pkt-gen rx of a veth at 1 Mpps
+ * lost 0.6-1.6% instead of 0-0.3%, 2026-12-03). But their start-up — tens of milliseconds of
+ * module loading and GC — would compete with the packet thread while traffic comes in. So they
+ * are made on the other CPUs (offPinnedCpu) and move onto the pinned one when ready
+ * (pinnedCpuOfThread, passed to them).
  */
 let spawnCpus: number[] | null = null;
 let pinnedCpu = -1;
@@ -88,6 +91,11 @@ export function pinThread(cpu: number): void {
   native.setAffinity(0, cpu);
   pinnedCpu = cpu;
   spawnCpus = before.length > 0 ? before : null;
+}
+
+/** The CPU pinThread() pinned this thread to, or -1. */
+export function pinnedCpuOfThread(): number {
+  return pinnedCpu;
 }
 
 /**

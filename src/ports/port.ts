@@ -34,6 +34,11 @@ export interface PortAdapter {
   armed?(ring: Ring): void;
   /** Called when a sleeper has left `ring` (after armed; optional). */
   disarmed?(ring: Ring): void;
+  /**
+   * The longest a sleeper may sleep at once before looking at the rings itself, in ms (optional;
+   * asked after armed()): short while what would wake it is not running yet.
+   */
+  sleepCapMs?(): number;
   /** How the port reaches its data (interfaces: 'xdp native copy', 'packet', 'tap'; optional). */
   readonly backend?: string;
 }
@@ -396,7 +401,8 @@ export class Port {
       if ((revents & (events | POLLERR)) === 0) {
         const left = deadline === Infinity ? -1 : deadline - native.monotonicMs();
         if (left > 0 || left === -1) {
-          const slice = left === -1 ? 1000 : Math.min(left, 1000);
+          const cap = this.adapter.sleepCapMs?.() ?? 1000;
+          const slice = left === -1 ? cap : Math.min(left, cap);
           // No ring to watch (POLLOUT on an RX-only binding...): nothing can wake us, wait it out
           // (futex_waitv with no words fails at once and would spin). Beyond futex_waitv's 128
           // words, rings past the first 128 are only seen by short re-polls.
