@@ -150,7 +150,9 @@ test('pkt-gen -p 2 on an interface ending at once, twelve times: never an abort'
 test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes right after its start line, while its wake-up thread is still starting', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
-  const N = 30_000;
+  // about 0.1 s of traffic: the wake-up thread's start-up lies inside it, and a pause of a few
+  // milliseconds (a garbage collection of the receiver's start-up) costs a few thousand frames
+  const N = 100_000;
   for (const [args, ready, count] of [
     [['pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-W', '-w', '0'], 'Receiving', /Received (\d+) packets/],
     [['dump', '-i', 'netmap:a0', '-w', '/dev/null'], 'listening', /(\d+) packets captured/],
@@ -190,10 +192,11 @@ test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes righ
       const t1 = Date.now();
       while (p.exitCode === null && Date.now() - t1 < 10_000) await sleep(20);
       const got = Number(count.exec(out)?.[1] ?? 0);
-      // it sleeps in 1 ms slices until that thread runs (it slept its whole slice before: most
-      // of the burst was lost); a little loss is allowed for a busy machine
+      // it sleeps in 1 ms slices until that thread runs (it slept its whole slice before: what
+      // came meanwhile beyond one ring was lost, 44% of a 30 k burst); up to 5% is allowed for
+      // such pauses and a busy machine
       console.log(`# ${args[0]}: ${got} of ${N} frames sent at once after its start line`);
-      assert.ok(got >= N * 0.97, `${args[0]} took ${got} of ${N} frames`);
+      assert.ok(got >= N * 0.95, `${args[0]} took ${got} of ${N} frames`);
     } finally {
       if (p.exitCode === null) p.kill('SIGKILL');
     }
