@@ -73,6 +73,26 @@ async function receive(p: PortT, want: number, ms = 5000): Promise<{ ring: numbe
 }
 
 
+/**
+ * From namespace `b`, sends `n` UDP frames (flow 1, sequence numbers 0..n-1) through `tx`, built in
+ * `scratch` (a buffer of the port under test); with `paced`, a kick and a 2 ms pause every 64
+ * frames (the receiver keeps up), else all at once. Back in namespace `a` after; returns how
+ * many `tx` took.
+ */
+async function sendFromPeer(lab: LabT, a: string, b: string, tx: InstanceType<typeof PacketTransmitter>, scratch: number, n: number, paced: boolean): Promise<number> {
+  let sent = 0;
+  lab.enter(b);
+  for (let s = 0; s < n; s++) {
+    udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, s);
+    if (tx.send(scratch, 60)) sent++;
+    if (paced && s % 64 === 63) { tx.kick(); await sleep(2); }
+  }
+  tx.kick();
+  lab.enter(a);
+  return sent;
+}
+
+
 test('AF_XDP: frames the kernel had no buffer for are counted once in the port\'s drops', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
@@ -84,17 +104,9 @@ test('AF_XDP: frames the kernel had no buffer for are counted once in the port\'
   try {
     assert.equal(p.backend, 'xdp native copy');
     p.rxsync(); // lends the free slots' buffers
-    const scratch = p.txRings[0]!.slotBufOffset(0);
     const n = 300;
-    let sent = 0;
-    lab.enter(b);
-    for (let s = 0; s < n; s++) {
-      udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, s);
-      if (peerTx.send(scratch, 60)) sent++;
-    }
-    peerTx.kick();
+    const sent = await sendFromPeer(lab, a, b, peerTx, p.txRings[0]!.slotBufOffset(0), n, false);
     await sleep(200);
-    lab.enter(a);
     const r = p.rxRings[0]!;
     p.rxsync();
     let got = 0;
@@ -122,17 +134,7 @@ test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap 
     assert.ok(hasXdp(lab, a, 'a0'), 'the redirect program is on a0');
     const r = p.rxRings[0]!;
     // in: 300 frames, each once, each in a buffer no other slot of the ring holds
-    const scratch = p.txRings[0]!.slotBufOffset(0);
-    const n = 300;
-    let sent = 0;
-    lab.enter(b);
-    for (let s = 0; s < n; s++) {
-      udpFrame(scratch, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, s);
-      if (peerTx.send(scratch, 60)) sent++;
-      if (s % 64 === 63) { peerTx.kick(); await sleep(2); }
-    }
-    peerTx.kick();
-    lab.enter(a);
+    const sent = await sendFromPeer(lab, a, b, peerTx, p.txRings[0]!.slotBufOffset(0), 300, true);
     const got = await receive(p, sent);
     const seqs = new Set<number>();
     for (const f of got) {
