@@ -61,7 +61,8 @@ async function rxOurs(lab: LabT, a: string, b: string, frames: number): Promise<
   rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   const t = Date.now();
   while (!out.includes('Receiving') && Date.now() - t < 10_000) await sleep(20);
-  await sleep(300);
+  // trafgen starts as soon as the start line is out, as it does for tcpdump and dump after
+  // theirs (a 300 ms wait here hid pkt-gen's loss at its start until 2026-12-03)
   const t0 = process.hrtime.bigint();
   trafgen(lab, b, 'b0', frames);
   const secs = secondsSince(t0);
