@@ -1283,6 +1283,20 @@ class InterfaceAdapter implements PortAdapter {
     if (fd >= 0) release(fd);
   }
 
+  kernelDrops(): number {
+    const st = this.st;
+    let drops = 0;
+    for (const r of this.port.rxRings) {
+      if (r.host) continue;
+      const q = st.xsk[r.id];
+      // AF_XDP: rx_dropped (too long, or no buffer: a fill-ring-empty drop is counted there and
+      // again in fillEmpty) and RX ring full
+      if (q !== undefined) { const s = q.sock.stats(); drops += s.rxDropped + s.rxRingFull; }
+      else drops += st.nicRx[r.id]?.stats().drops ?? 0;
+    }
+    return drops;
+  }
+
   /** 1 ms slices until the notifier thread waits on the descriptors (notifier.ts notifierReady). */
   sleepCapMs(): number {
     return notifierReady() ? 1000 : 1;

@@ -39,6 +39,12 @@ export interface PortAdapter {
    * asked after armed()): short while what would wake it is not running yet.
    */
   sleepCapMs?(): number;
+  /**
+   * Frames the kernel dropped on their way into this handle's RX rings, a running total
+   * (optional; interfaces: an AF_XDP socket's drops for want of a buffer or of room, an AF_PACKET
+   * socket's). A system call or two: read it at a run's start and end, not per batch.
+   */
+  kernelDrops?(): number;
   /** How the port reaches its data (interfaces: 'xdp native copy', 'packet', 'tap'; optional). */
   readonly backend?: string;
 }
