@@ -147,6 +147,34 @@ test('pkt-gen -p 2 on an interface ending at once, twelve times: never an abort'
   }
 }));
 
+/**
+ * From namespace `b`, sends `n` UDP frames (flow 1, sequence numbers 0..n-1) out of b0, 256 to a
+ * kick, `pauseMs` between kicks (0: back to back), for at most 10 s; returns how many went.
+ */
+async function burstFromPeer(lab: LabT, b: string, n: number, pauseMs: number): Promise<number> {
+  lab.enter(b);
+  const tx = new PacketTransmitter('b0');
+  let sent = 0;
+  try {
+    const deadline = Date.now() + 10_000;
+    while (sent < n && Date.now() < deadline) {
+      tx.reclaim();
+      for (let k = 0; k < 256 && sent < n; k++) {
+        const at = tx.slot();
+        if (at < 0) break;
+        tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, sent));
+        sent++;
+      }
+      tx.kick();
+      if (pauseMs > 0) await sleep(pauseMs);
+    }
+  } finally {
+    tx.close();
+    lab.leave();
+  }
+  return sent;
+}
+
 test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes right after its start line, while its wake-up thread is still starting', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
@@ -167,26 +195,7 @@ test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes righ
       assert.ok(out.includes(ready), out);
       // at once: the receiver has just gone to sleep, and the thread that turns the socket's
       // readiness into its wake-up is still loading its modules (tens of milliseconds)
-      lab.enter(b);
-      const tx = new PacketTransmitter('b0');
-      let sent = 0;
-      try {
-        const deadline = Date.now() + 10_000;
-        while (sent < N && Date.now() < deadline) {
-          tx.reclaim();
-          for (let k = 0; k < 256 && sent < N; k++) {
-            const at = tx.slot();
-            if (at < 0) break;
-            tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, sent));
-            sent++;
-          }
-          tx.kick();
-        }
-      } finally {
-        tx.close();
-        lab.leave();
-      }
-      assert.equal(sent, N);
+      assert.equal(await burstFromPeer(lab, b, N, 0), N);
       await sleep(300);
       if (args[0] === 'dump') p.kill('SIGINT');
       const t1 = Date.now();
@@ -217,26 +226,7 @@ test('pkt-gen rx -v on an interface counts the frames the kernel dropped for wan
     // stopped, it takes nothing: the kernel fills the 63 buffers it was lent and drops the rest
     rx.kill('SIGSTOP');
     const N = 1000;
-    lab.enter(b);
-    const tx = new PacketTransmitter('b0');
-    let sent = 0;
-    try {
-      for (let round = 0; round < 20 && sent < N; round++) {
-        tx.reclaim();
-        for (let k = 0; k < 250 && sent < N; k++) {
-          const at = tx.slot();
-          if (at < 0) break;
-          tx.commit(udpFrame(at, mac('02:00:00:00:00:01'), mac('02:00:00:00:00:02'), 1, sent));
-          sent++;
-        }
-        tx.kick();
-        await sleep(5);
-      }
-    } finally {
-      tx.close();
-      lab.leave();
-    }
-    assert.equal(sent, N);
+    assert.equal(await burstFromPeer(lab, b, N, 5), N);
     await sleep(100);
     rx.kill('SIGCONT');
     const t1 = Date.now();
