@@ -56,8 +56,7 @@ function sum32(u32: Uint32Array, w: number, n: number): number {
 
 /**
  * sum32 of `n` words from index `s`, copied to index `d` on the way: a segment's payload is read
- * once to check it and to move it into the super-frame. (A copyWithin per segment read it twice,
- * and the scratch's addresses, above 2^30, were boxed: a heap number per call.)
+ * once to check it and to move it into the super-frame (a check, then a copyWithin, read it twice).
  */
 function copySum32(u32: Uint32Array, d: number, s: number, n: number): number {
   let a = 0, b = 0;

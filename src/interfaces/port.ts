@@ -1289,10 +1289,7 @@ class InterfaceAdapter implements PortAdapter {
     for (const r of this.port.rxRings) {
       if (r.host) continue;
       const q = st.xsk[r.id];
-      // AF_XDP: rx_dropped (too long, or no buffer: a fill-ring-empty drop is counted there and
-      // again in fillEmpty) and RX ring full
-      if (q !== undefined) { const s = q.sock.stats(); drops += s.rxDropped + s.rxRingFull; }
-      else drops += st.nicRx[r.id]?.stats().drops ?? 0;
+      drops += q !== undefined ? xskDrops(q) : st.nicRx[r.id]?.stats().drops ?? 0;
     }
     return drops;
   }
@@ -1368,6 +1365,15 @@ export function divertedFrames(port: Port): number {
   return port.adapter instanceof InterfaceAdapter ? port.adapter.diverted : 0;
 }
 
+/**
+ * Frames the kernel dropped on queue `q`'s socket: rx_dropped (too long, or no buffer: a drop for
+ * an empty fill ring is counted there and again in fill_ring_empty_descs) and RX ring full.
+ */
+function xskDrops(q: XdpQueue): number {
+  const s = q.sock.stats();
+  return s.rxDropped + s.rxRingFull;
+}
+
 /** Kernel-side statistics of an open interface port in this process (for tools and tests). */
 export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: number; umemBuffers: number; strayDescriptors: number } | null {
   const st = states.get(port.index);
@@ -1381,10 +1387,7 @@ export function interfacePortStats(port: Port): { rxDrops: number; rxPackets: nu
   }
   for (const q of st.xsk) {
     if (q === undefined) continue;
-    // AF_XDP counts no received frames. Its drops: rx_dropped (too long, or no buffer: a frame
-    // dropped for an empty fill ring is counted there and again in fillEmpty) and RX ring full
-    const s = q.sock.stats();
-    rxDrops += s.rxDropped + s.rxRingFull;
+    rxDrops += xskDrops(q); // (AF_XDP counts no received frames)
     umemBuffers = q.umemBufs; // AF_XDP: buffers [0, umemBuffers) of the pool are the UMEM
     strayDescriptors += q.strayDescriptors;
   }
