@@ -24,20 +24,22 @@ export interface Done { code: number | null; signal: string | null; stdout: stri
 export interface Running {
   proc: ChildProcess;
   done: Promise<Done>;
-  /** Resolves once the child printed a line containing `text` on stdout (or rejects when it exits). */
-  waitFor(text: string): Promise<void>;
+  /** Resolves once the child printed `text` on stdout (or, with `stream: 'stderr'`, on stderr); rejects when it exits first. */
+  waitFor(text: string, stream?: 'stdout' | 'stderr'): Promise<void>;
 }
 
 /** Starts `netmap pkt-gen ...` (or another tool), killed with SIGKILL after `timeoutMs`. */
 export function start(args: string[], dir: string, timeoutMs = 20_000): Running {
   const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NETMAP_TS_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '', stderr = '';
-  const waiters: { text: string; resolve: () => void; reject: (e: Error) => void }[] = [];
-  proc.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    for (const w of waiters.slice()) if (stdout.includes(w.text)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
-  });
-  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const waiters: { text: string; stream: 'stdout' | 'stderr'; resolve: () => void; reject: (e: Error) => void }[] = [];
+  const wake = (): void => {
+    for (const w of waiters.slice()) {
+      if ((w.stream === 'stdout' ? stdout : stderr).includes(w.text)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+    }
+  };
+  proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); wake(); });
+  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); wake(); });
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   const done = new Promise<Done>((resolve) => {
     proc.on('close', (code, signal) => {
@@ -48,9 +50,9 @@ export function start(args: string[], dir: string, timeoutMs = 20_000): Running 
   });
   return {
     proc, done,
-    waitFor(text: string): Promise<void> {
-      if (stdout.includes(text)) return Promise.resolve();
-      return new Promise((resolve, reject) => waiters.push({ text, resolve, reject }));
+    waitFor(text: string, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
+      if ((stream === 'stdout' ? stdout : stderr).includes(text)) return Promise.resolve();
+      return new Promise((resolve, reject) => waiters.push({ text, stream, resolve, reject }));
     },
   };
 }

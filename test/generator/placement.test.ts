@@ -96,8 +96,9 @@ test('netmap dump reserves a CPU for its capture loop (the main thread) and keep
   const dir = freshDir('place-dump');
   try {
     const d = start(['dump', '-i', 'valeplacedump:b', '-w', '/dev/null', '-v'], dir, 20_000);
-    const t0 = Date.now();
-    while (reservationFiles(dir).length === 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    // The reservation file appears before the threads are moved and the main thread pinned
+    // (the file claims the CPU first); the listening line comes after both.
+    await d.waitFor('listening on', 'stderr');
     const files = reservationFiles(dir);
     assert.equal(files.length, 1, `one reservation (${files.join(' ')})`);
     const cpu = Number(/^cpu-(\d+)-(\d+)$/.exec(files[0]!)![1]);
