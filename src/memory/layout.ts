@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -154,7 +154,11 @@ export const PE_NAME = 128; // 64 bytes, NUL padded
 export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
 export const HANDLE_SIZE = 32;
-export const MAX_HANDLES = 26; // (1024 - 192) / 32
+export const MAX_HANDLES = 25; // (992 - 192) / 32
+// Host rings' slot counts: an interface's host RX ring is smaller than its NIC RX rings (the
+// NIC rings' depth is what absorbs a receiver's stalls; see src/interfaces/port.ts geometry()).
+export const PE_HOST_TX_SLOTS = 992;
+export const PE_HOST_RX_SLOTS = 996; // 1000..1023 free
 // handle record fields
 export const HR_PID = 0;
 export const HR_TID = 4;

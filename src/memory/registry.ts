@@ -396,6 +396,8 @@ export class Registry {
   createPort(p: {
     name: string; kind: number; memId: number; flags: number;
     numTx: number; numRx: number; numHostTx: number; numHostRx: number; txSlots: number; rxSlots: number;
+    /** The host rings' slots (default: txSlots, rxSlots). */
+    hostTxSlots?: number; hostRxSlots?: number;
     rxWithoutBuffers?: boolean;
   }): number {
     this.assertLocked();
@@ -418,6 +420,9 @@ export class Registry {
     this.portSet(index, L.PE_NUM_HOST_RX, p.numHostRx);
     this.portSet(index, L.PE_TX_SLOTS, p.txSlots);
     this.portSet(index, L.PE_RX_SLOTS, p.rxSlots);
+    const hostTxSlots = p.hostTxSlots ?? p.txSlots, hostRxSlots = p.hostRxSlots ?? p.rxSlots;
+    this.portSet(index, L.PE_HOST_TX_SLOTS, hostTxSlots);
+    this.portSet(index, L.PE_HOST_RX_SLOTS, hostRxSlots);
     this.portSet(index, L.PE_MFS, 1514);
     writeLatin1(u8, entry + L.PE_NAME, p.name, L.PE_NAME_MAX - 1);
     const total = p.numTx + p.numHostTx + p.numRx + p.numHostRx;
@@ -430,9 +435,9 @@ export class Registry {
         for (let r = 0; r < count; r++) created.push(this.createRing(region, dir, slots, firstId + r, withBufs, (table >>> 2) + k++));
       };
       make(p.numTx, L.RING_DIR_TX, p.txSlots, 0, true);
-      make(p.numHostTx, L.RING_DIR_TX, p.txSlots, p.numTx, true);
+      make(p.numHostTx, L.RING_DIR_TX, hostTxSlots, p.numTx, true);
       make(p.numRx, L.RING_DIR_RX, p.rxSlots, 0, !p.rxWithoutBuffers);
-      make(p.numHostRx, L.RING_DIR_RX, p.rxSlots, p.numRx, !p.rxWithoutBuffers);
+      make(p.numHostRx, L.RING_DIR_RX, hostRxSlots, p.numRx, !p.rxWithoutBuffers);
     } catch (e) {
       for (const ring of created) this.freeRing(region, ring);
       region.freeObject(table);
@@ -714,15 +719,18 @@ export class Registry {
     if (table === 0 || !this.regionLive(memId)) return;
     const region = this.region(memId);
     // geometry from the registry entry (written by the creator), never from ring memory
-    const numTx = this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX);
-    const total = numTx + this.portGet(index, L.PE_NUM_RX) + this.portGet(index, L.PE_NUM_HOST_RX);
+    const nicTx = this.portGet(index, L.PE_NUM_TX), numTx = nicTx + this.portGet(index, L.PE_NUM_HOST_TX);
+    const nicRxEnd = numTx + this.portGet(index, L.PE_NUM_RX);
+    const total = nicRxEnd + this.portGet(index, L.PE_NUM_HOST_RX);
     const txSlots = this.portGet(index, L.PE_TX_SLOTS), rxSlots = this.portGet(index, L.PE_RX_SLOTS);
+    const hostTxSlots = this.portGet(index, L.PE_HOST_TX_SLOTS), hostRxSlots = this.portGet(index, L.PE_HOST_RX_SLOTS);
     const inUse = this.buffersInUse(memId, [index]);
     const u32 = this.sp.u32;
     for (let k = 0; k < total; k++) {
       const ring = u32[(table >>> 2) + k]!;
       if (ring === 0) continue;
-      const slots = k < numTx ? txSlots : rxSlots;
+      // the ring table's order is createPort's: NIC TX, host TX, NIC RX, host RX
+      const slots = k < nicTx ? txSlots : k < numTx ? hostTxSlots : k < nicRxEnd ? rxSlots : hostRxSlots;
       for (let s = 0; s < slots; s++) {
         const idx = u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2]!;
         if (idx < inUse.length && inUse[idx] === 0) { region.freeBuf(idx); inUse[idx] = 1; }

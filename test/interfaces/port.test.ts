@@ -86,12 +86,16 @@ test('netmap:IF: rings in the global region, TX counted by the peer, RX woken by
     assert.equal(p.backend, process.env.NETMAP_TS_IF_BACKEND === 'packet' ? 'packet' : 'xdp native copy');
     assert.deepEqual([p.numTxRings, p.numRxRings, p.numHostTxRings, p.numHostRxRings], [1, 1, 1, 1]);
     assert.deepEqual([p.txRings.length, p.rxRings.length], [1, 1]);
+    // a single-queue interface: 8192 RX slots (the depth a stalled receiver has), TX 1024
+    assert.deepEqual([p.txRings[0]!.numSlots, p.rxRings[0]!.numSlots], [1024, 8192]);
     assert.throws(() => openPort('netmap:nmtsnone0'), isCode('ENXIO'));
     const star = openPort('netmap:a0*');
     assert.deepEqual([star.txRings.length, star.rxRings.length], [2, 2]);
     star.close();
     const host = openPort('netmap:a0^');
     assert.ok(host.txRings[0]!.host && host.rxRings[0]!.host);
+    // the host rings keep 1024 / 4096 slots (host RX follows rx slots up to 4096)
+    assert.deepEqual([host.txRings[0]!.numSlots, host.rxRings[0]!.numSlots], [1024, 4096]);
     host.close();
     // TX
     const before = lab.counters(b, 'b0').rxPackets;
