@@ -60,7 +60,11 @@ export interface CaptureStats {
   received: number;
   /** Packets the filter accepted and the callback got. */
   accepted: number;
-  /** Drops reported by the port's RX rings. */
+  /**
+   * Frames lost before the callback saw them (pcap's ps_drop): the RX rings' drops, and on an
+   * interface the frames the kernel had no room for (no buffer lent, a full AF_XDP or AF_PACKET
+   * ring: PortAdapter.kernelDrops), since the capture opened.
+   */
   dropped: number;
 }
 
@@ -72,6 +76,8 @@ export class LiveCapture {
   private filter: PacketFilter | null = null;
   private received = 0;
   private accepted = 0;
+  /** The port's kernel drops when the capture opened (they count from the sockets' creation). */
+  private kernelDrops0 = 0;
   private breakRequested = false;
   private closed = false;
   /** NS_TXMON: the slot flag value dropped by the direction (-1: none dropped). */
@@ -91,6 +97,7 @@ export class LiveCapture {
     this.timeoutMs = options.timeoutMs ?? 1000;
     const d = options.direction ?? 'inout';
     this.skipDirection = d === 'in' ? L.NS_TXMON : d === 'out' ? 0 : -1;
+    this.kernelDrops0 = port.adapter.kernelDrops?.() ?? 0;
   }
 
   /** Opens `name` (e.g. `netmap:p{1`, `vale0:a`, `netmap:eth1`). Link type is always Ethernet. */
@@ -274,7 +281,7 @@ export class LiveCapture {
   }
 
   stats(): CaptureStats {
-    let dropped = 0;
+    let dropped = (this.port.adapter.kernelDrops?.() ?? 0) - this.kernelDrops0;
     for (const r of this.port.rxRings) dropped += r.drops;
     return { received: this.received, accepted: this.accepted, dropped };
   }

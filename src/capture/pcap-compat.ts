@@ -46,7 +46,7 @@ export interface PacketWithHeader {
 export interface CaptureStats {
   /** Packets seen by the capture, before the filter. */
   ps_recv: number;
-  /** Packets the port's receive rings dropped (a full ring). */
+  /** Packets lost before the capture saw them: a full receive ring, or (an interface) no room in the kernel's. */
   ps_drop: number;
   /** Always 0 here. */
   ps_ifdrop: number;
