@@ -54,28 +54,6 @@ function sum32(u32: Uint32Array, w: number, n: number): number {
   return a + b + c + d;
 }
 
-/**
- * sum32 of `n` words from index `s`, copied to index `d` on the way: a segment's payload is read
- * once to check it and to move it into the super-frame (a check, then a copyWithin, read it twice).
- */
-function copySum32(u32: Uint32Array, d: number, s: number, n: number): number {
-  let a = 0, b = 0;
-  let q = 0;
-  for (; q + 3 < n; q += 4) {
-    const x0 = u32[s + q]!, x1 = u32[s + q + 1]!, x2 = u32[s + q + 2]!, x3 = u32[s + q + 3]!;
-    u32[d + q] = x0; u32[d + q + 1] = x1; u32[d + q + 2] = x2; u32[d + q + 3] = x3;
-    a = (a + (x0 & 0xffff) + (x1 & 0xffff) + (x2 & 0xffff) + (x3 & 0xffff)) | 0;
-    b = (b + (x0 >>> 16) + (x1 >>> 16) + (x2 >>> 16) + (x3 >>> 16)) | 0;
-  }
-  for (; q < n; q++) {
-    const x = u32[s + q]!;
-    u32[d + q] = x;
-    a = (a + (x & 0xffff)) | 0;
-    b = (b + (x >>> 16)) | 0;
-  }
-  return a + b;
-}
-
 export class TcpCoalescer {
   private readonly sp: AddressSpace;
   private readonly u8: Uint8Array;
@@ -96,8 +74,7 @@ export class TcpCoalescer {
     this.u32 = this.sp.u32;
     this.scratch = mapScratch(SCRATCH);
     // the frame on a 4-byte boundary, as kernel rings place theirs (AF_PACKET with virtio-net
-    // headers at 12 mod 16, AF_XDP at a buffer's start): a segment's payload then lies alike in
-    // its 32-bit words here and there, and is checked and copied in one pass (copySum)
+    // headers at 12 mod 16, AF_XDP at a buffer's start)
     this.frame = this.scratch + 64;
     this.hdr = this.frame - VNET_HDR_LEN;
   }
@@ -211,7 +188,7 @@ export class TcpCoalescer {
       const tcpLen = len - ETH - IP;
       // pseudo-header, TCP header, then the payload (at an even offset from the TCP header: its
       // 16-bit words pair up alike wherever they are summed)
-      const sum = this.sum(ip + 12, 8) + 0x0600 + (((tcpLen & 0xff) << 8) | (tcpLen >>> 8)) + this.sum(ip + IP, thl) + this.copySum(at, s + hl, pay);
+      const sum = this.sum(ip + 12, 8) + 0x0600 + (((tcpLen & 0xff) << 8) | (tcpLen >>> 8)) + this.sum(ip + IP, thl) + this.copyThenSum(at, s + hl, pay);
       if (this.fold(sum) !== 0xffff) return false;
       at += pay;
     }
@@ -239,33 +216,15 @@ export class TcpCoalescer {
   }
 
   /**
-   * sum() of `len` bytes at `src`, copied to `dst`: in one pass of 32-bit words where both lie
-   * alike in their words (the scratch frame is placed as kernel rings place theirs), else summed
-   * and then copied.
+   * Copies `len` bytes from `src` to `dst` (in the private scratch) and returns sum() of the copy:
+   * what is checked is what is sent, whatever another process writes into the ring meanwhile.
+   * Two passes, a native copy then sum32 over bytes the copy left in the cache: 5.3 GB/s against
+   * 3.7 for one JavaScript loop that copies and sums each word (Node 20, this VM, 2026-12-03;
+   * the one pass won while copyWithin boxed offsets above 2^30, before the layout change).
    */
-  private copySum(dst: number, src: number, len: number): number {
-    if (((dst ^ src) & 3) !== 0 || (src & 1) !== 0) {
-      const s = this.sum(src, len);
-      this.sp.copy(dst, src, len, SCRATCH);
-      return s;
-    }
-    const u8 = this.u8;
-    let s = 0, k = src, d = dst;
-    const end = src + len;
-    if ((k & 3) === 2 && k + 2 <= end) {
-      u8[d] = u8[k]!; u8[d + 1] = u8[k + 1]!;
-      s += u8[k]! | (u8[k + 1]! << 8);
-      k += 2; d += 2;
-    }
-    const w32 = (end - k) >>> 2;
-    s += copySum32(this.u32, d >>> 2, k >>> 2, w32);
-    k += w32 << 2; d += w32 << 2;
-    for (; k + 1 < end; k += 2, d += 2) {
-      u8[d] = u8[k]!; u8[d + 1] = u8[k + 1]!;
-      s += u8[k]! | (u8[k + 1]! << 8);
-    }
-    if (k < end) { u8[d] = u8[k]!; s += u8[k]!; }
-    return s;
+  private copyThenSum(dst: number, src: number, len: number): number {
+    this.sp.copy(dst, src, len, SCRATCH);
+    return this.sum(dst, len);
   }
 
   /**

@@ -129,8 +129,8 @@ test('coalesce: when the destination takes no super-frame, the segments go as th
   assert.deepEqual(out, ['each:0', 'each:1', 'each:2', 'each:3']);
 });
 
-test('coalesce: payloads of both alignments (checked while copied, or summed then copied), an odd length last; a byte changed after the checksum spoils the run', () => {
-  // odd frames lie in their 32-bit words as the scratch does (one pass), even ones 2 bytes off
+test('coalesce: payloads of both alignments (copied, then checked in the copy), an odd length last; a byte changed after the checksum spoils the run', () => {
+  // odd frames lie in their 32-bit words as the scratch does, even ones 2 bytes off
   const segs: Seg[] = [];
   for (let k = 0; k < 6; k++) segs.push({ seq: 5000 + k * MSS, pay: k === 5 ? 101 : MSS });
   const { out, wholes } = run(segs);
