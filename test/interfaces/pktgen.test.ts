@@ -180,6 +180,19 @@ async function burstFromPeer(lab: LabT, b: string, n: number, pauseMs: number): 
   return sent;
 }
 
+/** A tool started in namespace `ns`, its stdout and stderr gathered in `out()`. */
+function startIn(lab: LabT, ns: string, args: string[]): { p: ReturnType<LabT['spawn']>; out: () => string; until: (done: () => boolean, ms: number, step: number) => Promise<void> } {
+  const p = lab.spawn(ns, process.execPath, [CLI, ...args]);
+  let text = '';
+  p.stdout!.on('data', (x: Buffer) => { text += x.toString(); });
+  p.stderr!.on('data', (x: Buffer) => { text += x.toString(); });
+  const until = async (done: () => boolean, ms: number, step: number): Promise<void> => {
+    const t0 = Date.now();
+    while (!done() && Date.now() - t0 < ms) await sleep(step);
+  };
+  return { p, out: () => text, until };
+}
+
 test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes right after its start line, while its wake-up thread is still starting', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
@@ -190,22 +203,17 @@ test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes righ
     [['pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-W', '-w', '0'], 'Receiving', /Received (\d+) packets/],
     [['dump', '-i', 'netmap:a0', '-w', '/dev/null'], 'listening', /(\d+) packets captured/],
   ] as const) {
-    const p = lab.spawn(a, process.execPath, [CLI, ...args]);
-    let out = '';
-    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    const { p, out, until } = startIn(lab, a, [...args]);
     try {
-      const t0 = Date.now();
-      while (!out.includes(ready) && p.exitCode === null && Date.now() - t0 < 10_000) await sleep(5);
-      assert.ok(out.includes(ready), out);
+      await until(() => out().includes(ready) || p.exitCode !== null, 10_000, 5);
+      assert.ok(out().includes(ready), out());
       // at once: the receiver has just gone to sleep, and the thread that turns the socket's
       // readiness into its wake-up is still loading its modules (tens of milliseconds)
       assert.equal(await burstFromPeer(lab, b, N, 0), N);
       await sleep(300);
       if (args[0] === 'dump') p.kill('SIGINT');
-      const t1 = Date.now();
-      while (p.exitCode === null && Date.now() - t1 < 10_000) await sleep(20);
-      const got = Number(count.exec(out)?.[1] ?? 0);
+      await until(() => p.exitCode !== null, 10_000, 20);
+      const got = Number(count.exec(out())?.[1] ?? 0);
       // it sleeps in 1 ms slices until that thread runs (it slept its whole slice before: what
       // came meanwhile beyond one ring was lost, 44% of a 30 k burst); up to 5% is allowed for
       // such pauses and a busy machine
@@ -217,87 +225,53 @@ test('a receiver on an interface (pkt-gen rx, netmap dump) takes what comes righ
   }
 }));
 
-test('netmap dump on an interface reports the frames the kernel had no room for as "dropped by kernel"', opts, () => withLab(async (lab) => {
+/**
+ * Starts `args` (a receiver on netmap:a0) in namespace a, waits for `ready` in its output, stops
+ * it with SIGSTOP, sends `n` frames from b0, lets it go on (SIGINT after 500 ms when `interrupt`,
+ * for dump) and returns all it printed once it exits. A stopped receiver stands for one the
+ * machine did not run for a while: only what the kernel holds for it takes frames meanwhile.
+ */
+async function stoppedReceiver(lab: LabT, args: string[], ready: string, n: number, interrupt: boolean): Promise<string> {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
-  const d = lab.spawn(a, process.execPath, [CLI, 'dump', '-i', 'netmap:a0@conf:rx_slots=64', '-w', '/dev/null']);
-  let out = '';
-  d.stdout!.on('data', (x: Buffer) => { out += x.toString(); });
-  d.stderr!.on('data', (x: Buffer) => { out += x.toString(); });
+  const { p, out, until } = startIn(lab, a, args);
   try {
-    const t0 = Date.now();
-    while (!out.includes('listening') && d.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
+    await until(() => out().includes(ready) || p.exitCode !== null, 10_000, 20);
     await sleep(300);
-    // stopped, it takes nothing: the kernel fills what it holds for it and drops the rest
-    d.kill('SIGSTOP');
-    const N = OVERFLOW_BURST;
-    assert.equal(await burstFromPeer(lab, b, N, 5), N);
+    p.kill('SIGSTOP');
+    assert.equal(await burstFromPeer(lab, b, n, 5), n);
     await sleep(100);
-    d.kill('SIGCONT');
-    await sleep(500);
-    d.kill('SIGINT');
-    const t1 = Date.now();
-    while (d.exitCode === null && Date.now() - t1 < 10_000) await sleep(50);
-    const got = Number(/(\d+) packets captured/.exec(out)?.[1] ?? NaN);
-    const dropped = Number(/(\d+) packets dropped by kernel/.exec(out)?.[1] ?? NaN);
-    assert.ok(got > 0 && got < N, `a part was captured: ${got} (${out})`);
-    assert.equal(got + dropped, N, `captured ${got} + dropped by kernel ${dropped} = sent ${N}`);
+    p.kill('SIGCONT');
+    if (interrupt) { await sleep(500); p.kill('SIGINT'); }
+    await until(() => p.exitCode !== null, 15_000, 50);
+    return out();
   } finally {
-    if (d.exitCode === null) { d.kill('SIGCONT'); d.kill('SIGKILL'); }
+    if (p.exitCode === null) { p.kill('SIGCONT'); p.kill('SIGKILL'); }
   }
+}
+
+test('netmap dump on an interface reports the frames the kernel had no room for as "dropped by kernel"', opts, () => withLab(async (lab) => {
+  const N = OVERFLOW_BURST;
+  const out = await stoppedReceiver(lab, ['dump', '-i', 'netmap:a0@conf:rx_slots=64', '-w', '/dev/null'], 'listening', N, true);
+  const got = Number(/(\d+) packets captured/.exec(out)?.[1] ?? NaN);
+  const dropped = Number(/(\d+) packets dropped by kernel/.exec(out)?.[1] ?? NaN);
+  assert.ok(got > 0 && got < N, `a part was captured: ${got} (${out})`);
+  assert.equal(got + dropped, N, `captured ${got} + dropped by kernel ${dropped} = sent ${N}`);
 }));
 
 test('a receiver stopped for a while on a default interface port loses nothing of a 7000-frame burst (its RX ring lends 8191 buffers)', opts, () => withLab(async (lab) => {
-  const a = lab.ns('a'), b = lab.ns('b');
-  lab.veth(a, 'a0', b, 'b0');
-  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-W', '-w', '0', '-v']);
-  let out = '';
-  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  try {
-    const t0 = Date.now();
-    while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
-    await sleep(300);
-    // A stopped receiver stands for one the machine did not run for a while: only the buffers
-    // lent to the kernel take frames meanwhile. With 4096 slots this kept 4095 of 7000.
-    rx.kill('SIGSTOP');
-    const N = 7000;
-    assert.equal(await burstFromPeer(lab, b, N, 5), N);
-    await sleep(100);
-    rx.kill('SIGCONT');
-    const t1 = Date.now();
-    while (rx.exitCode === null && Date.now() - t1 < 15_000) await sleep(50);
-    const got = Number(/Received (\d+) packets/.exec(out)?.[1] ?? NaN);
-    assert.equal(got, N, `received ${got} of ${N} (${out})`);
-  } finally {
-    if (rx.exitCode === null) { rx.kill('SIGCONT'); rx.kill('SIGKILL'); }
-  }
+  // with 4096 slots this kept 4095 of 7000
+  const N = 7000;
+  const out = await stoppedReceiver(lab, ['pkt-gen', '-i', 'netmap:a0', '-f', 'rx', '-W', '-w', '0', '-v'], 'Receiving', N, false);
+  const got = Number(/Received (\d+) packets/.exec(out)?.[1] ?? NaN);
+  assert.equal(got, N, `received ${got} of ${N} (${out})`);
 }));
 
 test('pkt-gen rx -v on an interface counts the frames the kernel dropped for want of room in "Dropped by the port"', opts, () => withLab(async (lab) => {
-  const a = lab.ns('a'), b = lab.ns('b');
-  lab.veth(a, 'a0', b, 'b0');
-  const rx = lab.spawn(a, process.execPath, [CLI, 'pkt-gen', '-i', 'netmap:a0@conf:rx_slots=64', '-f', 'rx', '-W', '-w', '0', '-v']);
-  let out = '';
-  rx.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  rx.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  try {
-    const t0 = Date.now();
-    while (!out.includes('Receiving') && rx.exitCode === null && Date.now() - t0 < 10_000) await sleep(20);
-    await sleep(300);
-    // stopped, it takes nothing: the kernel fills what it holds for it and drops the rest
-    rx.kill('SIGSTOP');
-    const N = OVERFLOW_BURST;
-    assert.equal(await burstFromPeer(lab, b, N, 5), N);
-    await sleep(100);
-    rx.kill('SIGCONT');
-    const t1 = Date.now();
-    while (rx.exitCode === null && Date.now() - t1 < 15_000) await sleep(50);
-    const got = Number(/Received (\d+) packets/.exec(out)?.[1] ?? NaN);
-    const dropped = Number(/Dropped by the port: (\d+) packets/.exec(out)?.[1] ?? 0);
-    assert.ok(got > 0 && got < N, `a part was received: ${got} (${out})`);
-    assert.equal(got + dropped, N, `received ${got} + dropped ${dropped} = sent ${N}`);
-  } finally {
-    if (rx.exitCode === null) { rx.kill('SIGCONT'); rx.kill('SIGKILL'); }
-  }
+  const N = OVERFLOW_BURST;
+  const out = await stoppedReceiver(lab, ['pkt-gen', '-i', 'netmap:a0@conf:rx_slots=64', '-f', 'rx', '-W', '-w', '0', '-v'], 'Receiving', N, false);
+  const got = Number(/Received (\d+) packets/.exec(out)?.[1] ?? NaN);
+  const dropped = Number(/Dropped by the port: (\d+) packets/.exec(out)?.[1] ?? 0);
+  assert.ok(got > 0 && got < N, `a part was received: ${got} (${out})`);
+  assert.equal(got + dropped, N, `received ${got} + dropped ${dropped} = sent ${N}`);
 }));
