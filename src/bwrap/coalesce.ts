@@ -160,9 +160,20 @@ export class TcpCoalescer {
     return ((u8[t]! << 24) | (u8[t + 1]! << 16) | (u8[t + 2]! << 8) | u8[t + 3]!) >>> 0;
   }
 
+  /**
+   * Whether frames `a` and `b` hold the same bytes in [from, to). Frames of one kernel ring lie
+   * alike in their 32-bit words (a fixed stride), so most of a range is compared a word at a
+   * time (the byte loop was a tenth of the daemon's time under iperf3).
+   */
   private same(a: number, b: number, from: number, to: number): boolean {
     const u8 = this.u8;
-    for (let k = from; k < to; k++) if (u8[a + k] !== u8[b + k]) return false;
+    let k = from;
+    if (((a ^ b) & 3) === 0) {
+      for (; k < to && ((a + k) & 3) !== 0; k++) if (u8[a + k] !== u8[b + k]) return false;
+      const u32 = this.u32;
+      for (; k + 3 < to; k += 4) if (u32[(a + k) >>> 2] !== u32[(b + k) >>> 2]) return false;
+    }
+    for (; k < to; k++) if (u8[a + k] !== u8[b + k]) return false;
     return true;
   }
 

@@ -24,19 +24,25 @@ function csum(at: number, len: number, seed = 0): number {
   return s;
 }
 
-interface Seg { seq: number; pay: number; flags?: number; ack?: number; badSum?: boolean; df?: boolean; port?: number; corrupt?: number }
+interface Seg {
+  seq: number; pay: number; flags?: number; ack?: number; badSum?: boolean; df?: boolean; port?: number; corrupt?: number;
+  /** Bytes past the frame slot's start (default: 2 for even frames, 12 for odd ones). */
+  align?: number;
+  /** Last byte of the destination MAC, of the source IPv4 address, and the timestamp value. */
+  mac?: number; src?: number; tsval?: number;
+}
 
 /**
  * Writes frame `k` of the area: TCP/IPv4 with timestamps; even frames 2 bytes past a 4-byte
  * boundary, odd ones 12 (as a kernel ring with virtio-net headers puts them: TCP header unaligned).
  */
 function tcpFrame(k: number, s: Seg): { at: number; len: number } {
-  const at = area + k * FRAME + 2 + (k & 1) * 10;
+  const at = area + k * FRAME + (s.align ?? 2 + (k & 1) * 10);
   const thl = 32, len = 14 + 20 + thl + s.pay;
   u8.fill(0, at, at + len);
-  u8.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], at);
+  u8.set([2, 0, 0, 0, 0, s.mac ?? 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], at);
   const ip = at + 14, tcp = ip + 20;
-  u8.set([0x45, 0, (len - 14) >> 8, (len - 14) & 0xff, 0x12, k, s.df === false ? 0 : 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2], ip);
+  u8.set([0x45, 0, (len - 14) >> 8, (len - 14) & 0xff, 0x12, k, s.df === false ? 0 : 0x40, 0, 64, 6, 0, 0, 198, 18, 0, s.src ?? 1, 198, 18, 0, 2], ip);
   const ic = ~csum(ip, 20) & 0xffff;
   u8[ip + 10] = ic >> 8; u8[ip + 11] = ic & 0xff;
   const port = s.port ?? 5201;
@@ -46,7 +52,7 @@ function tcpFrame(k: number, s: Seg): { at: number; len: number } {
   u8[tcp + 12] = (thl / 4) << 4;
   u8[tcp + 13] = s.flags ?? 0x10;
   u8[tcp + 14] = 0x01; u8[tcp + 15] = 0xf5;
-  u8.set([1, 1, 8, 10, 0, 0, 0, 42, 0, 0, 0, 7], tcp + 20); // NOP NOP timestamps
+  u8.set([1, 1, 8, 10, 0, 0, 0, s.tsval ?? 42, 0, 0, 0, 7], tcp + 20); // NOP NOP timestamps
   for (let i = 0; i < s.pay; i++) u8[tcp + thl + i] = (s.seq + i) & 0xff;
   const tcpLen = thl + s.pay;
   const pseudo = csum(ip + 12, 8, 6 + tcpLen);
@@ -121,6 +127,16 @@ test('coalesce: runs end at a gap, a flag, a short or foreign segment; bad check
   const { out } = run(segs);
   assert.deepEqual(out, ['whole:0', 'whole:1', 'each:4', 'each:5', 'each:6', 'each:7', 'each:8', 'each:9', 'each:10',
     'each:11', 'each:12', 'each:13', 'each:14', 'whole:2']);
+});
+
+test('coalesce: segments lying alike in their 32-bit words (one kernel ring) are compared by words: another MAC, address or timestamp ends a run', () => {
+  for (const align of [12, 2, 14, 3]) {
+    const pair = (x: Partial<Seg>): Seg[] => [{ seq: 0, pay: MSS, align }, { seq: MSS, pay: MSS, align, ...x }];
+    assert.deepEqual(run(pair({})).out, ['whole:0'], `align ${align}: alike`);
+    for (const [what, x] of [['MAC', { mac: 3 }], ['source address', { src: 9 }], ['timestamp', { tsval: 43 }]] as const) {
+      assert.deepEqual(run(pair(x)).out, ['each:0', 'each:1'], `align ${align}: another ${what}`);
+    }
+  }
 });
 
 test('coalesce: when the destination takes no super-frame, the segments go as they came', () => {
