@@ -61,10 +61,14 @@ class Waiter {
     this.ctlAddress = this.sp.absolute(this.ctl);
     // started off a pinned thread's CPU, then onto it (placement.ts)
     this.worker = offPinnedCpu(() => new Worker(new URL('./events-worker.js', import.meta.url), { workerData: { joinCpu: pinnedCpuOfThread() } }));
-    this.worker.unref();
     this.worker.on('message', () => this.onWake());
     this.worker.on('error', (e) => this.onDeath(e));
     this.worker.on('exit', () => this.onDeath(new Error('the event-loop waiter thread exited')));
+    // After the listeners: adding the first 'message' listener refs the worker's message port, so
+    // an unref() before it is undone, and a waiter that was never needed (its first look found
+    // the wait ready, setRef never ran) kept the process alive for good (nodejs/node#53036; seen
+    // as `netmap extcap` lingering after its capture ended, 1 test run in 8).
+    this.worker.unref();
   }
 
   /** Releases the worker from its futex wait (no-op if it is idle). */

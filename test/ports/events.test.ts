@@ -164,4 +164,14 @@ test('the waiter keeps the process alive only while waits are pending', async ()
   assert.equal(done.revents, POLLIN);
   assert.equal(await b.exited(5000), 0);
   m.close();
+  // a wait the waiter found ready at its first look: its thread, made but never used, does not
+  // keep the process alive either (it did, when its listener was added after unref())
+  const c = spawnHelper(['ready-when-armed', 'netmap:alive3}1', 'netmap:alive3{1']);
+  try {
+    const rc = await c.next((o) => o.revents !== undefined);
+    assert.equal(rc.revents, POLLIN);
+    assert.equal(await c.exited(5000), 0);
+  } finally {
+    c.kill();
+  }
 });

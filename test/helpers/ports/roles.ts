@@ -179,6 +179,23 @@ export async function runRole(args: string[], emit: Emit): Promise<void> {
       emit({ revents, waited: Date.now() - t0, t: Date.now() });
       return; // port left open on purpose: an open port must not keep the process alive either
     }
+    case 'ready-when-armed': {
+      // A wait whose port is found ready by the waiter's own first look (a peer's packet landed
+      // between waitPort's check and the waiter's): the waiter's thread is made, never needed.
+      // It must not keep the process alive (it did: its message listener, added after unref(),
+      // ref'd the thread's port for good; nodejs/node#53036).
+      const tx = openPort(a1!), rx = openPort(name!);
+      const ring = tx.txRings[0]!;
+      ring.setSlotLen(ring.head, 60);
+      ring.advance(ring.next(ring.head));
+      tx.txsync();
+      let first = true;
+      const realPoll = rx.pollOnce.bind(rx);
+      rx.pollOnce = (events: number): number => { if (first) { first = false; return 0; } return realPoll(events); };
+      const revents = await waitPort(rx, POLLIN, -1);
+      emit({ revents, t: Date.now() });
+      return;
+    }
     case 'wait-pending': {
       // A pending wait without timeout keeps the process alive until a packet arrives.
       const port = openPort(name!);
