@@ -76,8 +76,8 @@ export class LiveCapture {
   private filter: PacketFilter | null = null;
   private received = 0;
   private accepted = 0;
-  /** The port's kernel drops when the capture opened (they count from the sockets' creation). */
-  private kernelDrops0 = 0;
+  /** Port.rxDrops() when the capture opened. */
+  private readonly drops0: number;
   private breakRequested = false;
   private closed = false;
   /** NS_TXMON: the slot flag value dropped by the direction (-1: none dropped). */
@@ -97,7 +97,7 @@ export class LiveCapture {
     this.timeoutMs = options.timeoutMs ?? 1000;
     const d = options.direction ?? 'inout';
     this.skipDirection = d === 'in' ? L.NS_TXMON : d === 'out' ? 0 : -1;
-    this.kernelDrops0 = port.adapter.kernelDrops?.() ?? 0;
+    this.drops0 = port.rxDrops();
   }
 
   /** Opens `name` (e.g. `netmap:p{1`, `vale0:a`, `netmap:eth1`). Link type is always Ethernet. */
@@ -281,9 +281,7 @@ export class LiveCapture {
   }
 
   stats(): CaptureStats {
-    let dropped = (this.port.adapter.kernelDrops?.() ?? 0) - this.kernelDrops0;
-    for (const r of this.port.rxRings) dropped += r.drops;
-    return { received: this.received, accepted: this.accepted, dropped };
+    return { received: this.received, accepted: this.accepted, dropped: this.port.rxDrops() - this.drops0 };
   }
 
   /** Makes the current or next dispatch/loop return -2 (pcap_breakloop). */

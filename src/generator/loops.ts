@@ -250,7 +250,7 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   const limit = a.count;
   const burst = cfg.burst;
   let got = 0, bytes = 0, events = 0, gaps = 0, lost = 0, ooo = 0, lastPkt = 0, lastLog = 0, logged = 0;
-  const drops0 = rings.reduce((s, r) => s + r.drops, 0), kernelDrops0 = port.adapter.kernelDrops?.() ?? 0;
+  const drops0 = port.rxDrops();
   let lastWait = a.cpuWait.sampleNs(), lastWaitSample = (readRealClock(), realClock[0]!), fullBatch = false;
   // a receiver on its own CPU spins longer while traffic is fast (times.reservedSpinUs)
   // (assumed fast until a window of traffic says otherwise, so that traffic starting fast
@@ -343,8 +343,8 @@ export function rxLoop(a: LoopArgs, withSeq: boolean): void {
   if (fullBatch && got > 0) lastPkt = (readRealClock(), realClock[0]!); // ended (count, signal) with traffic flowing
   port.rxsync(); // give the last slots back to the sender
   c[S.S_T_END] = got > 0 ? lastPkt : 0;
-  // and what the kernel dropped before the rings (an interface's socket with no room)
-  c[S.S_DROPS] = rings.reduce((s, r) => s + r.drops, 0) - drops0 + (port.adapter.kernelDrops?.() ?? 0) - kernelDrops0;
+  // the rings' drops and what the kernel dropped before them (an interface's socket with no room)
+  c[S.S_DROPS] = port.rxDrops() - drops0;
 }
 
 /** ping: sends a batch stamped with a counter and the time, waits for the echoes, measures RTT. */

@@ -155,10 +155,9 @@ export const PE_NAME_MAX = 64;
 export const PE_HANDLES = 192; // handle records
 export const HANDLE_SIZE = 32;
 export const MAX_HANDLES = 25; // (992 - 192) / 32
-// Host rings' slot counts: an interface's host RX ring is smaller than its NIC RX rings (the
-// NIC rings' depth is what absorbs a receiver's stalls; see src/interfaces/port.ts geometry()).
-export const PE_HOST_TX_SLOTS = 992;
-export const PE_HOST_RX_SLOTS = 996; // 1000..1023 free
+// The host RX ring's slot count: an interface's is smaller than its NIC RX rings (the NIC rings'
+// depth is what absorbs a receiver's stalls; see src/interfaces/port.ts geometry()).
+export const PE_HOST_RX_SLOTS = 992; // 996..1023 free
 // handle record fields
 export const HR_PID = 0;
 export const HR_TID = 4;

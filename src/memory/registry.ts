@@ -396,8 +396,8 @@ export class Registry {
   createPort(p: {
     name: string; kind: number; memId: number; flags: number;
     numTx: number; numRx: number; numHostTx: number; numHostRx: number; txSlots: number; rxSlots: number;
-    /** The host rings' slots (default: txSlots, rxSlots). */
-    hostTxSlots?: number; hostRxSlots?: number;
+    /** The host RX ring's slots (default: rxSlots). */
+    hostRxSlots?: number;
     rxWithoutBuffers?: boolean;
   }): number {
     this.assertLocked();
@@ -420,8 +420,7 @@ export class Registry {
     this.portSet(index, L.PE_NUM_HOST_RX, p.numHostRx);
     this.portSet(index, L.PE_TX_SLOTS, p.txSlots);
     this.portSet(index, L.PE_RX_SLOTS, p.rxSlots);
-    const hostTxSlots = p.hostTxSlots ?? p.txSlots, hostRxSlots = p.hostRxSlots ?? p.rxSlots;
-    this.portSet(index, L.PE_HOST_TX_SLOTS, hostTxSlots);
+    const hostRxSlots = p.hostRxSlots ?? p.rxSlots;
     this.portSet(index, L.PE_HOST_RX_SLOTS, hostRxSlots);
     this.portSet(index, L.PE_MFS, 1514);
     writeLatin1(u8, entry + L.PE_NAME, p.name, L.PE_NAME_MAX - 1);
@@ -435,7 +434,7 @@ export class Registry {
         for (let r = 0; r < count; r++) created.push(this.createRing(region, dir, slots, firstId + r, withBufs, (table >>> 2) + k++));
       };
       make(p.numTx, L.RING_DIR_TX, p.txSlots, 0, true);
-      make(p.numHostTx, L.RING_DIR_TX, hostTxSlots, p.numTx, true);
+      make(p.numHostTx, L.RING_DIR_TX, p.txSlots, p.numTx, true);
       make(p.numRx, L.RING_DIR_RX, p.rxSlots, 0, !p.rxWithoutBuffers);
       make(p.numHostRx, L.RING_DIR_RX, hostRxSlots, p.numRx, !p.rxWithoutBuffers);
     } catch (e) {
@@ -719,18 +718,18 @@ export class Registry {
     if (table === 0 || !this.regionLive(memId)) return;
     const region = this.region(memId);
     // geometry from the registry entry (written by the creator), never from ring memory
-    const nicTx = this.portGet(index, L.PE_NUM_TX), numTx = nicTx + this.portGet(index, L.PE_NUM_HOST_TX);
+    const numTx = this.portGet(index, L.PE_NUM_TX) + this.portGet(index, L.PE_NUM_HOST_TX);
     const nicRxEnd = numTx + this.portGet(index, L.PE_NUM_RX);
     const total = nicRxEnd + this.portGet(index, L.PE_NUM_HOST_RX);
     const txSlots = this.portGet(index, L.PE_TX_SLOTS), rxSlots = this.portGet(index, L.PE_RX_SLOTS);
-    const hostTxSlots = this.portGet(index, L.PE_HOST_TX_SLOTS), hostRxSlots = this.portGet(index, L.PE_HOST_RX_SLOTS);
+    const hostRxSlots = this.portGet(index, L.PE_HOST_RX_SLOTS);
     const inUse = this.buffersInUse(memId, [index]);
     const u32 = this.sp.u32;
     for (let k = 0; k < total; k++) {
       const ring = u32[(table >>> 2) + k]!;
       if (ring === 0) continue;
       // the ring table's order is createPort's: NIC TX, host TX, NIC RX, host RX
-      const slots = k < nicTx ? txSlots : k < numTx ? hostTxSlots : k < nicRxEnd ? rxSlots : hostRxSlots;
+      const slots = k < numTx ? txSlots : k < nicRxEnd ? rxSlots : hostRxSlots;
       for (let s = 0; s < slots; s++) {
         const idx = u32[(ring + L.RING_SLOTS + s * L.SLOT_SIZE) >>> 2]!;
         if (idx < inUse.length && inUse[idx] === 0) { region.freeBuf(idx); inUse[idx] = 1; }

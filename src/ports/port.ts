@@ -358,6 +358,17 @@ export class Port {
     return ok;
   }
 
+  /**
+   * Frames lost before they reached this handle's RX rings' readers, counted since the rings and
+   * sockets were made: the rings' drops and, on an interface, the kernel's (PortAdapter.kernelDrops:
+   * a system call or two). Callers take differences (a run's start and end, a capture's open).
+   */
+  rxDrops(): number {
+    let drops = this.adapter.kernelDrops?.() ?? 0;
+    for (const r of this.rxRings) drops += r.drops;
+    return drops;
+  }
+
   /** One pass of netmap_poll without sleeping: returns the ready events (and POLLERR). */
   pollOnce(events: number): number {
     this.checkOpen();
