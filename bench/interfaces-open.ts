@@ -1,12 +1,12 @@
 /**
  * What opening an interface costs (issue 15): open + close of `netmap:IF` (a veth in a namespace
- * made here) against a VALE port, for each host-stack split implementation (tcx links, tc rules:
- * NETMAP_TS_SPLIT), two ways:
+ * made here) against a VALE port, for each host-stack split implementation (nf_tables, tcx links,
+ * tc rules: NETMAP_TS_SPLIT), two ways:
  *  - whole process: `pkt-gen -i PORT -f tx -n 1 -w 0`, wall time from spawn to exit;
  *  - in process: openPort(PORT) + close() on this thread (inside the namespace), module loading
  *    excluded.
  * for each backend of the NIC rings (AF_XDP, AF_PACKET: NETMAP_TS_IF_BACKEND; BACKENDS=xdp,packet
- * chooses, SPLITS=tcx,tc likewise).
+ * chooses, SPLITS=nft,tcx,tc likewise).
  * Each figure is the median of RUNS runs, with min and max; `extra_ms` is the interface's median
  * minus the VALE port's (target: 50 ms or less). JSON lines.
  * Usage: node dist/bench/interfaces-open.js [runs]   (default 9)
@@ -52,7 +52,7 @@ try {
   lab.veth(a, 'a0', b, 'b0');
   const ports = { interface: 'netmap:a0', vale: 'valeo:p' };
   const list = (v: string | undefined, all: string[]): string[] => (v ?? all.join(',')).split(',').filter((x) => all.includes(x));
-  for (const backend of list(process.env.BACKENDS, ['xdp', 'packet'])) for (const method of list(process.env.SPLITS, ['tcx', 'tc'])) {
+  for (const backend of list(process.env.BACKENDS, ['xdp', 'packet'])) for (const method of list(process.env.SPLITS, ['nft', 'tcx', 'tc'])) {
     process.env[SPLIT_ENV] = method;
     process.env.NETMAP_TS_IF_BACKEND = backend;
     // whole process, alternating the two ports so that load drifts hit both alike

@@ -16,7 +16,7 @@ import { Bridge, waitPorts, passSlot } from '../interfaces/bridge.js';
 import type { Ring } from '../rings/ring.js';
 import { recordPath, hostPortName } from './attach.js';
 import { interfaceExists, interfaceIndex, currentNetnsId } from '../interfaces/ifinfo.js';
-import { isTapDevice, tapGone, tapDescriptor } from '../interfaces/port.js';
+import { isTapDevice, tapGone, tapDescriptor, NIC_TX_OPTIONS } from '../interfaces/port.js';
 import { PacketTransmitter } from '../interfaces/packet.js';
 import { TcpCoalescer } from './coalesce.js';
 import type { ValeAdapter } from '../switch/forward.js';
@@ -92,7 +92,7 @@ function own(p: Port, ifindex: number, tapFd = 0): void {
 function openDirectSink(ifindex: number, portName: string): DirectSink | null {
   const name = portName.slice(portName.indexOf(':') + 1);
   if (!interfaceExists(name) || interfaceIndex(name) !== ifindex) return null;
-  return new PacketTransmitter(name, { frames: 1024 });
+  return new PacketTransmitter(name, NIC_TX_OPTIONS);
 }
 
 /** An AF_XDP NIC RX ring whose frames the daemon puts into the switch itself (intake()). */

@@ -37,7 +37,7 @@ import type { PortSpec } from '../ports/name.js';
 import { interfaceInfo, interfaceExists, currentNetnsId, checkInterfaceName } from './ifinfo.js';
 import { PacketReceiver, PacketTransmitter, FANOUT_HASH, FANOUT_QM, RX_VLAN_VALID, pow2AtLeast, type ReceiverOptions, type TransmitterOptions } from './packet.js';
 import { abandonPacketRing, type PendingRing } from './packet-socket.js';
-import { HostSplit, SPLIT_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, splitMethod } from './split.js';
+import { HostSplit, SPLIT_MARK, WIRE_MARK, isHelperDevice, hostDeviceName, removeSplitOfThisProcess, startCaptureOfThisProcess, hostTxTurnaroundOfThisProcess, splitMethod } from './split.js';
 import { TapDevice } from './tap.js';
 import { GsoSplitter } from './gso.js';
 import { completePartialChecksum } from './csum.js';
@@ -367,10 +367,10 @@ function installSplit(port: Port, st: IfState, asked: InterfaceBackend | null, u
   const ifname = st.ifname;
   for (;;) {
     try {
-      // With tcx what the stack sends is captured once a handle binds the host RX ring (the
-      // host TAP is made only then: a netmap:IF open makes one device, not two); with tc from
-      // the start (switching later would spawn tc again). Where AF_XDP will likely serve, its
-      // program cuts the wire (no tcx ingress link; added below if it does not).
+      // With nft and tcx what the stack sends is captured once a handle binds the host RX ring
+      // (the host TAP is made only then: a netmap:IF open makes no device); with tc from the
+      // start (switching later would spawn tc again). Where AF_XDP will likely serve, its
+      // program cuts the wire (no ingress chain or link; added below if it does not).
       const split = HostSplit.install(ifname, {
         capture: port.rxRings.some((r) => r.host) || splitMethod() === 'tc',
         ingressCut: asked === 'packet' || unfit !== null,
@@ -391,7 +391,7 @@ function installSplit(port: Port, st: IfState, asked: InterfaceBackend | null, u
         reg.portSet(port.index, L.PE_IF_USERS, 0);
         reg.portSet(port.index, L.PE_IF_SINK_FD, split.lockFd); // the ownership lock
         reg.portSet(port.index, L.PE_IF_HOST_FD, split.capture ? split.hostFd : 0);
-        reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.ingressLink));
+        reg.portSet(port.index, L.PE_IF_INGRESS_LINK_FD, Math.max(0, split.cutWord));
         reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, Math.max(0, split.egressLink));
         reg.portSet(port.index, L.PE_IF_FANOUT, 0);
       });
@@ -431,7 +431,8 @@ function nicReceiverOptions(ifname: string, n: number): ReceiverOptions {
   };
 }
 
-const NIC_TX_OPTIONS: TransmitterOptions = { frames: 1024 };
+/** A NIC TX ring's transmitter: to the wire (qdisc bypass, WIRE_MARK for the nft split's egress chain). */
+export const NIC_TX_OPTIONS: TransmitterOptions = { frames: 1024, mark: WIRE_MARK };
 const HOST_TX_OPTIONS: TransmitterOptions = { frames: 256, qdiscBypass: false, mark: SPLIT_MARK };
 
 /**
@@ -539,8 +540,7 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
   }
   for (const r of port.txRings) {
     if (r.host) {
-      st.hostTx ??= new PacketTransmitter(ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
-      st.hostTxRefs++;
+      openHostTx(port, st);
       done.push(r);
       continue;
     }
@@ -552,6 +552,31 @@ function bindRingList(port: Port, st: IfState, done: Ring[]): void {
     st.txRefs[k]!++;
     done.push(r);
   }
+}
+
+/**
+ * Counts a handle into this thread's host TX transmitter, made at the first: after the split's
+ * way for marked frames into the stack, made once per process where the split needs its own
+ * (nft: a tcx turnaround link, whose descriptor the registry keeps for whichever thread closes
+ * last).
+ */
+function openHostTx(port: Port, st: IfState): void {
+  if (st.hostTx === null) {
+    const reg = registry();
+    reg.locked(() => {
+      if (reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD) > 0) return;
+      let link: number;
+      if (st.split !== null) {
+        st.split.addHostTxPath();
+        link = st.split.egressLink;
+      } else {
+        link = hostTxTurnaroundOfThisProcess(reg.portGet(port.index, L.PE_IF_IFINDEX), reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD));
+      }
+      if (link > 0) reg.portSet(port.index, L.PE_IF_EGRESS_LINK_FD, link);
+    });
+    st.hostTx = new PacketTransmitter(st.ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
+  }
+  st.hostTxRefs++;
 }
 
 /** The host TX ring's begun transmitter, taken out of st.begun. */
@@ -572,8 +597,7 @@ function bindXdpRings(port: Port, st: IfState, done: Ring[]): void {
   for (const r of [...port.rxRings, ...port.txRings]) {
     if (r.host) {
       if (r.dir === L.RING_DIR_TX) {
-        st.hostTx ??= new PacketTransmitter(st.ifname, { ...HOST_TX_OPTIONS, begun: takeHostTx(st) });
-        st.hostTxRefs++;
+        openHostTx(port, st);
         done.push(r);
       } else {
         hostCapture(port, st); // the host TAP is read by whichever thread syncs the ring
@@ -714,7 +738,7 @@ function hostCapture(port: Port, st: IfState): void {
       st.split.setCapture(true);
       st.hostRead = st.split.host;
     } else {
-      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
+      st.hostRead = startCaptureOfThisProcess(st.ifname, ifindex, reg.portGet(port.index, L.PE_IF_INGRESS_LINK_FD), reg.portGet(port.index, L.PE_IF_EGRESS_LINK_FD));
     }
     reg.portSet(port.index, L.PE_IF_HOST_FD, st.hostRead.fd);
   });

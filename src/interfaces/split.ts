@@ -8,16 +8,26 @@
  *  - frames the stack sends no longer reach the wire: an egress program redirects them to
  *    `nmh<ifindex>`, a TAP whose descriptor we read (the host RX ring) — or drops them while
  *    nobody wants them;
- *  - frames for the wire are sent with PACKET_QDISC_BYPASS, which skips tc egress (NIC TX ring);
+ *  - frames for the wire are sent with PACKET_QDISC_BYPASS, which skips tc egress (NIC TX ring),
+ *    and carry skb mark WIRE_MARK, which nf_tables' egress chain lets through;
  *  - frames for the stack (host TX ring) are sent on IF carrying skb mark SPLIT_MARK; the egress
  *    program turns them around into IF's ingress, where the ingress program lets marked frames
  *    through to the stack. Receivers of the NIC RX ring drop marked frames (dropMark option).
  *
- * Two implementations, chosen at run time (splitMethod()):
- *  - 'tcx' (kernel 6.6+): two eBPF SCHED_CLS programs assembled here, attached with
- *    BPF_LINK_CREATE at BPF_TCX_INGRESS / BPF_TCX_EGRESS. The links are descriptors of the owning
- *    process: they go away with it, also on SIGKILL, so a crash leaves nothing on IF. No process
- *    is spawned.
+ * Three implementations, chosen at run time (splitMethod()):
+ *  - 'nft' (the default; nf_tables with netdev egress, Linux 5.16+, and tcx for the host TX ring):
+ *    a netdev table `nmts<ifindex>` owned by our NETLINK_NETFILTER socket, with an ingress chain
+ *    and an egress chain on IF (policy drop, marked frames accepted, the rest of what the stack
+ *    sends forwarded to the host TAP while capturing). Made and removed in well under a
+ *    millisecond, with no RCU grace period under the RTNL lock; the kernel deletes the table when
+ *    the socket closes, also on SIGKILL. nf_tables cannot send a frame into an interface's own
+ *    ingress, so the host TX ring's turnaround is a tcx egress link (`nmts_host`), made only when
+ *    a host TX ring is first bound.
+ *  - 'tcx' (kernel 6.6+, where nf_tables is missing, or NETMAP_TS_SPLIT=tcx): two eBPF SCHED_CLS
+ *    programs assembled here, attached with BPF_LINK_CREATE at BPF_TCX_INGRESS / BPF_TCX_EGRESS.
+ *    The links are descriptors of the owning process: they go away with it, also on SIGKILL, so a
+ *    crash leaves nothing on IF. Each link's creation and release waits for an RCU grace period
+ *    under the RTNL lock. No process is spawned.
  *  - 'tc' (older kernels, or NETMAP_TS_SPLIT=tc): classic-BPF cls_bpf filters and mirred actions
  *    on a clsact qdisc, installed by spawning `tc`. These stay after a crash until the next
  *    install or removeStaleSplits() removes them; ours are recognised by their preferences
@@ -36,31 +46,101 @@ import { interfaceInfo, interfaceExists, setInterfaceUp, checkInterfaceName } fr
 import { TapDevice } from './tap.js';
 import * as native from '../native/index.js';
 import * as bpf from '../native/bpf.js';
+import * as nft from '../native/nftables.js';
 import { links, tcFilterPrefs, TC_PARENT_INGRESS, TC_PARENT_EGRESS } from '../native/netlink.js';
 
 /** skb mark of frames we hand to the host stack ('NMTS'). */
 export const SPLIT_MARK = 0x4e4d5453;
+/**
+ * skb mark of the frames our NIC TX rings send to the wire ('NMTW'). Qdisc bypass skips tc and
+ * tcx egress but not nf_tables' egress hook (AF_PACKET runs it since Linux 6.1), where the nft
+ * split lets these through and takes everything else the stack sends. Across a network namespace
+ * the kernel clears the mark; a veth peer in the same namespace receives it.
+ */
+export const WIRE_MARK = 0x4e4d5457;
 /** tc filter preference of our rules ('NM'); the egress capture rule uses SPLIT_PREF + 1. */
 export const SPLIT_PREF = 0x4e4d;
-/** Names of our tcx programs (kept by the kernel, shown by bpftool). */
-export const TCX_INGRESS_NAME = 'nmts_cut', TCX_EGRESS_NAME = 'nmts_out';
-/** Environment variable forcing one implementation: 'tc' or 'tcx'. */
+/** Names of our tcx programs (kept by the kernel, shown by bpftool): the cut, the egress, the host TX turnaround. */
+export const TCX_INGRESS_NAME = 'nmts_cut', TCX_EGRESS_NAME = 'nmts_out', TCX_HOST_NAME = 'nmts_host';
+/** Environment variable forcing one implementation: 'nft', 'tcx' or 'tc'. */
 export const SPLIT_ENV = 'NETMAP_TS_SPLIT';
 const TC_TIMEOUT_MS = 10_000;
 
-export type SplitMethod = 'tcx' | 'tc';
+export type SplitMethod = 'nft' | 'tcx' | 'tc';
 
-/** Whether tcx links worked on this kernel (null: not tried yet in this thread). */
+/** Whether nf_tables chains and tcx links worked on this kernel (null: not tried yet in this thread). */
+let nftWorks: boolean | null = null;
 let tcxWorks: boolean | null = null;
 
 /**
- * The implementation installs use: NETMAP_TS_SPLIT=tc|tcx forces one; otherwise tcx unless a
- * link attempt found the kernel without it (then tc for the rest of the thread's life).
+ * The implementation installs use: NETMAP_TS_SPLIT=nft|tcx|tc forces one; otherwise nft, unless
+ * an attempt found the kernel without it (then tcx), and tc where tcx failed too (for the rest of
+ * the thread's life).
  */
 export function splitMethod(): SplitMethod {
   const forced = process.env[SPLIT_ENV];
-  if (forced === 'tc' || forced === 'tcx') return forced;
+  if (forced === 'nft' || forced === 'tc' || forced === 'tcx') return forced;
+  if (nftWorks !== false) return 'nft';
   return tcxWorks === false ? 'tc' : 'tcx';
+}
+
+/**
+ * Registry word of a split's cut (port.ts keeps it for the process's other threads): the
+ * nf_tables socket's descriptor with this flag, or the tcx ingress link's descriptor.
+ */
+export const NFT_CUT_FLAG = 0x40000000;
+
+// ---- nft: a netdev table owned by our socket --------------------------------------------------
+
+/** Name of our nf_tables table for interface `ifindex`. */
+export function nftTableName(ifindex: number): string {
+  return `nmts${ifindex}`;
+}
+
+/**
+ * The egress chain's rules: our NIC TX frames on to the wire, the host TX ring's on to the
+ * turnaround; the rest to the host TAP (or the policy's drop).
+ */
+function nftEgressRules(table: string, hostIfindex: number): nft.NftMessage[] {
+  const rules = [nft.rule(table, 'out', [...nft.markEquals(WIRE_MARK), nft.accept()]), nft.rule(table, 'out', [...nft.markEquals(SPLIT_MARK), nft.accept()])];
+  if (hostIfindex !== 0) rules.push(nft.rule(table, 'out', nft.forwardTo(hostIfindex)));
+  return rules;
+}
+
+/** The ingress chain: marked frames (the host TX ring's) on to the stack, the rest dropped. */
+function nftIngressChain(table: string, ifname: string): nft.NftMessage[] {
+  return [nft.newDropChain(table, 'in', nft.NF_NETDEV_INGRESS, ifname), nft.rule(table, 'in', [...nft.markEquals(SPLIT_MARK), nft.accept()])];
+}
+
+/**
+ * Makes the owned table of `ifname` in one transaction; returns the owning socket. EOPNOTSUPP
+ * when this kernel has no nf_tables with netdev egress hooks.
+ */
+function installNft(ifname: string, ifindex: number, ingressCut: boolean, hostIfindex: number): number {
+  const table = nftTableName(ifindex);
+  let fd: number;
+  try {
+    fd = nft.openSocket();
+  } catch (e) {
+    if (e instanceof NetmapError && e.code !== 'EPERM') fail('EOPNOTSUPP', `this kernel has no nf_tables netlink (${e.message})`);
+    throw e;
+  }
+  try {
+    const msgs = [nft.newOwnedTable(table), nft.newDropChain(table, 'out', nft.NF_NETDEV_EGRESS, ifname), ...nftEgressRules(table, hostIfindex)];
+    if (ingressCut) msgs.push(...nftIngressChain(table, ifname));
+    try {
+      nft.transact(fd, msgs, `cut '${ifname}' off from its host stack (nf_tables)`);
+    } catch (e) {
+      if (!(e instanceof NetmapError)) throw e;
+      if (e.code === 'EEXIST') fail('EBUSY', `nf_tables table netdev ${table} exists already (not made by a live netmap-ts owner: delete it with 'nft delete table netdev ${table}')`);
+      if (e.code === 'EPERM' || e.code === 'ENODEV' || e.code === 'ENOENT') throw e;
+      fail('EOPNOTSUPP', `this kernel cannot hook nf_tables chains to an interface's egress (${e.message}; needs Linux 5.16+)`);
+    }
+    return fd;
+  } catch (e) {
+    native.closeFd(fd);
+    throw e;
+  }
 }
 
 // ---- tcx: eBPF programs on BPF links --------------------------------------------------------
@@ -92,6 +172,22 @@ export function egressProgram(ifindex: number, hostIfindex: number): Buffer {
     .label('host');
   if (hostIfindex === 0) return a.movImm(0, bpf.TCX_DROP).exit().build();
   return a.movImm(1, hostIfindex).movImm(2, 0).call(bpf.BPF_FUNC_redirect).exit().build();
+}
+
+/**
+ * The host TX ring's turnaround (with the nft split, whose egress chain accepted the marked
+ * frames): frames with SPLIT_MARK are redirected into the ingress of `ifindex`; others go on.
+ */
+export function turnaroundProgram(ifindex: number): Buffer {
+  return new bpf.Asm()
+    .load(4, 2, 1, bpf.SKB_MARK)
+    .movImm(0, bpf.TCX_NEXT)
+    .jneImm(2, SPLIT_MARK, 'out')
+    .movImm(1, ifindex)
+    .movImm(2, bpf.BPF_F_INGRESS)
+    .call(bpf.BPF_FUNC_redirect)
+    .label('out').exit()
+    .build();
 }
 
 function loadTcx(insns: Buffer, name: string, attachType: number): number {
@@ -128,7 +224,7 @@ function ourTcxPrograms(ifindex: number): number[] {
     }
     for (const id of ids) {
       const name = bpf.programName(id);
-      if (name === TCX_INGRESS_NAME || name === TCX_EGRESS_NAME) out.push(id);
+      if (name === TCX_INGRESS_NAME || name === TCX_EGRESS_NAME || name === TCX_HOST_NAME) out.push(id);
     }
   }
   return out;
@@ -222,13 +318,22 @@ function hasTcRules(ifindex: number): boolean {
   return tcFilterPrefs(ifindex, TC_PARENT_INGRESS).some(ours) || tcFilterPrefs(ifindex, TC_PARENT_EGRESS).some(ours);
 }
 
+/** Whether our nf_tables table for `ifindex` exists (false where there is no nf_tables). */
+function hasNftTable(ifindex: number): boolean {
+  try {
+    return nft.tableExists(nftTableName(ifindex));
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Whether anything of ours is on `ifname`: tc rules (installed by a live owner or left by a crash)
- * or tcx programs (only ever a live owner's).
+ * Whether anything of ours is on `ifname`: tc rules (installed by a live owner or left by a
+ * crash), our nf_tables table or tcx programs (only ever a live owner's).
  */
 export function hasSplitRules(ifname: string): boolean {
   const index = interfaceInfo(ifname).index;
-  return hasTcRules(index) || ourTcxPrograms(index).length > 0;
+  return hasTcRules(index) || hasNftTable(index) || ourTcxPrograms(index).length > 0;
 }
 
 /** Removes our tc rules from `ifname` (idempotent), and its clsact qdisc if no filter is left. */
@@ -273,7 +378,7 @@ export interface SplitOptions {
   /** Redirect what the stack sends to the host TAP for reading (true) or drop it (false, default). */
   capture?: boolean;
   /**
-   * Cut the wire off the stack with the tcx ingress program (true, default). false: the caller
+   * Cut the wire off the stack with the ingress chain or program (true, default). false: the caller
    * cuts it another way — netmap:IF ports over AF_XDP, whose XDP program drops what it does not
    * redirect to a socket — and one link fewer is made and closed (each costs an RCU grace period);
    * `addIngressCut()` adds it later if that other way fails. The tc path installs its ingress rule
@@ -298,11 +403,15 @@ function openHostTap(ifindex: number): TapDevice {
 
 /**
  * Switches what the stack sends on `ifname` to the host TAP (`host`) or to a drop (null): with
- * tcx by replacing the program of link `egressLink` (BPF_LINK_UPDATE, atomic), with tc by
+ * nft by replacing the egress chain's rules in one transaction on the owning socket (`cutWord`),
+ * with tcx by replacing the program of link `egressLink` (BPF_LINK_UPDATE, atomic), with tc by
  * replacing the capture rule. Usable from any thread of the process that holds the split.
  */
-export function switchCapture(ifname: string, ifindex: number, egressLink: number, host: TapDevice | null): void {
-  if (egressLink > 0) {
+export function switchCapture(ifname: string, ifindex: number, cutWord: number, egressLink: number, host: TapDevice | null): void {
+  if (cutWord > 0 && (cutWord & NFT_CUT_FLAG) !== 0) {
+    const table = nftTableName(ifindex);
+    nft.transact(cutWord & ~NFT_CUT_FLAG, [nft.flushChain(table, 'out'), ...nftEgressRules(table, host?.ifindex ?? 0)], `switch host capture on '${ifname}'`);
+  } else if (egressLink > 0) {
     const prog = loadTcx(egressProgram(ifindex, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
     try {
       bpf.updateLink(egressLink, prog);
@@ -317,13 +426,13 @@ export function switchCapture(ifname: string, ifindex: number, egressLink: numbe
 
 /**
  * Starts capturing what the stack sends on `ifname` into a new host TAP, for a split of this
- * process installed without capture (possibly by another thread: the link is known by its
- * descriptor). Returns the TAP; it is the process's, closed with the split.
+ * process installed without capture (possibly by another thread: the split is known by its
+ * descriptors). Returns the TAP; it is the process's, closed with the split.
  */
-export function startCaptureOfThisProcess(ifname: string, ifindex: number, egressLink: number): TapDevice {
+export function startCaptureOfThisProcess(ifname: string, ifindex: number, cutWord: number, egressLink: number): TapDevice {
   const host = openHostTap(ifindex);
   try {
-    switchCapture(ifname, ifindex, egressLink, host);
+    switchCapture(ifname, ifindex, cutWord, egressLink, host);
   } catch (e) {
     host.close();
     throw e;
@@ -332,8 +441,19 @@ export function startCaptureOfThisProcess(ifname: string, ifindex: number, egres
 }
 
 /**
+ * Makes the host TX ring's way into the stack for a split of this process where it needs one of
+ * its own (nft: the tcx turnaround link; tcx's egress link and tc's rule do it already). Returns
+ * the new link's descriptor, or 0 when none was needed.
+ */
+export function hostTxTurnaroundOfThisProcess(ifindex: number, cutWord: number): number {
+  if (cutWord <= 0 || (cutWord & NFT_CUT_FLAG) === 0) return 0;
+  return attachTcx(ifindex, turnaroundProgram(ifindex), TCX_HOST_NAME, bpf.BPF_TCX_EGRESS);
+}
+
+/**
  * An installed split. Holds the ownership lock (takeInterfaceLock), the host TAP once capturing
- * (with tc always), and with tcx the two links; `host` delivers the frames the stack sends.
+ * (with tc always), with nft the owning socket (and the turnaround link once the host TX path is
+ * asked for), with tcx the two links; `host` delivers the frames the stack sends.
  * Remove with remove().
  */
 export class HostSplit {
@@ -343,44 +463,67 @@ export class HostSplit {
   readonly lockFd: number;
   /** Which implementation this split uses. */
   readonly method: SplitMethod;
-  /** tcx link descriptors (-1 with tc, and ingress without its cut: SplitOptions.ingressCut). */
-  private ingress: number;
-  readonly egressLink: number;
+  /** nft: the owning socket; tcx: the ingress link (-1 without its cut: SplitOptions.ingressCut); tc: -1. */
+  private cut: number;
+  /** tcx: the egress link; nft: the host TX turnaround link (-1 until made); tc: -1. */
+  private egress: number;
   private hostTap: TapDevice | null;
   private capturing: boolean;
   private removed = false;
 
-  private constructor(ifname: string, ifindex: number, lockFd: number, host: TapDevice | null, capture: boolean, links: [number, number] | null) {
+  private constructor(ifname: string, ifindex: number, lockFd: number, host: TapDevice | null, capture: boolean, method: SplitMethod, cut: number, egress: number) {
     this.ifname = ifname;
     this.ifindex = ifindex;
     this.lockFd = lockFd;
     this.hostTap = host;
     this.capturing = capture;
-    this.method = links === null ? 'tc' : 'tcx';
-    this.ingress = links?.[0] ?? -1;
-    this.egressLink = links?.[1] ?? -1;
+    this.method = method;
+    this.cut = cut;
+    this.egress = egress;
   }
 
-  get ingressLink(): number {
-    return this.ingress;
+  /** The cut's registry word (NFT_CUT_FLAG | the nf_tables socket, or the tcx ingress link), -1 when none. */
+  get cutWord(): number {
+    return this.method === 'nft' ? this.cut | NFT_CUT_FLAG : this.cut;
+  }
+
+  /** tcx: the egress link; nft: the host TX turnaround link; -1 when none. */
+  get egressLink(): number {
+    return this.egress;
   }
 
   /**
-   * Installs the tcx ingress cut of a split made without it (SplitOptions.ingressCut false), for
-   * a caller whose own cut did not happen. Nothing to do with tc (its rule is there) or when the
+   * Installs the ingress cut of a split made without it (SplitOptions.ingressCut false), for a
+   * caller whose own cut did not happen. Nothing to do with tc (its rule is there) or when the
    * cut is in place.
    */
   addIngressCut(): void {
     if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
-    if (this.method !== 'tcx' || this.ingress > 0) return;
-    this.ingress = attachTcx(this.ifindex, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS);
+    if (this.method === 'nft') {
+      if (this.ingressCutMade) return;
+      nft.transact(this.cut, nftIngressChain(nftTableName(this.ifindex), this.ifname), `cut '${this.ifname}' off from its host stack (ingress)`);
+      this.ingressCutMade = true;
+      return;
+    }
+    if (this.method !== 'tcx' || this.cut > 0) return;
+    this.cut = attachTcx(this.ifindex, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS);
+  }
+
+  /** nft: whether the ingress chain was made. */
+  private ingressCutMade = false;
+
+  /** Makes the host TX ring's way into the stack where it needs its own (nft; idempotent). */
+  addHostTxPath(): void {
+    if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
+    if (this.method === 'nft' && this.egress <= 0) this.egress = hostTxTurnaroundOfThisProcess(this.ifindex, this.cutWord);
   }
 
   /**
    * Cuts `ifname` off its host stack. ENXIO: no such interface; EBUSY: another live process holds
-   * it; EPERM: not root; EINVAL: one of our own helper devices; EOPNOTSUPP: NETMAP_TS_SPLIT=tcx
-   * on a kernel without tcx. With tcx and no capture, no host TAP is made (one device less to
-   * create and destroy: each costs milliseconds of RCU waits).
+   * it; EPERM: not root; EINVAL: one of our own helper devices; EOPNOTSUPP: NETMAP_TS_SPLIT=nft
+   * or tcx on a kernel without it. Without capture, no host TAP is made (nft, tcx: one device less
+   * to create and destroy, each costs milliseconds of RCU waits). With nft the host TX ring's
+   * turnaround is made by addHostTxPath().
    */
   static install(ifname: string, opts: SplitOptions = {}): HostSplit {
     checkInterfaceName(ifname);
@@ -397,20 +540,35 @@ export class HostSplit {
     let method = splitMethod();
     const made: number[] = [];
     const capture = opts.capture === true;
+    const ingressCut = opts.ingressCut !== false;
+    // A kernel without the method (or one refusing our programs): the next one, unless forced.
+    const fallBack = (e: unknown): boolean => !(e instanceof NetmapError) || e.code !== 'EOPNOTSUPP' || process.env[SPLIT_ENV] === method;
     try {
       removeTcLeftovers(ifname, info.index); // of a crashed owner on the tc path
       if (capture) host = openHostTap(info.index);
+      if (method === 'nft') {
+        try {
+          const fd = installNft(ifname, info.index, ingressCut, host?.ifindex ?? 0);
+          nftWorks = true;
+          const split = new HostSplit(ifname, info.index, lock, host, capture, 'nft', fd, -1);
+          split.ingressCutMade = ingressCut;
+          return split;
+        } catch (e) {
+          if (fallBack(e)) throw e;
+          nftWorks = false;
+          method = splitMethod();
+        }
+      }
       if (method === 'tcx') {
         try {
-          const ingress = opts.ingressCut === false ? -1 : attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS);
+          const ingress = ingressCut ? attachTcx(info.index, ingressProgram(), TCX_INGRESS_NAME, bpf.BPF_TCX_INGRESS) : -1;
           if (ingress > 0) made.push(ingress);
           const egress = attachTcx(info.index, egressProgram(info.index, host?.ifindex ?? 0), TCX_EGRESS_NAME, bpf.BPF_TCX_EGRESS);
           made.push(egress);
           tcxWorks = true;
-          return new HostSplit(ifname, info.index, lock, host, capture, [ingress, egress]);
+          return new HostSplit(ifname, info.index, lock, host, capture, 'tcx', ingress, egress);
         } catch (e) {
-          // A kernel without tcx (or one refusing our programs): today's tc path, unless forced.
-          if (!(e instanceof NetmapError) || e.code === 'EPERM' || e.code === 'ENXIO' || process.env[SPLIT_ENV] === 'tcx') throw e;
+          if (fallBack(e)) throw e;
           for (const fd of made.splice(0)) native.closeFd(fd);
           tcxWorks = false;
           method = 'tc';
@@ -418,7 +576,7 @@ export class HostSplit {
       }
       host ??= openHostTap(info.index);
       installTcRules(ifname, host.name, capture);
-      return new HostSplit(ifname, info.index, lock, host, capture, null);
+      return new HostSplit(ifname, info.index, lock, host, capture, 'tc', -1, -1);
     } catch (e) {
       for (const fd of made) native.closeFd(fd);
       if (method === 'tc') try { removeRules(ifname); } catch { /* best effort */ }
@@ -447,8 +605,8 @@ export class HostSplit {
   setCapture(on: boolean): void {
     if (this.removed) fail('ENXIO', `the split of '${this.ifname}' was removed`);
     if (on === this.capturing) return;
-    if (on && this.hostTap === null) this.hostTap = startCaptureOfThisProcess(this.ifname, this.ifindex, this.egressLink);
-    else switchCapture(this.ifname, this.ifindex, this.egressLink, on ? this.hostTap : null);
+    if (on && this.hostTap === null) this.hostTap = startCaptureOfThisProcess(this.ifname, this.ifindex, this.cutWord, this.egress);
+    else switchCapture(this.ifname, this.ifindex, this.cutWord, this.egress, on ? this.hostTap : null);
     this.capturing = on;
   }
 
@@ -456,27 +614,28 @@ export class HostSplit {
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    removeSplitOfThisProcess(this.ifname, this.lockFd, this.hostFd, this.ingressLink, this.egressLink);
+    removeSplitOfThisProcess(this.ifname, this.lockFd, this.hostFd, this.cutWord, this.egress);
   }
 }
 
 /**
  * Removes the split of `ifname` that this process installed, possibly from another thread than
  * the installer's (descriptors belong to the process, not to the thread that opened them): its
- * tcx links (or, when there are none, our tc rules), its host TAP, and `alsoClose` (the port's
- * sockets, its XDP link), all closed at once on native threads (closeConcurrently: each waits for
- * an RCU grace period, together they wait about one), then the ownership lock.
+ * nf_tables socket (the kernel deletes the table it owns) or tcx links (or, when there are none,
+ * our tc rules), its host TAP, and `alsoClose` (the port's sockets, its XDP link), all closed at
+ * once on native threads (closeConcurrently: the links' releases each wait for an RCU grace
+ * period, together they wait about one), then the ownership lock.
  */
-export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd: number, ingressLink = -1, egressLink = -1, alsoClose: readonly number[] = []): void {
+export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd: number, cutWord = -1, egressLink = -1, alsoClose: readonly number[] = []): void {
   const fds = [...alsoClose];
   try {
-    if (ingressLink <= 0 && egressLink <= 0 && interfaceExists(ifname)) {
+    if (cutWord <= 0 && egressLink <= 0 && interfaceExists(ifname)) {
       native.closeConcurrently(fds.splice(0));
       removeRules(ifname);
     }
   } finally {
     try {
-      native.closeConcurrently([...fds, ingressLink, egressLink, hostFd]);
+      native.closeConcurrently([...fds, cutWord > 0 ? cutWord & ~NFT_CUT_FLAG : -1, egressLink, hostFd]);
     } finally {
       if (lockFd > 0) native.closeFd(lockFd);
     }
@@ -484,8 +643,8 @@ export function removeSplitOfThisProcess(ifname: string, lockFd: number, hostFd:
 }
 
 /**
- * Removes a split left by a dead owner on `ifname` (tc rules; tcx links never outlive their
- * owner). Returns true when leftovers were removed; false when there were none; EBUSY when a live
+ * Removes a split left by a dead owner on `ifname` (tc rules; nf_tables tables and tcx links
+ * never outlive their owner). Returns true when leftovers were removed; false when there were none; EBUSY when a live
  * process holds the interface.
  */
 export function removeStaleSplit(ifname: string): boolean {

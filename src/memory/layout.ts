@@ -128,7 +128,11 @@ export const PE_IF_USERS = PE_EXTRA + 16;
 export const PE_IF_SINK_FD = PE_EXTRA + 20;
 export const PE_IF_HOST_FD = PE_EXTRA + 24;
 export const PE_IF_FANOUT = PE_EXTRA + 28;
-/** Interface ports, for the process holding a tcx split: the descriptors of its two links (0 with tc). */
+/**
+ * Interface ports, for the process holding the split: its cut (nft: the nf_tables socket's
+ * descriptor | NFT_CUT_FLAG of src/interfaces/split.ts; tcx: the ingress link) and its egress
+ * link (tcx: the egress program's; nft: the host TX turnaround, once made); 0 with tc.
+ */
 export const PE_IF_INGRESS_LINK_FD = PE_EXTRA + 32;
 export const PE_IF_EGRESS_LINK_FD = PE_EXTRA + 36;
 /**

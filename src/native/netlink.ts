@@ -6,16 +6,55 @@
 import { NetmapError, errnoName } from '../errors.js';
 import * as native from './index.js';
 
-const AF_NETLINK = 16, NETLINK_ROUTE = 0;
-const NLM_F_REQUEST = 1, NLM_F_DUMP = 0x300;
-const NLMSG_ERROR = 2, NLMSG_DONE = 3;
+export const AF_NETLINK = 16;
+const NETLINK_ROUTE = 0;
+export const NLM_F_REQUEST = 1;
+const NLM_F_DUMP = 0x300;
+export const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
 export const RTM_GETLINK = 18, RTM_GETTFILTER = 46;
 export const IFLA_IFNAME = 3;
-const NLMSG_HDRLEN = 16;
+export const NLMSG_HDRLEN = 16;
 const RECV_TIMEOUT_MS = 2000;
 
 let seq = 1;
 let recvBuffer: Buffer | null = null;
+
+/**
+ * Reads the kernel's answers on netlink socket `fd` (non-blocking), handing each message (type,
+ * sequence number, the whole message) to `take` until it returns true. ETIMEDOUT when the kernel
+ * stays silent for RECV_TIMEOUT_MS.
+ */
+export function readAnswers(fd: number, what: string, take: (type: number, seq: number, msg: Buffer) => boolean): void {
+  // one receive buffer for every request of this thread (each open looks for tc leftovers: a
+  // fresh 64 KiB buffer for each of those dumps cost milliseconds of an interface open)
+  const buf = (recvBuffer ??= Buffer.alloc(64 * 1024));
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(native.POLLIN, 4);
+  const deadline = Date.now() + RECV_TIMEOUT_MS;
+  for (;;) {
+    const n = native.readAt(fd, native.bufferAddress(buf), buf.length);
+    if (n === -11 /* EAGAIN */) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new NetmapError('ETIMEDOUT', `${what}: no answer from the kernel`);
+      native.poll(pfd, 1, left);
+      continue;
+    }
+    if (n < 0) throw new NetmapError(errnoName(-n), `${what} failed: errno ${-n}`);
+    for (let at = 0; at + NLMSG_HDRLEN <= n;) {
+      const len = buf.readUInt32LE(at);
+      if (len < NLMSG_HDRLEN || at + len > n) break;
+      if (take(buf.readUInt16LE(at + 4), buf.readUInt32LE(at + 8), buf.subarray(at, at + len))) return;
+      at += (len + 3) & ~3;
+    }
+  }
+}
+
+/** The errno an NLMSG_ERROR message `msg` carries (0: an acknowledgement). */
+export function answerErrno(msg: Buffer): number {
+  return -msg.readInt32LE(NLMSG_HDRLEN);
+}
 
 /**
  * Sends dump request `type` with `payload` (the family header: ifinfomsg, tcmsg...) and returns
@@ -34,37 +73,18 @@ export function dump(type: number, payload: Buffer): Buffer[] {
     const sent = native.sendto(fd, native.bufferAddress(req), req.length, 0);
     if (sent !== req.length) throw new NetmapError(errnoName(-sent), `netlink request ${type} failed: errno ${-sent}`);
     const out: Buffer[] = [];
-    // one receive buffer for every dump of this thread (each open looks for tc leftovers: a fresh
-    // 64 KiB buffer for each of those dumps cost milliseconds of an interface open)
-    const buf = (recvBuffer ??= Buffer.alloc(64 * 1024));
-    const pfd = Buffer.alloc(8);
-    pfd.writeInt32LE(fd, 0);
-    pfd.writeInt16LE(native.POLLIN, 4);
-    const deadline = Date.now() + RECV_TIMEOUT_MS;
-    for (;;) {
-      const n = native.readAt(fd, native.bufferAddress(buf), buf.length);
-      if (n === -11 /* EAGAIN */) {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new NetmapError('ETIMEDOUT', `netlink dump ${type}: no answer from the kernel`);
-        native.poll(pfd, 1, left);
-        continue;
+    readAnswers(fd, `netlink dump ${type}`, (t, s, msg) => {
+      if (s !== mySeq) return false;
+      if (t === NLMSG_DONE) return true;
+      if (t === NLMSG_ERROR) {
+        const err = answerErrno(msg);
+        if (err === 0) return true;
+        throw new NetmapError(errnoName(err), `netlink dump ${type} refused: errno ${err}`);
       }
-      if (n < 0) throw new NetmapError(errnoName(-n), `netlink dump ${type} failed: errno ${-n}`);
-      for (let at = 0; at + NLMSG_HDRLEN <= n;) {
-        const len = buf.readUInt32LE(at), t = buf.readUInt16LE(at + 4);
-        if (len < NLMSG_HDRLEN || at + len > n) break;
-        if (buf.readUInt32LE(at + 8) === mySeq) {
-          if (t === NLMSG_DONE) return out;
-          if (t === NLMSG_ERROR) {
-            const err = -buf.readInt32LE(at + NLMSG_HDRLEN);
-            if (err === 0) return out;
-            throw new NetmapError(errnoName(err), `netlink dump ${type} refused: errno ${err}`);
-          }
-          out.push(Buffer.from(buf.subarray(at + NLMSG_HDRLEN, at + len)));
-        }
-        at += (len + 3) & ~3;
-      }
-    }
+      out.push(Buffer.from(msg.subarray(NLMSG_HDRLEN)));
+      return false;
+    });
+    return out;
   } finally {
     native.closeFd(fd);
   }

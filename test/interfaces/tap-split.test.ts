@@ -10,7 +10,7 @@ after(() => fs.rmSync(process.env.NETMAP_TS_DIR!, { recursive: true, force: true
 const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
 const { PacketReceiver, PacketTransmitter } = await import('../../src/interfaces/packet.js');
 const { TapDevice, removeTap } = await import('../../src/interfaces/tap.js');
-const { HostSplit, SPLIT_MARK, hasSplitRules, removeStaleSplits, sinkDeviceName, splitMethod, ingressProgram, egressProgram, interfaceLockHeld } = await import('../../src/interfaces/split.js');
+const { HostSplit, SPLIT_MARK, WIRE_MARK, hasSplitRules, removeStaleSplits, sinkDeviceName, splitMethod, ingressProgram, egressProgram, turnaroundProgram, interfaceLockHeld, nftTableName } = await import('../../src/interfaces/split.js');
 const { BPF_TCX_INGRESS, BPF_TCX_EGRESS, BPF_PROG_TYPE_SCHED_CLS, SKB_MARK, TCX_DROP, TCX_NEXT, TCX_REDIRECT, queryPrograms, loadProgram, testRun } = await import('../../src/native/bpf.js');
 const { closeFd } = await import('../../src/native/index.js');
 const { interfaceExists, interfaceInfo } = await import('../../src/interfaces/ifinfo.js');
@@ -20,7 +20,7 @@ const { arpRequest, mac } = await import('./frames.js');
 
 const skip = skipReason(['tc', 'ping', 'tun']);
 if (skip !== null) console.log(`# skipping TAP and split tests: ${skip}`);
-else console.log(`# split implementation: ${(await import('../../src/interfaces/split.js')).splitMethod()} (NETMAP_TS_SPLIT=tc|tcx forces one)`);
+else console.log(`# split implementation: ${(await import('../../src/interfaces/split.js')).splitMethod()} (NETMAP_TS_SPLIT=nft|tcx|tc forces one)`);
 const opts = { skip: skip ?? false, timeout: 60_000 };
 
 const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
@@ -108,6 +108,16 @@ test('split: the stack stops seeing the wire (ping fails, our receiver still see
   assert.equal(hasSplitRules('a0'), false);
   assert.equal(interfaceLockHeld(interfaceInfo('a0').index), false, 'the ownership lock went with remove()');
   assert.equal(interfaceExists(sinkDeviceName(interfaceInfo('a0').index)), false, 'no helper device is left');
+  if (splitMethod() === 'nft') {
+    // a table of our name that no live owner of ours made (someone's `nft`): EBUSY, saying how to
+    // delete it; nothing is left half-made and the table is untouched
+    const table = nftTableName(interfaceInfo('a0').index);
+    lab.must(a, 'nft', ['add', 'table', 'netdev', table]);
+    assert.throws(() => HostSplit.install('a0'), (e: unknown) => isCode('EBUSY')(e) && /nft delete table netdev/.test((e as Error).message));
+    assert.equal(interfaceLockHeld(interfaceInfo('a0').index), false, 'the failed install let the lock go');
+    assert.match(lab.run(a, 'nft', ['list', 'tables']).stdout, new RegExp(`netdev ${table}\\b`));
+    lab.must(a, 'nft', ['delete', 'table', 'netdev', table]);
+  }
   lab.leave();
   assert.ok(ping(lab, b, '198.18.0.1'), 'ping works after');
 }));
@@ -119,8 +129,9 @@ test('split: a userspace bridge between the wire and the host rings carries a pi
   lab.addr(b, 'b0', '198.18.0.2/24');
   lab.enter(a);
   const split = HostSplit.install('a0', { capture: true });
+  split.addHostTxPath(); // nft: the tcx turnaround of marked frames into the stack
   const rx = new PacketReceiver('a0', { dropMark: SPLIT_MARK });
-  const nicTx = new PacketTransmitter('a0');
+  const nicTx = new PacketTransmitter('a0', { mark: WIRE_MARK });
   const hostTx = new PacketTransmitter('a0', { qdiscBypass: false, mark: SPLIT_MARK });
   lab.leave();
   try {
@@ -163,13 +174,13 @@ test('split: a userspace bridge between the wire and the host rings carries a pi
   }
 }));
 
-test('split: after SIGKILL of the owner, tcx leaves nothing and the stack works at once; tc leftovers go at the next install or removeStaleSplits', opts, () => withLab(async (lab) => {
+test('split: after SIGKILL of the owner, nft and tcx leave nothing and the stack works at once; tc leftovers go at the next install or removeStaleSplits', opts, () => withLab(async (lab) => {
   const a = lab.ns('a'), b = lab.ns('b');
   lab.veth(a, 'a0', b, 'b0');
   lab.addr(a, 'a0', '198.18.0.1/24');
   lab.addr(b, 'b0', '198.18.0.2/24');
   const mod = new URL('../../src/interfaces/split.js', import.meta.url).pathname;
-  const script = `import(${JSON.stringify(mod)}).then((m) => { const s = m.HostSplit.install('a0', { capture: true }); console.log('ready ' + s.method); setInterval(() => {}, 1000); });`;
+  const script = `import(${JSON.stringify(mod)}).then((m) => { const s = m.HostSplit.install('a0', { capture: true }); s.addHostTxPath(); console.log('ready ' + s.method); setInterval(() => {}, 1000); });`;
   for (const recovery of ['install', 'sweep'] as const) {
     const child = lab.spawn(a, process.execPath, ['--input-type=module', '-e', script]);
     let out = '';
@@ -190,11 +201,12 @@ test('split: after SIGKILL of the owner, tcx leaves nothing and the stack works 
     lab.enter(a);
     const index = interfaceInfo('a0').index;
     assert.equal(interfaceLockHeld(index), false, 'the EBUSY token (the ownership lock) went with its holder');
-    if (method === 'tcx') {
-      // nothing of ours: no tcx program, no tc filter, no qdisc; the stack works without an install
+    if (method !== 'tc') {
+      // nothing of ours: no table, no tcx program, no tc filter, no qdisc; the stack works without an install
       for (const hook of [BPF_TCX_INGRESS, BPF_TCX_EGRESS]) assert.deepEqual(queryPrograms(index, hook), [], `no program left at tcx hook ${hook}`);
       assert.equal(hasSplitRules('a0'), false, 'nothing of ours left after SIGKILL');
       lab.leave();
+      assert.doesNotMatch(lab.run(a, 'nft', ['list', 'tables']).stdout, new RegExp(nftTableName(index)), 'no nf_tables table');
       assert.equal(lab.run(a, 'tc', ['filter', 'show', 'dev', 'a0', 'ingress']).stdout.trim(), '', 'no tc ingress filter');
       assert.equal(lab.run(a, 'tc', ['filter', 'show', 'dev', 'a0', 'egress']).stdout.trim(), '', 'no tc egress filter');
       assert.doesNotMatch(lab.run(a, 'tc', ['qdisc', 'show', 'dev', 'a0']).stdout, /clsact/, 'no clsact qdisc');
@@ -240,6 +252,9 @@ test('split programs: verdicts of the tcx ingress and egress programs', { skip: 
     const drop = load(egressProgram(1, 0), BPF_TCX_EGRESS); fds.push(drop);
     assert.equal(testRun(drop, frame, plain), TCX_DROP, 'without capture what the stack sends is dropped');
     assert.equal(testRun(drop, frame, marked), TCX_REDIRECT, 'marked frames are still turned around');
+    const turn = load(turnaroundProgram(1), BPF_TCX_EGRESS); fds.push(turn);
+    assert.equal(testRun(turn, frame, plain), TCX_NEXT, 'nft turnaround: unmarked frames go on (the nft egress chain has already dropped or forwarded them)');
+    assert.equal(testRun(turn, frame, marked), TCX_REDIRECT, 'nft turnaround: marked frames are turned around into ingress');
   } finally {
     for (const fd of fds) closeFd(fd);
   }

@@ -28,7 +28,7 @@ const L = await import('../../src/memory/layout.js');
 const { NetmapError } = await import('../../src/errors.js');
 const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
 const bpf = await import('../../src/native/bpf.js');
-const { TCX_INGRESS_NAME, TCX_EGRESS_NAME } = await import('../../src/interfaces/split.js');
+const { TCX_INGRESS_NAME, TCX_EGRESS_NAME, splitMethod, nftTableName } = await import('../../src/interfaces/split.js');
 
 const skip = skipReason(['tc', 'ping']);
 if (skip !== null) console.log(`# skipping AF_XDP tests: ${skip}`);
@@ -47,6 +47,15 @@ function hasXdp(lab: LabT, ns: string, dev: string): boolean {
 /** Names of the tcx programs on `dev` at `attachType` (this thread's namespace). */
 function tcxNames(dev: string, attachType: number): string[] {
   return bpf.queryPrograms(interfaceIndex(dev), attachType).map((id) => bpf.programName(id) ?? '?');
+}
+
+/** Which of the split's two hooks are on `dev` in `ns` (this thread in it): its ingress cut, its egress chain or program. */
+function splitHooks(lab: LabT, ns: string, dev: string): { ingress: boolean; egress: boolean } {
+  if (splitMethod() === 'nft') {
+    const out = lab.run(ns, 'nft', ['list', 'table', 'netdev', nftTableName(interfaceIndex(dev))]).stdout;
+    return { ingress: /chain in \{/.test(out), egress: /chain out \{/.test(out) };
+  }
+  return { ingress: tcxNames(dev, bpf.BPF_TCX_INGRESS).includes(TCX_INGRESS_NAME), egress: tcxNames(dev, bpf.BPF_TCX_EGRESS).includes(TCX_EGRESS_NAME) };
 }
 
 function ping(lab: LabT, ns: string, addr: string): boolean {
@@ -143,9 +152,8 @@ test('AF_XDP by default on a veth (native, copy mode): frames in by buffer swap 
     }
     assert.ok(seqs.size >= sent * 0.95, `received ${seqs.size} of ${sent}`);
     assert.equal(interfacePortStats(p)!.strayDescriptors, 0, 'every RX descriptor was a buffer the ring lent');
-    // the XDP program is the wire cut: no tcx ingress program, the egress one is there
-    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_INGRESS), []);
-    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_EGRESS), [TCX_EGRESS_NAME]);
+    // the XDP program is the wire cut: no ingress chain or program of the split, the egress one is there
+    assert.deepEqual(splitHooks(lab, a, 'a0'), { ingress: false, egress: true });
     const bufs = new Set<number>();
     for (let i = 0; i < r.numSlots; i++) {
       const idx = r.slotBufIdx(i);
@@ -348,8 +356,8 @@ test('a driver without native XDP (a bridge device): the program runs in SKB mod
     const p = openPort('netmap:d0');
     try {
       assert.equal(p.backend, 'xdp skb copy');
-      // in SKB mode the program passes what it does not redirect: the tcx ingress program cuts
-      assert.deepEqual(tcxNames('d0', bpf.BPF_TCX_INGRESS), [TCX_INGRESS_NAME]);
+      // in SKB mode the program passes what it does not redirect: the split's ingress chain or program cuts
+      assert.deepEqual(splitHooks(lab, a, 'd0'), { ingress: true, egress: true });
       const t = p.txRings[0]!;
       for (let s = 0; s < 40; s++) {
         const i = t.head;
@@ -528,7 +536,7 @@ test('the XDP program is the wire cut: with no socket on any queue (netmap:IF^) 
   const p = openPort('netmap:a0^');
   try {
     assert.ok(hasXdp(lab, a, 'a0'), 'the program is attached though no ring has a socket');
-    assert.deepEqual(tcxNames('a0', bpf.BPF_TCX_INGRESS), [], 'no tcx ingress program: the XDP program cuts');
+    assert.equal(splitHooks(lab, a, 'a0').ingress, false, 'no ingress chain or program of the split: the XDP program cuts');
     lab.leave();
     assert.equal(ping(lab, b, '198.18.0.1'), false, 'the stack does not see the wire while the port is open');
     lab.enter(a);
