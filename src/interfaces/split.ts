@@ -238,6 +238,9 @@ function ourTcxPrograms(ifindex: number): number[] {
 const BPF_DROP_UNMARKED = `4,32 0 0 4294963220,21 1 0 ${SPLIT_MARK},6 0 0 2,6 0 0 4294967295`;
 const BPF_MARK = `4,32 0 0 4294963220,21 0 1 ${SPLIT_MARK},6 0 0 4294967295,6 0 0 0`;
 const BPF_ALL = '1,6 0 0 4294967295';
+// Direct action, every frame -> TC_ACT_SHOT: the drop without tc's gact action module, which
+// kernels may lack (this one does: "Failed to load TC action module").
+const BPF_SHOT_ALL = '1,6 0 0 2';
 
 /** Name of the former sink TAP (the ownership lock before interfaceLock); reserved still. */
 export function sinkDeviceName(ifindex: number): string {
@@ -354,9 +357,9 @@ function removeTcLeftovers(ifname: string, ifindex: number): boolean {
   return true;
 }
 
-/** The tc action for what the stack sends: to the host TAP, or dropped. */
-function captureAction(hostName: string | null): string[] {
-  return hostName !== null ? ['action', 'mirred', 'egress', 'redirect', 'dev', hostName] : ['action', 'drop'];
+/** The cls_bpf filter for what the stack sends: to the host TAP (mirred), or dropped (direct action). */
+function captureFilter(hostName: string | null): string[] {
+  return hostName !== null ? ['bytecode', BPF_ALL, 'action', 'mirred', 'egress', 'redirect', 'dev', hostName] : ['da', 'bytecode', BPF_SHOT_ALL];
 }
 
 function installTcRules(ifname: string, hostName: string, capture: boolean): void {
@@ -364,8 +367,8 @@ function installTcRules(ifname: string, hostName: string, capture: boolean): voi
   tcMust(['filter', 'add', 'dev', ifname, 'ingress', 'pref', String(SPLIT_PREF), 'bpf', 'da', 'bytecode', BPF_DROP_UNMARKED], `cut '${ifname}' off from its host stack (ingress)`);
   tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF), 'bpf', 'bytecode', BPF_MARK,
     'action', 'mirred', 'ingress', 'redirect', 'dev', ifname], `route host-ring frames into the stack of '${ifname}'`);
-  tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-    ...captureAction(capture ? hostName : null)], `cut '${ifname}' off from its host stack (egress)`);
+  tcMust(['filter', 'add', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf',
+    ...captureFilter(capture ? hostName : null)], `cut '${ifname}' off from its host stack (egress)`);
 }
 
 function disableIpv6(dev: string): void {
@@ -419,8 +422,8 @@ export function switchCapture(ifname: string, ifindex: number, cutWord: number, 
       native.closeFd(prog);
     }
   } else {
-    tcMust(['filter', 'replace', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf', 'bytecode', BPF_ALL,
-      ...captureAction(host?.name ?? null)], `switch host capture on '${ifname}'`);
+    tcMust(['filter', 'replace', 'dev', ifname, 'egress', 'pref', String(SPLIT_PREF + 1), 'handle', '1', 'bpf',
+      ...captureFilter(host?.name ?? null)], `switch host capture on '${ifname}'`);
   }
 }
 
