@@ -18,7 +18,7 @@ const { space } = await import('../../src/memory/space.js');
 const { NetmapError } = await import('../../src/errors.js');
 const { arpRequest, mac } = await import('./frames.js');
 
-const skip = skipReason(['tc', 'ping', 'tun']);
+const skip = skipReason(['tc', 'ping', 'tun', ...(splitMethod() === 'nft' ? ['nft'] : [])]);
 if (skip !== null) console.log(`# skipping TAP and split tests: ${skip}`);
 else console.log(`# split implementation: ${(await import('../../src/interfaces/split.js')).splitMethod()} (NETMAP_TS_SPLIT=nft|tcx|tc forces one)`);
 const opts = { skip: skip ?? false, timeout: 60_000 };

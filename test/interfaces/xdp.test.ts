@@ -30,7 +30,7 @@ const { udpFrame, parseUdpFrame, mac } = await import('./frames.js');
 const bpf = await import('../../src/native/bpf.js');
 const { TCX_INGRESS_NAME, TCX_EGRESS_NAME, splitMethod, nftTableName } = await import('../../src/interfaces/split.js');
 
-const skip = skipReason(['tc', 'ping']);
+const skip = skipReason(['tc', 'ping', ...(splitMethod() === 'nft' ? ['nft'] : [])]);
 if (skip !== null) console.log(`# skipping AF_XDP tests: ${skip}`);
 const opts = { skip: skip ?? false, timeout: 90_000 };
 const isCode = (code: string) => (e: unknown): boolean => e instanceof NetmapError && e.code === code;
