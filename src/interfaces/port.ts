@@ -193,7 +193,9 @@ function askedBackend(port: Port): InterfaceBackend | null {
   const c = port.parsed.conf.backend;
   if (c !== undefined) return c;
   const env = process.env.NETMAP_TS_IF_BACKEND;
-  return env === 'xdp' || env === 'packet' ? env : null;
+  if (env === 'xdp' || env === 'packet') return env;
+  if (env !== undefined && env !== '') fail('EINVAL', `${port.spec}: NETMAP_TS_IF_BACKEND=${env}: not a backend (xdp or packet; unset: AF_XDP where it works)`);
+  return null;
 }
 
 /** sp.u32 index of kring word `field` (KR_IF_XDP_*) of NIC RX ring 0: the process's XDP descriptors. */
@@ -333,6 +335,9 @@ function openState(port: Port): IfState {
     rxDiverters: [], backend: IF_BACKEND_PACKET, backendNote: '', xdp: null, xdpMapFd: 0, xsk: [], begun: null,
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
+  // a misspelt NETMAP_TS_IF_BACKEND or NETMAP_TS_SPLIT is refused (EINVAL) before anything is made
+  askedBackend(port);
+  splitMethod();
   const reg = registry();
   // a TAP is opened by its descriptor (TUNSETIFF), unless backend=packet asks for its network
   // device (a TAP another process holds, such as a QEMU guest's: the attach daemon's fallback)

@@ -80,6 +80,8 @@ let tcxWorks: boolean | null = null;
 export function splitMethod(): SplitMethod {
   const forced = process.env[SPLIT_ENV];
   if (forced === 'nft' || forced === 'tc' || forced === 'tcx') return forced;
+  // a misspelt value chose nothing and said nothing: it was the default's figures one measured
+  if (forced !== undefined && forced !== '') fail('EINVAL', `${SPLIT_ENV}=${forced}: not a host-stack split (nft, tcx or tc; unset: nft where it works)`);
   if (nftWorks !== false) return 'nft';
   return tcxWorks === false ? 'tc' : 'tcx';
 }
@@ -532,6 +534,7 @@ export class HostSplit {
     checkInterfaceName(ifname);
     if (isHelperDevice(ifname)) fail('EINVAL', `'${ifname}' is a netmap-ts helper device and cannot be opened`);
     const info = interfaceInfo(ifname);
+    let method = splitMethod(); // (EINVAL for a misspelt NETMAP_TS_SPLIT: before the lock is taken)
     let lock: number;
     try {
       lock = takeInterfaceLock(info.index);
@@ -540,7 +543,6 @@ export class HostSplit {
       throw e;
     }
     let host: TapDevice | null = null;
-    let method = splitMethod();
     const made: number[] = [];
     const capture = opts.capture === true;
     const ingressCut = opts.ingressCut !== false;

@@ -308,8 +308,9 @@ test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface 
   while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) await sleep(20);
   // the ping while cut off left b0's neighbour entry probing (1 s apart): start it afresh
   lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
-  if (splitMethod() === 'tcx') {
-    // links die with their process: nothing of ours is left and the stack works before any open
+  if (splitMethod() !== 'tc') {
+    // an owned table and links die with their process: nothing of ours is left and the stack
+    // works before any open
     lab.enter(a);
     assert.equal(hasSplitRules('a0'), false, 'nothing of ours on a0 after SIGKILL');
     lab.leave();
@@ -323,6 +324,28 @@ test('netmap:IF held by another process: EBUSY; after its SIGKILL the interface 
   // the ping while cut off left b0's neighbour entry probing (1 s apart): start it afresh
   lab.run(b, 'ip', ['neigh', 'flush', 'dev', 'b0']);
   assert.ok(ping(lab, b, '198.18.0.1'), 'usable again');
+}));
+
+test('netmap:IF with a misspelt NETMAP_TS_SPLIT or NETMAP_TS_IF_BACKEND: EINVAL naming it, nothing made, the interface free', opts, () => withLab((lab) => {
+  const a = lab.ns('a'), b = lab.ns('b');
+  lab.veth(a, 'a0', b, 'b0');
+  const saved = { split: process.env.NETMAP_TS_SPLIT, backend: process.env.NETMAP_TS_IF_BACKEND };
+  const restore = (name: string, v: string | undefined): void => { if (v === undefined) delete process.env[name]; else process.env[name] = v; };
+  lab.enter(a);
+  try {
+    for (const [name, value] of [['NETMAP_TS_SPLIT', 'tcx-links'], ['NETMAP_TS_IF_BACKEND', 'af_xdp']] as const) {
+      process.env[name] = value;
+      assert.throws(() => openPort('netmap:a0'), (e: unknown) => isCode('EINVAL')(e) && (e as Error).message.includes(`${name}=${value}`), `${name}=${value}`);
+      restore('NETMAP_TS_SPLIT', saved.split);
+      restore('NETMAP_TS_IF_BACKEND', saved.backend);
+      assert.equal(hasSplitRules('a0'), false, `nothing of ours on a0 after ${name}=${value}`);
+      openPort('netmap:a0').close(); // free: no lock or split left behind
+    }
+  } finally {
+    restore('NETMAP_TS_SPLIT', saved.split);
+    restore('NETMAP_TS_IF_BACKEND', saved.backend);
+    lab.leave();
+  }
 }));
 
 test('netmap:IF open and close spawn no process with nft or tcx (tc spawns: the count is real); pkt-gen -f tx -n 1 installs the split once', opts, () => withLab((lab) => {
