@@ -336,7 +336,7 @@ function openState(port: Port): IfState {
   };
   if (!interfaceExists(ifname)) fail('ENXIO', `${port.spec}: interface '${ifname}' is not in this thread's network namespace`);
   // a misspelt NETMAP_TS_IF_BACKEND or NETMAP_TS_SPLIT is refused (EINVAL) before anything is made
-  askedBackend(port);
+  const asked = askedBackend(port);
   splitMethod();
   const reg = registry();
   // a TAP is opened by its descriptor (TUNSETIFF), unless backend=packet asks for its network
@@ -350,7 +350,6 @@ function openState(port: Port): IfState {
     }
   } else {
     const deadline = Date.now() + SPLIT_WAIT_MS;
-    const asked = askedBackend(port);
     const unfit = asked === 'packet' ? null : xdpUnfit(port);
     beginAhead(port, st, asked === 'packet' || unfit !== null);
     try {
@@ -503,7 +502,7 @@ function bindRings(port: Port, st: IfState): void {
  * copies each frame into its slot's buffer, and the first pass over a fresh region's buffers
  * took a page fault every other frame, 12 us each on the development VM: 49 ms for 8192 slots,
  * in which a burst right after the receiver's start line overflowed the kernel ring (pkt-gen rx
- * took 75-80% of 100 k frames sent at once, 100% with the pages in; 2026-12-04). AF_XDP needs
+ * took 75-80% of 100 k frames sent at once, 94% and 100% with the pages in; 2026-12-04). AF_XDP needs
  * none of this: registering the UMEM pins every page. Undefined when the slots' buffers are not
  * one compact range (a ring that swapped buffers with others).
  */

@@ -157,13 +157,21 @@ export function reserveCpu(dir: string, pinCaller: boolean): Placement {
   }
 }
 
+/**
+ * The CPUs the calling thread may use (`allowed`), and those of them no live receiver in `dir`
+ * reserved (`free`).
+ */
+export function cpusFreeOfReceivers(dir: string): { allowed: number[]; free: number[] } {
+  const allowed = native.getAffinity(0);
+  const taken = reservedCpus(dir);
+  return { allowed, free: allowed.filter((c) => !taken.has(c)) };
+}
+
 /** A sender's part (see above): this process's threads keep off CPUs reserved by receivers. Never throws. */
 export function keepOffReservedCpus(dir: string): Placement {
   try {
-    const allowed = native.getAffinity(0);
-    const taken = reservedCpus(dir);
-    const avoid = allowed.filter((c) => taken.has(c));
-    const free = allowed.filter((c) => !taken.has(c));
+    const { allowed, free } = cpusFreeOfReceivers(dir);
+    const avoid = allowed.filter((c) => !free.includes(c));
     if (avoid.length === 0) return NO_PLACEMENT;
     if (free.length === 0) return { ...NO_PLACEMENT, note: `receivers reserved every CPU (${avoid.join(',')}): threads not moved` };
     if (!confineProcess(free)) return { ...NO_PLACEMENT, note: UNLISTED };

@@ -11,7 +11,7 @@ const { skipReason, withLab, sleep } = await import('../helpers/netns.js');
 const { PacketTransmitter } = await import('../../src/interfaces/packet.js');
 const { udpFrame, mac } = await import('./frames.js');
 const native = await import('../../src/native/index.js');
-const { reservedCpus } = await import('../../src/ports/placement.js');
+const { cpusFreeOfReceivers } = await import('../../src/ports/placement.js');
 
 const skip = skipReason(['tc', 'tun']);
 if (skip !== null) console.log(`# skipping pkt-gen interface tests: ${skip}`);
@@ -162,9 +162,8 @@ test('pkt-gen -p 2 on an interface ending at once, twelve times: never an abort'
  * it for 55-110 ms at once, the whole burst, and the receiver took 15% of it.
  */
 async function burstFromPeer(lab: LabT, b: string, n: number, pauseMs: number): Promise<number> {
-  const allowed = native.getAffinity(0);
-  const taken = reservedCpus(process.env.NETMAP_TS_DIR!);
-  const free = allowed.filter((c) => !taken.has(c));
+  // this thread only, for the burst (keepOffReservedCpus would move the whole test process)
+  const { allowed, free } = cpusFreeOfReceivers(process.env.NETMAP_TS_DIR!);
   if (free.length > 0 && free.length < allowed.length) native.setAffinitySet(0, free);
   lab.enter(b);
   const tx = new PacketTransmitter('b0');
