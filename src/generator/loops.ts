@@ -103,7 +103,7 @@ export function pollSpin(port: Port, events: number, timeoutMs: number, spinUs: 
   let rev = port.pollOnce(events);
   if ((rev & (events | POLLERR)) !== 0 || spinUs <= 0) return (rev & (events | POLLERR)) !== 0 ? rev : port.poll(events, timeoutMs);
   readClock();
-  const until = clock[0]! + spinUs / 1000;
+  const until = clock[0]! + spinUs * 1e-3; // (a double factor: see Port.poll)
   do {
     rev = port.pollOnce(events);
     if ((rev & (events | POLLERR)) !== 0) return rev;

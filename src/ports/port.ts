@@ -404,7 +404,9 @@ export class Port {
     // Spin before sleeping (pollSpinUs) while a CPU is to spare: bounded, so an idle poller still
     // sleeps.
     if (this.pollSpinUs > 0 && (native.readClock(), spareCpu(native.clock[0]!))) {
-      const spinUntil = native.clock[0]! + this.pollSpinUs / 1000;
+      // (times a double: `/ 1000` let V8 speculate an integer quotient when the first spins
+      // it saw had whole milliseconds, and deoptimize poll when pollSpinUs later became 30)
+      const spinUntil = native.clock[0]! + this.pollSpinUs * 1e-3;
       for (let k = 1; ; k++) {
         revents = this.pollOnce(events);
         if ((revents & (events | POLLERR)) !== 0) return revents;
