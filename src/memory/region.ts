@@ -26,16 +26,26 @@ export function regionBytes(g: RegionGeometry): number {
   return RH_HEADER_SIZE + stack + bits + pageMap + g.numPages * PAGE_SIZE + roundUp(g.numBufs * g.bufSize, PAGE_SIZE);
 }
 
-/** Writes a fresh header and free lists into a zero-filled region at space offset `base`. */
-export function initRegion(sp: AddressSpace, base: number, memId: number, g: RegionGeometry): void {
-  assert(g.numBufs >= 2 && g.bufSize % 64 === 0, 'bad region geometry');
-  const u32 = sp.u32;
-  const h = base >>> 2;
+/** Where a region's parts start: free stack, free bits, page map, object pages, buffer pool. */
+function regionParts(g: RegionGeometry): { stackOffset: number; bitsOffset: number; pageMapOffset: number; pagesOffset: number; bufOffset: number } {
   const stackOffset = RH_HEADER_SIZE;
   const bitsOffset = stackOffset + roundUp(4 * g.numBufs, PAGE_SIZE);
   const pageMapOffset = bitsOffset + roundUp(Math.ceil(g.numBufs / 8), PAGE_SIZE);
   const pagesOffset = pageMapOffset + roundUp(g.numPages, PAGE_SIZE);
-  const bufOffset = pagesOffset + g.numPages * PAGE_SIZE;
+  return { stackOffset, bitsOffset, pageMapOffset, pagesOffset, bufOffset: pagesOffset + g.numPages * PAGE_SIZE };
+}
+
+/** Bytes before a region's buffer pool: its header, free lists and object pages (rings, netmap_if). */
+export function regionMetadataBytes(g: RegionGeometry): number {
+  return regionParts(g).bufOffset;
+}
+
+/** Writes a fresh header and free lists into a region at space offset `base` whose metadata (regionMetadataBytes) is zero-filled. */
+export function initRegion(sp: AddressSpace, base: number, memId: number, g: RegionGeometry): void {
+  assert(g.numBufs >= 2 && g.bufSize % 64 === 0, 'bad region geometry');
+  const u32 = sp.u32;
+  const h = base >>> 2;
+  const { stackOffset, bitsOffset, pageMapOffset, pagesOffset, bufOffset } = regionParts(g);
   u32[h + RH_LAYOUT / 4] = LAYOUT_VERSION;
   u32[h + RH_MEM_ID / 4] = memId;
   u32[h + RH_SIZE / 4] = regionBytes(g);

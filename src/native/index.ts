@@ -17,6 +17,7 @@ const c = {
   // ssize_t read as int: only small reads go through here
   pread: libc.func('int pread(int fd, void *buf, size_t count, int64_t offset)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
   mmapPtr: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   mmapAt: libc.func('uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(uintptr_t addr, size_t length)'),
@@ -69,6 +70,13 @@ export function closeFd(fd: number): void {
 
 export function ftruncate(fd: number, length: number): void {
   check(c.ftruncate(fd, length), 'ftruncate');
+}
+
+const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
+
+/** Frees the pages of [offset, offset + length) of file `fd`, which then read as zeros (EOPNOTSUPP where the file system cannot). */
+export function punchHole(fd: number, offset: number, length: number): void {
+  check(c.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length), 'fallocate');
 }
 
 /** Whole-file advisory lock; returns false instead of throwing when LOCK_NB finds it held. */
