@@ -11,7 +11,7 @@
 /** netmap's API version, reported as is. */
 export const NETMAP_API = 14;
 /** Version of the netmap-ts shared-memory layout; bump on any change below. */
-export const LAYOUT_VERSION = 8;
+export const LAYOUT_VERSION = 9;
 export const MAGIC_REGISTRY = 0x4e4d5452; // 'NMTR'
 export const MAGIC_REGION = 0x4e4d544d; // 'NMTM'
 
@@ -49,6 +49,8 @@ export const REG_SIZE = 12;
 export const REG_LOCK = 16; // robust lock: 16 owner pid, 20 owner tid, 24 futex word
 export const REG_GENERATION = 32; // bumped whenever a region is created (u32)
 export const REG_NEXT_TOKEN = 36; // handle tokens
+/** 1 + the highest port index ever taken (never lowered): scans of the port table stop there. */
+export const REG_PORTS_HIGH = 40;
 export const REG_HEADER_SIZE = 4096;
 
 export const MAX_REGIONS = 1024;
