@@ -305,15 +305,15 @@ export class Registry {
   private createRegionAt(memId: number, offset: number, bytes: number, g: RegionGeometry): number {
     const name = regionFileName(memId);
     const file = this.sp.filePath(name);
-    const fd = memId === GLOBAL_MEM_ID ? reuseRegionFile(file, g) : -1;
+    let fd = memId === GLOBAL_MEM_ID ? reuseRegionFile(file, g) : -1;
     if (fd < 0) {
       try { fs.unlinkSync(file); } catch { /* not there */ }
+      fd = native.openFile(file, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
     }
-    const made = fd >= 0 ? fd : native.openFile(file, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
     try {
-      native.ftruncate(made, bytes);
+      native.ftruncate(fd, bytes);
     } finally {
-      native.closeFd(made);
+      native.closeFd(fd);
     }
     const u32 = this.sp.u32;
     const genWord = this.word(L.REG_GENERATION);
