@@ -10,6 +10,8 @@
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
  *    frames have to be MTU-sized for netmap), and again with the end points' offloads on.
  * Usage: node dist/bench/interfaces-tools.js [frames [tx|rx|switch]]   (default 1,000,000, all)
+ *        node dist/bench/interfaces-tools.js 0 iperf [rounds [xdp]]   iperf3 only (offloads off),
+ *        the Linux bridge and VALE in alternation, `rounds` times (default 3): the ratio each round
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -201,7 +203,7 @@ async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = fa
       const ready = Date.now() + 10_000;
       while (lab.run(l, 'ping', ['-c', '1', '-W', '1', '198.18.0.2']).status !== 0 && Date.now() < ready) await sleep(100);
       let pps = 0;
-      if (!offloads) {
+      if (!offloads && frames > 0) {
         const before = lab.counters(r, 'r0').rxPackets;
         const t0 = process.hrtime.bigint();
         trafgen(lab, l, 'l0', frames);
@@ -249,6 +251,17 @@ async function main(): Promise<number> {
   try {
     if (only === undefined || only === 'tx') txBench(frames);
     if ((only === undefined || only === 'rx') && skipReason(['tcpdump']) === null) await rxBench(frames);
+    if (only === 'iperf') {
+      // issue 15's iperf3 target alone, the two switches alternating so that a drifting machine
+      // shows in both (the daemons on AF_PACKET, or AF_XDP with `xdp`)
+      const rounds = Number(process.argv[4] ?? 3);
+      const backend = process.argv[5] === 'xdp' ? 'xdp' : undefined;
+      for (let k = 0; k < rounds; k++) {
+        const linux = await switchBench(0, 'linux');
+        const vale = await switchBench(0, 'vale', false, backend);
+        emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio', { round: k + 1, ...(backend !== undefined ? { backend } : {}) });
+      }
+    }
     if (only === undefined || only === 'switch') {
       const linux = await switchBench(frames, 'linux');
       const vale = await switchBench(frames, 'vale', false, undefined, linux.pps);
