@@ -27,9 +27,27 @@ export interface FirewallAccess {
   states(includeExpired: boolean): DynStateView[];
   removeStatesOf(slot: number): void;
   flushStates(): void;
-  dummynet?(argv: string[], config: FirewallConfig): CommandResult;
+  /**
+   * A dummynet command: `argv` from its first word (pipe, queue, flowset, sched), ipfw's options
+   * taken off; with `testOnly` (-n) checked on a copy, changing nothing.
+   */
+  dummynet?(argv: string[], config: FirewallConfig, testOnly: boolean): CommandResult;
 }
-export interface CommandResult { status: number; stdout: string; stderr: string; config: FirewallConfig }
+/** `testOnly`: the command asked for -n (check the syntax only), so it changed nothing. */
+export interface CommandResult { status: number; stdout: string; stderr: string; config: FirewallConfig; testOnly?: boolean }
+
+/**
+ * The access of a firewall that has seen no traffic: no counters, no states. For commands run
+ * where no firewall exists (`ipfw -n`, which checks the syntax only, needs none).
+ */
+export const NO_TRAFFIC: FirewallAccess = {
+  counters: () => ({ packets: 0, bytes: 0, lastMatch: 0 }),
+  zeroCounters: () => { /* nothing counted */ },
+  resetLog: () => { /* nothing logged */ },
+  states: () => [],
+  removeStatesOf: () => { /* no states */ },
+  flushStates: () => { /* no states */ },
+};
 
 /** A firewall with only the default rule (allow or deny). */
 export function emptyConfig(defaultAccept: boolean): FirewallConfig {
@@ -105,13 +123,13 @@ export function runCommand(argv: string[], config: FirewallConfig, access: Firew
     const next = execute(prepareArgs(argv), config, run, opts);
     // Reaching here the command completed (a partial `zero` reports 69 but what it did stands).
     for (const effect of run.effects) effect();
-    return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next };
+    return { status: run.status, stdout: run.stdout, stderr: run.stderr, config: next, testOnly: flags.testOnly };
   } catch (e) {
     // A control request never takes the daemon down: a bug here becomes EX_SOFTWARE, config unchanged.
     if (!(e instanceof IpfwError)) {
-      return { status: EX.SOFTWARE, stdout: run.stdout, stderr: run.stderr + `ipfw: internal error: ${String(e)}\n`, config };
+      return { status: EX.SOFTWARE, stdout: run.stdout, stderr: run.stderr + `ipfw: internal error: ${String(e)}\n`, config, testOnly: flags.testOnly };
     }
-    return { status: e.status, stdout: run.stdout, stderr: run.stderr + `ipfw: ${e.text}\n`, config };
+    return { status: e.status, stdout: run.stdout, stderr: run.stderr + `ipfw: ${e.text}\n`, config, testOnly: flags.testOnly };
   }
 }
 
@@ -128,7 +146,8 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
       const ch = letters[ci]!;
       switch (ch) {
         case 's': {
-          // `-s field`: the sort order of dummynet listings; the words go to dummynet unchanged.
+          // `-s field`: the sort order of dummynet's flow listings (accepted; they stay in
+          // dummynet's own order)
           const value = letters.slice(ci + 1) !== '' ? letters.slice(ci + 1) : av[0];
           if (value === undefined) ipfwFail(EX.USAGE, 'option requires an argument -- s');
           if (letters.slice(ci + 1) === '') av = av.slice(1);
@@ -166,7 +185,7 @@ function execute(input: string[], config: FirewallConfig, run: Run, opts: { tty?
     if (w !== '' && ('zero'.startsWith(w) || 'resetlog'.startsWith(w))) return cmdZero(dv.slice(1), config, run, 'resetlog'.startsWith(w));
     const access = run.access;
     if (access.dummynet === undefined) ipfwFail(EX.UNAVAILABLE, 'dummynet is not available in this firewall');
-    const r = access.dummynet(input, config);
+    const r = access.dummynet(av, config, f.testOnly);
     run.stdout += r.stdout; run.stderr += r.stderr; run.status = r.status;
     return r.config;
   }

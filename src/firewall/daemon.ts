@@ -260,8 +260,8 @@ export class Kipfw {
    * With -p N > 1 dummynet lives in worker 0: its commands are run there (the mailbox of the
    * hand-off file), and a changed configuration comes back to be published with the rules.
    */
-  private readonly remoteDummynet: NonNullable<FirewallAccess['dummynet']> = (argv, config) => {
-    const r = this.link!.ask({ argv }) as { status: number; stdout: string; stderr: string; changed: boolean; dummynet: unknown };
+  private readonly remoteDummynet: NonNullable<FirewallAccess['dummynet']> = (argv, config, testOnly) => {
+    const r = this.link!.ask({ argv, testOnly }) as { status: number; stdout: string; stderr: string; changed: boolean; dummynet: unknown };
     return { status: r.status, stdout: r.stdout, stderr: r.stderr, config: r.changed ? { ...config, dummynet: r.dummynet } : config };
   };
 

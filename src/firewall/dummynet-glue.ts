@@ -12,14 +12,20 @@ import { flowKeyFromFrame } from './dummynet/flowkey.js';
 import type { FirewallAccess, CommandResult } from './commands.js';
 import type { FirewallConfig } from './rule.js';
 import type { DaemonDummynet } from './daemon.js';
-import type { Firewall } from './firewall.js';
 
 /** Commands that change dummynet's configuration (the others only read it). */
 function changes(argv: string[]): boolean {
   return argv.some((a) => a === 'config' || a === 'delete' || a === 'flush');
 }
 
-function run(dn: Dummynet, argv: string[], config: FirewallConfig): CommandResult {
+function run(dn: Dummynet, argv: string[], config: FirewallConfig, testOnly: boolean): CommandResult {
+  if (testOnly) {
+    // ipfw -n: the command on a copy of the configuration, which is then dropped
+    const scratch = new Dummynet();
+    scratch.loadConfig(dn.configJSON());
+    const r = scratch.command(argv);
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, config };
+  }
   const r = dn.command(argv);
   const next = r.status === 0 && changes(argv) ? { ...config, dummynet: dn.configJSON() } : config;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, config: next };
@@ -37,17 +43,17 @@ export function makeDaemonDummynet(): DaemonDummynet {
     nextEventNs: () => dn.nextEventNs(),
     dequeueDue: (nowNs, handles, rules, max) => dn.dequeueDue(nowNs, handles, rules, max),
     settings(s) { dn.settings.ioFast = s.ioFast; dn.settings.onePass = s.onePass; },
-    command: (argv, config) => run(dn, argv, config),
+    command: (argv, config, testOnly) => run(dn, argv, config, testOnly),
     flushAll() { dn.flushAll(() => { /* the path takes every pool buffer back itself */ }); },
     lateness: () => dn.releaseLateness(),
   };
 }
 
-/** For a firewall without a daemon: dummynet commands on the configuration alone. */
-export function makeConfigDummynet(_fw: Firewall): NonNullable<FirewallAccess['dummynet']> {
-  return (argv, config) => {
+/** For a firewall without a daemon (or none at all: ipfw -n): dummynet commands on the configuration alone. */
+export function makeConfigDummynet(): NonNullable<FirewallAccess['dummynet']> {
+  return (argv, config, testOnly) => {
     const dn = new Dummynet();
     if (config.dummynet !== null && config.dummynet !== undefined) dn.loadConfig(config.dummynet);
-    return run(dn, argv, config);
+    return run(dn, argv, config, testOnly);
   };
 }

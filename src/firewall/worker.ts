@@ -37,13 +37,13 @@ function openRing(name: string, ring: number, extra: number): Port {
 function answer(link: DnHandoff, dn: DaemonDummynet, fw: Firewall): void {
   let reply: unknown;
   try {
-    const req = link.request() as { argv?: string[]; lateness?: boolean } | null;
+    const req = link.request() as { argv?: string[]; testOnly?: boolean; lateness?: boolean } | null;
     if (req === null) return;
     if (req.lateness === true) {
       reply = dn.lateness();
     } else {
       const config = fw.store.readConfig();
-      const r = dn.command(req.argv ?? [], config);
+      const r = dn.command(req.argv ?? [], config, req.testOnly === true);
       reply = { status: r.status, stdout: r.stdout, stderr: r.stderr, changed: r.config !== config, dummynet: r.config.dummynet ?? null };
     }
   } catch (e) {

@@ -61,14 +61,23 @@ async function confirmFlush(): Promise<boolean> {
 /** Runs a request on firewall `name`: through its daemon, or on its store when it has none. */
 export async function request(name: string, req: ControlRequest): Promise<ControlReply> {
   if (await daemonRunning(name)) return sendControl(name, req);
+  const { makeConfigDummynet } = await import('../firewall/dummynet-glue.js');
   if (!FirewallStore.exists(name)) {
+    // As ipfw(8) parses before it asks the kernel: -n (check the syntax only) needs no firewall,
+    // and a command that does not parse says so rather than that the firewall is missing
+    // (tried on an empty firewall: usage, data and host-name errors are the command's own; a rule
+    // not found, or any other error of content, needs the real firewall to tell).
+    const { runCommand, runFile, emptyConfig, NO_TRAFFIC } = await import('../firewall/commands.js');
+    const { EX } = await import('../firewall/parse.js');
+    const access = { ...NO_TRAFFIC, dummynet: makeConfigDummynet() };
+    const dry = 'argv' in req ? runCommand(req.argv, emptyConfig(true), access) : runFile(req.file, emptyConfig(true), access);
+    if (dry.testOnly === true || dry.status === EX.USAGE || dry.status === EX.DATAERR || dry.status === EX.NOHOST) return { status: dry.status, stdout: dry.stdout, stderr: dry.stderr };
     return { status: 69, stdout: '', stderr: `ipfw: no firewall named '${name}': start one with 'netmap kipfw -s ${name} PORT_A PORT_B' or 'netmap ipfw attach valeX'\n` };
   }
   const { Firewall } = await import('../firewall/firewall.js');
-  const { makeConfigDummynet } = await import('../firewall/dummynet-glue.js');
   const fw = Firewall.open(name);
   try {
-    const dn = makeConfigDummynet(fw);
+    const dn = makeConfigDummynet();
     const r = 'argv' in req ? fw.command(req.argv, dn) : fw.file(req.file, dn);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   } finally {

@@ -9,6 +9,7 @@ import { runCommand, runFile, emptyConfig, type CommandResult } from '../../src/
 import { parseRule } from '../../src/firewall/parse.js';
 import type { FirewallConfig } from '../../src/firewall/rule.js';
 import { FakeAccess } from './fake-access.js';
+import { makeConfigDummynet } from '../../src/firewall/dummynet-glue.js';
 
 class Fw {
   config: FirewallConfig = emptyConfig(true);
@@ -305,16 +306,40 @@ test('enable/disable one_pass and dyn_keepalive; dummynet words are routed to th
   assert.equal(other.stderr, 'ipfw: unrecognize enable/disable keyword: firewall\n');
   const seen: string[][] = [];
   const access = Object.assign(new FakeAccess(), {
-    dummynet: (argv: string[], config: FirewallConfig) => {
-      seen.push(argv);
+    dummynet: (argv: string[], config: FirewallConfig, testOnly: boolean) => {
+      seen.push(testOnly ? ['(-n)', ...argv] : argv);
       return { status: 0, stdout: 'ok\n', stderr: '', config: { ...config, version: config.version + 1, dummynet: { pipes: 1 } } };
     },
   });
   const r = runCommand(['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s'], fw.config, access);
   assert.equal(r.stdout, 'ok\n');
   assert.deepEqual(r.config.dummynet, { pipes: 1 });
-  assert.deepEqual(seen, [['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s']]);
+  // dummynet gets the words from `pipe` on: ipfw's options are the firewall's to read
+  assert.deepEqual(seen, [['pipe', '1', 'config', 'bw', '10Mbit/s']]);
   runCommand(['-s', 'pkts', 'queue', 'show'], fw.config, access);
   runCommand(['sched 1 config type wf2q+'], fw.config, access);
-  assert.deepEqual(seen.slice(1), [['-s', 'pkts', 'queue', 'show'], ['sched', '1', 'config', 'type', 'wf2q+']]);
+  runCommand(['-nq', 'pipe', '2', 'config', 'delay', '5'], fw.config, access);
+  assert.deepEqual(seen.slice(1), [['queue', 'show'], ['sched', '1', 'config', 'type', 'wf2q+'], ['(-n)', 'pipe', '2', 'config', 'delay', '5']]);
+});
+
+test('dummynet commands after ipfw options (-q, -n, -s field) reach the real dummynet; -n changes nothing', () => {
+  const access = Object.assign(new FakeAccess(), { dummynet: makeConfigDummynet() });
+  let config = emptyConfig(true);
+  const q = runCommand(['-q', 'pipe', '1', 'config', 'bw', '10Mbit/s'], config, access);
+  assert.equal(q.status, 0, q.stderr);
+  assert.notEqual(q.config.dummynet, null);
+  config = q.config;
+  const shown = runCommand(['-s', 'bw', 'pipe', 'show'], config, access);
+  assert.equal(shown.status, 0, shown.stderr);
+  assert.match(shown.stdout, /^00001: +10\.000 Mbit\/s/m);
+  // -n: checked on a copy; the configuration stays as it was
+  const n = runCommand(['-n', 'pipe', '2', 'config', 'delay', '20'], config, access);
+  assert.equal(n.status, 0, n.stderr);
+  assert.equal(n.testOnly, true);
+  assert.deepEqual(n.config, config);
+  assert.doesNotMatch(runCommand(['pipe', 'show'], config, access).stdout, /^00002:/m);
+  const bad = runCommand(['-n', 'pipe', '2', 'config', 'bw', 'frob'], config, access);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /^ipfw: /);
+  assert.deepEqual(bad.config, config);
 });

@@ -129,4 +129,17 @@ test('ipfw on a firewall that does not exist, attach to a switch that does not e
   const bad = spawnSync(process.execPath, [CLI, 'ipfw', '-s', '../x', 'show'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env } });
   assert.equal(bad.status, 64, 'EX_USAGE');
   assert.match(bad.stderr, /bad firewall name/);
+  // as ipfw(8) parses before it asks the kernel: -n needs no firewall, a syntax error is told first
+  const ipfw = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ipfw', '-s', 'nosuchfw', ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env } });
+  const checked = ipfw('-n', 'add', '100', 'deny', 'tcp', 'from', 'any', 'to', 'any', '22');
+  assert.equal(checked.status, 0, checked.stderr);
+  assert.equal(checked.stdout, '00100 deny tcp from any to any dst-port 22\n');
+  const pipe = ipfw('-n', 'pipe', '1', 'config', 'bw', '10Mbit/s', 'delay', '20');
+  assert.equal(pipe.status, 0, pipe.stderr);
+  const frob = ipfw('add', '100', 'frob');
+  assert.equal(frob.status, 65, 'EX_DATAERR');
+  assert.equal(frob.stderr, 'ipfw: invalid action frob\n');
+  const host = ipfw('-n', 'add', 'allow', 'ip', 'from', '198.18.0.300', 'to', 'any');
+  assert.equal(host.status, 68, 'EX_NOHOST');
+  assert.equal(fs.existsSync(path.join(DIR, 'fw-nosuchfw')), false, 'checking made no firewall');
 });
