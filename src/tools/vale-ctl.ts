@@ -130,7 +130,9 @@ async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<numbe
   } catch (e) {
     if (!(e instanceof NetmapError)) throw e;
     const what = action === 'list' || (action === 's' && arg === '') ? 'all' : arg;
-    console.error(`failed to ${ACTION_WORD[action]} ${what}: ${STRERROR[e.code] ?? e.code} (${e.message.replace(/ \([A-Z]+\)$/, '')})`);
+    // netmap's vale-ctl line (strerror), then the code and our reason
+    const reason = e.message.replace(/ \([A-Z]+\)$/, '');
+    console.error(`failed to ${ACTION_WORD[action]} ${what}: ${STRERROR[e.code] !== undefined ? `${STRERROR[e.code]} (${e.code}: ${reason})` : `${e.code} (${reason})`}`);
     return 1;
   }
   return 1;

@@ -182,7 +182,7 @@ test('vale-ctl: netmap\'s options, the last action wins, -h attaches, unsupporte
     // a name that is not a VALE port's fails as a lookup does (exit 1), not as a bad option
     err.length = 0;
     assert.equal(await main(['-l', 'x:y']), 1);
-    assert.match(err.join('\n'), /^failed to list x:y: Invalid argument \(invalid vale port name: 'x:y'\)$/);
+    assert.match(err.join('\n'), /^failed to list x:y: Invalid argument \(EINVAL: invalid vale port name: 'x:y'\)$/);
     assert.equal(await main(['-h', 'valeA0:nosuchif0']), 1, '-h is attach with the host stack, not help');
     assert.match(err.join('\n'), /failed to attach valeA0:nosuchif0/);
     assert.equal(await main(['--help']), 0);
