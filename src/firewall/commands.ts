@@ -32,6 +32,13 @@ export interface FirewallAccess {
    * taken off; with `testOnly` (-n) checked on a copy, changing nothing.
    */
   dummynet?(argv: string[], config: FirewallConfig, testOnly: boolean): CommandResult;
+  /**
+   * A dummynet of its own on a copy of `config.dummynet`. A rules file's dummynet lines run there
+   * and reach `dummynet` only once every line has succeeded (all or nothing, as for the rules);
+   * without it they reach `dummynet` as they come (fine where it keeps nothing but the
+   * configuration it is handed: a failed file's configuration is dropped).
+   */
+  dummynetCheck?(config: FirewallConfig): NonNullable<FirewallAccess['dummynet']>;
 }
 /** `testOnly`: the command asked for -n (check the syntax only), so it changed nothing. */
 export interface CommandResult { status: number; stdout: string; stderr: string; config: FirewallConfig; testOnly?: boolean }
@@ -876,14 +883,26 @@ let ownedTables: WeakSet<TableConfig> | null = null;
 /** Side effects recorded while a file runs, replayed only if every line succeeds. */
 class DeferredAccess implements FirewallAccess {
   readonly log: Array<() => void> = [];
-  constructor(private readonly real: FirewallAccess) {}
+  /** The file's own dummynet (real.dummynetCheck), made at its first dummynet line. */
+  private check: NonNullable<FirewallAccess['dummynet']> | null = null;
+  constructor(private readonly real: FirewallAccess, private readonly start: FirewallConfig) {}
   counters(slot: number): RuleCounters { return this.real.counters(slot); }
   zeroCounters(slot: number): void { this.log.push(() => this.real.zeroCounters(slot)); }
   resetLog(slot: number): void { this.log.push(() => this.real.resetLog(slot)); }
   states(includeExpired: boolean): DynStateView[] { return this.real.states(includeExpired); }
   removeStatesOf(slot: number): void { this.log.push(() => this.real.removeStatesOf(slot)); }
   flushStates(): void { this.log.push(() => this.real.flushStates()); }
-  get dummynet(): FirewallAccess['dummynet'] { return this.real.dummynet; }
+  get dummynet(): FirewallAccess['dummynet'] {
+    const real = this.real.dummynet, makeCheck = this.real.dummynetCheck;
+    if (real === undefined || makeCheck === undefined) return real;
+    return (argv, config, testOnly) => {
+      this.check ??= makeCheck(this.start);
+      const r = this.check(argv, config, testOnly);
+      // the same line on the real one at the end: it holds what the copy held before this line
+      if (r.status === EX.OK && !testOnly) this.log.push(() => { real(argv, config, false); });
+      return r;
+    };
+  }
 }
 
 /**
@@ -901,7 +920,7 @@ export function runFile(text: string, config: FirewallConfig, access: FirewallAc
 }
 
 function runLines(text: string, config: FirewallConfig, access: FirewallAccess): CommandResult {
-  const deferred = new DeferredAccess(access);
+  const deferred = new DeferredAccess(access, config);
   let current = config;
   let stdout = '';
   let stderr = '';

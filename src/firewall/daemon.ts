@@ -23,6 +23,7 @@ import { DnHandoff, HANDOFF_STOCK, removeHandoff } from './handoff.js';
 import { serveControl, socketPath, daemonRunning, type ControlReply, type ControlRequest } from './control.js';
 import type { Interfaces } from './engine.js';
 import type { FirewallAccess } from './commands.js';
+import { checkingDummynet } from './dummynet-glue.js';
 import * as native from '../native/index.js';
 import fs from 'node:fs';
 import type net from 'node:net';
@@ -252,7 +253,7 @@ export class Kipfw {
   /** A control request: an ipfw command or a rules file. */
   handle(req: ControlRequest): ControlReply {
     const dn = this.dummynet?.command ?? (this.link !== null ? this.remoteDummynet : undefined);
-    const r = 'argv' in req ? this.firewall.command(req.argv, dn) : this.firewall.file(req.file, dn);
+    const r = 'argv' in req ? this.firewall.command(req.argv, dn) : this.firewall.file(req.file, dn, dn !== undefined ? checkingDummynet : undefined);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 

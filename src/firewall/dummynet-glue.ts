@@ -57,3 +57,13 @@ export function makeConfigDummynet(): NonNullable<FirewallAccess['dummynet']> {
     return run(dn, argv, config, testOnly);
   };
 }
+
+/**
+ * A dummynet on a copy of `config.dummynet` (FirewallAccess.dummynetCheck): one instance, so that
+ * a rules file's lines build on each other there before any reaches the daemon's own.
+ */
+export function checkingDummynet(config: FirewallConfig): NonNullable<FirewallAccess['dummynet']> {
+  const dn = new Dummynet();
+  if (config.dummynet !== null && config.dummynet !== undefined) dn.loadConfig(config.dummynet);
+  return (argv, cfg, testOnly) => run(dn, argv, cfg, testOnly);
+}

@@ -69,7 +69,7 @@ export class Firewall {
   }
 
   /** What commands.ts needs to read and reset counters and states. */
-  access(dummynet?: FirewallAccess['dummynet']): FirewallAccess {
+  access(dummynet?: FirewallAccess['dummynet'], dummynetCheck?: FirewallAccess['dummynetCheck']): FirewallAccess {
     const a: FirewallAccess = {
       counters: (slot) => this.counters.read(slot),
       zeroCounters: (slot) => this.counters.zero(slot),
@@ -81,6 +81,7 @@ export class Firewall {
       flushStates: () => this.dyn.flush(),
     };
     if (dummynet !== undefined) a.dummynet = dummynet;
+    if (dummynetCheck !== undefined) a.dummynetCheck = dummynetCheck;
     return a;
   }
 
@@ -89,15 +90,18 @@ export class Firewall {
     return this.apply((config, access) => runCommand(argv, config, access, { tty }), dummynet);
   }
 
-  /** Applies a rules file, all or nothing. */
-  file(text: string, dummynet?: FirewallAccess['dummynet']): CommandResult {
-    return this.apply((config, access) => runFile(text, config, access), dummynet);
+  /**
+   * Applies a rules file, all or nothing: with a dummynet that keeps state of its own (a
+   * daemon's), pass `dummynetCheck` too, where the file's dummynet lines are tried first.
+   */
+  file(text: string, dummynet?: FirewallAccess['dummynet'], dummynetCheck?: FirewallAccess['dummynetCheck']): CommandResult {
+    return this.apply((config, access) => runFile(text, config, access), dummynet, dummynetCheck);
   }
 
-  private apply(fn: (config: FirewallConfig, access: FirewallAccess) => CommandResult, dummynet?: FirewallAccess['dummynet']): CommandResult {
+  private apply(fn: (config: FirewallConfig, access: FirewallAccess) => CommandResult, dummynet?: FirewallAccess['dummynet'], dummynetCheck?: FirewallAccess['dummynetCheck']): CommandResult {
     return this.store.withLock(() => {
       const config = this.store.readConfig();
-      const r = fn(config, this.access(dummynet));
+      const r = fn(config, this.access(dummynet, dummynetCheck));
       if (r.config !== config) {
         r.config.version = config.version + 1;
         this.store.publish(r.config);

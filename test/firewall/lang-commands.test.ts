@@ -9,7 +9,7 @@ import { runCommand, runFile, emptyConfig, type CommandResult } from '../../src/
 import { parseRule } from '../../src/firewall/parse.js';
 import type { FirewallConfig } from '../../src/firewall/rule.js';
 import { FakeAccess } from './fake-access.js';
-import { makeConfigDummynet } from '../../src/firewall/dummynet-glue.js';
+import { makeConfigDummynet, makeDaemonDummynet, checkingDummynet } from '../../src/firewall/dummynet-glue.js';
 
 class Fw {
   config: FirewallConfig = emptyConfig(true);
@@ -320,6 +320,21 @@ test('enable/disable one_pass and dyn_keepalive; dummynet words are routed to th
   runCommand(['sched 1 config type wf2q+'], fw.config, access);
   runCommand(['-nq', 'pipe', '2', 'config', 'delay', '5'], fw.config, access);
   assert.deepEqual(seen.slice(1), [['queue', 'show'], ['sched', '1', 'config', 'type', 'wf2q+'], ['(-n)', 'pipe', '2', 'config', 'delay', '5']]);
+});
+
+test('a rules file is all or nothing for a daemon\'s dummynet too: its lines are tried on a copy first', () => {
+  const dd = makeDaemonDummynet();
+  const access = Object.assign(new FakeAccess(), { dummynet: dd.command, dummynetCheck: checkingDummynet });
+  const c0 = emptyConfig(true);
+  const bad = runFile('pipe 1 config bw 10Mbit/s\nqueue 2 config pipe 1 weight 5\nadd 100 frob\n', c0, access);
+  assert.equal(bad.status, 65);
+  assert.equal(bad.config, c0);
+  assert.equal(runCommand(['pipe', 'show'], c0, access).stdout, '', "the daemon's dummynet is untouched");
+  const good = runFile('pipe 1 config bw 10Mbit/s\nqueue 2 config pipe 1 weight 5\nadd 100 queue 2 ip from any to any\n', c0, access);
+  assert.equal(good.status, 0, good.stderr);
+  assert.match(runCommand(['pipe', 'show'], good.config, access).stdout, /^00001: +10\.000 Mbit\/s/m);
+  assert.match(runCommand(['queue', 'show'], good.config, access).stdout, /^q00002 /m);
+  assert.notEqual(good.config.dummynet, null);
 });
 
 test('dummynet commands after ipfw options (-q, -n, -s field) reach the real dummynet; -n changes nothing', () => {
