@@ -8,7 +8,8 @@
  *    on the far side, and ping's round trip; the attach daemons run on the interfaces' default
  *    backend (AF_XDP where it works; the backend is in each line) and again with AF_PACKET;
  *  - iperf3 TCP through VALE vs through a Linux bridge (TSO/GSO off on the end points for both:
- *    frames have to be MTU-sized for netmap), and again with the end points' offloads on.
+ *    frames have to be MTU-sized for netmap), and again with the end points' offloads on; each
+ *    4 s run's sender retransmissions are printed beside its rate.
  * Usage: node dist/bench/interfaces-tools.js [frames [tx|rx|switch]]   (default 1,000,000, all)
  *        node dist/bench/interfaces-tools.js 0 iperf [rounds [xdp]]   iperf3 only (offloads off),
  *        the Linux bridge and VALE in alternation, `rounds` times (default 3): the ratio each round
@@ -135,23 +136,25 @@ function attach(lab: LabT, ns: string, sw: string, dev: string, op: 'attachInter
  * iperf3 TCP from l to r: a 1 s warm-up (the forwarding process compiles its hot paths; the
  * Linux bridge gets the same), then two 4 s runs; returns their mean and both figures.
  */
-async function iperf(lab: LabT, l: string, r: string): Promise<{ mean: number; runs: number[] }> {
+async function iperf(lab: LabT, l: string, r: string): Promise<{ mean: number; runs: number[]; retransmits: number[] }> {
   const runs: number[] = [];
+  const retransmits: number[] = [];
   for (const secs of [1, 4, 4]) {
     // a server that was not listening yet (a loaded machine) fails the client: try again, twice
     for (let attempt = 0; ; attempt++) {
       lab.spawn(r, 'iperf3', ['-s', '-1']);
       await sleep(300 + 700 * attempt);
       const res = lab.run(l, 'iperf3', ['-c', '198.18.0.2', '-t', String(secs), '-J'], 30_000);
-      const bps = (JSON.parse(res.stdout || '{}') as { end?: { sum_received?: { bits_per_second: number } } }).end?.sum_received?.bits_per_second;
+      const end = (JSON.parse(res.stdout || '{}') as { end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } } }).end;
+      const bps = end?.sum_received?.bits_per_second;
       if (res.status === 0 && bps !== undefined) {
-        if (secs > 1) runs.push(bps);
+        if (secs > 1) { runs.push(bps); retransmits.push(end?.sum_sent?.retransmits ?? -1); }
         break;
       }
       if (attempt === 2) throw new Error(`iperf3: ${res.stderr || res.stdout}`);
     }
   }
-  return { mean: runs.reduce((a, b) => a + b, 0) / runs.length, runs };
+  return { mean: runs.reduce((a, b) => a + b, 0) / runs.length, runs, retransmits };
 }
 
 /**
@@ -225,7 +228,7 @@ async function switchBench(frames: number, kind: 'vale' | 'linux', offloads = fa
       if (skipReason(['iperf3']) === null) {
         const it = await iperf(lab, l, r);
         bps = it.mean;
-        emit(`${kind}_iperf3_tcp${offloads ? '_offloads_on' : ''}_bps`, bps, 'bit/s', { runs: it.runs.map((v) => Math.round(v)), note: `mean of two 4 s runs after a 1 s warm-up; TSO/GSO ${offloads ? 'on' : 'off'} on the end points`, ...tag });
+        emit(`${kind}_iperf3_tcp${offloads ? '_offloads_on' : ''}_bps`, bps, 'bit/s', { runs: it.runs.map((v) => Math.round(v)), retransmits: it.retransmits, note: `mean of two 4 s runs after a 1 s warm-up; TSO/GSO ${offloads ? 'on' : 'off'} on the end points`, ...tag });
       }
       return { pps, bps };
     } finally {
