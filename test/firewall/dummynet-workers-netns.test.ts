@@ -43,7 +43,11 @@ test('dummynet netns, kipfw -p 2: delay 20 ms each way adds 40 ms to the ping RT
   for (const p of ['1', '2']) assert.deepEqual(flowRow(must('pwd', 'pipe', p, 'show')).slice(0, 1), [10], `pipe ${p}: the 10 echo requests or replies`);
   const closing = await stop(d);
   console.log(`# -p 2 delay: base RTT min ${b0} ms, with 2 x 20 ms min ${s0} median ${median(slow)} ms (load ${load()}); ${/dummynet released .*/.exec(closing)?.[0] ?? closing}`);
-  assert.ok(Math.abs(s0 - b0 - 40) <= 1, `RTT ${s0} ms = base ${b0} ms + 40 ms ± 1`);
+  // Never early. Late by up to 1.5 ms: with -p 2 each direction's frames may cross the hand-off
+  // ring into worker 0 and wait for its wake-up, and both releases add their lateness. On the
+  // 2-vCPU VM, 2026-12-04, the fastest delayed ping came 0.31-0.70 ms over base + 40 in six runs
+  // and 1.03 in one full suite (one ms had been the bound, as with -p 1 where nothing is handed off).
+  assert.ok(s0 - b0 - 40 >= -1 && s0 - b0 - 40 <= 1.5, `RTT ${s0} ms = base ${b0} ms + 40 ms, -1 / +1.5`);
   assert.match(closing, /dummynet released 20 packets/);
 }));
 
