@@ -262,7 +262,7 @@ async function main(): Promise<number> {
       for (let k = 0; k < rounds; k++) {
         const linux = await switchBench(0, 'linux');
         const vale = await switchBench(0, 'vale', false, backend);
-        emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio', { round: k + 1, ...(backend !== undefined ? { backend } : {}) });
+        if (vale.bps > 0 && linux.bps > 0) emit('iperf3_ratio_vale_vs_linux_bridge', vale.bps / linux.bps, 'ratio', { round: k + 1, ...(backend !== undefined ? { backend } : {}) });
       }
     }
     if (only === undefined || only === 'switch') {

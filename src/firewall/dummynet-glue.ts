@@ -18,12 +18,17 @@ function changes(argv: string[]): boolean {
   return argv.some((a) => a === 'config' || a === 'delete' || a === 'flush');
 }
 
+/** A dummynet holding configuration `json` (a FirewallConfig's `dummynet`; none when null). */
+function dummynetFrom(json: unknown): Dummynet {
+  const dn = new Dummynet();
+  if (json !== null && json !== undefined) dn.loadConfig(json);
+  return dn;
+}
+
 function run(dn: Dummynet, argv: string[], config: FirewallConfig, testOnly: boolean): CommandResult {
   if (testOnly) {
     // ipfw -n: the command on a copy of the configuration, which is then dropped
-    const scratch = new Dummynet();
-    scratch.loadConfig(dn.configJSON());
-    const r = scratch.command(argv);
+    const r = dummynetFrom(dn.configJSON()).command(argv);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr, config };
   }
   const r = dn.command(argv);
@@ -51,11 +56,7 @@ export function makeDaemonDummynet(): DaemonDummynet {
 
 /** For a firewall without a daemon (or none at all: ipfw -n): dummynet commands on the configuration alone. */
 export function makeConfigDummynet(): NonNullable<FirewallAccess['dummynet']> {
-  return (argv, config, testOnly) => {
-    const dn = new Dummynet();
-    if (config.dummynet !== null && config.dummynet !== undefined) dn.loadConfig(config.dummynet);
-    return run(dn, argv, config, testOnly);
-  };
+  return (argv, config, testOnly) => run(dummynetFrom(config.dummynet), argv, config, testOnly);
 }
 
 /**
@@ -63,7 +64,6 @@ export function makeConfigDummynet(): NonNullable<FirewallAccess['dummynet']> {
  * a rules file's lines build on each other there before any reaches the daemon's own.
  */
 export function checkingDummynet(config: FirewallConfig): NonNullable<FirewallAccess['dummynet']> {
-  const dn = new Dummynet();
-  if (config.dummynet !== null && config.dummynet !== undefined) dn.loadConfig(config.dummynet);
+  const dn = dummynetFrom(config.dummynet);
   return (argv, cfg, testOnly) => run(dn, argv, cfg, testOnly);
 }

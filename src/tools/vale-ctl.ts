@@ -132,7 +132,8 @@ async function run({ action, arg, conf, verbose, vnetHdr }: Args): Promise<numbe
     const what = action === 'list' || (action === 's' && arg === '') ? 'all' : arg;
     // netmap's vale-ctl line (strerror), then the code and our reason
     const reason = e.message.replace(/ \([A-Z]+\)$/, '');
-    console.error(`failed to ${ACTION_WORD[action]} ${what}: ${STRERROR[e.code] !== undefined ? `${STRERROR[e.code]} (${e.code}: ${reason})` : `${e.code} (${reason})`}`);
+    const text = STRERROR[e.code];
+    console.error(`failed to ${ACTION_WORD[action]} ${what}: ${text ?? e.code} (${text !== undefined ? `${e.code}: ` : ''}${reason})`);
     return 1;
   }
   return 1;
